@@ -1,0 +1,1 @@
+//! Sources and sinks: the Kafka source, datagen/nexmark generators and the JSON/CSV decoders land here (see issues 3, 4 and 6). The crate is part of the layout from the start so that the server, not the engine, depends on it.

@@ -1,0 +1,123 @@
+//! Changelog chunks: an Arrow batch plus one signed weight per row.
+//!
+//! A weight of `+1` inserts the row, `-1` deletes it; an update is a delete of the old row
+//! and an insert of the new one. Weights other than ±1 carry multiplicities (a backfill of
+//! a view row that occurs three times has weight 3).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
+
+use crate::EngineError;
+
+/// One row as scalar values.
+pub type Row = Vec<ScalarValue>;
+
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub batch: RecordBatch,
+    pub weights: Vec<i64>,
+}
+
+impl Chunk {
+    pub fn new(batch: RecordBatch, weights: Vec<i64>) -> Chunk {
+        debug_assert_eq!(batch.num_rows(), weights.len());
+        Chunk { batch, weights }
+    }
+
+    pub fn empty(schema: SchemaRef) -> Chunk {
+        Chunk {
+            batch: RecordBatch::new_empty(schema),
+            weights: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.batch.schema()
+    }
+
+    /// Builds a chunk from rows; `schema` gives the column types.
+    pub fn from_rows(schema: SchemaRef, rows: &[Row], weights: Vec<i64>) -> Result<Chunk, EngineError> {
+        let batch = rows_to_batch(schema, rows)?;
+        Ok(Chunk { batch, weights })
+    }
+
+    /// The rows of the chunk as scalar values.
+    pub fn rows(&self) -> Result<Vec<Row>, EngineError> {
+        batch_rows(&self.batch)
+    }
+
+    /// Keeps the rows where `mask` is true (NULL counts as false).
+    pub fn filter(&self, mask: &BooleanArray) -> Result<Chunk, EngineError> {
+        let mask = if mask.null_count() > 0 {
+            BooleanArray::from_iter(mask.iter().map(|v| Some(v == Some(true))))
+        } else {
+            mask.clone()
+        };
+        let batch = filter_record_batch(&self.batch, &mask)?;
+        let weights = self
+            .weights
+            .iter()
+            .zip(mask.iter())
+            .filter(|(_, m)| *m == Some(true))
+            .map(|(w, _)| *w)
+            .collect();
+        Ok(Chunk { batch, weights })
+    }
+}
+
+/// The rows of a batch as scalar values.
+pub fn batch_rows(batch: &RecordBatch) -> Result<Vec<Row>, EngineError> {
+    let cols = batch.columns();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let mut row = Vec::with_capacity(cols.len());
+        for c in cols {
+            row.push(ScalarValue::try_from_array(c, i)?);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Builds a batch of `schema` from rows of scalar values.
+pub fn rows_to_batch(schema: SchemaRef, rows: &[Row]) -> Result<RecordBatch, EngineError> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (i, f) in schema.fields().iter().enumerate() {
+        let array = if rows.is_empty() {
+            datafusion::arrow::array::new_empty_array(f.data_type())
+        } else {
+            let values = rows.iter().map(|r| r[i].clone());
+            let arr = ScalarValue::iter_to_array(values)?;
+            if arr.data_type() != f.data_type() {
+                datafusion::arrow::compute::cast(&arr, f.data_type())?
+            } else {
+                arr
+            }
+        };
+        columns.push(array);
+    }
+    let opts = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(schema, columns, &opts)?)
+}
+
+/// A schema's column types.
+pub fn column_types(schema: &SchemaRef) -> Vec<datafusion::arrow::datatypes::DataType> {
+    schema.fields().iter().map(|f| f.data_type().clone()).collect()
+}
+
+/// Shorthand used by tests and operators.
+pub fn arc_schema(fields: Vec<datafusion::arrow::datatypes::Field>) -> SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+}

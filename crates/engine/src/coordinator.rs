@@ -1,0 +1,421 @@
+//! The coordinator: the single writer of a Freshet database.
+//!
+//! It runs on its own thread and owns the write buffer ([`Txn`]) and every view's
+//! [`Dataflow`]. Commands arrive from sessions over a channel and are handled one at a
+//! time, so statements are serializable:
+//!
+//! - a table write is validated (primary key, NOT NULL, the deleted rows are still the
+//!   current ones), applied to the table's rows, and its changelog pushed through every
+//!   view that reads the table, then through the views that read those views, and so on;
+//!   if anything fails, the statement's writes are undone;
+//! - a commit (checkpoint) writes the buffer — table rows, view rows, operator state and
+//!   catalog changes — in one synced RocksDB batch. It happens when a session waits for its
+//!   write (read-your-writes; all writers queued at that moment share the commit), on
+//!   `FLUSH`, on DDL, and otherwise every `checkpoint_interval`.
+//!
+//! Queries read committed data only, so every view is consistent with every other view and
+//! with the tables.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use freshet_storage::{codec, decode_relation, keys, RowLayout, Store, Txn};
+use tokio::sync::oneshot;
+
+use crate::chunk::{batch_rows, column_types, Chunk, Row};
+use crate::dataflow::Dataflow;
+use crate::operators::add_count;
+use crate::plan::{RelationId, StreamNode};
+use crate::EngineError;
+
+/// A table as the engine sees it.
+#[derive(Clone, Debug)]
+pub struct TableDesc {
+    pub id: RelationId,
+    pub name: String,
+    pub schema: SchemaRef,
+    /// Primary key column indexes; empty: the table is a multiset of rows.
+    pub pk: Vec<usize>,
+    /// Per column: NOT NULL (primary key columns included).
+    pub not_null: Vec<bool>,
+}
+
+/// A materialized view as the engine sees it.
+#[derive(Clone, Debug)]
+pub struct ViewDesc {
+    pub id: RelationId,
+    pub name: String,
+    pub schema: SchemaRef,
+    pub plan: StreamNode,
+}
+
+/// Rows to delete (as they currently are) and rows to insert, in the table's schema.
+pub struct TableWrite {
+    pub table: RelationId,
+    pub deletes: Vec<RecordBatch>,
+    pub inserts: Vec<RecordBatch>,
+}
+
+pub enum Ddl {
+    CreateTable(TableDesc),
+    CreateView(ViewDesc),
+    Drop(RelationId),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+enum Command {
+    Ddl {
+        ddl: Ddl,
+        catalog: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Write {
+        write: TableWrite,
+        wait: bool,
+        reply: Reply<()>,
+    },
+    Flush(Reply<()>),
+    Shutdown(Reply<()>),
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A handle on the coordinator; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Engine {
+    /// Starts the coordinator over `store` with the existing tables and views (views in
+    /// creation order, so that a view comes after everything it reads).
+    pub fn start(
+        store: Store,
+        tables: Vec<TableDesc>,
+        views: Vec<ViewDesc>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let mut c = Coordinator {
+            txn: Txn::new(store),
+            tables: HashMap::new(),
+            schemas: HashMap::new(),
+            views: Vec::new(),
+            waiters: Vec::new(),
+            config,
+        };
+        for t in tables {
+            c.schemas.insert(t.id, t.schema.clone());
+            c.tables.insert(t.id, t);
+        }
+        for v in views {
+            c.schemas.insert(v.id, v.schema.clone());
+            c.views.push(Dataflow::build(v.id, &v.plan)?);
+        }
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("freshet-coordinator".into())
+            .spawn(move || c.run(rx))
+            .map_err(|e| EngineError::Internal(format!("cannot start coordinator: {e}")))?;
+        Ok(Engine { tx })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| EngineError::ShutDown)?;
+        rx.await.map_err(|_| EngineError::ShutDown)?
+    }
+
+    /// Applies DDL and stores `catalog` (the new catalog document) in the same commit.
+    pub async fn ddl(&self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
+        self.call(|reply| Command::Ddl { ddl, catalog, reply }).await
+    }
+
+    /// Applies a table write. With `wait`, returns once it is committed (and so visible
+    /// in every view); otherwise once it is applied (visible after the next checkpoint).
+    pub async fn write(&self, write: TableWrite, wait: bool) -> Result<(), EngineError> {
+        self.call(|reply| Command::Write { write, wait, reply }).await
+    }
+
+    /// Returns once everything applied so far is committed.
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        self.call(Command::Flush).await
+    }
+
+    /// Commits and stops the coordinator.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.call(Command::Shutdown).await
+    }
+}
+
+struct Coordinator {
+    txn: Txn,
+    tables: HashMap<RelationId, TableDesc>,
+    /// Schemas of all tables and views.
+    schemas: HashMap<RelationId, SchemaRef>,
+    /// Views in creation order.
+    views: Vec<Dataflow>,
+    /// Replies to send once the buffer is committed.
+    waiters: Vec<Reply<()>>,
+    config: EngineConfig,
+}
+
+const BACKFILL_CHUNK: usize = 4096;
+
+impl Coordinator {
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+        loop {
+            let timeout = next_checkpoint.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(timeout) {
+                Ok(cmd) => {
+                    if self.handle(cmd) {
+                        return;
+                    }
+                    // Let every writer queued right now share one commit.
+                    while let Ok(cmd) = rx.try_recv() {
+                        if self.handle(cmd) {
+                            return;
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.commit();
+                    return;
+                }
+            }
+            if !self.waiters.is_empty() || Instant::now() >= next_checkpoint {
+                self.commit();
+                next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+            }
+        }
+    }
+
+    /// Handles one command; returns true to stop.
+    fn handle(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Write { write, wait, reply } => match self.statement(|c| c.apply_write(write)) {
+                Ok(()) if wait => self.waiters.push(reply),
+                res => {
+                    let _ = reply.send(res);
+                }
+            },
+            Command::Flush(reply) => self.waiters.push(reply),
+            Command::Ddl { ddl, catalog, reply } => {
+                let res = self.statement(|c| c.apply_ddl(ddl, catalog));
+                match res {
+                    Ok(()) => self.waiters.push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Shutdown(reply) => {
+                self.commit();
+                let _ = reply.send(Ok(()));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs `f` as one statement: all its writes or none.
+    fn statement(&mut self, f: impl FnOnce(&mut Self) -> Result<(), EngineError>) -> Result<(), EngineError> {
+        self.txn.begin_statement();
+        match f(self) {
+            Ok(()) => {
+                self.txn.end_statement();
+                Ok(())
+            }
+            Err(e) => {
+                self.txn.rollback_statement();
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(&mut self) {
+        let res = self.txn.commit();
+        if let Err(e) = &res {
+            tracing::error!(error = %e, "checkpoint commit failed");
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.send(match &res {
+                Ok(()) => Ok(()),
+                Err(e) => Err(EngineError::Internal(format!("commit failed: {e}"))),
+            });
+        }
+    }
+
+    fn table(&self, id: RelationId) -> Result<&TableDesc, EngineError> {
+        self.tables.get(&id).ok_or(EngineError::UnknownRelation(id))
+    }
+
+    fn apply_write(&mut self, write: TableWrite) -> Result<(), EngineError> {
+        let desc = self.table(write.table)?.clone();
+        let mut changes: Vec<Row> = Vec::new();
+        let mut weights = Vec::new();
+        for b in &write.deletes {
+            for row in batch_rows(b)? {
+                self.delete_row(&desc, &row)?;
+                changes.push(row);
+                weights.push(-1);
+            }
+        }
+        for b in &write.inserts {
+            for row in batch_rows(b)? {
+                self.insert_row(&desc, &row)?;
+                changes.push(row);
+                weights.push(1);
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let chunk = Chunk::from_rows(desc.schema.clone(), &changes, weights)?;
+        self.propagate(desc.id, chunk)
+    }
+
+    fn pk_bytes(desc: &TableDesc, row: &Row) -> Result<Vec<u8>, EngineError> {
+        let pk: Row = desc.pk.iter().map(|&i| row[i].clone()).collect();
+        Ok(codec::encode_row(&pk)?)
+    }
+
+    fn delete_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
+        if desc.pk.is_empty() {
+            let key = keys::row_key(desc.id, &codec::encode_row(row)?);
+            let (old, _) = add_count(&mut self.txn, key, -1)?;
+            if old <= 0 {
+                return Err(EngineError::Conflict);
+            }
+        } else {
+            let key = keys::row_key(desc.id, &Self::pk_bytes(desc, row)?);
+            match self.txn.get(&key)? {
+                Some(cur) if cur == codec::encode_row(row)? => self.txn.delete(key),
+                _ => return Err(EngineError::Conflict),
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
+        for (i, v) in row.iter().enumerate() {
+            if desc.not_null.get(i).copied().unwrap_or(false) && v.is_null() {
+                return Err(EngineError::NotNull {
+                    table: desc.name.clone(),
+                    column: desc.schema.field(i).name().clone(),
+                });
+            }
+        }
+        if desc.pk.is_empty() {
+            let key = keys::row_key(desc.id, &codec::encode_row(row)?);
+            add_count(&mut self.txn, key, 1)?;
+        } else {
+            let key = keys::row_key(desc.id, &Self::pk_bytes(desc, row)?);
+            if self.txn.get(&key)?.is_some() {
+                let cols: Vec<&str> = desc.pk.iter().map(|&i| desc.schema.field(i).name().as_str()).collect();
+                let vals: Vec<String> = desc.pk.iter().map(|&i| display_value(&row[i])).collect();
+                return Err(EngineError::DuplicateKey {
+                    table: desc.name.clone(),
+                    detail: format!("Key ({})=({}) already exists.", cols.join(", "), vals.join(", ")),
+                });
+            }
+            self.txn.put(key, codec::encode_row(row)?);
+        }
+        Ok(())
+    }
+
+    /// Pushes a relation's changes through every view that reads it, transitively.
+    fn propagate(&mut self, relation: RelationId, chunk: Chunk) -> Result<(), EngineError> {
+        let mut queue = VecDeque::from([(relation, chunk)]);
+        while let Some((rel, chunk)) = queue.pop_front() {
+            for df in self.views.iter_mut() {
+                if df.reads(rel) {
+                    for out in df.push(rel, &chunk, &mut self.txn)? {
+                        queue.push_back((df.view(), out));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All current rows of a table or view, with multiplicities as weights.
+    fn scan_relation(&self, id: RelationId) -> Result<(Vec<Row>, Vec<i64>), EngineError> {
+        let schema = self
+            .schemas
+            .get(&id)
+            .ok_or(EngineError::UnknownRelation(id))?;
+        let layout = match self.tables.get(&id) {
+            Some(t) if !t.pk.is_empty() => RowLayout::Keyed,
+            _ => RowLayout::Multiset,
+        };
+        let prefix = keys::rows_prefix(id);
+        let rows = decode_relation(
+            self.txn.scan_prefix(&prefix)?,
+            prefix.len(),
+            &column_types(schema),
+            layout,
+        )?;
+        Ok(rows.into_iter().unzip())
+    }
+
+    fn apply_ddl(&mut self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
+        match ddl {
+            Ddl::CreateTable(t) => {
+                self.schemas.insert(t.id, t.schema.clone());
+                self.tables.insert(t.id, t);
+            }
+            Ddl::CreateView(v) => {
+                let mut df = Dataflow::build(v.id, &v.plan)?;
+                df.init(&mut self.txn)?;
+                for (entry, rel) in df.source_entries().into_iter().enumerate() {
+                    let (rows, weights) = self.scan_relation(rel)?;
+                    let schema = self.schemas[&rel].clone();
+                    for (rs, ws) in rows.chunks(BACKFILL_CHUNK).zip(weights.chunks(BACKFILL_CHUNK)) {
+                        let chunk = Chunk::from_rows(schema.clone(), rs, ws.to_vec())?;
+                        df.push_entry(entry, chunk, &mut self.txn)?;
+                    }
+                }
+                self.schemas.insert(v.id, v.schema.clone());
+                self.views.push(df);
+            }
+            Ddl::Drop(id) => {
+                self.tables.remove(&id);
+                self.schemas.remove(&id);
+                self.views.retain(|df| df.view() != id);
+                self.txn.delete_prefix(&keys::rows_prefix(id))?;
+                self.txn.delete_prefix(&keys::view_state_prefix(id))?;
+            }
+        }
+        self.txn.put(keys::CATALOG.to_vec(), catalog);
+        Ok(())
+    }
+}
+
+/// A value as Postgres prints it in error details.
+fn display_value(v: &ScalarValue) -> String {
+    if v.is_null() {
+        return "null".into();
+    }
+    match v {
+        ScalarValue::Utf8(Some(s)) => s.clone(),
+        other => other.to_string(),
+    }
+}

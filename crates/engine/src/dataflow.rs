@@ -1,0 +1,201 @@
+//! A view's dataflow: its operators, wired as the plan's tree, with a [`Materialize`] at
+//! the root that keeps the view's rows.
+//!
+//! Operators are numbered in pre-order (the root is 0), and an operator's state tables get
+//! ids derived from the view id and that number, so rebuilding the dataflow from the same
+//! plan after a restart finds its state again.
+
+use freshet_storage::{keys, Txn};
+
+use crate::chunk::Chunk;
+use crate::operator::Operator;
+use crate::operators::filter::Filter;
+use crate::operators::hash_agg::HashAgg;
+use crate::operators::hash_join::HashJoin;
+use crate::operators::materialize::Materialize;
+use crate::operators::project::Project;
+use crate::plan::{RelationId, StreamNode};
+use crate::EngineError;
+
+struct Node {
+    op: Box<dyn Operator>,
+    /// Parent node and which of its inputs this node feeds; `None` for the root.
+    parent: Option<(usize, usize)>,
+}
+
+pub struct Dataflow {
+    view: RelationId,
+    nodes: Vec<Node>,
+    /// Where each source relation enters: (relation, node, input of that node).
+    sources: Vec<(RelationId, usize, usize)>,
+}
+
+impl Dataflow {
+    pub fn build(view: RelationId, plan: &StreamNode) -> Result<Dataflow, EngineError> {
+        let mut df = Dataflow {
+            view,
+            nodes: vec![Node {
+                op: Box::new(Materialize::new(view)),
+                parent: None,
+            }],
+            sources: Vec::new(),
+        };
+        df.add(plan, (0, 0))?;
+        Ok(df)
+    }
+
+    fn add(&mut self, plan: &StreamNode, parent: (usize, usize)) -> Result<(), EngineError> {
+        let idx = self.nodes.len();
+        let view = self.view;
+        let op_no = u16::try_from(idx)
+            .map_err(|_| EngineError::Internal("too many operators in one view".into()))?;
+        let table_id = move |n: u16| keys::state_table_id(view, op_no, n);
+        let op: Box<dyn Operator> = match plan {
+            StreamNode::Source { relation, .. } => {
+                self.sources.push((*relation, parent.0, parent.1));
+                return Ok(());
+            }
+            StreamNode::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
+            StreamNode::Project { exprs, schema, .. } => {
+                Box::new(Project::new(exprs.clone(), schema.clone()))
+            }
+            StreamNode::Aggregate { group, aggs, schema, .. } => Box::new(HashAgg::new(
+                group.clone(),
+                aggs.clone(),
+                schema.clone(),
+                table_id,
+            )?),
+            StreamNode::Join {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                filter,
+                schema,
+            } => Box::new(HashJoin::new(
+                left_keys.clone(),
+                right_keys.clone(),
+                &left.schema(),
+                &right.schema(),
+                filter.clone(),
+                schema.clone(),
+                table_id,
+            )),
+        };
+        self.nodes.push(Node {
+            op,
+            parent: Some(parent),
+        });
+        match plan {
+            StreamNode::Source { .. } => {}
+            StreamNode::Filter { input, .. }
+            | StreamNode::Project { input, .. }
+            | StreamNode::Aggregate { input, .. } => self.add(input, (idx, 0))?,
+            StreamNode::Join { left, right, .. } => {
+                self.add(left, (idx, 0))?;
+                self.add(right, (idx, 1))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn view(&self) -> RelationId {
+        self.view
+    }
+
+    /// Whether the view reads `relation`.
+    pub fn reads(&self, relation: RelationId) -> bool {
+        self.sources.iter().any(|(r, _, _)| *r == relation)
+    }
+
+    /// The distinct relations the view reads.
+    pub fn inputs(&self) -> Vec<RelationId> {
+        let mut v: Vec<_> = self.sources.iter().map(|(r, _, _)| *r).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Runs `chunk` up from node `node`'s input `input`; returns the root's output.
+    fn propagate(
+        &mut self,
+        mut node: usize,
+        mut input: usize,
+        mut chunk: Chunk,
+        txn: &mut Txn,
+    ) -> Result<Option<Chunk>, EngineError> {
+        loop {
+            let out = self.nodes[node].op.process(input, chunk, txn)?;
+            if out.is_empty() {
+                return Ok(None);
+            }
+            match self.nodes[node].parent {
+                Some((p, i)) => {
+                    node = p;
+                    input = i;
+                    chunk = out;
+                }
+                None => return Ok(Some(out)),
+            }
+        }
+    }
+
+    /// Feeds a change of `relation` to every place the view reads it; returns the view's
+    /// own changes (already applied to its stored rows).
+    pub fn push(
+        &mut self,
+        relation: RelationId,
+        chunk: &Chunk,
+        txn: &mut Txn,
+    ) -> Result<Vec<Chunk>, EngineError> {
+        let entries: Vec<(usize, usize)> = self
+            .sources
+            .iter()
+            .filter(|(r, _, _)| *r == relation)
+            .map(|(_, n, i)| (*n, *i))
+            .collect();
+        let mut out = Vec::new();
+        for (node, input) in entries {
+            if let Some(c) = self.propagate(node, input, chunk.clone(), txn)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Feeds a change into one source entry only (backfill reads each entry in turn).
+    pub fn push_entry(
+        &mut self,
+        entry: usize,
+        chunk: Chunk,
+        txn: &mut Txn,
+    ) -> Result<Option<Chunk>, EngineError> {
+        let (_, node, input) = self.sources[entry];
+        self.propagate(node, input, chunk, txn)
+    }
+
+    /// The source entries, in plan order.
+    pub fn source_entries(&self) -> Vec<RelationId> {
+        self.sources.iter().map(|(r, _, _)| *r).collect()
+    }
+
+    /// Emits the operators' initial output (once, at view creation); returns the root's.
+    pub fn init(&mut self, txn: &mut Txn) -> Result<Vec<Chunk>, EngineError> {
+        let mut out = Vec::new();
+        for idx in (1..self.nodes.len()).rev() {
+            if let Some(c) = self.nodes[idx].op.initial_output(txn)? {
+                if let Some((p, i)) = self.nodes[idx].parent {
+                    if let Some(c) = self.propagate(p, i, c, txn)? {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Operator names in pre-order, for EXPLAIN-like output.
+    pub fn operator_names(&self) -> Vec<&'static str> {
+        self.nodes.iter().map(|n| n.op.name()).collect()
+    }
+}

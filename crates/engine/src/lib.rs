@@ -1,0 +1,47 @@
+//! The dataflow runtime: changelog chunks flow from tables through operators into views.
+//!
+//! - [`chunk`]: a changelog batch (Arrow rows plus weights);
+//! - [`plan`]: the streaming plan the planner produces;
+//! - [`operator`]: the operator contract; [`operators`]: one file per operator;
+//! - [`dataflow`]: a view's operators wired together from its plan;
+//! - [`coordinator`]: the single writer task: applies table writes, pushes their changes
+//!   through every dependent view and commits everything in one RocksDB batch per checkpoint.
+
+pub mod chunk;
+pub mod coordinator;
+pub mod dataflow;
+pub mod operator;
+pub mod operators;
+pub mod plan;
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use freshet_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    DataFusion(#[from] DataFusionError),
+    #[error("duplicate key value violates unique constraint \"{table}_pkey\"")]
+    DuplicateKey { table: String, detail: String },
+    #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
+    NotNull { table: String, column: String },
+    #[error("value out of range: {0}")]
+    OutOfRange(String),
+    #[error("could not serialize access due to concurrent update")]
+    Conflict,
+    #[error("relation with id {0} does not exist")]
+    UnknownRelation(u64),
+    #[error("the engine has shut down")]
+    ShutDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ArrowError> for EngineError {
+    fn from(e: ArrowError) -> Self {
+        EngineError::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}

@@ -1,0 +1,30 @@
+//! The operator contract.
+
+use freshet_storage::Txn;
+
+use crate::chunk::Chunk;
+use crate::EngineError;
+
+/// One step of a view's dataflow.
+///
+/// An operator takes changelog chunks from its inputs (numbered from 0) and returns the
+/// changelog of its output. It keeps its state in the engine's [`Txn`] under its own state
+/// tables (key prefixes allocated by the dataflow), so it is committed with everything else
+/// at the next checkpoint and restored by simply reading it again after a restart.
+///
+/// Rules: `process` consumes deletes as well as inserts (weights may be any non-zero
+/// integer); it must not emit a row it did not derive from its inputs or its initial
+/// output; errors are returned, never panicked.
+pub trait Operator: Send {
+    /// Short name for EXPLAIN and errors.
+    fn name(&self) -> &'static str;
+
+    /// Processes one chunk from input `input` and returns the output changelog.
+    fn process(&mut self, input: usize, chunk: Chunk, state: &mut Txn) -> Result<Chunk, EngineError>;
+
+    /// Output the operator has before any input (e.g. a global aggregate's row over zero
+    /// rows). Called once, when the view is created.
+    fn initial_output(&mut self, _state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
+        Ok(None)
+    }
+}

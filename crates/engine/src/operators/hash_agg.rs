@@ -1,0 +1,483 @@
+//! Hash aggregation over a changelog.
+//!
+//! State:
+//! - table 0, `group key → accumulator row`: the group's row count, then per aggregate the
+//!   running values that inserts and deletes can both update (counts, and for sum/avg the
+//!   non-null count and the sum);
+//! - one more table per aggregate that needs the values themselves, `group key | value →
+//!   multiplicity`: min/max (after deleting the current minimum, the next one is the
+//!   first key of the group's range) and DISTINCT aggregates (a value counts while its
+//!   multiplicity is positive).
+//!
+//! For each group a chunk touches, the operator emits the group's old output row as a
+//! delete and its new output row as an insert (nothing if they are equal). A group whose
+//! row count drops to zero disappears; the global aggregate (no GROUP BY) always has
+//! exactly one row, like SQL's `SELECT count(*) FROM t` over an empty table.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use freshet_storage::codec::{self, Decoder};
+use freshet_storage::Txn;
+
+use super::{add_count, eval_all, StateTable};
+use crate::chunk::{Chunk, Row};
+use crate::operator::Operator;
+use crate::plan::{AggCall, AggKind, PhysExpr};
+use crate::EngineError;
+
+pub struct HashAgg {
+    group: Vec<PhysExpr>,
+    aggs: Vec<AggCall>,
+    schema: SchemaRef,
+    groups: StateTable,
+    /// Per aggregate, the value multiset table if it needs one.
+    values: Vec<Option<StateTable>>,
+    /// Per aggregate, the first accumulator slot.
+    offsets: Vec<usize>,
+    acc_types: Vec<DataType>,
+}
+
+/// The type sums are accumulated in.
+fn sum_type(arg: &DataType) -> Result<DataType, EngineError> {
+    Ok(match arg {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DataType::Int64,
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => DataType::Int64,
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
+        DataType::Decimal128(_, s) => DataType::Decimal128(38, *s),
+        DataType::Interval(u) => DataType::Interval(*u),
+        other => {
+            return Err(EngineError::Internal(format!(
+                "sum/avg over {other} is not supported"
+            )))
+        }
+    })
+}
+
+fn needs_values(a: &AggCall) -> bool {
+    a.distinct || matches!(a.kind, AggKind::Min | AggKind::Max)
+}
+
+impl HashAgg {
+    /// `table_id(n)` gives the id of the operator's state table number `n`.
+    pub fn new(
+        group: Vec<PhysExpr>,
+        aggs: Vec<AggCall>,
+        schema: SchemaRef,
+        table_id: impl Fn(u16) -> u64,
+    ) -> Result<HashAgg, EngineError> {
+        let mut acc_types = vec![DataType::Int64];
+        let mut offsets = Vec::with_capacity(aggs.len());
+        let mut values = Vec::with_capacity(aggs.len());
+        for (i, a) in aggs.iter().enumerate() {
+            offsets.push(acc_types.len());
+            values.push(needs_values(a).then(|| StateTable::new(table_id(i as u16 + 1))));
+            match (a.kind, a.distinct) {
+                (AggKind::CountStar | AggKind::Count, _) => acc_types.push(DataType::Int64),
+                (AggKind::Sum | AggKind::Avg, false) => {
+                    let t = a.arg_type.as_ref().ok_or_else(|| {
+                        EngineError::Internal("sum/avg without an argument type".into())
+                    })?;
+                    acc_types.push(DataType::Int64);
+                    acc_types.push(sum_type(t)?);
+                }
+                _ => {}
+            }
+        }
+        Ok(HashAgg {
+            group,
+            aggs,
+            schema,
+            groups: StateTable::new(table_id(0)),
+            values,
+            offsets,
+            acc_types,
+        })
+    }
+
+    fn initial_acc(&self) -> Result<Row, EngineError> {
+        self.acc_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if i == 0 || *t == DataType::Int64 {
+                    Ok(ScalarValue::Int64(Some(0)))
+                } else {
+                    Ok(ScalarValue::new_zero(t)?)
+                }
+            })
+            .collect()
+    }
+
+    fn load(&self, state: &Txn, gkey: &[u8]) -> Result<Option<Row>, EngineError> {
+        match state.get(&self.groups.key(gkey))? {
+            Some(v) => Ok(Some(codec::decode_row(&v, &self.acc_types)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn count(acc: &Row, slot: usize) -> i64 {
+        match acc[slot] {
+            ScalarValue::Int64(Some(n)) => n,
+            _ => 0,
+        }
+    }
+
+    /// The distinct values of aggregate `i` in group `gkey`, ascending.
+    fn scan_values(&self, state: &Txn, i: usize, gkey: &[u8]) -> Result<Vec<ScalarValue>, EngineError> {
+        let table = self.values[i]
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("aggregate without value table".into()))?;
+        let arg_type = self.aggs[i]
+            .arg_type
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("aggregate without argument type".into()))?;
+        let prefix = table.key(gkey);
+        state
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(k, _)| Ok(Decoder::new(&k[prefix.len()..]).value(arg_type)?))
+            .collect()
+    }
+
+    fn first_value(&self, state: &Txn, i: usize, gkey: &[u8], last: bool) -> Result<Option<ScalarValue>, EngineError> {
+        let table = self.values[i]
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("aggregate without value table".into()))?;
+        let arg_type = self.aggs[i]
+            .arg_type
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("aggregate without argument type".into()))?;
+        let prefix = table.key(gkey);
+        match state.first_with_prefix(&prefix, last)? {
+            Some((k, _)) => Ok(Some(Decoder::new(&k[prefix.len()..]).value(arg_type)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The output row of a group.
+    fn output(&self, state: &Txn, gkey: &[u8], gvals: &Row, acc: &Row) -> Result<Row, EngineError> {
+        let mut out = gvals.clone();
+        for (i, a) in self.aggs.iter().enumerate() {
+            let off = self.offsets[i];
+            let v = match (a.kind, a.distinct) {
+                (AggKind::CountStar | AggKind::Count, _) => acc[off].clone(),
+                (AggKind::Min, _) => self.first_value(state, i, gkey, false)?.unwrap_or(ScalarValue::Null),
+                (AggKind::Max, _) => self.first_value(state, i, gkey, true)?.unwrap_or(ScalarValue::Null),
+                (AggKind::Sum | AggKind::Avg, false) => {
+                    let n = Self::count(acc, off);
+                    if n == 0 {
+                        ScalarValue::Null
+                    } else if a.kind == AggKind::Sum {
+                        acc[off + 1].clone()
+                    } else {
+                        average(&acc[off + 1], n, &a.return_type)?
+                    }
+                }
+                (AggKind::Sum | AggKind::Avg, true) => {
+                    let vals = self.scan_values(state, i, gkey)?;
+                    if vals.is_empty() {
+                        ScalarValue::Null
+                    } else {
+                        let t = sum_type(&vals[0].data_type())?;
+                        let mut sum = ScalarValue::new_zero(&t)?;
+                        for v in &vals {
+                            sum = sum.add_checked(v.cast_to(&t)?)?;
+                        }
+                        if a.kind == AggKind::Sum {
+                            sum
+                        } else {
+                            average(&sum, vals.len() as i64, &a.return_type)?
+                        }
+                    }
+                }
+            };
+            out.push(cast_or_null(v, &a.return_type)?);
+        }
+        Ok(out)
+    }
+
+    fn apply(
+        &self,
+        state: &mut Txn,
+        gkey: &[u8],
+        acc: &mut Row,
+        args: &[Option<ScalarValue>],
+        w: i64,
+    ) -> Result<(), EngineError> {
+        acc[0] = ScalarValue::Int64(Some(Self::count(acc, 0) + w));
+        for (i, a) in self.aggs.iter().enumerate() {
+            let off = self.offsets[i];
+            if a.kind == AggKind::CountStar {
+                acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
+                continue;
+            }
+            let v = match &args[i] {
+                Some(v) if !v.is_null() => v,
+                _ => continue, // aggregates ignore NULL inputs
+            };
+            if let Some(table) = &self.values[i] {
+                let mut vk = Vec::new();
+                codec::encode_value(v, &mut vk)?;
+                let (old, new) = add_count(state, table.key2(gkey, &vk), w)?;
+                if new < 0 {
+                    return Err(EngineError::Internal("negative value multiplicity".into()));
+                }
+                if a.distinct && a.kind == AggKind::Count {
+                    let delta = match (old > 0, new > 0) {
+                        (false, true) => 1,
+                        (true, false) => -1,
+                        _ => 0,
+                    };
+                    acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + delta));
+                }
+                continue;
+            }
+            match a.kind {
+                AggKind::Count => acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w)),
+                AggKind::Sum | AggKind::Avg => {
+                    acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
+                    let t = acc[off + 1].data_type();
+                    let delta = v
+                        .cast_to(&t)?
+                        .mul_checked(ScalarValue::Int64(Some(w)).cast_to(&t)?)
+                        .map_err(|e| EngineError::OutOfRange(e.to_string()))?;
+                    acc[off + 1] = acc[off + 1]
+                        .add_checked(delta)
+                        .map_err(|e| EngineError::OutOfRange(e.to_string()))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sum / n` in the aggregate's return type.
+fn average(sum: &ScalarValue, n: i64, ret: &DataType) -> Result<ScalarValue, EngineError> {
+    match (sum, ret) {
+        (ScalarValue::Decimal128(Some(s), _, in_scale), DataType::Decimal128(p, out_scale)) => {
+            let shift = (*out_scale as i32 - *in_scale as i32).max(0) as u32;
+            let scaled = s
+                .checked_mul(10i128.pow(shift))
+                .ok_or_else(|| EngineError::OutOfRange("numeric average".into()))?;
+            Ok(ScalarValue::Decimal128(Some(scaled / n as i128), *p, *out_scale))
+        }
+        _ => {
+            let f = match sum.cast_to(&DataType::Float64)? {
+                ScalarValue::Float64(Some(f)) => f,
+                _ => return Ok(ScalarValue::Null),
+            };
+            Ok(ScalarValue::Float64(Some(f / n as f64)))
+        }
+    }
+}
+
+fn cast_or_null(v: ScalarValue, t: &DataType) -> Result<ScalarValue, EngineError> {
+    if v.is_null() {
+        return Ok(ScalarValue::try_from(t)?);
+    }
+    if &v.data_type() == t {
+        Ok(v)
+    } else {
+        Ok(v.cast_to(t)?)
+    }
+}
+
+impl Operator for HashAgg {
+    fn name(&self) -> &'static str {
+        "hash_agg"
+    }
+
+    fn initial_output(&mut self, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
+        if !self.group.is_empty() {
+            return Ok(None);
+        }
+        let acc = self.initial_acc()?;
+        let out = self.output(state, &[], &Vec::new(), &acc)?;
+        state.put(self.groups.key(&[]), codec::encode_row(&acc)?);
+        Ok(Some(Chunk::from_rows(self.schema.clone(), &[out], vec![1])?))
+    }
+
+    fn process(&mut self, _input: usize, chunk: Chunk, state: &mut Txn) -> Result<Chunk, EngineError> {
+        if chunk.is_empty() {
+            return Ok(Chunk::empty(self.schema.clone()));
+        }
+        let n = chunk.len();
+        let gcols = eval_all(&self.group, &chunk.batch)?;
+        let mut acols = Vec::with_capacity(self.aggs.len());
+        for a in &self.aggs {
+            acols.push(match &a.arg {
+                Some(e) => Some(e.evaluate(&chunk.batch)?.into_array(n)?),
+                None => None,
+            });
+        }
+        // Rows by group, groups in order of first appearance.
+        let mut order: Vec<(Vec<u8>, Row)> = Vec::new();
+        let mut rows_of: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        for r in 0..n {
+            let gvals: Row = gcols
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, r))
+                .collect::<Result<_, _>>()?;
+            let gkey = codec::encode_row(&gvals)?;
+            let entry = rows_of.entry(gkey.clone()).or_default();
+            if entry.is_empty() {
+                order.push((gkey, gvals));
+            }
+            entry.push(r);
+        }
+        let global = self.group.is_empty();
+        let mut out_rows = Vec::new();
+        let mut out_weights = Vec::new();
+        for (gkey, gvals) in order {
+            let loaded = self.load(state, &gkey)?;
+            let old_out = match &loaded {
+                Some(acc) if global || Self::count(acc, 0) > 0 => Some(self.output(state, &gkey, &gvals, acc)?),
+                _ => None,
+            };
+            let mut acc = match loaded {
+                Some(acc) => acc,
+                None => self.initial_acc()?,
+            };
+            for &r in &rows_of[&gkey] {
+                let args: Vec<Option<ScalarValue>> = acols
+                    .iter()
+                    .map(|c| c.as_ref().map(|c| ScalarValue::try_from_array(c, r)).transpose())
+                    .collect::<Result<_, _>>()?;
+                self.apply(state, &gkey, &mut acc, &args, chunk.weights[r])?;
+            }
+            let rows = Self::count(&acc, 0);
+            if rows < 0 {
+                return Err(EngineError::Internal("negative group row count".into()));
+            }
+            let new_out = if global || rows > 0 {
+                state.put(self.groups.key(&gkey), codec::encode_row(&acc)?);
+                Some(self.output(state, &gkey, &gvals, &acc)?)
+            } else {
+                state.delete(self.groups.key(&gkey));
+                None
+            };
+            if old_out != new_out {
+                if let Some(o) = old_out {
+                    out_rows.push(o);
+                    out_weights.push(-1);
+                }
+                if let Some(o) = new_out {
+                    out_rows.push(o);
+                    out_weights.push(1);
+                }
+            }
+        }
+        Chunk::from_rows(self.schema.clone(), &out_rows, out_weights)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::physical_expr::expressions::col;
+    use freshet_storage::Store;
+
+    use super::*;
+    use crate::chunk::arc_schema;
+
+    fn i(v: i64) -> ScalarValue {
+        ScalarValue::Int64(Some(v))
+    }
+
+    /// count(*), sum(v), min(v), max(v), count(DISTINCT v) grouped by k.
+    fn agg() -> (HashAgg, SchemaRef) {
+        let input = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]);
+        let out = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("c", DataType::Int64, true),
+            Field::new("s", DataType::Int64, true),
+            Field::new("mn", DataType::Int64, true),
+            Field::new("mx", DataType::Int64, true),
+            Field::new("cd", DataType::Int64, true),
+        ]);
+        let v = col("v", &input).unwrap();
+        let call = |kind, distinct| AggCall {
+            kind,
+            arg: Some(v.clone()),
+            arg_type: Some(DataType::Int64),
+            distinct,
+            return_type: DataType::Int64,
+        };
+        let aggs = vec![
+            AggCall { kind: AggKind::CountStar, arg: None, arg_type: None, distinct: false, return_type: DataType::Int64 },
+            call(AggKind::Sum, false),
+            call(AggKind::Min, false),
+            call(AggKind::Max, false),
+            call(AggKind::Count, true),
+        ];
+        let a = HashAgg::new(vec![col("k", &input).unwrap()], aggs, out, |n| 100 + n as u64).unwrap();
+        (a, input)
+    }
+
+    fn feed(a: &mut HashAgg, input: &SchemaRef, txn: &mut Txn, rows: &[(i64, i64, i64)]) -> Vec<(Row, i64)> {
+        let r: Vec<Row> = rows.iter().map(|(k, v, _)| vec![i(*k), i(*v)]).collect();
+        let w = rows.iter().map(|(_, _, w)| *w).collect();
+        let out = a.process(0, Chunk::from_rows(input.clone(), &r, w).unwrap(), txn).unwrap();
+        out.rows().unwrap().into_iter().zip(out.weights).collect()
+    }
+
+    #[test]
+    fn min_max_and_distinct_survive_deletes() {
+        let (mut a, input) = agg();
+        let mut txn = Txn::new(Store::memory());
+        let out = feed(&mut a, &input, &mut txn, &[(1, 5, 1), (1, 3, 1), (1, 9, 1), (1, 3, 1)]);
+        assert_eq!(out, vec![(vec![i(1), i(4), i(20), i(3), i(9), i(3)], 1)]);
+        // Delete one of the two 3s: min stays 3, distinct count stays 3.
+        let out = feed(&mut a, &input, &mut txn, &[(1, 3, -1)]);
+        assert_eq!(out[1], (vec![i(1), i(3), i(17), i(3), i(9), i(3)], 1));
+        // Delete the other 3 and the 9: min and max fall back to 5.
+        let out = feed(&mut a, &input, &mut txn, &[(1, 3, -1), (1, 9, -1)]);
+        assert_eq!(out[0].1, -1);
+        assert_eq!(out[1], (vec![i(1), i(1), i(5), i(5), i(5), i(1)], 1));
+        // Delete the last row: the group disappears.
+        let out = feed(&mut a, &input, &mut txn, &[(1, 5, -1)]);
+        assert_eq!(out, vec![(vec![i(1), i(1), i(5), i(5), i(5), i(1)], -1)]);
+        assert!(txn.scan_prefix(&freshet_storage::keys::state_prefix(100)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn no_output_when_group_unchanged() {
+        let (mut a, input) = agg();
+        let mut txn = Txn::new(Store::memory());
+        feed(&mut a, &input, &mut txn, &[(2, 1, 1)]);
+        // insert and delete of the same row in one chunk: nothing changes
+        let out = feed(&mut a, &input, &mut txn, &[(2, 7, 1), (2, 7, -1)]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn global_aggregate_has_one_row_when_empty() {
+        let input = arc_schema(vec![Field::new("v", DataType::Int64, true)]);
+        let out = arc_schema(vec![
+            Field::new("c", DataType::Int64, true),
+            Field::new("s", DataType::Int64, true),
+        ]);
+        let v = col("v", &input).unwrap();
+        let aggs = vec![
+            AggCall { kind: AggKind::CountStar, arg: None, arg_type: None, distinct: false, return_type: DataType::Int64 },
+            AggCall { kind: AggKind::Sum, arg: Some(v), arg_type: Some(DataType::Int64), distinct: false, return_type: DataType::Int64 },
+        ];
+        let mut a = HashAgg::new(vec![], aggs, out, |n| 7 + n as u64).unwrap();
+        let mut txn = Txn::new(Store::memory());
+        let init = a.initial_output(&mut txn).unwrap().unwrap();
+        assert_eq!(init.rows().unwrap(), vec![vec![i(0), ScalarValue::Int64(None)]]);
+        let c = Chunk::from_rows(input.clone(), &[vec![i(4)]], vec![1]).unwrap();
+        let o = a.process(0, c, &mut txn).unwrap();
+        assert_eq!(o.rows().unwrap(), vec![vec![i(0), ScalarValue::Int64(None)], vec![i(1), i(4)]]);
+        assert_eq!(o.weights, vec![-1, 1]);
+        let c = Chunk::from_rows(input, &[vec![i(4)]], vec![-1]).unwrap();
+        let o = a.process(0, c, &mut txn).unwrap();
+        assert_eq!(o.rows().unwrap()[1], vec![i(0), ScalarValue::Int64(None)]);
+    }
+}

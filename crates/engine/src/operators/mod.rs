@@ -1,0 +1,85 @@
+//! One file per operator.
+
+pub mod filter;
+pub mod hash_agg;
+pub mod hash_join;
+pub mod materialize;
+pub mod project;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use freshet_storage::keys;
+
+use crate::plan::PhysExpr;
+use crate::EngineError;
+
+/// Evaluates expressions over a batch into arrays.
+pub(crate) fn eval_all(exprs: &[PhysExpr], batch: &RecordBatch) -> Result<Vec<ArrayRef>, EngineError> {
+    exprs
+        .iter()
+        .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
+        .collect()
+}
+
+/// A state table: a key prefix in the engine's key-value state.
+#[derive(Clone, Debug)]
+pub struct StateTable {
+    prefix: Vec<u8>,
+}
+
+impl StateTable {
+    pub fn new(id: u64) -> StateTable {
+        StateTable {
+            prefix: keys::state_prefix(id),
+        }
+    }
+
+    pub fn key(&self, k: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + k.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(k);
+        out
+    }
+
+    pub fn key2(&self, a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut out = self.key(a);
+        out.extend_from_slice(b);
+        out
+    }
+
+    pub fn prefix_len(&self) -> usize {
+        self.prefix.len()
+    }
+}
+
+/// Encodes a signed count as a stored value.
+pub(crate) fn encode_count(n: i64) -> Vec<u8> {
+    n.to_be_bytes().to_vec()
+}
+
+pub(crate) fn decode_count(v: &[u8]) -> Result<i64, EngineError> {
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| EngineError::Internal("bad stored count".into()))?;
+    Ok(i64::from_be_bytes(a))
+}
+
+/// Adds `delta` to the count stored at `key`; deletes the key when it reaches zero.
+/// Returns the old and new counts.
+pub(crate) fn add_count(
+    txn: &mut freshet_storage::Txn,
+    key: Vec<u8>,
+    delta: i64,
+) -> Result<(i64, i64), EngineError> {
+    let old = match txn.get(&key)? {
+        Some(v) => decode_count(&v)?,
+        None => 0,
+    };
+    let new = old + delta;
+    if new == 0 {
+        txn.delete(key);
+    } else {
+        txn.put(key, encode_count(new));
+    }
+    Ok((old, new))
+}

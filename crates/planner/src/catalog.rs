@@ -1,0 +1,222 @@
+//! Catalog objects: tables and materialized views, persisted as one JSON document in the
+//! storage catalog key (written in the same commit as the DDL's effects).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+use crate::sqlparser;
+use crate::PlannerError;
+
+/// The SQL types a table column can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SqlType {
+    Boolean,
+    SmallInt,
+    Int,
+    BigInt,
+    Real,
+    Double,
+    /// `numeric(precision, scale)`; plain `numeric` is `numeric(38, 10)`.
+    Numeric(u8, i8),
+    Varchar,
+    Text,
+    Date,
+    Timestamp,
+    TimestampTz,
+    Interval,
+}
+
+impl SqlType {
+    pub fn to_arrow(self) -> DataType {
+        match self {
+            SqlType::Boolean => DataType::Boolean,
+            SqlType::SmallInt => DataType::Int16,
+            SqlType::Int => DataType::Int32,
+            SqlType::BigInt => DataType::Int64,
+            SqlType::Real => DataType::Float32,
+            SqlType::Double => DataType::Float64,
+            SqlType::Numeric(p, s) => DataType::Decimal128(p, s),
+            SqlType::Varchar | SqlType::Text => DataType::Utf8,
+            SqlType::Date => DataType::Date32,
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            SqlType::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")))
+            }
+            SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+        }
+    }
+
+    /// Converts a parsed SQL type.
+    pub fn from_ast(t: &sqlparser::ast::DataType) -> Result<SqlType, PlannerError> {
+        use sqlparser::ast::{DataType as D, ExactNumberInfo, TimezoneInfo};
+        Ok(match t {
+            D::Boolean | D::Bool => SqlType::Boolean,
+            D::SmallInt(_) | D::Int2(_) => SqlType::SmallInt,
+            D::Int(_) | D::Integer(_) | D::Int4(_) => SqlType::Int,
+            D::BigInt(_) | D::Int8(_) => SqlType::BigInt,
+            D::Real | D::Float4 => SqlType::Real,
+            D::Double(_) | D::DoublePrecision | D::Float8 | D::Float(_) => SqlType::Double,
+            D::Numeric(info) | D::Decimal(info) | D::Dec(info) => match info {
+                ExactNumberInfo::None => SqlType::Numeric(38, 10),
+                ExactNumberInfo::Precision(p) => SqlType::Numeric(check_precision(*p)?, 0),
+                ExactNumberInfo::PrecisionAndScale(p, s) => {
+                    let p = check_precision(*p)?;
+                    let s = i8::try_from(*s)
+                        .ok()
+                        .filter(|s| *s >= 0 && (*s as u8) <= p)
+                        .ok_or_else(|| {
+                            PlannerError::InvalidParameter(format!(
+                                "NUMERIC scale {s} must be between 0 and precision {p}"
+                            ))
+                        })?;
+                    SqlType::Numeric(p, s)
+                }
+            },
+            D::Varchar(_) | D::CharacterVarying(_) | D::String(_) => SqlType::Varchar,
+            D::Text => SqlType::Text,
+            D::Date => SqlType::Date,
+            D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Timestamp,
+            D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
+            D::Interval { .. } => SqlType::Interval,
+            other => {
+                return Err(PlannerError::Unsupported(format!(
+                    "type {other} is not supported"
+                )))
+            }
+        })
+    }
+
+    /// The name Postgres prints for the type.
+    pub fn pg_name(self) -> String {
+        match self {
+            SqlType::Boolean => "boolean".into(),
+            SqlType::SmallInt => "smallint".into(),
+            SqlType::Int => "integer".into(),
+            SqlType::BigInt => "bigint".into(),
+            SqlType::Real => "real".into(),
+            SqlType::Double => "double precision".into(),
+            SqlType::Numeric(p, s) => format!("numeric({p},{s})"),
+            SqlType::Varchar => "character varying".into(),
+            SqlType::Text => "text".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::TimestampTz => "timestamp with time zone".into(),
+            SqlType::Interval => "interval".into(),
+        }
+    }
+}
+
+fn check_precision(p: u64) -> Result<u8, PlannerError> {
+    u8::try_from(p)
+        .ok()
+        .filter(|p| (1..=38).contains(p))
+        .ok_or_else(|| {
+            PlannerError::InvalidParameter(format!(
+                "NUMERIC precision {p} must be between 1 and 38"
+            ))
+        })
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: SqlType,
+    pub not_null: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableDef {
+    pub id: u64,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Primary key column indexes (empty: no primary key).
+    pub pk: Vec<usize>,
+}
+
+impl TableDef {
+    /// The stored schema. Every field is nullable for the query engine; NOT NULL is
+    /// enforced when rows are written.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.ty.to_arrow(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub id: u64,
+    pub name: String,
+    /// The defining query, re-planned at startup.
+    pub sql: String,
+    /// The relations it reads directly.
+    pub depends_on: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    pub next_id: u64,
+    pub tables: Vec<TableDef>,
+    /// In creation order: a view only reads relations created before it.
+    pub views: Vec<ViewDef>,
+}
+
+/// What a name refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+}
+
+impl Catalog {
+    pub fn from_json(bytes: &[u8]) -> Result<Catalog, PlannerError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| PlannerError::Internal(format!("cannot read the catalog: {e}")))
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data structures cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn allocate_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableDef> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    pub fn view(&self, name: &str) -> Option<&ViewDef> {
+        self.views.iter().find(|v| v.name == name)
+    }
+
+    pub fn kind_of(&self, name: &str) -> Option<(RelationKind, u64)> {
+        if let Some(t) = self.table(name) {
+            return Some((RelationKind::Table, t.id));
+        }
+        self.view(name).map(|v| (RelationKind::View, v.id))
+    }
+
+    pub fn name_of(&self, id: u64) -> Option<&str> {
+        self.tables
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.name.as_str())
+            .or_else(|| self.views.iter().find(|v| v.id == id).map(|v| v.name.as_str()))
+    }
+
+    /// Views that read relation `id` directly.
+    pub fn dependents(&self, id: u64) -> Vec<&ViewDef> {
+        self.views
+            .iter()
+            .filter(|v| v.depends_on.contains(&id))
+            .collect()
+    }
+}

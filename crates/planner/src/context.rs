@@ -1,0 +1,68 @@
+//! The DataFusion session Freshet binds SQL with: Postgres dialect, lower-cased
+//! identifiers, UTC as the time zone, and the catalog's relations registered as tables.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::sqlparser::ast::Statement;
+use crate::PlannerError;
+
+/// A fresh session. Relations are registered per statement with [`register`].
+pub fn new_session() -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(false)
+        .with_create_default_catalog_and_schema(true);
+    let opts = config.options_mut();
+    opts.execution.time_zone = Some("+00:00".to_string());
+    opts.sql_parser.enable_ident_normalization = true;
+    SessionContext::new_with_config(config)
+}
+
+/// Registers `name` with the given rows (none when only planning).
+pub fn register(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(), PlannerError> {
+    let table = MemTable::try_new(schema, vec![batches])?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}
+
+/// Binds a parsed statement into DataFusion's logical plan (unoptimized).
+pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan, PlannerError> {
+    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt.clone()));
+    Ok(ctx.state().statement_to_plan(stmt).await?)
+}
+
+/// The names of the relations a statement reads or writes, lower-cased.
+pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = crate::sqlparser::ast::visit_relations(stmt, |name| {
+        let n = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| {
+                if i.quote_style.is_some() {
+                    i.value.clone()
+                } else {
+                    i.value.to_lowercase()
+                }
+            });
+        if let Some(n) = n {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}

@@ -1,0 +1,51 @@
+//! Planning: SQL text to catalog changes, query plans and streaming plans.
+//!
+//! - [`parser`]: splits a query string into statements (sqlparser, Postgres dialect, plus
+//!   Freshet's own statements such as `FLUSH`);
+//! - [`catalog`]: tables and views, persisted as one document;
+//! - [`context`]: the DataFusion session used to bind and type SQL against the catalog;
+//! - [`stream_planner`]: DataFusion's logical plan of a view's query → the engine's
+//!   streaming plan (incremental operators).
+
+pub mod catalog;
+pub mod context;
+pub mod parser;
+pub mod stream_planner;
+
+pub use datafusion::sql::sqlparser;
+
+use datafusion::error::DataFusionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlannerError {
+    #[error("{message}")]
+    Syntax {
+        message: String,
+        /// 1-based character position in the query string.
+        position: Option<usize>,
+    },
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
+    #[error("column \"{0}\" does not exist")]
+    UndefinedColumn(String),
+    #[error("cannot drop {kind} {name} because other objects depend on it")]
+    DependentObjects {
+        kind: &'static str,
+        name: String,
+        detail: String,
+    },
+    #[error("\"{name}\" is not a {expected}")]
+    WrongObjectType { name: String, expected: &'static str },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    DataFusion(#[from] DataFusionError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,204 @@
+//! Errors at the server edge and their one mapping to Postgres SQLSTATE codes.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use freshet_engine::EngineError;
+use freshet_planner::PlannerError;
+use freshet_storage::StorageError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Planner(#[from] PlannerError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    DataFusion(#[from] DataFusionError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    WrongObjectType(String),
+    #[error("invalid value for parameter \"{name}\": \"{value}\"")]
+    InvalidParameterValue { name: String, value: String },
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownParameter(String),
+    #[error("cannot insert multiple commands into a prepared statement")]
+    MultipleCommands,
+    #[error("{0}")]
+    Protocol(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+pub type Result<T, E = ServerError> = std::result::Result<T, E>;
+
+/// SQLSTATE, message and (1-based) position of an error.
+pub struct PgError {
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+    pub position: Option<usize>,
+}
+
+impl ServerError {
+    pub fn to_pg(&self) -> PgError {
+        let (code, detail, position) = match self {
+            ServerError::Planner(e) => match e {
+                PlannerError::Syntax { position, .. } => ("42601", None, *position),
+                PlannerError::UndefinedTable(_) => ("42P01", None, None),
+                PlannerError::DuplicateTable(_) => ("42P07", None, None),
+                PlannerError::DuplicateColumn(_) => ("42701", None, None),
+                PlannerError::UndefinedColumn(_) => ("42703", None, None),
+                PlannerError::DependentObjects { detail, .. } => ("2BP01", Some(detail.clone()), None),
+                PlannerError::WrongObjectType { .. } => ("42809", None, None),
+                PlannerError::Unsupported(_) => ("0A000", None, None),
+                PlannerError::InvalidParameter(_) => ("22023", None, None),
+                PlannerError::DataFusion(e) => (datafusion_code(e), None, None),
+                PlannerError::Internal(_) => ("XX000", None, None),
+            },
+            ServerError::Engine(e) => match e {
+                EngineError::Storage(_) => ("58030", None, None),
+                EngineError::DataFusion(e) => (datafusion_code(e), None, None),
+                EngineError::DuplicateKey { detail, .. } => ("23505", Some(detail.clone()), None),
+                EngineError::NotNull { .. } => ("23502", None, None),
+                EngineError::OutOfRange(_) => ("22003", None, None),
+                EngineError::Conflict => ("40001", None, None),
+                EngineError::UnknownRelation(_) => ("42P01", None, None),
+                EngineError::ShutDown => ("57P01", None, None),
+                EngineError::Internal(_) => ("XX000", None, None),
+            },
+            ServerError::Storage(_) => ("58030", None, None),
+            ServerError::DataFusion(e) => (datafusion_code(e), None, None),
+            ServerError::Unsupported(_) => ("0A000", None, None),
+            ServerError::WrongObjectType(_) => ("42809", None, None),
+            ServerError::InvalidParameterValue { .. } => ("22023", None, None),
+            ServerError::UnknownParameter(_) => ("42704", None, None),
+            ServerError::MultipleCommands => ("42601", None, None),
+            ServerError::Protocol(_) => ("08P01", None, None),
+            ServerError::ShuttingDown => ("57P01", None, None),
+        };
+        PgError {
+            code,
+            message: self.message(),
+            detail,
+            position,
+        }
+    }
+
+    /// The primary message, Postgres style (lower case, no trailing period).
+    fn message(&self) -> String {
+        match self {
+            ServerError::Planner(PlannerError::DataFusion(e))
+            | ServerError::Engine(EngineError::DataFusion(e))
+            | ServerError::DataFusion(e) => datafusion_message(e),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn into_pgwire(self) -> PgWireError {
+        PgWireError::UserError(Box::new(self.error_info()))
+    }
+
+    pub fn error_info(&self) -> ErrorInfo {
+        let e = self.to_pg();
+        let mut info = ErrorInfo::new("ERROR".to_string(), e.code.to_string(), e.message);
+        info.detail = e.detail;
+        info.position = e.position.map(|p| p.to_string());
+        info
+    }
+}
+
+fn root(e: &DataFusionError) -> &DataFusionError {
+    match e {
+        DataFusionError::Context(_, inner) => root(inner),
+        DataFusionError::Shared(inner) => root(inner),
+        DataFusionError::Diagnostic(_, inner) => root(inner),
+        other => other,
+    }
+}
+
+fn datafusion_code(e: &DataFusionError) -> &'static str {
+    match root(e) {
+        DataFusionError::SQL(_, _) => "42601",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            SchemaError::FieldNotFound { .. } => "42703",
+            SchemaError::AmbiguousReference { .. } => "42702",
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+        },
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::DivideByZero => "22012",
+            ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+            ArrowError::ArithmeticOverflow(_) | ArrowError::ComputeError(_) => "22003",
+            _ => "XX000",
+        },
+        DataFusionError::Plan(m) => {
+            if m.contains("not found") && m.contains("table") {
+                "42P01"
+            } else if m.contains("Invalid function") || m.contains("No function matches") {
+                "42883"
+            } else if m.contains("Cannot infer common") || m.contains("Cannot coerce") {
+                "42804"
+            } else {
+                "42000"
+            }
+        }
+        DataFusionError::Execution(m) => {
+            if m.contains("Divide by zero") || m.contains("division by zero") {
+                "22012"
+            } else if m.contains("Cannot cast") || m.contains("invalid") {
+                "22P02"
+            } else {
+                "22000"
+            }
+        }
+        DataFusionError::External(_) => "XX000",
+        _ => "XX000",
+    }
+}
+
+/// DataFusion's message without its "Error during planning:" style prefixes.
+fn datafusion_message(e: &DataFusionError) -> String {
+    let e = root(e);
+    let msg = match e {
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => {
+            m.clone()
+        }
+        DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            SchemaError::FieldNotFound { field, .. } => {
+                format!("column \"{}\" does not exist", field.name())
+            }
+            other => other.to_string(),
+        },
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::DivideByZero => "division by zero".to_string(),
+            ArrowError::CastError(m) => format!("invalid input syntax: {m}"),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    };
+    let msg = msg.trim();
+    // DataFusion words "table 'freshet.public.x' not found" → Postgres' wording.
+    if let Some(rest) = msg.strip_prefix("table '") {
+        if let Some(name) = rest.strip_suffix("' not found") {
+            let short = name.rsplit('.').next().unwrap_or(name);
+            return format!("relation \"{short}\" does not exist");
+        }
+    }
+    let mut chars = msg.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+        None => msg.to_string(),
+    }
+}
+
+impl From<ServerError> for PgWireError {
+    fn from(e: ServerError) -> Self {
+        e.into_pgwire()
+    }
+}

@@ -1,0 +1,278 @@
+//! pgwire glue: the simple and extended query protocols over a [`Session`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use futures::stream;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use freshet_planner::parser::{self, Stmt};
+
+use crate::encode::{encode_batch, field_infos, pg_type};
+use crate::error::ServerError;
+use crate::session::{Output, Session};
+
+/// A statement prepared over the extended protocol.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    stmt: Stmt,
+    param_types: Vec<Option<DataType>>,
+    schema: Option<SchemaRef>,
+}
+
+/// One connection's handlers.
+pub struct Connection {
+    session: Arc<Session>,
+    parser: Arc<Parser>,
+}
+
+pub struct Parser {
+    session: Arc<Session>,
+}
+
+impl Connection {
+    pub fn new(session: Session) -> Connection {
+        let session = Arc::new(session);
+        Connection {
+            parser: Arc::new(Parser {
+                session: session.clone(),
+            }),
+            session,
+        }
+    }
+}
+
+fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResult<Response> {
+    Ok(match out {
+        Output::Rows { schema, batches } => {
+            let fields = Arc::new(field_infos(&schema, format));
+            let mut rows: Vec<PgWireResult<DataRow>> = Vec::new();
+            for b in &batches {
+                rows.extend(encode_batch(b, &fields)?.into_iter().map(Ok));
+            }
+            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+        }
+        Output::Command { tag, rows } => {
+            let mut t = Tag::new(&tag);
+            if let Some(n) = rows {
+                t = t.with_rows(n);
+            }
+            Response::Execution(t)
+        }
+        Output::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        Output::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+        Output::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+        Output::Empty => Response::EmptyQuery,
+    })
+}
+
+fn error_response(e: ServerError) -> Response {
+    Response::Error(Box::new(e.error_info()))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let stmts = match parser::parse(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![error_response(e.into())]),
+        };
+        let mut out = Vec::with_capacity(stmts.len());
+        for stmt in &stmts {
+            match self.session.execute(stmt, &[]).await {
+                Ok(o) => out.push(to_response(o, &|_| FieldFormat::Text)?),
+                Err(e) => {
+                    // Like Postgres: the rest of the query string is not run.
+                    out.push(error_response(e));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = parser::parse(sql).map_err(|e| ServerError::from(e).into_pgwire())?;
+        if stmts.len() > 1 {
+            return Err(ServerError::MultipleCommands.into_pgwire());
+        }
+        let stmt = stmts.pop().unwrap_or(Stmt::Empty);
+        if matches!(stmt, Stmt::Empty) {
+            return Ok(None);
+        }
+        let (param_types, schema) = self.session.describe(&stmt).await.map_err(ServerError::into_pgwire)?;
+        Ok(Some(Prepared {
+            stmt,
+            param_types,
+            schema,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .param_types
+            .iter()
+            .map(|t| t.as_ref().map(pg_type).unwrap_or(Type::TEXT))
+            .collect())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match &stmt.schema {
+            Some(s) => field_infos(s, |i| format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text)),
+            None => vec![],
+        })
+    }
+}
+
+/// Decodes bound parameter `i` into a value of DataFusion type `target`.
+fn decode_param(portal: &Portal<Prepared>, i: usize, pg: &Type, target: Option<&DataType>) -> PgWireResult<ScalarValue> {
+    let bad = |e: String| {
+        ServerError::Protocol(format!("invalid value for parameter ${}: {e}", i + 1)).into_pgwire()
+    };
+    let raw = portal.parameters.get(i).ok_or(PgWireError::ParameterIndexOutOfBound(i))?;
+    let value = match raw {
+        None => ScalarValue::Null,
+        Some(bytes) if !portal.parameter_format.is_binary(i) => {
+            ScalarValue::Utf8(Some(String::from_utf8(bytes.to_vec()).map_err(|e| bad(e.to_string()))?))
+        }
+        Some(_) => match *pg {
+            Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, pg)?),
+            Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
+            Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(i, pg)?),
+            Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(i, pg)?),
+            Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, pg)?),
+            Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, pg)?),
+            Type::DATE => {
+                let d = portal.parameter::<NaiveDate>(i, pg)?;
+                ScalarValue::Date32(d.map(|d| (d - NaiveDate::default()).num_days() as i32))
+            }
+            Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
+                portal.parameter::<NaiveDateTime>(i, pg)?.map(|t| t.and_utc().timestamp_micros()),
+                None,
+            ),
+            Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
+                portal.parameter::<DateTime<chrono::FixedOffset>>(i, pg)?.map(|t| t.timestamp_micros()),
+                Some("+00:00".into()),
+            ),
+            Type::NUMERIC => match portal.parameter::<rust_decimal::Decimal>(i, pg)? {
+                Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
+                None => ScalarValue::Null,
+            },
+            _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
+        },
+    };
+    match target {
+        Some(t) if &value.data_type() != t => value
+            .cast_to(t)
+            .map_err(|e| ServerError::DataFusion(e).into_pgwire()),
+        _ => Ok(value),
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + futures::Sink<pgwire::messages::PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore<Statement = Prepared>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let mut params = Vec::with_capacity(portal.parameter_len());
+        for i in 0..portal.parameter_len() {
+            let target = prepared.param_types.get(i).and_then(|t| t.as_ref());
+            let pg = portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| target.map(pg_type).unwrap_or(Type::TEXT));
+            params.push(decode_param(portal, i, &pg, target)?);
+        }
+        match self.session.execute(&prepared.stmt, &params).await {
+            Ok(out) => to_response(out, &|i| portal.result_column_format.format_for(i)),
+            Err(e) => Err(e.into_pgwire()),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(Self {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        })
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(Self {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        })
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(Startup)
+    }
+}
+
+/// Accepts any user and database (authentication comes later) and announces the server
+/// parameters clients expect.
+pub struct Startup;
+
+impl NoopStartupHandler for Startup {}
+
+/// Handlers for a connection over the limit: refuse it with 53300.
+pub struct TooManyConnections;
+
+#[async_trait]
+impl StartupHandler for TooManyConnections {
+    async fn on_startup<C>(&self, _client: &mut C, _message: pgwire::messages::PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + futures::Sink<pgwire::messages::PgWireBackendMessage> + Unpin + Send,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+    {
+        Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "FATAL".into(),
+            "53300".into(),
+            "sorry, too many clients already".into(),
+        ))))
+    }
+}
+
+impl PgWireServerHandlers for TooManyConnections {
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(TooManyConnections)
+    }
+}

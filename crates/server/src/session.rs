@@ -1,0 +1,895 @@
+//! Statement execution: one [`Session`] per connection over the shared [`Db`].
+//!
+//! - `SELECT` (and `EXPLAIN`) run in DataFusion over one consistent snapshot of the
+//!   committed rows of the relations they name;
+//! - `INSERT`/`UPDATE`/`DELETE` compute the rows to delete and insert (DataFusion again),
+//!   then hand them to the engine's coordinator, which validates them, updates every
+//!   dependent view and commits; a write that raced with another one is recomputed;
+//! - DDL builds the new catalog and lets the coordinator apply it in one commit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use freshet_engine::chunk::{column_types, rows_to_batch};
+use freshet_engine::coordinator::{Ddl, Engine, EngineConfig, TableDesc, TableWrite, ViewDesc};
+use freshet_engine::plan::StreamNode;
+use freshet_engine::EngineError;
+use freshet_planner::catalog::{Catalog, ColumnDef, RelationKind, SqlType, TableDef, ViewDef};
+use freshet_planner::context::{bind, new_session, referenced_tables, register};
+use freshet_planner::parser::{self, Stmt};
+use freshet_planner::sqlparser::ast::{
+    self, AssignmentTarget, ColumnOption, FromTable, ObjectName, ObjectType, Statement,
+    TableConstraint, TableFactor,
+};
+use freshet_planner::stream_planner::plan_view;
+use freshet_planner::PlannerError;
+use freshet_storage::{keys, read_relation, RowLayout, Store};
+
+use crate::error::{Result, ServerError};
+
+/// The database shared by all sessions.
+pub struct Db {
+    store: Store,
+    engine: Engine,
+    catalog: RwLock<Arc<Catalog>>,
+    /// Output schemas of views (derived by planning their queries).
+    view_schemas: RwLock<BTreeMap<u64, SchemaRef>>,
+    /// Serializes DDL (the catalog is read, changed and written back).
+    ddl_lock: tokio::sync::Mutex<()>,
+    /// Statements hold a read lock; shutdown takes the write lock to let them finish.
+    pub inflight: tokio::sync::RwLock<()>,
+}
+
+fn table_desc(t: &TableDef) -> TableDesc {
+    TableDesc {
+        id: t.id,
+        name: t.name.clone(),
+        schema: t.schema(),
+        pk: t.pk.clone(),
+        not_null: t.columns.iter().map(|c| c.not_null).collect(),
+    }
+}
+
+impl Db {
+    /// Opens the data directory: reads the catalog, re-plans every view and starts the
+    /// engine's coordinator.
+    pub async fn open(data_dir: &Path, config: EngineConfig) -> Result<Arc<Db>> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            ServerError::Protocol(format!("cannot create data directory {}: {e}", data_dir.display()))
+        })?;
+        let store = Store::open(&data_dir.join("db"))?;
+        let catalog = match store.read_snapshot(|r| r.get(keys::CATALOG))? {
+            Some(bytes) => Catalog::from_json(&bytes)?,
+            None => Catalog::default(),
+        };
+        let ctx = new_session();
+        for t in &catalog.tables {
+            register(&ctx, &t.name, t.schema(), vec![])?;
+        }
+        let mut views = Vec::new();
+        let mut view_schemas = BTreeMap::new();
+        for v in &catalog.views {
+            let (plan, schema) = plan_stored_view(&ctx, &catalog, v).await?;
+            register(&ctx, &v.name, schema.clone(), vec![])?;
+            view_schemas.insert(v.id, schema.clone());
+            views.push(ViewDesc {
+                id: v.id,
+                name: v.name.clone(),
+                schema,
+                plan,
+            });
+        }
+        let tables = catalog.tables.iter().map(table_desc).collect();
+        let engine = Engine::start(store.clone(), tables, views, config)?;
+        Ok(Arc::new(Db {
+            store,
+            engine,
+            catalog: RwLock::new(Arc::new(catalog)),
+            view_schemas: RwLock::new(view_schemas),
+            ddl_lock: tokio::sync::Mutex::new(()),
+            inflight: tokio::sync::RwLock::new(()),
+        }))
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_catalog(&self, c: Catalog) {
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+    }
+
+    /// Commits everything and stops the engine.
+    pub async fn shutdown(&self) -> Result<()> {
+        Ok(self.engine.shutdown().await?)
+    }
+
+    fn relation_schema(&self, catalog: &Catalog, name: &str) -> Option<(u64, SchemaRef, RowLayout)> {
+        if let Some(t) = catalog.table(name) {
+            let layout = if t.pk.is_empty() { RowLayout::Multiset } else { RowLayout::Keyed };
+            return Some((t.id, t.schema(), layout));
+        }
+        let v = catalog.view(name)?;
+        let schemas = self.view_schemas.read().unwrap_or_else(|p| p.into_inner());
+        schemas.get(&v.id).map(|s| (v.id, s.clone(), RowLayout::Multiset))
+    }
+
+    /// A DataFusion session where the relations `stmt` names are registered, with their
+    /// committed rows (`with_data`) or empty (planning only). All rows come from one
+    /// snapshot.
+    fn context_for(&self, catalog: &Catalog, stmt: &Statement, with_data: bool) -> Result<SessionContext> {
+        let ctx = new_session();
+        let rels: Vec<(String, u64, SchemaRef, RowLayout)> = referenced_tables(stmt)
+            .into_iter()
+            .filter_map(|n| self.relation_schema(catalog, &n).map(|(id, s, l)| (n, id, s, l)))
+            .collect();
+        let data = if with_data {
+            self.store.read_snapshot(|r| {
+                rels.iter()
+                    .map(|(_, id, schema, layout)| read_relation(r, *id, &column_types(schema), *layout))
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+        } else {
+            vec![Vec::new(); rels.len()]
+        };
+        for ((name, _, schema, _), rows) in rels.into_iter().zip(data) {
+            let mut expanded = Vec::with_capacity(rows.len());
+            for (row, n) in rows {
+                for _ in 1..n.max(1) {
+                    expanded.push(row.clone());
+                }
+                expanded.push(row);
+            }
+            let batches = if expanded.is_empty() {
+                vec![]
+            } else {
+                vec![rows_to_batch(schema.clone(), &expanded)?]
+            };
+            register(&ctx, &name, schema, batches)?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// Plans a stored view's query (at startup).
+async fn plan_stored_view(ctx: &SessionContext, catalog: &Catalog, v: &ViewDef) -> Result<(StreamNode, SchemaRef)> {
+    let stmts = parser::parse(&v.sql)?;
+    let Some(Stmt::Sql(stmt)) = stmts.into_iter().next() else {
+        return Err(PlannerError::Internal(format!("stored query of view {} is empty", v.name)).into());
+    };
+    let plan = bind(ctx, &stmt).await?;
+    let planned = plan_view(ctx, catalog, &plan)?;
+    Ok((planned.plan, planned.schema))
+}
+
+/// What a statement produced.
+pub enum Output {
+    Rows { schema: SchemaRef, batches: Vec<RecordBatch> },
+    Command { tag: String, rows: Option<usize> },
+    Begin,
+    Commit,
+    Rollback,
+    Empty,
+}
+
+fn command(tag: &str) -> Output {
+    Output::Command {
+        tag: tag.to_string(),
+        rows: None,
+    }
+}
+
+/// Per-connection state.
+pub struct Session {
+    db: Arc<Db>,
+    vars: Mutex<BTreeMap<String, String>>,
+}
+
+/// Session variables Freshet knows, with their defaults. Others that drivers commonly set
+/// are accepted and echoed back by `SHOW`.
+const VARIABLES: &[(&str, &str)] = &[
+    ("implicit_flush", "true"),
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("extra_float_digits", "1"),
+    ("intervalstyle", "postgres"),
+    ("search_path", "public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", "15.0 (Freshet)"),
+    ("standard_conforming_strings", "on"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "serializable"),
+];
+
+/// Maximum number of times a write is recomputed after a concurrent change.
+const WRITE_RETRIES: usize = 20;
+
+impl Session {
+    pub fn new(db: Arc<Db>) -> Session {
+        let vars = VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Session {
+            db,
+            vars: Mutex::new(vars),
+        }
+    }
+
+    fn implicit_flush(&self) -> bool {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("implicit_flush")
+            .is_none_or(|v| v == "true")
+    }
+
+    /// Executes one statement with the given parameter values (`$1`, `$2`, …).
+    pub async fn execute(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
+        let _running = self.db.inflight.read().await;
+        match stmt {
+            Stmt::Empty => Ok(Output::Empty),
+            Stmt::Flush => {
+                self.db.engine.flush().await?;
+                Ok(command("FLUSH"))
+            }
+            Stmt::Sql(s) => self.execute_sql(s, params).await,
+        }
+    }
+
+    async fn execute_sql(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => self.query(stmt, params).await,
+            Statement::Insert(insert) => self.insert(stmt, insert, params).await,
+            Statement::Update(update) => self.update(update, params).await,
+            Statement::Delete(delete) => self.delete(delete, params).await,
+            Statement::CreateTable(ct) => self.create_table(ct).await,
+            Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => self.drop(*object_type, *if_exists, names, *cascade).await,
+            Statement::ShowTables { .. } => {
+                let c = self.db.catalog();
+                let mut names: Vec<String> = c.tables.iter().map(|t| t.name.clone()).collect();
+                names.sort();
+                names_output(names)
+            }
+            Statement::ShowViews { materialized, .. } => {
+                if !materialized {
+                    return Err(ServerError::Unsupported(
+                        "Freshet has only materialized views: use SHOW MATERIALIZED VIEWS".into(),
+                    ));
+                }
+                let c = self.db.catalog();
+                let mut names: Vec<String> = c.views.iter().map(|v| v.name.clone()).collect();
+                names.sort();
+                names_output(names)
+            }
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(variable),
+            Statement::StartTransaction { .. } => Ok(Output::Begin),
+            Statement::Commit { .. } => Ok(Output::Commit),
+            Statement::Rollback { .. } => Ok(Output::Rollback),
+            other => Err(ServerError::Unsupported(format!(
+                "statement not supported: {}",
+                first_words(&other.to_string())
+            ))),
+        }
+    }
+
+    /// Parameter types and result schema of a statement, without running it.
+    pub async fn describe(&self, stmt: &Stmt) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+        let Stmt::Sql(s) = stmt else {
+            return Ok((vec![], None));
+        };
+        match s.as_ref() {
+            Statement::Query(_)
+            | Statement::Explain { .. }
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_) => {
+                let catalog = self.db.catalog();
+                let ctx = self.db.context_for(&catalog, s, false)?;
+                let plan = bind(&ctx, s).await?;
+                let types = param_types(&plan)?;
+                let schema = match s.as_ref() {
+                    Statement::Query(_) | Statement::Explain { .. } => {
+                        Some(Arc::new(plan.schema().as_arrow().clone()))
+                    }
+                    _ => None,
+                };
+                Ok((types, schema))
+            }
+            Statement::ShowTables { .. } | Statement::ShowViews { .. } => Ok((vec![], Some(names_schema()))),
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+                Ok((vec![], Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))))
+            }
+            _ => Ok((vec![], None)),
+        }
+    }
+
+    async fn query(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
+        let catalog = self.db.catalog();
+        let ctx = self.db.context_for(&catalog, stmt, true)?;
+        let plan = with_params(bind(&ctx, stmt).await?, params)?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        Ok(Output::Rows { schema, batches })
+    }
+
+    /// Runs a SELECT built from SQL text (with the statement's parameters) over a fresh
+    /// snapshot.
+    async fn select(&self, sql: &str, params: &[ScalarValue]) -> Result<Vec<RecordBatch>> {
+        let stmts = parser::parse(sql)?;
+        let Some(Stmt::Sql(stmt)) = stmts.into_iter().next() else {
+            return Err(PlannerError::Internal("empty generated query".into()).into());
+        };
+        let catalog = self.db.catalog();
+        let ctx = self.db.context_for(&catalog, &stmt, true)?;
+        let plan = with_params(bind(&ctx, &stmt).await?, params)?;
+        Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+    }
+
+    fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
+        let name = object_name(name);
+        let catalog = self.db.catalog();
+        match catalog.kind_of(&name) {
+            Some((RelationKind::Table, _)) => Ok(catalog.table(&name).cloned().ok_or_else(|| PlannerError::UndefinedTable(name.clone()))?),
+            Some((RelationKind::View, _)) => Err(ServerError::WrongObjectType(format!(
+                "cannot change materialized view \"{name}\""
+            ))),
+            None => Err(PlannerError::UndefinedTable(name).into()),
+        }
+    }
+
+    async fn write(&self, table: &TableDef, deletes: Vec<RecordBatch>, inserts: Vec<RecordBatch>) -> Result<()> {
+        let write = TableWrite {
+            table: table.id,
+            deletes,
+            inserts,
+        };
+        Ok(self.db.engine.write(write, self.implicit_flush()).await?)
+    }
+
+    async fn insert(&self, stmt: &Statement, insert: &ast::Insert, params: &[ScalarValue]) -> Result<Output> {
+        if insert.on.is_some() || insert.returning.is_some() {
+            return Err(ServerError::Unsupported("INSERT … ON CONFLICT / RETURNING is not supported yet".into()));
+        }
+        let ast::TableObject::TableName(name) = &insert.table else {
+            return Err(ServerError::Unsupported("INSERT INTO a table function".into()));
+        };
+        let table = self.writable_table(name)?;
+        let reads_tables = referenced_tables(stmt).len() > 1
+            || insert.source.as_ref().is_some_and(|q| referenced_in_query(q, &table.name));
+        if reads_tables {
+            // INSERT … SELECT reads the tables as of everything written so far.
+            self.db.engine.flush().await?;
+        }
+        let catalog = self.db.catalog();
+        let ctx = self.db.context_for(&catalog, stmt, reads_tables)?;
+        let plan = bind(&ctx, stmt).await?;
+        let LogicalPlan::Dml(dml) = plan else {
+            return Err(PlannerError::Internal("INSERT did not plan as DML".into()).into());
+        };
+        let input = with_params(dml.input.as_ref().clone(), params)?;
+        let batches = ctx.execute_logical_plan(input).await?.collect().await?;
+        let schema = table.schema();
+        let batches = batches
+            .iter()
+            .map(|b| cast_batch(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        let n = batches.iter().map(|b| b.num_rows()).sum();
+        self.write(&table, vec![], batches).await?;
+        Ok(Output::Command {
+            tag: "INSERT 0".into(),
+            rows: Some(n),
+        })
+    }
+
+    async fn update(&self, update: &ast::Update, params: &[ScalarValue]) -> Result<Output> {
+        if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
+            return Err(ServerError::Unsupported("UPDATE … FROM / RETURNING is not supported yet".into()));
+        }
+        let TableFactor::Table { name, .. } = &update.table.relation else {
+            return Err(ServerError::Unsupported("UPDATE of something other than a table".into()));
+        };
+        let table = self.writable_table(name)?;
+        let schema = table.schema();
+        let mut assigned: Vec<(usize, String)> = Vec::new();
+        for a in &update.assignments {
+            let AssignmentTarget::ColumnName(col) = &a.target else {
+                return Err(ServerError::Unsupported("UPDATE of a column tuple".into()));
+            };
+            let col = object_name(col);
+            let idx = table
+                .columns
+                .iter()
+                .position(|c| c.name == col)
+                .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
+            if assigned.iter().any(|(i, _)| *i == idx) {
+                return Err(ServerError::Unsupported(format!("multiple assignments to same column \"{col}\"")));
+            }
+            assigned.push((idx, a.value.to_string()));
+        }
+        let new_exprs: Vec<String> = assigned
+            .iter()
+            .enumerate()
+            .map(|(k, (_, e))| format!(", ({e}) AS \"__freshet_new_{k}\""))
+            .collect();
+        let sql = format!(
+            "SELECT *{} FROM {}{}",
+            new_exprs.concat(),
+            update.table,
+            where_clause(&update.selection)
+        );
+        let ncols = schema.fields().len();
+        self.retrying_write(&table, &sql, params, |batch| {
+            let old = batch.project(&(0..ncols).collect::<Vec<_>>())?;
+            let mut cols = old.columns().to_vec();
+            for (k, (idx, _)) in assigned.iter().enumerate() {
+                cols[*idx] = cast_column(batch.column(ncols + k), schema.field(*idx).data_type())?;
+            }
+            let new = RecordBatch::try_new(schema.clone(), cols)?;
+            Ok((cast_batch(&old, &schema)?, new))
+        })
+        .await
+        .map(|n| Output::Command {
+            tag: "UPDATE".into(),
+            rows: Some(n),
+        })
+    }
+
+    async fn delete(&self, delete: &ast::Delete, params: &[ScalarValue]) -> Result<Output> {
+        let from = match &delete.from {
+            FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+        };
+        if from.len() != 1 || delete.using.is_some() || delete.returning.is_some() || !from[0].joins.is_empty() {
+            return Err(ServerError::Unsupported("DELETE … USING / RETURNING is not supported yet".into()));
+        }
+        let TableFactor::Table { name, .. } = &from[0].relation else {
+            return Err(ServerError::Unsupported("DELETE from something other than a table".into()));
+        };
+        let table = self.writable_table(name)?;
+        let schema = table.schema();
+        let sql = format!("SELECT * FROM {}{}", from[0], where_clause(&delete.selection));
+        self.retrying_write(&table, &sql, params, |batch| {
+            let old = cast_batch(batch, &schema)?;
+            Ok((old, RecordBatch::new_empty(schema.clone())))
+        })
+        .await
+        .map(|n| Output::Command {
+            tag: "DELETE".into(),
+            rows: Some(n),
+        })
+    }
+
+    /// Computes (deleted rows, inserted rows) with `sql` over a fresh snapshot and writes
+    /// them; recomputes if another writer changed one of the rows in between.
+    async fn retrying_write(
+        &self,
+        table: &TableDef,
+        sql: &str,
+        params: &[ScalarValue],
+        rows: impl Fn(&RecordBatch) -> Result<(RecordBatch, RecordBatch)>,
+    ) -> Result<usize> {
+        let mut attempt = 0;
+        loop {
+            // Reads must see every write made so far, committed or not.
+            self.db.engine.flush().await?;
+            let batches = self.select(sql, params).await?;
+            let mut deletes = Vec::new();
+            let mut inserts = Vec::new();
+            for b in &batches {
+                let (d, i) = rows(b)?;
+                deletes.push(d);
+                inserts.push(i);
+            }
+            let n = deletes.iter().map(|b| b.num_rows()).sum();
+            match self.write(table, deletes, inserts).await {
+                Err(ServerError::Engine(EngineError::Conflict)) if attempt < WRITE_RETRIES => attempt += 1,
+                other => return other.map(|()| n),
+            }
+        }
+    }
+
+    async fn create_table(&self, ct: &ast::CreateTable) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&ct.name);
+        let catalog = self.db.catalog();
+        if catalog.kind_of(&name).is_some() {
+            if ct.if_not_exists {
+                return Ok(command("CREATE TABLE"));
+            }
+            return Err(PlannerError::DuplicateTable(name).into());
+        }
+        if ct.query.is_some() {
+            return Err(ServerError::Unsupported("CREATE TABLE … AS is not supported yet".into()));
+        }
+        let mut columns: Vec<ColumnDef> = Vec::new();
+        let mut pk: Vec<usize> = Vec::new();
+        for (i, c) in ct.columns.iter().enumerate() {
+            let cname = ident_name(&c.name);
+            if columns.iter().any(|x| x.name == cname) {
+                return Err(PlannerError::DuplicateColumn(cname).into());
+            }
+            let mut not_null = false;
+            for opt in &c.options {
+                match &opt.option {
+                    ColumnOption::NotNull => not_null = true,
+                    ColumnOption::Null => {}
+                    ColumnOption::PrimaryKey(_) => {
+                        if !pk.is_empty() {
+                            return Err(ServerError::Unsupported(format!(
+                                "multiple primary keys for table \"{name}\" are not allowed"
+                            )));
+                        }
+                        pk.push(i);
+                        not_null = true;
+                    }
+                    other => {
+                        return Err(ServerError::Unsupported(format!(
+                            "column option {other} is not supported yet"
+                        )))
+                    }
+                }
+            }
+            columns.push(ColumnDef {
+                name: cname,
+                ty: SqlType::from_ast(&c.data_type)?,
+                not_null,
+            });
+        }
+        if columns.is_empty() {
+            return Err(ServerError::Unsupported("a table needs at least one column".into()));
+        }
+        for constraint in &ct.constraints {
+            match constraint {
+                TableConstraint::PrimaryKey(p) => {
+                    if !pk.is_empty() {
+                        return Err(ServerError::Unsupported(format!(
+                            "multiple primary keys for table \"{name}\" are not allowed"
+                        )));
+                    }
+                    for ic in &p.columns {
+                        let col = match &ic.column.expr {
+                            ast::Expr::Identifier(id) => ident_name(id),
+                            other => {
+                                return Err(ServerError::Unsupported(format!(
+                                    "primary key expression {other}"
+                                )))
+                            }
+                        };
+                        let idx = columns
+                            .iter()
+                            .position(|c| c.name == col)
+                            .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
+                        if pk.contains(&idx) {
+                            return Err(PlannerError::DuplicateColumn(col).into());
+                        }
+                        pk.push(idx);
+                        columns[idx].not_null = true;
+                    }
+                }
+                other => {
+                    return Err(ServerError::Unsupported(format!(
+                        "table constraint {other} is not supported yet"
+                    )))
+                }
+            }
+        }
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = TableDef {
+            id,
+            name,
+            columns,
+            pk,
+        };
+        let desc = table_desc(&def);
+        next.tables.push(def);
+        self.db.engine.ddl(Ddl::CreateTable(desc), next.to_json()).await?;
+        self.db.set_catalog(next);
+        Ok(command("CREATE TABLE"))
+    }
+
+    async fn create_view(&self, cv: &ast::CreateView) -> Result<Output> {
+        if !cv.materialized {
+            return Err(ServerError::Unsupported(
+                "only materialized views are supported: CREATE MATERIALIZED VIEW".into(),
+            ));
+        }
+        if cv.or_replace {
+            return Err(ServerError::Unsupported("CREATE OR REPLACE MATERIALIZED VIEW".into()));
+        }
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cv.name);
+        let catalog = self.db.catalog();
+        if catalog.kind_of(&name).is_some() {
+            if cv.if_not_exists {
+                return Ok(command("CREATE MATERIALIZED VIEW"));
+            }
+            return Err(PlannerError::DuplicateTable(name).into());
+        }
+        // Renamed columns: `CREATE MATERIALIZED VIEW v (a, b) AS …` is stored as a query
+        // that renames them, so re-planning at startup needs nothing else.
+        let query_sql = if cv.columns.is_empty() {
+            cv.query.to_string()
+        } else {
+            let cols: Vec<String> = cv.columns.iter().map(|c| c.name.to_string()).collect();
+            format!("SELECT * FROM ({}) AS __freshet_view ({})", cv.query, cols.join(", "))
+        };
+        let query_stmt = match parser::parse(&query_sql)?.into_iter().next() {
+            Some(Stmt::Sql(s)) => s,
+            _ => return Err(PlannerError::Internal("view query vanished".into()).into()),
+        };
+        let ctx = self.db.context_for(&catalog, &query_stmt, false)?;
+        let plan = bind(&ctx, &query_stmt).await?;
+        if !param_types(&plan)?.is_empty() {
+            return Err(ServerError::Unsupported("parameters in a materialized view".into()));
+        }
+        let planned = plan_view(&ctx, &catalog, &plan)?;
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        next.views.push(ViewDef {
+            id,
+            name: name.clone(),
+            sql: query_sql,
+            depends_on: planned.depends_on.clone(),
+        });
+        let desc = ViewDesc {
+            id,
+            name,
+            schema: planned.schema.clone(),
+            plan: planned.plan,
+        };
+        self.db
+            .view_schemas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, planned.schema);
+        if let Err(e) = self.db.engine.ddl(Ddl::CreateView(desc), next.to_json()).await {
+            self.db.view_schemas.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            return Err(e.into());
+        }
+        self.db.set_catalog(next);
+        Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    async fn drop(&self, object_type: ObjectType, if_exists: bool, names: &[ObjectName], cascade: bool) -> Result<Output> {
+        let (expected, tag) = match object_type {
+            ObjectType::Table => (RelationKind::Table, "DROP TABLE"),
+            ObjectType::MaterializedView | ObjectType::View => (RelationKind::View, "DROP MATERIALIZED VIEW"),
+            other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
+        };
+        let _ddl = self.db.ddl_lock.lock().await;
+        for n in names {
+            let name = object_name(n);
+            let catalog = self.db.catalog();
+            let id = match catalog.kind_of(&name) {
+                None if if_exists => continue,
+                None => return Err(PlannerError::UndefinedTable(name).into()),
+                Some((kind, _)) if kind != expected => {
+                    return Err(PlannerError::WrongObjectType {
+                        name,
+                        expected: if expected == RelationKind::Table { "table" } else { "materialized view" },
+                    }
+                    .into())
+                }
+                Some((_, id)) => id,
+            };
+            // Everything that reads it, transitively, in creation order.
+            let mut doomed = vec![id];
+            for v in &catalog.views {
+                if v.depends_on.iter().any(|d| doomed.contains(d)) {
+                    doomed.push(v.id);
+                }
+            }
+            if doomed.len() > 1 && !cascade {
+                let dependents: Vec<String> = catalog
+                    .dependents(id)
+                    .iter()
+                    .map(|v| format!("materialized view {} depends on {} {}", v.name, if expected == RelationKind::Table { "table" } else { "materialized view" }, name))
+                    .collect();
+                return Err(PlannerError::DependentObjects {
+                    kind: if expected == RelationKind::Table { "table" } else { "materialized view" },
+                    name,
+                    detail: dependents.join("\n"),
+                }
+                .into());
+            }
+            let mut next = (*catalog).clone();
+            for victim in doomed.into_iter().rev() {
+                next.tables.retain(|t| t.id != victim);
+                next.views.retain(|v| v.id != victim);
+                self.db.engine.ddl(Ddl::Drop(victim), next.to_json()).await?;
+                self.db.view_schemas.write().unwrap_or_else(|p| p.into_inner()).remove(&victim);
+                self.db.set_catalog(next.clone());
+            }
+        }
+        Ok(command(tag))
+    }
+
+    fn set(&self, set: &ast::Set) -> Result<Output> {
+        let (name, value) = match set {
+            ast::Set::SingleAssignment { variable, values, .. } => {
+                let name = object_name(variable);
+                let value = values
+                    .iter()
+                    .map(|v| match v {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                        ast::Expr::Identifier(i) => i.value.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (name, value)
+            }
+            ast::Set::SetTimeZone { value, .. } => ("timezone".to_string(), value.to_string().trim_matches('\'').to_string()),
+            ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => return Ok(command("SET")),
+            other => return Err(ServerError::Unsupported(format!("{other}"))),
+        };
+        let value = match name.as_str() {
+            "implicit_flush" => match value.to_lowercase().as_str() {
+                "true" | "on" | "1" | "yes" => "true".to_string(),
+                "false" | "off" | "0" | "no" => "false".to_string(),
+                _ => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
+            "timezone" | "time zone" => {
+                let v = value.to_uppercase();
+                if !["UTC", "GMT", "Z", "+00", "+00:00", "ETC/UTC", "0"].contains(&v.as_str()) {
+                    return Err(ServerError::Unsupported(format!(
+                        "time zone \"{value}\": Freshet sessions use UTC"
+                    )));
+                }
+                "UTC".to_string()
+            }
+            _ => value,
+        };
+        let name = if name == "time zone" { "timezone".to_string() } else { name };
+        self.vars.lock().unwrap_or_else(|p| p.into_inner()).insert(name, value);
+        Ok(command("SET"))
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
+        let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+        let name = if name == "time zone" { "timezone".to_string() } else { name };
+        let vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        if name == "all" {
+            let schema: SchemaRef = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("setting", DataType::Utf8, false),
+            ]));
+            let rows: Vec<Vec<ScalarValue>> = vars
+                .iter()
+                .map(|(k, v)| vec![ScalarValue::Utf8(Some(k.clone())), ScalarValue::Utf8(Some(v.clone()))])
+                .collect();
+            let batch = rows_to_batch(schema.clone(), &rows)?;
+            return Ok(Output::Rows { schema, batches: vec![batch] });
+        }
+        let value = vars.get(&name).cloned().ok_or(ServerError::UnknownParameter(name.clone()))?;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(&name, DataType::Utf8, true)]));
+        let batch = rows_to_batch(schema.clone(), &[vec![ScalarValue::Utf8(Some(value))]])?;
+        Ok(Output::Rows { schema, batches: vec![batch] })
+    }
+}
+
+fn names_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("Name", DataType::Utf8, false)]))
+}
+
+fn names_output(names: Vec<String>) -> Result<Output> {
+    let schema = names_schema();
+    let rows: Vec<Vec<ScalarValue>> = names.into_iter().map(|n| vec![ScalarValue::Utf8(Some(n))]).collect();
+    let batch = rows_to_batch(schema.clone(), &rows)?;
+    Ok(Output::Rows {
+        schema,
+        batches: vec![batch],
+    })
+}
+
+fn where_clause(selection: &Option<ast::Expr>) -> String {
+    match selection {
+        Some(e) => format!(" WHERE {e}"),
+        None => String::new(),
+    }
+}
+
+/// Whether `query` reads `table` (INSERT INTO t SELECT … FROM t).
+fn referenced_in_query(query: &ast::Query, table: &str) -> bool {
+    referenced_tables(&Statement::Query(Box::new(query.clone())))
+        .iter()
+        .any(|n| n == table)
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// An identifier as Postgres folds it: unquoted names are lower-cased.
+pub fn ident_name(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// The last part of a (possibly schema-qualified) name.
+pub fn object_name(n: &ObjectName) -> String {
+    n.0.last()
+        .and_then(|p| p.as_ident())
+        .map(ident_name)
+        .unwrap_or_default()
+}
+
+/// `$1`, `$2`, … types inferred by DataFusion, in order.
+fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let types = plan.get_parameter_types()?;
+    let mut out: Vec<Option<DataType>> = Vec::new();
+    for (name, ty) in types {
+        let idx: usize = name
+            .trim_start_matches('$')
+            .parse()
+            .map_err(|_| ServerError::Unsupported(format!("parameter {name}")))?;
+        if idx == 0 {
+            return Err(ServerError::Unsupported(format!("parameter {name}")));
+        }
+        if out.len() < idx {
+            out.resize(idx, None);
+        }
+        out[idx - 1] = ty;
+    }
+    Ok(out)
+}
+
+fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.with_param_values(ParamValues::List(
+        params.iter().cloned().map(Into::into).collect(),
+    ))?)
+}
+
+fn cast_column(
+    c: &datafusion::arrow::array::ArrayRef,
+    t: &DataType,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    if c.data_type() == t {
+        return Ok(c.clone());
+    }
+    let opts = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
+}
+
+fn cast_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = b
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast_column(c, f.data_type()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+impl From<datafusion::arrow::error::ArrowError> for ServerError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        ServerError::DataFusion(e.into())
+    }
+}

@@ -1,0 +1,410 @@
+//! A sqllogictest database over the Postgres wire protocol, in either the simple or the
+//! extended query protocol, talking to a [`TestServer`](crate::TestServer) it can restart.
+//!
+//! Directives understood in place of SQL (as `statement ok` records):
+//! - `freshet:restart` — stop the server gracefully (SIGTERM) and start it again;
+//! - `freshet:kill9` — `kill -9` the server and start it again.
+//!
+//! Every connection of the file reconnects after either.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::TestServer;
+
+/// Which wire protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Simple,
+    Extended,
+}
+
+/// The server shared by all connections of one test file.
+pub struct SharedServer {
+    server: Mutex<TestServer>,
+    generation: AtomicU64,
+}
+
+impl SharedServer {
+    pub fn new(server: TestServer) -> Arc<SharedServer> {
+        Arc::new(SharedServer {
+            server: Mutex::new(server),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    pub fn conn_str(&self) -> String {
+        self.server.lock().expect("server lock").conn_str()
+    }
+
+    pub fn log(&self) -> String {
+        self.server.lock().expect("server lock").log()
+    }
+}
+
+#[derive(Debug)]
+pub struct DbError(pub String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for DbError {}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // Render as "<SQLSTATE>: <message>" so that `statement error 42P01` style
+        // expectations check the code, and message regexes still match.
+        match e.as_db_error() {
+            Some(db) => DbError(format!("{}: {}", db.code().code(), db.message())),
+            None => DbError(e.to_string()),
+        }
+    }
+}
+
+pub async fn connect(conn_str: &str) -> Result<Client, DbError> {
+    let (client, conn) = tokio_postgres::connect(conn_str, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// One sqllogictest connection.
+pub struct FreshetDb {
+    shared: Arc<SharedServer>,
+    client: Client,
+    generation: u64,
+    protocol: Protocol,
+}
+
+impl FreshetDb {
+    pub async fn connect(shared: Arc<SharedServer>, protocol: Protocol) -> Result<Self, DbError> {
+        let generation = shared.generation.load(Ordering::SeqCst);
+        let client = connect(&shared.conn_str()).await?;
+        Ok(FreshetDb {
+            shared,
+            client,
+            generation,
+            protocol,
+        })
+    }
+
+    async fn restart(&mut self, kill9: bool) -> Result<(), DbError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = shared.server.lock().expect("server lock");
+            if kill9 {
+                s.kill9_restart();
+            } else {
+                s.restart();
+            }
+            shared.generation.fetch_add(1, Ordering::SeqCst);
+        })
+        .await
+        .map_err(|e| DbError(format!("restart task failed: {e}")))?;
+        self.reconnect().await
+    }
+
+    async fn reconnect(&mut self) -> Result<(), DbError> {
+        self.generation = self.shared.generation.load(Ordering::SeqCst);
+        self.client = connect(&self.shared.conn_str()).await?;
+        Ok(())
+    }
+
+    async fn run_simple(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let msgs = self.client.simple_query(sql).await?;
+        let mut rows = Vec::new();
+        let mut ncols = None;
+        let mut affected = 0;
+        for m in msgs {
+            match m {
+                SimpleQueryMessage::RowDescription(desc) => ncols = Some(desc.len()),
+                SimpleQueryMessage::Row(r) => {
+                    ncols = Some(r.len());
+                    rows.push(
+                        (0..r.len())
+                            .map(|i| match r.get(i) {
+                                None => "NULL".to_string(),
+                                Some("") => "(empty)".to_string(),
+                                Some(v) => v.to_string(),
+                            })
+                            .collect(),
+                    );
+                }
+                SimpleQueryMessage::CommandComplete(n) => affected = n,
+                _ => {}
+            }
+        }
+        Ok(match ncols {
+            Some(n) => DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; n],
+                rows,
+            },
+            None => DBOutput::StatementComplete(affected),
+        })
+    }
+
+    async fn run_extended(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let stmt = self.client.prepare(sql).await?;
+        if stmt.columns().is_empty() {
+            let n = self.client.execute(&stmt, &[]).await?;
+            return Ok(DBOutput::StatementComplete(n));
+        }
+        let rows = self.client.query(&stmt, &[]).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for (i, col) in row.columns().iter().enumerate() {
+                cells.push(binary_cell_to_text(row, i, col.type_())?);
+            }
+            out.push(cells);
+        }
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; stmt.columns().len()],
+            rows: out,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncDB for FreshetDb {
+    type Error = DbError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        match sql.trim().trim_end_matches(';') {
+            "freshet:restart" => {
+                self.restart(false).await?;
+                return Ok(DBOutput::StatementComplete(0));
+            }
+            "freshet:kill9" => {
+                self.restart(true).await?;
+                return Ok(DBOutput::StatementComplete(0));
+            }
+            _ => {}
+        }
+        if self.generation != self.shared.generation.load(Ordering::SeqCst) {
+            self.reconnect().await?;
+        }
+        match self.protocol {
+            Protocol::Simple => self.run_simple(sql).await,
+            Protocol::Extended => self.run_extended(sql).await,
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "freshet"
+    }
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await
+    }
+
+    async fn run_command(
+        mut command: std::process::Command,
+    ) -> std::io::Result<std::process::Output> {
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+/// Raw bytes of a value, for types tokio-postgres does not decode itself.
+struct Raw(Vec<u8>);
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}
+
+/// Renders a binary-format value the way the server renders it in text format, so that
+/// the same `.slt` expectations hold in both protocols.
+fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result<String, DbError> {
+    fn get<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, i: usize) -> Result<Option<T>, DbError> {
+        row.try_get::<_, Option<T>>(i)
+            .map_err(|e| DbError(format!("decoding column {i}: {e}")))
+    }
+    let s = match *ty {
+        Type::BOOL => get::<bool>(row, i)?.map(|b| if b { "t" } else { "f" }.to_string()),
+        Type::INT2 => get::<i16>(row, i)?.map(|v| v.to_string()),
+        Type::INT4 => get::<i32>(row, i)?.map(|v| v.to_string()),
+        Type::INT8 => get::<i64>(row, i)?.map(|v| v.to_string()),
+        Type::FLOAT4 => get::<f32>(row, i)?.map(|v| format!("{v}")),
+        Type::FLOAT8 => get::<f64>(row, i)?.map(format_float),
+        Type::DATE => get::<NaiveDate>(row, i)?.map(|v| v.format("%Y-%m-%d").to_string()),
+        Type::TIMESTAMP => get::<NaiveDateTime>(row, i)?.map(|v| format_timestamp(&v)),
+        Type::TIMESTAMPTZ => get::<DateTime<Utc>>(row, i)?
+            .map(|v| format!("{}+00", format_timestamp(&v.naive_utc()))),
+        Type::NUMERIC => get::<Raw>(row, i)?.map(|r| decode_numeric(&r.0)).transpose()?,
+        Type::INTERVAL => get::<Raw>(row, i)?.map(|r| decode_interval(&r.0)).transpose()?,
+        _ => get::<String>(row, i)?,
+    };
+    Ok(match s {
+        None => "NULL".to_string(),
+        Some(s) if s.is_empty() => "(empty)".to_string(),
+        Some(s) => s,
+    })
+}
+
+/// Postgres' timestamp output: fractional seconds only when non-zero, without trailing zeros.
+fn format_timestamp(t: &NaiveDateTime) -> String {
+    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let micros = t.and_utc().timestamp_subsec_micros();
+    if micros != 0 {
+        let f = format!("{micros:06}");
+        s.push('.');
+        s.push_str(f.trim_end_matches('0'));
+    }
+    s
+}
+
+/// Postgres' float output (shortest round-trip digits, exponent for very large/small).
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e15).contains(&a) {
+        let s = format!("{v:e}");
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = match e.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', e),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn be_i16(b: &[u8], at: usize) -> Result<i16, DbError> {
+    b.get(at..at + 2)
+        .map(|s| i16::from_be_bytes([s[0], s[1]]))
+        .ok_or_else(|| DbError("short numeric".into()))
+}
+
+/// Decodes Postgres' binary NUMERIC into its text form.
+fn decode_numeric(b: &[u8]) -> Result<String, DbError> {
+    let ndigits = be_i16(b, 0)? as usize;
+    let weight = be_i16(b, 2)? as i32;
+    let sign = be_i16(b, 4)? as u16;
+    let dscale = be_i16(b, 6)? as usize;
+    if sign == 0xC000 {
+        return Ok("NaN".into());
+    }
+    let mut digits = Vec::with_capacity(ndigits);
+    for k in 0..ndigits {
+        digits.push(be_i16(b, 8 + 2 * k)? as i32);
+    }
+    let mut int_part = String::new();
+    for w in 0..=weight.max(-1) {
+        let d = digits.get(w as usize).copied().unwrap_or(0);
+        if int_part.is_empty() {
+            if d != 0 || w == weight {
+                int_part = d.to_string();
+            }
+        } else {
+            int_part.push_str(&format!("{d:04}"));
+        }
+    }
+    if int_part.is_empty() {
+        int_part = "0".into();
+    }
+    let mut frac = String::new();
+    let mut idx = weight + 1;
+    while frac.len() < dscale {
+        let d = if idx < 0 {
+            0
+        } else {
+            digits.get(idx as usize).copied().unwrap_or(0)
+        };
+        frac.push_str(&format!("{d:04}"));
+        idx += 1;
+    }
+    frac.truncate(dscale);
+    let neg = if sign == 0x4000 { "-" } else { "" };
+    Ok(if dscale > 0 {
+        format!("{neg}{int_part}.{frac}")
+    } else {
+        format!("{neg}{int_part}")
+    })
+}
+
+/// Decodes Postgres' binary INTERVAL into the `postgres` output style.
+fn decode_interval(b: &[u8]) -> Result<String, DbError> {
+    if b.len() < 16 {
+        return Err(DbError("short interval".into()));
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[0..8]);
+    let micros = i64::from_be_bytes(a);
+    let days = i32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+    let months = i32::from_be_bytes([b[12], b[13], b[14], b[15]]);
+    Ok(format_interval(months, days, micros))
+}
+
+/// Postgres' `postgres`-style interval output, e.g. `1 year 2 mons 3 days 04:05:06`.
+pub fn format_interval(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let years = months / 12;
+    let mons = months % 12;
+    let plural = |n: i64, one: &str, many: &str| {
+        if n == 1 || n == -1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    if years != 0 {
+        parts.push(plural(years as i64, "year", "years"));
+    }
+    if mons != 0 {
+        parts.push(plural(mons as i64, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(plural(days as i64, "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let neg = micros < 0;
+        let m = micros.unsigned_abs();
+        let secs = m / 1_000_000;
+        let frac = m % 1_000_000;
+        let mut t = format!(
+            "{}{:02}:{:02}:{:02}",
+            if neg { "-" } else { "" },
+            secs / 3600,
+            (secs / 60) % 60,
+            secs % 60
+        );
+        if frac != 0 {
+            let f = format!("{frac:06}");
+            t.push('.');
+            t.push_str(f.trim_end_matches('0'));
+        }
+        parts.push(t);
+    }
+    parts.join(" ")
+}

@@ -1,0 +1,103 @@
+//! Runs every `.slt` file under `crates/sql-tests/slt/` against a real `freshet serve`
+//! process, once over the simple query protocol and once over the extended protocol, each
+//! run with a fresh server and data directory.
+//!
+//! `cargo test -p freshet-sql-tests --test slt -- [FILTER]` runs the files whose path
+//! contains FILTER. Records can be limited to one protocol with `onlyif simple` /
+//! `onlyif extended` (e.g. several statements in one query string, which the extended
+//! protocol does not allow).
+
+use std::path::{Path, PathBuf};
+
+use freshet_sql_tests::pgclient::{FreshetDb, Protocol, SharedServer};
+use freshet_sql_tests::TestServer;
+
+fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read slt dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            slt_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "slt") {
+            out.push(p);
+        }
+    }
+}
+
+async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
+    let shared = SharedServer::new(TestServer::start());
+    let label = match protocol {
+        Protocol::Simple => "simple",
+        Protocol::Extended => "extended",
+    };
+    let mut runner = sqllogictest::Runner::new(|| {
+        let shared = shared.clone();
+        async move { FreshetDb::connect(shared, protocol).await }
+    });
+    runner.add_label(label);
+    runner.with_hash_threshold(0);
+    let res = runner.run_file_async(path).await;
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) => Err(format!(
+            "{e}\n--- server log (tail) ---\n{}",
+            tail(&shared.log(), 40)
+        )),
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
+    let mut files = Vec::new();
+    slt_files(&root, &mut files);
+    files.retain(|f| {
+        filter.is_empty() || filter.iter().any(|x| f.to_string_lossy().contains(x.as_str()))
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut passed = 0;
+    let mut failed = Vec::new();
+    for f in &files {
+        let name = f.strip_prefix(&root).unwrap_or(f).display().to_string();
+        for protocol in [Protocol::Simple, Protocol::Extended] {
+            let started = std::time::Instant::now();
+            match rt.block_on(run_file(f, protocol)) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("ok    {name} [{protocol:?}] {:.1?}", started.elapsed());
+                }
+                Err(e) => {
+                    println!("FAIL  {name} [{protocol:?}]\n{e}\n");
+                    failed.push(format!("{name} [{protocol:?}]"));
+                }
+            }
+        }
+    }
+    println!("\nslt: {} passed, {} failed", passed, failed.len());
+    for f in &failed {
+        println!("  failed: {f}");
+    }
+    if files.is_empty() {
+        println!("no .slt files matched");
+        std::process::exit(1);
+    }
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,45 @@
+//! Key layout. Every key starts with a key-space byte; ids are big-endian so that the rows
+//! of one relation (or one state table) are contiguous and ordered.
+
+/// The catalog document.
+pub const CATALOG: &[u8] = &[0x01];
+const ROWS: u8 = 0x02;
+const STATE: u8 = 0x03;
+
+/// Prefix of all rows of relation (table or view) `id`.
+pub fn rows_prefix(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + 16);
+    k.push(ROWS);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Key of one row of relation `id`; `key` is the encoded primary key (tables) or the
+/// encoded row (views, where the value is the row's multiplicity).
+pub fn row_key(id: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = rows_prefix(id);
+    k.extend_from_slice(key);
+    k
+}
+
+/// Prefix of state table `id` (operator state; ids are allocated per view and operator).
+pub fn state_prefix(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + 16);
+    k.push(STATE);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Prefix of all state tables of view `view_id` (see [`state_table_id`]).
+pub fn view_state_prefix(view_id: u64) -> Vec<u8> {
+    let mut k = vec![STATE];
+    k.extend_from_slice(&(view_id as u32).to_be_bytes());
+    k
+}
+
+/// The state table id of table number `n` of operator number `op` of view `view_id`:
+/// `view id (32 bits) | operator (16 bits) | table (16 bits)`, so that all state of a
+/// view shares a prefix and is dropped with one range.
+pub fn state_table_id(view_id: u64, op: u16, n: u16) -> u64 {
+    ((view_id & 0xFFFF_FFFF) << 32) | ((op as u64) << 16) | n as u64
+}

@@ -1,0 +1,388 @@
+//! Storage: everything Freshet persists lives in one RocksDB database in the data directory.
+//!
+//! Key spaces (first byte of every key, see [`keys`]):
+//! - `0x01` catalog (one JSON document, written with the changes that go with it);
+//! - `0x02` rows of tables and views, `relation id | encoded key`;
+//! - `0x03` operator state, `state table id | encoded key`.
+//!
+//! The engine is the only writer. It buffers its writes in a [`Txn`] (reads see the buffer
+//! on top of the committed data) and commits them in one synced RocksDB write batch: that
+//! batch is the unit of durability and atomicity (a checkpoint). Queries read committed
+//! data through [`Store::read_snapshot`], so they never see half of a checkpoint.
+//!
+//! [`Store::memory`] is an in-memory backend with the same behaviour, for unit tests.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub mod codec;
+pub mod keys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+#[derive(Clone)]
+enum Backend {
+    Rocks(Arc<rocksdb::DB>),
+    Memory(Arc<Mutex<Map>>),
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// A consistent read-only view of committed data.
+pub trait Reader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// All pairs whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+}
+
+struct RocksReader<'a> {
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl Reader for RocksReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snap.get(key)?)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let it = self.snap.iterator(rocksdb::IteratorMode::From(
+            prefix,
+            rocksdb::Direction::Forward,
+        ));
+        for kv in it {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+struct MemReader<'a> {
+    map: &'a Map,
+}
+
+impl Reader for MemReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.map.get(key).cloned())
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .map
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the RocksDB database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        let db = rocksdb::DB::open(&opts, path)?;
+        Ok(Store {
+            backend: Backend::Rocks(Arc::new(db)),
+        })
+    }
+
+    /// An empty in-memory store (unit tests).
+    pub fn memory() -> Store {
+        Store {
+            backend: Backend::Memory(Arc::new(Mutex::new(Map::new()))),
+        }
+    }
+
+    /// Runs `f` over one consistent snapshot of the committed data.
+    pub fn read_snapshot<R>(&self, f: impl FnOnce(&dyn Reader) -> R) -> R {
+        match &self.backend {
+            Backend::Rocks(db) => f(&RocksReader { snap: db.snapshot() }),
+            Backend::Memory(m) => {
+                let map = m.lock().unwrap_or_else(|p| p.into_inner());
+                f(&MemReader { map: &map })
+            }
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match &self.backend {
+            Backend::Rocks(db) => Ok(db.get(key)?),
+            Backend::Memory(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()),
+        }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.read_snapshot(|r| r.scan_prefix(prefix))
+    }
+
+    /// Applies `writes` atomically and durably (fsync of the WAL).
+    fn write(&self, writes: Map, deletes: Vec<Vec<u8>>) -> Result<()> {
+        match &self.backend {
+            Backend::Rocks(db) => {
+                let mut wb = rocksdb::WriteBatch::default();
+                for k in deletes {
+                    wb.delete(k);
+                }
+                for (k, v) in writes {
+                    wb.put(k, v);
+                }
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                db.write_opt(wb, &wo)?;
+            }
+            Backend::Memory(m) => {
+                let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
+                for k in deletes {
+                    map.remove(&k);
+                }
+                map.extend(writes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Size on disk of the live data, in bytes (an estimate for RocksDB).
+    pub fn approximate_size(&self) -> u64 {
+        match &self.backend {
+            Backend::Rocks(db) => db
+                .property_int_value("rocksdb.estimate-live-data-size")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            Backend::Memory(m) => m
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum(),
+        }
+    }
+}
+
+/// Buffered writes on top of the committed data. Reads see the buffer; [`Txn::commit`]
+/// writes it in one atomic, synced batch.
+pub struct Txn {
+    store: Store,
+    /// `None` marks a delete.
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// While a statement runs: the buffer entries it overwrote, to undo it if it fails.
+    undo: Option<Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>>,
+}
+
+impl Txn {
+    pub fn new(store: Store) -> Txn {
+        Txn {
+            store,
+            pending: BTreeMap::new(),
+            undo: None,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.pending.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.get(key),
+        }
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.set(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.set(key, None);
+    }
+
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let old = self.pending.insert(key.clone(), value);
+        if let Some(undo) = &mut self.undo {
+            undo.push((key, old));
+        }
+    }
+
+    /// All live pairs whose key starts with `prefix`, in key order, buffer included.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let committed = self.store.scan_prefix(prefix)?;
+        let buffered = self
+            .pending
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            committed.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        for (k, v) in buffered {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    /// The first live pair (in key order) whose key starts with `prefix`; the last one
+    /// when `last` is set.
+    pub fn first_with_prefix(&self, prefix: &[u8], last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let all = self.scan_prefix(prefix)?;
+        Ok(if last {
+            all.into_iter().next_back()
+        } else {
+            all.into_iter().next()
+        })
+    }
+
+    /// Deletes every live key starting with `prefix`.
+    pub fn delete_prefix(&mut self, prefix: &[u8]) -> Result<()> {
+        for (k, _) in self.scan_prefix(prefix)? {
+            self.delete(k);
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer in one synced batch.
+    pub fn commit(&mut self) -> Result<()> {
+        self.undo = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut puts = Map::new();
+        let mut dels = Vec::new();
+        for (k, v) in pending {
+            match v {
+                Some(v) => {
+                    puts.insert(k, v);
+                }
+                None => dels.push(k),
+            }
+        }
+        self.store.write(puts, dels)
+    }
+
+    /// Starts recording what the buffer looked like, so that a failing statement can be
+    /// undone with [`Txn::rollback_statement`].
+    pub fn begin_statement(&mut self) {
+        self.undo = Some(Vec::new());
+    }
+
+    /// Keeps the statement's writes.
+    pub fn end_statement(&mut self) {
+        self.undo = None;
+    }
+
+    /// Undoes every write since [`Txn::begin_statement`].
+    pub fn rollback_statement(&mut self) {
+        if let Some(undo) = self.undo.take() {
+            for (k, old) in undo.into_iter().rev() {
+                match old {
+                    Some(v) => {
+                        self.pending.insert(k, v);
+                    }
+                    None => {
+                        self.pending.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txn_overlay_and_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut t = Txn::new(store.clone());
+        t.put(b"a1".to_vec(), b"x".to_vec());
+        t.put(b"a2".to_vec(), b"y".to_vec());
+        assert_eq!(t.get(b"a1").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(store.read_snapshot(|r| r.get(b"a1")).unwrap(), None);
+        t.commit().unwrap();
+        assert_eq!(store.read_snapshot(|r| r.get(b"a1")).unwrap(), Some(b"x".to_vec()));
+        t.delete(b"a1".to_vec());
+        t.put(b"a3".to_vec(), b"z".to_vec());
+        let keys: Vec<_> = t.scan_prefix(b"a").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"a2".to_vec(), b"a3".to_vec()]);
+        t.commit().unwrap();
+        drop(t);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let all = store.read_snapshot(|r| r.scan_prefix(b"a")).unwrap();
+        assert_eq!(all.len(), 2);
+    }
+}
+
+/// How a relation's rows are laid out under its prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLayout {
+    /// `primary key → row` (tables with a primary key).
+    Keyed,
+    /// `row → multiplicity` (tables without a primary key, and views).
+    Multiset,
+}
+
+/// Decodes the rows of one relation from its key-value pairs (keys include the
+/// `prefix_len`-byte relation prefix). Returns each distinct row with its multiplicity.
+pub fn decode_relation(
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    prefix_len: usize,
+    types: &[datafusion::arrow::datatypes::DataType],
+    layout: RowLayout,
+) -> Result<Vec<(Vec<datafusion::common::ScalarValue>, i64)>> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| match layout {
+            RowLayout::Keyed => Ok((codec::decode_row(&v, types)?, 1)),
+            RowLayout::Multiset => {
+                let n: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("bad row multiplicity".into()))?;
+                Ok((codec::decode_row(&k[prefix_len..], types)?, i64::from_be_bytes(n)))
+            }
+        })
+        .collect()
+}
+
+/// Reads all rows of relation `id` from a snapshot.
+pub fn read_relation(
+    reader: &dyn Reader,
+    id: u64,
+    types: &[datafusion::arrow::datatypes::DataType],
+    layout: RowLayout,
+) -> Result<Vec<(Vec<datafusion::common::ScalarValue>, i64)>> {
+    let prefix = keys::rows_prefix(id);
+    decode_relation(reader.scan_prefix(&prefix)?, prefix.len(), types, layout)
+}
