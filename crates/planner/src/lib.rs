@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod context;
+pub mod naming;
 pub mod parser;
 pub mod stream_planner;
 

@@ -250,7 +250,7 @@ fn ts_from(v: i64, unit: &TimeUnit) -> Option<NaiveDateTime> {
 
 /// The value at `row` of `array`.
 fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgValue {
-    if array.is_null(row) {
+    if array.is_null(row) || array.data_type() == &DataType::Null {
         return PgValue::Null;
     }
     match array.data_type() {

@@ -142,6 +142,8 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
                 "42P01"
             } else if m.contains("Invalid function") || m.contains("No function matches") {
                 "42883"
+            } else if m.contains("require unique expression names") {
+                "42701"
             } else if m.contains("Cannot infer common") || m.contains("Cannot coerce") {
                 "42804"
             } else {

@@ -23,6 +23,7 @@ use freshet_engine::plan::StreamNode;
 use freshet_engine::EngineError;
 use freshet_planner::catalog::{Catalog, ColumnDef, RelationKind, SqlType, TableDef, ViewDef};
 use freshet_planner::context::{bind, new_session, referenced_tables, register};
+use freshet_planner::naming::{display_name, name_select_items};
 use freshet_planner::parser::{self, Stmt};
 use freshet_planner::sqlparser::ast::{
     self, AssignmentTarget, ColumnOption, FromTable, ObjectName, ObjectType, Statement,
@@ -297,14 +298,21 @@ impl Session {
             | Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_) => {
+                let s = with_pg_names(s);
                 let catalog = self.db.catalog();
-                let ctx = self.db.context_for(&catalog, s, false)?;
-                let plan = bind(&ctx, s).await?;
-                let types = param_types(&plan)?;
-                let schema = match s.as_ref() {
-                    Statement::Query(_) | Statement::Explain { .. } => {
-                        Some(Arc::new(plan.schema().as_arrow().clone()))
+                let ctx = self.db.context_for(&catalog, &s, false)?;
+                let plan = match &s {
+                    // See `insert`: INSERT … SELECT is planned as its query.
+                    Statement::Insert(ast::Insert { source: Some(src), .. })
+                        if !matches!(src.body.as_ref(), ast::SetExpr::Values(_)) =>
+                    {
+                        bind(&ctx, &Statement::Query(src.clone())).await?
                     }
+                    _ => bind(&ctx, &s).await?,
+                };
+                let types = param_types(&plan)?;
+                let schema = match s {
+                    Statement::Query(_) | Statement::Explain { .. } => Some(result_schema(&plan)),
                     _ => None,
                 };
                 Ok((types, schema))
@@ -319,10 +327,11 @@ impl Session {
     }
 
     async fn query(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
+        let stmt = with_pg_names(stmt);
         let catalog = self.db.catalog();
-        let ctx = self.db.context_for(&catalog, stmt, true)?;
-        let plan = with_params(bind(&ctx, stmt).await?, params)?;
-        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let ctx = self.db.context_for(&catalog, &stmt, true)?;
+        let plan = with_params(bind(&ctx, &stmt).await?, params)?;
+        let schema = result_schema(&plan);
         let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
         Ok(Output::Rows { schema, batches })
     }
@@ -377,17 +386,51 @@ impl Session {
         }
         let catalog = self.db.catalog();
         let ctx = self.db.context_for(&catalog, stmt, reads_tables)?;
-        let plan = bind(&ctx, stmt).await?;
-        let LogicalPlan::Dml(dml) = plan else {
-            return Err(PlannerError::Internal("INSERT did not plan as DML".into()).into());
-        };
-        let input = with_params(dml.input.as_ref().clone(), params)?;
-        let batches = ctx.execute_logical_plan(input).await?.collect().await?;
         let schema = table.schema();
-        let batches = batches
-            .iter()
-            .map(|b| cast_batch(b, &schema))
-            .collect::<Result<Vec<_>>>()?;
+        let batches = match &insert.source {
+            // INSERT … VALUES: DataFusion types the values (and `$n`) by the target columns.
+            Some(src) if matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
+                let plan = bind(&ctx, stmt).await?;
+                let LogicalPlan::Dml(dml) = plan else {
+                    return Err(PlannerError::Internal("INSERT did not plan as DML".into()).into());
+                };
+                let input = with_params(dml.input.as_ref().clone(), params)?;
+                let batches = ctx.execute_logical_plan(input).await?.collect().await?;
+                batches
+                    .iter()
+                    .map(|b| cast_batch(b, &schema))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            // INSERT … SELECT: run the query, then place its columns.
+            Some(src) => {
+                let query = Statement::Query(src.clone());
+                let plan = with_params(bind(&ctx, &query).await?, params)?;
+                let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+                let targets: Vec<usize> = if insert.columns.is_empty() {
+                    (0..schema.fields().len()).collect()
+                } else {
+                    insert
+                        .columns
+                        .iter()
+                        .map(|c| {
+                            let c = object_name(c);
+                            table
+                                .columns
+                                .iter()
+                                .position(|x| x.name == c)
+                                .ok_or(PlannerError::UndefinedColumn(c))
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+                batches
+                    .iter()
+                    .map(|b| place_columns(b, &targets, &schema))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            None => {
+                return Err(ServerError::Unsupported("INSERT … DEFAULT VALUES is not supported yet".into()))
+            }
+        };
         let n = batches.iter().map(|b| b.num_rows()).sum();
         self.write(&table, vec![], batches).await?;
         Ok(Output::Command {
@@ -622,11 +665,13 @@ impl Session {
         }
         // Renamed columns: `CREATE MATERIALIZED VIEW v (a, b) AS …` is stored as a query
         // that renames them, so re-planning at startup needs nothing else.
+        let mut query = cv.query.clone();
+        name_select_items(&mut query, false);
         let query_sql = if cv.columns.is_empty() {
-            cv.query.to_string()
+            query.to_string()
         } else {
             let cols: Vec<String> = cv.columns.iter().map(|c| c.name.to_string()).collect();
-            format!("SELECT * FROM ({}) AS __freshet_view ({})", cv.query, cols.join(", "))
+            format!("SELECT * FROM ({query}) AS __freshet_view ({})", cols.join(", "))
         };
         let query_stmt = match parser::parse(&query_sql)?.into_iter().next() {
             Some(Stmt::Sql(s)) => s,
@@ -786,6 +831,27 @@ impl Session {
     }
 }
 
+/// The statement with Postgres names for unaliased result columns (see `naming`).
+fn with_pg_names(stmt: &Statement) -> Statement {
+    let mut stmt = stmt.clone();
+    if let Statement::Query(q) = &mut stmt {
+        name_select_items(q, true);
+    }
+    stmt
+}
+
+/// A plan's output schema with the names clients should see.
+fn result_schema(plan: &LogicalPlan) -> SchemaRef {
+    let schema = plan.schema().as_arrow();
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_name(display_name(f.name())))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 fn names_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("Name", DataType::Utf8, false)]))
 }
@@ -876,6 +942,31 @@ fn cast_column(
         ..Default::default()
     };
     cast_with_options(c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
+}
+
+/// Builds rows of `schema` from `b`, whose column `i` goes to column `targets[i]`; the
+/// other columns are NULL.
+fn place_columns(b: &RecordBatch, targets: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
+    if b.num_columns() != targets.len() {
+        return Err(PlannerError::Syntax {
+            message: format!(
+                "INSERT has {} expressions but {} target columns",
+                b.num_columns(),
+                targets.len()
+            ),
+            position: None,
+        }
+        .into());
+    }
+    let mut cols: Vec<datafusion::arrow::array::ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), b.num_rows()))
+        .collect();
+    for (src, &dst) in targets.iter().enumerate() {
+        cols[dst] = cast_column(b.column(src), schema.field(dst).data_type())?;
+    }
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
 fn cast_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {

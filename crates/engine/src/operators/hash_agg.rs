@@ -183,7 +183,7 @@ impl HashAgg {
                         let t = sum_type(&vals[0].data_type())?;
                         let mut sum = ScalarValue::new_zero(&t)?;
                         for v in &vals {
-                            sum = sum.add_checked(v.cast_to(&t)?)?;
+                            sum = add_weighted(&sum, &v.cast_to(&t)?, 1)?;
                         }
                         if a.kind == AggKind::Sum {
                             sum
@@ -239,19 +239,52 @@ impl HashAgg {
                 AggKind::Sum | AggKind::Avg => {
                     acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
                     let t = acc[off + 1].data_type();
-                    let delta = v
-                        .cast_to(&t)?
-                        .mul_checked(ScalarValue::Int64(Some(w)).cast_to(&t)?)
-                        .map_err(|e| EngineError::OutOfRange(e.to_string()))?;
-                    acc[off + 1] = acc[off + 1]
-                        .add_checked(delta)
-                        .map_err(|e| EngineError::OutOfRange(e.to_string()))?;
+                    acc[off + 1] = add_weighted(&acc[off + 1], &v.cast_to(&t)?, w)?;
                 }
                 _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// `acc + v * w` for a running sum (both of the sum's accumulation type), overflow-checked.
+fn add_weighted(acc: &ScalarValue, v: &ScalarValue, w: i64) -> Result<ScalarValue, EngineError> {
+    let overflow = || EngineError::OutOfRange("sum overflows its type".into());
+    Ok(match (acc, v) {
+        (ScalarValue::Int64(Some(a)), ScalarValue::Int64(Some(x))) => ScalarValue::Int64(Some(
+            x.checked_mul(w).and_then(|d| a.checked_add(d)).ok_or_else(overflow)?,
+        )),
+        (ScalarValue::Float64(Some(a)), ScalarValue::Float64(Some(x))) => {
+            ScalarValue::Float64(Some(a + x * w as f64))
+        }
+        (ScalarValue::Decimal128(Some(a), p, s), ScalarValue::Decimal128(Some(x), _, _)) => {
+            ScalarValue::Decimal128(
+                Some(x.checked_mul(w as i128).and_then(|d| a.checked_add(d)).ok_or_else(overflow)?),
+                *p,
+                *s,
+            )
+        }
+        (ScalarValue::IntervalMonthDayNano(Some(a)), ScalarValue::IntervalMonthDayNano(Some(x))) => {
+            let w32 = i32::try_from(w).map_err(|_| overflow())?;
+            ScalarValue::IntervalMonthDayNano(Some(datafusion::arrow::datatypes::IntervalMonthDayNano {
+                months: x.months.checked_mul(w32).and_then(|d| a.months.checked_add(d)).ok_or_else(overflow)?,
+                days: x.days.checked_mul(w32).and_then(|d| a.days.checked_add(d)).ok_or_else(overflow)?,
+                nanoseconds: x
+                    .nanoseconds
+                    .checked_mul(w)
+                    .and_then(|d| a.nanoseconds.checked_add(d))
+                    .ok_or_else(overflow)?,
+            }))
+        }
+        (a, x) => {
+            return Err(EngineError::Internal(format!(
+                "cannot add {} to a sum of {}",
+                x.data_type(),
+                a.data_type()
+            )))
+        }
+    })
 }
 
 /// `sum / n` in the aggregate's return type.

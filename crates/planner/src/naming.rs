@@ -1,0 +1,89 @@
+//! Postgres' names for unaliased select-list expressions.
+//!
+//! DataFusion names `count(*)` "count(*)" and `2 + 3` "Int64(2) + Int64(3)", and refuses
+//! two expressions that print alike (`2+3*4, (2+3)*4`). Postgres calls them `count` and
+//! `?column?` and allows duplicates. Before binding, the outermost SELECT's unaliased
+//! expressions get an alias: in queries a unique one that carries the Postgres name
+//! (restored by [`display_name`] when the result is sent), in views the Postgres name
+//! itself (a view's columns must be unique anyway).
+
+use crate::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr};
+
+/// Separates the Postgres name from the uniquifying suffix in a query alias.
+const MARK: char = '\u{0}';
+
+/// Postgres' name for an expression in a select list.
+pub fn pg_column_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => fold(i),
+        Expr::CompoundIdentifier(parts) => parts.last().map(fold).unwrap_or_else(unnamed),
+        Expr::Function(f) => {
+            f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(fold)
+                .unwrap_or_else(unnamed)
+        }
+        Expr::Cast { expr, data_type, .. } => match pg_column_name(expr) {
+            n if n == "?column?" => data_type
+                .to_string()
+                .split(['(', ' '])
+                .next()
+                .unwrap_or("?column?")
+                .to_lowercase(),
+            n => n,
+        },
+        Expr::Nested(inner) => pg_column_name(inner),
+        Expr::Case { .. } => "case".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Ceil { .. } => "ceil".into(),
+        Expr::Floor { .. } => "floor".into(),
+        Expr::Trim { .. } => "btrim".into(),
+        _ => unnamed(),
+    }
+}
+
+fn unnamed() -> String {
+    "?column?".into()
+}
+
+fn fold(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// Aliases the unaliased expressions of the outermost SELECT. With `unique`, aliases are
+/// made unique and must be shown through [`display_name`].
+pub fn name_select_items(query: &mut Query, unique: bool) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(e) = item {
+            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                continue;
+            }
+            let name = pg_column_name(e);
+            let alias = if unique { format!("{name}{MARK}{i}") } else { name };
+            *item = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', alias),
+            };
+        }
+    }
+}
+
+/// The name to show for a result column named by [`name_select_items`].
+pub fn display_name(field: &str) -> &str {
+    match field.split_once(MARK) {
+        Some((name, _)) => name,
+        None => field,
+    }
+}
