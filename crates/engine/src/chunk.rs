@@ -48,7 +48,11 @@ impl Chunk {
     }
 
     /// Builds a chunk from rows; `schema` gives the column types.
-    pub fn from_rows(schema: SchemaRef, rows: &[Row], weights: Vec<i64>) -> Result<Chunk, EngineError> {
+    pub fn from_rows(
+        schema: SchemaRef,
+        rows: &[Row],
+        weights: Vec<i64>,
+    ) -> Result<Chunk, EngineError> {
         let batch = rows_to_batch(schema, rows)?;
         Ok(Chunk { batch, weights })
     }
@@ -114,7 +118,11 @@ pub fn rows_to_batch(schema: SchemaRef, rows: &[Row]) -> Result<RecordBatch, Eng
 
 /// A schema's column types.
 pub fn column_types(schema: &SchemaRef) -> Vec<datafusion::arrow::datatypes::DataType> {
-    schema.fields().iter().map(|f| f.data_type().clone()).collect()
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect()
 }
 
 /// Shorthand used by tests and operators.

@@ -137,19 +137,27 @@ impl Engine {
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| EngineError::ShutDown)?;
+        self.tx
+            .send(make(reply))
+            .map_err(|_| EngineError::ShutDown)?;
         rx.await.map_err(|_| EngineError::ShutDown)?
     }
 
     /// Applies DDL and stores `catalog` (the new catalog document) in the same commit.
     pub async fn ddl(&self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
-        self.call(|reply| Command::Ddl { ddl, catalog, reply }).await
+        self.call(|reply| Command::Ddl {
+            ddl,
+            catalog,
+            reply,
+        })
+        .await
     }
 
     /// Applies a table write. With `wait`, returns once it is committed (and so visible
     /// in every view); otherwise once it is applied (visible after the next checkpoint).
     pub async fn write(&self, write: TableWrite, wait: bool) -> Result<(), EngineError> {
-        self.call(|reply| Command::Write { write, wait, reply }).await
+        self.call(|reply| Command::Write { write, wait, reply })
+            .await
     }
 
     /// Returns once everything applied so far is committed.
@@ -210,14 +218,19 @@ impl Coordinator {
     /// Handles one command; returns true to stop.
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Write { write, wait, reply } => match self.statement(|c| c.apply_write(write)) {
+            Command::Write { write, wait, reply } => match self.statement(|c| c.apply_write(write))
+            {
                 Ok(()) if wait => self.waiters.push(reply),
                 res => {
                     let _ = reply.send(res);
                 }
             },
             Command::Flush(reply) => self.waiters.push(reply),
-            Command::Ddl { ddl, catalog, reply } => {
+            Command::Ddl {
+                ddl,
+                catalog,
+                reply,
+            } => {
                 let res = self.statement(|c| c.apply_ddl(ddl, catalog));
                 match res {
                     Ok(()) => self.waiters.push(reply),
@@ -236,7 +249,10 @@ impl Coordinator {
     }
 
     /// Runs `f` as one statement: all its writes or none.
-    fn statement(&mut self, f: impl FnOnce(&mut Self) -> Result<(), EngineError>) -> Result<(), EngineError> {
+    fn statement(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
         self.txn.begin_statement();
         match f(self) {
             Ok(()) => {
@@ -329,11 +345,19 @@ impl Coordinator {
         } else {
             let key = keys::row_key(desc.id, &Self::pk_bytes(desc, row)?);
             if self.txn.get(&key)?.is_some() {
-                let cols: Vec<&str> = desc.pk.iter().map(|&i| desc.schema.field(i).name().as_str()).collect();
+                let cols: Vec<&str> = desc
+                    .pk
+                    .iter()
+                    .map(|&i| desc.schema.field(i).name().as_str())
+                    .collect();
                 let vals: Vec<String> = desc.pk.iter().map(|&i| display_value(&row[i])).collect();
                 return Err(EngineError::DuplicateKey {
                     table: desc.name.clone(),
-                    detail: format!("Key ({})=({}) already exists.", cols.join(", "), vals.join(", ")),
+                    detail: format!(
+                        "Key ({})=({}) already exists.",
+                        cols.join(", "),
+                        vals.join(", ")
+                    ),
                 });
             }
             self.txn.put(key, codec::encode_row(row)?);
@@ -388,7 +412,10 @@ impl Coordinator {
                 for (entry, rel) in df.source_entries().into_iter().enumerate() {
                     let (rows, weights) = self.scan_relation(rel)?;
                     let schema = self.schemas[&rel].clone();
-                    for (rs, ws) in rows.chunks(BACKFILL_CHUNK).zip(weights.chunks(BACKFILL_CHUNK)) {
+                    for (rs, ws) in rows
+                        .chunks(BACKFILL_CHUNK)
+                        .zip(weights.chunks(BACKFILL_CHUNK))
+                    {
                         let chunk = Chunk::from_rows(schema.clone(), rs, ws.to_vec())?;
                         df.push_entry(entry, chunk, &mut self.txn)?;
                     }

@@ -59,7 +59,12 @@ impl Dataflow {
             StreamNode::Project { exprs, schema, .. } => {
                 Box::new(Project::new(exprs.clone(), schema.clone()))
             }
-            StreamNode::Aggregate { group, aggs, schema, .. } => Box::new(HashAgg::new(
+            StreamNode::Aggregate {
+                group,
+                aggs,
+                schema,
+                ..
+            } => Box::new(HashAgg::new(
                 group.clone(),
                 aggs.clone(),
                 schema.clone(),

@@ -26,7 +26,9 @@ pub enum EngineError {
     DataFusion(#[from] DataFusionError),
     #[error("duplicate key value violates unique constraint \"{table}_pkey\"")]
     DuplicateKey { table: String, detail: String },
-    #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
     NotNull { table: String, column: String },
     #[error("value out of range: {0}")]
     OutOfRange(String),

@@ -20,7 +20,12 @@ pub trait Operator: Send {
     fn name(&self) -> &'static str;
 
     /// Processes one chunk from input `input` and returns the output changelog.
-    fn process(&mut self, input: usize, chunk: Chunk, state: &mut Txn) -> Result<Chunk, EngineError>;
+    fn process(
+        &mut self,
+        input: usize,
+        chunk: Chunk,
+        state: &mut Txn,
+    ) -> Result<Chunk, EngineError>;
 
     /// Output the operator has before any input (e.g. a global aggregate's row over zero
     /// rows). Called once, when the view is created.

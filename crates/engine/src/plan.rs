@@ -17,11 +17,21 @@ pub type RelationId = u64;
 #[derive(Clone, Debug)]
 pub enum StreamNode {
     /// The changelog of a table or another view.
-    Source { relation: RelationId, schema: SchemaRef },
+    Source {
+        relation: RelationId,
+        schema: SchemaRef,
+    },
     /// Keeps the rows for which `predicate` is true.
-    Filter { input: Box<StreamNode>, predicate: PhysExpr },
+    Filter {
+        input: Box<StreamNode>,
+        predicate: PhysExpr,
+    },
     /// Computes `exprs` over each row; `schema` is the output.
-    Project { input: Box<StreamNode>, exprs: Vec<PhysExpr>, schema: SchemaRef },
+    Project {
+        input: Box<StreamNode>,
+        exprs: Vec<PhysExpr>,
+        schema: SchemaRef,
+    },
     /// Grouped aggregation; output columns are the group values then the aggregates.
     Aggregate {
         input: Box<StreamNode>,
@@ -96,7 +106,9 @@ impl StreamNode {
     fn fmt_indent(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         let pad = "  ".repeat(depth);
         match self {
-            StreamNode::Source { relation, .. } => writeln!(f, "{pad}StreamSource: relation={relation}"),
+            StreamNode::Source { relation, .. } => {
+                writeln!(f, "{pad}StreamSource: relation={relation}")
+            }
             StreamNode::Filter { input, predicate } => {
                 writeln!(f, "{pad}StreamFilter: {predicate}")?;
                 input.fmt_indent(f, depth + 1)
@@ -106,7 +118,9 @@ impl StreamNode {
                 writeln!(f, "{pad}StreamProject: [{}]", e.join(", "))?;
                 input.fmt_indent(f, depth + 1)
             }
-            StreamNode::Aggregate { input, group, aggs, .. } => {
+            StreamNode::Aggregate {
+                input, group, aggs, ..
+            } => {
                 let g: Vec<String> = group.iter().map(|e| e.to_string()).collect();
                 let a: Vec<String> = aggs
                     .iter()
@@ -124,7 +138,10 @@ impl StreamNode {
                     "{pad}StreamHashAgg: group=[{}] aggs=[{}] state=(groups{})",
                     g.join(", "),
                     a.join(", "),
-                    if aggs.iter().any(|a| a.distinct || matches!(a.kind, AggKind::Min | AggKind::Max)) {
+                    if aggs
+                        .iter()
+                        .any(|a| a.distinct || matches!(a.kind, AggKind::Min | AggKind::Max))
+                    {
                         ", value multisets"
                     } else {
                         ""
@@ -132,7 +149,14 @@ impl StreamNode {
                 )?;
                 input.fmt_indent(f, depth + 1)
             }
-            StreamNode::Join { left, right, left_keys, right_keys, filter, .. } => {
+            StreamNode::Join {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                filter,
+                ..
+            } => {
                 let on: Vec<String> = left_keys
                     .iter()
                     .zip(right_keys)

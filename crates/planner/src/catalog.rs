@@ -77,7 +77,9 @@ impl SqlType {
             D::Varchar(_) | D::CharacterVarying(_) | D::String(_) => SqlType::Varchar,
             D::Text => SqlType::Text,
             D::Date => SqlType::Date,
-            D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Timestamp,
+            D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+                SqlType::Timestamp
+            }
             D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
             D::Interval { .. } => SqlType::Interval,
             other => {
@@ -209,7 +211,12 @@ impl Catalog {
             .iter()
             .find(|t| t.id == id)
             .map(|t| t.name.as_str())
-            .or_else(|| self.views.iter().find(|v| v.id == id).map(|v| v.name.as_str()))
+            .or_else(|| {
+                self.views
+                    .iter()
+                    .find(|v| v.id == id)
+                    .map(|v| v.name.as_str())
+            })
     }
 
     /// Views that read relation `id` directly.

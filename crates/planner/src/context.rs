@@ -46,17 +46,13 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
 pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
     let mut out = Vec::new();
     let _ = crate::sqlparser::ast::visit_relations(stmt, |name| {
-        let n = name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(|i| {
-                if i.quote_style.is_some() {
-                    i.value.clone()
-                } else {
-                    i.value.to_lowercase()
-                }
-            });
+        let n = name.0.last().and_then(|p| p.as_ident()).map(|i| {
+            if i.quote_style.is_some() {
+                i.value.clone()
+            } else {
+                i.value.to_lowercase()
+            }
+        });
         if let Some(n) = n {
             if !out.contains(&n) {
                 out.push(n);

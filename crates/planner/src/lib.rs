@@ -40,7 +40,10 @@ pub enum PlannerError {
         detail: String,
     },
     #[error("\"{name}\" is not a {expected}")]
-    WrongObjectType { name: String, expected: &'static str },
+    WrongObjectType {
+        name: String,
+        expected: &'static str,
+    },
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]

@@ -17,15 +17,16 @@ pub fn pg_column_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => fold(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(fold).unwrap_or_else(unnamed),
-        Expr::Function(f) => {
-            f.name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .map(fold)
-                .unwrap_or_else(unnamed)
-        }
-        Expr::Cast { expr, data_type, .. } => match pg_column_name(expr) {
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(fold)
+            .unwrap_or_else(unnamed),
+        Expr::Cast {
+            expr, data_type, ..
+        } => match pg_column_name(expr) {
             n if n == "?column?" => data_type
                 .to_string()
                 .split(['(', ' '])
@@ -71,7 +72,11 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
                 continue;
             }
             let name = pg_column_name(e);
-            let alias = if unique { format!("{name}{MARK}{i}") } else { name };
+            let alias = if unique {
+                format!("{name}{MARK}{i}")
+            } else {
+                name
+            };
             *item = SelectItem::ExprWithAlias {
                 expr: e.clone(),
                 alias: Ident::with_quote('"', alias),

@@ -55,7 +55,10 @@ pub fn plan_view(
             ))
         })?;
         needs_cast |= &target != f.data_type();
-        let col: PhysExpr = Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), i));
+        let col: PhysExpr = Arc::new(datafusion::physical_expr::expressions::Column::new(
+            f.name(),
+            i,
+        ));
         casts.push(if &target != f.data_type() {
             datafusion::physical_expr::expressions::cast(col, &node.schema(), target.clone())?
         } else {
@@ -64,7 +67,14 @@ pub fn plan_view(
         fields.push(Field::new(f.name(), target, true));
     }
     let schema: SchemaRef = Arc::new(Schema::new(fields));
-    if needs_cast || node.schema().fields().iter().zip(schema.fields()).any(|(a, b)| a.name() != b.name()) {
+    if needs_cast
+        || node
+            .schema()
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .any(|(a, b)| a.name() != b.name())
+    {
         node = StreamNode::Project {
             input: Box::new(node),
             exprs: casts,
@@ -94,7 +104,9 @@ fn storable_type(dt: &DataType) -> Option<DataType> {
         DataType::UInt64 => DataType::Decimal128(20, 0),
         DataType::Float16 => DataType::Float32,
         DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-        DataType::Interval(_) => DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+        DataType::Interval(_) => {
+            DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+        }
         _ => return None,
     })
 }
@@ -224,23 +236,23 @@ impl StreamPlanner<'_> {
                     return Err(unsupported(format!("{} JOIN", j.join_type)));
                 }
                 if j.on.is_empty() {
-                    return Err(unsupported("a join without an equality condition (cross join)"));
+                    return Err(unsupported(
+                        "a join without an equality condition (cross join)",
+                    ));
                 }
                 if j.null_equality == NullEquality::NullEqualsNull {
                     return Err(unsupported("a join on IS NOT DISTINCT FROM"));
                 }
                 let left = self.node(&j.left)?;
                 let right = self.node(&j.right)?;
-                let left_keys = j
-                    .on
-                    .iter()
-                    .map(|(l, _)| self.phys(l, j.left.schema()))
-                    .collect::<Result<_, _>>()?;
-                let right_keys = j
-                    .on
-                    .iter()
-                    .map(|(_, r)| self.phys(r, j.right.schema()))
-                    .collect::<Result<_, _>>()?;
+                let left_keys =
+                    j.on.iter()
+                        .map(|(l, _)| self.phys(l, j.left.schema()))
+                        .collect::<Result<_, _>>()?;
+                let right_keys =
+                    j.on.iter()
+                        .map(|(_, r)| self.phys(r, j.right.schema()))
+                        .collect::<Result<_, _>>()?;
                 let filter = j
                     .filter
                     .as_ref()
@@ -260,14 +272,22 @@ impl StreamPlanner<'_> {
             LogicalPlan::Window(_) => Err(unsupported("a window function (OVER)")),
             LogicalPlan::Union(_) => Err(unsupported("UNION")),
             LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT")),
-            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
-                Err(unsupported("a view over constant rows (VALUES, or no FROM)"))
-            }
-            other => Err(unsupported(format!("this query shape ({})", other.display()))),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Err(unsupported(
+                "a view over constant rows (VALUES, or no FROM)",
+            )),
+            other => Err(unsupported(format!(
+                "this query shape ({})",
+                other.display()
+            ))),
         }
     }
 
-    fn agg_call(&self, e: &Expr, input: &DFSchema, return_type: DataType) -> Result<AggCall, PlannerError> {
+    fn agg_call(
+        &self,
+        e: &Expr,
+        input: &DFSchema,
+        return_type: DataType,
+    ) -> Result<AggCall, PlannerError> {
         let e = match e {
             Expr::Alias(a) => a.expr.as_ref(),
             e => e,
@@ -305,9 +325,18 @@ impl StreamPlanner<'_> {
         };
         Ok(AggCall {
             kind,
-            arg: if kind == AggKind::CountStar { None } else { arg },
-            arg_type: if kind == AggKind::CountStar { None } else { arg_type },
-            distinct: params.distinct && matches!(kind, AggKind::Count | AggKind::Sum | AggKind::Avg),
+            arg: if kind == AggKind::CountStar {
+                None
+            } else {
+                arg
+            },
+            arg_type: if kind == AggKind::CountStar {
+                None
+            } else {
+                arg_type
+            },
+            distinct: params.distinct
+                && matches!(kind, AggKind::Count | AggKind::Sum | AggKind::Avg),
             return_type,
         })
     }

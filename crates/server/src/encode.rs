@@ -51,7 +51,15 @@ pub fn field_infos(schema: &Schema, format: impl Fn(usize) -> FieldFormat) -> Ve
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), format(i)))
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f.data_type()),
+                format(i),
+            )
+        })
         .collect()
 }
 
@@ -71,7 +79,11 @@ pub enum PgValue {
     Date(NaiveDate),
     Timestamp(NaiveDateTime),
     TimestampTz(DateTime<Utc>),
-    Interval { months: i32, days: i32, micros: i64 },
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
 }
 
 impl ToSqlText for PgValue {
@@ -94,7 +106,11 @@ impl ToSqlText for PgValue {
             PgValue::Date(d) => d.format("%Y-%m-%d").to_string(),
             PgValue::Timestamp(t) => format_timestamp(t),
             PgValue::TimestampTz(t) => format!("{}+00", format_timestamp(&t.naive_utc())),
-            PgValue::Interval { months, days, micros } => format_interval(*months, *days, *micros),
+            PgValue::Interval {
+                months,
+                days,
+                micros,
+            } => format_interval(*months, *days, *micros),
         };
         out.put_slice(s.as_bytes());
         Ok(IsNull::No)
@@ -102,7 +118,11 @@ impl ToSqlText for PgValue {
 }
 
 impl ToSql for PgValue {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         match self {
             PgValue::Null => Ok(IsNull::Yes),
             PgValue::Bool(v) => v.to_sql(ty, out),
@@ -120,7 +140,11 @@ impl ToSql for PgValue {
             PgValue::Date(d) => d.to_sql(ty, out),
             PgValue::Timestamp(t) => t.to_sql(ty, out),
             PgValue::TimestampTz(t) => t.to_sql(ty, out),
-            PgValue::Interval { months, days, micros } => {
+            PgValue::Interval {
+                months,
+                days,
+                micros,
+            } => {
                 out.put_i64(*micros);
                 out.put_i32(*days);
                 out.put_i32(*months);
@@ -147,9 +171,17 @@ pub fn format_float(v: f64, single: bool) -> String {
     }
     let a = v.abs();
     let upper = if single { 1e6 } else { 1e15 };
-    let body = if single { format!("{}", v as f32) } else { format!("{v}") };
+    let body = if single {
+        format!("{}", v as f32)
+    } else {
+        format!("{v}")
+    };
     if a != 0.0 && !(1e-4..upper).contains(&a) {
-        let s = if single { format!("{:e}", v as f32) } else { format!("{v:e}") };
+        let s = if single {
+            format!("{:e}", v as f32)
+        } else {
+            format!("{v:e}")
+        };
         match s.split_once('e') {
             Some((m, e)) => {
                 let (sign, digits) = match e.strip_prefix('-') {
@@ -262,7 +294,9 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgVa
         DataType::UInt8 => PgValue::I16(array.as_primitive::<UInt8Type>().value(row) as i16),
         DataType::UInt16 => PgValue::I32(array.as_primitive::<UInt16Type>().value(row) as i32),
         DataType::UInt32 => PgValue::I64(array.as_primitive::<UInt32Type>().value(row) as i64),
-        DataType::UInt64 => PgValue::Numeric(array.as_primitive::<UInt64Type>().value(row) as i128, 0),
+        DataType::UInt64 => {
+            PgValue::Numeric(array.as_primitive::<UInt64Type>().value(row) as i128, 0)
+        }
         DataType::Float32 => PgValue::F32(array.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => PgValue::F64(array.as_primitive::<Float64Type>().value(row)),
         DataType::Decimal128(_, s) => {
@@ -281,8 +315,12 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgVa
         DataType::Timestamp(unit, tz) => {
             let v = match unit {
                 TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
-                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row),
-                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
                 TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
             };
             match (ts_from(v, unit), tz) {
@@ -313,11 +351,8 @@ pub fn encode_batch(
         .iter()
         .map(|c| match c.data_type() {
             DataType::Interval(IntervalUnit::YearMonth | IntervalUnit::DayTime) => {
-                datafusion::arrow::compute::cast(
-                    c,
-                    &DataType::Interval(IntervalUnit::MonthDayNano),
-                )
-                .unwrap_or_else(|_| c.clone())
+                datafusion::arrow::compute::cast(c, &DataType::Interval(IntervalUnit::MonthDayNano))
+                    .unwrap_or_else(|_| c.clone())
             }
             _ => c.clone(),
         })
@@ -361,7 +396,10 @@ mod tests {
 
     #[test]
     fn intervals_like_postgres() {
-        assert_eq!(format_interval(14, 3, 4 * 3_600_000_000 + 5 * 60_000_000 + 6_000_000), "1 year 2 mons 3 days 04:05:06");
+        assert_eq!(
+            format_interval(14, 3, 4 * 3_600_000_000 + 5 * 60_000_000 + 6_000_000),
+            "1 year 2 mons 3 days 04:05:06"
+        );
         assert_eq!(format_interval(0, 0, 0), "00:00:00");
         assert_eq!(format_interval(0, 1, 0), "1 day");
         assert_eq!(format_interval(0, 0, 5_400_000_000), "01:30:00");

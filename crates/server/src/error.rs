@@ -53,7 +53,9 @@ impl ServerError {
                 PlannerError::DuplicateTable(_) => ("42P07", None, None),
                 PlannerError::DuplicateColumn(_) => ("42701", None, None),
                 PlannerError::UndefinedColumn(_) => ("42703", None, None),
-                PlannerError::DependentObjects { detail, .. } => ("2BP01", Some(detail.clone()), None),
+                PlannerError::DependentObjects { detail, .. } => {
+                    ("2BP01", Some(detail.clone()), None)
+                }
                 PlannerError::WrongObjectType { .. } => ("42809", None, None),
                 PlannerError::Unsupported(_) => ("0A000", None, None),
                 PlannerError::InvalidParameter(_) => ("22023", None, None),
@@ -168,9 +170,9 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
 fn datafusion_message(e: &DataFusionError) -> String {
     let e = root(e);
     let msg = match e {
-        DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => {
-            m.clone()
-        }
+        DataFusionError::Plan(m)
+        | DataFusionError::Execution(m)
+        | DataFusionError::NotImplemented(m) => m.clone(),
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
             SchemaError::FieldNotFound { field, .. } => {
                 format!("column \"{}\" does not exist", field.name())

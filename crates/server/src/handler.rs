@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
+use freshet_planner::parser::{self, Stmt};
 use futures::stream;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::StartupHandler;
@@ -16,7 +17,6 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
-use freshet_planner::parser::{self, Stmt};
 
 use crate::encode::{encode_batch, field_infos, pg_type};
 use crate::error::ServerError;
@@ -109,7 +109,12 @@ impl SimpleQueryHandler for Connection {
 impl QueryParser for Parser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -121,7 +126,11 @@ impl QueryParser for Parser {
         if matches!(stmt, Stmt::Empty) {
             return Ok(None);
         }
-        let (param_types, schema) = self.session.describe(&stmt).await.map_err(ServerError::into_pgwire)?;
+        let (param_types, schema) = self
+            .session
+            .describe(&stmt)
+            .await
+            .map_err(ServerError::into_pgwire)?;
         Ok(Some(Prepared {
             stmt,
             param_types,
@@ -137,25 +146,39 @@ impl QueryParser for Parser {
             .collect())
     }
 
-    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(match &stmt.schema {
-            Some(s) => field_infos(s, |i| format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text)),
+            Some(s) => field_infos(s, |i| {
+                format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text)
+            }),
             None => vec![],
         })
     }
 }
 
 /// Decodes bound parameter `i` into a value of DataFusion type `target`.
-fn decode_param(portal: &Portal<Prepared>, i: usize, pg: &Type, target: Option<&DataType>) -> PgWireResult<ScalarValue> {
+fn decode_param(
+    portal: &Portal<Prepared>,
+    i: usize,
+    pg: &Type,
+    target: Option<&DataType>,
+) -> PgWireResult<ScalarValue> {
     let bad = |e: String| {
         ServerError::Protocol(format!("invalid value for parameter ${}: {e}", i + 1)).into_pgwire()
     };
-    let raw = portal.parameters.get(i).ok_or(PgWireError::ParameterIndexOutOfBound(i))?;
+    let raw = portal
+        .parameters
+        .get(i)
+        .ok_or(PgWireError::ParameterIndexOutOfBound(i))?;
     let value = match raw {
         None => ScalarValue::Null,
-        Some(bytes) if !portal.parameter_format.is_binary(i) => {
-            ScalarValue::Utf8(Some(String::from_utf8(bytes.to_vec()).map_err(|e| bad(e.to_string()))?))
-        }
+        Some(bytes) if !portal.parameter_format.is_binary(i) => ScalarValue::Utf8(Some(
+            String::from_utf8(bytes.to_vec()).map_err(|e| bad(e.to_string()))?,
+        )),
         Some(_) => match *pg {
             Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, pg)?),
             Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
@@ -168,11 +191,15 @@ fn decode_param(portal: &Portal<Prepared>, i: usize, pg: &Type, target: Option<&
                 ScalarValue::Date32(d.map(|d| (d - NaiveDate::default()).num_days() as i32))
             }
             Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
-                portal.parameter::<NaiveDateTime>(i, pg)?.map(|t| t.and_utc().timestamp_micros()),
+                portal
+                    .parameter::<NaiveDateTime>(i, pg)?
+                    .map(|t| t.and_utc().timestamp_micros()),
                 None,
             ),
             Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
-                portal.parameter::<DateTime<chrono::FixedOffset>>(i, pg)?.map(|t| t.timestamp_micros()),
+                portal
+                    .parameter::<DateTime<chrono::FixedOffset>>(i, pg)?
+                    .map(|t| t.timestamp_micros()),
                 Some("+00:00".into()),
             ),
             Type::NUMERIC => match portal.parameter::<rust_decimal::Decimal>(i, pg)? {
@@ -199,9 +226,19 @@ impl ExtendedQueryHandler for Connection {
         self.parser.clone()
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
-        C: ClientInfo + ClientPortalStore + futures::Sink<pgwire::messages::PgWireBackendMessage> + Unpin + Send + Sync,
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<pgwire::messages::PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
         C::PortalStore: pgwire::api::store::PortalStore<Statement = Prepared>,
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
@@ -257,7 +294,11 @@ pub struct TooManyConnections;
 
 #[async_trait]
 impl StartupHandler for TooManyConnections {
-    async fn on_startup<C>(&self, _client: &mut C, _message: pgwire::messages::PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        _client: &mut C,
+        _message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + futures::Sink<pgwire::messages::PgWireBackendMessage> + Unpin + Send,
         C::Error: std::fmt::Debug,

@@ -9,7 +9,11 @@ use freshet_server::config::{Config, FileConfig};
 use freshet_server::server::{shutdown_signal, Server};
 
 #[derive(Parser)]
-#[command(name = "freshet", version, about = "Freshet: a streaming SQL database that speaks Postgres")]
+#[command(
+    name = "freshet",
+    version,
+    about = "Freshet: a streaming SQL database that speaks Postgres"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +85,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("freshet: cannot start the runtime: {e}");
@@ -102,7 +109,9 @@ fn main() {
                 );
                 server.run(shutdown_signal()).await
             }
-            Command::Playground { listen, rate } => freshet_server::playground::run(listen, rate).await,
+            Command::Playground { listen, rate } => {
+                freshet_server::playground::run(listen, rate).await
+            }
         }
     });
     if let Err(e) = result {

@@ -14,7 +14,14 @@ use crate::config::Config;
 use crate::server::{shutdown_signal, Server};
 use crate::session::{Output, Session};
 
-const GENRES: &[&str] = &["drama", "comedy", "documentary", "thriller", "kids", "anime"];
+const GENRES: &[&str] = &[
+    "drama",
+    "comedy",
+    "documentary",
+    "thriller",
+    "kids",
+    "anime",
+];
 const COUNTRIES: &[&str] = &["US", "BR", "IN", "DE", "JP", "FR", "MX", "KR"];
 const DEVICES: &[&str] = &["tv", "mobile", "web", "tablet"];
 const TITLES: usize = 40;
@@ -40,7 +47,10 @@ const VIEWS: &[(&str, &str)] = &[
 async fn exec(session: &Session, sql: &str) -> Result<Output, String> {
     let mut last = Output::Empty;
     for stmt in freshet_planner::parser::parse(sql).map_err(|e| format!("{sql}: {e}"))? {
-        last = session.execute(&stmt, &[]).await.map_err(|e| format!("{sql}: {e}"))?;
+        last = session
+            .execute(&stmt, &[])
+            .await
+            .map_err(|e| format!("{sql}: {e}"))?;
     }
     Ok(last)
 }
@@ -76,9 +86,17 @@ pub async fn run(listen: std::net::SocketAddr, rate: u64) -> Result<(), String> 
             )
         })
         .collect();
-    exec(&session, &format!("INSERT INTO titles VALUES {}", titles.join(", "))).await?;
+    exec(
+        &session,
+        &format!("INSERT INTO titles VALUES {}", titles.join(", ")),
+    )
+    .await?;
     for (name, query) in VIEWS {
-        exec(&session, &format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await?;
+        exec(
+            &session,
+            &format!("CREATE MATERIALIZED VIEW {name} AS {query}"),
+        )
+        .await?;
     }
     println!(
         "Freshet playground is running (data in {}, removed on exit).\n\n\
@@ -107,7 +125,8 @@ pub async fn run(listen: std::net::SocketAddr, rate: u64) -> Result<(), String> 
             let rows: Vec<String> = (0..per_tick)
                 .map(|_| {
                     // Skewed popularity: low title ids are played much more often.
-                    let title = ((rng.gen::<f64>().powi(3) * TITLES as f64) as usize).min(TITLES - 1) + 1;
+                    let title =
+                        ((rng.gen::<f64>().powi(3) * TITLES as f64) as usize).min(TITLES - 1) + 1;
                     let id = next_id;
                     next_id += 1;
                     format!(
@@ -121,7 +140,10 @@ pub async fn run(listen: std::net::SocketAddr, rate: u64) -> Result<(), String> 
                 .collect();
             let mut sql = format!("INSERT INTO plays VALUES {}", rows.join(", "));
             if next_id > 100 && rng.gen_bool(0.2) {
-                sql.push_str(&format!("; DELETE FROM plays WHERE play_id = {}", rng.gen_range(1..next_id)));
+                sql.push_str(&format!(
+                    "; DELETE FROM plays WHERE play_id = {}",
+                    rng.gen_range(1..next_id)
+                ));
             }
             if let Err(e) = exec(&gen_session, &sql).await {
                 eprintln!("generator stopped: {e}");

@@ -25,11 +25,20 @@ impl Server {
         };
         let db = Db::open(&config.data_dir, engine_config)
             .await
-            .map_err(|e| format!("cannot open data directory {}: {e}", config.data_dir.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot open data directory {}: {e}",
+                    config.data_dir.display()
+                )
+            })?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        Ok(Server { db, listener, config })
+        Ok(Server {
+            db,
+            listener,
+            config,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -82,7 +91,10 @@ impl Server {
         }
         tracing::info!("shutting down: waiting for running statements");
         let _quiet = self.db.inflight.write().await;
-        self.db.shutdown().await.map_err(|e| format!("shutdown failed: {e}"))?;
+        self.db
+            .shutdown()
+            .await
+            .map_err(|e| format!("shutdown failed: {e}"))?;
         tracing::info!("shut down cleanly");
         Ok(())
     }
@@ -93,13 +105,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -63,7 +63,10 @@ impl Db {
     /// engine's coordinator.
     pub async fn open(data_dir: &Path, config: EngineConfig) -> Result<Arc<Db>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            ServerError::Protocol(format!("cannot create data directory {}: {e}", data_dir.display()))
+            ServerError::Protocol(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let store = Store::open(&data_dir.join("db"))?;
         let catalog = match store.read_snapshot(|r| r.get(keys::CATALOG))? {
@@ -100,7 +103,10 @@ impl Db {
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_catalog(&self, c: Catalog) {
@@ -112,29 +118,49 @@ impl Db {
         Ok(self.engine.shutdown().await?)
     }
 
-    fn relation_schema(&self, catalog: &Catalog, name: &str) -> Option<(u64, SchemaRef, RowLayout)> {
+    fn relation_schema(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+    ) -> Option<(u64, SchemaRef, RowLayout)> {
         if let Some(t) = catalog.table(name) {
-            let layout = if t.pk.is_empty() { RowLayout::Multiset } else { RowLayout::Keyed };
+            let layout = if t.pk.is_empty() {
+                RowLayout::Multiset
+            } else {
+                RowLayout::Keyed
+            };
             return Some((t.id, t.schema(), layout));
         }
         let v = catalog.view(name)?;
         let schemas = self.view_schemas.read().unwrap_or_else(|p| p.into_inner());
-        schemas.get(&v.id).map(|s| (v.id, s.clone(), RowLayout::Multiset))
+        schemas
+            .get(&v.id)
+            .map(|s| (v.id, s.clone(), RowLayout::Multiset))
     }
 
     /// A DataFusion session where the relations `stmt` names are registered, with their
     /// committed rows (`with_data`) or empty (planning only). All rows come from one
     /// snapshot.
-    fn context_for(&self, catalog: &Catalog, stmt: &Statement, with_data: bool) -> Result<SessionContext> {
+    fn context_for(
+        &self,
+        catalog: &Catalog,
+        stmt: &Statement,
+        with_data: bool,
+    ) -> Result<SessionContext> {
         let ctx = new_session();
         let rels: Vec<(String, u64, SchemaRef, RowLayout)> = referenced_tables(stmt)
             .into_iter()
-            .filter_map(|n| self.relation_schema(catalog, &n).map(|(id, s, l)| (n, id, s, l)))
+            .filter_map(|n| {
+                self.relation_schema(catalog, &n)
+                    .map(|(id, s, l)| (n, id, s, l))
+            })
             .collect();
         let data = if with_data {
             self.store.read_snapshot(|r| {
                 rels.iter()
-                    .map(|(_, id, schema, layout)| read_relation(r, *id, &column_types(schema), *layout))
+                    .map(|(_, id, schema, layout)| {
+                        read_relation(r, *id, &column_types(schema), *layout)
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })?
         } else {
@@ -160,10 +186,16 @@ impl Db {
 }
 
 /// Plans a stored view's query (at startup).
-async fn plan_stored_view(ctx: &SessionContext, catalog: &Catalog, v: &ViewDef) -> Result<(StreamNode, SchemaRef)> {
+async fn plan_stored_view(
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    v: &ViewDef,
+) -> Result<(StreamNode, SchemaRef)> {
     let stmts = parser::parse(&v.sql)?;
     let Some(Stmt::Sql(stmt)) = stmts.into_iter().next() else {
-        return Err(PlannerError::Internal(format!("stored query of view {} is empty", v.name)).into());
+        return Err(
+            PlannerError::Internal(format!("stored query of view {} is empty", v.name)).into(),
+        );
     };
     let plan = bind(ctx, &stmt).await?;
     let planned = plan_view(ctx, catalog, &plan)?;
@@ -172,8 +204,14 @@ async fn plan_stored_view(ctx: &SessionContext, catalog: &Catalog, v: &ViewDef) 
 
 /// What a statement produced.
 pub enum Output {
-    Rows { schema: SchemaRef, batches: Vec<RecordBatch> },
-    Command { tag: String, rows: Option<usize> },
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    Command {
+        tag: String,
+        rows: Option<usize>,
+    },
     Begin,
     Commit,
     Rollback,
@@ -215,7 +253,10 @@ const WRITE_RETRIES: usize = 20;
 
 impl Session {
     pub fn new(db: Arc<Db>) -> Session {
-        let vars = VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars = VARIABLES
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Session {
             db,
             vars: Mutex::new(vars),
@@ -288,7 +329,10 @@ impl Session {
     }
 
     /// Parameter types and result schema of a statement, without running it.
-    pub async fn describe(&self, stmt: &Stmt) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+    pub async fn describe(
+        &self,
+        stmt: &Stmt,
+    ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
         let Stmt::Sql(s) = stmt else {
             return Ok((vec![], None));
         };
@@ -303,9 +347,9 @@ impl Session {
                 let ctx = self.db.context_for(&catalog, &s, false)?;
                 let plan = match &s {
                     // See `insert`: INSERT … SELECT is planned as its query.
-                    Statement::Insert(ast::Insert { source: Some(src), .. })
-                        if !matches!(src.body.as_ref(), ast::SetExpr::Values(_)) =>
-                    {
+                    Statement::Insert(ast::Insert {
+                        source: Some(src), ..
+                    }) if !matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
                         bind(&ctx, &Statement::Query(src.clone())).await?
                     }
                     _ => bind(&ctx, &s).await?,
@@ -317,10 +361,23 @@ impl Session {
                 };
                 Ok((types, schema))
             }
-            Statement::ShowTables { .. } | Statement::ShowViews { .. } => Ok((vec![], Some(names_schema()))),
+            Statement::ShowTables { .. } | Statement::ShowViews { .. } => {
+                Ok((vec![], Some(names_schema())))
+            }
             Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
-                Ok((vec![], Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))))
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Ok((
+                    vec![],
+                    Some(Arc::new(Schema::new(vec![Field::new(
+                        name,
+                        DataType::Utf8,
+                        true,
+                    )]))),
+                ))
             }
             _ => Ok((vec![], None)),
         }
@@ -353,7 +410,10 @@ impl Session {
         let name = object_name(name);
         let catalog = self.db.catalog();
         match catalog.kind_of(&name) {
-            Some((RelationKind::Table, _)) => Ok(catalog.table(&name).cloned().ok_or_else(|| PlannerError::UndefinedTable(name.clone()))?),
+            Some((RelationKind::Table, _)) => Ok(catalog
+                .table(&name)
+                .cloned()
+                .ok_or_else(|| PlannerError::UndefinedTable(name.clone()))?),
             Some((RelationKind::View, _)) => Err(ServerError::WrongObjectType(format!(
                 "cannot change materialized view \"{name}\""
             ))),
@@ -361,7 +421,12 @@ impl Session {
         }
     }
 
-    async fn write(&self, table: &TableDef, deletes: Vec<RecordBatch>, inserts: Vec<RecordBatch>) -> Result<()> {
+    async fn write(
+        &self,
+        table: &TableDef,
+        deletes: Vec<RecordBatch>,
+        inserts: Vec<RecordBatch>,
+    ) -> Result<()> {
         let write = TableWrite {
             table: table.id,
             deletes,
@@ -370,16 +435,28 @@ impl Session {
         Ok(self.db.engine.write(write, self.implicit_flush()).await?)
     }
 
-    async fn insert(&self, stmt: &Statement, insert: &ast::Insert, params: &[ScalarValue]) -> Result<Output> {
+    async fn insert(
+        &self,
+        stmt: &Statement,
+        insert: &ast::Insert,
+        params: &[ScalarValue],
+    ) -> Result<Output> {
         if insert.on.is_some() || insert.returning.is_some() {
-            return Err(ServerError::Unsupported("INSERT … ON CONFLICT / RETURNING is not supported yet".into()));
+            return Err(ServerError::Unsupported(
+                "INSERT … ON CONFLICT / RETURNING is not supported yet".into(),
+            ));
         }
         let ast::TableObject::TableName(name) = &insert.table else {
-            return Err(ServerError::Unsupported("INSERT INTO a table function".into()));
+            return Err(ServerError::Unsupported(
+                "INSERT INTO a table function".into(),
+            ));
         };
         let table = self.writable_table(name)?;
         let reads_tables = referenced_tables(stmt).len() > 1
-            || insert.source.as_ref().is_some_and(|q| referenced_in_query(q, &table.name));
+            || insert
+                .source
+                .as_ref()
+                .is_some_and(|q| referenced_in_query(q, &table.name));
         if reads_tables {
             // INSERT … SELECT reads the tables as of everything written so far.
             self.db.engine.flush().await?;
@@ -428,7 +505,9 @@ impl Session {
                     .collect::<Result<Vec<_>>>()?
             }
             None => {
-                return Err(ServerError::Unsupported("INSERT … DEFAULT VALUES is not supported yet".into()))
+                return Err(ServerError::Unsupported(
+                    "INSERT … DEFAULT VALUES is not supported yet".into(),
+                ))
             }
         };
         let n = batches.iter().map(|b| b.num_rows()).sum();
@@ -441,10 +520,14 @@ impl Session {
 
     async fn update(&self, update: &ast::Update, params: &[ScalarValue]) -> Result<Output> {
         if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
-            return Err(ServerError::Unsupported("UPDATE … FROM / RETURNING is not supported yet".into()));
+            return Err(ServerError::Unsupported(
+                "UPDATE … FROM / RETURNING is not supported yet".into(),
+            ));
         }
         let TableFactor::Table { name, .. } = &update.table.relation else {
-            return Err(ServerError::Unsupported("UPDATE of something other than a table".into()));
+            return Err(ServerError::Unsupported(
+                "UPDATE of something other than a table".into(),
+            ));
         };
         let table = self.writable_table(name)?;
         let schema = table.schema();
@@ -460,7 +543,9 @@ impl Session {
                 .position(|c| c.name == col)
                 .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
             if assigned.iter().any(|(i, _)| *i == idx) {
-                return Err(ServerError::Unsupported(format!("multiple assignments to same column \"{col}\"")));
+                return Err(ServerError::Unsupported(format!(
+                    "multiple assignments to same column \"{col}\""
+                )));
             }
             assigned.push((idx, a.value.to_string()));
         }
@@ -496,15 +581,27 @@ impl Session {
         let from = match &delete.from {
             FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
         };
-        if from.len() != 1 || delete.using.is_some() || delete.returning.is_some() || !from[0].joins.is_empty() {
-            return Err(ServerError::Unsupported("DELETE … USING / RETURNING is not supported yet".into()));
+        if from.len() != 1
+            || delete.using.is_some()
+            || delete.returning.is_some()
+            || !from[0].joins.is_empty()
+        {
+            return Err(ServerError::Unsupported(
+                "DELETE … USING / RETURNING is not supported yet".into(),
+            ));
         }
         let TableFactor::Table { name, .. } = &from[0].relation else {
-            return Err(ServerError::Unsupported("DELETE from something other than a table".into()));
+            return Err(ServerError::Unsupported(
+                "DELETE from something other than a table".into(),
+            ));
         };
         let table = self.writable_table(name)?;
         let schema = table.schema();
-        let sql = format!("SELECT * FROM {}{}", from[0], where_clause(&delete.selection));
+        let sql = format!(
+            "SELECT * FROM {}{}",
+            from[0],
+            where_clause(&delete.selection)
+        );
         self.retrying_write(&table, &sql, params, |batch| {
             let old = cast_batch(batch, &schema)?;
             Ok((old, RecordBatch::new_empty(schema.clone())))
@@ -539,7 +636,9 @@ impl Session {
             }
             let n = deletes.iter().map(|b| b.num_rows()).sum();
             match self.write(table, deletes, inserts).await {
-                Err(ServerError::Engine(EngineError::Conflict)) if attempt < WRITE_RETRIES => attempt += 1,
+                Err(ServerError::Engine(EngineError::Conflict)) if attempt < WRITE_RETRIES => {
+                    attempt += 1
+                }
                 other => return other.map(|()| n),
             }
         }
@@ -556,7 +655,9 @@ impl Session {
             return Err(PlannerError::DuplicateTable(name).into());
         }
         if ct.query.is_some() {
-            return Err(ServerError::Unsupported("CREATE TABLE … AS is not supported yet".into()));
+            return Err(ServerError::Unsupported(
+                "CREATE TABLE … AS is not supported yet".into(),
+            ));
         }
         let mut columns: Vec<ColumnDef> = Vec::new();
         let mut pk: Vec<usize> = Vec::new();
@@ -593,7 +694,9 @@ impl Session {
             });
         }
         if columns.is_empty() {
-            return Err(ServerError::Unsupported("a table needs at least one column".into()));
+            return Err(ServerError::Unsupported(
+                "a table needs at least one column".into(),
+            ));
         }
         for constraint in &ct.constraints {
             match constraint {
@@ -640,7 +743,10 @@ impl Session {
         };
         let desc = table_desc(&def);
         next.tables.push(def);
-        self.db.engine.ddl(Ddl::CreateTable(desc), next.to_json()).await?;
+        self.db
+            .engine
+            .ddl(Ddl::CreateTable(desc), next.to_json())
+            .await?;
         self.db.set_catalog(next);
         Ok(command("CREATE TABLE"))
     }
@@ -652,7 +758,9 @@ impl Session {
             ));
         }
         if cv.or_replace {
-            return Err(ServerError::Unsupported("CREATE OR REPLACE MATERIALIZED VIEW".into()));
+            return Err(ServerError::Unsupported(
+                "CREATE OR REPLACE MATERIALIZED VIEW".into(),
+            ));
         }
         let _ddl = self.db.ddl_lock.lock().await;
         let name = object_name(&cv.name);
@@ -671,7 +779,10 @@ impl Session {
             query.to_string()
         } else {
             let cols: Vec<String> = cv.columns.iter().map(|c| c.name.to_string()).collect();
-            format!("SELECT * FROM ({query}) AS __freshet_view ({})", cols.join(", "))
+            format!(
+                "SELECT * FROM ({query}) AS __freshet_view ({})",
+                cols.join(", ")
+            )
         };
         let query_stmt = match parser::parse(&query_sql)?.into_iter().next() {
             Some(Stmt::Sql(s)) => s,
@@ -680,7 +791,9 @@ impl Session {
         let ctx = self.db.context_for(&catalog, &query_stmt, false)?;
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {
-            return Err(ServerError::Unsupported("parameters in a materialized view".into()));
+            return Err(ServerError::Unsupported(
+                "parameters in a materialized view".into(),
+            ));
         }
         let planned = plan_view(&ctx, &catalog, &plan)?;
         let mut next = (*catalog).clone();
@@ -702,18 +815,35 @@ impl Session {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, planned.schema);
-        if let Err(e) = self.db.engine.ddl(Ddl::CreateView(desc), next.to_json()).await {
-            self.db.view_schemas.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Err(e) = self
+            .db
+            .engine
+            .ddl(Ddl::CreateView(desc), next.to_json())
+            .await
+        {
+            self.db
+                .view_schemas
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
             return Err(e.into());
         }
         self.db.set_catalog(next);
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
 
-    async fn drop(&self, object_type: ObjectType, if_exists: bool, names: &[ObjectName], cascade: bool) -> Result<Output> {
+    async fn drop(
+        &self,
+        object_type: ObjectType,
+        if_exists: bool,
+        names: &[ObjectName],
+        cascade: bool,
+    ) -> Result<Output> {
         let (expected, tag) = match object_type {
             ObjectType::Table => (RelationKind::Table, "DROP TABLE"),
-            ObjectType::MaterializedView | ObjectType::View => (RelationKind::View, "DROP MATERIALIZED VIEW"),
+            ObjectType::MaterializedView | ObjectType::View => {
+                (RelationKind::View, "DROP MATERIALIZED VIEW")
+            }
             other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
         };
         let _ddl = self.db.ddl_lock.lock().await;
@@ -726,7 +856,11 @@ impl Session {
                 Some((kind, _)) if kind != expected => {
                     return Err(PlannerError::WrongObjectType {
                         name,
-                        expected: if expected == RelationKind::Table { "table" } else { "materialized view" },
+                        expected: if expected == RelationKind::Table {
+                            "table"
+                        } else {
+                            "materialized view"
+                        },
                     }
                     .into())
                 }
@@ -743,10 +877,25 @@ impl Session {
                 let dependents: Vec<String> = catalog
                     .dependents(id)
                     .iter()
-                    .map(|v| format!("materialized view {} depends on {} {}", v.name, if expected == RelationKind::Table { "table" } else { "materialized view" }, name))
+                    .map(|v| {
+                        format!(
+                            "materialized view {} depends on {} {}",
+                            v.name,
+                            if expected == RelationKind::Table {
+                                "table"
+                            } else {
+                                "materialized view"
+                            },
+                            name
+                        )
+                    })
                     .collect();
                 return Err(PlannerError::DependentObjects {
-                    kind: if expected == RelationKind::Table { "table" } else { "materialized view" },
+                    kind: if expected == RelationKind::Table {
+                        "table"
+                    } else {
+                        "materialized view"
+                    },
                     name,
                     detail: dependents.join("\n"),
                 }
@@ -756,8 +905,15 @@ impl Session {
             for victim in doomed.into_iter().rev() {
                 next.tables.retain(|t| t.id != victim);
                 next.views.retain(|v| v.id != victim);
-                self.db.engine.ddl(Ddl::Drop(victim), next.to_json()).await?;
-                self.db.view_schemas.write().unwrap_or_else(|p| p.into_inner()).remove(&victim);
+                self.db
+                    .engine
+                    .ddl(Ddl::Drop(victim), next.to_json())
+                    .await?;
+                self.db
+                    .view_schemas
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&victim);
                 self.db.set_catalog(next.clone());
             }
         }
@@ -766,13 +922,16 @@ impl Session {
 
     fn set(&self, set: &ast::Set) -> Result<Output> {
         let (name, value) = match set {
-            ast::Set::SingleAssignment { variable, values, .. } => {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => {
                 let name = object_name(variable);
                 let value = values
                     .iter()
                     .map(|v| match v {
                         ast::Expr::Value(v) => match &v.value {
-                            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+                            ast::Value::SingleQuotedString(s)
+                            | ast::Value::DoubleQuotedString(s) => s.clone(),
                             other => other.to_string(),
                         },
                         ast::Expr::Identifier(i) => i.value.clone(),
@@ -782,7 +941,10 @@ impl Session {
                     .join(", ");
                 (name, value)
             }
-            ast::Set::SetTimeZone { value, .. } => ("timezone".to_string(), value.to_string().trim_matches('\'').to_string()),
+            ast::Set::SetTimeZone { value, .. } => (
+                "timezone".to_string(),
+                value.to_string().trim_matches('\'').to_string(),
+            ),
             ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => return Ok(command("SET")),
             other => return Err(ServerError::Unsupported(format!("{other}"))),
         };
@@ -803,14 +965,29 @@ impl Session {
             }
             _ => value,
         };
-        let name = if name == "time zone" { "timezone".to_string() } else { name };
-        self.vars.lock().unwrap_or_else(|p| p.into_inner()).insert(name, value);
+        let name = if name == "time zone" {
+            "timezone".to_string()
+        } else {
+            name
+        };
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, value);
         Ok(command("SET"))
     }
 
     fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
-        let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
-        let name = if name == "time zone" { "timezone".to_string() } else { name };
+        let name = variable
+            .iter()
+            .map(|i| i.value.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let name = if name == "time zone" {
+            "timezone".to_string()
+        } else {
+            name
+        };
         let vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
         if name == "all" {
             let schema: SchemaRef = Arc::new(Schema::new(vec![
@@ -819,15 +996,30 @@ impl Session {
             ]));
             let rows: Vec<Vec<ScalarValue>> = vars
                 .iter()
-                .map(|(k, v)| vec![ScalarValue::Utf8(Some(k.clone())), ScalarValue::Utf8(Some(v.clone()))])
+                .map(|(k, v)| {
+                    vec![
+                        ScalarValue::Utf8(Some(k.clone())),
+                        ScalarValue::Utf8(Some(v.clone())),
+                    ]
+                })
                 .collect();
             let batch = rows_to_batch(schema.clone(), &rows)?;
-            return Ok(Output::Rows { schema, batches: vec![batch] });
+            return Ok(Output::Rows {
+                schema,
+                batches: vec![batch],
+            });
         }
-        let value = vars.get(&name).cloned().ok_or(ServerError::UnknownParameter(name.clone()))?;
-        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(&name, DataType::Utf8, true)]));
+        let value = vars
+            .get(&name)
+            .cloned()
+            .ok_or(ServerError::UnknownParameter(name.clone()))?;
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new(&name, DataType::Utf8, true)]));
         let batch = rows_to_batch(schema.clone(), &[vec![ScalarValue::Utf8(Some(value))]])?;
-        Ok(Output::Rows { schema, batches: vec![batch] })
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
     }
 }
 
@@ -858,7 +1050,10 @@ fn names_schema() -> SchemaRef {
 
 fn names_output(names: Vec<String>) -> Result<Output> {
     let schema = names_schema();
-    let rows: Vec<Vec<ScalarValue>> = names.into_iter().map(|n| vec![ScalarValue::Utf8(Some(n))]).collect();
+    let rows: Vec<Vec<ScalarValue>> = names
+        .into_iter()
+        .map(|n| vec![ScalarValue::Utf8(Some(n))])
+        .collect();
     let batch = rows_to_batch(schema.clone(), &rows)?;
     Ok(Output::Rows {
         schema,

@@ -236,7 +236,10 @@ impl<'a> FromSql<'a> for Raw {
 /// Renders a binary-format value the way the server renders it in text format, so that
 /// the same `.slt` expectations hold in both protocols.
 fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result<String, DbError> {
-    fn get<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, i: usize) -> Result<Option<T>, DbError> {
+    fn get<'a, T: FromSql<'a>>(
+        row: &'a tokio_postgres::Row,
+        i: usize,
+    ) -> Result<Option<T>, DbError> {
         row.try_get::<_, Option<T>>(i)
             .map_err(|e| DbError(format!("decoding column {i}: {e}")))
     }
@@ -251,8 +254,12 @@ fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result
         Type::TIMESTAMP => get::<NaiveDateTime>(row, i)?.map(|v| format_timestamp(&v)),
         Type::TIMESTAMPTZ => get::<DateTime<Utc>>(row, i)?
             .map(|v| format!("{}+00", format_timestamp(&v.naive_utc()))),
-        Type::NUMERIC => get::<Raw>(row, i)?.map(|r| decode_numeric(&r.0)).transpose()?,
-        Type::INTERVAL => get::<Raw>(row, i)?.map(|r| decode_interval(&r.0)).transpose()?,
+        Type::NUMERIC => get::<Raw>(row, i)?
+            .map(|r| decode_numeric(&r.0))
+            .transpose()?,
+        Type::INTERVAL => get::<Raw>(row, i)?
+            .map(|r| decode_interval(&r.0))
+            .transpose()?,
         _ => get::<String>(row, i)?,
     };
     Ok(match s {

@@ -890,7 +890,7 @@ impl Harness {
         let op = gen_op(&mut self.rng, &self.model);
         self.apply_op(&op);
         self.check_all();
-        if self.step % 500 == 0 {
+        if self.step.is_multiple_of(500) {
             eprintln!(
                 "{} seed={}: step {}/{}",
                 self.test, self.seed, self.step, self.steps
@@ -1244,7 +1244,7 @@ fn random_dml_run(test: &'static str, seed: u64, steps: usize) {
         h.random_step();
         if h.step == kill9_at {
             h.restart(true);
-        } else if h.step % RESTART_EVERY == 0 {
+        } else if h.step.is_multiple_of(RESTART_EVERY) {
             h.restart(false);
         }
     }

@@ -62,7 +62,10 @@ fn graceful_shutdown_commits_buffered_writes() {
     server.restart();
     runtime.block_on(async {
         let c = connect(&server.conn_str()).await.expect("reconnect");
-        let rows = c.query_one("SELECT total FROM s", &[]).await.expect("query");
+        let rows = c
+            .query_one("SELECT total FROM s", &[])
+            .await
+            .expect("query");
         let total: i64 = rows.get(0);
         assert_eq!(total, 42);
     });
@@ -72,15 +75,37 @@ fn graceful_shutdown_commits_buffered_writes() {
 fn psql_and_psycopg_can_talk_to_freshet() {
     let server = TestServer::start();
     let psql = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-U", "freshet", "-d", "freshet", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "freshet",
+            "-d",
+            "freshet",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
         .args(["-c", "CREATE TABLE k (id INT PRIMARY KEY, name TEXT)"])
         .args(["-c", "INSERT INTO k VALUES (1, 'one'), (2, 'two')"])
-        .args(["-c", "CREATE MATERIALIZED VIEW n AS SELECT count(*) AS c FROM k"])
+        .args([
+            "-c",
+            "CREATE MATERIALIZED VIEW n AS SELECT count(*) AS c FROM k",
+        ])
         .args(["-c", "SELECT c FROM n"])
         .output()
         .expect("psql must be installed (scripts/test.sh installs postgresql-client)");
     let out = String::from_utf8_lossy(&psql.stdout);
-    assert!(psql.status.success(), "psql failed: {}{}", out, String::from_utf8_lossy(&psql.stderr));
+    assert!(
+        psql.status.success(),
+        "psql failed: {}{}",
+        out,
+        String::from_utf8_lossy(&psql.stderr)
+    );
     assert!(out.lines().any(|l| l.trim() == "2"), "psql output: {out}");
 
     let script = format!(

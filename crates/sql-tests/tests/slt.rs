@@ -64,7 +64,10 @@ fn main() {
     let mut files = Vec::new();
     slt_files(&root, &mut files);
     files.retain(|f| {
-        filter.is_empty() || filter.iter().any(|x| f.to_string_lossy().contains(x.as_str()))
+        filter.is_empty()
+            || filter
+                .iter()
+                .any(|x| f.to_string_lossy().contains(x.as_str()))
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -49,13 +49,21 @@ pub fn encode_value(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), StorageErr
         ScalarValue::Float32(Some(x)) => {
             let x = if *x == 0.0 { 0.0f32 } else { *x };
             let bits = x.to_bits();
-            let bits = if bits >> 31 == 1 { !bits } else { bits ^ (1 << 31) };
+            let bits = if bits >> 31 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 31)
+            };
             out.extend_from_slice(&bits.to_be_bytes());
         }
         ScalarValue::Float64(Some(x)) => {
             let x = if *x == 0.0 { 0.0f64 } else { *x };
             let bits = x.to_bits();
-            let bits = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
+            let bits = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 63)
+            };
             out.extend_from_slice(&bits.to_be_bytes());
         }
         ScalarValue::Decimal128(Some(x), _, _) => {
@@ -161,12 +169,20 @@ impl<'a> Decoder<'a> {
             DataType::Int64 => ScalarValue::Int64(Some(self.i64()?)),
             DataType::Float32 => {
                 let bits = u32::from_be_bytes(self.arr()?);
-                let bits = if bits >> 31 == 1 { bits ^ (1 << 31) } else { !bits };
+                let bits = if bits >> 31 == 1 {
+                    bits ^ (1 << 31)
+                } else {
+                    !bits
+                };
                 ScalarValue::Float32(Some(f32::from_bits(bits)))
             }
             DataType::Float64 => {
                 let bits = u64::from_be_bytes(self.arr()?);
-                let bits = if bits >> 63 == 1 { bits ^ (1 << 63) } else { !bits };
+                let bits = if bits >> 63 == 1 {
+                    bits ^ (1 << 63)
+                } else {
+                    !bits
+                };
                 ScalarValue::Float64(Some(f64::from_bits(bits)))
             }
             DataType::Decimal128(p, s) => ScalarValue::Decimal128(
@@ -254,12 +270,17 @@ mod tests {
         roundtrip(ScalarValue::Float64(Some(-1.5)));
         roundtrip(ScalarValue::Utf8(Some("a\0b".into())));
         roundtrip(ScalarValue::Decimal128(Some(-12345), 10, 2));
-        roundtrip(ScalarValue::TimestampMicrosecond(Some(42), Some("+00:00".into())));
-        roundtrip(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano {
-            months: 1,
-            days: -2,
-            nanoseconds: 3,
-        })));
+        roundtrip(ScalarValue::TimestampMicrosecond(
+            Some(42),
+            Some("+00:00".into()),
+        ));
+        roundtrip(ScalarValue::IntervalMonthDayNano(Some(
+            IntervalMonthDayNano {
+                months: 1,
+                days: -2,
+                nanoseconds: 3,
+            },
+        )));
     }
 
     fn enc(v: ScalarValue) -> Vec<u8> {
@@ -276,9 +297,7 @@ mod tests {
         }
         let floats = [f64::NEG_INFINITY, -2.5, -0.1, 0.0, 0.1, 3.0, f64::INFINITY];
         for w in floats.windows(2) {
-            assert!(
-                enc(ScalarValue::Float64(Some(w[0]))) < enc(ScalarValue::Float64(Some(w[1])))
-            );
+            assert!(enc(ScalarValue::Float64(Some(w[0]))) < enc(ScalarValue::Float64(Some(w[1]))));
         }
         assert_eq!(
             enc(ScalarValue::Float64(Some(-0.0))),
@@ -287,7 +306,8 @@ mod tests {
         let strs = ["", "a", "a\0", "ab", "b"];
         for w in strs.windows(2) {
             assert!(
-                enc(ScalarValue::Utf8(Some(w[0].into()))) < enc(ScalarValue::Utf8(Some(w[1].into())))
+                enc(ScalarValue::Utf8(Some(w[0].into())))
+                    < enc(ScalarValue::Utf8(Some(w[1].into())))
             );
         }
         assert!(enc(ScalarValue::Int64(None)) < enc(ScalarValue::Int64(Some(i64::MIN))));

@@ -119,7 +119,9 @@ impl Store {
     /// Runs `f` over one consistent snapshot of the committed data.
     pub fn read_snapshot<R>(&self, f: impl FnOnce(&dyn Reader) -> R) -> R {
         match &self.backend {
-            Backend::Rocks(db) => f(&RocksReader { snap: db.snapshot() }),
+            Backend::Rocks(db) => f(&RocksReader {
+                snap: db.snapshot(),
+            }),
             Backend::Memory(m) => {
                 let map = m.lock().unwrap_or_else(|p| p.into_inner());
                 f(&MemReader { map: &map })
@@ -130,7 +132,11 @@ impl Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match &self.backend {
             Backend::Rocks(db) => Ok(db.get(key)?),
-            Backend::Memory(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()),
+            Backend::Memory(m) => Ok(m
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+                .cloned()),
         }
     }
 
@@ -182,6 +188,9 @@ impl Store {
     }
 }
 
+/// A key and what the write buffer held for it before (`None`: nothing buffered).
+type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
+
 /// Buffered writes on top of the committed data. Reads see the buffer; [`Txn::commit`]
 /// writes it in one atomic, synced batch.
 pub struct Txn {
@@ -189,7 +198,7 @@ pub struct Txn {
     /// `None` marks a delete.
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// While a statement runs: the buffer entries it overwrote, to undo it if it fails.
-    undo: Option<Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>>,
+    undo: Option<Vec<UndoEntry>>,
 }
 
 impl Txn {
@@ -251,7 +260,11 @@ impl Txn {
 
     /// The first live pair (in key order) whose key starts with `prefix`; the last one
     /// when `last` is set.
-    pub fn first_with_prefix(&self, prefix: &[u8], last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    pub fn first_with_prefix(
+        &self,
+        prefix: &[u8],
+        last: bool,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let all = self.scan_prefix(prefix)?;
         Ok(if last {
             all.into_iter().next_back()
@@ -330,10 +343,18 @@ mod tests {
         assert_eq!(t.get(b"a1").unwrap(), Some(b"x".to_vec()));
         assert_eq!(store.read_snapshot(|r| r.get(b"a1")).unwrap(), None);
         t.commit().unwrap();
-        assert_eq!(store.read_snapshot(|r| r.get(b"a1")).unwrap(), Some(b"x".to_vec()));
+        assert_eq!(
+            store.read_snapshot(|r| r.get(b"a1")).unwrap(),
+            Some(b"x".to_vec())
+        );
         t.delete(b"a1".to_vec());
         t.put(b"a3".to_vec(), b"z".to_vec());
-        let keys: Vec<_> = t.scan_prefix(b"a").unwrap().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<_> = t
+            .scan_prefix(b"a")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec![b"a2".to_vec(), b"a3".to_vec()]);
         t.commit().unwrap();
         drop(t);
@@ -370,7 +391,10 @@ pub fn decode_relation(
                     .as_slice()
                     .try_into()
                     .map_err(|_| StorageError::Corrupt("bad row multiplicity".into()))?;
-                Ok((codec::decode_row(&k[prefix_len..], types)?, i64::from_be_bytes(n)))
+                Ok((
+                    codec::decode_row(&k[prefix_len..], types)?,
+                    i64::from_be_bytes(n),
+                ))
             }
         })
         .collect()

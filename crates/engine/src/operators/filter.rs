@@ -25,11 +25,19 @@ impl Operator for Filter {
         "filter"
     }
 
-    fn process(&mut self, _input: usize, chunk: Chunk, _state: &mut Txn) -> Result<Chunk, EngineError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        chunk: Chunk,
+        _state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
         if chunk.is_empty() {
             return Ok(chunk);
         }
-        let mask = self.predicate.evaluate(&chunk.batch)?.into_array(chunk.len())?;
+        let mask = self
+            .predicate
+            .evaluate(&chunk.batch)?
+            .into_array(chunk.len())?;
         let mask = mask
             .as_any()
             .downcast_ref::<BooleanArray>()
@@ -71,8 +79,20 @@ mod tests {
         let mut txn = Txn::new(Store::memory());
         let out = f.process(0, chunk, &mut txn).unwrap();
         assert_eq!(out.weights, vec![1, 1, -1]);
-        let vals: Vec<_> = out.rows().unwrap().into_iter().map(|r| r[0].clone()).collect();
-        assert_eq!(vals, vec![ScalarValue::Int64(Some(2)), ScalarValue::Int64(Some(3)), ScalarValue::Int64(Some(2))]);
+        let vals: Vec<_> = out
+            .rows()
+            .unwrap()
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(
+            vals,
+            vec![
+                ScalarValue::Int64(Some(2)),
+                ScalarValue::Int64(Some(3)),
+                ScalarValue::Int64(Some(2))
+            ]
+        );
         let _ = Arc::new(());
     }
 }

@@ -125,7 +125,12 @@ impl HashAgg {
     }
 
     /// The distinct values of aggregate `i` in group `gkey`, ascending.
-    fn scan_values(&self, state: &Txn, i: usize, gkey: &[u8]) -> Result<Vec<ScalarValue>, EngineError> {
+    fn scan_values(
+        &self,
+        state: &Txn,
+        i: usize,
+        gkey: &[u8],
+    ) -> Result<Vec<ScalarValue>, EngineError> {
         let table = self.values[i]
             .as_ref()
             .ok_or_else(|| EngineError::Internal("aggregate without value table".into()))?;
@@ -141,7 +146,13 @@ impl HashAgg {
             .collect()
     }
 
-    fn first_value(&self, state: &Txn, i: usize, gkey: &[u8], last: bool) -> Result<Option<ScalarValue>, EngineError> {
+    fn first_value(
+        &self,
+        state: &Txn,
+        i: usize,
+        gkey: &[u8],
+        last: bool,
+    ) -> Result<Option<ScalarValue>, EngineError> {
         let table = self.values[i]
             .as_ref()
             .ok_or_else(|| EngineError::Internal("aggregate without value table".into()))?;
@@ -163,8 +174,12 @@ impl HashAgg {
             let off = self.offsets[i];
             let v = match (a.kind, a.distinct) {
                 (AggKind::CountStar | AggKind::Count, _) => acc[off].clone(),
-                (AggKind::Min, _) => self.first_value(state, i, gkey, false)?.unwrap_or(ScalarValue::Null),
-                (AggKind::Max, _) => self.first_value(state, i, gkey, true)?.unwrap_or(ScalarValue::Null),
+                (AggKind::Min, _) => self
+                    .first_value(state, i, gkey, false)?
+                    .unwrap_or(ScalarValue::Null),
+                (AggKind::Max, _) => self
+                    .first_value(state, i, gkey, true)?
+                    .unwrap_or(ScalarValue::Null),
                 (AggKind::Sum | AggKind::Avg, false) => {
                     let n = Self::count(acc, off);
                     if n == 0 {
@@ -253,29 +268,48 @@ fn add_weighted(acc: &ScalarValue, v: &ScalarValue, w: i64) -> Result<ScalarValu
     let overflow = || EngineError::OutOfRange("sum overflows its type".into());
     Ok(match (acc, v) {
         (ScalarValue::Int64(Some(a)), ScalarValue::Int64(Some(x))) => ScalarValue::Int64(Some(
-            x.checked_mul(w).and_then(|d| a.checked_add(d)).ok_or_else(overflow)?,
+            x.checked_mul(w)
+                .and_then(|d| a.checked_add(d))
+                .ok_or_else(overflow)?,
         )),
         (ScalarValue::Float64(Some(a)), ScalarValue::Float64(Some(x))) => {
             ScalarValue::Float64(Some(a + x * w as f64))
         }
         (ScalarValue::Decimal128(Some(a), p, s), ScalarValue::Decimal128(Some(x), _, _)) => {
             ScalarValue::Decimal128(
-                Some(x.checked_mul(w as i128).and_then(|d| a.checked_add(d)).ok_or_else(overflow)?),
+                Some(
+                    x.checked_mul(w as i128)
+                        .and_then(|d| a.checked_add(d))
+                        .ok_or_else(overflow)?,
+                ),
                 *p,
                 *s,
             )
         }
-        (ScalarValue::IntervalMonthDayNano(Some(a)), ScalarValue::IntervalMonthDayNano(Some(x))) => {
+        (
+            ScalarValue::IntervalMonthDayNano(Some(a)),
+            ScalarValue::IntervalMonthDayNano(Some(x)),
+        ) => {
             let w32 = i32::try_from(w).map_err(|_| overflow())?;
-            ScalarValue::IntervalMonthDayNano(Some(datafusion::arrow::datatypes::IntervalMonthDayNano {
-                months: x.months.checked_mul(w32).and_then(|d| a.months.checked_add(d)).ok_or_else(overflow)?,
-                days: x.days.checked_mul(w32).and_then(|d| a.days.checked_add(d)).ok_or_else(overflow)?,
-                nanoseconds: x
-                    .nanoseconds
-                    .checked_mul(w)
-                    .and_then(|d| a.nanoseconds.checked_add(d))
-                    .ok_or_else(overflow)?,
-            }))
+            ScalarValue::IntervalMonthDayNano(Some(
+                datafusion::arrow::datatypes::IntervalMonthDayNano {
+                    months: x
+                        .months
+                        .checked_mul(w32)
+                        .and_then(|d| a.months.checked_add(d))
+                        .ok_or_else(overflow)?,
+                    days: x
+                        .days
+                        .checked_mul(w32)
+                        .and_then(|d| a.days.checked_add(d))
+                        .ok_or_else(overflow)?,
+                    nanoseconds: x
+                        .nanoseconds
+                        .checked_mul(w)
+                        .and_then(|d| a.nanoseconds.checked_add(d))
+                        .ok_or_else(overflow)?,
+                },
+            ))
         }
         (a, x) => {
             return Err(EngineError::Internal(format!(
@@ -295,7 +329,11 @@ fn average(sum: &ScalarValue, n: i64, ret: &DataType) -> Result<ScalarValue, Eng
             let scaled = s
                 .checked_mul(10i128.pow(shift))
                 .ok_or_else(|| EngineError::OutOfRange("numeric average".into()))?;
-            Ok(ScalarValue::Decimal128(Some(scaled / n as i128), *p, *out_scale))
+            Ok(ScalarValue::Decimal128(
+                Some(scaled / n as i128),
+                *p,
+                *out_scale,
+            ))
         }
         _ => {
             let f = match sum.cast_to(&DataType::Float64)? {
@@ -330,10 +368,19 @@ impl Operator for HashAgg {
         let acc = self.initial_acc()?;
         let out = self.output(state, &[], &Vec::new(), &acc)?;
         state.put(self.groups.key(&[]), codec::encode_row(&acc)?);
-        Ok(Some(Chunk::from_rows(self.schema.clone(), &[out], vec![1])?))
+        Ok(Some(Chunk::from_rows(
+            self.schema.clone(),
+            &[out],
+            vec![1],
+        )?))
     }
 
-    fn process(&mut self, _input: usize, chunk: Chunk, state: &mut Txn) -> Result<Chunk, EngineError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        chunk: Chunk,
+        state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
         if chunk.is_empty() {
             return Ok(Chunk::empty(self.schema.clone()));
         }
@@ -367,7 +414,9 @@ impl Operator for HashAgg {
         for (gkey, gvals) in order {
             let loaded = self.load(state, &gkey)?;
             let old_out = match &loaded {
-                Some(acc) if global || Self::count(acc, 0) > 0 => Some(self.output(state, &gkey, &gvals, acc)?),
+                Some(acc) if global || Self::count(acc, 0) > 0 => {
+                    Some(self.output(state, &gkey, &gvals, acc)?)
+                }
                 _ => None,
             };
             let mut acc = match loaded {
@@ -377,7 +426,11 @@ impl Operator for HashAgg {
             for &r in &rows_of[&gkey] {
                 let args: Vec<Option<ScalarValue>> = acols
                     .iter()
-                    .map(|c| c.as_ref().map(|c| ScalarValue::try_from_array(c, r)).transpose())
+                    .map(|c| {
+                        c.as_ref()
+                            .map(|c| ScalarValue::try_from_array(c, r))
+                            .transpose()
+                    })
                     .collect::<Result<_, _>>()?;
                 self.apply(state, &gkey, &mut acc, &args, chunk.weights[r])?;
             }
@@ -443,20 +496,36 @@ mod tests {
             return_type: DataType::Int64,
         };
         let aggs = vec![
-            AggCall { kind: AggKind::CountStar, arg: None, arg_type: None, distinct: false, return_type: DataType::Int64 },
+            AggCall {
+                kind: AggKind::CountStar,
+                arg: None,
+                arg_type: None,
+                distinct: false,
+                return_type: DataType::Int64,
+            },
             call(AggKind::Sum, false),
             call(AggKind::Min, false),
             call(AggKind::Max, false),
             call(AggKind::Count, true),
         ];
-        let a = HashAgg::new(vec![col("k", &input).unwrap()], aggs, out, |n| 100 + n as u64).unwrap();
+        let a = HashAgg::new(vec![col("k", &input).unwrap()], aggs, out, |n| {
+            100 + n as u64
+        })
+        .unwrap();
         (a, input)
     }
 
-    fn feed(a: &mut HashAgg, input: &SchemaRef, txn: &mut Txn, rows: &[(i64, i64, i64)]) -> Vec<(Row, i64)> {
+    fn feed(
+        a: &mut HashAgg,
+        input: &SchemaRef,
+        txn: &mut Txn,
+        rows: &[(i64, i64, i64)],
+    ) -> Vec<(Row, i64)> {
         let r: Vec<Row> = rows.iter().map(|(k, v, _)| vec![i(*k), i(*v)]).collect();
         let w = rows.iter().map(|(_, _, w)| *w).collect();
-        let out = a.process(0, Chunk::from_rows(input.clone(), &r, w).unwrap(), txn).unwrap();
+        let out = a
+            .process(0, Chunk::from_rows(input.clone(), &r, w).unwrap(), txn)
+            .unwrap();
         out.rows().unwrap().into_iter().zip(out.weights).collect()
     }
 
@@ -464,7 +533,12 @@ mod tests {
     fn min_max_and_distinct_survive_deletes() {
         let (mut a, input) = agg();
         let mut txn = Txn::new(Store::memory());
-        let out = feed(&mut a, &input, &mut txn, &[(1, 5, 1), (1, 3, 1), (1, 9, 1), (1, 3, 1)]);
+        let out = feed(
+            &mut a,
+            &input,
+            &mut txn,
+            &[(1, 5, 1), (1, 3, 1), (1, 9, 1), (1, 3, 1)],
+        );
         assert_eq!(out, vec![(vec![i(1), i(4), i(20), i(3), i(9), i(3)], 1)]);
         // Delete one of the two 3s: min stays 3, distinct count stays 3.
         let out = feed(&mut a, &input, &mut txn, &[(1, 3, -1)]);
@@ -476,7 +550,10 @@ mod tests {
         // Delete the last row: the group disappears.
         let out = feed(&mut a, &input, &mut txn, &[(1, 5, -1)]);
         assert_eq!(out, vec![(vec![i(1), i(1), i(5), i(5), i(5), i(1)], -1)]);
-        assert!(txn.scan_prefix(&freshet_storage::keys::state_prefix(100)).unwrap().is_empty());
+        assert!(txn
+            .scan_prefix(&freshet_storage::keys::state_prefix(100))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -498,16 +575,34 @@ mod tests {
         ]);
         let v = col("v", &input).unwrap();
         let aggs = vec![
-            AggCall { kind: AggKind::CountStar, arg: None, arg_type: None, distinct: false, return_type: DataType::Int64 },
-            AggCall { kind: AggKind::Sum, arg: Some(v), arg_type: Some(DataType::Int64), distinct: false, return_type: DataType::Int64 },
+            AggCall {
+                kind: AggKind::CountStar,
+                arg: None,
+                arg_type: None,
+                distinct: false,
+                return_type: DataType::Int64,
+            },
+            AggCall {
+                kind: AggKind::Sum,
+                arg: Some(v),
+                arg_type: Some(DataType::Int64),
+                distinct: false,
+                return_type: DataType::Int64,
+            },
         ];
         let mut a = HashAgg::new(vec![], aggs, out, |n| 7 + n as u64).unwrap();
         let mut txn = Txn::new(Store::memory());
         let init = a.initial_output(&mut txn).unwrap().unwrap();
-        assert_eq!(init.rows().unwrap(), vec![vec![i(0), ScalarValue::Int64(None)]]);
+        assert_eq!(
+            init.rows().unwrap(),
+            vec![vec![i(0), ScalarValue::Int64(None)]]
+        );
         let c = Chunk::from_rows(input.clone(), &[vec![i(4)]], vec![1]).unwrap();
         let o = a.process(0, c, &mut txn).unwrap();
-        assert_eq!(o.rows().unwrap(), vec![vec![i(0), ScalarValue::Int64(None)], vec![i(1), i(4)]]);
+        assert_eq!(
+            o.rows().unwrap(),
+            vec![vec![i(0), ScalarValue::Int64(None)], vec![i(1), i(4)]]
+        );
         assert_eq!(o.weights, vec![-1, 1]);
         let c = Chunk::from_rows(input, &[vec![i(4)]], vec![-1]).unwrap();
         let o = a.process(0, c, &mut txn).unwrap();

@@ -52,17 +52,21 @@ impl Operator for HashJoin {
         "hash_join"
     }
 
-    fn process(&mut self, input: usize, chunk: Chunk, state: &mut Txn) -> Result<Chunk, EngineError> {
+    fn process(
+        &mut self,
+        input: usize,
+        chunk: Chunk,
+        state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
         if input > 1 {
             return Err(EngineError::Internal(format!("join has no input {input}")));
         }
         let other = 1 - input;
-        let n = chunk.len();
         let key_cols = eval_all(&self.keys[input], &chunk.batch)?;
         let rows = chunk.rows()?;
         let mut out_rows: Vec<Row> = Vec::new();
         let mut out_w = Vec::new();
-        for r in 0..n {
+        for (r, row) in rows.iter().enumerate() {
             let key: Row = key_cols
                 .iter()
                 .map(|c| ScalarValue::try_from_array(c, r))
@@ -71,12 +75,13 @@ impl Operator for HashJoin {
                 continue;
             }
             let kbytes = codec::encode_row(&key)?;
-            let row = &rows[r];
             let w = chunk.weights[r];
             let rbytes = codec::encode_row(row)?;
             let (_, new) = add_count(state, self.tables[input].key2(&kbytes, &rbytes), w)?;
             if new < 0 {
-                return Err(EngineError::Internal("negative join row multiplicity".into()));
+                return Err(EngineError::Internal(
+                    "negative join row multiplicity".into(),
+                ));
             }
             let prefix = self.tables[other].key(&kbytes);
             for (k, v) in state.scan_prefix(&prefix)? {
@@ -121,8 +126,14 @@ mod tests {
 
     #[test]
     fn join_updates_from_both_sides() {
-        let l = arc_schema(vec![Field::new("k", DataType::Int64, true), Field::new("a", DataType::Int64, true)]);
-        let r = arc_schema(vec![Field::new("k", DataType::Int64, true), Field::new("b", DataType::Int64, true)]);
+        let l = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("a", DataType::Int64, true),
+        ]);
+        let r = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]);
         let out = arc_schema(vec![
             Field::new("k", DataType::Int64, true),
             Field::new("a", DataType::Int64, true),
@@ -139,9 +150,15 @@ mod tests {
             |n| 50 + n as u64,
         );
         let mut txn = Txn::new(Store::memory());
-        let c = Chunk::from_rows(l.clone(), &[vec![i(1), i(10)], vec![ScalarValue::Int64(None), i(0)]], vec![1, 1]).unwrap();
+        let c = Chunk::from_rows(
+            l.clone(),
+            &[vec![i(1), i(10)], vec![ScalarValue::Int64(None), i(0)]],
+            vec![1, 1],
+        )
+        .unwrap();
         assert!(j.process(0, c, &mut txn).unwrap().is_empty());
-        let c = Chunk::from_rows(r.clone(), &[vec![i(1), i(7)], vec![i(1), i(7)]], vec![1, 1]).unwrap();
+        let c =
+            Chunk::from_rows(r.clone(), &[vec![i(1), i(7)], vec![i(1), i(7)]], vec![1, 1]).unwrap();
         let o = j.process(1, c, &mut txn).unwrap();
         assert_eq!(o.rows().unwrap(), vec![vec![i(1), i(10), i(1), i(7)]; 2]);
         // deleting the left row retracts both joined rows (one with multiplicity 2)
@@ -149,6 +166,11 @@ mod tests {
         let o = j.process(0, c, &mut txn).unwrap();
         assert_eq!(o.weights, vec![-2]);
         // a NULL key is never stored
-        assert_eq!(txn.scan_prefix(&freshet_storage::keys::state_prefix(50)).unwrap().len(), 0);
+        assert_eq!(
+            txn.scan_prefix(&freshet_storage::keys::state_prefix(50))
+                .unwrap()
+                .len(),
+            0
+        );
     }
 }

@@ -24,7 +24,12 @@ impl Operator for Materialize {
         "materialize"
     }
 
-    fn process(&mut self, _input: usize, chunk: Chunk, state: &mut Txn) -> Result<Chunk, EngineError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        chunk: Chunk,
+        state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
         for (row, w) in chunk.rows()?.iter().zip(&chunk.weights) {
             let key = keys::row_key(self.relation, &codec::encode_row(row)?);
             let (_, new) = add_count(state, key, *w)?;

@@ -14,7 +14,10 @@ use crate::plan::PhysExpr;
 use crate::EngineError;
 
 /// Evaluates expressions over a batch into arrays.
-pub(crate) fn eval_all(exprs: &[PhysExpr], batch: &RecordBatch) -> Result<Vec<ArrayRef>, EngineError> {
+pub(crate) fn eval_all(
+    exprs: &[PhysExpr],
+    batch: &RecordBatch,
+) -> Result<Vec<ArrayRef>, EngineError> {
     exprs
         .iter()
         .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))

@@ -1,7 +1,7 @@
 //! Project: computes the output columns of each row. Stateless; weights pass through.
 
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use freshet_storage::Txn;
 
 use super::eval_all;
@@ -26,7 +26,12 @@ impl Operator for Project {
         "project"
     }
 
-    fn process(&mut self, _input: usize, chunk: Chunk, _state: &mut Txn) -> Result<Chunk, EngineError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        chunk: Chunk,
+        _state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
         let mut cols = eval_all(&self.exprs, &chunk.batch)?;
         for (c, f) in cols.iter_mut().zip(self.schema.fields()) {
             if c.data_type() != f.data_type() {
@@ -54,12 +59,27 @@ mod tests {
     fn computes_columns_and_keeps_weights() {
         let input = arc_schema(vec![Field::new("a", DataType::Int64, true)]);
         let out_schema = arc_schema(vec![Field::new("b", DataType::Int64, true)]);
-        let e = binary(col("a", &input).unwrap(), BinOp::Multiply, lit(ScalarValue::Int64(Some(10))), &input).unwrap();
+        let e = binary(
+            col("a", &input).unwrap(),
+            BinOp::Multiply,
+            lit(ScalarValue::Int64(Some(10))),
+            &input,
+        )
+        .unwrap();
         let mut p = Project::new(vec![e], out_schema);
-        let rows = vec![vec![ScalarValue::Int64(Some(1))], vec![ScalarValue::Int64(Some(2))]];
+        let rows = vec![
+            vec![ScalarValue::Int64(Some(1))],
+            vec![ScalarValue::Int64(Some(2))],
+        ];
         let chunk = Chunk::from_rows(input, &rows, vec![1, -1]).unwrap();
         let out = p.process(0, chunk, &mut Txn::new(Store::memory())).unwrap();
         assert_eq!(out.weights, vec![1, -1]);
-        assert_eq!(out.rows().unwrap(), vec![vec![ScalarValue::Int64(Some(10))], vec![ScalarValue::Int64(Some(20))]]);
+        assert_eq!(
+            out.rows().unwrap(),
+            vec![
+                vec![ScalarValue::Int64(Some(10))],
+                vec![ScalarValue::Int64(Some(20))]
+            ]
+        );
     }
 }
