@@ -286,7 +286,11 @@ impl Session {
 
     async fn execute_sql(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
         match stmt {
-            Statement::Query(_) | Statement::Explain { .. } => self.query(stmt, params).await,
+            Statement::Explain { statement, .. } => match statement.as_ref() {
+                Statement::CreateView(cv) => self.explain_view(cv).await,
+                _ => self.query(stmt, params).await,
+            },
+            Statement::Query(_) => self.query(stmt, params).await,
             Statement::Insert(insert) => self.insert(stmt, insert, params).await,
             Statement::Update(update) => self.update(update, params).await,
             Statement::Delete(delete) => self.delete(delete, params).await,
@@ -771,31 +775,7 @@ impl Session {
             }
             return Err(PlannerError::DuplicateTable(name).into());
         }
-        // Renamed columns: `CREATE MATERIALIZED VIEW v (a, b) AS …` is stored as a query
-        // that renames them, so re-planning at startup needs nothing else.
-        let mut query = cv.query.clone();
-        name_select_items(&mut query, false);
-        let query_sql = if cv.columns.is_empty() {
-            query.to_string()
-        } else {
-            let cols: Vec<String> = cv.columns.iter().map(|c| c.name.to_string()).collect();
-            format!(
-                "SELECT * FROM ({query}) AS __freshet_view ({})",
-                cols.join(", ")
-            )
-        };
-        let query_stmt = match parser::parse(&query_sql)?.into_iter().next() {
-            Some(Stmt::Sql(s)) => s,
-            _ => return Err(PlannerError::Internal("view query vanished".into()).into()),
-        };
-        let ctx = self.db.context_for(&catalog, &query_stmt, false)?;
-        let plan = bind(&ctx, &query_stmt).await?;
-        if !param_types(&plan)?.is_empty() {
-            return Err(ServerError::Unsupported(
-                "parameters in a materialized view".into(),
-            ));
-        }
-        let planned = plan_view(&ctx, &catalog, &plan)?;
+        let (query_sql, planned) = self.plan_new_view(&catalog, cv).await?;
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
         next.views.push(ViewDef {
@@ -830,6 +810,62 @@ impl Session {
         }
         self.db.set_catalog(next);
         Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    /// Plans `CREATE MATERIALIZED VIEW`'s query: the SQL to store and the streaming plan.
+    async fn plan_new_view(
+        &self,
+        catalog: &Catalog,
+        cv: &ast::CreateView,
+    ) -> Result<(String, freshet_planner::stream_planner::PlannedView)> {
+        // Renamed columns: `CREATE MATERIALIZED VIEW v (a, b) AS …` is stored as a query
+        // that renames them, so re-planning at startup needs nothing else.
+        let mut query = cv.query.clone();
+        name_select_items(&mut query, false);
+        let query_sql = if cv.columns.is_empty() {
+            query.to_string()
+        } else {
+            let cols: Vec<String> = cv.columns.iter().map(|c| c.name.to_string()).collect();
+            format!("SELECT * FROM ({query}) AS __freshet_view ({})", cols.join(", "))
+        };
+        let query_stmt = match parser::parse(&query_sql)?.into_iter().next() {
+            Some(Stmt::Sql(s)) => s,
+            _ => return Err(PlannerError::Internal("view query vanished".into()).into()),
+        };
+        let ctx = self.db.context_for(catalog, &query_stmt, false)?;
+        let plan = bind(&ctx, &query_stmt).await?;
+        if !param_types(&plan)?.is_empty() {
+            return Err(ServerError::Unsupported("parameters in a materialized view".into()));
+        }
+        let planned = plan_view(&ctx, catalog, &plan)?;
+        Ok((query_sql, planned))
+    }
+
+    /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan, one line per row.
+    async fn explain_view(&self, cv: &ast::CreateView) -> Result<Output> {
+        let catalog = self.db.catalog();
+        let (_, planned) = self.plan_new_view(&catalog, cv).await?;
+        let mut text = format!(
+            "StreamMaterialize: view={} emit=on every change\n",
+            object_name(&cv.name)
+        );
+        for line in planned.plan.to_string().lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        for id in &planned.depends_on {
+            if let Some(name) = catalog.name_of(*id) {
+                text.push_str(&format!("relation {id} = {name}\n"));
+            }
+        }
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]));
+        let rows: Vec<Vec<ScalarValue>> = text
+            .lines()
+            .map(|l| vec![ScalarValue::Utf8(Some(l.to_string()))])
+            .collect();
+        let batch = rows_to_batch(schema.clone(), &rows)?;
+        Ok(Output::Rows { schema, batches: vec![batch] })
     }
 
     async fn drop(

@@ -143,3 +143,93 @@ print("ok")
         server.log()
     );
 }
+
+#[test]
+fn prepared_statements_with_binary_parameters_and_results() {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let server = TestServer::start();
+    rt().block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(
+            "CREATE TABLE ev (id BIGINT PRIMARY KEY, small SMALLINT, name TEXT, score DOUBLE PRECISION,
+                              ok BOOLEAN, day DATE, at TIMESTAMP, n INT);
+             CREATE MATERIALIZED VIEW by_ok AS SELECT ok, count(*) AS c, sum(score) AS s FROM ev GROUP BY ok;",
+        )
+        .await
+        .expect("setup");
+        let insert = c
+            .prepare("INSERT INTO ev VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .await
+            .expect("prepare insert");
+        let day = NaiveDate::from_ymd_opt(2026, 11, 28).expect("date");
+        let at: NaiveDateTime = day.and_hms_micro_opt(12, 30, 5, 250_000).expect("time");
+        for i in 0..10i64 {
+            let n: Option<i32> = if i % 3 == 0 { None } else { Some(i as i32) };
+            c.execute(&insert, &[&i, &(i as i16), &format!("e{i}"), &(i as f64 * 0.5), &(i % 2 == 0), &day, &at, &n])
+                .await
+                .expect("insert");
+        }
+        let select = c
+            .prepare("SELECT id, name, score, ok, day, at, n FROM ev WHERE id >= $1 AND name <> $2 ORDER BY id")
+            .await
+            .expect("prepare select");
+        let rows = c.query(&select, &[&7i64, &"e8"]).await.expect("select");
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, vec![7, 9]);
+        let r = &rows[0];
+        assert_eq!(r.get::<_, String>(1), "e7");
+        assert_eq!(r.get::<_, f64>(2), 3.5);
+        assert!(!r.get::<_, bool>(3));
+        assert_eq!(r.get::<_, NaiveDate>(4), day);
+        assert_eq!(r.get::<_, NaiveDateTime>(5), at);
+        assert_eq!(r.get::<_, Option<i32>>(6), Some(7));
+        assert_eq!(rows[1].get::<_, Option<i32>>(6), None);
+        // Parameters in UPDATE/DELETE, and the view follows.
+        let upd = c.prepare("UPDATE ev SET score = $1 WHERE id = $2").await.expect("prepare update");
+        assert_eq!(c.execute(&upd, &[&100.0f64, &1i64]).await.expect("update"), 1);
+        let del = c.prepare("DELETE FROM ev WHERE id < $1").await.expect("prepare delete");
+        assert_eq!(c.execute(&del, &[&1i64]).await.expect("delete"), 1);
+        let v = c
+            .query("SELECT ok, c, s FROM by_ok ORDER BY ok", &[])
+            .await
+            .expect("view");
+        let got: Vec<(bool, i64, f64)> = v.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        // ids 1..9: odd ids (ok=false) 1,3,5,7,9 with 1 updated to 100; even 2,4,6,8.
+        assert_eq!(got, vec![(false, 5, 100.0 + 1.5 + 2.5 + 3.5 + 4.5), (true, 4, 1.0 + 2.0 + 3.0 + 4.0)]);
+        // A bad statement fails at prepare time with its SQLSTATE; the session goes on.
+        let err = c.prepare("SELECT nope FROM ev").await.expect_err("unknown column");
+        assert_eq!(err.as_db_error().map(|d| d.code().code()), Some("42703"));
+        assert_eq!(c.query_one("SELECT count(*) FROM ev", &[]).await.expect("count").get::<_, i64>(0), 9);
+    });
+}
+
+#[test]
+fn explain_shows_the_streaming_plan() {
+    let server = TestServer::start();
+    rt().block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute("CREATE TABLE a (id INT PRIMARY KEY, k INT, v INT); CREATE TABLE b (k INT PRIMARY KEY, name TEXT)")
+            .await
+            .expect("setup");
+        let rows = c
+            .simple_query(
+                "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT b.name, max(a.v) FROM a JOIN b ON a.k = b.k WHERE a.v > 0 GROUP BY b.name",
+            )
+            .await
+            .expect("explain");
+        let text: Vec<String> = rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        let text = text.join("\n");
+        for op in ["StreamMaterialize", "StreamHashAgg", "StreamHashJoin", "StreamFilter", "StreamSource"] {
+            assert!(text.contains(op), "{op} missing from:\n{text}");
+        }
+        // EXPLAIN creates nothing.
+        let shown = c.simple_query("SHOW MATERIALIZED VIEWS").await.expect("show");
+        assert!(!shown.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+    });
+}
