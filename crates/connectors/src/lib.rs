@@ -1,1 +1,6 @@
-//! Sources and sinks: the Kafka source, datagen/nexmark generators and the JSON/CSV decoders land here (see issues 3, 4 and 6). The crate is part of the layout from the start so that the server, not the engine, depends on it.
+//! Sources: the Kafka reader ([`kafka`]) and the payload decoders ([`decode`]: JSON, CSV).
+//! Readers hand decoded changelog chunks, with the offsets they reach and the messages
+//! that failed to decode, to a sink — the engine — which commits all of it atomically.
+
+pub mod decode;
+pub mod kafka;

@@ -62,8 +62,65 @@ pub struct TableWrite {
 
 pub enum Ddl {
     CreateTable(TableDesc),
+    /// A source: no rows, only a schema for the views that read it.
+    CreateSource { id: RelationId, schema: SchemaRef },
     CreateView(ViewDesc),
     Drop(RelationId),
+}
+
+/// The dead-letter table of sources (`freshet_catalog.source_errors`).
+pub const SOURCE_ERRORS: RelationId = u64::MAX - 1;
+
+/// Columns of [`SOURCE_ERRORS`].
+pub fn source_errors_schema() -> SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("source_name", DataType::Utf8, true),
+        Field::new("partition", DataType::Int32, true),
+        Field::new("offset", DataType::Int64, true),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("payload", DataType::Utf8, true),
+    ]))
+}
+
+/// Rows read from a source for one view, with the offsets they reach.
+pub struct SourceData {
+    pub view: RelationId,
+    pub source: RelationId,
+    pub source_name: String,
+    pub chunk: Chunk,
+    /// Next offset to read per partition.
+    pub offsets: Vec<(i32, i64)>,
+    /// Dead letters: (partition, offset, error, payload).
+    pub errors: Vec<(i32, i64, String, String)>,
+}
+
+fn offsets_prefix(view: RelationId, source: RelationId) -> Vec<u8> {
+    let mut k = keys::state_prefix(keys::state_table_id(view, u16::MAX, 0));
+    k.extend_from_slice(&source.to_be_bytes());
+    k
+}
+
+/// The offsets a view has committed for a source: next offset to read per partition.
+pub fn stored_offsets(
+    store: &Store,
+    view: RelationId,
+    source: RelationId,
+) -> Result<std::collections::BTreeMap<i32, i64>, EngineError> {
+    let prefix = offsets_prefix(view, source);
+    let pairs = store.read_snapshot(|r| r.scan_prefix(&prefix))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        let p: [u8; 4] = k[prefix.len()..]
+            .try_into()
+            .map_err(|_| EngineError::Internal("bad offset key".into()))?;
+        let o: [u8; 8] = v
+            .as_slice()
+            .try_into()
+            .map_err(|_| EngineError::Internal("bad offset value".into()))?;
+        out.insert((u32::from_be_bytes(p) ^ 0x8000_0000) as i32, i64::from_be_bytes(o));
+    }
+    Ok(out)
 }
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -80,6 +137,7 @@ enum Command {
         reply: Reply<()>,
     },
     Flush(Reply<()>),
+    Source(Box<SourceData>, Reply<()>),
     Shutdown(Reply<()>),
 }
 
@@ -108,6 +166,7 @@ impl Engine {
     pub fn start(
         store: Store,
         tables: Vec<TableDesc>,
+        sources: Vec<(RelationId, SchemaRef)>,
         views: Vec<ViewDesc>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
@@ -115,6 +174,7 @@ impl Engine {
             txn: Txn::new(store),
             tables: HashMap::new(),
             schemas: HashMap::new(),
+            sources: std::collections::HashSet::new(),
             views: Vec::new(),
             waiters: Vec::new(),
             config,
@@ -122,6 +182,10 @@ impl Engine {
         for t in tables {
             c.schemas.insert(t.id, t.schema.clone());
             c.tables.insert(t.id, t);
+        }
+        for (id, schema) in sources {
+            c.schemas.insert(id, schema);
+            c.sources.insert(id);
         }
         for v in views {
             c.schemas.insert(v.id, v.schema.clone());
@@ -160,6 +224,16 @@ impl Engine {
             .await
     }
 
+    /// Applies rows read from a source for one view (blocking: called from reader
+    /// threads, which this keeps from running ahead of the engine).
+    pub fn source_data_blocking(&self, data: SourceData) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Source(Box::new(data), reply))
+            .map_err(|_| EngineError::ShutDown)?;
+        rx.blocking_recv().map_err(|_| EngineError::ShutDown)?
+    }
+
     /// Returns once everything applied so far is committed.
     pub async fn flush(&self) -> Result<(), EngineError> {
         self.call(Command::Flush).await
@@ -176,6 +250,8 @@ struct Coordinator {
     tables: HashMap<RelationId, TableDesc>,
     /// Schemas of all tables and views.
     schemas: HashMap<RelationId, SchemaRef>,
+    /// Sources (no stored rows).
+    sources: std::collections::HashSet<RelationId>,
     /// Views in creation order.
     views: Vec<Dataflow>,
     /// Replies to send once the buffer is committed.
@@ -226,6 +302,9 @@ impl Coordinator {
                 }
             },
             Command::Flush(reply) => self.waiters.push(reply),
+            Command::Source(data, reply) => {
+                let _ = reply.send(self.apply_source(*data));
+            }
             Command::Ddl {
                 ddl,
                 catalog,
@@ -365,9 +444,71 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Applies a source batch to one view; rows that make the view fail (say, a division
+    /// by zero in its query) are retried one by one and the failing ones become dead
+    /// letters, so one bad event never stops the stream.
+    fn apply_source(&mut self, data: SourceData) -> Result<(), EngineError> {
+        let SourceData {
+            view,
+            source,
+            source_name,
+            chunk,
+            offsets,
+            mut errors,
+        } = data;
+        if !self.views.iter().any(|d| d.view() == view) {
+            return Err(EngineError::UnknownRelation(view));
+        }
+        let whole = self.statement(|c| c.push_source(view, source, chunk.clone()));
+        if whole.is_err() {
+            let rows = chunk.rows()?;
+            let schema = chunk.schema();
+            for (row, w) in rows.iter().zip(&chunk.weights) {
+                let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
+                if let Err(e) = self.statement(|c| c.push_source(view, source, one)) {
+                    let text: Vec<String> = row.iter().map(display_value).collect();
+                    errors.push((-1, -1, format!("view {view} rejected the row: {e}"), format!("({})", text.join(", "))));
+                }
+            }
+        }
+        for (p, o) in offsets {
+            let mut k = offsets_prefix(view, source);
+            k.extend_from_slice(&((p as u32) ^ 0x8000_0000).to_be_bytes());
+            self.txn.put(k, o.to_be_bytes().to_vec());
+        }
+        for (p, o, error, payload) in errors {
+            let row = vec![
+                ScalarValue::Utf8(Some(source_name.clone())),
+                ScalarValue::Int32(Some(p)),
+                ScalarValue::Int64(Some(o)),
+                ScalarValue::Utf8(Some(error)),
+                ScalarValue::Utf8(Some(payload)),
+            ];
+            // Put, not add: several views reading the same source record the same message once.
+            self.txn.put(
+                keys::row_key(SOURCE_ERRORS, &codec::encode_row(&row)?),
+                1i64.to_be_bytes().to_vec(),
+            );
+        }
+        Ok(())
+    }
+
+    fn push_source(&mut self, view: RelationId, source: RelationId, chunk: Chunk) -> Result<(), EngineError> {
+        let mut queue = VecDeque::new();
+        if let Some(df) = self.views.iter_mut().find(|d| d.view() == view) {
+            for out in df.push(source, &chunk, &mut self.txn)? {
+                queue.push_back((view, out));
+            }
+        }
+        self.propagate_all(queue)
+    }
+
     /// Pushes a relation's changes through every view that reads it, transitively.
     fn propagate(&mut self, relation: RelationId, chunk: Chunk) -> Result<(), EngineError> {
-        let mut queue = VecDeque::from([(relation, chunk)]);
+        self.propagate_all(VecDeque::from([(relation, chunk)]))
+    }
+
+    fn propagate_all(&mut self, mut queue: VecDeque<(RelationId, Chunk)>) -> Result<(), EngineError> {
         while let Some((rel, chunk)) = queue.pop_front() {
             for df in self.views.iter_mut() {
                 if df.reads(rel) {
@@ -382,6 +523,10 @@ impl Coordinator {
 
     /// All current rows of a table or view, with multiplicities as weights.
     fn scan_relation(&self, id: RelationId) -> Result<(Vec<Row>, Vec<i64>), EngineError> {
+        if self.sources.contains(&id) {
+            // A source's rows come from its reader, not from storage.
+            return Ok((Vec::new(), Vec::new()));
+        }
         let schema = self
             .schemas
             .get(&id)
@@ -406,6 +551,10 @@ impl Coordinator {
                 self.schemas.insert(t.id, t.schema.clone());
                 self.tables.insert(t.id, t);
             }
+            Ddl::CreateSource { id, schema } => {
+                self.schemas.insert(id, schema);
+                self.sources.insert(id);
+            }
             Ddl::CreateView(v) => {
                 let mut df = Dataflow::build(v.id, &v.plan)?;
                 df.init(&mut self.txn)?;
@@ -425,6 +574,7 @@ impl Coordinator {
             }
             Ddl::Drop(id) => {
                 self.tables.remove(&id);
+                self.sources.remove(&id);
                 self.schemas.remove(&id);
                 self.views.retain(|df| df.view() != id);
                 self.txn.delete_prefix(&keys::rows_prefix(id))?;

@@ -160,9 +160,89 @@ pub struct ViewDef {
     pub depends_on: Vec<u64>,
 }
 
+/// Metadata columns a source can add with `INCLUDE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncludeKind {
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+}
+
+impl IncludeKind {
+    pub fn parse(s: &str) -> Option<IncludeKind> {
+        Some(match s {
+            "partition" => IncludeKind::Partition,
+            "offset" => IncludeKind::Offset,
+            "timestamp" => IncludeKind::Timestamp,
+            "key" => IncludeKind::Key,
+            _ => return None,
+        })
+    }
+
+    pub fn sql_type(self) -> SqlType {
+        match self {
+            IncludeKind::Partition => SqlType::Int,
+            IncludeKind::Offset => SqlType::BigInt,
+            IncludeKind::Timestamp => SqlType::TimestampTz,
+            IncludeKind::Key => SqlType::Varchar,
+        }
+    }
+
+    pub fn default_name(self) -> &'static str {
+        match self {
+            IncludeKind::Partition => "_rw_kafka_partition",
+            IncludeKind::Offset => "_rw_kafka_offset",
+            IncludeKind::Timestamp => "_rw_kafka_timestamp",
+            IncludeKind::Key => "_rw_kafka_key",
+        }
+    }
+}
+
+/// How a source's messages are encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    Json,
+    Csv { delimiter: u8, header: bool },
+}
+
+/// A stream read from Kafka: not stored; each view over it reads the topic itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SourceDef {
+    pub id: u64,
+    pub name: String,
+    /// Payload columns.
+    pub columns: Vec<ColumnDef>,
+    /// Metadata columns, after the payload columns.
+    pub includes: Vec<(IncludeKind, String)>,
+    pub topic: String,
+    /// `properties.*` options without the prefix (librdkafka settings).
+    pub properties: Vec<(String, String)>,
+    /// `earliest`, `latest`, or `timestamp:<millis>`.
+    pub startup: String,
+    pub encoding: Encoding,
+}
+
+impl SourceDef {
+    /// Payload columns then `INCLUDE` columns.
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.ty.to_arrow(), true))
+            .collect();
+        for (k, name) in &self.includes {
+            fields.push(Field::new(name, k.sql_type().to_arrow(), true));
+        }
+        Arc::new(Schema::new(fields))
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Catalog {
     pub next_id: u64,
+    #[serde(default)]
+    pub sources: Vec<SourceDef>,
     pub tables: Vec<TableDef>,
     /// In creation order: a view only reads relations created before it.
     pub views: Vec<ViewDef>,
@@ -173,6 +253,7 @@ pub struct Catalog {
 pub enum RelationKind {
     Table,
     View,
+    Source,
 }
 
 impl Catalog {
@@ -203,7 +284,18 @@ impl Catalog {
         if let Some(t) = self.table(name) {
             return Some((RelationKind::Table, t.id));
         }
+        if let Some(s) = self.source(name) {
+            return Some((RelationKind::Source, s.id));
+        }
         self.view(name).map(|v| (RelationKind::View, v.id))
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceDef> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn source_by_id(&self, id: u64) -> Option<&SourceDef> {
+        self.sources.iter().find(|s| s.id == id)
     }
 
     pub fn name_of(&self, id: u64) -> Option<&str> {

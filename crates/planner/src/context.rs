@@ -42,18 +42,29 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     Ok(ctx.state().statement_to_plan(stmt).await?)
 }
 
-/// The names of the relations a statement reads or writes, lower-cased.
+/// The names of the relations a statement reads or writes, identifiers folded as Postgres
+/// does, qualified names joined with `.` (`public.` dropped).
 pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
     let mut out = Vec::new();
     let _ = crate::sqlparser::ast::visit_relations(stmt, |name| {
-        let n = name.0.last().and_then(|p| p.as_ident()).map(|i| {
-            if i.quote_style.is_some() {
-                i.value.clone()
-            } else {
-                i.value.to_lowercase()
+        let parts: Option<Vec<String>> = name
+            .0
+            .iter()
+            .map(|p| {
+                p.as_ident().map(|i| {
+                    if i.quote_style.is_some() {
+                        i.value.clone()
+                    } else {
+                        i.value.to_lowercase()
+                    }
+                })
+            })
+            .collect();
+        if let Some(mut parts) = parts {
+            if parts.len() == 2 && parts[0] == "public" {
+                parts.remove(0);
             }
-        });
-        if let Some(n) = n {
+            let n = parts.join(".");
             if !out.contains(&n) {
                 out.push(n);
             }
@@ -61,4 +72,27 @@ pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
         std::ops::ControlFlow::<()>::Continue(())
     });
     out
+}
+
+/// Registers a table in a schema other than the default one (e.g. `freshet_catalog`).
+pub fn register_in_schema(
+    ctx: &SessionContext,
+    schema_name: &str,
+    table: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(), PlannerError> {
+    let catalog_name = ctx.state().config_options().catalog.default_catalog.clone();
+    let catalog = ctx
+        .catalog(&catalog_name)
+        .ok_or_else(|| PlannerError::Internal("no default catalog".into()))?;
+    if catalog.schema(schema_name).is_none() {
+        catalog.register_schema(
+            schema_name,
+            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+        )?;
+    }
+    let table_ref = datafusion::common::TableReference::partial(schema_name, table);
+    ctx.register_table(table_ref, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
 }

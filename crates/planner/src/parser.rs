@@ -3,7 +3,7 @@
 //! Standard statements are parsed by sqlparser with the Postgres dialect; Freshet adds
 //! `FLUSH`. Each statement keeps its source text so that errors can point into it.
 
-use crate::sqlparser::ast::Statement;
+use crate::sqlparser::ast::{ColumnDef, Ident, ObjectName, Statement, Value};
 use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::keywords::Keyword;
 use crate::sqlparser::parser::{Parser, ParserError};
@@ -13,6 +13,16 @@ use crate::PlannerError;
 #[derive(Clone, Debug)]
 pub enum Stmt {
     Sql(Box<Statement>),
+    /// `CREATE SOURCE …` (a stream read from Kafka, not stored).
+    CreateSource(Box<CreateSource>),
+    /// `SHOW SOURCES`
+    ShowSources,
+    /// `DROP SOURCE [IF EXISTS] name [CASCADE]`
+    DropSource {
+        name: ObjectName,
+        if_exists: bool,
+        cascade: bool,
+    },
     /// `FLUSH`: wait until every write so far is committed and visible.
     Flush,
     /// An empty statement (`;` alone, or only comments).
@@ -34,6 +44,25 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         }
         if parser.parse_keyword(Keyword::FLUSH) {
             out.push(Stmt::Flush);
+        } else if parser.parse_keywords(&[Keyword::CREATE, Keyword::SOURCE]) {
+            let cs = parse_create_source(&mut parser).map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::CreateSource(Box::new(cs)));
+        } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
+            parser.next_token();
+            parser.next_token();
+            out.push(Stmt::ShowSources);
+        } else if parser.parse_keywords(&[Keyword::DROP, Keyword::SOURCE]) {
+            let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = parser.parse_object_name(false).map_err(|e| parser_error(sql, e))?;
+            let cascade = parser.parse_keyword(Keyword::CASCADE);
+            if !cascade {
+                let _ = parser.parse_keyword(Keyword::RESTRICT);
+            }
+            out.push(Stmt::DropSource {
+                name,
+                if_exists,
+                cascade,
+            });
         } else {
             let stmt = parser.parse_statement().map_err(|e| parser_error(sql, e))?;
             out.push(Stmt::Sql(Box::new(stmt)));
@@ -51,6 +80,117 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         out.push(Stmt::Empty);
     }
     Ok(out)
+}
+
+/// `CREATE SOURCE`'s parts, as written.
+#[derive(Clone, Debug)]
+pub struct CreateSource {
+    pub name: ObjectName,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    /// `INCLUDE partition|offset|timestamp|key [AS name]`.
+    pub includes: Vec<(String, Option<Ident>)>,
+    /// `WITH (…)`, keys lower-cased and dotted (`properties.bootstrap.server`).
+    pub options: Vec<(String, String)>,
+    /// `FORMAT …` (`plain`, `upsert`).
+    pub format: String,
+    /// `ENCODE …` (`json`, `csv`).
+    pub encode: String,
+    /// `ENCODE … (…)` options.
+    pub encode_options: Vec<(String, String)>,
+}
+
+fn peek_words(parser: &Parser, words: &[&str]) -> bool {
+    words.iter().enumerate().all(|(i, w)| match &parser.peek_nth_token(i).token {
+        Token::Word(word) => word.value.eq_ignore_ascii_case(w),
+        _ => false,
+    })
+}
+
+fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
+    match parser.next_token().token {
+        Token::Word(w) if w.value.eq_ignore_ascii_case(word) => Ok(()),
+        other => Err(ParserError::ParserError(format!("Expected: {word}, found: {other}"))),
+    }
+}
+
+fn parse_word(parser: &mut Parser) -> Result<String, ParserError> {
+    Ok(parser.parse_identifier()?.value.to_lowercase())
+}
+
+/// `( key = 'value', a.b.c = 1, … )`
+fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
+    let mut out = Vec::new();
+    parser.expect_token(&Token::LParen)?;
+    if parser.consume_token(&Token::RParen) {
+        return Ok(out);
+    }
+    loop {
+        let mut key = parse_word(parser)?;
+        while parser.consume_token(&Token::Period) {
+            key.push('.');
+            key.push_str(&parse_word(parser)?);
+        }
+        parser.expect_token(&Token::Eq)?;
+        let value = match parser.parse_value()?.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s,
+            Value::Number(n, _) => n.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            other => other.to_string(),
+        };
+        out.push((key, value));
+        if parser.consume_token(&Token::RParen) {
+            return Ok(out);
+        }
+        parser.expect_token(&Token::Comma)?;
+    }
+}
+
+fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let (columns, constraints) = parser.parse_columns()?;
+    if !constraints.is_empty() {
+        return Err(ParserError::ParserError(
+            "a source has no constraints (it is a stream, not a table)".into(),
+        ));
+    }
+    let mut includes = Vec::new();
+    while parser.parse_keyword(Keyword::INCLUDE) {
+        let what = parse_word(parser)?;
+        let alias = if parser.parse_keyword(Keyword::AS) {
+            Some(parser.parse_identifier()?)
+        } else {
+            None
+        };
+        includes.push((what, alias));
+    }
+    if !parser.parse_keyword(Keyword::WITH) {
+        return Err(ParserError::ParserError(format!(
+            "Expected: WITH (connector = …), found: {}",
+            parser.peek_token().token
+        )));
+    }
+    let options = parse_options(parser)?;
+    expect_word(parser, "FORMAT")?;
+    let format = parse_word(parser)?;
+    expect_word(parser, "ENCODE")?;
+    let encode = parse_word(parser)?;
+    let encode_options = if parser.peek_token().token == Token::LParen {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
+    Ok(CreateSource {
+        name,
+        if_not_exists,
+        columns,
+        includes,
+        options,
+        format,
+        encode,
+        encode_options,
+    })
 }
 
 fn parser_error(sql: &str, e: ParserError) -> PlannerError {
@@ -111,6 +251,23 @@ mod tests {
         let s = parse("select 1; FLUSH; ; insert into t values (1)").unwrap();
         assert_eq!(s.len(), 3);
         assert!(matches!(s[1], Stmt::Flush));
+    }
+
+    #[test]
+    fn create_source() {
+        let s = parse(
+            "CREATE SOURCE plays (user_id BIGINT, country VARCHAR) INCLUDE partition AS p INCLUDE offset \
+             WITH (connector = 'kafka', topic = 'plays', properties.bootstrap.server = '127.0.0.1:9092') \
+             FORMAT PLAIN ENCODE CSV (delimiter = ';', without_header = 'true'); SHOW SOURCES",
+        )
+        .unwrap();
+        let Stmt::CreateSource(cs) = &s[0] else { panic!("{s:?}") };
+        assert_eq!(cs.columns.len(), 2);
+        assert_eq!(cs.includes.len(), 2);
+        assert_eq!(cs.options[2], ("properties.bootstrap.server".into(), "127.0.0.1:9092".into()));
+        assert_eq!((cs.format.as_str(), cs.encode.as_str()), ("plain", "csv"));
+        assert_eq!(cs.encode_options.len(), 2);
+        assert!(matches!(s[1], Stmt::ShowSources));
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum ServerError {
     MultipleCommands,
     #[error("{0}")]
     Protocol(String),
+    #[error("{0}")]
+    InvalidOption(String),
+    #[error("{message}")]
+    Connector { code: &'static str, message: String },
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -81,6 +85,8 @@ impl ServerError {
             ServerError::UnknownParameter(_) => ("42704", None, None),
             ServerError::MultipleCommands => ("42601", None, None),
             ServerError::Protocol(_) => ("08P01", None, None),
+            ServerError::InvalidOption(_) => ("22023", None, None),
+            ServerError::Connector { code, .. } => (*code, None, None),
             ServerError::ShuttingDown => ("57P01", None, None),
         };
         PgError {

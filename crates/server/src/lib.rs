@@ -15,3 +15,4 @@ pub mod handler;
 pub mod playground;
 pub mod server;
 pub mod session;
+pub mod sources;

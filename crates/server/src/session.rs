@@ -22,7 +22,8 @@ use freshet_engine::coordinator::{Ddl, Engine, EngineConfig, TableDesc, TableWri
 use freshet_engine::plan::StreamNode;
 use freshet_engine::EngineError;
 use freshet_planner::catalog::{Catalog, ColumnDef, RelationKind, SqlType, TableDef, ViewDef};
-use freshet_planner::context::{bind, new_session, referenced_tables, register};
+use freshet_engine::coordinator::{source_errors_schema, SOURCE_ERRORS};
+use freshet_planner::context::{bind, new_session, referenced_tables, register, register_in_schema};
 use freshet_planner::naming::{display_name, name_select_items};
 use freshet_planner::parser::{self, Stmt};
 use freshet_planner::sqlparser::ast::{
@@ -46,6 +47,8 @@ pub struct Db {
     ddl_lock: tokio::sync::Mutex<()>,
     /// Statements hold a read lock; shutdown takes the write lock to let them finish.
     pub inflight: tokio::sync::RwLock<()>,
+    /// Source readers by the view they feed.
+    readers: Mutex<BTreeMap<u64, Vec<freshet_connectors::kafka::ReaderHandle>>>,
 }
 
 fn table_desc(t: &TableDef) -> TableDesc {
@@ -77,6 +80,9 @@ impl Db {
         for t in &catalog.tables {
             register(&ctx, &t.name, t.schema(), vec![])?;
         }
+        for s in &catalog.sources {
+            register(&ctx, &s.name, s.schema(), vec![])?;
+        }
         let mut views = Vec::new();
         let mut view_schemas = BTreeMap::new();
         for v in &catalog.views {
@@ -91,15 +97,63 @@ impl Db {
             });
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
-        let engine = Engine::start(store.clone(), tables, views, config)?;
-        Ok(Arc::new(Db {
+        let sources = catalog.sources.iter().map(|s| (s.id, s.schema())).collect();
+        let engine = Engine::start(store.clone(), tables, sources, views, config)?;
+        let db = Arc::new(Db {
             store,
             engine,
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalog: RwLock::new(Arc::new(catalog.clone())),
             view_schemas: RwLock::new(view_schemas),
             ddl_lock: tokio::sync::Mutex::new(()),
             inflight: tokio::sync::RwLock::new(()),
-        }))
+            readers: Mutex::new(BTreeMap::new()),
+        });
+        for v in &catalog.views {
+            db.start_readers(&catalog, v)?;
+        }
+        Ok(db)
+    }
+
+    /// Starts a reader for every source `view` reads directly.
+    fn start_readers(&self, catalog: &Catalog, view: &ViewDef) -> Result<()> {
+        let mut handles = Vec::new();
+        for dep in &view.depends_on {
+            if let Some(src) = catalog.source_by_id(*dep) {
+                handles.push(crate::sources::start_reader(&self.engine, &self.store, view.id, src)?);
+            }
+        }
+        if !handles.is_empty() {
+            self.readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(view.id, handles);
+        }
+        Ok(())
+    }
+
+    /// Stops the readers feeding `view` (blocking until their threads end).
+    fn stop_readers(&self, view: u64) {
+        let handles = self.readers.lock().unwrap_or_else(|p| p.into_inner()).remove(&view);
+        drop(handles);
+    }
+
+    /// Waits until every source reader has handed over what its topic holds now, then
+    /// until all of it is committed.
+    pub async fn flush(self: &Arc<Self>) -> Result<()> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let readers = db.readers.lock().unwrap_or_else(|p| p.into_inner());
+            for handles in readers.values() {
+                for h in handles {
+                    h.catch_up(std::time::Duration::from_secs(60))
+                        .map_err(|message| ServerError::Connector { code: "58000", message })?;
+                }
+            }
+            Ok::<(), ServerError>(())
+        })
+        .await
+        .map_err(|e| ServerError::Protocol(format!("flush task failed: {e}")))??;
+        Ok(self.engine.flush().await?)
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -113,8 +167,12 @@ impl Db {
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
     }
 
-    /// Commits everything and stops the engine.
+    /// Stops the source readers, commits everything and stops the engine.
     pub async fn shutdown(&self) -> Result<()> {
+        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|p| p.into_inner()));
+        tokio::task::spawn_blocking(move || drop(readers))
+            .await
+            .map_err(|e| ServerError::Protocol(format!("stopping readers failed: {e}")))?;
         Ok(self.engine.shutdown().await?)
     }
 
@@ -130,6 +188,9 @@ impl Db {
                 RowLayout::Keyed
             };
             return Some((t.id, t.schema(), layout));
+        }
+        if let Some(s) = catalog.source(name) {
+            return Some((s.id, s.schema(), RowLayout::Multiset));
         }
         let v = catalog.view(name)?;
         let schemas = self.view_schemas.read().unwrap_or_else(|p| p.into_inner());
@@ -148,13 +209,22 @@ impl Db {
         with_data: bool,
     ) -> Result<SessionContext> {
         let ctx = new_session();
-        let rels: Vec<(String, u64, SchemaRef, RowLayout)> = referenced_tables(stmt)
-            .into_iter()
+        let names = referenced_tables(stmt);
+        let mut rels: Vec<(String, u64, SchemaRef, RowLayout)> = names
+            .iter()
             .filter_map(|n| {
-                self.relation_schema(catalog, &n)
-                    .map(|(id, s, l)| (n, id, s, l))
+                self.relation_schema(catalog, n)
+                    .map(|(id, s, l)| (n.clone(), id, s, l))
             })
             .collect();
+        if names.iter().any(|n| n == SOURCE_ERRORS_NAME) {
+            rels.push((
+                SOURCE_ERRORS_NAME.to_string(),
+                SOURCE_ERRORS,
+                source_errors_schema(),
+                RowLayout::Multiset,
+            ));
+        }
         let data = if with_data {
             self.store.read_snapshot(|r| {
                 rels.iter()
@@ -179,11 +249,19 @@ impl Db {
             } else {
                 vec![rows_to_batch(schema.clone(), &expanded)?]
             };
-            register(&ctx, &name, schema, batches)?;
+            match name.split_once('.') {
+                Some((schema_name, table)) => {
+                    register_in_schema(&ctx, schema_name, table, schema, batches)?
+                }
+                None => register(&ctx, &name, schema, batches)?,
+            }
         }
         Ok(ctx)
     }
 }
+
+/// The dead-letter table's SQL name.
+const SOURCE_ERRORS_NAME: &str = "freshet_catalog.source_errors";
 
 /// Plans a stored view's query (at startup).
 async fn plan_stored_view(
@@ -277,8 +355,23 @@ impl Session {
         match stmt {
             Stmt::Empty => Ok(Output::Empty),
             Stmt::Flush => {
-                self.db.engine.flush().await?;
+                self.db.flush().await?;
                 Ok(command("FLUSH"))
+            }
+            Stmt::CreateSource(cs) => self.create_source(cs).await,
+            Stmt::ShowSources => {
+                let c = self.db.catalog();
+                let mut names: Vec<String> = c.sources.iter().map(|s| s.name.clone()).collect();
+                names.sort();
+                names_output(names)
+            }
+            Stmt::DropSource {
+                name,
+                if_exists,
+                cascade,
+            } => {
+                self.drop_relations(RelationKind::Source, *if_exists, std::slice::from_ref(name), *cascade)
+                    .await
             }
             Stmt::Sql(s) => self.execute_sql(s, params).await,
         }
@@ -337,8 +430,10 @@ impl Session {
         &self,
         stmt: &Stmt,
     ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
-        let Stmt::Sql(s) = stmt else {
-            return Ok((vec![], None));
+        let s = match stmt {
+            Stmt::Sql(s) => s,
+            Stmt::ShowSources => return Ok((vec![], Some(names_schema()))),
+            _ => return Ok((vec![], None)),
         };
         match s.as_ref() {
             Statement::Query(_)
@@ -390,6 +485,12 @@ impl Session {
     async fn query(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
         let stmt = with_pg_names(stmt);
         let catalog = self.db.catalog();
+        if let Some(src) = referenced_tables(&stmt).iter().find(|n| catalog.source(n).is_some()) {
+            return Err(ServerError::Unsupported(format!(
+                "cannot query source \"{src}\" directly: a source is a stream, not stored; \
+                 create a materialized view over it"
+            )));
+        }
         let ctx = self.db.context_for(&catalog, &stmt, true)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&plan);
@@ -420,6 +521,9 @@ impl Session {
                 .ok_or_else(|| PlannerError::UndefinedTable(name.clone()))?),
             Some((RelationKind::View, _)) => Err(ServerError::WrongObjectType(format!(
                 "cannot change materialized view \"{name}\""
+            ))),
+            Some((RelationKind::Source, _)) => Err(ServerError::WrongObjectType(format!(
+                "cannot change source \"{name}\": it is read from Kafka"
             ))),
             None => Err(PlannerError::UndefinedTable(name).into()),
         }
@@ -808,7 +912,10 @@ impl Session {
                 .remove(&id);
             return Err(e.into());
         }
-        self.db.set_catalog(next);
+        self.db.set_catalog(next.clone());
+        if let Some(v) = next.views.last() {
+            self.db.start_readers(&next, v)?;
+        }
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
 
@@ -875,12 +982,25 @@ impl Session {
         names: &[ObjectName],
         cascade: bool,
     ) -> Result<Output> {
-        let (expected, tag) = match object_type {
-            ObjectType::Table => (RelationKind::Table, "DROP TABLE"),
-            ObjectType::MaterializedView | ObjectType::View => {
-                (RelationKind::View, "DROP MATERIALIZED VIEW")
-            }
+        let expected = match object_type {
+            ObjectType::Table => RelationKind::Table,
+            ObjectType::MaterializedView | ObjectType::View => RelationKind::View,
             other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
+        };
+        self.drop_relations(expected, if_exists, names, cascade).await
+    }
+
+    async fn drop_relations(
+        &self,
+        expected: RelationKind,
+        if_exists: bool,
+        names: &[ObjectName],
+        cascade: bool,
+    ) -> Result<Output> {
+        let (kind_name, tag) = match expected {
+            RelationKind::Table => ("table", "DROP TABLE"),
+            RelationKind::View => ("materialized view", "DROP MATERIALIZED VIEW"),
+            RelationKind::Source => ("source", "DROP SOURCE"),
         };
         let _ddl = self.db.ddl_lock.lock().await;
         for n in names {
@@ -892,11 +1012,7 @@ impl Session {
                 Some((kind, _)) if kind != expected => {
                     return Err(PlannerError::WrongObjectType {
                         name,
-                        expected: if expected == RelationKind::Table {
-                            "table"
-                        } else {
-                            "materialized view"
-                        },
+                        expected: kind_name,
                     }
                     .into())
                 }
@@ -914,24 +1030,11 @@ impl Session {
                     .dependents(id)
                     .iter()
                     .map(|v| {
-                        format!(
-                            "materialized view {} depends on {} {}",
-                            v.name,
-                            if expected == RelationKind::Table {
-                                "table"
-                            } else {
-                                "materialized view"
-                            },
-                            name
-                        )
+                        format!("materialized view {} depends on {kind_name} {name}", v.name)
                     })
                     .collect();
                 return Err(PlannerError::DependentObjects {
-                    kind: if expected == RelationKind::Table {
-                        "table"
-                    } else {
-                        "materialized view"
-                    },
+                    kind: kind_name,
                     name,
                     detail: dependents.join("\n"),
                 }
@@ -939,7 +1042,9 @@ impl Session {
             }
             let mut next = (*catalog).clone();
             for victim in doomed.into_iter().rev() {
+                self.db.stop_readers(victim);
                 next.tables.retain(|t| t.id != victim);
+                next.sources.retain(|s| s.id != victim);
                 next.views.retain(|v| v.id != victim);
                 self.db
                     .engine
@@ -954,6 +1059,33 @@ impl Session {
             }
         }
         Ok(command(tag))
+    }
+
+    async fn create_source(&self, cs: &parser::CreateSource) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cs.name);
+        let catalog = self.db.catalog();
+        if catalog.kind_of(&name).is_some() {
+            if cs.if_not_exists {
+                return Ok(command("CREATE SOURCE"));
+            }
+            return Err(PlannerError::DuplicateTable(name).into());
+        }
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = crate::sources::source_def(id, cs)?;
+        let check_def = def.clone();
+        tokio::task::spawn_blocking(move || crate::sources::check(&check_def))
+            .await
+            .map_err(|e| ServerError::Protocol(format!("source check failed: {e}")))??;
+        let schema = def.schema();
+        next.sources.push(def);
+        self.db
+            .engine
+            .ddl(Ddl::CreateSource { id, schema }, next.to_json())
+            .await?;
+        self.db.set_catalog(next);
+        Ok(command("CREATE SOURCE"))
     }
 
     fn set(&self, set: &ast::Set) -> Result<Output> {

@@ -173,3 +173,119 @@ impl Drop for TestServer {
         let _ = std::fs::remove_file(&self.log_path);
     }
 }
+
+/// A Tansu broker (Kafka-compatible) with in-memory storage on a free port, owned by a
+/// test and killed when dropped. The binary comes from `scripts/tansu.sh path`, which
+/// installs it on first use.
+pub struct KafkaBroker {
+    pub port: u16,
+    bin: PathBuf,
+    child: Child,
+}
+
+impl KafkaBroker {
+    pub fn start() -> KafkaBroker {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tansu.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("path")
+            .output()
+            .expect("run scripts/tansu.sh");
+        assert!(
+            out.status.success(),
+            "scripts/tansu.sh path failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .arg("broker")
+            .arg("--storage-engine=memory://tansu/")
+            .arg(format!("--listener-url={url}"))
+            .arg(format!("--advertised-listener-url={url}"))
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("CLUSTER_ID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        KafkaBroker { port, bin, child }
+    }
+
+    /// `host:port` for `properties.bootstrap.server`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(&self.bin)
+            .args(["topic", "create", name, "--partitions", &partitions.to_string()])
+            .arg("--broker")
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .output()
+            .expect("tansu topic create");
+        assert!(
+            out.status.success(),
+            "creating topic {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A producer for this broker (it never auto-creates topics).
+    pub fn producer(&self) -> rdkafka::producer::BaseProducer {
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .set("allow.auto.create.topics", "false")
+            .set("linger.ms", "5")
+            .create()
+            .expect("kafka producer")
+    }
+
+    /// Produces messages (`None` payload: a null value) and waits until all are acknowledged.
+    pub fn produce(&self, topic: &str, partition: Option<i32>, key: Option<&str>, payloads: &[Option<Vec<u8>>]) {
+        use rdkafka::producer::{BaseRecord, Producer};
+        let producer = self.producer();
+        for p in payloads {
+            let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic);
+            if let Some(p) = p {
+                rec = rec.payload(p.as_slice());
+            }
+            if let Some(k) = key {
+                rec = rec.key(k);
+            }
+            if let Some(part) = partition {
+                rec = rec.partition(part);
+            }
+            let mut rec = rec;
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((e, r)) => {
+                        assert!(
+                            matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                            "produce to {topic} failed: {e}"
+                        );
+                        producer.poll(Duration::from_millis(10));
+                        rec = r;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush produced messages");
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

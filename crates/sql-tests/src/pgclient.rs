@@ -6,6 +6,12 @@
 //! - `freshet:kill9` — `kill -9` the server and start it again.
 //!
 //! Every connection of the file reconnects after either.
+//!
+//! Kafka (a real Tansu broker, started on first use for the file):
+//! - `${KAFKA}` anywhere in SQL is replaced by the broker's `host:port`;
+//! - `freshet:create_topic NAME PARTITIONS` creates a topic;
+//! - `freshet:produce TOPIC [partition=N] [key=K]` followed by one message per line
+//!   produces them (a line `<null>` is a message with a null value).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +34,7 @@ pub enum Protocol {
 pub struct SharedServer {
     server: Mutex<TestServer>,
     generation: AtomicU64,
+    kafka: Mutex<Option<crate::KafkaBroker>>,
 }
 
 impl SharedServer {
@@ -35,7 +42,14 @@ impl SharedServer {
         Arc::new(SharedServer {
             server: Mutex::new(server),
             generation: AtomicU64::new(0),
+            kafka: Mutex::new(None),
         })
+    }
+
+    /// Runs `f` with the file's broker, starting it on first use.
+    pub fn with_kafka<R>(&self, f: impl FnOnce(&crate::KafkaBroker) -> R) -> R {
+        let mut k = self.kafka.lock().expect("kafka lock");
+        f(k.get_or_insert_with(crate::KafkaBroker::start))
     }
 
     pub fn conn_str(&self) -> String {
@@ -179,6 +193,55 @@ impl AsyncDB for FreshetDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let trimmed = sql.trim();
+        if let Some(rest) = trimmed.strip_prefix("freshet:create_topic") {
+            let mut it = rest.split_whitespace();
+            let name = it.next().ok_or_else(|| DbError("create_topic needs a name".into()))?.to_string();
+            let parts: u32 = it.next().unwrap_or("1").parse().map_err(|_| DbError("bad partition count".into()))?;
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || shared.with_kafka(|k| k.create_topic(&name, parts)))
+                .await
+                .map_err(|e| DbError(e.to_string()))?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        if let Some(rest) = trimmed.strip_prefix("freshet:produce") {
+            let mut lines = rest.lines();
+            let header = lines.next().unwrap_or_default();
+            let mut words = header.split_whitespace();
+            let topic = words.next().ok_or_else(|| DbError("produce needs a topic".into()))?.to_string();
+            let mut partition = None;
+            let mut key = None;
+            for w in words {
+                if let Some(p) = w.strip_prefix("partition=") {
+                    partition = Some(p.parse::<i32>().map_err(|_| DbError("bad partition".into()))?);
+                } else if let Some(k) = w.strip_prefix("key=") {
+                    key = Some(k.to_string());
+                } else {
+                    return Err(DbError(format!("unknown produce option {w}")));
+                }
+            }
+            let payloads: Vec<Option<Vec<u8>>> = lines
+                .map(|l| if l == "<null>" { None } else { Some(l.as_bytes().to_vec()) })
+                .collect();
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || {
+                shared.with_kafka(|k| k.produce(&topic, partition, key.as_deref(), &payloads))
+            })
+            .await
+            .map_err(|e| DbError(e.to_string()))?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let owned;
+        let sql = if sql.contains("${KAFKA}") {
+            let shared = self.shared.clone();
+            let addr = tokio::task::spawn_blocking(move || shared.with_kafka(|k| k.addr()))
+                .await
+                .map_err(|e| DbError(e.to_string()))?;
+            owned = sql.replace("${KAFKA}", &addr);
+            owned.as_str()
+        } else {
+            sql
+        };
         match sql.trim().trim_end_matches(';') {
             "freshet:restart" => {
                 self.restart(false).await?;

@@ -1,0 +1,467 @@
+//! The Kafka source reader: one thread per (view, source) that consumes the topic's
+//! partitions from given offsets, decodes messages into changelog chunks and hands them
+//! with the offsets they reach to a sink (the engine), which commits offsets together
+//! with the view's state. Offsets committed to the consumer group are for lag monitoring
+//! only; on restart the reader resumes from the offsets the engine stored.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
+use freshet_engine::chunk::{Chunk, Row};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::decode::Decoder;
+
+/// Messages larger than this go to the dead-letter table.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// How much of a bad message's payload the dead-letter table keeps.
+pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 256;
+const MAX_BATCH_ROWS: usize = 4096;
+const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
+const METADATA_REFRESH: Duration = Duration::from_secs(5);
+/// librdkafka's fetch wait; a catch-up check waits two of them for fresh watermarks.
+const FETCH_WAIT_MS: u64 = 100;
+
+/// Where a reader starts on partitions it has no stored offset for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Startup {
+    Earliest,
+    Latest,
+    /// The first message at or after this time (epoch milliseconds).
+    Timestamp(i64),
+}
+
+impl Startup {
+    pub fn parse(mode: &str, timestamp_millis: Option<&str>) -> Result<Startup, String> {
+        if let Some(ts) = timestamp_millis {
+            return ts
+                .parse()
+                .map(Startup::Timestamp)
+                .map_err(|_| format!("invalid scan.startup.timestamp.millis: \"{ts}\""));
+        }
+        match mode {
+            "earliest" => Ok(Startup::Earliest),
+            "latest" => Ok(Startup::Latest),
+            other => Err(format!(
+                "invalid scan.startup.mode \"{other}\": expected earliest or latest"
+            )),
+        }
+    }
+}
+
+/// Metadata columns appended after the payload columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Include {
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    pub source_name: String,
+    pub topic: String,
+    /// librdkafka settings (`bootstrap.servers` included).
+    pub properties: Vec<(String, String)>,
+    pub startup: Startup,
+}
+
+impl KafkaConfig {
+    fn client(&self, group: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
+            .set("session.timeout.ms", "6000")
+            .set("allow.auto.create.topics", "false")
+            .set(
+                "auto.offset.reset",
+                if self.startup == Startup::Latest { "latest" } else { "earliest" },
+            );
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Checks that the broker answers and the topic exists; returns its partitions.
+    pub fn check(&self) -> Result<Vec<i32>, String> {
+        let consumer: BaseConsumer = self
+            .client("freshet-check")
+            .create()
+            .map_err(|e| format!("invalid Kafka settings: {e}"))?;
+        partitions(&consumer, &self.topic)
+    }
+}
+
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("cannot reach the Kafka broker: {e}"))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| format!("topic \"{topic}\" does not exist"))?;
+    if let Some(err) = t.error() {
+        let err = format!("{err:?}");
+        if err.contains("UNKNOWN_TOPIC") {
+            return Err(format!("topic \"{topic}\" does not exist"));
+        }
+        return Err(format!("topic \"{topic}\" is not available: {err}"));
+    }
+    if t.partitions().is_empty() {
+        return Err(format!("topic \"{topic}\" does not exist"));
+    }
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
+}
+
+/// A bad message, kept in the dead-letter table.
+#[derive(Clone, Debug)]
+pub struct DeadLetter {
+    pub partition: i32,
+    pub offset: i64,
+    pub error: String,
+    /// The first bytes of the payload, lossily as text.
+    pub payload: String,
+}
+
+/// What a reader hands the engine: rows, the offsets they reach (next offset to read per
+/// partition) and the bad messages among them.
+pub struct SourceBatch {
+    pub chunk: Chunk,
+    pub offsets: Vec<(i32, i64)>,
+    pub errors: Vec<DeadLetter>,
+}
+
+/// Receives a reader's batches; an error stops the reader.
+pub type Sink = Box<dyn FnMut(SourceBatch) -> Result<(), String> + Send>;
+
+/// A running reader.
+pub struct ReaderHandle {
+    stop: Arc<AtomicBool>,
+    catch_up: mpsc::Sender<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ReaderHandle {
+    /// Blocks until the reader has handed over everything the topic held when called.
+    pub fn catch_up(&self, timeout: Duration) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        self.catch_up
+            .send(tx)
+            .map_err(|_| "the source reader has stopped".to_string())?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| "timed out waiting for the source to catch up".to_string())
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ReaderHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Everything a reader needs.
+pub struct ReaderSpec {
+    pub config: KafkaConfig,
+    pub group_id: String,
+    pub decoder: Decoder,
+    pub includes: Vec<Include>,
+    /// Payload columns then include columns.
+    pub schema: SchemaRef,
+    /// Next offset to read, per partition, as last committed.
+    pub start: BTreeMap<i32, i64>,
+}
+
+/// Starts a reader thread.
+pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
+    let consumer: BaseConsumer = spec
+        .config
+        .client(&spec.group_id)
+        .create()
+        .map_err(|e| format!("invalid Kafka settings: {e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (catch_tx, catch_rx) = mpsc::channel();
+    let mut reader = Reader {
+        consumer,
+        at_end: BTreeMap::new(),
+        spec,
+        sink,
+        positions: BTreeMap::new(),
+        rows: Vec::new(),
+        errors: Vec::new(),
+        dirty: false,
+        first_pending: None,
+    };
+    let stop2 = stop.clone();
+    let name = format!("freshet-src-{}", reader.spec.config.source_name);
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Err(e) = reader.run(&stop2, catch_rx) {
+                tracing::error!(source = %reader.spec.config.source_name, error = %e, "source reader stopped");
+            }
+        })
+        .map_err(|e| format!("cannot start the source reader: {e}"))?;
+    Ok(ReaderHandle {
+        stop,
+        catch_up: catch_tx,
+        thread: Some(thread),
+    })
+}
+
+/// A message copied out of librdkafka's buffer.
+struct Owned {
+    partition: i32,
+    offset: i64,
+    payload: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+    timestamp_ms: Option<i64>,
+}
+
+impl From<&rdkafka::message::BorrowedMessage<'_>> for Owned {
+    fn from(m: &rdkafka::message::BorrowedMessage<'_>) -> Owned {
+        Owned {
+            partition: m.partition(),
+            offset: m.offset(),
+            payload: m.payload().map(<[u8]>::to_vec),
+            key: m.key().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+        }
+    }
+}
+
+struct Reader {
+    consumer: BaseConsumer,
+    /// Partitions whose end the reader has reached (and read nothing since).
+    at_end: BTreeMap<i32, bool>,
+    spec: ReaderSpec,
+    sink: Sink,
+    /// Next offset per assigned partition (as read, not yet committed).
+    positions: BTreeMap<i32, Option<i64>>,
+    rows: Vec<Row>,
+    errors: Vec<DeadLetter>,
+    /// Offsets moved since the last batch.
+    dirty: bool,
+    first_pending: Option<Instant>,
+}
+
+impl Reader {
+    fn assign_new(&mut self) -> Result<(), String> {
+        let parts = partitions(&self.consumer, &self.spec.config.topic)?;
+        let new: Vec<i32> = parts
+            .into_iter()
+            .filter(|p| !self.positions.contains_key(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        let first_assignment = self.positions.is_empty();
+        for p in &new {
+            let offset = match self.spec.start.get(p) {
+                Some(o) => Offset::Offset(*o),
+                // Partitions added after the view started are read from their beginning.
+                None if !first_assignment => Offset::Beginning,
+                None => match self.spec.config.startup {
+                    Startup::Earliest => Offset::Beginning,
+                    Startup::Latest => Offset::End,
+                    Startup::Timestamp(ts) => self.offset_for_time(*p, ts),
+                },
+            };
+            tpl.add_partition_offset(&self.spec.config.topic, *p, offset)
+                .map_err(|e| e.to_string())?;
+            self.positions.insert(*p, self.spec.start.get(p).copied());
+        }
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(|e| format!("cannot assign partitions: {e}"))?;
+        tracing::info!(source = %self.spec.config.source_name, partitions = ?new, "reading partitions");
+        Ok(())
+    }
+
+    fn offset_for_time(&self, partition: i32, ts: i64) -> Offset {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&self.spec.config.topic, partition, Offset::Offset(ts))
+            .is_err()
+        {
+            return Offset::Beginning;
+        }
+        match self.consumer.offsets_for_times(tpl, Duration::from_secs(10)) {
+            Ok(res) => res
+                .elements()
+                .first()
+                .map(|e| e.offset())
+                .filter(|o| matches!(o, Offset::Offset(_)))
+                .unwrap_or(Offset::End),
+            Err(_) => Offset::Beginning,
+        }
+    }
+
+    fn run(&mut self, stop: &AtomicBool, catch_rx: mpsc::Receiver<mpsc::Sender<()>>) -> Result<(), String> {
+        // The broker may be down at startup: keep trying rather than give up on the view.
+        while let Err(e) = self.assign_new() {
+            tracing::warn!(source = %self.spec.config.source_name, error = %e, "cannot read the topic yet; retrying");
+            for _ in 0..10 {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let mut last_refresh = Instant::now();
+        let mut last_commit = Instant::now();
+        let mut waiting: Vec<(Instant, mpsc::Sender<()>)> = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            while let Ok(w) = catch_rx.try_recv() {
+                waiting.push((Instant::now(), w));
+            }
+            let polled = self.consumer.poll(Duration::from_millis(20));
+            let idle = polled.is_none();
+            match polled.map(|r| r.map(|m| Owned::from(&m))) {
+                None => {}
+                Some(Ok(msg)) => self.take(msg),
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    self.at_end.insert(p, true);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(source = %self.spec.config.source_name, error = %e, "kafka error")
+                }
+            }
+            let full = self.rows.len() >= MAX_BATCH_ROWS;
+            let old = self.first_pending.is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE);
+            if self.dirty && (full || old || idle) {
+                self.send()?;
+            }
+            if !waiting.is_empty() && idle {
+                let caught_up = self.caught_up();
+                waiting.retain(|(since, tx)| {
+                    let fresh = since.elapsed() >= Duration::from_millis(3 * FETCH_WAIT_MS);
+                    if fresh && caught_up {
+                        let _ = tx.send(());
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            if last_refresh.elapsed() >= METADATA_REFRESH {
+                last_refresh = Instant::now();
+                if let Err(e) = self.assign_new() {
+                    tracing::warn!(source = %self.spec.config.source_name, error = %e, "metadata refresh failed");
+                }
+            }
+            if last_commit.elapsed() >= METADATA_REFRESH {
+                last_commit = Instant::now();
+                self.commit_for_monitoring();
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every partition has been read to its end (librdkafka reports the end of a
+    /// partition from the high watermark of its latest fetch).
+    fn caught_up(&self) -> bool {
+        self.positions
+            .keys()
+            .all(|p| self.at_end.get(p).copied().unwrap_or(false))
+    }
+
+    fn commit_for_monitoring(&self) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, pos) in &self.positions {
+            if let Some(o) = pos {
+                let _ = tpl.add_partition_offset(&self.spec.config.topic, *p, Offset::Offset(*o));
+            }
+        }
+        if tpl.count() > 0 {
+            let _ = self.consumer.commit(&tpl, CommitMode::Async);
+        }
+    }
+
+    fn take(&mut self, msg: Owned) {
+        let (p, off) = (msg.partition, msg.offset);
+        self.at_end.insert(p, false);
+        self.positions.insert(p, Some(off + 1));
+        self.dirty = true;
+        self.first_pending.get_or_insert_with(Instant::now);
+        let payload = msg.payload.as_deref();
+        let result = match payload {
+            None => Err("empty message (null value)".to_string()),
+            Some(b) if b.len() > MAX_MESSAGE_BYTES => Err(format!(
+                "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes",
+                b.len()
+            )),
+            Some(b) => self.spec.decoder.decode(b),
+        };
+        match result {
+            Ok(Some(mut row)) => {
+                for inc in &self.spec.includes {
+                    row.push(match inc {
+                        Include::Partition => ScalarValue::Int32(Some(p)),
+                        Include::Offset => ScalarValue::Int64(Some(off)),
+                        Include::Timestamp => ScalarValue::TimestampMicrosecond(
+                            msg.timestamp_ms.map(|ms| ms * 1000),
+                            Some("+00:00".into()),
+                        ),
+                        Include::Key => ScalarValue::Utf8(
+                            msg.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        ),
+                    });
+                }
+                self.rows.push(row);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                let bytes = payload.unwrap_or_default();
+                let cut = &bytes[..bytes.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
+                self.errors.push(DeadLetter {
+                    partition: p,
+                    offset: off,
+                    error,
+                    payload: String::from_utf8_lossy(cut).into_owned(),
+                });
+            }
+        }
+    }
+
+    fn send(&mut self) -> Result<(), String> {
+        let rows = std::mem::take(&mut self.rows);
+        let weights = vec![1; rows.len()];
+        let chunk = Chunk::from_rows(self.spec.schema.clone(), &rows, weights).map_err(|e| e.to_string())?;
+        let offsets = self
+            .positions
+            .iter()
+            .filter_map(|(p, o)| o.map(|o| (*p, o)))
+            .collect();
+        let batch = SourceBatch {
+            chunk,
+            offsets,
+            errors: std::mem::take(&mut self.errors),
+        };
+        self.dirty = false;
+        self.first_pending = None;
+        (self.sink)(batch)
+    }
+}

@@ -1,0 +1,229 @@
+//! Sources: `CREATE SOURCE` validation and the readers that feed views.
+//!
+//! Each view that reads a source directly gets its own Kafka reader, starting from the
+//! offsets the view committed (or the source's startup position for a new view, which is
+//! how a view created after data was produced backfills it).
+
+use std::collections::BTreeMap;
+
+use freshet_connectors::decode::{Decoder, Format};
+use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, SourceBatch, Startup};
+use freshet_engine::coordinator::{stored_offsets, Engine, SourceData};
+use freshet_planner::catalog::{ColumnDef, Encoding, IncludeKind, SourceDef, SqlType};
+use freshet_planner::parser::CreateSource;
+use freshet_planner::PlannerError;
+use freshet_storage::Store;
+
+use crate::error::ServerError;
+use crate::session::{ident_name, object_name};
+
+/// Builds a source definition from `CREATE SOURCE`, checking every option.
+pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> {
+    let name = object_name(&cs.name);
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    for c in &cs.columns {
+        let cname = ident_name(&c.name);
+        if columns.iter().any(|x| x.name == cname) {
+            return Err(PlannerError::DuplicateColumn(cname).into());
+        }
+        if !c.options.is_empty() {
+            return Err(ServerError::Unsupported(format!(
+                "column constraints on source column \"{cname}\""
+            )));
+        }
+        columns.push(ColumnDef {
+            name: cname,
+            ty: SqlType::from_ast(&c.data_type)?,
+            not_null: false,
+        });
+    }
+    let mut includes = Vec::new();
+    for (what, alias) in &cs.includes {
+        let kind = IncludeKind::parse(what).ok_or_else(|| {
+            ServerError::Unsupported(format!(
+                "INCLUDE {what}: expected partition, offset, timestamp or key"
+            ))
+        })?;
+        let col = alias.as_ref().map(ident_name).unwrap_or_else(|| kind.default_name().to_string());
+        if columns.iter().any(|x| x.name == col) || includes.iter().any(|(_, n)| n == &col) {
+            return Err(PlannerError::DuplicateColumn(col).into());
+        }
+        includes.push((kind, col));
+    }
+    let mut connector = None;
+    let mut topic = None;
+    let mut properties = Vec::new();
+    let mut mode = "earliest".to_string();
+    let mut ts = None;
+    for (k, v) in &cs.options {
+        match k.as_str() {
+            "connector" => connector = Some(v.to_lowercase()),
+            "topic" => topic = Some(v.clone()),
+            "properties.bootstrap.server" | "properties.bootstrap.servers" => {
+                properties.push(("bootstrap.servers".to_string(), v.clone()))
+            }
+            "scan.startup.mode" => mode = v.to_lowercase(),
+            "scan.startup.timestamp.millis" => ts = Some(v.clone()),
+            other => match other.strip_prefix("properties.") {
+                Some(p) => properties.push((p.to_string(), v.clone())),
+                None => {
+                    return Err(ServerError::InvalidOption(format!(
+                        "unknown option \"{other}\" for a kafka source"
+                    )))
+                }
+            },
+        }
+    }
+    match connector.as_deref() {
+        Some("kafka") => {}
+        Some(other) => {
+            return Err(ServerError::Unsupported(format!(
+                "connector \"{other}\" is not supported yet (available: kafka)"
+            )))
+        }
+        None => return Err(ServerError::InvalidOption("missing option \"connector\"".into())),
+    }
+    let topic = topic.ok_or_else(|| ServerError::InvalidOption("missing option \"topic\"".into()))?;
+    if !properties.iter().any(|(k, _)| k == "bootstrap.servers") {
+        return Err(ServerError::InvalidOption(
+            "missing option \"properties.bootstrap.server\"".into(),
+        ));
+    }
+    let startup = Startup::parse(&mode, ts.as_deref()).map_err(ServerError::InvalidOption)?;
+    let startup = match startup {
+        Startup::Earliest => "earliest".to_string(),
+        Startup::Latest => "latest".to_string(),
+        Startup::Timestamp(t) => format!("timestamp:{t}"),
+    };
+    if cs.format != "plain" {
+        return Err(ServerError::Unsupported(format!(
+            "FORMAT {} for a source (sources are FORMAT PLAIN; upsert topics become tables)",
+            cs.format.to_uppercase()
+        )));
+    }
+    let encoding = match cs.encode.as_str() {
+        "json" => {
+            if let Some((k, _)) = cs.encode_options.first() {
+                return Err(ServerError::InvalidOption(format!("unknown ENCODE JSON option \"{k}\"")));
+            }
+            Encoding::Json
+        }
+        "csv" => {
+            let mut delimiter = b',';
+            let mut header = true;
+            for (k, v) in &cs.encode_options {
+                match k.as_str() {
+                    "delimiter" => {
+                        delimiter = match v.as_bytes() {
+                            [b] => *b,
+                            _ if v == "\\t" => b'\t',
+                            _ => {
+                                return Err(ServerError::InvalidOption(format!(
+                                    "CSV delimiter must be one character, not \"{v}\""
+                                )))
+                            }
+                        }
+                    }
+                    "without_header" => header = !matches!(v.to_lowercase().as_str(), "true" | "1" | "yes"),
+                    other => {
+                        return Err(ServerError::InvalidOption(format!("unknown ENCODE CSV option \"{other}\"")))
+                    }
+                }
+            }
+            Encoding::Csv { delimiter, header }
+        }
+        other => {
+            return Err(ServerError::Unsupported(format!(
+                "ENCODE {} (available: JSON, CSV)",
+                other.to_uppercase()
+            )))
+        }
+    };
+    Ok(SourceDef {
+        id,
+        name,
+        columns,
+        includes,
+        topic,
+        properties,
+        startup,
+        encoding,
+    })
+}
+
+fn kafka_config(src: &SourceDef) -> KafkaConfig {
+    let startup = match src.startup.as_str() {
+        "latest" => Startup::Latest,
+        s => match s.strip_prefix("timestamp:").and_then(|t| t.parse().ok()) {
+            Some(t) => Startup::Timestamp(t),
+            None => Startup::Earliest,
+        },
+    };
+    KafkaConfig {
+        source_name: src.name.clone(),
+        topic: src.topic.clone(),
+        properties: src.properties.clone(),
+        startup,
+    }
+}
+
+/// Checks that the broker answers and the topic exists (blocking, up to ~10 s).
+pub fn check(src: &SourceDef) -> Result<(), ServerError> {
+    kafka_config(src).check().map(|_| ()).map_err(|message| {
+        let code = if message.contains("does not exist") { "42704" } else { "08001" };
+        ServerError::Connector { code, message }
+    })
+}
+
+/// Starts the reader that feeds `view` from `src`.
+pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) -> Result<ReaderHandle, ServerError> {
+    let start: BTreeMap<i32, i64> = stored_offsets(store, view, src.id)?;
+    let format = match &src.encoding {
+        Encoding::Json => Format::Json,
+        Encoding::Csv { delimiter, header } => Format::Csv {
+            delimiter: *delimiter,
+            header: *header,
+        },
+    };
+    let decoder = Decoder::new(
+        src.columns.iter().map(|c| (c.name.clone(), c.ty.to_arrow())).collect(),
+        format,
+    );
+    let includes = src
+        .includes
+        .iter()
+        .map(|(k, _)| match k {
+            IncludeKind::Partition => Include::Partition,
+            IncludeKind::Offset => Include::Offset,
+            IncludeKind::Timestamp => Include::Timestamp,
+            IncludeKind::Key => Include::Key,
+        })
+        .collect();
+    let spec = kafka::ReaderSpec {
+        config: kafka_config(src),
+        group_id: format!("freshet-{}-view{view}", src.name),
+        decoder,
+        includes,
+        schema: src.schema(),
+        start,
+    };
+    let engine = engine.clone();
+    let (source, source_name) = (src.id, src.name.clone());
+    let sink = Box::new(move |b: SourceBatch| {
+        engine
+            .source_data_blocking(SourceData {
+                view,
+                source,
+                source_name: source_name.clone(),
+                chunk: b.chunk,
+                offsets: b.offsets,
+                errors: b
+                    .errors
+                    .into_iter()
+                    .map(|d| (d.partition, d.offset, d.error, d.payload))
+                    .collect(),
+            })
+            .map_err(|e| e.to_string())
+    });
+    kafka::spawn(spec, sink).map_err(|message| ServerError::Connector { code: "58000", message })
+}

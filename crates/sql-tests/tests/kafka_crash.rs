@@ -1,0 +1,154 @@
+//! Crash test: a producer writes a random stream over several partitions while the server
+//! is `kill -9`ed and restarted at random moments; at the end every view must equal a
+//! reference computed independently over exactly the produced events — nothing lost,
+//! nothing counted twice.
+//!
+//! `FRESHET_CRASH_EVENTS` sets the number of events (default 100 000 for CI; the issue's
+//! full run is 1 000 000), `FRESHET_CRASH_SEED` the seed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use freshet_sql_tests::pgclient::connect;
+use freshet_sql_tests::{KafkaBroker, TestServer};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PARTITIONS: u32 = 4;
+const KEYS: i64 = 50;
+
+#[test]
+fn kill9_during_ingest_loses_and_doubles_nothing() {
+    let events: usize = std::env::var("FRESHET_CRASH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let seed: u64 = std::env::var("FRESHET_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().gen());
+    eprintln!("crash test: {events} events, seed {seed} (replay with FRESHET_CRASH_SEED={seed})");
+    let broker = KafkaBroker::start();
+    broker.create_topic("events", PARTITIONS);
+    let mut server = TestServer::start_with_args(&["--checkpoint-interval-ms", "200"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE events (id BIGINT, k BIGINT, v BIGINT)
+               WITH (connector = 'kafka', topic = 'events', properties.bootstrap.server = '{}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW per_key AS SELECT k, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi FROM events GROUP BY k;
+             CREATE MATERIALIZED VIEW total AS SELECT count(*) AS n, count(DISTINCT id) AS ids, sum(v) AS s FROM events;
+             CREATE MATERIALIZED VIEW big AS SELECT k, count(*) AS n FROM per_key WHERE n > 0 GROUP BY k;",
+            broker.addr()
+        ))
+        .await
+        .expect("setup");
+    });
+
+    // The producer runs on its own thread with its own reference fold.
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut reference: BTreeMap<i64, (i64, i64, i64, i64)> = BTreeMap::new();
+    let mut payloads: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::new(); PARTITIONS as usize];
+    let mut total_v: i64 = 0;
+    for id in 0..events as i64 {
+        let k = rng.gen_range(0..KEYS);
+        let v = rng.gen_range(-1000..1000);
+        total_v += v;
+        let e = reference.entry(k).or_insert((0, 0, i64::MAX, i64::MIN));
+        e.0 += 1;
+        e.1 += v;
+        e.2 = e.2.min(v);
+        e.3 = e.3.max(v);
+        let p = rng.gen_range(0..PARTITIONS) as usize;
+        payloads[p].push(Some(format!(r#"{{"id": {id}, "k": {k}, "v": {v}}}"#).into_bytes()));
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let done = done.clone();
+        let addr_port = broker.port;
+        std::thread::spawn(move || {
+            let b = BrokerRef(addr_port);
+            // Interleave partitions in slices so the stream keeps flowing during the kills.
+            let slices = 40;
+            for s in 0..slices {
+                for (p, msgs) in payloads.iter().enumerate() {
+                    let lo = msgs.len() * s / slices;
+                    let hi = msgs.len() * (s + 1) / slices;
+                    b.produce(p as i32, &msgs[lo..hi]);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let started = Instant::now();
+    let mut kills = 0;
+    while kills < 5 || !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..2500)));
+        server.kill9_restart();
+        kills += 1;
+        assert!(started.elapsed() < Duration::from_secs(900), "crash test took too long");
+    }
+    producer.join().expect("producer");
+    eprintln!("crash test: {kills} kill -9 restarts while ingesting");
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute("FLUSH").await.expect("flush");
+        let rows = c
+            .query("SELECT k, n, s, lo, hi FROM per_key ORDER BY k", &[])
+            .await
+            .expect("per_key");
+        let got: BTreeMap<i64, (i64, i64, i64, i64)> = rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+            .collect();
+        assert_eq!(got, reference, "per_key differs from the reference (seed {seed})");
+        let t = c.query_one("SELECT n, ids, s FROM total", &[]).await.expect("total");
+        let (n, ids, s): (i64, i64, i64) = (t.get(0), t.get(1), t.get(2));
+        assert_eq!((n, ids, s), (events as i64, events as i64, total_v), "total differs (seed {seed})");
+        let big = c.query_one("SELECT count(*) FROM big", &[]).await.expect("big");
+        assert_eq!(big.get::<_, i64>(0), reference.len() as i64);
+        let errors = c
+            .query_one("SELECT count(*) FROM freshet_catalog.source_errors", &[])
+            .await
+            .expect("errors");
+        assert_eq!(errors.get::<_, i64>(0), 0);
+    });
+}
+
+/// Produces to the test broker from another thread.
+struct BrokerRef(u16);
+
+impl BrokerRef {
+    fn produce(&self, partition: i32, msgs: &[Option<Vec<u8>>]) {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{}", self.0))
+            .set("allow.auto.create.topics", "false")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for m in msgs {
+            let payload = m.as_deref().unwrap_or_default();
+            let mut rec = BaseRecord::<'_, (), [u8]>::to("events").payload(payload).partition(partition);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        rec = r;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+    }
+}
