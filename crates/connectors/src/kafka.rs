@@ -142,6 +142,9 @@ pub struct DeadLetter {
 /// partition) and the bad messages among them.
 pub struct SourceBatch {
     pub chunk: Chunk,
+    /// Upsert mode: primary keys deleted by null-valued messages. A batch carries either
+    /// rows or deletes, never both, so their order is kept.
+    pub deletes: Vec<Row>,
     pub offsets: Vec<(i32, i64)>,
     pub errors: Vec<DeadLetter>,
 }
@@ -191,6 +194,9 @@ pub struct ReaderSpec {
     pub schema: SchemaRef,
     /// Next offset to read, per partition, as last committed.
     pub start: BTreeMap<i32, i64>,
+    /// Upsert mode: the primary key columns, decoded from the message key of a null-valued
+    /// message (a JSON object with those fields, or for a one-column key its plain text).
+    pub upsert_key: Option<Vec<(String, datafusion::arrow::datatypes::DataType)>>,
 }
 
 /// Starts a reader thread.
@@ -209,6 +215,7 @@ pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
         sink,
         positions: BTreeMap::new(),
         rows: Vec::new(),
+        deletes: Vec::new(),
         errors: Vec::new(),
         dirty: false,
         first_pending: None,
@@ -228,6 +235,27 @@ pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
         catch_up: catch_tx,
         thread: Some(thread),
     })
+}
+
+/// The primary key of a null-valued upsert message, from its key.
+fn decode_key(key: Option<&[u8]>, cols: &[(String, datafusion::arrow::datatypes::DataType)]) -> Result<Row, String> {
+    let key = key.ok_or_else(|| "null value without a key: nothing to delete".to_string())?;
+    if let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(key) {
+        let json = serde_json::Value::Object(obj).to_string();
+        let d = Decoder::new(cols.to_vec(), crate::decode::Format::Json);
+        return match d.decode(json.as_bytes())? {
+            Some(row) => Ok(row),
+            None => Err("empty key".into()),
+        };
+    }
+    match cols {
+        [(_, dt)] => {
+            let text = std::str::from_utf8(key).map_err(|_| "key is not UTF-8".to_string())?;
+            let text = text.trim_matches('"');
+            Ok(vec![crate::decode::parse_text(text, dt)?])
+        }
+        _ => Err("the key of a table with a composite primary key must be a JSON object".into()),
+    }
 }
 
 /// A message copied out of librdkafka's buffer.
@@ -260,6 +288,7 @@ struct Reader {
     /// Next offset per assigned partition (as read, not yet committed).
     positions: BTreeMap<i32, Option<i64>>,
     rows: Vec<Row>,
+    deletes: Vec<Row>,
     errors: Vec<DeadLetter>,
     /// Offsets moved since the last batch.
     dirty: bool,
@@ -341,7 +370,7 @@ impl Reader {
             let idle = polled.is_none();
             match polled.map(|r| r.map(|m| Owned::from(&m))) {
                 None => {}
-                Some(Ok(msg)) => self.take(msg),
+                Some(Ok(msg)) => self.take(msg)?,
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                     self.at_end.insert(p, true);
                 }
@@ -400,12 +429,32 @@ impl Reader {
         }
     }
 
-    fn take(&mut self, msg: Owned) {
+    fn take(&mut self, msg: Owned) -> Result<(), String> {
         let (p, off) = (msg.partition, msg.offset);
         self.at_end.insert(p, false);
-        self.positions.insert(p, Some(off + 1));
-        self.dirty = true;
-        self.first_pending.get_or_insert_with(Instant::now);
+        if let (Some(key_cols), None) = (&self.spec.upsert_key, &msg.payload) {
+            // A null value deletes the row with this key.
+            match decode_key(msg.key.as_deref(), key_cols) {
+                Ok(key) => {
+                    if !self.rows.is_empty() {
+                        self.send()?;
+                    }
+                    self.deletes.push(key);
+                }
+                Err(error) => self.errors.push(DeadLetter {
+                    partition: p,
+                    offset: off,
+                    error,
+                    payload: String::new(),
+                }),
+            }
+            self.mark(p, off);
+            return Ok(());
+        }
+        if !self.deletes.is_empty() {
+            self.send()?;
+        }
+        self.mark(p, off);
         let payload = msg.payload.as_deref();
         let result = match payload {
             None => Err("empty message (null value)".to_string()),
@@ -444,6 +493,14 @@ impl Reader {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Notes that `offset` of `partition` was read.
+    fn mark(&mut self, partition: i32, offset: i64) {
+        self.positions.insert(partition, Some(offset + 1));
+        self.dirty = true;
+        self.first_pending.get_or_insert_with(Instant::now);
     }
 
     fn send(&mut self) -> Result<(), String> {
@@ -457,6 +514,7 @@ impl Reader {
             .collect();
         let batch = SourceBatch {
             chunk,
+            deletes: std::mem::take(&mut self.deletes),
             offsets,
             errors: std::mem::take(&mut self.errors),
         };

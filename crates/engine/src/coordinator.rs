@@ -95,6 +95,17 @@ pub struct SourceData {
     pub errors: Vec<(i32, i64, String, String)>,
 }
 
+/// Rows read from a topic that feeds a table.
+pub struct FeedData {
+    pub table: RelationId,
+    /// Rows to write; in a table with a primary key a row replaces the one with its key.
+    pub rows: Chunk,
+    /// Primary keys to delete (upsert).
+    pub deletes: Vec<Row>,
+    pub offsets: Vec<(i32, i64)>,
+    pub errors: Vec<(i32, i64, String, String)>,
+}
+
 fn offsets_prefix(view: RelationId, source: RelationId) -> Vec<u8> {
     let mut k = keys::state_prefix(keys::state_table_id(view, u16::MAX, 0));
     k.extend_from_slice(&source.to_be_bytes());
@@ -138,6 +149,7 @@ enum Command {
     },
     Flush(Reply<()>),
     Source(Box<SourceData>, Reply<()>),
+    Feed(Box<FeedData>, Reply<()>),
     Shutdown(Reply<()>),
 }
 
@@ -234,6 +246,16 @@ impl Engine {
         rx.blocking_recv().map_err(|_| EngineError::ShutDown)?
     }
 
+    /// Applies rows read from the topic feeding a table (blocking, like
+    /// [`Engine::source_data_blocking`]).
+    pub fn feed_blocking(&self, data: FeedData) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Feed(Box::new(data), reply))
+            .map_err(|_| EngineError::ShutDown)?;
+        rx.blocking_recv().map_err(|_| EngineError::ShutDown)?
+    }
+
     /// Returns once everything applied so far is committed.
     pub async fn flush(&self) -> Result<(), EngineError> {
         self.call(Command::Flush).await
@@ -304,6 +326,9 @@ impl Coordinator {
             Command::Flush(reply) => self.waiters.push(reply),
             Command::Source(data, reply) => {
                 let _ = reply.send(self.apply_source(*data));
+            }
+            Command::Feed(data, reply) => {
+                let _ = reply.send(self.apply_feed(*data));
             }
             Command::Ddl {
                 ddl,
@@ -471,14 +496,89 @@ impl Coordinator {
                 }
             }
         }
+        self.record_progress(view, source, &source_name, offsets, errors)
+    }
+
+    /// Applies a topic's rows to the table it feeds, then to every view over the table.
+    /// Rows the table or a view rejects become dead letters, one by one.
+    fn apply_feed(&mut self, data: FeedData) -> Result<(), EngineError> {
+        let FeedData {
+            table,
+            rows,
+            deletes,
+            offsets,
+            mut errors,
+        } = data;
+        let desc = self.table(table)?.clone();
+        let whole = self.statement(|c| c.feed_rows(&desc, &rows, &deletes));
+        if whole.is_err() {
+            for key in &deletes {
+                if let Err(e) = self.statement(|c| c.feed_rows(&desc, &Chunk::empty(desc.schema.clone()), std::slice::from_ref(key))) {
+                    errors.push((-1, -1, format!("delete rejected: {e}"), format!("{key:?}")));
+                }
+            }
+            for (row, w) in rows.rows()?.iter().zip(&rows.weights) {
+                let one = Chunk::from_rows(desc.schema.clone(), std::slice::from_ref(row), vec![*w])?;
+                if let Err(e) = self.statement(|c| c.feed_rows(&desc, &one, &[])) {
+                    let text: Vec<String> = row.iter().map(display_value).collect();
+                    errors.push((-1, -1, format!("row rejected: {e}"), format!("({})", text.join(", "))));
+                }
+            }
+        }
+        self.record_progress(table, table, &desc.name, offsets, errors)
+    }
+
+    fn feed_rows(&mut self, desc: &TableDesc, rows: &Chunk, deletes: &[Row]) -> Result<(), EngineError> {
+        let mut changes: Vec<Row> = Vec::new();
+        let mut weights = Vec::new();
+        for key in deletes {
+            let k = keys::row_key(desc.id, &codec::encode_row(key)?);
+            if let Some(old) = self.txn.get(&k)? {
+                changes.push(codec::decode_row(&old, &column_types(&desc.schema))?);
+                weights.push(-1);
+                self.txn.delete(k);
+            }
+        }
+        for row in rows.rows()? {
+            if !desc.pk.is_empty() {
+                let k = keys::row_key(desc.id, &Self::pk_bytes(desc, &row)?);
+                if let Some(old) = self.txn.get(&k)? {
+                    if old == codec::encode_row(&row)? {
+                        continue;
+                    }
+                    changes.push(codec::decode_row(&old, &column_types(&desc.schema))?);
+                    weights.push(-1);
+                    self.txn.delete(k);
+                }
+            }
+            self.insert_row(desc, &row)?;
+            changes.push(row);
+            weights.push(1);
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let chunk = Chunk::from_rows(desc.schema.clone(), &changes, weights)?;
+        self.propagate(desc.id, chunk)
+    }
+
+    /// Stores a reader's offsets and dead letters in the write buffer.
+    fn record_progress(
+        &mut self,
+        owner: RelationId,
+        source: RelationId,
+        source_name: &str,
+        offsets: Vec<(i32, i64)>,
+        errors: Vec<(i32, i64, String, String)>,
+    ) -> Result<(), EngineError> {
         for (p, o) in offsets {
-            let mut k = offsets_prefix(view, source);
+            let mut k = offsets_prefix(owner, source);
             k.extend_from_slice(&((p as u32) ^ 0x8000_0000).to_be_bytes());
             self.txn.put(k, o.to_be_bytes().to_vec());
         }
         for (p, o, error, payload) in errors {
             let row = vec![
-                ScalarValue::Utf8(Some(source_name.clone())),
+                ScalarValue::Utf8(Some(source_name.to_string())),
                 ScalarValue::Int32(Some(p)),
                 ScalarValue::Int64(Some(o)),
                 ScalarValue::Utf8(Some(error)),

@@ -135,6 +135,21 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     /// Primary key column indexes (empty: no primary key).
     pub pk: Vec<usize>,
+    /// The topic feeding the table, if any.
+    #[serde(default)]
+    pub feed: Option<TableFeed>,
+}
+
+/// A topic feeding a table: `FORMAT UPSERT` (the message key is the primary key, a later
+/// message replaces the row, a null value deletes it) or `FORMAT PLAIN` (rows are
+/// appended and kept).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableFeed {
+    pub topic: String,
+    pub properties: Vec<(String, String)>,
+    pub startup: String,
+    pub encoding: Encoding,
+    pub upsert: bool,
 }
 
 impl TableDef {

@@ -15,6 +15,8 @@ pub enum Stmt {
     Sql(Box<Statement>),
     /// `CREATE SOURCE …` (a stream read from Kafka, not stored).
     CreateSource(Box<CreateSource>),
+    /// `CREATE TABLE … WITH (connector = …) FORMAT … ENCODE …`: a table fed by a topic.
+    CreateTableWithConnector(Box<CreateSource>),
     /// `SHOW SOURCES`
     ShowSources,
     /// `DROP SOURCE [IF EXISTS] name [CASCADE]`
@@ -47,6 +49,11 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         } else if parser.parse_keywords(&[Keyword::CREATE, Keyword::SOURCE]) {
             let cs = parse_create_source(&mut parser).map_err(|e| parser_error(sql, e))?;
             out.push(Stmt::CreateSource(Box::new(cs)));
+        } else if peek_words(&parser, &["CREATE", "TABLE"]) && has_format_clause(&parser) {
+            parser.next_token();
+            parser.next_token();
+            let cs = parse_create_source(&mut parser).map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::CreateTableWithConnector(Box::new(cs)));
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();
@@ -88,6 +95,8 @@ pub struct CreateSource {
     pub name: ObjectName,
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDef>,
+    /// Table constraints (`PRIMARY KEY (…)`), for tables fed by a connector.
+    pub constraints: Vec<crate::sqlparser::ast::TableConstraint>,
     /// `INCLUDE partition|offset|timestamp|key [AS name]`.
     pub includes: Vec<(String, Option<Ident>)>,
     /// `WITH (…)`, keys lower-cased and dotted (`properties.bootstrap.server`).
@@ -98,6 +107,23 @@ pub struct CreateSource {
     pub encode: String,
     /// `ENCODE … (…)` options.
     pub encode_options: Vec<(String, String)>,
+}
+
+/// Whether the statement ahead has a `FORMAT` clause outside parentheses (a table fed by
+/// a connector, as opposed to a plain `CREATE TABLE`).
+fn has_format_clause(parser: &Parser) -> bool {
+    let mut depth = 0i32;
+    for i in 0.. {
+        match &parser.peek_nth_token(i).token {
+            Token::EOF | Token::SemiColon if depth == 0 => return false,
+            Token::EOF => return false,
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 0 && w.value.eq_ignore_ascii_case("FORMAT") => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn peek_words(parser: &Parser, words: &[&str]) -> bool {
@@ -150,11 +176,6 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
     let (columns, constraints) = parser.parse_columns()?;
-    if !constraints.is_empty() {
-        return Err(ParserError::ParserError(
-            "a source has no constraints (it is a stream, not a table)".into(),
-        ));
-    }
     let mut includes = Vec::new();
     while parser.parse_keyword(Keyword::INCLUDE) {
         let what = parse_word(parser)?;
@@ -185,6 +206,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
         name,
         if_not_exists,
         columns,
+        constraints,
         includes,
         options,
         format,

@@ -108,6 +108,9 @@ impl Db {
             inflight: tokio::sync::RwLock::new(()),
             readers: Mutex::new(BTreeMap::new()),
         });
+        for t in &catalog.tables {
+            db.start_table_reader(t)?;
+        }
         for v in &catalog.views {
             db.start_readers(&catalog, v)?;
         }
@@ -131,6 +134,18 @@ impl Db {
         Ok(())
     }
 
+    /// Starts the reader of the topic that feeds `table`, if any.
+    fn start_table_reader(&self, table: &TableDef) -> Result<()> {
+        if table.feed.is_some() {
+            let h = crate::sources::start_table_reader(&self.engine, &self.store, table)?;
+            self.readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(table.id, vec![h]);
+        }
+        Ok(())
+    }
+
     /// Stops the readers feeding `view` (blocking until their threads end).
     fn stop_readers(&self, view: u64) {
         let handles = self.readers.lock().unwrap_or_else(|p| p.into_inner()).remove(&view);
@@ -145,7 +160,7 @@ impl Db {
             let readers = db.readers.lock().unwrap_or_else(|p| p.into_inner());
             for handles in readers.values() {
                 for h in handles {
-                    h.catch_up(std::time::Duration::from_secs(60))
+                    h.catch_up(std::time::Duration::from_secs(600))
                         .map_err(|message| ServerError::Connector { code: "58000", message })?;
                 }
             }
@@ -359,6 +374,7 @@ impl Session {
                 Ok(command("FLUSH"))
             }
             Stmt::CreateSource(cs) => self.create_source(cs).await,
+            Stmt::CreateTableWithConnector(cs) => self.create_fed_table(cs).await,
             Stmt::ShowSources => {
                 let c = self.db.catalog();
                 let mut names: Vec<String> = c.sources.iter().map(|s| s.name.clone()).collect();
@@ -767,80 +783,7 @@ impl Session {
                 "CREATE TABLE … AS is not supported yet".into(),
             ));
         }
-        let mut columns: Vec<ColumnDef> = Vec::new();
-        let mut pk: Vec<usize> = Vec::new();
-        for (i, c) in ct.columns.iter().enumerate() {
-            let cname = ident_name(&c.name);
-            if columns.iter().any(|x| x.name == cname) {
-                return Err(PlannerError::DuplicateColumn(cname).into());
-            }
-            let mut not_null = false;
-            for opt in &c.options {
-                match &opt.option {
-                    ColumnOption::NotNull => not_null = true,
-                    ColumnOption::Null => {}
-                    ColumnOption::PrimaryKey(_) => {
-                        if !pk.is_empty() {
-                            return Err(ServerError::Unsupported(format!(
-                                "multiple primary keys for table \"{name}\" are not allowed"
-                            )));
-                        }
-                        pk.push(i);
-                        not_null = true;
-                    }
-                    other => {
-                        return Err(ServerError::Unsupported(format!(
-                            "column option {other} is not supported yet"
-                        )))
-                    }
-                }
-            }
-            columns.push(ColumnDef {
-                name: cname,
-                ty: SqlType::from_ast(&c.data_type)?,
-                not_null,
-            });
-        }
-        if columns.is_empty() {
-            return Err(ServerError::Unsupported(
-                "a table needs at least one column".into(),
-            ));
-        }
-        for constraint in &ct.constraints {
-            match constraint {
-                TableConstraint::PrimaryKey(p) => {
-                    if !pk.is_empty() {
-                        return Err(ServerError::Unsupported(format!(
-                            "multiple primary keys for table \"{name}\" are not allowed"
-                        )));
-                    }
-                    for ic in &p.columns {
-                        let col = match &ic.column.expr {
-                            ast::Expr::Identifier(id) => ident_name(id),
-                            other => {
-                                return Err(ServerError::Unsupported(format!(
-                                    "primary key expression {other}"
-                                )))
-                            }
-                        };
-                        let idx = columns
-                            .iter()
-                            .position(|c| c.name == col)
-                            .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
-                        if pk.contains(&idx) {
-                            return Err(PlannerError::DuplicateColumn(col).into());
-                        }
-                        pk.push(idx);
-                        columns[idx].not_null = true;
-                    }
-                }
-                other => {
-                    return Err(ServerError::Unsupported(format!(
-                        "table constraint {other} is not supported yet"
-                    )))
-                }
-            }
-        }
+        let (columns, pk) = table_columns(&name, &ct.columns, &ct.constraints)?;
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
         let def = TableDef {
@@ -848,6 +791,7 @@ impl Session {
             name,
             columns,
             pk,
+            feed: None,
         };
         let desc = table_desc(&def);
         next.tables.push(def);
@@ -1061,6 +1005,43 @@ impl Session {
         Ok(command(tag))
     }
 
+    /// `CREATE TABLE … WITH (connector = 'kafka', …) FORMAT UPSERT|PLAIN ENCODE …`.
+    async fn create_fed_table(&self, cs: &parser::CreateSource) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cs.name);
+        let catalog = self.db.catalog();
+        if catalog.kind_of(&name).is_some() {
+            if cs.if_not_exists {
+                return Ok(command("CREATE TABLE"));
+            }
+            return Err(PlannerError::DuplicateTable(name).into());
+        }
+        if !cs.includes.is_empty() {
+            return Err(ServerError::Unsupported("INCLUDE on a table (use a source)".into()));
+        }
+        let (columns, pk) = table_columns(&name, &cs.columns, &cs.constraints)?;
+        let feed = crate::sources::table_feed(cs, !pk.is_empty())?;
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = TableDef {
+            id,
+            name,
+            columns,
+            pk,
+            feed: Some(feed),
+        };
+        let check_def = def.clone();
+        tokio::task::spawn_blocking(move || crate::sources::check_table(&check_def))
+            .await
+            .map_err(|e| ServerError::Protocol(format!("source check failed: {e}")))??;
+        let desc = table_desc(&def);
+        next.tables.push(def.clone());
+        self.db.engine.ddl(Ddl::CreateTable(desc), next.to_json()).await?;
+        self.db.set_catalog(next);
+        self.db.start_table_reader(&def)?;
+        Ok(command("CREATE TABLE"))
+    }
+
     async fn create_source(&self, cs: &parser::CreateSource) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
         let name = object_name(&cs.name);
@@ -1210,6 +1191,89 @@ fn result_schema(plan: &LogicalPlan) -> SchemaRef {
             .map(|f| f.as_ref().clone().with_name(display_name(f.name())))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// Columns and primary key of `CREATE TABLE`.
+fn table_columns(
+    name: &str,
+    ast_columns: &[ast::ColumnDef],
+    constraints: &[TableConstraint],
+) -> Result<(Vec<ColumnDef>, Vec<usize>)> {
+        let mut columns: Vec<ColumnDef> = Vec::new();
+        let mut pk: Vec<usize> = Vec::new();
+        for (i, c) in ast_columns.iter().enumerate() {
+            let cname = ident_name(&c.name);
+            if columns.iter().any(|x| x.name == cname) {
+                return Err(PlannerError::DuplicateColumn(cname).into());
+            }
+            let mut not_null = false;
+            for opt in &c.options {
+                match &opt.option {
+                    ColumnOption::NotNull => not_null = true,
+                    ColumnOption::Null => {}
+                    ColumnOption::PrimaryKey(_) => {
+                        if !pk.is_empty() {
+                            return Err(ServerError::Unsupported(format!(
+                                "multiple primary keys for table \"{name}\" are not allowed"
+                            )));
+                        }
+                        pk.push(i);
+                        not_null = true;
+                    }
+                    other => {
+                        return Err(ServerError::Unsupported(format!(
+                            "column option {other} is not supported yet"
+                        )))
+                    }
+                }
+            }
+            columns.push(ColumnDef {
+                name: cname,
+                ty: SqlType::from_ast(&c.data_type)?,
+                not_null,
+            });
+        }
+        if columns.is_empty() {
+            return Err(ServerError::Unsupported(
+                "a table needs at least one column".into(),
+            ));
+        }
+        for constraint in constraints {
+            match constraint {
+                TableConstraint::PrimaryKey(p) => {
+                    if !pk.is_empty() {
+                        return Err(ServerError::Unsupported(format!(
+                            "multiple primary keys for table \"{name}\" are not allowed"
+                        )));
+                    }
+                    for ic in &p.columns {
+                        let col = match &ic.column.expr {
+                            ast::Expr::Identifier(id) => ident_name(id),
+                            other => {
+                                return Err(ServerError::Unsupported(format!(
+                                    "primary key expression {other}"
+                                )))
+                            }
+                        };
+                        let idx = columns
+                            .iter()
+                            .position(|c| c.name == col)
+                            .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
+                        if pk.contains(&idx) {
+                            return Err(PlannerError::DuplicateColumn(col).into());
+                        }
+                        pk.push(idx);
+                        columns[idx].not_null = true;
+                    }
+                }
+                other => {
+                    return Err(ServerError::Unsupported(format!(
+                        "table constraint {other} is not supported yet"
+                    )))
+                }
+            }
+        }
+    Ok((columns, pk))
 }
 
 fn names_schema() -> SchemaRef {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use freshet_connectors::decode::{Decoder, Format};
 use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, SourceBatch, Startup};
-use freshet_engine::coordinator::{stored_offsets, Engine, SourceData};
-use freshet_planner::catalog::{ColumnDef, Encoding, IncludeKind, SourceDef, SqlType};
+use freshet_engine::coordinator::{stored_offsets, Engine, FeedData, SourceData};
+use freshet_planner::catalog::{ColumnDef, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed};
 use freshet_planner::parser::CreateSource;
 use freshet_planner::PlannerError;
 use freshet_storage::Store;
@@ -50,6 +50,28 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
         }
         includes.push((kind, col));
     }
+    let (topic, properties, startup, encoding) = connector_options(cs)?;
+    if cs.format != "plain" {
+        return Err(ServerError::Unsupported(format!(
+            "FORMAT {} for a source (sources are FORMAT PLAIN; upsert topics become tables)",
+            cs.format.to_uppercase()
+        )));
+    }
+    Ok(SourceDef {
+        id,
+        name,
+        columns,
+        includes,
+        topic,
+        properties,
+        startup,
+        encoding,
+    })
+}
+
+/// The connector options shared by sources and fed tables: topic, librdkafka properties,
+/// startup position and encoding.
+fn connector_options(cs: &CreateSource) -> Result<(String, Vec<(String, String)>, String, Encoding), ServerError> {
     let mut connector = None;
     let mut topic = None;
     let mut properties = Vec::new();
@@ -95,12 +117,6 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
         Startup::Latest => "latest".to_string(),
         Startup::Timestamp(t) => format!("timestamp:{t}"),
     };
-    if cs.format != "plain" {
-        return Err(ServerError::Unsupported(format!(
-            "FORMAT {} for a source (sources are FORMAT PLAIN; upsert topics become tables)",
-            cs.format.to_uppercase()
-        )));
-    }
     let encoding = match cs.encode.as_str() {
         "json" => {
             if let Some((k, _)) = cs.encode_options.first() {
@@ -139,16 +155,94 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
             )))
         }
     };
-    Ok(SourceDef {
-        id,
-        name,
-        columns,
-        includes,
+    Ok((topic, properties, startup, encoding))
+}
+
+/// The feed of `CREATE TABLE … WITH (connector = 'kafka', …) FORMAT … ENCODE …`.
+pub fn table_feed(cs: &CreateSource, has_pk: bool) -> Result<TableFeed, ServerError> {
+    let (topic, properties, startup, encoding) = connector_options(cs)?;
+    let upsert = match cs.format.as_str() {
+        "upsert" => {
+            if !has_pk {
+                return Err(ServerError::InvalidOption(
+                    "a FORMAT UPSERT table needs a PRIMARY KEY (the message key)".into(),
+                ));
+            }
+            if encoding != Encoding::Json {
+                return Err(ServerError::Unsupported("FORMAT UPSERT with ENCODE CSV".into()));
+            }
+            true
+        }
+        "plain" => false,
+        other => {
+            return Err(ServerError::Unsupported(format!(
+                "FORMAT {} (available: PLAIN, UPSERT)",
+                other.to_uppercase()
+            )))
+        }
+    };
+    Ok(TableFeed {
         topic,
         properties,
         startup,
         encoding,
+        upsert,
     })
+}
+
+fn feed_source(table: &TableDef) -> Option<SourceDef> {
+    let f = table.feed.as_ref()?;
+    Some(SourceDef {
+        id: table.id,
+        name: table.name.clone(),
+        columns: table.columns.clone(),
+        includes: vec![],
+        topic: f.topic.clone(),
+        properties: f.properties.clone(),
+        startup: f.startup.clone(),
+        encoding: f.encoding.clone(),
+    })
+}
+
+/// Checks the topic of a fed table.
+pub fn check_table(table: &TableDef) -> Result<(), ServerError> {
+    match feed_source(table) {
+        Some(src) => check(&src),
+        None => Ok(()),
+    }
+}
+
+/// Starts the reader of the topic feeding `table`.
+pub fn start_table_reader(engine: &Engine, store: &Store, table: &TableDef) -> Result<ReaderHandle, ServerError> {
+    let (Some(src), Some(feed)) = (feed_source(table), table.feed.as_ref()) else {
+        return Err(ServerError::Protocol(format!("table {} has no feed", table.name)));
+    };
+    let upsert_key = feed.upsert.then(|| {
+        table
+            .pk
+            .iter()
+            .map(|&i| (table.columns[i].name.clone(), table.columns[i].ty.to_arrow()))
+            .collect()
+    });
+    let spec = reader_spec(&src, table.id, store, upsert_key)?;
+    let engine = engine.clone();
+    let table_id = table.id;
+    let sink = Box::new(move |b: SourceBatch| {
+        engine
+            .feed_blocking(FeedData {
+                table: table_id,
+                rows: b.chunk,
+                deletes: b.deletes,
+                offsets: b.offsets,
+                errors: b
+                    .errors
+                    .into_iter()
+                    .map(|d| (d.partition, d.offset, d.error, d.payload))
+                    .collect(),
+            })
+            .map_err(|e| e.to_string())
+    });
+    kafka::spawn(spec, sink).map_err(|message| ServerError::Connector { code: "58000", message })
 }
 
 fn kafka_config(src: &SourceDef) -> KafkaConfig {
@@ -175,9 +269,15 @@ pub fn check(src: &SourceDef) -> Result<(), ServerError> {
     })
 }
 
-/// Starts the reader that feeds `view` from `src`.
-pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) -> Result<ReaderHandle, ServerError> {
-    let start: BTreeMap<i32, i64> = stored_offsets(store, view, src.id)?;
+/// A reader of `src` for `owner` (a view, or the fed table itself), from the offsets the
+/// owner committed.
+fn reader_spec(
+    src: &SourceDef,
+    owner: u64,
+    store: &Store,
+    upsert_key: Option<Vec<(String, datafusion::arrow::datatypes::DataType)>>,
+) -> Result<kafka::ReaderSpec, ServerError> {
+    let start: BTreeMap<i32, i64> = stored_offsets(store, owner, src.id)?;
     let format = match &src.encoding {
         Encoding::Json => Format::Json,
         Encoding::Csv { delimiter, header } => Format::Csv {
@@ -199,14 +299,20 @@ pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) 
             IncludeKind::Key => Include::Key,
         })
         .collect();
-    let spec = kafka::ReaderSpec {
+    Ok(kafka::ReaderSpec {
         config: kafka_config(src),
-        group_id: format!("freshet-{}-view{view}", src.name),
+        group_id: format!("freshet-{}-{owner}", src.name),
         decoder,
         includes,
         schema: src.schema(),
         start,
-    };
+        upsert_key,
+    })
+}
+
+/// Starts the reader that feeds `view` from `src`.
+pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) -> Result<ReaderHandle, ServerError> {
+    let spec = reader_spec(src, view, store, None)?;
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
     let sink = Box::new(move |b: SourceBatch| {

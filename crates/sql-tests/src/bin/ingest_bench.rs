@@ -1,0 +1,139 @@
+//! Ingest benchmark (not a test): events/s from a JSON Kafka topic into a simple aggregate
+//! view, next to the ceiling of the same process only consuming and decoding the topic.
+//!
+//! ```sh
+//! cargo build --release --bins && \
+//!   cargo run --release -p freshet-sql-tests --bin ingest_bench -- [EVENTS] [PARTITIONS]
+//! ```
+//! It starts its own Tansu broker and `freshet serve` (the binary next to this one, or
+//! `FRESHET_BIN`), produces EVENTS (default 1 000 000) JSON events over PARTITIONS
+//! (default 4), and times:
+//! 1. consume + decode only: an rdkafka consumer in this process decoding every message with
+//!    Freshet's JSON decoder (the ceiling);
+//! 2. Freshet: from `CREATE MATERIALIZED VIEW` until the view has counted every event.
+
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::DataType;
+use freshet_connectors::decode::{Decoder, Format};
+use freshet_sql_tests::pgclient::connect;
+use freshet_sql_tests::{KafkaBroker, TestServer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let partitions: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let broker = KafkaBroker::start();
+    broker.create_topic("bench", partitions);
+
+    let started = Instant::now();
+    let per_partition = events.div_ceil(partitions as usize);
+    let mut produced = 0;
+    for p in 0..partitions {
+        let n = per_partition.min(events - produced);
+        let msgs: Vec<Option<Vec<u8>>> = (produced..produced + n)
+            .map(|i| {
+                Some(
+                    format!(
+                        r#"{{"user_id": {}, "title_id": {}, "country": "C{}", "watch_seconds": {}, "event_time": "2026-11-28T12:{:02}:{:02}Z"}}"#,
+                        i % 100_000,
+                        i % 1000,
+                        i % 40,
+                        i % 7200,
+                        (i / 60) % 60,
+                        i % 60
+                    )
+                    .into_bytes(),
+                )
+            })
+            .collect();
+        broker.produce("bench", Some(p as i32), None, &msgs);
+        produced += n;
+    }
+    let produce_secs = started.elapsed().as_secs_f64();
+    eprintln!("produced {events} events in {produce_secs:.1} s");
+
+    // 1. The ceiling: consume and decode only.
+    let decoder = Decoder::new(
+        vec![
+            ("user_id".into(), DataType::Int64),
+            ("title_id".into(), DataType::Int64),
+            ("country".into(), DataType::Utf8),
+            ("watch_seconds".into(), DataType::Int32),
+            ("event_time".into(), freshet_storage::codec::timestamptz()),
+        ],
+        Format::Json,
+    );
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("group.id", "bench-ceiling")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset("bench", p as i32, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let t = Instant::now();
+    let mut seen = 0;
+    while seen < events {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let row = decoder.decode(m.payload().unwrap_or_default());
+            assert!(matches!(row, Ok(Some(_))), "decode failed");
+            seen += 1;
+        }
+    }
+    let ceiling = events as f64 / t.elapsed().as_secs_f64();
+    drop(consumer);
+
+    // 2. Freshet, end to end.
+    let server = TestServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let freshet = rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE plays (user_id BIGINT, title_id BIGINT, country VARCHAR, watch_seconds INT, event_time TIMESTAMPTZ)
+               WITH (connector = 'kafka', topic = 'bench', properties.bootstrap.server = '{}')
+               FORMAT PLAIN ENCODE JSON",
+            broker.addr()
+        ))
+        .await
+        .expect("source");
+        let t = Instant::now();
+        c.batch_execute(
+            "CREATE MATERIALIZED VIEW per_country AS
+               SELECT country, count(*) AS plays, sum(watch_seconds) AS watched FROM plays GROUP BY country",
+        )
+        .await
+        .expect("view");
+        loop {
+            let row = c
+                .query_one("SELECT coalesce(sum(plays), 0) FROM per_country", &[])
+                .await
+                .expect("progress");
+            if row.get::<_, i64>(0) as usize >= events {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        events as f64 / t.elapsed().as_secs_f64()
+    });
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("| measure | events | events/s |");
+    println!("|---|---|---|");
+    println!("| consume + decode only (ceiling, 1 thread) | {events} | {ceiling:.0} |");
+    println!("| Freshet: topic → JSON → count/sum view | {events} | {freshet:.0} |");
+    println!(
+        "\nFreshet reached {:.0} % of the ceiling; machine: {cores} cores; profile: {}",
+        100.0 * freshet / ceiling,
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
+}
