@@ -772,11 +772,8 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let name = object_name(&ct.name);
         let catalog = self.db.catalog();
-        if catalog.kind_of(&name).is_some() {
-            if ct.if_not_exists {
-                return Ok(command("CREATE TABLE"));
-            }
-            return Err(PlannerError::DuplicateTable(name).into());
+        if name_taken(&catalog, &name, ct.if_not_exists)? {
+            return Ok(command("CREATE TABLE"));
         }
         if ct.query.is_some() {
             return Err(ServerError::Unsupported(
@@ -817,11 +814,8 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let name = object_name(&cv.name);
         let catalog = self.db.catalog();
-        if catalog.kind_of(&name).is_some() {
-            if cv.if_not_exists {
-                return Ok(command("CREATE MATERIALIZED VIEW"));
-            }
-            return Err(PlannerError::DuplicateTable(name).into());
+        if name_taken(&catalog, &name, cv.if_not_exists)? {
+            return Ok(command("CREATE MATERIALIZED VIEW"));
         }
         let (query_sql, planned) = self.plan_new_view(&catalog, cv).await?;
         let mut next = (*catalog).clone();
@@ -1010,11 +1004,8 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let name = object_name(&cs.name);
         let catalog = self.db.catalog();
-        if catalog.kind_of(&name).is_some() {
-            if cs.if_not_exists {
-                return Ok(command("CREATE TABLE"));
-            }
-            return Err(PlannerError::DuplicateTable(name).into());
+        if name_taken(&catalog, &name, cs.if_not_exists)? {
+            return Ok(command("CREATE TABLE"));
         }
         if !cs.includes.is_empty() {
             return Err(ServerError::Unsupported("INCLUDE on a table (use a source)".into()));
@@ -1046,11 +1037,8 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let name = object_name(&cs.name);
         let catalog = self.db.catalog();
-        if catalog.kind_of(&name).is_some() {
-            if cs.if_not_exists {
-                return Ok(command("CREATE SOURCE"));
-            }
-            return Err(PlannerError::DuplicateTable(name).into());
+        if name_taken(&catalog, &name, cs.if_not_exists)? {
+            return Ok(command("CREATE SOURCE"));
         }
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
@@ -1274,6 +1262,16 @@ fn table_columns(
             }
         }
     Ok((columns, pk))
+}
+
+/// Whether `name` is taken: `Ok(true)` with IF NOT EXISTS (the statement does nothing),
+/// an error without it.
+fn name_taken(catalog: &Catalog, name: &str, if_not_exists: bool) -> Result<bool> {
+    match catalog.kind_of(name) {
+        None => Ok(false),
+        Some(_) if if_not_exists => Ok(true),
+        Some(_) => Err(PlannerError::DuplicateTable(name.to_string()).into()),
+    }
 }
 
 fn names_schema() -> SchemaRef {

@@ -234,11 +234,7 @@ pub fn start_table_reader(engine: &Engine, store: &Store, table: &TableDef) -> R
                 rows: b.chunk,
                 deletes: b.deletes,
                 offsets: b.offsets,
-                errors: b
-                    .errors
-                    .into_iter()
-                    .map(|d| (d.partition, d.offset, d.error, d.payload))
-                    .collect(),
+                errors: dead_letters(b.errors),
             })
             .map_err(|e| e.to_string())
     });
@@ -310,6 +306,14 @@ fn reader_spec(
     })
 }
 
+/// Dead letters as the engine stores them.
+fn dead_letters(errors: Vec<kafka::DeadLetter>) -> Vec<(i32, i64, String, String)> {
+    errors
+        .into_iter()
+        .map(|d| (d.partition, d.offset, d.error, d.payload))
+        .collect()
+}
+
 /// Starts the reader that feeds `view` from `src`.
 pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) -> Result<ReaderHandle, ServerError> {
     let spec = reader_spec(src, view, store, None)?;
@@ -323,11 +327,7 @@ pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) 
                 source_name: source_name.clone(),
                 chunk: b.chunk,
                 offsets: b.offsets,
-                errors: b
-                    .errors
-                    .into_iter()
-                    .map(|d| (d.partition, d.offset, d.error, d.payload))
-                    .collect(),
+                errors: dead_letters(b.errors),
             })
             .map_err(|e| e.to_string())
     });

@@ -18,11 +18,11 @@ pub fn freshet_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+    // Tests live in target/<profile>/deps/, binaries such as the benchmarks in target/<profile>/.
+    let mut profile_dir = exe.parent().expect("executable has a directory");
+    if profile_dir.ends_with("deps") {
+        profile_dir = profile_dir.parent().expect("target/<profile>");
+    }
     let bin = profile_dir.join("freshet");
     assert!(
         bin.exists(),
