@@ -20,6 +20,9 @@ fi
 # Client tests drive Freshet from Python's psycopg too.
 python3 -c "import psycopg" 2>/dev/null || python3 -m pip install --quiet "psycopg[binary]>=3.1"
 
+# The Kafka tests run a real Kafka-compatible broker (Tansu 0.6); fetch it once.
+./scripts/tansu.sh path >/dev/null
+
 # Keep build artifacts outside the clone so repeated runs (and CI on the same machine)
 # stay warm.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/freshet-target}"

@@ -49,13 +49,22 @@ impl Decoder {
             .collect()
     }
 
-    fn decode_csv(&self, payload: &[u8], delimiter: u8, header: bool) -> Result<Option<Vec<ScalarValue>>, String> {
-        let line = std::str::from_utf8(payload).map_err(|_| "invalid UTF-8 in CSV line".to_string())?;
+    fn decode_csv(
+        &self,
+        payload: &[u8],
+        delimiter: u8,
+        header: bool,
+    ) -> Result<Option<Vec<ScalarValue>>, String> {
+        let line =
+            std::str::from_utf8(payload).map_err(|_| "invalid UTF-8 in CSV line".to_string())?;
         let line = line.trim_end_matches(['\r', '\n']);
         let fields = split_csv(line, delimiter as char)?;
         if header
             && fields.len() == self.columns.len()
-            && fields.iter().zip(&self.columns).all(|(f, (n, _))| f.trim().eq_ignore_ascii_case(n))
+            && fields
+                .iter()
+                .zip(&self.columns)
+                .all(|(f, (n, _))| f.trim().eq_ignore_ascii_case(n))
         {
             return Ok(None);
         }
@@ -128,14 +137,22 @@ fn json_value(v: &serde_json::Value, dt: &DataType) -> Result<ScalarValue, Strin
     Ok(match (dt, v) {
         (DataType::Boolean, J::Bool(b)) => ScalarValue::Boolean(Some(*b)),
         (DataType::Int16, J::Number(n)) => ScalarValue::Int16(Some(
-            n.as_i64().and_then(|x| i16::try_from(x).ok()).ok_or_else(wrong)?,
+            n.as_i64()
+                .and_then(|x| i16::try_from(x).ok())
+                .ok_or_else(wrong)?,
         )),
         (DataType::Int32, J::Number(n)) => ScalarValue::Int32(Some(
-            n.as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(wrong)?,
+            n.as_i64()
+                .and_then(|x| i32::try_from(x).ok())
+                .ok_or_else(wrong)?,
         )),
         (DataType::Int64, J::Number(n)) => ScalarValue::Int64(Some(n.as_i64().ok_or_else(wrong)?)),
-        (DataType::Float32, J::Number(n)) => ScalarValue::Float32(Some(n.as_f64().ok_or_else(wrong)? as f32)),
-        (DataType::Float64, J::Number(n)) => ScalarValue::Float64(Some(n.as_f64().ok_or_else(wrong)?)),
+        (DataType::Float32, J::Number(n)) => {
+            ScalarValue::Float32(Some(n.as_f64().ok_or_else(wrong)? as f32))
+        }
+        (DataType::Float64, J::Number(n)) => {
+            ScalarValue::Float64(Some(n.as_f64().ok_or_else(wrong)?))
+        }
         (DataType::Decimal128(_, _), J::Number(n)) => parse_text(&n.to_string(), dt)?,
         (DataType::Timestamp(_, _), J::Number(n)) => {
             // Epoch milliseconds.
@@ -204,11 +221,16 @@ pub fn parse_text(s: &str, dt: &DataType) -> Result<ScalarValue, String> {
             } else if let Ok(d) = DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z") {
                 d.timestamp_micros()
             } else {
-                ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
-                    .iter()
-                    .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-                    .map(|d| d.and_utc().timestamp_micros())
-                    .ok_or_else(bad)?
+                [
+                    "%Y-%m-%d %H:%M:%S%.f",
+                    "%Y-%m-%dT%H:%M:%S%.f",
+                    "%Y-%m-%d %H:%M:%S",
+                    "%Y-%m-%dT%H:%M:%S",
+                ]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+                .map(|d| d.and_utc().timestamp_micros())
+                .ok_or_else(bad)?
             };
             timestamp(micros, dt)
         }
@@ -234,7 +256,10 @@ fn parse_decimal(s: &str, scale: i8) -> Option<i128> {
     }
     let scale = scale.max(0) as usize;
     let mut v: i128 = 0;
-    for c in int.chars().chain(frac.chars().chain(std::iter::repeat('0')).take(scale)) {
+    for c in int
+        .chars()
+        .chain(frac.chars().chain(std::iter::repeat('0')).take(scale))
+    {
         v = v.checked_mul(10)?.checked_add(c as i128 - '0' as i128)?;
     }
     if frac.len() > scale && frac.as_bytes()[scale] >= b'5' {
@@ -253,7 +278,10 @@ mod tests {
                 ("id".into(), DataType::Int64),
                 ("name".into(), DataType::Utf8),
                 ("amount".into(), DataType::Decimal128(10, 2)),
-                ("at".into(), DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))),
+                (
+                    "at".into(),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                ),
             ],
             Format::Json,
         )
@@ -267,7 +295,10 @@ mod tests {
             .unwrap();
         assert_eq!(row[0], ScalarValue::Int64(Some(7)));
         assert_eq!(row[2], ScalarValue::Decimal128(Some(1235), 10, 2));
-        assert_eq!(row[3], ScalarValue::TimestampMicrosecond(Some(1_795_867_200_000_000), Some("+00:00".into())));
+        assert_eq!(
+            row[3],
+            ScalarValue::TimestampMicrosecond(Some(1_795_867_200_000_000), Some("+00:00".into()))
+        );
         // missing fields are NULL
         let row = dec().decode(br#"{"id": 1}"#).unwrap().unwrap();
         assert!(row[1].is_null() && row[3].is_null());
@@ -285,12 +316,18 @@ mod tests {
     fn csv_lines() {
         let d = Decoder::new(
             vec![("a".into(), DataType::Int32), ("b".into(), DataType::Utf8)],
-            Format::Csv { delimiter: b',', header: true },
+            Format::Csv {
+                delimiter: b',',
+                header: true,
+            },
         );
         assert_eq!(d.decode(b"a,b").unwrap(), None);
         assert_eq!(
             d.decode(b"3,\"x, \"\"y\"\"\"").unwrap().unwrap(),
-            vec![ScalarValue::Int32(Some(3)), ScalarValue::Utf8(Some("x, \"y\"".into()))]
+            vec![
+                ScalarValue::Int32(Some(3)),
+                ScalarValue::Utf8(Some("x, \"y\"".into()))
+            ]
         );
         assert!(d.decode(b"1").is_err());
         assert!(d.decode(b"zz,1").is_err());

@@ -88,7 +88,11 @@ impl KafkaConfig {
             .set("allow.auto.create.topics", "false")
             .set(
                 "auto.offset.reset",
-                if self.startup == Startup::Latest { "latest" } else { "earliest" },
+                if self.startup == Startup::Latest {
+                    "latest"
+                } else {
+                    "earliest"
+                },
             );
         for (k, v) in &self.properties {
             c.set(k, v);
@@ -238,7 +242,10 @@ pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
 }
 
 /// The primary key of a null-valued upsert message, from its key.
-fn decode_key(key: Option<&[u8]>, cols: &[(String, datafusion::arrow::datatypes::DataType)]) -> Result<Row, String> {
+fn decode_key(
+    key: Option<&[u8]>,
+    cols: &[(String, datafusion::arrow::datatypes::DataType)],
+) -> Result<Row, String> {
     let key = key.ok_or_else(|| "null value without a key: nothing to delete".to_string())?;
     if let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(key) {
         let json = serde_json::Value::Object(obj).to_string();
@@ -337,7 +344,10 @@ impl Reader {
         {
             return Offset::Beginning;
         }
-        match self.consumer.offsets_for_times(tpl, Duration::from_secs(10)) {
+        match self
+            .consumer
+            .offsets_for_times(tpl, Duration::from_secs(10))
+        {
             Ok(res) => res
                 .elements()
                 .first()
@@ -348,7 +358,11 @@ impl Reader {
         }
     }
 
-    fn run(&mut self, stop: &AtomicBool, catch_rx: mpsc::Receiver<mpsc::Sender<()>>) -> Result<(), String> {
+    fn run(
+        &mut self,
+        stop: &AtomicBool,
+        catch_rx: mpsc::Receiver<mpsc::Sender<()>>,
+    ) -> Result<(), String> {
         // The broker may be down at startup: keep trying rather than give up on the view.
         while let Err(e) = self.assign_new() {
             tracing::warn!(source = %self.spec.config.source_name, error = %e, "cannot read the topic yet; retrying");
@@ -379,7 +393,9 @@ impl Reader {
                 }
             }
             let full = self.rows.len() >= MAX_BATCH_ROWS;
-            let old = self.first_pending.is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE);
+            let old = self
+                .first_pending
+                .is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE);
             if self.dirty && (full || old || idle) {
                 self.send()?;
             }
@@ -475,7 +491,9 @@ impl Reader {
                             Some("+00:00".into()),
                         ),
                         Include::Key => ScalarValue::Utf8(
-                            msg.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                            msg.key
+                                .as_deref()
+                                .map(|k| String::from_utf8_lossy(k).into_owned()),
                         ),
                     });
                 }
@@ -506,7 +524,8 @@ impl Reader {
     fn send(&mut self) -> Result<(), String> {
         let rows = std::mem::take(&mut self.rows);
         let weights = vec![1; rows.len()];
-        let chunk = Chunk::from_rows(self.spec.schema.clone(), &rows, weights).map_err(|e| e.to_string())?;
+        let chunk = Chunk::from_rows(self.spec.schema.clone(), &rows, weights)
+            .map_err(|e| e.to_string())?;
         let offsets = self
             .positions
             .iter()

@@ -63,7 +63,10 @@ pub struct TableWrite {
 pub enum Ddl {
     CreateTable(TableDesc),
     /// A source: no rows, only a schema for the views that read it.
-    CreateSource { id: RelationId, schema: SchemaRef },
+    CreateSource {
+        id: RelationId,
+        schema: SchemaRef,
+    },
     CreateView(ViewDesc),
     Drop(RelationId),
 }
@@ -129,7 +132,10 @@ pub fn stored_offsets(
             .as_slice()
             .try_into()
             .map_err(|_| EngineError::Internal("bad offset value".into()))?;
-        out.insert((u32::from_be_bytes(p) ^ 0x8000_0000) as i32, i64::from_be_bytes(o));
+        out.insert(
+            (u32::from_be_bytes(p) ^ 0x8000_0000) as i32,
+            i64::from_be_bytes(o),
+        );
     }
     Ok(out)
 }
@@ -492,7 +498,12 @@ impl Coordinator {
                 let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
                 if let Err(e) = self.statement(|c| c.push_source(view, source, one)) {
                     let text: Vec<String> = row.iter().map(display_value).collect();
-                    errors.push((-1, -1, format!("view {view} rejected the row: {e}"), format!("({})", text.join(", "))));
+                    errors.push((
+                        -1,
+                        -1,
+                        format!("view {view} rejected the row: {e}"),
+                        format!("({})", text.join(", ")),
+                    ));
                 }
             }
         }
@@ -513,22 +524,39 @@ impl Coordinator {
         let whole = self.statement(|c| c.feed_rows(&desc, &rows, &deletes));
         if whole.is_err() {
             for key in &deletes {
-                if let Err(e) = self.statement(|c| c.feed_rows(&desc, &Chunk::empty(desc.schema.clone()), std::slice::from_ref(key))) {
+                if let Err(e) = self.statement(|c| {
+                    c.feed_rows(
+                        &desc,
+                        &Chunk::empty(desc.schema.clone()),
+                        std::slice::from_ref(key),
+                    )
+                }) {
                     errors.push((-1, -1, format!("delete rejected: {e}"), format!("{key:?}")));
                 }
             }
             for (row, w) in rows.rows()?.iter().zip(&rows.weights) {
-                let one = Chunk::from_rows(desc.schema.clone(), std::slice::from_ref(row), vec![*w])?;
+                let one =
+                    Chunk::from_rows(desc.schema.clone(), std::slice::from_ref(row), vec![*w])?;
                 if let Err(e) = self.statement(|c| c.feed_rows(&desc, &one, &[])) {
                     let text: Vec<String> = row.iter().map(display_value).collect();
-                    errors.push((-1, -1, format!("row rejected: {e}"), format!("({})", text.join(", "))));
+                    errors.push((
+                        -1,
+                        -1,
+                        format!("row rejected: {e}"),
+                        format!("({})", text.join(", ")),
+                    ));
                 }
             }
         }
         self.record_progress(table, table, &desc.name, offsets, errors)
     }
 
-    fn feed_rows(&mut self, desc: &TableDesc, rows: &Chunk, deletes: &[Row]) -> Result<(), EngineError> {
+    fn feed_rows(
+        &mut self,
+        desc: &TableDesc,
+        rows: &Chunk,
+        deletes: &[Row],
+    ) -> Result<(), EngineError> {
         let mut changes: Vec<Row> = Vec::new();
         let mut weights = Vec::new();
         for key in deletes {
@@ -593,7 +621,12 @@ impl Coordinator {
         Ok(())
     }
 
-    fn push_source(&mut self, view: RelationId, source: RelationId, chunk: Chunk) -> Result<(), EngineError> {
+    fn push_source(
+        &mut self,
+        view: RelationId,
+        source: RelationId,
+        chunk: Chunk,
+    ) -> Result<(), EngineError> {
         let mut queue = VecDeque::new();
         if let Some(df) = self.views.iter_mut().find(|d| d.view() == view) {
             for out in df.push(source, &chunk, &mut self.txn)? {
@@ -608,7 +641,10 @@ impl Coordinator {
         self.propagate_all(VecDeque::from([(relation, chunk)]))
     }
 
-    fn propagate_all(&mut self, mut queue: VecDeque<(RelationId, Chunk)>) -> Result<(), EngineError> {
+    fn propagate_all(
+        &mut self,
+        mut queue: VecDeque<(RelationId, Chunk)>,
+    ) -> Result<(), EngineError> {
         while let Some((rel, chunk)) = queue.pop_front() {
             for df in self.views.iter_mut() {
                 if df.reads(rel) {

@@ -93,6 +93,9 @@ pub fn register_in_schema(
         )?;
     }
     let table_ref = datafusion::common::TableReference::partial(schema_name, table);
-    ctx.register_table(table_ref, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    ctx.register_table(
+        table_ref,
+        Arc::new(MemTable::try_new(schema, vec![batches])?),
+    )?;
     Ok(())
 }

@@ -60,7 +60,9 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             out.push(Stmt::ShowSources);
         } else if parser.parse_keywords(&[Keyword::DROP, Keyword::SOURCE]) {
             let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-            let name = parser.parse_object_name(false).map_err(|e| parser_error(sql, e))?;
+            let name = parser
+                .parse_object_name(false)
+                .map_err(|e| parser_error(sql, e))?;
             let cascade = parser.parse_keyword(Keyword::CASCADE);
             if !cascade {
                 let _ = parser.parse_keyword(Keyword::RESTRICT);
@@ -127,16 +129,21 @@ fn has_format_clause(parser: &Parser) -> bool {
 }
 
 fn peek_words(parser: &Parser, words: &[&str]) -> bool {
-    words.iter().enumerate().all(|(i, w)| match &parser.peek_nth_token(i).token {
-        Token::Word(word) => word.value.eq_ignore_ascii_case(w),
-        _ => false,
-    })
+    words
+        .iter()
+        .enumerate()
+        .all(|(i, w)| match &parser.peek_nth_token(i).token {
+            Token::Word(word) => word.value.eq_ignore_ascii_case(w),
+            _ => false,
+        })
 }
 
 fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
     match parser.next_token().token {
         Token::Word(w) if w.value.eq_ignore_ascii_case(word) => Ok(()),
-        other => Err(ParserError::ParserError(format!("Expected: {word}, found: {other}"))),
+        other => Err(ParserError::ParserError(format!(
+            "Expected: {word}, found: {other}"
+        ))),
     }
 }
 
@@ -283,10 +290,18 @@ mod tests {
              FORMAT PLAIN ENCODE CSV (delimiter = ';', without_header = 'true'); SHOW SOURCES",
         )
         .unwrap();
-        let Stmt::CreateSource(cs) = &s[0] else { panic!("{s:?}") };
+        let Stmt::CreateSource(cs) = &s[0] else {
+            panic!("{s:?}")
+        };
         assert_eq!(cs.columns.len(), 2);
         assert_eq!(cs.includes.len(), 2);
-        assert_eq!(cs.options[2], ("properties.bootstrap.server".into(), "127.0.0.1:9092".into()));
+        assert_eq!(
+            cs.options[2],
+            (
+                "properties.bootstrap.server".into(),
+                "127.0.0.1:9092".into()
+            )
+        );
         assert_eq!((cs.format.as_str(), cs.encode.as_str()), ("plain", "csv"));
         assert_eq!(cs.encode_options.len(), 2);
         assert!(matches!(s[1], Stmt::ShowSources));

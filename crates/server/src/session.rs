@@ -18,12 +18,14 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use freshet_engine::chunk::{column_types, rows_to_batch};
+use freshet_engine::coordinator::{source_errors_schema, SOURCE_ERRORS};
 use freshet_engine::coordinator::{Ddl, Engine, EngineConfig, TableDesc, TableWrite, ViewDesc};
 use freshet_engine::plan::StreamNode;
 use freshet_engine::EngineError;
 use freshet_planner::catalog::{Catalog, ColumnDef, RelationKind, SqlType, TableDef, ViewDef};
-use freshet_engine::coordinator::{source_errors_schema, SOURCE_ERRORS};
-use freshet_planner::context::{bind, new_session, referenced_tables, register, register_in_schema};
+use freshet_planner::context::{
+    bind, new_session, referenced_tables, register, register_in_schema,
+};
 use freshet_planner::naming::{display_name, name_select_items};
 use freshet_planner::parser::{self, Stmt};
 use freshet_planner::sqlparser::ast::{
@@ -122,7 +124,12 @@ impl Db {
         let mut handles = Vec::new();
         for dep in &view.depends_on {
             if let Some(src) = catalog.source_by_id(*dep) {
-                handles.push(crate::sources::start_reader(&self.engine, &self.store, view.id, src)?);
+                handles.push(crate::sources::start_reader(
+                    &self.engine,
+                    &self.store,
+                    view.id,
+                    src,
+                )?);
             }
         }
         if !handles.is_empty() {
@@ -148,7 +155,11 @@ impl Db {
 
     /// Stops the readers feeding `view` (blocking until their threads end).
     fn stop_readers(&self, view: u64) {
-        let handles = self.readers.lock().unwrap_or_else(|p| p.into_inner()).remove(&view);
+        let handles = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&view);
         drop(handles);
     }
 
@@ -161,7 +172,10 @@ impl Db {
             for handles in readers.values() {
                 for h in handles {
                     h.catch_up(std::time::Duration::from_secs(600))
-                        .map_err(|message| ServerError::Connector { code: "58000", message })?;
+                        .map_err(|message| ServerError::Connector {
+                            code: "58000",
+                            message,
+                        })?;
                 }
             }
             Ok::<(), ServerError>(())
@@ -386,8 +400,13 @@ impl Session {
                 if_exists,
                 cascade,
             } => {
-                self.drop_relations(RelationKind::Source, *if_exists, std::slice::from_ref(name), *cascade)
-                    .await
+                self.drop_relations(
+                    RelationKind::Source,
+                    *if_exists,
+                    std::slice::from_ref(name),
+                    *cascade,
+                )
+                .await
             }
             Stmt::Sql(s) => self.execute_sql(s, params).await,
         }
@@ -501,7 +520,10 @@ impl Session {
     async fn query(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
         let stmt = with_pg_names(stmt);
         let catalog = self.db.catalog();
-        if let Some(src) = referenced_tables(&stmt).iter().find(|n| catalog.source(n).is_some()) {
+        if let Some(src) = referenced_tables(&stmt)
+            .iter()
+            .find(|n| catalog.source(n).is_some())
+        {
             return Err(ServerError::Unsupported(format!(
                 "cannot query source \"{src}\" directly: a source is a stream, not stored; \
                  create a materialized view over it"
@@ -871,7 +893,10 @@ impl Session {
             query.to_string()
         } else {
             let cols: Vec<String> = cv.columns.iter().map(|c| c.name.to_string()).collect();
-            format!("SELECT * FROM ({query}) AS __freshet_view ({})", cols.join(", "))
+            format!(
+                "SELECT * FROM ({query}) AS __freshet_view ({})",
+                cols.join(", ")
+            )
         };
         let query_stmt = match parser::parse(&query_sql)?.into_iter().next() {
             Some(Stmt::Sql(s)) => s,
@@ -880,7 +905,9 @@ impl Session {
         let ctx = self.db.context_for(catalog, &query_stmt, false)?;
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {
-            return Err(ServerError::Unsupported("parameters in a materialized view".into()));
+            return Err(ServerError::Unsupported(
+                "parameters in a materialized view".into(),
+            ));
         }
         let planned = plan_view(&ctx, catalog, &plan)?;
         Ok((query_sql, planned))
@@ -904,13 +931,20 @@ impl Session {
                 text.push_str(&format!("relation {id} = {name}\n"));
             }
         }
-        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]));
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "QUERY PLAN",
+            DataType::Utf8,
+            false,
+        )]));
         let rows: Vec<Vec<ScalarValue>> = text
             .lines()
             .map(|l| vec![ScalarValue::Utf8(Some(l.to_string()))])
             .collect();
         let batch = rows_to_batch(schema.clone(), &rows)?;
-        Ok(Output::Rows { schema, batches: vec![batch] })
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
     }
 
     async fn drop(
@@ -925,7 +959,8 @@ impl Session {
             ObjectType::MaterializedView | ObjectType::View => RelationKind::View,
             other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
         };
-        self.drop_relations(expected, if_exists, names, cascade).await
+        self.drop_relations(expected, if_exists, names, cascade)
+            .await
     }
 
     async fn drop_relations(
@@ -967,9 +1002,7 @@ impl Session {
                 let dependents: Vec<String> = catalog
                     .dependents(id)
                     .iter()
-                    .map(|v| {
-                        format!("materialized view {} depends on {kind_name} {name}", v.name)
-                    })
+                    .map(|v| format!("materialized view {} depends on {kind_name} {name}", v.name))
                     .collect();
                 return Err(PlannerError::DependentObjects {
                     kind: kind_name,
@@ -1008,7 +1041,9 @@ impl Session {
             return Ok(command("CREATE TABLE"));
         }
         if !cs.includes.is_empty() {
-            return Err(ServerError::Unsupported("INCLUDE on a table (use a source)".into()));
+            return Err(ServerError::Unsupported(
+                "INCLUDE on a table (use a source)".into(),
+            ));
         }
         let (columns, pk) = table_columns(&name, &cs.columns, &cs.constraints)?;
         let feed = crate::sources::table_feed(cs, !pk.is_empty())?;
@@ -1027,7 +1062,10 @@ impl Session {
             .map_err(|e| ServerError::Protocol(format!("source check failed: {e}")))??;
         let desc = table_desc(&def);
         next.tables.push(def.clone());
-        self.db.engine.ddl(Ddl::CreateTable(desc), next.to_json()).await?;
+        self.db
+            .engine
+            .ddl(Ddl::CreateTable(desc), next.to_json())
+            .await?;
         self.db.set_catalog(next);
         self.db.start_table_reader(&def)?;
         Ok(command("CREATE TABLE"))
@@ -1187,80 +1225,80 @@ fn table_columns(
     ast_columns: &[ast::ColumnDef],
     constraints: &[TableConstraint],
 ) -> Result<(Vec<ColumnDef>, Vec<usize>)> {
-        let mut columns: Vec<ColumnDef> = Vec::new();
-        let mut pk: Vec<usize> = Vec::new();
-        for (i, c) in ast_columns.iter().enumerate() {
-            let cname = ident_name(&c.name);
-            if columns.iter().any(|x| x.name == cname) {
-                return Err(PlannerError::DuplicateColumn(cname).into());
-            }
-            let mut not_null = false;
-            for opt in &c.options {
-                match &opt.option {
-                    ColumnOption::NotNull => not_null = true,
-                    ColumnOption::Null => {}
-                    ColumnOption::PrimaryKey(_) => {
-                        if !pk.is_empty() {
-                            return Err(ServerError::Unsupported(format!(
-                                "multiple primary keys for table \"{name}\" are not allowed"
-                            )));
-                        }
-                        pk.push(i);
-                        not_null = true;
-                    }
-                    other => {
-                        return Err(ServerError::Unsupported(format!(
-                            "column option {other} is not supported yet"
-                        )))
-                    }
-                }
-            }
-            columns.push(ColumnDef {
-                name: cname,
-                ty: SqlType::from_ast(&c.data_type)?,
-                not_null,
-            });
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut pk: Vec<usize> = Vec::new();
+    for (i, c) in ast_columns.iter().enumerate() {
+        let cname = ident_name(&c.name);
+        if columns.iter().any(|x| x.name == cname) {
+            return Err(PlannerError::DuplicateColumn(cname).into());
         }
-        if columns.is_empty() {
-            return Err(ServerError::Unsupported(
-                "a table needs at least one column".into(),
-            ));
-        }
-        for constraint in constraints {
-            match constraint {
-                TableConstraint::PrimaryKey(p) => {
+        let mut not_null = false;
+        for opt in &c.options {
+            match &opt.option {
+                ColumnOption::NotNull => not_null = true,
+                ColumnOption::Null => {}
+                ColumnOption::PrimaryKey(_) => {
                     if !pk.is_empty() {
                         return Err(ServerError::Unsupported(format!(
                             "multiple primary keys for table \"{name}\" are not allowed"
                         )));
                     }
-                    for ic in &p.columns {
-                        let col = match &ic.column.expr {
-                            ast::Expr::Identifier(id) => ident_name(id),
-                            other => {
-                                return Err(ServerError::Unsupported(format!(
-                                    "primary key expression {other}"
-                                )))
-                            }
-                        };
-                        let idx = columns
-                            .iter()
-                            .position(|c| c.name == col)
-                            .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
-                        if pk.contains(&idx) {
-                            return Err(PlannerError::DuplicateColumn(col).into());
-                        }
-                        pk.push(idx);
-                        columns[idx].not_null = true;
-                    }
+                    pk.push(i);
+                    not_null = true;
                 }
                 other => {
                     return Err(ServerError::Unsupported(format!(
-                        "table constraint {other} is not supported yet"
+                        "column option {other} is not supported yet"
                     )))
                 }
             }
         }
+        columns.push(ColumnDef {
+            name: cname,
+            ty: SqlType::from_ast(&c.data_type)?,
+            not_null,
+        });
+    }
+    if columns.is_empty() {
+        return Err(ServerError::Unsupported(
+            "a table needs at least one column".into(),
+        ));
+    }
+    for constraint in constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(p) => {
+                if !pk.is_empty() {
+                    return Err(ServerError::Unsupported(format!(
+                        "multiple primary keys for table \"{name}\" are not allowed"
+                    )));
+                }
+                for ic in &p.columns {
+                    let col = match &ic.column.expr {
+                        ast::Expr::Identifier(id) => ident_name(id),
+                        other => {
+                            return Err(ServerError::Unsupported(format!(
+                                "primary key expression {other}"
+                            )))
+                        }
+                    };
+                    let idx = columns
+                        .iter()
+                        .position(|c| c.name == col)
+                        .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
+                    if pk.contains(&idx) {
+                        return Err(PlannerError::DuplicateColumn(col).into());
+                    }
+                    pk.push(idx);
+                    columns[idx].not_null = true;
+                }
+            }
+            other => {
+                return Err(ServerError::Unsupported(format!(
+                    "table constraint {other} is not supported yet"
+                )))
+            }
+        }
+    }
     Ok((columns, pk))
 }
 

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use freshet_connectors::decode::{Decoder, Format};
 use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, SourceBatch, Startup};
 use freshet_engine::coordinator::{stored_offsets, Engine, FeedData, SourceData};
-use freshet_planner::catalog::{ColumnDef, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed};
+use freshet_planner::catalog::{
+    ColumnDef, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed,
+};
 use freshet_planner::parser::CreateSource;
 use freshet_planner::PlannerError;
 use freshet_storage::Store;
@@ -44,13 +46,22 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
                 "INCLUDE {what}: expected partition, offset, timestamp or key"
             ))
         })?;
-        let col = alias.as_ref().map(ident_name).unwrap_or_else(|| kind.default_name().to_string());
+        let col = alias
+            .as_ref()
+            .map(ident_name)
+            .unwrap_or_else(|| kind.default_name().to_string());
         if columns.iter().any(|x| x.name == col) || includes.iter().any(|(_, n)| n == &col) {
             return Err(PlannerError::DuplicateColumn(col).into());
         }
         includes.push((kind, col));
     }
-    let (topic, properties, startup, encoding) = connector_options(cs)?;
+    let TableFeed {
+        topic,
+        properties,
+        startup,
+        encoding,
+        ..
+    } = connector_options(cs)?;
     if cs.format != "plain" {
         return Err(ServerError::Unsupported(format!(
             "FORMAT {} for a source (sources are FORMAT PLAIN; upsert topics become tables)",
@@ -71,7 +82,7 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
 
 /// The connector options shared by sources and fed tables: topic, librdkafka properties,
 /// startup position and encoding.
-fn connector_options(cs: &CreateSource) -> Result<(String, Vec<(String, String)>, String, Encoding), ServerError> {
+fn connector_options(cs: &CreateSource) -> Result<TableFeed, ServerError> {
     let mut connector = None;
     let mut topic = None;
     let mut properties = Vec::new();
@@ -103,9 +114,14 @@ fn connector_options(cs: &CreateSource) -> Result<(String, Vec<(String, String)>
                 "connector \"{other}\" is not supported yet (available: kafka)"
             )))
         }
-        None => return Err(ServerError::InvalidOption("missing option \"connector\"".into())),
+        None => {
+            return Err(ServerError::InvalidOption(
+                "missing option \"connector\"".into(),
+            ))
+        }
     }
-    let topic = topic.ok_or_else(|| ServerError::InvalidOption("missing option \"topic\"".into()))?;
+    let topic =
+        topic.ok_or_else(|| ServerError::InvalidOption("missing option \"topic\"".into()))?;
     if !properties.iter().any(|(k, _)| k == "bootstrap.servers") {
         return Err(ServerError::InvalidOption(
             "missing option \"properties.bootstrap.server\"".into(),
@@ -120,7 +136,9 @@ fn connector_options(cs: &CreateSource) -> Result<(String, Vec<(String, String)>
     let encoding = match cs.encode.as_str() {
         "json" => {
             if let Some((k, _)) = cs.encode_options.first() {
-                return Err(ServerError::InvalidOption(format!("unknown ENCODE JSON option \"{k}\"")));
+                return Err(ServerError::InvalidOption(format!(
+                    "unknown ENCODE JSON option \"{k}\""
+                )));
             }
             Encoding::Json
         }
@@ -140,9 +158,13 @@ fn connector_options(cs: &CreateSource) -> Result<(String, Vec<(String, String)>
                             }
                         }
                     }
-                    "without_header" => header = !matches!(v.to_lowercase().as_str(), "true" | "1" | "yes"),
+                    "without_header" => {
+                        header = !matches!(v.to_lowercase().as_str(), "true" | "1" | "yes")
+                    }
                     other => {
-                        return Err(ServerError::InvalidOption(format!("unknown ENCODE CSV option \"{other}\"")))
+                        return Err(ServerError::InvalidOption(format!(
+                            "unknown ENCODE CSV option \"{other}\""
+                        )))
                     }
                 }
             }
@@ -155,12 +177,18 @@ fn connector_options(cs: &CreateSource) -> Result<(String, Vec<(String, String)>
             )))
         }
     };
-    Ok((topic, properties, startup, encoding))
+    Ok(TableFeed {
+        topic,
+        properties,
+        startup,
+        encoding,
+        upsert: false,
+    })
 }
 
 /// The feed of `CREATE TABLE … WITH (connector = 'kafka', …) FORMAT … ENCODE …`.
 pub fn table_feed(cs: &CreateSource, has_pk: bool) -> Result<TableFeed, ServerError> {
-    let (topic, properties, startup, encoding) = connector_options(cs)?;
+    let feed = connector_options(cs)?;
     let upsert = match cs.format.as_str() {
         "upsert" => {
             if !has_pk {
@@ -168,8 +196,10 @@ pub fn table_feed(cs: &CreateSource, has_pk: bool) -> Result<TableFeed, ServerEr
                     "a FORMAT UPSERT table needs a PRIMARY KEY (the message key)".into(),
                 ));
             }
-            if encoding != Encoding::Json {
-                return Err(ServerError::Unsupported("FORMAT UPSERT with ENCODE CSV".into()));
+            if feed.encoding != Encoding::Json {
+                return Err(ServerError::Unsupported(
+                    "FORMAT UPSERT with ENCODE CSV".into(),
+                ));
             }
             true
         }
@@ -181,13 +211,7 @@ pub fn table_feed(cs: &CreateSource, has_pk: bool) -> Result<TableFeed, ServerEr
             )))
         }
     };
-    Ok(TableFeed {
-        topic,
-        properties,
-        startup,
-        encoding,
-        upsert,
-    })
+    Ok(TableFeed { upsert, ..feed })
 }
 
 fn feed_source(table: &TableDef) -> Option<SourceDef> {
@@ -213,15 +237,27 @@ pub fn check_table(table: &TableDef) -> Result<(), ServerError> {
 }
 
 /// Starts the reader of the topic feeding `table`.
-pub fn start_table_reader(engine: &Engine, store: &Store, table: &TableDef) -> Result<ReaderHandle, ServerError> {
+pub fn start_table_reader(
+    engine: &Engine,
+    store: &Store,
+    table: &TableDef,
+) -> Result<ReaderHandle, ServerError> {
     let (Some(src), Some(feed)) = (feed_source(table), table.feed.as_ref()) else {
-        return Err(ServerError::Protocol(format!("table {} has no feed", table.name)));
+        return Err(ServerError::Protocol(format!(
+            "table {} has no feed",
+            table.name
+        )));
     };
     let upsert_key = feed.upsert.then(|| {
         table
             .pk
             .iter()
-            .map(|&i| (table.columns[i].name.clone(), table.columns[i].ty.to_arrow()))
+            .map(|&i| {
+                (
+                    table.columns[i].name.clone(),
+                    table.columns[i].ty.to_arrow(),
+                )
+            })
             .collect()
     });
     let spec = reader_spec(&src, table.id, store, upsert_key)?;
@@ -238,7 +274,10 @@ pub fn start_table_reader(engine: &Engine, store: &Store, table: &TableDef) -> R
             })
             .map_err(|e| e.to_string())
     });
-    kafka::spawn(spec, sink).map_err(|message| ServerError::Connector { code: "58000", message })
+    kafka::spawn(spec, sink).map_err(|message| ServerError::Connector {
+        code: "58000",
+        message,
+    })
 }
 
 fn kafka_config(src: &SourceDef) -> KafkaConfig {
@@ -260,7 +299,11 @@ fn kafka_config(src: &SourceDef) -> KafkaConfig {
 /// Checks that the broker answers and the topic exists (blocking, up to ~10 s).
 pub fn check(src: &SourceDef) -> Result<(), ServerError> {
     kafka_config(src).check().map(|_| ()).map_err(|message| {
-        let code = if message.contains("does not exist") { "42704" } else { "08001" };
+        let code = if message.contains("does not exist") {
+            "42704"
+        } else {
+            "08001"
+        };
         ServerError::Connector { code, message }
     })
 }
@@ -282,7 +325,10 @@ fn reader_spec(
         },
     };
     let decoder = Decoder::new(
-        src.columns.iter().map(|c| (c.name.clone(), c.ty.to_arrow())).collect(),
+        src.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.to_arrow()))
+            .collect(),
         format,
     );
     let includes = src
@@ -315,7 +361,12 @@ fn dead_letters(errors: Vec<kafka::DeadLetter>) -> Vec<(i32, i64, String, String
 }
 
 /// Starts the reader that feeds `view` from `src`.
-pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) -> Result<ReaderHandle, ServerError> {
+pub fn start_reader(
+    engine: &Engine,
+    store: &Store,
+    view: u64,
+    src: &SourceDef,
+) -> Result<ReaderHandle, ServerError> {
     let spec = reader_spec(src, view, store, None)?;
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
@@ -331,5 +382,8 @@ pub fn start_reader(engine: &Engine, store: &Store, view: u64, src: &SourceDef) 
             })
             .map_err(|e| e.to_string())
     });
-    kafka::spawn(spec, sink).map_err(|message| ServerError::Connector { code: "58000", message })
+    kafka::spawn(spec, sink).map_err(|message| ServerError::Connector {
+        code: "58000",
+        message,
+    })
 }

@@ -214,7 +214,10 @@ impl KafkaBroker {
             .expect("start tansu");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         KafkaBroker { port, bin, child }
@@ -227,7 +230,13 @@ impl KafkaBroker {
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new(&self.bin)
-            .args(["topic", "create", name, "--partitions", &partitions.to_string()])
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
             .arg("--broker")
             .arg(format!("tcp://127.0.0.1:{}", self.port))
             .output()
@@ -250,7 +259,13 @@ impl KafkaBroker {
     }
 
     /// Produces messages (`None` payload: a null value) and waits until all are acknowledged.
-    pub fn produce(&self, topic: &str, partition: Option<i32>, key: Option<&str>, payloads: &[Option<Vec<u8>>]) {
+    pub fn produce(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&str>,
+        payloads: &[Option<Vec<u8>>],
+    ) {
         use rdkafka::producer::{BaseRecord, Producer};
         let producer = self.producer();
         for p in payloads {
@@ -270,7 +285,10 @@ impl KafkaBroker {
                     Ok(()) => break,
                     Err((e, r)) => {
                         assert!(
-                            matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                            matches!(
+                                e.rdkafka_error_code(),
+                                Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                            ),
                             "produce to {topic} failed: {e}"
                         );
                         producer.poll(Duration::from_millis(10));
@@ -279,7 +297,9 @@ impl KafkaBroker {
                 }
             }
         }
-        producer.flush(Duration::from_secs(30)).expect("flush produced messages");
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("flush produced messages");
     }
 }
 

@@ -196,24 +196,39 @@ impl AsyncDB for FreshetDb {
         let trimmed = sql.trim();
         if let Some(rest) = trimmed.strip_prefix("freshet:create_topic") {
             let mut it = rest.split_whitespace();
-            let name = it.next().ok_or_else(|| DbError("create_topic needs a name".into()))?.to_string();
-            let parts: u32 = it.next().unwrap_or("1").parse().map_err(|_| DbError("bad partition count".into()))?;
+            let name = it
+                .next()
+                .ok_or_else(|| DbError("create_topic needs a name".into()))?
+                .to_string();
+            let parts: u32 = it
+                .next()
+                .unwrap_or("1")
+                .parse()
+                .map_err(|_| DbError("bad partition count".into()))?;
             let shared = self.shared.clone();
-            tokio::task::spawn_blocking(move || shared.with_kafka(|k| k.create_topic(&name, parts)))
-                .await
-                .map_err(|e| DbError(e.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                shared.with_kafka(|k| k.create_topic(&name, parts))
+            })
+            .await
+            .map_err(|e| DbError(e.to_string()))?;
             return Ok(DBOutput::StatementComplete(0));
         }
         if let Some(rest) = trimmed.strip_prefix("freshet:produce") {
             let mut lines = rest.lines();
             let header = lines.next().unwrap_or_default();
             let mut words = header.split_whitespace();
-            let topic = words.next().ok_or_else(|| DbError("produce needs a topic".into()))?.to_string();
+            let topic = words
+                .next()
+                .ok_or_else(|| DbError("produce needs a topic".into()))?
+                .to_string();
             let mut partition = None;
             let mut key = None;
             for w in words {
                 if let Some(p) = w.strip_prefix("partition=") {
-                    partition = Some(p.parse::<i32>().map_err(|_| DbError("bad partition".into()))?);
+                    partition = Some(
+                        p.parse::<i32>()
+                            .map_err(|_| DbError("bad partition".into()))?,
+                    );
                 } else if let Some(k) = w.strip_prefix("key=") {
                     key = Some(k.to_string());
                 } else {
@@ -221,7 +236,13 @@ impl AsyncDB for FreshetDb {
                 }
             }
             let payloads: Vec<Option<Vec<u8>>> = lines
-                .map(|l| if l == "<null>" { None } else { Some(l.as_bytes().to_vec()) })
+                .map(|l| {
+                    if l == "<null>" {
+                        None
+                    } else {
+                        Some(l.as_bytes().to_vec())
+                    }
+                })
                 .collect();
             let shared = self.shared.clone();
             tokio::task::spawn_blocking(move || {

@@ -68,7 +68,9 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
         e.2 = e.2.min(v);
         e.3 = e.3.max(v);
         let p = rng.gen_range(0..PARTITIONS) as usize;
-        payloads[p].push(Some(format!(r#"{{"id": {id}, "k": {k}, "v": {v}}}"#).into_bytes()));
+        payloads[p].push(Some(
+            format!(r#"{{"id": {id}, "k": {k}, "v": {v}}}"#).into_bytes(),
+        ));
     }
     let done = Arc::new(AtomicBool::new(false));
     let producer = {
@@ -95,7 +97,10 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(rng.gen_range(300..2500)));
         server.kill9_restart();
         kills += 1;
-        assert!(started.elapsed() < Duration::from_secs(900), "crash test took too long");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "crash test took too long"
+        );
     }
     producer.join().expect("producer");
     eprintln!("crash test: {kills} kill -9 restarts while ingesting");
@@ -110,11 +115,24 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
             .iter()
             .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
             .collect();
-        assert_eq!(got, reference, "per_key differs from the reference (seed {seed})");
-        let t = c.query_one("SELECT n, ids, s FROM total", &[]).await.expect("total");
+        assert_eq!(
+            got, reference,
+            "per_key differs from the reference (seed {seed})"
+        );
+        let t = c
+            .query_one("SELECT n, ids, s FROM total", &[])
+            .await
+            .expect("total");
         let (n, ids, s): (i64, i64, i64) = (t.get(0), t.get(1), t.get(2));
-        assert_eq!((n, ids, s), (events as i64, events as i64, total_v), "total differs (seed {seed})");
-        let big = c.query_one("SELECT count(*) FROM big", &[]).await.expect("big");
+        assert_eq!(
+            (n, ids, s),
+            (events as i64, events as i64, total_v),
+            "total differs (seed {seed})"
+        );
+        let big = c
+            .query_one("SELECT count(*) FROM big", &[])
+            .await
+            .expect("big");
         assert_eq!(big.get::<_, i64>(0), reference.len() as i64);
         let errors = c
             .query_one("SELECT count(*) FROM freshet_catalog.source_errors", &[])
@@ -138,7 +156,9 @@ impl BrokerRef {
             .expect("producer");
         for m in msgs {
             let payload = m.as_deref().unwrap_or_default();
-            let mut rec = BaseRecord::<'_, (), [u8]>::to("events").payload(payload).partition(partition);
+            let mut rec = BaseRecord::<'_, (), [u8]>::to("events")
+                .payload(payload)
+                .partition(partition);
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,

@@ -65,7 +65,13 @@ mod tests {
         let c = Chunk::from_rows(schema.clone(), &[s("x"), s("y")], vec![-1, -1]).unwrap();
         m.process(0, c, &mut txn).unwrap();
         let prefix = keys::rows_prefix(9);
-        let rows = decode_relation(txn.scan_prefix(&prefix).unwrap(), prefix.len(), &[DataType::Utf8], RowLayout::Multiset).unwrap();
+        let rows = decode_relation(
+            txn.scan_prefix(&prefix).unwrap(),
+            prefix.len(),
+            &[DataType::Utf8],
+            RowLayout::Multiset,
+        )
+        .unwrap();
         assert_eq!(rows, vec![(s("x"), 1)]);
         // Deleting a row that is not there is an internal error, not a silent negative count.
         let c = Chunk::from_rows(schema, &[s("z")], vec![-1]).unwrap();

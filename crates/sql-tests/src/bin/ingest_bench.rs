@@ -24,7 +24,10 @@ use rdkafka::{Offset, TopicPartitionList};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let events: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let partitions: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
     let broker = KafkaBroker::start();
     broker.create_topic("bench", partitions);
@@ -126,7 +129,9 @@ fn main() {
         }
         events as f64 / t.elapsed().as_secs_f64()
     });
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!("| measure | events | events/s |");
     println!("|---|---|---|");
     println!("| consume + decode only (ceiling, 1 thread) | {events} | {ceiling:.0} |");
@@ -134,6 +139,10 @@ fn main() {
     println!(
         "\nFreshet reached {:.0} % of the ceiling; machine: {cores} cores; profile: {}",
         100.0 * freshet / ceiling,
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
 }
