@@ -172,3 +172,57 @@ impl BrokerRef {
         producer.flush(Duration::from_secs(60)).expect("flush");
     }
 }
+
+#[test]
+fn oversized_messages_are_dead_letters() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let broker = KafkaBroker::start();
+    broker.create_topic("big", 1);
+    let server = TestServer::start();
+    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("message.max.bytes", "10000000")
+        .create()
+        .expect("producer");
+    let big = format!(r#"{{"a": 1, "pad": "{}"}}"#, "x".repeat(1_500_000));
+    for payload in [r#"{"a": 1}"#.to_string(), big, r#"{"a": 2}"#.to_string()] {
+        producer
+            .send(BaseRecord::<'_, (), str>::to("big").payload(&payload))
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE big (a INT, pad VARCHAR) WITH (connector = 'kafka', topic = 'big',
+               properties.bootstrap.server = '{}', properties.fetch.message.max.bytes = '10000000')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW v AS SELECT a FROM big;
+             FLUSH;",
+            broker.addr()
+        ))
+        .await
+        .expect("setup");
+        let rows = c
+            .query("SELECT a FROM v ORDER BY a", &[])
+            .await
+            .expect("view");
+        let got: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(got, vec![1, 2]);
+        let e = c
+            .query_one(
+                "SELECT \"offset\", error, length(payload) FROM freshet_catalog.source_errors",
+                &[],
+            )
+            .await
+            .expect("dead letter");
+        assert_eq!(e.get::<_, i64>(0), 1);
+        assert!(e.get::<_, String>(1).contains("exceeds the limit"));
+        assert_eq!(e.get::<_, i32>(2), 256);
+    });
+}
