@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release --bins && \
-//!   cargo run --release -p freshet-sql-tests --bin ingest_bench -- [EVENTS] [PARTITIONS]
+//!   cargo run --release --bin ingest_bench -- [EVENTS] [PARTITIONS]
 //! ```
 //! It starts its own Tansu broker and `freshet serve` (the binary next to this one, or
 //! `FRESHET_BIN`), produces EVENTS (default 1 000 000) JSON events over PARTITIONS
