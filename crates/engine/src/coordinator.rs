@@ -411,11 +411,7 @@ impl Coordinator {
                 weights.push(1);
             }
         }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let chunk = Chunk::from_rows(desc.schema.clone(), &changes, weights)?;
-        self.propagate(desc.id, chunk)
+        self.propagate_rows(&desc, &changes, weights)
     }
 
     fn pk_bytes(desc: &TableDesc, row: &Row) -> Result<Vec<u8>, EngineError> {
@@ -583,11 +579,7 @@ impl Coordinator {
             changes.push(row);
             weights.push(1);
         }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let chunk = Chunk::from_rows(desc.schema.clone(), &changes, weights)?;
-        self.propagate(desc.id, chunk)
+        self.propagate_rows(desc, &changes, weights)
     }
 
     /// Stores a reader's offsets and dead letters in the write buffer.
@@ -634,6 +626,20 @@ impl Coordinator {
             }
         }
         self.propagate_all(queue)
+    }
+
+    /// Pushes a table's changed rows (weight −1 deleted, +1 inserted) through its views.
+    fn propagate_rows(
+        &mut self,
+        desc: &TableDesc,
+        rows: &[Row],
+        weights: Vec<i64>,
+    ) -> Result<(), EngineError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let chunk = Chunk::from_rows(desc.schema.clone(), rows, weights)?;
+        self.propagate(desc.id, chunk)
     }
 
     /// Pushes a relation's changes through every view that reads it, transitively.

@@ -812,13 +812,20 @@ impl Session {
             pk,
             feed: None,
         };
+        self.add_table(next, def).await
+    }
+
+    /// Commits a new table into `next` (the catalog with its id allocated) and starts the
+    /// reader of its topic, if it has one.
+    async fn add_table(&self, mut next: Catalog, def: TableDef) -> Result<Output> {
         let desc = table_desc(&def);
-        next.tables.push(def);
+        next.tables.push(def.clone());
         self.db
             .engine
             .ddl(Ddl::CreateTable(desc), next.to_json())
             .await?;
         self.db.set_catalog(next);
+        self.db.start_table_reader(&def)?;
         Ok(command("CREATE TABLE"))
     }
 
@@ -1060,15 +1067,7 @@ impl Session {
         tokio::task::spawn_blocking(move || crate::sources::check_table(&check_def))
             .await
             .map_err(|e| ServerError::Protocol(format!("source check failed: {e}")))??;
-        let desc = table_desc(&def);
-        next.tables.push(def.clone());
-        self.db
-            .engine
-            .ddl(Ddl::CreateTable(desc), next.to_json())
-            .await?;
-        self.db.set_catalog(next);
-        self.db.start_table_reader(&def)?;
-        Ok(command("CREATE TABLE"))
+        self.add_table(next, def).await
     }
 
     async fn create_source(&self, cs: &parser::CreateSource) -> Result<Output> {
