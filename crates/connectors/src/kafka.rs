@@ -201,7 +201,14 @@ pub struct ReaderSpec {
     /// Upsert mode: the primary key columns, decoded from the message key of a null-valued
     /// message (a JSON object with those fields, or for a one-column key its plain text).
     pub upsert_key: Option<Vec<(String, datafusion::arrow::datatypes::DataType)>>,
+    /// Filters the partition list the broker reports at each metadata refresh. `None` in
+    /// the server; tests use it to show partitions appearing on a broker that cannot add
+    /// partitions to a topic (Tansu has no CreatePartitions).
+    pub partition_view: Option<PartitionView>,
 }
+
+/// See [`ReaderSpec::partition_view`].
+pub type PartitionView = Arc<dyn Fn(Vec<i32>) -> Vec<i32> + Send + Sync>;
 
 /// Starts a reader thread.
 pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
@@ -304,7 +311,10 @@ struct Reader {
 
 impl Reader {
     fn assign_new(&mut self) -> Result<(), String> {
-        let parts = partitions(&self.consumer, &self.spec.config.topic)?;
+        let mut parts = partitions(&self.consumer, &self.spec.config.topic)?;
+        if let Some(view) = &self.spec.partition_view {
+            parts = view(parts);
+        }
         let new: Vec<i32> = parts
             .into_iter()
             .filter(|p| !self.positions.contains_key(p))

@@ -349,6 +349,7 @@ fn reader_spec(
         schema: src.schema(),
         start,
         upsert_key,
+        partition_view: None,
     })
 }
 
