@@ -20,6 +20,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::decode::Decoder;
+use crate::watermark::WatermarkTracker;
 
 /// Messages larger than this go to the dead-letter table.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -151,6 +152,11 @@ pub struct SourceBatch {
     pub deletes: Vec<Row>,
     pub offsets: Vec<(i32, i64)>,
     pub errors: Vec<DeadLetter>,
+    /// The source's watermark after this batch (sources with a `WATERMARK`).
+    pub watermark: Option<i64>,
+    /// Largest event time per partition, stored with the offsets.
+    pub maxima: Vec<(i32, i64)>,
+    pub late: Vec<LateEvent>,
 }
 
 /// Receives a reader's batches; an error stops the reader.
@@ -164,6 +170,19 @@ pub struct ReaderHandle {
 }
 
 impl ReaderHandle {
+    /// A handle on a reader thread that answers catch-up requests on `catch_up`.
+    pub fn new(
+        stop: Arc<AtomicBool>,
+        catch_up: mpsc::Sender<mpsc::Sender<()>>,
+        thread: JoinHandle<()>,
+    ) -> ReaderHandle {
+        ReaderHandle {
+            stop,
+            catch_up,
+            thread: Some(thread),
+        }
+    }
+
     /// Blocks until the reader has handed over everything the topic held when called.
     pub fn catch_up(&self, timeout: Duration) -> Result<(), String> {
         let (tx, rx) = mpsc::channel();
@@ -205,6 +224,55 @@ pub struct ReaderSpec {
     /// the server; tests use it to show partitions appearing on a broker that cannot add
     /// partitions to a topic (Tansu has no CreatePartitions).
     pub partition_view: Option<PartitionView>,
+    /// The source's `WATERMARK`, if it has one.
+    pub watermark: Option<WatermarkSpec>,
+}
+
+/// How a reader tracks its source's watermark, and where it resumes.
+#[derive(Clone, Debug)]
+pub struct WatermarkSpec {
+    /// Index of the event-time column in a row.
+    pub column: usize,
+    pub delay_micros: i64,
+    pub idle_timeout: Duration,
+    /// Largest event time per partition, as last committed.
+    pub maxima: BTreeMap<i32, i64>,
+    /// The watermark as last committed.
+    pub watermark: Option<i64>,
+}
+
+impl WatermarkSpec {
+    pub fn tracker(&self) -> WatermarkTracker {
+        WatermarkTracker::new(
+            self.column,
+            self.delay_micros,
+            self.idle_timeout,
+            &self.maxima,
+            self.watermark,
+        )
+    }
+}
+
+/// An event older than the watermark: kept in `freshet_catalog.late_events`, not in views.
+#[derive(Clone, Debug)]
+pub struct LateEvent {
+    pub partition: i32,
+    pub offset: i64,
+    pub event_time: i64,
+    pub watermark: i64,
+    /// The first bytes of the payload, lossily as text.
+    pub payload: String,
+}
+
+/// The event time of a decoded value, in microseconds.
+pub fn event_micros(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampMicrosecond(v, _) => *v,
+        ScalarValue::TimestampMillisecond(v, _) => v.map(|v| v.saturating_mul(1000)),
+        ScalarValue::TimestampSecond(v, _) => v.map(|v| v.saturating_mul(1_000_000)),
+        ScalarValue::TimestampNanosecond(v, _) => v.map(|v| v.div_euclid(1000)),
+        _ => None,
+    }
 }
 
 /// See [`ReaderSpec::partition_view`].
@@ -219,7 +287,10 @@ pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
         .map_err(|e| format!("invalid Kafka settings: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let (catch_tx, catch_rx) = mpsc::channel();
+    let tracker = spec.watermark.as_ref().map(WatermarkSpec::tracker);
     let mut reader = Reader {
+        tracker,
+        late: Vec::new(),
         consumer,
         at_end: BTreeMap::new(),
         spec,
@@ -294,6 +365,8 @@ impl From<&rdkafka::message::BorrowedMessage<'_>> for Owned {
 }
 
 struct Reader {
+    tracker: Option<WatermarkTracker>,
+    late: Vec<LateEvent>,
     consumer: BaseConsumer,
     /// Partitions whose end the reader has reached (and read nothing since).
     at_end: BTreeMap<i32, bool>,
@@ -338,6 +411,9 @@ impl Reader {
             tpl.add_partition_offset(&self.spec.config.topic, *p, offset)
                 .map_err(|e| e.to_string())?;
             self.positions.insert(*p, self.spec.start.get(p).copied());
+            if let Some(t) = &mut self.tracker {
+                t.add_partition(*p);
+            }
         }
         self.consumer
             .incremental_assign(&tpl)
@@ -401,6 +477,10 @@ impl Reader {
                 Some(Err(e)) => {
                     tracing::warn!(source = %self.spec.config.source_name, error = %e, "kafka error")
                 }
+            }
+            if self.tracker.as_mut().is_some_and(|t| t.tick()) {
+                self.dirty = true;
+                self.first_pending.get_or_insert_with(Instant::now);
             }
             let full = self.rows.len() >= MAX_BATCH_ROWS;
             let old = self
@@ -507,6 +587,21 @@ impl Reader {
                         ),
                     });
                 }
+                if let Some(t) = &mut self.tracker {
+                    let ts = row.get(t.column).and_then(event_micros);
+                    if let Err(watermark) = t.observe(p, ts) {
+                        let bytes = payload.unwrap_or_default();
+                        let cut = &bytes[..bytes.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
+                        self.late.push(LateEvent {
+                            partition: p,
+                            offset: off,
+                            event_time: ts.unwrap_or_default(),
+                            watermark,
+                            payload: String::from_utf8_lossy(cut).into_owned(),
+                        });
+                        return Ok(());
+                    }
+                }
                 self.rows.push(row);
             }
             Ok(None) => {}
@@ -546,6 +641,13 @@ impl Reader {
             deletes: std::mem::take(&mut self.deletes),
             offsets,
             errors: std::mem::take(&mut self.errors),
+            watermark: self.tracker.as_ref().and_then(WatermarkTracker::watermark),
+            maxima: self
+                .tracker
+                .as_ref()
+                .map(WatermarkTracker::maxima)
+                .unwrap_or_default(),
+            late: std::mem::take(&mut self.late),
         };
         self.dirty = false;
         self.first_pending = None;

@@ -3,4 +3,6 @@
 //! that failed to decode, to a sink — the engine — which commits all of it atomically.
 
 pub mod decode;
+pub mod generator;
 pub mod kafka;
+pub mod watermark;

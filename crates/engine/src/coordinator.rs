@@ -86,6 +86,26 @@ pub fn source_errors_schema() -> SchemaRef {
     ]))
 }
 
+/// Events that came in below their source's watermark (`freshet_catalog.late_events`).
+pub const LATE_EVENTS: RelationId = u64::MAX - 2;
+
+/// Columns of [`LATE_EVENTS`].
+pub fn late_events_schema() -> SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let ts = freshet_storage::codec::timestamptz();
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("source_name", DataType::Utf8, true),
+        Field::new("partition", DataType::Int32, true),
+        Field::new("offset", DataType::Int64, true),
+        Field::new("event_time", ts.clone(), true),
+        Field::new("watermark", ts, true),
+        Field::new("payload", DataType::Utf8, true),
+    ]))
+}
+
+/// A late event: (partition, offset, event time µs, watermark µs, payload).
+pub type Late = (i32, i64, i64, i64, String);
+
 /// Rows read from a source for one view, with the offsets they reach.
 pub struct SourceData {
     pub view: RelationId,
@@ -96,6 +116,11 @@ pub struct SourceData {
     pub offsets: Vec<(i32, i64)>,
     /// Dead letters: (partition, offset, error, payload).
     pub errors: Vec<(i32, i64, String, String)>,
+    /// The source's watermark after these rows, if it has one.
+    pub watermark: Option<i64>,
+    /// Largest event time per partition (stored with the offsets).
+    pub maxima: Vec<(i32, i64)>,
+    pub late: Vec<Late>,
 }
 
 /// Rows read from a topic that feeds a table.
@@ -115,6 +140,42 @@ fn offsets_prefix(view: RelationId, source: RelationId) -> Vec<u8> {
     k
 }
 
+fn watermark_key(view: RelationId, source: RelationId) -> Vec<u8> {
+    let mut k = keys::state_prefix(keys::state_table_id(view, u16::MAX, 1));
+    k.extend_from_slice(&source.to_be_bytes());
+    k
+}
+
+/// What a view has committed of a source's watermark: the largest event time per
+/// partition, and the watermark itself.
+pub fn stored_watermark(
+    store: &Store,
+    view: RelationId,
+    source: RelationId,
+) -> Result<(std::collections::BTreeMap<i32, i64>, Option<i64>), EngineError> {
+    let prefix = offsets_prefix(view, source);
+    let pairs = store.read_snapshot(|r| r.scan_prefix(&prefix))?;
+    let mut maxima = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        let (Some(p), Some(m)) = (
+            k.get(prefix.len()..)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok()),
+            v.get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+        ) else {
+            continue;
+        };
+        maxima.insert(
+            (u32::from_be_bytes(p) ^ 0x8000_0000) as i32,
+            i64::from_be_bytes(m),
+        );
+    }
+    let wm = store
+        .read_snapshot(|r| r.get(&watermark_key(view, source)))?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(i64::from_be_bytes);
+    Ok((maxima, wm))
+}
+
 /// The offsets a view has committed for a source: next offset to read per partition.
 pub fn stored_offsets(
     store: &Store,
@@ -129,9 +190,9 @@ pub fn stored_offsets(
             .try_into()
             .map_err(|_| EngineError::Internal("bad offset key".into()))?;
         let o: [u8; 8] = v
-            .as_slice()
-            .try_into()
-            .map_err(|_| EngineError::Internal("bad offset value".into()))?;
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| EngineError::Internal("bad offset value".into()))?;
         out.insert(
             (u32::from_be_bytes(p) ^ 0x8000_0000) as i32,
             i64::from_be_bytes(o),
@@ -482,6 +543,9 @@ impl Coordinator {
             chunk,
             offsets,
             mut errors,
+            watermark,
+            maxima,
+            late,
         } = data;
         if !self.views.iter().any(|d| d.view() == view) {
             return Err(EngineError::UnknownRelation(view));
@@ -503,7 +567,68 @@ impl Coordinator {
                 }
             }
         }
-        self.record_progress(view, source, &source_name, offsets, errors)
+        // After the rows: they were on time when read, and may sit in windows that this
+        // watermark closes.
+        if let Some(wm) = watermark {
+            self.statement(|c| c.push_watermark(view, source, wm))?;
+            self.txn
+                .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
+        }
+        let maxima: std::collections::HashMap<i32, i64> = maxima.into_iter().collect();
+        for (p, o) in &offsets {
+            let mut k = offsets_prefix(view, source);
+            k.extend_from_slice(&((*p as u32) ^ 0x8000_0000).to_be_bytes());
+            let mut v = o.to_be_bytes().to_vec();
+            if let Some(m) = maxima.get(p) {
+                v.extend_from_slice(&m.to_be_bytes());
+            }
+            self.txn.put(k, v);
+        }
+        for (p, o, ts, wm, payload) in late {
+            let tz = Some(std::sync::Arc::from("+00:00"));
+            let row = vec![
+                ScalarValue::Utf8(Some(source_name.clone())),
+                ScalarValue::Int32(Some(p)),
+                ScalarValue::Int64(Some(o)),
+                ScalarValue::TimestampMicrosecond(Some(ts), tz.clone()),
+                ScalarValue::TimestampMicrosecond(Some(wm), tz),
+                ScalarValue::Utf8(Some(payload)),
+            ];
+            // Put, not add: several views reading the same source record an event once.
+            self.txn.put(
+                keys::row_key(LATE_EVENTS, &codec::encode_row(&row)?),
+                1i64.to_be_bytes().to_vec(),
+            );
+        }
+        self.record_progress(view, source, &source_name, Vec::new(), errors)
+    }
+
+    /// Passes a source's watermark to a view, then each view's output watermark to the
+    /// views that read it. A view's own output (windows that closed) reaches its readers
+    /// before its watermark does.
+    fn push_watermark(
+        &mut self,
+        view: RelationId,
+        source: RelationId,
+        wm: i64,
+    ) -> Result<(), EngineError> {
+        let mut pending = VecDeque::from([(view, source, wm)]);
+        while let Some((v, rel, wm)) = pending.pop_front() {
+            let Some(df) = self.views.iter_mut().find(|d| d.view() == v) else {
+                continue;
+            };
+            let (chunks, out_wm) = df.watermark(rel, wm, &mut self.txn)?;
+            let queue: VecDeque<(RelationId, Chunk)> = chunks.into_iter().map(|c| (v, c)).collect();
+            self.propagate_all(queue)?;
+            if let Some(w) = out_wm {
+                for d in &self.views {
+                    if d.reads(v) {
+                        pending.push_back((d.view(), v, w));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Applies a topic's rows to the table it feeds, then to every view over the table.

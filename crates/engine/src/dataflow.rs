@@ -14,6 +14,7 @@ use crate::operators::hash_agg::HashAgg;
 use crate::operators::hash_join::HashJoin;
 use crate::operators::materialize::Materialize;
 use crate::operators::project::Project;
+use crate::operators::window::Window;
 use crate::plan::{RelationId, StreamNode};
 use crate::EngineError;
 
@@ -21,6 +22,33 @@ struct Node {
     op: Box<dyn Operator>,
     /// Parent node and which of its inputs this node feeds; `None` for the root.
     parent: Option<(usize, usize)>,
+    /// Per input: whether it carries a watermark, and the latest one it brought.
+    input_wms: Vec<(bool, Option<i64>)>,
+    /// The watermark last passed to the operator.
+    wm: Option<i64>,
+}
+
+impl Node {
+    fn new(op: Box<dyn Operator>, parent: Option<(usize, usize)>, inputs: Vec<bool>) -> Node {
+        Node {
+            op,
+            parent,
+            input_wms: inputs.into_iter().map(|w| (w, None)).collect(),
+            wm: None,
+        }
+    }
+}
+
+/// Whether a plan's output carries a watermark (some source below it has one).
+fn has_watermark(plan: &StreamNode) -> bool {
+    match plan {
+        StreamNode::Source { watermark_cols, .. } => !watermark_cols.is_empty(),
+        StreamNode::Filter { input, .. }
+        | StreamNode::Window { input, .. }
+        | StreamNode::Project { input, .. }
+        | StreamNode::Aggregate { input, .. } => has_watermark(input),
+        StreamNode::Join { left, right, .. } => has_watermark(left) || has_watermark(right),
+    }
 }
 
 pub struct Dataflow {
@@ -34,10 +62,11 @@ impl Dataflow {
     pub fn build(view: RelationId, plan: &StreamNode) -> Result<Dataflow, EngineError> {
         let mut df = Dataflow {
             view,
-            nodes: vec![Node {
-                op: Box::new(Materialize::new(view)),
-                parent: None,
-            }],
+            nodes: vec![Node::new(
+                Box::new(Materialize::new(view)),
+                None,
+                vec![has_watermark(plan)],
+            )],
             sources: Vec::new(),
         };
         df.add(plan, (0, 0))?;
@@ -59,17 +88,22 @@ impl Dataflow {
             StreamNode::Project { exprs, schema, .. } => {
                 Box::new(Project::new(exprs.clone(), schema.clone()))
             }
+            StreamNode::Window {
+                time_col,
+                spec,
+                schema,
+                ..
+            } => Box::new(Window::new(*time_col, *spec, schema.clone())),
             StreamNode::Aggregate {
                 group,
                 aggs,
                 schema,
+                emit_on_close,
                 ..
-            } => Box::new(HashAgg::new(
-                group.clone(),
-                aggs.clone(),
-                schema.clone(),
-                table_id,
-            )?),
+            } => Box::new(
+                HashAgg::new(group.clone(), aggs.clone(), schema.clone(), table_id)?
+                    .windowed(plan.window_key(), *emit_on_close),
+            ),
             StreamNode::Join {
                 left,
                 right,
@@ -87,13 +121,19 @@ impl Dataflow {
                 table_id,
             )),
         };
-        self.nodes.push(Node {
-            op,
-            parent: Some(parent),
-        });
+        let inputs = match plan {
+            StreamNode::Join { left, right, .. } => vec![has_watermark(left), has_watermark(right)],
+            StreamNode::Filter { input, .. }
+            | StreamNode::Window { input, .. }
+            | StreamNode::Project { input, .. }
+            | StreamNode::Aggregate { input, .. } => vec![has_watermark(input)],
+            StreamNode::Source { .. } => vec![],
+        };
+        self.nodes.push(Node::new(op, Some(parent), inputs));
         match plan {
             StreamNode::Source { .. } => {}
             StreamNode::Filter { input, .. }
+            | StreamNode::Window { input, .. }
             | StreamNode::Project { input, .. }
             | StreamNode::Aggregate { input, .. } => self.add(input, (idx, 0))?,
             StreamNode::Join { left, right, .. } => {
@@ -166,6 +206,74 @@ impl Dataflow {
             }
         }
         Ok(out)
+    }
+
+    /// The watermark of `relation` advanced to `wm`: passes it up from every place the view
+    /// reads the relation. Returns the view's own changes (windows that closed) and its
+    /// new output watermark, if that advanced.
+    pub fn watermark(
+        &mut self,
+        relation: RelationId,
+        wm: i64,
+        txn: &mut Txn,
+    ) -> Result<(Vec<Chunk>, Option<i64>), EngineError> {
+        let entries: Vec<(usize, usize)> = self
+            .sources
+            .iter()
+            .filter(|(r, _, _)| *r == relation)
+            .map(|(_, n, i)| (*n, *i))
+            .collect();
+        let mut out = Vec::new();
+        let mut root_wm = None;
+        for (node, input) in entries {
+            let (mut node, mut input, mut wm) = (node, input, wm);
+            loop {
+                let n = &mut self.nodes[node];
+                let Some(slot) = n.input_wms.get_mut(input) else {
+                    break;
+                };
+                if slot.1.is_some_and(|old| old >= wm) {
+                    break;
+                }
+                slot.1 = Some(wm);
+                let combined = n
+                    .input_wms
+                    .iter()
+                    .filter(|(expects, _)| *expects)
+                    .map(|(_, w)| *w)
+                    .min()
+                    .flatten();
+                let Some(combined) = combined else { break };
+                if n.wm.is_some_and(|old| old >= combined) {
+                    break;
+                }
+                n.wm = Some(combined);
+                if let Some(c) = n.op.on_watermark(combined, txn)? {
+                    if !c.is_empty() {
+                        match n.parent {
+                            Some((p, i)) => {
+                                if let Some(c) = self.propagate(p, i, c, txn)? {
+                                    out.push(c);
+                                }
+                            }
+                            None => out.push(c),
+                        }
+                    }
+                }
+                match self.nodes[node].parent {
+                    Some((p, i)) => {
+                        node = p;
+                        input = i;
+                        wm = combined;
+                    }
+                    None => {
+                        root_wm = Some(combined);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((out, root_wm))
     }
 
     /// Feeds a change into one source entry only (backfill reads each entry in turn).

@@ -29,6 +29,17 @@ pub trait Operator: Send {
 
     /// Output the operator has before any input (e.g. a global aggregate's row over zero
     /// rows). Called once, when the view is created.
+    /// The watermark of the operator's input advanced to `watermark` (for several inputs,
+    /// the smallest of theirs): rows whose watermark columns are below it are final.
+    /// Returns output the operator releases because of it (e.g. windows that closed).
+    fn on_watermark(
+        &mut self,
+        _watermark: i64,
+        _state: &mut Txn,
+    ) -> Result<Option<Chunk>, EngineError> {
+        Ok(None)
+    }
+
     fn initial_output(&mut self, _state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
         Ok(None)
     }

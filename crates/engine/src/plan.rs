@@ -20,6 +20,17 @@ pub enum StreamNode {
     Source {
         relation: RelationId,
         schema: SchemaRef,
+        /// Columns that follow the relation's watermark: `(column, lag)` (see
+        /// [`StreamNode::watermark_columns`]).
+        watermark_cols: Vec<(usize, i64)>,
+    },
+    /// `TUMBLE`/`HOP`: each row once per window its time falls in, with `window_start` and
+    /// `window_end` appended.
+    Window {
+        input: Box<StreamNode>,
+        time_col: usize,
+        spec: WindowSpec,
+        schema: SchemaRef,
     },
     /// Keeps the rows for which `predicate` is true.
     Filter {
@@ -38,6 +49,9 @@ pub enum StreamNode {
         group: Vec<PhysExpr>,
         aggs: Vec<AggCall>,
         schema: SchemaRef,
+        /// `EMIT ON WINDOW CLOSE`: a group's row is emitted once, when the watermark makes
+        /// it final, instead of being updated as rows arrive.
+        emit_on_close: bool,
     },
     /// Inner equi-join; output columns are the left columns then the right columns.
     Join {
@@ -49,6 +63,26 @@ pub enum StreamNode {
         filter: Option<PhysExpr>,
         schema: SchemaRef,
     },
+}
+
+/// A window of event time, in microseconds: windows start at `offset + k * slide` and last
+/// `size` (a tumbling window has `slide == size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd)]
+pub struct WindowSpec {
+    pub size: i64,
+    pub slide: i64,
+    pub offset: i64,
+}
+
+impl WindowSpec {
+    /// The starts of the windows `ts` falls in, latest first.
+    pub fn starts(&self, ts: i64) -> impl Iterator<Item = i64> + '_ {
+        let last = (ts - self.offset).div_euclid(self.slide) * self.slide + self.offset;
+        let size = self.size;
+        (0..)
+            .map(move |k: i64| last - k * self.slide)
+            .take_while(move |s| s + size > ts)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +110,7 @@ impl StreamNode {
     pub fn schema(&self) -> SchemaRef {
         match self {
             StreamNode::Source { schema, .. }
+            | StreamNode::Window { schema, .. }
             | StreamNode::Project { schema, .. }
             | StreamNode::Aggregate { schema, .. }
             | StreamNode::Join { schema, .. } => schema.clone(),
@@ -94,6 +129,7 @@ impl StreamNode {
         match self {
             StreamNode::Source { relation, .. } => out.push(*relation),
             StreamNode::Filter { input, .. }
+            | StreamNode::Window { input, .. }
             | StreamNode::Project { input, .. }
             | StreamNode::Aggregate { input, .. } => input.visit_sources(out),
             StreamNode::Join { left, right, .. } => {
@@ -103,11 +139,115 @@ impl StreamNode {
         }
     }
 
+    /// Output columns that follow the watermark, with their lag: a row whose value `v` in
+    /// such a column satisfies `v + lag <= watermark` can no longer change (no later input
+    /// row can produce it). A source's event-time column has lag 1 µs (later events have
+    /// `event_time >= watermark`); a window's `window_end` has the lag of its time column
+    /// minus 1, and `window_start` that plus the window size.
+    pub fn watermark_columns(&self) -> Vec<Option<i64>> {
+        let width = self.schema().fields().len();
+        let mut out = vec![None; width];
+        match self {
+            StreamNode::Source { watermark_cols, .. } => {
+                for (c, lag) in watermark_cols {
+                    if *c < width {
+                        out[*c] = Some(*lag);
+                    }
+                }
+            }
+            StreamNode::Filter { input, .. } => return input.watermark_columns(),
+            StreamNode::Window {
+                input,
+                time_col,
+                spec,
+                ..
+            } => {
+                let inner = input.watermark_columns();
+                let n = inner.len();
+                out[..n].copy_from_slice(&inner);
+                if let Some(lag) = inner.get(*time_col).copied().flatten() {
+                    out[n] = Some(spec.size + lag - 1);
+                    out[n + 1] = Some(lag - 1);
+                }
+            }
+            StreamNode::Project { input, exprs, .. } => {
+                let inner = input.watermark_columns();
+                for (i, e) in exprs.iter().enumerate() {
+                    if let Some(c) = column_index(e) {
+                        out[i] = inner.get(c).copied().flatten();
+                    }
+                }
+            }
+            StreamNode::Aggregate { input, group, .. } => {
+                let inner = input.watermark_columns();
+                for (i, e) in group.iter().enumerate() {
+                    if let Some(c) = column_index(e) {
+                        out[i] = inner.get(c).copied().flatten();
+                    }
+                }
+            }
+            StreamNode::Join { left, right, .. } => {
+                let l = left.watermark_columns();
+                let r = right.watermark_columns();
+                out = l.into_iter().chain(r).collect();
+            }
+        }
+        out
+    }
+
+    /// The group column an aggregate's groups close by, and its lag: the first group
+    /// expression that follows the watermark.
+    pub fn window_key(&self) -> Option<(usize, i64)> {
+        let StreamNode::Aggregate { input, group, .. } = self else {
+            return None;
+        };
+        let inner = input.watermark_columns();
+        group.iter().enumerate().find_map(|(i, e)| {
+            let c = column_index(e)?;
+            inner.get(c).copied().flatten().map(|lag| (i, lag))
+        })
+    }
+
     fn fmt_indent(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         let pad = "  ".repeat(depth);
         match self {
-            StreamNode::Source { relation, .. } => {
-                writeln!(f, "{pad}StreamSource: relation={relation}")
+            StreamNode::Source {
+                relation,
+                schema,
+                watermark_cols,
+            } => {
+                write!(f, "{pad}StreamSource: relation={relation}")?;
+                for (c, _) in watermark_cols {
+                    write!(f, " watermark={}", schema.field(*c).name())?;
+                }
+                writeln!(f)
+            }
+            StreamNode::Window {
+                input,
+                time_col,
+                spec,
+                ..
+            } => {
+                let kind = if spec.slide == spec.size {
+                    format!("tumble size={}", fmt_micros(spec.size))
+                } else {
+                    format!(
+                        "hop slide={} size={}",
+                        fmt_micros(spec.slide),
+                        fmt_micros(spec.size)
+                    )
+                };
+                let off = if spec.offset != 0 {
+                    format!(" offset={}", fmt_micros(spec.offset))
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    f,
+                    "{pad}StreamWindow: {kind}{off} time={} (stateless)",
+                    input.schema().field(*time_col).name()
+                )?;
+                input.fmt_indent(f, depth + 1)
             }
             StreamNode::Filter { input, predicate } => {
                 writeln!(f, "{pad}StreamFilter: {predicate}")?;
@@ -119,7 +259,11 @@ impl StreamNode {
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::Aggregate {
-                input, group, aggs, ..
+                input,
+                group,
+                aggs,
+                emit_on_close,
+                ..
             } => {
                 let g: Vec<String> = group.iter().map(|e| e.to_string()).collect();
                 let a: Vec<String> = aggs
@@ -147,6 +291,19 @@ impl StreamNode {
                         ""
                     }
                 )?;
+                match self.window_key() {
+                    Some((k, _)) => writeln!(
+                        f,
+                        "{pad}  emit={} window_key={} (state freed when the watermark passes)",
+                        if *emit_on_close {
+                            "on_window_close"
+                        } else {
+                            "on_update"
+                        },
+                        group[k]
+                    )?,
+                    None => writeln!(f, "{pad}  emit=on_update")?,
+                }
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::Join {
@@ -172,6 +329,29 @@ impl StreamNode {
             }
         }
     }
+}
+
+/// The input column a physical expression just passes on.
+pub fn column_index(e: &PhysExpr) -> Option<usize> {
+    e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+        .map(|c| c.index())
+}
+
+/// A duration in microseconds, the way INTERVAL literals read.
+pub fn fmt_micros(us: i64) -> String {
+    const UNITS: [(i64, &str); 5] = [
+        (86_400_000_000, "d"),
+        (3_600_000_000, "h"),
+        (60_000_000, "min"),
+        (1_000_000, "s"),
+        (1_000, "ms"),
+    ];
+    for (n, unit) in UNITS {
+        if us != 0 && us % n == 0 {
+            return format!("{}{unit}", us / n);
+        }
+    }
+    format!("{us}us")
 }
 
 impl fmt::Display for StreamNode {

@@ -173,6 +173,12 @@ pub struct ViewDef {
     pub sql: String,
     /// The relations it reads directly.
     pub depends_on: Vec<u64>,
+    /// Output columns that follow the watermark of what it reads: `(column, lag)`.
+    #[serde(default)]
+    pub watermark_cols: Vec<(usize, i64)>,
+    /// `EMIT ON WINDOW CLOSE`.
+    #[serde(default)]
+    pub emit_on_window_close: bool,
 }
 
 /// Metadata columns a source can add with `INCLUDE`.
@@ -236,9 +242,47 @@ pub struct SourceDef {
     /// `earliest`, `latest`, or `timestamp:<millis>`.
     pub startup: String,
     pub encoding: Encoding,
+    /// `WATERMARK FOR column AS column - INTERVAL '…'`.
+    #[serde(default)]
+    pub watermark: Option<WatermarkDef>,
+    /// Where the events come from.
+    #[serde(default)]
+    pub connector: ConnectorKind,
+    /// The generator's `WITH` options (datagen, playback), as written.
+    #[serde(default)]
+    pub generator_options: Vec<(String, String)>,
+}
+
+/// A source's event-time column and how far its watermark trails the largest event time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkDef {
+    pub column: String,
+    pub delay_micros: i64,
+    /// `watermark_idle_timeout` (default 5 s).
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectorKind {
+    #[default]
+    Kafka,
+    /// `connector = 'datagen'`: rows generated from `fields.<col>.*` options.
+    Datagen,
+    /// `connector = 'playback'`: a video service's plays and impressions.
+    Playback,
 }
 
 impl SourceDef {
+    /// `(column index, lag)` of the watermark column, for the streaming planner.
+    pub fn watermark_cols(&self) -> Vec<(usize, i64)> {
+        self.watermark
+            .as_ref()
+            .and_then(|w| self.columns.iter().position(|c| c.name == w.column))
+            .map(|i| vec![(i, 1)])
+            .unwrap_or_default()
+    }
+
     /// Payload columns then `INCLUDE` columns.
     pub fn schema(&self) -> SchemaRef {
         let mut fields: Vec<Field> = self

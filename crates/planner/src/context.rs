@@ -21,7 +21,12 @@ pub fn new_session() -> SessionContext {
     let opts = config.options_mut();
     opts.execution.time_zone = Some("+00:00".to_string());
     opts.sql_parser.enable_ident_normalization = true;
-    SessionContext::new_with_config(config)
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_query_planner(Arc::new(crate::window::WindowQueryPlanner))
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// Registers `name` with the given rows (none when only planning).
@@ -38,7 +43,9 @@ pub fn register(
 
 /// Binds a parsed statement into DataFusion's logical plan (unoptimized).
 pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan, PlannerError> {
-    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt.clone()));
+    let mut stmt = stmt.clone();
+    crate::window::rewrite_windows(ctx, &mut stmt).await?;
+    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
     Ok(ctx.state().statement_to_plan(stmt).await?)
 }
 
@@ -71,6 +78,15 @@ pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+    let windows = crate::window::window_relations(stmt);
+    if !windows.is_empty() {
+        out.retain(|n| n != "tumble" && n != "hop");
+        for w in windows {
+            if !out.contains(&w) {
+                out.push(w);
+            }
+        }
+    }
     out
 }
 

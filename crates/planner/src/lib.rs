@@ -12,6 +12,7 @@ pub mod context;
 pub mod naming;
 pub mod parser;
 pub mod stream_planner;
+pub mod window;
 
 pub use datafusion::sql::sqlparser;
 

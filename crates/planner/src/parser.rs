@@ -73,7 +73,31 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 cascade,
             });
         } else {
-            let stmt = parser.parse_statement().map_err(|e| parser_error(sql, e))?;
+            let mut stmt = parser.parse_statement().map_err(|e| parser_error(sql, e))?;
+            let view = match &mut stmt {
+                Statement::CreateView(cv) => Some(cv),
+                Statement::Explain { statement, .. } => match statement.as_mut() {
+                    Statement::CreateView(cv) => Some(cv),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(cv) = view {
+                if cv.materialized && peek_words(&parser, &["EMIT", "ON", "WINDOW", "CLOSE"]) {
+                    for _ in 0..4 {
+                        parser.next_token();
+                    }
+                    use crate::sqlparser::ast::{CreateTableOptions, Expr, SqlOption};
+                    let opt = SqlOption::KeyValue {
+                        key: Ident::new("emit_mode"),
+                        value: Expr::value(Value::SingleQuotedString("on_window_close".into())),
+                    };
+                    match &mut cv.options {
+                        CreateTableOptions::With(o) => o.push(opt),
+                        other => *other = CreateTableOptions::With(vec![opt]),
+                    }
+                }
+            }
             out.push(Stmt::Sql(Box::new(stmt)));
         }
         if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
@@ -109,6 +133,8 @@ pub struct CreateSource {
     pub encode: String,
     /// `ENCODE … (…)` options.
     pub encode_options: Vec<(String, String)>,
+    /// `WATERMARK FOR column AS expression`.
+    pub watermark: Option<(Ident, crate::sqlparser::ast::Expr)>,
 }
 
 /// Whether the statement ahead has a `FORMAT` clause outside parentheses (a table fed by
@@ -182,7 +208,7 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserErr
 fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
-    let (columns, constraints) = parser.parse_columns()?;
+    let (columns, constraints, watermark) = parse_columns(parser)?;
     let mut includes = Vec::new();
     while parser.parse_keyword(Keyword::INCLUDE) {
         let what = parse_word(parser)?;
@@ -200,14 +226,20 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
         )));
     }
     let options = parse_options(parser)?;
-    expect_word(parser, "FORMAT")?;
-    let format = parse_word(parser)?;
-    expect_word(parser, "ENCODE")?;
-    let encode = parse_word(parser)?;
-    let encode_options = if parser.peek_token().token == Token::LParen {
-        parse_options(parser)?
+    // Generators (datagen, playback) need no FORMAT … ENCODE …
+    let (format, encode, encode_options) = if peek_words(parser, &["FORMAT"]) {
+        expect_word(parser, "FORMAT")?;
+        let format = parse_word(parser)?;
+        expect_word(parser, "ENCODE")?;
+        let encode = parse_word(parser)?;
+        let encode_options = if parser.peek_token().token == Token::LParen {
+            parse_options(parser)?
+        } else {
+            Vec::new()
+        };
+        (format, encode, encode_options)
     } else {
-        Vec::new()
+        ("plain".to_string(), "json".to_string(), Vec::new())
     };
     Ok(CreateSource {
         name,
@@ -219,6 +251,65 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
         format,
         encode,
         encode_options,
+        watermark,
+    })
+}
+
+type Columns = (
+    Vec<ColumnDef>,
+    Vec<crate::sqlparser::ast::TableConstraint>,
+    Option<(Ident, crate::sqlparser::ast::Expr)>,
+);
+
+/// `( column, …, [constraint, …], [WATERMARK FOR column AS expression] )`
+fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
+    let mut columns = Vec::new();
+    let mut constraints = Vec::new();
+    let mut watermark = None;
+    if !parser.consume_token(&Token::LParen) || parser.consume_token(&Token::RParen) {
+        return Ok((columns, constraints, watermark));
+    }
+    loop {
+        if peek_words(parser, &["WATERMARK", "FOR"]) {
+            parser.next_token();
+            parser.next_token();
+            let col = parser.parse_identifier()?;
+            parser.expect_keyword(Keyword::AS)?;
+            let e = parser.parse_expr()?;
+            if watermark.replace((col, e)).is_some() {
+                return Err(ParserError::ParserError(
+                    "only one WATERMARK clause is allowed".into(),
+                ));
+            }
+        } else if let Some(c) = parser.parse_optional_table_constraint()? {
+            constraints.push(c);
+        } else {
+            columns.push(parser.parse_column_def()?);
+        }
+        if parser.consume_token(&Token::RParen) {
+            return Ok((columns, constraints, watermark));
+        }
+        parser.expect_token(&Token::Comma)?;
+    }
+}
+
+/// Whether a `CREATE MATERIALIZED VIEW` asks for `EMIT ON WINDOW CLOSE` (written after the
+/// query; kept as the view option `emit_mode = 'on_window_close'`).
+pub fn emit_on_window_close(cv: &crate::sqlparser::ast::CreateView) -> bool {
+    use crate::sqlparser::ast::{CreateTableOptions, SqlOption};
+    let opts = match &cv.options {
+        CreateTableOptions::With(o) | CreateTableOptions::Options(o) => o,
+        _ => return false,
+    };
+    opts.iter().any(|o| match o {
+        SqlOption::KeyValue { key, value } => {
+            key.value.eq_ignore_ascii_case("emit_mode")
+                && value
+                    .to_string()
+                    .trim_matches('\'')
+                    .eq_ignore_ascii_case("on_window_close")
+        }
+        _ => false,
     })
 }
 

@@ -17,7 +17,8 @@ use datafusion::prelude::SessionContext;
 use freshet_engine::plan::{AggCall, AggKind, PhysExpr, StreamNode};
 use freshet_storage::codec::is_storable;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, RelationKind};
+use crate::window::WindowNode;
 use crate::PlannerError;
 
 /// A planned view: its streaming plan, output schema and the relations it reads.
@@ -25,6 +26,8 @@ pub struct PlannedView {
     pub plan: StreamNode,
     pub schema: SchemaRef,
     pub depends_on: Vec<u64>,
+    /// Output columns that follow the watermark: `(column, lag)`.
+    pub watermark_cols: Vec<(usize, i64)>,
 }
 
 /// Plans a view's query. `plan` is DataFusion's bound (unoptimized) plan of the query in a
@@ -33,10 +36,22 @@ pub fn plan_view(
     ctx: &SessionContext,
     catalog: &Catalog,
     plan: &LogicalPlan,
+    emit_on_close: bool,
 ) -> Result<PlannedView, PlannerError> {
     let optimized = ctx.state().optimize(plan)?;
-    let planner = StreamPlanner { ctx, catalog };
+    let planner = StreamPlanner {
+        ctx,
+        catalog,
+        emit_on_close,
+    };
     let mut node = planner.node(&optimized)?;
+    if emit_on_close && !has_window_agg(&node) {
+        return Err(PlannerError::Unsupported(
+            "EMIT ON WINDOW CLOSE needs an aggregate grouped by a window column \
+             (window_start or window_end of TUMBLE/HOP) or by a source's watermark column"
+                .into(),
+        ));
+    }
     // Output columns: unqualified names, unique, storable types.
     let df_schema = optimized.schema();
     let mut seen = HashSet::new();
@@ -84,11 +99,33 @@ pub fn plan_view(
     let mut depends_on = node.sources();
     depends_on.sort_unstable();
     depends_on.dedup();
+    let watermark_cols = node
+        .watermark_columns()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.map(|l| (i, l)))
+        .collect();
     Ok(PlannedView {
         plan: node,
         schema,
         depends_on,
+        watermark_cols,
     })
+}
+
+/// Whether some aggregate in the plan closes its groups by the watermark.
+fn has_window_agg(node: &StreamNode) -> bool {
+    if node.window_key().is_some() {
+        return true;
+    }
+    match node {
+        StreamNode::Source { .. } => false,
+        StreamNode::Filter { input, .. }
+        | StreamNode::Window { input, .. }
+        | StreamNode::Project { input, .. }
+        | StreamNode::Aggregate { input, .. } => has_window_agg(input),
+        StreamNode::Join { left, right, .. } => has_window_agg(left) || has_window_agg(right),
+    }
 }
 
 /// The type a value of `dt` is stored as, if it can be stored.
@@ -126,6 +163,7 @@ fn nullable(schema: &Schema) -> SchemaRef {
 struct StreamPlanner<'a> {
     ctx: &'a SessionContext,
     catalog: &'a Catalog,
+    emit_on_close: bool,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> PlannerError {
@@ -143,14 +181,28 @@ impl StreamPlanner<'_> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
-                let (_, id) = self
+                let (kind, id) = self
                     .catalog
                     .kind_of(name)
                     .ok_or_else(|| PlannerError::UndefinedTable(name.to_string()))?;
                 let full = scan.source.schema();
+                let watermark_cols = match kind {
+                    RelationKind::Source => self
+                        .catalog
+                        .source(name)
+                        .map(|s| s.watermark_cols())
+                        .unwrap_or_default(),
+                    RelationKind::View => self
+                        .catalog
+                        .view(name)
+                        .map(|v| v.watermark_cols.clone())
+                        .unwrap_or_default(),
+                    RelationKind::Table => Vec::new(),
+                };
                 let mut node = StreamNode::Source {
                     relation: id,
                     schema: nullable(&full),
+                    watermark_cols,
                 };
                 if !scan.filters.is_empty() {
                     let df = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &full)?;
@@ -229,6 +281,7 @@ impl StreamPlanner<'_> {
                     group,
                     aggs,
                     schema: nullable(a.schema.as_arrow()),
+                    emit_on_close: self.emit_on_close,
                 })
             }
             LogicalPlan::Join(j) => {
@@ -265,6 +318,21 @@ impl StreamPlanner<'_> {
                     right_keys,
                     filter,
                     schema: nullable(j.schema.as_arrow()),
+                })
+            }
+            LogicalPlan::Extension(ext) => {
+                let Some(w) = ext.node.as_any().downcast_ref::<WindowNode>() else {
+                    return Err(unsupported(format!(
+                        "this query shape ({})",
+                        ext.node.name()
+                    )));
+                };
+                let input = self.node(&w.input)?;
+                Ok(StreamNode::Window {
+                    input: Box::new(input),
+                    time_col: w.time_col,
+                    spec: w.spec,
+                    schema: nullable(ext.node.schema().as_arrow()),
                 })
             }
             LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),

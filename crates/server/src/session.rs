@@ -18,7 +18,9 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use freshet_engine::chunk::{column_types, rows_to_batch};
-use freshet_engine::coordinator::{source_errors_schema, SOURCE_ERRORS};
+use freshet_engine::coordinator::{
+    late_events_schema, source_errors_schema, stored_watermark, LATE_EVENTS, SOURCE_ERRORS,
+};
 use freshet_engine::coordinator::{Ddl, Engine, EngineConfig, TableDesc, TableWrite, ViewDesc};
 use freshet_engine::plan::StreamNode;
 use freshet_engine::EngineError;
@@ -254,6 +256,33 @@ impl Db {
                 RowLayout::Multiset,
             ));
         }
+        if names.iter().any(|n| n == LATE_EVENTS_NAME) {
+            rels.push((
+                LATE_EVENTS_NAME.to_string(),
+                LATE_EVENTS,
+                late_events_schema(),
+                RowLayout::Multiset,
+            ));
+        }
+        for (name, computed) in [
+            (WATERMARKS_NAME, watermarks_rows as ComputedRelation),
+            (VIEW_STATE_NAME, view_state_rows as ComputedRelation),
+        ] {
+            if names.iter().any(|n| n == name) {
+                let (schema, rows) = if with_data {
+                    computed(&self.store, catalog)?
+                } else {
+                    (computed(&self.store, &Catalog::default())?.0, Vec::new())
+                };
+                let (schema_name, table) = name.split_once('.').unwrap_or(("", name));
+                let batches = if rows.is_empty() {
+                    vec![]
+                } else {
+                    vec![rows_to_batch(schema.clone(), &rows)?]
+                };
+                register_in_schema(&ctx, schema_name, table, schema, batches)?;
+            }
+        }
         let data = if with_data {
             self.store.read_snapshot(|r| {
                 rels.iter()
@@ -291,6 +320,70 @@ impl Db {
 
 /// The dead-letter table's SQL name.
 const SOURCE_ERRORS_NAME: &str = "freshet_catalog.source_errors";
+/// Events that arrived below their source's watermark.
+const LATE_EVENTS_NAME: &str = "freshet_catalog.late_events";
+/// Each view's watermark of each source it reads.
+const WATERMARKS_NAME: &str = "freshet_catalog.watermarks";
+/// Each view's state size.
+const VIEW_STATE_NAME: &str = "freshet_catalog.view_state";
+
+type ComputedRelation = fn(&Store, &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)>;
+
+/// `freshet_catalog.watermarks`: (view_name, source_name, watermark), as committed.
+fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("view_name", DataType::Utf8, true),
+        Field::new("source_name", DataType::Utf8, true),
+        Field::new("watermark", freshet_storage::codec::timestamptz(), true),
+    ]));
+    let mut rows = Vec::new();
+    for v in &catalog.views {
+        for dep in &v.depends_on {
+            let Some(src) = catalog.source_by_id(*dep) else {
+                continue;
+            };
+            if src.watermark.is_none() {
+                continue;
+            }
+            let (_, wm) = stored_watermark(store, v.id, src.id)?;
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Utf8(Some(src.name.clone())),
+                ScalarValue::TimestampMicrosecond(wm, Some("+00:00".into())),
+            ]);
+        }
+    }
+    Ok((schema, rows))
+}
+
+/// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes): the
+/// view's stored rows and its operators' state entries and bytes (keys and values).
+fn view_state_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("view_name", DataType::Utf8, true),
+        Field::new("view_rows", DataType::Int64, true),
+        Field::new("state_rows", DataType::Int64, true),
+        Field::new("state_bytes", DataType::Int64, true),
+    ]));
+    let mut rows = Vec::new();
+    store.read_snapshot(|r| -> Result<()> {
+        for v in &catalog.views {
+            let view_rows = r.scan_prefix(&freshet_storage::keys::rows_prefix(v.id))?;
+            let state = r.scan_prefix(&freshet_storage::keys::view_state_prefix(v.id))?;
+            let bytes: usize = state.iter().map(|(k, v)| k.len() + v.len()).sum();
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Int64(Some(view_rows.len() as i64)),
+                ScalarValue::Int64(Some(state.len() as i64)),
+                ScalarValue::Int64(Some(bytes as i64)),
+            ]);
+        }
+        Ok(())
+    })?;
+    Ok((schema, rows))
+}
 
 /// Plans a stored view's query (at startup).
 async fn plan_stored_view(
@@ -305,7 +398,7 @@ async fn plan_stored_view(
         );
     };
     let plan = bind(ctx, &stmt).await?;
-    let planned = plan_view(ctx, catalog, &plan)?;
+    let planned = plan_view(ctx, catalog, &plan, v.emit_on_window_close)?;
     Ok((planned.plan, planned.schema))
 }
 
@@ -854,6 +947,8 @@ impl Session {
             name: name.clone(),
             sql: query_sql,
             depends_on: planned.depends_on.clone(),
+            watermark_cols: planned.watermark_cols.clone(),
+            emit_on_window_close: parser::emit_on_window_close(cv),
         });
         let desc = ViewDesc {
             id,
@@ -916,7 +1011,7 @@ impl Session {
                 "parameters in a materialized view".into(),
             ));
         }
-        let planned = plan_view(&ctx, catalog, &plan)?;
+        let planned = plan_view(&ctx, catalog, &plan, parser::emit_on_window_close(cv))?;
         Ok((query_sql, planned))
     }
 
@@ -925,8 +1020,13 @@ impl Session {
         let catalog = self.db.catalog();
         let (_, planned) = self.plan_new_view(&catalog, cv).await?;
         let mut text = format!(
-            "StreamMaterialize: view={} emit=on every change\n",
-            object_name(&cv.name)
+            "StreamMaterialize: view={} emit={}\n",
+            object_name(&cv.name),
+            if parser::emit_on_window_close(cv) {
+                "on window close"
+            } else {
+                "on every change"
+            }
         );
         for line in planned.plan.to_string().lines() {
             text.push_str("  ");

@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 
 use freshet_connectors::decode::{Decoder, Format};
+use freshet_connectors::generator;
 use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, SourceBatch, Startup};
-use freshet_engine::coordinator::{stored_offsets, Engine, FeedData, SourceData};
+use freshet_engine::coordinator::{stored_offsets, stored_watermark, Engine, FeedData, SourceData};
 use freshet_planner::catalog::{
-    ColumnDef, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed,
+    ColumnDef, ConnectorKind, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed,
+    WatermarkDef,
 };
 use freshet_planner::parser::CreateSource;
 use freshet_planner::PlannerError;
@@ -55,6 +57,56 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
         }
         includes.push((kind, col));
     }
+    let watermark = parse_watermark(cs, &columns)?;
+    let connector = match cs
+        .options
+        .iter()
+        .find(|(k, _)| k == "connector")
+        .map(|(_, v)| v.to_lowercase())
+        .as_deref()
+    {
+        Some("datagen") => ConnectorKind::Datagen,
+        Some("playback") => ConnectorKind::Playback,
+        _ => ConnectorKind::Kafka,
+    };
+    if connector != ConnectorKind::Kafka {
+        if !includes.is_empty() {
+            return Err(ServerError::Unsupported(
+                "INCLUDE on a generator source (datagen, playback)".into(),
+            ));
+        }
+        let kind = generator_kind(connector);
+        let prefix = if kind == generator::Kind::Datagen {
+            "datagen"
+        } else {
+            "playback"
+        };
+        let mut options = cs.options.clone();
+        let start_key = format!("{prefix}.start.millis");
+        if !options.iter().any(|(k, _)| *k == start_key) {
+            // Fixed now, so that a replay regenerates the same event times.
+            options.push((start_key, chrono::Utc::now().timestamp_millis().to_string()));
+        }
+        let cols: Vec<_> = columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.to_arrow()))
+            .collect();
+        generator::GeneratorConfig::parse(kind, &cols, &options)
+            .map_err(ServerError::InvalidOption)?;
+        return Ok(SourceDef {
+            id,
+            name,
+            columns,
+            includes,
+            topic: String::new(),
+            properties: Vec::new(),
+            startup: "earliest".into(),
+            encoding: Encoding::Json,
+            watermark,
+            connector,
+            generator_options: options,
+        });
+    }
     let TableFeed {
         topic,
         properties,
@@ -77,7 +129,95 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
         properties,
         startup,
         encoding,
+        watermark,
+        connector,
+        generator_options: Vec::new(),
     })
+}
+
+fn generator_kind(c: ConnectorKind) -> generator::Kind {
+    if c == ConnectorKind::Datagen {
+        generator::Kind::Datagen
+    } else {
+        generator::Kind::Playback
+    }
+}
+
+/// `WATERMARK FOR col AS col [- INTERVAL '…']`, and the `watermark_idle_timeout` option.
+fn parse_watermark(
+    cs: &CreateSource,
+    columns: &[ColumnDef],
+) -> Result<Option<WatermarkDef>, ServerError> {
+    use freshet_planner::sqlparser::ast::{BinaryOperator, Expr};
+    let idle = cs
+        .options
+        .iter()
+        .find(|(k, _)| k == "watermark_idle_timeout")
+        .map(|(_, v)| parse_duration_ms(v))
+        .transpose()?;
+    let Some((col, expr)) = &cs.watermark else {
+        if idle.is_some() {
+            return Err(ServerError::InvalidOption(
+                "watermark_idle_timeout needs a WATERMARK FOR clause".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let name = ident_name(col);
+    let c = columns
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| PlannerError::UndefinedColumn(name.clone()))?;
+    if !matches!(c.ty, SqlType::Timestamp | SqlType::TimestampTz) {
+        return Err(ServerError::InvalidOption(format!(
+            "the WATERMARK column \"{name}\" must be a timestamp"
+        )));
+    }
+    let is_col = |e: &Expr| matches!(e, Expr::Identifier(i) if ident_name(i) == name);
+    let delay_micros = match expr {
+        e if is_col(e) => 0,
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if is_col(left) => freshet_planner::window::interval_micros(right)?,
+        other => {
+            return Err(ServerError::Unsupported(format!(
+                "WATERMARK expression {other}: expected {name} or {name} - INTERVAL '…'"
+            )))
+        }
+    };
+    if delay_micros < 0 {
+        return Err(ServerError::InvalidOption(
+            "the WATERMARK delay must not be negative".into(),
+        ));
+    }
+    Ok(Some(WatermarkDef {
+        column: name,
+        delay_micros,
+        idle_timeout_ms: idle,
+    }))
+}
+
+/// `'5s'`, `'500ms'`, `'2 min'` or a number of milliseconds.
+fn parse_duration_ms(v: &str) -> Result<u64, ServerError> {
+    let t = v.trim().to_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| ServerError::InvalidOption(format!("invalid duration \"{v}\"")))?;
+    let mult = match unit.trim() {
+        "" | "ms" => 1,
+        "s" | "sec" | "second" | "seconds" => 1000,
+        "m" | "min" | "minute" | "minutes" => 60_000,
+        _ => {
+            return Err(ServerError::InvalidOption(format!(
+                "invalid duration \"{v}\""
+            )))
+        }
+    };
+    Ok(n * mult)
 }
 
 /// The connector options shared by sources and fed tables: topic, librdkafka properties,
@@ -97,6 +237,7 @@ fn connector_options(cs: &CreateSource) -> Result<TableFeed, ServerError> {
             }
             "scan.startup.mode" => mode = v.to_lowercase(),
             "scan.startup.timestamp.millis" => ts = Some(v.clone()),
+            "watermark_idle_timeout" => {}
             other => match other.strip_prefix("properties.") {
                 Some(p) => properties.push((p.to_string(), v.clone())),
                 None => {
@@ -225,6 +366,9 @@ fn feed_source(table: &TableDef) -> Option<SourceDef> {
         properties: f.properties.clone(),
         startup: f.startup.clone(),
         encoding: f.encoding.clone(),
+        watermark: None,
+        connector: ConnectorKind::Kafka,
+        generator_options: Vec::new(),
     })
 }
 
@@ -298,6 +442,9 @@ fn kafka_config(src: &SourceDef) -> KafkaConfig {
 
 /// Checks that the broker answers and the topic exists (blocking, up to ~10 s).
 pub fn check(src: &SourceDef) -> Result<(), ServerError> {
+    if src.connector != ConnectorKind::Kafka {
+        return Ok(());
+    }
     kafka_config(src).check().map(|_| ()).map_err(|message| {
         let code = if message.contains("does not exist") {
             "42704"
@@ -350,7 +497,33 @@ fn reader_spec(
         start,
         upsert_key,
         partition_view: None,
+        watermark: watermark_spec(src, owner, store)?,
     })
+}
+
+/// Where a view's reader of `src` resumes tracking the watermark.
+fn watermark_spec(
+    src: &SourceDef,
+    owner: u64,
+    store: &Store,
+) -> Result<Option<kafka::WatermarkSpec>, ServerError> {
+    let Some(w) = &src.watermark else {
+        return Ok(None);
+    };
+    let Some(column) = src.columns.iter().position(|c| c.name == w.column) else {
+        return Ok(None);
+    };
+    let (maxima, watermark) = stored_watermark(store, owner, src.id)?;
+    Ok(Some(kafka::WatermarkSpec {
+        column,
+        delay_micros: w.delay_micros,
+        idle_timeout: w
+            .idle_timeout_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(freshet_connectors::watermark::DEFAULT_IDLE_TIMEOUT),
+        maxima,
+        watermark,
+    }))
 }
 
 /// Dead letters as the engine stores them.
@@ -368,7 +541,6 @@ pub fn start_reader(
     view: u64,
     src: &SourceDef,
 ) -> Result<ReaderHandle, ServerError> {
-    let spec = reader_spec(src, view, store, None)?;
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
     let sink = Box::new(move |b: SourceBatch| {
@@ -380,10 +552,48 @@ pub fn start_reader(
                 chunk: b.chunk,
                 offsets: b.offsets,
                 errors: dead_letters(b.errors),
+                watermark: b.watermark,
+                maxima: b.maxima,
+                late: b
+                    .late
+                    .into_iter()
+                    .map(|l| (l.partition, l.offset, l.event_time, l.watermark, l.payload))
+                    .collect(),
             })
             .map_err(|e| e.to_string())
     });
-    kafka::spawn(spec, sink).map_err(|message| ServerError::Connector {
+    let started = if src.connector == ConnectorKind::Kafka {
+        let spec = reader_spec(src, view, store, None)?;
+        kafka::spawn(spec, sink)
+    } else {
+        let columns: Vec<_> = src
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.to_arrow()))
+            .collect();
+        let config = generator::GeneratorConfig::parse(
+            generator_kind(src.connector),
+            &columns,
+            &src.generator_options,
+        )
+        .map_err(ServerError::InvalidOption)?;
+        let start = stored_offsets(store, view, src.id)?
+            .get(&0)
+            .copied()
+            .unwrap_or(0);
+        generator::spawn(
+            generator::GeneratorSpec {
+                source_name: src.name.clone(),
+                config,
+                columns,
+                schema: src.schema(),
+                start,
+                watermark: watermark_spec(src, view, store)?,
+            },
+            sink,
+        )
+    };
+    started.map_err(|message| ServerError::Connector {
         code: "58000",
         message,
     })

@@ -66,6 +66,7 @@ fn new_partitions_are_read_from_their_beginning() {
         schema,
         start: BTreeMap::new(),
         upsert_key: None,
+        watermark: None,
         partition_view: Some(Arc::new(move |parts: Vec<i32>| {
             if added2.load(Ordering::SeqCst) {
                 parts

@@ -51,6 +51,8 @@ pub trait Reader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// All pairs whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// All pairs with `start <= key < end`, in key order.
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
 struct RocksReader<'a> {
@@ -76,6 +78,23 @@ impl Reader for RocksReader<'_> {
         }
         Ok(out)
     }
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(end.to_vec());
+        let it = self.snap.iterator_opt(
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+            opts,
+        );
+        for kv in it {
+            let (k, v) = kv?;
+            if k.as_ref() >= end {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 struct MemReader<'a> {
@@ -91,6 +110,16 @@ impl Reader for MemReader<'_> {
             .map
             .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .map
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
@@ -250,6 +279,26 @@ impl Txn {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
             committed.into_iter().map(|(k, v)| (k, Some(v))).collect();
         for (k, v) in buffered {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    /// All live pairs with `start <= key < end`, in key order, buffer included.
+    pub fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let committed = self.store.read_snapshot(|r| r.scan_range(start, end))?;
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            committed.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        for (k, v) in self
+            .pending
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+        {
             merged.insert(k.clone(), v.clone());
         }
         Ok(merged

@@ -9,6 +9,14 @@
 //!   first key of the group's range) and DISTINCT aggregates (a value counts while its
 //!   multiplicity is positive).
 //!
+//! Windowed aggregation: when a group column follows the watermark (a `window_start`,
+//! `window_end` or event-time column, see `StreamNode::window_key`), group keys are stored
+//! with that column first, so the groups the watermark makes final are one range scan.
+//! Their state is then deleted; with `EMIT ON WINDOW CLOSE` their rows are emitted only
+//! then, once. Rows for a group that is already final are ignored (they can only come from
+//! a table joined to the stream, and a closed window does not change). The last watermark
+//! is kept in state table `u16::MAX`, so this holds across restarts.
+//!
 //! For each group a chunk touches, the operator emits the group's old output row as a
 //! delete and its new output row as an insert (nothing if they are equal). A group whose
 //! row count drops to zero disappears; the global aggregate (no GROUP BY) always has
@@ -37,6 +45,13 @@ pub struct HashAgg {
     /// Per aggregate, the first accumulator slot.
     offsets: Vec<usize>,
     acc_types: Vec<DataType>,
+    /// The group column groups close by, and its lag (see `StreamNode::window_key`).
+    window: Option<(usize, i64)>,
+    emit_on_close: bool,
+    /// Holds the last watermark.
+    meta: StateTable,
+    /// The last watermark (`None` until loaded from state or received).
+    wm: Option<Option<i64>>,
 }
 
 /// The type sums are accumulated in.
@@ -93,7 +108,54 @@ impl HashAgg {
             values,
             offsets,
             acc_types,
+            window: None,
+            emit_on_close: false,
+            meta: StateTable::new(table_id(u16::MAX)),
+            wm: None,
         })
+    }
+
+    /// Makes the aggregate close groups by `window` (group column, lag) as the watermark
+    /// passes; with `emit_on_close`, rows are emitted only then.
+    pub fn windowed(mut self, window: Option<(usize, i64)>, emit_on_close: bool) -> HashAgg {
+        self.window = window;
+        self.emit_on_close = emit_on_close && window.is_some();
+        self
+    }
+
+    /// The stored key of a group: its values, after the window column when windowed.
+    fn group_key(&self, gvals: &Row) -> Result<Vec<u8>, EngineError> {
+        match self.window {
+            Some((k, _)) => {
+                let mut key = Vec::new();
+                codec::encode_value(&gvals[k], &mut key)?;
+                key.extend(codec::encode_row(gvals)?);
+                Ok(key)
+            }
+            None => Ok(codec::encode_row(gvals)?),
+        }
+    }
+
+    fn watermark(&mut self, state: &Txn) -> Result<Option<i64>, EngineError> {
+        if let Some(wm) = self.wm {
+            return Ok(wm);
+        }
+        let wm = match state.get(&self.meta.key(&[]))? {
+            Some(v) => Some(super::decode_count(&v)?),
+            None => None,
+        };
+        self.wm = Some(wm);
+        Ok(wm)
+    }
+
+    /// Whether a group with these values is final (its window closed).
+    fn is_closed(&self, gvals: &Row, wm: Option<i64>) -> bool {
+        match (self.window, wm) {
+            (Some((k, lag)), Some(wm)) => {
+                micros(&gvals[k]).is_some_and(|v| v.saturating_add(lag) <= wm)
+            }
+            _ => false,
+        }
     }
 
     fn initial_acc(&self) -> Result<Row, EngineError> {
@@ -356,9 +418,96 @@ fn cast_or_null(v: ScalarValue, t: &DataType) -> Result<ScalarValue, EngineError
     }
 }
 
+/// A timestamp (or integer) value as microseconds.
+fn micros(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampMicrosecond(v, _) | ScalarValue::Int64(v) => *v,
+        ScalarValue::TimestampMillisecond(v, _) => v.map(|v| v.saturating_mul(1000)),
+        ScalarValue::TimestampSecond(v, _) => v.map(|v| v.saturating_mul(1_000_000)),
+        ScalarValue::TimestampNanosecond(v, _) => v.map(|v| v.div_euclid(1000)),
+        _ => None,
+    }
+}
+
 impl Operator for HashAgg {
     fn name(&self) -> &'static str {
         "hash_agg"
+    }
+
+    fn on_watermark(&mut self, wm: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
+        let Some((k, lag)) = self.window else {
+            return Ok(None);
+        };
+        if self.watermark(state)?.is_some_and(|old| old >= wm) {
+            return Ok(None);
+        }
+        self.wm = Some(Some(wm));
+        state.put(self.meta.key(&[]), super::encode_count(wm));
+        // Groups with a window value v (not NULL) where v + lag <= wm, i.e. v < wm - lag + 1.
+        let wtype = self.schema.field(k).data_type().clone();
+        let bound = match &wtype {
+            DataType::Timestamp(unit, tz) => {
+                use datafusion::arrow::datatypes::TimeUnit;
+                let us = wm.saturating_sub(lag).saturating_add(1);
+                let tz = tz.clone();
+                match unit {
+                    TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(us), tz),
+                    // Round up: the bound is exclusive.
+                    TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(
+                        Some(us.saturating_add(999).div_euclid(1000)),
+                        tz,
+                    ),
+                    TimeUnit::Second => ScalarValue::TimestampSecond(
+                        Some(us.saturating_add(999_999).div_euclid(1_000_000)),
+                        tz,
+                    ),
+                    TimeUnit::Nanosecond => {
+                        ScalarValue::TimestampNanosecond(Some(us.saturating_mul(1000)), tz)
+                    }
+                }
+            }
+            other => {
+                return Err(EngineError::Internal(format!(
+                    "window column of type {other}"
+                )))
+            }
+        };
+        let mut start = self.groups.key(&[1u8]); // present (non-NULL) values
+        let mut end = self.groups.key(&[]);
+        codec::encode_value(&bound, &mut end)?;
+        let closed = state.scan_range(&start, &end)?;
+        start.clear();
+        let mut types = vec![wtype];
+        types.extend(
+            self.schema.fields()[..self.group.len()]
+                .iter()
+                .map(|f| f.data_type().clone()),
+        );
+        let mut out_rows = Vec::new();
+        for (key, val) in closed {
+            let gkey = key[self.groups.prefix_len()..].to_vec();
+            if self.emit_on_close {
+                let acc = codec::decode_row(&val, &self.acc_types)?;
+                if Self::count(&acc, 0) > 0 {
+                    let mut gvals = codec::decode_row(&gkey, &types)?;
+                    gvals.remove(0);
+                    out_rows.push(self.output(state, &gkey, &gvals, &acc)?);
+                }
+            }
+            for t in self.values.iter().flatten() {
+                state.delete_prefix(&t.key(&gkey))?;
+            }
+            state.delete(key);
+        }
+        if out_rows.is_empty() {
+            return Ok(None);
+        }
+        let n = out_rows.len();
+        Ok(Some(Chunk::from_rows(
+            self.schema.clone(),
+            &out_rows,
+            vec![1; n],
+        )?))
     }
 
     fn initial_output(&mut self, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
@@ -385,6 +534,7 @@ impl Operator for HashAgg {
             return Ok(Chunk::empty(self.schema.clone()));
         }
         let n = chunk.len();
+        let wm = self.watermark(state)?;
         let gcols = eval_all(&self.group, &chunk.batch)?;
         let mut acols = Vec::with_capacity(self.aggs.len());
         for a in &self.aggs {
@@ -401,7 +551,10 @@ impl Operator for HashAgg {
                 .iter()
                 .map(|c| ScalarValue::try_from_array(c, r))
                 .collect::<Result<_, _>>()?;
-            let gkey = codec::encode_row(&gvals)?;
+            if self.is_closed(&gvals, wm) {
+                continue;
+            }
+            let gkey = self.group_key(&gvals)?;
             let entry = rows_of.entry(gkey.clone()).or_default();
             if entry.is_empty() {
                 order.push((gkey, gvals));
@@ -445,6 +598,9 @@ impl Operator for HashAgg {
                 state.delete(self.groups.key(&gkey));
                 None
             };
+            if self.emit_on_close {
+                continue; // rows come out when their window closes
+            }
             if old_out != new_out {
                 if let Some(o) = old_out {
                     out_rows.push(o);

@@ -1,0 +1,579 @@
+//! Built-in sources that need nothing external: `datagen` (RisingWave's options) and
+//! `playback` (a video service's plays and homepage impressions).
+//!
+//! Row `i` of a generator is a pure function of the source's seed and `i`, and `i` is the
+//! "offset" of the generator's single partition 0. A view stores the offset it reached with
+//! its rows, so after a crash the generator resumes at that row and regenerates exactly the
+//! rows that were not committed: the same exactly-once contract as Kafka.
+//!
+//! Rows come at `rows_per_second`. Event times advance with the row number:
+//! `start + i / rate × speedup`, so a source's event time follows the wall clock (or runs
+//! `speedup` times faster) and a replay reproduces it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use freshet_engine::chunk::Chunk;
+
+use crate::kafka::{
+    event_micros, LateEvent, ReaderHandle, Sink, SourceBatch, WatermarkSpec,
+    DEAD_LETTER_PAYLOAD_BYTES,
+};
+use crate::watermark::WatermarkTracker;
+
+const BATCH_ROWS: i64 = 4096;
+
+/// `connector = 'datagen'` or `'playback'`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Datagen,
+    Playback,
+}
+
+/// How one datagen column is generated.
+#[derive(Clone, Debug)]
+enum FieldGen {
+    Sequence {
+        start: i64,
+    },
+    Random {
+        min: f64,
+        max: f64,
+        length: usize,
+        max_past_ms: i64,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Stream {
+    Plays,
+    Impressions,
+}
+
+/// A validated generator definition.
+#[derive(Clone, Debug)]
+pub struct GeneratorConfig {
+    kind: Kind,
+    rows_per_second: f64,
+    speedup: f64,
+    seed: u64,
+    /// Event time of row 0, in microseconds.
+    start_micros: i64,
+    /// Datagen: per column; playback: empty.
+    fields: Vec<FieldGen>,
+    /// Rows after which the generator stops (`datagen.rows.max`, or sequences' ends).
+    max_rows: Option<i64>,
+}
+
+fn num(options: &BTreeMap<String, String>, key: &str) -> Result<Option<f64>, String> {
+    options
+        .get(key)
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("option \"{key}\" must be a number, not \"{v}\""))
+        })
+        .transpose()
+}
+
+impl GeneratorConfig {
+    /// Checks the `WITH` options of a generator source over `columns`. `now_micros` fixes
+    /// the event time of row 0 unless the options already do (`*.start.millis`).
+    pub fn parse(
+        kind: Kind,
+        columns: &[(String, DataType)],
+        options: &[(String, String)],
+    ) -> Result<GeneratorConfig, String> {
+        let opts: BTreeMap<String, String> = options.iter().cloned().collect();
+        let prefix = match kind {
+            Kind::Datagen => "datagen",
+            Kind::Playback => "playback",
+        };
+        let mut known: Vec<String> = vec![
+            "connector".into(),
+            format!("{prefix}.rows.per.second"),
+            format!("{prefix}.start.millis"),
+            format!("{prefix}.seed"),
+            format!("{prefix}.speedup"),
+            format!("{prefix}.rows.max"),
+            format!("{prefix}.split.num"),
+            "watermark_idle_timeout".into(),
+        ];
+        let rows_per_second =
+            num(&opts, &format!("{prefix}.rows.per.second"))?.unwrap_or(match kind {
+                Kind::Datagen => 10.0,
+                Kind::Playback => 1000.0,
+            });
+        if rows_per_second <= 0.0 {
+            return Err("rows per second must be positive".into());
+        }
+        let speedup = num(&opts, &format!("{prefix}.speedup"))?.unwrap_or(1.0);
+        if speedup <= 0.0 {
+            return Err("speedup must be positive".into());
+        }
+        let seed = num(&opts, &format!("{prefix}.seed"))?.unwrap_or(42.0) as u64;
+        let start_micros = match num(&opts, &format!("{prefix}.start.millis"))? {
+            Some(ms) => (ms as i64).saturating_mul(1000),
+            None => return Err(format!("missing option \"{prefix}.start.millis\"")),
+        };
+        let mut max_rows = num(&opts, &format!("{prefix}.rows.max"))?.map(|v| v as i64);
+        let mut fields = Vec::new();
+        let mut stream = Stream::Plays;
+        match kind {
+            Kind::Datagen => {
+                for (name, dt) in columns {
+                    let key = |k: &str| format!("fields.{name}.{k}");
+                    for k in ["kind", "start", "end", "min", "max", "length", "max_past"] {
+                        known.push(key(k));
+                    }
+                    let kind = opts
+                        .get(&key("kind"))
+                        .map(|s| s.to_lowercase())
+                        .unwrap_or_else(|| "random".into());
+                    let f = match kind.as_str() {
+                        "sequence" => {
+                            if !matches!(dt, DataType::Int16 | DataType::Int32 | DataType::Int64)
+                                && !matches!(dt, DataType::Float32 | DataType::Float64)
+                            {
+                                return Err(format!(
+                                    "column \"{name}\": kind 'sequence' needs a numeric column"
+                                ));
+                            }
+                            let start = num(&opts, &key("start"))?.unwrap_or(0.0) as i64;
+                            let end = num(&opts, &key("end"))?.map(|e| e as i64);
+                            if let Some(end) = end {
+                                let n = (end - start + 1).max(0);
+                                max_rows = Some(max_rows.map_or(n, |m| m.min(n)));
+                            }
+                            FieldGen::Sequence { start }
+                        }
+                        "random" => FieldGen::Random {
+                            min: num(&opts, &key("min"))?.unwrap_or(0.0),
+                            max: num(&opts, &key("max"))?.unwrap_or(i16::MAX as f64),
+                            length: num(&opts, &key("length"))?.unwrap_or(10.0) as usize,
+                            max_past_ms: num(&opts, &key("max_past"))?.unwrap_or(0.0) as i64,
+                        },
+                        other => {
+                            return Err(format!(
+                                "column \"{name}\": unknown kind '{other}' (sequence or random)"
+                            ))
+                        }
+                    };
+                    fields.push(f);
+                }
+            }
+            Kind::Playback => {
+                known.push("playback.stream".into());
+                stream = match opts
+                    .get("playback.stream")
+                    .map(|s| s.to_lowercase())
+                    .as_deref()
+                {
+                    None | Some("plays") => Stream::Plays,
+                    Some("impressions") => Stream::Impressions,
+                    Some(other) => {
+                        return Err(format!(
+                            "unknown playback.stream '{other}' (plays or impressions)"
+                        ))
+                    }
+                };
+                let available = playback_fields(&stream);
+                for (name, _) in columns {
+                    if !available.contains(&name.as_str()) {
+                        return Err(format!(
+                            "playback stream has no field \"{name}\" (available: {})",
+                            available.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        for k in opts.keys() {
+            if !known.contains(k) {
+                return Err(format!("unknown option \"{k}\" for a {prefix} source"));
+            }
+        }
+        // Impressions and plays of one seed are different streams.
+        let seed = match stream {
+            Stream::Plays => seed,
+            Stream::Impressions => seed ^ 0x1A5E_5510,
+        };
+        Ok(GeneratorConfig {
+            kind,
+            rows_per_second,
+            speedup,
+            seed,
+            start_micros,
+            fields,
+            max_rows,
+        })
+    }
+}
+
+/// SplitMix64: a fast, well-mixed hash of (seed, row, field).
+fn mix(seed: u64, row: i64, field: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add((row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(field.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Uniform in [0, 1).
+fn unit(seed: u64, row: i64, field: u64) -> f64 {
+    (mix(seed, row, field) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn pick<'a>(choices: &[(&'a str, f64)], u: f64) -> &'a str {
+    let mut acc = 0.0;
+    for (c, w) in choices {
+        acc += w;
+        if u < acc {
+            return c;
+        }
+    }
+    choices.last().map(|(c, _)| *c).unwrap_or("")
+}
+
+const COUNTRIES: [(&str, f64); 10] = [
+    ("US", 0.36),
+    ("BR", 0.12),
+    ("IN", 0.1),
+    ("GB", 0.08),
+    ("DE", 0.07),
+    ("MX", 0.07),
+    ("FR", 0.06),
+    ("JP", 0.05),
+    ("KR", 0.05),
+    ("CA", 0.04),
+];
+const DEVICES: [(&str, f64); 4] = [
+    ("tv", 0.5),
+    ("mobile", 0.3),
+    ("web", 0.15),
+    ("tablet", 0.05),
+];
+const ROWS: [(&str, f64); 6] = [
+    ("trending_now", 0.25),
+    ("because_you_watched", 0.2),
+    ("top_10", 0.2),
+    ("continue_watching", 0.15),
+    ("new_releases", 0.12),
+    ("my_list", 0.08),
+];
+const TITLES: i64 = 2000;
+const USERS: i64 = 100_000;
+
+fn playback_fields(stream: &Stream) -> Vec<&'static str> {
+    match stream {
+        Stream::Plays => vec![
+            "user_id",
+            "title_id",
+            "country",
+            "device",
+            "duration_sec",
+            "event_time",
+        ],
+        Stream::Impressions => vec![
+            "user_id",
+            "title_id",
+            "row_name",
+            "position",
+            "country",
+            "device",
+            "event_time",
+        ],
+    }
+}
+
+impl GeneratorConfig {
+    /// The event time row `i` would have if nothing were out of order.
+    fn base_time(&self, i: i64) -> i64 {
+        self.start_micros + (i as f64 / self.rows_per_second * self.speedup * 1e6) as i64
+    }
+
+    /// Row `i` as `(name, value)` pairs.
+    fn row(&self, i: i64, columns: &[(String, DataType)]) -> Result<Vec<ScalarValue>, String> {
+        let seed = self.seed;
+        let tz = Some(Arc::<str>::from("+00:00"));
+        let mut out = Vec::with_capacity(columns.len());
+        match self.kind {
+            Kind::Datagen => {
+                for (c, ((name, dt), f)) in columns.iter().zip(&self.fields).enumerate() {
+                    let c = c as u64;
+                    let v = match (f, dt) {
+                        (FieldGen::Sequence { start, .. }, _) => {
+                            ScalarValue::Int64(Some(start + i))
+                        }
+                        (FieldGen::Random { max_past_ms, .. }, DataType::Timestamp(_, _)) => {
+                            let past = (unit(seed, i, c) * *max_past_ms as f64 * 1000.0) as i64;
+                            ScalarValue::TimestampMicrosecond(
+                                Some(self.base_time(i) - past),
+                                tz.clone(),
+                            )
+                        }
+                        (FieldGen::Random { length, .. }, DataType::Utf8) => {
+                            let s: String = (0..*length)
+                                .map(|k| {
+                                    let x = mix(seed, i, c * 1000 + k as u64) % 26;
+                                    (b'a' + x as u8) as char
+                                })
+                                .collect();
+                            ScalarValue::Utf8(Some(s))
+                        }
+                        (FieldGen::Random { .. }, DataType::Boolean) => {
+                            ScalarValue::Boolean(Some(mix(seed, i, c) & 1 == 1))
+                        }
+                        (
+                            FieldGen::Random { min, max, .. },
+                            DataType::Float32 | DataType::Float64,
+                        ) => ScalarValue::Float64(Some(min + unit(seed, i, c) * (max - min))),
+                        (FieldGen::Random { min, max, .. }, _) => {
+                            let span = (max - min).max(0.0) as i64 + 1;
+                            ScalarValue::Int64(Some(
+                                *min as i64 + (mix(seed, i, c) % span as u64) as i64,
+                            ))
+                        }
+                    };
+                    out.push(cast(v, dt, name)?);
+                }
+            }
+            Kind::Playback => {
+                let t = self.base_time(i);
+                // Disorder: most events are in order, some a little behind, a few far
+                // behind (late for any reasonable watermark delay).
+                let d = unit(seed, i, 1);
+                let delay_us: i64 = if d < 0.80 {
+                    0
+                } else if d < 0.98 {
+                    (unit(seed, i, 2) * 3_000_000.0) as i64
+                } else {
+                    30_000_000 + (unit(seed, i, 2) * 90_000_000.0) as i64
+                };
+                let event_time = t - delay_us;
+                // Skewed popularity that drifts: rank r gets weight ~ 1/r, and which title
+                // holds each rank rotates every 10 minutes of event time.
+                let rank = ((TITLES as f64).powf(unit(seed, i, 3)) as i64).clamp(1, TITLES);
+                let era = event_time.div_euclid(600_000_000);
+                let title = (rank - 1 + era.rem_euclid(TITLES) * 7).rem_euclid(TITLES) + 1;
+                let user = (mix(seed, i, 4) % USERS as u64) as i64 + 1;
+                for (name, dt) in columns {
+                    let v = match name.as_str() {
+                        "user_id" => ScalarValue::Int64(Some(user)),
+                        "title_id" => ScalarValue::Int64(Some(title)),
+                        "country" => ScalarValue::Utf8(Some(
+                            pick(&COUNTRIES, unit(seed, user, 5)).to_string(),
+                        )),
+                        "device" => {
+                            ScalarValue::Utf8(Some(pick(&DEVICES, unit(seed, i, 6)).to_string()))
+                        }
+                        "duration_sec" => ScalarValue::Int64(Some(
+                            60 + (unit(seed, i, 7).powi(2) * 7200.0) as i64,
+                        )),
+                        "row_name" => {
+                            ScalarValue::Utf8(Some(pick(&ROWS, unit(seed, i, 8)).to_string()))
+                        }
+                        "position" => ScalarValue::Int64(Some((mix(seed, i, 9) % 40) as i64 + 1)),
+                        "event_time" => {
+                            ScalarValue::TimestampMicrosecond(Some(event_time), tz.clone())
+                        }
+                        other => return Err(format!("no playback field \"{other}\"")),
+                    };
+                    out.push(cast(v, dt, name)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn cast(v: ScalarValue, dt: &DataType, name: &str) -> Result<ScalarValue, String> {
+    if &v.data_type() == dt {
+        return Ok(v);
+    }
+    v.cast_to(dt)
+        .map_err(|e| format!("column \"{name}\": cannot generate a {dt}: {e}"))
+}
+
+/// Everything a generator reader needs.
+pub struct GeneratorSpec {
+    pub source_name: String,
+    pub config: GeneratorConfig,
+    /// Payload columns (the schema's columns, in order).
+    pub columns: Vec<(String, DataType)>,
+    pub schema: SchemaRef,
+    /// The next row to generate, as last committed.
+    pub start: i64,
+    pub watermark: Option<WatermarkSpec>,
+}
+
+/// Starts a generator thread feeding `sink`.
+pub fn spawn(spec: GeneratorSpec, mut sink: Sink) -> Result<ReaderHandle, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (catch_tx, catch_rx) = mpsc::channel::<mpsc::Sender<()>>();
+    let stop2 = stop.clone();
+    let name = format!("freshet-gen-{}", spec.source_name);
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Err(e) = run(&spec, &mut sink, &stop2, catch_rx) {
+                tracing::error!(source = %spec.source_name, error = %e, "generator stopped");
+            }
+        })
+        .map_err(|e| format!("cannot start the generator: {e}"))?;
+    Ok(ReaderHandle::new(stop, catch_tx, thread))
+}
+
+fn run(
+    spec: &GeneratorSpec,
+    sink: &mut Sink,
+    stop: &AtomicBool,
+    catch_rx: mpsc::Receiver<mpsc::Sender<()>>,
+) -> Result<(), String> {
+    let cfg = &spec.config;
+    let mut tracker: Option<WatermarkTracker> = spec.watermark.as_ref().map(|w| {
+        let mut t = w.tracker();
+        t.add_partition(0);
+        t
+    });
+    let started = Instant::now();
+    let mut next = spec.start;
+    let mut waiting: Vec<(i64, mpsc::Sender<()>)> = Vec::new();
+    let end = cfg.max_rows.unwrap_or(i64::MAX);
+    while !stop.load(Ordering::SeqCst) {
+        let due = spec.start + (started.elapsed().as_secs_f64() * cfg.rows_per_second) as i64;
+        let due = due.min(end);
+        while let Ok(w) = catch_rx.try_recv() {
+            waiting.push((due, w));
+        }
+        if next >= due {
+            waiting.retain(|(target, tx)| {
+                if next >= *target {
+                    let _ = tx.send(());
+                    false
+                } else {
+                    true
+                }
+            });
+            let wait = if next >= end {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_secs_f64((1.0 / cfg.rows_per_second).clamp(0.001, 0.05))
+            };
+            std::thread::sleep(wait);
+            continue;
+        }
+        let upto = due.min(next + BATCH_ROWS);
+        let mut rows = Vec::with_capacity((upto - next) as usize);
+        let mut late = Vec::new();
+        for i in next..upto {
+            let row = spec.config.row(i, &spec.columns)?;
+            if let Some(t) = &mut tracker {
+                let ts = row.get(t.column).and_then(event_micros);
+                if let Err(wm) = t.observe(0, ts) {
+                    let text: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+                    let mut payload = format!("({})", text.join(", "));
+                    payload.truncate(DEAD_LETTER_PAYLOAD_BYTES);
+                    late.push(LateEvent {
+                        partition: 0,
+                        offset: i,
+                        event_time: ts.unwrap_or_default(),
+                        watermark: wm,
+                        payload,
+                    });
+                    continue;
+                }
+            }
+            rows.push(row);
+        }
+        next = upto;
+        let n = rows.len();
+        let chunk =
+            Chunk::from_rows(spec.schema.clone(), &rows, vec![1; n]).map_err(|e| e.to_string())?;
+        sink(SourceBatch {
+            chunk,
+            deletes: Vec::new(),
+            offsets: vec![(0, next)],
+            errors: Vec::new(),
+            watermark: tracker.as_ref().and_then(WatermarkTracker::watermark),
+            maxima: tracker
+                .as_ref()
+                .map(WatermarkTracker::maxima)
+                .unwrap_or_default(),
+            late,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols() -> Vec<(String, DataType)> {
+        vec![
+            ("title_id".into(), DataType::Int64),
+            ("country".into(), DataType::Utf8),
+            (
+                "event_time".into(),
+                DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    Some("+00:00".into()),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn playback_is_deterministic_and_skewed() {
+        let opts = vec![
+            (
+                "playback.start.millis".to_string(),
+                "1700000000000".to_string(),
+            ),
+            ("playback.rows.per.second".to_string(), "100".to_string()),
+        ];
+        let cfg = GeneratorConfig::parse(Kind::Playback, &cols(), &opts).unwrap();
+        let a: Vec<_> = (0..1000).map(|i| cfg.row(i, &cols()).unwrap()).collect();
+        let b: Vec<_> = (0..1000).map(|i| cfg.row(i, &cols()).unwrap()).collect();
+        assert_eq!(a, b);
+        let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+        for r in &a {
+            if let ScalarValue::Int64(Some(t)) = r[0] {
+                *counts.entry(t).or_default() += 1;
+            }
+        }
+        let top = counts.values().max().copied().unwrap_or(0);
+        assert!(
+            top >= 50,
+            "the most popular title should stand out, got {top}"
+        );
+        let out_of_order = a
+            .windows(2)
+            .filter(|w| event_micros(&w[1][2]) < event_micros(&w[0][2]))
+            .count();
+        assert!(out_of_order > 10, "some events are out of order");
+    }
+
+    #[test]
+    fn datagen_options_are_checked() {
+        let c = vec![("id".to_string(), DataType::Int64)];
+        let ok = vec![
+            ("datagen.start.millis".to_string(), "0".to_string()),
+            ("fields.id.kind".to_string(), "sequence".to_string()),
+            ("fields.id.start".to_string(), "5".to_string()),
+            ("fields.id.end".to_string(), "9".to_string()),
+        ];
+        let cfg = GeneratorConfig::parse(Kind::Datagen, &c, &ok).unwrap();
+        assert_eq!(cfg.max_rows, Some(5));
+        assert_eq!(cfg.row(2, &c).unwrap(), vec![ScalarValue::Int64(Some(7))]);
+        let mut bad = ok.clone();
+        bad.push(("fields.id.colour".to_string(), "red".to_string()));
+        assert!(GeneratorConfig::parse(Kind::Datagen, &c, &bad).is_err());
+    }
+}

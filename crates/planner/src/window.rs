@@ -1,0 +1,581 @@
+//! The window table functions `TUMBLE(rel, time_col, size [, offset])` and
+//! `HOP(rel, time_col, slide, size [, offset])`.
+//!
+//! Before DataFusion binds a statement, each call in a FROM clause is replaced by a
+//! generated relation name whose table provider holds the logical plan
+//! `WindowNode(scan of rel)`; DataFusion inlines that plan where the name is used. The
+//! streaming planner turns a `WindowNode` into the engine's window operator, and batch
+//! queries run it through [`WindowExec`]: both call the same
+//! `freshet_engine::operators::window::expand`, so a view and its query agree.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, LogicalPlanBuilder, TableType, UserDefinedLogicalNode,
+    UserDefinedLogicalNodeCore,
+};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use datafusion::prelude::SessionContext;
+use freshet_engine::operators::window::expand;
+use freshet_engine::plan::WindowSpec;
+
+use crate::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Statement,
+    TableFactor, VisitMut, VisitorMut,
+};
+use crate::PlannerError;
+
+/// `TUMBLE`/`HOP` over a relation: the input's columns, then `window_start`, `window_end`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowNode {
+    pub input: LogicalPlan,
+    pub time_col: usize,
+    pub spec: WindowSpec,
+    schema: DFSchemaRef,
+}
+
+impl Hash for WindowNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.input.hash(state);
+        self.time_col.hash(state);
+        self.spec.hash(state);
+    }
+}
+
+impl PartialOrd for WindowNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        match self.input.partial_cmp(&other.input)? {
+            Ordering::Equal => (
+                self.time_col,
+                self.spec.size,
+                self.spec.slide,
+                self.spec.offset,
+            )
+                .partial_cmp(&(
+                    other.time_col,
+                    other.spec.size,
+                    other.spec.slide,
+                    other.spec.offset,
+                )),
+            o => Some(o),
+        }
+    }
+}
+
+impl WindowNode {
+    pub fn try_new(
+        input: LogicalPlan,
+        time_col: usize,
+        spec: WindowSpec,
+    ) -> Result<WindowNode, PlannerError> {
+        let in_schema = input.schema();
+        let time_type = in_schema.field(time_col).data_type().clone();
+        let mut fields: Vec<_> = in_schema
+            .iter()
+            .map(|(q, f)| (q.cloned(), f.clone()))
+            .collect();
+        for name in ["window_start", "window_end"] {
+            if in_schema.fields().iter().any(|f| f.name() == name) {
+                return Err(PlannerError::DuplicateColumn(name.into()));
+            }
+            fields.push((None, Arc::new(Field::new(name, time_type.clone(), true))));
+        }
+        let schema = DFSchema::new_with_metadata(fields, in_schema.metadata().clone())?;
+        Ok(WindowNode {
+            input,
+            time_col,
+            spec,
+            schema: Arc::new(schema),
+        })
+    }
+}
+
+impl UserDefinedLogicalNodeCore for WindowNode {
+    fn name(&self) -> &str {
+        "Window"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "Window: time={} size={}us slide={}us offset={}us",
+            self.input.schema().field(self.time_col).name(),
+            self.spec.size,
+            self.spec.slide,
+            self.spec.offset
+        )
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> datafusion::common::Result<Self> {
+        let input = inputs
+            .pop()
+            .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
+        WindowNode::try_new(input, self.time_col, self.spec)
+            .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))
+    }
+}
+
+/// A generated relation standing for one window call: DataFusion inlines its plan.
+#[derive(Debug)]
+struct WindowTable {
+    plan: LogicalPlan,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for WindowTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn get_logical_plan(&'_ self) -> Option<Cow<'_, LogicalPlan>> {
+        Some(Cow::Borrowed(&self.plan))
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        Err(datafusion::common::DataFusionError::Internal(
+            "window relations are inlined, never scanned".into(),
+        ))
+    }
+}
+
+/// A window call as written.
+struct Call {
+    kind: &'static str,
+    relation: String,
+    time_col: String,
+    intervals: Vec<SqlExpr>,
+    generated: String,
+}
+
+fn window_kind(name: &ObjectName) -> Option<&'static str> {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] if i.value.eq_ignore_ascii_case("tumble") => Some("TUMBLE"),
+        [ObjectNamePart::Identifier(i)] if i.value.eq_ignore_ascii_case("hop") => Some("HOP"),
+        _ => None,
+    }
+}
+
+fn ident_text(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn arg_name(arg: &FunctionArg) -> Option<String> {
+    match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(i))) => Some(ident_text(i)),
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::CompoundIdentifier(parts))) => {
+            let mut names: Vec<String> = parts.iter().map(ident_text).collect();
+            if names.len() == 2 && names[0] == "public" {
+                names.remove(0);
+            }
+            Some(names.join("."))
+        }
+        _ => None,
+    }
+}
+
+struct Rewriter {
+    calls: Vec<Call>,
+    error: Option<PlannerError>,
+}
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: Some(args),
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(kind) = window_kind(name) else {
+            return ControlFlow::Continue(());
+        };
+        let n_intervals = if kind == "TUMBLE" { 1..=2 } else { 2..=3 };
+        let usage = if kind == "TUMBLE" {
+            "TUMBLE(relation, time_column, size [, offset])"
+        } else {
+            "HOP(relation, time_column, slide, size [, offset])"
+        };
+        let (Some(relation), Some(time_col)) = (
+            args.args.first().and_then(arg_name),
+            args.args.get(1).and_then(arg_name),
+        ) else {
+            self.error = Some(PlannerError::InvalidParameter(format!("usage: {usage}")));
+            return ControlFlow::Break(());
+        };
+        let mut intervals = Vec::new();
+        for a in &args.args[2..] {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => intervals.push(e.clone()),
+                _ => {
+                    self.error = Some(PlannerError::InvalidParameter(format!("usage: {usage}")));
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        if !n_intervals.contains(&intervals.len()) {
+            self.error = Some(PlannerError::InvalidParameter(format!("usage: {usage}")));
+            return ControlFlow::Break(());
+        }
+        let generated = format!("__freshet_window_{}", self.calls.len());
+        let alias_name = relation.rsplit('.').next().unwrap_or(&relation).to_string();
+        *name = ObjectName::from(vec![Ident::new(generated.clone())]);
+        if alias.is_none() {
+            *alias = Some(crate::sqlparser::ast::TableAlias {
+                explicit: false,
+                at: None,
+                name: Ident::new(alias_name),
+                columns: Vec::new(),
+            });
+        }
+        *factor = TableFactor::Table {
+            name: name.clone(),
+            alias: alias.clone(),
+            args: None,
+            with_hints: Vec::new(),
+            version: None,
+            with_ordinality: false,
+            partitions: Vec::new(),
+            json_path: None,
+            sample: None,
+            index_hints: Vec::new(),
+        };
+        self.calls.push(Call {
+            kind,
+            relation,
+            time_col,
+            intervals,
+            generated,
+        });
+        ControlFlow::Continue(())
+    }
+}
+
+/// The relations window calls in `stmt` read (`TUMBLE(plays, …)` reads `plays`).
+pub fn window_relations(stmt: &Statement) -> Vec<String> {
+    let mut stmt = stmt.clone();
+    let mut r = Rewriter {
+        calls: Vec::new(),
+        error: None,
+    };
+    let _ = stmt.visit(&mut r);
+    r.calls.into_iter().map(|c| c.relation).collect()
+}
+
+/// An interval literal in microseconds (no months: a window has a fixed length).
+pub fn interval_micros(e: &SqlExpr) -> Result<i64, PlannerError> {
+    let ctx = SessionContext::new();
+    let bad = || {
+        PlannerError::InvalidParameter(format!(
+            "expected an interval literal without months or years, not {e}"
+        ))
+    };
+    let expr = ctx.parse_sql_expr(&e.to_string(), &DFSchema::empty())?;
+    let v = match expr {
+        Expr::Literal(v, _) => v,
+        Expr::Cast(c) => match *c.expr {
+            Expr::Literal(v, _) => v.cast_to(&c.field.data_type().clone())?,
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    match v {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            Ok(i64::from(i.days) * 86_400_000_000 + i.nanoseconds / 1000)
+        }
+        ScalarValue::IntervalDayTime(Some(i)) => {
+            Ok(i64::from(i.days) * 86_400_000_000 + i64::from(i.milliseconds) * 1000)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Replaces the window calls of `stmt` by generated relations registered in `ctx`.
+pub async fn rewrite_windows(
+    ctx: &SessionContext,
+    stmt: &mut Statement,
+) -> Result<(), PlannerError> {
+    let mut r = Rewriter {
+        calls: Vec::new(),
+        error: None,
+    };
+    let _ = stmt.visit(&mut r);
+    if let Some(e) = r.error {
+        return Err(e);
+    }
+    for call in r.calls {
+        let provider = ctx
+            .table_provider(call.relation.as_str())
+            .await
+            .map_err(|_| PlannerError::UndefinedTable(call.relation.clone()))?;
+        let scan =
+            LogicalPlanBuilder::scan(call.relation.as_str(), provider_as_source(provider), None)?
+                .build()?;
+        let time_col = scan
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| f.name() == &call.time_col)
+            .ok_or_else(|| PlannerError::UndefinedColumn(call.time_col.clone()))?;
+        if !matches!(
+            scan.schema().field(time_col).data_type(),
+            DataType::Timestamp(_, _)
+        ) {
+            return Err(PlannerError::InvalidParameter(format!(
+                "the time column of {} must be a timestamp, and \"{}\" is {}",
+                call.kind,
+                call.time_col,
+                scan.schema().field(time_col).data_type()
+            )));
+        }
+        let mut v = Vec::new();
+        for e in &call.intervals {
+            v.push(interval_micros(e)?);
+        }
+        let spec = match (call.kind, v.as_slice()) {
+            ("TUMBLE", [size]) => WindowSpec {
+                size: *size,
+                slide: *size,
+                offset: 0,
+            },
+            ("TUMBLE", [size, offset]) => WindowSpec {
+                size: *size,
+                slide: *size,
+                offset: *offset,
+            },
+            (_, [slide, size]) => WindowSpec {
+                size: *size,
+                slide: *slide,
+                offset: 0,
+            },
+            (_, [slide, size, offset]) => WindowSpec {
+                size: *size,
+                slide: *slide,
+                offset: *offset,
+            },
+            _ => return Err(PlannerError::Internal("window arguments".into())),
+        };
+        if spec.size <= 0 || spec.slide <= 0 {
+            return Err(PlannerError::InvalidParameter(format!(
+                "{} window size and slide must be positive",
+                call.kind
+            )));
+        }
+        if spec.offset.abs() >= spec.slide {
+            return Err(PlannerError::InvalidParameter(format!(
+                "{} window offset must be smaller than the {}",
+                call.kind,
+                if call.kind == "TUMBLE" {
+                    "window size"
+                } else {
+                    "slide"
+                }
+            )));
+        }
+        let node = WindowNode::try_new(scan, time_col, spec)?;
+        let schema: SchemaRef = Arc::new(node.schema.as_arrow().clone());
+        let plan = LogicalPlan::Extension(Extension {
+            node: Arc::new(node),
+        });
+        ctx.register_table(
+            call.generated.as_str(),
+            Arc::new(WindowTable { plan, schema }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Plans [`WindowNode`]s for batch queries.
+#[derive(Debug)]
+pub struct WindowQueryPlanner;
+
+#[async_trait]
+impl datafusion::execution::context::QueryPlanner for WindowQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(WindowPlanner)])
+            .create_physical_plan(logical_plan, session)
+            .await
+    }
+}
+
+struct WindowPlanner;
+
+#[async_trait]
+impl ExtensionPlanner for WindowPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        _session: &dyn Session,
+        _ctx: &PhysicalPlanningContext,
+    ) -> datafusion::common::Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(w) = node.as_any().downcast_ref::<WindowNode>() else {
+            return Ok(None);
+        };
+        let input = physical_inputs
+            .first()
+            .cloned()
+            .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
+        Ok(Some(Arc::new(WindowExec::new(
+            input,
+            w.time_col,
+            w.spec,
+            Arc::new(w.schema.as_arrow().clone()),
+        ))))
+    }
+}
+
+/// Batch execution of a window call.
+#[derive(Debug)]
+struct WindowExec {
+    input: Arc<dyn ExecutionPlan>,
+    time_col: usize,
+    spec: WindowSpec,
+    schema: SchemaRef,
+    props: Arc<PlanProperties>,
+}
+
+impl WindowExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        time_col: usize,
+        spec: WindowSpec,
+        schema: SchemaRef,
+    ) -> WindowExec {
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            input.output_partitioning().clone(),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        WindowExec {
+            input,
+            time_col,
+            spec,
+            schema,
+            props: Arc::new(props),
+        }
+    }
+}
+
+impl DisplayAs for WindowExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "WindowExec")
+    }
+}
+
+impl ExecutionPlan for WindowExec {
+    fn name(&self) -> &str {
+        "WindowExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::common::Result<TreeNodeRecursion>,
+    ) -> datafusion::common::Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .pop()
+            .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
+        Ok(Arc::new(WindowExec::new(
+            input,
+            self.time_col,
+            self.spec,
+            self.schema.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> datafusion::common::Result<SendableRecordBatchStream> {
+        use futures::StreamExt;
+        let input = self.input.execute(partition, context)?;
+        let (time_col, spec, schema) = (self.time_col, self.spec, self.schema.clone());
+        let stream = input.map(move |b| {
+            let b = b?;
+            expand(&b, time_col, &spec, schema.clone())
+                .map(|(b, _)| b)
+                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+}
