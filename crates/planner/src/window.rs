@@ -271,7 +271,12 @@ impl VisitorMut for Rewriter {
             self.error = Some(PlannerError::InvalidParameter(format!("usage: {usage}")));
             return ControlFlow::Break(());
         }
-        let generated = format!("__freshet_window_{}", self.calls.len());
+        // Unique per process: one session may bind several statements (views at startup).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let generated = format!(
+            "__freshet_window_{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let alias_name = relation.rsplit('.').next().unwrap_or(&relation).to_string();
         *name = ObjectName::from(vec![Ident::new(generated.clone())]);
         if alias.is_none() {

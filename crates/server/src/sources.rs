@@ -211,6 +211,7 @@ fn parse_duration_ms(v: &str) -> Result<u64, ServerError> {
         "" | "ms" => 1,
         "s" | "sec" | "second" | "seconds" => 1000,
         "m" | "min" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
         _ => {
             return Err(ServerError::InvalidOption(format!(
                 "invalid duration \"{v}\""
