@@ -360,7 +360,9 @@ impl GeneratorConfig {
                 // holds each rank rotates every 10 minutes of event time.
                 let rank = ((TITLES as f64).powf(unit(seed, i, 3)) as i64).clamp(1, TITLES);
                 let era = event_time.div_euclid(600_000_000);
-                let title = (rank - 1 + era.rem_euclid(TITLES) * 7).rem_euclid(TITLES) + 1;
+                // 7919 is prime to TITLES: ranks map to scattered, distinct titles in each era.
+                let title =
+                    ((rank - 1) * 7919 + era.rem_euclid(TITLES) * 131).rem_euclid(TITLES) + 1;
                 let user = (mix(seed, i, 4) % USERS as u64) as i64 + 1;
                 for (name, dt) in columns {
                     let v = match name.as_str() {

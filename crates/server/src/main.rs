@@ -28,7 +28,7 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "FRESHET_LISTEN", default_value = "127.0.0.1:6877")]
         listen: SocketAddr,
-        /// Demo plays generated per second.
+        /// Plays generated per second (impressions: three times as many).
         #[arg(long, default_value_t = 200)]
         rate: u64,
     },

@@ -1,12 +1,15 @@
-//! `freshet playground`: a server on a temporary data directory with built-in demo data —
-//! a catalog of titles and a live stream of plays (inserted by a generator, with some
-//! corrections deleted again) — and a few ready views, so Freshet can be tried with
-//! nothing but psql.
+//! `freshet playground`: a server on a temporary data directory with built-in demo data
+//! and a few ready views, so Freshet can be tried with nothing but psql.
+//!
+//! Two `playback` sources generate a video service's events (plays and homepage
+//! impressions: users, titles with skewed and drifting popularity, countries, devices,
+//! some events out of order and a few late), with event time running `speedup` times
+//! faster than the wall clock so that minute windows close every few seconds. A `titles`
+//! table enriches them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use datafusion::arrow::array::{Array, Int64Array};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -22,25 +25,35 @@ const GENRES: &[&str] = &[
     "kids",
     "anime",
 ];
-const COUNTRIES: &[&str] = &["US", "BR", "IN", "DE", "JP", "FR", "MX", "KR"];
-const DEVICES: &[&str] = &["tv", "mobile", "web", "tablet"];
-const TITLES: usize = 40;
+/// The playback generator's title ids are 1..=2000.
+const TITLES: usize = 2000;
+/// Event time runs this many times faster than the wall clock.
+const SPEEDUP: u32 = 10;
 
 const VIEWS: &[(&str, &str)] = &[
     (
-        "top_titles",
-        "SELECT t.title_id, t.name, t.genre, count(*) AS plays, count(DISTINCT p.user_id) AS viewers \
-         FROM plays p JOIN titles t ON p.title_id = t.title_id GROUP BY t.title_id, t.name, t.genre",
+        "trending_titles",
+        "SELECT p.window_start, p.window_end, p.title_id, t.name, count(*) AS plays \
+         FROM HOP(plays, event_time, INTERVAL '1 minute', INTERVAL '10 minutes') p \
+         JOIN titles t ON p.title_id = t.title_id \
+         GROUP BY p.window_start, p.window_end, p.title_id, t.name",
     ),
     (
-        "plays_per_country",
-        "SELECT country, count(*) AS plays, count(DISTINCT user_id) AS users, \
-         min(event_time) AS first_play, max(event_time) AS last_play FROM plays GROUP BY country",
+        "country_minutes",
+        "SELECT window_start, country, count(*) AS plays, count(DISTINCT user_id) AS viewers \
+         FROM TUMBLE(plays, event_time, INTERVAL '1 minute') \
+         GROUP BY window_start, country EMIT ON WINDOW CLOSE",
     ),
     (
-        "genre_by_device",
-        "SELECT t.genre, p.device, count(*) AS plays, avg(p.watch_seconds) AS avg_watch_seconds \
-         FROM plays p JOIN titles t ON p.title_id = t.title_id GROUP BY t.genre, p.device",
+        "homepage_rows",
+        "SELECT window_start, row_name, count(*) AS impressions, avg(position) AS avg_position \
+         FROM TUMBLE(impressions, event_time, INTERVAL '1 minute') \
+         GROUP BY window_start, row_name",
+    ),
+    (
+        "plays_per_genre",
+        "SELECT t.genre, count(*) AS plays FROM plays p JOIN titles t ON p.title_id = t.title_id \
+         GROUP BY t.genre",
     ),
 ];
 
@@ -53,6 +66,18 @@ async fn exec(session: &Session, sql: &str) -> Result<Output, String> {
             .map_err(|e| format!("{sql}: {e}"))?;
     }
     Ok(last)
+}
+
+/// The first value of the first column of a one-row query result, as an integer.
+async fn scalar(session: &Session, sql: &str) -> Option<i64> {
+    match exec(session, sql).await.ok()? {
+        Output::Rows { batches, .. } => {
+            let b = batches.first()?;
+            let col = b.column(0).as_any().downcast_ref::<Int64Array>()?;
+            (!col.is_empty() && col.is_valid(0)).then(|| col.value(0))
+        }
+        _ => None,
+    }
 }
 
 /// Runs the playground until Ctrl-C.
@@ -69,20 +94,31 @@ pub async fn run(listen: std::net::SocketAddr, rate: u64) -> Result<(), String> 
     let server = Server::bind(config).await?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     let session = Session::new(server.db());
+    let rate = rate.max(1);
     exec(
         &session,
-        "CREATE TABLE titles (title_id BIGINT PRIMARY KEY, name VARCHAR NOT NULL, genre VARCHAR, maturity VARCHAR);
-         CREATE TABLE plays (play_id BIGINT PRIMARY KEY, user_id BIGINT, title_id BIGINT, country VARCHAR,
-                             device VARCHAR, watch_seconds INT, event_time TIMESTAMPTZ)",
+        &format!(
+            "CREATE TABLE titles (title_id BIGINT PRIMARY KEY, name VARCHAR NOT NULL, genre VARCHAR);
+             CREATE SOURCE plays (user_id BIGINT, title_id BIGINT, country VARCHAR, device VARCHAR,
+                                  duration_sec BIGINT, event_time TIMESTAMPTZ,
+                                  WATERMARK FOR event_time AS event_time - INTERVAL '5 seconds')
+               WITH (connector = 'playback', playback.stream = 'plays',
+                     playback.rows.per.second = '{rate}', playback.speedup = '{SPEEDUP}');
+             CREATE SOURCE impressions (user_id BIGINT, title_id BIGINT, row_name VARCHAR,
+                                        position INT, event_time TIMESTAMPTZ,
+                                        WATERMARK FOR event_time AS event_time - INTERVAL '5 seconds')
+               WITH (connector = 'playback', playback.stream = 'impressions',
+                     playback.rows.per.second = '{}', playback.speedup = '{SPEEDUP}')",
+            rate * 3
+        ),
     )
     .await?;
     let mut rng = StdRng::seed_from_u64(42);
     let titles: Vec<String> = (1..=TITLES)
         .map(|i| {
             format!(
-                "({i}, 'Title {i:02}', '{}', '{}')",
-                GENRES[rng.gen_range(0..GENRES.len())],
-                ["G", "PG", "PG-13", "R"][rng.gen_range(0..4)]
+                "({i}, 'Title {i:04}', '{}')",
+                GENRES[rng.gen_range(0..GENRES.len())]
             )
         })
         .collect();
@@ -101,76 +137,61 @@ pub async fn run(listen: std::net::SocketAddr, rate: u64) -> Result<(), String> 
     println!(
         "Freshet playground is running (data in {}, removed on exit).\n\n\
          Connect:   psql -h {} -p {} -U freshet freshet\n\n\
+         Two playback sources generate plays ({rate}/s) and homepage impressions ({}/s); event time\n\
+         runs {SPEEDUP}x faster than the clock, so one-minute windows close every few seconds.\n\n\
          Try:\n\
-         \x20 SHOW TABLES;  SHOW MATERIALIZED VIEWS;\n\
-         \x20 SELECT name, genre, plays, viewers FROM top_titles ORDER BY plays DESC LIMIT 10;\n\
-         \x20 SELECT * FROM plays_per_country ORDER BY plays DESC;\n\
-         \x20 SELECT * FROM genre_by_device ORDER BY genre, device;\n\
-         \x20 UPDATE titles SET genre = 'comedy' WHERE title_id = 1;   -- views follow at once\n\
-         \x20 CREATE MATERIALIZED VIEW mobile_plays AS SELECT title_id, count(*) AS n FROM plays WHERE device = 'mobile' GROUP BY title_id;\n\n\
-         A generator inserts about {rate} plays/s (and deletes a few as corrections). Ctrl-C stops.\n",
+         \x20 SHOW SOURCES;  SHOW MATERIALIZED VIEWS;\n\
+         \x20 -- trending now: top titles of the latest 10-minute hopping window\n\
+         \x20 SELECT name, plays FROM trending_titles\n\
+         \x20   WHERE window_start = (SELECT max(window_start) FROM trending_titles) ORDER BY plays DESC LIMIT 10;\n\
+         \x20 -- final per-minute counts (EMIT ON WINDOW CLOSE: rows appear once, never change)\n\
+         \x20 SELECT * FROM country_minutes ORDER BY window_start DESC, plays DESC LIMIT 10;\n\
+         \x20 SELECT * FROM homepage_rows ORDER BY window_start DESC, impressions DESC LIMIT 6;\n\
+         \x20 -- late-event audit: events that arrived below the watermark\n\
+         \x20 SELECT source_name, count(*) AS late, max(watermark - event_time) AS worst\n\
+         \x20   FROM freshet_catalog.late_events GROUP BY source_name;\n\
+         \x20 SELECT * FROM freshet_catalog.watermarks;  SELECT * FROM freshet_catalog.view_state;\n\
+         \x20 UPDATE titles SET genre = 'comedy' WHERE title_id = 1;   -- plays_per_genre follows\n\n\
+         Ctrl-C stops.\n",
         dir.path().display(),
         addr.ip(),
-        addr.port()
+        addr.port(),
+        rate * 3
     );
-    let events = Arc::new(AtomicU64::new(0));
-    let gen_session = Session::new(server.db());
-    let counter = events.clone();
-    let generator = tokio::spawn(async move {
-        let mut next_id: i64 = 1;
-        let tick = Duration::from_millis(200);
-        let per_tick = (rate / 5).max(1);
-        loop {
-            let started = Instant::now();
-            let rows: Vec<String> = (0..per_tick)
-                .map(|_| {
-                    // Skewed popularity: low title ids are played much more often.
-                    let title =
-                        ((rng.gen::<f64>().powi(3) * TITLES as f64) as usize).min(TITLES - 1) + 1;
-                    let id = next_id;
-                    next_id += 1;
-                    format!(
-                        "({id}, {}, {title}, '{}', '{}', {}, now())",
-                        rng.gen_range(1..5000),
-                        COUNTRIES[rng.gen_range(0..COUNTRIES.len())],
-                        DEVICES[rng.gen_range(0..DEVICES.len())],
-                        rng.gen_range(10..7200)
-                    )
-                })
-                .collect();
-            let mut sql = format!("INSERT INTO plays VALUES {}", rows.join(", "));
-            if next_id > 100 && rng.gen_bool(0.2) {
-                sql.push_str(&format!(
-                    "; DELETE FROM plays WHERE play_id = {}",
-                    rng.gen_range(1..next_id)
-                ));
-            }
-            if let Err(e) = exec(&gen_session, &sql).await {
-                eprintln!("generator stopped: {e}");
-                return;
-            }
-            counter.fetch_add(per_tick, Ordering::Relaxed);
-            tokio::time::sleep(tick.saturating_sub(started.elapsed())).await;
-        }
-    });
-    let progress_events = events.clone();
+    let progress_session = Session::new(server.db());
     let progress = tokio::spawn(async move {
-        let mut last = 0;
+        let mut last: Option<i64> = None;
         let mut interval = tokio::time::interval(Duration::from_secs(5));
         interval.tick().await;
         loop {
             interval.tick().await;
-            let now = progress_events.load(Ordering::Relaxed);
+            let plays = scalar(&progress_session, "SELECT sum(plays) FROM plays_per_genre")
+                .await
+                .unwrap_or(0);
+            let late = scalar(
+                &progress_session,
+                "SELECT count(*) FROM freshet_catalog.late_events",
+            )
+            .await
+            .unwrap_or(0);
+            let closed = scalar(
+                &progress_session,
+                "SELECT count(DISTINCT window_start) FROM country_minutes",
+            )
+            .await
+            .unwrap_or(0);
+            let trending = scalar(&progress_session, "SELECT count(*) FROM trending_titles")
+                .await
+                .unwrap_or(0);
+            let per_s = last.map_or(0.0, |l| (plays - l) as f64 / 5.0);
             println!(
-                "[playground] {now} plays ingested ({:.0}/s), {} views up to date",
-                (now - last) as f64 / 5.0,
-                VIEWS.len()
+                "[playground] {plays} plays in views ({per_s:.0}/s), {late} late events, \
+                 {closed} minutes closed, trending_titles {trending} rows"
             );
-            last = now;
+            last = Some(plays);
         }
     });
     let result = server.run(shutdown_signal()).await;
-    generator.abort();
     progress.abort();
     result
 }
