@@ -17,12 +17,9 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
-use freshet_engine::chunk::Chunk;
+use freshet_engine::chunk::{timestamp_micros, Chunk};
 
-use crate::kafka::{
-    event_micros, LateEvent, ReaderHandle, Sink, SourceBatch, WatermarkSpec,
-    DEAD_LETTER_PAYLOAD_BYTES,
-};
+use crate::kafka::{payload_head, LateEvent, ReaderHandle, Sink, SourceBatch, WatermarkSpec};
 use crate::watermark::WatermarkTracker;
 
 const BATCH_ROWS: i64 = 4096;
@@ -81,8 +78,8 @@ fn num(options: &BTreeMap<String, String>, key: &str) -> Result<Option<f64>, Str
 }
 
 impl GeneratorConfig {
-    /// Checks the `WITH` options of a generator source over `columns`. `now_micros` fixes
-    /// the event time of row 0 unless the options already do (`*.start.millis`).
+    /// Checks the `WITH` options of a generator source over `columns`. `<prefix>.start.millis`
+    /// (the event time of row 0) is required: the server fixes it at `CREATE SOURCE`.
     pub fn parse(
         kind: Kind,
         columns: &[(String, DataType)],
@@ -476,17 +473,15 @@ fn run(
         for i in next..upto {
             let row = spec.config.row(i, &spec.columns)?;
             if let Some(t) = &mut tracker {
-                let ts = row.get(t.column).and_then(event_micros);
+                let ts = row.get(t.column).and_then(timestamp_micros);
                 if let Err(wm) = t.observe(0, ts) {
                     let text: Vec<String> = row.iter().map(|v| v.to_string()).collect();
-                    let mut payload = format!("({})", text.join(", "));
-                    payload.truncate(DEAD_LETTER_PAYLOAD_BYTES);
                     late.push(LateEvent {
                         partition: 0,
                         offset: i,
                         event_time: ts.unwrap_or_default(),
                         watermark: wm,
-                        payload,
+                        payload: payload_head(format!("({})", text.join(", ")).as_bytes()),
                     });
                     continue;
                 }
@@ -557,7 +552,7 @@ mod tests {
         );
         let out_of_order = a
             .windows(2)
-            .filter(|w| event_micros(&w[1][2]) < event_micros(&w[0][2]))
+            .filter(|w| timestamp_micros(&w[1][2]) < timestamp_micros(&w[0][2]))
             .count();
         assert!(out_of_order > 10, "some events are out of order");
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use freshet_engine::chunk::{Chunk, Row};
+use freshet_engine::chunk::{timestamp_micros, Chunk, Row};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -29,6 +29,8 @@ pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 256;
 const MAX_BATCH_ROWS: usize = 4096;
 const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
 const METADATA_REFRESH: Duration = Duration::from_secs(5);
+/// How often idle partitions are looked for.
+const WATERMARK_TICK: Duration = Duration::from_millis(100);
 /// librdkafka's fetch wait; a catch-up check waits two of them for fresh watermarks.
 const FETCH_WAIT_MS: u64 = 100;
 
@@ -264,15 +266,10 @@ pub struct LateEvent {
     pub payload: String,
 }
 
-/// The event time of a decoded value, in microseconds.
-pub fn event_micros(v: &ScalarValue) -> Option<i64> {
-    match v {
-        ScalarValue::TimestampMicrosecond(v, _) => *v,
-        ScalarValue::TimestampMillisecond(v, _) => v.map(|v| v.saturating_mul(1000)),
-        ScalarValue::TimestampSecond(v, _) => v.map(|v| v.saturating_mul(1_000_000)),
-        ScalarValue::TimestampNanosecond(v, _) => v.map(|v| v.div_euclid(1000)),
-        _ => None,
-    }
+/// The first bytes of a payload, lossily as text: what dead-letter and late-event
+/// tables keep of a message.
+pub fn payload_head(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(DEAD_LETTER_PAYLOAD_BYTES)]).into_owned()
 }
 
 /// See [`ReaderSpec::partition_view`].
@@ -461,6 +458,7 @@ impl Reader {
         }
         let mut last_refresh = Instant::now();
         let mut last_commit = Instant::now();
+        let mut last_tick = Instant::now();
         let mut waiting: Vec<(Instant, mpsc::Sender<()>)> = Vec::new();
         while !stop.load(Ordering::SeqCst) {
             while let Ok(w) = catch_rx.try_recv() {
@@ -478,9 +476,13 @@ impl Reader {
                     tracing::warn!(source = %self.spec.config.source_name, error = %e, "kafka error")
                 }
             }
-            if self.tracker.as_mut().is_some_and(|t| t.tick()) {
-                self.dirty = true;
-                self.first_pending.get_or_insert_with(Instant::now);
+            // Idleness is measured in seconds: re-evaluate it now and then, not per message.
+            if last_tick.elapsed() >= WATERMARK_TICK {
+                last_tick = Instant::now();
+                if self.tracker.as_mut().is_some_and(|t| t.tick()) {
+                    self.dirty = true;
+                    self.first_pending.get_or_insert_with(Instant::now);
+                }
             }
             let full = self.rows.len() >= MAX_BATCH_ROWS;
             let old = self
@@ -588,16 +590,14 @@ impl Reader {
                     });
                 }
                 if let Some(t) = &mut self.tracker {
-                    let ts = row.get(t.column).and_then(event_micros);
+                    let ts = row.get(t.column).and_then(timestamp_micros);
                     if let Err(watermark) = t.observe(p, ts) {
-                        let bytes = payload.unwrap_or_default();
-                        let cut = &bytes[..bytes.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
                         self.late.push(LateEvent {
                             partition: p,
                             offset: off,
                             event_time: ts.unwrap_or_default(),
                             watermark,
-                            payload: String::from_utf8_lossy(cut).into_owned(),
+                            payload: payload_head(payload.unwrap_or_default()),
                         });
                         return Ok(());
                     }
@@ -606,13 +606,11 @@ impl Reader {
             }
             Ok(None) => {}
             Err(error) => {
-                let bytes = payload.unwrap_or_default();
-                let cut = &bytes[..bytes.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
                 self.errors.push(DeadLetter {
                     partition: p,
                     offset: off,
                     error,
-                    payload: String::from_utf8_lossy(cut).into_owned(),
+                    payload: payload_head(payload.unwrap_or_default()),
                 });
             }
         }

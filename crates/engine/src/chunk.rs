@@ -126,6 +126,17 @@ pub fn column_types(schema: &SchemaRef) -> Vec<datafusion::arrow::datatypes::Dat
 }
 
 /// Shorthand used by tests and operators.
+/// A timestamp value in microseconds (`None` for NULL or a non-timestamp).
+pub fn timestamp_micros(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampMicrosecond(v, _) => *v,
+        ScalarValue::TimestampMillisecond(v, _) => v.map(|v| v.saturating_mul(1000)),
+        ScalarValue::TimestampSecond(v, _) => v.map(|v| v.saturating_mul(1_000_000)),
+        ScalarValue::TimestampNanosecond(v, _) => v.map(|v| v.div_euclid(1000)),
+        _ => None,
+    }
+}
+
 pub fn arc_schema(fields: Vec<datafusion::arrow::datatypes::Field>) -> SchemaRef {
     Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
 }

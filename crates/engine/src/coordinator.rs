@@ -140,6 +140,15 @@ fn offsets_prefix(view: RelationId, source: RelationId) -> Vec<u8> {
     k
 }
 
+/// A partition number as a key suffix (sign bit flipped, so partitions sort in order).
+fn partition_key(p: i32) -> [u8; 4] {
+    ((p as u32) ^ 0x8000_0000).to_be_bytes()
+}
+
+fn parse_partition_key(b: [u8; 4]) -> i32 {
+    (u32::from_be_bytes(b) ^ 0x8000_0000) as i32
+}
+
 fn watermark_key(view: RelationId, source: RelationId) -> Vec<u8> {
     let mut k = keys::state_prefix(keys::state_table_id(view, u16::MAX, 1));
     k.extend_from_slice(&source.to_be_bytes());
@@ -164,10 +173,7 @@ pub fn stored_watermark(
         ) else {
             continue;
         };
-        maxima.insert(
-            (u32::from_be_bytes(p) ^ 0x8000_0000) as i32,
-            i64::from_be_bytes(m),
-        );
+        maxima.insert(parse_partition_key(p), i64::from_be_bytes(m));
     }
     let wm = store
         .read_snapshot(|r| r.get(&watermark_key(view, source)))?
@@ -193,10 +199,7 @@ pub fn stored_offsets(
             .get(..8)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| EngineError::Internal("bad offset value".into()))?;
-        out.insert(
-            (u32::from_be_bytes(p) ^ 0x8000_0000) as i32,
-            i64::from_be_bytes(o),
-        );
+        out.insert(parse_partition_key(p), i64::from_be_bytes(o));
     }
     Ok(out)
 }
@@ -574,33 +577,21 @@ impl Coordinator {
             self.txn
                 .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
         }
-        let maxima: std::collections::HashMap<i32, i64> = maxima.into_iter().collect();
-        for (p, o) in &offsets {
-            let mut k = offsets_prefix(view, source);
-            k.extend_from_slice(&((*p as u32) ^ 0x8000_0000).to_be_bytes());
-            let mut v = o.to_be_bytes().to_vec();
-            if let Some(m) = maxima.get(p) {
-                v.extend_from_slice(&m.to_be_bytes());
-            }
-            self.txn.put(k, v);
-        }
         for (p, o, ts, wm, payload) in late {
             let tz = Some(std::sync::Arc::from("+00:00"));
-            let row = vec![
-                ScalarValue::Utf8(Some(source_name.clone())),
-                ScalarValue::Int32(Some(p)),
-                ScalarValue::Int64(Some(o)),
-                ScalarValue::TimestampMicrosecond(Some(ts), tz.clone()),
-                ScalarValue::TimestampMicrosecond(Some(wm), tz),
-                ScalarValue::Utf8(Some(payload)),
-            ];
-            // Put, not add: several views reading the same source record an event once.
-            self.txn.put(
-                keys::row_key(LATE_EVENTS, &codec::encode_row(&row)?),
-                1i64.to_be_bytes().to_vec(),
-            );
+            self.put_event_row(
+                LATE_EVENTS,
+                vec![
+                    ScalarValue::Utf8(Some(source_name.clone())),
+                    ScalarValue::Int32(Some(p)),
+                    ScalarValue::Int64(Some(o)),
+                    ScalarValue::TimestampMicrosecond(Some(ts), tz.clone()),
+                    ScalarValue::TimestampMicrosecond(Some(wm), tz),
+                    ScalarValue::Utf8(Some(payload)),
+                ],
+            )?;
         }
-        self.record_progress(view, source, &source_name, Vec::new(), errors)
+        self.record_progress(view, source, &source_name, offsets, &maxima, errors)
     }
 
     /// Passes a source's watermark to a view, then each view's output watermark to the
@@ -669,7 +660,7 @@ impl Coordinator {
                 }
             }
         }
-        self.record_progress(table, table, &desc.name, offsets, errors)
+        self.record_progress(table, table, &desc.name, offsets, &[], errors)
     }
 
     fn feed_rows(
@@ -707,34 +698,48 @@ impl Coordinator {
         self.propagate_rows(desc, &changes, weights)
     }
 
-    /// Stores a reader's offsets and dead letters in the write buffer.
+    /// Stores a reader's offsets (each with its partition's largest event time, for
+    /// sources with a watermark) and dead letters in the write buffer.
     fn record_progress(
         &mut self,
         owner: RelationId,
         source: RelationId,
         source_name: &str,
         offsets: Vec<(i32, i64)>,
+        maxima: &[(i32, i64)],
         errors: Vec<(i32, i64, String, String)>,
     ) -> Result<(), EngineError> {
         for (p, o) in offsets {
             let mut k = offsets_prefix(owner, source);
-            k.extend_from_slice(&((p as u32) ^ 0x8000_0000).to_be_bytes());
-            self.txn.put(k, o.to_be_bytes().to_vec());
+            k.extend_from_slice(&partition_key(p));
+            let mut v = o.to_be_bytes().to_vec();
+            if let Some((_, m)) = maxima.iter().find(|(mp, _)| *mp == p) {
+                v.extend_from_slice(&m.to_be_bytes());
+            }
+            self.txn.put(k, v);
         }
         for (p, o, error, payload) in errors {
-            let row = vec![
-                ScalarValue::Utf8(Some(source_name.to_string())),
-                ScalarValue::Int32(Some(p)),
-                ScalarValue::Int64(Some(o)),
-                ScalarValue::Utf8(Some(error)),
-                ScalarValue::Utf8(Some(payload)),
-            ];
-            // Put, not add: several views reading the same source record the same message once.
-            self.txn.put(
-                keys::row_key(SOURCE_ERRORS, &codec::encode_row(&row)?),
-                1i64.to_be_bytes().to_vec(),
-            );
+            self.put_event_row(
+                SOURCE_ERRORS,
+                vec![
+                    ScalarValue::Utf8(Some(source_name.to_string())),
+                    ScalarValue::Int32(Some(p)),
+                    ScalarValue::Int64(Some(o)),
+                    ScalarValue::Utf8(Some(error)),
+                    ScalarValue::Utf8(Some(payload)),
+                ],
+            )?;
         }
+        Ok(())
+    }
+
+    /// Records a row of a dead-letter table (source errors, late events). Put, not add:
+    /// several views reading the same source record the same message once.
+    fn put_event_row(&mut self, table: RelationId, row: Row) -> Result<(), EngineError> {
+        self.txn.put(
+            keys::row_key(table, &codec::encode_row(&row)?),
+            1i64.to_be_bytes().to_vec(),
+        );
         Ok(())
     }
 

@@ -185,6 +185,15 @@ impl Dataflow {
         }
     }
 
+    /// The (node, input) pairs where `relation` enters the dataflow.
+    fn entries(&self, relation: RelationId) -> Vec<(usize, usize)> {
+        self.sources
+            .iter()
+            .filter(|(r, _, _)| *r == relation)
+            .map(|(_, n, i)| (*n, *i))
+            .collect()
+    }
+
     /// Feeds a change of `relation` to every place the view reads it; returns the view's
     /// own changes (already applied to its stored rows).
     pub fn push(
@@ -193,12 +202,7 @@ impl Dataflow {
         chunk: &Chunk,
         txn: &mut Txn,
     ) -> Result<Vec<Chunk>, EngineError> {
-        let entries: Vec<(usize, usize)> = self
-            .sources
-            .iter()
-            .filter(|(r, _, _)| *r == relation)
-            .map(|(_, n, i)| (*n, *i))
-            .collect();
+        let entries = self.entries(relation);
         let mut out = Vec::new();
         for (node, input) in entries {
             if let Some(c) = self.propagate(node, input, chunk.clone(), txn)? {
@@ -217,12 +221,7 @@ impl Dataflow {
         wm: i64,
         txn: &mut Txn,
     ) -> Result<(Vec<Chunk>, Option<i64>), EngineError> {
-        let entries: Vec<(usize, usize)> = self
-            .sources
-            .iter()
-            .filter(|(r, _, _)| *r == relation)
-            .map(|(_, n, i)| (*n, *i))
-            .collect();
+        let entries = self.entries(relation);
         let mut out = Vec::new();
         let mut root_wm = None;
         for (node, input) in entries {

@@ -233,17 +233,15 @@ impl VisitorMut for Rewriter {
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         let TableFactor::Table {
-            name,
-            alias,
-            args: Some(args),
-            ..
+            name, alias, args, ..
         } = factor
         else {
             return ControlFlow::Continue(());
         };
-        let Some(kind) = window_kind(name) else {
+        let (Some(kind), Some(call_args)) = (window_kind(name), args.as_ref()) else {
             return ControlFlow::Continue(());
         };
+        let fn_args = &call_args.args;
         let n_intervals = if kind == "TUMBLE" { 1..=2 } else { 2..=3 };
         let usage = if kind == "TUMBLE" {
             "TUMBLE(relation, time_column, size [, offset])"
@@ -251,14 +249,14 @@ impl VisitorMut for Rewriter {
             "HOP(relation, time_column, slide, size [, offset])"
         };
         let (Some(relation), Some(time_col)) = (
-            args.args.first().and_then(arg_name),
-            args.args.get(1).and_then(arg_name),
+            fn_args.first().and_then(arg_name),
+            fn_args.get(1).and_then(arg_name),
         ) else {
             self.error = Some(PlannerError::InvalidParameter(format!("usage: {usage}")));
             return ControlFlow::Break(());
         };
         let mut intervals = Vec::new();
-        for a in &args.args[2..] {
+        for a in &fn_args[2..] {
             match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => intervals.push(e.clone()),
                 _ => {
@@ -287,18 +285,8 @@ impl VisitorMut for Rewriter {
                 columns: Vec::new(),
             });
         }
-        *factor = TableFactor::Table {
-            name: name.clone(),
-            alias: alias.clone(),
-            args: None,
-            with_hints: Vec::new(),
-            version: None,
-            with_ordinality: false,
-            partitions: Vec::new(),
-            json_path: None,
-            sample: None,
-            index_hints: Vec::new(),
-        };
+        // The call becomes a plain reference to the generated relation.
+        *args = None;
         self.calls.push(Call {
             kind,
             relation,
@@ -322,8 +310,7 @@ pub fn window_relations(stmt: &Statement) -> Vec<String> {
 }
 
 /// An interval literal in microseconds (no months: a window has a fixed length).
-pub fn interval_micros(e: &SqlExpr) -> Result<i64, PlannerError> {
-    let ctx = SessionContext::new();
+pub fn interval_micros(ctx: &SessionContext, e: &SqlExpr) -> Result<i64, PlannerError> {
     let bad = || {
         PlannerError::InvalidParameter(format!(
             "expected an interval literal without months or years, not {e}"
@@ -389,7 +376,7 @@ pub async fn rewrite_windows(
         }
         let mut v = Vec::new();
         for e in &call.intervals {
-            v.push(interval_micros(e)?);
+            v.push(interval_micros(ctx, e)?);
         }
         let spec = match (call.kind, v.as_slice()) {
             ("TUMBLE", [size]) => WindowSpec {

@@ -180,7 +180,10 @@ fn parse_watermark(
             left,
             op: BinaryOperator::Minus,
             right,
-        } if is_col(left) => freshet_planner::window::interval_micros(right)?,
+        } if is_col(left) => freshet_planner::window::interval_micros(
+            &datafusion::prelude::SessionContext::new(),
+            right,
+        )?,
         other => {
             return Err(ServerError::Unsupported(format!(
                 "WATERMARK expression {other}: expected {name} or {name} - INTERVAL '…'"

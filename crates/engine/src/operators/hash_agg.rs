@@ -30,7 +30,7 @@ use freshet_storage::codec::{self, Decoder};
 use freshet_storage::Txn;
 
 use super::{add_count, eval_all, StateTable};
-use crate::chunk::{Chunk, Row};
+use crate::chunk::{timestamp_micros, Chunk, Row};
 use crate::operator::Operator;
 use crate::plan::{AggCall, AggKind, PhysExpr};
 use crate::EngineError;
@@ -152,7 +152,7 @@ impl HashAgg {
     fn is_closed(&self, gvals: &Row, wm: Option<i64>) -> bool {
         match (self.window, wm) {
             (Some((k, lag)), Some(wm)) => {
-                micros(&gvals[k]).is_some_and(|v| v.saturating_add(lag) <= wm)
+                timestamp_micros(&gvals[k]).is_some_and(|v| v.saturating_add(lag) <= wm)
             }
             _ => false,
         }
@@ -418,17 +418,6 @@ fn cast_or_null(v: ScalarValue, t: &DataType) -> Result<ScalarValue, EngineError
     }
 }
 
-/// A timestamp (or integer) value as microseconds.
-fn micros(v: &ScalarValue) -> Option<i64> {
-    match v {
-        ScalarValue::TimestampMicrosecond(v, _) | ScalarValue::Int64(v) => *v,
-        ScalarValue::TimestampMillisecond(v, _) => v.map(|v| v.saturating_mul(1000)),
-        ScalarValue::TimestampSecond(v, _) => v.map(|v| v.saturating_mul(1_000_000)),
-        ScalarValue::TimestampNanosecond(v, _) => v.map(|v| v.div_euclid(1000)),
-        _ => None,
-    }
-}
-
 impl Operator for HashAgg {
     fn name(&self) -> &'static str {
         "hash_agg"
@@ -472,11 +461,10 @@ impl Operator for HashAgg {
                 )))
             }
         };
-        let mut start = self.groups.key(&[1u8]); // present (non-NULL) values
+        let start = self.groups.key(&[1u8]); // present (non-NULL) values
         let mut end = self.groups.key(&[]);
         codec::encode_value(&bound, &mut end)?;
         let closed = state.scan_range(&start, &end)?;
-        start.clear();
         let mut types = vec![wtype];
         types.extend(
             self.schema.fields()[..self.group.len()]
