@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
+use freshet_storage::codec;
 
 use crate::EngineError;
 
@@ -117,11 +119,34 @@ pub fn rows_to_batch(schema: SchemaRef, rows: &[Row]) -> Result<RecordBatch, Eng
 }
 
 /// A schema's column types.
-pub fn column_types(schema: &SchemaRef) -> Vec<datafusion::arrow::datatypes::DataType> {
+pub fn column_types(schema: &SchemaRef) -> Vec<DataType> {
     schema
         .fields()
         .iter()
         .map(|f| f.data_type().clone())
+        .collect()
+}
+
+/// The types an operator stores rows of `types` as (see [`codec::storable_type`]):
+/// intermediate results may hold types a stored row cannot (a nanosecond timestamp).
+pub fn storable_types(types: &[DataType]) -> Vec<DataType> {
+    types
+        .iter()
+        .map(|t| codec::storable_type(t).unwrap_or_else(|| t.clone()))
+        .collect()
+}
+
+/// `row` cast to `types` where its values' types differ.
+pub fn cast_row(row: &[ScalarValue], types: &[DataType]) -> Result<Row, EngineError> {
+    row.iter()
+        .zip(types)
+        .map(|(v, t)| {
+            if &v.data_type() == t {
+                Ok(v.clone())
+            } else {
+                Ok(v.cast_to(t)?)
+            }
+        })
         .collect()
 }
 

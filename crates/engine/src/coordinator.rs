@@ -441,6 +441,9 @@ impl Coordinator {
     }
 
     fn commit(&mut self) {
+        if let Err(e) = self.statement(|c| c.tick(crate::wall_clock_micros())) {
+            tracing::error!(error = %e, "advancing temporal filters failed");
+        }
         let res = self.txn.commit();
         if let Err(e) = &res {
             tracing::error!(error = %e, "checkpoint commit failed");
@@ -451,6 +454,20 @@ impl Coordinator {
                 Err(e) => Err(EngineError::Internal(format!("commit failed: {e}"))),
             });
         }
+    }
+
+    /// Moves processing time forward in every view with a temporal filter, and passes the
+    /// rows that entered or left on to the views that read them.
+    fn tick(&mut self, now: i64) -> Result<(), EngineError> {
+        for i in 0..self.views.len() {
+            if !self.views[i].has_timers() {
+                continue;
+            }
+            let view = self.views[i].view();
+            let out = self.views[i].tick(now, &mut self.txn)?;
+            self.propagate_all(out.into_iter().map(|c| (view, c)).collect())?;
+        }
+        Ok(())
     }
 
     fn table(&self, id: RelationId) -> Result<&TableDesc, EngineError> {

@@ -14,6 +14,7 @@ use crate::operators::hash_agg::HashAgg;
 use crate::operators::hash_join::HashJoin;
 use crate::operators::materialize::Materialize;
 use crate::operators::project::Project;
+use crate::operators::temporal_filter::TemporalFilter;
 use crate::operators::window::Window;
 use crate::plan::{RelationId, StreamNode};
 use crate::EngineError;
@@ -43,11 +44,7 @@ impl Node {
 fn has_watermark(plan: &StreamNode) -> bool {
     match plan {
         StreamNode::Source { watermark_cols, .. } => !watermark_cols.is_empty(),
-        StreamNode::Filter { input, .. }
-        | StreamNode::Window { input, .. }
-        | StreamNode::Project { input, .. }
-        | StreamNode::Aggregate { input, .. } => has_watermark(input),
-        StreamNode::Join { left, right, .. } => has_watermark(left) || has_watermark(right),
+        other => other.inputs().into_iter().any(has_watermark),
     }
 }
 
@@ -85,6 +82,11 @@ impl Dataflow {
                 return Ok(());
             }
             StreamNode::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
+            StreamNode::TemporalFilter { bounds, input } => Box::new(TemporalFilter::new(
+                bounds.clone(),
+                input.schema(),
+                table_id,
+            )),
             StreamNode::Project { exprs, schema, .. } => {
                 Box::new(Project::new(exprs.clone(), schema.clone()))
             }
@@ -121,25 +123,14 @@ impl Dataflow {
                 table_id,
             )),
         };
-        let inputs = match plan {
-            StreamNode::Join { left, right, .. } => vec![has_watermark(left), has_watermark(right)],
-            StreamNode::Filter { input, .. }
-            | StreamNode::Window { input, .. }
-            | StreamNode::Project { input, .. }
-            | StreamNode::Aggregate { input, .. } => vec![has_watermark(input)],
-            StreamNode::Source { .. } => vec![],
-        };
-        self.nodes.push(Node::new(op, Some(parent), inputs));
-        match plan {
-            StreamNode::Source { .. } => {}
-            StreamNode::Filter { input, .. }
-            | StreamNode::Window { input, .. }
-            | StreamNode::Project { input, .. }
-            | StreamNode::Aggregate { input, .. } => self.add(input, (idx, 0))?,
-            StreamNode::Join { left, right, .. } => {
-                self.add(left, (idx, 0))?;
-                self.add(right, (idx, 1))?;
-            }
+        let inputs = plan.inputs();
+        self.nodes.push(Node::new(
+            op,
+            Some(parent),
+            inputs.iter().map(|i| has_watermark(i)).collect(),
+        ));
+        for (n, input) in inputs.into_iter().enumerate() {
+            self.add(input, (idx, n))?;
         }
         Ok(())
     }
@@ -273,6 +264,32 @@ impl Dataflow {
             }
         }
         Ok((out, root_wm))
+    }
+
+    /// Processing time advanced to `now` (µs since the epoch): operators that depend on it
+    /// (temporal filters) release or retract rows. Returns the view's own changes.
+    pub fn tick(&mut self, now: i64, txn: &mut Txn) -> Result<Vec<Chunk>, EngineError> {
+        let mut out = Vec::new();
+        // Deepest operators first, so a parent sees its input's changes at the old time
+        // and then moves to the new one itself.
+        for idx in (1..self.nodes.len()).rev() {
+            if let Some(c) = self.nodes[idx].op.on_tick(now, txn)? {
+                if c.is_empty() {
+                    continue;
+                }
+                if let Some((p, i)) = self.nodes[idx].parent {
+                    if let Some(c) = self.propagate(p, i, c, txn)? {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether some operator depends on processing time.
+    pub fn has_timers(&self) -> bool {
+        self.nodes.iter().any(|n| n.op.uses_time())
     }
 
     /// Feeds a change into one source entry only (backfill reads each entry in turn).

@@ -18,6 +18,14 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use freshet_storage::StorageError;
 
+/// Processing time: microseconds since the Unix epoch by the wall clock.
+pub fn wall_clock_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]

@@ -27,8 +27,6 @@ pub trait Operator: Send {
         state: &mut Txn,
     ) -> Result<Chunk, EngineError>;
 
-    /// Output the operator has before any input (e.g. a global aggregate's row over zero
-    /// rows). Called once, when the view is created.
     /// The watermark of the operator's input advanced to `watermark` (for several inputs,
     /// the smallest of theirs): rows whose watermark columns are below it are final.
     /// Returns output the operator releases because of it (e.g. windows that closed).
@@ -40,6 +38,20 @@ pub trait Operator: Send {
         Ok(None)
     }
 
+    /// Processing time advanced to `now` (µs since the epoch); returns the rows that
+    /// enter or leave the output because of it. Operators whose output does not depend
+    /// on time ([`Operator::uses_time`]) ignore it.
+    fn on_tick(&mut self, _now: i64, _state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
+        Ok(None)
+    }
+
+    /// Whether the operator's output depends on processing time.
+    fn uses_time(&self) -> bool {
+        false
+    }
+
+    /// Output the operator has before any input (e.g. a global aggregate's row over zero
+    /// rows). Called once, when the view is created.
     fn initial_output(&mut self, _state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
         Ok(None)
     }

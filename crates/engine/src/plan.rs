@@ -53,6 +53,13 @@ pub enum StreamNode {
         /// it final, instead of being updated as rows arrive.
         emit_on_close: bool,
     },
+    /// A temporal filter (`WHERE ts > now() - INTERVAL '1 hour'`): each row is in the
+    /// output while processing time lies between its bounds, so rows leave (and enter)
+    /// the output as time passes, and the view stays bounded on an endless stream.
+    TemporalFilter {
+        input: Box<StreamNode>,
+        bounds: Vec<TemporalBound>,
+    },
     /// Inner equi-join; output columns are the left columns then the right columns.
     Join {
         left: Box<StreamNode>,
@@ -85,6 +92,30 @@ impl WindowSpec {
     }
 }
 
+/// One side of a row's visibility in processing time: the instant `time + offset`, where
+/// `time` is `expr` evaluated over the row (a timestamp).
+#[derive(Clone, Debug)]
+pub struct TemporalBound {
+    pub expr: PhysExpr,
+    /// Microseconds added to the row's time.
+    pub offset: i64,
+    /// `true`: the row is visible from that instant on (`now() >= time + offset`);
+    /// `false`: until that instant, exclusive (`now() < time + offset`).
+    pub from: bool,
+}
+
+impl fmt::Display for TemporalBound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.from { ">=" } else { "<" };
+        write!(f, "now() {op} {}", self.expr)?;
+        match self.offset {
+            0 => Ok(()),
+            o if o < 0 => write!(f, " - {}", fmt_micros(-o)),
+            o => write!(f, " + {}", fmt_micros(o)),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AggKind {
     /// `count(*)`
@@ -114,7 +145,22 @@ impl StreamNode {
             | StreamNode::Project { schema, .. }
             | StreamNode::Aggregate { schema, .. }
             | StreamNode::Join { schema, .. } => schema.clone(),
-            StreamNode::Filter { input, .. } => input.schema(),
+            StreamNode::Filter { input, .. } | StreamNode::TemporalFilter { input, .. } => {
+                input.schema()
+            }
+        }
+    }
+
+    /// The node's inputs, left to right.
+    pub fn inputs(&self) -> Vec<&StreamNode> {
+        match self {
+            StreamNode::Source { .. } => vec![],
+            StreamNode::Filter { input, .. }
+            | StreamNode::TemporalFilter { input, .. }
+            | StreamNode::Window { input, .. }
+            | StreamNode::Project { input, .. }
+            | StreamNode::Aggregate { input, .. } => vec![input],
+            StreamNode::Join { left, right, .. } => vec![left, right],
         }
     }
 
@@ -128,14 +174,7 @@ impl StreamNode {
     fn visit_sources(&self, out: &mut Vec<RelationId>) {
         match self {
             StreamNode::Source { relation, .. } => out.push(*relation),
-            StreamNode::Filter { input, .. }
-            | StreamNode::Window { input, .. }
-            | StreamNode::Project { input, .. }
-            | StreamNode::Aggregate { input, .. } => input.visit_sources(out),
-            StreamNode::Join { left, right, .. } => {
-                left.visit_sources(out);
-                right.visit_sources(out);
-            }
+            other => other.inputs().iter().for_each(|i| i.visit_sources(out)),
         }
     }
 
@@ -155,7 +194,9 @@ impl StreamNode {
                     }
                 }
             }
-            StreamNode::Filter { input, .. } => return input.watermark_columns(),
+            StreamNode::Filter { input, .. } | StreamNode::TemporalFilter { input, .. } => {
+                return input.watermark_columns()
+            }
             StreamNode::Window {
                 input,
                 time_col,
@@ -251,6 +292,15 @@ impl StreamNode {
             }
             StreamNode::Filter { input, predicate } => {
                 writeln!(f, "{pad}StreamFilter: {predicate}")?;
+                input.fmt_indent(f, depth + 1)
+            }
+            StreamNode::TemporalFilter { input, bounds } => {
+                let b: Vec<String> = bounds.iter().map(|b| b.to_string()).collect();
+                writeln!(
+                    f,
+                    "{pad}StreamTemporalFilter: {} state=(rows until they leave)",
+                    b.join(" AND ")
+                )?;
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::Project { input, exprs, .. } => {

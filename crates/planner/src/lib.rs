@@ -5,13 +5,15 @@
 //! - [`catalog`]: tables and views, persisted as one document;
 //! - [`context`]: the DataFusion session used to bind and type SQL against the catalog;
 //! - [`stream_planner`]: DataFusion's logical plan of a view's query → the engine's
-//!   streaming plan (incremental operators).
+//!   streaming plan (incremental operators);
+//! - [`window`]: `TUMBLE`/`HOP`; [`temporal`]: `now()` in a view's filters.
 
 pub mod catalog;
 pub mod context;
 pub mod naming;
 pub mod parser;
 pub mod stream_planner;
+pub mod temporal;
 pub mod window;
 
 pub use datafusion::sql::sqlparser;

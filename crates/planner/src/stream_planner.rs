@@ -9,13 +9,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DFSchema, NullEquality};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use freshet_engine::plan::{AggCall, AggKind, PhysExpr, StreamNode};
-use freshet_storage::codec::is_storable;
+use freshet_storage::codec::storable_type;
 
 use crate::catalog::{Catalog, RelationKind};
 use crate::window::WindowNode;
@@ -38,7 +38,8 @@ pub fn plan_view(
     plan: &LogicalPlan,
     emit_on_close: bool,
 ) -> Result<PlannedView, PlannerError> {
-    let optimized = ctx.state().optimize(plan)?;
+    let plan = crate::temporal::prepare_view_plan(plan.clone())?;
+    let optimized = ctx.state().optimize(&plan)?;
     let planner = StreamPlanner {
         ctx,
         catalog,
@@ -118,34 +119,7 @@ fn has_window_agg(node: &StreamNode) -> bool {
     if node.window_key().is_some() {
         return true;
     }
-    match node {
-        StreamNode::Source { .. } => false,
-        StreamNode::Filter { input, .. }
-        | StreamNode::Window { input, .. }
-        | StreamNode::Project { input, .. }
-        | StreamNode::Aggregate { input, .. } => has_window_agg(input),
-        StreamNode::Join { left, right, .. } => has_window_agg(left) || has_window_agg(right),
-    }
-}
-
-/// The type a value of `dt` is stored as, if it can be stored.
-fn storable_type(dt: &DataType) -> Option<DataType> {
-    if is_storable(dt) {
-        return Some(dt.clone());
-    }
-    Some(match dt {
-        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-        DataType::Int8 | DataType::UInt8 => DataType::Int16,
-        DataType::UInt16 => DataType::Int32,
-        DataType::UInt32 => DataType::Int64,
-        DataType::UInt64 => DataType::Decimal128(20, 0),
-        DataType::Float16 => DataType::Float32,
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-        DataType::Interval(_) => {
-            DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
-        }
-        _ => return None,
-    })
+    node.inputs().into_iter().any(has_window_agg)
 }
 
 /// All fields nullable: operators build rows that may hold NULLs anywhere (outer parts
@@ -174,7 +148,49 @@ fn unsupported(what: impl std::fmt::Display) -> PlannerError {
 
 impl StreamPlanner<'_> {
     fn phys(&self, e: &Expr, schema: &DFSchema) -> Result<PhysExpr, PlannerError> {
+        if crate::temporal::contains_now(e) {
+            return Err(crate::temporal::bound(self.ctx, e, schema)
+                .err()
+                .unwrap_or_else(|| {
+                    PlannerError::Unsupported(
+                        "now() is supported in a view only as a conjunct of its WHERE clause"
+                            .into(),
+                    )
+                }));
+        }
         Ok(self.ctx.state().create_physical_expr(e.clone(), schema)?)
+    }
+
+    /// A filter: plain conjuncts become a [`StreamNode::Filter`], comparisons with now()
+    /// a [`StreamNode::TemporalFilter`] above it.
+    fn filter(
+        &self,
+        input: StreamNode,
+        predicate: &Expr,
+        schema: &DFSchema,
+    ) -> Result<StreamNode, PlannerError> {
+        let (temporal, plain): (Vec<&Expr>, Vec<&Expr>) =
+            datafusion::logical_expr::utils::split_conjunction(predicate)
+                .into_iter()
+                .partition(|e| crate::temporal::contains_now(e));
+        let mut node = input;
+        if let Some(p) = datafusion::logical_expr::utils::conjunction(plain.into_iter().cloned()) {
+            node = StreamNode::Filter {
+                input: Box::new(node),
+                predicate: self.phys(&p, schema)?,
+            };
+        }
+        if !temporal.is_empty() {
+            let bounds = temporal
+                .into_iter()
+                .map(|e| crate::temporal::bound(self.ctx, e, schema))
+                .collect::<Result<_, _>>()?;
+            node = StreamNode::TemporalFilter {
+                input: Box::new(node),
+                bounds,
+            };
+        }
+        Ok(node)
     }
 
     fn node(&self, plan: &LogicalPlan) -> Result<StreamNode, PlannerError> {
@@ -212,10 +228,7 @@ impl StreamPlanner<'_> {
                         .cloned()
                         .reduce(|a, b| a.and(b))
                         .ok_or_else(|| PlannerError::Internal("empty filter list".into()))?;
-                    node = StreamNode::Filter {
-                        input: Box::new(node),
-                        predicate: self.phys(&pred, &df)?,
-                    };
+                    node = self.filter(node, &pred, &df)?;
                 }
                 if let Some(proj) = &scan.projection {
                     let exprs = proj
@@ -253,10 +266,7 @@ impl StreamPlanner<'_> {
             }
             LogicalPlan::Filter(f) => {
                 let input = self.node(&f.input)?;
-                Ok(StreamNode::Filter {
-                    input: Box::new(input),
-                    predicate: self.phys(&f.predicate, f.input.schema())?,
-                })
+                self.filter(input, &f.predicate, f.input.schema())
             }
             LogicalPlan::SubqueryAlias(s) => self.node(&s.input),
             LogicalPlan::Aggregate(a) => {

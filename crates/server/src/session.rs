@@ -564,6 +564,11 @@ impl Session {
             _ => return Ok((vec![], None)),
         };
         match s.as_ref() {
+            Statement::Explain { statement, .. }
+                if matches!(statement.as_ref(), Statement::CreateView(_)) =>
+            {
+                Ok((vec![], Some(query_plan_schema())))
+            }
             Statement::Query(_)
             | Statement::Explain { .. }
             | Statement::Insert(_)
@@ -1038,11 +1043,7 @@ impl Session {
                 text.push_str(&format!("relation {id} = {name}\n"));
             }
         }
-        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
-            "QUERY PLAN",
-            DataType::Utf8,
-            false,
-        )]));
+        let schema = query_plan_schema();
         let rows: Vec<Vec<ScalarValue>> = text
             .lines()
             .map(|l| vec![ScalarValue::Utf8(Some(l.to_string()))])
@@ -1409,6 +1410,15 @@ fn name_taken(catalog: &Catalog, name: &str, if_not_exists: bool) -> Result<bool
         Some(_) if if_not_exists => Ok(true),
         Some(_) => Err(PlannerError::DuplicateTable(name.to_string()).into()),
     }
+}
+
+/// The one column of `EXPLAIN CREATE MATERIALIZED VIEW`.
+fn query_plan_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "QUERY PLAN",
+        DataType::Utf8,
+        false,
+    )]))
 }
 
 fn names_schema() -> SchemaRef {

@@ -32,6 +32,24 @@ pub fn is_storable(dt: &DataType) -> bool {
     )
 }
 
+/// The type a value of `dt` is stored as, if it can be stored.
+pub fn storable_type(dt: &DataType) -> Option<DataType> {
+    if is_storable(dt) {
+        return Some(dt.clone());
+    }
+    Some(match dt {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::Int8 | DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 => DataType::Int64,
+        DataType::UInt64 => DataType::Decimal128(20, 0),
+        DataType::Float16 => DataType::Float32,
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::Interval(_) => DataType::Interval(IntervalUnit::MonthDayNano),
+        _ => return None,
+    })
+}
+
 /// Appends the encoding of `v` to `out`.
 pub fn encode_value(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), StorageError> {
     if v.is_null() {
