@@ -42,6 +42,9 @@ pub struct TableDesc {
     pub pk: Vec<usize>,
     /// Per column: NOT NULL (primary key columns included).
     pub not_null: Vec<bool>,
+    /// `WATERMARK`: the event-time column and the delay (µs). The table's watermark is
+    /// its largest event time minus the delay; rows below it are late.
+    pub watermark: Option<(usize, i64)>,
 }
 
 /// A materialized view as the engine sees it.
@@ -132,6 +135,11 @@ pub struct FeedData {
     pub deletes: Vec<Row>,
     pub offsets: Vec<(i32, i64)>,
     pub errors: Vec<(i32, i64, String, String)>,
+    /// The table's watermark after these rows (tables with a `WATERMARK`).
+    pub watermark: Option<i64>,
+    /// Largest event time per partition (stored with the offsets).
+    pub maxima: Vec<(i32, i64)>,
+    pub late: Vec<Late>,
 }
 
 fn offsets_prefix(view: RelationId, source: RelationId) -> Vec<u8> {
@@ -153,6 +161,19 @@ fn watermark_key(view: RelationId, source: RelationId) -> Vec<u8> {
     let mut k = keys::state_prefix(keys::state_table_id(view, u16::MAX, 1));
     k.extend_from_slice(&source.to_be_bytes());
     k
+}
+
+/// The committed-or-buffered watermark `view` holds for `source` (for a table, `view` is
+/// the table itself).
+fn stored_watermark_in(
+    txn: &Txn,
+    view: RelationId,
+    source: RelationId,
+) -> Result<Option<i64>, EngineError> {
+    match txn.get(&watermark_key(view, source))? {
+        Some(v) => Ok(Some(crate::operators::decode_count(&v)?)),
+        None => Ok(None),
+    }
 }
 
 /// What a view has committed of a source's watermark: the largest event time per
@@ -215,7 +236,9 @@ enum Command {
     Write {
         write: TableWrite,
         wait: bool,
-        reply: Reply<()>,
+        /// The number of rows that were late (below the table's watermark) and so went
+        /// to `late_events` instead of the table.
+        reply: Reply<u64>,
     },
     Flush(Reply<()>),
     Source(Box<SourceData>, Reply<()>),
@@ -301,7 +324,8 @@ impl Engine {
 
     /// Applies a table write. With `wait`, returns once it is committed (and so visible
     /// in every view); otherwise once it is applied (visible after the next checkpoint).
-    pub async fn write(&self, write: TableWrite, wait: bool) -> Result<(), EngineError> {
+    /// Returns how many inserted rows were late (tables with a watermark).
+    pub async fn write(&self, write: TableWrite, wait: bool) -> Result<u64, EngineError> {
         self.call(|reply| Command::Write { write, wait, reply })
             .await
     }
@@ -347,11 +371,20 @@ struct Coordinator {
     /// Views in creation order.
     views: Vec<Dataflow>,
     /// Replies to send once the buffer is committed.
-    waiters: Vec<Reply<()>>,
+    waiters: Vec<Waiter>,
     config: EngineConfig,
 }
 
 const BACKFILL_CHUNK: usize = 4096;
+
+/// Answers a caller once the commit it waits for is done (or failed).
+type Waiter = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+
+fn waiter<T: Send + 'static>(reply: Reply<T>, value: T) -> Waiter {
+    Box::new(move |res| {
+        let _ = reply.send(res.map(|()| value));
+    })
+}
 
 impl Coordinator {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
@@ -386,14 +419,16 @@ impl Coordinator {
     /// Handles one command; returns true to stop.
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Write { write, wait, reply } => match self.statement(|c| c.apply_write(write))
-            {
-                Ok(()) if wait => self.waiters.push(reply),
-                res => {
-                    let _ = reply.send(res);
+            Command::Write { write, wait, reply } => {
+                let mut late = 0;
+                match self.statement(|c| c.apply_write(write, &mut late)) {
+                    Ok(()) if wait => self.waiters.push(waiter(reply, late)),
+                    res => {
+                        let _ = reply.send(res.map(|()| late));
+                    }
                 }
-            },
-            Command::Flush(reply) => self.waiters.push(reply),
+            }
+            Command::Flush(reply) => self.waiters.push(waiter(reply, ())),
             Command::Source(data, reply) => {
                 let _ = reply.send(self.apply_source(*data));
             }
@@ -407,7 +442,7 @@ impl Coordinator {
             } => {
                 let res = self.statement(|c| c.apply_ddl(ddl, catalog));
                 match res {
-                    Ok(()) => self.waiters.push(reply),
+                    Ok(()) => self.waiters.push(waiter(reply, ())),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -449,7 +484,7 @@ impl Coordinator {
             tracing::error!(error = %e, "checkpoint commit failed");
         }
         for w in self.waiters.drain(..) {
-            let _ = w.send(match &res {
+            w(match &res {
                 Ok(()) => Ok(()),
                 Err(e) => Err(EngineError::Internal(format!("commit failed: {e}"))),
             });
@@ -474,7 +509,10 @@ impl Coordinator {
         self.tables.get(&id).ok_or(EngineError::UnknownRelation(id))
     }
 
-    fn apply_write(&mut self, write: TableWrite) -> Result<(), EngineError> {
+    /// Applies a DML statement's rows. In a table with a watermark, inserted rows below
+    /// it go to `late_events` instead (counted in `late`), and the watermark then moves
+    /// to the largest event time minus the delay.
+    fn apply_write(&mut self, write: TableWrite, late: &mut u64) -> Result<(), EngineError> {
         let desc = self.table(write.table)?.clone();
         let mut changes: Vec<Row> = Vec::new();
         let mut weights = Vec::new();
@@ -485,14 +523,84 @@ impl Coordinator {
                 weights.push(-1);
             }
         }
+        let wm = match desc.watermark {
+            Some(_) => stored_watermark_in(&self.txn, desc.id, desc.id)?,
+            None => None,
+        };
+        let mut max_ts: Option<i64> = None;
         for b in &write.inserts {
             for row in batch_rows(b)? {
+                if let Some((col, _)) = desc.watermark {
+                    let ts = row.get(col).and_then(crate::chunk::timestamp_micros);
+                    if let (Some(ts), Some(wm)) = (ts, wm) {
+                        if ts < wm {
+                            *late += 1;
+                            let text: Vec<String> = row.iter().map(display_value).collect();
+                            self.put_late(
+                                &desc.name,
+                                None,
+                                ts,
+                                wm,
+                                format!("({})", text.join(", ")),
+                            )?;
+                            continue;
+                        }
+                    }
+                    max_ts = max_ts.max(ts);
+                }
                 self.insert_row(&desc, &row)?;
                 changes.push(row);
                 weights.push(1);
             }
         }
-        self.propagate_rows(&desc, &changes, weights)
+        self.propagate_rows(&desc, &changes, weights)?;
+        if let (Some((_, delay)), Some(max_ts)) = (desc.watermark, max_ts) {
+            let new = max_ts.saturating_sub(delay);
+            if wm.is_none_or(|wm| new > wm) {
+                self.table_watermark(desc.id, new)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records an event that arrived below its watermark; `at` is its partition and
+    /// offset (none for rows inserted by DML).
+    fn put_late(
+        &mut self,
+        source_name: &str,
+        at: Option<(i32, i64)>,
+        ts: i64,
+        wm: i64,
+        payload: String,
+    ) -> Result<(), EngineError> {
+        let tz = Some(std::sync::Arc::from("+00:00"));
+        self.put_event_row(
+            LATE_EVENTS,
+            vec![
+                ScalarValue::Utf8(Some(source_name.to_string())),
+                ScalarValue::Int32(at.map(|a| a.0)),
+                ScalarValue::Int64(at.map(|a| a.1)),
+                ScalarValue::TimestampMicrosecond(Some(ts), tz.clone()),
+                ScalarValue::TimestampMicrosecond(Some(wm), tz),
+                ScalarValue::Utf8(Some(payload)),
+            ],
+        )
+    }
+
+    /// A table's watermark advanced: stores it and passes it to every view over it.
+    fn table_watermark(&mut self, table: RelationId, wm: i64) -> Result<(), EngineError> {
+        self.txn
+            .put(watermark_key(table, table), wm.to_be_bytes().to_vec());
+        let readers: Vec<RelationId> = self
+            .views
+            .iter()
+            .filter(|d| d.reads(table))
+            .map(|d| d.view())
+            .collect();
+        for v in readers {
+            self.push_watermark(v, table, wm)?;
+        }
+        Ok(())
     }
 
     fn pk_bytes(desc: &TableDesc, row: &Row) -> Result<Vec<u8>, EngineError> {
@@ -595,18 +703,7 @@ impl Coordinator {
                 .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
         }
         for (p, o, ts, wm, payload) in late {
-            let tz = Some(std::sync::Arc::from("+00:00"));
-            self.put_event_row(
-                LATE_EVENTS,
-                vec![
-                    ScalarValue::Utf8(Some(source_name.clone())),
-                    ScalarValue::Int32(Some(p)),
-                    ScalarValue::Int64(Some(o)),
-                    ScalarValue::TimestampMicrosecond(Some(ts), tz.clone()),
-                    ScalarValue::TimestampMicrosecond(Some(wm), tz),
-                    ScalarValue::Utf8(Some(payload)),
-                ],
-            )?;
+            self.put_late(&source_name, Some((p, o)), ts, wm, payload)?;
         }
         self.record_progress(view, source, &source_name, offsets, &maxima, errors)
     }
@@ -648,6 +745,9 @@ impl Coordinator {
             deletes,
             offsets,
             mut errors,
+            watermark,
+            maxima,
+            late,
         } = data;
         let desc = self.table(table)?.clone();
         let whole = self.statement(|c| c.feed_rows(&desc, &rows, &deletes));
@@ -677,7 +777,16 @@ impl Coordinator {
                 }
             }
         }
-        self.record_progress(table, table, &desc.name, offsets, &[], errors)
+        if let Some(wm) = watermark {
+            let old = stored_watermark_in(&self.txn, table, table)?;
+            if old.is_none_or(|old| wm > old) {
+                self.statement(|c| c.table_watermark(table, wm))?;
+            }
+        }
+        for (p, o, ts, wm, payload) in late {
+            self.put_late(&desc.name, Some((p, o)), ts, wm, payload)?;
+        }
+        self.record_progress(table, table, &desc.name, offsets, &maxima, errors)
     }
 
     fn feed_rows(
@@ -860,6 +969,14 @@ impl Coordinator {
                 }
                 self.schemas.insert(v.id, v.schema.clone());
                 self.views.push(df);
+                // Tables with a watermark: the new view starts at the table's.
+                for rel in self.views[self.views.len() - 1].inputs() {
+                    if self.tables.get(&rel).is_some_and(|t| t.watermark.is_some()) {
+                        if let Some(wm) = stored_watermark_in(&self.txn, rel, rel)? {
+                            self.push_watermark(v.id, rel, wm)?;
+                        }
+                    }
+                }
             }
             Ddl::Drop(id) => {
                 self.tables.remove(&id);
@@ -882,6 +999,11 @@ fn display_value(v: &ScalarValue) -> String {
     }
     match v {
         ScalarValue::Utf8(Some(s)) => s.clone(),
-        other => other.to_string(),
+        // Timestamps as text (ISO 8601), not their raw integer.
+        other => other
+            .to_array()
+            .ok()
+            .and_then(|a| datafusion::arrow::util::display::array_value_to_string(&a, 0).ok())
+            .unwrap_or_else(|| other.to_string()),
     }
 }

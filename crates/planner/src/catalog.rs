@@ -138,6 +138,12 @@ pub struct TableDef {
     /// The topic feeding the table, if any.
     #[serde(default)]
     pub feed: Option<TableFeed>,
+    /// `WATERMARK FOR column AS column - INTERVAL '…'` (append-only tables only).
+    #[serde(default)]
+    pub watermark: Option<WatermarkDef>,
+    /// `APPEND ONLY`: no UPDATE or DELETE (required with a watermark).
+    #[serde(default)]
+    pub append_only: bool,
 }
 
 /// A topic feeding a table: `FORMAT UPSERT` (the message key is the primary key, a later
@@ -153,6 +159,11 @@ pub struct TableFeed {
 }
 
 impl TableDef {
+    /// `(column index, lag)` of the watermark column, for the streaming planner.
+    pub fn watermark_cols(&self) -> Vec<(usize, i64)> {
+        watermark_cols(&self.watermark, &self.columns)
+    }
+
     /// The stored schema. Every field is nullable for the query engine; NOT NULL is
     /// enforced when rows are written.
     pub fn schema(&self) -> SchemaRef {
@@ -273,14 +284,20 @@ pub enum ConnectorKind {
     Playback,
 }
 
+/// `(column index, lag)` of a relation's watermark column, for the streaming planner: a
+/// later row's event time is at least the watermark, so the column has lag 1 µs.
+fn watermark_cols(watermark: &Option<WatermarkDef>, columns: &[ColumnDef]) -> Vec<(usize, i64)> {
+    watermark
+        .as_ref()
+        .and_then(|w| columns.iter().position(|c| c.name == w.column))
+        .map(|i| vec![(i, 1)])
+        .unwrap_or_default()
+}
+
 impl SourceDef {
     /// `(column index, lag)` of the watermark column, for the streaming planner.
     pub fn watermark_cols(&self) -> Vec<(usize, i64)> {
-        self.watermark
-            .as_ref()
-            .and_then(|w| self.columns.iter().position(|c| c.name == w.column))
-            .map(|i| vec![(i, 1)])
-            .unwrap_or_default()
+        watermark_cols(&self.watermark, &self.columns)
     }
 
     /// Payload columns then `INCLUDE` columns.

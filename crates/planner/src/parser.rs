@@ -17,6 +17,9 @@ pub enum Stmt {
     CreateSource(Box<CreateSource>),
     /// `CREATE TABLE … WITH (connector = …) FORMAT … ENCODE …`: a table fed by a topic.
     CreateTableWithConnector(Box<CreateSource>),
+    /// `CREATE TABLE name (…, WATERMARK FOR …) APPEND ONLY`: a table written by DML with
+    /// Freshet's extensions (no connector; `options` is empty).
+    CreateTableExt(Box<CreateSource>),
     /// `SHOW SOURCES`
     ShowSources,
     /// `DROP SOURCE [IF EXISTS] name [CASCADE]`
@@ -54,6 +57,11 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             parser.next_token();
             let cs = parse_create_source(&mut parser).map_err(|e| parser_error(sql, e))?;
             out.push(Stmt::CreateTableWithConnector(Box::new(cs)));
+        } else if peek_words(&parser, &["CREATE", "TABLE"]) && has_table_extension(&parser) {
+            parser.next_token();
+            parser.next_token();
+            let cs = parse_create_table_ext(&mut parser).map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::CreateTableExt(Box::new(cs)));
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();
@@ -135,6 +143,61 @@ pub struct CreateSource {
     pub encode_options: Vec<(String, String)>,
     /// `WATERMARK FOR column AS expression`.
     pub watermark: Option<(Ident, crate::sqlparser::ast::Expr)>,
+    /// `APPEND ONLY` (tables): rows are only ever inserted.
+    pub append_only: bool,
+}
+
+/// Whether the `CREATE TABLE` ahead uses Freshet's table extensions: a `WATERMARK FOR`
+/// clause in its column list or `APPEND ONLY` after it.
+fn has_table_extension(parser: &Parser) -> bool {
+    let mut depth = 0i32;
+    for i in 0.. {
+        let word = |n: usize, w: &str| matches!(&parser.peek_nth_token(n).token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+        match &parser.peek_nth_token(i).token {
+            Token::EOF => return false,
+            Token::SemiColon if depth == 0 => return false,
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(_) if depth == 1 && word(i, "WATERMARK") && word(i + 1, "FOR") => {
+                return true
+            }
+            Token::Word(_) if depth == 0 && word(i, "APPEND") && word(i + 1, "ONLY") => {
+                return true
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `[IF NOT EXISTS] name (columns …) [APPEND ONLY]`, after `CREATE TABLE`.
+fn parse_create_table_ext(parser: &mut Parser) -> Result<CreateSource, ParserError> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let (columns, constraints, watermark) = parse_columns(parser)?;
+    let append_only = parse_append_only(parser)?;
+    Ok(CreateSource {
+        name,
+        if_not_exists,
+        columns,
+        constraints,
+        includes: Vec::new(),
+        options: Vec::new(),
+        format: String::new(),
+        encode: String::new(),
+        encode_options: Vec::new(),
+        watermark,
+        append_only,
+    })
+}
+
+fn parse_append_only(parser: &mut Parser) -> Result<bool, ParserError> {
+    if peek_words(parser, &["APPEND"]) {
+        parser.next_token();
+        expect_word(parser, "ONLY")?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Whether the statement ahead has a `FORMAT` clause outside parentheses (a table fed by
@@ -209,6 +272,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
     let (columns, constraints, watermark) = parse_columns(parser)?;
+    let append_only = parse_append_only(parser)?;
     let mut includes = Vec::new();
     while parser.parse_keyword(Keyword::INCLUDE) {
         let what = parse_word(parser)?;
@@ -252,6 +316,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
         encode,
         encode_options,
         watermark,
+        append_only,
     })
 }
 

@@ -213,7 +213,11 @@ impl StreamPlanner<'_> {
                         .view(name)
                         .map(|v| v.watermark_cols.clone())
                         .unwrap_or_default(),
-                    RelationKind::Table => Vec::new(),
+                    RelationKind::Table => self
+                        .catalog
+                        .table(name)
+                        .map(|t| t.watermark_cols())
+                        .unwrap_or_default(),
                 };
                 let mut node = StreamNode::Source {
                     relation: id,

@@ -62,6 +62,10 @@ fn table_desc(t: &TableDef) -> TableDesc {
         schema: t.schema(),
         pk: t.pk.clone(),
         not_null: t.columns.iter().map(|c| c.not_null).collect(),
+        watermark: t.watermark.as_ref().and_then(|w| {
+            let col = t.columns.iter().position(|c| c.name == w.column)?;
+            Some((col, w.delay_micros))
+        }),
     }
 }
 
@@ -329,7 +333,9 @@ const VIEW_STATE_NAME: &str = "freshet_catalog.view_state";
 
 type ComputedRelation = fn(&Store, &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)>;
 
-/// `freshet_catalog.watermarks`: (view_name, source_name, watermark), as committed.
+/// `freshet_catalog.watermarks`: (view_name, source_name, watermark), as committed. A
+/// source's watermark is tracked per view (each view has its own reader); a table's is
+/// the table's own, shared by every view over it, and listed with a NULL view_name.
 fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let schema = Arc::new(Schema::new(vec![
@@ -353,6 +359,14 @@ fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
                 ScalarValue::TimestampMicrosecond(wm, Some("+00:00".into())),
             ]);
         }
+    }
+    for t in catalog.tables.iter().filter(|t| t.watermark.is_some()) {
+        let (_, wm) = stored_watermark(store, t.id, t.id)?;
+        rows.push(vec![
+            ScalarValue::Utf8(None),
+            ScalarValue::Utf8(Some(t.name.clone())),
+            ScalarValue::TimestampMicrosecond(wm, Some("+00:00".into())),
+        ]);
     }
     Ok((schema, rows))
 }
@@ -482,6 +496,7 @@ impl Session {
             }
             Stmt::CreateSource(cs) => self.create_source(cs).await,
             Stmt::CreateTableWithConnector(cs) => self.create_fed_table(cs).await,
+            Stmt::CreateTableExt(cs) => self.create_ext_table(cs).await,
             Stmt::ShowSources => {
                 let c = self.db.catalog();
                 let mut names: Vec<String> = c.sources.iter().map(|s| s.name.clone()).collect();
@@ -665,12 +680,26 @@ impl Session {
         }
     }
 
+    /// A table UPDATE and DELETE may change: not an append-only one.
+    fn mutable_table(&self, name: &ObjectName) -> Result<TableDef> {
+        let table = self.writable_table(name)?;
+        if table.append_only {
+            return Err(ServerError::Unsupported(format!(
+                "table \"{}\" is append-only: UPDATE and DELETE are not allowed",
+                table.name
+            )));
+        }
+        Ok(table)
+    }
+
+    /// Sends a write to the engine; returns how many inserted rows were late (below the
+    /// table's watermark) and went to `freshet_catalog.late_events` instead.
     async fn write(
         &self,
         table: &TableDef,
         deletes: Vec<RecordBatch>,
         inserts: Vec<RecordBatch>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let write = TableWrite {
             table: table.id,
             deletes,
@@ -754,11 +783,11 @@ impl Session {
                 ))
             }
         };
-        let n = batches.iter().map(|b| b.num_rows()).sum();
-        self.write(&table, vec![], batches).await?;
+        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let late = self.write(&table, vec![], batches).await?;
         Ok(Output::Command {
             tag: "INSERT 0".into(),
-            rows: Some(n),
+            rows: Some(n.saturating_sub(late as usize)),
         })
     }
 
@@ -773,7 +802,7 @@ impl Session {
                 "UPDATE of something other than a table".into(),
             ));
         };
-        let table = self.writable_table(name)?;
+        let table = self.mutable_table(name)?;
         let schema = table.schema();
         let mut assigned: Vec<(usize, String)> = Vec::new();
         for a in &update.assignments {
@@ -839,7 +868,7 @@ impl Session {
                 "DELETE from something other than a table".into(),
             ));
         };
-        let table = self.writable_table(name)?;
+        let table = self.mutable_table(name)?;
         let schema = table.schema();
         let sql = format!(
             "SELECT * FROM {}{}",
@@ -883,7 +912,7 @@ impl Session {
                 Err(ServerError::Engine(EngineError::Conflict)) if attempt < WRITE_RETRIES => {
                     attempt += 1
                 }
-                other => return other.map(|()| n),
+                other => return other.map(|_| n),
             }
         }
     }
@@ -909,6 +938,39 @@ impl Session {
             columns,
             pk,
             feed: None,
+            watermark: None,
+            append_only: false,
+        };
+        self.add_table(next, def).await
+    }
+
+    /// `CREATE TABLE … (…, WATERMARK FOR …) APPEND ONLY`: a DML table with a watermark.
+    async fn create_ext_table(&self, cs: &parser::CreateSource) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cs.name);
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, &name, cs.if_not_exists)? {
+            return Ok(command("CREATE TABLE"));
+        }
+        let (columns, pk) = table_columns(&name, &cs.columns, &cs.constraints)?;
+        let watermark = crate::sources::parse_watermark(cs, &columns)?;
+        if watermark.is_some() && !cs.append_only {
+            return Err(ServerError::Unsupported(
+                "a table with a WATERMARK must be APPEND ONLY: \
+                 CREATE TABLE … (…, WATERMARK FOR …) APPEND ONLY"
+                    .into(),
+            ));
+        }
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = TableDef {
+            id,
+            name,
+            columns,
+            pk,
+            feed: None,
+            watermark,
+            append_only: cs.append_only,
         };
         self.add_table(next, def).await
     }
@@ -1155,6 +1217,17 @@ impl Session {
         }
         let (columns, pk) = table_columns(&name, &cs.columns, &cs.constraints)?;
         let feed = crate::sources::table_feed(cs, !pk.is_empty())?;
+        let watermark = crate::sources::parse_watermark(cs, &columns)?;
+        if watermark.is_some() && feed.upsert {
+            return Err(ServerError::Unsupported(
+                "a table with a WATERMARK must be append-only: use FORMAT PLAIN, not UPSERT".into(),
+            ));
+        }
+        if cs.append_only && feed.upsert {
+            return Err(ServerError::InvalidOption(
+                "a FORMAT UPSERT table cannot be APPEND ONLY".into(),
+            ));
+        }
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
         let def = TableDef {
@@ -1162,7 +1235,9 @@ impl Session {
             name,
             columns,
             pk,
+            append_only: !feed.upsert,
             feed: Some(feed),
+            watermark,
         };
         let check_def = def.clone();
         tokio::task::spawn_blocking(move || crate::sources::check_table(&check_def))

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use freshet_connectors::decode::{Decoder, Format};
 use freshet_connectors::generator;
 use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, SourceBatch, Startup};
-use freshet_engine::coordinator::{stored_offsets, stored_watermark, Engine, FeedData, SourceData};
+use freshet_engine::coordinator::{
+    stored_offsets, stored_watermark, Engine, FeedData, Late, SourceData,
+};
 use freshet_planner::catalog::{
     ColumnDef, ConnectorKind, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed,
     WatermarkDef,
@@ -144,7 +146,7 @@ fn generator_kind(c: ConnectorKind) -> generator::Kind {
 }
 
 /// `WATERMARK FOR col AS col [- INTERVAL '…']`, and the `watermark_idle_timeout` option.
-fn parse_watermark(
+pub fn parse_watermark(
     cs: &CreateSource,
     columns: &[ColumnDef],
 ) -> Result<Option<WatermarkDef>, ServerError> {
@@ -370,7 +372,7 @@ fn feed_source(table: &TableDef) -> Option<SourceDef> {
         properties: f.properties.clone(),
         startup: f.startup.clone(),
         encoding: f.encoding.clone(),
-        watermark: None,
+        watermark: table.watermark.clone(),
         connector: ConnectorKind::Kafka,
         generator_options: Vec::new(),
     })
@@ -419,6 +421,9 @@ pub fn start_table_reader(
                 deletes: b.deletes,
                 offsets: b.offsets,
                 errors: dead_letters(b.errors),
+                watermark: b.watermark,
+                maxima: b.maxima,
+                late: late_events(b.late),
             })
             .map_err(|e| e.to_string())
     });
@@ -539,6 +544,12 @@ fn dead_letters(errors: Vec<kafka::DeadLetter>) -> Vec<(i32, i64, String, String
 }
 
 /// Starts the reader that feeds `view` from `src`.
+fn late_events(late: Vec<kafka::LateEvent>) -> Vec<Late> {
+    late.into_iter()
+        .map(|l| (l.partition, l.offset, l.event_time, l.watermark, l.payload))
+        .collect()
+}
+
 pub fn start_reader(
     engine: &Engine,
     store: &Store,
@@ -558,11 +569,7 @@ pub fn start_reader(
                 errors: dead_letters(b.errors),
                 watermark: b.watermark,
                 maxima: b.maxima,
-                late: b
-                    .late
-                    .into_iter()
-                    .map(|l| (l.partition, l.offset, l.event_time, l.watermark, l.payload))
-                    .collect(),
+                late: late_events(b.late),
             })
             .map_err(|e| e.to_string())
     });
