@@ -15,6 +15,8 @@ use crate::operators::hash_join::HashJoin;
 use crate::operators::materialize::Materialize;
 use crate::operators::project::Project;
 use crate::operators::temporal_filter::TemporalFilter;
+use crate::operators::top_n::TopN;
+use crate::operators::union::Union;
 use crate::operators::window::Window;
 use crate::plan::{RelationId, StreamNode};
 use crate::EngineError;
@@ -106,6 +108,27 @@ impl Dataflow {
                 HashAgg::new(group.clone(), aggs.clone(), schema.clone(), table_id)?
                     .windowed(plan.window_key(), *emit_on_close),
             ),
+            StreamNode::TopN {
+                input,
+                partition,
+                order,
+                kind,
+                skip,
+                limit,
+                with_rank,
+                schema,
+            } => Box::new(TopN::new(
+                partition.clone(),
+                order.clone(),
+                *kind,
+                *skip,
+                *limit,
+                *with_rank,
+                &input.schema(),
+                schema.clone(),
+                table_id,
+            )),
+            StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
             StreamNode::Join {
                 left,
                 right,

@@ -60,6 +60,23 @@ pub enum StreamNode {
         input: Box<StreamNode>,
         bounds: Vec<TemporalBound>,
     },
+    /// The first ranks of each group (`row_number() … WHERE rn <= N`, `ORDER BY … LIMIT`):
+    /// the input rows with `skip < rank <= limit`, the rank appended when `with_rank`.
+    TopN {
+        input: Box<StreamNode>,
+        partition: Vec<PhysExpr>,
+        order: Vec<SortKey>,
+        kind: RankKind,
+        skip: u64,
+        limit: u64,
+        with_rank: bool,
+        schema: SchemaRef,
+    },
+    /// `UNION ALL`: every input's changes, passed on.
+    Union {
+        inputs: Vec<StreamNode>,
+        schema: SchemaRef,
+    },
     /// Inner equi-join; output columns are the left columns then the right columns.
     Join {
         left: Box<StreamNode>,
@@ -90,6 +107,35 @@ impl WindowSpec {
             .map(move |k: i64| last - k * self.slide)
             .take_while(move |s| s + size > ts)
     }
+}
+
+/// One column of an ORDER BY.
+#[derive(Clone, Debug)]
+pub struct SortKey {
+    pub expr: PhysExpr,
+    pub desc: bool,
+    pub nulls_first: bool,
+}
+
+impl fmt::Display for SortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} NULLS {}",
+            self.expr,
+            if self.desc { "DESC" } else { "ASC" },
+            if self.nulls_first { "FIRST" } else { "LAST" }
+        )
+    }
+}
+
+/// How a top-N numbers rows: `row_number()` (1, 2, 3, 4), `rank()` (1, 2, 2, 4) or
+/// `dense_rank()` (1, 2, 2, 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RankKind {
+    RowNumber,
+    Rank,
+    DenseRank,
 }
 
 /// One side of a row's visibility in processing time: the instant `time + offset`, where
@@ -144,6 +190,8 @@ impl StreamNode {
             | StreamNode::Window { schema, .. }
             | StreamNode::Project { schema, .. }
             | StreamNode::Aggregate { schema, .. }
+            | StreamNode::TopN { schema, .. }
+            | StreamNode::Union { schema, .. }
             | StreamNode::Join { schema, .. } => schema.clone(),
             StreamNode::Filter { input, .. } | StreamNode::TemporalFilter { input, .. } => {
                 input.schema()
@@ -159,7 +207,9 @@ impl StreamNode {
             | StreamNode::TemporalFilter { input, .. }
             | StreamNode::Window { input, .. }
             | StreamNode::Project { input, .. }
-            | StreamNode::Aggregate { input, .. } => vec![input],
+            | StreamNode::Aggregate { input, .. }
+            | StreamNode::TopN { input, .. } => vec![input],
+            StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join { left, right, .. } => vec![left, right],
         }
     }
@@ -225,6 +275,31 @@ impl StreamNode {
                     if let Some(c) = column_index(e) {
                         out[i] = inner.get(c).copied().flatten();
                     }
+                }
+            }
+            StreamNode::TopN {
+                input, partition, ..
+            } => {
+                // A group's ranking is final once its partition value is; other rows can
+                // still push a row out of its group's top, so only partition columns
+                // keep following the watermark.
+                let inner = input.watermark_columns();
+                for e in partition {
+                    if let Some(c) = column_index(e) {
+                        out[c] = inner.get(c).copied().flatten();
+                    }
+                }
+            }
+            StreamNode::Union { inputs, .. } => {
+                // A column follows the watermark if it does in every input (the combined
+                // watermark is the smallest of the inputs'), with the largest lag.
+                let all: Vec<_> = inputs.iter().map(|i| i.watermark_columns()).collect();
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = all
+                        .iter()
+                        .map(|w| w.get(c).copied().flatten())
+                        .collect::<Option<Vec<i64>>>()
+                        .and_then(|lags| lags.into_iter().max());
                 }
             }
             StreamNode::Join { left, right, .. } => {
@@ -355,6 +430,38 @@ impl StreamNode {
                     None => writeln!(f, "{pad}  emit=on_update")?,
                 }
                 input.fmt_indent(f, depth + 1)
+            }
+            StreamNode::TopN {
+                input,
+                partition,
+                order,
+                kind,
+                skip,
+                limit,
+                ..
+            } => {
+                let p: Vec<String> = partition.iter().map(|e| e.to_string()).collect();
+                let o: Vec<String> = order.iter().map(|k| k.to_string()).collect();
+                let range = if *skip > 0 {
+                    format!("{} < {kind:?} <= {limit}", skip)
+                } else {
+                    format!("{kind:?} <= {limit}")
+                };
+                writeln!(
+                    f,
+                    "{pad}StreamTopN: partition=[{}] order=[{}] {range} \
+                     state=(all input rows, ordered per partition)",
+                    p.join(", "),
+                    o.join(", ")
+                )?;
+                input.fmt_indent(f, depth + 1)
+            }
+            StreamNode::Union { inputs, .. } => {
+                writeln!(f, "{pad}StreamUnionAll: (stateless)")?;
+                for i in inputs {
+                    i.fmt_indent(f, depth + 1)?;
+                }
+                Ok(())
             }
             StreamNode::Join {
                 left,

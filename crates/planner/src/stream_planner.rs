@@ -6,15 +6,16 @@
 //! anything without an incremental operator yet is refused with a clear "not supported"
 //! error instead of being computed wrongly.
 
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::{DFSchema, NullEquality};
+use datafusion::common::{DFSchema, NullEquality, ScalarValue};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use freshet_engine::plan::{AggCall, AggKind, PhysExpr, StreamNode};
+use freshet_engine::plan::{AggCall, AggKind, PhysExpr, RankKind, SortKey, StreamNode};
 use freshet_storage::codec::storable_type;
 
 use crate::catalog::{Catalog, RelationKind};
@@ -44,6 +45,8 @@ pub fn plan_view(
         ctx,
         catalog,
         emit_on_close,
+        rank_limits: RefCell::new(HashMap::new()),
+        pending_limit: Cell::new(None),
     };
     let mut node = planner.node(&optimized)?;
     if emit_on_close && !has_window_agg(&node) {
@@ -122,6 +125,94 @@ fn has_window_agg(node: &StreamNode) -> bool {
     node.inputs().into_iter().any(has_window_agg)
 }
 
+/// A top-N node over `input`; its schema is the input's (plus the rank) unless given.
+#[allow(clippy::too_many_arguments)]
+fn top_n(
+    input: StreamNode,
+    partition: Vec<PhysExpr>,
+    order: Vec<SortKey>,
+    kind: RankKind,
+    skip: u64,
+    limit: u64,
+    with_rank: bool,
+    schema: Option<SchemaRef>,
+) -> StreamNode {
+    let schema = schema.unwrap_or_else(|| input.schema());
+    StreamNode::TopN {
+        input: Box::new(input),
+        partition,
+        order,
+        kind,
+        skip,
+        limit,
+        with_rank,
+        schema,
+    }
+}
+
+/// The ranking window function whose result is column `idx` of `plan`'s output, if the
+/// column is one (through projections and aliases).
+fn ranked_window(plan: &LogicalPlan, idx: usize) -> Option<&datafusion::logical_expr::Window> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let mut e = p.expr.get(idx)?;
+            while let Expr::Alias(a) = e {
+                e = a.expr.as_ref();
+            }
+            let Expr::Column(c) = e else { return None };
+            let i = p.input.schema().index_of_column(c).ok()?;
+            ranked_window(&p.input, i)
+        }
+        LogicalPlan::SubqueryAlias(s) => ranked_window(&s.input, idx),
+        LogicalPlan::Filter(f) => ranked_window(&f.input, idx),
+        LogicalPlan::Window(w)
+            if w.window_expr.len() == 1 && idx == w.input.schema().fields().len() =>
+        {
+            Some(w)
+        }
+        _ => None,
+    }
+}
+
+/// `node` with its columns cast to `schema`'s types where they differ.
+fn cast_to(node: StreamNode, schema: &SchemaRef) -> Result<StreamNode, PlannerError> {
+    let from = node.schema();
+    if from
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type())
+    {
+        return Ok(node);
+    }
+    let exprs = from
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .enumerate()
+        .map(|(i, (a, b))| {
+            let col: PhysExpr = Arc::new(datafusion::physical_expr::expressions::Column::new(
+                a.name(),
+                i,
+            ));
+            if a.data_type() == b.data_type() {
+                Ok(col)
+            } else {
+                Ok(datafusion::physical_expr::expressions::cast(
+                    col,
+                    &from,
+                    b.data_type().clone(),
+                )?)
+            }
+        })
+        .collect::<Result<_, PlannerError>>()?;
+    Ok(StreamNode::Project {
+        input: Box::new(node),
+        exprs,
+        schema: schema.clone(),
+    })
+}
+
 /// All fields nullable: operators build rows that may hold NULLs anywhere (outer parts
 /// of expressions, aggregates over empty groups).
 fn nullable(schema: &Schema) -> SchemaRef {
@@ -138,6 +229,11 @@ struct StreamPlanner<'a> {
     ctx: &'a SessionContext,
     catalog: &'a Catalog,
     emit_on_close: bool,
+    /// Rank limits found in filters over ranking window functions, by the address of
+    /// their `Window` node: `WHERE rn <= 10` over `row_number() OVER (…) AS rn`.
+    rank_limits: RefCell<HashMap<usize, u64>>,
+    /// A `LIMIT` (skip, fetch) waiting for the `ORDER BY` below it.
+    pending_limit: Cell<Option<(u64, u64)>>,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> PlannerError {
@@ -194,6 +290,86 @@ impl StreamPlanner<'_> {
     }
 
     fn node(&self, plan: &LogicalPlan) -> Result<StreamNode, PlannerError> {
+        // A LIMIT passes through projections to the ORDER BY below it; reaching anything
+        // else first, it limits that node's output in no particular order.
+        let passes_limit = matches!(
+            plan,
+            LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Sort(_)
+        );
+        if !passes_limit {
+            if let Some((skip, limit)) = self.pending_limit.take() {
+                let input = self.node_inner(plan)?;
+                return Ok(top_n(
+                    input,
+                    Vec::new(),
+                    Vec::new(),
+                    RankKind::RowNumber,
+                    skip,
+                    limit,
+                    false,
+                    None,
+                ));
+            }
+        }
+        self.node_inner(plan)
+    }
+
+    /// Records the rank limits a filter puts on ranking window functions below it.
+    fn note_rank_limits(&self, f: &datafusion::logical_expr::Filter) {
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        for c in datafusion::logical_expr::utils::split_conjunction(&f.predicate) {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = c else {
+                continue;
+            };
+            let (col, op, lit) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
+                (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+                    Some(op) => (c, op, v),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let Some(v) = lit.cast_to(&DataType::Int64).ok().and_then(|v| match v {
+                ScalarValue::Int64(Some(v)) => Some(v),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let limit = match op {
+                Operator::LtEq | Operator::Eq => v,
+                Operator::Lt => v - 1,
+                _ => continue,
+            };
+            let Ok(idx) = f.input.schema().index_of_column(col) else {
+                continue;
+            };
+            if let Some(w) = ranked_window(&f.input, idx) {
+                let limit = u64::try_from(limit.max(0)).unwrap_or(0);
+                let mut limits = self.rank_limits.borrow_mut();
+                let e = limits.entry(w as *const _ as usize).or_insert(limit);
+                *e = (*e).min(limit);
+            }
+        }
+    }
+
+    fn sort_keys(
+        &self,
+        exprs: &[datafusion::logical_expr::SortExpr],
+        schema: &DFSchema,
+    ) -> Result<Vec<SortKey>, PlannerError> {
+        exprs
+            .iter()
+            .map(|s| {
+                Ok(SortKey {
+                    expr: self.phys(&s.expr, schema)?,
+                    desc: !s.asc,
+                    nulls_first: s.nulls_first,
+                })
+            })
+            .collect()
+    }
+
+    fn node_inner(&self, plan: &LogicalPlan) -> Result<StreamNode, PlannerError> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
@@ -269,6 +445,7 @@ impl StreamPlanner<'_> {
                 })
             }
             LogicalPlan::Filter(f) => {
+                self.note_rank_limits(f);
                 let input = self.node(&f.input)?;
                 self.filter(input, &f.predicate, f.input.schema())
             }
@@ -349,10 +526,124 @@ impl StreamPlanner<'_> {
                     schema: nullable(ext.node.schema().as_arrow()),
                 })
             }
-            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),
-            LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
-            LogicalPlan::Window(_) => Err(unsupported("a window function (OVER)")),
-            LogicalPlan::Union(_) => Err(unsupported("UNION")),
+            LogicalPlan::Sort(s) => {
+                let limit = match (self.pending_limit.take(), s.fetch) {
+                    (Some(l), _) => Some(l),
+                    (None, Some(n)) => Some((0, n as u64)),
+                    // A view's rows have no order: ORDER BY alone changes nothing.
+                    (None, None) => None,
+                };
+                let input = self.node(&s.input)?;
+                match limit {
+                    None => Ok(input),
+                    Some((skip, limit)) => {
+                        let order = self.sort_keys(&s.expr, s.input.schema())?;
+                        Ok(top_n(
+                            input,
+                            Vec::new(),
+                            order,
+                            RankKind::RowNumber,
+                            skip,
+                            limit,
+                            false,
+                            None,
+                        ))
+                    }
+                }
+            }
+            LogicalPlan::Limit(l) => {
+                use datafusion::logical_expr::{FetchType, SkipType};
+                let skip = match l.get_skip_type()? {
+                    SkipType::Literal(n) => n as u64,
+                    SkipType::UnsupportedExpr => return Err(unsupported("a computed OFFSET")),
+                };
+                let fetch = match l.get_fetch_type()? {
+                    FetchType::Literal(Some(n)) => n as u64,
+                    FetchType::Literal(None) => return Err(unsupported("OFFSET without LIMIT")),
+                    FetchType::UnsupportedExpr => return Err(unsupported("a computed LIMIT")),
+                };
+                if self.pending_limit.take().is_some() {
+                    return Err(unsupported("nested LIMITs"));
+                }
+                self.pending_limit
+                    .set(Some((skip, skip.saturating_add(fetch))));
+                let input = self.node(&l.input)?;
+                match self.pending_limit.take() {
+                    Some((skip, limit)) => Ok(top_n(
+                        input,
+                        Vec::new(),
+                        Vec::new(),
+                        RankKind::RowNumber,
+                        skip,
+                        limit,
+                        false,
+                        None,
+                    )),
+                    None => Ok(input),
+                }
+            }
+            LogicalPlan::Window(w) => {
+                let [e] = w.window_expr.as_slice() else {
+                    return Err(unsupported("several window functions in one SELECT"));
+                };
+                let e = match e {
+                    Expr::Alias(a) => a.expr.as_ref(),
+                    e => e,
+                };
+                let Expr::WindowFunction(wf) = e else {
+                    return Err(unsupported(format!("window expression {e}")));
+                };
+                let name = wf.fun.to_string().to_lowercase();
+                let kind = match name.as_str() {
+                    "row_number" => RankKind::RowNumber,
+                    "rank" => RankKind::Rank,
+                    "dense_rank" => RankKind::DenseRank,
+                    other => {
+                        return Err(unsupported(format!(
+                            "window function {other}() (row_number, rank and dense_rank \
+                             are, filtered to their first ranks)"
+                        )))
+                    }
+                };
+                let Some(limit) = self
+                    .rank_limits
+                    .borrow()
+                    .get(&(w as *const _ as usize))
+                    .copied()
+                else {
+                    return Err(unsupported(format!(
+                        "{name}() without a filter on its result that bounds it \
+                         (a top-N such as WHERE rank <= 10)"
+                    )));
+                };
+                let input = self.node(&w.input)?;
+                let partition = wf
+                    .params
+                    .partition_by
+                    .iter()
+                    .map(|e| self.phys(e, w.input.schema()))
+                    .collect::<Result<_, _>>()?;
+                let order = self.sort_keys(&wf.params.order_by, w.input.schema())?;
+                Ok(top_n(
+                    input,
+                    partition,
+                    order,
+                    kind,
+                    0,
+                    limit,
+                    true,
+                    Some(nullable(w.schema.as_arrow())),
+                ))
+            }
+            LogicalPlan::Union(u) => {
+                let schema = nullable(u.schema.as_arrow());
+                let mut inputs = Vec::new();
+                for i in &u.inputs {
+                    let node = self.node(i)?;
+                    inputs.push(cast_to(node, &schema)?);
+                }
+                Ok(StreamNode::Union { inputs, schema })
+            }
             LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT")),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Err(unsupported(
                 "a view over constant rows (VALUES, or no FROM)",

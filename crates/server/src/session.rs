@@ -603,7 +603,9 @@ impl Session {
                 };
                 let types = param_types(&plan)?;
                 let schema = match s {
-                    Statement::Query(_) | Statement::Explain { .. } => Some(result_schema(&plan)),
+                    Statement::Query(_) | Statement::Explain { .. } => {
+                        Some(result_schema(&ctx, &plan)?)
+                    }
                     _ => None,
                 };
                 Ok((types, schema))
@@ -644,8 +646,25 @@ impl Session {
         }
         let ctx = self.db.context_for(&catalog, &stmt, true)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
-        let schema = result_schema(&plan);
+        let schema = result_schema(&ctx, &plan)?;
         let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        // Safety net: send the type the client was told.
+        let batches = batches
+            .iter()
+            .map(|b| {
+                let same = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .all(|(a, f)| a.data_type() == f.data_type());
+                if same {
+                    Ok(b.clone())
+                } else {
+                    cast_batch(b, &schema)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Output::Rows { schema, batches })
     }
 
@@ -1383,15 +1402,22 @@ fn with_pg_names(stmt: &Statement) -> Statement {
 }
 
 /// A plan's output schema with the names clients should see.
-fn result_schema(plan: &LogicalPlan) -> SchemaRef {
-    let schema = plan.schema().as_arrow();
-    Arc::new(Schema::new(
+/// The columns a query returns: names as Postgres shows them, types after DataFusion's
+/// type coercion (a UNION of INT and BIGINT is BIGINT), as execution produces them.
+fn result_schema(ctx: &SessionContext, plan: &LogicalPlan) -> Result<SchemaRef> {
+    let state = ctx.state();
+    let analyzed =
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+    let schema = analyzed.schema().as_arrow();
+    Ok(Arc::new(Schema::new(
         schema
             .fields()
             .iter()
             .map(|f| f.as_ref().clone().with_name(display_name(f.name())))
             .collect::<Vec<_>>(),
-    ))
+    )))
 }
 
 /// Columns and primary key of `CREATE TABLE`.

@@ -42,7 +42,9 @@ pub fn storable_type(dt: &DataType) -> Option<DataType> {
         DataType::Int8 | DataType::UInt8 => DataType::Int16,
         DataType::UInt16 => DataType::Int32,
         DataType::UInt32 => DataType::Int64,
-        DataType::UInt64 => DataType::Decimal128(20, 0),
+        // Like Postgres' bigint for row_number() and friends; values above i64::MAX
+        // fail the cast instead of wrapping.
+        DataType::UInt64 => DataType::Int64,
         DataType::Float16 => DataType::Float32,
         DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
         DataType::Interval(_) => DataType::Interval(IntervalUnit::MonthDayNano),

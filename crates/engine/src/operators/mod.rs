@@ -6,6 +6,8 @@ pub mod hash_join;
 pub mod materialize;
 pub mod project;
 pub mod temporal_filter;
+pub mod top_n;
+pub mod union;
 pub mod window;
 
 use datafusion::arrow::array::ArrayRef;

@@ -1,0 +1,36 @@
+//! `UNION ALL`: passes every input's changes on under the union's schema (the planner has
+//! already cast each input to the union's column types). Stateless.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use freshet_storage::Txn;
+
+use crate::chunk::Chunk;
+use crate::operator::Operator;
+use crate::EngineError;
+
+pub struct Union {
+    schema: SchemaRef,
+}
+
+impl Union {
+    pub fn new(schema: SchemaRef) -> Union {
+        Union { schema }
+    }
+}
+
+impl Operator for Union {
+    fn name(&self) -> &'static str {
+        "union_all"
+    }
+
+    fn process(
+        &mut self,
+        _input: usize,
+        chunk: Chunk,
+        _state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
+        let batch = RecordBatch::try_new(self.schema.clone(), chunk.batch.columns().to_vec())?;
+        Ok(Chunk::new(batch, chunk.weights))
+    }
+}
