@@ -130,6 +130,7 @@ impl Dataflow {
             )),
             StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
             StreamNode::Join {
+                kind,
                 left,
                 right,
                 left_keys,
@@ -137,6 +138,7 @@ impl Dataflow {
                 filter,
                 schema,
             } => Box::new(HashJoin::new(
+                *kind,
                 left_keys.clone(),
                 right_keys.clone(),
                 &left.schema(),

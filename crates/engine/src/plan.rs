@@ -77,8 +77,10 @@ pub enum StreamNode {
         inputs: Vec<StreamNode>,
         schema: SchemaRef,
     },
-    /// Inner equi-join; output columns are the left columns then the right columns.
+    /// Equi-join; output columns are the left columns then the right columns (only one
+    /// side's for semi and anti joins).
     Join {
+        kind: JoinKind,
         left: Box<StreamNode>,
         right: Box<StreamNode>,
         left_keys: Vec<PhysExpr>,
@@ -106,6 +108,51 @@ impl WindowSpec {
         (0..)
             .map(move |k: i64| last - k * self.slide)
             .take_while(move |s| s + size > ts)
+    }
+}
+
+/// Which rows a join emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+    /// `EXISTS`/`IN`: the left rows with a match.
+    LeftSemi,
+    /// `NOT EXISTS`: the left rows without a match.
+    LeftAnti,
+    RightSemi,
+    RightAnti,
+}
+
+impl JoinKind {
+    /// Whether matched pairs are emitted (as opposed to one side's rows alone).
+    pub fn emits_pairs(self) -> bool {
+        matches!(
+            self,
+            JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
+        )
+    }
+
+    /// Per side: whether its rows without a match are emitted (NULL-padded for outer
+    /// joins, alone for anti joins).
+    pub fn unmatched(self) -> [bool; 2] {
+        match self {
+            JoinKind::Left | JoinKind::LeftAnti => [true, false],
+            JoinKind::Right | JoinKind::RightAnti => [false, true],
+            JoinKind::Full => [true, true],
+            _ => [false, false],
+        }
+    }
+
+    /// Per side: whether its rows with a match are emitted alone (semi joins).
+    pub fn matched_alone(self) -> [bool; 2] {
+        match self {
+            JoinKind::LeftSemi => [true, false],
+            JoinKind::RightSemi => [false, true],
+            _ => [false, false],
+        }
     }
 }
 
@@ -302,10 +349,16 @@ impl StreamNode {
                         .and_then(|lags| lags.into_iter().max());
                 }
             }
-            StreamNode::Join { left, right, .. } => {
+            StreamNode::Join {
+                kind, left, right, ..
+            } => {
                 let l = left.watermark_columns();
                 let r = right.watermark_columns();
-                out = l.into_iter().chain(r).collect();
+                out = match kind {
+                    JoinKind::LeftSemi | JoinKind::LeftAnti => l,
+                    JoinKind::RightSemi | JoinKind::RightAnti => r,
+                    _ => l.into_iter().chain(r).collect(),
+                };
             }
         }
         out
@@ -464,6 +517,7 @@ impl StreamNode {
                 Ok(())
             }
             StreamNode::Join {
+                kind,
                 left,
                 right,
                 left_keys,
@@ -476,11 +530,24 @@ impl StreamNode {
                     .zip(right_keys)
                     .map(|(l, r)| format!("{l} = {r}"))
                     .collect();
-                write!(f, "{pad}StreamHashJoin: on=[{}]", on.join(", "))?;
+                write!(f, "{pad}StreamHashJoin: {kind:?} on=[{}]", on.join(", "))?;
                 if let Some(fl) = filter {
                     write!(f, " filter={fl}")?;
                 }
-                writeln!(f, " state=(left rows, right rows)")?;
+                let degrees = match kind
+                    .unmatched()
+                    .iter()
+                    .zip(kind.matched_alone())
+                    .map(|(u, m)| *u || m)
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                {
+                    [true, true] => ", match counts of both sides",
+                    [true, false] => ", match counts of left rows",
+                    [false, true] => ", match counts of right rows",
+                    _ => "",
+                };
+                writeln!(f, " state=(left rows, right rows{degrees})")?;
                 left.fmt_indent(f, depth + 1)?;
                 right.fmt_indent(f, depth + 1)
             }

@@ -15,7 +15,7 @@ use datafusion::common::{DFSchema, NullEquality, ScalarValue};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use freshet_engine::plan::{AggCall, AggKind, PhysExpr, RankKind, SortKey, StreamNode};
+use freshet_engine::plan::{AggCall, AggKind, JoinKind, PhysExpr, RankKind, SortKey, StreamNode};
 use freshet_storage::codec::storable_type;
 
 use crate::catalog::{Catalog, RelationKind};
@@ -476,8 +476,21 @@ impl StreamPlanner<'_> {
                 })
             }
             LogicalPlan::Join(j) => {
-                if j.join_type != JoinType::Inner {
-                    return Err(unsupported(format!("{} JOIN", j.join_type)));
+                let kind = match j.join_type {
+                    JoinType::Inner => JoinKind::Inner,
+                    JoinType::Left => JoinKind::Left,
+                    JoinType::Right => JoinKind::Right,
+                    JoinType::Full => JoinKind::Full,
+                    JoinType::LeftSemi => JoinKind::LeftSemi,
+                    JoinType::LeftAnti => JoinKind::LeftAnti,
+                    JoinType::RightSemi => JoinKind::RightSemi,
+                    JoinType::RightAnti => JoinKind::RightAnti,
+                    other => return Err(unsupported(format!("{other} JOIN"))),
+                };
+                if j.null_aware {
+                    return Err(unsupported(
+                        "NOT IN over a subquery (its NULL semantics); use NOT EXISTS",
+                    ));
                 }
                 if j.on.is_empty() {
                     return Err(unsupported(
@@ -503,6 +516,7 @@ impl StreamPlanner<'_> {
                     .map(|f| self.phys(f, &j.schema))
                     .transpose()?;
                 Ok(StreamNode::Join {
+                    kind,
                     left: Box::new(left),
                     right: Box::new(right),
                     left_keys,
