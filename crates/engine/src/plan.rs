@@ -218,6 +218,34 @@ pub enum AggKind {
     Avg,
     Min,
     Max,
+    BoolAnd,
+    BoolOr,
+    /// `string_agg(value, delimiter [ORDER BY …])`; the delimiter is `param`.
+    StringAgg,
+    /// `first_value(value ORDER BY …)` / `last_value(…)`.
+    FirstValue,
+    LastValue,
+    /// `percentile_cont(fraction) WITHIN GROUP (ORDER BY value)`, `median`, and
+    /// `approx_percentile_cont`, computed exactly; the fraction is `param`.
+    Percentile,
+    /// `approx_count_distinct` / `approx_distinct`, computed exactly.
+    ApproxCountDistinct,
+}
+
+impl AggKind {
+    /// Whether the aggregate keeps a multiset of its input values per group.
+    pub fn keeps_values(self) -> bool {
+        matches!(
+            self,
+            AggKind::Min
+                | AggKind::Max
+                | AggKind::StringAgg
+                | AggKind::FirstValue
+                | AggKind::LastValue
+                | AggKind::Percentile
+                | AggKind::ApproxCountDistinct
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -228,6 +256,10 @@ pub struct AggCall {
     pub arg_type: Option<DataType>,
     pub distinct: bool,
     pub return_type: DataType,
+    /// A constant parameter: string_agg's delimiter, a percentile's fraction.
+    pub param: Option<datafusion::common::ScalarValue>,
+    /// The aggregate's ORDER BY (first_value, last_value, string_agg).
+    pub order: Option<SortKey>,
 }
 
 impl StreamNode {
@@ -460,10 +492,7 @@ impl StreamNode {
                     "{pad}StreamHashAgg: group=[{}] aggs=[{}] state=(groups{})",
                     g.join(", "),
                     a.join(", "),
-                    if aggs
-                        .iter()
-                        .any(|a| a.distinct || matches!(a.kind, AggKind::Min | AggKind::Max))
-                    {
+                    if aggs.iter().any(|a| a.distinct || a.kind.keeps_values()) {
                         ", value multisets"
                     } else {
                         ""

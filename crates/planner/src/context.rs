@@ -26,7 +26,16 @@ pub fn new_session() -> SessionContext {
         .with_default_features()
         .with_query_planner(Arc::new(crate::window::WindowQueryPlanner))
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    // RisingWave's (and Flink's) name for DataFusion's approx_distinct.
+    let approx = datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf();
+    ctx.register_udaf(
+        approx
+            .as_ref()
+            .clone()
+            .with_aliases(["approx_count_distinct"]),
+    );
+    ctx
 }
 
 /// Registers `name` with the given rows (none when only planning).

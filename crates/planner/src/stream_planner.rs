@@ -685,9 +685,6 @@ impl StreamPlanner<'_> {
         if params.filter.is_some() {
             return Err(unsupported("an aggregate FILTER clause"));
         }
-        if !params.order_by.is_empty() {
-            return Err(unsupported("an ordered aggregate"));
-        }
         let name = func.name().to_lowercase();
         let kind = match name.as_str() {
             "count" => AggKind::Count,
@@ -695,12 +692,92 @@ impl StreamPlanner<'_> {
             "avg" | "mean" => AggKind::Avg,
             "min" => AggKind::Min,
             "max" => AggKind::Max,
+            "bool_and" | "every" => AggKind::BoolAnd,
+            "bool_or" => AggKind::BoolOr,
+            "string_agg" => AggKind::StringAgg,
+            "first_value" => AggKind::FirstValue,
+            "last_value" => AggKind::LastValue,
+            "percentile_cont"
+            | "quantile_cont"
+            | "approx_percentile_cont"
+            | "median"
+            | "approx_median" => AggKind::Percentile,
+            "approx_distinct" | "approx_count_distinct" => AggKind::ApproxCountDistinct,
             other => return Err(unsupported(format!("aggregate function {other}()"))),
         };
-        let (arg, arg_type) = match params.args.as_slice() {
-            [] if kind == AggKind::Count => (None, None),
-            [a] => (Some(self.phys(a, input)?), Some(a.get_type(input)?)),
-            _ => return Err(unsupported(format!("{name}() with several arguments"))),
+        if params.distinct
+            && !matches!(
+                kind,
+                AggKind::Count
+                    | AggKind::Sum
+                    | AggKind::Avg
+                    | AggKind::Min
+                    | AggKind::Max
+                    | AggKind::ApproxCountDistinct
+            )
+        {
+            return Err(unsupported(format!("{name}(DISTINCT …)")));
+        }
+        // A constant second argument: string_agg's delimiter, a percentile's fraction.
+        let constant = |e: &Expr| -> Result<ScalarValue, PlannerError> {
+            let mut e = e;
+            while let Expr::Cast(c) = e {
+                e = c.expr.as_ref();
+            }
+            match e {
+                Expr::Literal(v, _) => Ok(v.clone()),
+                other => Err(unsupported(format!(
+                    "{name}() with a non-constant argument {other}"
+                ))),
+            }
+        };
+        let (value, param) = match (kind, params.args.as_slice()) {
+            (AggKind::Count, []) => (None, None),
+            (AggKind::StringAgg, [v, d]) => (Some(v), Some(constant(d)?.cast_to(&DataType::Utf8)?)),
+            (AggKind::Percentile, [v]) if name.contains("median") => {
+                (Some(v), Some(ScalarValue::Float64(Some(0.5))))
+            }
+            (AggKind::Percentile, [v, p, ..]) => {
+                (Some(v), Some(constant(p)?.cast_to(&DataType::Float64)?))
+            }
+            (_, [a]) => (Some(a), None),
+            _ => return Err(unsupported(format!("{name}() with these arguments"))),
+        };
+        let (arg, arg_type) = match value {
+            Some(a) => (Some(self.phys(a, input)?), Some(a.get_type(input)?)),
+            None => (None, None),
+        };
+        // ORDER BY inside the call: first_value/last_value need one; string_agg may have
+        // one; a percentile's WITHIN GROUP (ORDER BY value [DESC]) names its value.
+        let mut param = param;
+        let order = match (kind, params.order_by.as_slice()) {
+            (_, []) => {
+                if matches!(kind, AggKind::FirstValue | AggKind::LastValue) {
+                    return Err(unsupported(format!(
+                        "{name}() without ORDER BY (its result would depend on arrival order)"
+                    )));
+                }
+                None
+            }
+            (AggKind::FirstValue | AggKind::LastValue | AggKind::StringAgg, [o]) => Some(SortKey {
+                expr: self.phys(&o.expr, input)?,
+                desc: !o.asc,
+                nulls_first: o.nulls_first,
+            }),
+            (AggKind::Percentile, [o]) => {
+                if Some(&o.expr) != value {
+                    return Err(unsupported(format!(
+                        "{name}() ordered by another expression"
+                    )));
+                }
+                if !o.asc {
+                    if let Some(ScalarValue::Float64(Some(p))) = &param {
+                        param = Some(ScalarValue::Float64(Some(1.0 - p)));
+                    }
+                }
+                None
+            }
+            _ => return Err(unsupported(format!("{name}() with this ORDER BY"))),
         };
         // count(*) is bound as count(<non-null literal>): count every row.
         let kind = match (&kind, params.args.first()) {
@@ -724,6 +801,8 @@ impl StreamPlanner<'_> {
             },
             distinct: params.distinct
                 && matches!(kind, AggKind::Count | AggKind::Sum | AggKind::Avg),
+            param,
+            order,
             return_type,
         })
     }

@@ -71,7 +71,13 @@ fn sum_type(arg: &DataType) -> Result<DataType, EngineError> {
 }
 
 fn needs_values(a: &AggCall) -> bool {
-    a.distinct || matches!(a.kind, AggKind::Min | AggKind::Max)
+    a.distinct || a.kind.keeps_values()
+}
+
+/// Whether a value-table entry stores its value after the count (ordered aggregates,
+/// whose key starts with the ORDER BY value) rather than as its key.
+fn value_in_entry(a: &AggCall) -> bool {
+    a.order.is_some() || matches!(a.kind, AggKind::FirstValue | AggKind::LastValue)
 }
 
 impl HashAgg {
@@ -89,7 +95,14 @@ impl HashAgg {
             offsets.push(acc_types.len());
             values.push(needs_values(a).then(|| StateTable::new(table_id(i as u16 + 1))));
             match (a.kind, a.distinct) {
-                (AggKind::CountStar | AggKind::Count, _) => acc_types.push(DataType::Int64),
+                (AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct, _) => {
+                    acc_types.push(DataType::Int64)
+                }
+                (AggKind::BoolAnd | AggKind::BoolOr, _) => {
+                    // non-NULL inputs, true inputs
+                    acc_types.push(DataType::Int64);
+                    acc_types.push(DataType::Int64);
+                }
                 (AggKind::Sum | AggKind::Avg, false) => {
                     let t = a.arg_type.as_ref().ok_or_else(|| {
                         EngineError::Internal("sum/avg without an argument type".into())
@@ -208,6 +221,40 @@ impl HashAgg {
             .collect()
     }
 
+    /// The entries of aggregate `i`'s value table in group `gkey`, in key order, with
+    /// their multiplicities.
+    fn scan_counted(
+        &self,
+        state: &Txn,
+        i: usize,
+        gkey: &[u8],
+    ) -> Result<Vec<(ScalarValue, i64)>, EngineError> {
+        let table = self.values[i]
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("aggregate without value table".into()))?;
+        let prefix = table.key(gkey);
+        state
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(k, v)| self.entry(i, &k[prefix.len()..], &v))
+            .collect()
+    }
+
+    /// A value-table entry's value and multiplicity.
+    fn entry(&self, i: usize, key: &[u8], val: &[u8]) -> Result<(ScalarValue, i64), EngineError> {
+        let arg_type = self.aggs[i]
+            .arg_type
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("aggregate without argument type".into()))?;
+        let count = super::decode_count(val.get(..8).unwrap_or_default())?;
+        let bytes = if value_in_entry(&self.aggs[i]) {
+            &val[8..]
+        } else {
+            key
+        };
+        Ok((Decoder::new(bytes).value(arg_type)?, count))
+    }
+
     fn first_value(
         &self,
         state: &Txn,
@@ -222,9 +269,10 @@ impl HashAgg {
             .arg_type
             .as_ref()
             .ok_or_else(|| EngineError::Internal("aggregate without argument type".into()))?;
+        let _ = arg_type;
         let prefix = table.key(gkey);
         match state.first_with_prefix(&prefix, last)? {
-            Some((k, _)) => Ok(Some(Decoder::new(&k[prefix.len()..]).value(arg_type)?)),
+            Some((k, v)) => Ok(Some(self.entry(i, &k[prefix.len()..], &v)?.0)),
             None => Ok(None),
         }
     }
@@ -235,13 +283,57 @@ impl HashAgg {
         for (i, a) in self.aggs.iter().enumerate() {
             let off = self.offsets[i];
             let v = match (a.kind, a.distinct) {
-                (AggKind::CountStar | AggKind::Count, _) => acc[off].clone(),
-                (AggKind::Min, _) => self
+                (AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct, _) => {
+                    acc[off].clone()
+                }
+                (AggKind::Min | AggKind::FirstValue, _) => self
                     .first_value(state, i, gkey, false)?
                     .unwrap_or(ScalarValue::Null),
-                (AggKind::Max, _) => self
+                (AggKind::Max | AggKind::LastValue, _) => self
                     .first_value(state, i, gkey, true)?
                     .unwrap_or(ScalarValue::Null),
+                (AggKind::BoolAnd | AggKind::BoolOr, _) => {
+                    let (n, trues) = (Self::count(acc, off), Self::count(acc, off + 1));
+                    match (n, a.kind) {
+                        (0, _) => ScalarValue::Boolean(None),
+                        (_, AggKind::BoolAnd) => ScalarValue::Boolean(Some(trues == n)),
+                        _ => ScalarValue::Boolean(Some(trues > 0)),
+                    }
+                }
+                (AggKind::StringAgg, _) => {
+                    let sep = match &a.param {
+                        Some(ScalarValue::Utf8(Some(s))) => s.as_str(),
+                        _ => "",
+                    };
+                    let mut out: Option<String> = None;
+                    for (v, n) in self.scan_counted(state, i, gkey)? {
+                        let text = match v.cast_to(&DataType::Utf8)? {
+                            ScalarValue::Utf8(Some(t)) => t,
+                            _ => continue,
+                        };
+                        for _ in 0..n {
+                            match &mut out {
+                                Some(o) => {
+                                    o.push_str(sep);
+                                    o.push_str(&text);
+                                }
+                                None => out = Some(text.clone()),
+                            }
+                        }
+                    }
+                    ScalarValue::Utf8(out)
+                }
+                (AggKind::Percentile, _) => {
+                    let p = match a.param.as_ref().map(|p| p.cast_to(&DataType::Float64)) {
+                        Some(Ok(ScalarValue::Float64(Some(p)))) => p,
+                        _ => {
+                            return Err(EngineError::Internal(
+                                "percentile without a fraction".into(),
+                            ))
+                        }
+                    };
+                    percentile(&self.scan_counted(state, i, gkey)?, p)?
+                }
                 (AggKind::Sum | AggKind::Avg, false) => {
                     let n = Self::count(acc, off);
                     if n == 0 {
@@ -281,6 +373,7 @@ impl HashAgg {
         gkey: &[u8],
         acc: &mut Row,
         args: &[Option<ScalarValue>],
+        orders: &[Option<ScalarValue>],
         w: i64,
     ) -> Result<(), EngineError> {
         acc[0] = ScalarValue::Int64(Some(Self::count(acc, 0) + w));
@@ -290,10 +383,55 @@ impl HashAgg {
                 acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
                 continue;
             }
+            if matches!(a.kind, AggKind::FirstValue | AggKind::LastValue)
+                || (a.kind == AggKind::StringAgg && a.order.is_some())
+            {
+                // Ordered: the key starts with the ORDER BY value, the value follows the
+                // count. first_value/last_value see NULL values too.
+                let v = match &args[i] {
+                    Some(v) if !(v.is_null() && a.kind == AggKind::StringAgg) => v,
+                    Some(_) => continue,
+                    None => &ScalarValue::Null,
+                };
+                let table = self.values[i].as_ref().ok_or_else(|| {
+                    EngineError::Internal("ordered aggregate without value table".into())
+                })?;
+                let mut key = Vec::new();
+                if let (Some(o), Some(ov)) = (&a.order, &orders[i]) {
+                    super::encode_sort_value(ov, o.desc, o.nulls_first, &mut key)?;
+                }
+                let mut vbytes = Vec::new();
+                codec::encode_value(v, &mut vbytes)?;
+                key.extend_from_slice(&vbytes);
+                let key = table.key2(gkey, &key);
+                let old = match state.get(&key)? {
+                    Some(e) => super::decode_count(e.get(..8).unwrap_or_default())?,
+                    None => 0,
+                };
+                let new = old + w;
+                if new < 0 {
+                    return Err(EngineError::Internal("negative value multiplicity".into()));
+                }
+                if new == 0 {
+                    state.delete(key);
+                } else {
+                    let mut e = new.to_be_bytes().to_vec();
+                    e.extend_from_slice(&vbytes);
+                    state.put(key, e);
+                }
+                continue;
+            }
             let v = match &args[i] {
                 Some(v) if !v.is_null() => v,
                 _ => continue, // aggregates ignore NULL inputs
             };
+            if matches!(a.kind, AggKind::BoolAnd | AggKind::BoolOr) {
+                acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
+                if v == &ScalarValue::Boolean(Some(true)) {
+                    acc[off + 1] = ScalarValue::Int64(Some(Self::count(acc, off + 1) + w));
+                }
+                continue;
+            }
             if let Some(table) = &self.values[i] {
                 let mut vk = Vec::new();
                 codec::encode_value(v, &mut vk)?;
@@ -301,7 +439,9 @@ impl HashAgg {
                 if new < 0 {
                     return Err(EngineError::Internal("negative value multiplicity".into()));
                 }
-                if a.distinct && a.kind == AggKind::Count {
+                if (a.distinct && a.kind == AggKind::Count)
+                    || a.kind == AggKind::ApproxCountDistinct
+                {
                     let delta = match (old > 0, new > 0) {
                         (false, true) => 1,
                         (true, false) => -1,
@@ -381,6 +521,39 @@ fn add_weighted(acc: &ScalarValue, v: &ScalarValue, w: i64) -> Result<ScalarValu
             )))
         }
     })
+}
+
+/// `percentile_cont(p)` over ascending values with multiplicities: linear interpolation
+/// between the values at positions ⌊p·(n−1)⌋ and ⌈p·(n−1)⌉, as a double.
+fn percentile(values: &[(ScalarValue, i64)], p: f64) -> Result<ScalarValue, EngineError> {
+    let n: i64 = values.iter().map(|(_, c)| *c).sum();
+    if n == 0 {
+        return Ok(ScalarValue::Float64(None));
+    }
+    if !(0.0..=1.0).contains(&p) {
+        return Err(EngineError::OutOfRange(format!(
+            "percentile value {p} is not between 0 and 1"
+        )));
+    }
+    let pos = p * (n - 1) as f64;
+    let (lo, hi) = (pos.floor() as i64, pos.ceil() as i64);
+    let at = |idx: i64| -> Result<f64, EngineError> {
+        let mut seen = 0;
+        for (v, c) in values {
+            seen += c;
+            if idx < seen {
+                return match v.cast_to(&DataType::Float64)? {
+                    ScalarValue::Float64(Some(f)) => Ok(f),
+                    _ => Err(EngineError::Internal("percentile of a non-number".into())),
+                };
+            }
+        }
+        Err(EngineError::Internal(
+            "percentile position out of range".into(),
+        ))
+    };
+    let (a, b) = (at(lo)?, at(hi)?);
+    Ok(ScalarValue::Float64(Some(a + (b - a) * (pos - lo as f64))))
 }
 
 /// `sum / n` in the aggregate's return type.
@@ -525,9 +698,14 @@ impl Operator for HashAgg {
         let wm = self.watermark(state)?;
         let gcols = eval_all(&self.group, &chunk.batch)?;
         let mut acols = Vec::with_capacity(self.aggs.len());
+        let mut ocols = Vec::with_capacity(self.aggs.len());
         for a in &self.aggs {
             acols.push(match &a.arg {
                 Some(e) => Some(e.evaluate(&chunk.batch)?.into_array(n)?),
+                None => None,
+            });
+            ocols.push(match &a.order {
+                Some(o) => Some(o.expr.evaluate(&chunk.batch)?.into_array(n)?),
                 None => None,
             });
         }
@@ -573,7 +751,15 @@ impl Operator for HashAgg {
                             .transpose()
                     })
                     .collect::<Result<_, _>>()?;
-                self.apply(state, &gkey, &mut acc, &args, chunk.weights[r])?;
+                let orders: Vec<Option<ScalarValue>> = ocols
+                    .iter()
+                    .map(|c| {
+                        c.as_ref()
+                            .map(|c| ScalarValue::try_from_array(c, r))
+                            .transpose()
+                    })
+                    .collect::<Result<_, _>>()?;
+                self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;
             }
             let rows = Self::count(&acc, 0);
             if rows < 0 {
@@ -638,6 +824,8 @@ mod tests {
             arg_type: Some(DataType::Int64),
             distinct,
             return_type: DataType::Int64,
+            param: None,
+            order: None,
         };
         let aggs = vec![
             AggCall {
@@ -646,6 +834,8 @@ mod tests {
                 arg_type: None,
                 distinct: false,
                 return_type: DataType::Int64,
+                param: None,
+                order: None,
             },
             call(AggKind::Sum, false),
             call(AggKind::Min, false),
@@ -725,6 +915,8 @@ mod tests {
                 arg_type: None,
                 distinct: false,
                 return_type: DataType::Int64,
+                param: None,
+                order: None,
             },
             AggCall {
                 kind: AggKind::Sum,
@@ -732,6 +924,8 @@ mod tests {
                 arg_type: Some(DataType::Int64),
                 distinct: false,
                 return_type: DataType::Int64,
+                param: None,
+                order: None,
             },
         ];
         let mut a = HashAgg::new(vec![], aggs, out, |n| 7 + n as u64).unwrap();

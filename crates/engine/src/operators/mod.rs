@@ -59,6 +59,34 @@ impl StateTable {
     }
 }
 
+/// Appends `v` as one column of a memcomparable sort key: a placement byte (NULLs first
+/// or last), then the value's encoding, bit-inverted for descending order. Value
+/// encodings are prefix-free, so inverting them reverses their order.
+pub(crate) fn encode_sort_value(
+    v: &datafusion::common::ScalarValue,
+    desc: bool,
+    nulls_first: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    if v.is_null() {
+        out.push(if nulls_first { 0 } else { 2 });
+        return Ok(());
+    }
+    out.push(1);
+    let v = match freshet_storage::codec::storable_type(&v.data_type()) {
+        Some(t) if t != v.data_type() => v.cast_to(&t)?,
+        _ => v.clone(),
+    };
+    let start = out.len();
+    freshet_storage::codec::encode_value(&v, out)?;
+    if desc {
+        for b in &mut out[start..] {
+            *b = !*b;
+        }
+    }
+    Ok(())
+}
+
 /// Encodes a signed count as a stored value.
 pub(crate) fn encode_count(n: i64) -> Vec<u8> {
     n.to_be_bytes().to_vec()

@@ -64,9 +64,7 @@ impl TopN {
         }
     }
 
-    /// The sort key of row `i`: per column a placement byte (NULLs first or last) and the
-    /// value's encoding, bit-inverted for descending order. Value encodings are
-    /// prefix-free, so inverting them reverses their order.
+    /// The sort key of row `i` (see [`super::encode_sort_value`]).
     fn sort_key(
         &self,
         cols: &[datafusion::arrow::array::ArrayRef],
@@ -75,22 +73,7 @@ impl TopN {
         let mut out = Vec::new();
         for (k, col) in self.order.iter().zip(cols) {
             let v = ScalarValue::try_from_array(col, i)?;
-            if v.is_null() {
-                out.push(if k.nulls_first { 0 } else { 2 });
-                continue;
-            }
-            out.push(1);
-            let v = match codec::storable_type(&v.data_type()) {
-                Some(t) if t != v.data_type() => v.cast_to(&t)?,
-                _ => v,
-            };
-            let start = out.len();
-            codec::encode_value(&v, &mut out)?;
-            if k.desc {
-                for b in &mut out[start..] {
-                    *b = !*b;
-                }
-            }
+            super::encode_sort_value(&v, k.desc, k.nulls_first, &mut out)?;
         }
         Ok(out)
     }
