@@ -956,7 +956,9 @@ impl Coordinator {
             Ddl::CreateView(v) => {
                 let mut df = Dataflow::build(v.id, &v.plan)?;
                 df.init(&mut self.txn)?;
-                for (entry, rel) in df.source_entries().into_iter().enumerate() {
+                let entries = df.source_entries();
+                for entry in df.backfill_order() {
+                    let rel = entries[entry];
                     let (rows, weights) = self.scan_relation(rel)?;
                     let schema = self.schemas[&rel].clone();
                     for (rs, ws) in rows

@@ -55,6 +55,9 @@ pub struct Dataflow {
     nodes: Vec<Node>,
     /// Where each source relation enters: (relation, node, input of that node).
     sources: Vec<(RelationId, usize, usize)>,
+    /// Per source entry: whether it is a lookup join's table (backfilled first, so the
+    /// stream side's existing rows find it).
+    lookup_entries: Vec<bool>,
 }
 
 impl Dataflow {
@@ -67,12 +70,18 @@ impl Dataflow {
                 vec![has_watermark(plan)],
             )],
             sources: Vec::new(),
+            lookup_entries: Vec::new(),
         };
-        df.add(plan, (0, 0))?;
+        df.add(plan, (0, 0), false)?;
         Ok(df)
     }
 
-    fn add(&mut self, plan: &StreamNode, parent: (usize, usize)) -> Result<(), EngineError> {
+    fn add(
+        &mut self,
+        plan: &StreamNode,
+        parent: (usize, usize),
+        lookup: bool,
+    ) -> Result<(), EngineError> {
         let idx = self.nodes.len();
         let view = self.view;
         let op_no = u16::try_from(idx)
@@ -81,6 +90,7 @@ impl Dataflow {
         let op: Box<dyn Operator> = match plan {
             StreamNode::Source { relation, .. } => {
                 self.sources.push((*relation, parent.0, parent.1));
+                self.lookup_entries.push(lookup);
                 return Ok(());
             }
             StreamNode::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
@@ -131,22 +141,26 @@ impl Dataflow {
             StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
             StreamNode::Join {
                 kind,
+                lookup,
                 left,
                 right,
                 left_keys,
                 right_keys,
                 filter,
                 schema,
-            } => Box::new(HashJoin::new(
-                *kind,
-                left_keys.clone(),
-                right_keys.clone(),
-                &left.schema(),
-                &right.schema(),
-                filter.clone(),
-                schema.clone(),
-                table_id,
-            )),
+            } => Box::new(
+                HashJoin::new(
+                    *kind,
+                    left_keys.clone(),
+                    right_keys.clone(),
+                    &left.schema(),
+                    &right.schema(),
+                    filter.clone(),
+                    schema.clone(),
+                    table_id,
+                )
+                .lookup(*lookup),
+            ),
         };
         let inputs = plan.inputs();
         self.nodes.push(Node::new(
@@ -155,7 +169,8 @@ impl Dataflow {
             inputs.iter().map(|i| has_watermark(i)).collect(),
         ));
         for (n, input) in inputs.into_iter().enumerate() {
-            self.add(input, (idx, n))?;
+            let looked_up = matches!(plan, StreamNode::Join { lookup: true, .. }) && n == 1;
+            self.add(input, (idx, n), lookup || looked_up)?;
         }
         Ok(())
     }
@@ -326,6 +341,13 @@ impl Dataflow {
     ) -> Result<Option<Chunk>, EngineError> {
         let (_, node, input) = self.sources[entry];
         self.propagate(node, input, chunk, txn)
+    }
+
+    /// The order to backfill source entries in: lookup tables first.
+    pub fn backfill_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.sources.len()).collect();
+        order.sort_by_key(|&i| !self.lookup_entries[i]);
+        order
     }
 
     /// The source entries, in plan order.

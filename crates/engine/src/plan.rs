@@ -81,6 +81,10 @@ pub enum StreamNode {
     /// side's for semi and anti joins).
     Join {
         kind: JoinKind,
+        /// A lookup join (`FOR SYSTEM_TIME AS OF PROCTIME()`): each left row is joined
+        /// with the right side as it is when the row arrives; right-side changes update
+        /// the lookup state only and never revisit earlier output; left rows are not kept.
+        lookup: bool,
         left: Box<StreamNode>,
         right: Box<StreamNode>,
         left_keys: Vec<PhysExpr>,
@@ -547,6 +551,7 @@ impl StreamNode {
             }
             StreamNode::Join {
                 kind,
+                lookup,
                 left,
                 right,
                 left_keys,
@@ -554,6 +559,20 @@ impl StreamNode {
                 filter,
                 ..
             } => {
+                if *lookup {
+                    let on: Vec<String> = left_keys
+                        .iter()
+                        .zip(right_keys)
+                        .map(|(l, r)| format!("{l} = {r}"))
+                        .collect();
+                    write!(f, "{pad}StreamLookupJoin: {kind:?} on=[{}]", on.join(", "))?;
+                    if let Some(fl) = filter {
+                        write!(f, " filter={fl}")?;
+                    }
+                    writeln!(f, " state=(right rows only; output never revisited)")?;
+                    left.fmt_indent(f, depth + 1)?;
+                    return right.fmt_indent(f, depth + 1);
+                }
                 let on: Vec<String> = left_keys
                     .iter()
                     .zip(right_keys)

@@ -7,7 +7,7 @@ use crate::sqlparser::ast::{ColumnDef, Ident, ObjectName, Statement, Value};
 use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::keywords::Keyword;
 use crate::sqlparser::parser::{Parser, ParserError};
-use crate::sqlparser::tokenizer::{Location, Token, Tokenizer};
+use crate::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use crate::PlannerError;
 
 #[derive(Clone, Debug)]
@@ -40,6 +40,7 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, &e.message, Some(e.location)))?;
+    let tokens = rewrite_lookups(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
@@ -121,6 +122,64 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         out.push(Stmt::Empty);
     }
     Ok(out)
+}
+
+/// Prefix of a relation name read with `FOR SYSTEM_TIME AS OF PROCTIME()`: a lookup join's
+/// table (see [`rewrite_lookups`]).
+pub const LOOKUP_PREFIX: &str = "__freshet_lookup__";
+
+/// The relation a lookup name reads (`None` for an ordinary name).
+pub fn lookup_target(name: &str) -> Option<&str> {
+    name.strip_prefix(LOOKUP_PREFIX)
+}
+
+/// `… JOIN titles FOR SYSTEM_TIME AS OF PROCTIME() t …`: the Postgres dialect has no
+/// table versioning, so the clause is taken out of the token stream and the table's name
+/// marked with [`LOOKUP_PREFIX`]; the stream planner turns a join with such a table into a
+/// lookup join, and a batch query reads the table as it is now, which is the same thing.
+fn rewrite_lookups(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    let pattern: [&dyn Fn(&TokenWithSpan) -> bool; 7] = [
+        &|t| is_word(t, "FOR"),
+        &|t| is_word(t, "SYSTEM_TIME"),
+        &|t| is_word(t, "AS"),
+        &|t| is_word(t, "OF"),
+        &|t| is_word(t, "PROCTIME"),
+        &|t| t.token == Token::LParen,
+        &|t| t.token == Token::RParen,
+    ];
+    let significant = |t: &TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        // Match the pattern over significant tokens from a FOR at i.
+        let mut j = i;
+        let mut matched = is_word(&tokens[i], "FOR");
+        for p in &pattern {
+            while j < tokens.len() && !significant(&tokens[j]) {
+                j += 1;
+            }
+            if matched && j < tokens.len() && p(&tokens[j]) {
+                j += 1;
+            } else {
+                matched = false;
+                break;
+            }
+        }
+        if matched {
+            if let Some(prev) = out.iter_mut().rev().find(|t| significant(t)) {
+                if let Token::Word(w) = &mut prev.token {
+                    w.value = format!("{LOOKUP_PREFIX}{}", w.value);
+                    w.keyword = Keyword::NoKeyword;
+                }
+            }
+            i = j;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    out
 }
 
 /// `CREATE SOURCE`'s parts, as written.

@@ -174,6 +174,20 @@ fn ranked_window(plan: &LogicalPlan, idx: usize) -> Option<&datafusion::logical_
     }
 }
 
+/// Whether `plan` reads a table marked `FOR SYSTEM_TIME AS OF PROCTIME()` (through
+/// projections, filters and aliases only).
+fn reads_lookup(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            crate::parser::lookup_target(scan.table_name.table()).is_some()
+        }
+        LogicalPlan::Projection(p) => reads_lookup(&p.input),
+        LogicalPlan::Filter(f) => reads_lookup(&f.input),
+        LogicalPlan::SubqueryAlias(s) => reads_lookup(&s.input),
+        _ => false,
+    }
+}
+
 /// `node` with its columns cast to `schema`'s types where they differ.
 fn cast_to(node: StreamNode, schema: &SchemaRef) -> Result<StreamNode, PlannerError> {
     let from = node.schema();
@@ -352,6 +366,43 @@ impl StreamPlanner<'_> {
         }
     }
 
+    /// Whether `node` only ever inserts rows.
+    fn append_only(&self, node: &StreamNode) -> bool {
+        match node {
+            StreamNode::Source { relation, .. } => {
+                self.catalog.source_by_id(*relation).is_some()
+                    || self
+                        .catalog
+                        .tables
+                        .iter()
+                        .any(|t| t.id == *relation && t.append_only)
+            }
+            StreamNode::Filter { input, .. }
+            | StreamNode::Project { input, .. }
+            | StreamNode::Window { input, .. } => self.append_only(input),
+            StreamNode::Aggregate {
+                input,
+                emit_on_close,
+                ..
+            } => *emit_on_close && node.window_key().is_some() && self.append_only(input),
+            StreamNode::Union { inputs, .. } => inputs.iter().all(|i| self.append_only(i)),
+            StreamNode::Join {
+                kind: JoinKind::Inner,
+                left,
+                right,
+                lookup,
+                ..
+            } => self.append_only(left) && (*lookup || self.append_only(right)),
+            StreamNode::Join {
+                kind: JoinKind::Left,
+                left,
+                lookup: true,
+                ..
+            } => self.append_only(left),
+            _ => false,
+        }
+    }
+
     fn sort_keys(
         &self,
         exprs: &[datafusion::logical_expr::SortExpr],
@@ -373,6 +424,7 @@ impl StreamPlanner<'_> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
+                let name = crate::parser::lookup_target(name).unwrap_or(name);
                 let (kind, id) = self
                     .catalog
                     .kind_of(name)
@@ -410,7 +462,10 @@ impl StreamPlanner<'_> {
                         .ok_or_else(|| PlannerError::Internal("empty filter list".into()))?;
                     node = self.filter(node, &pred, &df)?;
                 }
-                if let Some(proj) = &scan.projection {
+                let identity = |p: &Vec<usize>| {
+                    p.len() == full.fields().len() && p.iter().enumerate().all(|(i, c)| i == *c)
+                };
+                if let Some(proj) = scan.projection.as_ref().filter(|p| !identity(p)) {
                     let exprs = proj
                         .iter()
                         .map(|&i| {
@@ -500,8 +555,30 @@ impl StreamPlanner<'_> {
                 if j.null_equality == NullEquality::NullEqualsNull {
                     return Err(unsupported("a join on IS NOT DISTINCT FROM"));
                 }
+                // `JOIN t FOR SYSTEM_TIME AS OF PROCTIME()`: a lookup join.
+                if reads_lookup(&j.left) {
+                    return Err(unsupported(
+                        "a FOR SYSTEM_TIME AS OF table on the left of a join \
+                         (write it on the right: stream JOIN table FOR SYSTEM_TIME …)",
+                    ));
+                }
+                let lookup = reads_lookup(&j.right);
+                if lookup && !matches!(kind, JoinKind::Inner | JoinKind::Left) {
+                    return Err(unsupported(format!(
+                        "a {} JOIN with a FOR SYSTEM_TIME AS OF table (INNER and LEFT are)",
+                        j.join_type
+                    )));
+                }
                 let left = self.node(&j.left)?;
                 let right = self.node(&j.right)?;
+                if lookup && !self.append_only(&left) {
+                    return Err(unsupported(
+                        "a lookup join (FOR SYSTEM_TIME AS OF PROCTIME()) over a stream that \
+                         updates or deletes rows: its output is never revisited, so the \
+                         stream side must only insert (a source, an APPEND ONLY table, or \
+                         views over them without aggregates other than EMIT ON WINDOW CLOSE)",
+                    ));
+                }
                 let left_keys =
                     j.on.iter()
                         .map(|(l, _)| self.phys(l, j.left.schema()))
@@ -510,13 +587,12 @@ impl StreamPlanner<'_> {
                     j.on.iter()
                         .map(|(_, r)| self.phys(r, j.right.schema()))
                         .collect::<Result<_, _>>()?;
-                let filter = j
-                    .filter
-                    .as_ref()
-                    .map(|f| self.phys(f, &j.schema))
-                    .transpose()?;
+                // The ON condition is over both sides' columns, whatever the join emits.
+                let both = j.left.schema().join(j.right.schema())?;
+                let filter = j.filter.as_ref().map(|f| self.phys(f, &both)).transpose()?;
                 Ok(StreamNode::Join {
                     kind,
+                    lookup,
                     left: Box::new(left),
                     right: Box::new(right),
                     left_keys,

@@ -87,6 +87,9 @@ impl Db {
         let ctx = new_session();
         for t in &catalog.tables {
             register(&ctx, &t.name, t.schema(), vec![])?;
+            // Also as a lookup join's table (FOR SYSTEM_TIME AS OF PROCTIME()).
+            let lookup = format!("{}{}", parser::LOOKUP_PREFIX, t.name);
+            register(&ctx, &lookup, t.schema(), vec![])?;
         }
         for s in &catalog.sources {
             register(&ctx, &s.name, s.schema(), vec![])?;
@@ -96,6 +99,8 @@ impl Db {
         for v in &catalog.views {
             let (plan, schema) = plan_stored_view(&ctx, &catalog, v).await?;
             register(&ctx, &v.name, schema.clone(), vec![])?;
+            let lookup = format!("{}{}", parser::LOOKUP_PREFIX, v.name);
+            register(&ctx, &lookup, schema.clone(), vec![])?;
             view_schemas.insert(v.id, schema.clone());
             views.push(ViewDesc {
                 id: v.id,
@@ -216,6 +221,8 @@ impl Db {
         catalog: &Catalog,
         name: &str,
     ) -> Option<(u64, SchemaRef, RowLayout)> {
+        // A lookup join's table (`FOR SYSTEM_TIME AS OF PROCTIME()`) reads as the table.
+        let name = parser::lookup_target(name).unwrap_or(name);
         if let Some(t) = catalog.table(name) {
             let layout = if t.pk.is_empty() {
                 RowLayout::Multiset

@@ -29,6 +29,8 @@ use crate::EngineError;
 
 pub struct HashJoin {
     kind: JoinKind,
+    /// A lookup join: see `StreamNode::Join::lookup`.
+    lookup: bool,
     keys: [Vec<PhysExpr>; 2],
     types: [Vec<DataType>; 2],
     /// The types rows are stored as.
@@ -71,6 +73,7 @@ impl HashJoin {
         );
         HashJoin {
             kind,
+            lookup: false,
             keys: [left_keys, right_keys],
             stored: [storable_types(&types[0]), storable_types(&types[1])],
             types,
@@ -80,6 +83,12 @@ impl HashJoin {
             pair_schema,
             schema,
         }
+    }
+
+    /// Makes this a lookup join (the right side is the looked-up table).
+    pub fn lookup(mut self, lookup: bool) -> HashJoin {
+        self.lookup = lookup;
+        self
     }
 
     fn pair(&self, side: usize, row: &Row, other: &Row) -> Row {
@@ -110,9 +119,10 @@ impl HashJoin {
         }
     }
 
-    /// Whether `side`'s rows need their degree tracked.
+    /// Whether `side`'s rows need their degree tracked (never in a lookup join, whose
+    /// output is not revisited).
     fn tracked(&self, side: usize) -> bool {
-        self.kind.unmatched()[side] || self.kind.matched_alone()[side]
+        !self.lookup && (self.kind.unmatched()[side] || self.kind.matched_alone()[side])
     }
 
     /// How many times a row of `side` appears alone in the output (0 or 1), given its
@@ -164,6 +174,34 @@ impl Operator for HashJoin {
         }
         let side = input;
         let other = 1 - input;
+        if self.lookup && side == 1 {
+            // The looked-up table changed: update its state, revisit nothing.
+            let key_cols = eval_all(&self.keys[1], &chunk.batch)?;
+            for (r, row) in chunk.rows()?.iter().enumerate() {
+                let key: Row = key_cols
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, r))
+                    .collect::<Result<_, _>>()?;
+                if key.iter().any(ScalarValue::is_null) {
+                    continue;
+                }
+                let key = cast_row(
+                    &key,
+                    &storable_types(&key.iter().map(|v| v.data_type()).collect::<Vec<_>>()),
+                )?;
+                let k = self.tables[1].key2(
+                    &codec::encode_row(&key)?,
+                    &codec::encode_row(&cast_row(row, &self.stored[1])?)?,
+                );
+                let (_, new) = add_count(state, k, chunk.weights[r])?;
+                if new < 0 {
+                    return Err(EngineError::Internal(
+                        "negative join row multiplicity".into(),
+                    ));
+                }
+            }
+            return Ok(Chunk::empty(self.schema.clone()));
+        }
         let key_cols = eval_all(&self.keys[side], &chunk.batch)?;
         let rows = chunk.rows()?;
         // The other side's state does not change while this chunk is applied: read each
@@ -219,22 +257,29 @@ impl Operator for HashJoin {
         let mut pair_no = 0;
         for (r, row) in rows.iter().enumerate() {
             let w = chunk.weights[r];
+            let lookup_left = self.lookup && side == 0;
             let Some(kbytes) = &keys[r] else {
                 // A NULL key matches nothing: degree 0 for good.
-                if self.tracked(side) && self.alone_weight(side, 0) > 0 {
+                if (self.tracked(side) || lookup_left) && self.alone_weight(side, 0) > 0 {
                     out_rows.push(self.alone(side, row));
                     out_w.push(w);
                 }
                 continue;
             };
             let rbytes = codec::encode_row(&cast_row(row, &self.stored[side])?)?;
-            let own_key = self.tables[side].key2(kbytes, &rbytes);
-            let (_, new) = add_count(state, own_key, w)?;
-            if new < 0 {
-                return Err(EngineError::Internal(
-                    "negative join row multiplicity".into(),
-                ));
-            }
+            // A lookup join keeps no stream rows.
+            let new = if lookup_left {
+                0
+            } else {
+                let own_key = self.tables[side].key2(kbytes, &rbytes);
+                let (_, new) = add_count(state, own_key, w)?;
+                if new < 0 {
+                    return Err(EngineError::Internal(
+                        "negative join row multiplicity".into(),
+                    ));
+                }
+                new
+            };
             let mut degree = 0;
             for c in &candidates[kbytes] {
                 let passes = mask.as_ref().is_none_or(|m| m[pair_no]);
@@ -267,7 +312,13 @@ impl Operator for HashJoin {
                     }
                 }
             }
-            if self.tracked(side) {
+            if lookup_left {
+                let a = self.alone_weight(side, degree);
+                if a != 0 {
+                    out_rows.push(self.alone(side, row));
+                    out_w.push(w * a);
+                }
+            } else if self.tracked(side) {
                 let a = self.alone_weight(side, degree);
                 if a != 0 {
                     out_rows.push(self.alone(side, row));
