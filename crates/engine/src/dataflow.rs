@@ -142,6 +142,7 @@ impl Dataflow {
             StreamNode::Join {
                 kind,
                 lookup,
+                interval,
                 left,
                 right,
                 left_keys,
@@ -159,7 +160,8 @@ impl Dataflow {
                     schema.clone(),
                     table_id,
                 )
-                .lookup(*lookup),
+                .lookup(*lookup)
+                .interval(*interval),
             ),
         };
         let inputs = plan.inputs();

@@ -85,6 +85,9 @@ pub enum StreamNode {
         /// with the right side as it is when the row arrives; right-side changes update
         /// the lookup state only and never revisit earlier output; left rows are not kept.
         lookup: bool,
+        /// An interval join: the ON condition bounds the distance between an event-time
+        /// column of each side, so the watermark frees rows that can match no later row.
+        interval: Option<IntervalBounds>,
         left: Box<StreamNode>,
         right: Box<StreamNode>,
         left_keys: Vec<PhysExpr>,
@@ -112,6 +115,35 @@ impl WindowSpec {
         (0..)
             .map(move |k: i64| last - k * self.slide)
             .take_while(move |s| s + size > ts)
+    }
+}
+
+/// `right.time - left.time` lies in `[lo, hi]` (µs; a missing side is unbounded) for
+/// every joined pair, and future rows of each side have times of at least
+/// `watermark - lag + 1`, so a left row whose time plus `hi` is below the right side's
+/// future times (and a right row whose time minus `lo` is below the left side's) can
+/// never match again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntervalBounds {
+    pub left_col: usize,
+    pub right_col: usize,
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+    pub left_lag: i64,
+    pub right_lag: i64,
+}
+
+impl IntervalBounds {
+    /// Left rows with a time below this are dead at watermark `wm`.
+    pub fn left_horizon(&self, wm: i64) -> Option<i64> {
+        self.hi
+            .map(|hi| wm.saturating_sub(self.right_lag).saturating_add(1).saturating_sub(hi))
+    }
+
+    /// Right rows with a time below this are dead at watermark `wm`.
+    pub fn right_horizon(&self, wm: i64) -> Option<i64> {
+        self.lo
+            .map(|lo| wm.saturating_sub(self.left_lag).saturating_add(1).saturating_add(lo))
     }
 }
 
@@ -552,6 +584,7 @@ impl StreamNode {
             StreamNode::Join {
                 kind,
                 lookup,
+                interval,
                 left,
                 right,
                 left_keys,
@@ -596,6 +629,21 @@ impl StreamNode {
                     _ => "",
                 };
                 writeln!(f, " state=(left rows, right rows{degrees})")?;
+                if let Some(b) = interval {
+                    let bound = |v: Option<i64>| match v {
+                        Some(v) if v < 0 => format!("-{}", fmt_micros(-v)),
+                        Some(v) => fmt_micros(v),
+                        None => "unbounded".into(),
+                    };
+                    writeln!(
+                        f,
+                        "{pad}  interval: {} - {} in [{}, {}] (state freed when the watermark passes)",
+                        right.schema().field(b.right_col).name(),
+                        left.schema().field(b.left_col).name(),
+                        bound(b.lo),
+                        bound(b.hi)
+                    )?;
+                }
                 left.fmt_indent(f, depth + 1)?;
                 right.fmt_indent(f, depth + 1)
             }
@@ -611,6 +659,9 @@ pub fn column_index(e: &PhysExpr) -> Option<usize> {
 
 /// A duration in microseconds, the way INTERVAL literals read.
 pub fn fmt_micros(us: i64) -> String {
+    if us == 0 {
+        return "0".into();
+    }
     const UNITS: [(i64, &str); 5] = [
         (86_400_000_000, "d"),
         (3_600_000_000, "h"),

@@ -385,6 +385,7 @@ impl Catalog {
                     .find(|v| v.id == id)
                     .map(|v| v.name.as_str())
             })
+            .or_else(|| self.source_by_id(id).map(|s| s.name.as_str()))
     }
 
     /// Views that read relation `id` directly.

@@ -403,6 +403,89 @@ impl StreamPlanner<'_> {
         }
     }
 
+    /// The interval an inner join's ON condition puts between an event-time column of
+    /// each side (`i.t BETWEEN p.t - INTERVAL '30 minutes' AND p.t`), if both columns
+    /// follow their side's watermark.
+    fn interval_bounds(
+        &self,
+        filter: &Expr,
+        both: &DFSchema,
+        left: &StreamNode,
+        right: &StreamNode,
+    ) -> Result<Option<freshet_engine::plan::IntervalBounds>, PlannerError> {
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        let nleft = left.schema().fields().len();
+        let (lwm, rwm) = (left.watermark_columns(), right.watermark_columns());
+        // One side of a comparison: (column index in `both`, fixed shift in µs).
+        let side = |e: &Expr| -> Result<Option<(usize, i64)>, PlannerError> {
+            let cols = e.column_refs();
+            let [c] = cols.into_iter().collect::<Vec<_>>()[..] else {
+                return Ok(None);
+            };
+            let Ok(idx) = both.index_of_column(c) else {
+                return Ok(None);
+            };
+            let ty = both.field(idx).data_type().clone();
+            let target = c.clone();
+            let is_col = move |x: &Expr| matches!(x, Expr::Column(y) if *y == target);
+            Ok(crate::temporal::linear_shift(self.ctx, e, &is_col, &ty)?.map(|s| (idx, s)))
+        };
+        let mut cols: Option<(usize, usize)> = None;
+        let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
+        for c in datafusion::logical_expr::utils::split_conjunction(filter) {
+            let Expr::BinaryExpr(BinaryExpr { left: a, op, right: b }) = c else {
+                continue;
+            };
+            if !matches!(
+                op,
+                Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::Eq
+            ) {
+                continue;
+            }
+            let (Some((ia, sa)), Some((ib, sb))) = (side(a)?, side(b)?) else {
+                continue;
+            };
+            // As `r - l <op> k`.
+            let (l, r, op, k) = match (ia < nleft, ib < nleft) {
+                (true, false) => (ia, ib - nleft, op.swap(), sa - sb),
+                (false, true) => (ib, ia - nleft, Some(*op), sb - sa),
+                _ => continue,
+            };
+            let Some(op) = op else { continue };
+            if *cols.get_or_insert((l, r)) != (l, r) {
+                continue;
+            }
+            match op {
+                Operator::Eq => {
+                    lo = Some(lo.map_or(k, |x| x.max(k)));
+                    hi = Some(hi.map_or(k, |x| x.min(k)));
+                }
+                Operator::Gt => lo = Some(lo.map_or(k + 1, |x| x.max(k + 1))),
+                Operator::GtEq => lo = Some(lo.map_or(k, |x| x.max(k))),
+                Operator::Lt => hi = Some(hi.map_or(k - 1, |x| x.min(k - 1))),
+                Operator::LtEq => hi = Some(hi.map_or(k, |x| x.min(k))),
+                _ => {}
+            }
+        }
+        let Some((l, r)) = cols else { return Ok(None) };
+        let (Some(left_lag), Some(right_lag)) =
+            (lwm.get(l).copied().flatten(), rwm.get(r).copied().flatten())
+        else {
+            return Ok(None);
+        };
+        if lo.is_none() && hi.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(freshet_engine::plan::IntervalBounds {
+            left_col: l,
+            right_col: r,
+            lo,
+            hi,
+            left_lag,
+            right_lag,
+        }))
+    }
+
     fn sort_keys(
         &self,
         exprs: &[datafusion::logical_expr::SortExpr],
@@ -590,9 +673,36 @@ impl StreamPlanner<'_> {
                 // The ON condition is over both sides' columns, whatever the join emits.
                 let both = j.left.schema().join(j.right.schema())?;
                 let filter = j.filter.as_ref().map(|f| self.phys(f, &both)).transpose()?;
+                let interval = match &j.filter {
+                    Some(f)
+                        if kind == JoinKind::Inner
+                            && !lookup
+                            && self.append_only(&left)
+                            && self.append_only(&right) =>
+                    {
+                        self.interval_bounds(f, &both, &left, &right)?
+                    }
+                    _ => None,
+                };
+                // A window join (ON l.window_start = r.window_start): the times are equal.
+                let interval = match interval {
+                    None if kind == JoinKind::Inner
+                        && !lookup
+                        && self.append_only(&left)
+                        && self.append_only(&right) =>
+                    {
+                        let conds = j.on.iter().map(|(l, r)| l.clone().eq(r.clone()));
+                        match datafusion::logical_expr::utils::conjunction(conds) {
+                            Some(c) => self.interval_bounds(&c, &both, &left, &right)?,
+                            None => None,
+                        }
+                    }
+                    other => other,
+                };
                 Ok(StreamNode::Join {
                     kind,
                     lookup,
+                    interval,
                     left: Box::new(left),
                     right: Box::new(right),
                     left_keys,

@@ -139,19 +139,16 @@ pub fn bound(
     if !now_side.column_refs().is_empty() {
         return Err(unsupported());
     }
-    // now_side = now() + shift, for a fixed shift (checked at two instants far apart, so a
-    // month interval, whose length varies, is refused).
-    // 2000-03-01 and 2000-04-01: the months before and after each differ in length.
-    const T0: i64 = 951_868_800_000_000;
-    const T1: i64 = T0 + 31 * 86_400_000_000;
-    let shift = now_shift(ctx, now_side, T0)?;
-    if now_shift(ctx, now_side, T1)? != shift {
+    // now_side = now() + shift, for a fixed shift.
+    let is_now = |e: &Expr| is_fn(e, &["now", NOW_NAME]);
+    now_shift(ctx, now_side, 0)?;
+    let Some(shift) = linear_shift(ctx, now_side, &is_now, &now_type())? else {
         return Err(PlannerError::Unsupported(
             "a temporal filter's bound must be now() plus or minus a fixed interval \
              (days, hours, minutes, seconds; not months)"
                 .into(),
         ));
-    }
+    };
     // row <op> now + shift, as a span of now:
     //   row >  now + s  ⟺ now <  row - s
     //   row >= now + s  ⟺ now <  row - s + 1µs
@@ -178,14 +175,33 @@ pub fn bound(
 
 /// `now_side` evaluated with now() = `at` (µs), minus `at`.
 fn now_shift(ctx: &SessionContext, now_side: &Expr, at: i64) -> Result<i64, PlannerError> {
-    let fixed = now_side
+    let is_now = |e: &Expr| is_fn(e, &["now", NOW_NAME]);
+    shift_at(ctx, now_side, &is_now, &now_type(), at)?.ok_or_else(|| {
+        PlannerError::Unsupported(
+            "a temporal filter compares a timestamp with now() ± an interval".into(),
+        )
+    })
+}
+
+/// `expr` evaluated with the sub-expressions `is_var` picks set to the instant `at` (µs,
+/// as a value of `var_type`), minus `at`; `None` if the result is not a timestamp.
+pub fn shift_at(
+    ctx: &SessionContext,
+    expr: &Expr,
+    is_var: &dyn Fn(&Expr) -> bool,
+    var_type: &DataType,
+    at: i64,
+) -> Result<Option<i64>, PlannerError> {
+    let tz = match var_type {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => return Ok(None),
+    };
+    let value = ScalarValue::TimestampMicrosecond(Some(at), tz).cast_to(var_type)?;
+    let fixed = expr
         .clone()
         .transform_up(|e| {
-            Ok(if is_fn(&e, &["now", NOW_NAME]) {
-                Transformed::yes(Expr::Literal(
-                    ScalarValue::TimestampNanosecond(Some(at * 1000), Some(Arc::from(NOW_TZ))),
-                    None,
-                ))
+            Ok(if is_var(&e) {
+                Transformed::yes(Expr::Literal(value.clone(), None))
             } else {
                 Transformed::no(e)
             })
@@ -201,11 +217,21 @@ fn now_shift(ctx: &SessionContext, now_side: &Expr, at: i64) -> Result<i64, Plan
     .map_err(|e| PlannerError::Internal(e.to_string()))?;
     let v = phys.evaluate(&batch)?.into_array(1)?;
     let v = ScalarValue::try_from_array(&v, 0)?;
-    let us = freshet_engine::chunk::timestamp_micros(&v).ok_or_else(|| {
-        PlannerError::Unsupported(format!(
-            "a temporal filter compares a timestamp with now() ± an interval, not {}",
-            v.data_type()
-        ))
-    })?;
-    Ok(us - at)
+    Ok(freshet_engine::chunk::timestamp_micros(&v).map(|us| us - at))
+}
+
+/// The fixed shift of `expr` relative to its variable (`is_var`), checked at two instants
+/// far apart (so a month interval, whose length varies, gives `None`).
+pub fn linear_shift(
+    ctx: &SessionContext,
+    expr: &Expr,
+    is_var: &dyn Fn(&Expr) -> bool,
+    var_type: &DataType,
+) -> Result<Option<i64>, PlannerError> {
+    // 2000-03-01 and 2000-04-01: the months before and after each differ in length.
+    const T0: i64 = 951_868_800_000_000;
+    const T1: i64 = T0 + 31 * 86_400_000_000;
+    let a = shift_at(ctx, expr, is_var, var_type, T0)?;
+    let b = shift_at(ctx, expr, is_var, var_type, T1)?;
+    Ok(if a == b { a } else { None })
 }

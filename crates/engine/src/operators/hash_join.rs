@@ -24,13 +24,17 @@ use freshet_storage::Txn;
 use super::{add_count, decode_count, encode_count, eval_all, StateTable};
 use crate::chunk::{arc_schema, cast_row, column_types, storable_types, Chunk, Row};
 use crate::operator::Operator;
-use crate::plan::{JoinKind, PhysExpr};
+use crate::plan::{IntervalBounds, JoinKind, PhysExpr};
 use crate::EngineError;
 
 pub struct HashJoin {
     kind: JoinKind,
     /// A lookup join: see `StreamNode::Join::lookup`.
     lookup: bool,
+    /// An interval join: rows are also indexed by event time (`time | key | row → key
+    /// length`) so the watermark can free the ones no later row can match.
+    interval: Option<IntervalBounds>,
+    time_index: [StateTable; 2],
     keys: [Vec<PhysExpr>; 2],
     types: [Vec<DataType>; 2],
     /// The types rows are stored as.
@@ -74,6 +78,8 @@ impl HashJoin {
         HashJoin {
             kind,
             lookup: false,
+            interval: None,
+            time_index: [StateTable::new(table_id(4)), StateTable::new(table_id(5))],
             keys: [left_keys, right_keys],
             stored: [storable_types(&types[0]), storable_types(&types[1])],
             types,
@@ -89,6 +95,27 @@ impl HashJoin {
     pub fn lookup(mut self, lookup: bool) -> HashJoin {
         self.lookup = lookup;
         self
+    }
+
+    /// Makes this an interval join whose state the watermark frees.
+    pub fn interval(mut self, interval: Option<IntervalBounds>) -> HashJoin {
+        self.interval = interval;
+        self
+    }
+
+    /// The event time (µs) of a row of `side` in an interval join.
+    fn event_time(&self, side: usize, row: &Row) -> Option<i64> {
+        let b = self.interval?;
+        let col = if side == 0 { b.left_col } else { b.right_col };
+        row.get(col).and_then(crate::chunk::timestamp_micros)
+    }
+
+    /// The time-index key of a stored row.
+    fn index_key(&self, side: usize, t: i64, kbytes: &[u8], rbytes: &[u8]) -> Vec<u8> {
+        let mut k = self.time_index[side].key(&super::order_key(t));
+        k.extend_from_slice(kbytes);
+        k.extend_from_slice(rbytes);
+        k
     }
 
     fn pair(&self, side: usize, row: &Row, other: &Row) -> Row {
@@ -161,6 +188,32 @@ impl HashJoin {
 impl Operator for HashJoin {
     fn name(&self) -> &'static str {
         "hash_join"
+    }
+
+    /// An interval join frees the rows of each side that no future row of the other side
+    /// can match (their times are below the side's horizon).
+    fn on_watermark(&mut self, wm: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
+        let Some(b) = self.interval else {
+            return Ok(None);
+        };
+        for (side, horizon) in [(0, b.left_horizon(wm)), (1, b.right_horizon(wm))] {
+            let Some(h) = horizon else { continue };
+            let start = self.time_index[side].key(&super::order_key(i64::MIN));
+            let end = self.time_index[side].key(&super::order_key(h));
+            let prefix = self.time_index[side].prefix_len() + 8;
+            for (k, v) in state.scan_range(&start, &end)? {
+                let klen = u32::from_be_bytes(
+                    v.get(..4)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| EngineError::Internal("bad join time index".into()))?,
+                ) as usize;
+                let rest = &k[prefix..];
+                let (kbytes, rbytes) = rest.split_at(klen.min(rest.len()));
+                state.delete(self.tables[side].key2(kbytes, rbytes));
+                state.delete(k);
+            }
+        }
+        Ok(None)
     }
 
     fn process(
@@ -272,7 +325,15 @@ impl Operator for HashJoin {
                 0
             } else {
                 let own_key = self.tables[side].key2(kbytes, &rbytes);
-                let (_, new) = add_count(state, own_key, w)?;
+                let (old, new) = add_count(state, own_key, w)?;
+                if let Some(t) = self.event_time(side, row) {
+                    let ik = self.index_key(side, t, kbytes, &rbytes);
+                    if old <= 0 && new > 0 {
+                        state.put(ik, (kbytes.len() as u32).to_be_bytes().to_vec());
+                    } else if new <= 0 {
+                        state.delete(ik);
+                    }
+                }
                 if new < 0 {
                     return Err(EngineError::Internal(
                         "negative join row multiplicity".into(),

@@ -87,6 +87,11 @@ pub(crate) fn encode_sort_value(
     Ok(())
 }
 
+/// An order-preserving key for a signed integer (a time in µs).
+pub(crate) fn order_key(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
 /// Encodes a signed count as a stored value.
 pub(crate) fn encode_count(n: i64) -> Vec<u8> {
     n.to_be_bytes().to_vec()

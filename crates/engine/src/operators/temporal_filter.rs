@@ -61,7 +61,7 @@ impl Span {
 }
 
 fn instant_key(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
+    super::order_key(t)
 }
 
 fn instant_from_key(b: &[u8]) -> Result<i64, EngineError> {
