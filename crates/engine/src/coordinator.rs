@@ -284,6 +284,8 @@ impl Engine {
             waiters: Vec::new(),
             config,
         };
+        c.schemas.insert(SOURCE_ERRORS, source_errors_schema());
+        c.schemas.insert(LATE_EVENTS, late_events_schema());
         for t in tables {
             c.schemas.insert(t.id, t.schema.clone());
             c.tables.insert(t.id, t);
@@ -860,12 +862,23 @@ impl Coordinator {
     }
 
     /// Records a row of a dead-letter table (source errors, late events). Put, not add:
-    /// several views reading the same source record the same message once.
+    /// several views reading the same source record the same message once. A new row
+    /// goes on to the views over the table (audits).
     fn put_event_row(&mut self, table: RelationId, row: Row) -> Result<(), EngineError> {
-        self.txn.put(
-            keys::row_key(table, &codec::encode_row(&row)?),
-            1i64.to_be_bytes().to_vec(),
-        );
+        let key = keys::row_key(table, &codec::encode_row(&row)?);
+        if self.txn.get(&key)?.is_some() {
+            return Ok(());
+        }
+        self.txn.put(key, 1i64.to_be_bytes().to_vec());
+        if self.views.iter().any(|d| d.reads(table)) {
+            let schema = self
+                .schemas
+                .get(&table)
+                .cloned()
+                .ok_or(EngineError::UnknownRelation(table))?;
+            let chunk = Chunk::from_rows(schema, &[row], vec![1])?;
+            self.propagate(table, chunk)?;
+        }
         Ok(())
     }
 

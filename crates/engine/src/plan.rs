@@ -136,14 +136,20 @@ pub struct IntervalBounds {
 impl IntervalBounds {
     /// Left rows with a time below this are dead at watermark `wm`.
     pub fn left_horizon(&self, wm: i64) -> Option<i64> {
-        self.hi
-            .map(|hi| wm.saturating_sub(self.right_lag).saturating_add(1).saturating_sub(hi))
+        self.hi.map(|hi| {
+            wm.saturating_sub(self.right_lag)
+                .saturating_add(1)
+                .saturating_sub(hi)
+        })
     }
 
     /// Right rows with a time below this are dead at watermark `wm`.
     pub fn right_horizon(&self, wm: i64) -> Option<i64> {
-        self.lo
-            .map(|lo| wm.saturating_sub(self.left_lag).saturating_add(1).saturating_add(lo))
+        self.lo.map(|lo| {
+            wm.saturating_sub(self.left_lag)
+                .saturating_add(1)
+                .saturating_add(lo)
+        })
     }
 }
 

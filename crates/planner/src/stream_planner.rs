@@ -433,7 +433,12 @@ impl StreamPlanner<'_> {
         let mut cols: Option<(usize, usize)> = None;
         let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
         for c in datafusion::logical_expr::utils::split_conjunction(filter) {
-            let Expr::BinaryExpr(BinaryExpr { left: a, op, right: b }) = c else {
+            let Expr::BinaryExpr(BinaryExpr {
+                left: a,
+                op,
+                right: b,
+            }) = c
+            else {
                 continue;
             };
             if !matches!(
@@ -486,6 +491,48 @@ impl StreamPlanner<'_> {
         }))
     }
 
+    /// A scan's pushed-down filters and projection over its source node.
+    fn scan_rest(
+        &self,
+        scan: &datafusion::logical_expr::TableScan,
+        mut node: StreamNode,
+    ) -> Result<StreamNode, PlannerError> {
+        let full = scan.source.schema();
+        if !scan.filters.is_empty() {
+            let df = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &full)?;
+            let pred = scan
+                .filters
+                .iter()
+                .cloned()
+                .reduce(|a, b| a.and(b))
+                .ok_or_else(|| PlannerError::Internal("empty filter list".into()))?;
+            node = self.filter(node, &pred, &df)?;
+        }
+        let identity = |p: &Vec<usize>| {
+            p.len() == full.fields().len() && p.iter().enumerate().all(|(i, c)| i == *c)
+        };
+        if let Some(proj) = scan.projection.as_ref().filter(|p| !identity(p)) {
+            let exprs = proj
+                .iter()
+                .map(|&i| {
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        full.field(i).name(),
+                        i,
+                    )) as PhysExpr
+                })
+                .collect();
+            node = StreamNode::Project {
+                input: Box::new(node),
+                exprs,
+                schema: nullable(scan.projected_schema.as_arrow()),
+            };
+        }
+        if scan.fetch.is_some() {
+            return Err(unsupported("LIMIT"));
+        }
+        Ok(node)
+    }
+
     fn sort_keys(
         &self,
         exprs: &[datafusion::logical_expr::SortExpr],
@@ -505,6 +552,24 @@ impl StreamPlanner<'_> {
 
     fn node_inner(&self, plan: &LogicalPlan) -> Result<StreamNode, PlannerError> {
         match plan {
+            LogicalPlan::TableScan(scan) if scan.table_name.schema() == Some("freshet_catalog") => {
+                // The dead-letter tables are changelogs too: views can audit them.
+                use freshet_engine::coordinator::{LATE_EVENTS, SOURCE_ERRORS};
+                let relation = match scan.table_name.table() {
+                    "late_events" => LATE_EVENTS,
+                    "source_errors" => SOURCE_ERRORS,
+                    other => {
+                        return Err(unsupported(format!("a view over freshet_catalog.{other}")))
+                    }
+                };
+                let full = scan.source.schema();
+                let node = StreamNode::Source {
+                    relation,
+                    schema: nullable(&full),
+                    watermark_cols: Vec::new(),
+                };
+                self.scan_rest(scan, node)
+            }
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
                 let name = crate::parser::lookup_target(name).unwrap_or(name);
@@ -530,44 +595,12 @@ impl StreamPlanner<'_> {
                         .map(|t| t.watermark_cols())
                         .unwrap_or_default(),
                 };
-                let mut node = StreamNode::Source {
+                let node = StreamNode::Source {
                     relation: id,
                     schema: nullable(&full),
                     watermark_cols,
                 };
-                if !scan.filters.is_empty() {
-                    let df = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &full)?;
-                    let pred = scan
-                        .filters
-                        .iter()
-                        .cloned()
-                        .reduce(|a, b| a.and(b))
-                        .ok_or_else(|| PlannerError::Internal("empty filter list".into()))?;
-                    node = self.filter(node, &pred, &df)?;
-                }
-                let identity = |p: &Vec<usize>| {
-                    p.len() == full.fields().len() && p.iter().enumerate().all(|(i, c)| i == *c)
-                };
-                if let Some(proj) = scan.projection.as_ref().filter(|p| !identity(p)) {
-                    let exprs = proj
-                        .iter()
-                        .map(|&i| {
-                            Arc::new(datafusion::physical_expr::expressions::Column::new(
-                                full.field(i).name(),
-                                i,
-                            )) as PhysExpr
-                        })
-                        .collect();
-                    node = StreamNode::Project {
-                        input: Box::new(node),
-                        exprs,
-                        schema: nullable(scan.projected_schema.as_arrow()),
-                    };
-                }
-                if scan.fetch.is_some() {
-                    return Err(unsupported("LIMIT"));
-                }
-                Ok(node)
+                self.scan_rest(scan, node)
             }
             LogicalPlan::Projection(p) => {
                 let input = self.node(&p.input)?;

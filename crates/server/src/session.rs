@@ -94,6 +94,21 @@ impl Db {
         for s in &catalog.sources {
             register(&ctx, &s.name, s.schema(), vec![])?;
         }
+        // Views may audit the dead-letter tables.
+        register_in_schema(
+            &ctx,
+            "freshet_catalog",
+            "late_events",
+            late_events_schema(),
+            vec![],
+        )?;
+        register_in_schema(
+            &ctx,
+            "freshet_catalog",
+            "source_errors",
+            source_errors_schema(),
+            vec![],
+        )?;
         let mut views = Vec::new();
         let mut view_schemas = BTreeMap::new();
         for v in &catalog.views {
