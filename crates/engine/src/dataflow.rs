@@ -14,6 +14,7 @@ use crate::operators::hash_agg::HashAgg;
 use crate::operators::hash_join::HashJoin;
 use crate::operators::materialize::Materialize;
 use crate::operators::project::Project;
+use crate::operators::session::Session;
 use crate::operators::temporal_filter::TemporalFilter;
 use crate::operators::top_n::TopN;
 use crate::operators::union::Union;
@@ -139,6 +140,21 @@ impl Dataflow {
                 table_id,
             )),
             StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
+            StreamNode::Session {
+                input,
+                time_col,
+                gap,
+                keys,
+                schema,
+            } => Box::new(Session::new(
+                *time_col,
+                *gap,
+                keys.clone(),
+                input.watermark_columns().get(*time_col).copied().flatten(),
+                &input.schema(),
+                schema.clone(),
+                table_id,
+            )),
             StreamNode::Join {
                 kind,
                 lookup,

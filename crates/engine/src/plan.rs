@@ -32,6 +32,15 @@ pub enum StreamNode {
         spec: WindowSpec,
         schema: SchemaRef,
     },
+    /// `SESSION`: each row with `window_start` and `window_end` of its key's session
+    /// (times chained by gaps shorter than `gap`, µs).
+    Session {
+        input: Box<StreamNode>,
+        time_col: usize,
+        gap: i64,
+        keys: Vec<usize>,
+        schema: SchemaRef,
+    },
     /// Keeps the rows for which `predicate` is true.
     Filter {
         input: Box<StreamNode>,
@@ -312,6 +321,7 @@ impl StreamNode {
             | StreamNode::Project { schema, .. }
             | StreamNode::Aggregate { schema, .. }
             | StreamNode::TopN { schema, .. }
+            | StreamNode::Session { schema, .. }
             | StreamNode::Union { schema, .. }
             | StreamNode::Join { schema, .. } => schema.clone(),
             StreamNode::Filter { input, .. } | StreamNode::TemporalFilter { input, .. } => {
@@ -329,7 +339,8 @@ impl StreamNode {
             | StreamNode::Window { input, .. }
             | StreamNode::Project { input, .. }
             | StreamNode::Aggregate { input, .. }
-            | StreamNode::TopN { input, .. } => vec![input],
+            | StreamNode::TopN { input, .. }
+            | StreamNode::Session { input, .. } => vec![input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join { left, right, .. } => vec![left, right],
         }
@@ -379,6 +390,18 @@ impl StreamNode {
                 out[..n].copy_from_slice(&inner);
                 if let Some(lag) = inner.get(*time_col).copied().flatten() {
                     out[n] = Some(spec.size + lag - 1);
+                    out[n + 1] = Some(lag - 1);
+                }
+            }
+            StreamNode::Session {
+                input, time_col, ..
+            } => {
+                // A session's end is final once the watermark passes it; its start is not
+                // (a later event can extend the session).
+                let inner = input.watermark_columns();
+                let n = inner.len();
+                out[..n].copy_from_slice(&inner);
+                if let Some(lag) = inner.get(*time_col).copied().flatten() {
                     out[n + 1] = Some(lag - 1);
                 }
             }
@@ -489,6 +512,25 @@ impl StreamNode {
                     f,
                     "{pad}StreamWindow: {kind}{off} time={} (stateless)",
                     input.schema().field(*time_col).name()
+                )?;
+                input.fmt_indent(f, depth + 1)
+            }
+            StreamNode::Session {
+                input,
+                time_col,
+                gap,
+                keys,
+                ..
+            } => {
+                let s = input.schema();
+                let k: Vec<&str> = keys.iter().map(|&i| s.field(i).name().as_str()).collect();
+                writeln!(
+                    f,
+                    "{pad}StreamSessionWindow: gap={} time={} keys=[{}] \
+                     state=(rows and sessions per key, freed when the watermark passes)",
+                    fmt_micros(*gap),
+                    s.field(*time_col).name(),
+                    k.join(", ")
                 )?;
                 input.fmt_indent(f, depth + 1)
             }

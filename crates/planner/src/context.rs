@@ -89,7 +89,7 @@ pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
     });
     let windows = crate::window::window_relations(stmt);
     if !windows.is_empty() {
-        out.retain(|n| n != "tumble" && n != "hop");
+        out.retain(|n| n != "tumble" && n != "hop" && n != "session");
         for w in windows {
             if !out.contains(&w) {
                 out.push(w);

@@ -752,6 +752,15 @@ impl StreamPlanner<'_> {
                     )));
                 };
                 let input = self.node(&w.input)?;
+                if let Some(keys) = &w.session {
+                    return Ok(StreamNode::Session {
+                        input: Box::new(input),
+                        time_col: w.time_col,
+                        gap: w.spec.size,
+                        keys: keys.clone(),
+                        schema: nullable(ext.node.schema().as_arrow()),
+                    });
+                }
                 Ok(StreamNode::Window {
                     input: Box::new(input),
                     time_col: w.time_col,

@@ -1,5 +1,5 @@
-//! The window table functions `TUMBLE(rel, time_col, size [, offset])` and
-//! `HOP(rel, time_col, slide, size [, offset])`.
+//! The window table functions `TUMBLE(rel, time_col, size [, offset])`,
+//! `HOP(rel, time_col, slide, size [, offset])` and `SESSION(rel, time_col, gap [, key, …])`.
 //!
 //! Before DataFusion binds a statement, each call in a FROM clause is replaced by a
 //! generated relation name whose table provider holds the logical plan
@@ -49,7 +49,10 @@ use crate::PlannerError;
 pub struct WindowNode {
     pub input: LogicalPlan,
     pub time_col: usize,
+    /// For a session window, the gap is `spec.size`.
     pub spec: WindowSpec,
+    /// `SESSION`: the key columns sessions are per.
+    pub session: Option<Vec<usize>>,
     schema: DFSchemaRef,
 }
 
@@ -58,6 +61,7 @@ impl Hash for WindowNode {
         self.input.hash(state);
         self.time_col.hash(state);
         self.spec.hash(state);
+        self.session.hash(state);
     }
 }
 
@@ -69,12 +73,14 @@ impl PartialOrd for WindowNode {
                 self.spec.size,
                 self.spec.slide,
                 self.spec.offset,
+                &self.session,
             )
                 .partial_cmp(&(
                     other.time_col,
                     other.spec.size,
                     other.spec.slide,
                     other.spec.offset,
+                    &other.session,
                 )),
             o => Some(o),
         }
@@ -86,6 +92,7 @@ impl WindowNode {
         input: LogicalPlan,
         time_col: usize,
         spec: WindowSpec,
+        session: Option<Vec<usize>>,
     ) -> Result<WindowNode, PlannerError> {
         let in_schema = input.schema();
         let time_type = in_schema.field(time_col).data_type().clone();
@@ -104,6 +111,7 @@ impl WindowNode {
             input,
             time_col,
             spec,
+            session,
             schema: Arc::new(schema),
         })
     }
@@ -127,6 +135,14 @@ impl UserDefinedLogicalNodeCore for WindowNode {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some(keys) = &self.session {
+            return write!(
+                f,
+                "SessionWindow: time={} gap={}us keys={keys:?}",
+                self.input.schema().field(self.time_col).name(),
+                self.spec.size
+            );
+        }
         write!(
             f,
             "Window: time={} size={}us slide={}us offset={}us",
@@ -145,7 +161,7 @@ impl UserDefinedLogicalNodeCore for WindowNode {
         let input = inputs
             .pop()
             .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
-        WindowNode::try_new(input, self.time_col, self.spec)
+        WindowNode::try_new(input, self.time_col, self.spec, self.session.clone())
             .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))
     }
 }
@@ -190,6 +206,8 @@ struct Call {
     relation: String,
     time_col: String,
     intervals: Vec<SqlExpr>,
+    /// `SESSION`'s key columns.
+    keys: Vec<String>,
     generated: String,
 }
 
@@ -197,6 +215,9 @@ fn window_kind(name: &ObjectName) -> Option<&'static str> {
     match name.0.as_slice() {
         [ObjectNamePart::Identifier(i)] if i.value.eq_ignore_ascii_case("tumble") => Some("TUMBLE"),
         [ObjectNamePart::Identifier(i)] if i.value.eq_ignore_ascii_case("hop") => Some("HOP"),
+        [ObjectNamePart::Identifier(i)] if i.value.eq_ignore_ascii_case("session") => {
+            Some("SESSION")
+        }
         _ => None,
     }
 }
@@ -242,11 +263,13 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Continue(());
         };
         let fn_args = &call_args.args;
-        let n_intervals = if kind == "TUMBLE" { 1..=2 } else { 2..=3 };
-        let usage = if kind == "TUMBLE" {
-            "TUMBLE(relation, time_column, size [, offset])"
-        } else {
-            "HOP(relation, time_column, slide, size [, offset])"
+        let (n_intervals, usage) = match kind {
+            "TUMBLE" => (1..=2, "TUMBLE(relation, time_column, size [, offset])"),
+            "HOP" => (2..=3, "HOP(relation, time_column, slide, size [, offset])"),
+            _ => (
+                1..=1,
+                "SESSION(relation, time_column, gap [, key_column, …])",
+            ),
         };
         let (Some(relation), Some(time_col)) = (
             fn_args.first().and_then(arg_name),
@@ -256,7 +279,19 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Break(());
         };
         let mut intervals = Vec::new();
-        for a in &fn_args[2..] {
+        let mut keys = Vec::new();
+        for (n, a) in fn_args[2..].iter().enumerate() {
+            if kind == "SESSION" && n > 0 {
+                match arg_name(a) {
+                    Some(k) => keys.push(k),
+                    None => {
+                        self.error =
+                            Some(PlannerError::InvalidParameter(format!("usage: {usage}")));
+                        return ControlFlow::Break(());
+                    }
+                }
+                continue;
+            }
             match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => intervals.push(e.clone()),
                 _ => {
@@ -292,6 +327,7 @@ impl VisitorMut for Rewriter {
             relation,
             time_col,
             intervals,
+            keys,
             generated,
         });
         ControlFlow::Continue(())
@@ -379,6 +415,11 @@ pub async fn rewrite_windows(
             v.push(interval_micros(ctx, e)?);
         }
         let spec = match (call.kind, v.as_slice()) {
+            ("SESSION", [gap]) => WindowSpec {
+                size: *gap,
+                slide: *gap,
+                offset: 0,
+            },
             ("TUMBLE", [size]) => WindowSpec {
                 size: *size,
                 slide: *size,
@@ -418,7 +459,22 @@ pub async fn rewrite_windows(
                 }
             )));
         }
-        let node = WindowNode::try_new(scan, time_col, spec)?;
+        let session = if call.kind == "SESSION" {
+            let mut idx = Vec::new();
+            for k in &call.keys {
+                idx.push(
+                    scan.schema()
+                        .fields()
+                        .iter()
+                        .position(|f| f.name() == k)
+                        .ok_or_else(|| PlannerError::UndefinedColumn(k.clone()))?,
+                );
+            }
+            Some(idx)
+        } else {
+            None
+        };
+        let node = WindowNode::try_new(scan, time_col, spec, session)?;
         let schema: SchemaRef = Arc::new(node.schema.as_arrow().clone());
         let plan = LogicalPlan::Extension(Extension {
             node: Arc::new(node),
@@ -468,6 +524,19 @@ impl ExtensionPlanner for WindowPlanner {
             .first()
             .cloned()
             .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
+        if let Some(keys) = &w.session {
+            return Ok(Some(Arc::new(SessionExec::new(
+                Arc::new(
+                    datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec::new(
+                        input,
+                    ),
+                ),
+                w.time_col,
+                w.spec.size,
+                keys.clone(),
+                Arc::new(w.schema.as_arrow().clone()),
+            ))));
+        }
         Ok(Some(Arc::new(WindowExec::new(
             input,
             w.time_col,
@@ -569,5 +638,158 @@ impl ExecutionPlan for WindowExec {
             self.schema.clone(),
             stream,
         )))
+    }
+}
+
+/// Batch execution of a session window: reads all its input, then assigns sessions with
+/// the kernel the streaming operator uses.
+#[derive(Debug)]
+struct SessionExec {
+    input: Arc<dyn ExecutionPlan>,
+    time_col: usize,
+    gap: i64,
+    keys: Vec<usize>,
+    schema: SchemaRef,
+    props: Arc<PlanProperties>,
+}
+
+impl SessionExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        time_col: usize,
+        gap: i64,
+        keys: Vec<usize>,
+        schema: SchemaRef,
+    ) -> SessionExec {
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            datafusion::physical_plan::Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        SessionExec {
+            input,
+            time_col,
+            gap,
+            keys,
+            schema,
+            props: Arc::new(props),
+        }
+    }
+}
+
+impl DisplayAs for SessionExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SessionExec")
+    }
+}
+
+/// Sessions over whole batches: each row with a time gets its key's session bounds.
+fn sessionize(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+    time_col: usize,
+    gap: i64,
+    keys: &[usize],
+    schema: &SchemaRef,
+) -> Result<datafusion::arrow::record_batch::RecordBatch, freshet_engine::EngineError> {
+    use freshet_engine::chunk::{batch_rows, rows_to_batch, timestamp_micros};
+    let time_type = schema.field(time_col).data_type().clone();
+    let tz = match &time_type {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    let rows: Vec<Vec<ScalarValue>> = batches
+        .iter()
+        .map(batch_rows)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut by_key: std::collections::BTreeMap<Vec<String>, Vec<(i64, usize)>> =
+        std::collections::BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(t) = timestamp_micros(&r[time_col]) {
+            let k = keys.iter().map(|&c| format!("{:?}", r[c])).collect();
+            by_key.entry(k).or_default().push((t, i));
+        }
+    }
+    let mut out = Vec::new();
+    for (_, mut ts) in by_key {
+        ts.sort();
+        let mut distinct: Vec<i64> = ts.iter().map(|(t, _)| *t).collect();
+        distinct.dedup();
+        let bounds = freshet_engine::operators::session::sessions(&distinct, gap);
+        for (t, i) in ts {
+            let (s, e) = bounds[distinct.partition_point(|x| *x < t)];
+            let mut r = rows[i].clone();
+            for v in [s, e] {
+                r.push(ScalarValue::TimestampMicrosecond(Some(v), tz.clone()).cast_to(&time_type)?);
+            }
+            out.push(r);
+        }
+    }
+    rows_to_batch(schema.clone(), &out)
+}
+
+impl ExecutionPlan for SessionExec {
+    fn name(&self) -> &str {
+        "SessionExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::common::Result<TreeNodeRecursion>,
+    ) -> datafusion::common::Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .pop()
+            .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
+        Ok(Arc::new(SessionExec::new(
+            input,
+            self.time_col,
+            self.gap,
+            self.keys.clone(),
+            self.schema.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> datafusion::common::Result<SendableRecordBatchStream> {
+        use futures::StreamExt;
+        let input = self.input.execute(partition, context)?;
+        let (time_col, gap, keys, schema) = (
+            self.time_col,
+            self.gap,
+            self.keys.clone(),
+            self.schema.clone(),
+        );
+        let out_schema = schema.clone();
+        let stream = futures::stream::once(async move {
+            let batches: Vec<_> = input
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<datafusion::common::Result<Vec<_>>>()?;
+            sessionize(&batches, time_col, gap, &keys, &schema)
+                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
     }
 }

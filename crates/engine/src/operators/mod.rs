@@ -5,6 +5,7 @@ pub mod hash_agg;
 pub mod hash_join;
 pub mod materialize;
 pub mod project;
+pub mod session;
 pub mod temporal_filter;
 pub mod top_n;
 pub mod union;

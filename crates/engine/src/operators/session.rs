@@ -1,0 +1,348 @@
+//! Session windows: `SESSION(rel, time_col, gap [, key, …])` adds `window_start` and
+//! `window_end` to each row: the rows of one key whose times are chained by gaps shorter
+//! than `gap` form a session from its first time to its last time plus `gap`.
+//!
+//! Sessions are not fixed in advance: an event (a late-but-allowed one included) that
+//! falls within `gap` of two sessions merges them, and a deleted row can split one. For
+//! each change the operator finds the sessions of the row's key it touches, retracts their
+//! rows with the old bounds, recomputes the sessions over that stretch of time and emits
+//! the rows with the new bounds.
+//!
+//! State: `rows` (`key | time | row → count`), `sessions` (`key | start → end`) and an
+//! index of sessions by end (`end | key | start → key length`), so the watermark frees
+//! every session it makes final (`end + lag - 1 <= watermark`) with one range scan.
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use freshet_storage::{codec, Txn};
+
+use super::{add_count, decode_count, order_key, StateTable};
+use crate::chunk::{cast_row, column_types, storable_types, timestamp_micros, Chunk, Row};
+use crate::operator::Operator;
+use crate::EngineError;
+
+/// Splits times (ascending, one entry per distinct time) into sessions; returns each
+/// time's session `(start, end)`. The batch query path uses the same function.
+pub fn sessions(times: &[i64], gap: i64) -> Vec<(i64, i64)> {
+    let mut out = Vec::with_capacity(times.len());
+    let mut first = 0;
+    for i in 0..=times.len() {
+        let split = i == times.len() || (i > 0 && times[i] - times[i - 1] >= gap);
+        if split && i > first {
+            let (s, e) = (times[first], times[i - 1].saturating_add(gap));
+            out.extend(std::iter::repeat_n((s, e), i - first));
+            first = i;
+        }
+    }
+    out
+}
+
+pub struct Session {
+    time_col: usize,
+    gap: i64,
+    keys: Vec<usize>,
+    /// The lag of the time column (see `StreamNode::watermark_columns`), if it follows
+    /// the watermark.
+    lag: Option<i64>,
+    time_type: DataType,
+    input_types: Vec<DataType>,
+    stored: Vec<DataType>,
+    schema: SchemaRef,
+    rows: StateTable,
+    sessions: StateTable,
+    ends: StateTable,
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        time_col: usize,
+        gap: i64,
+        keys: Vec<usize>,
+        lag: Option<i64>,
+        input: &SchemaRef,
+        schema: SchemaRef,
+        table_id: impl Fn(u16) -> u64,
+    ) -> Session {
+        let input_types = column_types(input);
+        Session {
+            time_col,
+            gap,
+            keys,
+            lag,
+            time_type: input.field(time_col).data_type().clone(),
+            stored: storable_types(&input_types),
+            input_types,
+            schema,
+            rows: StateTable::new(table_id(0)),
+            sessions: StateTable::new(table_id(1)),
+            ends: StateTable::new(table_id(2)),
+        }
+    }
+
+    fn bound(&self, us: i64) -> Result<ScalarValue, EngineError> {
+        let tz = match &self.time_type {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        Ok(ScalarValue::TimestampMicrosecond(Some(us), tz).cast_to(&self.time_type)?)
+    }
+
+    /// The sessions of key `k` that a change at time `t` touches: those it falls within
+    /// `gap` of (`start - gap < t < end`).
+    fn touched(&self, state: &Txn, k: &[u8], t: i64) -> Result<Vec<(i64, i64)>, EngineError> {
+        let prefix = self.sessions.key(k);
+        let end = self
+            .sessions
+            .key2(k, &order_key(t.saturating_add(self.gap)));
+        let mut out = Vec::new();
+        for (key, val) in state.scan_range(&prefix, &end)? {
+            let s = decode_order(&key[prefix.len()..])?;
+            let e = decode_count(&val)?;
+            if e > t && s.saturating_sub(self.gap) < t {
+                out.push((s, e));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of key `k` with times in `[from, to)`: (time, row bytes, count).
+    fn rows_in(
+        &self,
+        state: &Txn,
+        k: &[u8],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Vec<u8>, i64)>, EngineError> {
+        let start = self.rows.key2(k, &order_key(from));
+        let end = self.rows.key2(k, &order_key(to));
+        let plen = self.rows.prefix_len() + k.len();
+        let mut out = Vec::new();
+        for (key, val) in state.scan_range(&start, &end)? {
+            let t = decode_order(&key[plen..])?;
+            out.push((t, key[plen + 8..].to_vec(), decode_count(&val)?));
+        }
+        Ok(out)
+    }
+
+    fn output(&self, row: &[u8], s: i64, e: i64) -> Result<Row, EngineError> {
+        let mut r = cast_row(&codec::decode_row(row, &self.stored)?, &self.input_types)?;
+        r.push(self.bound(s)?);
+        r.push(self.bound(e)?);
+        Ok(r)
+    }
+
+    fn put_session(&self, state: &mut Txn, k: &[u8], s: i64, e: i64) {
+        state.put(
+            self.sessions.key2(k, &order_key(s)),
+            e.to_be_bytes().to_vec(),
+        );
+        let mut ik = self.ends.key(&order_key(e));
+        ik.extend_from_slice(k);
+        ik.extend_from_slice(&order_key(s));
+        state.put(ik, (k.len() as u32).to_be_bytes().to_vec());
+    }
+
+    fn delete_session(&self, state: &mut Txn, k: &[u8], s: i64, e: i64) {
+        state.delete(self.sessions.key2(k, &order_key(s)));
+        let mut ik = self.ends.key(&order_key(e));
+        ik.extend_from_slice(k);
+        ik.extend_from_slice(&order_key(s));
+        state.delete(ik);
+    }
+}
+
+fn decode_order(b: &[u8]) -> Result<i64, EngineError> {
+    let a: [u8; 8] = b
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| EngineError::Internal("bad session key".into()))?;
+    Ok((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
+}
+
+impl Operator for Session {
+    fn name(&self) -> &'static str {
+        "session_window"
+    }
+
+    fn process(
+        &mut self,
+        _input: usize,
+        chunk: Chunk,
+        state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
+        let mut out_rows = Vec::new();
+        let mut weights = Vec::new();
+        for (r, row) in chunk.rows()?.iter().enumerate() {
+            let Some(t) = row.get(self.time_col).and_then(timestamp_micros) else {
+                continue; // no time, no session
+            };
+            let key: Row = self.keys.iter().map(|&i| row[i].clone()).collect();
+            let key_types: Vec<DataType> = key.iter().map(|v| v.data_type()).collect();
+            let k = codec::encode_row(&cast_row(&key, &storable_types(&key_types))?)?;
+            let touched = self.touched(state, &k, t)?;
+            let from = touched.iter().map(|s| s.0).min().unwrap_or(t).min(t);
+            let to = touched
+                .iter()
+                .map(|s| s.1)
+                .max()
+                .unwrap_or(t)
+                .max(t.saturating_add(1));
+            // Retract the touched sessions' rows with their old bounds.
+            for (s, e) in &touched {
+                for (_, bytes, n) in self.rows_in(state, &k, *s, *e)? {
+                    out_rows.push(self.output(&bytes, *s, *e)?);
+                    weights.push(-n);
+                }
+                self.delete_session(state, &k, *s, *e);
+            }
+            let rbytes = codec::encode_row(&cast_row(row, &self.stored)?)?;
+            let (_, new) = add_count(
+                state,
+                self.rows.key2(&k, &[&order_key(t)[..], &rbytes].concat()),
+                chunk.weights[r],
+            )?;
+            if new < 0 {
+                return Err(EngineError::Internal(
+                    "negative session row multiplicity".into(),
+                ));
+            }
+            // Recompute the sessions over the stretch and emit with the new bounds.
+            let rows = self.rows_in(state, &k, from, to)?;
+            let mut times: Vec<i64> = rows.iter().map(|(t, _, _)| *t).collect();
+            times.dedup();
+            let bounds = sessions(&times, self.gap);
+            let mut prev: Option<(i64, i64)> = None;
+            for (t, bytes, n) in &rows {
+                let i = times.partition_point(|x| x < t);
+                let (s, e) = bounds[i];
+                if prev != Some((s, e)) {
+                    self.put_session(state, &k, s, e);
+                    prev = Some((s, e));
+                }
+                out_rows.push(self.output(bytes, s, e)?);
+                weights.push(*n);
+            }
+        }
+        // Rows retracted and re-emitted unchanged cancel out in the views that follow.
+        Chunk::from_rows(self.schema.clone(), &out_rows, weights)
+    }
+
+    fn on_watermark(&mut self, wm: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
+        let Some(lag) = self.lag else {
+            return Ok(None);
+        };
+        // Final: end + lag - 1 <= wm, i.e. end < wm - lag + 2.
+        let bound = wm.saturating_sub(lag).saturating_add(2);
+        let start = self.ends.key(&order_key(i64::MIN));
+        let end = self.ends.key(&order_key(bound));
+        let plen = self.ends.prefix_len();
+        for (ik, v) in state.scan_range(&start, &end)? {
+            let e = decode_order(&ik[plen..])?;
+            let klen = u32::from_be_bytes(
+                v.get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| EngineError::Internal("bad session index".into()))?,
+            ) as usize;
+            let k = ik[plen + 8..plen + 8 + klen].to_vec();
+            let s = decode_order(&ik[plen + 8 + klen..])?;
+            let from = self.rows.key2(&k, &order_key(s));
+            let to = self.rows.key2(&k, &order_key(e));
+            for (rk, _) in state.scan_range(&from, &to)? {
+                state.delete(rk);
+            }
+            state.delete(self.sessions.key2(&k, &order_key(s)));
+            state.delete(ik);
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{Field, TimeUnit};
+    use freshet_storage::Store;
+
+    use super::*;
+    use crate::chunk::arc_schema;
+
+    #[test]
+    fn sessions_split_at_gaps() {
+        assert_eq!(
+            sessions(&[1, 3, 10, 11, 20], 5),
+            vec![(1, 8), (1, 8), (10, 16), (10, 16), (20, 25)]
+        );
+        assert!(sessions(&[], 5).is_empty());
+    }
+
+    /// Random inserts and deletes (out of order), per key: the output equals sessions
+    /// computed from scratch over the live rows.
+    #[test]
+    fn incremental_equals_recompute() {
+        let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")));
+        let input = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("ts", ts_type.clone(), true),
+        ]);
+        let out_schema = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("ts", ts_type.clone(), true),
+            Field::new("window_start", ts_type.clone(), true),
+            Field::new("window_end", ts_type.clone(), true),
+        ]);
+        let mut op = Session::new(1, 10, vec![0], None, &input, out_schema, |n| 300 + n as u64);
+        let mut txn = Txn::new(Store::memory());
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut rnd = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let ts = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), Some(Arc::from("+00:00")));
+        let mut live: Vec<(i64, i64)> = Vec::new();
+        let mut acc: BTreeMap<(i64, i64, i64, i64), i64> = BTreeMap::new();
+        for _ in 0..300 {
+            let (row, w) = if !live.is_empty() && rnd(4) == 0 {
+                (live.swap_remove(rnd(live.len() as u64) as usize), -1)
+            } else {
+                let r = (rnd(2) as i64, rnd(100) as i64);
+                live.push(r);
+                (r, 1)
+            };
+            let c = Chunk::from_rows(
+                input.clone(),
+                &[vec![ScalarValue::Int64(Some(row.0)), ts(row.1)]],
+                vec![w],
+            )
+            .unwrap();
+            let o = op.process(0, c, &mut txn).unwrap();
+            for (r, w) in o.rows().unwrap().iter().zip(&o.weights) {
+                let v = |i: usize| timestamp_micros(&r[i]).unwrap();
+                let k = match r[0] {
+                    ScalarValue::Int64(Some(k)) => k,
+                    _ => panic!(),
+                };
+                *acc.entry((k, v(1), v(2), v(3))).or_default() += w;
+            }
+            acc.retain(|_, w| *w != 0);
+            // Reference.
+            let mut want: BTreeMap<(i64, i64, i64, i64), i64> = BTreeMap::new();
+            for key in 0..2 {
+                let mut ts: Vec<i64> = live.iter().filter(|r| r.0 == key).map(|r| r.1).collect();
+                ts.sort();
+                let mut distinct = ts.clone();
+                distinct.dedup();
+                let b = sessions(&distinct, 10);
+                for t in ts {
+                    let (s, e) = b[distinct.partition_point(|x| *x < t)];
+                    *want.entry((key, t, s, e)).or_default() += 1;
+                }
+            }
+            assert_eq!(acc, want);
+        }
+    }
+}
