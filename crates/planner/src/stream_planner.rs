@@ -993,7 +993,14 @@ impl StreamPlanner<'_> {
                 nulls_first: o.nulls_first,
             }),
             (AggKind::Percentile, [o]) => {
-                if Some(&o.expr) != value {
+                let bare = |e: &Expr| {
+                    let mut e = e.clone();
+                    while let Expr::Cast(c) = e {
+                        e = *c.expr;
+                    }
+                    e
+                };
+                if Some(bare(&o.expr)) != value.map(bare) {
                     return Err(unsupported(format!(
                         "{name}() ordered by another expression"
                     )));

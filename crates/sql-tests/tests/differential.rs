@@ -272,6 +272,59 @@ const VIEWS: &[ViewSpec] = &[
              ON x.k = y.k",
         ),
     },
+    // Top-N: row_number with a unique tie-break, rank with ties, ORDER BY … LIMIT.
+    ViewSpec {
+        name: "a_top2",
+        query: "SELECT id, k, v, rn FROM (SELECT id, k, v, row_number() OVER \
+                (PARTITION BY k ORDER BY v DESC NULLS LAST, id) AS rn FROM a) t WHERE rn <= 2",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_rank",
+        query: "SELECT k, v, r FROM (SELECT k, v, rank() OVER (PARTITION BY k ORDER BY v) AS r \
+                FROM a) t WHERE r <= 2",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_first_page",
+        query: "SELECT id, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 3 OFFSET 1",
+        over_tables: None,
+    },
+    // Outer, semi and anti joins (with a residual ON condition), UNION ALL.
+    ViewSpec {
+        name: "ab_left",
+        query: "SELECT a.id, b.id AS bid, b.w FROM a LEFT JOIN b ON a.k = b.k AND b.w > a.v",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "ab_full",
+        query: "SELECT a.id, b.id AS bid FROM a FULL JOIN b ON a.k = b.k",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_semi",
+        query: "SELECT id, k FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.w > 0)",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_anti",
+        query: "SELECT id, k FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k)",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "ab_union",
+        query: "SELECT k, v AS x FROM a UNION ALL SELECT k, w FROM b",
+        over_tables: None,
+    },
+    // Aggregates that keep ordered values.
+    ViewSpec {
+        name: "a_aggs2",
+        query: "SELECT k, bool_or(v > 0) AS anypos, bool_and(v > 0) AS allpos, \
+                string_agg(s, ',' ORDER BY s) AS ss, first_value(v ORDER BY id) AS fv, \
+                last_value(v ORDER BY id) AS lv, \
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med FROM a GROUP BY k",
+        over_tables: None,
+    },
     ViewSpec {
         name: "a_polarity",
         query: "SELECT polarity, count(*) AS n, sum(k3) AS sk3 FROM a_exprs GROUP BY polarity",
