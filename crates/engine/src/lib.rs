@@ -10,6 +10,7 @@
 pub mod chunk;
 pub mod coordinator;
 pub mod dataflow;
+pub mod hll;
 pub mod operator;
 pub mod operators;
 pub mod plan;

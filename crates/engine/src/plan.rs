@@ -279,7 +279,8 @@ pub enum AggKind {
     /// `percentile_cont(fraction) WITHIN GROUP (ORDER BY value)`, `median`, and
     /// `approx_percentile_cont`, computed exactly; the fraction is `param`.
     Percentile,
-    /// `approx_count_distinct` / `approx_distinct`, computed exactly.
+    /// `approx_count_distinct` / `approx_distinct`: a HyperLogLog estimate (see
+    /// `crate::hll`), from a sketch or from the distinct values.
     ApproxCountDistinct,
 }
 
@@ -311,6 +312,9 @@ pub struct AggCall {
     pub param: Option<datafusion::common::ScalarValue>,
     /// The aggregate's ORDER BY (first_value, last_value, string_agg).
     pub order: Option<SortKey>,
+    /// approx_count_distinct over an input that only inserts: keep a HyperLogLog sketch
+    /// per group (4 KiB) instead of the distinct values.
+    pub sketch: bool,
 }
 
 impl StreamNode {
@@ -576,10 +580,18 @@ impl StreamNode {
                     "{pad}StreamHashAgg: group=[{}] aggs=[{}] state=(groups{})",
                     g.join(", "),
                     a.join(", "),
-                    if aggs.iter().any(|a| a.distinct || a.kind.keeps_values()) {
-                        ", value multisets"
-                    } else {
-                        ""
+                    {
+                        let mut parts = String::new();
+                        if aggs
+                            .iter()
+                            .any(|a| a.distinct || (a.kind.keeps_values() && !a.sketch))
+                        {
+                            parts.push_str(", value multisets");
+                        }
+                        if aggs.iter().any(|a| a.sketch) {
+                            parts.push_str(", HyperLogLog sketches");
+                        }
+                        parts
                     }
                 )?;
                 match self.window_key() {

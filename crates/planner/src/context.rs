@@ -27,14 +27,8 @@ pub fn new_session() -> SessionContext {
         .with_query_planner(Arc::new(crate::window::WindowQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
-    // RisingWave's (and Flink's) name for DataFusion's approx_distinct.
-    let approx = datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf();
-    ctx.register_udaf(
-        approx
-            .as_ref()
-            .clone()
-            .with_aliases(["approx_count_distinct"]),
-    );
+    // approx_count_distinct (alias approx_distinct) with the HyperLogLog views use.
+    ctx.register_udaf(crate::hll_udaf::approx_count_distinct());
     ctx
 }
 

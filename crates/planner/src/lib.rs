@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod context;
+pub mod hll_udaf;
 pub mod naming;
 pub mod parser;
 pub mod stream_planner;

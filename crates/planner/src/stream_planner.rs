@@ -633,10 +633,11 @@ impl StreamPlanner<'_> {
                     })
                     .collect::<Result<_, _>>()?;
                 let out_fields = a.schema.fields();
+                let append_only = self.append_only(&input);
                 let mut aggs = Vec::new();
                 for (i, e) in a.aggr_expr.iter().enumerate() {
                     let return_type = out_fields[a.group_expr.len() + i].data_type().clone();
-                    aggs.push(self.agg_call(e, input_schema, return_type)?);
+                    aggs.push(self.agg_call(e, input_schema, return_type, append_only)?);
                 }
                 Ok(StreamNode::Aggregate {
                     input: Box::new(input),
@@ -902,6 +903,7 @@ impl StreamPlanner<'_> {
         e: &Expr,
         input: &DFSchema,
         return_type: DataType,
+        append_only: bool,
     ) -> Result<AggCall, PlannerError> {
         let e = match e {
             Expr::Alias(a) => a.expr.as_ref(),
@@ -1038,6 +1040,7 @@ impl StreamPlanner<'_> {
                 && matches!(kind, AggKind::Count | AggKind::Sum | AggKind::Avg),
             param,
             order,
+            sketch: kind == AggKind::ApproxCountDistinct && append_only,
             return_type,
         })
     }

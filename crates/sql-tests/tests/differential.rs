@@ -322,7 +322,8 @@ const VIEWS: &[ViewSpec] = &[
         query: "SELECT k, bool_or(v > 0) AS anypos, bool_and(v > 0) AS allpos, \
                 string_agg(s, ',' ORDER BY s) AS ss, first_value(v ORDER BY id) AS fv, \
                 last_value(v ORDER BY id) AS lv, \
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med FROM a GROUP BY k",
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med, \
+                approx_count_distinct(s) AS acd FROM a GROUP BY k",
         over_tables: None,
     },
     ViewSpec {

@@ -53,6 +53,9 @@ pub trait Reader {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// All pairs with `start <= key < end`, in key order.
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Calls `f` with the pairs whose key starts with `prefix`, in key order, until it
+    /// returns false: reads only as far as needed.
+    fn visit_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
 }
 
 struct RocksReader<'a> {
@@ -77,6 +80,19 @@ impl Reader for RocksReader<'_> {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+    fn visit_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let it = self.snap.iterator(rocksdb::IteratorMode::From(
+            prefix,
+            rocksdb::Direction::Forward,
+        ));
+        for kv in it {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
     }
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
@@ -112,6 +128,18 @@ impl Reader for MemReader<'_> {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+    fn visit_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        for (k, v) in self
+            .map
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            if !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
     }
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if start >= end {
@@ -287,6 +315,63 @@ impl Txn {
             .collect())
     }
 
+    /// Calls `f` with the live pairs whose key starts with `prefix` (buffer included), in
+    /// key order, until it returns false; reads committed data only as far as needed.
+    pub fn visit_prefix(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let mut buffered = self
+            .pending
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .peekable();
+        let mut go = true;
+        self.store.read_snapshot(|r| {
+            r.visit_prefix(prefix, &mut |k, v| {
+                // Buffered keys before this one come first.
+                while let Some((bk, bv)) = buffered.peek() {
+                    if bk.as_slice() >= k {
+                        break;
+                    }
+                    if let Some(bv) = bv {
+                        if !f(bk, bv) {
+                            go = false;
+                            return false;
+                        }
+                    }
+                    buffered.next();
+                }
+                match buffered.peek() {
+                    Some((bk, bv)) if bk.as_slice() == k => {
+                        let keep = match bv {
+                            Some(bv) => f(k, bv),
+                            None => true, // deleted in the buffer
+                        };
+                        buffered.next();
+                        go = keep;
+                        keep
+                    }
+                    _ => {
+                        go = f(k, v);
+                        go
+                    }
+                }
+            })
+        })?;
+        if go {
+            for (bk, bv) in buffered {
+                if let Some(bv) = bv {
+                    if !f(bk, bv) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// All live pairs with `start <= key < end`, in key order, buffer included.
     pub fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if start >= end {
@@ -314,12 +399,15 @@ impl Txn {
         prefix: &[u8],
         last: bool,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let all = self.scan_prefix(prefix)?;
-        Ok(if last {
-            all.into_iter().next_back()
-        } else {
-            all.into_iter().next()
-        })
+        if !last {
+            let mut first = None;
+            self.visit_prefix(prefix, |k, v| {
+                first = Some((k.to_vec(), v.to_vec()));
+                false
+            })?;
+            return Ok(first);
+        }
+        Ok(self.scan_prefix(prefix)?.into_iter().next_back())
     }
 
     /// Deletes every live key starting with `prefix`.
@@ -411,6 +499,44 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let all = store.read_snapshot(|r| r.scan_prefix(b"a")).unwrap();
         assert_eq!(all.len(), 2);
+    }
+
+    /// `visit_prefix` sees what `scan_prefix` sees (committed, buffered, overwritten and
+    /// deleted keys interleaved), and stops when asked.
+    #[test]
+    fn visit_prefix_merges_buffer_and_stops_early() {
+        for store in [Store::memory(), {
+            let dir = tempfile::tempdir().unwrap();
+            Store::open(&dir.keep()).unwrap()
+        }] {
+            let mut t = Txn::new(store);
+            for k in ["p1", "p3", "p5", "p7", "q1"] {
+                t.put(k.as_bytes().to_vec(), b"old".to_vec());
+            }
+            t.commit().unwrap();
+            t.put(b"p0".to_vec(), b"new".to_vec());
+            t.put(b"p3".to_vec(), b"new".to_vec());
+            t.delete(b"p5".to_vec());
+            t.put(b"p6".to_vec(), b"new".to_vec());
+            t.put(b"p9".to_vec(), b"new".to_vec());
+            let mut seen = Vec::new();
+            t.visit_prefix(b"p", |k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+            assert_eq!(seen, t.scan_prefix(b"p").unwrap());
+            let keys: Vec<&[u8]> = seen.iter().map(|(k, _)| k.as_slice()).collect();
+            assert_eq!(keys, vec![&b"p0"[..], b"p1", b"p3", b"p6", b"p7", b"p9"]);
+            let mut first_two = Vec::new();
+            t.visit_prefix(b"p", |k, _| {
+                first_two.push(k.to_vec());
+                first_two.len() < 2
+            })
+            .unwrap();
+            assert_eq!(first_two, vec![b"p0".to_vec(), b"p1".to_vec()]);
+            assert_eq!(t.first_with_prefix(b"p", false).unwrap().unwrap().0, b"p0");
+        }
     }
 }
 

@@ -95,9 +95,7 @@ impl HashAgg {
             offsets.push(acc_types.len());
             values.push(needs_values(a).then(|| StateTable::new(table_id(i as u16 + 1))));
             match (a.kind, a.distinct) {
-                (AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct, _) => {
-                    acc_types.push(DataType::Int64)
-                }
+                (AggKind::CountStar | AggKind::Count, _) => acc_types.push(DataType::Int64),
                 (AggKind::BoolAnd | AggKind::BoolOr, _) => {
                     // non-NULL inputs, true inputs
                     acc_types.push(DataType::Int64);
@@ -283,8 +281,23 @@ impl HashAgg {
         for (i, a) in self.aggs.iter().enumerate() {
             let off = self.offsets[i];
             let v = match (a.kind, a.distinct) {
-                (AggKind::CountStar | AggKind::Count | AggKind::ApproxCountDistinct, _) => {
-                    acc[off].clone()
+                (AggKind::CountStar | AggKind::Count, _) => acc[off].clone(),
+                (AggKind::ApproxCountDistinct, _) => {
+                    let table = self.values[i].as_ref().ok_or_else(|| {
+                        EngineError::Internal("aggregate without value table".into())
+                    })?;
+                    let sketch = if a.sketch {
+                        crate::hll::Hll::from_bytes(
+                            &state.get(&table.key(gkey))?.unwrap_or_default(),
+                        )
+                    } else {
+                        let mut h = crate::hll::Hll::default();
+                        for v in self.scan_values(state, i, gkey)? {
+                            h.add(&v)?;
+                        }
+                        h
+                    };
+                    ScalarValue::Int64(Some(sketch.estimate()))
                 }
                 (AggKind::Min | AggKind::FirstValue, _) => self
                     .first_value(state, i, gkey, false)?
@@ -425,6 +438,24 @@ impl HashAgg {
                 Some(v) if !v.is_null() => v,
                 _ => continue, // aggregates ignore NULL inputs
             };
+            if a.kind == AggKind::ApproxCountDistinct && a.sketch {
+                if w < 0 {
+                    return Err(EngineError::Internal(
+                        "approx_count_distinct sketch over an input that deletes".into(),
+                    ));
+                }
+                let table = self.values[i]
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Internal("sketch without value table".into()))?;
+                let key = table.key(gkey);
+                let mut h = crate::hll::Hll::from_bytes(&state.get(&key)?.unwrap_or_default());
+                let before = h.clone();
+                h.add(v)?;
+                if h != before {
+                    state.put(key, h.registers);
+                }
+                continue;
+            }
             if matches!(a.kind, AggKind::BoolAnd | AggKind::BoolOr) {
                 acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
                 if v == &ScalarValue::Boolean(Some(true)) {
@@ -439,9 +470,7 @@ impl HashAgg {
                 if new < 0 {
                     return Err(EngineError::Internal("negative value multiplicity".into()));
                 }
-                if (a.distinct && a.kind == AggKind::Count)
-                    || a.kind == AggKind::ApproxCountDistinct
-                {
+                if a.distinct && a.kind == AggKind::Count {
                     let delta = match (old > 0, new > 0) {
                         (false, true) => 1,
                         (true, false) => -1,
@@ -826,6 +855,7 @@ mod tests {
             return_type: DataType::Int64,
             param: None,
             order: None,
+            sketch: false,
         };
         let aggs = vec![
             AggCall {
@@ -836,6 +866,7 @@ mod tests {
                 return_type: DataType::Int64,
                 param: None,
                 order: None,
+                sketch: false,
             },
             call(AggKind::Sum, false),
             call(AggKind::Min, false),
@@ -917,6 +948,7 @@ mod tests {
                 return_type: DataType::Int64,
                 param: None,
                 order: None,
+                sketch: false,
             },
             AggCall {
                 kind: AggKind::Sum,
@@ -926,6 +958,7 @@ mod tests {
                 return_type: DataType::Int64,
                 param: None,
                 order: None,
+                sketch: false,
             },
         ];
         let mut a = HashAgg::new(vec![], aggs, out, |n| 7 + n as u64).unwrap();

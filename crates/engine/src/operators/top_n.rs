@@ -84,12 +84,21 @@ impl TopN {
         let mut out = Vec::new();
         let (mut pos, mut rank, mut dense) = (0u64, 0u64, 0u64);
         let mut prev: Option<Vec<u8>> = None;
-        'scan: for (key, val) in state.scan_prefix(&prefix)? {
-            let (count, sort_len) = decode_value(&val)?;
+        let mut err = None;
+        // Reads the group in order only as far as the last rank kept.
+        state.visit_prefix(&prefix, |key, val| {
+            let (count, sort_len) = match decode_value(val) {
+                Ok(v) => v,
+                Err(e) => {
+                    err = Some(e);
+                    return false;
+                }
+            };
             let rest = &key[prefix.len()..];
-            let sort = rest
-                .get(..sort_len)
-                .ok_or_else(|| EngineError::Internal("bad top-n key".into()))?;
+            let Some(sort) = rest.get(..sort_len) else {
+                err = Some(EngineError::Internal("bad top-n key".into()));
+                return false;
+            };
             let row = &rest[sort_len..];
             for _ in 0..count.max(0) {
                 pos += 1;
@@ -104,14 +113,18 @@ impl TopN {
                     RankKind::DenseRank => dense,
                 };
                 if r > self.limit {
-                    break 'scan;
+                    return false;
                 }
                 if r > self.skip {
                     out.push((row.to_vec(), r));
                 }
             }
+            true
+        })?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
-        Ok(out)
     }
 
     fn output_row(&self, row: &[u8], rank: u64) -> Result<Row, EngineError> {
