@@ -190,6 +190,11 @@ pub struct ViewDef {
     /// `EMIT ON WINDOW CLOSE`.
     #[serde(default)]
     pub emit_on_window_close: bool,
+    /// Its rows are only ever inserted (e.g. an EOWC windowed aggregate over a source),
+    /// so views over it can use insert-only operators (lookup joins, interval-join state
+    /// expiry, sketches).
+    #[serde(default)]
+    pub append_only: bool,
 }
 
 /// Metadata columns a source can add with `INCLUDE`.

@@ -29,6 +29,8 @@ pub struct PlannedView {
     pub depends_on: Vec<u64>,
     /// Output columns that follow the watermark: `(column, lag)`.
     pub watermark_cols: Vec<(usize, i64)>,
+    /// The view's rows are only ever inserted.
+    pub append_only: bool,
 }
 
 /// Plans a view's query. `plan` is DataFusion's bound (unoptimized) plan of the query in a
@@ -109,11 +111,13 @@ pub fn plan_view(
         .enumerate()
         .filter_map(|(i, l)| l.map(|l| (i, l)))
         .collect();
+    let append_only = planner.append_only(&node);
     Ok(PlannedView {
         plan: node,
         schema,
         depends_on,
         watermark_cols,
+        append_only,
     })
 }
 
@@ -376,15 +380,21 @@ impl StreamPlanner<'_> {
                         .tables
                         .iter()
                         .any(|t| t.id == *relation && t.append_only)
+                    || self
+                        .catalog
+                        .views
+                        .iter()
+                        .any(|v| v.id == *relation && v.append_only)
+                    || *relation == freshet_engine::coordinator::LATE_EVENTS
+                    || *relation == freshet_engine::coordinator::SOURCE_ERRORS
             }
             StreamNode::Filter { input, .. }
             | StreamNode::Project { input, .. }
             | StreamNode::Window { input, .. } => self.append_only(input),
-            StreamNode::Aggregate {
-                input,
-                emit_on_close,
-                ..
-            } => *emit_on_close && node.window_key().is_some() && self.append_only(input),
+            // Emitted once, final, when its window closes: insert-only whatever its input.
+            StreamNode::Aggregate { emit_on_close, .. } => {
+                *emit_on_close && node.window_key().is_some()
+            }
             StreamNode::Union { inputs, .. } => inputs.iter().all(|i| self.append_only(i)),
             StreamNode::Join {
                 kind: JoinKind::Inner,

@@ -1057,6 +1057,7 @@ impl Session {
             depends_on: planned.depends_on.clone(),
             watermark_cols: planned.watermark_cols.clone(),
             emit_on_window_close: parser::emit_on_window_close(cv),
+            append_only: planned.append_only,
         });
         let desc = ViewDesc {
             id,

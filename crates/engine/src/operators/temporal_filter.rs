@@ -269,6 +269,7 @@ impl Operator for TemporalFilter {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use datafusion::arrow::datatypes::Field;
@@ -378,5 +379,70 @@ mod tests {
         // Nothing left in state.
         let prefix = freshet_storage::keys::state_prefix(77);
         assert!(txn.scan_prefix(&prefix).unwrap().is_empty());
+    }
+
+    /// Random inserts, deletes and ticks: the accumulated output always equals the live
+    /// rows visible at the operator's current instant.
+    #[test]
+    fn random_changes_equal_recompute() {
+        let s = schema();
+        let mut f = op(&s);
+        let mut txn = Txn::new(Store::memory());
+        let mut seed = 0xdead_beef_1234_5678u64;
+        let mut rnd = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut now = 1000 * S;
+        f.on_tick(now, &mut txn).unwrap();
+        let mut live: Vec<(i64, i64)> = Vec::new();
+        let mut acc: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        let apply = |acc: &mut BTreeMap<(i64, i64), i64>, c: Option<Chunk>| {
+            let Some(c) = c else { return };
+            for (r, w) in c.rows().unwrap().iter().zip(&c.weights) {
+                let k = match (&r[0], &r[1]) {
+                    (
+                        ScalarValue::Int64(Some(k)),
+                        ScalarValue::TimestampMicrosecond(Some(t), _),
+                    ) => (*k, *t),
+                    _ => panic!(),
+                };
+                *acc.entry(k).or_default() += w;
+            }
+            acc.retain(|_, w| *w != 0);
+        };
+        for step in 0..400 {
+            match rnd(4) {
+                0 => {
+                    now += (rnd(4) as i64) * S;
+                    let out = f.on_tick(now, &mut txn).unwrap();
+                    apply(&mut acc, out);
+                }
+                1 if !live.is_empty() => {
+                    let r = live.swap_remove(rnd(live.len() as u64) as usize);
+                    let c = Chunk::from_rows(s.clone(), &[row(r.0, Some(r.1))], vec![-1]).unwrap();
+                    let out = f.process(0, c, &mut txn).unwrap();
+                    apply(&mut acc, Some(out));
+                }
+                _ => {
+                    // Times around now: past, visible, and future.
+                    let r = (rnd(3) as i64, now + (rnd(30) as i64 - 15) * S);
+                    live.push(r);
+                    let c = Chunk::from_rows(s.clone(), &[row(r.0, Some(r.1))], vec![1]).unwrap();
+                    let out = f.process(0, c, &mut txn).unwrap();
+                    apply(&mut acc, Some(out));
+                }
+            }
+            // Visible during [ts, ts + 10 s).
+            let mut want: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+            for r in &live {
+                if r.1 <= now && now < r.1 + 10 * S {
+                    *want.entry(*r).or_default() += 1;
+                }
+            }
+            assert_eq!(acc, want, "step {step}");
+        }
     }
 }
