@@ -24,11 +24,23 @@ use crate::watermark::WatermarkTracker;
 
 const BATCH_ROWS: i64 = 4096;
 
-/// `connector = 'datagen'` or `'playback'`.
+/// `connector = 'datagen'`, `'playback'` or `'nexmark'`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Datagen,
     Playback,
+    Nexmark,
+}
+
+impl Kind {
+    /// The prefix of the kind's `WITH` options.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Datagen => "datagen",
+            Kind::Playback => "playback",
+            Kind::Nexmark => "nexmark",
+        }
+    }
 }
 
 /// How one datagen column is generated.
@@ -64,6 +76,10 @@ pub struct GeneratorConfig {
     fields: Vec<FieldGen>,
     /// Rows after which the generator stops (`datagen.rows.max`, or sequences' ends).
     max_rows: Option<i64>,
+    /// Nexmark: the event type and the standard generator (base time fixed).
+    nexmark: Option<(nexmark::event::EventType, nexmark::EventGenerator)>,
+    /// No pacing: generate as fast as the engine takes rows (`nexmark.min.event.gap.in.ns = 0`).
+    unpaced: bool,
 }
 
 fn num(options: &BTreeMap<String, String>, key: &str) -> Result<Option<f64>, String> {
@@ -86,10 +102,7 @@ impl GeneratorConfig {
         options: &[(String, String)],
     ) -> Result<GeneratorConfig, String> {
         let opts: BTreeMap<String, String> = options.iter().cloned().collect();
-        let prefix = match kind {
-            Kind::Datagen => "datagen",
-            Kind::Playback => "playback",
-        };
+        let prefix = kind.prefix();
         let mut known: Vec<String> = vec![
             "connector".into(),
             format!("{prefix}.rows.per.second"),
@@ -100,11 +113,26 @@ impl GeneratorConfig {
             format!("{prefix}.split.num"),
             "watermark_idle_timeout".into(),
         ];
-        let rows_per_second =
+        let mut unpaced = false;
+        let rows_per_second = if kind == Kind::Nexmark {
+            // RisingWave's default gap: 100 µs (10,000 events/s); 0 means no pacing.
+            known.push("nexmark.min.event.gap.in.ns".into());
+            let gap = num(&opts, "nexmark.min.event.gap.in.ns")?.unwrap_or(100_000.0);
+            if gap < 0.0 {
+                return Err("nexmark.min.event.gap.in.ns must not be negative".into());
+            }
+            unpaced = gap == 0.0;
+            if unpaced {
+                1e9
+            } else {
+                1e9 / gap
+            }
+        } else {
             num(&opts, &format!("{prefix}.rows.per.second"))?.unwrap_or(match kind {
                 Kind::Datagen => 10.0,
-                Kind::Playback => 1000.0,
-            });
+                _ => 1000.0,
+            })
+        };
         if rows_per_second <= 0.0 {
             return Err("rows per second must be positive".into());
         }
@@ -120,7 +148,46 @@ impl GeneratorConfig {
         let mut max_rows = num(&opts, &format!("{prefix}.rows.max"))?.map(|v| v as i64);
         let mut fields = Vec::new();
         let mut stream = Stream::Plays;
+        let mut nexmark_gen = None;
         match kind {
+            Kind::Nexmark => {
+                use nexmark::event::EventType;
+                known.push("nexmark.table.type".into());
+                known.push("nexmark.event.num".into());
+                let ty = match opts
+                    .get("nexmark.table.type")
+                    .map(|s| s.to_lowercase())
+                    .as_deref()
+                {
+                    Some("person") => EventType::Person,
+                    Some("auction") => EventType::Auction,
+                    Some("bid") => EventType::Bid,
+                    _ => {
+                        return Err("nexmark.table.type must be 'Person', 'Auction' or 'Bid'".into())
+                    }
+                };
+                if let Some(n) = num(&opts, "nexmark.event.num")? {
+                    max_rows = Some(n as i64);
+                }
+                let available = nexmark_fields(ty);
+                for (name, _) in columns {
+                    if !available.contains(&name.as_str()) {
+                        return Err(format!(
+                            "nexmark {} has no field \"{name}\" (available: {})",
+                            format!("{ty:?}").to_lowercase(),
+                            available.join(", ")
+                        ));
+                    }
+                }
+                let config = nexmark::config::NexmarkConfig {
+                    base_time: (start_micros / 1000).max(0) as u64,
+                    ..Default::default()
+                };
+                nexmark_gen = Some((
+                    ty,
+                    nexmark::EventGenerator::new(config).with_type_filter(ty),
+                ));
+            }
             Kind::Datagen => {
                 for (name, dt) in columns {
                     let key = |k: &str| format!("fields.{name}.{k}");
@@ -207,7 +274,104 @@ impl GeneratorConfig {
             start_micros,
             fields,
             max_rows,
+            nexmark: nexmark_gen,
+            unpaced,
         })
+    }
+
+    /// Rows `from..to`: one pass of the Nexmark generator, or row by row.
+    fn rows(
+        &self,
+        from: i64,
+        to: i64,
+        columns: &[(String, DataType)],
+    ) -> Result<Vec<Vec<ScalarValue>>, String> {
+        let Some((_, gen)) = &self.nexmark else {
+            return (from..to).map(|i| self.row(i, columns)).collect();
+        };
+        let tz = Some(Arc::<str>::from("+00:00"));
+        let ts = |ms: u64| ScalarValue::TimestampMicrosecond(Some(ms as i64 * 1000), tz.clone());
+        let int = |v: usize| ScalarValue::Int64(Some(v as i64));
+        let text = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
+        gen.clone()
+            .with_offset(from.max(0) as u64)
+            .take((to - from).max(0) as usize)
+            .map(|event| {
+                columns
+                    .iter()
+                    .map(|(name, dt)| {
+                        use nexmark::event::Event;
+                        let v = match (&event, name.as_str()) {
+                            (Event::Person(p), "id") => int(p.id),
+                            (Event::Person(p), "name") => text(&p.name),
+                            (Event::Person(p), "email_address") => text(&p.email_address),
+                            (Event::Person(p), "credit_card") => text(&p.credit_card),
+                            (Event::Person(p), "city") => text(&p.city),
+                            (Event::Person(p), "state") => text(&p.state),
+                            (Event::Person(p), "date_time") => ts(p.date_time),
+                            (Event::Person(p), "extra") => text(&p.extra),
+                            (Event::Auction(a), "id") => int(a.id),
+                            (Event::Auction(a), "item_name") => text(&a.item_name),
+                            (Event::Auction(a), "description") => text(&a.description),
+                            (Event::Auction(a), "initial_bid") => int(a.initial_bid),
+                            (Event::Auction(a), "reserve") => int(a.reserve),
+                            (Event::Auction(a), "date_time") => ts(a.date_time),
+                            (Event::Auction(a), "expires") => ts(a.expires),
+                            (Event::Auction(a), "seller") => int(a.seller),
+                            (Event::Auction(a), "category") => int(a.category),
+                            (Event::Auction(a), "extra") => text(&a.extra),
+                            (Event::Bid(b), "auction") => int(b.auction),
+                            (Event::Bid(b), "bidder") => int(b.bidder),
+                            (Event::Bid(b), "price") => int(b.price),
+                            (Event::Bid(b), "channel") => text(&b.channel),
+                            (Event::Bid(b), "url") => text(&b.url),
+                            (Event::Bid(b), "date_time") => ts(b.date_time),
+                            (Event::Bid(b), "extra") => text(&b.extra),
+                            (_, other) => return Err(format!("no nexmark field \"{other}\"")),
+                        };
+                        cast(v, dt, name)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The fields of each Nexmark event type (RisingWave's column names).
+fn nexmark_fields(ty: nexmark::event::EventType) -> Vec<&'static str> {
+    use nexmark::event::EventType;
+    match ty {
+        EventType::Person => vec![
+            "id",
+            "name",
+            "email_address",
+            "credit_card",
+            "city",
+            "state",
+            "date_time",
+            "extra",
+        ],
+        EventType::Auction => vec![
+            "id",
+            "item_name",
+            "description",
+            "initial_bid",
+            "reserve",
+            "date_time",
+            "expires",
+            "seller",
+            "category",
+            "extra",
+        ],
+        EventType::Bid => vec![
+            "auction",
+            "bidder",
+            "price",
+            "channel",
+            "url",
+            "date_time",
+            "extra",
+        ],
     }
 }
 
@@ -340,6 +504,12 @@ impl GeneratorConfig {
                     out.push(cast(v, dt, name)?);
                 }
             }
+            Kind::Nexmark => {
+                let mut rows = self.rows(i, i + 1, columns)?;
+                return rows
+                    .pop()
+                    .ok_or_else(|| "the nexmark generator ended".to_string());
+            }
             Kind::Playback => {
                 let t = self.base_time(i);
                 // Disorder: most events are in order, some a little behind, a few far
@@ -445,7 +615,11 @@ fn run(
     let mut waiting: Vec<(i64, mpsc::Sender<()>)> = Vec::new();
     let end = cfg.max_rows.unwrap_or(i64::MAX);
     while !stop.load(Ordering::SeqCst) {
-        let due = spec.start + (started.elapsed().as_secs_f64() * cfg.rows_per_second) as i64;
+        let due = if cfg.unpaced {
+            end
+        } else {
+            spec.start + (started.elapsed().as_secs_f64() * cfg.rows_per_second) as i64
+        };
         let due = due.min(end);
         while let Ok(w) = catch_rx.try_recv() {
             waiting.push((due, w));
@@ -470,8 +644,7 @@ fn run(
         let upto = due.min(next + BATCH_ROWS);
         let mut rows = Vec::with_capacity((upto - next) as usize);
         let mut late = Vec::new();
-        for i in next..upto {
-            let row = spec.config.row(i, &spec.columns)?;
+        for (i, row) in (next..upto).zip(spec.config.rows(next, upto, &spec.columns)?) {
             if let Some(t) = &mut tracker {
                 let ts = row.get(t.column).and_then(timestamp_micros);
                 if let Err(wm) = t.observe(0, ts) {
@@ -572,5 +745,44 @@ mod tests {
         let mut bad = ok.clone();
         bad.push(("fields.id.colour".to_string(), "red".to_string()));
         assert!(GeneratorConfig::parse(Kind::Datagen, &c, &bad).is_err());
+    }
+
+    #[test]
+    fn nexmark_rows_are_a_pure_function_of_the_offset() {
+        let ts = DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some("+00:00".into()),
+        );
+        let c = vec![
+            ("auction".to_string(), DataType::Int64),
+            ("price".to_string(), DataType::Int64),
+            ("date_time".to_string(), ts),
+        ];
+        let opts = vec![
+            ("nexmark.table.type".to_string(), "Bid".to_string()),
+            (
+                "nexmark.start.millis".to_string(),
+                "1700000000000".to_string(),
+            ),
+            ("nexmark.event.num".to_string(), "500".to_string()),
+        ];
+        let cfg = GeneratorConfig::parse(Kind::Nexmark, &c, &opts).unwrap();
+        let batch = cfg.rows(100, 200, &c).unwrap();
+        for (k, row) in batch.iter().enumerate() {
+            assert_eq!(row, &cfg.row(100 + k as i64, &c).unwrap());
+        }
+        // Hot auctions: a few auctions get a large share of the bids.
+        let all = cfg.rows(0, 500, &c).unwrap();
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &all {
+            *per.entry(r[0].to_string()).or_default() += 1;
+        }
+        let top = per.values().max().copied().unwrap_or(0);
+        assert!(top * 10 > all.len(), "no hot auction: {per:?}");
+        let bad = vec![
+            ("nexmark.table.type".to_string(), "Nope".to_string()),
+            ("nexmark.start.millis".to_string(), "0".to_string()),
+        ];
+        assert!(GeneratorConfig::parse(Kind::Nexmark, &c, &bad).is_err());
     }
 }

@@ -287,6 +287,8 @@ pub enum ConnectorKind {
     Datagen,
     /// `connector = 'playback'`: a video service's plays and impressions.
     Playback,
+    /// `connector = 'nexmark'`: the Nexmark benchmark's persons, auctions or bids.
+    Nexmark,
 }
 
 /// `(column index, lag)` of a relation's watermark column, for the streaming planner: a

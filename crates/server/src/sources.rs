@@ -69,20 +69,17 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
     {
         Some("datagen") => ConnectorKind::Datagen,
         Some("playback") => ConnectorKind::Playback,
+        Some("nexmark") => ConnectorKind::Nexmark,
         _ => ConnectorKind::Kafka,
     };
     if connector != ConnectorKind::Kafka {
         if !includes.is_empty() {
             return Err(ServerError::Unsupported(
-                "INCLUDE on a generator source (datagen, playback)".into(),
+                "INCLUDE on a generator source (datagen, playback, nexmark)".into(),
             ));
         }
         let kind = generator_kind(connector);
-        let prefix = if kind == generator::Kind::Datagen {
-            "datagen"
-        } else {
-            "playback"
-        };
+        let prefix = kind.prefix();
         let mut options = cs.options.clone();
         let start_key = format!("{prefix}.start.millis");
         if !options.iter().any(|(k, _)| *k == start_key) {
@@ -138,10 +135,10 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
 }
 
 fn generator_kind(c: ConnectorKind) -> generator::Kind {
-    if c == ConnectorKind::Datagen {
-        generator::Kind::Datagen
-    } else {
-        generator::Kind::Playback
+    match c {
+        ConnectorKind::Datagen => generator::Kind::Datagen,
+        ConnectorKind::Nexmark => generator::Kind::Nexmark,
+        _ => generator::Kind::Playback,
     }
 }
 

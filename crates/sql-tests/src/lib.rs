@@ -122,6 +122,11 @@ impl TestServer {
         panic!("freshet did not start listening; log:\n{}", self.log());
     }
 
+    /// The server process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The server's combined stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
