@@ -127,17 +127,51 @@ pub fn column_types(schema: &SchemaRef) -> Vec<DataType> {
         .collect()
 }
 
-/// The types an operator stores rows of `types` as (see [`codec::storable_type`]):
-/// intermediate results may hold types a stored row cannot (a nanosecond timestamp).
-pub fn storable_types(types: &[DataType]) -> Vec<DataType> {
-    types
-        .iter()
-        .map(|t| codec::storable_type(t).unwrap_or_else(|| t.clone()))
-        .collect()
+/// How an operator stores rows of some column types in its state: each value cast to the
+/// type it can be stored as (see [`codec::storable_type`]; intermediate results may hold
+/// types a stored row cannot, such as a nanosecond timestamp), then encoded; decoding
+/// casts back.
+#[derive(Clone, Debug)]
+pub struct RowFormat {
+    types: Vec<DataType>,
+    stored: Vec<DataType>,
+}
+
+impl RowFormat {
+    pub fn new(types: Vec<DataType>) -> RowFormat {
+        let stored = types
+            .iter()
+            .map(|t| codec::storable_type(t).unwrap_or_else(|| t.clone()))
+            .collect();
+        RowFormat { types, stored }
+    }
+
+    /// The format of a schema's rows.
+    pub fn of(schema: &SchemaRef) -> RowFormat {
+        RowFormat::new(column_types(schema))
+    }
+
+    /// The format of rows of these columns (key expressions evaluated over a chunk).
+    pub fn of_arrays(cols: &[ArrayRef]) -> RowFormat {
+        RowFormat::new(cols.iter().map(|c| c.data_type().clone()).collect())
+    }
+
+    /// The column types rows have (and are decoded to).
+    pub fn types(&self) -> &[DataType] {
+        &self.types
+    }
+
+    pub fn encode(&self, row: &[ScalarValue]) -> Result<Vec<u8>, EngineError> {
+        Ok(codec::encode_row(&cast_row(row, &self.stored)?)?)
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<Row, EngineError> {
+        cast_row(&codec::decode_row(bytes, &self.stored)?, &self.types)
+    }
 }
 
 /// `row` cast to `types` where its values' types differ.
-pub fn cast_row(row: &[ScalarValue], types: &[DataType]) -> Result<Row, EngineError> {
+fn cast_row(row: &[ScalarValue], types: &[DataType]) -> Result<Row, EngineError> {
     row.iter()
         .zip(types)
         .map(|(v, t)| {

@@ -27,6 +27,18 @@ pub fn wall_clock_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// A small seeded generator for the operators' randomized tests (no extra crate):
+/// `rnd(n)` is uniform in `0..n`.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]

@@ -16,13 +16,13 @@
 use std::collections::HashMap;
 
 use datafusion::arrow::array::{Array, BooleanArray};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use freshet_storage::codec::{self, Decoder};
+
 use freshet_storage::Txn;
 
 use super::{add_count, decode_count, encode_count, eval_all, StateTable};
-use crate::chunk::{arc_schema, cast_row, column_types, storable_types, Chunk, Row};
+use crate::chunk::{arc_schema, Chunk, Row, RowFormat};
 use crate::operator::Operator;
 use crate::plan::{IntervalBounds, JoinKind, PhysExpr};
 use crate::EngineError;
@@ -36,9 +36,7 @@ pub struct HashJoin {
     interval: Option<IntervalBounds>,
     time_index: [StateTable; 2],
     keys: [Vec<PhysExpr>; 2],
-    types: [Vec<DataType>; 2],
-    /// The types rows are stored as.
-    stored: [Vec<DataType>; 2],
+    formats: [RowFormat; 2],
     tables: [StateTable; 2],
     degrees: [StateTable; 2],
     filter: Option<PhysExpr>,
@@ -66,7 +64,6 @@ impl HashJoin {
         schema: SchemaRef,
         table_id: impl Fn(u16) -> u64,
     ) -> HashJoin {
-        let types = [column_types(left_schema), column_types(right_schema)];
         let pair_schema = arc_schema(
             left_schema
                 .fields()
@@ -81,8 +78,7 @@ impl HashJoin {
             interval: None,
             time_index: [StateTable::new(table_id(4)), StateTable::new(table_id(5))],
             keys: [left_keys, right_keys],
-            stored: [storable_types(&types[0]), storable_types(&types[1])],
-            types,
+            formats: [RowFormat::of(left_schema), RowFormat::of(right_schema)],
             tables: [StateTable::new(table_id(0)), StateTable::new(table_id(1))],
             degrees: [StateTable::new(table_id(2)), StateTable::new(table_id(3))],
             filter,
@@ -133,7 +129,8 @@ impl HashJoin {
             return row.clone();
         }
         let nulls = |s: usize| -> Result<Row, EngineError> {
-            self.types[s]
+            self.formats[s]
+                .types()
                 .iter()
                 .map(|t| Ok(ScalarValue::try_from(t)?))
                 .collect()
@@ -160,6 +157,25 @@ impl HashJoin {
         i64::from(shown)
     }
 
+    /// The encoded join key of each row of a chunk of `side` (`None` where a key value is
+    /// NULL: such rows match nothing).
+    fn key_bytes(&self, side: usize, chunk: &Chunk) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        let cols = eval_all(&self.keys[side], &chunk.batch)?;
+        let format = RowFormat::of_arrays(&cols);
+        (0..chunk.len())
+            .map(|r| {
+                let key: Row = cols
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, r))
+                    .collect::<Result<_, _>>()?;
+                if key.iter().any(ScalarValue::is_null) {
+                    return Ok(None);
+                }
+                format.encode(&key).map(Some)
+            })
+            .collect()
+    }
+
     /// Rows of `side` stored under `kbytes`.
     fn rows_of(
         &self,
@@ -171,10 +187,7 @@ impl HashJoin {
         let mut out = Vec::new();
         for (k, v) in state.scan_prefix(&prefix)? {
             let bytes = k[prefix.len()..].to_vec();
-            let row = cast_row(
-                &Decoder::new(&bytes).row(&self.stored[side])?,
-                &self.types[side],
-            )?;
+            let row = self.formats[side].decode(&bytes)?;
             out.push(Candidate {
                 bytes,
                 row,
@@ -229,23 +242,10 @@ impl Operator for HashJoin {
         let other = 1 - input;
         if self.lookup && side == 1 {
             // The looked-up table changed: update its state, revisit nothing.
-            let key_cols = eval_all(&self.keys[1], &chunk.batch)?;
+            let keys = self.key_bytes(1, &chunk)?;
             for (r, row) in chunk.rows()?.iter().enumerate() {
-                let key: Row = key_cols
-                    .iter()
-                    .map(|c| ScalarValue::try_from_array(c, r))
-                    .collect::<Result<_, _>>()?;
-                if key.iter().any(ScalarValue::is_null) {
-                    continue;
-                }
-                let key = cast_row(
-                    &key,
-                    &storable_types(&key.iter().map(|v| v.data_type()).collect::<Vec<_>>()),
-                )?;
-                let k = self.tables[1].key2(
-                    &codec::encode_row(&key)?,
-                    &codec::encode_row(&cast_row(row, &self.stored[1])?)?,
-                );
+                let Some(kbytes) = &keys[r] else { continue };
+                let k = self.tables[1].key2(kbytes, &self.formats[1].encode(row)?);
                 let (_, new) = add_count(state, k, chunk.weights[r])?;
                 if new < 0 {
                     return Err(EngineError::Internal(
@@ -255,31 +255,16 @@ impl Operator for HashJoin {
             }
             return Ok(Chunk::empty(self.schema.clone()));
         }
-        let key_cols = eval_all(&self.keys[side], &chunk.batch)?;
         let rows = chunk.rows()?;
         // The other side's state does not change while this chunk is applied: read each
         // key's rows once, and evaluate the ON condition over all candidate pairs at once.
-        let mut keys: Vec<Option<Vec<u8>>> = Vec::with_capacity(rows.len());
+        let keys = self.key_bytes(side, &chunk)?;
         let mut candidates: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
-        for r in 0..rows.len() {
-            let key: Row = key_cols
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, r))
-                .collect::<Result<_, _>>()?;
-            if key.iter().any(ScalarValue::is_null) {
-                keys.push(None);
-                continue;
-            }
-            let key = cast_row(
-                &key,
-                &storable_types(&key.iter().map(|v| v.data_type()).collect::<Vec<_>>()),
-            )?;
-            let kbytes = codec::encode_row(&key)?;
-            if !candidates.contains_key(&kbytes) {
-                let c = self.rows_of(state, other, &kbytes)?;
+        for kbytes in keys.iter().flatten() {
+            if !candidates.contains_key(kbytes) {
+                let c = self.rows_of(state, other, kbytes)?;
                 candidates.insert(kbytes.clone(), c);
             }
-            keys.push(Some(kbytes));
         }
         let mut pairs: Vec<Row> = Vec::new();
         for (r, k) in keys.iter().enumerate() {
@@ -319,7 +304,7 @@ impl Operator for HashJoin {
                 }
                 continue;
             };
-            let rbytes = codec::encode_row(&cast_row(row, &self.stored[side])?)?;
+            let rbytes = self.formats[side].encode(row)?;
             // A lookup join keeps no stream rows.
             let new = if lookup_left {
                 0
@@ -399,7 +384,7 @@ impl Operator for HashJoin {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::Field;
+    use datafusion::arrow::datatypes::{DataType, Field};
     use datafusion::physical_expr::expressions::col;
     use freshet_storage::Store;
 
@@ -484,13 +469,7 @@ mod tests {
             Field::new("k2", DataType::Int64, true),
             Field::new("b", DataType::Int64, true),
         ]);
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut rnd = crate::test_rng(0x9e37_79b9_7f4a_7c15u64);
         let kinds = [
             JoinKind::Inner,
             JoinKind::Left,

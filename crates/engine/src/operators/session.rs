@@ -14,10 +14,10 @@
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
-use freshet_storage::{codec, Txn};
+use freshet_storage::Txn;
 
 use super::{add_count, decode_count, order_key, StateTable};
-use crate::chunk::{cast_row, column_types, storable_types, timestamp_micros, Chunk, Row};
+use crate::chunk::{column_types, timestamp_micros, Chunk, Row, RowFormat};
 use crate::operator::Operator;
 use crate::EngineError;
 
@@ -45,8 +45,8 @@ pub struct Session {
     /// the watermark.
     lag: Option<i64>,
     time_type: DataType,
-    input_types: Vec<DataType>,
-    stored: Vec<DataType>,
+    format: RowFormat,
+    key_format: RowFormat,
     schema: SchemaRef,
     rows: StateTable,
     sessions: StateTable,
@@ -68,11 +68,11 @@ impl Session {
         Session {
             time_col,
             gap,
-            keys,
             lag,
             time_type: input.field(time_col).data_type().clone(),
-            stored: storable_types(&input_types),
-            input_types,
+            key_format: RowFormat::new(keys.iter().map(|&i| input_types[i].clone()).collect()),
+            format: RowFormat::new(input_types),
+            keys,
             schema,
             rows: StateTable::new(table_id(0)),
             sessions: StateTable::new(table_id(1)),
@@ -126,7 +126,7 @@ impl Session {
     }
 
     fn output(&self, row: &[u8], s: i64, e: i64) -> Result<Row, EngineError> {
-        let mut r = cast_row(&codec::decode_row(row, &self.stored)?, &self.input_types)?;
+        let mut r = self.format.decode(row)?;
         r.push(self.bound(s)?);
         r.push(self.bound(e)?);
         Ok(r)
@@ -178,8 +178,7 @@ impl Operator for Session {
                 continue; // no time, no session
             };
             let key: Row = self.keys.iter().map(|&i| row[i].clone()).collect();
-            let key_types: Vec<DataType> = key.iter().map(|v| v.data_type()).collect();
-            let k = codec::encode_row(&cast_row(&key, &storable_types(&key_types))?)?;
+            let k = self.key_format.encode(&key)?;
             let touched = self.touched(state, &k, t)?;
             let from = touched.iter().map(|s| s.0).min().unwrap_or(t).min(t);
             let to = touched
@@ -196,7 +195,7 @@ impl Operator for Session {
                 }
                 self.delete_session(state, &k, *s, *e);
             }
-            let rbytes = codec::encode_row(&cast_row(row, &self.stored)?)?;
+            let rbytes = self.format.encode(row)?;
             let (_, new) = add_count(
                 state,
                 self.rows.key2(&k, &[&order_key(t)[..], &rbytes].concat()),
@@ -295,13 +294,7 @@ mod tests {
         ]);
         let mut op = Session::new(1, 10, vec![0], None, &input, out_schema, |n| 300 + n as u64);
         let mut txn = Txn::new(Store::memory());
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        let mut rnd = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut rnd = crate::test_rng(0x1234_5678_9abc_def1u64);
         let ts = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), Some(Arc::from("+00:00")));
         let mut live: Vec<(i64, i64)> = Vec::new();
         let mut acc: BTreeMap<(i64, i64, i64, i64), i64> = BTreeMap::new();

@@ -15,10 +15,10 @@
 use datafusion::arrow::array::{Array, BooleanArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use freshet_storage::{codec, Txn};
+use freshet_storage::Txn;
 
 use super::{decode_count, StateTable};
-use crate::chunk::{cast_row, column_types, storable_types, Chunk, Row};
+use crate::chunk::{Chunk, Row, RowFormat};
 use crate::operator::Operator;
 use crate::plan::TemporalBound;
 use crate::EngineError;
@@ -26,9 +26,7 @@ use crate::EngineError;
 pub struct TemporalFilter {
     bounds: Vec<TemporalBound>,
     schema: SchemaRef,
-    types: Vec<DataType>,
-    /// The types rows are stored as.
-    stored: Vec<DataType>,
+    format: RowFormat,
     pending: StateTable,
     meta: StateTable,
     now: Option<i64>,
@@ -80,8 +78,7 @@ impl TemporalFilter {
     ) -> TemporalFilter {
         TemporalFilter {
             bounds,
-            types: column_types(&schema),
-            stored: storable_types(&column_types(&schema)),
+            format: RowFormat::of(&schema),
             schema,
             pending: StateTable::new(table_id(0)),
             meta: StateTable::new(table_id(1)),
@@ -212,7 +209,7 @@ impl Operator for TemporalFilter {
                     Some(r) => r,
                     None => rows.insert(chunk.rows()?),
                 };
-                let encoded = codec::encode_row(&cast_row(&rows[i], &self.stored)?)?;
+                let encoded = self.format.encode(&rows[i])?;
                 self.add_pending(state, at, &encoded, *span, chunk.weights[i])?;
             }
         }
@@ -248,8 +245,7 @@ impl Operator for TemporalFilter {
             state.delete(key.clone());
             let (was, is) = (span.visible(old), span.visible(now));
             if was != is {
-                let row = codec::decode_row(row_bytes, &self.stored)?;
-                out_rows.push(cast_row(&row, &self.types)?);
+                out_rows.push(self.format.decode(row_bytes)?);
                 weights.push(if is { count } else { -count });
             }
             if let Some(at) = span.next_change(now) {
@@ -388,13 +384,7 @@ mod tests {
         let s = schema();
         let mut f = op(&s);
         let mut txn = Txn::new(Store::memory());
-        let mut seed = 0xdead_beef_1234_5678u64;
-        let mut rnd = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut rnd = crate::test_rng(0xdead_beef_1234_5678u64);
         let mut now = 1000 * S;
         f.on_tick(now, &mut txn).unwrap();
         let mut live: Vec<(i64, i64)> = Vec::new();

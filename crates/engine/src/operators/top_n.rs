@@ -11,12 +11,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use freshet_storage::{codec, Txn};
+use freshet_storage::Txn;
 
 use super::{eval_all, StateTable};
-use crate::chunk::{cast_row, column_types, storable_types, Chunk, Row};
+use crate::chunk::{Chunk, Row, RowFormat};
 use crate::operator::Operator;
 use crate::plan::{RankKind, SortKey};
 use crate::EngineError;
@@ -31,8 +31,7 @@ pub struct TopN {
     /// Append the rank as a last column (window functions) or not (`LIMIT`).
     with_rank: bool,
     schema: SchemaRef,
-    input_types: Vec<DataType>,
-    stored: Vec<DataType>,
+    format: RowFormat,
     rows: StateTable,
 }
 
@@ -49,7 +48,6 @@ impl TopN {
         schema: SchemaRef,
         table_id: impl Fn(u16) -> u64,
     ) -> TopN {
-        let input_types = column_types(input);
         TopN {
             partition,
             order,
@@ -58,8 +56,7 @@ impl TopN {
             limit,
             with_rank,
             schema,
-            stored: storable_types(&input_types),
-            input_types,
+            format: RowFormat::of(input),
             rows: StateTable::new(table_id(0)),
         }
     }
@@ -128,7 +125,7 @@ impl TopN {
     }
 
     fn output_row(&self, row: &[u8], rank: u64) -> Result<Row, EngineError> {
-        let mut r = cast_row(&codec::decode_row(row, &self.stored)?, &self.input_types)?;
+        let mut r = self.format.decode(row)?;
         if self.with_rank {
             r.push(ScalarValue::UInt64(Some(rank)));
         }
@@ -171,17 +168,15 @@ impl Operator for TopN {
         let rows = chunk.rows()?;
         // Changes per group.
         let mut groups: BTreeMap<Vec<u8>, Vec<Change>> = BTreeMap::new();
+        let group_format = RowFormat::of_arrays(&group_cols);
         for (i, row) in rows.iter().enumerate() {
             let g: Row = group_cols
                 .iter()
                 .map(|c| ScalarValue::try_from_array(c, i))
                 .collect::<Result<_, _>>()?;
-            let g = codec::encode_row(&cast_row(
-                &g,
-                &storable_types(&g.iter().map(|v| v.data_type()).collect::<Vec<_>>()),
-            )?)?;
+            let g = group_format.encode(&g)?;
             let sort = self.sort_key(&order_cols, i)?;
-            let row_bytes = codec::encode_row(&cast_row(row, &self.stored)?)?;
+            let row_bytes = self.format.encode(row)?;
             let mut k = sort.clone();
             k.extend_from_slice(&row_bytes);
             groups
@@ -235,7 +230,7 @@ impl Operator for TopN {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::Field;
+    use datafusion::arrow::datatypes::{DataType, Field};
     use datafusion::physical_expr::expressions::col;
     use freshet_storage::Store;
 
@@ -331,14 +326,7 @@ mod tests {
 
     #[test]
     fn incremental_equals_recompute_under_random_changes() {
-        // A small LCG, so the test needs no extra crate.
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut rnd = crate::test_rng(0x2545_f491_4f6c_dd1du64);
         for kind in [RankKind::RowNumber, RankKind::Rank, RankKind::DenseRank] {
             for limit in [1, 3] {
                 let (mut t, input) = op(kind, limit);
