@@ -524,34 +524,33 @@ impl ExtensionPlanner for WindowPlanner {
             .first()
             .cloned()
             .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
-        if let Some(keys) = &w.session {
-            return Ok(Some(Arc::new(SessionExec::new(
-                Arc::new(
-                    datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec::new(
-                        input,
-                    ),
-                ),
-                w.time_col,
-                w.spec.size,
-                keys.clone(),
-                Arc::new(w.schema.as_arrow().clone()),
-            ))));
-        }
+        // Sessions need all rows at once: one partition.
+        let input: Arc<dyn ExecutionPlan> = if w.session.is_some() {
+            Arc::new(
+                datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec::new(input),
+            )
+        } else {
+            input
+        };
         Ok(Some(Arc::new(WindowExec::new(
             input,
             w.time_col,
             w.spec,
+            w.session.clone(),
             Arc::new(w.schema.as_arrow().clone()),
         ))))
     }
 }
 
-/// Batch execution of a window call.
+/// Batch execution of a window call: TUMBLE/HOP batch by batch; SESSION (`session`
+/// holds its keys, `spec.size` its gap) over all its input at once, with the kernel the
+/// streaming operator uses.
 #[derive(Debug)]
 struct WindowExec {
     input: Arc<dyn ExecutionPlan>,
     time_col: usize,
     spec: WindowSpec,
+    session: Option<Vec<usize>>,
     schema: SchemaRef,
     props: Arc<PlanProperties>,
 }
@@ -561,18 +560,30 @@ impl WindowExec {
         input: Arc<dyn ExecutionPlan>,
         time_col: usize,
         spec: WindowSpec,
+        session: Option<Vec<usize>>,
         schema: SchemaRef,
     ) -> WindowExec {
+        let (partitioning, emission) = match session {
+            Some(_) => (
+                datafusion::physical_plan::Partitioning::UnknownPartitioning(1),
+                EmissionType::Final,
+            ),
+            None => (
+                input.output_partitioning().clone(),
+                EmissionType::Incremental,
+            ),
+        };
         let props = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            input.output_partitioning().clone(),
-            EmissionType::Incremental,
+            partitioning,
+            emission,
             Boundedness::Bounded,
         );
         WindowExec {
             input,
             time_col,
             spec,
+            session,
             schema,
             props: Arc::new(props),
         }
@@ -616,6 +627,7 @@ impl ExecutionPlan for WindowExec {
             input,
             self.time_col,
             self.spec,
+            self.session.clone(),
             self.schema.clone(),
         )))
     }
@@ -628,6 +640,19 @@ impl ExecutionPlan for WindowExec {
         use futures::StreamExt;
         let input = self.input.execute(partition, context)?;
         let (time_col, spec, schema) = (self.time_col, self.spec, self.schema.clone());
+        if let Some(keys) = self.session.clone() {
+            let out_schema = schema.clone();
+            let stream = futures::stream::once(async move {
+                let batches: Vec<_> = input
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<datafusion::common::Result<Vec<_>>>()?;
+                sessionize(&batches, time_col, spec.size, &keys, &schema)
+                    .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))
+            });
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)));
+        }
         let stream = input.map(move |b| {
             let b = b?;
             expand(&b, time_col, &spec, schema.clone())
@@ -638,49 +663,6 @@ impl ExecutionPlan for WindowExec {
             self.schema.clone(),
             stream,
         )))
-    }
-}
-
-/// Batch execution of a session window: reads all its input, then assigns sessions with
-/// the kernel the streaming operator uses.
-#[derive(Debug)]
-struct SessionExec {
-    input: Arc<dyn ExecutionPlan>,
-    time_col: usize,
-    gap: i64,
-    keys: Vec<usize>,
-    schema: SchemaRef,
-    props: Arc<PlanProperties>,
-}
-
-impl SessionExec {
-    fn new(
-        input: Arc<dyn ExecutionPlan>,
-        time_col: usize,
-        gap: i64,
-        keys: Vec<usize>,
-        schema: SchemaRef,
-    ) -> SessionExec {
-        let props = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            datafusion::physical_plan::Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
-        SessionExec {
-            input,
-            time_col,
-            gap,
-            keys,
-            schema,
-            props: Arc::new(props),
-        }
-    }
-}
-
-impl DisplayAs for SessionExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SessionExec")
     }
 }
 
@@ -729,67 +711,4 @@ fn sessionize(
         }
     }
     rows_to_batch(schema.clone(), &out)
-}
-
-impl ExecutionPlan for SessionExec {
-    fn name(&self) -> &str {
-        "SessionExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.props
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::common::Result<TreeNodeRecursion>,
-    ) -> datafusion::common::Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .pop()
-            .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
-        Ok(Arc::new(SessionExec::new(
-            input,
-            self.time_col,
-            self.gap,
-            self.keys.clone(),
-            self.schema.clone(),
-        )))
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> datafusion::common::Result<SendableRecordBatchStream> {
-        use futures::StreamExt;
-        let input = self.input.execute(partition, context)?;
-        let (time_col, gap, keys, schema) = (
-            self.time_col,
-            self.gap,
-            self.keys.clone(),
-            self.schema.clone(),
-        );
-        let out_schema = schema.clone();
-        let stream = futures::stream::once(async move {
-            let batches: Vec<_> = input
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<datafusion::common::Result<Vec<_>>>()?;
-            sessionize(&batches, time_col, gap, &keys, &schema)
-                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, stream)))
-    }
 }

@@ -959,43 +959,60 @@ impl Session {
     }
 
     async fn create_table(&self, ct: &ast::CreateTable) -> Result<Output> {
-        let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(&ct.name);
-        let catalog = self.db.catalog();
-        if name_taken(&catalog, &name, ct.if_not_exists)? {
-            return Ok(command("CREATE TABLE"));
-        }
-        if ct.query.is_some() {
-            return Err(ServerError::Unsupported(
-                "CREATE TABLE … AS is not supported yet".into(),
-            ));
-        }
-        let (columns, pk) = table_columns(&name, &ct.columns, &ct.constraints)?;
-        let mut next = (*catalog).clone();
-        let id = next.allocate_id();
-        let def = TableDef {
-            id,
-            name,
-            columns,
-            pk,
-            feed: None,
-            watermark: None,
-            append_only: false,
-        };
-        self.add_table(next, def).await
+        self.create_dml_table(
+            &ct.name,
+            ct.if_not_exists,
+            &ct.columns,
+            &ct.constraints,
+            ct.query.is_some(),
+            None,
+        )
+        .await
     }
 
     /// `CREATE TABLE … (…, WATERMARK FOR …) APPEND ONLY`: a DML table with a watermark.
     async fn create_ext_table(&self, cs: &parser::CreateSource) -> Result<Output> {
+        self.create_dml_table(
+            &cs.name,
+            cs.if_not_exists,
+            &cs.columns,
+            &cs.constraints,
+            false,
+            Some(cs),
+        )
+        .await
+    }
+
+    /// A table written by DML; `ext` carries Freshet's extensions (WATERMARK, APPEND ONLY).
+    async fn create_dml_table(
+        &self,
+        name: &ObjectName,
+        if_not_exists: bool,
+        columns: &[ast::ColumnDef],
+        constraints: &[ast::TableConstraint],
+        as_query: bool,
+        ext: Option<&parser::CreateSource>,
+    ) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(&cs.name);
+        let name = object_name(name);
         let catalog = self.db.catalog();
-        if name_taken(&catalog, &name, cs.if_not_exists)? {
+        if name_taken(&catalog, &name, if_not_exists)? {
             return Ok(command("CREATE TABLE"));
         }
-        let (columns, pk) = table_columns(&name, &cs.columns, &cs.constraints)?;
-        let watermark = crate::sources::parse_watermark(cs, &columns)?;
-        if watermark.is_some() && !cs.append_only {
+        if as_query {
+            return Err(ServerError::Unsupported(
+                "CREATE TABLE … AS is not supported yet".into(),
+            ));
+        }
+        let (columns, pk) = table_columns(&name, columns, constraints)?;
+        let (watermark, append_only) = match ext {
+            Some(cs) => (
+                crate::sources::parse_watermark(cs, &columns)?,
+                cs.append_only,
+            ),
+            None => (None, false),
+        };
+        if watermark.is_some() && !append_only {
             return Err(ServerError::Unsupported(
                 "a table with a WATERMARK must be APPEND ONLY: \
                  CREATE TABLE … (…, WATERMARK FOR …) APPEND ONLY"
@@ -1011,7 +1028,7 @@ impl Session {
             pk,
             feed: None,
             watermark,
-            append_only: cs.append_only,
+            append_only,
         };
         self.add_table(next, def).await
     }
