@@ -154,6 +154,20 @@ fn top_n(
     }
 }
 
+/// `LIMIT` (and `OFFSET`) without an order: the first rows by their encoding.
+fn limit_only(input: StreamNode, skip: u64, limit: u64) -> StreamNode {
+    top_n(
+        input,
+        Vec::new(),
+        Vec::new(),
+        RankKind::RowNumber,
+        skip,
+        limit,
+        false,
+        None,
+    )
+}
+
 /// The ranking window function whose result is column `idx` of `plan`'s output, if the
 /// column is one (through projections and aliases).
 fn ranked_window(plan: &LogicalPlan, idx: usize) -> Option<&datafusion::logical_expr::Window> {
@@ -317,16 +331,7 @@ impl StreamPlanner<'_> {
         if !passes_limit {
             if let Some((skip, limit)) = self.pending_limit.take() {
                 let input = self.node_inner(plan)?;
-                return Ok(top_n(
-                    input,
-                    Vec::new(),
-                    Vec::new(),
-                    RankKind::RowNumber,
-                    skip,
-                    limit,
-                    false,
-                    None,
-                ));
+                return Ok(limit_only(input, skip, limit));
             }
         }
         self.node_inner(plan)
@@ -822,16 +827,7 @@ impl StreamPlanner<'_> {
                     .set(Some((skip, skip.saturating_add(fetch))));
                 let input = self.node(&l.input)?;
                 match self.pending_limit.take() {
-                    Some((skip, limit)) => Ok(top_n(
-                        input,
-                        Vec::new(),
-                        Vec::new(),
-                        RankKind::RowNumber,
-                        skip,
-                        limit,
-                        false,
-                        None,
-                    )),
+                    Some((skip, limit)) => Ok(limit_only(input, skip, limit)),
                     None => Ok(input),
                 }
             }

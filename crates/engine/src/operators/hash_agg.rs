@@ -771,23 +771,19 @@ impl Operator for HashAgg {
                 Some(acc) => acc,
                 None => self.initial_acc()?,
             };
+            // Per aggregate, row r's value of an optional column.
+            let values = |cols: &[Option<datafusion::arrow::array::ArrayRef>], r: usize| {
+                cols.iter()
+                    .map(|c| {
+                        c.as_ref()
+                            .map(|c| ScalarValue::try_from_array(c, r))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<Option<ScalarValue>>, _>>()
+            };
             for &r in &rows_of[&gkey] {
-                let args: Vec<Option<ScalarValue>> = acols
-                    .iter()
-                    .map(|c| {
-                        c.as_ref()
-                            .map(|c| ScalarValue::try_from_array(c, r))
-                            .transpose()
-                    })
-                    .collect::<Result<_, _>>()?;
-                let orders: Vec<Option<ScalarValue>> = ocols
-                    .iter()
-                    .map(|c| {
-                        c.as_ref()
-                            .map(|c| ScalarValue::try_from_array(c, r))
-                            .transpose()
-                    })
-                    .collect::<Result<_, _>>()?;
+                let args = values(&acols, r)?;
+                let orders = values(&ocols, r)?;
                 self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;
             }
             let rows = Self::count(&acc, 0);

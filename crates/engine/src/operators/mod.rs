@@ -93,6 +93,15 @@ pub(crate) fn order_key(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The integer an [`order_key`] at the start of `b` encodes.
+pub(crate) fn order_from_key(b: &[u8]) -> Result<i64, EngineError> {
+    let a: [u8; 8] = b
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| EngineError::Internal("bad order key".into()))?;
+    Ok((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
+}
+
 /// Encodes a signed count as a stored value.
 pub(crate) fn encode_count(n: i64) -> Vec<u8> {
     n.to_be_bytes().to_vec()

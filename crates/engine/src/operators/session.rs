@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_storage::Txn;
 
-use super::{add_count, decode_count, order_key, StateTable};
+use super::{add_count, decode_count, order_from_key, order_key, StateTable};
 use crate::chunk::{column_types, timestamp_micros, Chunk, Row, RowFormat};
 use crate::operator::Operator;
 use crate::EngineError;
@@ -97,7 +97,7 @@ impl Session {
             .key2(k, &order_key(t.saturating_add(self.gap)));
         let mut out = Vec::new();
         for (key, val) in state.scan_range(&prefix, &end)? {
-            let s = decode_order(&key[prefix.len()..])?;
+            let s = order_from_key(&key[prefix.len()..])?;
             let e = decode_count(&val)?;
             if e > t && s.saturating_sub(self.gap) < t {
                 out.push((s, e));
@@ -119,7 +119,7 @@ impl Session {
         let plen = self.rows.prefix_len() + k.len();
         let mut out = Vec::new();
         for (key, val) in state.scan_range(&start, &end)? {
-            let t = decode_order(&key[plen..])?;
+            let t = order_from_key(&key[plen..])?;
             out.push((t, key[plen + 8..].to_vec(), decode_count(&val)?));
         }
         Ok(out)
@@ -150,14 +150,6 @@ impl Session {
         ik.extend_from_slice(&order_key(s));
         state.delete(ik);
     }
-}
-
-fn decode_order(b: &[u8]) -> Result<i64, EngineError> {
-    let a: [u8; 8] = b
-        .get(..8)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| EngineError::Internal("bad session key".into()))?;
-    Ok((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
 }
 
 impl Operator for Session {
@@ -237,14 +229,14 @@ impl Operator for Session {
         let end = self.ends.key(&order_key(bound));
         let plen = self.ends.prefix_len();
         for (ik, v) in state.scan_range(&start, &end)? {
-            let e = decode_order(&ik[plen..])?;
+            let e = order_from_key(&ik[plen..])?;
             let klen = u32::from_be_bytes(
                 v.get(..4)
                     .and_then(|b| b.try_into().ok())
                     .ok_or_else(|| EngineError::Internal("bad session index".into()))?,
             ) as usize;
             let k = ik[plen + 8..plen + 8 + klen].to_vec();
-            let s = decode_order(&ik[plen + 8 + klen..])?;
+            let s = order_from_key(&ik[plen + 8 + klen..])?;
             let from = self.rows.key2(&k, &order_key(s));
             let to = self.rows.key2(&k, &order_key(e));
             for (rk, _) in state.scan_range(&from, &to)? {

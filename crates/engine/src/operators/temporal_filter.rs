@@ -58,18 +58,6 @@ impl Span {
     }
 }
 
-fn instant_key(t: i64) -> [u8; 8] {
-    super::order_key(t)
-}
-
-fn instant_from_key(b: &[u8]) -> Result<i64, EngineError> {
-    let a: [u8; 8] = b
-        .get(..8)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| EngineError::Internal("bad temporal filter key".into()))?;
-    Ok((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
-}
-
 impl TemporalFilter {
     pub fn new(
         bounds: Vec<TemporalBound>,
@@ -158,7 +146,7 @@ impl TemporalFilter {
         span: Span,
         weight: i64,
     ) -> Result<(), EngineError> {
-        let key = self.pending.key2(&instant_key(at), row);
+        let key = self.pending.key2(&super::order_key(at), row);
         let old = match state.get(&key)? {
             Some(v) => decode_count(v.get(..8).unwrap_or_default())?,
             None => 0,
@@ -225,15 +213,16 @@ impl Operator for TemporalFilter {
             return Ok(None);
         }
         self.set_now(now, state);
-        let start = self.pending.key(&instant_key(i64::MIN));
-        let end = self.pending.key(&instant_key(now.saturating_add(1)));
+        let start = self.pending.key(&super::order_key(i64::MIN));
+        let end = self.pending.key(&super::order_key(now.saturating_add(1)));
         let due = state.scan_range(&start, &end)?;
         let mut out_rows = Vec::new();
         let mut weights = Vec::new();
         for (key, val) in due {
-            let rest = &key[self.pending.prefix_len()..];
-            let _at = instant_from_key(rest)?;
-            let row_bytes = &rest[8..];
+            // After the prefix: the instant (8 bytes), then the row.
+            let row_bytes = key
+                .get(self.pending.prefix_len() + 8..)
+                .ok_or_else(|| EngineError::Internal("bad temporal filter key".into()))?;
             let field = |r: std::ops::Range<usize>| -> Result<i64, EngineError> {
                 decode_count(val.get(r).unwrap_or_default())
             };
