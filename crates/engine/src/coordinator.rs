@@ -332,24 +332,26 @@ impl Engine {
             .await
     }
 
-    /// Applies rows read from a source for one view (blocking: called from reader
-    /// threads, which this keeps from running ahead of the engine).
-    pub fn source_data_blocking(&self, data: SourceData) -> Result<(), EngineError> {
+    /// Queues rows read from a source for one view and returns at once; the returned
+    /// [`Applied`] tells when (and whether) they were applied. Commands are applied in
+    /// the order they were queued, so a reader may keep a few batches in flight (see
+    /// [`Pipeline`]) and read on while the engine applies the previous ones.
+    pub fn source_data_queued(&self, data: SourceData) -> Result<Applied, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Source(Box::new(data), reply))
             .map_err(|_| EngineError::ShutDown)?;
-        rx.blocking_recv().map_err(|_| EngineError::ShutDown)?
+        Ok(Applied(rx))
     }
 
-    /// Applies rows read from the topic feeding a table (blocking, like
-    /// [`Engine::source_data_blocking`]).
-    pub fn feed_blocking(&self, data: FeedData) -> Result<(), EngineError> {
+    /// Queues rows read from the topic feeding a table, like
+    /// [`Engine::source_data_queued`].
+    pub fn feed_queued(&self, data: FeedData) -> Result<Applied, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Feed(Box::new(data), reply))
             .map_err(|_| EngineError::ShutDown)?;
-        rx.blocking_recv().map_err(|_| EngineError::ShutDown)?
+        Ok(Applied(rx))
     }
 
     /// Returns once everything applied so far is committed.
@@ -360,6 +362,47 @@ impl Engine {
     /// Commits and stops the coordinator.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         self.call(Command::Shutdown).await
+    }
+}
+
+/// The engine's answer to a queued batch.
+pub struct Applied(oneshot::Receiver<Result<(), EngineError>>);
+
+impl Applied {
+    /// Blocks until the batch is applied.
+    pub fn wait(self) -> Result<(), EngineError> {
+        self.0.blocking_recv().map_err(|_| EngineError::ShutDown)?
+    }
+}
+
+/// A reader's batches in flight: at most `depth` queued and not yet applied, so the reader
+/// works on the next batch while the engine applies the previous one, and still cannot run
+/// ahead of it by more than `depth` batches. An error of any batch stops the reader (a
+/// later batch may have been applied by then; each batch carries its own offsets, so what
+/// is stored stays consistent).
+pub struct Pipeline {
+    depth: usize,
+    in_flight: VecDeque<Applied>,
+}
+
+impl Pipeline {
+    pub fn new(depth: usize) -> Pipeline {
+        Pipeline {
+            depth: depth.max(1),
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Adds a queued batch, waiting for the oldest ones while more than `depth` are in
+    /// flight.
+    pub fn push(&mut self, applied: Applied) -> Result<(), EngineError> {
+        self.in_flight.push_back(applied);
+        while self.in_flight.len() > self.depth {
+            if let Some(a) = self.in_flight.pop_front() {
+                a.wait()?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use freshet_connectors::decode::{Decoder, Format};
 use freshet_connectors::generator;
 use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, SourceBatch, Startup};
 use freshet_engine::coordinator::{
-    stored_offsets, stored_watermark, Engine, FeedData, Late, SourceData,
+    stored_offsets, stored_watermark, Engine, FeedData, Late, Pipeline, SourceData,
 };
 use freshet_planner::catalog::{
     ColumnDef, ConnectorKind, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed,
@@ -410,9 +410,10 @@ pub fn start_table_reader(
     let spec = reader_spec(&src, table.id, store, upsert_key)?;
     let engine = engine.clone();
     let table_id = table.id;
+    let mut pipeline = Pipeline::new(READER_PIPELINE);
     let sink = Box::new(move |b: SourceBatch| {
         engine
-            .feed_blocking(FeedData {
+            .feed_queued(FeedData {
                 table: table_id,
                 rows: b.chunk,
                 deletes: b.deletes,
@@ -422,6 +423,7 @@ pub fn start_table_reader(
                 maxima: b.maxima,
                 late: late_events(b.late),
             })
+            .and_then(|a| pipeline.push(a))
             .map_err(|e| e.to_string())
     });
     kafka::spawn(spec, sink).map_err(|message| ServerError::Connector {
@@ -445,6 +447,10 @@ fn kafka_config(src: &SourceDef) -> KafkaConfig {
         startup,
     }
 }
+
+/// How many batches a reader keeps queued at the engine (see [`Pipeline`]): two lets the
+/// reader fetch and decode the next batch while the engine applies the previous one.
+const READER_PIPELINE: usize = 2;
 
 /// Checks that the broker answers and the topic exists (blocking, up to ~10 s).
 pub fn check(src: &SourceDef) -> Result<(), ServerError> {
@@ -555,9 +561,10 @@ pub fn start_reader(
 ) -> Result<ReaderHandle, ServerError> {
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
+    let mut pipeline = Pipeline::new(READER_PIPELINE);
     let sink = Box::new(move |b: SourceBatch| {
         engine
-            .source_data_blocking(SourceData {
+            .source_data_queued(SourceData {
                 view,
                 source,
                 source_name: source_name.clone(),
@@ -568,6 +575,7 @@ pub fn start_reader(
                 maxima: b.maxima,
                 late: late_events(b.late),
             })
+            .and_then(|a| pipeline.push(a))
             .map_err(|e| e.to_string())
     });
     let started = if src.connector == ConnectorKind::Kafka {

@@ -50,64 +50,107 @@ pub struct Store {
 pub trait Reader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// All pairs whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// All pairs with `start <= key < end`, in key order.
-    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// Calls `f` with the pairs whose key starts with `prefix`, in key order, until it
-    /// returns false: reads only as far as needed.
-    fn visit_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
-}
-
-struct RocksReader<'a> {
-    snap: rocksdb::Snapshot<'a>,
-}
-
-impl Reader for RocksReader<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snap.get(key)?)
-    }
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        let it = self.snap.iterator(rocksdb::IteratorMode::From(
-            prefix,
-            rocksdb::Direction::Forward,
-        ));
-        for kv in it {
-            let (k, v) = kv?;
-            if !k.starts_with(prefix) {
-                break;
-            }
+        self.visit_prefix(prefix, &mut |k, v| {
             out.push((k.to_vec(), v.to_vec()));
-        }
+            true
+        })?;
         Ok(out)
     }
+    /// All pairs with `start <= key < end`, in key order.
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Calls `f` with the pairs whose key starts with `prefix`, in key order (descending
+    /// with `rev`), until it returns false: reads only as far as needed.
+    fn visit(
+        &self,
+        prefix: &[u8],
+        rev: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+    /// [`Reader::visit`] in ascending order.
     fn visit_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
-        let it = self.snap.iterator(rocksdb::IteratorMode::From(
-            prefix,
-            rocksdb::Direction::Forward,
-        ));
-        for kv in it {
+        self.visit(prefix, false, f)
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None`: there is none,
+/// the prefix is all `0xFF`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Reads RocksDB either at a snapshot (queries) or at the latest committed state (the
+/// engine, the only writer, whose reads need no snapshot: nothing commits under them).
+struct RocksReader<'a> {
+    db: &'a rocksdb::DB,
+    snap: Option<rocksdb::Snapshot<'a>>,
+}
+
+impl RocksReader<'_> {
+    fn opts(&self) -> rocksdb::ReadOptions {
+        let mut o = rocksdb::ReadOptions::default();
+        if let Some(s) = &self.snap {
+            o.set_snapshot(s);
+        }
+        o
+    }
+
+    /// Iterates `[start, end)` in the given direction while `f` returns true.
+    fn walk(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        rev: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let mut o = self.opts();
+        o.set_iterate_lower_bound(start.to_vec());
+        if let Some(end) = end {
+            o.set_iterate_upper_bound(end.to_vec());
+        }
+        let mode = if rev {
+            rocksdb::IteratorMode::End
+        } else {
+            rocksdb::IteratorMode::Start
+        };
+        for kv in self.db.iterator_opt(mode, o) {
             let (k, v) = kv?;
-            if !k.starts_with(prefix) || !f(&k, &v) {
+            if !f(&k, &v) {
                 break;
             }
         }
         Ok(())
     }
+}
+
+impl Reader for RocksReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_opt(key, &self.opts())?)
+    }
+    fn visit(
+        &self,
+        prefix: &[u8],
+        rev: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let end = prefix_end(prefix);
+        self.walk(prefix, end.as_deref(), rev, f)
+    }
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_upper_bound(end.to_vec());
-        let it = self.snap.iterator_opt(
-            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
-            opts,
-        );
-        for kv in it {
-            let (k, v) = kv?;
-            if k.as_ref() >= end {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
+        if start < end {
+            self.walk(start, Some(end), false, &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                true
+            })?;
         }
         Ok(out)
     }
@@ -121,22 +164,30 @@ impl Reader for MemReader<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.map.get(key).cloned())
     }
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        Ok(self
+    fn visit(
+        &self,
+        prefix: &[u8],
+        rev: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let end = match prefix_end(prefix) {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        let range = self
             .map
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-    fn visit_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
-        for (k, v) in self
-            .map
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            if !f(k, v) {
-                break;
+            .range::<[u8], _>((Bound::Included(prefix), end.as_ref().map(|e| e.as_slice())));
+        if rev {
+            for (k, v) in range.rev() {
+                if !f(k, v) {
+                    break;
+                }
+            }
+        } else {
+            for (k, v) in range {
+                if !f(k, v) {
+                    break;
+                }
             }
         }
         Ok(())
@@ -160,6 +211,17 @@ impl Store {
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
+        // Operators read state by point lookups, most of them for keys that do not exist
+        // yet (a new group, a new row): a Bloom filter answers those without reading data
+        // blocks. A larger block cache keeps hot state blocks in memory.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(128 << 20));
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_size(64 << 20);
+        opts.set_max_write_buffer_number(3);
         let db = rocksdb::DB::open(&opts, path)?;
         Ok(Store {
             backend: Backend::Rocks(Arc::new(db)),
@@ -175,30 +237,26 @@ impl Store {
 
     /// Runs `f` over one consistent snapshot of the committed data.
     pub fn read_snapshot<R>(&self, f: impl FnOnce(&dyn Reader) -> R) -> R {
+        self.read(true, f)
+    }
+
+    /// Runs `f` over the latest committed data, without taking a snapshot: for the engine,
+    /// which is the only writer, so nothing commits while it reads.
+    fn read_latest<R>(&self, f: impl FnOnce(&dyn Reader) -> R) -> R {
+        self.read(false, f)
+    }
+
+    fn read<R>(&self, snapshot: bool, f: impl FnOnce(&dyn Reader) -> R) -> R {
         match &self.backend {
             Backend::Rocks(db) => f(&RocksReader {
-                snap: db.snapshot(),
+                db,
+                snap: snapshot.then(|| db.snapshot()),
             }),
             Backend::Memory(m) => {
                 let map = m.lock().unwrap_or_else(|p| p.into_inner());
                 f(&MemReader { map: &map })
             }
         }
-    }
-
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match &self.backend {
-            Backend::Rocks(db) => Ok(db.get(key)?),
-            Backend::Memory(m) => Ok(m
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(key)
-                .cloned()),
-        }
-    }
-
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.read_snapshot(|r| r.scan_prefix(prefix))
     }
 
     /// Applies `writes` atomically and durably (fsync of the WAL).
@@ -278,7 +336,7 @@ impl Txn {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending.get(key) {
             Some(v) => Ok(v.clone()),
-            None => self.store.get(key),
+            None => self.store.read_latest(|r| r.get(key)),
         }
     }
 
@@ -299,40 +357,48 @@ impl Txn {
 
     /// All live pairs whose key starts with `prefix`, in key order, buffer included.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let committed = self.store.scan_prefix(prefix)?;
-        let buffered = self
-            .pending
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix));
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
-            committed.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        for (k, v) in buffered {
-            merged.insert(k.clone(), v.clone());
-        }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect())
+        let mut out = Vec::new();
+        self.visit_prefix(prefix, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
     }
 
     /// Calls `f` with the live pairs whose key starts with `prefix` (buffer included), in
     /// key order, until it returns false; reads committed data only as far as needed.
-    pub fn visit_prefix(
+    pub fn visit_prefix(&self, prefix: &[u8], f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        self.visit(prefix, false, f)
+    }
+
+    /// [`Txn::visit_prefix`] in ascending key order, or descending with `rev`.
+    pub fn visit(
         &self,
         prefix: &[u8],
+        rev: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let mut buffered = self
+        let end = match prefix_end(prefix) {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        let range = self
             .pending
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .peekable();
+            .range::<[u8], _>((Bound::Included(prefix), end.as_ref().map(|e| e.as_slice())));
+        let mut buffered: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> = if rev {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut peeked = buffered.next();
+        // Whether buffered key `bk` comes before committed key `k` in the walk's order.
+        let before = |bk: &[u8], k: &[u8]| if rev { bk > k } else { bk < k };
         let mut go = true;
-        self.store.read_snapshot(|r| {
-            r.visit_prefix(prefix, &mut |k, v| {
+        self.store.read_latest(|r| {
+            r.visit(prefix, rev, &mut |k, v| {
                 // Buffered keys before this one come first.
-                while let Some((bk, bv)) = buffered.peek() {
-                    if bk.as_slice() >= k {
+                while let Some((bk, bv)) = peeked {
+                    if !before(bk, k) {
                         break;
                     }
                     if let Some(bv) = bv {
@@ -341,15 +407,15 @@ impl Txn {
                             return false;
                         }
                     }
-                    buffered.next();
+                    peeked = buffered.next();
                 }
-                match buffered.peek() {
+                match peeked {
                     Some((bk, bv)) if bk.as_slice() == k => {
                         let keep = match bv {
                             Some(bv) => f(k, bv),
                             None => true, // deleted in the buffer
                         };
-                        buffered.next();
+                        peeked = buffered.next();
                         go = keep;
                         keep
                     }
@@ -361,12 +427,13 @@ impl Txn {
             })
         })?;
         if go {
-            for (bk, bv) in buffered {
+            while let Some((bk, bv)) = peeked {
                 if let Some(bv) = bv {
                     if !f(bk, bv) {
                         break;
                     }
                 }
+                peeked = buffered.next();
             }
         }
         Ok(())
@@ -377,7 +444,7 @@ impl Txn {
         if start >= end {
             return Ok(Vec::new());
         }
-        let committed = self.store.read_snapshot(|r| r.scan_range(start, end))?;
+        let committed = self.store.read_latest(|r| r.scan_range(start, end))?;
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
             committed.into_iter().map(|(k, v)| (k, Some(v))).collect();
         for (k, v) in self
@@ -399,15 +466,12 @@ impl Txn {
         prefix: &[u8],
         last: bool,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        if !last {
-            let mut first = None;
-            self.visit_prefix(prefix, |k, v| {
-                first = Some((k.to_vec(), v.to_vec()));
-                false
-            })?;
-            return Ok(first);
-        }
-        Ok(self.scan_prefix(prefix)?.into_iter().next_back())
+        let mut first = None;
+        self.visit(prefix, last, |k, v| {
+            first = Some((k.to_vec(), v.to_vec()));
+            false
+        })?;
+        Ok(first)
     }
 
     /// Deletes every live key starting with `prefix`.
@@ -536,6 +600,22 @@ mod tests {
             .unwrap();
             assert_eq!(first_two, vec![b"p0".to_vec(), b"p1".to_vec()]);
             assert_eq!(t.first_with_prefix(b"p", false).unwrap().unwrap().0, b"p0");
+            assert_eq!(t.first_with_prefix(b"p", true).unwrap().unwrap().0, b"p9");
+            let mut backwards = Vec::new();
+            t.visit(b"p", true, |k, v| {
+                backwards.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+            backwards.reverse();
+            assert_eq!(backwards, seen);
+            // The last live key may be committed, with buffered deletes after it.
+            t.delete(b"p9".to_vec());
+            t.put(b"p8".to_vec(), b"new".to_vec());
+            t.delete(b"p8".to_vec());
+            assert_eq!(t.first_with_prefix(b"p", true).unwrap().unwrap().0, b"p7");
+            assert_eq!(t.first_with_prefix(b"q", true).unwrap().unwrap().0, b"q1");
+            assert_eq!(t.first_with_prefix(b"r", true).unwrap(), None);
         }
     }
 }

@@ -134,19 +134,6 @@ impl HashAgg {
         self
     }
 
-    /// The stored key of a group: its values, after the window column when windowed.
-    fn group_key(&self, gvals: &Row) -> Result<Vec<u8>, EngineError> {
-        match self.window {
-            Some((k, _)) => {
-                let mut key = Vec::new();
-                codec::encode_value(&gvals[k], &mut key)?;
-                key.extend(codec::encode_row(gvals)?);
-                Ok(key)
-            }
-            None => Ok(codec::encode_row(gvals)?),
-        }
-    }
-
     fn watermark(&mut self, state: &Txn) -> Result<Option<i64>, EngineError> {
         if let Some(wm) = self.wm {
             return Ok(wm);
@@ -738,28 +725,41 @@ impl Operator for HashAgg {
                 None => None,
             });
         }
-        // Rows by group, groups in order of first appearance.
-        let mut order: Vec<(Vec<u8>, Row)> = Vec::new();
-        let mut rows_of: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-        for r in 0..n {
-            let gvals: Row = gcols
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, r))
-                .collect::<Result<_, _>>()?;
-            if self.is_closed(&gvals, wm) {
-                continue;
+        // The stored key of a group: its values, after the window column when windowed
+        // (so closed windows are one range), encoded straight from the columns.
+        let gkeys = match self.window {
+            Some((k, _)) => {
+                let mut cols = vec![gcols[k].clone()];
+                cols.extend(gcols.iter().cloned());
+                codec::encode_columns(&cols, n)?
             }
-            let gkey = self.group_key(&gvals)?;
-            let entry = rows_of.entry(gkey.clone()).or_default();
-            if entry.is_empty() {
-                order.push((gkey, gvals));
+            None => codec::encode_columns(&gcols, n)?,
+        };
+        // Rows by group, groups in order of first appearance; `None` marks a closed group.
+        let mut order: Vec<(Vec<u8>, Row, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<&[u8], Option<usize>> = HashMap::new();
+        for (r, gkey) in gkeys.iter().enumerate() {
+            match index.get(gkey.as_slice()) {
+                Some(Some(g)) => order[*g].2.push(r),
+                Some(None) => {}
+                None => {
+                    let gvals: Row = gcols
+                        .iter()
+                        .map(|c| ScalarValue::try_from_array(c, r))
+                        .collect::<Result<_, _>>()?;
+                    if self.is_closed(&gvals, wm) {
+                        index.insert(gkey, None);
+                        continue;
+                    }
+                    index.insert(gkey, Some(order.len()));
+                    order.push((gkey.clone(), gvals, vec![r]));
+                }
             }
-            entry.push(r);
         }
         let global = self.group.is_empty();
         let mut out_rows = Vec::new();
         let mut out_weights = Vec::new();
-        for (gkey, gvals) in order {
+        for (gkey, gvals, rows_of) in order {
             let loaded = self.load(state, &gkey)?;
             let old_out = match &loaded {
                 Some(acc) if global || Self::count(acc, 0) > 0 => {
@@ -781,7 +781,7 @@ impl Operator for HashAgg {
                     })
                     .collect::<Result<Vec<Option<ScalarValue>>, _>>()
             };
-            for &r in &rows_of[&gkey] {
+            for &r in &rows_of {
                 let args = values(&acols, r)?;
                 let orders = values(&ocols, r)?;
                 self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;

@@ -30,8 +30,9 @@ impl Operator for Materialize {
         chunk: Chunk,
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
-        for (row, w) in chunk.rows()?.iter().zip(&chunk.weights) {
-            let key = keys::row_key(self.relation, &codec::encode_row(row)?);
+        let encoded = codec::encode_columns(chunk.batch.columns(), chunk.len())?;
+        for (row, w) in encoded.iter().zip(&chunk.weights) {
+            let key = keys::row_key(self.relation, row);
             let (_, new) = add_count(state, key, *w)?;
             if new < 0 {
                 return Err(EngineError::Internal(format!(
