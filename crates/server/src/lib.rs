@@ -16,3 +16,4 @@ pub mod playground;
 pub mod server;
 pub mod session;
 pub mod sources;
+pub mod stored;

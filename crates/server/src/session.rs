@@ -38,6 +38,8 @@ use freshet_planner::stream_planner::plan_view;
 use freshet_planner::PlannerError;
 use freshet_storage::{keys, read_relation, RowLayout, Store};
 
+use crate::stored::StoredRelation;
+
 use crate::error::{Result, ServerError};
 
 /// The database shared by all sessions.
@@ -256,6 +258,10 @@ impl Db {
             .map(|s| (v.id, s.clone(), RowLayout::Multiset))
     }
 
+    fn is_source(&self, catalog: &Catalog, name: &str) -> bool {
+        catalog.table(name).is_none() && catalog.source(name).is_some()
+    }
+
     /// A DataFusion session where the relations `stmt` names are registered, with their
     /// committed rows (`with_data`) or empty (planning only). All rows come from one
     /// snapshot.
@@ -307,6 +313,21 @@ impl Db {
                     vec![rows_to_batch(schema.clone(), &rows)?]
                 };
                 register_in_schema(&ctx, schema_name, table, schema, batches)?;
+            }
+        }
+        // A query over one stored relation reads only the key range its filters allow
+        // (point lookups and small ranges on views); it has no other relation to be
+        // consistent with.
+        if let [(name, id, schema, layout)] = rels.as_slice() {
+            if with_data && !name.contains('.') && !self.is_source(catalog, name) {
+                let pk = catalog
+                    .table(parser::lookup_target(name).unwrap_or(name))
+                    .map(|t| t.pk.clone())
+                    .unwrap_or_default();
+                let table =
+                    StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk);
+                ctx.register_table(name.as_str(), Arc::new(table))?;
+                return Ok(ctx);
             }
         }
         let data = if with_data {

@@ -1,0 +1,278 @@
+//! A stored table or view as a DataFusion table that reads only the key range a query's
+//! filters allow.
+//!
+//! Rows are stored under memcomparable keys (see `freshet_storage::codec`): a view's (and
+//! a key-less table's) key is the whole row, a keyed table's is its primary key. So
+//! equality filters on the leading key columns, then a range on the next one, bound the
+//! RocksDB scan: `SELECT … FROM v WHERE k = 42` reads the rows of `k = 42` only, not the
+//! whole view. The filters stay inexact (DataFusion applies them again), so a bound only
+//! ever narrows what is read, never what is returned.
+//!
+//! The scan reads one RocksDB snapshot; a query over several relations reads them all
+//! from one snapshot up front instead (`Session::context_for`), so that it sees every
+//! relation at the same checkpoint.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::{MemTable, TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use freshet_engine::chunk::{column_types, rows_to_batch};
+use freshet_storage::{codec, decode_relation, keys, prefix_end, RowLayout, Store};
+
+pub struct StoredRelation {
+    store: Store,
+    id: u64,
+    schema: SchemaRef,
+    layout: RowLayout,
+    /// The columns the stored key is made of, in key order.
+    key_columns: Vec<usize>,
+}
+
+impl std::fmt::Debug for StoredRelation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRelation")
+            .field("id", &self.id)
+            .field("key_columns", &self.key_columns)
+            .finish()
+    }
+}
+
+impl StoredRelation {
+    pub fn new(store: Store, id: u64, schema: SchemaRef, layout: RowLayout, pk: &[usize]) -> Self {
+        let key_columns = match layout {
+            RowLayout::Keyed => pk.to_vec(),
+            RowLayout::Multiset => (0..schema.fields().len()).collect(),
+        };
+        StoredRelation {
+            store,
+            id,
+            schema,
+            layout,
+            key_columns,
+        }
+    }
+
+    /// The key range `[start, end)` the filters allow (the whole relation without usable
+    /// filters).
+    fn key_range(&self, filters: &[Expr]) -> (Vec<u8>, Option<Vec<u8>>) {
+        let mut prefix = keys::rows_prefix(self.id);
+        for &c in &self.key_columns {
+            let name = self.schema.field(c).name();
+            let ty = self.schema.field(c).data_type();
+            let mut eq = None;
+            let (mut lo, mut hi) = (None, None);
+            for f in filters {
+                for (op, v) in comparisons(f, name, ty) {
+                    match op {
+                        Operator::Eq => eq = Some(v),
+                        Operator::Gt | Operator::GtEq => lo = Some(v),
+                        Operator::Lt | Operator::LtEq => hi = Some((v, op == Operator::LtEq)),
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(v) = eq {
+                if codec::encode_value(&v, &mut prefix).is_err() {
+                    break;
+                }
+                continue;
+            }
+            // A range on this column ends the bound (later columns are not ordered
+            // within it).
+            let mut start = prefix.clone();
+            let mut end = prefix_end(&prefix);
+            if let Some(v) = lo {
+                let mut s = prefix.clone();
+                if codec::encode_value(&v, &mut s).is_ok() {
+                    start = s;
+                }
+            }
+            if let Some((v, inclusive)) = hi {
+                let mut e = prefix.clone();
+                if codec::encode_value(&v, &mut e).is_ok() {
+                    end = if inclusive { prefix_end(&e) } else { Some(e) };
+                }
+            }
+            return (start, end);
+        }
+        let end = prefix_end(&prefix);
+        (prefix, end)
+    }
+}
+
+/// The comparisons `column <op> literal` (or `literal <op> column`, flipped) in a filter
+/// and its AND-ed parts, with the literal cast exactly to the column's type; comparisons
+/// whose literal does not convert without loss are left out.
+fn comparisons(e: &Expr, column: &str, ty: &DataType) -> Vec<(Operator, ScalarValue)> {
+    let mut out = Vec::new();
+    collect(e, column, ty, &mut out);
+    out
+}
+
+fn collect(e: &Expr, column: &str, ty: &DataType, out: &mut Vec<(Operator, ScalarValue)>) {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if *op == Operator::And => {
+            collect(left, column, ty, out);
+            collect(right, column, ty, out);
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, v) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
+                (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => match op.swap() {
+                    Some(op) => (op, v),
+                    None => return,
+                },
+                _ => return,
+            };
+            if !matches!(
+                op,
+                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+            ) || v.is_null()
+            {
+                return;
+            }
+            if let Some(v) = exact_cast(v, ty) {
+                out.push((op, v));
+            }
+        }
+        Expr::Between(b) if !b.negated => {
+            if let Expr::Column(c) = b.expr.as_ref() {
+                if c.name == column {
+                    if let (Expr::Literal(lo, _), Expr::Literal(hi, _)) =
+                        (b.low.as_ref(), b.high.as_ref())
+                    {
+                        if let (Some(lo), Some(hi)) = (exact_cast(lo, ty), exact_cast(hi, ty)) {
+                            out.push((Operator::GtEq, lo));
+                            out.push((Operator::LtEq, hi));
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `v` as a value of type `ty`, if the cast loses nothing (casting back gives `v`).
+fn exact_cast(v: &ScalarValue, ty: &DataType) -> Option<ScalarValue> {
+    let c = v.cast_to(ty).ok()?;
+    if c.is_null() || c.cast_to(&v.data_type()).ok()? != *v {
+        return None;
+    }
+    Some(c)
+}
+
+#[async_trait]
+impl TableProvider for StoredRelation {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let (start, end) = self.key_range(filters);
+        let store_err = |e: freshet_storage::StorageError| DataFusionError::External(Box::new(e));
+        let pairs = self
+            .store
+            .read_snapshot(|r| match &end {
+                Some(end) => r.scan_range(&start, end),
+                None => r.scan_prefix(&start),
+            })
+            .map_err(store_err)?;
+        let prefix_len = keys::rows_prefix(self.id).len();
+        let rows = decode_relation(pairs, prefix_len, &column_types(&self.schema), self.layout)
+            .map_err(store_err)?;
+        let mut expanded = Vec::with_capacity(rows.len());
+        for (row, n) in rows {
+            for _ in 1..n.max(1) {
+                expanded.push(row.clone());
+            }
+            expanded.push(row);
+        }
+        let batches = if expanded.is_empty() {
+            vec![]
+        } else {
+            vec![rows_to_batch(self.schema.clone(), &expanded)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?]
+        };
+        MemTable::try_new(self.schema.clone(), vec![batches])?
+            .scan(state, projection, &[], limit)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::prelude::{col, lit};
+
+    use super::*;
+
+    fn rel() -> StoredRelation {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Int32, true),
+        ]));
+        StoredRelation::new(Store::memory(), 7, schema, RowLayout::Multiset, &[])
+    }
+
+    fn key(vals: &[ScalarValue]) -> Vec<u8> {
+        keys::row_key(7, &codec::encode_row(vals).expect("encode"))
+    }
+
+    #[test]
+    fn equality_then_range_bounds_the_scan() {
+        let r = rel();
+        let whole = keys::rows_prefix(7);
+        assert_eq!(r.key_range(&[]), (whole.clone(), prefix_end(&whole)));
+        // a = 5 (an Int32 literal against an Int64 column converts exactly)
+        let (s, e) = r.key_range(&[col("a").eq(lit(5i32))]);
+        let p = key(&[ScalarValue::Int64(Some(5))]);
+        assert_eq!((s, e), (p.clone(), prefix_end(&p)));
+        // a = 5 AND b >= 'x' AND b < 'y': the range is on b, within a = 5.
+        let f = col("a")
+            .eq(lit(5i64))
+            .and(col("b").gt_eq(lit("x")))
+            .and(col("b").lt(lit("y")));
+        let (s, e) = r.key_range(&[f]);
+        let five_x = key(&[
+            ScalarValue::Int64(Some(5)),
+            ScalarValue::Utf8(Some("x".into())),
+        ]);
+        let five_y = key(&[
+            ScalarValue::Int64(Some(5)),
+            ScalarValue::Utf8(Some("y".into())),
+        ]);
+        assert_eq!((s, e), (five_x, Some(five_y)));
+        // A literal that does not convert exactly (2.5 against BIGINT) bounds nothing.
+        assert_eq!(r.key_range(&[col("a").eq(lit(2.5f64))]).0, whole);
+        // An equality on b alone cannot bound a key that starts with a.
+        assert_eq!(r.key_range(&[col("b").eq(lit("x"))]).0, whole);
+        // 10 > a, flipped: a < 10.
+        let (s, e) = r.key_range(&[lit(10i64).gt(col("a"))]);
+        assert_eq!((s, e), (whole, Some(key(&[ScalarValue::Int64(Some(10))]))));
+    }
+}

@@ -1,0 +1,299 @@
+//! Freshness and serving benchmarks (not tests).
+//!
+//! ```sh
+//! cargo build --release --bins && target/release/latency_bench [freshness|serving|all]
+//!     [--seconds S] [--rate EVENTS_PER_S] [--clients N] [--checkpoints 1000,100]
+//! ```
+//! It starts its own Tansu broker and `freshet serve` processes (the binary next to this
+//! one, or `FRESHET_BIN`).
+//!
+//! **Freshness**: a 1-partition JSON topic carries background events at `--rate` and, every
+//! 20 ms, a probe event with an increasing sequence number. A view keeps `max(seq)` per
+//! kind. One client polls the probe row over the wire as fast as it answers; a probe's
+//! latency is from just before it was handed to the producer (linger 0) to the first poll
+//! that shows it. Run once per checkpoint interval (`--checkpoint-interval-ms`); the first
+//! 3 s are warm-up.
+//!
+//! **Serving**: a server ingests Nexmark bids at `--rate` into a per-auction aggregate
+//! (`bids_per_auction`), while `--clients` connections each run, back to back, a prepared
+//! point lookup (`WHERE auction = $1`, random auction) and then, in a second phase, a
+//! small range (`WHERE auction BETWEEN $1 AND $1 + 9`). It prints queries/s and latency
+//! percentiles per phase and the ingest rate over the run.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use freshet_sql_tests::pgclient::connect;
+use freshet_sql_tests::{KafkaBroker, TestServer};
+use rand::Rng;
+use rdkafka::producer::{BaseRecord, Producer};
+
+struct Args {
+    mode: String,
+    seconds: u64,
+    rate: u64,
+    clients: usize,
+    checkpoints: Vec<u64>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        mode: "all".into(),
+        seconds: 20,
+        rate: 0,
+        clients: 16,
+        checkpoints: vec![1000, 100],
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        let num = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| panic!("not a number: {v}")) };
+        match argv[i].as_str() {
+            "--seconds" => a.seconds = num(&value),
+            "--rate" => a.rate = num(&value),
+            "--clients" => a.clients = num(&value) as usize,
+            "--checkpoints" => a.checkpoints = value.split(',').map(num).collect(),
+            m if !m.starts_with("--") => {
+                a.mode = m.to_string();
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+/// The `p`-th percentile (0–100) of sorted values.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if a.mode == "freshness" || a.mode == "all" {
+        let rate = if a.rate == 0 { 10_000 } else { a.rate };
+        println!(
+            "| checkpoint interval | background events/s | probes | p50 ms | p99 ms | max ms |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for &ms in &a.checkpoints {
+            freshness(&rt, ms, rate, a.seconds);
+        }
+        println!();
+    }
+    if a.mode == "serving" || a.mode == "all" {
+        let rate = if a.rate == 0 { 20_000 } else { a.rate };
+        serving(&rt, rate, a.clients, a.seconds);
+    }
+}
+
+fn freshness(rt: &tokio::runtime::Runtime, checkpoint_ms: u64, rate: u64, seconds: u64) {
+    let broker = KafkaBroker::start();
+    broker.create_topic("fresh", 1);
+    let server =
+        TestServer::start_with_args(&["--checkpoint-interval-ms", &checkpoint_ms.to_string()]);
+    let addr = broker.addr();
+    let client = rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE events (kind VARCHAR, seq BIGINT, v BIGINT)
+               WITH (connector = 'kafka', topic = 'fresh', properties.bootstrap.server = '{addr}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW fresh AS
+               SELECT kind, max(seq) AS seq, count(*) AS n FROM events GROUP BY kind"
+        ))
+        .await
+        .expect("create source and view");
+        c
+    });
+    // Producer thread: background load plus a probe every 20 ms.
+    let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer_thread = {
+        let (sent, stop, addr) = (sent.clone(), stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+                .set("bootstrap.servers", addr)
+                .set("linger.ms", "0")
+                .create()
+                .expect("producer");
+            let start = Instant::now();
+            let (mut load, mut probes) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                while load < due {
+                    let p = format!(r#"{{"kind": "load", "seq": {load}, "v": {}}}"#, load % 97);
+                    if producer
+                        .send(BaseRecord::<(), _>::to("fresh").payload(&p))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    load += 1;
+                }
+                if start.elapsed() >= Duration::from_millis(20 * probes) {
+                    let p = format!(r#"{{"kind": "probe", "seq": {probes}, "v": 0}}"#);
+                    sent.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Instant::now());
+                    if producer
+                        .send(BaseRecord::<(), _>::to("fresh").payload(&p))
+                        .is_ok()
+                    {
+                        probes += 1;
+                    } else {
+                        sent.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                    }
+                }
+                producer.poll(Duration::from_millis(1));
+            }
+            let _ = producer.flush(Duration::from_secs(10));
+        })
+    };
+    let mut latencies = Vec::new();
+    let mut seen: i64 = -1;
+    let started = Instant::now();
+    let warmup = Duration::from_secs(3);
+    rt.block_on(async {
+        while started.elapsed() < Duration::from_secs(seconds) + warmup {
+            let rows = client
+                .query("SELECT seq FROM fresh WHERE kind = 'probe'", &[])
+                .await
+                .expect("poll");
+            let now = Instant::now();
+            if let Some(row) = rows.first() {
+                let v: Option<i64> = row.get(0);
+                let v = v.unwrap_or(-1);
+                if v > seen {
+                    let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+                    for i in (seen + 1)..=v {
+                        if let Some(t) = sent.get(i as usize) {
+                            if t.duration_since(started) >= warmup {
+                                latencies.push(now.duration_since(*t).as_secs_f64() * 1000.0);
+                            }
+                        }
+                    }
+                    seen = v;
+                }
+            }
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = producer_thread.join();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "| {checkpoint_ms} ms | {rate} | {} | {:.0} | {:.0} | {:.0} |",
+        latencies.len(),
+        pct(&latencies, 50.0),
+        pct(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+fn serving(rt: &tokio::runtime::Runtime, rate: u64, clients: usize, seconds: u64) {
+    let server = TestServer::start();
+    let gap_ns = 1_000_000_000 / rate.max(1);
+    let conn_str = server.conn_str();
+    let (lo, hi, ingested_before) = rt.block_on(async {
+        let c = connect(&conn_str).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+                                url VARCHAR, date_time TIMESTAMPTZ, extra VARCHAR)
+               WITH (connector = 'nexmark', nexmark.table.type = 'bid',
+                     nexmark.min.event.gap.in.ns = '{gap_ns}');
+             CREATE MATERIALIZED VIEW bids_per_auction AS
+               SELECT auction, count(*) AS bids, max(price) AS top FROM bid GROUP BY auction"
+        ))
+        .await
+        .expect("create source and view");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let row = c
+            .query_one(
+                "SELECT min(auction), max(auction), sum(bids) FROM bids_per_auction",
+                &[],
+            )
+            .await
+            .expect("key range");
+        let lo: i64 = row.get(0);
+        let hi: i64 = row.get(1);
+        let n: i64 = row.get(2);
+        (lo, hi, n)
+    });
+    let ingest_started = Instant::now();
+    println!("| phase | clients | queries | queries/s | p50 ms | p99 ms | max ms | view keys |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (phase, sql) in [
+        (
+            "point lookup",
+            "SELECT bids, top FROM bids_per_auction WHERE auction = $1",
+        ),
+        (
+            "range of 10 keys",
+            "SELECT auction, bids FROM bids_per_auction WHERE auction BETWEEN $1 AND $1 + 9",
+        ),
+    ] {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(seconds);
+        let results: Vec<Vec<f64>> = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let conn_str = conn_str.clone();
+                tasks.push(tokio::spawn(async move {
+                    let c = connect(&conn_str).await.expect("connect");
+                    let stmt = c.prepare(sql).await.expect("prepare");
+                    let mut lat = Vec::new();
+                    while Instant::now() < deadline {
+                        let key: i64 = rand::thread_rng().gen_range(lo..=hi);
+                        let t = Instant::now();
+                        c.query(&stmt, &[&key]).await.expect("query");
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    lat
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("client task"));
+            }
+            out
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut all: Vec<f64> = results.into_iter().flatten().collect();
+        all.sort_by(f64::total_cmp);
+        println!(
+            "| {phase} | {clients} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
+            all.len(),
+            all.len() as f64 / elapsed,
+            pct(&all, 50.0),
+            pct(&all, 99.0),
+            all.last().copied().unwrap_or(f64::NAN),
+            hi - lo + 1
+        );
+    }
+    let ingested_after = rt.block_on(async {
+        let c = connect(&conn_str).await.expect("connect");
+        let row = c
+            .query_one("SELECT sum(bids) FROM bids_per_auction", &[])
+            .await
+            .expect("count");
+        let n: i64 = row.get(0);
+        n
+    });
+    println!();
+    println!(
+        "ingest while serving: {:.0} bids/s (target rate {rate})",
+        (ingested_after - ingested_before) as f64 / ingest_started.elapsed().as_secs_f64()
+    );
+}
