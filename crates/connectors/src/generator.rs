@@ -279,8 +279,15 @@ impl GeneratorConfig {
         })
     }
 
-    /// Rows `from..to`: one pass of the Nexmark generator, or row by row.
-    fn rows(
+    /// The number of rows the generator produces, if it stops (`datagen.rows.max`,
+    /// `nexmark.event.num`, sequences' ends).
+    pub fn max_rows(&self) -> Option<i64> {
+        self.max_rows
+    }
+
+    /// Rows `from..to`: one pass of the Nexmark generator, or row by row. Row `i` is the
+    /// same whoever asks (the source, or a tool writing the same events to Kafka).
+    pub fn rows(
         &self,
         from: i64,
         to: i64,

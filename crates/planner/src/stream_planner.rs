@@ -918,9 +918,6 @@ impl StreamPlanner<'_> {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
             return Err(unsupported(format!("aggregate expression {e}")));
         };
-        if params.filter.is_some() {
-            return Err(unsupported("an aggregate FILTER clause"));
-        }
         let name = func.name().to_lowercase();
         let kind = match name.as_str() {
             "count" => AggKind::Count,
@@ -979,7 +976,23 @@ impl StreamPlanner<'_> {
             (_, [a]) => (Some(a), None),
             _ => return Err(unsupported(format!("{name}() with these arguments"))),
         };
-        let (arg, arg_type) = match value {
+        // FILTER (WHERE f): the aggregate sees CASE WHEN f THEN value END, which is NULL
+        // for the rows the filter drops, and aggregates skip NULL inputs. count(*)
+        // becomes a count of CASE WHEN f THEN 1 END. first_value/last_value take NULL
+        // inputs, so they cannot be filtered that way.
+        let filtered = match &params.filter {
+            Some(f) => {
+                if matches!(kind, AggKind::FirstValue | AggKind::LastValue) {
+                    return Err(unsupported(format!("{name}() with a FILTER clause")));
+                }
+                let v = value
+                    .cloned()
+                    .unwrap_or_else(|| datafusion::prelude::lit(1i64));
+                Some(datafusion::prelude::when(f.as_ref().clone(), v).end()?)
+            }
+            None => None,
+        };
+        let (arg, arg_type) = match filtered.as_ref().or(value) {
             Some(a) => (Some(self.phys(a, input)?), Some(a.get_type(input)?)),
             None => (None, None),
         };
@@ -1024,6 +1037,7 @@ impl StreamPlanner<'_> {
         };
         // count(*) is bound as count(<non-null literal>): count every row.
         let kind = match (&kind, params.args.first()) {
+            _ if filtered.is_some() => kind,
             (AggKind::Count, None) => AggKind::CountStar,
             (AggKind::Count, Some(Expr::Literal(v, _))) if !v.is_null() && !params.distinct => {
                 AggKind::CountStar

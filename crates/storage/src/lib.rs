@@ -59,15 +59,36 @@ pub trait Reader {
         Ok(out)
     }
     /// All pairs with `start <= key < end`, in key order.
-    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// Calls `f` with the pairs whose key starts with `prefix`, in key order (descending
-    /// with `rev`), until it returns false: reads only as far as needed.
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        if start < end {
+            self.walk(start, Some(end), false, &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                true
+            })?;
+        }
+        Ok(out)
+    }
+    /// Calls `f` with the pairs with `start <= key < end` (no end: to the last key), in
+    /// key order (descending with `rev`), until it returns false: reads only as far as
+    /// needed.
+    fn walk(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        rev: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+    /// [`Reader::walk`] over the keys starting with `prefix`.
     fn visit(
         &self,
         prefix: &[u8],
         rev: bool,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let end = prefix_end(prefix);
+        self.walk(prefix, end.as_deref(), rev, f)
+    }
     /// [`Reader::visit`] in ascending order.
     fn visit_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         self.visit(prefix, false, f)
@@ -102,8 +123,12 @@ impl RocksReader<'_> {
         }
         o
     }
+}
 
-    /// Iterates `[start, end)` in the given direction while `f` returns true.
+impl Reader for RocksReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_opt(key, &self.opts())?)
+    }
     fn walk(
         &self,
         start: &[u8],
@@ -131,31 +156,6 @@ impl RocksReader<'_> {
     }
 }
 
-impl Reader for RocksReader<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_opt(key, &self.opts())?)
-    }
-    fn visit(
-        &self,
-        prefix: &[u8],
-        rev: bool,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()> {
-        let end = prefix_end(prefix);
-        self.walk(prefix, end.as_deref(), rev, f)
-    }
-    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        if start < end {
-            self.walk(start, Some(end), false, &mut |k, v| {
-                out.push((k.to_vec(), v.to_vec()));
-                true
-            })?;
-        }
-        Ok(out)
-    }
-}
-
 struct MemReader<'a> {
     map: &'a Map,
 }
@@ -164,19 +164,18 @@ impl Reader for MemReader<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.map.get(key).cloned())
     }
-    fn visit(
+    fn walk(
         &self,
-        prefix: &[u8],
+        start: &[u8],
+        end: Option<&[u8]>,
         rev: bool,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let end = match prefix_end(prefix) {
-            Some(e) => Bound::Excluded(e),
-            None => Bound::Unbounded,
-        };
-        let range = self
-            .map
-            .range::<[u8], _>((Bound::Included(prefix), end.as_ref().map(|e| e.as_slice())));
+        if end.is_some_and(|e| e <= start) {
+            return Ok(());
+        }
+        let end = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = self.map.range::<[u8], _>((Bound::Included(start), end));
         if rev {
             for (k, v) in range.rev() {
                 if !f(k, v) {
@@ -191,16 +190,6 @@ impl Reader for MemReader<'_> {
             }
         }
         Ok(())
-    }
-    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .map
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
     }
 }
 
@@ -376,15 +365,30 @@ impl Txn {
         &self,
         prefix: &[u8],
         rev: bool,
+        f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let end = prefix_end(prefix);
+        self.walk(prefix, end.as_deref(), rev, f)
+    }
+
+    /// Calls `f` with the live pairs with `start <= key < end` (no end: to the last key),
+    /// buffer included, in key order (descending with `rev`), until it returns false.
+    /// Committed data and the buffer are merged as they are read, so a scan that stops
+    /// early reads only what it used.
+    pub fn walk(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        rev: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let end = match prefix_end(prefix) {
-            Some(e) => Bound::Excluded(e),
-            None => Bound::Unbounded,
-        };
-        let range = self
-            .pending
-            .range::<[u8], _>((Bound::Included(prefix), end.as_ref().map(|e| e.as_slice())));
+        if end.is_some_and(|e| e <= start) {
+            return Ok(());
+        }
+        let range = self.pending.range::<[u8], _>((
+            Bound::Included(start),
+            end.map_or(Bound::Unbounded, Bound::Excluded),
+        ));
         let mut buffered: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> = if rev {
             Box::new(range.rev())
         } else {
@@ -395,7 +399,7 @@ impl Txn {
         let before = |bk: &[u8], k: &[u8]| if rev { bk > k } else { bk < k };
         let mut go = true;
         self.store.read_latest(|r| {
-            r.visit(prefix, rev, &mut |k, v| {
+            r.walk(start, end, rev, &mut |k, v| {
                 // Buffered keys before this one come first.
                 while let Some((bk, bv)) = peeked {
                     if !before(bk, k) {
@@ -441,22 +445,12 @@ impl Txn {
 
     /// All live pairs with `start <= key < end`, in key order, buffer included.
     pub fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let committed = self.store.read_latest(|r| r.scan_range(start, end))?;
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
-            committed.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        for (k, v) in self
-            .pending
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-        {
-            merged.insert(k.clone(), v.clone());
-        }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect())
+        let mut out = Vec::new();
+        self.walk(start, Some(end), false, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
     }
 
     /// The first live pair (in key order) whose key starts with `prefix`; the last one
@@ -616,6 +610,14 @@ mod tests {
             assert_eq!(t.first_with_prefix(b"p", true).unwrap().unwrap().0, b"p7");
             assert_eq!(t.first_with_prefix(b"q", true).unwrap().unwrap().0, b"q1");
             assert_eq!(t.first_with_prefix(b"r", true).unwrap(), None);
+            let range: Vec<Vec<u8>> = t
+                .scan_range(b"p1", b"p7")
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(range, vec![b"p1".to_vec(), b"p3".to_vec(), b"p6".to_vec()]);
+            assert!(t.scan_range(b"p7", b"p1").unwrap().is_empty());
         }
     }
 }

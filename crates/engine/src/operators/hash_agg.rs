@@ -156,6 +156,41 @@ impl HashAgg {
         }
     }
 
+    /// The key below which groups are closed at watermark `wm`: groups with a window
+    /// value v (not NULL) where v + lag <= wm, i.e. v < wm - lag + 1.
+    fn close_bound(&self, wtype: &DataType, lag: i64, wm: i64) -> Result<Vec<u8>, EngineError> {
+        let bound = match wtype {
+            DataType::Timestamp(unit, tz) => {
+                use datafusion::arrow::datatypes::TimeUnit;
+                let us = wm.saturating_sub(lag).saturating_add(1);
+                let tz = tz.clone();
+                match unit {
+                    TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(us), tz),
+                    // Round up: the bound is exclusive.
+                    TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(
+                        Some(us.saturating_add(999).div_euclid(1000)),
+                        tz,
+                    ),
+                    TimeUnit::Second => ScalarValue::TimestampSecond(
+                        Some(us.saturating_add(999_999).div_euclid(1_000_000)),
+                        tz,
+                    ),
+                    TimeUnit::Nanosecond => {
+                        ScalarValue::TimestampNanosecond(Some(us.saturating_mul(1000)), tz)
+                    }
+                }
+            }
+            other => {
+                return Err(EngineError::Internal(format!(
+                    "window column of type {other}"
+                )))
+            }
+        };
+        let mut end = self.groups.key(&[]);
+        codec::encode_value(&bound, &mut end)?;
+        Ok(end)
+    }
+
     fn initial_acc(&self) -> Result<Row, EngineError> {
         self.acc_types
             .iter()
@@ -616,43 +651,21 @@ impl Operator for HashAgg {
         let Some((k, lag)) = self.window else {
             return Ok(None);
         };
-        if self.watermark(state)?.is_some_and(|old| old >= wm) {
+        let old = self.watermark(state)?;
+        if old.is_some_and(|old| old >= wm) {
             return Ok(None);
         }
         self.wm = Some(Some(wm));
         state.put(self.meta.key(&[]), super::encode_count(wm));
-        // Groups with a window value v (not NULL) where v + lag <= wm, i.e. v < wm - lag + 1.
         let wtype = self.schema.field(k).data_type().clone();
-        let bound = match &wtype {
-            DataType::Timestamp(unit, tz) => {
-                use datafusion::arrow::datatypes::TimeUnit;
-                let us = wm.saturating_sub(lag).saturating_add(1);
-                let tz = tz.clone();
-                match unit {
-                    TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(us), tz),
-                    // Round up: the bound is exclusive.
-                    TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(
-                        Some(us.saturating_add(999).div_euclid(1000)),
-                        tz,
-                    ),
-                    TimeUnit::Second => ScalarValue::TimestampSecond(
-                        Some(us.saturating_add(999_999).div_euclid(1_000_000)),
-                        tz,
-                    ),
-                    TimeUnit::Nanosecond => {
-                        ScalarValue::TimestampNanosecond(Some(us.saturating_mul(1000)), tz)
-                    }
-                }
-            }
-            other => {
-                return Err(EngineError::Internal(format!(
-                    "window column of type {other}"
-                )))
-            }
+        // The groups the previous watermark closed are gone already: start there, not at
+        // the first group, so each advance reads only the newly closed windows (and not the
+        // deleted entries of every window closed before).
+        let start = match old {
+            Some(old) => self.close_bound(&wtype, lag, old)?,
+            None => self.groups.key(&[1u8]), // present (non-NULL) values
         };
-        let start = self.groups.key(&[1u8]); // present (non-NULL) values
-        let mut end = self.groups.key(&[]);
-        codec::encode_value(&bound, &mut end)?;
+        let end = self.close_bound(&wtype, lag, wm)?;
         let closed = state.scan_range(&start, &end)?;
         let mut types = vec![wtype];
         types.extend(

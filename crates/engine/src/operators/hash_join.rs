@@ -35,6 +35,11 @@ pub struct HashJoin {
     /// length`) so the watermark can free the ones no later row can match.
     interval: Option<IntervalBounds>,
     time_index: [StateTable; 2],
+    /// Per side, a time below which the time index holds nothing (everything below was
+    /// freed, and no row since had an earlier time): where the next freeing scan starts,
+    /// so it does not walk over what earlier ones deleted. `None` (and after a restart):
+    /// from the beginning.
+    freed_below: [Option<i64>; 2],
     keys: [Vec<PhysExpr>; 2],
     formats: [RowFormat; 2],
     tables: [StateTable; 2],
@@ -77,6 +82,7 @@ impl HashJoin {
             lookup: false,
             interval: None,
             time_index: [StateTable::new(table_id(4)), StateTable::new(table_id(5))],
+            freed_below: [None, None],
             keys: [left_keys, right_keys],
             formats: [RowFormat::of(left_schema), RowFormat::of(right_schema)],
             tables: [StateTable::new(table_id(0)), StateTable::new(table_id(1))],
@@ -211,7 +217,12 @@ impl Operator for HashJoin {
         };
         for (side, horizon) in [(0, b.left_horizon(wm)), (1, b.right_horizon(wm))] {
             let Some(h) = horizon else { continue };
-            let start = self.time_index[side].key(&super::order_key(i64::MIN));
+            let from = self.freed_below[side].unwrap_or(i64::MIN);
+            if from >= h {
+                continue;
+            }
+            self.freed_below[side] = Some(h);
+            let start = self.time_index[side].key(&super::order_key(from));
             let end = self.time_index[side].key(&super::order_key(h));
             let prefix = self.time_index[side].prefix_len() + 8;
             for (k, v) in state.scan_range(&start, &end)? {
@@ -314,6 +325,9 @@ impl Operator for HashJoin {
                 if let Some(t) = self.event_time(side, row) {
                     let ik = self.index_key(side, t, kbytes, &rbytes);
                     if old <= 0 && new > 0 {
+                        if self.freed_below[side].is_some_and(|f| t < f) {
+                            self.freed_below[side] = Some(t);
+                        }
                         state.put(ik, (kbytes.len() as u32).to_be_bytes().to_vec());
                     } else if new <= 0 {
                         state.delete(ik);

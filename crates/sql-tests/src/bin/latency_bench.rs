@@ -9,9 +9,9 @@
 //!
 //! **Freshness**: a 1-partition JSON topic carries background events at `--rate` and, every
 //! 20 ms, a probe event with an increasing sequence number. A view keeps `max(seq)` per
-//! kind. One client polls the probe row over the wire as fast as it answers; a probe's
-//! latency is from just before it was handed to the producer (linger 0) to the first poll
-//! that shows it. Run once per checkpoint interval (`--checkpoint-interval-ms`); the first
+//! kind. One client polls the probe row over the wire every 10 ms; a probe's latency is
+//! from just before it was handed to the producer (`linger.ms` 5) to the first poll that
+//! shows it. Run once per checkpoint interval (`--checkpoint-interval-ms`); the first
 //! 3 s are warm-up.
 //!
 //! **Serving**: a server ingests Nexmark bids at `--rate` into a per-auction aggregate
@@ -126,7 +126,7 @@ fn freshness(rt: &tokio::runtime::Runtime, checkpoint_ms: u64, rate: u64, second
         std::thread::spawn(move || {
             let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
                 .set("bootstrap.servers", addr)
-                .set("linger.ms", "0")
+                .set("linger.ms", "5")
                 .create()
                 .expect("producer");
             let start = Instant::now();
@@ -157,7 +157,8 @@ fn freshness(rt: &tokio::runtime::Runtime, checkpoint_ms: u64, rate: u64, second
                         sent.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     }
                 }
-                producer.poll(Duration::from_millis(1));
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(1));
             }
             let _ = producer.flush(Duration::from_secs(10));
         })
@@ -168,6 +169,7 @@ fn freshness(rt: &tokio::runtime::Runtime, checkpoint_ms: u64, rate: u64, second
     let warmup = Duration::from_secs(3);
     rt.block_on(async {
         while started.elapsed() < Duration::from_secs(seconds) + warmup {
+            tokio::time::sleep(Duration::from_millis(10)).await;
             let rows = client
                 .query("SELECT seq FROM fresh WHERE kind = 'probe'", &[])
                 .await

@@ -4,7 +4,14 @@
 //! ```sh
 //! cargo build --release --bins && \
 //!   target/release/nexmark_bench [--events N] [--queries q0,q5|all] [--dir bench/nexmark]
+//!                                [--source generator|kafka]
 //! ```
+//! With `--source kafka` it first starts a Tansu broker, writes the same Nexmark events
+//! (the same generator, row for row) as JSON to the topics `nexmark_person`,
+//! `nexmark_auction` and `nexmark_bid` (one partition each), measures the ceiling (this
+//! process only consuming the bid topic and decoding every message with Freshet's JSON
+//! decoder), then runs each query over Kafka sources of those topics instead of the
+//! built-in generator, and adds each query's share of the ceiling.
 //! For each query it starts a fresh `freshet serve` (the binary next to this one, or
 //! `FRESHET_BIN`), creates the three sources with `N` bids (persons and auctions in the
 //! standard 1:3:46 proportion), then times `CREATE MATERIALIZED VIEW` followed by `FLUSH`,
@@ -19,8 +26,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+use freshet_connectors::decode::{Decoder, Format};
+use freshet_connectors::generator::{GeneratorConfig, Kind};
 use freshet_sql_tests::pgclient::connect;
-use freshet_sql_tests::TestServer;
+use freshet_sql_tests::{KafkaBroker, TestServer};
 
 /// (user + system) CPU seconds of process `pid`.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -46,6 +57,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 struct Args {
+    source: String,
     events: u64,
     queries: Vec<String>,
     dir: PathBuf,
@@ -53,6 +65,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        source: "generator".into(),
         events: 1_000_000,
         queries: vec!["all".into()],
         dir: PathBuf::from("bench/nexmark"),
@@ -65,6 +78,7 @@ fn args() -> Args {
             "--events" => a.events = value.parse().expect("--events N"),
             "--queries" | "--query" => a.queries = value.split(',').map(String::from).collect(),
             "--dir" => a.dir = PathBuf::from(value),
+            "--source" => a.source = value,
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -96,10 +110,38 @@ fn main() {
         .replace("{person}", &persons.to_string())
         .replace("{auction}", &auctions.to_string())
         .replace("{bid}", &bids.to_string());
+    // With --source kafka: the broker (kept for the whole run), the sources over its
+    // topics, and the consume + decode ceiling.
+    let mut kafka = None;
+    let mut ceiling = None;
+    let sources = if a.source == "kafka" {
+        let broker = KafkaBroker::start();
+        for (ty, n) in [("person", persons), ("auction", auctions), ("bid", bids)] {
+            let t = Instant::now();
+            produce_json(&broker, ty, n);
+            eprintln!(
+                "wrote {n} {ty} events as JSON to nexmark_{ty} in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        let c = consume_ceiling(&broker, "bid", bids);
+        println!("Ceiling (consume + decode only, topic nexmark_bid): {c:.0} events/s\n");
+        ceiling = Some(c);
+        let sql = kafka_sources(&sources, &broker.addr());
+        kafka = Some(broker);
+        sql
+    } else {
+        sources
+    };
+    let _broker = kafka;
     println!(
-        "| query | events | seconds | events/s | CPU s | events/s per core | peak RSS MiB | distinct view rows | state MiB |"
+        "| query | events | seconds | events/s | CPU s | events/s per core | peak RSS MiB | distinct view rows | state MiB |{}",
+        if ceiling.is_some() { " share of ceiling |" } else { "" }
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "|---|---|---|---|---|---|---|---|---|{}",
+        if ceiling.is_some() { "---|" } else { "" }
+    );
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     for q in &a.queries {
         let sql = std::fs::read_to_string(a.dir.join(format!("{q}.sql")))
@@ -141,14 +183,158 @@ fn main() {
         });
         match res {
             Ok((events, secs, cpu, rows, state)) => println!(
-                "| {q} | {events} | {secs:.1} | {:.0} | {cpu:.1} | {:.0} | {:.0} | {rows} | {:.1} |",
+                "| {q} | {events} | {secs:.1} | {:.0} | {cpu:.1} | {:.0} | {:.0} | {rows} | {:.1} |{}",
                 events as f64 / secs,
                 events as f64 / cpu.max(0.001),
                 peak_rss_mib(pid),
-                state as f64 / (1024.0 * 1024.0)
+                state as f64 / (1024.0 * 1024.0),
+                match ceiling {
+                    Some(c) => format!(" {:.0} % |", 100.0 * events as f64 / secs / c),
+                    None => String::new(),
+                }
             ),
             Err(e) => println!("| {q} | not supported: {} | | | | | | | |", e.replace('|', "/")),
         }
         drop(server);
     }
+}
+
+/// The columns of each Nexmark event type, as `bench/nexmark/sources.sql` declares them.
+fn nexmark_columns(ty: &str) -> Vec<(String, DataType)> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let cols: Vec<(&str, DataType)> = match ty {
+        "person" => vec![
+            ("id", DataType::Int64),
+            ("name", DataType::Utf8),
+            ("email_address", DataType::Utf8),
+            ("credit_card", DataType::Utf8),
+            ("city", DataType::Utf8),
+            ("state", DataType::Utf8),
+            ("date_time", ts),
+            ("extra", DataType::Utf8),
+        ],
+        "auction" => vec![
+            ("id", DataType::Int64),
+            ("item_name", DataType::Utf8),
+            ("description", DataType::Utf8),
+            ("initial_bid", DataType::Int64),
+            ("reserve", DataType::Int64),
+            ("date_time", ts.clone()),
+            ("expires", ts),
+            ("seller", DataType::Int64),
+            ("category", DataType::Int64),
+            ("extra", DataType::Utf8),
+        ],
+        _ => vec![
+            ("auction", DataType::Int64),
+            ("bidder", DataType::Int64),
+            ("price", DataType::Int64),
+            ("channel", DataType::Utf8),
+            ("url", DataType::Utf8),
+            ("date_time", ts),
+            ("extra", DataType::Utf8),
+        ],
+    };
+    cols.into_iter().map(|(n, t)| (n.to_string(), t)).collect()
+}
+
+/// One generated row as a JSON object (timestamps as `YYYY-MM-DD HH:MM:SS.ffffff`).
+fn to_json(columns: &[(String, DataType)], row: &[ScalarValue]) -> Vec<u8> {
+    let mut m = serde_json::Map::new();
+    for ((name, _), v) in columns.iter().zip(row) {
+        let j = match v {
+            ScalarValue::Int64(Some(x)) => serde_json::Value::from(*x),
+            ScalarValue::Utf8(Some(t)) => serde_json::Value::from(t.as_str()),
+            ScalarValue::TimestampMicrosecond(Some(us), _) => {
+                let t = chrono::DateTime::from_timestamp_micros(*us).unwrap_or_default();
+                serde_json::Value::from(t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+            }
+            _ => serde_json::Value::Null,
+        };
+        m.insert(name.clone(), j);
+    }
+    serde_json::to_vec(&m).unwrap_or_default()
+}
+
+/// Writes `n` events of type `ty` (the built-in generator's, row for row) as JSON to topic
+/// `nexmark_<ty>`.
+fn produce_json(broker: &KafkaBroker, ty: &str, n: u64) {
+    let topic = format!("nexmark_{ty}");
+    broker.create_topic(&topic, 1);
+    let columns = nexmark_columns(ty);
+    let table_type = format!("{}{}", ty[..1].to_uppercase(), &ty[1..]);
+    let opts = vec![
+        ("nexmark.table.type".to_string(), table_type),
+        // The base time sources.sql fixes, so the topics hold the same events.
+        (
+            "nexmark.start.millis".to_string(),
+            "1700000000000".to_string(),
+        ),
+        ("nexmark.event.num".to_string(), n.to_string()),
+    ];
+    let cfg = GeneratorConfig::parse(Kind::Nexmark, &columns, &opts).expect("nexmark generator");
+    let end = cfg.max_rows().unwrap_or(n as i64);
+    let mut from = 0;
+    while from < end {
+        let to = (from + 100_000).min(end);
+        let rows = cfg.rows(from, to, &columns).expect("generate");
+        let msgs: Vec<Option<Vec<u8>>> = rows.iter().map(|r| Some(to_json(&columns, r))).collect();
+        broker.produce(&topic, Some(0), None, &msgs);
+        from = to;
+    }
+}
+
+/// Events/s of consuming topic `nexmark_<ty>` from the start and decoding every message
+/// with Freshet's JSON decoder, in this process: what reading the topic costs before any
+/// view work.
+fn consume_ceiling(broker: &KafkaBroker, ty: &str, n: u64) -> f64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let decoder = Decoder::new(nexmark_columns(ty), Format::Json);
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("group.id", "bench-ceiling")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&format!("nexmark_{ty}"), 0, rdkafka::Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let t = Instant::now();
+    let mut seen = 0;
+    while seen < n {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
+            let row = decoder.decode(m.payload().unwrap_or_default());
+            assert!(matches!(row, Ok(Some(_))), "decode failed");
+            seen += 1;
+        }
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `sources.sql` with each `connector = 'nexmark'` source turned into a Kafka source of
+/// the topic with the same events as JSON (same columns and watermarks).
+fn kafka_sources(sql: &str, addr: &str) -> String {
+    let mut out = String::new();
+    for stmt in sql.split(';') {
+        let Some(with) = stmt.find("WITH (connector = 'nexmark'") else {
+            out.push_str(stmt);
+            if !stmt.trim().is_empty() {
+                out.push(';');
+            }
+            continue;
+        };
+        let ty = stmt
+            .split("nexmark.table.type = '")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .unwrap_or("Bid")
+            .to_lowercase();
+        out.push_str(&stmt[..with]);
+        out.push_str(&format!(
+            "WITH (connector = 'kafka', topic = 'nexmark_{ty}', properties.bootstrap.server = '{addr}') FORMAT PLAIN ENCODE JSON;"
+        ));
+    }
+    out
 }
