@@ -12,6 +12,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod handler;
+pub mod lookup;
 pub mod playground;
 pub mod server;
 pub mod session;

@@ -676,8 +676,11 @@ impl Session {
     }
 
     async fn query(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
-        let stmt = with_pg_names(stmt);
         let catalog = self.db.catalog();
+        if let Some(out) = self.point_lookup(&catalog, stmt, params)? {
+            return Ok(out);
+        }
+        let stmt = with_pg_names(stmt);
         if let Some(src) = referenced_tables(&stmt)
             .iter()
             .find(|n| catalog.source(n).is_some())
@@ -709,6 +712,30 @@ impl Session {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Output::Rows { schema, batches })
+    }
+
+    /// Answers a plain point query on a stored table or view without DataFusion (see
+    /// `lookup.rs`); `None` when the query needs the general path.
+    fn point_lookup(
+        &self,
+        catalog: &Catalog,
+        stmt: &Statement,
+        params: &[ScalarValue],
+    ) -> Result<Option<Output>> {
+        let Some(q) = crate::lookup::point_query(stmt) else {
+            return Ok(None);
+        };
+        if parser::lookup_target(&q.table).is_some() || self.db.is_source(catalog, &q.table) {
+            return Ok(None);
+        }
+        let Some((id, schema, layout)) = self.db.relation_schema(catalog, &q.table) else {
+            return Ok(None);
+        };
+        let pk = catalog
+            .table(&q.table)
+            .map(|t| t.pk.clone())
+            .unwrap_or_default();
+        q.run(&self.db.store, id, &schema, layout, &pk, params)
     }
 
     /// Runs a SELECT built from SQL text (with the statement's parameters) over a fresh

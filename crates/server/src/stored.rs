@@ -160,7 +160,7 @@ fn collect(e: &Expr, column: &str, ty: &DataType, out: &mut Vec<(Operator, Scala
 }
 
 /// `v` as a value of type `ty`, if the cast loses nothing (casting back gives `v`).
-fn exact_cast(v: &ScalarValue, ty: &DataType) -> Option<ScalarValue> {
+pub(crate) fn exact_cast(v: &ScalarValue, ty: &DataType) -> Option<ScalarValue> {
     let c = v.cast_to(ty).ok()?;
     if c.is_null() || c.cast_to(&v.data_type()).ok()? != *v {
         return None;
