@@ -15,9 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
-use freshet_engine::chunk::{timestamp_micros, Chunk};
+use freshet_engine::chunk::{rows_to_batch, Chunk};
 
 use crate::kafka::{payload_head, LateEvent, ReaderHandle, Sink, SourceBatch, WatermarkSpec};
 use crate::watermark::WatermarkTracker;
@@ -297,9 +301,6 @@ impl GeneratorConfig {
             return (from..to).map(|i| self.row(i, columns)).collect();
         };
         let tz = Some(Arc::<str>::from("+00:00"));
-        let ts = |ms: u64| ScalarValue::TimestampMicrosecond(Some(ms as i64 * 1000), tz.clone());
-        let int = |v: usize| ScalarValue::Int64(Some(v as i64));
-        let text = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
         gen.clone()
             .with_offset(from.max(0) as u64)
             .take((to - from).max(0) as usize)
@@ -307,34 +308,13 @@ impl GeneratorConfig {
                 columns
                     .iter()
                     .map(|(name, dt)| {
-                        use nexmark::event::Event;
-                        let v = match (&event, name.as_str()) {
-                            (Event::Person(p), "id") => int(p.id),
-                            (Event::Person(p), "name") => text(&p.name),
-                            (Event::Person(p), "email_address") => text(&p.email_address),
-                            (Event::Person(p), "credit_card") => text(&p.credit_card),
-                            (Event::Person(p), "city") => text(&p.city),
-                            (Event::Person(p), "state") => text(&p.state),
-                            (Event::Person(p), "date_time") => ts(p.date_time),
-                            (Event::Person(p), "extra") => text(&p.extra),
-                            (Event::Auction(a), "id") => int(a.id),
-                            (Event::Auction(a), "item_name") => text(&a.item_name),
-                            (Event::Auction(a), "description") => text(&a.description),
-                            (Event::Auction(a), "initial_bid") => int(a.initial_bid),
-                            (Event::Auction(a), "reserve") => int(a.reserve),
-                            (Event::Auction(a), "date_time") => ts(a.date_time),
-                            (Event::Auction(a), "expires") => ts(a.expires),
-                            (Event::Auction(a), "seller") => int(a.seller),
-                            (Event::Auction(a), "category") => int(a.category),
-                            (Event::Auction(a), "extra") => text(&a.extra),
-                            (Event::Bid(b), "auction") => int(b.auction),
-                            (Event::Bid(b), "bidder") => int(b.bidder),
-                            (Event::Bid(b), "price") => int(b.price),
-                            (Event::Bid(b), "channel") => text(&b.channel),
-                            (Event::Bid(b), "url") => text(&b.url),
-                            (Event::Bid(b), "date_time") => ts(b.date_time),
-                            (Event::Bid(b), "extra") => text(&b.extra),
-                            (_, other) => return Err(format!("no nexmark field \"{other}\"")),
+                        let v = match nexmark_value(&event, name)? {
+                            NexmarkValue::Int(x) => ScalarValue::Int64(Some(x as i64)),
+                            NexmarkValue::Text(t) => ScalarValue::Utf8(Some(t.to_string())),
+                            NexmarkValue::Time(ms) => ScalarValue::TimestampMicrosecond(
+                                Some(ms as i64 * 1000),
+                                tz.clone(),
+                            ),
                         };
                         cast(v, dt, name)
                     })
@@ -342,6 +322,139 @@ impl GeneratorConfig {
             })
             .collect()
     }
+
+    /// Rows `from..to` as a batch of `schema` (whose columns are `columns`): the same rows
+    /// as [`GeneratorConfig::rows`]. Nexmark events go straight into Arrow builders, one
+    /// per column, without a scalar value per field.
+    pub fn batch(
+        &self,
+        from: i64,
+        to: i64,
+        columns: &[(String, DataType)],
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, String> {
+        let Some((_, gen)) = &self.nexmark else {
+            let rows = self.rows(from, to, columns)?;
+            return rows_to_batch(schema.clone(), &rows).map_err(|e| e.to_string());
+        };
+        let n = (to - from).max(0) as usize;
+        let mut builders: Option<Vec<NexmarkColumn>> = None;
+        for event in gen.clone().with_offset(from.max(0) as u64).take(n) {
+            let cols = match &mut builders {
+                Some(c) => c,
+                None => {
+                    // The first event decides each column's builder.
+                    let mut c = Vec::with_capacity(columns.len());
+                    for (name, _) in columns {
+                        c.push(match nexmark_value(&event, name)? {
+                            NexmarkValue::Int(_) => {
+                                NexmarkColumn::Int(Int64Builder::with_capacity(n))
+                            }
+                            NexmarkValue::Text(_) => {
+                                NexmarkColumn::Text(StringBuilder::with_capacity(n, n * 16))
+                            }
+                            NexmarkValue::Time(_) => {
+                                NexmarkColumn::Time(TimestampMicrosecondBuilder::with_capacity(n))
+                            }
+                        });
+                    }
+                    builders.insert(c)
+                }
+            };
+            for ((name, _), col) in columns.iter().zip(cols.iter_mut()) {
+                col.push(nexmark_value(&event, name)?, name)?;
+            }
+        }
+        let Some(builders) = builders else {
+            return Ok(RecordBatch::new_empty(schema.clone()));
+        };
+        let arrays = builders
+            .into_iter()
+            .zip(columns)
+            .map(|(b, (name, dt))| {
+                let a = b.finish();
+                if a.data_type() == dt {
+                    Ok(a)
+                } else {
+                    datafusion::arrow::compute::cast(&a, dt)
+                        .map_err(|e| format!("column \"{name}\": cannot generate a {dt}: {e}"))
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())
+    }
+}
+
+/// One field of a Nexmark event, before it is appended to its column.
+enum NexmarkValue<'a> {
+    Int(usize),
+    Text(&'a str),
+    /// Milliseconds since the epoch.
+    Time(u64),
+}
+
+/// Appends Nexmark field values to a column: the builder of the value's own type.
+enum NexmarkColumn {
+    Int(Int64Builder),
+    Text(StringBuilder),
+    Time(TimestampMicrosecondBuilder),
+}
+
+impl NexmarkColumn {
+    fn push(&mut self, v: NexmarkValue<'_>, name: &str) -> Result<(), String> {
+        match (self, v) {
+            (NexmarkColumn::Int(b), NexmarkValue::Int(x)) => b.append_value(x as i64),
+            (NexmarkColumn::Text(b), NexmarkValue::Text(t)) => b.append_value(t),
+            (NexmarkColumn::Time(b), NexmarkValue::Time(ms)) => b.append_value(ms as i64 * 1000),
+            _ => return Err(format!("nexmark field \"{name}\" changed type")),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            NexmarkColumn::Int(mut b) => Arc::new(b.finish()),
+            NexmarkColumn::Text(mut b) => Arc::new(b.finish()),
+            NexmarkColumn::Time(mut b) => Arc::new(b.finish().with_timezone("+00:00")),
+        }
+    }
+}
+
+/// Field `name` of a Nexmark event (RisingWave's column names).
+fn nexmark_value<'a>(
+    event: &'a nexmark::event::Event,
+    name: &str,
+) -> Result<NexmarkValue<'a>, String> {
+    use nexmark::event::Event;
+    use NexmarkValue::{Int, Text, Time};
+    Ok(match (event, name) {
+        (Event::Person(p), "id") => Int(p.id),
+        (Event::Person(p), "name") => Text(&p.name),
+        (Event::Person(p), "email_address") => Text(&p.email_address),
+        (Event::Person(p), "credit_card") => Text(&p.credit_card),
+        (Event::Person(p), "city") => Text(&p.city),
+        (Event::Person(p), "state") => Text(&p.state),
+        (Event::Person(p), "date_time") => Time(p.date_time),
+        (Event::Person(p), "extra") => Text(&p.extra),
+        (Event::Auction(a), "id") => Int(a.id),
+        (Event::Auction(a), "item_name") => Text(&a.item_name),
+        (Event::Auction(a), "description") => Text(&a.description),
+        (Event::Auction(a), "initial_bid") => Int(a.initial_bid),
+        (Event::Auction(a), "reserve") => Int(a.reserve),
+        (Event::Auction(a), "date_time") => Time(a.date_time),
+        (Event::Auction(a), "expires") => Time(a.expires),
+        (Event::Auction(a), "seller") => Int(a.seller),
+        (Event::Auction(a), "category") => Int(a.category),
+        (Event::Auction(a), "extra") => Text(&a.extra),
+        (Event::Bid(b), "auction") => Int(b.auction),
+        (Event::Bid(b), "bidder") => Int(b.bidder),
+        (Event::Bid(b), "price") => Int(b.price),
+        (Event::Bid(b), "channel") => Text(&b.channel),
+        (Event::Bid(b), "url") => Text(&b.url),
+        (Event::Bid(b), "date_time") => Time(b.date_time),
+        (Event::Bid(b), "extra") => Text(&b.extra),
+        (_, other) => return Err(format!("no nexmark field \"{other}\"")),
+    })
 }
 
 /// The fields of each Nexmark event type (RisingWave's column names).
@@ -649,29 +762,56 @@ fn run(
             continue;
         }
         let upto = due.min(next + BATCH_ROWS);
-        let mut rows = Vec::with_capacity((upto - next) as usize);
+        let mut batch = cfg.batch(next, upto, &spec.columns, &spec.schema)?;
         let mut late = Vec::new();
-        for (i, row) in (next..upto).zip(spec.config.rows(next, upto, &spec.columns)?) {
-            if let Some(t) = &mut tracker {
-                let ts = row.get(t.column).and_then(timestamp_micros);
-                if let Err(wm) = t.observe(0, ts) {
-                    let text: Vec<String> = row.iter().map(|v| v.to_string()).collect();
-                    late.push(LateEvent {
-                        partition: 0,
-                        offset: i,
-                        event_time: ts.unwrap_or_default(),
-                        watermark: wm,
-                        payload: payload_head(format!("({})", text.join(", ")).as_bytes()),
-                    });
-                    continue;
+        if let Some(t) = &mut tracker {
+            // Event times in microseconds, then each row observed in order.
+            let times = datafusion::arrow::compute::cast(
+                batch.column(t.column),
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )
+            .map_err(|e| e.to_string())?;
+            let times = times
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
+                .ok_or("event time column is not a timestamp")?;
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            for r in 0..batch.num_rows() {
+                let ts = times.is_valid(r).then(|| times.value(r));
+                match t.observe(0, ts) {
+                    Ok(()) => keep.push(true),
+                    Err(wm) => {
+                        keep.push(false);
+                        let text = batch
+                            .columns()
+                            .iter()
+                            .map(|c| {
+                                ScalarValue::try_from_array(c, r)
+                                    .map(|v| v.to_string())
+                                    .map_err(|e| e.to_string())
+                            })
+                            .collect::<Result<Vec<_>, String>>()?;
+                        late.push(LateEvent {
+                            partition: 0,
+                            offset: next + r as i64,
+                            event_time: ts.unwrap_or_default(),
+                            watermark: wm,
+                            payload: payload_head(format!("({})", text.join(", ")).as_bytes()),
+                        });
+                    }
                 }
             }
-            rows.push(row);
+            if !late.is_empty() {
+                batch = datafusion::arrow::compute::filter_record_batch(
+                    &batch,
+                    &BooleanArray::from(keep),
+                )
+                .map_err(|e| e.to_string())?;
+            }
         }
         next = upto;
-        let n = rows.len();
-        let chunk =
-            Chunk::from_rows(spec.schema.clone(), &rows, vec![1; n]).map_err(|e| e.to_string())?;
+        let n = batch.num_rows();
+        let chunk = Chunk::new(batch, vec![1; n]);
         sink(SourceBatch {
             chunk,
             deletes: Vec::new(),
@@ -732,7 +872,10 @@ mod tests {
         );
         let out_of_order = a
             .windows(2)
-            .filter(|w| timestamp_micros(&w[1][2]) < timestamp_micros(&w[0][2]))
+            .filter(|w| {
+                freshet_engine::chunk::timestamp_micros(&w[1][2])
+                    < freshet_engine::chunk::timestamp_micros(&w[0][2])
+            })
             .count();
         assert!(out_of_order > 10, "some events are out of order");
     }
@@ -774,6 +917,32 @@ mod tests {
             ("nexmark.event.num".to_string(), "500".to_string()),
         ];
         let cfg = GeneratorConfig::parse(Kind::Nexmark, &c, &opts).unwrap();
+        // The columnar batch holds the same rows, for declared types that differ from
+        // the generator's own (INT, TIMESTAMP without time zone) too.
+        for cols in [
+            c.clone(),
+            vec![
+                ("price".to_string(), DataType::Int32),
+                ("url".to_string(), DataType::Utf8),
+                (
+                    "date_time".to_string(),
+                    DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+                ),
+            ],
+        ] {
+            let schema = freshet_engine::chunk::arc_schema(
+                cols.iter()
+                    .map(|(n, t)| datafusion::arrow::datatypes::Field::new(n, t.clone(), true))
+                    .collect(),
+            );
+            let columnar = cfg.batch(100, 200, &cols, &schema).unwrap();
+            let by_rows = freshet_engine::chunk::rows_to_batch(
+                schema.clone(),
+                &cfg.rows(100, 200, &cols).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(columnar, by_rows);
+        }
         let batch = cfg.rows(100, 200, &c).unwrap();
         for (k, row) in batch.iter().enumerate() {
             assert_eq!(row, &cfg.row(100 + k as i64, &c).unwrap());
