@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use freshet_server::config::{Config, FileConfig};
 use freshet_server::server::{shutdown_signal, Server};
 
+/// The engine allocates and frees many small buffers per row (keys, values, scalar
+/// values); glibc's allocator spent close to half of a windowed aggregate's time there
+/// (docs/benchmarks.md), mimalloc much less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "freshet",
