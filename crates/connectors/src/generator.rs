@@ -26,7 +26,7 @@ use freshet_engine::chunk::{rows_to_batch, Chunk};
 use crate::kafka::{payload_head, LateEvent, ReaderHandle, Sink, SourceBatch, WatermarkSpec};
 use crate::watermark::WatermarkTracker;
 
-const BATCH_ROWS: i64 = 4096;
+const BATCH_ROWS: i64 = 16384;
 
 /// `connector = 'datagen'`, `'playback'` or `'nexmark'`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

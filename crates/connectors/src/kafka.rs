@@ -26,7 +26,7 @@ use crate::watermark::WatermarkTracker;
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// How much of a bad message's payload the dead-letter table keeps.
 pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 256;
-const MAX_BATCH_ROWS: usize = 4096;
+const MAX_BATCH_ROWS: usize = 16384;
 const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
 const METADATA_REFRESH: Duration = Duration::from_secs(5);
 /// How often idle partitions are looked for.
