@@ -5,6 +5,8 @@
 #   scripts/bench_nexmark.sh [EVENTS] [FLINK_QUERIES]
 #
 # EVENTS (default 1000000) bids; FLINK_QUERIES (default q0,q1,q2,q5,q7; empty: skip Flink).
+# Then the same events as JSON from Kafka (KAFKA_QUERIES, default q0,q1,q2,q5,q7; empty:
+# skip), and the freshness and serving benchmarks (LATENCY=0 skips them).
 # Flink needs `python3 -m venv ~/.cache/flink-venv && ~/.cache/flink-venv/bin/pip install
 # apache-flink` (done here if missing) and Java 17.
 set -euo pipefail
@@ -23,4 +25,14 @@ if [ -n "$FLINK_QUERIES" ]; then
   fi
   echo "## Flink $("$HOME/.cache/flink-venv/bin/pip" show apache-flink | awk '/^Version/{print $2}') (PyFlink), $EVENTS bids"
   "$HOME/.cache/flink-venv/bin/python" bench/flink/nexmark_flink.py --events "$EVENTS" --queries "$FLINK_QUERIES" 2>/dev/null
+fi
+KAFKA_QUERIES="${KAFKA_QUERIES-q0,q1,q2,q5,q7}"
+if [ -n "$KAFKA_QUERIES" ]; then
+  ./scripts/tansu.sh path >/dev/null
+  echo "## Freshet (release), the same events as JSON from Kafka (Tansu), $EVENTS bids"
+  "$CARGO_TARGET_DIR/release/nexmark_bench" --events "$EVENTS" --source kafka --queries "$KAFKA_QUERIES"
+fi
+if [ "${LATENCY:-1}" != 0 ]; then
+  echo "## Freshness (Kafka produce to visible in a view) and serving (16 clients while ingesting)"
+  "$CARGO_TARGET_DIR/release/latency_bench" all
 fi

@@ -37,6 +37,19 @@ pub fn sessions(times: &[i64], gap: i64) -> Vec<(i64, i64)> {
     out
 }
 
+/// Intervals `[start, end)` merged where they overlap, sorted.
+fn merge_intervals(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    v.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(v.len());
+    for (s, e) in v {
+        match out.last_mut() {
+            Some(last) if s < last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
 pub struct Session {
     time_col: usize,
     gap: i64,
@@ -88,18 +101,22 @@ impl Session {
         Ok(ScalarValue::TimestampMicrosecond(Some(us), tz).cast_to(&self.time_type)?)
     }
 
-    /// The sessions of key `k` that a change at time `t` touches: those it falls within
-    /// `gap` of (`start - gap < t < end`).
-    fn touched(&self, state: &Txn, k: &[u8], t: i64) -> Result<Vec<(i64, i64)>, EngineError> {
+    /// The stored sessions `[start, end)` of key `k` that overlap `[a, b)` (a change at
+    /// time `t` touches those overlapping `[t, t + gap)`: it falls within `gap` of them).
+    fn overlapping(
+        &self,
+        state: &Txn,
+        k: &[u8],
+        a: i64,
+        b: i64,
+    ) -> Result<Vec<(i64, i64)>, EngineError> {
         let prefix = self.sessions.key(k);
-        let end = self
-            .sessions
-            .key2(k, &order_key(t.saturating_add(self.gap)));
+        let end = self.sessions.key2(k, &order_key(b));
         let mut out = Vec::new();
         for (key, val) in state.scan_range(&prefix, &end)? {
             let s = order_from_key(&key[prefix.len()..])?;
             let e = decode_count(&val)?;
-            if e > t && s.saturating_sub(self.gap) < t {
+            if e > a && s < b {
                 out.push((s, e));
             }
         }
@@ -163,59 +180,113 @@ impl Operator for Session {
         chunk: Chunk,
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
-        let mut out_rows = Vec::new();
-        let mut weights = Vec::new();
-        for (r, row) in chunk.rows()?.iter().enumerate() {
+        // The chunk's rows by key (keys in order of first appearance).
+        let rows = chunk.rows()?;
+        let mut keys: Vec<(Vec<u8>, Vec<(usize, i64)>)> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        for (r, row) in rows.iter().enumerate() {
             let Some(t) = row.get(self.time_col).and_then(timestamp_micros) else {
                 continue; // no time, no session
             };
             let key: Row = self.keys.iter().map(|&i| row[i].clone()).collect();
             let k = self.key_format.encode(&key)?;
-            let touched = self.touched(state, &k, t)?;
-            let from = touched.iter().map(|s| s.0).min().unwrap_or(t).min(t);
-            let to = touched
-                .iter()
-                .map(|s| s.1)
-                .max()
-                .unwrap_or(t)
-                .max(t.saturating_add(1));
-            // Retract the touched sessions' rows with their old bounds.
-            for (s, e) in &touched {
-                for (_, bytes, n) in self.rows_in(state, &k, *s, *e)? {
-                    out_rows.push(self.output(&bytes, *s, *e)?);
-                    weights.push(-n);
+            let i = *index.entry(k.clone()).or_insert_with(|| {
+                keys.push((k, Vec::new()));
+                keys.len() - 1
+            });
+            keys[i].1.push((r, t));
+        }
+        // Output as (row, start, end) → weight: a row retracted and re-emitted with the
+        // same bounds cancels out here.
+        let mut out: std::collections::HashMap<(Vec<u8>, i64, i64), i64> = Default::default();
+        let mut order: Vec<(Vec<u8>, i64, i64)> = Vec::new();
+        let mut emit = |bytes: Vec<u8>, s: i64, e: i64, w: i64| {
+            let key = (bytes, s, e);
+            match out.get_mut(&key) {
+                Some(v) => *v += w,
+                None => {
+                    order.push(key.clone());
+                    out.insert(key, w);
                 }
-                self.delete_session(state, &k, *s, *e);
             }
-            let rbytes = self.format.encode(row)?;
-            let (_, new) = add_count(
-                state,
-                self.rows.key2(&k, &[&order_key(t)[..], &rbytes].concat()),
-                chunk.weights[r],
-            )?;
-            if new < 0 {
-                return Err(EngineError::Internal(
-                    "negative session row multiplicity".into(),
-                ));
-            }
-            // Recompute the sessions over the stretch and emit with the new bounds.
-            let rows = self.rows_in(state, &k, from, to)?;
-            let mut times: Vec<i64> = rows.iter().map(|(t, _, _)| *t).collect();
+        };
+        for (k, changes) in &keys {
+            // The stretches of time the key's changes affect, as session-like intervals
+            // [start, last time + gap): each change's [t, t + gap), merged with each other
+            // and with the stored sessions they overlap until nothing more overlaps (an
+            // event within `gap` of two sessions merges them). All of a stretch is
+            // retracted and recomputed once per chunk, not once per row.
+            let mut times: Vec<i64> = changes.iter().map(|(_, t)| *t).collect();
+            times.sort_unstable();
             times.dedup();
-            let bounds = sessions(&times, self.gap);
-            let mut prev: Option<(i64, i64)> = None;
-            for (t, bytes, n) in &rows {
-                let i = times.partition_point(|x| x < t);
-                let (s, e) = bounds[i];
-                if prev != Some((s, e)) {
-                    self.put_session(state, &k, s, e);
-                    prev = Some((s, e));
+            let mut regions: Vec<(i64, i64)> = times
+                .iter()
+                .map(|&t| (t, t.saturating_add(self.gap)))
+                .collect();
+            let mut stored: Vec<(i64, i64)> = Vec::new();
+            loop {
+                regions = merge_intervals(regions);
+                let mut grew = false;
+                for &(a, b) in &regions.clone() {
+                    for sess in self.overlapping(state, k, a, b)? {
+                        if !stored.contains(&sess) {
+                            stored.push(sess);
+                            regions.push(sess);
+                            grew = true;
+                        }
+                    }
                 }
-                out_rows.push(self.output(bytes, s, e)?);
-                weights.push(*n);
+                if !grew {
+                    break;
+                }
+            }
+            regions = merge_intervals(regions);
+            // Retract the stored sessions' rows with their old bounds.
+            for &(s, e) in &stored {
+                for (_, bytes, n) in self.rows_in(state, k, s, e)? {
+                    emit(bytes, s, e, -n);
+                }
+                self.delete_session(state, k, s, e);
+            }
+            for &(r, t) in changes {
+                let rbytes = self.format.encode(&rows[r])?;
+                let (_, new) = add_count(
+                    state,
+                    self.rows.key2(k, &[&order_key(t)[..], &rbytes].concat()),
+                    chunk.weights[r],
+                )?;
+                if new < 0 {
+                    return Err(EngineError::Internal(
+                        "negative session row multiplicity".into(),
+                    ));
+                }
+            }
+            // Recompute each stretch's sessions and emit its rows with the new bounds.
+            for &(a, b) in &regions {
+                let live = self.rows_in(state, k, a, b)?;
+                let mut ts: Vec<i64> = live.iter().map(|(t, _, _)| *t).collect();
+                ts.dedup();
+                let bounds = sessions(&ts, self.gap);
+                let mut prev: Option<(i64, i64)> = None;
+                for (t, bytes, n) in live {
+                    let (s, e) = bounds[ts.partition_point(|x| *x < t)];
+                    if prev != Some((s, e)) {
+                        self.put_session(state, k, s, e);
+                        prev = Some((s, e));
+                    }
+                    emit(bytes, s, e, n);
+                }
             }
         }
-        // Rows retracted and re-emitted unchanged cancel out in the views that follow.
+        let mut out_rows = Vec::new();
+        let mut weights = Vec::new();
+        for key in order {
+            let w = out.get(&key).copied().unwrap_or(0);
+            if w != 0 {
+                out_rows.push(self.output(&key.0, key.1, key.2)?);
+                weights.push(w);
+            }
+        }
         Chunk::from_rows(self.schema.clone(), &out_rows, weights)
     }
 
@@ -291,19 +362,22 @@ mod tests {
         let mut live: Vec<(i64, i64)> = Vec::new();
         let mut acc: BTreeMap<(i64, i64, i64, i64), i64> = BTreeMap::new();
         for _ in 0..300 {
-            let (row, w) = if !live.is_empty() && rnd(4) == 0 {
-                (live.swap_remove(rnd(live.len() as u64) as usize), -1)
-            } else {
-                let r = (rnd(2) as i64, rnd(100) as i64);
-                live.push(r);
-                (r, 1)
-            };
-            let c = Chunk::from_rows(
-                input.clone(),
-                &[vec![ScalarValue::Int64(Some(row.0)), ts(row.1)]],
-                vec![w],
-            )
-            .unwrap();
+            // Chunks of 1 to 8 changes, deletes of rows inserted earlier in the same chunk
+            // included.
+            let mut rows = Vec::new();
+            let mut weights = Vec::new();
+            for _ in 0..=rnd(8) {
+                let (row, w) = if !live.is_empty() && rnd(4) == 0 {
+                    (live.swap_remove(rnd(live.len() as u64) as usize), -1)
+                } else {
+                    let r = (rnd(2) as i64, rnd(100) as i64);
+                    live.push(r);
+                    (r, 1)
+                };
+                rows.push(vec![ScalarValue::Int64(Some(row.0)), ts(row.1)]);
+                weights.push(w);
+            }
+            let c = Chunk::from_rows(input.clone(), &rows, weights).unwrap();
             let o = op.process(0, c, &mut txn).unwrap();
             for (r, w) in o.rows().unwrap().iter().zip(&o.weights) {
                 let v = |i: usize| timestamp_micros(&r[i]).unwrap();
