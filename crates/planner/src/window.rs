@@ -609,6 +609,20 @@ impl ExecutionPlan for WindowExec {
         vec![&self.input]
     }
 
+    /// Sessions need all of a key's rows in one place: the whole input, as one partition
+    /// (DataFusion coalesces the input's partitions for it). Fixed windows expand each
+    /// row on its own, partition by partition.
+    fn required_input_distribution(&self) -> Vec<datafusion::physical_plan::Distribution> {
+        vec![match self.session {
+            Some(_) => datafusion::physical_plan::Distribution::SinglePartition,
+            None => datafusion::physical_plan::Distribution::UnspecifiedDistribution,
+        }]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![self.session.is_none()]
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::common::Result<TreeNodeRecursion>,
