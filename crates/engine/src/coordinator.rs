@@ -441,8 +441,11 @@ impl Coordinator {
                     if self.handle(cmd) {
                         return;
                     }
-                    // Let every writer queued right now share one commit.
-                    while let Ok(cmd) = rx.try_recv() {
+                    // Let every writer queued right now share one commit, but not past
+                    // the checkpoint: readers keep batches queued (see `Pipeline`), so
+                    // under load the queue is never empty.
+                    while Instant::now() < next_checkpoint {
+                        let Ok(cmd) = rx.try_recv() else { break };
                         if self.handle(cmd) {
                             return;
                         }
