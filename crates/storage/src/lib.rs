@@ -292,6 +292,9 @@ impl Store {
     }
 }
 
+/// A write-buffer entry: a key and its value (`None`: deleted).
+type BufferedEntry<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
+
 /// A key and what the write buffer held for it before (`None`: nothing buffered).
 type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
 
@@ -389,7 +392,7 @@ impl Txn {
             Bound::Included(start),
             end.map_or(Bound::Unbounded, Bound::Excluded),
         ));
-        let mut buffered: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> = if rev {
+        let mut buffered: Box<dyn Iterator<Item = BufferedEntry<'_>>> = if rev {
             Box::new(range.rev())
         } else {
             Box::new(range)

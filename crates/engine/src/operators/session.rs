@@ -37,6 +37,9 @@ pub fn sessions(times: &[i64], gap: i64) -> Vec<(i64, i64)> {
     out
 }
 
+/// One key's changes in a chunk: the encoded key and (row index, time) per change.
+type KeyChanges = (Vec<u8>, Vec<(usize, i64)>);
+
 /// Intervals `[start, end)` merged where they overlap, sorted.
 fn merge_intervals(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     v.sort_unstable();
@@ -182,7 +185,7 @@ impl Operator for Session {
     ) -> Result<Chunk, EngineError> {
         // The chunk's rows by key (keys in order of first appearance).
         let rows = chunk.rows()?;
-        let mut keys: Vec<(Vec<u8>, Vec<(usize, i64)>)> = Vec::new();
+        let mut keys: Vec<KeyChanges> = Vec::new();
         let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         for (r, row) in rows.iter().enumerate() {
             let Some(t) = row.get(self.time_col).and_then(timestamp_micros) else {
