@@ -38,7 +38,7 @@ use freshet_planner::stream_planner::plan_view;
 use freshet_planner::PlannerError;
 use freshet_storage::{keys, read_relation, RowLayout, Store};
 
-use crate::stored::StoredRelation;
+use crate::stored::{relation_batches, StoredRelation};
 
 use crate::error::{Result, ServerError};
 
@@ -342,18 +342,7 @@ impl Db {
             vec![Vec::new(); rels.len()]
         };
         for ((name, _, schema, _), rows) in rels.into_iter().zip(data) {
-            let mut expanded = Vec::with_capacity(rows.len());
-            for (row, n) in rows {
-                for _ in 1..n.max(1) {
-                    expanded.push(row.clone());
-                }
-                expanded.push(row);
-            }
-            let batches = if expanded.is_empty() {
-                vec![]
-            } else {
-                vec![rows_to_batch(schema.clone(), &expanded)?]
-            };
+            let batches = relation_batches(&schema, rows)?;
             match name.split_once('.') {
                 Some((schema_name, table)) => {
                     register_in_schema(&ctx, schema_name, table, schema, batches)?

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
@@ -104,6 +105,25 @@ impl StoredRelation {
         let end = prefix_end(&prefix);
         (prefix, end)
     }
+}
+
+/// A relation's rows (each with its multiplicity) as batches of `schema`, a row that
+/// occurs n times repeated n times.
+pub(crate) fn relation_batches(
+    schema: &SchemaRef,
+    rows: Vec<(Vec<ScalarValue>, i64)>,
+) -> Result<Vec<RecordBatch>, freshet_engine::EngineError> {
+    let mut expanded = Vec::with_capacity(rows.len());
+    for (row, n) in rows {
+        for _ in 1..n.max(1) {
+            expanded.push(row.clone());
+        }
+        expanded.push(row);
+    }
+    if expanded.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(vec![rows_to_batch(schema.clone(), &expanded)?])
 }
 
 /// The comparisons `column <op> literal` (or `literal <op> column`, flipped) in a filter
@@ -204,19 +224,8 @@ impl TableProvider for StoredRelation {
         let prefix_len = keys::rows_prefix(self.id).len();
         let rows = decode_relation(pairs, prefix_len, &column_types(&self.schema), self.layout)
             .map_err(store_err)?;
-        let mut expanded = Vec::with_capacity(rows.len());
-        for (row, n) in rows {
-            for _ in 1..n.max(1) {
-                expanded.push(row.clone());
-            }
-            expanded.push(row);
-        }
-        let batches = if expanded.is_empty() {
-            vec![]
-        } else {
-            vec![rows_to_batch(self.schema.clone(), &expanded)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?]
-        };
+        let batches = relation_batches(&self.schema, rows)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         MemTable::try_new(self.schema.clone(), vec![batches])?
             .scan(state, projection, &[], limit)
             .await

@@ -253,6 +253,42 @@ impl KafkaBroker {
         );
     }
 
+    /// Events/s of this process consuming `n` messages of `topic` (partitions
+    /// `0..partitions`) from the start and decoding each with `decoder`: the ceiling the
+    /// benchmarks compare Freshet's Kafka ingest with.
+    pub fn consume_and_decode(
+        &self,
+        topic: &str,
+        partitions: u32,
+        decoder: &freshet_connectors::decode::Decoder,
+        n: usize,
+    ) -> f64 {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Message;
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .set("group.id", "bench-ceiling")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let t = Instant::now();
+        let mut seen = 0;
+        while seen < n {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let row = decoder.decode(m.payload().unwrap_or_default());
+                assert!(matches!(row, Ok(Some(_))), "decode failed");
+                seen += 1;
+            }
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    }
+
     /// A producer for this broker (it never auto-creates topics).
     pub fn producer(&self) -> rdkafka::producer::BaseProducer {
         rdkafka::config::ClientConfig::new()

@@ -176,17 +176,14 @@ impl Reader for MemReader<'_> {
         }
         let end = end.map_or(Bound::Unbounded, Bound::Excluded);
         let range = self.map.range::<[u8], _>((Bound::Included(start), end));
-        if rev {
-            for (k, v) in range.rev() {
-                if !f(k, v) {
-                    break;
-                }
-            }
+        let pairs: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = if rev {
+            Box::new(range.rev())
         } else {
-            for (k, v) in range {
-                if !f(k, v) {
-                    break;
-                }
+            Box::new(range)
+        };
+        for (k, v) in pairs {
+            if !f(k, v) {
+                break;
             }
         }
         Ok(())

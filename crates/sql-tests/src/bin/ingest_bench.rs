@@ -18,9 +18,6 @@ use datafusion::arrow::datatypes::DataType;
 use freshet_connectors::decode::{Decoder, Format};
 use freshet_sql_tests::pgclient::connect;
 use freshet_sql_tests::{KafkaBroker, TestServer};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -70,29 +67,7 @@ fn main() {
         ],
         Format::Json,
     );
-    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .set("group.id", "bench-ceiling")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset("bench", p as i32, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let t = Instant::now();
-    let mut seen = 0;
-    while seen < events {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let row = decoder.decode(m.payload().unwrap_or_default());
-            assert!(matches!(row, Ok(Some(_))), "decode failed");
-            seen += 1;
-        }
-    }
-    let ceiling = events as f64 / t.elapsed().as_secs_f64();
-    drop(consumer);
+    let ceiling = broker.consume_and_decode("bench", partitions, &decoder, events);
 
     // 2. Freshet, end to end.
     let server = TestServer::start();

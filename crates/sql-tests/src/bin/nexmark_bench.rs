@@ -124,7 +124,8 @@ fn main() {
                 t.elapsed().as_secs_f64()
             );
         }
-        let c = consume_ceiling(&broker, "bid", bids);
+        let decoder = Decoder::new(nexmark_columns("bid"), Format::Json);
+        let c = broker.consume_and_decode("nexmark_bid", 1, &decoder, bids as usize);
         println!("Ceiling (consume + decode only, topic nexmark_bid): {c:.0} events/s\n");
         ceiling = Some(c);
         let sql = kafka_sources(&sources, &broker.addr());
@@ -282,35 +283,6 @@ fn produce_json(broker: &KafkaBroker, ty: &str, n: u64) {
         broker.produce(&topic, Some(0), None, &msgs);
         from = to;
     }
-}
-
-/// Events/s of consuming topic `nexmark_<ty>` from the start and decoding every message
-/// with Freshet's JSON decoder, in this process: what reading the topic costs before any
-/// view work.
-fn consume_ceiling(broker: &KafkaBroker, ty: &str, n: u64) -> f64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
-    let decoder = Decoder::new(nexmark_columns(ty), Format::Json);
-    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .set("group.id", "bench-ceiling")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(&format!("nexmark_{ty}"), 0, rdkafka::Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assign");
-    let t = Instant::now();
-    let mut seen = 0;
-    while seen < n {
-        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
-            let row = decoder.decode(m.payload().unwrap_or_default());
-            assert!(matches!(row, Ok(Some(_))), "decode failed");
-            seen += 1;
-        }
-    }
-    n as f64 / t.elapsed().as_secs_f64()
 }
 
 /// `sources.sql` with each `connector = 'nexmark'` source turned into a Kafka source of
