@@ -128,10 +128,15 @@ impl WindowSpec {
 }
 
 /// `right.time - left.time` lies in `[lo, hi]` (µs; a missing side is unbounded) for
-/// every joined pair, and future rows of each side have times of at least
-/// `watermark - lag + 1`, so a left row whose time plus `hi` is below the right side's
-/// future times (and a right row whose time minus `lo` is below the left side's) can
-/// never match again.
+/// every joined pair, and future changes of each side (inserts and, for a side that
+/// updates, retractions) have times of at least `watermark - lag + 1`, so a left row
+/// whose time plus `hi` is below the right side's future times (and a right row whose
+/// time minus `lo` is below the left side's) can never match again. A side that updates
+/// keeps a row until it is also final itself (its time below its own side's future
+/// times), since a retraction of it must still find it.
+///
+/// A window join (`ON l.window_start = r.window_start` over two windowed aggregates) is
+/// the case `lo = hi = 0`: a window's rows are freed once both sides closed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IntervalBounds {
     pub left_col: usize,
@@ -140,24 +145,36 @@ pub struct IntervalBounds {
     pub hi: Option<i64>,
     pub left_lag: i64,
     pub right_lag: i64,
+    /// Whether the side's input retracts rows (is not insert-only).
+    pub left_updates: bool,
+    pub right_updates: bool,
 }
 
 impl IntervalBounds {
+    /// The smallest time a future change of a side with `lag` can have at watermark `wm`.
+    fn future(wm: i64, lag: i64) -> i64 {
+        wm.saturating_sub(lag).saturating_add(1)
+    }
+
     /// Left rows with a time below this are dead at watermark `wm`.
     pub fn left_horizon(&self, wm: i64) -> Option<i64> {
-        self.hi.map(|hi| {
-            wm.saturating_sub(self.right_lag)
-                .saturating_add(1)
-                .saturating_sub(hi)
+        let h = self
+            .hi
+            .map(|hi| Self::future(wm, self.right_lag).saturating_sub(hi))?;
+        Some(match self.left_updates {
+            true => h.min(Self::future(wm, self.left_lag)),
+            false => h,
         })
     }
 
     /// Right rows with a time below this are dead at watermark `wm`.
     pub fn right_horizon(&self, wm: i64) -> Option<i64> {
-        self.lo.map(|lo| {
-            wm.saturating_sub(self.left_lag)
-                .saturating_add(1)
-                .saturating_add(lo)
+        let h = self
+            .lo
+            .map(|lo| Self::future(wm, self.left_lag).saturating_add(lo))?;
+        Some(match self.right_updates {
+            true => h.min(Self::future(wm, self.right_lag)),
+            false => h,
         })
     }
 }

@@ -472,6 +472,10 @@ impl StreamPlanner<'_> {
                 _ => continue,
             };
             let Some(op) = op else { continue };
+            // Only a pair of columns that both follow their side's watermark bounds state.
+            if lwm.get(l).copied().flatten().is_none() || rwm.get(r).copied().flatten().is_none() {
+                continue;
+            }
             if *cols.get_or_insert((l, r)) != (l, r) {
                 continue;
             }
@@ -503,6 +507,8 @@ impl StreamPlanner<'_> {
             hi,
             left_lag,
             right_lag,
+            left_updates: !self.append_only(left),
+            right_updates: !self.append_only(right),
         }))
     }
 
@@ -723,23 +729,12 @@ impl StreamPlanner<'_> {
                 let both = j.left.schema().join(j.right.schema())?;
                 let filter = j.filter.as_ref().map(|f| self.phys(f, &both)).transpose()?;
                 let interval = match &j.filter {
-                    Some(f)
-                        if kind == JoinKind::Inner
-                            && !lookup
-                            && self.append_only(&left)
-                            && self.append_only(&right) =>
-                    {
-                        self.interval_bounds(f, &both, &left, &right)?
-                    }
+                    Some(f) if !lookup => self.interval_bounds(f, &both, &left, &right)?,
                     _ => None,
                 };
                 // A window join (ON l.window_start = r.window_start): the times are equal.
                 let interval = match interval {
-                    None if kind == JoinKind::Inner
-                        && !lookup
-                        && self.append_only(&left)
-                        && self.append_only(&right) =>
-                    {
+                    None if !lookup => {
                         let conds = j.on.iter().map(|(l, r)| l.clone().eq(r.clone()));
                         match datafusion::logical_expr::utils::conjunction(conds) {
                             Some(c) => self.interval_bounds(&c, &both, &left, &right)?,

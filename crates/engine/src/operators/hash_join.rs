@@ -40,6 +40,12 @@ pub struct HashJoin {
     /// so it does not walk over what earlier ones deleted. `None` (and after a restart):
     /// from the beginning.
     freed_below: [Option<i64>; 2],
+    /// Per side whose input updates (interval joins only), the horizon of the last
+    /// watermark: rows with an earlier time are final and freed, so a change to one can
+    /// only come from an input that broke its watermark promise (a closed window's row
+    /// updated through a join with a table); it is ignored, as a windowed aggregate
+    /// ignores changes to closed windows, instead of failing on a missing row.
+    final_below: [Option<i64>; 2],
     keys: [Vec<PhysExpr>; 2],
     formats: [RowFormat; 2],
     tables: [StateTable; 2],
@@ -83,6 +89,7 @@ impl HashJoin {
             interval: None,
             time_index: [StateTable::new(table_id(4)), StateTable::new(table_id(5))],
             freed_below: [None, None],
+            final_below: [None, None],
             keys: [left_keys, right_keys],
             formats: [RowFormat::of(left_schema), RowFormat::of(right_schema)],
             tables: [StateTable::new(table_id(0)), StateTable::new(table_id(1))],
@@ -110,6 +117,26 @@ impl HashJoin {
         let b = self.interval?;
         let col = if side == 0 { b.left_col } else { b.right_col };
         row.get(col).and_then(crate::chunk::timestamp_micros)
+    }
+
+    /// `chunk` without the changes to final rows of `side` (see `final_below`).
+    fn drop_final(&self, side: usize, chunk: Chunk) -> Result<Chunk, EngineError> {
+        let (Some(f), Some(b)) = (self.final_below[side], self.interval) else {
+            return Ok(chunk);
+        };
+        let col = chunk
+            .batch
+            .column(if side == 0 { b.left_col } else { b.right_col });
+        let keep = (0..chunk.len())
+            .map(|r| {
+                let v = ScalarValue::try_from_array(col, r)?;
+                Ok(crate::chunk::timestamp_micros(&v).is_none_or(|t| t >= f))
+            })
+            .collect::<Result<Vec<bool>, EngineError>>()?;
+        if keep.iter().all(|k| *k) {
+            return Ok(chunk);
+        }
+        chunk.filter(&BooleanArray::from(keep))
     }
 
     /// The time-index key of a stored row.
@@ -209,8 +236,9 @@ impl Operator for HashJoin {
         "hash_join"
     }
 
-    /// An interval join frees the rows of each side that no future row of the other side
-    /// can match (their times are below the side's horizon).
+    /// An interval join frees the rows of each side that no future change of the other
+    /// side can match (their times are below the side's horizon), with their degrees:
+    /// their output, padded or joined, is final.
     fn on_watermark(&mut self, wm: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
         let Some(b) = self.interval else {
             return Ok(None);
@@ -222,6 +250,14 @@ impl Operator for HashJoin {
                 continue;
             }
             self.freed_below[side] = Some(h);
+            let updates = if side == 0 {
+                b.left_updates
+            } else {
+                b.right_updates
+            };
+            if updates {
+                self.final_below[side] = Some(h);
+            }
             let start = self.time_index[side].key(&super::order_key(from));
             let end = self.time_index[side].key(&super::order_key(h));
             let prefix = self.time_index[side].prefix_len() + 8;
@@ -234,6 +270,9 @@ impl Operator for HashJoin {
                 let rest = &k[prefix..];
                 let (kbytes, rbytes) = rest.split_at(klen.min(rest.len()));
                 state.delete(self.tables[side].key2(kbytes, rbytes));
+                if self.tracked(side) {
+                    state.delete(self.degrees[side].key2(kbytes, rbytes));
+                }
                 state.delete(k);
             }
         }
@@ -266,6 +305,7 @@ impl Operator for HashJoin {
             }
             return Ok(Chunk::empty(self.schema.clone()));
         }
+        let chunk = self.drop_final(side, chunk)?;
         let rows = chunk.rows()?;
         // The other side's state does not change while this chunk is applied: read each
         // key's rows once, and evaluate the ON condition over all candidate pairs at once.
@@ -598,6 +638,224 @@ mod tests {
                     }
                 }
                 assert_eq!(acc, want, "{kind:?}");
+            }
+        }
+    }
+
+    /// Interval and window joins over inputs that update (retract rows until their time
+    /// is final), every join kind: with the watermark freeing state as it advances, the
+    /// output still equals a from-scratch join of every live row (freed ones included),
+    /// and once the watermark passes every time the freed sides hold no state.
+    #[test]
+    fn interval_join_over_updates_frees_state_and_equals_recompute() {
+        use std::collections::BTreeMap;
+
+        use datafusion::logical_expr::Operator as BinOp;
+        use datafusion::physical_expr::expressions::binary;
+
+        let ts = || DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+        let l = arc_schema(vec![
+            Field::new("t", ts(), true),
+            Field::new("k", DataType::Int64, true),
+            Field::new("a", DataType::Int64, true),
+        ]);
+        let r = arc_schema(vec![
+            Field::new("t2", ts(), true),
+            Field::new("k2", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]);
+        let pair = arc_schema(
+            l.fields()
+                .iter()
+                .chain(r.fields())
+                .map(|f| f.as_ref().clone())
+                .collect(),
+        );
+        let tsv = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), None);
+        let text = |row: &[ScalarValue]| {
+            row.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        type Live = (i64, Option<i64>, i64);
+        // The left side's changes may lag the watermark more than the right side's: its
+        // rows stay until final, after no right row can match them anymore.
+        const LAG: [i64; 2] = [3, 1];
+        let kinds = [
+            JoinKind::Inner,
+            JoinKind::Left,
+            JoinKind::Right,
+            JoinKind::Full,
+            JoinKind::LeftSemi,
+            JoinKind::LeftAnti,
+            JoinKind::RightSemi,
+            JoinKind::RightAnti,
+        ];
+        // (window join: keys (k, t) = (k2, t2), times equal) and (interval: t2 <= t).
+        for window in [true, false] {
+            for kind in kinds {
+                let mut rnd = crate::test_rng(0x5eed_0000 + kind as u64 * 2 + window as u64);
+                let out_schema = match kind {
+                    JoinKind::LeftSemi | JoinKind::LeftAnti => l.clone(),
+                    JoinKind::RightSemi | JoinKind::RightAnti => r.clone(),
+                    _ => pair.clone(),
+                };
+                let a_lt_b = binary(
+                    col("a", &pair).unwrap(),
+                    BinOp::Lt,
+                    col("b", &pair).unwrap(),
+                    &pair,
+                )
+                .unwrap();
+                let (lkeys, rkeys, filter, lo) = if window {
+                    (
+                        vec![col("k", &l).unwrap(), col("t", &l).unwrap()],
+                        vec![col("k2", &r).unwrap(), col("t2", &r).unwrap()],
+                        a_lt_b,
+                        Some(0),
+                    )
+                } else {
+                    let t2_le_t = binary(
+                        col("t2", &pair).unwrap(),
+                        BinOp::LtEq,
+                        col("t", &pair).unwrap(),
+                        &pair,
+                    )
+                    .unwrap();
+                    (
+                        vec![col("k", &l).unwrap()],
+                        vec![col("k2", &r).unwrap()],
+                        binary(a_lt_b, BinOp::And, t2_le_t, &pair).unwrap(),
+                        None,
+                    )
+                };
+                let bounds = IntervalBounds {
+                    left_col: 0,
+                    right_col: 0,
+                    lo,
+                    hi: Some(0),
+                    left_lag: LAG[0],
+                    right_lag: LAG[1],
+                    left_updates: true,
+                    right_updates: true,
+                };
+                let mut j =
+                    HashJoin::new(kind, lkeys, rkeys, &l, &r, Some(filter), out_schema, |n| {
+                        70 + n as u64
+                    })
+                    .interval(Some(bounds));
+                let mut txn = Txn::new(Store::memory());
+                let mut live: [Vec<Live>; 2] = [vec![], vec![]];
+                let mut acc: BTreeMap<String, i64> = BTreeMap::new();
+                let mut wm = 0i64;
+                let matches = |x: &Live, y: &Live| {
+                    x.1.is_some() && x.1 == y.1 && x.2 < y.2 && {
+                        if window {
+                            x.0 == y.0
+                        } else {
+                            y.0 <= x.0
+                        }
+                    }
+                };
+                for step in 0..300 {
+                    if rnd(4) == 0 {
+                        wm += rnd(3) as i64;
+                        let o = j.on_watermark(wm, &mut txn).unwrap();
+                        assert!(o.is_none());
+                    }
+                    let side = rnd(2) as usize;
+                    let mut rows = Vec::new();
+                    let mut ws = Vec::new();
+                    for _ in 0..1 + rnd(3) {
+                        // Changes only to rows that are not final: time > wm - lag.
+                        let first = wm - LAG[side] + 1;
+                        let open: Vec<usize> = (0..live[side].len())
+                            .filter(|&i| live[side][i].0 >= first)
+                            .collect();
+                        if !open.is_empty() && rnd(3) == 0 {
+                            let at = open[rnd(open.len() as u64) as usize];
+                            let (t, k, v) = live[side].swap_remove(at);
+                            rows.push(vec![tsv(t), ScalarValue::Int64(k), i(v)]);
+                            ws.push(-1);
+                        } else {
+                            let t = first + rnd(4 + LAG[side] as u64) as i64;
+                            let k = if rnd(8) == 0 {
+                                None
+                            } else {
+                                Some(rnd(2) as i64)
+                            };
+                            let v = rnd(4) as i64;
+                            live[side].push((t, k, v));
+                            rows.push(vec![tsv(t), ScalarValue::Int64(k), i(v)]);
+                            ws.push(1);
+                        }
+                    }
+                    let schema = if side == 0 { l.clone() } else { r.clone() };
+                    let c = Chunk::from_rows(schema, &rows, ws).unwrap();
+                    let o = j.process(side, c, &mut txn).unwrap();
+                    for (row, w) in o.rows().unwrap().iter().zip(&o.weights) {
+                        *acc.entry(text(row)).or_default() += w;
+                    }
+                    acc.retain(|_, w| *w != 0);
+                    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+                    let null = || ScalarValue::Int64(None);
+                    let nts = || ScalarValue::TimestampMicrosecond(None, None);
+                    let row_of = |x: &Live| vec![tsv(x.0), ScalarValue::Int64(x.1), i(x.2)];
+                    for x in &live[0] {
+                        let m = live[1].iter().filter(|y| matches(x, y)).count();
+                        if kind.emits_pairs() {
+                            for y in live[1].iter().filter(|y| matches(x, y)) {
+                                let mut p = row_of(x);
+                                p.extend(row_of(y));
+                                *want.entry(text(&p)).or_default() += 1;
+                            }
+                        }
+                        if (kind.unmatched()[0] && m == 0) || (kind.matched_alone()[0] && m > 0) {
+                            let mut p = row_of(x);
+                            if kind.emits_pairs() {
+                                p.extend([nts(), null(), null()]);
+                            }
+                            *want.entry(text(&p)).or_default() += 1;
+                        }
+                    }
+                    for y in &live[1] {
+                        let m = live[0].iter().filter(|x| matches(x, y)).count();
+                        if (kind.unmatched()[1] && m == 0) || (kind.matched_alone()[1] && m > 0) {
+                            let mut p = if kind.emits_pairs() {
+                                vec![nts(), null(), null()]
+                            } else {
+                                vec![]
+                            };
+                            p.extend(row_of(y));
+                            *want.entry(text(&p)).or_default() += 1;
+                        }
+                    }
+                    assert_eq!(acc, want, "{kind:?} window={window} step {step}");
+                }
+                // Past every time: the freed sides hold nothing (rows, degrees, index).
+                j.on_watermark(wm + 10, &mut txn).unwrap();
+                let stored = |n: u64| {
+                    txn.scan_prefix(&freshet_storage::keys::state_prefix(70 + n))
+                        .unwrap()
+                        .len()
+                };
+                let freed: &[u64] = if window {
+                    &[0, 1, 2, 3, 4, 5]
+                } else {
+                    &[0, 2, 4]
+                };
+                for n in freed {
+                    assert_eq!(stored(*n), 0, "{kind:?} window={window} table {n}");
+                }
+                // A change to a freed (final) row is ignored, not an error.
+                let c = Chunk::from_rows(
+                    l.clone(),
+                    &[vec![tsv(0), ScalarValue::Int64(Some(0)), i(0)]],
+                    vec![-1],
+                )
+                .unwrap();
+                assert!(j.process(0, c, &mut txn).unwrap().is_empty());
             }
         }
     }
