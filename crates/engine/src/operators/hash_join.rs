@@ -34,6 +34,10 @@ pub struct HashJoin {
     /// An interval join: rows are also indexed by event time (`time | key | row → key
     /// length`) so the watermark can free the ones no later row can match.
     interval: Option<IntervalBounds>,
+    /// A window join whose first key is the window on both sides (`lo = hi = 0`): rows
+    /// are stored in time order already, so they are freed by a range of the row tables
+    /// and need no time index.
+    time_leads: bool,
     time_index: [StateTable; 2],
     /// Per side, a time below which the time index holds nothing (everything below was
     /// freed, and no row since had an earlier time): where the next freeing scan starts,
@@ -87,6 +91,7 @@ impl HashJoin {
             kind,
             lookup: false,
             interval: None,
+            time_leads: false,
             time_index: [StateTable::new(table_id(4)), StateTable::new(table_id(5))],
             freed_below: [None, None],
             final_below: [None, None],
@@ -109,6 +114,13 @@ impl HashJoin {
     /// Makes this an interval join whose state the watermark frees.
     pub fn interval(mut self, interval: Option<IntervalBounds>) -> HashJoin {
         self.interval = interval;
+        let first = |side: usize| self.keys[side].first().and_then(crate::plan::column_index);
+        self.time_leads = interval.is_some_and(|b| {
+            b.lo == Some(0)
+                && b.hi == Some(0)
+                && first(0) == Some(b.left_col)
+                && first(1) == Some(b.right_col)
+        });
         self
     }
 
@@ -137,6 +149,34 @@ impl HashJoin {
             return Ok(chunk);
         }
         chunk.filter(&BooleanArray::from(keep))
+    }
+
+    /// Frees the rows of `side` with a time in `[from, to)` in a join whose keys start
+    /// with the time (`time_leads`): one range of the row table (keys are memcomparable).
+    fn free_leading(
+        &self,
+        side: usize,
+        from: i64,
+        to: i64,
+        state: &mut Txn,
+    ) -> Result<(), EngineError> {
+        let bound = |t: i64| -> Result<Vec<u8>, EngineError> {
+            let v = ScalarValue::TimestampMicrosecond(Some(t), None);
+            Ok(self.tables[side].key(&freshet_storage::codec::encode_row(&[v])?))
+        };
+        let start = if from == i64::MIN {
+            self.tables[side].key(&[])
+        } else {
+            bound(from)?
+        };
+        let plen = self.tables[side].prefix_len();
+        for (k, _) in state.scan_range(&start, &bound(to)?)? {
+            if self.tracked(side) {
+                state.delete(self.degrees[side].key(&k[plen..]));
+            }
+            state.delete(k);
+        }
+        Ok(())
     }
 
     /// The time-index key of a stored row.
@@ -258,6 +298,10 @@ impl Operator for HashJoin {
             if updates {
                 self.final_below[side] = Some(h);
             }
+            if self.time_leads {
+                self.free_leading(side, from, h, state)?;
+                continue;
+            }
             let start = self.time_index[side].key(&super::order_key(from));
             let end = self.time_index[side].key(&super::order_key(h));
             let prefix = self.time_index[side].prefix_len() + 8;
@@ -363,14 +407,16 @@ impl Operator for HashJoin {
                 let own_key = self.tables[side].key2(kbytes, &rbytes);
                 let (old, new) = add_count(state, own_key, w)?;
                 if let Some(t) = self.event_time(side, row) {
-                    let ik = self.index_key(side, t, kbytes, &rbytes);
-                    if old <= 0 && new > 0 {
-                        if self.freed_below[side].is_some_and(|f| t < f) {
-                            self.freed_below[side] = Some(t);
+                    if old <= 0 && new > 0 && self.freed_below[side].is_some_and(|f| t < f) {
+                        self.freed_below[side] = Some(t);
+                    }
+                    if !self.time_leads {
+                        let ik = self.index_key(side, t, kbytes, &rbytes);
+                        if old <= 0 && new > 0 {
+                            state.put(ik, (kbytes.len() as u32).to_be_bytes().to_vec());
+                        } else if new <= 0 {
+                            state.delete(ik);
                         }
-                        state.put(ik, (kbytes.len() as u32).to_be_bytes().to_vec());
-                    } else if new <= 0 {
-                        state.delete(ik);
                     }
                 }
                 if new < 0 {
@@ -692,10 +738,13 @@ mod tests {
             JoinKind::RightSemi,
             JoinKind::RightAnti,
         ];
-        // (window join: keys (k, t) = (k2, t2), times equal) and (interval: t2 <= t).
-        for window in [true, false] {
+        // Window joins (times equal) with keys (k, t) = (k2, t2), freed through the time
+        // index, and with keys (t, k) = (t2, k2), freed by ranges of the row tables; and
+        // an interval join (t2 <= t).
+        for config in 0..3u64 {
+            let window = config < 2;
             for kind in kinds {
-                let mut rnd = crate::test_rng(0x5eed_0000 + kind as u64 * 2 + window as u64);
+                let mut rnd = crate::test_rng(0x5eed_0000 + kind as u64 * 3 + config);
                 let out_schema = match kind {
                     JoinKind::LeftSemi | JoinKind::LeftAnti => l.clone(),
                     JoinKind::RightSemi | JoinKind::RightAnti => r.clone(),
@@ -709,12 +758,15 @@ mod tests {
                 )
                 .unwrap();
                 let (lkeys, rkeys, filter, lo) = if window {
-                    (
+                    let (mut lk, mut rk) = (
                         vec![col("k", &l).unwrap(), col("t", &l).unwrap()],
                         vec![col("k2", &r).unwrap(), col("t2", &r).unwrap()],
-                        a_lt_b,
-                        Some(0),
-                    )
+                    );
+                    if config == 1 {
+                        lk.reverse();
+                        rk.reverse();
+                    }
+                    (lk, rk, a_lt_b, Some(0))
                 } else {
                     let t2_le_t = binary(
                         col("t2", &pair).unwrap(),
@@ -745,6 +797,7 @@ mod tests {
                         70 + n as u64
                     })
                     .interval(Some(bounds));
+                assert_eq!(j.time_leads, config == 1);
                 let mut txn = Txn::new(Store::memory());
                 let mut live: [Vec<Live>; 2] = [vec![], vec![]];
                 let mut acc: BTreeMap<String, i64> = BTreeMap::new();
@@ -831,7 +884,7 @@ mod tests {
                             *want.entry(text(&p)).or_default() += 1;
                         }
                     }
-                    assert_eq!(acc, want, "{kind:?} window={window} step {step}");
+                    assert_eq!(acc, want, "{kind:?} config {config} step {step}");
                 }
                 // Past every time: the freed sides hold nothing (rows, degrees, index).
                 j.on_watermark(wm + 10, &mut txn).unwrap();
@@ -846,7 +899,7 @@ mod tests {
                     &[0, 2, 4]
                 };
                 for n in freed {
-                    assert_eq!(stored(*n), 0, "{kind:?} window={window} table {n}");
+                    assert_eq!(stored(*n), 0, "{kind:?} config {config} table {n}");
                 }
                 // A change to a freed (final) row is ignored, not an error.
                 let c = Chunk::from_rows(
