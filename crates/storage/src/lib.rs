@@ -246,7 +246,7 @@ impl Store {
     }
 
     /// Applies `writes` atomically and durably (fsync of the WAL).
-    fn write(&self, writes: Map, deletes: Vec<Vec<u8>>) -> Result<()> {
+    fn write(&self, writes: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>>) -> Result<()> {
         match &self.backend {
             Backend::Rocks(db) => {
                 let mut wb = rocksdb::WriteBatch::default();
@@ -483,13 +483,11 @@ impl Txn {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
-        let mut puts = Map::new();
+        let mut puts = Vec::with_capacity(pending.len());
         let mut dels = Vec::new();
         for (k, v) in pending {
             match v {
-                Some(v) => {
-                    puts.insert(k, v);
-                }
+                Some(v) => puts.push((k, v)),
                 None => dels.push(k),
             }
         }

@@ -30,7 +30,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use freshet_connectors::decode::{Decoder, Format};
 use freshet_connectors::generator::{GeneratorConfig, Kind};
-use freshet_sql_tests::pgclient::connect;
+use freshet_sql_tests::pgclient::{connect, DbError};
 use freshet_sql_tests::{KafkaBroker, TestServer};
 
 /// (user + system) CPU seconds of process `pid`.
@@ -153,7 +153,9 @@ fn main() {
             let c = connect(&server.conn_str())
                 .await
                 .map_err(|e| e.to_string())?;
-            c.batch_execute(&sources).await.map_err(|e| e.to_string())?;
+            c.batch_execute(&sources)
+                .await
+                .map_err(|e| DbError::from(e).to_string())?;
             // Events of the sources this query reads (its `-- reads: …` line).
             let reads_line = sql
                 .lines()
@@ -167,8 +169,22 @@ fn main() {
                 .sum::<u64>();
             let cpu0 = cpu_seconds(pid);
             let t0 = Instant::now();
-            c.batch_execute(&sql).await.map_err(|e| e.to_string())?;
-            c.batch_execute("FLUSH").await.map_err(|e| e.to_string())?;
+            c.batch_execute(&sql)
+                .await
+                .map_err(|e| DbError::from(e).to_string())?;
+            // FLUSH waits up to 10 minutes for the sources to catch up; long runs take
+            // several.
+            loop {
+                match c.batch_execute("FLUSH").await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        let e = DbError::from(e).to_string();
+                        if !e.contains("timed out waiting for the source to catch up") {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
             let secs = t0.elapsed().as_secs_f64();
             let cpu = cpu_seconds(pid) - cpu0;
             let row = c
@@ -178,7 +194,7 @@ fn main() {
                     &[],
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| DbError::from(e).to_string())?;
             let (rows, state): (i64, i64) = (row.get(0), row.get(1));
             Ok::<_, String>((events, secs, cpu, rows, state))
         });
