@@ -557,6 +557,86 @@ mod tests {
         assert_eq!(all.len(), 2);
     }
 
+    /// Random writes, deletes, commits and rolled-back statements over keys of several
+    /// key spaces, against a plain ordered map: every point read and every walk (random
+    /// bounds, both directions, stopping early) agrees.
+    #[test]
+    fn buffer_agrees_with_a_model() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for store in [Store::memory(), {
+            let dir = tempfile::tempdir().unwrap();
+            Store::open(&dir.keep()).unwrap()
+        }] {
+            let mut t = Txn::new(store);
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let key = |rnd: &mut dyn FnMut(u64) -> u64| {
+                let space = [0x01u8, 0x02, 0x02, 0x03][rnd(4) as usize];
+                vec![space, rnd(4) as u8, rnd(6) as u8]
+            };
+            for step in 0..3000 {
+                match rnd(20) {
+                    0 => t.commit().unwrap(),
+                    1 => {
+                        // A statement that fails halfway: none of its writes stay.
+                        t.begin_statement();
+                        for _ in 0..rnd(5) {
+                            let k = key(&mut rnd);
+                            if rnd(2) == 0 {
+                                t.put(k, vec![rnd(9) as u8]);
+                            } else {
+                                t.delete(k);
+                            }
+                        }
+                        t.rollback_statement();
+                    }
+                    2..=9 => {
+                        let k = key(&mut rnd);
+                        let v = vec![step as u8];
+                        t.put(k.clone(), v.clone());
+                        model.insert(k, v);
+                    }
+                    10..=12 => {
+                        let k = key(&mut rnd);
+                        t.delete(k.clone());
+                        model.remove(&k);
+                    }
+                    13..=15 => {
+                        let k = key(&mut rnd);
+                        assert_eq!(t.get(&k).unwrap().as_ref(), model.get(&k), "get {k:?}");
+                    }
+                    _ => {
+                        let start = key(&mut rnd);
+                        let end = (rnd(4) > 0).then(|| key(&mut rnd));
+                        let rev = rnd(2) == 0;
+                        let limit = 1 + rnd(12) as usize;
+                        let mut seen = Vec::new();
+                        t.walk(&start, end.as_deref(), rev, |k, v| {
+                            seen.push((k.to_vec(), v.to_vec()));
+                            seen.len() < limit
+                        })
+                        .unwrap();
+                        let mut want: Vec<(Vec<u8>, Vec<u8>)> = model
+                            .iter()
+                            .filter(|(k, _)| **k >= start && end.as_ref().is_none_or(|e| *k < e))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        if rev {
+                            want.reverse();
+                        }
+                        want.truncate(limit);
+                        assert_eq!(seen, want, "walk {start:?}..{end:?} rev={rev}");
+                    }
+                }
+            }
+        }
+    }
+
     /// `visit_prefix` sees what `scan_prefix` sees (committed, buffered, overwritten and
     /// deleted keys interleaved), and stops when asked.
     #[test]
