@@ -332,6 +332,10 @@ pub struct AggCall {
     /// approx_count_distinct over an input that only inserts: keep a HyperLogLog sketch
     /// per group (4 KiB) instead of the distinct values.
     pub sketch: bool,
+    /// min/max over an input that only inserts: keep the running minimum or maximum in
+    /// the group's accumulator instead of a multiset of the values (which only deletes
+    /// need, to find the next extreme).
+    pub running: bool,
 }
 
 impl StreamNode {
@@ -599,10 +603,9 @@ impl StreamNode {
                     a.join(", "),
                     {
                         let mut parts = String::new();
-                        if aggs
-                            .iter()
-                            .any(|a| a.distinct || (a.kind.keeps_values() && !a.sketch))
-                        {
+                        if aggs.iter().any(|a| {
+                            a.distinct || (a.kind.keeps_values() && !a.sketch && !a.running)
+                        }) {
                             parts.push_str(", value multisets");
                         }
                         if aggs.iter().any(|a| a.sketch) {

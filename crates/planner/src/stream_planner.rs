@@ -1056,6 +1056,7 @@ impl StreamPlanner<'_> {
             param,
             order,
             sketch: kind == AggKind::ApproxCountDistinct && append_only,
+            running: matches!(kind, AggKind::Min | AggKind::Max) && append_only,
             return_type,
         })
     }

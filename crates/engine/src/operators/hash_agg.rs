@@ -71,7 +71,7 @@ fn sum_type(arg: &DataType) -> Result<DataType, EngineError> {
 }
 
 fn needs_values(a: &AggCall) -> bool {
-    a.distinct || a.kind.keeps_values()
+    a.distinct || (a.kind.keeps_values() && !a.running)
 }
 
 /// Whether a value-table entry stores its value after the count (ordered aggregates,
@@ -107,6 +107,13 @@ impl HashAgg {
                     })?;
                     acc_types.push(DataType::Int64);
                     acc_types.push(sum_type(t)?);
+                }
+                (AggKind::Min | AggKind::Max, _) if a.running => {
+                    // The running extreme (NULL until a non-NULL value arrives).
+                    let t = a.arg_type.as_ref().and_then(codec::storable_type);
+                    acc_types.push(t.ok_or_else(|| {
+                        EngineError::Internal("min/max without a storable argument type".into())
+                    })?);
                 }
                 _ => {}
             }
@@ -192,11 +199,21 @@ impl HashAgg {
     }
 
     fn initial_acc(&self) -> Result<Row, EngineError> {
+        // Running min/max slots start NULL; counts and sums at zero.
+        let running: Vec<usize> = self
+            .aggs
+            .iter()
+            .zip(&self.offsets)
+            .filter(|(a, _)| a.running)
+            .map(|(_, off)| *off)
+            .collect();
         self.acc_types
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                if i == 0 || *t == DataType::Int64 {
+                if running.contains(&i) {
+                    Ok(ScalarValue::try_from(t)?)
+                } else if i == 0 || *t == DataType::Int64 {
                     Ok(ScalarValue::Int64(Some(0)))
                 } else {
                     Ok(ScalarValue::new_zero(t)?)
@@ -321,6 +338,7 @@ impl HashAgg {
                     };
                     ScalarValue::Int64(Some(sketch.estimate()))
                 }
+                (AggKind::Min | AggKind::Max, _) if a.running => acc[off].clone(),
                 (AggKind::Min | AggKind::FirstValue, _) => self
                     .first_value(state, i, gkey, false)?
                     .unwrap_or(ScalarValue::Null),
@@ -475,6 +493,29 @@ impl HashAgg {
                 h.add(v)?;
                 if h != before {
                     state.put(key, h.registers);
+                }
+                continue;
+            }
+            if a.running {
+                if w < 0 {
+                    return Err(EngineError::Internal(
+                        "a running min/max over an input that deletes".into(),
+                    ));
+                }
+                let t = &self.acc_types[off];
+                let v = if &v.data_type() == t {
+                    v.clone()
+                } else {
+                    v.cast_to(t)?
+                };
+                let better = match v.partial_cmp(&acc[off]) {
+                    _ if acc[off].is_null() => true,
+                    Some(o) if a.kind == AggKind::Min => o.is_lt(),
+                    Some(o) => o.is_gt(),
+                    None => false,
+                };
+                if better {
+                    acc[off] = v;
                 }
                 continue;
             }
@@ -865,6 +906,7 @@ mod tests {
             param: None,
             order: None,
             sketch: false,
+            running: false,
         };
         let aggs = vec![
             AggCall {
@@ -876,6 +918,7 @@ mod tests {
                 param: None,
                 order: None,
                 sketch: false,
+                running: false,
             },
             call(AggKind::Sum, false),
             call(AggKind::Min, false),
@@ -901,6 +944,71 @@ mod tests {
             .process(0, Chunk::from_rows(input.clone(), &r, w).unwrap(), txn)
             .unwrap();
         out.rows().unwrap().into_iter().zip(out.weights).collect()
+    }
+
+    /// min/max over an insert-only input kept as running values (no value table) give
+    /// the same output changes as the multiset version, chunk by chunk (NULLs, repeated
+    /// values, several groups); a delete reaching them is an error, not a wrong result.
+    #[test]
+    fn running_min_max_equal_the_multiset_version() {
+        let input = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]);
+        let out = arc_schema(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("mn", DataType::Int64, true),
+            Field::new("mx", DataType::Int64, true),
+        ]);
+        let make = |running: bool| {
+            let call = |kind| AggCall {
+                kind,
+                arg: Some(col("v", &input).unwrap()),
+                arg_type: Some(DataType::Int64),
+                distinct: false,
+                return_type: DataType::Int64,
+                param: None,
+                order: None,
+                sketch: false,
+                running,
+            };
+            HashAgg::new(
+                vec![col("k", &input).unwrap()],
+                vec![call(AggKind::Min), call(AggKind::Max)],
+                out.clone(),
+                |n| 300 + n as u64 + if running { 100 } else { 0 },
+            )
+            .unwrap()
+        };
+        let (mut running, mut multiset) = (make(true), make(false));
+        let mut txn = Txn::new(Store::memory());
+        let mut rnd = crate::test_rng(77);
+        for _ in 0..200 {
+            let rows: Vec<Row> = (0..1 + rnd(6))
+                .map(|_| {
+                    let v = match rnd(5) {
+                        0 => ScalarValue::Int64(None),
+                        _ => i(rnd(40) as i64 - 20),
+                    };
+                    vec![i(rnd(4) as i64), v]
+                })
+                .collect();
+            let w = vec![1; rows.len()];
+            let c = Chunk::from_rows(input.clone(), &rows, w).unwrap();
+            let a = running.process(0, c.clone(), &mut txn).unwrap();
+            let b = multiset.process(0, c, &mut txn).unwrap();
+            assert_eq!(a.rows().unwrap(), b.rows().unwrap());
+            assert_eq!(a.weights, b.weights);
+        }
+        assert_eq!(
+            txn.scan_prefix(&freshet_storage::keys::state_prefix(401))
+                .unwrap()
+                .len(),
+            0,
+            "no value table"
+        );
+        let c = Chunk::from_rows(input.clone(), &[vec![i(1), i(1)]], vec![-1]).unwrap();
+        assert!(running.process(0, c, &mut txn).is_err());
     }
 
     #[test]
@@ -958,6 +1066,7 @@ mod tests {
                 param: None,
                 order: None,
                 sketch: false,
+                running: false,
             },
             AggCall {
                 kind: AggKind::Sum,
@@ -968,6 +1077,7 @@ mod tests {
                 param: None,
                 order: None,
                 sketch: false,
+                running: false,
             },
         ];
         let mut a = HashAgg::new(vec![], aggs, out, |n| 7 + n as u64).unwrap();
