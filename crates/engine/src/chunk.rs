@@ -165,6 +165,13 @@ impl RowFormat {
         Ok(codec::encode_row(&cast_row(row, &self.stored)?)?)
     }
 
+    /// The length of the encoded row at the start of `bytes` (other bytes may follow).
+    pub fn encoded_len(&self, bytes: &[u8]) -> Result<usize, EngineError> {
+        let mut d = codec::Decoder::new(bytes);
+        d.row(&self.stored)?;
+        Ok(bytes.len() - d.remaining().len())
+    }
+
     pub fn decode(&self, bytes: &[u8]) -> Result<Row, EngineError> {
         cast_row(&codec::decode_row(bytes, &self.stored)?, &self.types)
     }

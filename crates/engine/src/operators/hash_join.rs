@@ -13,7 +13,7 @@
 //! exactly when its degree crosses zero, which a change on the other side detects by
 //! updating the degrees of the rows it matches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -55,9 +55,38 @@ pub struct HashJoin {
     tables: [StateTable; 2],
     degrees: [StateTable; 2],
     filter: Option<PhysExpr>,
+    /// Per side, the format of its encoded join keys (to split stored keys); `None` if the
+    /// key types could not be derived (then every probe seeks).
+    key_formats: [Option<RowFormat>; 2],
+    /// When a chunk probes many distinct keys, the other side is first read whole if it is
+    /// small (see [`ProbeScan`]), instead of one seek per key.
+    probe_scan: ProbeScan,
+    /// Per probing side, chunks to wait before reading the other side whole again after it
+    /// was found too big.
+    scan_backoff: [u32; 2],
     /// Left columns then right columns: what the ON condition is evaluated over.
     pair_schema: SchemaRef,
     schema: SchemaRef,
+}
+
+/// When a chunk probes at least `min_keys` distinct keys, the other side is read whole
+/// if it holds at most `distinct keys * mul / div` rows (a window's maximum in Nexmark
+/// q7, probed by every bid's price), and the chunk's keys are matched in memory.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeScan {
+    pub min_keys: usize,
+    pub mul: usize,
+    pub div: usize,
+}
+
+impl Default for ProbeScan {
+    fn default() -> Self {
+        ProbeScan {
+            min_keys: 64,
+            mul: 1,
+            div: 4,
+        }
+    }
 }
 
 /// A row of the other side that shares a key: its encoding, value and multiplicity.
@@ -87,7 +116,20 @@ impl HashJoin {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect(),
         );
+        let key_format = |keys: &[PhysExpr], schema: &SchemaRef| {
+            keys.iter()
+                .map(|e| e.data_type(schema))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+                .map(RowFormat::new)
+        };
         HashJoin {
+            key_formats: [
+                key_format(&left_keys, left_schema),
+                key_format(&right_keys, right_schema),
+            ],
+            probe_scan: ProbeScan::default(),
+            scan_backoff: [0, 0],
             kind,
             lookup: false,
             interval: None,
@@ -103,6 +145,59 @@ impl HashJoin {
             pair_schema,
             schema,
         }
+    }
+
+    /// Sets when probes read the other side whole (tests make it happen on small chunks).
+    pub fn probe_scan(mut self, probe_scan: ProbeScan) -> HashJoin {
+        self.probe_scan = probe_scan;
+        self
+    }
+
+    /// The rows of side `other` by key, if a chunk probing `n` distinct keys should read
+    /// that side whole and it is small enough; `None`: probe key by key.
+    fn other_side_whole(
+        &mut self,
+        state: &Txn,
+        other: usize,
+        n: usize,
+    ) -> Result<Option<HashMap<Vec<u8>, Vec<Candidate>>>, EngineError> {
+        let side = 1 - other;
+        if n < self.probe_scan.min_keys {
+            return Ok(None);
+        }
+        if self.scan_backoff[side] > 0 {
+            self.scan_backoff[side] -= 1;
+            return Ok(None);
+        }
+        let Some(kf) = &self.key_formats[other] else {
+            return Ok(None);
+        };
+        let limit = n * self.probe_scan.mul / self.probe_scan.div.max(1);
+        let prefix = self.tables[other].key(&[]);
+        let mut entries = Vec::new();
+        let mut complete = true;
+        state.visit_prefix(&prefix, |k, v| {
+            if entries.len() >= limit {
+                complete = false;
+                return false;
+            }
+            entries.push((k[prefix.len()..].to_vec(), v.to_vec()));
+            true
+        })?;
+        if !complete {
+            self.scan_backoff[side] = 16;
+            return Ok(None);
+        }
+        let mut all: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
+        for (rest, v) in entries {
+            let (kbytes, rbytes) = rest.split_at(kf.encoded_len(&rest)?);
+            all.entry(kbytes.to_vec()).or_default().push(Candidate {
+                bytes: rbytes.to_vec(),
+                row: self.formats[other].decode(rbytes)?,
+                count: decode_count(&v)?,
+            });
+        }
+        Ok(Some(all))
     }
 
     /// Makes this a lookup join (the right side is the looked-up table).
@@ -354,12 +449,16 @@ impl Operator for HashJoin {
         // The other side's state does not change while this chunk is applied: read each
         // key's rows once, and evaluate the ON condition over all candidate pairs at once.
         let keys = self.key_bytes(side, &chunk)?;
+        let mut seen = HashSet::new();
+        let distinct: Vec<&Vec<u8>> = keys.iter().flatten().filter(|k| seen.insert(*k)).collect();
+        let mut whole = self.other_side_whole(state, other, distinct.len())?;
         let mut candidates: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
-        for kbytes in keys.iter().flatten() {
-            if !candidates.contains_key(kbytes) {
-                let c = self.rows_of(state, other, kbytes)?;
-                candidates.insert(kbytes.clone(), c);
-            }
+        for kbytes in distinct {
+            let c = match &mut whole {
+                Some(all) => all.remove(kbytes).unwrap_or_default(),
+                None => self.rows_of(state, other, kbytes)?,
+            };
+            candidates.insert(kbytes.clone(), c);
         }
         let mut pairs: Vec<Row> = Vec::new();
         for (r, k) in keys.iter().enumerate() {
@@ -609,7 +708,13 @@ mod tests {
                 Some(filter),
                 out_schema,
                 |n| 60 + n as u64,
-            );
+            )
+            // Read the other side whole whenever it holds at most 8 rows per probed key.
+            .probe_scan(ProbeScan {
+                min_keys: 1,
+                mul: 8,
+                div: 1,
+            });
             let mut txn = Txn::new(Store::memory());
             let mut live: [Vec<(Option<i64>, i64)>; 2] = [vec![], vec![]];
             let mut acc: BTreeMap<String, i64> = BTreeMap::new();
