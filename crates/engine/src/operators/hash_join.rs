@@ -89,6 +89,9 @@ impl Default for ProbeScan {
     }
 }
 
+/// Rows of one side by encoded join key.
+type CandidatesByKey = HashMap<Vec<u8>, Vec<Candidate>>;
+
 /// A row of the other side that shares a key: its encoding, value and multiplicity.
 struct Candidate {
     bytes: Vec<u8>,
@@ -160,7 +163,7 @@ impl HashJoin {
         state: &Txn,
         other: usize,
         n: usize,
-    ) -> Result<Option<HashMap<Vec<u8>, Vec<Candidate>>>, EngineError> {
+    ) -> Result<Option<CandidatesByKey>, EngineError> {
         let side = 1 - other;
         if n < self.probe_scan.min_keys {
             return Ok(None);
@@ -188,7 +191,7 @@ impl HashJoin {
             self.scan_backoff[side] = 16;
             return Ok(None);
         }
-        let mut all: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
+        let mut all = CandidatesByKey::new();
         for (rest, v) in entries {
             let (kbytes, rbytes) = rest.split_at(kf.encoded_len(&rest)?);
             all.entry(kbytes.to_vec()).or_default().push(Candidate {
@@ -452,7 +455,7 @@ impl Operator for HashJoin {
         let mut seen = HashSet::new();
         let distinct: Vec<&Vec<u8>> = keys.iter().flatten().filter(|k| seen.insert(*k)).collect();
         let mut whole = self.other_side_whole(state, other, distinct.len())?;
-        let mut candidates: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
+        let mut candidates = CandidatesByKey::new();
         for kbytes in distinct {
             let c = match &mut whole {
                 Some(all) => all.remove(kbytes).unwrap_or_default(),
