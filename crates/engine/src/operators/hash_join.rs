@@ -597,6 +597,45 @@ mod tests {
         ScalarValue::Int64(Some(v))
     }
 
+    const KINDS: [JoinKind; 8] = [
+        JoinKind::Inner,
+        JoinKind::Left,
+        JoinKind::Right,
+        JoinKind::Full,
+        JoinKind::LeftSemi,
+        JoinKind::LeftAnti,
+        JoinKind::RightSemi,
+        JoinKind::RightAnti,
+    ];
+
+    /// A row as text: a key for comparing multisets of rows.
+    fn text(row: &[ScalarValue]) -> String {
+        row.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// What a join of `kind` emits: both sides' columns (`pair`), or one side's.
+    fn output_schema(kind: JoinKind, l: &SchemaRef, r: &SchemaRef, pair: &SchemaRef) -> SchemaRef {
+        match kind {
+            JoinKind::LeftSemi | JoinKind::LeftAnti => l.clone(),
+            JoinKind::RightSemi | JoinKind::RightAnti => r.clone(),
+            _ => pair.clone(),
+        }
+    }
+
+    /// The residual ON condition `a < b` over the joined columns.
+    fn a_lt_b(pair: &SchemaRef) -> PhysExpr {
+        datafusion::physical_expr::expressions::binary(
+            col("a", pair).unwrap(),
+            datafusion::logical_expr::Operator::Lt,
+            col("b", pair).unwrap(),
+            pair,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn join_updates_from_both_sides() {
         let l = arc_schema(vec![
@@ -654,9 +693,6 @@ mod tests {
     fn every_kind_equals_recompute() {
         use std::collections::BTreeMap;
 
-        use datafusion::logical_expr::Operator as BinOp;
-        use datafusion::physical_expr::expressions::binary;
-
         let l = arc_schema(vec![
             Field::new("k", DataType::Int64, true),
             Field::new("a", DataType::Int64, true),
@@ -672,36 +708,10 @@ mod tests {
             Field::new("b", DataType::Int64, true),
         ]);
         let mut rnd = crate::test_rng(0x9e37_79b9_7f4a_7c15u64);
-        let kinds = [
-            JoinKind::Inner,
-            JoinKind::Left,
-            JoinKind::Right,
-            JoinKind::Full,
-            JoinKind::LeftSemi,
-            JoinKind::LeftAnti,
-            JoinKind::RightSemi,
-            JoinKind::RightAnti,
-        ];
-        let text = |row: &[ScalarValue]| {
-            row.iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        for kind in kinds {
-            let out_schema = match kind {
-                JoinKind::LeftSemi | JoinKind::LeftAnti => l.clone(),
-                JoinKind::RightSemi | JoinKind::RightAnti => r.clone(),
-                _ => pair.clone(),
-            };
+        for kind in KINDS {
+            let out_schema = output_schema(kind, &l, &r, &pair);
             // ON l.k = r.k2 AND l.a < r.b
-            let filter = binary(
-                col("a", &pair).unwrap(),
-                BinOp::Lt,
-                col("b", &pair).unwrap(),
-                &pair,
-            )
-            .unwrap();
+            let filter = a_lt_b(&pair);
             let mut j = HashJoin::new(
                 kind,
                 vec![col("k", &l).unwrap()],
@@ -826,45 +836,19 @@ mod tests {
                 .collect(),
         );
         let tsv = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), None);
-        let text = |row: &[ScalarValue]| {
-            row.iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         type Live = (i64, Option<i64>, i64);
         // The left side's changes may lag the watermark more than the right side's: its
         // rows stay until final, after no right row can match them anymore.
         const LAG: [i64; 2] = [3, 1];
-        let kinds = [
-            JoinKind::Inner,
-            JoinKind::Left,
-            JoinKind::Right,
-            JoinKind::Full,
-            JoinKind::LeftSemi,
-            JoinKind::LeftAnti,
-            JoinKind::RightSemi,
-            JoinKind::RightAnti,
-        ];
         // Window joins (times equal) with keys (k, t) = (k2, t2), freed through the time
         // index, and with keys (t, k) = (t2, k2), freed by ranges of the row tables; and
         // an interval join (t2 <= t).
         for config in 0..3u64 {
             let window = config < 2;
-            for kind in kinds {
+            for kind in KINDS {
                 let mut rnd = crate::test_rng(0x5eed_0000 + kind as u64 * 3 + config);
-                let out_schema = match kind {
-                    JoinKind::LeftSemi | JoinKind::LeftAnti => l.clone(),
-                    JoinKind::RightSemi | JoinKind::RightAnti => r.clone(),
-                    _ => pair.clone(),
-                };
-                let a_lt_b = binary(
-                    col("a", &pair).unwrap(),
-                    BinOp::Lt,
-                    col("b", &pair).unwrap(),
-                    &pair,
-                )
-                .unwrap();
+                let out_schema = output_schema(kind, &l, &r, &pair);
+                let a_lt_b = a_lt_b(&pair);
                 let (lkeys, rkeys, filter, lo) = if window {
                     let (mut lk, mut rk) = (
                         vec![col("k", &l).unwrap(), col("t", &l).unwrap()],
