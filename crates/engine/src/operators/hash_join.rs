@@ -234,19 +234,29 @@ impl HashJoin {
         let (Some(f), Some(b)) = (self.final_below[side], self.interval) else {
             return Ok(chunk);
         };
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
         let col = chunk
             .batch
             .column(if side == 0 { b.left_col } else { b.right_col });
-        let keep = (0..chunk.len())
-            .map(|r| {
-                let v = ScalarValue::try_from_array(col, r)?;
-                Ok(crate::chunk::timestamp_micros(&v).is_none_or(|t| t >= f))
-            })
-            .collect::<Result<Vec<bool>, EngineError>>()?;
-        if keep.iter().all(|k| *k) {
+        if !matches!(col.data_type(), DataType::Timestamp(..)) {
+            return Ok(chunk); // no event time: nothing is final
+        }
+        // The whole column at once, in microseconds (rows without a time are kept).
+        let micros = datafusion::arrow::compute::cast(
+            col,
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )
+        .map_err(|e| EngineError::DataFusion(e.into()))?;
+        let keep: BooleanArray = micros
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .map(|t| Some(t.is_none_or(|t| t >= f)))
+            .collect();
+        if keep.true_count() == keep.len() {
             return Ok(chunk);
         }
-        chunk.filter(&BooleanArray::from(keep))
+        chunk.filter(&keep)
     }
 
     /// Frees the rows of `side` with a time in `[from, to)` in a join whose keys start
