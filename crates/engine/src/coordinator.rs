@@ -54,6 +54,8 @@ pub struct ViewDesc {
     pub name: String,
     pub schema: SchemaRef,
     pub plan: StreamNode,
+    /// The plan never deletes a row (its rows are stored under sequence numbers).
+    pub append_only: bool,
 }
 
 /// Rows to delete (as they currently are) and rows to insert, in the table's schema.
@@ -296,7 +298,7 @@ impl Engine {
         }
         for v in views {
             c.schemas.insert(v.id, v.schema.clone());
-            c.views.push(Dataflow::build(v.id, &v.plan)?);
+            c.views.push(Dataflow::build(v.id, &v.plan, v.append_only)?);
         }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -1013,7 +1015,7 @@ impl Coordinator {
                 self.sources.insert(id);
             }
             Ddl::CreateView(v) => {
-                let mut df = Dataflow::build(v.id, &v.plan)?;
+                let mut df = Dataflow::build(v.id, &v.plan, v.append_only)?;
                 df.init(&mut self.txn)?;
                 let entries = df.source_entries();
                 for entry in df.backfill_order() {

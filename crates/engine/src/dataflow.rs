@@ -62,11 +62,18 @@ pub struct Dataflow {
 }
 
 impl Dataflow {
-    pub fn build(view: RelationId, plan: &StreamNode) -> Result<Dataflow, EngineError> {
+    /// `append_only`: the plan never deletes (see `Materialize::insert_only`).
+    pub fn build(
+        view: RelationId,
+        plan: &StreamNode,
+        append_only: bool,
+    ) -> Result<Dataflow, EngineError> {
+        // The root's own state table (its next row sequence number).
+        let seq_table = keys::state_table_id(view, 0, 0);
         let mut df = Dataflow {
             view,
             nodes: vec![Node::new(
-                Box::new(Materialize::new(view)),
+                Box::new(Materialize::new(view).insert_only(append_only, seq_table)),
                 None,
                 vec![has_watermark(plan)],
             )],
@@ -159,6 +166,7 @@ impl Dataflow {
                 kind,
                 lookup,
                 interval,
+                insert_only,
                 left,
                 right,
                 left_keys,
@@ -177,7 +185,8 @@ impl Dataflow {
                     table_id,
                 )
                 .lookup(*lookup)
-                .interval(*interval),
+                .interval(*interval)
+                .insert_only(*insert_only),
             ),
         };
         let inputs = plan.inputs();

@@ -97,6 +97,10 @@ pub enum StreamNode {
         /// An interval join: the ON condition bounds the distance between an event-time
         /// column of each side, so the watermark frees rows that can match no later row.
         interval: Option<IntervalBounds>,
+        /// Per side, whether it only ever inserts rows (the right side of a lookup join
+        /// never counts as such): its rows are then stored without reading their old
+        /// multiplicity (see `HashJoin::insert_only`).
+        insert_only: [bool; 2],
         left: Box<StreamNode>,
         right: Box<StreamNode>,
         left_keys: Vec<PhysExpr>,

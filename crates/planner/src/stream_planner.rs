@@ -743,10 +743,12 @@ impl StreamPlanner<'_> {
                     }
                     other => other,
                 };
+                let insert_only = [self.append_only(&left), !lookup && self.append_only(&right)];
                 Ok(StreamNode::Join {
                     kind,
                     lookup,
                     interval,
+                    insert_only,
                     left: Box::new(left),
                     right: Box::new(right),
                     left_keys,

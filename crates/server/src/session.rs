@@ -124,6 +124,7 @@ impl Db {
                 name: v.name.clone(),
                 schema,
                 plan,
+                append_only: v.append_only,
             });
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
@@ -404,7 +405,8 @@ fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
 }
 
 /// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes): the
-/// view's stored rows and its operators' state entries and bytes (keys and values).
+/// view's rows (multiplicities summed: an insert-only view stores each inserted row as
+/// its own entry) and its operators' state entries and bytes (keys and values).
 fn view_state_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let schema = Arc::new(Schema::new(vec![
@@ -416,12 +418,18 @@ fn view_state_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
     let mut rows = Vec::new();
     store.read_snapshot(|r| -> Result<()> {
         for v in &catalog.views {
-            let view_rows = r.scan_prefix(&freshet_storage::keys::rows_prefix(v.id))?;
+            let mut view_rows = 0i64;
+            for (_, n) in r.scan_prefix(&freshet_storage::keys::rows_prefix(v.id))? {
+                let n: [u8; 8] = n.as_slice().try_into().map_err(|_| {
+                    EngineError::Internal(format!("bad stored multiplicity in view {}", v.name))
+                })?;
+                view_rows += i64::from_be_bytes(n);
+            }
             let state = r.scan_prefix(&freshet_storage::keys::view_state_prefix(v.id))?;
             let bytes: usize = state.iter().map(|(k, v)| k.len() + v.len()).sum();
             rows.push(vec![
                 ScalarValue::Utf8(Some(v.name.clone())),
-                ScalarValue::Int64(Some(view_rows.len() as i64)),
+                ScalarValue::Int64(Some(view_rows)),
                 ScalarValue::Int64(Some(state.len() as i64)),
                 ScalarValue::Int64(Some(bytes as i64)),
             ]);
@@ -1118,6 +1126,7 @@ impl Session {
             name,
             schema: planned.schema.clone(),
             plan: planned.plan,
+            append_only: planned.append_only,
         };
         self.db
             .view_schemas

@@ -22,14 +22,12 @@
 //! row count drops to zero disappears; the global aggregate (no GROUP BY) always has
 //! exactly one row, like SQL's `SELECT count(*) FROM t` over an empty table.
 
-use std::collections::HashMap;
-
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_storage::codec::{self, Decoder};
 use freshet_storage::Txn;
 
-use super::{add_count, eval_all, StateTable};
+use super::{add_count, eval_all, FastMap, StateTable};
 use crate::chunk::{timestamp_micros, Chunk, Row};
 use crate::operator::Operator;
 use crate::plan::{AggCall, AggKind, PhysExpr};
@@ -791,7 +789,7 @@ impl Operator for HashAgg {
         };
         // Rows by group, groups in order of first appearance; `None` marks a closed group.
         let mut order: Vec<(Vec<u8>, Row, Vec<usize>)> = Vec::new();
-        let mut index: HashMap<&[u8], Option<usize>> = HashMap::new();
+        let mut index: FastMap<&[u8], Option<usize>> = FastMap::default();
         for (r, gkey) in gkeys.iter().enumerate() {
             match index.get(gkey.as_slice()) {
                 Some(Some(g)) => order[*g].2.push(r),

@@ -1,21 +1,38 @@
 //! Materialize: keeps a view's rows, as a multiset (`encoded row → multiplicity`) under
 //! the view's relation id, where queries read them. Passes its input through, so views
 //! over this view see the same changelog.
+//!
+//! An insert-only view (its plan never deletes: Nexmark q0, q1, …) stores each inserted
+//! row under its own key, `encoded row | sequence number → multiplicity` (see
+//! [`RowSeq`]): a blind write instead of a read of the row's old multiplicity. Readers
+//! decode a key's columns and ignore what follows them, so they see the same multiset.
 
 use freshet_storage::{codec, keys, Txn};
 
-use super::add_count;
+use super::{add_count, encode_count, RowSeq};
 use crate::chunk::Chunk;
 use crate::operator::Operator;
 use crate::EngineError;
 
 pub struct Materialize {
     relation: u64,
+    /// Set for an insert-only view: rows get sequence numbers, and a delete is an
+    /// internal error.
+    seq: Option<RowSeq>,
 }
 
 impl Materialize {
     pub fn new(relation: u64) -> Materialize {
-        Materialize { relation }
+        Materialize {
+            relation,
+            seq: None,
+        }
+    }
+
+    /// Makes this an insert-only view's; `seq_table` holds its next row sequence number.
+    pub fn insert_only(mut self, insert_only: bool, seq_table: u64) -> Materialize {
+        self.seq = insert_only.then(|| RowSeq::new(seq_table));
+        self
     }
 }
 
@@ -31,6 +48,21 @@ impl Operator for Materialize {
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
         let encoded = codec::encode_columns(chunk.batch.columns(), chunk.len())?;
+        if let Some(seq) = &mut self.seq {
+            for (row, &w) in encoded.iter().zip(&chunk.weights) {
+                if w <= 0 {
+                    return Err(EngineError::Internal(format!(
+                        "a delete reached insert-only view {}",
+                        self.relation
+                    )));
+                }
+                let mut key = keys::row_key(self.relation, row);
+                seq.append(state, &mut key)?;
+                state.put(key, encode_count(w));
+            }
+            seq.save(state);
+            return Ok(chunk);
+        }
         for (row, w) in encoded.iter().zip(&chunk.weights) {
             let key = keys::row_key(self.relation, row);
             let (_, new) = add_count(state, key, *w)?;
@@ -77,5 +109,38 @@ mod tests {
         // Deleting a row that is not there is an internal error, not a silent negative count.
         let c = Chunk::from_rows(schema, &[s("z")], vec![-1]).unwrap();
         assert!(m.process(0, c, &mut txn).is_err());
+    }
+
+    /// An insert-only view stores each row under its own key; readers see the same
+    /// multiset, also after a restart (sequence numbers are not reused).
+    #[test]
+    fn insert_only_rows_keep_their_multiplicity() {
+        let schema = arc_schema(vec![Field::new("a", DataType::Utf8, true)]);
+        let s = |v: &str| vec![ScalarValue::Utf8(Some(v.into()))];
+        let mut txn = Txn::new(Store::memory());
+        let chunk = |rows: &[Vec<ScalarValue>], w: Vec<i64>| {
+            Chunk::from_rows(schema.clone(), rows, w).unwrap()
+        };
+        let mut m = Materialize::new(9).insert_only(true, 77);
+        m.process(0, chunk(&[s("x"), s("x"), s("y")], vec![1, 1, 2]), &mut txn)
+            .unwrap();
+        // A restart: the next sequence number comes from state.
+        let mut m = Materialize::new(9).insert_only(true, 77);
+        m.process(0, chunk(&[s("x")], vec![1]), &mut txn).unwrap();
+        let prefix = keys::rows_prefix(9);
+        let pairs = txn.scan_prefix(&prefix).unwrap();
+        assert_eq!(pairs.len(), 4, "one key per inserted row");
+        let mut rows = std::collections::BTreeMap::new();
+        for (row, n) in
+            decode_relation(pairs, prefix.len(), &[DataType::Utf8], RowLayout::Multiset).unwrap()
+        {
+            *rows.entry(format!("{row:?}")).or_insert(0) += n;
+        }
+        assert_eq!(
+            rows.into_values().collect::<Vec<_>>(),
+            vec![3, 2],
+            "x three times, y twice"
+        );
+        assert!(m.process(0, chunk(&[s("x")], vec![-1]), &mut txn).is_err());
     }
 }

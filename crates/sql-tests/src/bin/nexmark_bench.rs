@@ -136,7 +136,7 @@ fn main() {
     };
     let _broker = kafka;
     println!(
-        "| query | events | seconds | events/s | CPU s | events/s per core | peak RSS MiB | distinct view rows | state MiB |{}",
+        "| query | events | seconds | events/s | CPU s | events/s per core | peak RSS MiB | view rows | state MiB |{}",
         if ceiling.is_some() { " share of ceiling |" } else { "" }
     );
     println!(
