@@ -1,6 +1,8 @@
 //! Key layout. Every key starts with a key-space byte; ids are big-endian so that the rows
 //! of one relation (or one state table) are contiguous and ordered.
 
+/// The state format version of the data directory (see `Store::open`).
+pub const FORMAT_VERSION: &[u8] = &[0x00];
 /// The catalog document.
 pub const CATALOG: &[u8] = &[0x01];
 const ROWS: u8 = 0x02;

@@ -190,9 +190,52 @@ impl Reader for MemReader<'_> {
     }
 }
 
+/// The layout of stored rows and operator state this build reads and writes. Bump it
+/// whenever a change makes data written by an earlier build read differently (key
+/// layouts, value encodings, operator state tables); a data directory of another format
+/// is then refused at startup instead of misread.
+///
+/// 1: the first versioned format (rows of insert-only join inputs and views under
+///    sequence numbers, running min/max in the accumulator, join time indexes over
+///    updating inputs).
+pub const FORMAT_VERSION: u32 = 1;
+
 impl Store {
-    /// Opens (creating if needed) the RocksDB database at `path`.
+    /// Opens (creating if needed) the RocksDB database at `path`, and checks that its
+    /// state format is this build's [`FORMAT_VERSION`] (a new database gets it).
     pub fn open(path: &Path) -> Result<Store> {
+        let store = Store::open_unchecked(path)?;
+        let Backend::Rocks(db) = &store.backend else {
+            return Ok(store);
+        };
+        let found = match db.get(keys::FORMAT_VERSION)? {
+            Some(v) => Some(
+                <[u8; 4]>::try_from(v.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StorageError::Corrupt("bad state format version".into()))?,
+            ),
+            None => None,
+        };
+        match found {
+            Some(v) if v == FORMAT_VERSION => Ok(store),
+            None if db.iterator(rocksdb::IteratorMode::Start).next().is_none() => {
+                let mut opts = rocksdb::WriteOptions::default();
+                opts.set_sync(true);
+                db.put_opt(keys::FORMAT_VERSION, FORMAT_VERSION.to_be_bytes(), &opts)?;
+                Ok(store)
+            }
+            found => Err(StorageError::Unsupported(format!(
+                "the state in {} has format {}, and this build of Freshet reads format \
+                 {FORMAT_VERSION}; start it on a new data directory (and recreate the \
+                 sources, tables and views there), or use the build that wrote it",
+                path.display(),
+                found.map_or("0 (written before format versions)".to_string(), |v| v
+                    .to_string()),
+            ))),
+        }
+    }
+
+    fn open_unchecked(path: &Path) -> Result<Store> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -525,6 +568,44 @@ impl Txn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new database gets this build's format version; one of another version, or with
+    /// data and no version (written before versions existed), is refused.
+    #[test]
+    fn open_checks_the_format_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut t = Txn::new(store.clone());
+        t.put(b"a".to_vec(), b"x".to_vec());
+        t.commit().unwrap();
+        drop((t, store));
+        let store = Store::open(dir.path()).expect("same version reopens");
+        assert_eq!(
+            store
+                .read_snapshot(|r| r.get(keys::FORMAT_VERSION))
+                .unwrap(),
+            Some(FORMAT_VERSION.to_be_bytes().to_vec())
+        );
+        let mut t = Txn::new(store.clone());
+        t.put(keys::FORMAT_VERSION.to_vec(), 7u32.to_be_bytes().to_vec());
+        t.commit().unwrap();
+        drop((t, store));
+        let err = Store::open(dir.path())
+            .err()
+            .expect("another version is refused");
+        assert!(err.to_string().contains("has format 7"), "{err}");
+
+        let old = tempfile::tempdir().unwrap();
+        let store = Store::open_unchecked(old.path()).unwrap();
+        let mut t = Txn::new(store.clone());
+        t.put(b"a".to_vec(), b"x".to_vec());
+        t.commit().unwrap();
+        drop((t, store));
+        let err = Store::open(old.path())
+            .err()
+            .expect("unversioned data is refused");
+        assert!(err.to_string().contains("format 0"), "{err}");
+    }
 
     #[test]
     fn txn_overlay_and_commit() {
