@@ -4,7 +4,19 @@
 //! Operators are numbered in pre-order (the root is 0), and an operator's state tables get
 //! ids derived from the view id and that number, so rebuilding the dataflow from the same
 //! plan after a restart finds its state again.
+//!
+//! Equal subplans are built once and feed every place that uses them (a node can have
+//! several parents): a self-join of one filtered stream, or Nexmark q5, whose two
+//! subqueries compute the same per-auction HOP count (grouped in a different column
+//! order: an aggregate whose groups are a permutation of an earlier one's is that one,
+//! followed by a projection that reorders its columns). A shared node passes each output
+//! chunk to its parents in plan order, each all the way up before the next, which is
+//! what the unshared copies did one after the other: a join with the shared node below
+//! both inputs still sees its left change, then its right one.
 
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::SchemaRef;
 use freshet_storage::{keys, Txn};
 
 use crate::chunk::Chunk;
@@ -24,8 +36,9 @@ use crate::EngineError;
 
 struct Node {
     op: Box<dyn Operator>,
-    /// Parent node and which of its inputs this node feeds; `None` for the root.
-    parent: Option<(usize, usize)>,
+    /// The nodes this one feeds, and which of their inputs (in plan order; none for the
+    /// root, several for a shared subplan).
+    parents: Vec<(usize, usize)>,
     /// Per input: whether it carries a watermark, and the latest one it brought.
     input_wms: Vec<(bool, Option<i64>)>,
     /// The watermark last passed to the operator.
@@ -36,7 +49,7 @@ impl Node {
     fn new(op: Box<dyn Operator>, parent: Option<(usize, usize)>, inputs: Vec<bool>) -> Node {
         Node {
             op,
-            parent,
+            parents: parent.into_iter().collect(),
             input_wms: inputs.into_iter().map(|w| (w, None)).collect(),
             wm: None,
         }
@@ -59,6 +72,17 @@ pub struct Dataflow {
     /// Per source entry: whether it is a lookup join's table (backfilled first, so the
     /// stream side's existing rows find it).
     lookup_entries: Vec<bool>,
+    /// While building: the nodes built so far by subplan (see the module documentation).
+    built: HashMap<String, usize>,
+    /// While building: aggregates by input, calls and emit mode, with their group
+    /// expressions and output schema, to share one whose groups are permuted.
+    built_aggs: HashMap<String, (usize, Vec<String>, SchemaRef)>,
+}
+
+/// An equal subplan's identity: its whole description (expressions, types, names), and
+/// whether it is a lookup join's table.
+fn fingerprint(plan: &StreamNode, lookup: bool) -> String {
+    format!("{lookup}{plan:?}")
 }
 
 impl Dataflow {
@@ -79,9 +103,76 @@ impl Dataflow {
             )],
             sources: Vec::new(),
             lookup_entries: Vec::new(),
+            built: HashMap::new(),
+            built_aggs: HashMap::new(),
         };
         df.add(plan, (0, 0), false)?;
+        df.built.clear();
+        df.built_aggs.clear();
         Ok(df)
+    }
+
+    /// Wires `parent` to an already built node equal to `plan`, if there is one (for an
+    /// aggregate with permuted groups, through a new projection); returns whether it did.
+    fn share(
+        &mut self,
+        plan: &StreamNode,
+        parent: (usize, usize),
+        lookup: bool,
+    ) -> Result<bool, EngineError> {
+        if let Some(&idx) = self.built.get(&fingerprint(plan, lookup)) {
+            self.nodes[idx].parents.push(parent);
+            return Ok(true);
+        }
+        let StreamNode::Aggregate {
+            input,
+            group,
+            aggs,
+            schema,
+            emit_on_close,
+        } = plan
+        else {
+            return Ok(false);
+        };
+        let key = format!("{}|{aggs:?}|{emit_on_close}", fingerprint(input, lookup));
+        let Some((idx, built_group, built_schema)) = self.built_aggs.get(&key).cloned() else {
+            return Ok(false);
+        };
+        let mine: Vec<String> = group.iter().map(|e| format!("{e:?}")).collect();
+        // Where each of this aggregate's group columns is in the built one's output.
+        let mut taken = vec![false; built_group.len()];
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for g in &mine {
+            let Some(at) = (0..built_group.len()).find(|&i| !taken[i] && built_group[i] == *g)
+            else {
+                return Ok(false);
+            };
+            taken[at] = true;
+            columns.push(at);
+        }
+        if mine.len() != built_group.len() || built_schema.fields().len() != schema.fields().len() {
+            return Ok(false);
+        }
+        columns.extend(group.len()..schema.fields().len());
+        let exprs: Vec<crate::plan::PhysExpr> = columns
+            .iter()
+            .map(|&c| {
+                std::sync::Arc::new(datafusion::physical_expr::expressions::Column::new(
+                    built_schema.field(c).name(),
+                    c,
+                )) as crate::plan::PhysExpr
+            })
+            .collect();
+        let project = self.nodes.len();
+        u16::try_from(project)
+            .map_err(|_| EngineError::Internal("too many operators in one view".into()))?;
+        self.nodes.push(Node::new(
+            Box::new(Project::new(exprs, schema.clone())),
+            Some(parent),
+            vec![has_watermark(plan)],
+        ));
+        self.nodes[idx].parents.push((project, 0));
+        Ok(true)
     }
 
     fn add(
@@ -90,6 +181,9 @@ impl Dataflow {
         parent: (usize, usize),
         lookup: bool,
     ) -> Result<(), EngineError> {
+        if !matches!(plan, StreamNode::Source { .. }) && self.share(plan, parent, lookup)? {
+            return Ok(());
+        }
         let idx = self.nodes.len();
         let view = self.view;
         let op_no = u16::try_from(idx)
@@ -199,6 +293,21 @@ impl Dataflow {
             let looked_up = matches!(plan, StreamNode::Join { lookup: true, .. }) && n == 1;
             self.add(input, (idx, n), lookup || looked_up)?;
         }
+        self.built.insert(fingerprint(plan, lookup), idx);
+        if let StreamNode::Aggregate {
+            input,
+            group,
+            aggs,
+            schema,
+            emit_on_close,
+        } = plan
+        {
+            let key = format!("{}|{aggs:?}|{emit_on_close}", fingerprint(input, lookup));
+            let group = group.iter().map(|e| format!("{e:?}")).collect();
+            self.built_aggs
+                .entry(key)
+                .or_insert((idx, group, schema.clone()));
+        }
         Ok(())
     }
 
@@ -219,28 +328,40 @@ impl Dataflow {
         v
     }
 
-    /// Runs `chunk` up from node `node`'s input `input`; returns the root's output.
+    /// Runs `chunk` up from node `node`'s input `input`; adds the root's output to `out`.
     fn propagate(
         &mut self,
-        mut node: usize,
-        mut input: usize,
-        mut chunk: Chunk,
+        node: usize,
+        input: usize,
+        chunk: Chunk,
         txn: &mut Txn,
-    ) -> Result<Option<Chunk>, EngineError> {
-        loop {
-            let out = self.nodes[node].op.process(input, chunk, txn)?;
-            if out.is_empty() {
-                return Ok(None);
-            }
-            match self.nodes[node].parent {
-                Some((p, i)) => {
-                    node = p;
-                    input = i;
-                    chunk = out;
-                }
-                None => return Ok(Some(out)),
-            }
+        out: &mut Vec<Chunk>,
+    ) -> Result<(), EngineError> {
+        let produced = self.nodes[node].op.process(input, chunk, txn)?;
+        self.emit(node, produced, txn, out)
+    }
+
+    /// Passes node `node`'s output up to each of its parents in turn (the root's goes to
+    /// `out`).
+    fn emit(
+        &mut self,
+        node: usize,
+        chunk: Chunk,
+        txn: &mut Txn,
+        out: &mut Vec<Chunk>,
+    ) -> Result<(), EngineError> {
+        if chunk.is_empty() {
+            return Ok(());
         }
+        let parents = self.nodes[node].parents.clone();
+        let Some((&(p, i), rest)) = parents.split_last() else {
+            out.push(chunk);
+            return Ok(());
+        };
+        for &(q, j) in rest {
+            self.propagate(q, j, chunk.clone(), txn, out)?;
+        }
+        self.propagate(p, i, chunk, txn, out)
     }
 
     /// The (node, input) pairs where `relation` enters the dataflow.
@@ -263,9 +384,7 @@ impl Dataflow {
         let entries = self.entries(relation);
         let mut out = Vec::new();
         for (node, input) in entries {
-            if let Some(c) = self.propagate(node, input, chunk.clone(), txn)? {
-                out.push(c);
-            }
+            self.propagate(node, input, chunk.clone(), txn, &mut out)?;
         }
         Ok(out)
     }
@@ -283,54 +402,56 @@ impl Dataflow {
         let mut out = Vec::new();
         let mut root_wm = None;
         for (node, input) in entries {
-            let (mut node, mut input, mut wm) = (node, input, wm);
-            loop {
-                let n = &mut self.nodes[node];
-                let Some(slot) = n.input_wms.get_mut(input) else {
-                    break;
-                };
-                if slot.1.is_some_and(|old| old >= wm) {
-                    break;
-                }
-                slot.1 = Some(wm);
-                let combined = n
-                    .input_wms
-                    .iter()
-                    .filter(|(expects, _)| *expects)
-                    .map(|(_, w)| *w)
-                    .min()
-                    .flatten();
-                let Some(combined) = combined else { break };
-                if n.wm.is_some_and(|old| old >= combined) {
-                    break;
-                }
-                n.wm = Some(combined);
-                if let Some(c) = n.op.on_watermark(combined, txn)? {
-                    if !c.is_empty() {
-                        match n.parent {
-                            Some((p, i)) => {
-                                if let Some(c) = self.propagate(p, i, c, txn)? {
-                                    out.push(c);
-                                }
-                            }
-                            None => out.push(c),
-                        }
-                    }
-                }
-                match self.nodes[node].parent {
-                    Some((p, i)) => {
-                        node = p;
-                        input = i;
-                        wm = combined;
-                    }
-                    None => {
-                        root_wm = Some(combined);
-                        break;
-                    }
-                }
-            }
+            self.pass_watermark(node, input, wm, txn, &mut out, &mut root_wm)?;
         }
         Ok((out, root_wm))
+    }
+
+    /// Node `node`'s input `input` brought watermark `wm`: if that advances the node's
+    /// own (the least of its inputs'), the operator closes what it can and the watermark
+    /// goes on to every parent.
+    fn pass_watermark(
+        &mut self,
+        node: usize,
+        input: usize,
+        wm: i64,
+        txn: &mut Txn,
+        out: &mut Vec<Chunk>,
+        root_wm: &mut Option<i64>,
+    ) -> Result<(), EngineError> {
+        let n = &mut self.nodes[node];
+        let Some(slot) = n.input_wms.get_mut(input) else {
+            return Ok(());
+        };
+        if slot.1.is_some_and(|old| old >= wm) {
+            return Ok(());
+        }
+        slot.1 = Some(wm);
+        let combined = n
+            .input_wms
+            .iter()
+            .filter(|(expects, _)| *expects)
+            .map(|(_, w)| *w)
+            .min()
+            .flatten();
+        let Some(combined) = combined else {
+            return Ok(());
+        };
+        if n.wm.is_some_and(|old| old >= combined) {
+            return Ok(());
+        }
+        n.wm = Some(combined);
+        if let Some(c) = n.op.on_watermark(combined, txn)? {
+            self.emit(node, c, txn, out)?;
+        }
+        let parents = self.nodes[node].parents.clone();
+        if parents.is_empty() {
+            *root_wm = Some(combined);
+        }
+        for (p, i) in parents {
+            self.pass_watermark(p, i, combined, txn, out, root_wm)?;
+        }
+        Ok(())
     }
 
     /// Processing time advanced to `now` (µs since the epoch): operators that depend on it
@@ -341,14 +462,7 @@ impl Dataflow {
         // and then moves to the new one itself.
         for idx in (1..self.nodes.len()).rev() {
             if let Some(c) = self.nodes[idx].op.on_tick(now, txn)? {
-                if c.is_empty() {
-                    continue;
-                }
-                if let Some((p, i)) = self.nodes[idx].parent {
-                    if let Some(c) = self.propagate(p, i, c, txn)? {
-                        out.push(c);
-                    }
-                }
+                self.emit(idx, c, txn, &mut out)?;
             }
         }
         Ok(out)
@@ -365,9 +479,11 @@ impl Dataflow {
         entry: usize,
         chunk: Chunk,
         txn: &mut Txn,
-    ) -> Result<Option<Chunk>, EngineError> {
+    ) -> Result<Vec<Chunk>, EngineError> {
         let (_, node, input) = self.sources[entry];
-        self.propagate(node, input, chunk, txn)
+        let mut out = Vec::new();
+        self.propagate(node, input, chunk, txn, &mut out)?;
+        Ok(out)
     }
 
     /// The order to backfill source entries in: lookup tables first.
@@ -387,11 +503,7 @@ impl Dataflow {
         let mut out = Vec::new();
         for idx in (1..self.nodes.len()).rev() {
             if let Some(c) = self.nodes[idx].op.initial_output(txn)? {
-                if let Some((p, i)) = self.nodes[idx].parent {
-                    if let Some(c) = self.propagate(p, i, c, txn)? {
-                        out.push(c);
-                    }
-                }
+                self.emit(idx, c, txn, &mut out)?;
             }
         }
         Ok(out)
@@ -400,5 +512,142 @@ impl Dataflow {
     /// Operator names in pre-order, for EXPLAIN-like output.
     pub fn operator_names(&self) -> Vec<&'static str> {
         self.nodes.iter().map(|n| n.op.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Operator as BinOp;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+    use freshet_storage::Store;
+
+    use super::*;
+    use crate::chunk::arc_schema;
+    use crate::plan::{AggCall, AggKind};
+
+    fn source(schema: &SchemaRef) -> Box<StreamNode> {
+        Box::new(StreamNode::Source {
+            relation: 5,
+            schema: schema.clone(),
+            watermark_cols: vec![],
+        })
+    }
+
+    /// The rows of the root's output chunks, as text with their weights, sorted.
+    fn rows(out: &[Chunk]) -> Vec<String> {
+        let mut v: Vec<String> = out
+            .iter()
+            .flat_map(|c| {
+                let rows = c.rows().unwrap();
+                rows.into_iter()
+                    .zip(c.weights.clone())
+                    .map(|(r, w)| format!("{r:?} {w}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A UNION ALL of one filtered stream with itself builds the filter once, which feeds
+    /// both union inputs: every row that passes comes out twice.
+    #[test]
+    fn equal_subplans_are_built_once() {
+        let s = arc_schema(vec![Field::new("a", DataType::Int64, true)]);
+        let a = col("a", &s).unwrap();
+        let filter = || StreamNode::Filter {
+            input: source(&s),
+            predicate: binary(a.clone(), BinOp::Gt, lit(1i64), &s).unwrap(),
+        };
+        let plan = StreamNode::Union {
+            inputs: vec![filter(), filter()],
+            schema: s.clone(),
+        };
+        let mut df = Dataflow::build(9, &plan, true).unwrap();
+        assert_eq!(df.operator_names(), ["materialize", "union_all", "filter"]);
+        let mut txn = Txn::new(Store::memory());
+        let i = |v: i64| vec![ScalarValue::Int64(Some(v))];
+        let c = Chunk::from_rows(s.clone(), &[i(1), i(2), i(3)], vec![1, 1, 1]).unwrap();
+        let out = df.push(5, &c, &mut txn).unwrap();
+        assert_eq!(
+            rows(&out),
+            [
+                "[Int64(2)] 1",
+                "[Int64(2)] 1",
+                "[Int64(3)] 1",
+                "[Int64(3)] 1"
+            ]
+        );
+    }
+
+    /// Two aggregates of the same input and calls whose groups are permuted (Nexmark q5's
+    /// two HOP counts) are one aggregate, and a projection reorders its columns for the
+    /// second use.
+    #[test]
+    fn aggregates_with_permuted_groups_are_shared() {
+        let s = arc_schema(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]);
+        let count = AggCall {
+            kind: AggKind::CountStar,
+            arg: None,
+            arg_type: None,
+            distinct: false,
+            return_type: DataType::Int64,
+            param: None,
+            order: None,
+            sketch: false,
+            running: false,
+        };
+        let agg = |first: &str, second: &str| StreamNode::Aggregate {
+            input: source(&s),
+            group: vec![col(first, &s).unwrap(), col(second, &s).unwrap()],
+            aggs: vec![count.clone()],
+            schema: arc_schema(vec![
+                Field::new(first, DataType::Int64, true),
+                Field::new(second, DataType::Int64, true),
+                Field::new("n", DataType::Int64, true),
+            ]),
+            emit_on_close: false,
+        };
+        let plan = StreamNode::Union {
+            inputs: vec![agg("a", "b"), agg("b", "a")],
+            schema: agg("a", "b").schema(),
+        };
+        let mut df = Dataflow::build(9, &plan, false).unwrap();
+        assert_eq!(
+            df.operator_names(),
+            ["materialize", "union_all", "hash_agg", "project"]
+        );
+        let mut txn = Txn::new(Store::memory());
+        let r = |a: i64, b: i64| vec![ScalarValue::Int64(Some(a)), ScalarValue::Int64(Some(b))];
+        let c = Chunk::from_rows(s.clone(), &[r(1, 2), r(1, 2), r(3, 4)], vec![1, 1, 1]).unwrap();
+        let out = df.push(5, &c, &mut txn).unwrap();
+        assert_eq!(
+            rows(&out),
+            [
+                "[Int64(1), Int64(2), Int64(2)] 1",
+                "[Int64(2), Int64(1), Int64(2)] 1",
+                "[Int64(3), Int64(4), Int64(1)] 1",
+                "[Int64(4), Int64(3), Int64(1)] 1",
+            ]
+        );
+        // Different calls are not shared.
+        let mut other = agg("b", "a");
+        if let StreamNode::Aggregate { aggs, .. } = &mut other {
+            aggs[0].distinct = true;
+        }
+        let plan = StreamNode::Union {
+            inputs: vec![agg("a", "b"), other],
+            schema: agg("a", "b").schema(),
+        };
+        let df = Dataflow::build(9, &plan, false).unwrap();
+        assert_eq!(
+            df.operator_names(),
+            ["materialize", "union_all", "hash_agg", "hash_agg"]
+        );
     }
 }
