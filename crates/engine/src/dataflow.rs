@@ -85,6 +85,24 @@ fn fingerprint(plan: &StreamNode, lookup: bool) -> String {
     format!("{lookup}{plan:?}")
 }
 
+/// An aggregate's identity up to the order of its groups (input, calls and emit mode), its
+/// group expressions and its output schema; `None` for other nodes.
+fn aggregate_identity(plan: &StreamNode, lookup: bool) -> Option<(String, Vec<String>, SchemaRef)> {
+    let StreamNode::Aggregate {
+        input,
+        group,
+        aggs,
+        schema,
+        emit_on_close,
+    } = plan
+    else {
+        return None;
+    };
+    let key = format!("{}|{aggs:?}|{emit_on_close}", fingerprint(input, lookup));
+    let group = group.iter().map(|e| format!("{e:?}")).collect();
+    Some((key, group, schema.clone()))
+}
+
 impl Dataflow {
     /// `append_only`: the plan never deletes (see `Materialize::insert_only`).
     pub fn build(
@@ -124,21 +142,12 @@ impl Dataflow {
             self.nodes[idx].parents.push(parent);
             return Ok(true);
         }
-        let StreamNode::Aggregate {
-            input,
-            group,
-            aggs,
-            schema,
-            emit_on_close,
-        } = plan
-        else {
+        let Some((key, mine, schema)) = aggregate_identity(plan, lookup) else {
             return Ok(false);
         };
-        let key = format!("{}|{aggs:?}|{emit_on_close}", fingerprint(input, lookup));
         let Some((idx, built_group, built_schema)) = self.built_aggs.get(&key).cloned() else {
             return Ok(false);
         };
-        let mine: Vec<String> = group.iter().map(|e| format!("{e:?}")).collect();
         // Where each of this aggregate's group columns is in the built one's output.
         let mut taken = vec![false; built_group.len()];
         let mut columns = Vec::with_capacity(schema.fields().len());
@@ -153,7 +162,7 @@ impl Dataflow {
         if mine.len() != built_group.len() || built_schema.fields().len() != schema.fields().len() {
             return Ok(false);
         }
-        columns.extend(group.len()..schema.fields().len());
+        columns.extend(mine.len()..schema.fields().len());
         let exprs: Vec<crate::plan::PhysExpr> = columns
             .iter()
             .map(|&c| {
@@ -294,19 +303,8 @@ impl Dataflow {
             self.add(input, (idx, n), lookup || looked_up)?;
         }
         self.built.insert(fingerprint(plan, lookup), idx);
-        if let StreamNode::Aggregate {
-            input,
-            group,
-            aggs,
-            schema,
-            emit_on_close,
-        } = plan
-        {
-            let key = format!("{}|{aggs:?}|{emit_on_close}", fingerprint(input, lookup));
-            let group = group.iter().map(|e| format!("{e:?}")).collect();
-            self.built_aggs
-                .entry(key)
-                .or_insert((idx, group, schema.clone()));
+        if let Some((key, group, schema)) = aggregate_identity(plan, lookup) {
+            self.built_aggs.entry(key).or_insert((idx, group, schema));
         }
         Ok(())
     }
@@ -525,7 +523,7 @@ mod tests {
 
     use super::*;
     use crate::chunk::arc_schema;
-    use crate::plan::{AggCall, AggKind};
+    use crate::plan::AggCall;
 
     fn source(schema: &SchemaRef) -> Box<StreamNode> {
         Box::new(StreamNode::Source {
@@ -591,17 +589,7 @@ mod tests {
             Field::new("a", DataType::Int64, true),
             Field::new("b", DataType::Int64, true),
         ]);
-        let count = AggCall {
-            kind: AggKind::CountStar,
-            arg: None,
-            arg_type: None,
-            distinct: false,
-            return_type: DataType::Int64,
-            param: None,
-            order: None,
-            sketch: false,
-            running: false,
-        };
+        let count = AggCall::count_star();
         let agg = |first: &str, second: &str| StreamNode::Aggregate {
             input: source(&s),
             group: vec![col(first, &s).unwrap(), col(second, &s).unwrap()],

@@ -342,6 +342,24 @@ pub struct AggCall {
     pub running: bool,
 }
 
+#[cfg(test)]
+impl AggCall {
+    /// `count(*)` (operator tests).
+    pub(crate) fn count_star() -> AggCall {
+        AggCall {
+            kind: AggKind::CountStar,
+            arg: None,
+            arg_type: None,
+            distinct: false,
+            return_type: DataType::Int64,
+            param: None,
+            order: None,
+            sketch: false,
+            running: false,
+        }
+    }
+}
+
 impl StreamNode {
     pub fn schema(&self) -> SchemaRef {
         match self {

@@ -198,7 +198,9 @@ impl Reader for MemReader<'_> {
 /// 1: the first versioned format (rows of insert-only join inputs and views under
 ///    sequence numbers, running min/max in the accumulator, join time indexes over
 ///    updating inputs).
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: equal subplans of a view are built once, which renumbers the operators (and so
+///    the state tables) of views that have some.
+pub const FORMAT_VERSION: u32 = 2;
 
 impl Store {
     /// Opens (creating if needed) the RocksDB database at `path`, and checks that its
@@ -573,12 +575,13 @@ mod tests {
     /// data and no version (written before versions existed), is refused.
     #[test]
     fn open_checks_the_format_version() {
+        let write = |store: Store, k: &[u8], v: &[u8]| {
+            let mut t = Txn::new(store);
+            t.put(k.to_vec(), v.to_vec());
+            t.commit().unwrap();
+        };
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut t = Txn::new(store.clone());
-        t.put(b"a".to_vec(), b"x".to_vec());
-        t.commit().unwrap();
-        drop((t, store));
+        write(Store::open(dir.path()).unwrap(), b"a", b"x");
         let store = Store::open(dir.path()).expect("same version reopens");
         assert_eq!(
             store
@@ -586,21 +589,14 @@ mod tests {
                 .unwrap(),
             Some(FORMAT_VERSION.to_be_bytes().to_vec())
         );
-        let mut t = Txn::new(store.clone());
-        t.put(keys::FORMAT_VERSION.to_vec(), 7u32.to_be_bytes().to_vec());
-        t.commit().unwrap();
-        drop((t, store));
+        write(store, keys::FORMAT_VERSION, &7u32.to_be_bytes());
         let err = Store::open(dir.path())
             .err()
             .expect("another version is refused");
         assert!(err.to_string().contains("has format 7"), "{err}");
 
         let old = tempfile::tempdir().unwrap();
-        let store = Store::open_unchecked(old.path()).unwrap();
-        let mut t = Txn::new(store.clone());
-        t.put(b"a".to_vec(), b"x".to_vec());
-        t.commit().unwrap();
-        drop((t, store));
+        write(Store::open_unchecked(old.path()).unwrap(), b"a", b"x");
         let err = Store::open(old.path())
             .err()
             .expect("unversioned data is refused");

@@ -907,17 +907,7 @@ mod tests {
             running: false,
         };
         let aggs = vec![
-            AggCall {
-                kind: AggKind::CountStar,
-                arg: None,
-                arg_type: None,
-                distinct: false,
-                return_type: DataType::Int64,
-                param: None,
-                order: None,
-                sketch: false,
-                running: false,
-            },
+            AggCall::count_star(),
             call(AggKind::Sum, false),
             call(AggKind::Min, false),
             call(AggKind::Max, false),
@@ -1055,17 +1045,7 @@ mod tests {
         ]);
         let v = col("v", &input).unwrap();
         let aggs = vec![
-            AggCall {
-                kind: AggKind::CountStar,
-                arg: None,
-                arg_type: None,
-                distinct: false,
-                return_type: DataType::Int64,
-                param: None,
-                order: None,
-                sketch: false,
-                running: false,
-            },
+            AggCall::count_star(),
             AggCall {
                 kind: AggKind::Sum,
                 arg: Some(v),
