@@ -286,6 +286,15 @@ impl StreamPlanner<'_> {
                     )
                 }));
         }
+        if e.is_volatile() {
+            // random() and the like: recomputing a row (to retract it, or in a second copy
+            // of a subplan, which the dataflow shares) would give another value.
+            return Err(PlannerError::Unsupported(format!(
+                "a materialized view cannot use a volatile function ({e}): its rows must \
+                 follow from its inputs alone, so that a change retracts exactly the rows it \
+                 added"
+            )));
+        }
         Ok(self.ctx.state().create_physical_expr(e.clone(), schema)?)
     }
 
