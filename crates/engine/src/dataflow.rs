@@ -72,11 +72,22 @@ pub struct Dataflow {
     /// Per source entry: whether it is a lookup join's table (backfilled first, so the
     /// stream side's existing rows find it).
     lookup_entries: Vec<bool>,
-    /// While building: the nodes built so far by subplan (see the module documentation).
-    built: HashMap<String, usize>,
-    /// While building: aggregates by input, calls and emit mode, with their group
-    /// expressions and output schema, to share one whose groups are permuted.
-    built_aggs: HashMap<String, (usize, Vec<String>, SchemaRef)>,
+}
+
+/// What [`Dataflow::build`] has built so far, to share equal subplans (see the module
+/// documentation).
+#[derive(Default)]
+struct Built {
+    /// Nodes by subplan fingerprint.
+    nodes: HashMap<String, usize>,
+    /// Aggregates by input, calls and emit mode, with their group expressions and output
+    /// schema, to share one whose groups are permuted.
+    aggs: HashMap<String, (usize, Vec<String>, SchemaRef)>,
+}
+
+/// A node index as an operator number (state table ids hold 16 bits of it).
+fn op_no(idx: usize) -> Result<u16, EngineError> {
+    u16::try_from(idx).map_err(|_| EngineError::Internal("too many operators in one view".into()))
 }
 
 /// An equal subplan's identity: its whole description (expressions, types, names), and
@@ -121,12 +132,8 @@ impl Dataflow {
             )],
             sources: Vec::new(),
             lookup_entries: Vec::new(),
-            built: HashMap::new(),
-            built_aggs: HashMap::new(),
         };
-        df.add(plan, (0, 0), false)?;
-        df.built.clear();
-        df.built_aggs.clear();
+        df.add(plan, (0, 0), false, &mut Built::default())?;
         Ok(df)
     }
 
@@ -137,17 +144,21 @@ impl Dataflow {
         plan: &StreamNode,
         parent: (usize, usize),
         lookup: bool,
+        built: &Built,
     ) -> Result<bool, EngineError> {
-        if let Some(&idx) = self.built.get(&fingerprint(plan, lookup)) {
+        if let Some(&idx) = built.nodes.get(&fingerprint(plan, lookup)) {
             self.nodes[idx].parents.push(parent);
             return Ok(true);
         }
         let Some((key, mine, schema)) = aggregate_identity(plan, lookup) else {
             return Ok(false);
         };
-        let Some((idx, built_group, built_schema)) = self.built_aggs.get(&key).cloned() else {
+        let Some((idx, built_group, built_schema)) = built.aggs.get(&key).cloned() else {
             return Ok(false);
         };
+        if mine.len() != built_group.len() || built_schema.fields().len() != schema.fields().len() {
+            return Ok(false);
+        }
         // Where each of this aggregate's group columns is in the built one's output.
         let mut taken = vec![false; built_group.len()];
         let mut columns = Vec::with_capacity(schema.fields().len());
@@ -158,9 +169,6 @@ impl Dataflow {
             };
             taken[at] = true;
             columns.push(at);
-        }
-        if mine.len() != built_group.len() || built_schema.fields().len() != schema.fields().len() {
-            return Ok(false);
         }
         columns.extend(mine.len()..schema.fields().len());
         let exprs: Vec<crate::plan::PhysExpr> = columns
@@ -173,8 +181,7 @@ impl Dataflow {
             })
             .collect();
         let project = self.nodes.len();
-        u16::try_from(project)
-            .map_err(|_| EngineError::Internal("too many operators in one view".into()))?;
+        op_no(project)?;
         self.nodes.push(Node::new(
             Box::new(Project::new(exprs, schema.clone())),
             Some(parent),
@@ -189,14 +196,14 @@ impl Dataflow {
         plan: &StreamNode,
         parent: (usize, usize),
         lookup: bool,
+        built: &mut Built,
     ) -> Result<(), EngineError> {
-        if !matches!(plan, StreamNode::Source { .. }) && self.share(plan, parent, lookup)? {
+        if !matches!(plan, StreamNode::Source { .. }) && self.share(plan, parent, lookup, built)? {
             return Ok(());
         }
         let idx = self.nodes.len();
         let view = self.view;
-        let op_no = u16::try_from(idx)
-            .map_err(|_| EngineError::Internal("too many operators in one view".into()))?;
+        let op_no = op_no(idx)?;
         let table_id = move |n: u16| keys::state_table_id(view, op_no, n);
         let op: Box<dyn Operator> = match plan {
             StreamNode::Source { relation, .. } => {
@@ -300,11 +307,11 @@ impl Dataflow {
         ));
         for (n, input) in inputs.into_iter().enumerate() {
             let looked_up = matches!(plan, StreamNode::Join { lookup: true, .. }) && n == 1;
-            self.add(input, (idx, n), lookup || looked_up)?;
+            self.add(input, (idx, n), lookup || looked_up, built)?;
         }
-        self.built.insert(fingerprint(plan, lookup), idx);
+        built.nodes.insert(fingerprint(plan, lookup), idx);
         if let Some((key, group, schema)) = aggregate_identity(plan, lookup) {
-            self.built_aggs.entry(key).or_insert((idx, group, schema));
+            built.aggs.entry(key).or_insert((idx, group, schema));
         }
         Ok(())
     }

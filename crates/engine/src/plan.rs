@@ -358,6 +358,16 @@ impl AggCall {
             running: false,
         }
     }
+
+    /// `kind(arg)` of a BIGINT argument, returning BIGINT (operator tests).
+    pub(crate) fn int64(kind: AggKind, arg: PhysExpr) -> AggCall {
+        AggCall {
+            kind,
+            arg: Some(arg),
+            arg_type: Some(DataType::Int64),
+            ..AggCall::count_star()
+        }
+    }
 }
 
 impl StreamNode {

@@ -896,15 +896,8 @@ mod tests {
         ]);
         let v = col("v", &input).unwrap();
         let call = |kind, distinct| AggCall {
-            kind,
-            arg: Some(v.clone()),
-            arg_type: Some(DataType::Int64),
             distinct,
-            return_type: DataType::Int64,
-            param: None,
-            order: None,
-            sketch: false,
-            running: false,
+            ..AggCall::int64(kind, v.clone())
         };
         let aggs = vec![
             AggCall::count_star(),
@@ -950,15 +943,8 @@ mod tests {
         ]);
         let make = |running: bool| {
             let call = |kind| AggCall {
-                kind,
-                arg: Some(col("v", &input).unwrap()),
-                arg_type: Some(DataType::Int64),
-                distinct: false,
-                return_type: DataType::Int64,
-                param: None,
-                order: None,
-                sketch: false,
                 running,
+                ..AggCall::int64(kind, col("v", &input).unwrap())
             };
             HashAgg::new(
                 vec![col("k", &input).unwrap()],
@@ -1044,20 +1030,7 @@ mod tests {
             Field::new("s", DataType::Int64, true),
         ]);
         let v = col("v", &input).unwrap();
-        let aggs = vec![
-            AggCall::count_star(),
-            AggCall {
-                kind: AggKind::Sum,
-                arg: Some(v),
-                arg_type: Some(DataType::Int64),
-                distinct: false,
-                return_type: DataType::Int64,
-                param: None,
-                order: None,
-                sketch: false,
-                running: false,
-            },
-        ];
+        let aggs = vec![AggCall::count_star(), AggCall::int64(AggKind::Sum, v)];
         let mut a = HashAgg::new(vec![], aggs, out, |n| 7 + n as u64).unwrap();
         let mut txn = Txn::new(Store::memory());
         let init = a.initial_output(&mut txn).unwrap().unwrap();
