@@ -17,8 +17,11 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+mod buffer;
 pub mod codec;
 pub mod keys;
+
+use buffer::WriteBuffer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -290,16 +293,23 @@ impl Store {
         }
     }
 
-    /// Applies `writes` atomically and durably (fsync of the WAL).
-    fn write(&self, writes: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>>) -> Result<()> {
+    /// Applies `entries` (`None`: delete the key) atomically and durably (fsync of the
+    /// WAL). `bytes`: the total length of the keys and values, to size the batch.
+    fn write(
+        &self,
+        entries: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+        records: usize,
+        bytes: usize,
+    ) -> Result<()> {
         match &self.backend {
             Backend::Rocks(db) => {
-                let mut wb = rocksdb::WriteBatch::default();
-                for k in deletes {
-                    wb.delete(k);
-                }
-                for (k, v) in writes {
-                    wb.put(k, v);
+                // Each record also holds a tag and two varint lengths.
+                let mut wb = rocksdb::WriteBatch::with_capacity_bytes(bytes + 12 * records + 12);
+                for (k, v) in entries {
+                    match v {
+                        Some(v) => wb.put(k, v),
+                        None => wb.delete(k),
+                    }
                 }
                 let mut wo = rocksdb::WriteOptions::default();
                 wo.set_sync(true);
@@ -307,10 +317,12 @@ impl Store {
             }
             Backend::Memory(m) => {
                 let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
-                for k in deletes {
-                    map.remove(&k);
+                for (k, v) in entries {
+                    match v {
+                        Some(v) => map.insert(k, v),
+                        None => map.remove(&k),
+                    };
                 }
-                map.extend(writes);
             }
         }
         Ok(())
@@ -335,7 +347,7 @@ impl Store {
 }
 
 /// A write-buffer entry: a key and its value (`None`: deleted).
-type BufferedEntry<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
+type BufferedEntry<'a> = (&'a [u8], &'a Option<Vec<u8>>);
 
 /// A key and what the write buffer held for it before (`None`: nothing buffered).
 type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
@@ -344,8 +356,7 @@ type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
 /// writes it in one atomic, synced batch.
 pub struct Txn {
     store: Store,
-    /// `None` marks a delete.
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pending: WriteBuffer,
     /// While a statement runs: the buffer entries it overwrote, to undo it if it fails.
     undo: Option<Vec<UndoEntry>>,
 }
@@ -354,7 +365,7 @@ impl Txn {
     pub fn new(store: Store) -> Txn {
         Txn {
             store,
-            pending: BTreeMap::new(),
+            pending: WriteBuffer::default(),
             undo: None,
         }
     }
@@ -383,9 +394,14 @@ impl Txn {
     }
 
     fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let old = self.pending.insert(key.clone(), value);
-        if let Some(undo) = &mut self.undo {
-            undo.push((key, old));
+        match &mut self.undo {
+            Some(undo) => {
+                let old = self.pending.set(key.clone(), value);
+                undo.push((key, old));
+            }
+            None => {
+                self.pending.set(key, value);
+            }
         }
     }
 
@@ -430,10 +446,7 @@ impl Txn {
         if end.is_some_and(|e| e <= start) {
             return Ok(());
         }
-        let range = self.pending.range::<[u8], _>((
-            Bound::Included(start),
-            end.map_or(Bound::Unbounded, Bound::Excluded),
-        ));
+        let range = self.pending.range(start, end);
         let mut buffered: Box<dyn Iterator<Item = BufferedEntry<'_>>> = if rev {
             Box::new(range.rev())
         } else {
@@ -459,7 +472,7 @@ impl Txn {
                     peeked = buffered.next();
                 }
                 match peeked {
-                    Some((bk, bv)) if bk.as_slice() == k => {
+                    Some((bk, bv)) if bk == k => {
                         let keep = match bv {
                             Some(bv) => f(k, bv),
                             None => true, // deleted in the buffer
@@ -527,16 +540,8 @@ impl Txn {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
-        let mut puts = Vec::with_capacity(pending.len());
-        let mut dels = Vec::new();
-        for (k, v) in pending {
-            match v {
-                Some(v) => puts.push((k, v)),
-                None => dels.push(k),
-            }
-        }
-        self.store.write(puts, dels)
+        let (records, bytes) = self.pending.size();
+        self.store.write(self.pending.drain(), records, bytes)
     }
 
     /// Starts recording what the buffer looked like, so that a failing statement can be
@@ -554,14 +559,7 @@ impl Txn {
     pub fn rollback_statement(&mut self) {
         if let Some(undo) = self.undo.take() {
             for (k, old) in undo.into_iter().rev() {
-                match old {
-                    Some(v) => {
-                        self.pending.insert(k, v);
-                    }
-                    None => {
-                        self.pending.remove(&k);
-                    }
-                }
+                self.pending.restore(k, old);
             }
         }
     }
@@ -652,11 +650,19 @@ mod tests {
         }] {
             let mut t = Txn::new(store);
             let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            // Keys of a few tables (space byte, 8-byte id), short and long (the write
+            // buffer compares the first 24 bytes as numbers), differing near the start,
+            // past 24 bytes, or only in length.
             let key = |rnd: &mut dyn FnMut(u64) -> u64| {
                 let space = [0x01u8, 0x02, 0x02, 0x03][rnd(4) as usize];
-                vec![space, rnd(4) as u8, rnd(6) as u8]
+                let mut k = vec![space, 0, 0, 0, 0, 0, 0, 0, rnd(3) as u8];
+                k.extend([rnd(4) as u8, rnd(6) as u8]);
+                k.extend([0; 15]);
+                k.push(rnd(3) as u8);
+                k.truncate([1, 5, 9, 10, 11, 11, 24, 25, 27, 27][rnd(10) as usize]);
+                k
             };
-            for step in 0..3000 {
+            for step in 0..20000 {
                 match rnd(20) {
                     0 => t.commit().unwrap(),
                     1 => {
