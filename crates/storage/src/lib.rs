@@ -203,7 +203,9 @@ impl Reader for MemReader<'_> {
 ///    updating inputs).
 /// 2: equal subplans of a view are built once, which renumbers the operators (and so
 ///    the state tables) of views that have some.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: insert-only sides of interval joins bounded both ways are stored by time bucket
+///    (`bucket | join key | row | sequence number`).
+pub const FORMAT_VERSION: u32 = 3;
 
 impl Store {
     /// Opens (creating if needed) the RocksDB database at `path`, and checks that its

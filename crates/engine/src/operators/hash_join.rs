@@ -18,6 +18,16 @@
 //! multiplicity` (see [`RowSeq`]; the next number is in state table 6): a blind write,
 //! where reading the old multiplicity of a row that almost never exists yet was most of a
 //! stream-to-window join's time (Nexmark q7).
+//!
+//! Such a side of an interval join bounded both ways (the other side's times lie within
+//! `[lo, hi]` of its own), whose degrees are not tracked, is stored by time bucket instead:
+//! `bucket | join key | encoded row | sequence number`, with buckets as wide as the
+//! interval. A probe reads its key in the two or three buckets its interval covers, and the
+//! watermark frees whole buckets with one range scan of the row table, so storing and
+//! freeing a row is one write and one delete with no time index (four writes and a read
+//! with it).
+
+use std::collections::BTreeSet;
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -78,6 +88,10 @@ pub struct HashJoin {
     pair_schema: SchemaRef,
     schema: SchemaRef,
 }
+
+/// The narrowest time bucket of a side stored by bucket (µs): an interval of a few
+/// microseconds should not make a probe read thousands of buckets.
+const MIN_BUCKET: i64 = 1_000_000;
 
 /// When a chunk probes at least `min_keys` distinct keys, the other side is read whole
 /// if it holds at most `distinct keys * mul / div` rows (a window's maximum in Nexmark
@@ -189,9 +203,14 @@ impl HashJoin {
         };
         let limit = n * self.probe_scan.mul / self.probe_scan.div.max(1);
         let prefix = self.tables[other].key(&[]);
+        let end = freshet_storage::prefix_end(&prefix);
+        let start = match self.bucket_width(other) {
+            Some(w) => self.tables[other].key(&super::order_key(self.first_live_bucket(other, w))),
+            None => prefix.clone(),
+        };
         let mut entries = Vec::new();
         let mut complete = true;
-        state.visit_prefix(&prefix, |k, v| {
+        state.walk(&start, end.as_deref(), false, |k, v| {
             if entries.len() >= limit {
                 complete = false;
                 return false;
@@ -203,9 +222,15 @@ impl HashJoin {
             self.scan_backoff[side] = 16;
             return Ok(None);
         }
+        let skip = if self.bucket_width(other).is_some() {
+            8
+        } else {
+            0
+        };
         let mut all = CandidatesByKey::default();
         for (rest, v) in entries {
-            let (kbytes, rbytes) = rest.split_at(kf.encoded_len(&rest)?);
+            let rest = rest.get(skip..).unwrap_or(&[]);
+            let (kbytes, rbytes) = rest.split_at(kf.encoded_len(rest)?);
             all.entry(kbytes.to_vec()).or_default().push(Candidate {
                 bytes: rbytes.to_vec(),
                 row: self.decode_stored(other, rbytes)?,
@@ -256,6 +281,42 @@ impl HashJoin {
         let b = self.interval?;
         let col = if side == 0 { b.left_col } else { b.right_col };
         row.get(col).and_then(crate::chunk::timestamp_micros)
+    }
+
+    /// The bucket width (µs) if `side` is stored by time bucket (see the module
+    /// documentation).
+    fn bucket_width(&self, side: usize) -> Option<i64> {
+        let b = self.interval?;
+        let (lo, hi) = (b.lo?, b.hi?);
+        let bucketed =
+            self.insert_only[side] && !self.lookup && !self.time_leads && !self.tracked(side);
+        bucketed.then(|| hi.saturating_sub(lo).max(MIN_BUCKET))
+    }
+
+    /// The first bucket of side `side` (stored by buckets of `width`) that may hold rows:
+    /// the earlier ones were freed. Scans start there instead of seeking over the
+    /// tombstones of freed rows.
+    fn first_live_bucket(&self, side: usize, width: i64) -> i64 {
+        self.freed_below[side].map_or(i64::MIN, |f| f.div_euclid(width))
+    }
+
+    /// The buckets of side `other` (bucket width `width`, at least the interval's) that a
+    /// row of the other side with time `t` can match: at most two. `None`: none.
+    fn probe_buckets(&self, other: usize, width: i64, t: i64) -> Option<(i64, i64)> {
+        let b = self.interval?;
+        let (lo, hi) = (b.lo?, b.hi?);
+        // `lo <= t_right - t_left <= hi`.
+        let (from, to) = if other == 1 {
+            (t.saturating_add(lo), t.saturating_add(hi))
+        } else {
+            (t.saturating_sub(hi), t.saturating_sub(lo))
+        };
+        let (b0, b1) = (
+            from.div_euclid(width)
+                .max(self.first_live_bucket(other, width)),
+            to.div_euclid(width),
+        );
+        (b0 <= b1).then_some((b0, b1))
     }
 
     /// `chunk` without the changes to final rows of `side` (see `final_below`).
@@ -386,23 +447,36 @@ impl HashJoin {
             .collect()
     }
 
-    /// Rows of `side` stored under `kbytes`.
+    /// Rows of `side` stored under `kbytes` (in `buckets` if the side is stored by time
+    /// bucket).
     fn rows_of(
         &self,
         state: &Txn,
         side: usize,
         kbytes: &[u8],
+        buckets: Option<&BTreeSet<i64>>,
     ) -> Result<Vec<Candidate>, EngineError> {
-        let prefix = self.tables[side].key(kbytes);
         let mut out = Vec::new();
-        for (k, v) in state.scan_prefix(&prefix)? {
-            let bytes = k[prefix.len()..].to_vec();
-            let row = self.decode_stored(side, &bytes)?;
-            out.push(Candidate {
-                bytes,
-                row,
-                count: decode_count(&v)?,
-            });
+        let mut read = |prefix: Vec<u8>| -> Result<(), EngineError> {
+            for (k, v) in state.scan_prefix(&prefix)? {
+                let bytes = k[prefix.len()..].to_vec();
+                let row = self.decode_stored(side, &bytes)?;
+                out.push(Candidate {
+                    bytes,
+                    row,
+                    count: decode_count(&v)?,
+                });
+            }
+            Ok(())
+        };
+        match (self.bucket_width(side), buckets) {
+            (None, _) => read(self.tables[side].key(kbytes))?,
+            (Some(_), None) => {}
+            (Some(_), Some(buckets)) => {
+                for b in buckets {
+                    read(self.tables[side].key2(&super::order_key(*b), kbytes))?;
+                }
+            }
         }
         Ok(out)
     }
@@ -437,6 +511,19 @@ impl Operator for HashJoin {
             }
             if self.time_leads {
                 self.free_leading(side, from, h, state)?;
+                continue;
+            }
+            if let Some(w) = self.bucket_width(side) {
+                // Buckets before the one holding `h` end at or before it: all dead.
+                let start = if from == i64::MIN {
+                    self.tables[side].key(&[])
+                } else {
+                    self.tables[side].key(&super::order_key(from.div_euclid(w)))
+                };
+                let end = self.tables[side].key(&super::order_key(h.div_euclid(w)));
+                for (k, _) in state.scan_range(&start, &end)? {
+                    state.delete(k);
+                }
                 continue;
             }
             let start = self.time_index[side].key(&super::order_key(from));
@@ -494,11 +581,24 @@ impl Operator for HashJoin {
         let mut seen = FastSet::default();
         let distinct: Vec<&Vec<u8>> = keys.iter().flatten().filter(|k| seen.insert(*k)).collect();
         let mut whole = self.other_side_whole(state, other, distinct.len())?;
+        // Per key, the other side's buckets this chunk's rows can match, if it is stored
+        // by bucket (a row without a time matches nothing there).
+        let mut buckets: FastMap<&Vec<u8>, BTreeSet<i64>> = FastMap::default();
+        if let (Some(w), None) = (self.bucket_width(other), &whole) {
+            for (r, k) in keys.iter().enumerate() {
+                let (Some(k), Some(t)) = (k, self.event_time(side, &rows[r])) else {
+                    continue;
+                };
+                if let Some((b0, b1)) = self.probe_buckets(other, w, t) {
+                    buckets.entry(k).or_default().extend(b0..=b1);
+                }
+            }
+        }
         let mut candidates = CandidatesByKey::default();
         for kbytes in distinct {
             let c = match &mut whole {
                 Some(all) => all.remove(kbytes).unwrap_or_default(),
-                None => self.rows_of(state, other, kbytes)?,
+                None => self.rows_of(state, other, kbytes, buckets.get(kbytes))?,
             };
             candidates.insert(kbytes.clone(), c);
         }
@@ -552,7 +652,18 @@ impl Operator for HashJoin {
                         ));
                     }
                     self.seq.append(state, &mut rbytes)?;
-                    state.put(self.tables[side].key2(kbytes, &rbytes), encode_count(w));
+                    match self.bucket_width(side) {
+                        Some(width) => {
+                            // A row without a time matches nothing: not stored.
+                            if let Some(t) = self.event_time(side, row) {
+                                let mut k = self.tables[side]
+                                    .key2(&super::order_key(t.div_euclid(width)), kbytes);
+                                k.extend_from_slice(&rbytes);
+                                state.put(k, encode_count(w));
+                            }
+                        }
+                        None => state.put(self.tables[side].key2(kbytes, &rbytes), encode_count(w)),
+                    }
                     (0, w)
                 } else {
                     add_count(state, self.tables[side].key2(kbytes, &rbytes), w)?
@@ -561,7 +672,7 @@ impl Operator for HashJoin {
                     if old <= 0 && new > 0 && self.freed_below[side].is_some_and(|f| t < f) {
                         self.freed_below[side] = Some(t);
                     }
-                    if !self.time_leads {
+                    if !self.time_leads && self.bucket_width(side).is_none() {
                         let ik = self.index_key(side, t, kbytes, &rbytes);
                         if old <= 0 && new > 0 {
                             state.put(ik, (kbytes.len() as u32).to_be_bytes().to_vec());
@@ -1074,6 +1185,181 @@ mod tests {
                 )
                 .unwrap();
                 assert!(j.process(0, c, &mut txn).unwrap().is_empty());
+            }
+        }
+    }
+
+    /// Insert-only sides of an interval join bounded both ways are stored by time bucket
+    /// (the sides whose degrees are not tracked): every join kind, times over many buckets,
+    /// probes that read some keys whole and others bucket by bucket, a restart halfway.
+    /// The output equals a from-scratch join of every row, and once the watermark passes
+    /// every time no side holds anything.
+    #[test]
+    fn insert_only_interval_sides_by_bucket_equal_recompute() {
+        use std::collections::BTreeMap;
+
+        use datafusion::logical_expr::Operator as BinOp;
+        use datafusion::physical_expr::expressions::binary;
+
+        const SEC: i64 = 1_000_000;
+        // `lo <= t2 - t <= hi`: 3 s wide, so buckets of 3 s.
+        const LO: i64 = -2 * SEC;
+        const HI: i64 = SEC;
+        let ts = || DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+        // The left rows carry `t + LO` and `t + HI`, so the ON condition needs no interval
+        // arithmetic.
+        let l = arc_schema(vec![
+            Field::new("t", ts(), true),
+            Field::new("k", DataType::Int64, true),
+            Field::new("t_lo", ts(), true),
+            Field::new("t_hi", ts(), true),
+        ]);
+        let r = arc_schema(vec![
+            Field::new("t2", ts(), true),
+            Field::new("k2", DataType::Int64, true),
+        ]);
+        let pair = arc_schema(
+            l.fields()
+                .iter()
+                .chain(r.fields())
+                .map(|f| f.as_ref().clone())
+                .collect(),
+        );
+        let cmp = |a: &str, op, b: &str| {
+            binary(col(a, &pair).unwrap(), op, col(b, &pair).unwrap(), &pair).unwrap()
+        };
+        let tsv = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), None);
+        let left_row =
+            |t: i64, k: Option<i64>| vec![tsv(t), ScalarValue::Int64(k), tsv(t + LO), tsv(t + HI)];
+        let right_row = |t: i64, k: Option<i64>| vec![tsv(t), ScalarValue::Int64(k)];
+        let bounds = IntervalBounds {
+            left_col: 0,
+            right_col: 0,
+            lo: Some(LO),
+            hi: Some(HI),
+            left_lag: 0,
+            right_lag: 0,
+            left_updates: false,
+            right_updates: false,
+        };
+        for kind in KINDS {
+            let mut rnd = crate::test_rng(0xb0c4_0000 + kind as u64);
+            let out_schema = output_schema(kind, &l, &r, &pair);
+            let build = || {
+                let filter = binary(
+                    cmp("t2", BinOp::GtEq, "t_lo"),
+                    BinOp::And,
+                    cmp("t2", BinOp::LtEq, "t_hi"),
+                    &pair,
+                )
+                .unwrap();
+                HashJoin::new(
+                    kind,
+                    vec![col("k", &l).unwrap()],
+                    vec![col("k2", &r).unwrap()],
+                    &l,
+                    &r,
+                    Some(filter),
+                    out_schema.clone(),
+                    |n| 90 + n as u64,
+                )
+                .insert_only([true, true])
+                .interval(Some(bounds))
+                // Chunks of 3 or more distinct keys read the other side whole.
+                .probe_scan(ProbeScan {
+                    min_keys: 3,
+                    mul: 8,
+                    div: 1,
+                })
+            };
+            let mut j = build();
+            for side in 0..2 {
+                let tracked = j.tracked(side);
+                assert_eq!(j.bucket_width(side).is_some(), !tracked, "{kind:?} {side}");
+            }
+            let mut txn = Txn::new(Store::memory());
+            // Every row ever inserted: (time, key) per side.
+            let mut rows_of: [Vec<(i64, Option<i64>)>; 2] = [vec![], vec![]];
+            let mut acc: BTreeMap<String, i64> = BTreeMap::new();
+            let mut wm = 0i64;
+            for step in 0..400 {
+                if step == 200 {
+                    j = build(); // a restart: only the state in `txn` is kept
+                }
+                if rnd(5) == 0 {
+                    wm += rnd(3 * SEC as u64) as i64;
+                    assert!(j.on_watermark(wm, &mut txn).unwrap().is_none());
+                }
+                let side = rnd(2) as usize;
+                let mut rows = Vec::new();
+                for _ in 0..1 + rnd(4) {
+                    // Not late: at or after the watermark, within 8 s of it.
+                    let t = wm + rnd(8 * SEC as u64) as i64;
+                    let k = if rnd(10) == 0 {
+                        None
+                    } else {
+                        Some(rnd(4) as i64)
+                    };
+                    rows_of[side].push((t, k));
+                    rows.push(if side == 0 {
+                        left_row(t, k)
+                    } else {
+                        right_row(t, k)
+                    });
+                }
+                let schema = if side == 0 { l.clone() } else { r.clone() };
+                let n = rows.len();
+                let c = Chunk::from_rows(schema, &rows, vec![1; n]).unwrap();
+                let o = j.process(side, c, &mut txn).unwrap();
+                for (row, w) in o.rows().unwrap().iter().zip(&o.weights) {
+                    *acc.entry(text(row)).or_default() += w;
+                }
+                acc.retain(|_, w| *w != 0);
+                let matches = |x: &(i64, Option<i64>), y: &(i64, Option<i64>)| {
+                    x.1.is_some() && x.1 == y.1 && (LO..=HI).contains(&(y.0 - x.0))
+                };
+                let nts = || ScalarValue::TimestampMicrosecond(None, None);
+                let null = || ScalarValue::Int64(None);
+                let mut want: BTreeMap<String, i64> = BTreeMap::new();
+                for x in &rows_of[0] {
+                    let m = rows_of[1].iter().filter(|y| matches(x, y)).count();
+                    if kind.emits_pairs() {
+                        for y in rows_of[1].iter().filter(|y| matches(x, y)) {
+                            let mut p = left_row(x.0, x.1);
+                            p.extend(right_row(y.0, y.1));
+                            *want.entry(text(&p)).or_default() += 1;
+                        }
+                    }
+                    if (kind.unmatched()[0] && m == 0) || (kind.matched_alone()[0] && m > 0) {
+                        let mut p = left_row(x.0, x.1);
+                        if kind.emits_pairs() {
+                            p.extend([nts(), null()]);
+                        }
+                        *want.entry(text(&p)).or_default() += 1;
+                    }
+                }
+                for y in &rows_of[1] {
+                    let m = rows_of[0].iter().filter(|x| matches(x, y)).count();
+                    if (kind.unmatched()[1] && m == 0) || (kind.matched_alone()[1] && m > 0) {
+                        let mut p = if kind.emits_pairs() {
+                            vec![nts(), null(), nts(), nts()]
+                        } else {
+                            vec![]
+                        };
+                        p.extend(right_row(y.0, y.1));
+                        *want.entry(text(&p)).or_default() += 1;
+                    }
+                }
+                assert_eq!(acc, want, "{kind:?} step {step}");
+            }
+            // Past every time: no side holds rows, degrees or index entries.
+            j.on_watermark(wm + 20 * SEC, &mut txn).unwrap();
+            for n in 0..6 {
+                let stored = txn
+                    .scan_prefix(&freshet_storage::keys::state_prefix(90 + n))
+                    .unwrap()
+                    .len();
+                assert_eq!(stored, 0, "{kind:?} table {n}");
             }
         }
     }
