@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-const WORDS: usize = 3;
+const WORDS: usize = 4;
 
 /// A buffered key: its bytes, and their first bytes (zero-padded) as big-endian numbers.
 /// Ordered as the bytes are.

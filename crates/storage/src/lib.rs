@@ -653,15 +653,15 @@ mod tests {
             let mut t = Txn::new(store);
             let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
             // Keys of a few tables (space byte, 8-byte id), short and long (the write
-            // buffer compares the first 24 bytes as numbers), differing near the start,
-            // past 24 bytes, or only in length.
+            // buffer compares the first 32 bytes as numbers), differing near the start,
+            // past 32 bytes, or only in length.
             let key = |rnd: &mut dyn FnMut(u64) -> u64| {
                 let space = [0x01u8, 0x02, 0x02, 0x03][rnd(4) as usize];
                 let mut k = vec![space, 0, 0, 0, 0, 0, 0, 0, rnd(3) as u8];
                 k.extend([rnd(4) as u8, rnd(6) as u8]);
-                k.extend([0; 15]);
+                k.extend([0; 23]);
                 k.push(rnd(3) as u8);
-                k.truncate([1, 5, 9, 10, 11, 11, 24, 25, 27, 27][rnd(10) as usize]);
+                k.truncate([1, 5, 9, 10, 11, 11, 32, 33, 35, 35][rnd(10) as usize]);
                 k
             };
             for step in 0..20000 {
