@@ -192,11 +192,24 @@ pub fn shift_at(
     var_type: &DataType,
     at: i64,
 ) -> Result<Option<i64>, PlannerError> {
+    let v = eval_at(ctx, expr, is_var, var_type, Some(at))?;
+    Ok(freshet_engine::chunk::timestamp_micros(&v).map(|us| us - at))
+}
+
+/// `expr` evaluated with the sub-expressions `is_var` picks set to the instant `at` (µs,
+/// as a value of `var_type`; `None`: NULL).
+fn eval_at(
+    ctx: &SessionContext,
+    expr: &Expr,
+    is_var: &dyn Fn(&Expr) -> bool,
+    var_type: &DataType,
+    at: Option<i64>,
+) -> Result<ScalarValue, PlannerError> {
     let tz = match var_type {
         DataType::Timestamp(_, tz) => tz.clone(),
-        _ => return Ok(None),
+        _ => return Ok(ScalarValue::Null),
     };
-    let value = ScalarValue::TimestampMicrosecond(Some(at), tz).cast_to(var_type)?;
+    let value = ScalarValue::TimestampMicrosecond(at, tz).cast_to(var_type)?;
     let fixed = expr
         .clone()
         .transform_up(|e| {
@@ -216,22 +229,31 @@ pub fn shift_at(
     )
     .map_err(|e| PlannerError::Internal(e.to_string()))?;
     let v = phys.evaluate(&batch)?.into_array(1)?;
-    let v = ScalarValue::try_from_array(&v, 0)?;
-    Ok(freshet_engine::chunk::timestamp_micros(&v).map(|us| us - at))
+    Ok(ScalarValue::try_from_array(&v, 0)?)
 }
 
-/// The fixed shift of `expr` relative to its variable (`is_var`), checked at two instants
-/// far apart (so a month interval, whose length varies, gives `None`).
+/// The fixed shift of `expr` relative to its variable (`is_var`): checked at instants far
+/// apart (so a month interval, whose length varies, gives `None`, and so does a clamp such
+/// as `GREATEST(t, '1990-01-01')`), and NULL for a NULL variable (`COALESCE(t, …)` gives
+/// `None`: a row without a time would match rows the shift says it cannot).
 pub fn linear_shift(
     ctx: &SessionContext,
     expr: &Expr,
     is_var: &dyn Fn(&Expr) -> bool,
     var_type: &DataType,
 ) -> Result<Option<i64>, PlannerError> {
-    // 2000-03-01 and 2000-04-01: the months before and after each differ in length.
+    // 2000-03-01 and 2000-04-01: the months before and after each differ in length; then
+    // 1939 and 2090.
     const T0: i64 = 951_868_800_000_000;
     const T1: i64 = T0 + 31 * 86_400_000_000;
     let a = shift_at(ctx, expr, is_var, var_type, T0)?;
-    let b = shift_at(ctx, expr, is_var, var_type, T1)?;
-    Ok(if a == b { a } else { None })
+    for t in [T1, -T0, 3 * T0] {
+        if shift_at(ctx, expr, is_var, var_type, t)? != a {
+            return Ok(None);
+        }
+    }
+    if a.is_some() && !eval_at(ctx, expr, is_var, var_type, None)?.is_null() {
+        return Ok(None);
+    }
+    Ok(a)
 }

@@ -22,7 +22,7 @@
 //! Such a side of an interval join bounded both ways (the other side's times lie within
 //! `[lo, hi]` of its own), whose degrees are not tracked, is stored by time bucket instead:
 //! `bucket | join key | encoded row | sequence number`, with buckets as wide as the
-//! interval. A probe reads its key in the two or three buckets its interval covers, and the
+//! interval. A probe reads its key in the (at most two) buckets its interval covers, and the
 //! watermark frees whole buckets with one range scan of the row table, so storing and
 //! freeing a row is one write and one delete with no time index (four writes and a read
 //! with it).
@@ -62,7 +62,8 @@ pub struct HashJoin {
     /// Per side, a time below which the time index holds nothing (everything below was
     /// freed, and no row since had an earlier time): where the next freeing scan starts,
     /// so it does not walk over what earlier ones deleted. `None` (and after a restart):
-    /// from the beginning.
+    /// from the beginning. On a side stored by time bucket, probes and whole reads also
+    /// start at its bucket, so storing a row with an earlier time must lower it.
     freed_below: [Option<i64>; 2],
     /// Per side whose input updates (interval joins only), the horizon of the last
     /// watermark: rows with an earlier time are final and freed, so a change to one can
@@ -777,6 +778,17 @@ mod tests {
             .join(",")
     }
 
+    /// The left columns, then the right ones.
+    fn pair_schema(l: &SchemaRef, r: &SchemaRef) -> SchemaRef {
+        arc_schema(
+            l.fields()
+                .iter()
+                .chain(r.fields())
+                .map(|f| f.as_ref().clone())
+                .collect(),
+        )
+    }
+
     /// What a join of `kind` emits: both sides' columns (`pair`), or one side's.
     fn output_schema(kind: JoinKind, l: &SchemaRef, r: &SchemaRef, pair: &SchemaRef) -> SchemaRef {
         match kind {
@@ -1012,13 +1024,7 @@ mod tests {
             Field::new("k2", DataType::Int64, true),
             Field::new("b", DataType::Int64, true),
         ]);
-        let pair = arc_schema(
-            l.fields()
-                .iter()
-                .chain(r.fields())
-                .map(|f| f.as_ref().clone())
-                .collect(),
-        );
+        let pair = pair_schema(&l, &r);
         let tsv = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), None);
         type Live = (i64, Option<i64>, i64);
         // The left side's changes may lag the watermark more than the right side's: its
@@ -1202,9 +1208,12 @@ mod tests {
         use datafusion::physical_expr::expressions::binary;
 
         const SEC: i64 = 1_000_000;
-        // `lo <= t2 - t <= hi`: 3 s wide, so buckets of 3 s.
-        const LO: i64 = -2 * SEC;
-        const HI: i64 = SEC;
+        // `lo <= t2 - t <= hi`: 3 s wide, so buckets of 3 s. The right rows come 1 to 4 s
+        // after their left ones, so a right row on time for its input's lag can be below
+        // its side's horizon already (it matches stored left rows, and is freed next).
+        const LO: i64 = SEC;
+        const HI: i64 = 4 * SEC;
+        const LAG: i64 = 2 * SEC;
         let ts = || DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
         // The left rows carry `t + LO` and `t + HI`, so the ON condition needs no interval
         // arithmetic.
@@ -1218,27 +1227,23 @@ mod tests {
             Field::new("t2", ts(), true),
             Field::new("k2", DataType::Int64, true),
         ]);
-        let pair = arc_schema(
-            l.fields()
-                .iter()
-                .chain(r.fields())
-                .map(|f| f.as_ref().clone())
-                .collect(),
-        );
+        let pair = pair_schema(&l, &r);
         let cmp = |a: &str, op, b: &str| {
             binary(col(a, &pair).unwrap(), op, col(b, &pair).unwrap(), &pair).unwrap()
         };
-        let tsv = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), None);
-        let left_row =
-            |t: i64, k: Option<i64>| vec![tsv(t), ScalarValue::Int64(k), tsv(t + LO), tsv(t + HI)];
-        let right_row = |t: i64, k: Option<i64>| vec![tsv(t), ScalarValue::Int64(k)];
+        let tsv = |t: Option<i64>| ScalarValue::TimestampMicrosecond(t, None);
+        let left_row = |t: Option<i64>, k: Option<i64>| {
+            let shift = |d: i64| tsv(t.map(|t| t + d));
+            vec![tsv(t), ScalarValue::Int64(k), shift(LO), shift(HI)]
+        };
+        let right_row = |t: Option<i64>, k: Option<i64>| vec![tsv(t), ScalarValue::Int64(k)];
         let bounds = IntervalBounds {
             left_col: 0,
             right_col: 0,
             lo: Some(LO),
             hi: Some(HI),
-            left_lag: 0,
-            right_lag: 0,
+            left_lag: LAG,
+            right_lag: LAG,
             left_updates: false,
             right_updates: false,
         };
@@ -1279,9 +1284,11 @@ mod tests {
             }
             let mut txn = Txn::new(Store::memory());
             // Every row ever inserted: (time, key) per side.
-            let mut rows_of: [Vec<(i64, Option<i64>)>; 2] = [vec![], vec![]];
+            type Stored = (Option<i64>, Option<i64>);
+            let mut rows_of: [Vec<Stored>; 2] = [vec![], vec![]];
             let mut acc: BTreeMap<String, i64> = BTreeMap::new();
-            let mut wm = 0i64;
+            // Negative times too: buckets are floored, not truncated toward zero.
+            let mut wm = -20 * SEC;
             for step in 0..400 {
                 if step == 200 {
                     j = build(); // a restart: only the state in `txn` is kept
@@ -1293,8 +1300,9 @@ mod tests {
                 let side = rnd(2) as usize;
                 let mut rows = Vec::new();
                 for _ in 0..1 + rnd(4) {
-                    // Not late: at or after the watermark, within 8 s of it.
-                    let t = wm + rnd(8 * SEC as u64) as i64;
+                    // On time for the input's lag, within 8 s of the watermark; sometimes
+                    // without a time (such a row matches nothing).
+                    let t = (rnd(12) > 0).then(|| wm - LAG + 1 + rnd(8 * SEC as u64) as i64);
                     let k = if rnd(10) == 0 {
                         None
                     } else {
@@ -1315,8 +1323,12 @@ mod tests {
                     *acc.entry(text(row)).or_default() += w;
                 }
                 acc.retain(|_, w| *w != 0);
-                let matches = |x: &(i64, Option<i64>), y: &(i64, Option<i64>)| {
-                    x.1.is_some() && x.1 == y.1 && (LO..=HI).contains(&(y.0 - x.0))
+                let matches = |x: &Stored, y: &Stored| {
+                    x.1.is_some()
+                        && x.1 == y.1
+                        && x.0
+                            .zip(y.0)
+                            .is_some_and(|(a, b)| (LO..=HI).contains(&(b - a)))
                 };
                 let nts = || ScalarValue::TimestampMicrosecond(None, None);
                 let null = || ScalarValue::Int64(None);
@@ -1352,9 +1364,12 @@ mod tests {
                 }
                 assert_eq!(acc, want, "{kind:?} step {step}");
             }
-            // Past every time: no side holds rows, degrees or index entries.
+            // Past every time: no side holds degrees or index entries, and a side stored by
+            // bucket holds no rows (a tracked side keeps its rows without a time, which no
+            // watermark frees).
             j.on_watermark(wm + 20 * SEC, &mut txn).unwrap();
-            for n in 0..6 {
+            let bucketed = (0..2u64).filter(|&n| j.bucket_width(n as usize).is_some());
+            for n in bucketed.chain(2..6) {
                 let stored = txn
                     .scan_prefix(&freshet_storage::keys::state_prefix(90 + n))
                     .unwrap()
