@@ -368,8 +368,38 @@ impl HashJoin {
         } else {
             bound(from)?
         };
+        self.free_range(side, &start, &bound(to)?, state)
+    }
+
+    /// Frees the rows of `side` stored by buckets of `width` whose buckets end at or
+    /// before `to`, from the one holding `from` on.
+    fn free_buckets(
+        &self,
+        side: usize,
+        width: i64,
+        from: i64,
+        to: i64,
+        state: &mut Txn,
+    ) -> Result<(), EngineError> {
+        let bucket = |t: i64| self.tables[side].key(&super::order_key(t.div_euclid(width)));
+        let start = if from == i64::MIN {
+            self.tables[side].key(&[])
+        } else {
+            bucket(from)
+        };
+        self.free_range(side, &start, &bucket(to), state)
+    }
+
+    /// Deletes the stored rows of `side` with keys in `[start, end)`, and their degrees.
+    fn free_range(
+        &self,
+        side: usize,
+        start: &[u8],
+        end: &[u8],
+        state: &mut Txn,
+    ) -> Result<(), EngineError> {
         let plen = self.tables[side].prefix_len();
-        for (k, _) in state.scan_range(&start, &bound(to)?)? {
+        for (k, _) in state.scan_range(start, end)? {
             if self.tracked(side) {
                 state.delete(self.degrees[side].key(&k[plen..]));
             }
@@ -516,15 +546,7 @@ impl Operator for HashJoin {
             }
             if let Some(w) = self.bucket_width(side) {
                 // Buckets before the one holding `h` end at or before it: all dead.
-                let start = if from == i64::MIN {
-                    self.tables[side].key(&[])
-                } else {
-                    self.tables[side].key(&super::order_key(from.div_euclid(w)))
-                };
-                let end = self.tables[side].key(&super::order_key(h.div_euclid(w)));
-                for (k, _) in state.scan_range(&start, &end)? {
-                    state.delete(k);
-                }
+                self.free_buckets(side, w, from, h, state)?;
                 continue;
             }
             let start = self.time_index[side].key(&super::order_key(from));
@@ -630,6 +652,7 @@ impl Operator for HashJoin {
         let mut out_rows: Vec<Row> = Vec::new();
         let mut out_w = Vec::new();
         let mut pair_no = 0;
+        let width = self.bucket_width(side);
         for (r, row) in rows.iter().enumerate() {
             let w = chunk.weights[r];
             let lookup_left = self.lookup && side == 0;
@@ -653,7 +676,7 @@ impl Operator for HashJoin {
                         ));
                     }
                     self.seq.append(state, &mut rbytes)?;
-                    match self.bucket_width(side) {
+                    match width {
                         Some(width) => {
                             // A row without a time matches nothing: not stored.
                             if let Some(t) = self.event_time(side, row) {
@@ -673,7 +696,7 @@ impl Operator for HashJoin {
                     if old <= 0 && new > 0 && self.freed_below[side].is_some_and(|f| t < f) {
                         self.freed_below[side] = Some(t);
                     }
-                    if !self.time_leads && self.bucket_width(side).is_none() {
+                    if !self.time_leads && width.is_none() {
                         let ik = self.index_key(side, t, kbytes, &rbytes);
                         if old <= 0 && new > 0 {
                             state.put(ik, (kbytes.len() as u32).to_be_bytes().to_vec());
