@@ -126,7 +126,11 @@ impl Dataflow {
         let mut df = Dataflow {
             view,
             nodes: vec![Node::new(
-                Box::new(Materialize::new(view).insert_only(append_only, seq_table)),
+                Box::new(
+                    Materialize::new(view)
+                        .insert_only(append_only, seq_table)
+                        .distinct(plan.unique_key().is_some()),
+                ),
                 None,
                 vec![has_watermark(plan)],
             )],
@@ -296,7 +300,8 @@ impl Dataflow {
                 )
                 .lookup(*lookup)
                 .interval(*interval)
-                .insert_only(*insert_only),
+                .insert_only(*insert_only)
+                .distinct_rows([left.unique_key().is_some(), right.unique_key().is_some()]),
             ),
         };
         let inputs = plan.inputs();

@@ -403,6 +403,25 @@ impl StreamNode {
         }
     }
 
+    /// Output columns whose values identify a row: no two rows of the output present at
+    /// the same time agree on them, so the output is a set (no row is ever there twice)
+    /// and its changes insert a row that is absent and delete one that is present. An
+    /// aggregate's output has one row per group (the global aggregate: one row); filters
+    /// keep a subset, and a projection keeps the key if it passes its columns through.
+    /// `None` when not known (sources, joins, windows, unions, …).
+    pub fn unique_key(&self) -> Option<Vec<usize>> {
+        match self {
+            StreamNode::Aggregate { group, .. } => Some((0..group.len()).collect()),
+            StreamNode::Filter { input, .. } => input.unique_key(),
+            StreamNode::Project { input, exprs, .. } => input
+                .unique_key()?
+                .into_iter()
+                .map(|c| exprs.iter().position(|e| column_index(e) == Some(c)))
+                .collect(),
+            _ => None,
+        }
+    }
+
     /// The relations this plan reads, in plan order (with repeats for self-joins).
     pub fn sources(&self) -> Vec<RelationId> {
         let mut out = Vec::new();

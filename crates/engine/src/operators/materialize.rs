@@ -6,10 +6,13 @@
 //! row under its own key, `encoded row | sequence number → multiplicity` (see
 //! [`RowSeq`]): a blind write instead of a read of the row's old multiplicity. Readers
 //! decode a key's columns and ignore what follows them, so they see the same multiset.
+//!
+//! A view whose rows are a set (an aggregate's: one row per group) writes a row's
+//! multiplicity, or deletes it, without reading it first.
 
 use freshet_storage::{codec, keys, Txn};
 
-use super::{add_count, encode_count, RowSeq};
+use super::{change_count, encode_count, RowSeq};
 use crate::chunk::Chunk;
 use crate::operator::Operator;
 use crate::EngineError;
@@ -19,6 +22,9 @@ pub struct Materialize {
     /// Set for an insert-only view: rows get sequence numbers, and a delete is an
     /// internal error.
     seq: Option<RowSeq>,
+    /// Set for a view whose rows are a set (`StreamNode::unique_key`): multiplicities
+    /// are written without being read.
+    distinct: bool,
 }
 
 impl Materialize {
@@ -26,12 +32,19 @@ impl Materialize {
         Materialize {
             relation,
             seq: None,
+            distinct: false,
         }
     }
 
     /// Makes this an insert-only view's; `seq_table` holds its next row sequence number.
     pub fn insert_only(mut self, insert_only: bool, seq_table: u64) -> Materialize {
         self.seq = insert_only.then(|| RowSeq::new(seq_table));
+        self
+    }
+
+    /// Marks a view whose rows are a set (no row is ever present twice).
+    pub fn distinct(mut self, distinct: bool) -> Materialize {
+        self.distinct = distinct;
         self
     }
 }
@@ -65,7 +78,7 @@ impl Operator for Materialize {
         }
         for (row, w) in encoded.iter().zip(&chunk.weights) {
             let key = keys::row_key(self.relation, row);
-            let (_, new) = add_count(state, key, *w)?;
+            let (_, new) = change_count(state, key, *w, self.distinct)?;
             if new < 0 {
                 return Err(EngineError::Internal(format!(
                     "view {} would hold a row {} times",

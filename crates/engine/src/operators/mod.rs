@@ -199,3 +199,26 @@ pub(crate) fn add_count(
     }
     Ok((old, new))
 }
+
+/// [`add_count`] for a row of a set (see `StreamNode::unique_key`) when `distinct`: an
+/// insert finds the row absent and a delete finds it present, so the multiplicity is
+/// written (or the key deleted) without reading it. Other weights, and rows of a
+/// multiset, go through [`add_count`].
+pub(crate) fn change_count(
+    txn: &mut freshet_storage::Txn,
+    key: Vec<u8>,
+    delta: i64,
+    distinct: bool,
+) -> Result<(i64, i64), EngineError> {
+    match (distinct, delta) {
+        (true, 1) => {
+            txn.put(key, encode_count(1));
+            Ok((0, 1))
+        }
+        (true, -1) => {
+            txn.delete(key);
+            Ok((1, 0))
+        }
+        _ => add_count(txn, key, delta),
+    }
+}
