@@ -361,6 +361,9 @@ pub struct Txn {
     pending: WriteBuffer,
     /// While a statement runs: the buffer entries it overwrote, to undo it if it fails.
     undo: Option<Vec<UndoEntry>>,
+    /// Counts the times writes made through this transaction were dropped (see
+    /// [`Txn::generation`]).
+    generation: u64,
 }
 
 impl Txn {
@@ -369,11 +372,19 @@ impl Txn {
             store,
             pending: WriteBuffer::default(),
             undo: None,
+            generation: 0,
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Changes whenever writes made through this transaction are dropped: a statement
+    /// rolled back, a commit failed. An operator that keeps copies of its state in memory
+    /// discards them when this changes, since they may hold what was dropped.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn is_dirty(&self) -> bool {
@@ -543,7 +554,11 @@ impl Txn {
             return Ok(());
         }
         let (records, bytes) = self.pending.size();
-        self.store.write(self.pending.drain(), records, bytes)
+        let res = self.store.write(self.pending.drain(), records, bytes);
+        if res.is_err() {
+            self.generation += 1;
+        }
+        res
     }
 
     /// Starts recording what the buffer looked like, so that a failing statement can be
@@ -563,6 +578,7 @@ impl Txn {
             for (k, old) in undo.into_iter().rev() {
                 self.pending.restore(k, old);
             }
+            self.generation += 1;
         }
     }
 }

@@ -50,7 +50,25 @@ pub struct HashAgg {
     meta: StateTable,
     /// The last watermark (`None` until loaded from state or received).
     wm: Option<Option<i64>>,
+    /// Accumulators of groups read or written before, decoded, by stored group key
+    /// (`None`: the group has no rows), so that the chunks touching a group again neither
+    /// read nor decode it: each change is still written through to state. Closed windows
+    /// leave it; it is emptied when it outgrows [`CACHED_GROUPS`] and when the transaction
+    /// drops writes (a statement rolled back), since it may hold what was dropped.
+    cache: FastMap<Vec<u8>, Option<Row>>,
+    /// A stored group key at least as large as every group key in state that is not in
+    /// the cache (the largest key in state when the cache was last emptied): a group with
+    /// a larger key that is not cached has no rows, without a read. New windows' groups
+    /// (their keys start with the window) are found this way. `None`: not known yet.
+    known_above: Option<Vec<u8>>,
+    /// How many groups the cache may hold ([`CACHED_GROUPS`]).
+    cache_cap: usize,
+    /// The transaction generation the cache (and `wm`) agree with (`Txn::generation`).
+    generation: Option<u64>,
 }
+
+/// At most this many cached groups (see `HashAgg::cache`): a few tens of MiB.
+const CACHED_GROUPS: usize = 1 << 18;
 
 /// The type sums are accumulated in.
 fn sum_type(arg: &DataType) -> Result<DataType, EngineError> {
@@ -128,6 +146,10 @@ impl HashAgg {
             emit_on_close: false,
             meta: StateTable::new(table_id(u16::MAX)),
             wm: None,
+            cache: FastMap::default(),
+            known_above: None,
+            cache_cap: CACHED_GROUPS,
+            generation: None,
         })
     }
 
@@ -137,6 +159,42 @@ impl HashAgg {
         self.window = window;
         self.emit_on_close = emit_on_close && window.is_some();
         self
+    }
+
+    /// Forgets what is kept in memory if the transaction dropped writes since it was
+    /// read (see [`HashAgg::cache`]).
+    fn sync(&mut self, state: &Txn) {
+        if self.generation != Some(state.generation()) {
+            self.generation = Some(state.generation());
+            self.forget();
+            self.wm = None;
+        }
+    }
+
+    /// Empties the cache of accumulators.
+    fn forget(&mut self) {
+        self.cache.clear();
+        self.known_above = None;
+    }
+
+    /// A group's accumulator, from the cache or state (`None`: the group has no rows).
+    /// A cached one is taken out: the caller puts it back.
+    fn take_acc(&mut self, state: &Txn, gkey: &[u8]) -> Result<Option<Row>, EngineError> {
+        if let Some(cached) = self.cache.remove(gkey) {
+            return Ok(cached);
+        }
+        if self.known_above.is_none() {
+            let prefix = self.groups.key(&[]);
+            let last = state.first_with_prefix(&prefix, true)?;
+            self.known_above = Some(match last {
+                Some((k, _)) => k[prefix.len()..].to_vec(),
+                None => Vec::new(),
+            });
+        }
+        if self.known_above.as_deref().is_some_and(|b| gkey > b) {
+            return Ok(None);
+        }
+        self.load(state, gkey)
     }
 
     fn watermark(&mut self, state: &Txn) -> Result<Option<i64>, EngineError> {
@@ -690,6 +748,7 @@ impl Operator for HashAgg {
         let Some((k, lag)) = self.window else {
             return Ok(None);
         };
+        self.sync(state);
         let old = self.watermark(state)?;
         if old.is_some_and(|old| old >= wm) {
             return Ok(None);
@@ -715,6 +774,7 @@ impl Operator for HashAgg {
         let mut out_rows = Vec::new();
         for (key, val) in closed {
             let gkey = key[self.groups.prefix_len()..].to_vec();
+            self.cache.remove(&gkey);
             if self.emit_on_close {
                 let acc = codec::decode_row(&val, &self.acc_types)?;
                 if Self::count(&acc, 0) > 0 {
@@ -746,6 +806,8 @@ impl Operator for HashAgg {
         let acc = self.initial_acc()?;
         let out = self.output(state, &[], &Vec::new(), &acc)?;
         state.put(self.groups.key(&[]), codec::encode_row(&acc)?);
+        self.cache.remove(&[][..]);
+        self.known_above = None;
         Ok(Some(Chunk::from_rows(
             self.schema.clone(),
             &[out],
@@ -755,6 +817,22 @@ impl Operator for HashAgg {
 
     fn process(
         &mut self,
+        input: usize,
+        chunk: Chunk,
+        state: &mut Txn,
+    ) -> Result<Chunk, EngineError> {
+        let out = self.apply_chunk(input, chunk, state);
+        if out.is_err() {
+            // The cache may miss a group the failed chunk took out of it.
+            self.forget();
+        }
+        out
+    }
+}
+
+impl HashAgg {
+    fn apply_chunk(
+        &mut self,
         _input: usize,
         chunk: Chunk,
         state: &mut Txn,
@@ -763,6 +841,10 @@ impl Operator for HashAgg {
             return Ok(Chunk::empty(self.schema.clone()));
         }
         let n = chunk.len();
+        self.sync(state);
+        if self.cache.len() > self.cache_cap {
+            self.forget();
+        }
         let wm = self.watermark(state)?;
         let gcols = eval_all(&self.group, &chunk.batch)?;
         let mut acols = Vec::with_capacity(self.aggs.len());
@@ -811,8 +893,22 @@ impl Operator for HashAgg {
         let global = self.group.is_empty();
         let mut out_rows = Vec::new();
         let mut out_weights = Vec::new();
+        // Per aggregate, a row's argument and ORDER BY values (reused across rows).
+        let mut args: Vec<Option<ScalarValue>> = vec![None; self.aggs.len()];
+        let mut orders: Vec<Option<ScalarValue>> = vec![None; self.aggs.len()];
+        let fill = |cols: &[Option<datafusion::arrow::array::ArrayRef>],
+                    r: usize,
+                    out: &mut [Option<ScalarValue>]|
+         -> Result<(), EngineError> {
+            for (o, c) in out.iter_mut().zip(cols) {
+                if let Some(c) = c {
+                    *o = Some(ScalarValue::try_from_array(c, r)?);
+                }
+            }
+            Ok(())
+        };
         for (gkey, gvals, rows_of) in order {
-            let loaded = self.load(state, &gkey)?;
+            let loaded = self.take_acc(state, &gkey)?;
             let old_out = match &loaded {
                 Some(acc) if global || Self::count(acc, 0) > 0 => {
                     Some(self.output(state, &gkey, &gvals, acc)?)
@@ -823,19 +919,9 @@ impl Operator for HashAgg {
                 Some(acc) => acc,
                 None => self.initial_acc()?,
             };
-            // Per aggregate, row r's value of an optional column.
-            let values = |cols: &[Option<datafusion::arrow::array::ArrayRef>], r: usize| {
-                cols.iter()
-                    .map(|c| {
-                        c.as_ref()
-                            .map(|c| ScalarValue::try_from_array(c, r))
-                            .transpose()
-                    })
-                    .collect::<Result<Vec<Option<ScalarValue>>, _>>()
-            };
             for &r in &rows_of {
-                let args = values(&acols, r)?;
-                let orders = values(&ocols, r)?;
+                fill(&acols, r, &mut args)?;
+                fill(&ocols, r, &mut orders)?;
                 self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;
             }
             let rows = Self::count(&acc, 0);
@@ -844,9 +930,12 @@ impl Operator for HashAgg {
             }
             let new_out = if global || rows > 0 {
                 state.put(self.groups.key(&gkey), codec::encode_row(&acc)?);
-                Some(self.output(state, &gkey, &gvals, &acc)?)
+                let out = self.output(state, &gkey, &gvals, &acc)?;
+                self.cache.insert(gkey, Some(acc));
+                Some(out)
             } else {
                 state.delete(self.groups.key(&gkey));
+                self.cache.insert(gkey, None);
                 None
             };
             if self.emit_on_close {
@@ -1010,6 +1099,81 @@ mod tests {
             .scan_prefix(&freshet_storage::keys::state_prefix(100))
             .unwrap()
             .is_empty());
+    }
+
+    /// Random inserts and deletes over a few groups: the output changes, summed, equal the
+    /// aggregates of the live rows after every chunk, while chunks are also processed in
+    /// statements that roll back (their writes undone, their output dropped: the cached
+    /// accumulators they changed must not survive), commits happen, and the operator
+    /// restarts (an empty cache reads state), with a cache small enough to be emptied often.
+    #[test]
+    fn equals_recompute_across_rollbacks_commits_and_restarts() {
+        use std::collections::BTreeMap;
+
+        // A small cache, emptied often.
+        let small = || {
+            let (mut a, input) = agg();
+            a.cache_cap = 3;
+            (a, input)
+        };
+        let (mut a, input) = small();
+        let mut txn = Txn::new(Store::memory());
+        let mut rnd = crate::test_rng(0x5eed);
+        let mut live: Vec<(i64, i64)> = Vec::new();
+        let mut view: BTreeMap<String, i64> = BTreeMap::new();
+        let mut rollbacks = 0;
+        for step in 0..400 {
+            if step % 97 == 96 {
+                a = small().0;
+            }
+            if rnd(10) == 0 {
+                txn.commit().unwrap();
+            }
+            let mut next = live.clone();
+            let mut rows = Vec::new();
+            for _ in 0..1 + rnd(5) {
+                if !next.is_empty() && rnd(3) == 0 {
+                    let (k, v) = next.swap_remove(rnd(next.len() as u64) as usize);
+                    rows.push((k, v, -1));
+                } else {
+                    // Keys grow over time, so new groups often sort after every stored one.
+                    let (k, v) = (rnd(4) as i64 + step / 50, rnd(6) as i64);
+                    next.push((k, v));
+                    rows.push((k, v, 1));
+                }
+            }
+            if rnd(5) == 0 {
+                txn.begin_statement();
+                feed(&mut a, &input, &mut txn, &rows);
+                txn.rollback_statement();
+                rollbacks += 1;
+                continue;
+            }
+            for (row, w) in feed(&mut a, &input, &mut txn, &rows) {
+                *view.entry(format!("{row:?}")).or_default() += w;
+            }
+            view.retain(|_, w| *w != 0);
+            live = next;
+            let mut want: BTreeMap<String, i64> = BTreeMap::new();
+            let mut groups: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+            for (k, v) in &live {
+                groups.entry(*k).or_default().push(*v);
+            }
+            for (k, vs) in groups {
+                let distinct: std::collections::BTreeSet<_> = vs.iter().collect();
+                let row = vec![
+                    i(k),
+                    i(vs.len() as i64),
+                    i(vs.iter().sum()),
+                    i(*vs.iter().min().unwrap()),
+                    i(*vs.iter().max().unwrap()),
+                    i(distinct.len() as i64),
+                ];
+                want.insert(format!("{row:?}"), 1);
+            }
+            assert_eq!(view, want, "step {step}");
+        }
+        assert!(rollbacks > 40);
     }
 
     #[test]

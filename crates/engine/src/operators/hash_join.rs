@@ -78,6 +78,10 @@ pub struct HashJoin {
     /// updated through a join with a table); it is ignored, as a windowed aggregate
     /// ignores changes to closed windows, instead of failing on a missing row.
     final_below: [Option<i64>; 2],
+    /// The transaction generation `freed_below` and `final_below` agree with
+    /// (`Txn::generation`): if a statement that freed rows rolls back, the rows are back,
+    /// and both are forgotten as after a restart.
+    generation: Option<u64>,
     keys: [Vec<PhysExpr>; 2],
     formats: [RowFormat; 2],
     tables: [StateTable; 2],
@@ -175,6 +179,7 @@ impl HashJoin {
             time_index: [StateTable::new(table_id(4)), StateTable::new(table_id(5))],
             freed_below: [None, None],
             final_below: [None, None],
+            generation: None,
             keys: [left_keys, right_keys],
             formats: [RowFormat::of(left_schema), RowFormat::of(right_schema)],
             tables: [StateTable::new(table_id(0)), StateTable::new(table_id(1))],
@@ -296,6 +301,16 @@ impl HashJoin {
         let b = self.interval?;
         let col = if side == 0 { b.left_col } else { b.right_col };
         row.get(col).and_then(crate::chunk::timestamp_micros)
+    }
+
+    /// Forgets the horizons kept in memory if the transaction dropped writes since they
+    /// were set (see `generation`).
+    fn sync(&mut self, state: &Txn) {
+        if self.generation != Some(state.generation()) {
+            self.generation = Some(state.generation());
+            self.freed_below = [None, None];
+            self.final_below = [None, None];
+        }
     }
 
     /// The bucket width (µs) if `side` is stored by time bucket (see the module
@@ -539,6 +554,7 @@ impl Operator for HashJoin {
         let Some(b) = self.interval else {
             return Ok(None);
         };
+        self.sync(state);
         for (side, horizon) in [(0, b.left_horizon(wm)), (1, b.right_horizon(wm))] {
             let Some(h) = horizon else { continue };
             let from = self.freed_below[side].unwrap_or(i64::MIN);
@@ -595,6 +611,7 @@ impl Operator for HashJoin {
         }
         let side = input;
         let other = 1 - input;
+        self.sync(state);
         if self.lookup && side == 1 {
             // The looked-up table changed: update its state, revisit nothing.
             let keys = self.key_bytes(1, &chunk)?;
@@ -1348,6 +1365,14 @@ mod tests {
                 if rnd(5) == 0 {
                     wm += rnd(3 * SEC as u64) as i64;
                     assert!(j.on_watermark(wm, &mut txn).unwrap().is_none());
+                }
+                if rnd(12) == 0 {
+                    // A later watermark in a statement that rolls back: the rows it freed
+                    // are back, and must still be found and freed.
+                    txn.begin_statement();
+                    j.on_watermark(wm + rnd(6 * SEC as u64) as i64, &mut txn)
+                        .unwrap();
+                    txn.rollback_statement();
                 }
                 let side = rnd(2) as usize;
                 let mut rows = Vec::new();
