@@ -352,7 +352,7 @@ impl Store {
 type BufferedEntry<'a> = (&'a [u8], &'a Option<Vec<u8>>);
 
 /// A key and what the write buffer held for it before (`None`: nothing buffered).
-type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
+type UndoEntry = (Vec<u8>, Option<buffer::Entry>);
 
 /// Buffered writes on top of the committed data. Reads see the buffer; [`Txn::commit`]
 /// writes it in one atomic, synced batch.
@@ -399,21 +399,28 @@ impl Txn {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.set(key, Some(value));
+        self.set(key, Some(value), false);
+    }
+
+    /// [`Txn::put`] of a key the caller knows is absent from committed state (a row under
+    /// a sequence number never used before): if it is deleted before the commit, neither
+    /// the pair nor a tombstone is written.
+    pub fn put_fresh(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.set(key, Some(value), true);
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.set(key, None);
+        self.set(key, None, false);
     }
 
-    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, fresh: bool) {
         match &mut self.undo {
             Some(undo) => {
-                let old = self.pending.set(key.clone(), value);
+                let old = self.pending.set(key.clone(), value, fresh);
                 undo.push((key, old));
             }
             None => {
-                self.pending.set(key, value);
+                self.pending.set(key, value, fresh);
             }
         }
     }
@@ -680,6 +687,8 @@ mod tests {
                 k.truncate([1, 5, 9, 10, 11, 11, 32, 33, 35, 35][rnd(10) as usize]);
                 k
             };
+            let committed =
+                |t: &Txn, k: &[u8]| t.store().read_latest(|r| r.get(k)).unwrap().is_some();
             for step in 0..20000 {
                 match rnd(20) {
                     0 => t.commit().unwrap(),
@@ -688,13 +697,24 @@ mod tests {
                         t.begin_statement();
                         for _ in 0..rnd(5) {
                             let k = key(&mut rnd);
-                            if rnd(2) == 0 {
-                                t.put(k, vec![rnd(9) as u8]);
-                            } else {
-                                t.delete(k);
+                            match rnd(3) {
+                                0 => t.put(k, vec![rnd(9) as u8]),
+                                1 if committed(&t, &k) => t.delete(k),
+                                1 => t.put_fresh(k, vec![rnd(9) as u8]),
+                                _ => t.delete(k),
                             }
                         }
                         t.rollback_statement();
+                    }
+                    16 | 17 => {
+                        // A key known to be absent from committed state: its delete
+                        // before the commit drops the entry (no tombstone).
+                        let k = key(&mut rnd);
+                        if !committed(&t, &k) {
+                            let v = vec![step as u8, 1];
+                            t.put_fresh(k.clone(), v.clone());
+                            model.insert(k, v);
+                        }
                     }
                     2..=9 => {
                         let k = key(&mut rnd);
