@@ -359,8 +359,12 @@ type UndoEntry = (Vec<u8>, Option<buffer::Entry>);
 pub struct Txn {
     store: Store,
     pending: WriteBuffer,
+    /// Whether a statement runs (see [`Txn::begin_statement`]).
+    in_statement: bool,
     /// While a statement runs: the buffer entries it overwrote, to undo it if it fails.
-    undo: Option<Vec<UndoEntry>>,
+    /// Emptied, not dropped, between statements: growing it anew for every statement was
+    /// a visible share of a pass-through view's work.
+    undo: Vec<UndoEntry>,
     /// Counts the times writes made through this transaction were dropped (see
     /// [`Txn::generation`]).
     generation: u64,
@@ -371,7 +375,8 @@ impl Txn {
         Txn {
             store,
             pending: WriteBuffer::default(),
-            undo: None,
+            in_statement: false,
+            undo: Vec::new(),
             generation: 0,
         }
     }
@@ -414,14 +419,11 @@ impl Txn {
     }
 
     fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, fresh: bool) {
-        match &mut self.undo {
-            Some(undo) => {
-                let old = self.pending.set(key.clone(), value, fresh);
-                undo.push((key, old));
-            }
-            None => {
-                self.pending.set(key, value, fresh);
-            }
+        if self.in_statement {
+            let old = self.pending.set(key.clone(), value, fresh);
+            self.undo.push((key, old));
+        } else {
+            self.pending.set(key, value, fresh);
         }
     }
 
@@ -556,7 +558,7 @@ impl Txn {
 
     /// Writes the buffer in one synced batch.
     pub fn commit(&mut self) -> Result<()> {
-        self.undo = None;
+        self.end_statement();
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -571,20 +573,23 @@ impl Txn {
     /// Starts recording what the buffer looked like, so that a failing statement can be
     /// undone with [`Txn::rollback_statement`].
     pub fn begin_statement(&mut self) {
-        self.undo = Some(Vec::new());
+        self.undo.clear();
+        self.in_statement = true;
     }
 
     /// Keeps the statement's writes.
     pub fn end_statement(&mut self) {
-        self.undo = None;
+        self.undo.clear();
+        self.in_statement = false;
     }
 
     /// Undoes every write since [`Txn::begin_statement`].
     pub fn rollback_statement(&mut self) {
-        if let Some(undo) = self.undo.take() {
-            for (k, old) in undo.into_iter().rev() {
+        if self.in_statement {
+            for (k, old) in self.undo.drain(..).rev() {
                 self.pending.restore(k, old);
             }
+            self.in_statement = false;
             self.generation += 1;
         }
     }

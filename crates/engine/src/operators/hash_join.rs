@@ -712,9 +712,8 @@ impl Operator for HashJoin {
                         Some(width) => {
                             // A row without a time matches nothing: not stored.
                             if let Some(t) = self.event_time(side, row) {
-                                let mut k = self.tables[side]
-                                    .key2(&super::order_key(t.div_euclid(width)), kbytes);
-                                k.extend_from_slice(&rbytes);
+                                let bucket = super::order_key(t.div_euclid(width));
+                                let k = self.tables[side].key3(&bucket, kbytes, &rbytes);
                                 state.put_fresh(k, encode_count(w));
                             }
                         }

@@ -62,6 +62,7 @@ impl Operator for Materialize {
     ) -> Result<Chunk, EngineError> {
         let encoded = codec::encode_columns(chunk.batch.columns(), chunk.len())?;
         if let Some(seq) = &mut self.seq {
+            let prefix = keys::rows_prefix(self.relation);
             for (row, &w) in encoded.iter().zip(&chunk.weights) {
                 if w <= 0 {
                     return Err(EngineError::Internal(format!(
@@ -69,7 +70,9 @@ impl Operator for Materialize {
                         self.relation
                     )));
                 }
-                let mut key = keys::row_key(self.relation, row);
+                let mut key = Vec::with_capacity(prefix.len() + row.len() + 8);
+                key.extend_from_slice(&prefix);
+                key.extend_from_slice(row);
                 seq.append(state, &mut key)?;
                 state.put(key, encode_count(w));
             }

@@ -55,8 +55,20 @@ impl StateTable {
     }
 
     pub fn key2(&self, a: &[u8], b: &[u8]) -> Vec<u8> {
-        let mut out = self.key(a);
+        // Room for a sequence number after the parts (rows of insert-only inputs).
+        let mut out = Vec::with_capacity(self.prefix.len() + a.len() + b.len() + 8);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(a);
         out.extend_from_slice(b);
+        out
+    }
+
+    pub fn key3(&self, a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + a.len() + b.len() + c.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        out.extend_from_slice(c);
         out
     }
 
