@@ -925,7 +925,12 @@ impl Coordinator {
                 .cloned()
                 .ok_or(EngineError::UnknownRelation(table))?;
             let chunk = Chunk::from_rows(schema, &[row], vec![1])?;
-            self.propagate(table, chunk)?;
+            if self.txn.in_statement() {
+                self.propagate(table, chunk)?;
+            } else {
+                // Views over the event table change all or not at all.
+                self.statement(|c| c.propagate(table, chunk))?;
+            }
         }
         Ok(())
     }

@@ -354,6 +354,9 @@ type BufferedEntry<'a> = (&'a [u8], &'a Option<Vec<u8>>);
 /// A key and what the write buffer held for it before (`None`: nothing buffered).
 type UndoEntry = (Vec<u8>, Option<buffer::Entry>);
 
+/// The undo log capacity kept between statements (entries; a source chunk's writes fit).
+const UNDO_KEPT: usize = 1 << 16;
+
 /// Buffered writes on top of the committed data. Reads see the buffer; [`Txn::commit`]
 /// writes it in one atomic, synced batch.
 pub struct Txn {
@@ -363,7 +366,8 @@ pub struct Txn {
     in_statement: bool,
     /// While a statement runs: the buffer entries it overwrote, to undo it if it fails.
     /// Emptied, not dropped, between statements: growing it anew for every statement was
-    /// a visible share of a pass-through view's work.
+    /// a visible share of a pass-through view's work. A statement that wrote more than
+    /// [`UNDO_KEPT`] entries (a backfill, a large DELETE) gives its memory back.
     undo: Vec<UndoEntry>,
     /// Counts the times writes made through this transaction were dropped (see
     /// [`Txn::generation`]).
@@ -577,10 +581,23 @@ impl Txn {
         self.in_statement = true;
     }
 
+    /// Whether a statement runs (its writes can still be undone).
+    pub fn in_statement(&self) -> bool {
+        self.in_statement
+    }
+
     /// Keeps the statement's writes.
     pub fn end_statement(&mut self) {
-        self.undo.clear();
         self.in_statement = false;
+        self.reset_undo();
+    }
+
+    fn reset_undo(&mut self) {
+        if self.undo.capacity() > UNDO_KEPT {
+            self.undo = Vec::new();
+        } else {
+            self.undo.clear();
+        }
     }
 
     /// Undoes every write since [`Txn::begin_statement`].
@@ -590,6 +607,7 @@ impl Txn {
                 self.pending.restore(k, old);
             }
             self.in_statement = false;
+            self.reset_undo();
             self.generation += 1;
         }
     }
@@ -660,6 +678,35 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let all = store.read_snapshot(|r| r.scan_prefix(b"a")).unwrap();
         assert_eq!(all.len(), 2);
+    }
+
+    /// The generation moves when writes are dropped (a statement rolled back), and only
+    /// then; a statement's undo log memory is given back after a large statement.
+    #[test]
+    fn generation_moves_when_writes_are_dropped() {
+        let mut t = Txn::new(Store::memory());
+        let g = t.generation();
+        t.put(b"a".to_vec(), b"1".to_vec());
+        t.begin_statement();
+        t.put(b"b".to_vec(), b"2".to_vec());
+        t.end_statement();
+        t.rollback_statement(); // no statement runs: nothing to undo
+        t.commit().unwrap();
+        assert_eq!(t.generation(), g);
+        t.begin_statement();
+        for i in 0..(UNDO_KEPT as u32 + 1) {
+            t.put(i.to_be_bytes().to_vec(), vec![]);
+        }
+        assert!(t.in_statement());
+        t.rollback_statement();
+        assert!(!t.in_statement());
+        assert_eq!(t.generation(), g + 1);
+        assert_eq!(t.get(&0u32.to_be_bytes()).unwrap(), None);
+        assert_eq!(t.get(b"b").unwrap(), Some(b"2".to_vec()));
+        assert!(
+            t.undo.capacity() <= UNDO_KEPT,
+            "a large statement's undo log is freed"
+        );
     }
 
     /// Random writes, deletes, commits and rolled-back statements over keys of several

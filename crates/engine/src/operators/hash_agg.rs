@@ -52,9 +52,10 @@ pub struct HashAgg {
     wm: Option<Option<i64>>,
     /// Accumulators of groups read or written before, decoded, by stored group key
     /// (`None`: the group has no rows), so that the chunks touching a group again neither
-    /// read nor decode it: each change is still written through to state. Closed windows
-    /// leave it; it is emptied when it outgrows [`CACHED_GROUPS`] and when the transaction
-    /// drops writes (a statement rolled back), since it may hold what was dropped.
+    /// read nor decode it: each change is still written through to state. The groups of
+    /// closed windows leave it (entries of groups that emptied stay until it is emptied);
+    /// it is emptied when it outgrows [`CACHED_GROUPS`] and when the transaction drops
+    /// writes (a statement rolled back), since it may hold what was dropped.
     cache: FastMap<Vec<u8>, Option<Row>>,
     /// A stored group key at least as large as every group key in state that is not in
     /// the cache (the largest key in state when the cache was last emptied): a group with
@@ -67,7 +68,9 @@ pub struct HashAgg {
     generation: Option<u64>,
 }
 
-/// At most this many cached groups (see `HashAgg::cache`): a few tens of MiB.
+/// At most this many cached groups (see `HashAgg::cache`; checked before each chunk). A
+/// group costs its key and its accumulator's `ScalarValue`s (64 bytes each): about
+/// 60–130 MiB per aggregate at the limit.
 const CACHED_GROUPS: usize = 1 << 18;
 
 /// The type sums are accumulated in.

@@ -78,9 +78,11 @@ pub struct HashJoin {
     /// updated through a join with a table); it is ignored, as a windowed aggregate
     /// ignores changes to closed windows, instead of failing on a missing row.
     final_below: [Option<i64>; 2],
-    /// The transaction generation `freed_below` and `final_below` agree with
-    /// (`Txn::generation`): if a statement that freed rows rolls back, the rows are back,
-    /// and both are forgotten as after a restart.
+    /// The transaction generation `freed_below` agrees with (`Txn::generation`): if a
+    /// statement that freed rows rolls back, the rows are back, and the next freeing scan
+    /// starts from the beginning, as after a restart. (`final_below` stays: the dataflow
+    /// counts the rolled-back watermark as passed, so changes to those rows are still
+    /// ignored.)
     generation: Option<u64>,
     keys: [Vec<PhysExpr>; 2],
     formats: [RowFormat; 2],
@@ -303,13 +305,12 @@ impl HashJoin {
         row.get(col).and_then(crate::chunk::timestamp_micros)
     }
 
-    /// Forgets the horizons kept in memory if the transaction dropped writes since they
-    /// were set (see `generation`).
+    /// Forgets where freeing stopped if the transaction dropped writes since (see
+    /// `generation`).
     fn sync(&mut self, state: &Txn) {
         if self.generation != Some(state.generation()) {
             self.generation = Some(state.generation());
             self.freed_below = [None, None];
-            self.final_below = [None, None];
         }
     }
 
