@@ -1179,6 +1179,139 @@ mod tests {
         assert!(rollbacks > 40);
     }
 
+    /// A windowed count and sum (groups `(window, k)`, closed by the watermark), with and
+    /// without EMIT ON WINDOW CLOSE, under random inserts and deletes (negative window
+    /// times too), watermark advances, chunks and watermarks in statements that roll back,
+    /// commits, restarts and a three-group cache: after every step the output equals the
+    /// aggregates of the rows the operator accepted (those of windows still open when they
+    /// arrived), all of them or, with EMIT ON WINDOW CLOSE, the closed windows' only; at
+    /// the end no group state is left.
+    #[test]
+    fn windowed_equals_recompute_across_rollbacks_and_closes() {
+        use datafusion::arrow::datatypes::TimeUnit;
+        use std::collections::BTreeMap;
+
+        const LAG: i64 = 3;
+        let ts = |t: i64| ScalarValue::TimestampMicrosecond(Some(t), None);
+        let input = arc_schema(vec![
+            Field::new("w", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]);
+        let out = arc_schema(vec![
+            Field::new("w", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("k", DataType::Int64, true),
+            Field::new("c", DataType::Int64, true),
+            Field::new("s", DataType::Int64, true),
+        ]);
+        for eowc in [false, true] {
+            let make = || {
+                let mut a = HashAgg::new(
+                    vec![col("w", &input).unwrap(), col("k", &input).unwrap()],
+                    vec![
+                        AggCall::count_star(),
+                        AggCall::int64(AggKind::Sum, col("v", &input).unwrap()),
+                    ],
+                    out.clone(),
+                    |n| 500 + n as u64,
+                )
+                .unwrap()
+                .windowed(Some((0, LAG)), eowc);
+                a.cache_cap = 3;
+                a
+            };
+            let mut a = make();
+            let mut txn = Txn::new(Store::memory());
+            let mut rnd = crate::test_rng(0x77 + eowc as u64);
+            let mut wm = -20i64;
+            assert!(a.on_watermark(wm, &mut txn).unwrap().is_none());
+            // Accepted live rows: (window, k, v).
+            let mut live: Vec<(i64, i64, i64)> = Vec::new();
+            let mut view: BTreeMap<String, i64> = BTreeMap::new();
+            let mut add = |view: &mut BTreeMap<String, i64>, c: Option<Chunk>| {
+                let Some(c) = c else { return };
+                for (row, w) in c.rows().unwrap().into_iter().zip(c.weights) {
+                    *view.entry(format!("{row:?}")).or_default() += w;
+                }
+                view.retain(|_, w| *w != 0);
+            };
+            for step in 0..600 {
+                if step == 300 {
+                    a = make();
+                }
+                if rnd(10) == 0 {
+                    txn.commit().unwrap();
+                }
+                let open = |w: i64, wm: i64| w + LAG > wm;
+                match rnd(6) {
+                    0 => {
+                        wm += rnd(4) as i64;
+                        let o = a.on_watermark(wm, &mut txn).unwrap();
+                        add(&mut view, o);
+                    }
+                    1 => {
+                        txn.begin_statement();
+                        a.on_watermark(wm + 1 + rnd(6) as i64, &mut txn).unwrap();
+                        txn.rollback_statement();
+                    }
+                    _ => {
+                        let mut next = live.clone();
+                        let mut rows = Vec::new();
+                        let mut ws = Vec::new();
+                        for _ in 0..1 + rnd(5) {
+                            let del = !eowc && !next.is_empty() && rnd(3) == 0;
+                            let (w, k, v, weight) = if del {
+                                let (w, k, v) = next[rnd(next.len() as u64) as usize];
+                                (w, k, v, -1)
+                            } else {
+                                (wm - 4 + rnd(12) as i64, rnd(3) as i64, rnd(5) as i64, 1)
+                            };
+                            if open(w, wm) {
+                                // Accepted: the window is open.
+                                if weight > 0 {
+                                    next.push((w, k, v));
+                                } else if let Some(at) = next.iter().position(|r| *r == (w, k, v)) {
+                                    next.swap_remove(at);
+                                }
+                            }
+                            rows.push(vec![ts(w), i(k), i(v)]);
+                            ws.push(weight);
+                        }
+                        let c = Chunk::from_rows(input.clone(), &rows, ws).unwrap();
+                        if rnd(5) == 0 {
+                            txn.begin_statement();
+                            a.process(0, c, &mut txn).unwrap();
+                            txn.rollback_statement();
+                            continue;
+                        }
+                        let o = a.process(0, c, &mut txn).unwrap();
+                        add(&mut view, Some(o));
+                        live = next;
+                    }
+                }
+                let mut groups: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+                for (w, k, v) in &live {
+                    if eowc && open(*w, wm) {
+                        continue;
+                    }
+                    let g = groups.entry((*w, *k)).or_default();
+                    g.0 += 1;
+                    g.1 += v;
+                }
+                let want: BTreeMap<String, i64> = groups
+                    .into_iter()
+                    .map(|((w, k), (c, s))| (format!("{:?}", vec![ts(w), i(k), i(c), i(s)]), 1))
+                    .collect();
+                assert_eq!(view, want, "eowc {eowc} step {step}");
+            }
+            a.on_watermark(wm + 100, &mut txn).unwrap();
+            let left = txn
+                .scan_prefix(&freshet_storage::keys::state_prefix(500))
+                .unwrap();
+            assert!(left.is_empty(), "eowc {eowc}: groups left");
+        }
+    }
+
     #[test]
     fn no_output_when_group_unchanged() {
         let (mut a, input) = agg();
