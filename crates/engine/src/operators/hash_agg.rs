@@ -1228,7 +1228,7 @@ mod tests {
             // Accepted live rows: (window, k, v).
             let mut live: Vec<(i64, i64, i64)> = Vec::new();
             let mut view: BTreeMap<String, i64> = BTreeMap::new();
-            let mut add = |view: &mut BTreeMap<String, i64>, c: Option<Chunk>| {
+            let add = |view: &mut BTreeMap<String, i64>, c: Option<Chunk>| {
                 let Some(c) = c else { return };
                 for (row, w) in c.rows().unwrap().into_iter().zip(c.weights) {
                     *view.entry(format!("{row:?}")).or_default() += w;
