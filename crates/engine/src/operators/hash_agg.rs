@@ -809,8 +809,7 @@ impl Operator for HashAgg {
         let acc = self.initial_acc()?;
         let out = self.output(state, &[], &Vec::new(), &acc)?;
         state.put(self.groups.key(&[]), codec::encode_row(&acc)?);
-        self.cache.remove(&[][..]);
-        self.known_above = None;
+        self.forget();
         Ok(Some(Chunk::from_rows(
             self.schema.clone(),
             &[out],

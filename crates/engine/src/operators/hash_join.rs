@@ -733,15 +733,17 @@ impl Operator for HashJoin {
                         self.freed_below[side] = Some(t);
                     }
                     if !self.time_leads && width.is_none() {
-                        let ik = self.index_key(side, t, kbytes, &rbytes);
-                        let v = (kbytes.len() as u32).to_be_bytes().to_vec();
-                        if old <= 0 && new > 0 && self.insert_only[side] {
-                            // Its key ends with the row's new sequence number.
-                            state.put_fresh(ik, v);
-                        } else if old <= 0 && new > 0 {
-                            state.put(ik, v);
+                        if old <= 0 && new > 0 {
+                            let ik = self.index_key(side, t, kbytes, &rbytes);
+                            let v = (kbytes.len() as u32).to_be_bytes().to_vec();
+                            if self.insert_only[side] {
+                                // Its key ends with the row's new sequence number.
+                                state.put_fresh(ik, v);
+                            } else {
+                                state.put(ik, v);
+                            }
                         } else if new <= 0 {
-                            state.delete(ik);
+                            state.delete(self.index_key(side, t, kbytes, &rbytes));
                         }
                     }
                 }
