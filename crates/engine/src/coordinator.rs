@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 use crate::chunk::{batch_rows, column_types, Chunk, Row};
 use crate::dataflow::Dataflow;
 use crate::operators::add_count;
+pub use crate::operators::materialize::{sink_counts, Output};
 use crate::plan::{RelationId, StreamNode};
 use crate::EngineError;
 
@@ -56,6 +57,8 @@ pub struct ViewDesc {
     pub plan: StreamNode,
     /// The plan never deletes a row (its rows are stored under sequence numbers).
     pub append_only: bool,
+    /// Where its rows go: its table, or a sink.
+    pub output: Output,
 }
 
 /// Rows to delete (as they currently are) and rows to insert, in the table's schema.
@@ -298,7 +301,8 @@ impl Engine {
         }
         for v in views {
             c.schemas.insert(v.id, v.schema.clone());
-            c.views.push(Dataflow::build(v.id, &v.plan, v.append_only)?);
+            c.views
+                .push(Dataflow::build(v.id, &v.plan, v.append_only, v.output)?);
         }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -1020,7 +1024,7 @@ impl Coordinator {
                 self.sources.insert(id);
             }
             Ddl::CreateView(v) => {
-                let mut df = Dataflow::build(v.id, &v.plan, v.append_only)?;
+                let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?;
                 df.init(&mut self.txn)?;
                 let entries = df.source_entries();
                 for entry in df.backfill_order() {

@@ -24,7 +24,7 @@ use crate::operator::Operator;
 use crate::operators::filter::Filter;
 use crate::operators::hash_agg::HashAgg;
 use crate::operators::hash_join::HashJoin;
-use crate::operators::materialize::Materialize;
+use crate::operators::materialize::{Materialize, Output};
 use crate::operators::project::Project;
 use crate::operators::session::Session;
 use crate::operators::temporal_filter::TemporalFilter;
@@ -115,11 +115,13 @@ fn aggregate_identity(plan: &StreamNode, lookup: bool) -> Option<(String, Vec<St
 }
 
 impl Dataflow {
-    /// `append_only`: the plan never deletes (see `Materialize::insert_only`).
+    /// `append_only`: the plan never deletes (see `Materialize::insert_only`); `output`:
+    /// where the root sends the rows (a view's table, or a sink).
     pub fn build(
         view: RelationId,
         plan: &StreamNode,
         append_only: bool,
+        output: Output,
     ) -> Result<Dataflow, EngineError> {
         // The root's own state table (its next row sequence number).
         let seq_table = keys::state_table_id(view, 0, 0);
@@ -128,8 +130,9 @@ impl Dataflow {
             nodes: vec![Node::new(
                 Box::new(
                     Materialize::new(view)
-                        .insert_only(append_only, seq_table)
-                        .distinct(plan.unique_key().is_some()),
+                        .insert_only(append_only && output == Output::Table, seq_table)
+                        .distinct(plan.unique_key().is_some())
+                        .output(output),
                 ),
                 None,
                 vec![has_watermark(plan)],
@@ -575,7 +578,7 @@ mod tests {
             inputs: vec![filter(), filter()],
             schema: s.clone(),
         };
-        let mut df = Dataflow::build(9, &plan, true).unwrap();
+        let mut df = Dataflow::build(9, &plan, true, Output::Table).unwrap();
         assert_eq!(df.operator_names(), ["materialize", "union_all", "filter"]);
         let mut txn = Txn::new(Store::memory());
         let i = |v: i64| vec![ScalarValue::Int64(Some(v))];
@@ -617,7 +620,7 @@ mod tests {
             inputs: vec![agg("a", "b"), agg("b", "a")],
             schema: agg("a", "b").schema(),
         };
-        let mut df = Dataflow::build(9, &plan, false).unwrap();
+        let mut df = Dataflow::build(9, &plan, false, Output::Table).unwrap();
         assert_eq!(
             df.operator_names(),
             ["materialize", "union_all", "hash_agg", "project"]
@@ -644,7 +647,7 @@ mod tests {
             inputs: vec![agg("a", "b"), other],
             schema: agg("a", "b").schema(),
         };
-        let df = Dataflow::build(9, &plan, false).unwrap();
+        let df = Dataflow::build(9, &plan, false, Output::Table).unwrap();
         assert_eq!(
             df.operator_names(),
             ["materialize", "union_all", "hash_agg", "hash_agg"]

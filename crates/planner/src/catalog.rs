@@ -195,6 +195,79 @@ pub struct ViewDef {
     /// expiry, sketches).
     #[serde(default)]
     pub append_only: bool,
+    /// Set for a sink (`CREATE SINK`): its rows go to the connector instead of being
+    /// stored, and it cannot be queried.
+    #[serde(default)]
+    pub sink: Option<SinkDef>,
+}
+
+/// Where a sink sends its rows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDef {
+    /// `connector = …` (`blackhole`).
+    pub connector: String,
+    /// `type = 'append-only'` with `force_append_only = 'true'`: deletes are dropped.
+    pub drop_deletes: bool,
+    /// The `WITH` options as written (for `SHOW CREATE`-like listings).
+    pub options: Vec<(String, String)>,
+}
+
+impl SinkDef {
+    /// Checks a sink's `WITH` options; `append_only`: whether its query only inserts.
+    pub fn parse(options: &[(String, String)], append_only: bool) -> Result<SinkDef, String> {
+        let get = |k: &str| {
+            options
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.trim().to_ascii_lowercase())
+        };
+        for (k, _) in options {
+            if !matches!(k.as_str(), "connector" | "type" | "force_append_only") {
+                return Err(format!("unknown sink option \"{k}\""));
+            }
+        }
+        let connector = get("connector").ok_or("a sink needs WITH (connector = …)")?;
+        if connector != "blackhole" {
+            return Err(format!(
+                "sink connector \"{connector}\" is not supported: only 'blackhole' (which \
+                 counts the rows and drops them)"
+            ));
+        }
+        let force = match get("force_append_only").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(format!(
+                    "force_append_only must be 'true' or 'false', not '{other}'"
+                ))
+            }
+        };
+        let drop_deletes = match get("type").as_deref() {
+            None | Some("upsert") | Some("retract") if !force => false,
+            None | Some("upsert") | Some("retract") => {
+                return Err("force_append_only needs type = 'append-only'".into())
+            }
+            Some("append-only") if append_only => false,
+            Some("append-only") if force => true,
+            Some("append-only") => {
+                return Err(
+                    "the sink's query can update or delete rows, so the sink cannot \
+                     be append-only (set force_append_only = 'true' to drop its deletes)"
+                        .into(),
+                )
+            }
+            Some(other) => {
+                return Err(format!(
+                    "sink type must be 'append-only', 'upsert' or 'retract', not '{other}'"
+                ))
+            }
+        };
+        Ok(SinkDef {
+            connector,
+            drop_deletes,
+            options: options.to_vec(),
+        })
+    }
 }
 
 /// Metadata columns a source can add with `INCLUDE`.
@@ -327,7 +400,8 @@ pub struct Catalog {
     #[serde(default)]
     pub sources: Vec<SourceDef>,
     pub tables: Vec<TableDef>,
-    /// In creation order: a view only reads relations created before it.
+    /// In creation order: a view only reads relations created before it. Sinks are kept
+    /// here too (`ViewDef::sink`): they run as views whose rows are not stored.
     pub views: Vec<ViewDef>,
 }
 
@@ -337,6 +411,7 @@ pub enum RelationKind {
     Table,
     View,
     Source,
+    Sink,
 }
 
 impl Catalog {
@@ -359,8 +434,28 @@ impl Catalog {
         self.tables.iter().find(|t| t.name == name)
     }
 
+    /// A materialized view (not a sink) called `name`.
     pub fn view(&self, name: &str) -> Option<&ViewDef> {
-        self.views.iter().find(|v| v.name == name)
+        self.views
+            .iter()
+            .find(|v| v.name == name && v.sink.is_none())
+    }
+
+    /// A sink called `name`.
+    pub fn sink(&self, name: &str) -> Option<&ViewDef> {
+        self.views
+            .iter()
+            .find(|v| v.name == name && v.sink.is_some())
+    }
+
+    /// Materialized views, in creation order (without sinks).
+    pub fn materialized_views(&self) -> impl Iterator<Item = &ViewDef> {
+        self.views.iter().filter(|v| v.sink.is_none())
+    }
+
+    /// Sinks, in creation order.
+    pub fn sinks(&self) -> impl Iterator<Item = &ViewDef> {
+        self.views.iter().filter(|v| v.sink.is_some())
     }
 
     pub fn kind_of(&self, name: &str) -> Option<(RelationKind, u64)> {
@@ -369,6 +464,9 @@ impl Catalog {
         }
         if let Some(s) = self.source(name) {
             return Some((RelationKind::Source, s.id));
+        }
+        if let Some(s) = self.sink(name) {
+            return Some((RelationKind::Sink, s.id));
         }
         self.view(name).map(|v| (RelationKind::View, v.id))
     }

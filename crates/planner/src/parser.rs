@@ -20,8 +20,17 @@ pub enum Stmt {
     /// `CREATE TABLE name (…, WATERMARK FOR …) APPEND ONLY`: a table written by DML with
     /// Freshet's extensions (no connector; `options` is empty).
     CreateTableExt(Box<CreateSource>),
+    /// `CREATE SINK name {FROM relation | AS query} WITH (connector = …)`.
+    CreateSink(Box<CreateSink>),
     /// `SHOW SOURCES`
     ShowSources,
+    /// `SHOW SINKS`
+    ShowSinks,
+    /// `DROP SINK [IF EXISTS] name`
+    DropSink {
+        name: ObjectName,
+        if_exists: bool,
+    },
     /// `DROP SOURCE [IF EXISTS] name [CASCADE]`
     DropSource {
         name: ObjectName,
@@ -63,10 +72,30 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             parser.next_token();
             let cs = parse_create_table_ext(&mut parser).map_err(|e| parser_error(sql, e))?;
             out.push(Stmt::CreateTableExt(Box::new(cs)));
+        } else if peek_words(&parser, &["CREATE", "SINK"]) {
+            parser.next_token();
+            parser.next_token();
+            let cs = parse_create_sink(&mut parser).map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::CreateSink(Box::new(cs)));
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();
             out.push(Stmt::ShowSources);
+        } else if peek_words(&parser, &["SHOW", "SINKS"]) {
+            parser.next_token();
+            parser.next_token();
+            out.push(Stmt::ShowSinks);
+        } else if peek_words(&parser, &["DROP", "SINK"]) {
+            parser.next_token();
+            parser.next_token();
+            let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = parser
+                .parse_object_name(false)
+                .map_err(|e| parser_error(sql, e))?;
+            if !parser.parse_keyword(Keyword::CASCADE) {
+                let _ = parser.parse_keyword(Keyword::RESTRICT);
+            }
+            out.push(Stmt::DropSink { name, if_exists });
         } else if parser.parse_keywords(&[Keyword::DROP, Keyword::SOURCE]) {
             let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
             let name = parser
@@ -204,6 +233,115 @@ pub struct CreateSource {
     pub watermark: Option<(Ident, crate::sqlparser::ast::Expr)>,
     /// `APPEND ONLY` (tables): rows are only ever inserted.
     pub append_only: bool,
+}
+
+/// `CREATE SINK`'s parts, as written.
+#[derive(Clone, Debug)]
+pub struct CreateSink {
+    pub name: ObjectName,
+    pub if_not_exists: bool,
+    /// `AS query`; `FROM relation` becomes `SELECT * FROM relation`.
+    pub query: Box<crate::sqlparser::ast::Query>,
+    /// `EMIT ON WINDOW CLOSE` (after the query).
+    pub emit_on_window_close: bool,
+    /// `WITH (…)`, keys lower-cased and dotted.
+    pub options: Vec<(String, String)>,
+    /// `FORMAT … ENCODE …`, if written.
+    pub format: Option<(String, String)>,
+}
+
+/// `[IF NOT EXISTS] name {FROM relation | AS query} [EMIT ON WINDOW CLOSE] WITH (…)
+/// [FORMAT … ENCODE …]`, after `CREATE SINK` (RisingWave's syntax).
+fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let query = if parser.parse_keyword(Keyword::FROM) {
+        let from = parser.parse_object_name(false)?;
+        Parser::new(&dialect)
+            .try_with_sql(&format!("SELECT * FROM {from}"))?
+            .parse_query()?
+    } else {
+        parser.expect_keyword(Keyword::AS)?;
+        // The query ends at the options' `WITH (` outside parentheses (a query's own
+        // WITH is followed by a name), or at `EMIT ON WINDOW CLOSE` just before it.
+        let mut depth = 0i32;
+        let mut end = None;
+        for i in 0.. {
+            match &parser.peek_nth_token(i).token {
+                Token::EOF => break,
+                Token::SemiColon if depth == 0 => break,
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                Token::Word(w)
+                    if depth == 0
+                        && w.keyword == Keyword::WITH
+                        && parser.peek_nth_token(i + 1).token == Token::LParen =>
+                {
+                    end = Some(i);
+                }
+                _ => {}
+            }
+        }
+        let Some(mut end) = end else {
+            return Err(ParserError::ParserError(
+                "a sink needs WITH (connector = …) after its query".into(),
+            ));
+        };
+        let word = |n: usize, w: &str| matches!(&parser.peek_nth_token(n).token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+        if end >= 4
+            && word(end - 4, "EMIT")
+            && word(end - 3, "ON")
+            && word(end - 2, "WINDOW")
+            && word(end - 1, "CLOSE")
+        {
+            end -= 4;
+        }
+        let tokens: Vec<TokenWithSpan> = (0..end).map(|_| parser.next_token()).collect();
+        let mut sub = Parser::new(&dialect).with_tokens_with_locations(tokens);
+        let query = sub.parse_query()?;
+        let next = sub.peek_token();
+        if next.token != Token::EOF {
+            return Err(ParserError::ParserError(format!(
+                "Expected: end of the sink's query, found: {}{}",
+                next.token, next.span.start
+            )));
+        }
+        query
+    };
+    let emit_on_window_close = peek_words(parser, &["EMIT", "ON", "WINDOW", "CLOSE"]);
+    if emit_on_window_close {
+        for _ in 0..4 {
+            parser.next_token();
+        }
+    }
+    if !parser.parse_keyword(Keyword::WITH) {
+        return Err(ParserError::ParserError(format!(
+            "Expected: WITH (connector = …), found: {}",
+            parser.peek_token().token
+        )));
+    }
+    let options = parse_options(parser)?;
+    let format = if peek_words(parser, &["FORMAT"]) {
+        parser.next_token();
+        let format = parse_word(parser)?;
+        expect_word(parser, "ENCODE")?;
+        let encode = parse_word(parser)?;
+        if parser.peek_token().token == Token::LParen {
+            parse_options(parser)?;
+        }
+        Some((format, encode))
+    } else {
+        None
+    };
+    Ok(CreateSink {
+        name,
+        if_not_exists,
+        query,
+        emit_on_window_close,
+        options,
+        format,
+    })
 }
 
 /// Whether the `CREATE TABLE` ahead uses Freshet's table extensions: a `WATERMARK FOR`
@@ -520,6 +658,50 @@ mod tests {
         assert_eq!((cs.format.as_str(), cs.encode.as_str()), ("plain", "csv"));
         assert_eq!(cs.encode_options.len(), 2);
         assert!(matches!(s[1], Stmt::ShowSources));
+    }
+
+    #[test]
+    fn create_sink() {
+        let s = parse(
+            "CREATE SINK IF NOT EXISTS s1 FROM v WITH (connector = 'blackhole'); \
+             CREATE SINK s2 AS WITH x AS (SELECT a FROM t) SELECT a, count(*) FROM x GROUP BY a \
+               EMIT ON WINDOW CLOSE WITH (connector = 'blackhole', type = 'append-only') \
+               FORMAT PLAIN ENCODE JSON; \
+             CREATE SINK s3 AS SELECT * FROM t WHERE a IN (SELECT b FROM u) WITH (connector = 'blackhole'); \
+             SHOW SINKS; DROP SINK IF EXISTS s1",
+        )
+        .unwrap();
+        let Stmt::CreateSink(a) = &s[0] else {
+            panic!("{s:?}")
+        };
+        assert!(a.if_not_exists);
+        assert_eq!(a.query.to_string(), "SELECT * FROM v");
+        let Stmt::CreateSink(b) = &s[1] else {
+            panic!("{s:?}")
+        };
+        assert!(b.emit_on_window_close);
+        assert!(b.query.to_string().starts_with("WITH x AS"), "{}", b.query);
+        assert_eq!(b.options.len(), 2);
+        assert_eq!(b.format, Some(("plain".into(), "json".into())));
+        let Stmt::CreateSink(c) = &s[2] else {
+            panic!("{s:?}")
+        };
+        assert!(
+            c.query.to_string().ends_with("(SELECT b FROM u)"),
+            "{}",
+            c.query
+        );
+        assert!(matches!(s[3], Stmt::ShowSinks));
+        assert!(matches!(
+            &s[4],
+            Stmt::DropSink {
+                if_exists: true,
+                ..
+            }
+        ));
+        // No options, or a query that does not parse.
+        assert!(parse("CREATE SINK s AS SELECT 1").is_err());
+        assert!(parse("CREATE SINK s AS SELEC 1 WITH (connector = 'blackhole')").is_err());
     }
 
     #[test]

@@ -624,6 +624,11 @@ impl StreamPlanner<'_> {
                         .table(name)
                         .map(|t| t.watermark_cols())
                         .unwrap_or_default(),
+                    RelationKind::Sink => {
+                        return Err(PlannerError::Unsupported(format!(
+                            "cannot read sink \"{name}\": a sink keeps no rows"
+                        )))
+                    }
                 };
                 let node = StreamNode::Source {
                     relation: id,

@@ -21,10 +21,14 @@ use freshet_engine::chunk::{column_types, rows_to_batch};
 use freshet_engine::coordinator::{
     late_events_schema, source_errors_schema, stored_watermark, LATE_EVENTS, SOURCE_ERRORS,
 };
-use freshet_engine::coordinator::{Ddl, Engine, EngineConfig, TableDesc, TableWrite, ViewDesc};
+use freshet_engine::coordinator::{
+    sink_counts, Ddl, Engine, EngineConfig, Output as ViewOutput, TableDesc, TableWrite, ViewDesc,
+};
 use freshet_engine::plan::StreamNode;
 use freshet_engine::EngineError;
-use freshet_planner::catalog::{Catalog, ColumnDef, RelationKind, SqlType, TableDef, ViewDef};
+use freshet_planner::catalog::{
+    Catalog, ColumnDef, RelationKind, SinkDef, SqlType, TableDef, ViewDef,
+};
 use freshet_planner::context::{
     bind, new_session, referenced_tables, register, register_in_schema,
 };
@@ -115,16 +119,20 @@ impl Db {
         let mut view_schemas = BTreeMap::new();
         for v in &catalog.views {
             let (plan, schema) = plan_stored_view(&ctx, &catalog, v).await?;
-            register(&ctx, &v.name, schema.clone(), vec![])?;
-            let lookup = format!("{}{}", parser::LOOKUP_PREFIX, v.name);
-            register(&ctx, &lookup, schema.clone(), vec![])?;
-            view_schemas.insert(v.id, schema.clone());
+            // A sink cannot be read: its name stays unknown to queries and views.
+            if v.sink.is_none() {
+                register(&ctx, &v.name, schema.clone(), vec![])?;
+                let lookup = format!("{}{}", parser::LOOKUP_PREFIX, v.name);
+                register(&ctx, &lookup, schema.clone(), vec![])?;
+                view_schemas.insert(v.id, schema.clone());
+            }
             views.push(ViewDesc {
                 id: v.id,
                 name: v.name.clone(),
                 schema,
                 plan,
                 append_only: v.append_only,
+                output: view_output(v),
             });
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
@@ -300,6 +308,7 @@ impl Db {
         for (name, computed) in [
             (WATERMARKS_NAME, watermarks_rows as ComputedRelation),
             (VIEW_STATE_NAME, view_state_rows as ComputedRelation),
+            (SINKS_NAME, sinks_rows as ComputedRelation),
         ] {
             if names.iter().any(|n| n == name) {
                 let (schema, rows) = if with_data {
@@ -363,6 +372,69 @@ const LATE_EVENTS_NAME: &str = "freshet_catalog.late_events";
 const WATERMARKS_NAME: &str = "freshet_catalog.watermarks";
 /// Each view's state size.
 const VIEW_STATE_NAME: &str = "freshet_catalog.view_state";
+/// Each sink's connector and the rows it sent.
+const SINKS_NAME: &str = "freshet_catalog.sinks";
+
+/// An error if `stmt` reads a sink (which keeps no rows).
+fn reject_sinks(catalog: &Catalog, stmt: &Statement) -> Result<()> {
+    match referenced_tables(stmt)
+        .iter()
+        .find(|n| catalog.sink(n).is_some())
+    {
+        Some(sink)
+            if matches!(
+                stmt,
+                Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+            ) =>
+        {
+            Err(ServerError::WrongObjectType(format!(
+                "cannot change sink \"{sink}\""
+            )))
+        }
+        Some(sink) => Err(ServerError::WrongObjectType(format!(
+            "cannot read sink \"{sink}\": a sink sends its rows to its connector and keeps \
+             none; read the relation it reads, or its counts in freshet_catalog.sinks"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Where a stored view's rows go.
+fn view_output(v: &ViewDef) -> ViewOutput {
+    match &v.sink {
+        None => ViewOutput::Table,
+        Some(s) => ViewOutput::Blackhole {
+            deletes: !s.drop_deletes,
+        },
+    }
+}
+
+/// `freshet_catalog.sinks`: (sink_name, connector, rows_inserted, rows_deleted): the rows
+/// each sink sent, with their multiplicity, as committed (with the offsets they came
+/// from, so a crash neither loses nor repeats a count).
+fn sinks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("sink_name", DataType::Utf8, true),
+        Field::new("connector", DataType::Utf8, true),
+        Field::new("rows_inserted", DataType::Int64, true),
+        Field::new("rows_deleted", DataType::Int64, true),
+    ]));
+    let mut rows = Vec::new();
+    store.read_snapshot(|r| -> Result<()> {
+        for v in catalog.sinks() {
+            let connector = v.sink.as_ref().map(|s| s.connector.clone());
+            let (ins, del) = sink_counts(keys::state_table_id(v.id, 0, 0), |k| Ok(r.get(k)?))?;
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Utf8(connector),
+                ScalarValue::Int64(Some(ins)),
+                ScalarValue::Int64(Some(del)),
+            ]);
+        }
+        Ok(())
+    })?;
+    Ok((schema, rows))
+}
 
 type ComputedRelation = fn(&Store, &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)>;
 
@@ -543,6 +615,22 @@ impl Session {
                 names.sort();
                 names_output(names)
             }
+            Stmt::CreateSink(cs) => self.create_sink(cs).await,
+            Stmt::ShowSinks => {
+                let c = self.db.catalog();
+                let mut names: Vec<String> = c.sinks().map(|s| s.name.clone()).collect();
+                names.sort();
+                names_output(names)
+            }
+            Stmt::DropSink { name, if_exists } => {
+                self.drop_relations(
+                    RelationKind::Sink,
+                    *if_exists,
+                    std::slice::from_ref(name),
+                    false,
+                )
+                .await
+            }
             Stmt::DropSource {
                 name,
                 if_exists,
@@ -592,7 +680,8 @@ impl Session {
                     ));
                 }
                 let c = self.db.catalog();
-                let mut names: Vec<String> = c.views.iter().map(|v| v.name.clone()).collect();
+                let mut names: Vec<String> =
+                    c.materialized_views().map(|v| v.name.clone()).collect();
                 names.sort();
                 names_output(names)
             }
@@ -615,7 +704,7 @@ impl Session {
     ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
         let s = match stmt {
             Stmt::Sql(s) => s,
-            Stmt::ShowSources => return Ok((vec![], Some(names_schema()))),
+            Stmt::ShowSources | Stmt::ShowSinks => return Ok((vec![], Some(names_schema()))),
             _ => return Ok((vec![], None)),
         };
         match s.as_ref() {
@@ -631,6 +720,7 @@ impl Session {
             | Statement::Delete(_) => {
                 let s = with_pg_names(s);
                 let catalog = self.db.catalog();
+                reject_sinks(&catalog, &s)?;
                 let ctx = self.db.context_for(&catalog, &s, false)?;
                 let plan = match &s {
                     // See `insert`: INSERT … SELECT is planned as its query.
@@ -687,6 +777,7 @@ impl Session {
                  create a materialized view over it"
             )));
         }
+        reject_sinks(&catalog, &stmt)?;
         let ctx = self.db.context_for(&catalog, &stmt, true)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&ctx, &plan)?;
@@ -761,6 +852,9 @@ impl Session {
             ))),
             Some((RelationKind::Source, _)) => Err(ServerError::WrongObjectType(format!(
                 "cannot change source \"{name}\": it is read from Kafka"
+            ))),
+            Some((RelationKind::Sink, _)) => Err(ServerError::WrongObjectType(format!(
+                "cannot change sink \"{name}\""
             ))),
             None => Err(PlannerError::UndefinedTable(name).into()),
         }
@@ -1109,7 +1203,10 @@ impl Session {
         if name_taken(&catalog, &name, cv.if_not_exists)? {
             return Ok(command("CREATE MATERIALIZED VIEW"));
         }
-        let (query_sql, planned) = self.plan_new_view(&catalog, cv).await?;
+        let eowc = parser::emit_on_window_close(cv);
+        let (query_sql, planned) = self
+            .plan_new_view(&catalog, &cv.query, &cv.columns, eowc)
+            .await?;
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
         next.views.push(ViewDef {
@@ -1118,8 +1215,9 @@ impl Session {
             sql: query_sql,
             depends_on: planned.depends_on.clone(),
             watermark_cols: planned.watermark_cols.clone(),
-            emit_on_window_close: parser::emit_on_window_close(cv),
+            emit_on_window_close: eowc,
             append_only: planned.append_only,
+            sink: None,
         });
         let desc = ViewDesc {
             id,
@@ -1127,6 +1225,7 @@ impl Session {
             schema: planned.schema.clone(),
             plan: planned.plan,
             append_only: planned.append_only,
+            output: ViewOutput::Table,
         };
         self.db
             .view_schemas
@@ -1153,20 +1252,71 @@ impl Session {
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
 
-    /// Plans `CREATE MATERIALIZED VIEW`'s query: the SQL to store and the streaming plan.
+    /// `CREATE SINK`: a view whose rows go to the sink's connector instead of a table.
+    async fn create_sink(&self, cs: &parser::CreateSink) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cs.name);
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, &name, cs.if_not_exists)? {
+            return Ok(command("CREATE SINK"));
+        }
+        let (query_sql, planned) = self
+            .plan_new_view(&catalog, &cs.query, &[], cs.emit_on_window_close)
+            .await?;
+        let sink = SinkDef::parse(&cs.options, planned.append_only).map_err(|e| {
+            ServerError::Connector {
+                code: "22023",
+                message: e,
+            }
+        })?;
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = ViewDef {
+            id,
+            name: name.clone(),
+            sql: query_sql,
+            depends_on: planned.depends_on.clone(),
+            watermark_cols: planned.watermark_cols.clone(),
+            emit_on_window_close: cs.emit_on_window_close,
+            append_only: planned.append_only,
+            sink: Some(sink),
+        };
+        let desc = ViewDesc {
+            id,
+            name,
+            schema: planned.schema.clone(),
+            plan: planned.plan,
+            append_only: planned.append_only,
+            output: view_output(&def),
+        };
+        next.views.push(def);
+        self.db
+            .engine
+            .ddl(Ddl::CreateView(desc), next.to_json())
+            .await?;
+        self.db.set_catalog(next.clone());
+        if let Some(v) = next.views.last() {
+            self.db.start_readers(&next, v)?;
+        }
+        Ok(command("CREATE SINK"))
+    }
+
+    /// Plans a view's (or a sink's) query: the SQL to store and the streaming plan.
     async fn plan_new_view(
         &self,
         catalog: &Catalog,
-        cv: &ast::CreateView,
+        query: &ast::Query,
+        columns: &[ast::ViewColumnDef],
+        emit_on_window_close: bool,
     ) -> Result<(String, freshet_planner::stream_planner::PlannedView)> {
         // Renamed columns: `CREATE MATERIALIZED VIEW v (a, b) AS …` is stored as a query
         // that renames them, so re-planning at startup needs nothing else.
-        let mut query = cv.query.clone();
+        let mut query = query.clone();
         name_select_items(&mut query, false);
-        let query_sql = if cv.columns.is_empty() {
+        let query_sql = if columns.is_empty() {
             query.to_string()
         } else {
-            let cols: Vec<String> = cv.columns.iter().map(|c| c.name.to_string()).collect();
+            let cols: Vec<String> = columns.iter().map(|c| c.name.to_string()).collect();
             format!(
                 "SELECT * FROM ({query}) AS __freshet_view ({})",
                 cols.join(", ")
@@ -1176,6 +1326,7 @@ impl Session {
             Some(Stmt::Sql(s)) => s,
             _ => return Err(PlannerError::Internal("view query vanished".into()).into()),
         };
+        reject_sinks(catalog, &query_stmt)?;
         let ctx = self.db.context_for(catalog, &query_stmt, false)?;
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {
@@ -1183,14 +1334,21 @@ impl Session {
                 "parameters in a materialized view".into(),
             ));
         }
-        let planned = plan_view(&ctx, catalog, &plan, parser::emit_on_window_close(cv))?;
+        let planned = plan_view(&ctx, catalog, &plan, emit_on_window_close)?;
         Ok((query_sql, planned))
     }
 
     /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan, one line per row.
     async fn explain_view(&self, cv: &ast::CreateView) -> Result<Output> {
         let catalog = self.db.catalog();
-        let (_, planned) = self.plan_new_view(&catalog, cv).await?;
+        let (_, planned) = self
+            .plan_new_view(
+                &catalog,
+                &cv.query,
+                &cv.columns,
+                parser::emit_on_window_close(cv),
+            )
+            .await?;
         let mut text = format!(
             "StreamMaterialize: view={} emit={}\n",
             object_name(&cv.name),
@@ -1249,6 +1407,7 @@ impl Session {
             RelationKind::Table => ("table", "DROP TABLE"),
             RelationKind::View => ("materialized view", "DROP MATERIALIZED VIEW"),
             RelationKind::Source => ("source", "DROP SOURCE"),
+            RelationKind::Sink => ("sink", "DROP SINK"),
         };
         let _ddl = self.db.ddl_lock.lock().await;
         for n in names {
@@ -1277,7 +1436,14 @@ impl Session {
                 let dependents: Vec<String> = catalog
                     .dependents(id)
                     .iter()
-                    .map(|v| format!("materialized view {} depends on {kind_name} {name}", v.name))
+                    .map(|v| {
+                        let what = if v.sink.is_some() {
+                            "sink"
+                        } else {
+                            "materialized view"
+                        };
+                        format!("{what} {} depends on {kind_name} {name}", v.name)
+                    })
                     .collect();
                 return Err(PlannerError::DependentObjects {
                     kind: kind_name,

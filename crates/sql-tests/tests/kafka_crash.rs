@@ -46,7 +46,9 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
                FORMAT PLAIN ENCODE JSON;
              CREATE MATERIALIZED VIEW per_key AS SELECT k, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi FROM events GROUP BY k;
              CREATE MATERIALIZED VIEW total AS SELECT count(*) AS n, count(DISTINCT id) AS ids, sum(v) AS s FROM events;
-             CREATE MATERIALIZED VIEW big AS SELECT k, count(*) AS n FROM per_key WHERE n > 0 GROUP BY k;",
+             CREATE MATERIALIZED VIEW big AS SELECT k, count(*) AS n FROM per_key WHERE n > 0 GROUP BY k;
+             CREATE SINK every_event AS SELECT id, k, v FROM events WITH (connector = 'blackhole');
+             CREATE SINK key_changes FROM per_key WITH (connector = 'blackhole');",
             broker.addr()
         ))
         .await
@@ -134,6 +136,32 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
             .await
             .expect("big");
         assert_eq!(big.get::<_, i64>(0), reference.len() as i64);
+        // Sinks count what they sent with their offsets: every event once, and the
+        // per-key changes net out to one row per key.
+        let sinks = c
+            .query(
+                "SELECT sink_name, rows_inserted, rows_deleted FROM freshet_catalog.sinks \
+                 ORDER BY sink_name",
+                &[],
+            )
+            .await
+            .expect("sinks");
+        let sinks: Vec<(String, i64, i64)> = sinks
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(sinks.len(), 2, "{sinks:?}");
+        assert_eq!(
+            sinks[0],
+            ("every_event".to_string(), events as i64, 0),
+            "seed {seed}"
+        );
+        assert_eq!(sinks[1].0, "key_changes");
+        assert_eq!(
+            sinks[1].1 - sinks[1].2,
+            reference.len() as i64,
+            "key_changes: {sinks:?} (seed {seed})"
+        );
         let errors = c
             .query_one("SELECT count(*) FROM freshet_catalog.source_errors", &[])
             .await

@@ -9,13 +9,47 @@
 //!
 //! A view whose rows are a set (an aggregate's: one row per group) writes a row's
 //! multiplicity, or deletes it, without reading it first.
+//!
+//! A `blackhole` sink's root is a Materialize that stores no rows: it counts the rows it
+//! receives (inserted and deleted, with their multiplicity) in its state table, in the
+//! same transaction as the sink's offsets, so the counts are exact across crashes.
 
 use freshet_storage::{codec, keys, Txn};
 
-use super::{change_count, encode_count, RowSeq};
+use super::{add_count, change_count, encode_count, RowSeq, StateTable};
 use crate::chunk::Chunk;
 use crate::operator::Operator;
 use crate::EngineError;
+
+/// Where a view's rows go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Stored in the view's table, where queries read them (a materialized view).
+    Table,
+    /// Counted and dropped (a `blackhole` sink). `deletes`: whether deletes are sent too
+    /// (`false` for `force_append_only`, which drops them uncounted).
+    Blackhole { deletes: bool },
+}
+
+/// The keys, in a sink root's state table, of its counts of inserted and deleted rows.
+const SENT_INSERTS: &[u8] = b"i";
+const SENT_DELETES: &[u8] = b"d";
+
+/// The counts a blackhole sink's root (state table `table`) keeps: rows inserted, rows
+/// deleted. Reads through `get` (a transaction, or a snapshot).
+pub fn sink_counts(
+    table: u64,
+    mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, EngineError>,
+) -> Result<(i64, i64), EngineError> {
+    let t = StateTable::new(table);
+    let mut read = |k: &[u8]| -> Result<i64, EngineError> {
+        match get(&t.key(k))? {
+            Some(v) => super::decode_count(&v),
+            None => Ok(0),
+        }
+    };
+    Ok((read(SENT_INSERTS)?, read(SENT_DELETES)?))
+}
 
 pub struct Materialize {
     relation: u64,
@@ -25,6 +59,9 @@ pub struct Materialize {
     /// Set for a view whose rows are a set (`StreamNode::unique_key`): multiplicities
     /// are written without being read.
     distinct: bool,
+    output: Output,
+    /// The root's own state table: a sink's counts.
+    own: u64,
 }
 
 impl Materialize {
@@ -33,7 +70,15 @@ impl Materialize {
             relation,
             seq: None,
             distinct: false,
+            output: Output::Table,
+            own: keys::state_table_id(relation, 0, 0),
         }
+    }
+
+    /// Sends the rows to `output` instead of the view's table.
+    pub fn output(mut self, output: Output) -> Materialize {
+        self.output = output;
+        self
     }
 
     /// Makes this an insert-only view's; `seq_table` holds its next row sequence number.
@@ -60,6 +105,24 @@ impl Operator for Materialize {
         chunk: Chunk,
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
+        if let Output::Blackhole { deletes } = self.output {
+            let (mut ins, mut del) = (0i64, 0i64);
+            for &w in &chunk.weights {
+                if w > 0 {
+                    ins += w;
+                } else {
+                    del -= w;
+                }
+            }
+            let t = StateTable::new(self.own);
+            if ins != 0 {
+                add_count(state, t.key(SENT_INSERTS), ins)?;
+            }
+            if deletes && del != 0 {
+                add_count(state, t.key(SENT_DELETES), del)?;
+            }
+            return Ok(chunk);
+        }
         let encoded = codec::encode_columns(chunk.batch.columns(), chunk.len())?;
         if let Some(seq) = &mut self.seq {
             let prefix = keys::rows_prefix(self.relation);
