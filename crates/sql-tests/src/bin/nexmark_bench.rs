@@ -4,8 +4,12 @@
 //! ```sh
 //! cargo build --release --bins && \
 //!   target/release/nexmark_bench [--events N] [--queries q0,q5|all] [--dir bench/nexmark]
-//!                                [--source generator|kafka]
+//!                                [--source generator|kafka] [--sink]
 //! ```
+//! With `--sink` each query runs as `CREATE SINK … WITH (connector = 'blackhole')`
+//! instead of a materialized view: its rows are counted and dropped, not stored, as in
+//! Flink's and RisingWave's Nexmark runs (blackhole sinks); "view rows" is then the
+//! sink's net rows (inserted minus deleted), which must equal the view's.
 //! With `--source kafka` it first starts a Tansu broker, writes the same Nexmark events
 //! (the same generator, row for row) as JSON to the topics `nexmark_person`,
 //! `nexmark_auction` and `nexmark_bid` (one partition each), measures the ceiling (this
@@ -61,6 +65,7 @@ struct Args {
     events: u64,
     queries: Vec<String>,
     dir: PathBuf,
+    sink: bool,
 }
 
 fn args() -> Args {
@@ -69,10 +74,16 @@ fn args() -> Args {
         events: 1_000_000,
         queries: vec!["all".into()],
         dir: PathBuf::from("bench/nexmark"),
+        sink: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
+        if argv[i] == "--sink" {
+            a.sink = true;
+            i += 1;
+            continue;
+        }
         let value = argv.get(i + 1).cloned().unwrap_or_default();
         match argv[i].as_str() {
             "--events" => a.events = value.parse().expect("--events N"),
@@ -147,6 +158,7 @@ fn main() {
     for q in &a.queries {
         let sql = std::fs::read_to_string(a.dir.join(format!("{q}.sql")))
             .unwrap_or_else(|_| panic!("no {q}.sql in {}", a.dir.display()));
+        let sql = if a.sink { as_sink(&sql) } else { sql };
         let server = TestServer::start();
         let pid = server.pid().expect("server pid");
         let res = rt.block_on(async {
@@ -195,7 +207,18 @@ fn main() {
                 )
                 .await
                 .map_err(|e| DbError::from(e).to_string())?;
-            let (rows, state): (i64, i64) = (row.get(0), row.get(1));
+            let (mut rows, state): (i64, i64) = (row.get(0), row.get(1));
+            if a.sink {
+                let row = c
+                    .query_one(
+                        "SELECT coalesce(sum(rows_inserted - rows_deleted), 0) \
+                         FROM freshet_catalog.sinks",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| DbError::from(e).to_string())?;
+                rows = row.get(0);
+            }
             Ok::<_, String>((events, secs, cpu, rows, state))
         });
         match res {
@@ -214,6 +237,21 @@ fn main() {
         }
         drop(server);
     }
+}
+
+/// A query file with its view created as a blackhole sink instead.
+fn as_sink(sql: &str) -> String {
+    sql.split(';')
+        .filter(|stmt| !stmt.trim().is_empty())
+        .map(|stmt| match stmt.find("CREATE MATERIALIZED VIEW") {
+            Some(at) => format!(
+                "{}CREATE SINK{} WITH (connector = 'blackhole');",
+                &stmt[..at],
+                stmt[at + "CREATE MATERIALIZED VIEW".len()..].trim_end()
+            ),
+            None => format!("{stmt};"),
+        })
+        .collect()
 }
 
 /// The columns of each Nexmark event type, as `bench/nexmark/sources.sql` declares them.
