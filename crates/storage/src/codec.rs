@@ -136,73 +136,107 @@ pub fn encode_row(row: &[ScalarValue]) -> Result<Vec<u8>, StorageError> {
     Ok(out)
 }
 
-/// Encodes the rows of some columns (each as [`encode_row`] would encode it), column by
-/// column straight from the Arrow arrays for the common types, without building a
-/// `ScalarValue` per value.
-pub fn encode_columns(cols: &[ArrayRef], rows: usize) -> Result<Vec<Vec<u8>>, StorageError> {
-    let mut out: Vec<Vec<u8>> = (0..rows)
-        .map(|_| Vec::with_capacity(cols.len() * 9))
-        .collect();
-    for col in cols {
-        encode_column(col, &mut out)?;
-    }
-    Ok(out)
+/// Rows encoded one after another in one buffer (no allocation per row): row `i` is
+/// `bytes[ends[i - 1]..ends[i]]`.
+pub struct EncodedRows {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
 }
 
-/// Appends each value of `col` to the row buffer of the same index.
-fn encode_column(col: &ArrayRef, out: &mut [Vec<u8>]) -> Result<(), StorageError> {
-    use datafusion::arrow::array::{
-        Array, AsArray, BooleanArray, Int32Array, Int64Array, StringArray,
-        TimestampMicrosecondArray,
-    };
-    fn each<A: Array>(
-        a: &A,
-        out: &mut [Vec<u8>],
-        mut f: impl FnMut(&A, usize, &mut Vec<u8>),
-    ) -> Result<(), StorageError> {
-        for (i, buf) in out.iter_mut().enumerate() {
-            if a.is_null(i) {
-                buf.push(0);
-            } else {
-                buf.push(1);
-                f(a, i, buf);
+impl EncodedRows {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Row `i`'s encoding (as [`encode_row`] would encode it).
+    pub fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len()).map(|i| self.row(i))
+    }
+}
+
+/// One column's values, downcast once for [`encode_rows`].
+enum ColumnValues<'a> {
+    Int64(&'a datafusion::arrow::array::Int64Array),
+    Int32(&'a datafusion::arrow::array::Int32Array),
+    Micros(&'a datafusion::arrow::array::TimestampMicrosecondArray),
+    Utf8(&'a datafusion::arrow::array::StringArray),
+    Boolean(&'a datafusion::arrow::array::BooleanArray),
+    Other(&'a ArrayRef),
+}
+
+impl ColumnValues<'_> {
+    fn of(col: &ArrayRef) -> ColumnValues<'_> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+        match col.data_type() {
+            DataType::Int64 => ColumnValues::Int64(col.as_primitive::<Int64Type>()),
+            DataType::Int32 => ColumnValues::Int32(col.as_primitive::<Int32Type>()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                ColumnValues::Micros(col.as_primitive::<TimestampMicrosecondType>())
             }
+            DataType::Utf8 => ColumnValues::Utf8(col.as_string::<i32>()),
+            DataType::Boolean => ColumnValues::Boolean(col.as_boolean()),
+            _ => ColumnValues::Other(col),
+        }
+    }
+
+    /// Appends value `i` (a null flag, then the value).
+    fn encode(&self, i: usize, out: &mut Vec<u8>) -> Result<(), StorageError> {
+        use datafusion::arrow::array::Array;
+        let valid = match self {
+            ColumnValues::Int64(a) => a.is_valid(i),
+            ColumnValues::Int32(a) => a.is_valid(i),
+            ColumnValues::Micros(a) => a.is_valid(i),
+            ColumnValues::Utf8(a) => a.is_valid(i),
+            ColumnValues::Boolean(a) => a.is_valid(i),
+            ColumnValues::Other(a) => {
+                let v = ScalarValue::try_from_array(a, i)
+                    .map_err(|e| StorageError::Unsupported(e.to_string()))?;
+                return encode_value(&v, out);
+            }
+        };
+        if !valid {
+            out.push(0);
+            return Ok(());
+        }
+        out.push(1);
+        match self {
+            ColumnValues::Int64(a) => encode_i64(a.value(i), out),
+            ColumnValues::Int32(a) => {
+                out.extend_from_slice(&((a.value(i) as u32) ^ 0x8000_0000).to_be_bytes())
+            }
+            ColumnValues::Micros(a) => encode_i64(a.value(i), out),
+            ColumnValues::Utf8(a) => encode_bytes(a.value(i).as_bytes(), out),
+            ColumnValues::Boolean(a) => out.push(a.value(i) as u8),
+            ColumnValues::Other(_) => {}
         }
         Ok(())
     }
-    match col.data_type() {
-        DataType::Int64 => each(
-            col.as_primitive::<datafusion::arrow::datatypes::Int64Type>(),
-            out,
-            |a: &Int64Array, i, b| encode_i64(a.value(i), b),
-        ),
-        DataType::Int32 => each(
-            col.as_primitive::<datafusion::arrow::datatypes::Int32Type>(),
-            out,
-            |a: &Int32Array, i, b| {
-                b.extend_from_slice(&((a.value(i) as u32) ^ 0x8000_0000).to_be_bytes())
-            },
-        ),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => each(
-            col.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>(),
-            out,
-            |a: &TimestampMicrosecondArray, i, b| encode_i64(a.value(i), b),
-        ),
-        DataType::Utf8 => each(col.as_string::<i32>(), out, |a: &StringArray, i, b| {
-            encode_bytes(a.value(i).as_bytes(), b)
-        }),
-        DataType::Boolean => each(col.as_boolean(), out, |a: &BooleanArray, i, b| {
-            b.push(a.value(i) as u8)
-        }),
-        _ => {
-            for (i, buf) in out.iter_mut().enumerate() {
-                let v = ScalarValue::try_from_array(col, i)
-                    .map_err(|e| StorageError::Unsupported(e.to_string()))?;
-                encode_value(&v, buf)?;
-            }
-            Ok(())
+}
+
+/// Encodes the rows of some columns (each as [`encode_row`] would encode it) into one
+/// buffer, straight from the Arrow arrays for the common types, without building a
+/// `ScalarValue` per value or allocating per row.
+pub fn encode_rows(cols: &[ArrayRef], rows: usize) -> Result<EncodedRows, StorageError> {
+    let values: Vec<ColumnValues> = cols.iter().map(ColumnValues::of).collect();
+    let mut bytes = Vec::with_capacity(rows * cols.len() * 9);
+    let mut ends = Vec::with_capacity(rows);
+    for i in 0..rows {
+        for v in &values {
+            v.encode(i, &mut bytes)?;
         }
+        ends.push(bytes.len());
     }
+    Ok(EncodedRows { bytes, ends })
 }
 
 /// Reads values from an encoded buffer.
@@ -390,10 +424,11 @@ mod tests {
             .iter()
             .map(|c| ScalarValue::iter_to_array(c.iter().cloned()).unwrap())
             .collect();
-        let encoded = encode_columns(&arrays, 3).unwrap();
+        let encoded = encode_rows(&arrays, 3).unwrap();
+        assert_eq!(encoded.len(), 3);
         for (r, got) in encoded.iter().enumerate() {
             let row: Vec<ScalarValue> = columns.iter().map(|c| c[r].clone()).collect();
-            assert_eq!(got, &encode_row(&row).unwrap(), "row {r}");
+            assert_eq!(got, encode_row(&row).unwrap().as_slice(), "row {r}");
         }
     }
 

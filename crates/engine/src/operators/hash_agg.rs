@@ -867,15 +867,15 @@ impl HashAgg {
             Some((k, _)) => {
                 let mut cols = vec![gcols[k].clone()];
                 cols.extend(gcols.iter().cloned());
-                codec::encode_columns(&cols, n)?
+                codec::encode_rows(&cols, n)?
             }
-            None => codec::encode_columns(&gcols, n)?,
+            None => codec::encode_rows(&gcols, n)?,
         };
         // Rows by group, groups in order of first appearance; `None` marks a closed group.
         let mut order: Vec<(Vec<u8>, Row, Vec<usize>)> = Vec::new();
         let mut index: FastMap<&[u8], Option<usize>> = FastMap::default();
         for (r, gkey) in gkeys.iter().enumerate() {
-            match index.get(gkey.as_slice()) {
+            match index.get(gkey) {
                 Some(Some(g)) => order[*g].2.push(r),
                 Some(None) => {}
                 None => {
@@ -888,7 +888,7 @@ impl HashAgg {
                         continue;
                     }
                     index.insert(gkey, Some(order.len()));
-                    order.push((gkey.clone(), gvals, vec![r]));
+                    order.push((gkey.to_vec(), gvals, vec![r]));
                 }
             }
         }

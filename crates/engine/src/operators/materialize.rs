@@ -123,7 +123,7 @@ impl Operator for Materialize {
             }
             return Ok(chunk);
         }
-        let encoded = codec::encode_columns(chunk.batch.columns(), chunk.len())?;
+        let encoded = codec::encode_rows(chunk.batch.columns(), chunk.len())?;
         if let Some(seq) = &mut self.seq {
             let prefix = keys::rows_prefix(self.relation);
             for (row, &w) in encoded.iter().zip(&chunk.weights) {
@@ -142,8 +142,11 @@ impl Operator for Materialize {
             seq.save(state);
             return Ok(chunk);
         }
+        let prefix = keys::rows_prefix(self.relation);
         for (row, w) in encoded.iter().zip(&chunk.weights) {
-            let key = keys::row_key(self.relation, row);
+            let mut key = Vec::with_capacity(prefix.len() + row.len());
+            key.extend_from_slice(&prefix);
+            key.extend_from_slice(row);
             let (_, new) = change_count(state, key, *w, self.distinct)?;
             if new < 0 {
                 return Err(EngineError::Internal(format!(
