@@ -199,6 +199,10 @@ pub struct ViewDef {
     /// stored, and it cannot be queried.
     #[serde(default)]
     pub sink: Option<SinkDef>,
+    /// Per source it reads, the columns its plan uses (`PlannedView::source_columns`); a
+    /// source not listed is read whole.
+    #[serde(default)]
+    pub source_columns: Vec<(u64, Vec<usize>)>,
 }
 
 /// Where a sink sends its rows.

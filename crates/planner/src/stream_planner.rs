@@ -31,6 +31,9 @@ pub struct PlannedView {
     pub watermark_cols: Vec<(usize, i64)>,
     /// The view's rows are only ever inserted.
     pub append_only: bool,
+    /// Per source it reads, the columns it uses (see [`source_columns`]); a source not
+    /// listed is read whole.
+    pub source_columns: Vec<(u64, Vec<usize>)>,
 }
 
 /// Plans a view's query. `plan` is DataFusion's bound (unoptimized) plan of the query in a
@@ -112,13 +115,58 @@ pub fn plan_view(
         .filter_map(|(i, l)| l.map(|l| (i, l)))
         .collect();
     let append_only = planner.append_only(&node);
+    let source_columns = source_columns(&optimized, catalog)?;
     Ok(PlannedView {
         plan: node,
         schema,
         depends_on,
         watermark_cols,
         append_only,
+        source_columns,
     })
+}
+
+/// The columns of each source a plan reads: the union over its scans of each scan's
+/// projection and the columns of its pushed-down filters. A source with a scan that
+/// reads every column is left out (read whole). The reader of a source may leave the
+/// other columns NULL: nothing in the plan reads them.
+fn source_columns(
+    plan: &LogicalPlan,
+    catalog: &Catalog,
+) -> Result<Vec<(u64, Vec<usize>)>, PlannerError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use std::collections::{BTreeMap, BTreeSet};
+    // `None`: every column.
+    let mut used: BTreeMap<u64, Option<BTreeSet<usize>>> = BTreeMap::new();
+    plan.apply_with_subqueries(|node| {
+        let LogicalPlan::TableScan(scan) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let Some(src) = catalog.source(scan.table_name.table()) else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let full = scan.source.schema();
+        let cols = scan.projection.as_ref().and_then(|p| {
+            let mut cols: BTreeSet<usize> = p.iter().copied().collect();
+            for f in &scan.filters {
+                for c in f.column_refs() {
+                    cols.insert(full.index_of(&c.name).ok()?);
+                }
+            }
+            Some(cols)
+        });
+        let entry = used.entry(src.id).or_insert_with(|| Some(BTreeSet::new()));
+        match (entry.as_mut(), cols) {
+            (Some(have), Some(cols)) => have.extend(cols),
+            (Some(_), None) => *entry = None,
+            (None, _) => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(used
+        .into_iter()
+        .filter_map(|(id, cols)| Some((id, cols?.into_iter().collect())))
+        .collect())
 }
 
 /// Whether some aggregate in the plan closes its groups by the watermark.

@@ -161,8 +161,39 @@ impl UserDefinedLogicalNodeCore for WindowNode {
         let input = inputs
             .pop()
             .ok_or_else(|| datafusion::common::DataFusionError::Internal("no input".into()))?;
-        WindowNode::try_new(input, self.time_col, self.spec, self.session.clone())
+        // The new input may have fewer columns (projection push-down, see
+        // `necessary_children_exprs`): find the time and key columns by name.
+        let remap = |i: usize| -> datafusion::common::Result<usize> {
+            let (qualifier, field) = self.input.schema().qualified_field(i);
+            input
+                .schema()
+                .index_of_column(&datafusion::common::Column::new(
+                    qualifier.cloned(),
+                    field.name(),
+                ))
+        };
+        let time_col = remap(self.time_col)?;
+        let session = match &self.session {
+            Some(keys) => Some(keys.iter().map(|&k| remap(k)).collect::<Result<_, _>>()?),
+            None => None,
+        };
+        WindowNode::try_new(input, time_col, self.spec, session)
             .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))
+    }
+
+    /// The input columns that `output_columns` need, plus the time column and a session
+    /// window's keys: the optimizer then prunes the rest below the window, down to the
+    /// source, whose reader may leave them out (`PlannedView::source_columns`).
+    fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        let n = self.input.schema().fields().len();
+        let mut need: Vec<usize> = output_columns.iter().copied().filter(|&c| c < n).collect();
+        need.push(self.time_col);
+        if let Some(keys) = &self.session {
+            need.extend(keys.iter().copied());
+        }
+        need.sort_unstable();
+        need.dedup();
+        Some(vec![need])
     }
 }
 

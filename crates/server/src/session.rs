@@ -161,11 +161,17 @@ impl Db {
         let mut handles = Vec::new();
         for dep in &view.depends_on {
             if let Some(src) = catalog.source_by_id(*dep) {
+                let columns = view
+                    .source_columns
+                    .iter()
+                    .find(|(id, _)| id == dep)
+                    .map(|(_, c)| c.as_slice());
                 handles.push(crate::sources::start_reader(
                     &self.engine,
                     &self.store,
                     view.id,
                     src,
+                    columns,
                 )?);
             }
         }
@@ -1217,6 +1223,7 @@ impl Session {
             watermark_cols: planned.watermark_cols.clone(),
             emit_on_window_close: eowc,
             append_only: planned.append_only,
+            source_columns: planned.source_columns.clone(),
             sink: None,
         });
         let desc = ViewDesc {
@@ -1279,6 +1286,7 @@ impl Session {
             watermark_cols: planned.watermark_cols.clone(),
             emit_on_window_close: cs.emit_on_window_close,
             append_only: planned.append_only,
+            source_columns: planned.source_columns.clone(),
             sink: Some(sink),
         };
         let desc = ViewDesc {
@@ -1365,7 +1373,17 @@ impl Session {
         }
         for id in &planned.depends_on {
             if let Some(name) = catalog.name_of(*id) {
-                text.push_str(&format!("relation {id} = {name}\n"));
+                text.push_str(&format!("relation {id} = {name}"));
+                // A source's reader may produce only the columns the view uses.
+                let used = planned.source_columns.iter().find(|(s, _)| s == id);
+                if let (Some((_, cols)), Some(src)) = (used, catalog.source_by_id(*id)) {
+                    let names: Vec<&str> = cols
+                        .iter()
+                        .filter_map(|&c| src.columns.get(c).map(|c| c.name.as_str()))
+                        .collect();
+                    text.push_str(&format!(" (reads {})", names.join(", ")));
+                }
+                text.push('\n');
             }
         }
         let schema = query_plan_schema();
