@@ -165,6 +165,33 @@ impl RowFormat {
         Ok(codec::encode_row(&cast_row(row, &self.stored)?)?)
     }
 
+    /// Every row of `cols` (columns of this format), encoded as [`RowFormat::encode`]
+    /// encodes it, column by column into one buffer.
+    pub fn encode_columns(
+        &self,
+        cols: &[ArrayRef],
+        rows: usize,
+    ) -> Result<codec::EncodedRows, EngineError> {
+        use datafusion::arrow::compute::{cast_with_options, CastOptions};
+        // The same casts as `cast_row` (ScalarValue::cast_to fails instead of nulling).
+        let options = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let cols = cols
+            .iter()
+            .zip(&self.stored)
+            .map(|(c, t)| {
+                if c.data_type() == t {
+                    Ok(c.clone())
+                } else {
+                    Ok(cast_with_options(c, t, &options)?)
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>, EngineError>>()?;
+        Ok(codec::encode_rows(&cols, rows)?)
+    }
+
     /// The length of the encoded row at the start of `bytes` (other bytes may follow).
     pub fn encoded_len(&self, bytes: &[u8]) -> Result<usize, EngineError> {
         let mut d = codec::Decoder::new(bytes);

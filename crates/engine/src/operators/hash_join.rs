@@ -493,19 +493,12 @@ impl HashJoin {
     /// NULL: such rows match nothing).
     fn key_bytes(&self, side: usize, chunk: &Chunk) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
         let cols = eval_all(&self.keys[side], &chunk.batch)?;
-        let format = RowFormat::of_arrays(&cols);
-        (0..chunk.len())
-            .map(|r| {
-                let key: Row = cols
-                    .iter()
-                    .map(|c| ScalarValue::try_from_array(c, r))
-                    .collect::<Result<_, _>>()?;
-                if key.iter().any(ScalarValue::is_null) {
-                    return Ok(None);
-                }
-                format.encode(&key).map(Some)
-            })
-            .collect()
+        let encoded = RowFormat::of_arrays(&cols).encode_columns(&cols, chunk.len())?;
+        // A NULL in the key matches nothing.
+        let nulls: Vec<_> = cols.iter().filter_map(|c| c.logical_nulls()).collect();
+        Ok((0..chunk.len())
+            .map(|r| (!nulls.iter().any(|n| n.is_null(r))).then(|| encoded.row(r).to_vec()))
+            .collect())
     }
 
     /// Rows of `side` stored under `kbytes` (in `buckets` if the side is stored by time
@@ -685,6 +678,7 @@ impl Operator for HashJoin {
         let mut out_w = Vec::new();
         let mut pair_no = 0;
         let width = self.bucket_width(side);
+        let encoded = self.formats[side].encode_columns(chunk.batch.columns(), chunk.len())?;
         for (r, row) in rows.iter().enumerate() {
             let w = chunk.weights[r];
             let lookup_left = self.lookup && side == 0;
@@ -696,7 +690,9 @@ impl Operator for HashJoin {
                 }
                 continue;
             };
-            let mut rbytes = self.formats[side].encode(row)?;
+            // Room for a sequence number (rows of insert-only inputs).
+            let mut rbytes = Vec::with_capacity(encoded.row(r).len() + 8);
+            rbytes.extend_from_slice(encoded.row(r));
             // A lookup join keeps no stream rows.
             let new = if lookup_left {
                 0
