@@ -5,6 +5,8 @@
 #   scripts/bench_nexmark.sh [EVENTS] [FLINK_QUERIES]
 #
 # EVENTS (default 1000000) bids; FLINK_QUERIES (default q0,q1,q2,q5,q7; empty: skip Flink).
+# Freshet runs every query twice: as a materialized view, and as a blackhole sink (what
+# Flink's blackhole sink and RisingWave's Nexmark runs measure).
 # Then the same events as JSON from Kafka (KAFKA_QUERIES, default q0,q1,q2,q5,q7; empty:
 # skip), and the freshness and serving benchmarks (LATENCY=0 skips them).
 # Flink needs `python3 -m venv ~/.cache/flink-venv && ~/.cache/flink-venv/bin/pip install
@@ -18,6 +20,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/freshet-target}"
 cargo build --release --bins
 echo "## Freshet (release), $EVENTS bids, $(nproc) cores"
 "$CARGO_TARGET_DIR/release/nexmark_bench" --events "$EVENTS"
+echo "## Freshet (release), every query as a blackhole sink (rows counted, not stored), $EVENTS bids"
+"$CARGO_TARGET_DIR/release/nexmark_bench" --events "$EVENTS" --sink
 if [ -n "$FLINK_QUERIES" ]; then
   if [ ! -x "$HOME/.cache/flink-venv/bin/python" ]; then
     python3 -m venv "$HOME/.cache/flink-venv"
