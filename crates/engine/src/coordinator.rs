@@ -752,7 +752,22 @@ impl Coordinator {
         // After the rows: they were on time when read, and may sit in windows that this
         // watermark closes.
         if let Some(wm) = watermark {
-            self.statement(|c| c.push_watermark(view, source, wm))?;
+            // A view can fail while closing windows (an expression over a closed window's
+            // aggregates divides by zero): that is the view's error, not the source's.
+            // It becomes a dead letter, and the batch's rows, offsets and watermark still
+            // commit together, so the reader goes on and a restart re-reads nothing.
+            if let Err(e) = self.statement(|c| c.push_watermark(view, source, wm)) {
+                let at = display_value(&ScalarValue::TimestampMicrosecond(
+                    Some(wm),
+                    Some("+00:00".into()),
+                ));
+                errors.push((
+                    -1,
+                    -1,
+                    format!("view {view} failed to close windows at watermark {at}: {e}"),
+                    String::new(),
+                ));
+            }
             self.txn
                 .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
         }
