@@ -111,6 +111,21 @@ pub fn late_events_schema() -> SchemaRef {
     ]))
 }
 
+/// The dead letter of a failure to close windows at watermark `wm` (µs) downstream of
+/// `what` (a view, or a table's readers).
+fn window_close_error(what: &str, wm: i64, e: &EngineError) -> (i32, i64, String, String) {
+    let at = display_value(&ScalarValue::TimestampMicrosecond(
+        Some(wm),
+        Some("+00:00".into()),
+    ));
+    (
+        -1,
+        -1,
+        format!("{what} failed to close windows at watermark {at}: {e}"),
+        String::new(),
+    )
+}
+
 /// A late event: (partition, offset, event time µs, watermark µs, payload).
 pub type Late = (i32, i64, i64, i64, String);
 
@@ -757,16 +772,7 @@ impl Coordinator {
             // It becomes a dead letter, and the batch's rows, offsets and watermark still
             // commit together, so the reader goes on and a restart re-reads nothing.
             if let Err(e) = self.statement(|c| c.push_watermark(view, source, wm)) {
-                let at = display_value(&ScalarValue::TimestampMicrosecond(
-                    Some(wm),
-                    Some("+00:00".into()),
-                ));
-                errors.push((
-                    -1,
-                    -1,
-                    format!("view {view} failed to close windows at watermark {at}: {e}"),
-                    String::new(),
-                ));
+                errors.push(window_close_error(&format!("view {view}"), wm, &e));
             }
             self.txn
                 .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
@@ -849,7 +855,17 @@ impl Coordinator {
         if let Some(wm) = watermark {
             let old = stored_watermark_in(&self.txn, table, table)?;
             if old.is_none_or(|old| wm > old) {
-                self.statement(|c| c.table_watermark(table, wm))?;
+                // As for a source (`apply_source`): a view failing to close windows is a
+                // dead letter, not a reason to stop the feed.
+                if let Err(e) = self.statement(|c| c.table_watermark(table, wm)) {
+                    errors.push(window_close_error(
+                        &format!("a view over table {}", desc.name),
+                        wm,
+                        &e,
+                    ));
+                    self.txn
+                        .put(watermark_key(table, table), wm.to_be_bytes().to_vec());
+                }
             }
         }
         for (p, o, ts, wm, payload) in late {
