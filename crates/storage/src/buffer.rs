@@ -122,6 +122,21 @@ impl WriteBuffer {
         }
     }
 
+    /// The number of buffered entries.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Takes the buffered entries with `start <= key < end` out of the buffer, in key
+    /// order. It splits the map around the range and joins the rest again, which costs
+    /// the size of the buffer once, instead of a search per key.
+    pub(crate) fn take_range(&mut self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Entry)> {
+        let mut taken = self.map.split_off(start);
+        let mut rest = taken.split_off(end);
+        self.map.append(&mut rest);
+        taken.into_iter().map(|(k, e)| (k.bytes, e)).collect()
+    }
+
     /// The buffered entries with `start <= key < end` (no end: to the last key), in
     /// ascending key order.
     pub(crate) fn range<'a>(

@@ -552,6 +552,42 @@ impl Txn {
         Ok(first)
     }
 
+    /// Deletes every live key with `start <= key < end`: the same as a delete of each key
+    /// a scan of the range finds, but a large range is cut out of the write buffer in one
+    /// piece, and only keys in committed state get tombstones.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        let buffered = self.pending.range(start, Some(end)).count();
+        // Few keys: a delete each (a search each) beats rebuilding the buffer.
+        if buffered.saturating_mul(16) < self.pending.len() {
+            for (k, _) in self.scan_range(start, end)? {
+                self.delete(k);
+            }
+            return Ok(());
+        }
+        let mut committed = Vec::new();
+        self.store.read_latest(|r| {
+            r.walk(start, Some(end), false, &mut |k, _| {
+                committed.push(k.to_vec());
+                true
+            })
+        })?;
+        // The buffered entries go; keys that also exist in committed state get a
+        // tombstone (whatever the buffer held for them).
+        let taken = self.pending.take_range(start, end);
+        if self.in_statement {
+            // Undone in reverse: the tombstones go, then these come back.
+            self.undo
+                .extend(taken.into_iter().map(|(k, e)| (k, Some(e))));
+        }
+        for k in committed {
+            self.delete(k);
+        }
+        Ok(())
+    }
+
     /// Deletes every live key starting with `prefix`.
     pub fn delete_prefix(&mut self, prefix: &[u8]) -> Result<()> {
         for (k, _) in self.scan_prefix(prefix)? {
@@ -742,17 +778,18 @@ mod tests {
             let committed =
                 |t: &Txn, k: &[u8]| t.store().read_latest(|r| r.get(k)).unwrap().is_some();
             for step in 0..20000 {
-                match rnd(20) {
+                match rnd(22) {
                     0 => t.commit().unwrap(),
                     1 => {
                         // A statement that fails halfway: none of its writes stay.
                         t.begin_statement();
                         for _ in 0..rnd(5) {
                             let k = key(&mut rnd);
-                            match rnd(3) {
+                            match rnd(4) {
                                 0 => t.put(k, vec![rnd(9) as u8]),
                                 1 if committed(&t, &k) => t.delete(k),
                                 1 => t.put_fresh(k, vec![rnd(9) as u8]),
+                                2 => t.delete_range(&k, &key(&mut rnd)).unwrap(),
                                 _ => t.delete(k),
                             }
                         }
@@ -782,6 +819,19 @@ mod tests {
                     13..=15 => {
                         let k = key(&mut rnd);
                         assert_eq!(t.get(&k).unwrap().as_ref(), model.get(&k), "get {k:?}");
+                    }
+                    20 | 21 => {
+                        // Wide ranges cut the buffer; narrow ones delete key by key.
+                        let (start, end) = (key(&mut rnd), key(&mut rnd));
+                        let in_statement = rnd(2) == 0;
+                        if in_statement {
+                            t.begin_statement();
+                        }
+                        t.delete_range(&start, &end).unwrap();
+                        if in_statement {
+                            t.end_statement();
+                        }
+                        model.retain(|k, _| *k < start || *k >= end);
                     }
                     _ => {
                         let start = key(&mut rnd);

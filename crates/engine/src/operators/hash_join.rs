@@ -428,6 +428,11 @@ impl HashJoin {
         end: &[u8],
         state: &mut Txn,
     ) -> Result<(), EngineError> {
+        if !self.tracked(side) {
+            // No degrees to delete with the rows: the range goes in one piece.
+            state.delete_range(start, end)?;
+            return Ok(());
+        }
         let plen = self.tables[side].prefix_len();
         for (k, _) in state.scan_range(start, end)? {
             if self.tracked(side) {
