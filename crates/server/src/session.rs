@@ -496,20 +496,36 @@ fn view_state_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
     let mut rows = Vec::new();
     store.read_snapshot(|r| -> Result<()> {
         for v in &catalog.views {
-            let mut view_rows = 0i64;
-            for (_, n) in r.scan_prefix(&freshet_storage::keys::rows_prefix(v.id))? {
-                let n: [u8; 8] = n.as_slice().try_into().map_err(|_| {
-                    EngineError::Internal(format!("bad stored multiplicity in view {}", v.name))
-                })?;
-                view_rows += i64::from_be_bytes(n);
+            // Counted as they are read: a view of millions of rows is never held whole.
+            let (mut view_rows, mut bad) = (0i64, false);
+            r.visit_prefix(&freshet_storage::keys::rows_prefix(v.id), &mut |_, n| {
+                match <[u8; 8]>::try_from(n) {
+                    Ok(n) => view_rows += i64::from_be_bytes(n),
+                    Err(_) => bad = true,
+                }
+                !bad
+            })?;
+            if bad {
+                return Err(EngineError::Internal(format!(
+                    "bad stored multiplicity in view {}",
+                    v.name
+                ))
+                .into());
             }
-            let state = r.scan_prefix(&freshet_storage::keys::view_state_prefix(v.id))?;
-            let bytes: usize = state.iter().map(|(k, v)| k.len() + v.len()).sum();
+            let (mut state_rows, mut bytes) = (0i64, 0i64);
+            r.visit_prefix(
+                &freshet_storage::keys::view_state_prefix(v.id),
+                &mut |k, v| {
+                    state_rows += 1;
+                    bytes += (k.len() + v.len()) as i64;
+                    true
+                },
+            )?;
             rows.push(vec![
                 ScalarValue::Utf8(Some(v.name.clone())),
                 ScalarValue::Int64(Some(view_rows)),
-                ScalarValue::Int64(Some(state.len() as i64)),
-                ScalarValue::Int64(Some(bytes as i64)),
+                ScalarValue::Int64(Some(state_rows)),
+                ScalarValue::Int64(Some(bytes)),
             ]);
         }
         Ok(())
