@@ -405,6 +405,16 @@ fn reject_sinks(catalog: &Catalog, stmt: &Statement) -> Result<()> {
     }
 }
 
+/// The schema of a catalog relation: these columns, all nullable.
+fn nullable_schema(columns: &[(&str, DataType)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, ty)| Field::new(*name, ty.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 /// Where a stored view's rows go.
 fn view_output(v: &ViewDef) -> ViewOutput {
     match &v.sink {
@@ -419,12 +429,12 @@ fn view_output(v: &ViewDef) -> ViewOutput {
 /// each sink sent, with their multiplicity, as committed (with the offsets they came
 /// from, so a crash neither loses nor repeats a count).
 fn sinks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("sink_name", DataType::Utf8, true),
-        Field::new("connector", DataType::Utf8, true),
-        Field::new("rows_inserted", DataType::Int64, true),
-        Field::new("rows_deleted", DataType::Int64, true),
-    ]));
+    let schema = nullable_schema(&[
+        ("sink_name", DataType::Utf8),
+        ("connector", DataType::Utf8),
+        ("rows_inserted", DataType::Int64),
+        ("rows_deleted", DataType::Int64),
+    ]);
     let mut rows = Vec::new();
     store.read_snapshot(|r| -> Result<()> {
         for v in catalog.sinks() {
@@ -448,12 +458,11 @@ type ComputedRelation = fn(&Store, &Catalog) -> Result<(SchemaRef, Vec<Vec<Scala
 /// source's watermark is tracked per view (each view has its own reader); a table's is
 /// the table's own, shared by every view over it, and listed with a NULL view_name.
 fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("view_name", DataType::Utf8, true),
-        Field::new("source_name", DataType::Utf8, true),
-        Field::new("watermark", freshet_storage::codec::timestamptz(), true),
-    ]));
+    let schema = nullable_schema(&[
+        ("view_name", DataType::Utf8),
+        ("source_name", DataType::Utf8),
+        ("watermark", freshet_storage::codec::timestamptz()),
+    ]);
     let mut rows = Vec::new();
     for v in &catalog.views {
         for dep in &v.depends_on {
@@ -486,13 +495,12 @@ fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
 /// view's rows (multiplicities summed: an insert-only view stores each inserted row as
 /// its own entry) and its operators' state entries and bytes (keys and values).
 fn view_state_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("view_name", DataType::Utf8, true),
-        Field::new("view_rows", DataType::Int64, true),
-        Field::new("state_rows", DataType::Int64, true),
-        Field::new("state_bytes", DataType::Int64, true),
-    ]));
+    let schema = nullable_schema(&[
+        ("view_name", DataType::Utf8),
+        ("view_rows", DataType::Int64),
+        ("state_rows", DataType::Int64),
+        ("state_bytes", DataType::Int64),
+    ]);
     let mut rows = Vec::new();
     store.read_snapshot(|r| -> Result<()> {
         for v in &catalog.views {
