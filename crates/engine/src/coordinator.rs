@@ -660,16 +660,19 @@ impl Coordinator {
     fn table_watermark(&mut self, table: RelationId, wm: i64) -> Result<(), EngineError> {
         self.txn
             .put(watermark_key(table, table), wm.to_be_bytes().to_vec());
-        let readers: Vec<RelationId> = self
-            .views
-            .iter()
-            .filter(|d| d.reads(table))
-            .map(|d| d.view())
-            .collect();
-        for v in readers {
+        for v in self.readers_of(table) {
             self.push_watermark(v, table, wm)?;
         }
         Ok(())
+    }
+
+    /// The views that read `relation` directly.
+    fn readers_of(&self, relation: RelationId) -> Vec<RelationId> {
+        self.views
+            .iter()
+            .filter(|d| d.reads(relation))
+            .map(|d| d.view())
+            .collect()
     }
 
     fn pk_bytes(desc: &TableDesc, row: &Row) -> Result<Vec<u8>, EngineError> {
@@ -856,15 +859,15 @@ impl Coordinator {
             let old = stored_watermark_in(&self.txn, table, table)?;
             if old.is_none_or(|old| wm > old) {
                 // As for a source (`apply_source`): a view failing to close windows is a
-                // dead letter, not a reason to stop the feed.
-                if let Err(e) = self.statement(|c| c.table_watermark(table, wm)) {
-                    errors.push(window_close_error(
-                        &format!("a view over table {}", desc.name),
-                        wm,
-                        &e,
-                    ));
-                    self.txn
-                        .put(watermark_key(table, table), wm.to_be_bytes().to_vec());
+                // dead letter, not a reason to stop the feed. Each view over the table
+                // closes its windows in its own statement, so one view's failure does
+                // not hold back the others.
+                self.txn
+                    .put(watermark_key(table, table), wm.to_be_bytes().to_vec());
+                for v in self.readers_of(table) {
+                    if let Err(e) = self.statement(|c| c.push_watermark(v, table, wm)) {
+                        errors.push(window_close_error(&format!("view {v}"), wm, &e));
+                    }
                 }
             }
         }

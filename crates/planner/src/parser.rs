@@ -244,7 +244,7 @@ pub struct CreateSink {
     pub query: Box<crate::sqlparser::ast::Query>,
     /// `EMIT ON WINDOW CLOSE` (after the query).
     pub emit_on_window_close: bool,
-    /// `WITH (…)`, keys lower-cased and dotted.
+    /// `WITH (…)` and `ENCODE … (…)` options, keys lower-cased and dotted.
     pub options: Vec<(String, String)>,
     /// `FORMAT … ENCODE …`, if written.
     pub format: Option<(String, String)>,
@@ -321,14 +321,15 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
             parser.peek_token().token
         )));
     }
-    let options = parse_options(parser)?;
+    let mut options = parse_options(parser)?;
     let format = if peek_words(parser, &["FORMAT"]) {
         parser.next_token();
         let format = parse_word(parser)?;
         expect_word(parser, "ENCODE")?;
         let encode = parse_word(parser)?;
         if parser.peek_token().token == Token::LParen {
-            parse_options(parser)?;
+            // RisingWave's newer place for `force_append_only` and the like.
+            options.extend(parse_options(parser)?);
         }
         Some((format, encode))
     } else {
@@ -666,7 +667,7 @@ mod tests {
             "CREATE SINK IF NOT EXISTS s1 FROM v WITH (connector = 'blackhole'); \
              CREATE SINK s2 AS WITH x AS (SELECT a FROM t) SELECT a, count(*) FROM x GROUP BY a \
                EMIT ON WINDOW CLOSE WITH (connector = 'blackhole', type = 'append-only') \
-               FORMAT PLAIN ENCODE JSON; \
+               FORMAT PLAIN ENCODE JSON (force_append_only = 'true'); \
              CREATE SINK s3 AS SELECT * FROM t WHERE a IN (SELECT b FROM u) WITH (connector = 'blackhole'); \
              SHOW SINKS; DROP SINK IF EXISTS s1",
         )
@@ -681,7 +682,7 @@ mod tests {
         };
         assert!(b.emit_on_window_close);
         assert!(b.query.to_string().starts_with("WITH x AS"), "{}", b.query);
-        assert_eq!(b.options.len(), 2);
+        assert_eq!(b.options.len(), 3, "ENCODE's options join WITH's");
         assert_eq!(b.format, Some(("plain".into(), "json".into())));
         let Stmt::CreateSink(c) = &s[2] else {
             panic!("{s:?}")
