@@ -346,11 +346,16 @@ impl GeneratorConfig {
         };
         let n = (to - from).max(0) as usize;
         let mut builders: Option<Vec<NexmarkColumn>> = None;
-        let numbers_only = columns
+        // Each column's field in `Bid`, if every column is one of a bid's numbers.
+        let numbers: Option<Vec<usize>> = columns
             .iter()
-            .all(|(name, _)| BidNumbers::FIELDS.contains(&name.as_str()));
-        let fast = self.bid_numbers.as_ref().filter(|_| numbers_only && n > 0);
-        if let Some(bids) = fast {
+            .map(|(name, _)| BidNumbers::FIELDS.iter().position(|f| f == name))
+            .collect();
+        let fast = match (&self.bid_numbers, &numbers) {
+            (Some(b), Some(fields)) if n > 0 => Some((b, fields)),
+            _ => None,
+        };
+        if let Some((bids, fields)) = fast {
             let mut cols: Vec<NexmarkColumn> = columns
                 .iter()
                 .map(|(name, _)| match name.as_str() {
@@ -362,8 +367,8 @@ impl GeneratorConfig {
                 .collect();
             for offset in from.max(0) as u64..from.max(0) as u64 + n as u64 {
                 let bid = bids.bid(offset);
-                for ((name, _), col) in columns.iter().zip(cols.iter_mut()) {
-                    col.push(bid.field(name), name)?;
+                for (((name, _), col), &f) in columns.iter().zip(cols.iter_mut()).zip(fields) {
+                    col.push(bid.field(f), name)?;
                 }
             }
             builders = Some(cols);
@@ -435,11 +440,12 @@ struct BidNumbers {
 struct Bid(usize, usize, usize, u64);
 
 impl Bid {
-    fn field(&self, name: &str) -> NexmarkValue<'static> {
-        match name {
-            "auction" => NexmarkValue::Int(self.0),
-            "bidder" => NexmarkValue::Int(self.1),
-            "price" => NexmarkValue::Int(self.2),
+    /// Field number `i` of [`BidNumbers::FIELDS`].
+    fn field(&self, i: usize) -> NexmarkValue<'static> {
+        match i {
+            0 => NexmarkValue::Int(self.0),
+            1 => NexmarkValue::Int(self.1),
+            2 => NexmarkValue::Int(self.2),
             _ => NexmarkValue::Time(self.3),
         }
     }

@@ -439,7 +439,7 @@ fn sinks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<Sc
     store.read_snapshot(|r| -> Result<()> {
         for v in catalog.sinks() {
             let connector = v.sink.as_ref().map(|s| s.connector.clone());
-            let (ins, del) = sink_counts(keys::state_table_id(v.id, 0, 0), |k| Ok(r.get(k)?))?;
+            let (ins, del) = sink_counts(v.id, |k| Ok(r.get(k)?))?;
             rows.push(vec![
                 ScalarValue::Utf8(Some(v.name.clone())),
                 ScalarValue::Utf8(connector),
@@ -1237,49 +1237,8 @@ impl Session {
         let (query_sql, planned) = self
             .plan_new_view(&catalog, &cv.query, &cv.columns, eowc)
             .await?;
-        let mut next = (*catalog).clone();
-        let id = next.allocate_id();
-        next.views.push(ViewDef {
-            id,
-            name: name.clone(),
-            sql: query_sql,
-            depends_on: planned.depends_on.clone(),
-            watermark_cols: planned.watermark_cols.clone(),
-            emit_on_window_close: eowc,
-            append_only: planned.append_only,
-            source_columns: planned.source_columns.clone(),
-            sink: None,
-        });
-        let desc = ViewDesc {
-            id,
-            name,
-            schema: planned.schema.clone(),
-            plan: planned.plan,
-            append_only: planned.append_only,
-            output: ViewOutput::Table,
-        };
-        self.db
-            .view_schemas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, planned.schema);
-        if let Err(e) = self
-            .db
-            .engine
-            .ddl(Ddl::CreateView(desc), next.to_json())
-            .await
-        {
-            self.db
-                .view_schemas
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-            return Err(e.into());
-        }
-        self.db.set_catalog(next.clone());
-        if let Some(v) = next.views.last() {
-            self.db.start_readers(&next, v)?;
-        }
+        self.install_view(&catalog, name, query_sql, planned, eowc, None)
+            .await?;
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
 
@@ -1300,7 +1259,24 @@ impl Session {
                 message: e,
             }
         })?;
-        let mut next = (*catalog).clone();
+        let eowc = cs.emit_on_window_close;
+        self.install_view(&catalog, name, query_sql, planned, eowc, Some(sink))
+            .await?;
+        Ok(command("CREATE SINK"))
+    }
+
+    /// Adds a planned view (or, with `sink`, a sink) to the catalog and the engine in one
+    /// DDL, then starts its readers.
+    async fn install_view(
+        &self,
+        catalog: &Catalog,
+        name: String,
+        query_sql: String,
+        planned: freshet_planner::stream_planner::PlannedView,
+        emit_on_window_close: bool,
+        sink: Option<SinkDef>,
+    ) -> Result<()> {
+        let mut next = catalog.clone();
         let id = next.allocate_id();
         let def = ViewDef {
             id,
@@ -1308,10 +1284,10 @@ impl Session {
             sql: query_sql,
             depends_on: planned.depends_on.clone(),
             watermark_cols: planned.watermark_cols.clone(),
-            emit_on_window_close: cs.emit_on_window_close,
+            emit_on_window_close,
             append_only: planned.append_only,
             source_columns: planned.source_columns.clone(),
-            sink: Some(sink),
+            sink,
         };
         let desc = ViewDesc {
             id,
@@ -1321,16 +1297,34 @@ impl Session {
             append_only: planned.append_only,
             output: view_output(&def),
         };
+        // Queries read a view's rows with its schema; a sink keeps none.
+        let readable = def.sink.is_none();
         next.views.push(def);
-        self.db
+        let schemas = || {
+            self.db
+                .view_schemas
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if readable {
+            schemas().insert(id, planned.schema);
+        }
+        if let Err(e) = self
+            .db
             .engine
             .ddl(Ddl::CreateView(desc), next.to_json())
-            .await?;
+            .await
+        {
+            if readable {
+                schemas().remove(&id);
+            }
+            return Err(e.into());
+        }
         self.db.set_catalog(next.clone());
         if let Some(v) = next.views.last() {
             self.db.start_readers(&next, v)?;
         }
-        Ok(command("CREATE SINK"))
+        Ok(())
     }
 
     /// Plans a view's (or a sink's) query: the SQL to store and the streaming plan.

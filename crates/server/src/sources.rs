@@ -546,7 +546,7 @@ fn dead_letters(errors: Vec<kafka::DeadLetter>) -> Vec<(i32, i64, String, String
         .collect()
 }
 
-/// Starts the reader that feeds `view` from `src`.
+/// Late events as the engine stores them.
 fn late_events(late: Vec<kafka::LateEvent>) -> Vec<Late> {
     late.into_iter()
         .map(|l| (l.partition, l.offset, l.event_time, l.watermark, l.payload))

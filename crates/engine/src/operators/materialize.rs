@@ -35,13 +35,18 @@ pub enum Output {
 const SENT_INSERTS: &[u8] = b"i";
 const SENT_DELETES: &[u8] = b"d";
 
-/// The counts a blackhole sink's root (state table `table`) keeps: rows inserted, rows
-/// deleted. Reads through `get` (a transaction, or a snapshot).
+/// The root's own state table of view (or sink) `relation`.
+fn root_table(relation: u64) -> StateTable {
+    StateTable::new(keys::state_table_id(relation, 0, 0))
+}
+
+/// The counts blackhole sink `sink` keeps: rows inserted, rows deleted. Reads through
+/// `get` (a transaction, or a snapshot).
 pub fn sink_counts(
-    table: u64,
+    sink: u64,
     mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, EngineError>,
 ) -> Result<(i64, i64), EngineError> {
-    let t = StateTable::new(table);
+    let t = root_table(sink);
     let mut read = |k: &[u8]| -> Result<i64, EngineError> {
         match get(&t.key(k))? {
             Some(v) => super::decode_count(&v),
@@ -61,7 +66,7 @@ pub struct Materialize {
     distinct: bool,
     output: Output,
     /// The root's own state table: a sink's counts.
-    own: u64,
+    own: StateTable,
 }
 
 impl Materialize {
@@ -71,7 +76,7 @@ impl Materialize {
             seq: None,
             distinct: false,
             output: Output::Table,
-            own: keys::state_table_id(relation, 0, 0),
+            own: root_table(relation),
         }
     }
 
@@ -114,12 +119,11 @@ impl Operator for Materialize {
                     del -= w;
                 }
             }
-            let t = StateTable::new(self.own);
             if ins != 0 {
-                add_count(state, t.key(SENT_INSERTS), ins)?;
+                add_count(state, self.own.key(SENT_INSERTS), ins)?;
             }
             if deletes && del != 0 {
-                add_count(state, t.key(SENT_DELETES), del)?;
+                add_count(state, self.own.key(SENT_DELETES), del)?;
             }
             return Ok(chunk);
         }
