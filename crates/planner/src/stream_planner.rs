@@ -779,14 +779,6 @@ impl StreamPlanner<'_> {
                          views over them without aggregates other than EMIT ON WINDOW CLOSE)",
                     ));
                 }
-                let left_keys =
-                    j.on.iter()
-                        .map(|(l, _)| self.phys(l, j.left.schema()))
-                        .collect::<Result<_, _>>()?;
-                let right_keys =
-                    j.on.iter()
-                        .map(|(_, r)| self.phys(r, j.right.schema()))
-                        .collect::<Result<_, _>>()?;
                 // The ON condition is over both sides' columns, whatever the join emits.
                 let both = j.left.schema().join(j.right.schema())?;
                 let filter = j.filter.as_ref().map(|f| self.phys(f, &both)).transpose()?;
@@ -805,6 +797,28 @@ impl StreamPlanner<'_> {
                     }
                     other => other,
                 };
+                // A window join's equal times go first among its keys: both sides' rows
+                // are then stored in time order, and the watermark frees them as one range
+                // with no time index (`HashJoin::time_leads`).
+                let mut on: Vec<&(Expr, Expr)> = j.on.iter().collect();
+                if let Some(b) = interval.filter(|b| b.lo == Some(0) && b.hi == Some(0)) {
+                    let is_col = |e: &Expr, schema: &DFSchema, idx: usize| matches!(e, Expr::Column(c) if schema.index_of_column(c).ok() == Some(idx));
+                    if let Some(p) = on.iter().position(|(l, r)| {
+                        is_col(l, j.left.schema(), b.left_col)
+                            && is_col(r, j.right.schema(), b.right_col)
+                    }) {
+                        let time = on.remove(p);
+                        on.insert(0, time);
+                    }
+                }
+                let left_keys = on
+                    .iter()
+                    .map(|(l, _)| self.phys(l, j.left.schema()))
+                    .collect::<Result<_, _>>()?;
+                let right_keys = on
+                    .iter()
+                    .map(|(_, r)| self.phys(r, j.right.schema()))
+                    .collect::<Result<_, _>>()?;
                 let insert_only = [self.append_only(&left), !lookup && self.append_only(&right)];
                 Ok(StreamNode::Join {
                     kind,

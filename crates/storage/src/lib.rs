@@ -205,7 +205,9 @@ impl Reader for MemReader<'_> {
 ///    the state tables) of views that have some.
 /// 3: insert-only sides of interval joins bounded both ways are stored by time bucket
 ///    (`bucket | join key | row | sequence number`).
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: a window join's keys start with its window (the equal times), wherever the ON
+///    condition names them.
+pub const FORMAT_VERSION: u32 = 4;
 
 impl Store {
     /// Opens (creating if needed) the RocksDB database at `path`, and checks that its

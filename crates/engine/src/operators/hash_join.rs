@@ -220,9 +220,13 @@ impl HashJoin {
         let limit = n * self.probe_scan.mul / self.probe_scan.div.max(1);
         let prefix = self.tables[other].key(&[]);
         let end = freshet_storage::prefix_end(&prefix);
-        let start = match self.bucket_width(other) {
-            Some(w) => self.tables[other].key(&super::order_key(self.first_live_bucket(other, w))),
-            None => prefix.clone(),
+        // Start past what the watermark freed: not over its tombstones.
+        let start = match (self.bucket_width(other), self.freed_below[other]) {
+            (Some(w), _) => {
+                self.tables[other].key(&super::order_key(self.first_live_bucket(other, w)))
+            }
+            (None, Some(f)) if self.time_leads => self.time_key(other, f)?,
+            (None, _) => prefix.clone(),
         };
         let mut entries = Vec::new();
         let mut complete = true;
@@ -389,16 +393,19 @@ impl HashJoin {
         to: i64,
         state: &mut Txn,
     ) -> Result<(), EngineError> {
-        let bound = |t: i64| -> Result<Vec<u8>, EngineError> {
-            let v = ScalarValue::TimestampMicrosecond(Some(t), None);
-            Ok(self.tables[side].key(&freshet_storage::codec::encode_row(&[v])?))
-        };
         let start = if from == i64::MIN {
             self.tables[side].key(&[])
         } else {
-            bound(from)?
+            self.time_key(side, from)?
         };
-        self.free_range(side, &start, &bound(to)?, state)
+        self.free_range(side, &start, &self.time_key(side, to)?, state)
+    }
+
+    /// The first key of `side`'s rows with time `t` in a join whose keys start with the
+    /// time (`time_leads`).
+    fn time_key(&self, side: usize, t: i64) -> Result<Vec<u8>, EngineError> {
+        let v = ScalarValue::TimestampMicrosecond(Some(t), None);
+        Ok(self.tables[side].key(&freshet_storage::codec::encode_row(&[v])?))
     }
 
     /// Frees the rows of `side` stored by buckets of `width` whose buckets end at or
@@ -699,8 +706,9 @@ impl Operator for HashJoin {
             let mut rbytes = Vec::with_capacity(encoded.row(r).len() + 8);
             rbytes.extend_from_slice(encoded.row(r));
             // A lookup join keeps no stream rows.
-            let new = if lookup_left {
-                0
+            // `old`: the row's multiplicity before; a row that was absent has no degree.
+            let (old, new) = if lookup_left {
+                (0, 0)
             } else {
                 let (old, new) = if self.insert_only[side] {
                     if w <= 0 {
@@ -753,7 +761,7 @@ impl Operator for HashJoin {
                         "negative join row multiplicity".into(),
                     ));
                 }
-                new
+                (old, new)
             };
             let mut degree = 0;
             for c in &candidates[kbytes] {
@@ -801,7 +809,9 @@ impl Operator for HashJoin {
                 }
                 let dkey = self.degrees[side].key2(kbytes, &rbytes);
                 if new == 0 || degree == 0 {
-                    state.delete(dkey);
+                    if old > 0 {
+                        state.delete(dkey);
+                    }
                 } else {
                     state.put(dkey, encode_count(degree));
                 }
