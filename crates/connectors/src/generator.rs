@@ -82,8 +82,8 @@ pub struct GeneratorConfig {
     max_rows: Option<i64>,
     /// Nexmark: the event type and the standard generator (base time fixed).
     nexmark: Option<(nexmark::event::EventType, nexmark::EventGenerator)>,
-    /// Nexmark bids: their numbers without their strings (see [`BidNumbers`]).
-    bid_numbers: Option<BidNumbers>,
+    /// Nexmark events without their random text (see [`DirectEvents`]).
+    direct: Option<DirectEvents>,
     /// No pacing: generate as fast as the engine takes rows (`nexmark.min.event.gap.in.ns = 0`).
     unpaced: bool,
 }
@@ -155,7 +155,7 @@ impl GeneratorConfig {
         let mut fields = Vec::new();
         let mut stream = Stream::Plays;
         let mut nexmark_gen = None;
-        let mut bid_numbers = None;
+        let mut direct = None;
         match kind {
             Kind::Nexmark => {
                 use nexmark::event::EventType;
@@ -190,9 +190,7 @@ impl GeneratorConfig {
                     base_time: (start_micros / 1000).max(0) as u64,
                     ..Default::default()
                 };
-                if ty == EventType::Bid {
-                    bid_numbers = BidNumbers::new(&config);
-                }
+                direct = DirectEvents::new(&config, ty);
                 nexmark_gen = Some((
                     ty,
                     nexmark::EventGenerator::new(config).with_type_filter(ty),
@@ -285,7 +283,7 @@ impl GeneratorConfig {
             fields,
             max_rows,
             nexmark: nexmark_gen,
-            bid_numbers,
+            direct,
             unpaced,
         })
     }
@@ -346,29 +344,33 @@ impl GeneratorConfig {
         };
         let n = (to - from).max(0) as usize;
         let mut builders: Option<Vec<NexmarkColumn>> = None;
-        // Each column's field in `Bid`, if every column is one of a bid's numbers.
-        let numbers: Option<Vec<usize>> = columns
-            .iter()
-            .map(|(name, _)| BidNumbers::FIELDS.iter().position(|f| f == name))
-            .collect();
-        let fast = match (&self.bid_numbers, &numbers) {
-            (Some(b), Some(fields)) if n > 0 => Some((b, fields)),
+        // Each column's field in `DirectEvents::values`, if every column is one of them.
+        let fast = match &self.direct {
+            Some(d) if n > 0 => columns
+                .iter()
+                .map(|(name, _)| d.fields().iter().position(|f| f == name))
+                .collect::<Option<Vec<usize>>>()
+                .map(|fields| (d, fields)),
             _ => None,
         };
-        if let Some((bids, fields)) = fast {
-            let mut cols: Vec<NexmarkColumn> = columns
+        if let Some((direct, fields)) = &fast {
+            let mut cols: Vec<NexmarkColumn> = fields
                 .iter()
-                .map(|(name, _)| match name.as_str() {
-                    "date_time" => {
+                .map(|&f| match direct.values(0, &mut String::new())[f] {
+                    NexmarkValue::Int(_) => NexmarkColumn::Int(Int64Builder::with_capacity(n)),
+                    NexmarkValue::Text(_) => {
+                        NexmarkColumn::Text(StringBuilder::with_capacity(n, n * 12))
+                    }
+                    NexmarkValue::Time(_) => {
                         NexmarkColumn::Time(TimestampMicrosecondBuilder::with_capacity(n))
                     }
-                    _ => NexmarkColumn::Int(Int64Builder::with_capacity(n)),
                 })
                 .collect();
+            let mut text = String::new();
             for offset in from.max(0) as u64..from.max(0) as u64 + n as u64 {
-                let bid = bids.bid(offset);
+                let values = direct.values(offset, &mut text);
                 for (((name, _), col), &f) in columns.iter().zip(cols.iter_mut()).zip(fields) {
-                    col.push(bid.field(f), name)?;
+                    col.push(values[f], name)?;
                 }
             }
             builders = Some(cols);
@@ -420,45 +422,31 @@ impl GeneratorConfig {
     }
 }
 
-/// The numbers of Nexmark bids (auction, bidder, price, time), computed directly when a
-/// query reads none of a bid's strings (`channel`, `url`, `extra`), which are most of the
-/// generator's work. They follow the standard Nexmark generator: a bid's random draws
-/// come from a generator seeded with its event id, in the order the standard draws them
-/// (hot auction or not, the auction, hot bidder or not, the bidder, the price), and the
-/// strings are drawn after them, so leaving them out changes no number. The tests check
-/// every field against the `nexmark` crate's own events.
+/// Nexmark events computed directly when a query reads only fields that need no random
+/// text (a bid's numbers; a person's id, name, city, state and time; an auction's numbers
+/// and times), which is most of the generator's work. They follow the standard Nexmark
+/// generator: an event's random draws come from a generator seeded with its event id, in
+/// the order the standard draws them; the text a query does not read (an auction's item
+/// name and description, a person's e-mail address) is drawn and dropped, so no later
+/// value changes, and what comes after the last field read (each event's `extra`) is not
+/// drawn at all. The tests check every field against the `nexmark` crate's own events.
 #[derive(Clone, Debug)]
-struct BidNumbers {
+struct DirectEvents {
     config: nexmark::config::NexmarkConfig,
+    ty: nexmark::event::EventType,
     /// Events per epoch of persons, auctions and bids (50 in the standard mix).
     denominator: usize,
     /// Microseconds between events (one constant rate).
     delay: f32,
 }
 
-/// A bid's numbers: auction, bidder, price, time (ms).
-struct Bid(usize, usize, usize, u64);
-
-impl Bid {
-    /// Field number `i` of [`BidNumbers::FIELDS`].
-    fn field(&self, i: usize) -> NexmarkValue<'static> {
-        match i {
-            0 => NexmarkValue::Int(self.0),
-            1 => NexmarkValue::Int(self.1),
-            2 => NexmarkValue::Int(self.2),
-            _ => NexmarkValue::Time(self.3),
-        }
-    }
-}
-
-impl BidNumbers {
-    const FIELDS: [&'static str; 4] = ["auction", "bidder", "price", "date_time"];
+impl DirectEvents {
     /// The standard generator's groups of hot auctions, sellers and bidders.
     const HOT_GROUP: usize = 100;
 
     /// `None` for a configuration this does not cover (a varying event rate, or events
     /// out of order), which then goes through the `nexmark` crate.
-    fn new(c: &nexmark::config::NexmarkConfig) -> Option<BidNumbers> {
+    fn new(c: &nexmark::config::NexmarkConfig, ty: nexmark::event::EventType) -> Option<Self> {
         if c.first_rate != c.next_rate
             || c.out_of_order_group_size != 1
             || c.num_event_generators != 1
@@ -468,52 +456,161 @@ impl BidNumbers {
         {
             return None;
         }
-        Some(BidNumbers {
+        Some(DirectEvents {
             config: c.clone(),
+            ty,
             denominator: c.person_proportion + c.auction_proportion + c.bid_proportion,
             delay: c.us_per_unit as f32 / c.first_rate as f32,
         })
     }
 
-    /// Bid number `offset` (of the bids alone).
-    fn bid(&self, offset: u64) -> Bid {
-        use rand::rngs::SmallRng;
-        use rand::{Rng, SeedableRng};
+    /// The fields computed directly, in [`DirectEvents::values`]' order.
+    fn fields(&self) -> &'static [&'static str] {
+        use nexmark::event::EventType;
+        match self.ty {
+            EventType::Bid => &["auction", "bidder", "price", "date_time"],
+            EventType::Person => &["id", "name", "city", "state", "date_time"],
+            EventType::Auction => &[
+                "id",
+                "initial_bid",
+                "reserve",
+                "date_time",
+                "expires",
+                "seller",
+                "category",
+            ],
+        }
+    }
+
+    /// The event number of event `offset` of this type: persons open each epoch, then
+    /// come the auctions, then the bids.
+    fn number(&self, offset: u64) -> usize {
+        use nexmark::event::EventType;
         let c = &self.config;
         let o = offset as usize;
-        // Bids come after the persons and auctions of each epoch.
-        let number = c.first_event_number
-            + o / c.bid_proportion * self.denominator
-            + c.person_proportion
-            + c.auction_proportion
-            + o % c.bid_proportion;
+        let (per_epoch, before) = match self.ty {
+            EventType::Person => (c.person_proportion, 0),
+            EventType::Auction => (c.auction_proportion, c.person_proportion),
+            EventType::Bid => (c.bid_proportion, c.person_proportion + c.auction_proportion),
+        };
+        c.first_event_number + o / per_epoch * self.denominator + before + o % per_epoch
+    }
+
+    /// The time (ms) of event number `number`.
+    fn time(&self, number: usize) -> u64 {
+        self.config.base_time + ((number as f32 * self.delay) / 1000.0).round() as u64
+    }
+
+    /// The fields of event `offset` of this type, in [`DirectEvents::fields`]' order (a
+    /// person's name is written to `name`).
+    fn values<'a>(&'a self, offset: u64, name: &'a mut String) -> [NexmarkValue<'a>; 7] {
+        use nexmark::event::EventType;
+        use rand::rngs::SmallRng;
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        use NexmarkValue::{Int, Text, Time};
+        let c = &self.config;
+        let number = self.number(offset);
         let id = c.first_event_id + number;
-        let time = c.base_time + ((number as f32 * self.delay) / 1000.0).round() as u64;
+        let time = self.time(number);
         let rng = &mut SmallRng::seed_from_u64(id as u64);
-        let auction = if rng.gen_range(0..c.hot_auction_ratio) > 0 {
-            self.last_auction(id) / Self::HOT_GROUP * Self::HOT_GROUP
-        } else {
-            // One of the auctions in flight, or a few not created yet.
-            let last = self.last_auction(id);
-            let first = last.saturating_sub(c.in_flight_auctions);
-            first + rng.gen_range(0..last - first + 1 + c.auction_id_lead)
+        let price =
+            |rng: &mut SmallRng| (10.0_f32.powf(rng.gen::<f32>() * 6.0) * 100.0).round() as usize;
+        // Random lower-case text of `len` letters, drawn and dropped.
+        let skip_text = |rng: &mut SmallRng, len: usize| {
+            for _ in 0..len {
+                rng.gen_range(b'a'..=b'z');
+            }
         };
-        let bidder = if rng.gen_range(0..c.hot_bidder_ratio) > 0 {
-            // The second person of its group: hot bidders are not hot sellers.
-            self.last_person(id) / Self::HOT_GROUP * Self::HOT_GROUP + 1
-        } else {
-            // One of the active people, or a few not created yet.
-            let people = self.last_person(id) + 1;
-            let active = people.min(c.active_people);
-            people - active + rng.gen_range(0..active + c.person_id_lead)
+        let pick = |list: &'a [String], rng: &mut SmallRng| -> &'a str {
+            list.choose(rng).map_or("", String::as_str)
         };
-        let price = (10.0_f32.powf(rng.gen::<f32>() * 6.0) * 100.0).round() as usize;
-        Bid(
-            auction + c.first_auction_id,
-            bidder + c.first_person_id,
-            price,
-            time,
-        )
+        match self.ty {
+            EventType::Bid => {
+                let auction = if rng.gen_range(0..c.hot_auction_ratio) > 0 {
+                    self.last_auction(id) / Self::HOT_GROUP * Self::HOT_GROUP
+                } else {
+                    // One of the auctions in flight, or a few not created yet.
+                    let last = self.last_auction(id);
+                    let first = last.saturating_sub(c.in_flight_auctions);
+                    first + rng.gen_range(0..last - first + 1 + c.auction_id_lead)
+                };
+                let bidder = if rng.gen_range(0..c.hot_bidder_ratio) > 0 {
+                    // The second person of its group: hot bidders are not hot sellers.
+                    self.last_person(id) / Self::HOT_GROUP * Self::HOT_GROUP + 1
+                } else {
+                    self.some_person(id, rng)
+                };
+                let price = price(rng);
+                [
+                    Int(auction + c.first_auction_id),
+                    Int(bidder + c.first_person_id),
+                    Int(price),
+                    Time(time),
+                    Int(0),
+                    Int(0),
+                    Int(0),
+                ]
+            }
+            EventType::Person => {
+                let (first, last) = (pick(&c.first_names, rng), pick(&c.last_names, rng));
+                // The e-mail address (7 and 5 letters) and the credit card number.
+                skip_text(rng, 12);
+                for _ in 0..4 {
+                    rng.gen_range(0..10000);
+                }
+                let city = pick(&c.us_cities, rng);
+                let state = pick(&c.us_states, rng);
+                name.clear();
+                name.push_str(first);
+                name.push(' ');
+                name.push_str(last);
+                [
+                    Int(self.last_person(id) + c.first_person_id),
+                    Text(name),
+                    Text(city),
+                    Text(state),
+                    Time(time),
+                    Int(0),
+                    Int(0),
+                ]
+            }
+            EventType::Auction => {
+                // The item's name and description.
+                skip_text(rng, 20 + 100);
+                let initial_bid = price(rng);
+                let reserve = initial_bid + price(rng);
+                // How long it runs: up to twice the time until as many auctions later.
+                let later = c.in_flight_auctions * self.denominator / c.auction_proportion;
+                let horizon = self.time(number + later) - time;
+                let expires = time + 1 + rng.gen_range(0..(horizon * 2).max(1));
+                let seller = if rng.gen_range(0..c.hot_seller_ratio) > 0 {
+                    // The first person of its group.
+                    self.last_person(id) / Self::HOT_GROUP * Self::HOT_GROUP
+                } else {
+                    self.some_person(id, rng)
+                };
+                let category = c.first_category_id + rng.gen_range(0..c.num_categories);
+                [
+                    Int(self.last_auction(id) + c.first_auction_id),
+                    Int(initial_bid),
+                    Int(reserve),
+                    Time(time),
+                    Time(expires),
+                    Int(seller + c.first_person_id),
+                    Int(category),
+                ]
+            }
+        }
+    }
+
+    /// One of the active people at event `id`, or a few not created yet (base 0).
+    fn some_person(&self, id: usize, rng: &mut rand::rngs::SmallRng) -> usize {
+        use rand::Rng;
+        let c = &self.config;
+        let people = self.last_person(id) + 1;
+        let active = people.min(c.active_people);
+        people - active + rng.gen_range(0..active + c.person_id_lead)
     }
 
     /// The last person id created by event `id` (persons open each epoch).
@@ -543,6 +640,7 @@ impl BidNumbers {
 }
 
 /// One field of a Nexmark event, before it is appended to its column.
+#[derive(Clone, Copy)]
 enum NexmarkValue<'a> {
     Int(usize),
     Text(&'a str),
@@ -1144,7 +1242,7 @@ mod tests {
             ("auction".to_string(), DataType::Int64),
         ];
         let unbounded = GeneratorConfig::parse(Kind::Nexmark, &numbers, &opts[..2]).unwrap();
-        assert!(unbounded.bid_numbers.is_some());
+        assert!(unbounded.direct.is_some());
         let schema = freshet_engine::chunk::arc_schema(
             numbers
                 .iter()
@@ -1169,6 +1267,56 @@ mod tests {
             )
             .unwrap();
             assert_eq!(fast, standard, "bids from {from}");
+        }
+        // The same for persons and auctions read without their random text.
+        let int = DataType::Int64;
+        let text = DataType::Utf8;
+        for (ty, cols) in [
+            (
+                "Person",
+                vec![
+                    ("state", text.clone()),
+                    ("date_time", c[2].1.clone()),
+                    ("id", int.clone()),
+                    ("name", text.clone()),
+                    ("city", text.clone()),
+                ],
+            ),
+            (
+                "Auction",
+                vec![
+                    ("seller", int.clone()),
+                    ("expires", c[2].1.clone()),
+                    ("category", int.clone()),
+                    ("id", int.clone()),
+                    ("reserve", int.clone()),
+                    ("date_time", c[2].1.clone()),
+                    ("initial_bid", int.clone()),
+                ],
+            ),
+        ] {
+            let cols: Vec<(String, DataType)> =
+                cols.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+            let opts = vec![
+                ("nexmark.table.type".to_string(), ty.to_string()),
+                opts[1].clone(),
+            ];
+            let gen = GeneratorConfig::parse(Kind::Nexmark, &cols, &opts).unwrap();
+            assert!(gen.direct.is_some());
+            let schema = freshet_engine::chunk::arc_schema(
+                cols.iter()
+                    .map(|(n, t)| datafusion::arrow::datatypes::Field::new(n, t.clone(), true))
+                    .collect(),
+            );
+            for from in [0, 7, 12_345, 1_000_003, 50_000_000, 400_000_000] {
+                let fast = gen.batch(from, from + 500, &cols, &schema).unwrap();
+                let standard = freshet_engine::chunk::rows_to_batch(
+                    schema.clone(),
+                    &gen.rows(from, from + 500, &cols).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(fast, standard, "{ty} from {from}");
+            }
         }
         let batch = cfg.rows(100, 200, &c).unwrap();
         for (k, row) in batch.iter().enumerate() {
