@@ -1,12 +1,19 @@
 //! The write buffer of a [`crate::Txn`]: the writes of one checkpoint, before they reach
 //! RocksDB, in key order.
 //!
-//! It is an ordered map, since operators walk key ranges of what they just wrote. With a
-//! checkpoint's worth of writes, comparing whole keys on every insert did most of the
-//! engine's work in Nexmark q7: the keys of one state table share a long prefix, and each
-//! comparison read both keys from the heap. Each key therefore carries its first
-//! [`WORDS`] × 8 bytes as numbers, so most comparisons inside the map's nodes settle on
-//! integers without following a pointer.
+//! It is an ordered map, since operators walk key ranges of what they just wrote, split
+//! by key prefix: one map per state table or relation (a key's first [`PREFIX`] bytes,
+//! its key space and table id), kept in prefix order. A table's map holds only its own
+//! keys, so an insert searches a smaller tree; and cutting a range out of one table
+//! (a window join freeing its oldest windows, which lead its keys) splits that table's
+//! map alone, in logarithmic time when the range starts at the table's first key,
+//! instead of rebuilding the whole buffer around the range.
+//!
+//! With a checkpoint's worth of writes, comparing whole keys on every insert did most of
+//! the engine's work in Nexmark q7: the keys of one state table share a long prefix, and
+//! each comparison read both keys from the heap. Each key therefore carries the
+//! [`WORDS`] × 8 bytes after its table prefix as numbers, so most comparisons inside a
+//! table's map settle on integers without following a pointer.
 //!
 //! A key put while known to be absent from committed state (a row under a new sequence
 //! number) is marked fresh: deleting it before the commit drops the entry, so neither the
@@ -20,8 +27,19 @@ use std::ops::Bound;
 
 const WORDS: usize = 4;
 
-/// A buffered key: its bytes, and their first bytes (zero-padded) as big-endian numbers.
-/// Ordered as the bytes are.
+/// The length of the prefix keys are grouped by: the key-space byte and a relation or
+/// state table id (see `keys`). Shorter keys (the catalog's) are groups of their own.
+const PREFIX: usize = 9;
+
+/// The group of `key`: its first [`PREFIX`] bytes (all of a shorter key). Groups compare
+/// as byte strings, and every key of a group starts with it, so groups in order hold
+/// their keys in order.
+fn group(key: &[u8]) -> &[u8] {
+    &key[..key.len().min(PREFIX)]
+}
+
+/// A buffered key: its bytes, and the bytes after its group prefix (zero-padded) as
+/// big-endian numbers. Within a group, ordered as the bytes are.
 #[derive(Clone, PartialEq, Eq)]
 struct Key {
     words: [u64; WORDS],
@@ -31,9 +49,10 @@ struct Key {
 impl Key {
     fn new(bytes: Vec<u8>) -> Key {
         let mut words = [0u64; WORDS];
+        let rest = &bytes[group(&bytes).len()..];
         for (i, w) in words.iter_mut().enumerate() {
             let mut b = [0u8; 8];
-            let chunk = bytes.get(i * 8..).unwrap_or(&[]);
+            let chunk = rest.get(i * 8..).unwrap_or(&[]);
             let n = chunk.len().min(8);
             b[..n].copy_from_slice(&chunk[..n]);
             *w = u64::from_be_bytes(b);
@@ -43,11 +62,14 @@ impl Key {
 }
 
 impl Ord for Key {
+    /// Only keys of one group are compared: their prefixes are equal.
     fn cmp(&self, other: &Key) -> Ordering {
         // Equal words: the first `n` bytes of both keys are equal (zero padding only
         // begins past a key's end), so the rest decides.
         self.words.cmp(&other.words).then_with(|| {
-            let n = (WORDS * 8).min(self.bytes.len()).min(other.bytes.len());
+            let n = (PREFIX + WORDS * 8)
+                .min(self.bytes.len())
+                .min(other.bytes.len());
             self.bytes[n..].cmp(&other.bytes[n..])
         })
     }
@@ -59,7 +81,8 @@ impl PartialOrd for Key {
     }
 }
 
-/// Lookups by plain bytes compare bytes; `Key`'s order is the bytes' order.
+/// Lookups by plain bytes compare bytes; within a group `Key`'s order is the bytes'
+/// order.
 impl Borrow<[u8]> for Key {
     fn borrow(&self) -> &[u8] {
         &self.bytes
@@ -77,18 +100,46 @@ pub(crate) struct Entry {
     fresh: bool,
 }
 
+/// One group's buffered writes.
+type Group = BTreeMap<Key, Entry>;
+
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
-    map: BTreeMap<Key, Entry>,
+    /// By group prefix (see [`group`]); no group is empty.
+    groups: BTreeMap<Vec<u8>, Group>,
+    /// Buffered entries in all groups.
+    len: usize,
 }
 
 impl WriteBuffer {
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Value> {
-        self.map.get(key).map(|e| &e.value)
+        self.groups
+            .get(group(key))
+            .and_then(|g| g.get(key))
+            .map(|e| &e.value)
+    }
+
+    /// The map of `key`'s group, created if absent.
+    fn group_mut(&mut self, key: &[u8]) -> &mut Group {
+        let prefix = group(key);
+        if !self.groups.contains_key(prefix) {
+            self.groups.insert(prefix.to_vec(), Group::new());
+        }
+        self.groups
+            .get_mut(prefix)
+            .expect("the group was just inserted")
+    }
+
+    /// Removes `key`'s group if it is empty.
+    fn drop_if_empty(&mut self, key: &[u8]) {
+        let prefix = group(key);
+        if self.groups.get(prefix).is_some_and(Group::is_empty) {
+            self.groups.remove(prefix);
+        }
     }
 
     /// Buffers `value` for `key` (`fresh`: the caller knows the key is absent from
@@ -96,8 +147,14 @@ impl WriteBuffer {
     /// fresh key removes its entry instead of buffering a tombstone.
     pub(crate) fn set(&mut self, key: Vec<u8>, value: Value, fresh: bool) -> Option<Entry> {
         use std::collections::btree_map::Entry as Slot;
-        match self.map.entry(Key::new(key)) {
-            Slot::Occupied(o) if value.is_none() && o.get().fresh => Some(o.remove()),
+        let g = self.group_mut(&key);
+        match g.entry(Key::new(key)) {
+            Slot::Occupied(o) if value.is_none() && o.get().fresh => {
+                let (k, old) = o.remove_entry();
+                self.len -= 1;
+                self.drop_if_empty(&k.bytes);
+                Some(old)
+            }
             Slot::Occupied(mut o) => {
                 // Still absent from committed state if it was when first buffered.
                 let fresh = fresh || o.get().fresh;
@@ -105,6 +162,7 @@ impl WriteBuffer {
             }
             Slot::Vacant(v) => {
                 v.insert(Entry { value, fresh });
+                self.len += 1;
                 None
             }
         }
@@ -114,58 +172,83 @@ impl WriteBuffer {
     pub(crate) fn restore(&mut self, key: Vec<u8>, old: Option<Entry>) {
         match old {
             Some(e) => {
-                self.map.insert(Key::new(key), e);
+                if self.group_mut(&key).insert(Key::new(key), e).is_none() {
+                    self.len += 1;
+                }
             }
             None => {
-                self.map.remove(key.as_slice());
+                let removed = self
+                    .groups
+                    .get_mut(group(&key))
+                    .and_then(|g| g.remove(key.as_slice()));
+                if removed.is_some() {
+                    self.len -= 1;
+                    self.drop_if_empty(&key);
+                }
             }
         }
     }
 
-    /// The number of buffered entries.
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
     /// Takes the buffered entries with `start <= key < end` out of the buffer, in key
-    /// order. It splits the map around the range and joins the rest again, which costs
-    /// the size of the buffer once, instead of a search per key.
+    /// order. Each group the range touches is split around it and joined again, which
+    /// costs that group's size at most (a search, when the range starts at the group's
+    /// first key), instead of a search per key.
     pub(crate) fn take_range(&mut self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Entry)> {
-        let mut taken = self.map.split_off(start);
-        let mut rest = taken.split_off(end);
-        self.map.append(&mut rest);
-        taken.into_iter().map(|(k, e)| (k.bytes, e)).collect()
+        let prefixes: Vec<Vec<u8>> = self
+            .groups
+            .range::<[u8], _>((Bound::Included(group(start)), Bound::Excluded(end)))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut out = Vec::new();
+        for p in prefixes {
+            let Some(g) = self.groups.get_mut(p.as_slice()) else {
+                continue;
+            };
+            let mut rest = g.split_off(end);
+            let taken = g.split_off(start);
+            g.append(&mut rest);
+            if g.is_empty() {
+                self.groups.remove(p.as_slice());
+            }
+            self.len -= taken.len();
+            out.extend(taken.into_iter().map(|(k, e)| (k.bytes, e)));
+        }
+        out
     }
 
     /// The buffered entries with `start <= key < end` (no end: to the last key), in
     /// ascending key order.
     pub(crate) fn range<'a>(
         &'a self,
-        start: &[u8],
-        end: Option<&[u8]>,
+        start: &'a [u8],
+        end: Option<&'a [u8]>,
     ) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a Value)> + 'a {
-        self.map
-            .range::<[u8], _>((
-                Bound::Included(start),
-                end.map_or(Bound::Unbounded, Bound::Excluded),
-            ))
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        // A group before `start`'s holds only smaller keys; one at or after `end`, only
+        // larger ones.
+        self.groups
+            .range::<[u8], _>((Bound::Included(group(start)), upper))
+            .flat_map(move |(_, g)| g.range::<[u8], _>((Bound::Included(start), upper)))
             .map(|(k, e)| (k.bytes.as_slice(), &e.value))
     }
 
     /// Every buffered entry in key order, emptying the buffer.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Value)> {
-        std::mem::take(&mut self.map)
-            .into_iter()
+        self.len = 0;
+        std::mem::take(&mut self.groups)
+            .into_values()
+            .flatten()
             .map(|(k, e)| (k.bytes, e.value))
     }
 
     /// The number of buffered entries, and the total length of their keys and values.
     pub(crate) fn size(&self) -> (usize, usize) {
         let bytes = self
-            .map
-            .iter()
+            .groups
+            .values()
+            .flatten()
             .map(|(k, e)| k.bytes.len() + e.value.as_ref().map_or(0, Vec::len))
             .sum();
-        (self.map.len(), bytes)
+        (self.len, bytes)
     }
 }

@@ -299,8 +299,11 @@ impl Store {
 
     /// Applies `entries` (`None`: delete the key) atomically and durably (fsync of the
     /// WAL). `bytes`: the total length of the keys and values, to size the batch.
+    /// Deletes `ranges` (`[start, end)`), then writes `entries` (`None`: a delete), in
+    /// one atomic, synced batch.
     fn write(
         &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
         entries: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         records: usize,
         bytes: usize,
@@ -309,6 +312,9 @@ impl Store {
             Backend::Rocks(db) => {
                 // Each record also holds a tag and two varint lengths.
                 let mut wb = rocksdb::WriteBatch::with_capacity_bytes(bytes + 12 * records + 12);
+                for (s, e) in ranges {
+                    wb.delete_range(s, e);
+                }
                 for (k, v) in entries {
                     match v {
                         Some(v) => wb.put(k, v),
@@ -321,6 +327,11 @@ impl Store {
             }
             Backend::Memory(m) => {
                 let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
+                for (s, e) in ranges {
+                    let mut tail = map.split_off(s);
+                    let mut rest = tail.split_off(e);
+                    map.append(&mut rest);
+                }
                 for (k, v) in entries {
                     match v {
                         Some(v) => map.insert(k, v),
@@ -353,8 +364,13 @@ impl Store {
 /// A write-buffer entry: a key and its value (`None`: deleted).
 type BufferedEntry<'a> = (&'a [u8], &'a Option<Vec<u8>>);
 
-/// A key and what the write buffer held for it before (`None`: nothing buffered).
-type UndoEntry = (Vec<u8>, Option<buffer::Entry>);
+/// What a statement changed, to undo it.
+enum UndoEntry {
+    /// A key and what the write buffer held for it before (`None`: nothing buffered).
+    Write(Vec<u8>, Option<buffer::Entry>),
+    /// The last range of `Txn::deleted` was added.
+    Range,
+}
 
 /// The undo log capacity kept between statements (entries; a source chunk's writes fit).
 const UNDO_KEPT: usize = 1 << 16;
@@ -371,6 +387,10 @@ pub struct Txn {
     /// a visible share of a pass-through view's work. A statement that wrote more than
     /// [`UNDO_KEPT`] entries (a backfill, a large DELETE) gives its memory back.
     undo: Vec<UndoEntry>,
+    /// Ranges deleted by [`Txn::delete_range`] since the last commit, `[start, end)`: they
+    /// hide committed keys (the buffer holds only what was written into them since), and
+    /// reach RocksDB as range deletions, before the buffered writes.
+    deleted: Vec<(Vec<u8>, Vec<u8>)>,
     /// Counts the times writes made through this transaction were dropped (see
     /// [`Txn::generation`]).
     generation: u64,
@@ -383,6 +403,7 @@ impl Txn {
             pending: WriteBuffer::default(),
             in_statement: false,
             undo: Vec::new(),
+            deleted: Vec::new(),
             generation: 0,
         }
     }
@@ -399,14 +420,22 @@ impl Txn {
     }
 
     pub fn is_dirty(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.deleted.is_empty()
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending.get(key) {
             Some(v) => Ok(v.clone()),
+            None if self.hidden(&self.deleted, key) => Ok(None),
             None => self.store.read_latest(|r| r.get(key)),
         }
+    }
+
+    /// Whether committed key `key` lies in one of `ranges` (deleted since the commit).
+    fn hidden(&self, ranges: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> bool {
+        ranges
+            .iter()
+            .any(|(s, e)| s.as_slice() <= key && key < e.as_slice())
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -427,7 +456,7 @@ impl Txn {
     fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, fresh: bool) {
         if self.in_statement {
             let old = self.pending.set(key.clone(), value, fresh);
-            self.undo.push((key, old));
+            self.undo.push(UndoEntry::Write(key, old));
         } else {
             self.pending.set(key, value, fresh);
         }
@@ -481,6 +510,13 @@ impl Txn {
             Box::new(range)
         };
         let mut peeked = buffered.next();
+        // The deleted ranges this walk meets.
+        let deleted: Vec<(Vec<u8>, Vec<u8>)> = self
+            .deleted
+            .iter()
+            .filter(|(s, e)| end.is_none_or(|end| s.as_slice() < end) && start < e.as_slice())
+            .cloned()
+            .collect();
         // Whether buffered key `bk` comes before committed key `k` in the walk's order.
         let before = |bk: &[u8], k: &[u8]| if rev { bk > k } else { bk < k };
         let mut go = true;
@@ -509,6 +545,7 @@ impl Txn {
                         go = keep;
                         keep
                     }
+                    _ if !deleted.is_empty() && self.hidden(&deleted, k) => true,
                     _ => {
                         go = f(k, v);
                         go
@@ -555,38 +592,25 @@ impl Txn {
     }
 
     /// Deletes every live key with `start <= key < end`: the same as a delete of each key
-    /// a scan of the range finds, but a large range is cut out of the write buffer in one
-    /// piece, and only keys in committed state get tombstones.
+    /// a scan of the range finds, without the scan. The range is cut out of the write
+    /// buffer in one piece, hides the committed keys in it from reads, and reaches
+    /// RocksDB as one range deletion: no tombstone per key (a window join frees a
+    /// window's rows this way; tombstones for them in the buffer cost as much again to
+    /// insert, and made every later cut rebuild the table's buffer around them).
     pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<()> {
         if end <= start {
             return Ok(());
         }
-        let buffered = self.pending.range(start, Some(end)).count();
-        // Few keys: a delete each (a search each) beats rebuilding the buffer.
-        if buffered.saturating_mul(16) < self.pending.len() {
-            for (k, _) in self.scan_range(start, end)? {
-                self.delete(k);
-            }
-            return Ok(());
-        }
-        let mut committed = Vec::new();
-        self.store.read_latest(|r| {
-            r.walk(start, Some(end), false, &mut |k, _| {
-                committed.push(k.to_vec());
-                true
-            })
-        })?;
-        // The buffered entries go; keys that also exist in committed state get a
-        // tombstone (whatever the buffer held for them).
+        // The buffered entries go, and the range hides committed keys until the commit
+        // deletes them.
         let taken = self.pending.take_range(start, end);
         if self.in_statement {
-            // Undone in reverse: the tombstones go, then these come back.
+            // Undone in reverse: the range goes, then these come back.
             self.undo
-                .extend(taken.into_iter().map(|(k, e)| (k, Some(e))));
+                .extend(taken.into_iter().map(|(k, e)| UndoEntry::Write(k, Some(e))));
+            self.undo.push(UndoEntry::Range);
         }
-        for k in committed {
-            self.delete(k);
-        }
+        self.deleted.push((start.to_vec(), end.to_vec()));
         Ok(())
     }
 
@@ -601,11 +625,14 @@ impl Txn {
     /// Writes the buffer in one synced batch.
     pub fn commit(&mut self) -> Result<()> {
         self.end_statement();
-        if self.pending.is_empty() {
+        if !self.is_dirty() {
             return Ok(());
         }
         let (records, bytes) = self.pending.size();
-        let res = self.store.write(self.pending.drain(), records, bytes);
+        let deleted = std::mem::take(&mut self.deleted);
+        let res = self
+            .store
+            .write(&deleted, self.pending.drain(), records, bytes);
         if res.is_err() {
             self.generation += 1;
         }
@@ -641,8 +668,13 @@ impl Txn {
     /// Undoes every write since [`Txn::begin_statement`].
     pub fn rollback_statement(&mut self) {
         if self.in_statement {
-            for (k, old) in self.undo.drain(..).rev() {
-                self.pending.restore(k, old);
+            for u in self.undo.drain(..).rev() {
+                match u {
+                    UndoEntry::Write(k, old) => self.pending.restore(k, old),
+                    UndoEntry::Range => {
+                        self.deleted.pop();
+                    }
+                }
             }
             self.in_statement = false;
             self.reset_undo();
