@@ -767,6 +767,19 @@ impl Operator for HashAgg {
             None => self.groups.key(&[1u8]), // present (non-NULL) values
         };
         let end = self.close_bound(&wtype, lag, wm)?;
+        if !self.emit_on_close {
+            // Nothing to emit: the closed groups and their value tables go as ranges (a
+            // group's values are stored under its key), and out of the cache.
+            let plen = self.groups.prefix_len();
+            let (gstart, gend) = (&start[plen..], &end[plen..]);
+            self.cache
+                .retain(|g, _| g.as_slice() < gstart || g.as_slice() >= gend);
+            state.delete_range(&start, &end)?;
+            for t in self.values.iter().flatten() {
+                state.delete_range(&t.key(gstart), &t.key(gend))?;
+            }
+            return Ok(None);
+        }
         let closed = state.scan_range(&start, &end)?;
         let mut types = vec![wtype];
         types.extend(

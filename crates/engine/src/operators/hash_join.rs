@@ -427,7 +427,8 @@ impl HashJoin {
         self.free_range(side, &start, &bucket(to), state)
     }
 
-    /// Deletes the stored rows of `side` with keys in `[start, end)`, and their degrees.
+    /// Deletes the stored rows of `side` with keys in `[start, end)`, and their degrees
+    /// (stored under the same keys in the degree table): a range deletion each.
     fn free_range(
         &self,
         side: usize,
@@ -435,17 +436,14 @@ impl HashJoin {
         end: &[u8],
         state: &mut Txn,
     ) -> Result<(), EngineError> {
-        if !self.tracked(side) {
-            // No degrees to delete with the rows: the range goes in one piece.
-            state.delete_range(start, end)?;
-            return Ok(());
-        }
-        let plen = self.tables[side].prefix_len();
-        for (k, _) in state.scan_range(start, end)? {
-            if self.tracked(side) {
-                state.delete(self.degrees[side].key(&k[plen..]));
-            }
-            state.delete(k);
+        state.delete_range(start, end)?;
+        if self.tracked(side) {
+            let plen = self.tables[side].prefix_len();
+            let (s, e) = (
+                self.degrees[side].key(&start[plen..]),
+                self.degrees[side].key(&end[plen..]),
+            );
+            state.delete_range(&s, &e)?;
         }
         Ok(())
     }
