@@ -64,6 +64,8 @@ pub struct HashAgg {
     known_above: Option<Vec<u8>>,
     /// How many groups the cache may hold ([`CACHED_GROUPS`]).
     cache_cap: usize,
+    /// A new group's accumulator (built once: every group starts from it).
+    initial: Row,
     /// The transaction generation the cache (and `wm`) agree with (`Txn::generation`).
     generation: Option<u64>,
 }
@@ -137,7 +139,9 @@ impl HashAgg {
                 _ => {}
             }
         }
+        let initial = Self::empty_acc(&aggs, &offsets, &acc_types)?;
         Ok(HashAgg {
+            initial,
             group,
             aggs,
             schema,
@@ -257,16 +261,25 @@ impl HashAgg {
         Ok(end)
     }
 
+    /// A new group's accumulator (see `HashAgg::initial`).
     fn initial_acc(&self) -> Result<Row, EngineError> {
-        // Running min/max slots start NULL; counts and sums at zero.
-        let running: Vec<usize> = self
-            .aggs
+        Ok(self.initial.clone())
+    }
+
+    /// The accumulator of a group with no rows: running min/max slots NULL, counts and
+    /// sums zero.
+    fn empty_acc(
+        aggs: &[AggCall],
+        offsets: &[usize],
+        acc_types: &[DataType],
+    ) -> Result<Row, EngineError> {
+        let running: Vec<usize> = aggs
             .iter()
-            .zip(&self.offsets)
+            .zip(offsets)
             .filter(|(a, _)| a.running)
             .map(|(_, off)| *off)
             .collect();
-        self.acc_types
+        acc_types
             .iter()
             .enumerate()
             .map(|(i, t)| {
@@ -769,11 +782,16 @@ impl Operator for HashAgg {
         let end = self.close_bound(&wtype, lag, wm)?;
         if !self.emit_on_close {
             // Nothing to emit: the closed groups and their value tables go as ranges (a
-            // group's values are stored under its key), and out of the cache.
+            // group's values are stored under its key). Closed groups stay in the cache
+            // (no chunk reads them again) until it is half full: then all of them leave it
+            // at once, instead of a pass over the cache at every watermark.
             let plen = self.groups.prefix_len();
             let (gstart, gend) = (&start[plen..], &end[plen..]);
-            self.cache
-                .retain(|g, _| g.as_slice() < gstart || g.as_slice() >= gend);
+            if self.cache.len() > self.cache_cap / 2 {
+                // Closed: a window (first byte 1: not NULL) below the bound.
+                self.cache
+                    .retain(|g, _| g.first() != Some(&1) || g.as_slice() >= gend);
+            }
             state.delete_range(&start, &end)?;
             for t in self.values.iter().flatten() {
                 state.delete_range(&t.key(gstart), &t.key(gend))?;
