@@ -418,6 +418,17 @@ impl StreamNode {
                 .into_iter()
                 .map(|c| exprs.iter().position(|e| column_index(e) == Some(c)))
                 .collect(),
+            // Rows of one side, each as often as that side holds it (or not at all).
+            StreamNode::Join {
+                kind: JoinKind::LeftSemi | JoinKind::LeftAnti,
+                left,
+                ..
+            } => left.unique_key(),
+            StreamNode::Join {
+                kind: JoinKind::RightSemi | JoinKind::RightAnti,
+                right,
+                ..
+            } => right.unique_key(),
             _ => None,
         }
     }
