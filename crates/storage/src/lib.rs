@@ -370,6 +370,8 @@ enum UndoEntry {
     Write(Vec<u8>, Option<buffer::Entry>),
     /// The last range of `Txn::deleted` was added.
     Range,
+    /// Range number `.0` of `Txn::deleted` was extended: its end was `.1`.
+    RangeEnd(usize, Vec<u8>),
 }
 
 /// The undo log capacity kept between statements (entries; a source chunk's writes fit).
@@ -608,9 +610,29 @@ impl Txn {
             // Undone in reverse: the range goes, then these come back.
             self.undo
                 .extend(taken.into_iter().map(|(k, e)| UndoEntry::Write(k, Some(e))));
-            self.undo.push(UndoEntry::Range);
         }
-        self.deleted.push((start.to_vec(), end.to_vec()));
+        // A range that meets one already pending extends it (windows close one after
+        // another): the pending ranges, which every read checks, stay few.
+        let meets = self
+            .deleted
+            .iter()
+            .position(|(s, e)| s.as_slice() <= start && start <= e.as_slice());
+        match meets {
+            Some(i) => {
+                if self.deleted[i].1.as_slice() < end {
+                    let old = std::mem::replace(&mut self.deleted[i].1, end.to_vec());
+                    if self.in_statement {
+                        self.undo.push(UndoEntry::RangeEnd(i, old));
+                    }
+                }
+            }
+            None => {
+                self.deleted.push((start.to_vec(), end.to_vec()));
+                if self.in_statement {
+                    self.undo.push(UndoEntry::Range);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -673,6 +695,11 @@ impl Txn {
                     UndoEntry::Write(k, old) => self.pending.restore(k, old),
                     UndoEntry::Range => {
                         self.deleted.pop();
+                    }
+                    UndoEntry::RangeEnd(i, end) => {
+                        if let Some(r) = self.deleted.get_mut(i) {
+                            r.1 = end;
+                        }
                     }
                 }
             }
