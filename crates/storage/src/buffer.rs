@@ -103,10 +103,55 @@ pub(crate) struct Entry {
 /// One group's buffered writes.
 type Group = BTreeMap<Key, Entry>;
 
+/// A group's prefix (see [`group`]), held inline: finding or adding a key's group
+/// allocates nothing. Ordered as its bytes are.
+#[derive(Clone, Copy, Default)]
+struct Prefix {
+    bytes: [u8; PREFIX],
+    len: u8,
+}
+
+impl Prefix {
+    fn of(key: &[u8]) -> Prefix {
+        let g = group(key);
+        let mut p = Prefix::default();
+        p.bytes[..g.len()].copy_from_slice(g);
+        // `group` is at most PREFIX (9) bytes long.
+        p.len = g.len() as u8;
+        p
+    }
+}
+
+impl Borrow<[u8]> for Prefix {
+    fn borrow(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl PartialEq for Prefix {
+    fn eq(&self, other: &Prefix) -> bool {
+        Borrow::<[u8]>::borrow(self) == Borrow::<[u8]>::borrow(other)
+    }
+}
+
+impl Eq for Prefix {}
+
+impl Ord for Prefix {
+    fn cmp(&self, other: &Prefix) -> Ordering {
+        Borrow::<[u8]>::borrow(self).cmp(Borrow::<[u8]>::borrow(other))
+    }
+}
+
+impl PartialOrd for Prefix {
+    fn partial_cmp(&self, other: &Prefix) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
     /// By group prefix (see [`group`]); no group is empty.
-    groups: BTreeMap<Vec<u8>, Group>,
+    groups: BTreeMap<Prefix, Group>,
     /// Buffered entries in all groups.
     len: usize,
 }
@@ -125,13 +170,7 @@ impl WriteBuffer {
 
     /// The map of `key`'s group, created if absent.
     fn group_mut(&mut self, key: &[u8]) -> &mut Group {
-        let prefix = group(key);
-        if !self.groups.contains_key(prefix) {
-            self.groups.insert(prefix.to_vec(), Group::new());
-        }
-        self.groups
-            .get_mut(prefix)
-            .expect("the group was just inserted")
+        self.groups.entry(Prefix::of(key)).or_default()
     }
 
     /// Removes `key`'s group if it is empty.
@@ -194,21 +233,21 @@ impl WriteBuffer {
     /// costs that group's size at most (a search, when the range starts at the group's
     /// first key), instead of a search per key.
     pub(crate) fn take_range(&mut self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Entry)> {
-        let prefixes: Vec<Vec<u8>> = self
+        let prefixes: Vec<Prefix> = self
             .groups
             .range::<[u8], _>((Bound::Included(group(start)), Bound::Excluded(end)))
-            .map(|(p, _)| p.clone())
+            .map(|(p, _)| *p)
             .collect();
         let mut out = Vec::new();
         for p in prefixes {
-            let Some(g) = self.groups.get_mut(p.as_slice()) else {
+            let Some(g) = self.groups.get_mut(&p) else {
                 continue;
             };
             let mut rest = g.split_off(end);
             let taken = g.split_off(start);
             g.append(&mut rest);
             if g.is_empty() {
-                self.groups.remove(p.as_slice());
+                self.groups.remove(&p);
             }
             self.len -= taken.len();
             out.extend(taken.into_iter().map(|(k, e)| (k.bytes, e)));

@@ -364,6 +364,13 @@ impl Store {
 /// A write-buffer entry: a key and its value (`None`: deleted).
 type BufferedEntry<'a> = (&'a [u8], &'a Option<Vec<u8>>);
 
+/// Whether committed key `key` lies in one of `ranges` (deleted since the commit).
+fn hidden<'a>(ranges: impl IntoIterator<Item = &'a (Vec<u8>, Vec<u8>)>, key: &[u8]) -> bool {
+    ranges
+        .into_iter()
+        .any(|(s, e)| s.as_slice() <= key && key < e.as_slice())
+}
+
 /// What a statement changed, to undo it.
 enum UndoEntry {
     /// A key and what the write buffer held for it before (`None`: nothing buffered).
@@ -428,16 +435,9 @@ impl Txn {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending.get(key) {
             Some(v) => Ok(v.clone()),
-            None if self.hidden(&self.deleted, key) => Ok(None),
+            None if hidden(&self.deleted, key) => Ok(None),
             None => self.store.read_latest(|r| r.get(key)),
         }
-    }
-
-    /// Whether committed key `key` lies in one of `ranges` (deleted since the commit).
-    fn hidden(&self, ranges: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> bool {
-        ranges
-            .iter()
-            .any(|(s, e)| s.as_slice() <= key && key < e.as_slice())
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -513,11 +513,10 @@ impl Txn {
         };
         let mut peeked = buffered.next();
         // The deleted ranges this walk meets.
-        let deleted: Vec<(Vec<u8>, Vec<u8>)> = self
+        let deleted: Vec<&(Vec<u8>, Vec<u8>)> = self
             .deleted
             .iter()
             .filter(|(s, e)| end.is_none_or(|end| s.as_slice() < end) && start < e.as_slice())
-            .cloned()
             .collect();
         // Whether buffered key `bk` comes before committed key `k` in the walk's order.
         let before = |bk: &[u8], k: &[u8]| if rev { bk > k } else { bk < k };
@@ -547,7 +546,7 @@ impl Txn {
                         go = keep;
                         keep
                     }
-                    _ if !deleted.is_empty() && self.hidden(&deleted, k) => true,
+                    _ if !deleted.is_empty() && hidden(deleted.iter().copied(), k) => true,
                     _ => {
                         go = f(k, v);
                         go
