@@ -33,7 +33,10 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
+};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 
@@ -100,6 +103,8 @@ pub struct HashJoin {
     scan_backoff: [u32; 2],
     /// Left columns then right columns: what the ON condition is evaluated over.
     pair_schema: SchemaRef,
+    /// Each side's columns (as in `pair_schema`): the batch of a chunk's candidates.
+    side_schemas: [SchemaRef; 2],
     schema: SchemaRef,
 }
 
@@ -131,10 +136,13 @@ impl Default for ProbeScan {
 type CandidatesByKey = FastMap<Vec<u8>, Vec<Candidate>>;
 
 /// A row of the other side that shares a key: its encoding, value and multiplicity.
+/// While a chunk is joined, its value has moved into the batch of the chunk's candidates,
+/// at row `idx`.
 struct Candidate {
     bytes: Vec<u8>,
     row: Row,
     count: i64,
+    idx: u32,
 }
 
 impl HashJoin {
@@ -187,6 +195,20 @@ impl HashJoin {
             tables: [StateTable::new(table_id(0)), StateTable::new(table_id(1))],
             degrees: [StateTable::new(table_id(2)), StateTable::new(table_id(3))],
             filter,
+            side_schemas: [
+                arc_schema(
+                    pair_schema.fields()[..left_schema.fields().len()]
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect(),
+                ),
+                arc_schema(
+                    pair_schema.fields()[left_schema.fields().len()..]
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect(),
+                ),
+            ],
             pair_schema,
             schema,
         }
@@ -255,6 +277,7 @@ impl HashJoin {
                 bytes: rbytes.to_vec(),
                 row: self.decode_stored(other, rbytes)?,
                 count: decode_count(&v)?,
+                idx: 0,
             });
         }
         Ok(Some(all))
@@ -300,13 +323,6 @@ impl HashJoin {
                 && first(1) == Some(b.right_col)
         });
         self
-    }
-
-    /// The event time (µs) of a row of `side` in an interval join.
-    fn event_time(&self, side: usize, row: &Row) -> Option<i64> {
-        let b = self.interval?;
-        let col = if side == 0 { b.left_col } else { b.right_col };
-        row.get(col).and_then(crate::chunk::timestamp_micros)
     }
 
     /// Forgets where freeing stopped if the transaction dropped writes since (see
@@ -456,33 +472,79 @@ impl HashJoin {
         k
     }
 
-    fn pair(&self, side: usize, row: &Row, other: &Row) -> Row {
+    /// The left and right halves of `picks` (rows of a chunk of `side` and of `cands`,
+    /// its candidate rows of the other side).
+    fn halves<'a>(
+        side: usize,
+        chunk: &'a Chunk,
+        cands: &'a RecordBatch,
+        picks: &Picks,
+    ) -> [(&'a RecordBatch, UInt32Array); 2] {
+        let mine = (&chunk.batch, UInt32Array::from(picks.mine.clone()));
+        let theirs = (cands, UInt32Array::from(picks.theirs.clone()));
         if side == 0 {
-            row.iter().chain(other.iter()).cloned().collect()
+            [mine, theirs]
         } else {
-            other.iter().chain(row.iter()).cloned().collect()
+            [theirs, mine]
         }
     }
 
-    /// The output row of `row` of `side` alone: NULL-padded for outer joins, as is for
-    /// semi and anti joins.
-    fn alone(&self, side: usize, row: &Row) -> Row {
-        if !self.kind.emits_pairs() {
-            return row.clone();
+    /// The pairs `picks` (every one a row of the chunk and a candidate) as rows of the
+    /// left columns then the right ones, for the ON condition.
+    fn pair_batch(
+        &self,
+        side: usize,
+        chunk: &Chunk,
+        cands: &RecordBatch,
+        picks: &Picks,
+    ) -> Result<RecordBatch, EngineError> {
+        gather(&self.pair_schema, &Self::halves(side, chunk, cands, picks))
+    }
+
+    /// The output of a chunk of `side` joined with `cands` (its candidate rows of the
+    /// other side): one row per entry of `picks`, each a row of the chunk and/or of
+    /// `cands` (`None`: the NULL padding of an outer join). A semi or anti join emits
+    /// only the rows of the side it outputs. Built column by column, with no row values.
+    fn output_batch(
+        &self,
+        side: usize,
+        chunk: &Chunk,
+        cands: &RecordBatch,
+        picks: &Picks,
+    ) -> Result<RecordBatch, EngineError> {
+        let [left, right] = Self::halves(side, chunk, cands, picks);
+        if self.kind.emits_pairs() {
+            return gather(&self.schema, &[left, right]);
         }
-        let nulls = |s: usize| -> Result<Row, EngineError> {
-            self.formats[s]
-                .types()
-                .iter()
-                .map(|t| Ok(ScalarValue::try_from(t)?))
-                .collect()
-        };
-        let pad = nulls(1 - side).unwrap_or_default();
-        if side == 0 {
-            row.iter().chain(pad.iter()).cloned().collect()
+        let alone = if self.kind.unmatched()[0] || self.kind.matched_alone()[0] {
+            left
         } else {
-            pad.iter().chain(row.iter()).cloned().collect()
+            right
+        };
+        if alone.1.null_count() > 0 {
+            return Err(EngineError::Internal(
+                "a semi or anti join output a row of the side it does not emit".into(),
+            ));
         }
+        gather(&self.schema, &[alone])
+    }
+
+    /// The event time (µs) of each row of a chunk of `side` in an interval join (`None`
+    /// for every row otherwise).
+    fn event_times(&self, side: usize, chunk: &Chunk) -> Result<Vec<Option<i64>>, EngineError> {
+        let Some(b) = self.interval else {
+            return Ok(vec![None; chunk.len()]);
+        };
+        let col = chunk
+            .batch
+            .column(if side == 0 { b.left_col } else { b.right_col });
+        (0..chunk.len())
+            .map(|r| {
+                Ok(crate::chunk::timestamp_micros(
+                    &ScalarValue::try_from_array(col, r)?,
+                ))
+            })
+            .collect()
     }
 
     /// Whether `side`'s rows need their degree tracked (never in a lookup join, whose
@@ -529,6 +591,7 @@ impl HashJoin {
                     bytes,
                     row,
                     count: decode_count(&v)?,
+                    idx: 0,
                 });
             }
             Ok(())
@@ -544,6 +607,61 @@ impl HashJoin {
         }
         Ok(out)
     }
+}
+
+/// Rows joined from a chunk and its candidates: per row, its row in the chunk (`mine`)
+/// and its candidate (`theirs`), `None` where the row has none (NULL padding).
+#[derive(Default)]
+struct Picks {
+    mine: Vec<Option<u32>>,
+    theirs: Vec<Option<u32>>,
+}
+
+impl Picks {
+    fn push(&mut self, mine: Option<u32>, theirs: Option<u32>) {
+        self.mine.push(mine);
+        self.theirs.push(theirs);
+    }
+}
+
+/// A batch of `schema` whose columns are those of each `(batch, rows)` part in turn, each
+/// taken at `rows` (a NULL index gives NULLs).
+fn gather(
+    schema: &SchemaRef,
+    parts: &[(&RecordBatch, UInt32Array)],
+) -> Result<RecordBatch, EngineError> {
+    let n = parts.first().map_or(0, |(_, idx)| idx.len());
+    let width: usize = parts.iter().map(|(b, _)| b.num_columns()).sum();
+    if width != schema.fields().len() {
+        return Err(EngineError::Internal(format!(
+            "join output of {width} columns for {} fields",
+            schema.fields().len()
+        )));
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
+    let columns_in = parts
+        .iter()
+        .flat_map(|(batch, idx)| batch.columns().iter().map(move |c| (c, idx)));
+    for ((c, idx), f) in columns_in.zip(schema.fields()) {
+        // Padding only: NULLs, without reading a batch that may have no rows.
+        let col = if idx.null_count() == idx.len() {
+            new_null_array(f.data_type(), idx.len())
+        } else {
+            take(c.as_ref(), idx, None)?
+        };
+        // As `rows_to_batch` does: the schema's type where the input's differs.
+        columns.push(if col.data_type() == f.data_type() {
+            col
+        } else {
+            datafusion::arrow::compute::cast(&col, f.data_type())?
+        });
+    }
+    let opts = RecordBatchOptions::new().with_row_count(Some(n));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &opts,
+    )?)
 }
 
 impl Operator for HashJoin {
@@ -632,7 +750,7 @@ impl Operator for HashJoin {
             return Ok(Chunk::empty(self.schema.clone()));
         }
         let chunk = self.drop_final(side, chunk)?;
-        let rows = chunk.rows()?;
+        let times = self.event_times(side, &chunk)?;
         // The other side's state does not change while this chunk is applied: read each
         // key's rows once, and evaluate the ON condition over all candidate pairs at once.
         let keys = self.key_bytes(side, &chunk)?;
@@ -644,7 +762,7 @@ impl Operator for HashJoin {
         let mut buckets: FastMap<&Vec<u8>, BTreeSet<i64>> = FastMap::default();
         if let (Some(w), None) = (self.bucket_width(other), &whole) {
             for (r, k) in keys.iter().enumerate() {
-                let (Some(k), Some(t)) = (k, self.event_time(side, &rows[r])) else {
+                let (Some(k), Some(t)) = (k, times[r]) else {
                     continue;
                 };
                 if let Some((b0, b1)) = self.probe_buckets(other, w, t) {
@@ -652,50 +770,61 @@ impl Operator for HashJoin {
                 }
             }
         }
+        // Every candidate's value goes into one batch of the other side's columns (a
+        // candidate refers to its row there), so pairs and output rows are built from
+        // columns by index.
         let mut candidates = CandidatesByKey::default();
+        let mut cand_rows: Vec<Row> = Vec::new();
         for kbytes in distinct {
-            let c = match &mut whole {
+            let mut c = match &mut whole {
                 Some(all) => all.remove(kbytes).unwrap_or_default(),
                 None => self.rows_of(state, other, kbytes, buckets.get(kbytes))?,
             };
+            for c in &mut c {
+                c.idx = u32::try_from(cand_rows.len())
+                    .map_err(|_| EngineError::Internal("too many join candidates".into()))?;
+                cand_rows.push(std::mem::take(&mut c.row));
+            }
             candidates.insert(kbytes.clone(), c);
         }
-        let mut pairs: Vec<Row> = Vec::new();
+        let cands = crate::chunk::rows_to_batch(self.side_schemas[other].clone(), &cand_rows)?;
+        drop(cand_rows);
+        // Every (chunk row, candidate) pair, in chunk order.
+        let mut pairs = Picks::default();
         for (r, k) in keys.iter().enumerate() {
             if let Some(k) = k {
                 for c in &candidates[k] {
-                    pairs.push(self.pair(side, &rows[r], &c.row));
+                    pairs.push(Some(r as u32), Some(c.idx));
                 }
             }
         }
         let mask: Option<Vec<bool>> = match &self.filter {
-            Some(f) if !pairs.is_empty() => {
-                let batch = crate::chunk::rows_to_batch(self.pair_schema.clone(), &pairs)?;
-                let m = f.evaluate(&batch)?.into_array(pairs.len())?;
+            Some(f) if !pairs.mine.is_empty() => {
+                let n = pairs.mine.len();
+                let batch = self.pair_batch(side, &chunk, &cands, &pairs)?;
+                let m = f.evaluate(&batch)?.into_array(n)?;
                 let m = m
                     .as_any()
                     .downcast_ref::<BooleanArray>()
                     .ok_or_else(|| EngineError::Internal("join filter is not boolean".into()))?;
-                Some(
-                    (0..pairs.len())
-                        .map(|i| m.is_valid(i) && m.value(i))
-                        .collect(),
-                )
+                Some((0..n).map(|i| m.is_valid(i) && m.value(i)).collect())
             }
             _ => None,
         };
-        let mut out_rows: Vec<Row> = Vec::new();
+        // The output rows: a row of the chunk and/or a candidate each.
+        let mut out = Picks::default();
         let mut out_w = Vec::new();
         let mut pair_no = 0;
         let width = self.bucket_width(side);
         let encoded = self.formats[side].encode_columns(chunk.batch.columns(), chunk.len())?;
-        for (r, row) in rows.iter().enumerate() {
+        for r in 0..chunk.len() {
             let w = chunk.weights[r];
+            let me = Some(r as u32);
             let lookup_left = self.lookup && side == 0;
             let Some(kbytes) = &keys[r] else {
                 // A NULL key matches nothing: degree 0 for good.
                 if (self.tracked(side) || lookup_left) && self.alone_weight(side, 0) > 0 {
-                    out_rows.push(self.alone(side, row));
+                    out.push(me, None);
                     out_w.push(w);
                 }
                 continue;
@@ -719,7 +848,7 @@ impl Operator for HashJoin {
                     match width {
                         Some(width) => {
                             // A row without a time matches nothing: not stored.
-                            if let Some(t) = self.event_time(side, row) {
+                            if let Some(t) = times[r] {
                                 let bucket = super::order_key(t.div_euclid(width));
                                 let k = self.tables[side].key3(&bucket, kbytes, &rbytes);
                                 state.put_fresh(k, encode_count(w));
@@ -735,7 +864,7 @@ impl Operator for HashJoin {
                     let k = self.tables[side].key2(kbytes, &rbytes);
                     change_count(state, k, w, self.distinct[side])?
                 };
-                if let Some(t) = self.event_time(side, row) {
+                if let Some(t) = times[r] {
                     if old <= 0 && new > 0 && self.freed_below[side].is_some_and(|f| t < f) {
                         self.freed_below[side] = Some(t);
                     }
@@ -770,7 +899,7 @@ impl Operator for HashJoin {
                 }
                 degree += c.count;
                 if self.kind.emits_pairs() {
-                    out_rows.push(self.pair(side, row, &c.row));
+                    out.push(me, Some(c.idx));
                     out_w.push(w * c.count);
                 }
                 if self.tracked(other) {
@@ -783,7 +912,7 @@ impl Operator for HashJoin {
                     let change =
                         self.alone_weight(other, new_degree) - self.alone_weight(other, old);
                     if change != 0 {
-                        out_rows.push(self.alone(other, &c.row));
+                        out.push(None, Some(c.idx));
                         out_w.push(change * c.count);
                     }
                     if new_degree == 0 {
@@ -796,13 +925,13 @@ impl Operator for HashJoin {
             if lookup_left {
                 let a = self.alone_weight(side, degree);
                 if a != 0 {
-                    out_rows.push(self.alone(side, row));
+                    out.push(me, None);
                     out_w.push(w * a);
                 }
             } else if self.tracked(side) {
                 let a = self.alone_weight(side, degree);
                 if a != 0 {
-                    out_rows.push(self.alone(side, row));
+                    out.push(me, None);
                     out_w.push(w * a);
                 }
                 let dkey = self.degrees[side].key2(kbytes, &rbytes);
@@ -816,7 +945,8 @@ impl Operator for HashJoin {
             }
         }
         self.seq.save(state);
-        Chunk::from_rows(self.schema.clone(), &out_rows, out_w)
+        let batch = self.output_batch(side, &chunk, &cands, &out)?;
+        Ok(Chunk::new(batch, out_w))
     }
 }
 
