@@ -489,18 +489,6 @@ impl HashJoin {
         }
     }
 
-    /// The pairs `picks` (every one a row of the chunk and a candidate) as rows of the
-    /// left columns then the right ones, for the ON condition.
-    fn pair_batch(
-        &self,
-        side: usize,
-        chunk: &Chunk,
-        cands: &RecordBatch,
-        picks: &Picks,
-    ) -> Result<RecordBatch, EngineError> {
-        gather(&self.pair_schema, &Self::halves(side, chunk, cands, picks))
-    }
-
     /// The output of a chunk of `side` joined with `cands` (its candidate rows of the
     /// other side): one row per entry of `picks`, each a row of the chunk and/or of
     /// `cands` (`None`: the NULL padding of an outer join). A semi or anti join emits
@@ -801,7 +789,9 @@ impl Operator for HashJoin {
         let mask: Option<Vec<bool>> = match &self.filter {
             Some(f) if !pairs.mine.is_empty() => {
                 let n = pairs.mine.len();
-                let batch = self.pair_batch(side, &chunk, &cands, &pairs)?;
+                // Every pair as the left columns then the right ones.
+                let halves = Self::halves(side, &chunk, &cands, &pairs);
+                let batch = gather(&self.pair_schema, &halves)?;
                 let m = f.evaluate(&batch)?.into_array(n)?;
                 let m = m
                     .as_any()
