@@ -195,20 +195,13 @@ impl HashJoin {
             tables: [StateTable::new(table_id(0)), StateTable::new(table_id(1))],
             degrees: [StateTable::new(table_id(2)), StateTable::new(table_id(3))],
             filter,
-            side_schemas: [
-                arc_schema(
-                    pair_schema.fields()[..left_schema.fields().len()]
-                        .iter()
-                        .map(|f| f.as_ref().clone())
-                        .collect(),
-                ),
-                arc_schema(
-                    pair_schema.fields()[left_schema.fields().len()..]
-                        .iter()
-                        .map(|f| f.as_ref().clone())
-                        .collect(),
-                ),
-            ],
+            side_schemas: {
+                let (l, r) = pair_schema.fields().split_at(left_schema.fields().len());
+                let half = |fs: &[datafusion::arrow::datatypes::FieldRef]| {
+                    arc_schema(fs.iter().map(|f| f.as_ref().clone()).collect())
+                };
+                [half(l), half(r)]
+            },
             pair_schema,
             schema,
         }
@@ -478,10 +471,10 @@ impl HashJoin {
         side: usize,
         chunk: &'a Chunk,
         cands: &'a RecordBatch,
-        picks: &Picks,
+        picks: Picks,
     ) -> [(&'a RecordBatch, UInt32Array); 2] {
-        let mine = (&chunk.batch, UInt32Array::from(picks.mine.clone()));
-        let theirs = (cands, UInt32Array::from(picks.theirs.clone()));
+        let mine = (&chunk.batch, UInt32Array::from(picks.mine));
+        let theirs = (cands, UInt32Array::from(picks.theirs));
         if side == 0 {
             [mine, theirs]
         } else {
@@ -498,7 +491,7 @@ impl HashJoin {
         side: usize,
         chunk: &Chunk,
         cands: &RecordBatch,
-        picks: &Picks,
+        picks: Picks,
     ) -> Result<RecordBatch, EngineError> {
         let [left, right] = Self::halves(side, chunk, cands, picks);
         if self.kind.emits_pairs() {
@@ -790,7 +783,7 @@ impl Operator for HashJoin {
             Some(f) if !pairs.mine.is_empty() => {
                 let n = pairs.mine.len();
                 // Every pair as the left columns then the right ones.
-                let halves = Self::halves(side, &chunk, &cands, &pairs);
+                let halves = Self::halves(side, &chunk, &cands, pairs);
                 let batch = gather(&self.pair_schema, &halves)?;
                 let m = f.evaluate(&batch)?.into_array(n)?;
                 let m = m
@@ -935,7 +928,7 @@ impl Operator for HashJoin {
             }
         }
         self.seq.save(state);
-        let batch = self.output_batch(side, &chunk, &cands, &out)?;
+        let batch = self.output_batch(side, &chunk, &cands, out)?;
         Ok(Chunk::new(batch, out_w))
     }
 }
