@@ -965,15 +965,9 @@ pub fn spawn(spec: GeneratorSpec, mut sink: Sink) -> Result<ReaderHandle, String
     let (catch_tx, catch_rx) = mpsc::channel::<mpsc::Sender<()>>();
     let stop2 = stop.clone();
     let name = format!("freshet-gen-{}", spec.source_name);
-    let thread = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            if let Err(e) = run(&spec, &mut sink, &stop2, catch_rx) {
-                tracing::error!(source = %spec.source_name, error = %e, "generator stopped");
-            }
-        })
-        .map_err(|e| format!("cannot start the generator: {e}"))?;
-    Ok(ReaderHandle::new(stop, catch_tx, thread))
+    ReaderHandle::spawn(name, stop, catch_tx, move || {
+        run(&spec, &mut sink, &stop2, catch_rx)
+    })
 }
 
 fn run(

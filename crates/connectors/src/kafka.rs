@@ -169,20 +169,62 @@ pub struct ReaderHandle {
     stop: Arc<AtomicBool>,
     catch_up: mpsc::Sender<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Why the thread ended, if it ended without being stopped.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl ReaderHandle {
-    /// A handle on a reader thread that answers catch-up requests on `catch_up`.
-    pub fn new(
+    /// Runs `body` on a thread named `name`, which answers catch-up requests sent on
+    /// `catch_up` and ends when `stop` is set. An error it returns, or a panic, is kept
+    /// for [`ReaderHandle::failure`].
+    pub fn spawn(
+        name: String,
         stop: Arc<AtomicBool>,
         catch_up: mpsc::Sender<mpsc::Sender<()>>,
-        thread: JoinHandle<()>,
-    ) -> ReaderHandle {
-        ReaderHandle {
+        body: impl FnOnce() -> Result<(), String> + Send + 'static,
+    ) -> Result<ReaderHandle, String> {
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let failure2 = failure.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                    .unwrap_or_else(|p| {
+                        let what = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".into());
+                        Err(format!("the reader panicked: {what}"))
+                    });
+                if let Err(e) = res {
+                    tracing::warn!(reader = %name, error = %e, "source reader stopped");
+                    *failure2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            })
+            .map_err(|e| format!("cannot start the source reader: {e}"))?;
+        Ok(ReaderHandle {
             stop,
             catch_up,
             thread: Some(thread),
+            failure,
+        })
+    }
+
+    /// Why the reader ended, if it failed (an error of its source or of the engine, a
+    /// panic); `None` while it runs.
+    pub fn failure(&self) -> Option<String> {
+        let done = self.thread.as_ref().is_none_or(|t| t.is_finished());
+        if !done || self.stop.load(Ordering::SeqCst) {
+            return None;
         }
+        Some(
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| "the reader ended".into()),
+        )
     }
 
     /// Blocks until the reader has handed over everything the topic held when called.
@@ -301,19 +343,7 @@ pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
     };
     let stop2 = stop.clone();
     let name = format!("freshet-src-{}", reader.spec.config.source_name);
-    let thread = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            if let Err(e) = reader.run(&stop2, catch_rx) {
-                tracing::error!(source = %reader.spec.config.source_name, error = %e, "source reader stopped");
-            }
-        })
-        .map_err(|e| format!("cannot start the source reader: {e}"))?;
-    Ok(ReaderHandle {
-        stop,
-        catch_up: catch_tx,
-        thread: Some(thread),
-    })
+    ReaderHandle::spawn(name, stop, catch_tx, move || reader.run(&stop2, catch_rx))
 }
 
 /// The primary key of a null-valued upsert message, from its key.

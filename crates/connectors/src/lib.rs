@@ -3,6 +3,8 @@
 //! that failed to decode, to a sink — the engine — which commits all of it atomically.
 
 pub mod decode;
+#[cfg(test)]
+mod decode_fuzz;
 pub mod generator;
 pub mod kafka;
 pub mod watermark;

@@ -17,7 +17,8 @@
 //! with the tables.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -77,6 +78,8 @@ pub enum Ddl {
     },
     CreateView(ViewDesc),
     Drop(RelationId),
+    /// Only the catalog document changes (users, grants).
+    Catalog,
 }
 
 /// The dead-letter table of sources (`freshet_catalog.source_errors`).
@@ -261,8 +264,9 @@ enum Command {
         reply: Reply<u64>,
     },
     Flush(Reply<()>),
-    Source(Box<SourceData>, Reply<()>),
-    Feed(Box<FeedData>, Reply<()>),
+    /// Rows read by a reader started at the given epoch (see [`Engine::epoch`]).
+    Source(Box<SourceData>, u64, Reply<()>),
+    Feed(Box<FeedData>, u64, Reply<()>),
     Shutdown(Reply<()>),
 }
 
@@ -283,6 +287,9 @@ impl Default for EngineConfig {
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::Sender<Command>,
+    epoch: Arc<AtomicU64>,
+    /// The coordinator thread, joined by [`Engine::shutdown`].
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Engine {
@@ -295,7 +302,11 @@ impl Engine {
         views: Vec<ViewDesc>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        let epoch = Arc::new(AtomicU64::new(0));
         let mut c = Coordinator {
+            epoch: epoch.clone(),
+            committed: None,
+            descs: Vec::new(),
             txn: Txn::new(store),
             tables: HashMap::new(),
             schemas: HashMap::new(),
@@ -318,13 +329,28 @@ impl Engine {
             c.schemas.insert(v.id, v.schema.clone());
             c.views
                 .push(Dataflow::build(v.id, &v.plan, v.append_only, v.output)?);
+            c.descs.push(v);
         }
+        c.committed = Some(c.definitions());
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("freshet-coordinator".into())
+            .stack_size(crate::STACK_SIZE)
             .spawn(move || c.run(rx))
             .map_err(|e| EngineError::Internal(format!("cannot start coordinator: {e}")))?;
-        Ok(Engine { tx })
+        Ok(Engine {
+            tx,
+            epoch,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Changes each time a failed commit drops the uncommitted work of every reader (see
+    /// [`Coordinator::commit`]). A reader takes the epoch when it starts, from the
+    /// offsets committed then; its batches are refused with [`EngineError::Rewound`] once
+    /// the epoch moved on, and it starts again from the offsets committed now.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
@@ -357,20 +383,20 @@ impl Engine {
     /// [`Applied`] tells when (and whether) they were applied. Commands are applied in
     /// the order they were queued, so a reader may keep a few batches in flight (see
     /// [`Pipeline`]) and read on while the engine applies the previous ones.
-    pub fn source_data_queued(&self, data: SourceData) -> Result<Applied, EngineError> {
+    pub fn source_data_queued(&self, epoch: u64, data: SourceData) -> Result<Applied, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Source(Box::new(data), reply))
+            .send(Command::Source(Box::new(data), epoch, reply))
             .map_err(|_| EngineError::ShutDown)?;
         Ok(Applied(rx))
     }
 
     /// Queues rows read from the topic feeding a table, like
     /// [`Engine::source_data_queued`].
-    pub fn feed_queued(&self, data: FeedData) -> Result<Applied, EngineError> {
+    pub fn feed_queued(&self, epoch: u64, data: FeedData) -> Result<Applied, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Feed(Box::new(data), reply))
+            .send(Command::Feed(Box::new(data), epoch, reply))
             .map_err(|_| EngineError::ShutDown)?;
         Ok(Applied(rx))
     }
@@ -380,9 +406,18 @@ impl Engine {
         self.call(Command::Flush).await
     }
 
-    /// Commits and stops the coordinator.
+    /// Commits and stops the coordinator, and waits until its thread has ended (so that
+    /// its state, and its handle on the database, are gone).
     pub async fn shutdown(&self) -> Result<(), EngineError> {
-        self.call(Command::Shutdown).await
+        self.call(Command::Shutdown).await?;
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            tokio::task::spawn_blocking(move || t.join())
+                .await
+                .map_err(|e| EngineError::Internal(format!("joining the coordinator: {e}")))?
+                .map_err(|_| EngineError::Internal("the coordinator panicked".into()))?;
+        }
+        Ok(())
     }
 }
 
@@ -427,7 +462,24 @@ impl Pipeline {
     }
 }
 
+/// What the coordinator knows of the catalog: restored from the last commit when a
+/// commit fails.
+#[derive(Clone)]
+struct Definitions {
+    tables: HashMap<RelationId, TableDesc>,
+    schemas: HashMap<RelationId, SchemaRef>,
+    sources: std::collections::HashSet<RelationId>,
+    descs: Vec<ViewDesc>,
+}
+
 struct Coordinator {
+    /// See [`Engine::epoch`].
+    epoch: Arc<AtomicU64>,
+    /// The definitions as of the last commit, if DDL changed them since (else `None`
+    /// after a commit, and the current ones are the committed ones).
+    committed: Option<Definitions>,
+    /// The views' definitions, in the order of `views`, to build their dataflows anew.
+    descs: Vec<ViewDesc>,
     txn: Txn,
     tables: HashMap<RelationId, TableDesc>,
     /// Schemas of all tables and views.
@@ -498,17 +550,30 @@ impl Coordinator {
                 }
             }
             Command::Flush(reply) => self.waiters.push(waiter(reply, ())),
-            Command::Source(data, reply) => {
-                let _ = reply.send(self.apply_source(*data));
+            Command::Source(data, epoch, reply) => {
+                let res = if epoch == self.epoch.load(Ordering::SeqCst) {
+                    self.apply_source(*data)
+                } else {
+                    Err(EngineError::Rewound)
+                };
+                let _ = reply.send(res);
             }
-            Command::Feed(data, reply) => {
-                let _ = reply.send(self.apply_feed(*data));
+            Command::Feed(data, epoch, reply) => {
+                let res = if epoch == self.epoch.load(Ordering::SeqCst) {
+                    self.apply_feed(*data)
+                } else {
+                    Err(EngineError::Rewound)
+                };
+                let _ = reply.send(res);
             }
             Command::Ddl {
                 ddl,
                 catalog,
                 reply,
             } => {
+                if self.committed.is_none() {
+                    self.committed = Some(self.definitions());
+                }
                 let res = self.statement(|c| c.apply_ddl(ddl, catalog));
                 match res {
                     Ok(()) => self.waiters.push(waiter(reply, ())),
@@ -532,32 +597,97 @@ impl Coordinator {
         f: impl FnOnce(&mut Self) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         self.txn.begin_statement();
-        match f(self) {
+        // A panic (a bug, an overflow on some input) fails this statement only: its writes
+        // are undone and every view's dataflow is built anew from its state, so nothing
+        // half-applied stays in memory, and the engine goes on.
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!(panic = %what, "a statement panicked in the engine; it is undone");
+                Err(EngineError::Panicked(what))
+            });
+        match res {
             Ok(()) => {
                 self.txn.end_statement();
                 Ok(())
             }
             Err(e) => {
                 self.txn.rollback_statement();
+                if matches!(e, EngineError::Panicked(_)) {
+                    if let Err(e) = self.rebuild_views() {
+                        tracing::error!(error = %e, "rebuilding the views failed");
+                    }
+                }
                 Err(e)
             }
         }
     }
 
+    /// Every view's dataflow built anew from its definition (its state is read from the
+    /// write buffer and what is committed).
+    fn rebuild_views(&mut self) -> Result<(), EngineError> {
+        self.views = self
+            .descs
+            .iter()
+            .map(|v| Dataflow::build(v.id, &v.plan, v.append_only, v.output))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    /// Writes the checkpoint. If that fails (a full disk, an I/O error), everything since
+    /// the last commit is dropped, as a restart would: the buffer, the views' state in
+    /// memory, DDL not yet committed. The writers waiting for this commit get the error
+    /// (their statements did not happen), and every reader's later batches are refused
+    /// ([`EngineError::Rewound`]), so each starts again from the offsets committed with
+    /// the last checkpoint: nothing is lost, nothing counted twice, and once the disk
+    /// takes writes again the pipeline goes on by itself.
     fn commit(&mut self) {
         if let Err(e) = self.statement(|c| c.tick(crate::wall_clock_micros())) {
             tracing::error!(error = %e, "advancing temporal filters failed");
         }
         let res = self.txn.commit();
-        if let Err(e) = &res {
-            tracing::error!(error = %e, "checkpoint commit failed");
+        match &res {
+            Ok(()) => self.committed = None,
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint commit failed: uncommitted work dropped; readers restart from their committed offsets");
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                if let Err(e) = self.rewind() {
+                    tracing::error!(error = %e, "rebuilding the views after a failed commit failed");
+                }
+            }
         }
         for w in self.waiters.drain(..) {
             w(match &res {
                 Ok(()) => Ok(()),
-                Err(e) => Err(EngineError::Internal(format!("commit failed: {e}"))),
+                Err(e) => Err(EngineError::CommitFailed(e.to_string(), e.is_disk_full())),
             });
         }
+    }
+
+    /// The definitions as they are now.
+    fn definitions(&self) -> Definitions {
+        Definitions {
+            tables: self.tables.clone(),
+            schemas: self.schemas.clone(),
+            sources: self.sources.clone(),
+            descs: self.descs.clone(),
+        }
+    }
+
+    /// Back to the last commit: its definitions, and every view's dataflow built anew (its
+    /// state is read from what is committed, as at start-up).
+    fn rewind(&mut self) -> Result<(), EngineError> {
+        if let Some(d) = self.committed.take() {
+            self.tables = d.tables;
+            self.schemas = d.schemas;
+            self.sources = d.sources;
+            self.descs = d.descs;
+        }
+        self.rebuild_views()
     }
 
     /// Moves processing time forward in every view with a temporal filter, and passes the
@@ -1075,6 +1205,7 @@ impl Coordinator {
                 }
                 self.schemas.insert(v.id, v.schema.clone());
                 self.views.push(df);
+                self.descs.push(v.clone());
                 // Tables with a watermark: the new view starts at the table's.
                 for rel in self.views[self.views.len() - 1].inputs() {
                     if self.tables.get(&rel).is_some_and(|t| t.watermark.is_some()) {
@@ -1089,9 +1220,11 @@ impl Coordinator {
                 self.sources.remove(&id);
                 self.schemas.remove(&id);
                 self.views.retain(|df| df.view() != id);
+                self.descs.retain(|v| v.id != id);
                 self.txn.delete_prefix(&keys::rows_prefix(id))?;
                 self.txn.delete_prefix(&keys::view_state_prefix(id))?;
             }
+            Ddl::Catalog => {}
         }
         self.txn.put(keys::CATALOG.to_vec(), catalog);
         Ok(())

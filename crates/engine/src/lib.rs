@@ -59,8 +59,18 @@ pub enum EngineError {
     UnknownRelation(u64),
     #[error("the engine has shut down")]
     ShutDown,
+    /// A commit failed (`true`: the disk is full); nothing since the last one happened.
+    #[error("could not commit to the data directory: {0}")]
+    CommitFailed(String, bool),
+    /// A reader's batch from before a failed commit: it starts again from its committed
+    /// offsets.
+    #[error("a commit failed since this reader started: it restarts from its committed offsets")]
+    Rewound,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A statement panicked in the engine (a bug); it was undone.
+    #[error("internal error: the engine failed on this statement ({0}); it was undone and the server goes on")]
+    Panicked(String),
 }
 
 impl From<ArrowError> for EngineError {
@@ -68,3 +78,7 @@ impl From<ArrowError> for EngineError {
         EngineError::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
     }
 }
+
+/// The coordinator thread's stack: it evaluates views' expressions, which recurse as
+/// deep as a statement may nest (see `freshet_planner::complexity`).
+pub const STACK_SIZE: usize = 16 * 1024 * 1024;

@@ -121,13 +121,20 @@ pub struct WindowSpec {
 }
 
 impl WindowSpec {
-    /// The starts of the windows `ts` falls in, latest first.
+    /// The starts of the windows `ts` falls in, latest first. A window whose start or end
+    /// would not fit in a timestamp (times near the ends of the range) is left out.
     pub fn starts(&self, ts: i64) -> impl Iterator<Item = i64> + '_ {
-        let last = (ts - self.offset).div_euclid(self.slide) * self.slide + self.offset;
-        let size = self.size;
-        (0..)
-            .map(move |k: i64| last - k * self.slide)
-            .take_while(move |s| s + size > ts)
+        let (size, slide) = (self.size, self.slide);
+        let last = ts
+            .checked_sub(self.offset)
+            .map(|t| t.div_euclid(slide))
+            .and_then(|k| k.checked_mul(slide))
+            .and_then(|s| s.checked_add(self.offset));
+        last.into_iter().flat_map(move |last| {
+            (0..)
+                .map_while(move |k: i64| k.checked_mul(slide).and_then(|d| last.checked_sub(d)))
+                .take_while(move |s| s.checked_add(size).is_some_and(|end| end > ts))
+        })
     }
 }
 

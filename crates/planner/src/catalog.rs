@@ -407,6 +407,9 @@ pub struct Catalog {
     /// In creation order: a view only reads relations created before it. Sinks are kept
     /// here too (`ViewDef::sink`): they run as views whose rows are not stored.
     pub views: Vec<ViewDef>,
+    /// Users other than a password-less bootstrap superuser (see [`crate::users`]).
+    #[serde(default)]
+    pub users: Vec<crate::users::UserDef>,
 }
 
 /// What a name refers to.
@@ -443,6 +446,16 @@ impl Catalog {
         self.views
             .iter()
             .find(|v| v.name == name && v.sink.is_none())
+    }
+
+    /// The user called `name`.
+    pub fn user(&self, name: &str) -> Option<&crate::users::UserDef> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The view or sink with id `id`.
+    pub fn view_by_id(&self, id: u64) -> Option<&ViewDef> {
+        self.views.iter().find(|v| v.id == id)
     }
 
     /// A sink called `name`.

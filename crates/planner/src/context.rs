@@ -12,17 +12,55 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::sqlparser::ast::Statement;
 use crate::PlannerError;
 
-/// A fresh session. Relations are registered per statement with [`register`].
+/// Limits of one statement's planning and execution.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The most windows one row may fall into: a `HOP` whose size is more than this many
+    /// slides is refused (`22023`) before anything runs or is stored.
+    pub max_hop_windows: u64,
+    /// Memory one query may use (DataFusion's memory pool, plus the stored rows it
+    /// loads); past it the query spills where DataFusion can, and fails with `53200`
+    /// where it cannot.
+    pub query_memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_hop_windows: 1000,
+            query_memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A fresh session with the default [`Limits`].
 pub fn new_session() -> SessionContext {
+    new_session_with(&Limits::default())
+}
+
+/// A fresh session under `limits`. Relations are registered per statement with
+/// [`register`].
+pub fn new_session_with(limits: &Limits) -> SessionContext {
     let mut config = SessionConfig::new()
+        .with_extension(Arc::new(limits.clone()))
+        .with_extension(Arc::new(Loaded::default()))
         .with_target_partitions(2)
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(true);
     let opts = config.options_mut();
     opts.execution.time_zone = Some("+00:00".to_string());
     opts.sql_parser.enable_ident_normalization = true;
+    let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(
+        datafusion::execution::memory_pool::GreedyMemoryPool::new(limits.query_memory_bytes),
+        std::num::NonZeroUsize::new(3).unwrap_or(std::num::NonZeroUsize::MIN),
+    );
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()
+        .unwrap_or_default();
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_query_planner(Arc::new(crate::window::WindowQueryPlanner))
         .build();
@@ -30,6 +68,36 @@ pub fn new_session() -> SessionContext {
     // approx_count_distinct (alias approx_distinct) with the HyperLogLog views use.
     ctx.register_udaf(crate::hll_udaf::approx_count_distinct());
     ctx
+}
+
+/// Memory held by the stored rows a query loaded (they are not in DataFusion's operators,
+/// so the pool would not see them otherwise); released with the session.
+#[derive(Debug, Default)]
+pub struct Loaded(std::sync::Mutex<Vec<datafusion::execution::memory_pool::MemoryReservation>>);
+
+/// Counts `bytes` of loaded rows against the query's memory limit, for as long as the
+/// session that `config` and `runtime` belong to lives: fails with DataFusion's
+/// "resources exhausted" (`53200`) past the limit.
+pub fn reserve_loaded(
+    config: &SessionConfig,
+    runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    bytes: usize,
+) -> datafusion::error::Result<()> {
+    let r = datafusion::execution::memory_pool::MemoryConsumer::new("stored rows")
+        .register(&runtime.memory_pool);
+    r.try_grow(bytes)?;
+    if let Some(held) = config.get_extension::<Loaded>() {
+        held.0.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+    }
+    Ok(())
+}
+
+/// The limits `ctx` was made with.
+pub fn limits_of(ctx: &SessionContext) -> Arc<Limits> {
+    ctx.state()
+        .config()
+        .get_extension::<Limits>()
+        .unwrap_or_default()
 }
 
 /// Registers `name` with the given rows (none when only planning).

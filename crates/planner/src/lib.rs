@@ -9,12 +9,14 @@
 //! - [`window`]: `TUMBLE`/`HOP`; [`temporal`]: `now()` in a view's filters.
 
 pub mod catalog;
+pub mod complexity;
 pub mod context;
 pub mod hll_udaf;
 pub mod naming;
 pub mod parser;
 pub mod stream_planner;
 pub mod temporal;
+pub mod users;
 pub mod window;
 
 pub use datafusion::sql::sqlparser;
@@ -54,6 +56,9 @@ pub enum PlannerError {
     InvalidParameter(String),
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
+    /// `54001`: nested too deeply to plan (see [`complexity`]).
+    #[error("{0}")]
+    TooComplex(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

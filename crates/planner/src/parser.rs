@@ -37,14 +37,118 @@ pub enum Stmt {
         if_exists: bool,
         cascade: bool,
     },
+    /// `CREATE {USER | ROLE} name [[WITH] option …]`
+    CreateUser(Box<UserStmt>),
+    /// `ALTER {USER | ROLE} name [WITH] option …`
+    AlterUser(Box<UserStmt>),
+    /// `DROP {USER | ROLE} [IF EXISTS] name [, …]`
+    DropUser {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     /// `FLUSH`: wait until every write so far is committed and visible.
     Flush,
     /// An empty statement (`;` alone, or only comments).
     Empty,
 }
 
-/// Parses all statements of `sql`.
+/// Texts longer than this are parsed on a thread of their own with a stack sized for them:
+/// when sqlparser fails in the middle of a long operator chain, it drops the tree it has
+/// built so far recursively, one frame per level.
+const LARGE_STATEMENT: usize = 32 * 1024;
+
+/// `CREATE`/`ALTER USER`: the options written (`None`: left as they are).
+#[derive(Clone, Default)]
+pub struct UserStmt {
+    pub name: String,
+    /// Written `ROLE` (which, as in Postgres, does not log in unless it says `LOGIN`).
+    pub role: bool,
+    pub if_not_exists: bool,
+    pub superuser: Option<bool>,
+    pub login: Option<bool>,
+    /// `PASSWORD 'text'` (`Some(Some(..))`) or `PASSWORD NULL` (`Some(None)`).
+    pub password: Option<Option<String>>,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for UserStmt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStmt")
+            .field("name", &self.name)
+            .field("superuser", &self.superuser)
+            .field("login", &self.login)
+            .field(
+                "password",
+                &self.password.as_ref().map(|p| p.as_ref().map(|_| "***")),
+            )
+            .finish()
+    }
+}
+
+/// The options of `CREATE`/`ALTER USER` after the name (Postgres' role options that
+/// Freshet keeps; others are refused).
+fn parse_user_options(parser: &mut Parser, u: &mut UserStmt) -> Result<(), ParserError> {
+    let _ = parser.parse_keyword(Keyword::WITH);
+    loop {
+        let t = parser.peek_token();
+        let Token::Word(w) = &t.token else { break };
+        let word = w.value.to_ascii_uppercase();
+        match word.as_str() {
+            "SUPERUSER" | "NOSUPERUSER" => u.superuser = Some(word == "SUPERUSER"),
+            "LOGIN" | "NOLOGIN" => u.login = Some(word == "LOGIN"),
+            "PASSWORD" => {
+                parser.next_token();
+                let v = parser.next_token();
+                u.password = Some(match v.token {
+                    Token::SingleQuotedString(p) => Some(p),
+                    Token::Word(w) if w.keyword == Keyword::NULL => None,
+                    _ => return parser.expected("a quoted password or NULL", v),
+                });
+                continue;
+            }
+            "ENCRYPTED" => {}
+            "INHERIT" | "NOINHERIT" | "CREATEDB" | "NOCREATEDB" | "CREATEROLE" | "NOCREATEROLE" => {
+                return Err(ParserError::ParserError(format!(
+                    "role option {word} is not supported: Freshet users are superusers or not"
+                )))
+            }
+            _ => break,
+        }
+        parser.next_token();
+    }
+    Ok(())
+}
+
+fn parse_user_name(parser: &mut Parser) -> Result<String, ParserError> {
+    let id = parser.parse_identifier()?;
+    Ok(if id.quote_style.is_some() {
+        id.value
+    } else {
+        id.value.to_lowercase()
+    })
+}
+
+/// Parses all statements of `sql`. A statement nested too deeply to plan is refused with
+/// `54001` (see [`crate::complexity`]).
 pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
+    if sql.len() <= LARGE_STATEMENT {
+        return parse_statements(sql);
+    }
+    // A level of a chain is at least two characters (`+1`); its drop frame is well under
+    // a hundred bytes.
+    let stack = 16 * 1024 * 1024 + sql.len().saturating_mul(64);
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("freshet-parse".into())
+            .stack_size(stack)
+            .spawn_scoped(s, || parse_statements(sql))
+            .map_err(|e| PlannerError::Internal(format!("cannot start the parser thread: {e}")))?
+            .join()
+            .map_err(|_| PlannerError::Internal("the parser panicked".into()))?
+    })
+}
+
+fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
@@ -76,7 +180,44 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             parser.next_token();
             parser.next_token();
             let cs = parse_create_sink(&mut parser).map_err(|e| parser_error(sql, e))?;
+            if let Err(e) = crate::complexity::check(&cs.query) {
+                crate::complexity::dismantle(*cs.query);
+                return Err(e);
+            }
             out.push(Stmt::CreateSink(Box::new(cs)));
+        } else if peek_words(&parser, &["CREATE", "USER"])
+            || peek_words(&parser, &["CREATE", "ROLE"])
+        {
+            let role = peek_words(&parser, &["CREATE", "ROLE"]);
+            parser.next_token();
+            parser.next_token();
+            let mut u = UserStmt {
+                role,
+                if_not_exists: parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]),
+                ..UserStmt::default()
+            };
+            u.name = parse_user_name(&mut parser).map_err(|e| parser_error(sql, e))?;
+            parse_user_options(&mut parser, &mut u).map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::CreateUser(Box::new(u)));
+        } else if peek_words(&parser, &["ALTER", "USER"]) || peek_words(&parser, &["ALTER", "ROLE"])
+        {
+            parser.next_token();
+            parser.next_token();
+            let mut u = UserStmt {
+                name: parse_user_name(&mut parser).map_err(|e| parser_error(sql, e))?,
+                ..UserStmt::default()
+            };
+            parse_user_options(&mut parser, &mut u).map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::AlterUser(Box::new(u)));
+        } else if peek_words(&parser, &["DROP", "USER"]) || peek_words(&parser, &["DROP", "ROLE"]) {
+            parser.next_token();
+            parser.next_token();
+            let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let mut names = vec![parse_user_name(&mut parser).map_err(|e| parser_error(sql, e))?];
+            while parser.consume_token(&Token::Comma) {
+                names.push(parse_user_name(&mut parser).map_err(|e| parser_error(sql, e))?);
+            }
+            out.push(Stmt::DropUser { names, if_exists });
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();
@@ -135,6 +276,10 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                         other => *other = CreateTableOptions::With(vec![opt]),
                     }
                 }
+            }
+            if let Err(e) = crate::complexity::check(&stmt) {
+                crate::complexity::dismantle(stmt);
+                return Err(e);
             }
             out.push(Stmt::Sql(Box::new(stmt)));
         }
@@ -579,7 +724,11 @@ pub fn emit_on_window_close(cv: &crate::sqlparser::ast::CreateView) -> bool {
 fn parser_error(sql: &str, e: ParserError) -> PlannerError {
     let msg = match e {
         ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
-        ParserError::RecursionLimitExceeded => "statement is too deeply nested".to_string(),
+        ParserError::RecursionLimitExceeded => {
+            return PlannerError::TooComplex(
+                "statement too complex: parentheses or subqueries nest too deeply".into(),
+            )
+        }
     };
     // sqlparser appends " at Line: L, Column: C"; turn it into a position.
     if let Some(idx) = msg.rfind(" at Line: ") {

@@ -479,6 +479,16 @@ pub async fn rewrite_windows(
                 call.kind
             )));
         }
+        // Positive, checked above.
+        let windows = (spec.size as u64).div_ceil(spec.slide as u64);
+        let max = crate::context::limits_of(ctx).max_hop_windows;
+        if call.kind == "HOP" && windows > max {
+            return Err(PlannerError::InvalidParameter(format!(
+                "HOP window size is {windows} times its slide, so every row would fall \
+                 into {windows} windows; at most {max} are allowed (the server setting \
+                 max_hop_windows)"
+            )));
+        }
         if spec.offset.abs() >= spec.slide {
             return Err(PlannerError::InvalidParameter(format!(
                 "{} window offset must be smaller than the {}",

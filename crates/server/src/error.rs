@@ -36,6 +36,23 @@ pub enum ServerError {
     Connector { code: &'static str, message: String },
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// `57014`: canceled (statement_timeout).
+    #[error("{0}")]
+    QueryCanceled(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// `42501`
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// `42710`
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// `42704`
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// `55000`: a view that failed at start-up.
+    #[error("{0}")]
+    ViewFailed(String),
 }
 
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
@@ -64,9 +81,11 @@ impl ServerError {
                 PlannerError::Unsupported(_) => ("0A000", None, None),
                 PlannerError::InvalidParameter(_) => ("22023", None, None),
                 PlannerError::DataFusion(e) => (datafusion_code(e), None, None),
+                PlannerError::TooComplex(_) => ("54001", None, None),
                 PlannerError::Internal(_) => ("XX000", None, None),
             },
             ServerError::Engine(e) => match e {
+                EngineError::Storage(e) if e.is_disk_full() => ("53100", None, None),
                 EngineError::Storage(_) => ("58030", None, None),
                 EngineError::DataFusion(e) => (datafusion_code(e), None, None),
                 EngineError::DuplicateKey { detail, .. } => ("23505", Some(detail.clone()), None),
@@ -75,8 +94,12 @@ impl ServerError {
                 EngineError::Conflict => ("40001", None, None),
                 EngineError::UnknownRelation(_) => ("42P01", None, None),
                 EngineError::ShutDown => ("57P01", None, None),
-                EngineError::Internal(_) => ("XX000", None, None),
+                EngineError::CommitFailed(_, true) => ("53100", None, None),
+                EngineError::CommitFailed(_, false) => ("58030", None, None),
+                EngineError::Rewound => ("40001", None, None),
+                EngineError::Internal(_) | EngineError::Panicked(_) => ("XX000", None, None),
             },
+            ServerError::Storage(e) if e.is_disk_full() => ("53100", None, None),
             ServerError::Storage(_) => ("58030", None, None),
             ServerError::DataFusion(e) => (datafusion_code(e), None, None),
             ServerError::Unsupported(_) => ("0A000", None, None),
@@ -88,6 +111,12 @@ impl ServerError {
             ServerError::InvalidOption(_) => ("22023", None, None),
             ServerError::Connector { code, .. } => (*code, None, None),
             ServerError::ShuttingDown => ("57P01", None, None),
+            ServerError::QueryCanceled(_) => ("57014", None, None),
+            ServerError::Internal(_) => ("XX000", None, None),
+            ServerError::ViewFailed(_) => ("55000", None, None),
+            ServerError::PermissionDenied(_) => ("42501", None, None),
+            ServerError::DuplicateObject(_) => ("42710", None, None),
+            ServerError::UndefinedObject(_) => ("42704", None, None),
         };
         PgError {
             code,
@@ -125,6 +154,13 @@ fn root(e: &DataFusionError) -> &DataFusionError {
         DataFusionError::Context(_, inner) => root(inner),
         DataFusionError::Shared(inner) => root(inner),
         DataFusionError::Diagnostic(_, inner) => root(inner),
+        // Several errors at once (DataFusion's SQL planner collects them): the first.
+        DataFusionError::Collection(errs) if !errs.is_empty() => root(&errs[0]),
+        // A planning error passed through a table provider or a planner extension.
+        DataFusionError::External(inner) => match inner.downcast_ref::<DataFusionError>() {
+            Some(e) => root(e),
+            None => e,
+        },
         other => other,
     }
 }
@@ -143,21 +179,16 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
             ArrowError::DivideByZero => "22012",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ArithmeticOverflow(_) | ArrowError::ComputeError(_) => "22003",
+            ArrowError::InvalidArgumentError(m)
+                if m.contains("too small") || m.contains("too large") =>
+            {
+                "22003"
+            }
             _ => "XX000",
         },
-        DataFusionError::Plan(m) => {
-            if m.contains("not found") && m.contains("table") {
-                "42P01"
-            } else if m.contains("Invalid function") || m.contains("No function matches") {
-                "42883"
-            } else if m.contains("require unique expression names") {
-                "42701"
-            } else if m.contains("Cannot infer common") || m.contains("Cannot coerce") {
-                "42804"
-            } else {
-                "42000"
-            }
-        }
+        DataFusionError::Plan(m) => plan_code(m),
+        // An optimizer or planner step of DataFusion that failed on the query's types.
+        DataFusionError::Internal(m) if m.contains("Error during planning") => plan_code(m),
         DataFusionError::Execution(m) => {
             if m.contains("Divide by zero") || m.contains("division by zero") {
                 "22012"
@@ -167,8 +198,36 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
                 "22000"
             }
         }
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        // DataFusion reports some type errors of the query as internal ones.
+        DataFusionError::Internal(m) if m.contains("failed to match any signature") => "42883",
+        DataFusionError::Internal(m) if m.contains("Failed to coerce") => "42804",
         DataFusionError::External(_) => "XX000",
         _ => "XX000",
+    }
+}
+
+/// The SQLSTATE of a DataFusion planning error, from its message.
+fn plan_code(m: &str) -> &'static str {
+    if m.contains("not found") && m.contains("table") {
+        "42P01"
+    } else if m.contains("Invalid function")
+        || m.contains("No function matches")
+        || m.contains("failed to match any signature")
+    {
+        "42883"
+    } else if m.contains("require unique expression names") {
+        "42701"
+    } else if m.contains("Cannot infer common")
+        || m.contains("Cannot coerce")
+        || m.contains("only supports")
+        || m.contains("non-boolean predicate")
+    {
+        "42804"
+    } else if m.contains("must appear in the GROUP BY") || m.contains("must be in GROUP BY") {
+        "42803"
+    } else {
+        "42000"
     }
 }
 
@@ -179,6 +238,9 @@ fn datafusion_message(e: &DataFusionError) -> String {
         DataFusionError::Plan(m)
         | DataFusionError::Execution(m)
         | DataFusionError::NotImplemented(m) => m.clone(),
+        DataFusionError::ResourcesExhausted(m) => {
+            format!("out of memory: the query needs more than its memory limit: {m}")
+        }
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
             SchemaError::FieldNotFound { field, .. } => {
                 format!("column \"{}\" does not exist", field.name())

@@ -8,7 +8,6 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_planner::parser::{self, Stmt};
 use futures::stream;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -18,6 +17,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 
+use crate::auth::Authenticator;
 use crate::encode::{encode_batch, field_infos, pg_type};
 use crate::error::ServerError;
 use crate::session::{Output, Session};
@@ -34,6 +34,7 @@ pub struct Prepared {
 pub struct Connection {
     session: Arc<Session>,
     parser: Arc<Parser>,
+    auth: Arc<Authenticator>,
 }
 
 pub struct Parser {
@@ -41,15 +42,25 @@ pub struct Parser {
 }
 
 impl Connection {
-    pub fn new(session: Session) -> Connection {
+    pub fn new(session: Session, auth: Arc<Authenticator>) -> Connection {
         let session = Arc::new(session);
         Connection {
             parser: Arc::new(Parser {
                 session: session.clone(),
             }),
             session,
+            auth,
         }
     }
+}
+
+/// The user the client authenticated as.
+fn login_user<C: ClientInfo>(client: &C) -> &str {
+    client
+        .metadata()
+        .get(pgwire::api::METADATA_USER)
+        .map(String::as_str)
+        .unwrap_or(freshet_planner::users::BOOTSTRAP_USER)
 }
 
 fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResult<Response> {
@@ -82,10 +93,11 @@ fn error_response(e: ServerError) -> Response {
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        self.session.set_user(login_user(client));
         let stmts = match parser::parse(query) {
             Ok(s) => s,
             Err(e) => return Ok(vec![error_response(e.into())]),
@@ -111,13 +123,14 @@ impl QueryParser for Parser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        self.session.set_user(login_user(client));
         let mut stmts = parser::parse(sql).map_err(|e| ServerError::from(e).into_pgwire())?;
         if stmts.len() > 1 {
             return Err(ServerError::MultipleCommands.into_pgwire());
@@ -228,7 +241,7 @@ impl ExtendedQueryHandler for Connection {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Prepared>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -243,6 +256,7 @@ impl ExtendedQueryHandler for Connection {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
     {
+        self.session.set_user(login_user(client));
         let prepared = &portal.statement.statement;
         let mut params = Vec::with_capacity(portal.parameter_len());
         for i in 0..portal.parameter_len() {
@@ -268,6 +282,7 @@ impl PgWireServerHandlers for Connection {
         Arc::new(Self {
             session: self.session.clone(),
             parser: self.parser.clone(),
+            auth: self.auth.clone(),
         })
     }
 
@@ -275,19 +290,14 @@ impl PgWireServerHandlers for Connection {
         Arc::new(Self {
             session: self.session.clone(),
             parser: self.parser.clone(),
+            auth: self.auth.clone(),
         })
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup)
+        self.auth.clone()
     }
 }
-
-/// Accepts any user and database (authentication comes later) and announces the server
-/// parameters clients expect.
-pub struct Startup;
-
-impl NoopStartupHandler for Startup {}
 
 /// Handlers for a connection over the limit: refuse it with 53300.
 pub struct TooManyConnections;

@@ -8,13 +8,20 @@
 //! - [`error`]: the one mapping from errors to SQLSTATE codes;
 //! - [`playground`]: the demo started by `freshet playground`.
 
+pub mod auth;
 pub mod config;
 pub mod encode;
 pub mod error;
 pub mod handler;
+pub mod limits;
 pub mod lookup;
 pub mod playground;
+pub mod readers;
 pub mod server;
 pub mod session;
 pub mod sources;
 pub mod stored;
+
+/// The stack of every thread that plans or runs statements (the runtime's workers); the
+/// coordinator's is the engine's [`freshet_engine::STACK_SIZE`].
+pub const STACK_SIZE: usize = 16 * 1024 * 1024;

@@ -58,13 +58,36 @@ struct ServeArgs {
     /// Checkpoint interval in milliseconds [default: 1000].
     #[arg(long, env = "FRESHET_CHECKPOINT_INTERVAL_MS")]
     checkpoint_interval_ms: Option<u64>,
+    /// The most windows a HOP may put one row into (size / slide); larger HOPs are refused
+    /// (SQLSTATE 22023) [default: 1000].
+    #[arg(long, env = "FRESHET_MAX_HOP_WINDOWS")]
+    max_hop_windows: Option<u64>,
+    /// Memory one query may use, e.g. 512MB or 2GB; past it the query spills where it can
+    /// and fails with SQLSTATE 53200 where it cannot [default: 1GB].
+    #[arg(long, env = "FRESHET_QUERY_MEMORY_LIMIT")]
+    query_memory_limit: Option<String>,
+    /// How users without a password authenticate: scram (refused), md5 (refused) or
+    /// trust (let in). Users with a password always give it (SCRAM, or MD5 with md5), and
+    /// the bootstrap superuser `freshet` without a password may connect from loopback
+    /// [default: scram].
+    #[arg(long, env = "FRESHET_AUTH")]
+    auth: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key, TLS is offered.
+    #[arg(long, env = "FRESHET_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "FRESHET_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS (SQLSTATE 28000).
+    #[arg(long, env = "FRESHET_TLS_REQUIRED")]
+    tls_required: bool,
 }
 
 impl ServeArgs {
     fn config(self) -> Result<Config, String> {
         let mut c = Config::default();
         if let Some(path) = &self.config {
-            FileConfig::load(path)?.apply(&mut c);
+            FileConfig::load(path)?.apply(&mut c)?;
         }
         if let Some(v) = self.listen {
             c.listen = v;
@@ -78,6 +101,30 @@ impl ServeArgs {
         if let Some(v) = self.checkpoint_interval_ms {
             c.checkpoint_interval = Duration::from_millis(v.max(1));
         }
+        if let Some(v) = self.max_hop_windows {
+            c.max_hop_windows = v;
+        }
+        if let Some(v) = &self.auth {
+            c.auth = freshet_server::auth::AuthMethod::parse(v)?;
+        }
+        // Only from the environment (or the TOML file): a flag would show in `ps`.
+        if let Ok(p) = std::env::var("FRESHET_SUPERUSER_PASSWORD") {
+            c.superuser_password = Some(p);
+        }
+        if self.tls_cert.is_some() {
+            c.tls_cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            c.tls_key = self.tls_key.clone();
+        }
+        if self.tls_required {
+            c.tls_required = true;
+        }
+        if let Some(v) = &self.query_memory_limit {
+            c.query_memory_limit = freshet_server::limits::parse_bytes(v).ok_or_else(|| {
+                format!("invalid --query-memory-limit {v}: expected bytes or a size such as 512MB")
+            })?;
+        }
         Ok(c)
     }
 }
@@ -90,9 +137,31 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // One line per panic, through the log. Panics are caught where they happen (a
+    // statement, a connection, a reader, a statement in the engine) and end only that.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            "thread '{}' panicked at {at}: {what}",
+            thread.name().unwrap_or("?")
+        );
+    }));
     let cli = Cli::parse();
+    // Deep (but allowed, see freshet_planner::complexity) expressions recurse in
+    // DataFusion's evaluation and Freshet's walkers: give them room.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(freshet_server::STACK_SIZE)
         .build()
     {
         Ok(r) => r,
@@ -120,6 +189,10 @@ fn main() {
             }
         }
     });
+    // Drop every task (and with them the last handles on the database, which closes
+    // RocksDB) before the process exits: RocksDB must not be running when the statics it
+    // uses are destroyed.
+    runtime.shutdown_timeout(Duration::from_secs(10));
     if let Err(e) = result {
         eprintln!("freshet: {e}");
         std::process::exit(1);

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use pgwire::tokio::TlsAcceptor;
+
+use crate::auth::{AuthMethod, Authenticator};
 use crate::config::Config;
 use crate::handler::{Connection, TooManyConnections};
 use crate::session::{Db, Session};
@@ -15,6 +18,8 @@ pub struct Server {
     db: Arc<Db>,
     listener: TcpListener,
     config: Config,
+    auth: Arc<Authenticator>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -23,7 +28,7 @@ impl Server {
         let engine_config = freshet_engine::coordinator::EngineConfig {
             checkpoint_interval: config.checkpoint_interval,
         };
-        let db = Db::open(&config.data_dir, engine_config)
+        let db = Db::open(&config.data_dir, engine_config, config.limits())
             .await
             .map_err(|e| {
                 format!(
@@ -31,6 +36,23 @@ impl Server {
                     config.data_dir.display()
                 )
             })?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            (None, None) if config.tls_required => {
+                return Err("--tls-required needs --tls-cert and --tls-key".into())
+            }
+            (None, None) => None,
+            _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
+        };
+        if config.auth == AuthMethod::Trust && !config.listen.ip().is_loopback() {
+            tracing::warn!(listen = %config.listen, "authentication is off (--auth trust) on a non-loopback address: anyone who can reach it connects as any user without a password");
+        }
+        let auth = Arc::new(Authenticator::new(
+            db.clone(),
+            config.superuser_password.as_deref(),
+            config.auth,
+            config.tls_required,
+        ));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -38,6 +60,8 @@ impl Server {
             db,
             listener,
             config,
+            auth,
+            tls,
         })
     }
 
@@ -71,10 +95,16 @@ impl Server {
                     let _ = socket.set_nodelay(true);
                     match limit.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            let handlers = Arc::new(Connection::new(Session::new(self.db.clone())));
+                            let handlers = Arc::new(Connection::new(Session::new(self.db.clone()), self.auth.clone()));
+                            let tls = self.tls.clone();
                             tokio::spawn(async move {
-                                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                                use futures::FutureExt;
+                                let conn = pgwire::tokio::process_socket(socket, tls, handlers);
+                                match std::panic::AssertUnwindSafe(conn).catch_unwind().await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                                    // pgwire's decoder panics on some malformed messages.
+                                    Err(_) => tracing::warn!(%peer, "connection closed: its messages could not be decoded"),
                                 }
                                 drop(permit);
                             });
@@ -98,6 +128,30 @@ impl Server {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// TLS from a PEM certificate chain and key.
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+    use pgwire::tokio::tokio_rustls::rustls::{
+        self,
+        pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
+        ServerConfig,
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the TLS certificate {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the TLS key {}: {e}", key.display()))?;
+    let mut cfg =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    // Postgres 17 clients with sslnegotiation=direct ask for this ALPN protocol.
+    cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

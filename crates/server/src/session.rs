@@ -30,7 +30,7 @@ use freshet_planner::catalog::{
     Catalog, ColumnDef, RelationKind, SinkDef, SqlType, TableDef, ViewDef,
 };
 use freshet_planner::context::{
-    bind, new_session, referenced_tables, register, register_in_schema,
+    bind, new_session_with, referenced_tables, register, register_in_schema, reserve_loaded, Limits,
 };
 use freshet_planner::naming::{display_name, name_select_items};
 use freshet_planner::parser::{self, Stmt};
@@ -40,11 +40,17 @@ use freshet_planner::sqlparser::ast::{
 };
 use freshet_planner::stream_planner::plan_view;
 use freshet_planner::PlannerError;
-use freshet_storage::{keys, read_relation, RowLayout, Store};
+use freshet_storage::{decode_relation, keys, prefix_end, RowLayout, Store};
 
-use crate::stored::{relation_batches, StoredRelation};
+use crate::readers::{Owner, Readers};
+use crate::stored::{memory_budget, relation_batches, scan_within, StoredRelation};
 
 use crate::error::{Result, ServerError};
+
+mod access;
+
+/// What the server says it is (`server_version`).
+pub const SERVER_VERSION: &str = "15.0 (Freshet)";
 
 /// The database shared by all sessions.
 pub struct Db {
@@ -57,8 +63,18 @@ pub struct Db {
     ddl_lock: tokio::sync::Mutex<()>,
     /// Statements hold a read lock; shutdown takes the write lock to let them finish.
     pub inflight: tokio::sync::RwLock<()>,
-    /// Source readers by the view they feed.
-    readers: Mutex<BTreeMap<u64, Vec<freshet_connectors::kafka::ReaderHandle>>>,
+    /// Source readers by the relation they feed, supervised.
+    readers: Readers,
+    /// The server's limits on a statement (a session may lower the memory limit).
+    limits: Limits,
+    /// Views that could not be planned at start-up, with the reason.
+    failed: Mutex<BTreeMap<u64, String>>,
+}
+
+impl crate::auth::Users for Db {
+    fn user(&self, name: &str) -> Option<freshet_planner::users::UserDef> {
+        self.catalog().user(name).cloned()
+    }
 }
 
 fn table_desc(t: &TableDef) -> TableDesc {
@@ -78,7 +94,7 @@ fn table_desc(t: &TableDef) -> TableDesc {
 impl Db {
     /// Opens the data directory: reads the catalog, re-plans every view and starts the
     /// engine's coordinator.
-    pub async fn open(data_dir: &Path, config: EngineConfig) -> Result<Arc<Db>> {
+    pub async fn open(data_dir: &Path, config: EngineConfig, limits: Limits) -> Result<Arc<Db>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             ServerError::Protocol(format!(
                 "cannot create data directory {}: {e}",
@@ -90,7 +106,7 @@ impl Db {
             Some(bytes) => Catalog::from_json(&bytes)?,
             None => Catalog::default(),
         };
-        let ctx = new_session();
+        let ctx = new_session_with(&limits);
         for t in &catalog.tables {
             register(&ctx, &t.name, t.schema(), vec![])?;
             // Also as a lookup join's table (FOR SYSTEM_TIME AS OF PROCTIME()).
@@ -117,8 +133,19 @@ impl Db {
         )?;
         let mut views = Vec::new();
         let mut view_schemas = BTreeMap::new();
+        let mut failed = BTreeMap::new();
         for v in &catalog.views {
-            let (plan, schema) = plan_stored_view(&ctx, &catalog, v).await?;
+            // A view this build cannot plan (a limit it breaks, a view it reads that
+            // failed) must not keep the server from starting: it is marked failed, and
+            // everything else runs.
+            let (plan, schema) = match plan_stored_view(&ctx, &catalog, v).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(view = %v.name, error = %e, "cannot plan the view: it is marked failed; DROP it and create it again");
+                    failed.insert(v.id, e.to_string());
+                    continue;
+                }
+            };
             // A sink cannot be read: its name stays unknown to queries and views.
             if v.sink.is_none() {
                 register(&ctx, &v.name, schema.clone(), vec![])?;
@@ -145,19 +172,93 @@ impl Db {
             view_schemas: RwLock::new(view_schemas),
             ddl_lock: tokio::sync::Mutex::new(()),
             inflight: tokio::sync::RwLock::new(()),
-            readers: Mutex::new(BTreeMap::new()),
+            readers: Readers::default(),
+            limits,
+            failed: Mutex::new(failed),
         });
         for t in &catalog.tables {
             db.start_table_reader(t)?;
         }
         for v in &catalog.views {
+            if db.failure(v.id).is_some() {
+                continue;
+            }
             db.start_readers(&catalog, v)?;
         }
+        // Restarts failed readers; ends with the database.
+        let weak = Arc::downgrade(&db);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let Some(db) = weak.upgrade() else { break };
+                let _ = tokio::task::spawn_blocking(move || {
+                    // A database closed after a failed write opens again once it can.
+                    let _ = db.store.recover();
+                    db.supervise(false)
+                })
+                .await;
+            }
+        });
         Ok(db)
+    }
+
+    /// Restarts the readers that failed (see [`Readers::supervise`]).
+    fn supervise(&self, now: bool) {
+        let epoch = self.engine.epoch();
+        self.readers.supervise(now, epoch, |owner| {
+            let catalog = self.catalog();
+            match owner {
+                Owner::View { view, source } => {
+                    let (Some(v), Some(src)) =
+                        (catalog.view_by_id(view), catalog.source_by_id(source))
+                    else {
+                        return Err("its view or source was dropped".into());
+                    };
+                    let columns = v
+                        .source_columns
+                        .iter()
+                        .find(|(id, _)| *id == source)
+                        .map(|(_, c)| c.as_slice());
+                    crate::sources::start_reader(&self.engine, &self.store, view, src, columns)
+                }
+                Owner::Table(id) => {
+                    let Some(t) = catalog.tables.iter().find(|t| t.id == id) else {
+                        return Err("its table was dropped".into());
+                    };
+                    crate::sources::start_table_reader(&self.engine, &self.store, t)
+                }
+            }
+            .map_err(|e| e.to_string())
+        });
+    }
+
+    /// Why view `id` is not running, if it failed.
+    fn failure(&self, id: u64) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// An error (`55000`) if `stmt` reads a view that failed at start-up.
+    fn reject_failed(&self, catalog: &Catalog, stmt: &Statement) -> Result<()> {
+        for name in referenced_tables(stmt) {
+            if let Some(v) = catalog.view(&name) {
+                if let Some(reason) = self.failure(v.id) {
+                    return Err(ServerError::ViewFailed(format!(
+                        "materialized view \"{name}\" is not running: it could not be \
+                         planned when the server started ({reason}); drop it and create it again"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Starts a reader for every source `view` reads directly.
     fn start_readers(&self, catalog: &Catalog, view: &ViewDef) -> Result<()> {
+        let epoch = self.engine.epoch();
         let mut handles = Vec::new();
         for dep in &view.depends_on {
             if let Some(src) = catalog.source_by_id(*dep) {
@@ -166,20 +267,17 @@ impl Db {
                     .iter()
                     .find(|(id, _)| id == dep)
                     .map(|(_, c)| c.as_slice());
-                handles.push(crate::sources::start_reader(
-                    &self.engine,
-                    &self.store,
-                    view.id,
-                    src,
-                    columns,
-                )?);
+                let h =
+                    crate::sources::start_reader(&self.engine, &self.store, view.id, src, columns)?;
+                let owner = Owner::View {
+                    view: view.id,
+                    source: src.id,
+                };
+                handles.push((owner, h));
             }
         }
         if !handles.is_empty() {
-            self.readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(view.id, handles);
+            self.readers.insert(view.id, epoch, handles);
         }
         Ok(())
     }
@@ -187,23 +285,17 @@ impl Db {
     /// Starts the reader of the topic that feeds `table`, if any.
     fn start_table_reader(&self, table: &TableDef) -> Result<()> {
         if table.feed.is_some() {
+            let epoch = self.engine.epoch();
             let h = crate::sources::start_table_reader(&self.engine, &self.store, table)?;
             self.readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(table.id, vec![h]);
+                .insert(table.id, epoch, vec![(Owner::Table(table.id), h)]);
         }
         Ok(())
     }
 
     /// Stops the readers feeding `view` (blocking until their threads end).
     fn stop_readers(&self, view: u64) {
-        let handles = self
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&view);
-        drop(handles);
+        drop(self.readers.remove(view));
     }
 
     /// Waits until every source reader has handed over what its topic holds now, then
@@ -211,17 +303,14 @@ impl Db {
     pub async fn flush(self: &Arc<Self>) -> Result<()> {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
-            let readers = db.readers.lock().unwrap_or_else(|p| p.into_inner());
-            for handles in readers.values() {
-                for h in handles {
-                    h.catch_up(std::time::Duration::from_secs(600))
-                        .map_err(|message| ServerError::Connector {
-                            code: "58000",
-                            message,
-                        })?;
-                }
-            }
-            Ok::<(), ServerError>(())
+            // A reader that just failed (say, after a failed commit) starts again now.
+            db.supervise(true);
+            db.readers
+                .catch_up(std::time::Duration::from_secs(600))
+                .map_err(|message| ServerError::Connector {
+                    code: "58000",
+                    message,
+                })
         })
         .await
         .map_err(|e| ServerError::Protocol(format!("flush task failed: {e}")))??;
@@ -241,11 +330,13 @@ impl Db {
 
     /// Stops the source readers, commits everything and stops the engine.
     pub async fn shutdown(&self) -> Result<()> {
-        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|p| p.into_inner()));
+        let readers = self.readers.take_all();
         tokio::task::spawn_blocking(move || drop(readers))
             .await
             .map_err(|e| ServerError::Protocol(format!("stopping readers failed: {e}")))?;
-        Ok(self.engine.shutdown().await?)
+        self.engine.shutdown().await?;
+        self.store.quiesce();
+        Ok(())
     }
 
     fn relation_schema(
@@ -282,11 +373,12 @@ impl Db {
     /// snapshot.
     fn context_for(
         &self,
+        limits: &Limits,
         catalog: &Catalog,
         stmt: &Statement,
         with_data: bool,
     ) -> Result<SessionContext> {
-        let ctx = new_session();
+        let ctx = new_session_with(limits);
         let names = referenced_tables(stmt);
         let mut rels: Vec<(String, u64, SchemaRef, RowLayout)> = names
             .iter()
@@ -315,12 +407,13 @@ impl Db {
             (WATERMARKS_NAME, watermarks_rows as ComputedRelation),
             (VIEW_STATE_NAME, view_state_rows as ComputedRelation),
             (SINKS_NAME, sinks_rows as ComputedRelation),
+            (SOURCE_STATUS_NAME, source_status_rows as ComputedRelation),
         ] {
             if names.iter().any(|n| n == name) {
                 let (schema, rows) = if with_data {
-                    computed(&self.store, catalog)?
+                    computed(self, catalog)?
                 } else {
-                    (computed(&self.store, &Catalog::default())?.0, Vec::new())
+                    (computed(self, &Catalog::default())?.0, Vec::new())
                 };
                 let (schema_name, table) = name.split_once('.').unwrap_or(("", name));
                 let batches = if rows.is_empty() {
@@ -331,11 +424,16 @@ impl Db {
                 register_in_schema(&ctx, schema_name, table, schema, batches)?;
             }
         }
-        // A query over one stored relation reads only the key range its filters allow
-        // (point lookups and small ranges on views); it has no other relation to be
-        // consistent with.
+        // A query that reads one stored relation once reads only the key range its
+        // filters allow (point lookups and small ranges on views); it has no other
+        // relation, or other read of this one, to be consistent with. (Each scan of a
+        // `StoredRelation` reads its own snapshot.)
         if let [(name, id, schema, layout)] = rels.as_slice() {
-            if with_data && !name.contains('.') && !self.is_source(catalog, name) {
+            if with_data
+                && !name.contains('.')
+                && !self.is_source(catalog, name)
+                && reads_each_relation_once(stmt)
+            {
                 let pk = catalog
                     .table(parser::lookup_target(name).unwrap_or(name))
                     .map(|t| t.pk.clone())
@@ -347,18 +445,30 @@ impl Db {
             }
         }
         let data = if with_data {
+            let budget = memory_budget(ctx.runtime_env().memory_pool.memory_limit());
             self.store.read_snapshot(|r| {
                 rels.iter()
                     .map(|(_, id, schema, layout)| {
-                        read_relation(r, *id, &column_types(schema), *layout)
+                        let prefix = keys::rows_prefix(*id);
+                        let pairs =
+                            scan_within(r, &prefix, prefix_end(&prefix).as_deref(), budget)?;
+                        Ok(decode_relation(
+                            pairs,
+                            prefix.len(),
+                            &column_types(schema),
+                            *layout,
+                        )?)
                     })
-                    .collect::<Result<Vec<_>, _>>()
+                    .collect::<Result<Vec<_>>>()
             })?
         } else {
             vec![Vec::new(); rels.len()]
         };
         for ((name, _, schema, _), rows) in rels.into_iter().zip(data) {
             let batches = relation_batches(&schema, rows)?;
+            let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            let state = ctx.state();
+            reserve_loaded(state.config(), state.runtime_env(), bytes)?;
             match name.split_once('.') {
                 Some((schema_name, table)) => {
                     register_in_schema(&ctx, schema_name, table, schema, batches)?
@@ -380,6 +490,8 @@ const WATERMARKS_NAME: &str = "freshet_catalog.watermarks";
 const VIEW_STATE_NAME: &str = "freshet_catalog.view_state";
 /// Each sink's connector and the rows it sent.
 const SINKS_NAME: &str = "freshet_catalog.sinks";
+/// Each source reader's state, and the views that failed at start-up.
+const SOURCE_STATUS_NAME: &str = "freshet_catalog.source_status";
 
 /// An error if `stmt` reads a sink (which keeps no rows).
 fn reject_sinks(catalog: &Catalog, stmt: &Statement) -> Result<()> {
@@ -428,7 +540,8 @@ fn view_output(v: &ViewDef) -> ViewOutput {
 /// `freshet_catalog.sinks`: (sink_name, connector, rows_inserted, rows_deleted): the rows
 /// each sink sent, with their multiplicity, as committed (with the offsets they came
 /// from, so a crash neither loses nor repeats a count).
-fn sinks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+fn sinks_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let store = &db.store;
     let schema = nullable_schema(&[
         ("sink_name", DataType::Utf8),
         ("connector", DataType::Utf8),
@@ -452,12 +565,77 @@ fn sinks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<Sc
     Ok((schema, rows))
 }
 
-type ComputedRelation = fn(&Store, &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)>;
+/// `freshet_catalog.source_status`: (relation_name, source_name, state, restarts,
+/// last_error, since) per reader, `state` being `running` or `restarting`; and a row with
+/// state `failed` for each view that could not be planned at start-up.
+fn source_status_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let schema = nullable_schema(&[
+        ("relation_name", DataType::Utf8),
+        ("source_name", DataType::Utf8),
+        ("state", DataType::Utf8),
+        ("restarts", DataType::Int64),
+        ("last_error", DataType::Utf8),
+        ("since", freshet_storage::codec::timestamptz()),
+    ]);
+    let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
+    let time = |t: Option<std::time::SystemTime>| {
+        ScalarValue::TimestampMicrosecond(
+            t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_micros() as i64),
+            Some("+00:00".into()),
+        )
+    };
+    let mut rows = Vec::new();
+    if catalog.views.is_empty() && catalog.tables.is_empty() {
+        return Ok((schema, rows));
+    }
+    for st in db.readers.status() {
+        let (relation, source) = match st.owner {
+            Owner::View { view, source } => (
+                catalog.view_by_id(view).map(|v| v.name.clone()),
+                catalog.source_by_id(source).map(|s| s.name.clone()),
+            ),
+            Owner::Table(id) => {
+                let name = catalog
+                    .tables
+                    .iter()
+                    .find(|t| t.id == id)
+                    .map(|t| t.name.clone());
+                (name.clone(), name)
+            }
+        };
+        rows.push(vec![
+            ScalarValue::Utf8(relation),
+            ScalarValue::Utf8(source),
+            text(st.state),
+            ScalarValue::Int64(Some(i64::from(st.restarts))),
+            ScalarValue::Utf8(st.last_error),
+            time(st.since),
+        ]);
+    }
+    let failed = db.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (id, reason) in failed {
+        if let Some(v) = catalog.view_by_id(id) {
+            rows.push(vec![
+                text(&v.name),
+                ScalarValue::Utf8(None),
+                text("failed"),
+                ScalarValue::Int64(Some(0)),
+                text(&reason),
+                ScalarValue::TimestampMicrosecond(None, Some("+00:00".into())),
+            ]);
+        }
+    }
+    Ok((schema, rows))
+}
+
+type ComputedRelation = fn(&Db, &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)>;
 
 /// `freshet_catalog.watermarks`: (view_name, source_name, watermark), as committed. A
 /// source's watermark is tracked per view (each view has its own reader); a table's is
 /// the table's own, shared by every view over it, and listed with a NULL view_name.
-fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+fn watermarks_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let store = &db.store;
     let schema = nullable_schema(&[
         ("view_name", DataType::Utf8),
         ("source_name", DataType::Utf8),
@@ -494,7 +672,8 @@ fn watermarks_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
 /// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes): the
 /// view's rows (multiplicities summed: an insert-only view stores each inserted row as
 /// its own entry) and its operators' state entries and bytes (keys and values).
-fn view_state_rows(store: &Store, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+fn view_state_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let store = &db.store;
     let schema = nullable_schema(&[
         ("view_name", DataType::Utf8),
         ("view_rows", DataType::Int64),
@@ -585,6 +764,8 @@ fn command(tag: &str) -> Output {
 pub struct Session {
     db: Arc<Db>,
     vars: Mutex<BTreeMap<String, String>>,
+    /// The user it authenticated as (see `auth`).
+    user: Mutex<String>,
 }
 
 /// Session variables Freshet knows, with their defaults. Others that drivers commonly set
@@ -598,10 +779,11 @@ const VARIABLES: &[(&str, &str)] = &[
     ("intervalstyle", "postgres"),
     ("search_path", "public"),
     ("server_encoding", "UTF8"),
-    ("server_version", "15.0 (Freshet)"),
+    ("server_version", SERVER_VERSION),
     ("standard_conforming_strings", "on"),
     ("timezone", "UTC"),
     ("transaction_isolation", "serializable"),
+    ("statement_timeout", "0"),
 ];
 
 /// Maximum number of times a write is recomputed after a concurrent change.
@@ -609,13 +791,70 @@ const WRITE_RETRIES: usize = 20;
 
 impl Session {
     pub fn new(db: Arc<Db>) -> Session {
-        let vars = VARIABLES
+        let mut vars: BTreeMap<String, String> = VARIABLES
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        vars.insert(
+            "query_memory_limit".into(),
+            crate::limits::show_bytes(db.limits.query_memory_bytes),
+        );
         Session {
             db,
             vars: Mutex::new(vars),
+            user: Mutex::new(freshet_planner::users::BOOTSTRAP_USER.to_string()),
+        }
+    }
+
+    /// Sets the user the session runs as (once the connection has authenticated).
+    pub fn set_user(&self, name: &str) {
+        let mut u = self.user.lock().unwrap_or_else(|p| p.into_inner());
+        if *u != name {
+            *u = name.to_string();
+        }
+    }
+
+    fn user_name(&self) -> String {
+        self.user.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The server's limits, with this session's `query_memory_limit` if it set one.
+    fn limits(&self) -> Limits {
+        let mut l = self.db.limits.clone();
+        if let Some(bytes) = self
+            .var("query_memory_limit")
+            .and_then(|v| crate::limits::parse_bytes(&v))
+        {
+            l.query_memory_bytes = l.query_memory_bytes.min(bytes);
+        }
+        l
+    }
+
+    /// Runs a read (a query, or the rows a DML statement computes) under the session's
+    /// `statement_timeout`: past it, the read is dropped, which cancels its DataFusion
+    /// tasks, and the statement fails with `57014`. A table write is not timed: once the
+    /// engine has it, it commits or fails as a whole.
+    async fn timed<T>(&self, read: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let ms = self
+            .var("statement_timeout")
+            .and_then(|v| crate::limits::parse_millis(&v))
+            .unwrap_or(0);
+        if ms == 0 {
+            return read.await;
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(ms), read).await {
+            Ok(res) => res,
+            Err(_) => Err(ServerError::QueryCanceled(
+                "canceling statement due to statement timeout".into(),
+            )),
         }
     }
 
@@ -627,11 +866,38 @@ impl Session {
             .is_none_or(|v| v == "true")
     }
 
-    /// Executes one statement with the given parameter values (`$1`, `$2`, …).
+    /// Executes one statement with the given parameter values (`$1`, `$2`, …). A panic
+    /// while it runs becomes this statement's `XX000` error; the session and the server
+    /// go on.
     pub async fn execute(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
+        use futures::FutureExt;
         let _running = self.db.inflight.read().await;
+        match std::panic::AssertUnwindSafe(self.run(stmt, params))
+            .catch_unwind()
+            .await
+        {
+            Ok(res) => res,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!(panic = %what, "statement panicked");
+                Err(ServerError::Internal(format!(
+                    "the statement failed with an internal error ({what}); the server goes on"
+                )))
+            }
+        }
+    }
+
+    async fn run(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
+        self.authorize(stmt)?;
         match stmt {
             Stmt::Empty => Ok(Output::Empty),
+            Stmt::CreateUser(u) => self.create_user(u).await,
+            Stmt::AlterUser(u) => self.alter_user(u).await,
+            Stmt::DropUser { names, if_exists } => self.drop_users(names, *if_exists).await,
             Stmt::Flush => {
                 self.db.flush().await?;
                 Ok(command("FLUSH"))
@@ -715,6 +981,7 @@ impl Session {
                 names.sort();
                 names_output(names)
             }
+            Statement::Grant(_) | Statement::Revoke(_) => self.grant(stmt).await,
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(variable),
             Statement::StartTransaction { .. } => Ok(Output::Begin),
@@ -751,7 +1018,7 @@ impl Session {
                 let s = with_pg_names(s);
                 let catalog = self.db.catalog();
                 reject_sinks(&catalog, &s)?;
-                let ctx = self.db.context_for(&catalog, &s, false)?;
+                let ctx = self.db.context_for(&self.limits(), &catalog, &s, false)?;
                 let plan = match &s {
                     // See `insert`: INSERT … SELECT is planned as its query.
                     Statement::Insert(ast::Insert {
@@ -808,10 +1075,13 @@ impl Session {
             )));
         }
         reject_sinks(&catalog, &stmt)?;
-        let ctx = self.db.context_for(&catalog, &stmt, true)?;
+        self.db.reject_failed(&catalog, &stmt)?;
+        let ctx = self.db.context_for(&self.limits(), &catalog, &stmt, true)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&ctx, &plan)?;
-        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let batches = self
+            .timed(async { Ok(ctx.execute_logical_plan(plan).await?.collect().await?) })
+            .await?;
         // Safety net: send the type the client was told.
         let batches = batches
             .iter()
@@ -864,9 +1134,10 @@ impl Session {
             return Err(PlannerError::Internal("empty generated query".into()).into());
         };
         let catalog = self.db.catalog();
-        let ctx = self.db.context_for(&catalog, &stmt, true)?;
+        let ctx = self.db.context_for(&self.limits(), &catalog, &stmt, true)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
-        Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+        self.timed(async { Ok(ctx.execute_logical_plan(plan).await?.collect().await?) })
+            .await
     }
 
     fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
@@ -945,7 +1216,9 @@ impl Session {
             self.db.engine.flush().await?;
         }
         let catalog = self.db.catalog();
-        let ctx = self.db.context_for(&catalog, stmt, reads_tables)?;
+        let ctx = self
+            .db
+            .context_for(&self.limits(), &catalog, stmt, reads_tables)?;
         let schema = table.schema();
         let batches = match &insert.source {
             // INSERT … VALUES: DataFusion types the values (and `$n`) by the target columns.
@@ -1353,7 +1626,9 @@ impl Session {
             _ => return Err(PlannerError::Internal("view query vanished".into()).into()),
         };
         reject_sinks(catalog, &query_stmt)?;
-        let ctx = self.db.context_for(catalog, &query_stmt, false)?;
+        let ctx = self
+            .db
+            .context_for(&self.limits(), catalog, &query_stmt, false)?;
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {
             return Err(ServerError::Unsupported(
@@ -1494,13 +1769,24 @@ impl Session {
                 next.tables.retain(|t| t.id != victim);
                 next.sources.retain(|s| s.id != victim);
                 next.views.retain(|v| v.id != victim);
-                self.db
-                    .engine
-                    .ddl(Ddl::Drop(victim), next.to_json())
-                    .await?;
+                if let Err(e) = self.db.engine.ddl(Ddl::Drop(victim), next.to_json()).await {
+                    // Not dropped after all (the commit failed): its readers go on.
+                    let current = self.db.catalog();
+                    if let Some(v) = current.view_by_id(victim) {
+                        self.db.start_readers(&current, v)?;
+                    } else if let Some(t) = current.tables.iter().find(|t| t.id == victim) {
+                        self.db.start_table_reader(t)?;
+                    }
+                    return Err(e.into());
+                }
                 self.db
                     .view_schemas
                     .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&victim);
+                self.db
+                    .failed
+                    .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&victim);
                 self.db.set_catalog(next.clone());
@@ -1611,6 +1897,23 @@ impl Session {
                 "false" | "off" | "0" | "no" => "false".to_string(),
                 _ => return Err(ServerError::InvalidParameterValue { name, value }),
             },
+            "statement_timeout" => match crate::limits::parse_millis(&value) {
+                Some(ms) => crate::limits::show_millis(ms),
+                None => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
+            "query_memory_limit" => match crate::limits::parse_bytes(&value) {
+                Some(b) if b > 0 && b <= self.db.limits.query_memory_bytes => {
+                    crate::limits::show_bytes(b)
+                }
+                Some(_) => {
+                    return Err(ServerError::InvalidOption(format!(
+                        "query_memory_limit must be positive and at most the server's \
+                         limit of {} bytes (--query-memory-limit)",
+                        self.db.limits.query_memory_bytes
+                    )))
+                }
+                None => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
             "timezone" | "time zone" => {
                 let v = value.to_uppercase();
                 if !["UTC", "GMT", "Z", "+00", "+00:00", "ETC/UTC", "0"].contains(&v.as_str()) {
@@ -1678,6 +1981,41 @@ impl Session {
             batches: vec![batch],
         })
     }
+}
+
+/// Whether `stmt` names every relation once and has no `WITH` (a CTE read twice is
+/// scanned twice).
+fn reads_each_relation_once(stmt: &Statement) -> bool {
+    use freshet_planner::sqlparser::ast::{Visit, Visitor};
+    struct Reads {
+        seen: Vec<String>,
+        once: bool,
+    }
+    impl Visitor for Reads {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &ast::Query) -> std::ops::ControlFlow<()> {
+            if q.with.is_some() {
+                self.once = false;
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_relation(&mut self, name: &ObjectName) -> std::ops::ControlFlow<()> {
+            let n = object_name(name);
+            if self.seen.contains(&n) {
+                self.once = false;
+                return std::ops::ControlFlow::Break(());
+            }
+            self.seen.push(n);
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut r = Reads {
+        seen: Vec::new(),
+        once: true,
+    };
+    let _ = stmt.visit(&mut r);
+    r.once
 }
 
 /// The statement with Postgres names for unaliased result columns (see `naming`).

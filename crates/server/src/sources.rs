@@ -407,22 +407,26 @@ pub fn start_table_reader(
             })
             .collect()
     });
-    let spec = reader_spec(&src, table.id, store, upsert_key)?;
     let engine = engine.clone();
+    let epoch = engine.epoch();
+    let spec = reader_spec(&src, table.id, store, upsert_key)?;
     let table_id = table.id;
     let mut pipeline = Pipeline::new(READER_PIPELINE);
     let sink = Box::new(move |b: SourceBatch| {
         engine
-            .feed_queued(FeedData {
-                table: table_id,
-                rows: b.chunk,
-                deletes: b.deletes,
-                offsets: b.offsets,
-                errors: dead_letters(b.errors),
-                watermark: b.watermark,
-                maxima: b.maxima,
-                late: late_events(b.late),
-            })
+            .feed_queued(
+                epoch,
+                FeedData {
+                    table: table_id,
+                    rows: b.chunk,
+                    deletes: b.deletes,
+                    offsets: b.offsets,
+                    errors: dead_letters(b.errors),
+                    watermark: b.watermark,
+                    maxima: b.maxima,
+                    late: late_events(b.late),
+                },
+            )
             .and_then(|a| pipeline.push(a))
             .map_err(|e| e.to_string())
     });
@@ -565,19 +569,25 @@ pub fn start_reader(
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
     let mut pipeline = Pipeline::new(READER_PIPELINE);
+    // Taken before the committed offsets are read (below): a commit failing in between
+    // makes this reader's first batch stale, and it starts again.
+    let epoch = engine.epoch();
     let sink = Box::new(move |b: SourceBatch| {
         engine
-            .source_data_queued(SourceData {
-                view,
-                source,
-                source_name: source_name.clone(),
-                chunk: b.chunk,
-                offsets: b.offsets,
-                errors: dead_letters(b.errors),
-                watermark: b.watermark,
-                maxima: b.maxima,
-                late: late_events(b.late),
-            })
+            .source_data_queued(
+                epoch,
+                SourceData {
+                    view,
+                    source,
+                    source_name: source_name.clone(),
+                    chunk: b.chunk,
+                    offsets: b.offsets,
+                    errors: dead_letters(b.errors),
+                    watermark: b.watermark,
+                    maxima: b.maxima,
+                    late: late_events(b.late),
+                },
+            )
             .and_then(|a| pipeline.push(a))
             .map_err(|e| e.to_string())
     });

@@ -21,10 +21,11 @@ use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use freshet_engine::chunk::{column_types, rows_to_batch};
-use freshet_storage::{codec, decode_relation, keys, prefix_end, RowLayout, Store};
+use freshet_storage::{codec, decode_relation, keys, prefix_end, Reader, RowLayout, Store};
 
 pub struct StoredRelation {
     store: Store,
@@ -105,6 +106,42 @@ impl StoredRelation {
         let end = prefix_end(&prefix);
         (prefix, end)
     }
+}
+
+/// The bytes a memory pool allows (everything, if it has no limit).
+pub(crate) fn memory_budget(limit: MemoryLimit) -> usize {
+    match limit {
+        MemoryLimit::Finite(n) => n,
+        _ => usize::MAX,
+    }
+}
+
+/// The pairs with `start <= key < end` (no end: to the last key), failing with
+/// "resources exhausted" (`53200`) as soon as their keys and values pass `budget` bytes
+/// (a query's memory limit; decoded, they take several times as much).
+pub(crate) fn scan_within(
+    r: &dyn Reader,
+    start: &[u8],
+    end: Option<&[u8]>,
+    budget: usize,
+) -> DfResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    r.walk(start, end, false, &mut |k, v| {
+        bytes += k.len() + v.len();
+        if bytes > budget {
+            return false;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+        true
+    })
+    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    if bytes > budget {
+        return Err(DataFusionError::ResourcesExhausted(format!(
+            "the stored rows this query reads take more than its memory limit of {budget} bytes"
+        )));
+    }
+    Ok(out)
 }
 
 /// A relation's rows (each with its multiplicity) as batches of `schema`, a row that
@@ -214,18 +251,17 @@ impl TableProvider for StoredRelation {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let (start, end) = self.key_range(filters);
         let store_err = |e: freshet_storage::StorageError| DataFusionError::External(Box::new(e));
+        let budget = memory_budget(state.runtime_env().memory_pool.memory_limit());
         let pairs = self
             .store
-            .read_snapshot(|r| match &end {
-                Some(end) => r.scan_range(&start, end),
-                None => r.scan_prefix(&start),
-            })
-            .map_err(store_err)?;
+            .read_snapshot(|r| scan_within(r, &start, end.as_deref(), budget))?;
         let prefix_len = keys::rows_prefix(self.id).len();
         let rows = decode_relation(pairs, prefix_len, &column_types(&self.schema), self.layout)
             .map_err(store_err)?;
         let batches = relation_batches(&self.schema, rows)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
+        freshet_planner::context::reserve_loaded(state.config(), state.runtime_env(), bytes)?;
         MemTable::try_new(self.schema.clone(), vec![batches])?
             .scan(state, projection, &[], limit)
             .await

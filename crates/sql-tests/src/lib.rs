@@ -44,6 +44,8 @@ pub struct TestServer {
     child: Option<Child>,
     log_path: PathBuf,
     extra_args: Vec<String>,
+    /// The data directory, if not `data` inside `data_dir`.
+    data_path: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -53,6 +55,12 @@ impl TestServer {
     }
 
     pub fn start_with_args(args: &[&str]) -> TestServer {
+        Self::start_in(None, args)
+    }
+
+    /// Starts a server whose data directory is `data_path` (say, on a small filesystem)
+    /// instead of a fresh temporary one.
+    pub fn start_in(data_path: Option<PathBuf>, args: &[&str]) -> TestServer {
         let data_dir = tempfile::Builder::new()
             .prefix("freshet-test-")
             .tempdir()
@@ -64,6 +72,7 @@ impl TestServer {
             child: None,
             log_path,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            data_path,
         };
         s.spawn();
         s
@@ -91,7 +100,11 @@ impl TestServer {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
-            .arg(self.data_dir.path().join("data"))
+            .arg(
+                self.data_path
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.path().join("data")),
+            )
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -132,6 +145,19 @@ impl TestServer {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Starts the server again after [`TestServer::stop`], with `args` instead of the
+    /// ones it was started with.
+    pub fn start_again(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "the server is running");
+        self.extra_args = args.iter().map(|s| s.to_string()).collect();
+        self.spawn();
+    }
+
+    /// Graceful stop (SIGTERM); returns how the process exited.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.stop_graceful()
+    }
+
     /// Graceful stop (SIGTERM) and start again on the same port and data directory.
     pub fn restart(&mut self) {
         self.stop_graceful();
@@ -147,23 +173,22 @@ impl TestServer {
         self.spawn();
     }
 
-    fn stop_graceful(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    _ if Instant::now() > deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!("freshet did not stop within 30 s of SIGTERM");
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(20)),
+    fn stop_graceful(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                _ if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("freshet did not stop within 30 s of SIGTERM");
                 }
+                _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
     }

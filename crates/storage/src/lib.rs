@@ -31,6 +31,26 @@ pub enum StorageError {
     Corrupt(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("the data directory is not writable ({}): the database was closed after a failed write and opens again once it is", if *.disk_full { "disk full" } else { "I/O error" })]
+    Unavailable { disk_full: bool },
+    #[error("I/O error in the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    /// Whether the error is the disk (or quota) being full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Rocks(e) => disk_full_message(e.as_ref()),
+            StorageError::Io(e) => disk_full_message(&e.to_string()),
+            StorageError::Unavailable { disk_full } => *disk_full,
+            _ => false,
+        }
+    }
+}
+
+fn disk_full_message(m: &str) -> bool {
+    m.contains("No space left on device") || m.contains("Disk quota exceeded")
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -39,8 +59,81 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
 #[derive(Clone)]
 enum Backend {
-    Rocks(Arc<rocksdb::DB>),
+    Rocks(Arc<Rocks>),
     Memory(Arc<Mutex<Map>>),
+}
+
+/// The RocksDB database, which can be closed and opened again: once a write has failed
+/// (a full disk, an I/O error), RocksDB refuses every later write until it is reopened,
+/// so the next write after a failure reopens it first (see [`Store::write`]).
+struct Rocks {
+    path: std::path::PathBuf,
+    /// `None` only while reopening failed (say, the disk is still full): reads then
+    /// fail with [`StorageError::Unavailable`] until a write reopens it.
+    db: std::sync::RwLock<Option<rocksdb::DB>>,
+    /// A write failed since the database was opened.
+    failed: std::sync::atomic::AtomicBool,
+    /// The last failure was a full disk.
+    disk_full: std::sync::atomic::AtomicBool,
+}
+
+/// Free space a reopen wants first: RocksDB replays its log into a new memtable file and
+/// writes a new log and manifest.
+const REOPEN_PROBE_BYTES: usize = 4 << 20;
+
+impl Rocks {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<rocksdb::DB>> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_failure(&self, e: &StorageError) {
+        use std::sync::atomic::Ordering;
+        self.failed.store(true, Ordering::SeqCst);
+        self.disk_full.store(e.is_disk_full(), Ordering::SeqCst);
+    }
+
+    /// After a failed write: once the data directory takes writes again (a probe file of
+    /// [`REOPEN_PROBE_BYTES`] can be written), closes the database (waiting for its
+    /// readers) and opens it again. Returns whether the database is healthy now.
+    fn recover(&self) -> Result<()> {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        if !self.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let probe = self.path.join("freshet-space-probe");
+        let written = std::fs::File::create(&probe).and_then(|mut f| {
+            f.write_all(&vec![0u8; REOPEN_PROBE_BYTES])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&probe);
+        if let Err(e) = written {
+            let e = StorageError::Io(e);
+            self.note_failure(&e);
+            return Err(e);
+        }
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        drop(slot.take());
+        match rocksdb::DB::open(&rocks_options(), &self.path) {
+            Ok(db) => {
+                *slot = Some(db);
+                self.failed.store(false, Ordering::SeqCst);
+                tracing::info!(path = %self.path.display(), "the database was reopened after a failed write");
+                Ok(())
+            }
+            Err(e) => {
+                let e = StorageError::from(e);
+                self.note_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn unavailable(&self) -> StorageError {
+        StorageError::Unavailable {
+            disk_full: self.disk_full.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
 }
 
 /// A handle on the database; cheap to clone.
@@ -159,6 +252,50 @@ impl Reader for RocksReader<'_> {
     }
 }
 
+/// The options Freshet opens RocksDB with.
+fn rocks_options() -> rocksdb::Options {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.increase_parallelism(2);
+    // Operators read state by point lookups, most of them for keys that do not exist
+    // yet (a new group, a new row): a Bloom filter answers those without reading data
+    // blocks. A larger block cache keeps hot state blocks in memory.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(&rocksdb::Cache::new_lru_cache(128 << 20));
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    opts.set_block_based_table_factory(&table);
+    opts.set_write_buffer_size(64 << 20);
+    opts.set_max_write_buffer_number(3);
+    opts
+}
+
+/// What reads see while the database is closed.
+struct Unavailable {
+    disk_full: bool,
+}
+
+impl Reader for Unavailable {
+    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>> {
+        Err(StorageError::Unavailable {
+            disk_full: self.disk_full,
+        })
+    }
+    fn walk(
+        &self,
+        _: &[u8],
+        _: Option<&[u8]>,
+        _: bool,
+        _: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        Err(StorageError::Unavailable {
+            disk_full: self.disk_full,
+        })
+    }
+}
+
 struct MemReader<'a> {
     map: &'a Map,
 }
@@ -214,8 +351,12 @@ impl Store {
     /// state format is this build's [`FORMAT_VERSION`] (a new database gets it).
     pub fn open(path: &Path) -> Result<Store> {
         let store = Store::open_unchecked(path)?;
-        let Backend::Rocks(db) = &store.backend else {
+        let Backend::Rocks(rocks) = &store.backend else {
             return Ok(store);
+        };
+        let guard = rocks.read();
+        let Some(db) = guard.as_ref() else {
+            return Err(rocks.unavailable());
         };
         let found = match db.get(keys::FORMAT_VERSION)? {
             Some(v) => Some(
@@ -226,11 +367,15 @@ impl Store {
             None => None,
         };
         match found {
-            Some(v) if v == FORMAT_VERSION => Ok(store),
+            Some(v) if v == FORMAT_VERSION => {
+                drop(guard);
+                Ok(store)
+            }
             None if db.iterator(rocksdb::IteratorMode::Start).next().is_none() => {
                 let mut opts = rocksdb::WriteOptions::default();
                 opts.set_sync(true);
                 db.put_opt(keys::FORMAT_VERSION, FORMAT_VERSION.to_be_bytes(), &opts)?;
+                drop(guard);
                 Ok(store)
             }
             found => Err(StorageError::Unsupported(format!(
@@ -245,24 +390,14 @@ impl Store {
     }
 
     fn open_unchecked(path: &Path) -> Result<Store> {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        opts.increase_parallelism(2);
-        // Operators read state by point lookups, most of them for keys that do not exist
-        // yet (a new group, a new row): a Bloom filter answers those without reading data
-        // blocks. A larger block cache keeps hot state blocks in memory.
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(128 << 20));
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        opts.set_block_based_table_factory(&table);
-        opts.set_write_buffer_size(64 << 20);
-        opts.set_max_write_buffer_number(3);
-        let db = rocksdb::DB::open(&opts, path)?;
+        let db = rocksdb::DB::open(&rocks_options(), path)?;
         Ok(Store {
-            backend: Backend::Rocks(Arc::new(db)),
+            backend: Backend::Rocks(Arc::new(Rocks {
+                path: path.to_path_buf(),
+                db: std::sync::RwLock::new(Some(db)),
+                failed: std::sync::atomic::AtomicBool::new(false),
+                disk_full: std::sync::atomic::AtomicBool::new(false),
+            })),
         })
     }
 
@@ -286,10 +421,18 @@ impl Store {
 
     fn read<R>(&self, snapshot: bool, f: impl FnOnce(&dyn Reader) -> R) -> R {
         match &self.backend {
-            Backend::Rocks(db) => f(&RocksReader {
-                db,
-                snap: snapshot.then(|| db.snapshot()),
-            }),
+            Backend::Rocks(rocks) => {
+                let guard = rocks.read();
+                match guard.as_ref() {
+                    Some(db) => f(&RocksReader {
+                        db,
+                        snap: snapshot.then(|| db.snapshot()),
+                    }),
+                    None => f(&Unavailable {
+                        disk_full: rocks.disk_full.load(std::sync::atomic::Ordering::SeqCst),
+                    }),
+                }
+            }
             Backend::Memory(m) => {
                 let map = m.lock().unwrap_or_else(|p| p.into_inner());
                 f(&MemReader { map: &map })
@@ -309,7 +452,8 @@ impl Store {
         bytes: usize,
     ) -> Result<()> {
         match &self.backend {
-            Backend::Rocks(db) => {
+            Backend::Rocks(rocks) => {
+                rocks.recover()?;
                 // Each record also holds a tag and two varint lengths.
                 let mut wb = rocksdb::WriteBatch::with_capacity_bytes(bytes + 12 * records + 12);
                 for (s, e) in ranges {
@@ -323,7 +467,13 @@ impl Store {
                 }
                 let mut wo = rocksdb::WriteOptions::default();
                 wo.set_sync(true);
-                db.write_opt(wb, &wo)?;
+                let guard = rocks.read();
+                let db = guard.as_ref().ok_or_else(|| rocks.unavailable())?;
+                if let Err(e) = db.write_opt(wb, &wo) {
+                    let e = StorageError::from(e);
+                    rocks.note_failure(&e);
+                    return Err(e);
+                }
             }
             Backend::Memory(m) => {
                 let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -343,13 +493,38 @@ impl Store {
         Ok(())
     }
 
+    /// After a failed write, opens the database again if the data directory takes writes
+    /// again (see [`Store::write`]); a no-op while all is well. Called periodically, so
+    /// that a closed database comes back even when nothing writes.
+    pub fn recover(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Rocks(rocks) => rocks.recover(),
+            Backend::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Stops RocksDB's flushes and compactions and waits for the running ones, so that
+    /// nothing runs in its background threads when the process exits (their mutexes are
+    /// destroyed with the process's statics). Called once everything is committed.
+    pub fn quiesce(&self) {
+        if let Backend::Rocks(rocks) = &self.backend {
+            if let Some(db) = rocks.read().as_ref() {
+                db.cancel_all_background_work(true);
+            }
+        }
+    }
+
     /// Size on disk of the live data, in bytes (an estimate for RocksDB).
     pub fn approximate_size(&self) -> u64 {
         match &self.backend {
-            Backend::Rocks(db) => db
-                .property_int_value("rocksdb.estimate-live-data-size")
-                .ok()
-                .flatten()
+            Backend::Rocks(rocks) => rocks
+                .read()
+                .as_ref()
+                .and_then(|db| {
+                    db.property_int_value("rocksdb.estimate-live-data-size")
+                        .ok()
+                        .flatten()
+                })
                 .unwrap_or(0),
             Backend::Memory(m) => m
                 .lock()
@@ -643,7 +818,9 @@ impl Txn {
         Ok(())
     }
 
-    /// Writes the buffer in one synced batch.
+    /// Writes the buffer in one synced batch. The buffer is empty afterwards either way:
+    /// if the write failed, what it held is dropped (and [`Txn::generation`] moves on), and
+    /// the caller starts again from what is committed.
     pub fn commit(&mut self) -> Result<()> {
         self.end_statement();
         if !self.is_dirty() {
