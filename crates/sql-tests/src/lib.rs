@@ -113,22 +113,45 @@ impl TestServer {
             .spawn()
             .expect("spawn freshet");
         self.child = Some(child);
-        self.wait_ready();
+        if !self.wait_ready() {
+            // Another process took the port between `free_port` and the bind (tests run
+            // in parallel): start again on another one.
+            self.port = free_port();
+            self.spawn();
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the server listens; `false` if it could not bind its port.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(60);
+        let exited = |s: &mut TestServer| -> Option<std::process::ExitStatus> {
+            s.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        };
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
+                // The listener may be another process's: make sure ours is still up.
+                std::thread::sleep(Duration::from_millis(30));
+                match exited(self) {
+                    None => return true,
+                    Some(_) if self.log().contains("cannot listen on") => {
+                        self.child = None;
+                        return false;
+                    }
+                    Some(status) => panic!(
                         "freshet exited during startup ({status}); log:\n{}",
                         self.log()
-                    );
+                    ),
                 }
+            }
+            if let Some(status) = exited(self) {
+                if self.log().contains("cannot listen on") {
+                    self.child = None;
+                    return false;
+                }
+                panic!(
+                    "freshet exited during startup ({status}); log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
