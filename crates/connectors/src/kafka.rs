@@ -190,12 +190,10 @@ impl ReaderHandle {
             .spawn(move || {
                 let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
                     .unwrap_or_else(|p| {
-                        let what = p
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "a panic".into());
-                        Err(format!("the reader panicked: {what}"))
+                        Err(format!(
+                            "the reader panicked: {}",
+                            freshet_engine::panic_message(p.as_ref())
+                        ))
                     });
                 if let Err(e) = res {
                     tracing::warn!(reader = %name, error = %e, "source reader stopped");

@@ -602,11 +602,7 @@ impl Coordinator {
         // half-applied stays in memory, and the engine goes on.
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)))
             .unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
+                let what = crate::panic_message(p.as_ref());
                 tracing::error!(panic = %what, "a statement panicked in the engine; it is undone");
                 Err(EngineError::Panicked(what))
             });

@@ -82,3 +82,12 @@ impl From<ArrowError> for EngineError {
 /// The coordinator thread's stack: it evaluates views' expressions, which recurse as
 /// deep as a statement may nest (see `freshet_planner::complexity`).
 pub const STACK_SIZE: usize = 16 * 1024 * 1024;
+
+/// The message of a caught panic (`catch_unwind`'s payload).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}

@@ -179,6 +179,9 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
             ArrowError::DivideByZero => "22012",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ArithmeticOverflow(_) | ArrowError::ComputeError(_) => "22003",
+            ArrowError::InvalidArgumentError(m) if m.contains("Invalid arithmetic operation") => {
+                "42883"
+            }
             ArrowError::InvalidArgumentError(m)
                 if m.contains("too small") || m.contains("too large") =>
             {
@@ -190,7 +193,9 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
         // An optimizer or planner step of DataFusion that failed on the query's types.
         DataFusionError::Internal(m) if m.contains("Error during planning") => plan_code(m),
         DataFusionError::Execution(m) => {
-            if m.contains("Divide by zero") || m.contains("division by zero") {
+            if m.contains("requested length too large") {
+                "54000"
+            } else if m.contains("Divide by zero") || m.contains("division by zero") {
                 "22012"
             } else if m.contains("Cannot cast") || m.contains("invalid") {
                 "22P02"
@@ -202,6 +207,7 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
         // DataFusion reports some type errors of the query as internal ones.
         DataFusionError::Internal(m) if m.contains("failed to match any signature") => "42883",
         DataFusionError::Internal(m) if m.contains("Failed to coerce") => "42804",
+        DataFusionError::Internal(m) if m.contains("Cannot run range queries") => "0A000",
         DataFusionError::External(_) => "XX000",
         _ => "XX000",
     }

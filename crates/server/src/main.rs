@@ -141,12 +141,7 @@ fn main() {
     // statement, a connection, a reader, a statement in the engine) and end only that.
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
-        let what = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let what = freshet_engine::panic_message(info.payload());
         let at = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))

@@ -878,11 +878,7 @@ impl Session {
         {
             Ok(res) => res,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
+                let what = freshet_engine::panic_message(panic.as_ref());
                 tracing::error!(panic = %what, "statement panicked");
                 Err(ServerError::Internal(format!(
                     "the statement failed with an internal error ({what}); the server goes on"

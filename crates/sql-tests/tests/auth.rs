@@ -8,13 +8,7 @@ use std::process::Command;
 use freshet_sql_tests::pgclient::{connect, DbError};
 use freshet_sql_tests::TestServer;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use freshet_sql_tests::runtime as rt;
 
 fn conn(server: &TestServer, user: &str, password: Option<&str>) -> String {
     let mut s = format!(

@@ -7,13 +7,7 @@ use freshet_sql_tests::pgclient::{connect, DbError};
 use freshet_sql_tests::{KafkaBroker, TestServer};
 use tokio_postgres::Client;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use freshet_sql_tests::runtime as rt;
 
 /// The SQLSTATE of a failed statement.
 async fn code_of(c: &Client, sql: &str) -> String {

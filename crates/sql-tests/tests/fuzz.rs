@@ -29,13 +29,7 @@ fn seed() -> u64 {
     env_or("FRESHET_FUZZ_SEED", 20261201)
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use freshet_sql_tests::runtime as rt;
 
 /// Column name and type, per table.
 const COLUMNS: &[(&str, &str)] = &[
@@ -447,8 +441,15 @@ fn random_statements_never_crash_the_server() {
         c.simple_query("SET statement_timeout = '5s'")
             .await
             .expect("timeout");
+        let mut trace = std::env::var("FRESHET_FUZZ_LOG")
+            .ok()
+            .map(|p| std::fs::File::create(p).expect("FRESHET_FUZZ_LOG"));
         for i in 0..n {
             let sql = g.statement();
+            if let Some(f) = trace.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{i}: {sql};");
+            }
             match c.simple_query(&sql).await {
                 Ok(_) => ok += 1,
                 Err(e) => {
@@ -486,8 +487,19 @@ fn random_statements_never_crash_the_server() {
     for m in &internal {
         println!("sql fuzz: internal error: {m}");
     }
+    // An internal error is a bug too (a broken invariant, an error without its SQLSTATE).
+    assert!(
+        internal.is_empty(),
+        "internal errors (replay with FRESHET_FUZZ_SEED={seed} FRESHET_FUZZ_STATEMENTS={n} \
+         FRESHET_FUZZ_LOG=<file> to see every statement): {internal:#?}"
+    );
+    // A panic caught inside a guarded function is that statement's error (see
+    // `freshet_planner::guarded_udfs`); one that reaches a statement boundary is a bug.
     let log = server.log();
-    assert!(!log.contains("panicked"), "a statement panicked:\n{log}");
+    assert!(
+        !log.contains("statement panicked") && !log.contains("panicked in the engine"),
+        "a statement panicked:\n{log}"
+    );
     assert!(
         ok > n / 10,
         "too few statements succeeded: the generator is off"
