@@ -331,7 +331,6 @@ impl Engine {
                 .push(Dataflow::build(v.id, &v.plan, v.append_only, v.output)?);
             c.descs.push(v);
         }
-        c.committed = Some(c.definitions());
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("freshet-coordinator".into())
@@ -551,20 +550,10 @@ impl Coordinator {
             }
             Command::Flush(reply) => self.waiters.push(waiter(reply, ())),
             Command::Source(data, epoch, reply) => {
-                let res = if epoch == self.epoch.load(Ordering::SeqCst) {
-                    self.apply_source(*data)
-                } else {
-                    Err(EngineError::Rewound)
-                };
-                let _ = reply.send(res);
+                let _ = reply.send(self.current(epoch).and_then(|()| self.apply_source(*data)));
             }
             Command::Feed(data, epoch, reply) => {
-                let res = if epoch == self.epoch.load(Ordering::SeqCst) {
-                    self.apply_feed(*data)
-                } else {
-                    Err(EngineError::Rewound)
-                };
-                let _ = reply.send(res);
+                let _ = reply.send(self.current(epoch).and_then(|()| self.apply_feed(*data)));
             }
             Command::Ddl {
                 ddl,
@@ -589,6 +578,15 @@ impl Coordinator {
             }
         }
         false
+    }
+
+    /// [`EngineError::Rewound`] for a batch of a reader started before the current epoch.
+    fn current(&self, epoch: u64) -> Result<(), EngineError> {
+        if epoch == self.epoch.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(EngineError::Rewound)
+        }
     }
 
     /// Runs `f` as one statement: all its writes or none.

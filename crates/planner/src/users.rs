@@ -71,6 +71,16 @@ impl Privilege {
 }
 
 impl UserDef {
+    /// The bootstrap superuser, as it is without a password.
+    pub fn bootstrap() -> UserDef {
+        UserDef {
+            name: BOOTSTRAP_USER.into(),
+            superuser: true,
+            login: true,
+            ..UserDef::default()
+        }
+    }
+
     pub fn has_password(&self) -> bool {
         self.scram.is_some()
     }

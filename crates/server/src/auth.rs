@@ -102,14 +102,9 @@ fn resolve(users: &dyn Users, bootstrap: &Option<UserDef>, name: &str) -> Option
             return Some(b.clone());
         }
     }
-    users.user(name).or_else(|| {
-        (name == BOOTSTRAP_USER).then(|| UserDef {
-            name: BOOTSTRAP_USER.into(),
-            superuser: true,
-            login: true,
-            ..UserDef::default()
-        })
-    })
+    users
+        .user(name)
+        .or_else(|| (name == BOOTSTRAP_USER).then(UserDef::bootstrap))
 }
 
 /// Serves SCRAM verifiers and MD5 challenges from the users.
@@ -204,12 +199,9 @@ impl Authenticator {
         require_tls: bool,
     ) -> Authenticator {
         let bootstrap = bootstrap_password.map(|p| UserDef {
-            name: BOOTSTRAP_USER.into(),
-            superuser: true,
-            login: true,
             scram: Some(scram_verifier(p)),
             md5: Some(md5_hash(BOOTSTRAP_USER, p)),
-            grants: Vec::new(),
+            ..UserDef::bootstrap()
         });
         let store = Arc::new(UserStore {
             users: users.clone(),

@@ -1983,35 +1983,27 @@ impl Session {
 /// scanned twice).
 fn reads_each_relation_once(stmt: &Statement) -> bool {
     use freshet_planner::sqlparser::ast::{Visit, Visitor};
-    struct Reads {
-        seen: Vec<String>,
-        once: bool,
-    }
+    use std::ops::ControlFlow;
+    /// Breaks at a `WITH` or at a relation named again.
+    struct Reads(Vec<String>);
     impl Visitor for Reads {
         type Break = ();
-        fn pre_visit_query(&mut self, q: &ast::Query) -> std::ops::ControlFlow<()> {
+        fn pre_visit_query(&mut self, q: &ast::Query) -> ControlFlow<()> {
             if q.with.is_some() {
-                self.once = false;
-                return std::ops::ControlFlow::Break(());
+                return ControlFlow::Break(());
             }
-            std::ops::ControlFlow::Continue(())
+            ControlFlow::Continue(())
         }
-        fn pre_visit_relation(&mut self, name: &ObjectName) -> std::ops::ControlFlow<()> {
+        fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
             let n = object_name(name);
-            if self.seen.contains(&n) {
-                self.once = false;
-                return std::ops::ControlFlow::Break(());
+            if self.0.contains(&n) {
+                return ControlFlow::Break(());
             }
-            self.seen.push(n);
-            std::ops::ControlFlow::Continue(())
+            self.0.push(n);
+            ControlFlow::Continue(())
         }
     }
-    let mut r = Reads {
-        seen: Vec::new(),
-        once: true,
-    };
-    let _ = stmt.visit(&mut r);
-    r.once
+    stmt.visit(&mut Reads(Vec::new())).is_continue()
 }
 
 /// The statement with Postgres names for unaliased result columns (see `naming`).

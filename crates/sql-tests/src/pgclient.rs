@@ -82,6 +82,21 @@ impl From<tokio_postgres::Error> for DbError {
     }
 }
 
+impl DbError {
+    /// The SQLSTATE of a server error (the text before the first `:`).
+    pub fn sqlstate(&self) -> &str {
+        self.0.split(':').next().unwrap_or("")
+    }
+}
+
+/// The SQLSTATE `sql` fails with, or `"ok"`.
+pub async fn sqlstate_of(c: &Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(_) => "ok".into(),
+        Err(e) => DbError::from(e).sqlstate().to_string(),
+    }
+}
+
 pub async fn connect(conn_str: &str) -> Result<Client, DbError> {
     let (client, conn) = tokio_postgres::connect(conn_str, NoTls).await?;
     tokio::spawn(async move {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use freshet_sql_tests::pgclient::{connect, DbError};
+use freshet_sql_tests::pgclient::{connect, sqlstate_of};
 use freshet_sql_tests::TestServer;
 
 use freshet_sql_tests::runtime as rt;
@@ -25,19 +25,7 @@ fn conn(server: &TestServer, user: &str, password: Option<&str>) -> String {
 async fn connect_code(conn_str: &str) -> String {
     match connect(conn_str).await {
         Ok(_) => "ok".into(),
-        Err(e) => e.0.split(':').next().unwrap_or("").to_string(),
-    }
-}
-
-async fn code(c: &tokio_postgres::Client, sql: &str) -> String {
-    match c.simple_query(sql).await {
-        Ok(_) => "ok".into(),
-        Err(e) => DbError::from(e)
-            .0
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        Err(e) => e.sqlstate().to_string(),
     }
 }
 
@@ -98,8 +86,11 @@ fn scram_users_grants_and_revokes() {
             )
             .await
             .expect("setup");
-        assert_eq!(code(&admin, "CREATE USER alice").await, "42710");
-        assert_eq!(code(&admin, "CREATE USER IF NOT EXISTS alice").await, "ok");
+        assert_eq!(sqlstate_of(&admin, "CREATE USER alice").await, "42710");
+        assert_eq!(
+            sqlstate_of(&admin, "CREATE USER IF NOT EXISTS alice").await,
+            "ok"
+        );
 
         // Passwords: right, wrong, missing; unknown users; users without a password.
         let alice = conn(&server, "alice", Some("wonderland-42"));
@@ -117,24 +108,27 @@ fn scram_users_grants_and_revokes() {
 
         // A user without privileges reads and writes nothing, and runs no DDL.
         let a = connect(&alice).await.expect("alice");
-        assert_eq!(code(&a, "SELECT * FROM t").await, "42501");
-        assert_eq!(code(&a, "SELECT * FROM total").await, "42501");
-        assert_eq!(code(&a, "INSERT INTO t VALUES (2, 20)").await, "42501");
-        assert_eq!(code(&a, "CREATE TABLE mine (x INT)").await, "42501");
-        assert_eq!(code(&a, "DROP TABLE t").await, "42501");
-        assert_eq!(code(&a, "CREATE USER eve").await, "42501");
-        assert_eq!(code(&a, "GRANT SELECT ON t TO alice").await, "42501");
+        assert_eq!(sqlstate_of(&a, "SELECT * FROM t").await, "42501");
+        assert_eq!(sqlstate_of(&a, "SELECT * FROM total").await, "42501");
+        assert_eq!(
+            sqlstate_of(&a, "INSERT INTO t VALUES (2, 20)").await,
+            "42501"
+        );
+        assert_eq!(sqlstate_of(&a, "CREATE TABLE mine (x INT)").await, "42501");
+        assert_eq!(sqlstate_of(&a, "DROP TABLE t").await, "42501");
+        assert_eq!(sqlstate_of(&a, "CREATE USER eve").await, "42501");
+        assert_eq!(sqlstate_of(&a, "GRANT SELECT ON t TO alice").await, "42501");
         // … but may use the session and the catalog relations.
-        assert_eq!(code(&a, "SET statement_timeout = '10s'").await, "ok");
-        assert_eq!(code(&a, "SELECT 1").await, "ok");
+        assert_eq!(sqlstate_of(&a, "SET statement_timeout = '10s'").await, "ok");
+        assert_eq!(sqlstate_of(&a, "SELECT 1").await, "ok");
 
         admin
             .batch_execute("GRANT SELECT ON total TO alice; GRANT SELECT, INSERT ON t TO alice")
             .await
             .expect("grant");
-        assert_eq!(code(&a, "SELECT * FROM total").await, "ok");
-        assert_eq!(code(&a, "INSERT INTO t VALUES (2, 20)").await, "ok");
-        assert_eq!(code(&a, "UPDATE t SET v = 0").await, "42501");
+        assert_eq!(sqlstate_of(&a, "SELECT * FROM total").await, "ok");
+        assert_eq!(sqlstate_of(&a, "INSERT INTO t VALUES (2, 20)").await, "ok");
+        assert_eq!(sqlstate_of(&a, "UPDATE t SET v = 0").await, "42501");
         let s: i64 = a
             .query_one("SELECT s FROM total", &[])
             .await
@@ -147,19 +141,19 @@ fn scram_users_grants_and_revokes() {
             .await
             .expect("secret");
         assert_eq!(
-            code(&a, "SELECT * FROM t JOIN secret ON t.id = secret.id").await,
+            sqlstate_of(&a, "SELECT * FROM t JOIN secret ON t.id = secret.id").await,
             "42501"
         );
         admin
             .batch_execute("REVOKE SELECT ON total FROM alice")
             .await
             .expect("revoke");
-        assert_eq!(code(&a, "SELECT * FROM total").await, "42501");
+        assert_eq!(sqlstate_of(&a, "SELECT * FROM total").await, "42501");
 
         // A user changes its own password, not its privileges.
-        assert_eq!(code(&a, "ALTER USER alice SUPERUSER").await, "42501");
+        assert_eq!(sqlstate_of(&a, "ALTER USER alice SUPERUSER").await, "42501");
         assert_eq!(
-            code(&a, "ALTER USER alice WITH PASSWORD 'through-the-glass'").await,
+            sqlstate_of(&a, "ALTER USER alice WITH PASSWORD 'through-the-glass'").await,
             "ok"
         );
         assert_eq!(connect_code(&alice).await, "28P01");
@@ -175,14 +169,14 @@ fn scram_users_grants_and_revokes() {
         let b = connect(&conn(&server, "bob", Some("builder-7")))
             .await
             .expect("bob");
-        assert_eq!(code(&b, "CREATE TABLE bobs (x INT)").await, "ok");
-        assert_eq!(code(&b, "DROP USER nopass").await, "ok");
-        assert_eq!(code(&admin, "DROP USER bob").await, "ok");
+        assert_eq!(sqlstate_of(&b, "CREATE TABLE bobs (x INT)").await, "ok");
+        assert_eq!(sqlstate_of(&b, "DROP USER nopass").await, "ok");
+        assert_eq!(sqlstate_of(&admin, "DROP USER bob").await, "ok");
         assert_eq!(
             connect_code(&conn(&server, "bob", Some("builder-7"))).await,
             "28000"
         );
-        assert_eq!(code(&admin, "DROP USER freshet").await, "22023");
+        assert_eq!(sqlstate_of(&admin, "DROP USER freshet").await, "22023");
     });
 
     // psql speaks SCRAM too, and says why it was refused.

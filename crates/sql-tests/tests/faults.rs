@@ -3,24 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use freshet_sql_tests::pgclient::{connect, DbError};
+use freshet_sql_tests::pgclient::{connect, sqlstate_of, DbError};
 use freshet_sql_tests::{KafkaBroker, TestServer};
 use tokio_postgres::Client;
 
 use freshet_sql_tests::runtime as rt;
-
-/// The SQLSTATE of a failed statement.
-async fn code_of(c: &Client, sql: &str) -> String {
-    match c.simple_query(sql).await {
-        Ok(_) => "ok".into(),
-        Err(e) => DbError::from(e)
-            .0
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string(),
-    }
-}
 
 async fn one_i64(c: &Client, sql: &str) -> i64 {
     let row = c.query_one(sql, &[]).await.expect(sql);
@@ -57,7 +44,7 @@ fn statements_too_deep_to_plan_get_54001_and_the_server_goes_on() {
             format!("CREATE MATERIALIZED VIEW v AS {}", chain(" * ", 30_000)),
         ];
         for sql in &deep {
-            let code = code_of(&c, sql).await;
+            let code = sqlstate_of(&c, sql).await;
             assert!(
                 code == "54001" || (sql.ends_with(" +") && code == "42601"),
                 "{}…: {code}",
@@ -168,8 +155,8 @@ fn a_view_that_cannot_be_planned_at_startup_is_marked_failed() {
         let c = connect(&server.conn_str())
             .await
             .expect("connect after restart");
-        assert_eq!(code_of(&c, "SELECT * FROM wide").await, "55000");
-        assert_eq!(code_of(&c, "SELECT * FROM over_wide").await, "55000");
+        assert_eq!(sqlstate_of(&c, "SELECT * FROM wide").await, "55000");
+        assert_eq!(sqlstate_of(&c, "SELECT * FROM over_wide").await, "55000");
         c.simple_query("INSERT INTO e VALUES (2, '2026-01-01 10:00:05')")
             .await
             .expect("insert");
@@ -251,6 +238,23 @@ impl Drop for SmallDisk {
     }
 }
 
+/// The view over the topic counts `produced` events; else the server's log, less its
+/// noise, explains it.
+async fn assert_source_view_count(c: &Client, server: &TestServer, produced: i64) {
+    let n = one_i64(c, "SELECT n FROM ev").await;
+    if n != produced {
+        let log = server.log();
+        let interesting: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("PartitionEOF") && !l.contains("checkpoint commit failed"))
+            .collect();
+        panic!(
+            "the source's view has {n} events of {produced}; log:\n{}",
+            interesting.join("\n")
+        );
+    }
+}
+
 fn produce_values(kafka: &KafkaBroker, topic: &str, from: i64, n: i64) -> i64 {
     let payloads: Vec<Option<Vec<u8>>> = (from..from + n)
         .map(|i| Some(format!("{{\"id\": {i}, \"v\": {}}}", i % 7).into_bytes()))
@@ -291,18 +295,7 @@ fn a_full_disk_fails_writes_cleanly_and_everything_resumes_once_space_is_back() 
             acked.push((id, pad.len()));
         }
         c.simple_query("FLUSH").await.expect("flush");
-        let n = one_i64(&c, "SELECT n FROM ev").await;
-        if n != produced {
-            let log = server.log();
-            let interesting: Vec<&str> = log
-                .lines()
-                .filter(|l| !l.contains("PartitionEOF") && !l.contains("checkpoint commit failed"))
-                .collect();
-            panic!(
-                "the source's view has {n} events of {produced}; log:\n{}",
-                interesting.join("\n")
-            );
-        }
+        assert_source_view_count(&c, &server, produced).await;
 
         // Fill the disk: writes must fail with 53100, and nothing else may break.
         let filler = disk.fill();
@@ -396,18 +389,7 @@ fn a_full_disk_fails_writes_cleanly_and_everything_resumes_once_space_is_back() 
         assert_eq!(one_i64(&c, "SELECT n FROM tv").await, want.len() as i64);
         let bytes: i64 = acked.iter().map(|(_, b)| *b as i64).sum();
         assert_eq!(one_i64(&c, "SELECT bytes FROM tv").await, bytes);
-        let n = one_i64(&c, "SELECT n FROM ev").await;
-        if n != produced {
-            let log = server.log();
-            let interesting: Vec<&str> = log
-                .lines()
-                .filter(|l| !l.contains("PartitionEOF") && !l.contains("checkpoint commit failed"))
-                .collect();
-            panic!(
-                "the source's view has {n} events of {produced}; log:\n{}",
-                interesting.join("\n")
-            );
-        }
+        assert_source_view_count(&c, &server, produced).await;
         assert_eq!(one_i64(&c, "SELECT total FROM ev").await, total);
     });
     // And it all survives a restart.

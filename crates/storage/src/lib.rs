@@ -94,7 +94,7 @@ impl Rocks {
 
     /// After a failed write: once the data directory takes writes again (a probe file of
     /// [`REOPEN_PROBE_BYTES`] can be written), closes the database (waiting for its
-    /// readers) and opens it again. Returns whether the database is healthy now.
+    /// readers) and opens it again. A no-op while no write has failed.
     fn recover(&self) -> Result<()> {
         use std::io::Write;
         use std::sync::atomic::Ordering;
@@ -277,11 +277,17 @@ struct Unavailable {
     disk_full: bool,
 }
 
+impl Unavailable {
+    fn err(&self) -> StorageError {
+        StorageError::Unavailable {
+            disk_full: self.disk_full,
+        }
+    }
+}
+
 impl Reader for Unavailable {
     fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>> {
-        Err(StorageError::Unavailable {
-            disk_full: self.disk_full,
-        })
+        Err(self.err())
     }
     fn walk(
         &self,
@@ -290,9 +296,7 @@ impl Reader for Unavailable {
         _: bool,
         _: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        Err(StorageError::Unavailable {
-            disk_full: self.disk_full,
-        })
+        Err(self.err())
     }
 }
 

@@ -30,8 +30,8 @@ impl Session {
                 u.superuser |= name == BOOTSTRAP_USER;
                 u
             }
+            None if name == BOOTSTRAP_USER => UserDef::bootstrap(),
             None => UserDef {
-                superuser: name == BOOTSTRAP_USER,
                 login: true,
                 name,
                 ..UserDef::default()
@@ -167,12 +167,7 @@ impl Session {
                     u.name
                 )));
             }
-            next.users.push(UserDef {
-                name: BOOTSTRAP_USER.into(),
-                superuser: true,
-                login: true,
-                ..UserDef::default()
-            });
+            next.users.push(UserDef::bootstrap());
         }
         if u.name == BOOTSTRAP_USER && (u.superuser == Some(false) || u.login == Some(false)) {
             return Err(ServerError::InvalidOption(format!(
