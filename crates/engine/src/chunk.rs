@@ -25,9 +25,13 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk of `batch`'s rows; negative zeros become zeros (see [`canonical_floats`]).
     pub fn new(batch: RecordBatch, weights: Vec<i64>) -> Chunk {
         debug_assert_eq!(batch.num_rows(), weights.len());
-        Chunk { batch, weights }
+        Chunk {
+            batch: canonical_floats(batch),
+            weights,
+        }
     }
 
     pub fn empty(schema: SchemaRef) -> Chunk {
@@ -55,7 +59,7 @@ impl Chunk {
         rows: &[Row],
         weights: Vec<i64>,
     ) -> Result<Chunk, EngineError> {
-        let batch = rows_to_batch(schema, rows)?;
+        let batch = canonical_floats(rows_to_batch(schema, rows)?);
         Ok(Chunk { batch, weights })
     }
 
@@ -81,6 +85,51 @@ impl Chunk {
             .collect();
         Ok(Chunk { batch, weights })
     }
+}
+
+/// `batch` with every `-0.0` in its float columns replaced by `0.0`.
+///
+/// Stored keys cannot tell the two apart (the codec encodes both as `0.0`, as SQL's
+/// equality cannot), so a row read back from storage has `0.0` where the row that was
+/// written had `-0.0`. An expression over the two can differ (`concat(-0.0)` is `-0`,
+/// `concat(0.0)` is `0`): a view that inserted a row computed from one and later deletes
+/// it computed from the other would delete a row it does not hold. Every chunk therefore
+/// carries floats as storage gives them back.
+pub fn canonical_floats(batch: RecordBatch) -> RecordBatch {
+    use datafusion::arrow::array::{Float32Array, Float64Array};
+    let negative_zero = |c: &ArrayRef| match c.data_type() {
+        DataType::Float64 => c
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .is_some_and(|a| a.values().iter().any(|x| *x == 0.0 && x.is_sign_negative())),
+        DataType::Float32 => c
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .is_some_and(|a| a.values().iter().any(|x| *x == 0.0 && x.is_sign_negative())),
+        _ => false,
+    };
+    if !batch.columns().iter().any(negative_zero) {
+        return batch;
+    }
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            if !negative_zero(c) {
+                return c.clone();
+            }
+            // x + 0.0 is x for every x but -0.0, which becomes 0.0 (NaN stays NaN).
+            if let Some(a) = c.as_any().downcast_ref::<Float64Array>() {
+                Arc::new(a.unary::<_, datafusion::arrow::datatypes::Float64Type>(|x| x + 0.0))
+            } else if let Some(a) = c.as_any().downcast_ref::<Float32Array>() {
+                Arc::new(a.unary::<_, datafusion::arrow::datatypes::Float32Type>(|x| x + 0.0))
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    let opts = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(batch.schema(), columns, &opts).unwrap_or(batch)
 }
 
 /// The rows of a batch as scalar values.
