@@ -252,17 +252,20 @@ impl Dataflow {
                 limit,
                 with_rank,
                 schema,
-            } => Box::new(TopN::new(
-                partition.clone(),
-                order.clone(),
-                *kind,
-                *skip,
-                *limit,
-                *with_rank,
-                &input.schema(),
-                schema.clone(),
-                table_id,
-            )),
+            } => Box::new(
+                TopN::new(
+                    partition.clone(),
+                    order.clone(),
+                    *kind,
+                    *skip,
+                    *limit,
+                    *with_rank,
+                    &input.schema(),
+                    schema.clone(),
+                    table_id,
+                )
+                .windowed(plan.window_key(), &input.schema())?,
+            ),
             StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
             StreamNode::Session {
                 input,

@@ -557,9 +557,14 @@ impl StreamNode {
 
     /// The group column an aggregate's groups close by, and its lag: the first group
     /// expression that follows the watermark.
+    /// For top-N, the partition column its groups close by.
     pub fn window_key(&self) -> Option<(usize, i64)> {
-        let StreamNode::Aggregate { input, group, .. } = self else {
-            return None;
+        let (input, group) = match self {
+            StreamNode::Aggregate { input, group, .. } => (input, group),
+            StreamNode::TopN {
+                input, partition, ..
+            } => (input, partition),
+            _ => return None,
         };
         let inner = input.watermark_columns();
         group.iter().enumerate().find_map(|(i, e)| {
@@ -721,6 +726,13 @@ impl StreamNode {
                     p.join(", "),
                     o.join(", ")
                 )?;
+                if let Some((k, _)) = self.window_key() {
+                    writeln!(
+                        f,
+                        "{pad}  window_key={} (state freed when the watermark passes)",
+                        partition[k]
+                    )?;
+                }
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::Union { inputs, .. } => {

@@ -28,7 +28,7 @@ use freshet_storage::codec::{self, Decoder};
 use freshet_storage::Txn;
 
 use super::{add_count, eval_all, FastMap, StateTable};
-use crate::chunk::{timestamp_micros, Chunk, Row};
+use crate::chunk::{Chunk, Row};
 use crate::operator::Operator;
 use crate::plan::{AggCall, AggKind, PhysExpr};
 use crate::EngineError;
@@ -218,44 +218,14 @@ impl HashAgg {
 
     /// Whether a group with these values is final (its window closed).
     fn is_closed(&self, gvals: &Row, wm: Option<i64>) -> bool {
-        match (self.window, wm) {
-            (Some((k, lag)), Some(wm)) => {
-                timestamp_micros(&gvals[k]).is_some_and(|v| v.saturating_add(lag) <= wm)
-            }
-            _ => false,
-        }
+        self.window
+            .is_some_and(|(k, lag)| super::closing::is_closed(&gvals[k], lag, wm))
     }
 
-    /// The key below which groups are closed at watermark `wm`: groups with a window
-    /// value v (not NULL) where v + lag <= wm, i.e. v < wm - lag + 1.
+    /// The key below which groups are closed at watermark `wm` (see
+    /// [`super::closing::open_bound`]).
     fn close_bound(&self, wtype: &DataType, lag: i64, wm: i64) -> Result<Vec<u8>, EngineError> {
-        let bound = match wtype {
-            DataType::Timestamp(unit, tz) => {
-                use datafusion::arrow::datatypes::TimeUnit;
-                let us = wm.saturating_sub(lag).saturating_add(1);
-                let tz = tz.clone();
-                match unit {
-                    TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(us), tz),
-                    // Round up: the bound is exclusive.
-                    TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(
-                        Some(us.saturating_add(999).div_euclid(1000)),
-                        tz,
-                    ),
-                    TimeUnit::Second => ScalarValue::TimestampSecond(
-                        Some(us.saturating_add(999_999).div_euclid(1_000_000)),
-                        tz,
-                    ),
-                    TimeUnit::Nanosecond => {
-                        ScalarValue::TimestampNanosecond(Some(us.saturating_mul(1000)), tz)
-                    }
-                }
-            }
-            other => {
-                return Err(EngineError::Internal(format!(
-                    "window column of type {other}"
-                )))
-            }
-        };
+        let bound = super::closing::open_bound(wtype, lag, wm)?;
         let mut end = self.groups.key(&[]);
         codec::encode_value(&bound, &mut end)?;
         Ok(end)

@@ -8,10 +8,17 @@
 //! the difference: when a row's count changes, only the rows whose rank changed (or that
 //! entered or left the top N) are retracted and re-emitted. Ties under `row_number()` are
 //! broken by the encoded row, so the result is deterministic.
+//!
+//! Over windows (a partition column that follows the watermark, such as `window_start`:
+//! see `StreamNode::window_key`) the group key is stored with that column first, and the
+//! groups the watermark makes final are deleted as one range, as the windowed aggregate
+//! does: state stays bounded on an endless stream. Their rows stay in the view; later
+//! changes to a closed group are ignored (a closed window does not change). The last
+//! watermark is kept in state table `u16::MAX`, so this holds across restarts.
 
 use std::collections::{BTreeMap, HashMap};
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_storage::Txn;
 
@@ -33,6 +40,10 @@ pub struct TopN {
     schema: SchemaRef,
     format: RowFormat,
     rows: StateTable,
+    /// The partition column groups close by, its lag, and the type it is stored as.
+    window: Option<(usize, i64, DataType)>,
+    /// Holds the last watermark.
+    meta: StateTable,
 }
 
 impl TopN {
@@ -58,7 +69,42 @@ impl TopN {
             schema,
             format: RowFormat::of(input),
             rows: StateTable::new(table_id(0)),
+            window: None,
+            meta: StateTable::new(table_id(u16::MAX)),
         }
+    }
+
+    /// Makes the operator free the groups of closed windows: `window` is the partition
+    /// column they close by and its lag (`StreamNode::window_key`).
+    pub fn windowed(
+        mut self,
+        window: Option<(usize, i64)>,
+        input: &SchemaRef,
+    ) -> Result<TopN, EngineError> {
+        self.window = match window {
+            Some((k, lag)) => {
+                let t = self.partition[k].data_type(input)?;
+                let stored = freshet_storage::codec::storable_type(&t).unwrap_or(t);
+                Some((k, lag, stored))
+            }
+            None => None,
+        };
+        Ok(self)
+    }
+
+    fn watermark(&self, state: &Txn) -> Result<Option<i64>, EngineError> {
+        match state.get(&self.meta.key(&[]))? {
+            Some(v) => Ok(Some(super::decode_count(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The key of the first group still open at watermark `wm`.
+    fn open_bound(&self, wtype: &DataType, lag: i64, wm: i64) -> Result<Vec<u8>, EngineError> {
+        let bound = super::closing::open_bound(wtype, lag, wm)?;
+        let mut key = self.rows.key(&[]);
+        freshet_storage::codec::encode_value(&bound, &mut key)?;
+        Ok(key)
     }
 
     /// The sort key of row `i` (see [`super::encode_sort_value`]).
@@ -166,14 +212,29 @@ impl Operator for TopN {
         let order_exprs: Vec<_> = self.order.iter().map(|k| k.expr.clone()).collect();
         let order_cols = eval_all(&order_exprs, &chunk.batch)?;
         let rows = chunk.rows()?;
+        let wm = match self.window {
+            Some(_) => self.watermark(state)?,
+            None => None,
+        };
         // Changes per group.
         let mut groups: BTreeMap<Vec<u8>, Vec<Change>> = BTreeMap::new();
-        let group_format = RowFormat::of_arrays(&group_cols);
+        // A windowed group's key: the window value, then the partition values.
+        let mut key_cols = Vec::with_capacity(group_cols.len() + 1);
+        if let Some((k, _, _)) = &self.window {
+            key_cols.push(group_cols[*k].clone());
+        }
+        key_cols.extend(group_cols.iter().cloned());
+        let group_format = RowFormat::of_arrays(&key_cols);
         for (i, row) in rows.iter().enumerate() {
-            let g: Row = group_cols
+            let g: Row = key_cols
                 .iter()
                 .map(|c| ScalarValue::try_from_array(c, i))
                 .collect::<Result<_, _>>()?;
+            if let Some((_, lag, _)) = &self.window {
+                if super::closing::is_closed(&g[0], *lag, wm) {
+                    continue;
+                }
+            }
             let g = group_format.encode(&g)?;
             let sort = self.sort_key(&order_cols, i)?;
             let row_bytes = self.format.encode(row)?;
@@ -225,6 +286,27 @@ impl Operator for TopN {
             }
         }
         Chunk::from_rows(self.schema.clone(), &out_rows, weights)
+    }
+
+    /// Deletes the groups of the windows the watermark closed (their rows stay in the
+    /// view, final).
+    fn on_watermark(&mut self, wm: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
+        let Some((_, lag, wtype)) = &self.window else {
+            return Ok(None);
+        };
+        let old = self.watermark(state)?;
+        if old.is_some_and(|old| old >= wm) {
+            return Ok(None);
+        }
+        state.put(self.meta.key(&[]), super::encode_count(wm));
+        // Groups closed by the previous watermark are gone already.
+        let start = match old {
+            Some(old) => self.open_bound(wtype, *lag, old)?,
+            None => self.rows.key(&[1u8]), // present (non-NULL) window values
+        };
+        let end = self.open_bound(wtype, *lag, wm)?;
+        state.delete_range(&start, &end)?;
+        Ok(None)
     }
 }
 

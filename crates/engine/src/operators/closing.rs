@@ -1,0 +1,42 @@
+//! Closing windows by watermark: shared by the operators whose state is keyed by a
+//! window (or event-time) column stored first, so that what the watermark makes final
+//! is one key range.
+//!
+//! A value `v` of such a column with lag `lag` (see `StreamNode::watermark_columns`) is
+//! final once `v + lag <= watermark`.
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+
+use crate::chunk::timestamp_micros;
+use crate::EngineError;
+
+/// Whether window value `v` is final at watermark `wm`.
+pub fn is_closed(v: &ScalarValue, lag: i64, wm: Option<i64>) -> bool {
+    match wm {
+        Some(wm) => timestamp_micros(v).is_some_and(|v| v.saturating_add(lag) <= wm),
+        None => false,
+    }
+}
+
+/// The smallest window value of type `wtype` still open at watermark `wm`: values below
+/// it (v < wm - lag + 1) are closed. Rounded up where the type is coarser than µs.
+pub fn open_bound(wtype: &DataType, lag: i64, wm: i64) -> Result<ScalarValue, EngineError> {
+    let DataType::Timestamp(unit, tz) = wtype else {
+        return Err(EngineError::Internal(format!(
+            "window column of type {wtype}"
+        )));
+    };
+    let us = wm.saturating_sub(lag).saturating_add(1);
+    let tz = tz.clone();
+    Ok(match unit {
+        TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(us), tz),
+        TimeUnit::Millisecond => {
+            ScalarValue::TimestampMillisecond(Some(us.saturating_add(999).div_euclid(1000)), tz)
+        }
+        TimeUnit::Second => {
+            ScalarValue::TimestampSecond(Some(us.saturating_add(999_999).div_euclid(1_000_000)), tz)
+        }
+        TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(us.saturating_mul(1000)), tz),
+    })
+}
