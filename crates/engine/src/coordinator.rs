@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 
 use crate::chunk::{batch_rows, column_types, Chunk, Row};
 use crate::dataflow::Dataflow;
+use crate::dead_letters::{DeadLetters, Policies, Retention};
 use crate::operators::add_count;
 pub use crate::operators::materialize::{sink_counts, Output};
 use crate::plan::{RelationId, StreamNode};
@@ -273,12 +274,15 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub checkpoint_interval: Duration,
+    /// How long dead letters are kept, per source.
+    pub dead_letters: Arc<Policies>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             checkpoint_interval: Duration::from_secs(1),
+            dead_letters: Policies::new(Retention::default()),
         }
     }
 }
@@ -313,6 +317,7 @@ impl Engine {
             sources: std::collections::HashSet::new(),
             views: Vec::new(),
             waiters: Vec::new(),
+            dead: DeadLetters::new(config.dead_letters.clone()),
             config,
         };
         c.schemas.insert(SOURCE_ERRORS, source_errors_schema());
@@ -489,6 +494,8 @@ struct Coordinator {
     views: Vec<Dataflow>,
     /// Replies to send once the buffer is committed.
     waiters: Vec<Waiter>,
+    /// The dead-letter tables' arrival index and retention.
+    dead: DeadLetters,
     config: EngineConfig,
 }
 
@@ -643,6 +650,9 @@ impl Coordinator {
         if let Err(e) = self.statement(|c| c.tick(crate::wall_clock_micros())) {
             tracing::error!(error = %e, "advancing temporal filters failed");
         }
+        if let Err(e) = self.statement(|c| c.expire_dead_letters(crate::wall_clock_micros())) {
+            tracing::error!(error = %e, "expiring dead letters failed");
+        }
         let res = self.txn.commit();
         match &res {
             Ok(()) => self.committed = None,
@@ -682,6 +692,33 @@ impl Coordinator {
             self.descs = d.descs;
         }
         self.rebuild_views()
+    }
+
+    /// Deletes the dead letters their sources' retention lets go (see
+    /// [`crate::dead_letters`]), and passes the deletions on to the views over them.
+    fn expire_dead_letters(&mut self, now: i64) -> Result<(), EngineError> {
+        let Coordinator {
+            dead, txn, schemas, ..
+        } = self;
+        let removed = dead.expire(
+            txn,
+            now,
+            |t| schemas.get(&t).map(column_types),
+            &[SOURCE_ERRORS, LATE_EVENTS],
+        )?;
+        for (table, rows) in removed {
+            if rows.is_empty() || !self.views.iter().any(|d| d.reads(table)) {
+                continue;
+            }
+            let schema = self
+                .schemas
+                .get(&table)
+                .cloned()
+                .ok_or(EngineError::UnknownRelation(table))?;
+            let n = rows.len();
+            self.propagate(table, Chunk::from_rows(schema, &rows, vec![-1; n])?)?;
+        }
+        Ok(())
     }
 
     /// Moves processing time forward in every view with a temporal filter, and passes the
@@ -1075,11 +1112,23 @@ impl Coordinator {
     /// several views reading the same source record the same message once. A new row
     /// goes on to the views over the table (audits).
     fn put_event_row(&mut self, table: RelationId, row: Row) -> Result<(), EngineError> {
-        let key = keys::row_key(table, &codec::encode_row(&row)?);
+        let bytes = codec::encode_row(&row)?;
+        let key = keys::row_key(table, &bytes);
         if self.txn.get(&key)?.is_some() {
             return Ok(());
         }
         self.txn.put(key, 1i64.to_be_bytes().to_vec());
+        let source = match row.first() {
+            Some(ScalarValue::Utf8(Some(s))) => s.as_str(),
+            _ => "",
+        };
+        self.dead.record(
+            &mut self.txn,
+            table,
+            source,
+            &bytes,
+            crate::wall_clock_micros(),
+        )?;
         if self.views.iter().any(|d| d.reads(table)) {
             let schema = self
                 .schemas

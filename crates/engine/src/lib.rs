@@ -10,6 +10,7 @@
 pub mod chunk;
 pub mod coordinator;
 pub mod dataflow;
+pub mod dead_letters;
 pub mod hll;
 pub mod operator;
 pub mod operators;

@@ -156,6 +156,9 @@ pub struct TableFeed {
     pub startup: String,
     pub encoding: Encoding,
     pub upsert: bool,
+    /// `dead_letter_retention` / `dead_letter_max_rows`; `None`: the server's default.
+    #[serde(default)]
+    pub dead_letters: Option<freshet_engine::dead_letters::Retention>,
 }
 
 impl TableDef {
@@ -344,6 +347,9 @@ pub struct SourceDef {
     /// The generator's `WITH` options (datagen, playback), as written.
     #[serde(default)]
     pub generator_options: Vec<(String, String)>,
+    /// `dead_letter_retention` / `dead_letter_max_rows`; `None`: the server's default.
+    #[serde(default)]
+    pub dead_letters: Option<freshet_engine::dead_letters::Retention>,
 }
 
 /// A source's event-time column and how far its watermark trails the largest event time.

@@ -68,6 +68,8 @@ pub struct UserStmt {
     pub login: Option<bool>,
     /// `PASSWORD 'text'` (`Some(Some(..))`) or `PASSWORD NULL` (`Some(None)`).
     pub password: Option<Option<String>>,
+    /// `CONNECTION LIMIT n`; -1 is none.
+    pub connection_limit: Option<i32>,
 }
 
 /// Never prints the password.
@@ -107,6 +109,26 @@ fn parse_user_options(parser: &mut Parser, u: &mut UserStmt) -> Result<(), Parse
                 continue;
             }
             "ENCRYPTED" => {}
+            "CONNECTION" => {
+                parser.next_token();
+                parser.expect_keyword(Keyword::LIMIT)?;
+                let v = parser.next_token();
+                let n = match &v.token {
+                    Token::Number(n, _) => n.parse::<i64>().ok(),
+                    Token::Minus => match parser.next_token().token {
+                        Token::Number(n, _) => n.parse::<i64>().ok().map(|n| -n),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match n {
+                    Some(n) if n >= -1 && n <= i32::MAX as i64 => {
+                        u.connection_limit = Some(n as i32)
+                    }
+                    _ => return parser.expected("a connection limit (-1 for none)", v),
+                }
+                continue;
+            }
             "INHERIT" | "NOINHERIT" | "CREATEDB" | "NOCREATEDB" | "CREATEROLE" | "NOCREATEROLE" => {
                 return Err(ParserError::ParserError(format!(
                     "role option {word} is not supported: Freshet users are superusers or not"

@@ -22,6 +22,10 @@ pub struct UserDef {
     /// What the user may do to which relation (by id).
     #[serde(default)]
     pub grants: Vec<(u64, Privilege)>,
+    /// How many connections the user may hold at once (`CONNECTION LIMIT`); none when
+    /// absent.
+    #[serde(default)]
+    pub connection_limit: Option<u32>,
 }
 
 /// A SCRAM-SHA-256 verifier (RFC 5802), the byte strings hex-encoded.

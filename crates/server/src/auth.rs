@@ -11,7 +11,7 @@
 //! A wrong password is `28P01`; an unknown user, or one that may not log in, `28000`.
 //! With TLS required, a connection that did not negotiate TLS is refused (`28000`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use freshet_planner::users::{ScramVerifier, UserDef, BOOTSTRAP_USER};
@@ -25,8 +25,12 @@ use pgwire::api::auth::{
 };
 use pgwire::api::{ClientInfo, METADATA_USER};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rand::RngCore;
+
+use crate::connections::Connections;
+use crate::wire::frame::{check_password_message, PasswordStep};
 
 /// How users without a rule of their own authenticate (`--auth`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +180,7 @@ impl AuthSource for UserStore {
 /// The startup handler every connection shares.
 pub struct Authenticator {
     driver: AuthDriver<DefaultServerParameterProvider>,
+    connections: Arc<Connections>,
     users: Arc<dyn Users>,
     bootstrap: Option<UserDef>,
     method: AuthMethod,
@@ -197,6 +202,7 @@ impl Authenticator {
         bootstrap_password: Option<&str>,
         method: AuthMethod,
         require_tls: bool,
+        connections: Arc<Connections>,
     ) -> Authenticator {
         let bootstrap = bootstrap_password.map(|p| UserDef {
             scram: Some(scram_verifier(p)),
@@ -211,6 +217,7 @@ impl Authenticator {
         params.server_version = crate::session::SERVER_VERSION.into();
         Authenticator {
             driver: AuthDriver::new(params),
+            connections,
             users,
             bootstrap,
             method,
@@ -218,6 +225,32 @@ impl Authenticator {
             scram: Arc::new(ScramAuth::new(store.clone())),
             md5: Arc::new(Md5PasswordAuth::new(store)),
         }
+    }
+
+    /// Lets `name` in (`53300` past a connection limit) and finishes the startup.
+    async fn complete<C>(
+        &self,
+        client: &mut C,
+        name: &str,
+        final_message: Option<pgwire::messages::startup::Authentication>,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(user) = resolve(self.users.as_ref(), &self.bootstrap, name) else {
+            return Err(fatal("28000", format!("role \"{name}\" does not exist")));
+        };
+        let ticket = self
+            .connections
+            .admit(&user)
+            .map_err(|message| fatal("53300", message))?;
+        // Held for as long as the connection's client state lives.
+        client.session_extensions().insert(ticket);
+        self.driver
+            .complete_authentication(client, final_message)
+            .await
     }
 
     fn route(&self, name: &str, loopback: bool) -> Result<Route, PgWireError> {
@@ -257,6 +290,25 @@ impl Authenticator {
     }
 }
 
+/// Checks a password-family message against the step authentication is at (pgwire's
+/// parsers of these messages trust their lengths) and moves to the next step.
+fn check_password_step<C: ClientInfo>(client: &C, m: &PasswordMessageFamily) -> PgWireResult<()> {
+    let Some(step) = client.session_extensions().get::<Mutex<PasswordStep>>() else {
+        return Err(fatal(
+            "08P01",
+            "unexpected password message: no authentication is in progress".into(),
+        ));
+    };
+    let mut step = step.lock().unwrap_or_else(|p| p.into_inner());
+    if let PasswordMessageFamily::Raw(body) = m {
+        check_password_message(body, *step).map_err(|e| fatal(e.sqlstate(), e.to_string()))?;
+    }
+    if *step == PasswordStep::SaslInitial {
+        *step = PasswordStep::SaslResponse;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl StartupHandler for Authenticator {
     async fn on_startup<C>(
@@ -285,17 +337,16 @@ impl StartupHandler for Authenticator {
                     .cloned()
                     .ok_or(PgWireError::UserNameRequired)?;
                 let loopback = client.socket_addr().ip().to_canonical().is_loopback();
-                let mechanism = match self.route(&user, loopback)? {
-                    Route::Trust => return self.driver.complete_authentication(client, None).await,
-                    Route::Scram => self.scram.create(),
-                    Route::Md5 => self.md5.create(),
+                let (mechanism, step) = match self.route(&user, loopback)? {
+                    Route::Trust => return self.complete(client, &user, None).await,
+                    Route::Scram => (self.scram.create(), PasswordStep::SaslInitial),
+                    Route::Md5 => (self.md5.create(), PasswordStep::Password),
                 };
+                client.session_extensions().insert(Mutex::new(step));
                 match self.driver.begin_authentication(client, mechanism).await? {
                     AuthOutcome::InProgress => Ok(()),
                     AuthOutcome::Authenticated { final_message, .. } => {
-                        self.driver
-                            .complete_authentication(client, final_message)
-                            .await
+                        self.complete(client, &user, final_message).await
                     }
                 }
             }
@@ -305,12 +356,11 @@ impl StartupHandler for Authenticator {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
+                check_password_step(client, &m)?;
                 match self.driver.advance_authentication(client, m).await {
                     Ok(AuthOutcome::InProgress) => Ok(()),
                     Ok(AuthOutcome::Authenticated { final_message, .. }) => {
-                        self.driver
-                            .complete_authentication(client, final_message)
-                            .await
+                        self.complete(client, &user, final_message).await
                     }
                     Err(PgWireError::InvalidPassword(_)) => Err(wrong_password(&user)),
                     Err(PgWireError::UserError(e)) if e.code == "28P01" => {

@@ -26,6 +26,16 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Refuse connections that did not negotiate TLS.
     pub tls_required: bool,
+    /// From accept to the end of authentication; a client slower than this is dropped.
+    pub auth_timeout: Duration,
+    /// The longest message a client may send, in bytes.
+    pub max_message_size: usize,
+    /// Connections a user without a `CONNECTION LIMIT` of its own may hold.
+    pub max_connections_per_user: Option<u32>,
+    /// Of `max_connections`, how many only superusers may take.
+    pub superuser_reserved_connections: usize,
+    /// Dead letters kept per source unless it says otherwise.
+    pub dead_letters: freshet_engine::dead_letters::Retention,
 }
 
 impl Config {
@@ -33,6 +43,21 @@ impl Config {
         freshet_planner::context::Limits {
             max_hop_windows: self.max_hop_windows,
             query_memory_bytes: self.query_memory_limit,
+        }
+    }
+
+    pub fn wire_limits(&self) -> crate::wire::WireLimits {
+        crate::wire::WireLimits {
+            auth_timeout: self.auth_timeout,
+            max_message_size: self.max_message_size,
+        }
+    }
+
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            max_connections: self.max_connections,
+            superuser_reserved: self.superuser_reserved_connections,
+            per_user: self.max_connections_per_user,
         }
     }
 }
@@ -51,6 +76,11 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_required: false,
+            auth_timeout: Duration::from_secs(60),
+            max_message_size: 64 << 20,
+            max_connections_per_user: None,
+            superuser_reserved_connections: 3,
+            dead_letters: freshet_engine::dead_letters::Retention::default(),
         }
     }
 }
@@ -72,6 +102,24 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_required: Option<bool>,
+    /// Milliseconds, or a duration such as `"30s"`.
+    pub auth_timeout: Option<toml::Value>,
+    /// Bytes, or a size such as `"64MB"`.
+    pub max_message_size: Option<toml::Value>,
+    pub max_connections_per_user: Option<u32>,
+    pub superuser_reserved_connections: Option<usize>,
+    /// A duration such as `"7d"`, or `"none"`.
+    pub dead_letter_retention: Option<String>,
+    /// Rows, or `"none"`.
+    pub dead_letter_max_rows: Option<toml::Value>,
+}
+
+/// A TOML value as the text a flag would carry.
+fn text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl FileConfig {
@@ -113,16 +161,60 @@ impl FileConfig {
             c.tls_required = v;
         }
         if let Some(v) = self.query_memory_limit {
-            let text = match &v {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            c.query_memory_limit = crate::limits::parse_bytes(&text).ok_or_else(|| {
-                format!(
-                    "invalid query_memory_limit {text}: expected bytes or a size such as \"512MB\""
-                )
-            })?;
+            c.query_memory_limit = setting_bytes("query_memory_limit", &text(&v))?;
+        }
+        if let Some(v) = self.max_message_size {
+            c.max_message_size = setting_bytes("max_message_size", &text(&v))?;
+        }
+        if let Some(v) = self.auth_timeout {
+            c.auth_timeout = setting_duration("auth_timeout", &text(&v))?;
+        }
+        if let Some(v) = self.max_connections_per_user {
+            c.max_connections_per_user = Some(v);
+        }
+        if let Some(v) = self.superuser_reserved_connections {
+            c.superuser_reserved_connections = v;
+        }
+        if let Some(v) = &self.dead_letter_retention {
+            c.dead_letters.max_age_micros = setting_age("dead_letter_retention", v)?;
+        }
+        if let Some(v) = &self.dead_letter_max_rows {
+            c.dead_letters.max_rows = setting_rows("dead_letter_max_rows", &text(v))?;
         }
         Ok(())
     }
+}
+
+/// A size setting (`512MB`, or bytes), or an error naming it.
+pub fn setting_bytes(name: &str, v: &str) -> Result<usize, String> {
+    crate::limits::parse_bytes(v)
+        .ok_or_else(|| format!("invalid {name} {v}: expected bytes or a size such as \"512MB\""))
+}
+
+/// A duration setting (`30s`, `2min`, or milliseconds), or an error naming it.
+pub fn setting_duration(name: &str, v: &str) -> Result<Duration, String> {
+    crate::limits::parse_millis(v)
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("invalid {name} {v}: expected a duration such as \"30s\""))
+}
+
+/// A retention age (`7d`, `12h`, or milliseconds), or `none`: in µs.
+pub fn setting_age(name: &str, v: &str) -> Result<Option<i64>, String> {
+    if v.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let d = setting_duration(name, v)?;
+    Ok(Some(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+}
+
+/// A row count, or `none`.
+pub fn setting_rows(name: &str, v: &str) -> Result<Option<u64>, String> {
+    if v.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    v.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("invalid {name} {v}: expected a number of rows or \"none\""))
 }

@@ -204,6 +204,7 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
             }
         }
         DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::External(e) if e.is::<crate::stored::Canceled>() => "57014",
         // DataFusion reports some type errors of the query as internal ones.
         DataFusionError::Internal(m) if m.contains("failed to match any signature") => "42883",
         DataFusionError::Internal(m) if m.contains("Failed to coerce") => "42804",
@@ -247,6 +248,7 @@ fn datafusion_message(e: &DataFusionError) -> String {
         DataFusionError::ResourcesExhausted(m) => {
             format!("out of memory: the query needs more than its memory limit: {m}")
         }
+        DataFusionError::External(e) if e.is::<crate::stored::Canceled>() => e.to_string(),
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
             SchemaError::FieldNotFound { field, .. } => {
                 format!("column \"{}\" does not exist", field.name())

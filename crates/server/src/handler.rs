@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_planner::parser::{self, Stmt};
-use futures::stream;
+use futures::{stream, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -67,11 +67,17 @@ fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResu
     Ok(match out {
         Output::Rows { schema, batches } => {
             let fields = Arc::new(field_infos(&schema, format));
-            let mut rows: Vec<PgWireResult<DataRow>> = Vec::new();
-            for b in &batches {
-                rows.extend(encode_batch(b, &fields)?.into_iter().map(Ok));
-            }
-            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+            // Encoded a batch at a time as the client takes them: a result is held once,
+            // as Arrow batches, not a second time as wire rows.
+            let encoding = fields.clone();
+            let rows = stream::iter(batches).flat_map(move |b| {
+                let rows: Vec<PgWireResult<DataRow>> = match encode_batch(&b, &encoding) {
+                    Ok(rows) => rows.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                stream::iter(rows)
+            });
+            Response::Query(QueryResponse::new(fields, rows))
         }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(&tag);

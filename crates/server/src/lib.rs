@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod encode;
 pub mod error;
 pub mod handler;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod session;
 pub mod sources;
 pub mod stored;
+pub mod wire;
 
 /// The stack of every thread that plans or runs statements (the runtime's workers); the
 /// coordinator's is the engine's [`freshet_engine::STACK_SIZE`].

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use freshet_server::config::{Config, FileConfig};
+use freshet_server::config::{
+    setting_age, setting_bytes, setting_duration, setting_rows, Config, FileConfig,
+};
 use freshet_server::server::{shutdown_signal, Server};
 
 /// The engine allocates and frees many small buffers per row (keys, values, scalar
@@ -28,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a server on a temporary data directory with built-in demo data and views.
     Playground {
         /// Address to listen on.
@@ -81,6 +83,28 @@ struct ServeArgs {
     /// Refuse clients that do not use TLS (SQLSTATE 28000).
     #[arg(long, env = "FRESHET_TLS_REQUIRED")]
     tls_required: bool,
+    /// Time a client has from connecting to finishing authentication, e.g. 30s [default: 1min].
+    #[arg(long, env = "FRESHET_AUTH_TIMEOUT")]
+    auth_timeout: Option<String>,
+    /// The longest message a client may send, e.g. 16MB; a longer one ends the connection
+    /// (SQLSTATE 08P01) [default: 64MB].
+    #[arg(long, env = "FRESHET_MAX_MESSAGE_SIZE")]
+    max_message_size: Option<String>,
+    /// Connections a user without a CONNECTION LIMIT of its own may hold (SQLSTATE 53300
+    /// beyond) [default: no limit].
+    #[arg(long, env = "FRESHET_MAX_CONNECTIONS_PER_USER")]
+    max_connections_per_user: Option<u32>,
+    /// Connection slots (of --max-connections) only superusers may take [default: 3].
+    #[arg(long, env = "FRESHET_SUPERUSER_RESERVED_CONNECTIONS")]
+    superuser_reserved_connections: Option<usize>,
+    /// How long dead letters (late_events, source_errors) are kept per source, e.g. 3d,
+    /// or none; a source's dead_letter_retention option overrides it [default: 7d].
+    #[arg(long, env = "FRESHET_DEAD_LETTER_RETENTION")]
+    dead_letter_retention: Option<String>,
+    /// How many dead letters are kept per source and table, or none; a source's
+    /// dead_letter_max_rows option overrides it [default: 100000].
+    #[arg(long, env = "FRESHET_DEAD_LETTER_MAX_ROWS")]
+    dead_letter_max_rows: Option<String>,
 }
 
 impl ServeArgs {
@@ -121,9 +145,25 @@ impl ServeArgs {
             c.tls_required = true;
         }
         if let Some(v) = &self.query_memory_limit {
-            c.query_memory_limit = freshet_server::limits::parse_bytes(v).ok_or_else(|| {
-                format!("invalid --query-memory-limit {v}: expected bytes or a size such as 512MB")
-            })?;
+            c.query_memory_limit = setting_bytes("--query-memory-limit", v)?;
+        }
+        if let Some(v) = &self.max_message_size {
+            c.max_message_size = setting_bytes("--max-message-size", v)?;
+        }
+        if let Some(v) = &self.auth_timeout {
+            c.auth_timeout = setting_duration("--auth-timeout", v)?;
+        }
+        if let Some(v) = self.max_connections_per_user {
+            c.max_connections_per_user = Some(v);
+        }
+        if let Some(v) = self.superuser_reserved_connections {
+            c.superuser_reserved_connections = v;
+        }
+        if let Some(v) = &self.dead_letter_retention {
+            c.dead_letters.max_age_micros = setting_age("--dead-letter-retention", v)?;
+        }
+        if let Some(v) = &self.dead_letter_max_rows {
+            c.dead_letters.max_rows = setting_rows("--dead-letter-max-rows", v)?;
         }
         Ok(c)
     }

@@ -11,6 +11,7 @@ use pgwire::tokio::TlsAcceptor;
 
 use crate::auth::{AuthMethod, Authenticator};
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::handler::{Connection, TooManyConnections};
 use crate::session::{Db, Session};
 
@@ -27,6 +28,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, String> {
         let engine_config = freshet_engine::coordinator::EngineConfig {
             checkpoint_interval: config.checkpoint_interval,
+            dead_letters: freshet_engine::dead_letters::Policies::new(config.dead_letters),
         };
         let db = Db::open(&config.data_dir, engine_config, config.limits())
             .await
@@ -52,6 +54,7 @@ impl Server {
             config.superuser_password.as_deref(),
             config.auth,
             config.tls_required,
+            Connections::new(config.connection_limits()),
         ));
         let listener = TcpListener::bind(config.listen)
             .await
@@ -97,22 +100,24 @@ impl Server {
                         Ok(permit) => {
                             let handlers = Arc::new(Connection::new(Session::new(self.db.clone()), self.auth.clone()));
                             let tls = self.tls.clone();
+                            let limits = self.config.wire_limits();
                             tokio::spawn(async move {
                                 use futures::FutureExt;
-                                let conn = pgwire::tokio::process_socket(socket, tls, handlers);
+                                let conn = crate::wire::serve(socket, tls, handlers, limits);
                                 match std::panic::AssertUnwindSafe(conn).catch_unwind().await {
                                     Ok(Ok(())) => {}
                                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
-                                    // pgwire's decoder panics on some malformed messages.
-                                    Err(_) => tracing::warn!(%peer, "connection closed: its messages could not be decoded"),
+                                    // Already logged by the panic hook.
+                                    Err(_) => tracing::warn!(%peer, "connection closed after a panic"),
                                 }
                                 drop(permit);
                             });
                         }
                         Err(_) => {
                             tracing::warn!(%peer, limit = self.config.max_connections, "connection refused: too many clients");
+                            let limits = self.config.wire_limits();
                             tokio::spawn(async move {
-                                let _ = pgwire::tokio::process_socket(socket, None, Arc::new(TooManyConnections)).await;
+                                let _ = crate::wire::serve(socket, None, Arc::new(TooManyConnections), limits).await;
                             });
                         }
                     }

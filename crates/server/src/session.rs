@@ -69,6 +69,8 @@ pub struct Db {
     limits: Limits,
     /// Views that could not be planned at start-up, with the reason.
     failed: Mutex<BTreeMap<u64, String>>,
+    /// Dead-letter retention per source, kept in step with the catalog.
+    dead_letters: Arc<freshet_engine::dead_letters::Policies>,
 }
 
 impl crate::auth::Users for Db {
@@ -164,6 +166,7 @@ impl Db {
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
         let sources = catalog.sources.iter().map(|s| (s.id, s.schema())).collect();
+        let dead_letters = config.dead_letters.clone();
         let engine = Engine::start(store.clone(), tables, sources, views, config)?;
         let db = Arc::new(Db {
             store,
@@ -175,7 +178,9 @@ impl Db {
             readers: Readers::default(),
             limits,
             failed: Mutex::new(failed),
+            dead_letters,
         });
+        db.set_catalog(catalog.clone());
         for t in &catalog.tables {
             db.start_table_reader(t)?;
         }
@@ -325,6 +330,17 @@ impl Db {
     }
 
     fn set_catalog(&self, c: Catalog) {
+        let retention = c
+            .sources
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.dead_letters?)))
+            .chain(
+                c.tables
+                    .iter()
+                    .filter_map(|t| Some((t.name.clone(), t.feed.as_ref()?.dead_letters?))),
+            )
+            .collect();
+        self.dead_letters.replace(retention);
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
     }
 
@@ -377,6 +393,7 @@ impl Db {
         catalog: &Catalog,
         stmt: &Statement,
         with_data: bool,
+        deadline: Option<std::time::Instant>,
     ) -> Result<SessionContext> {
         let ctx = new_session_with(limits);
         let names = referenced_tables(stmt);
@@ -439,27 +456,32 @@ impl Db {
                     .map(|t| t.pk.clone())
                     .unwrap_or_default();
                 let table =
-                    StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk);
+                    StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk)
+                        .with_deadline(deadline);
                 ctx.register_table(name.as_str(), Arc::new(table))?;
                 return Ok(ctx);
             }
         }
         let data = if with_data {
             let budget = memory_budget(ctx.runtime_env().memory_pool.memory_limit());
-            self.store.read_snapshot(|r| {
-                rels.iter()
-                    .map(|(_, id, schema, layout)| {
-                        let prefix = keys::rows_prefix(*id);
-                        let pairs =
-                            scan_within(r, &prefix, prefix_end(&prefix).as_deref(), budget)?;
-                        Ok(decode_relation(
-                            pairs,
-                            prefix.len(),
-                            &column_types(schema),
-                            *layout,
-                        )?)
-                    })
-                    .collect::<Result<Vec<_>>>()
+            crate::stored::blocking(|| {
+                self.store.read_snapshot(|r| {
+                    rels.iter()
+                        .map(|(_, id, schema, layout)| {
+                            let prefix = keys::rows_prefix(*id);
+                            let end = prefix_end(&prefix);
+                            let pairs = scan_within(r, &prefix, end.as_deref(), budget, deadline)?;
+                            let rows = decode_relation(
+                                pairs,
+                                prefix.len(),
+                                &column_types(schema),
+                                *layout,
+                            )?;
+                            crate::stored::check_deadline(deadline)?;
+                            Ok(rows)
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
             })?
         } else {
             vec![Vec::new(); rels.len()]
@@ -838,19 +860,29 @@ impl Session {
         l
     }
 
-    /// Runs a read (a query, or the rows a DML statement computes) under the session's
-    /// `statement_timeout`: past it, the read is dropped, which cancels its DataFusion
-    /// tasks, and the statement fails with `57014`. A table write is not timed: once the
-    /// engine has it, it commits or fails as a whole.
-    async fn timed<T>(&self, read: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    /// When the statement starting now must end by (`statement_timeout`), if ever.
+    fn deadline(&self) -> Option<std::time::Instant> {
         let ms = self
             .var("statement_timeout")
             .and_then(|v| crate::limits::parse_millis(&v))
             .unwrap_or(0);
-        if ms == 0 {
+        (ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(ms))
+    }
+
+    /// Runs a read (a query, or the rows a DML statement computes) until `deadline`
+    /// (`statement_timeout`): past it, the read is dropped, which cancels its DataFusion
+    /// tasks, and the statement fails with `57014`. (Reading stored rows checks the
+    /// deadline itself: see `stored::scan_within`.) A table write is not timed: once the
+    /// engine has it, it commits or fails as a whole.
+    async fn timed<T>(
+        &self,
+        deadline: Option<std::time::Instant>,
+        read: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let Some(deadline) = deadline else {
             return read.await;
-        }
-        match tokio::time::timeout(std::time::Duration::from_millis(ms), read).await {
+        };
+        match tokio::time::timeout_at(deadline.into(), read).await {
             Ok(res) => res,
             Err(_) => Err(ServerError::QueryCanceled(
                 "canceling statement due to statement timeout".into(),
@@ -1014,7 +1046,9 @@ impl Session {
                 let s = with_pg_names(s);
                 let catalog = self.db.catalog();
                 reject_sinks(&catalog, &s)?;
-                let ctx = self.db.context_for(&self.limits(), &catalog, &s, false)?;
+                let ctx = self
+                    .db
+                    .context_for(&self.limits(), &catalog, &s, false, None)?;
                 let plan = match &s {
                     // See `insert`: INSERT … SELECT is planned as its query.
                     Statement::Insert(ast::Insert {
@@ -1072,11 +1106,16 @@ impl Session {
         }
         reject_sinks(&catalog, &stmt)?;
         self.db.reject_failed(&catalog, &stmt)?;
-        let ctx = self.db.context_for(&self.limits(), &catalog, &stmt, true)?;
+        let deadline = self.deadline();
+        let ctx = self
+            .db
+            .context_for(&self.limits(), &catalog, &stmt, true, deadline)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&ctx, &plan)?;
         let batches = self
-            .timed(async { Ok(ctx.execute_logical_plan(plan).await?.collect().await?) })
+            .timed(deadline, async {
+                Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+            })
             .await?;
         // Safety net: send the type the client was told.
         let batches = batches
@@ -1130,10 +1169,15 @@ impl Session {
             return Err(PlannerError::Internal("empty generated query".into()).into());
         };
         let catalog = self.db.catalog();
-        let ctx = self.db.context_for(&self.limits(), &catalog, &stmt, true)?;
+        let deadline = self.deadline();
+        let ctx = self
+            .db
+            .context_for(&self.limits(), &catalog, &stmt, true, deadline)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
-        self.timed(async { Ok(ctx.execute_logical_plan(plan).await?.collect().await?) })
-            .await
+        self.timed(deadline, async {
+            Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+        })
+        .await
     }
 
     fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
@@ -1212,9 +1256,13 @@ impl Session {
             self.db.engine.flush().await?;
         }
         let catalog = self.db.catalog();
-        let ctx = self
-            .db
-            .context_for(&self.limits(), &catalog, stmt, reads_tables)?;
+        let ctx = self.db.context_for(
+            &self.limits(),
+            &catalog,
+            stmt,
+            reads_tables,
+            self.deadline(),
+        )?;
         let schema = table.schema();
         let batches = match &insert.source {
             // INSERT … VALUES: DataFusion types the values (and `$n`) by the target columns.
@@ -1624,7 +1672,7 @@ impl Session {
         reject_sinks(catalog, &query_stmt)?;
         let ctx = self
             .db
-            .context_for(&self.limits(), catalog, &query_stmt, false)?;
+            .context_for(&self.limits(), catalog, &query_stmt, false, None)?;
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {
             return Err(ServerError::Unsupported(

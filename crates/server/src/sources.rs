@@ -12,6 +12,7 @@ use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, Source
 use freshet_engine::coordinator::{
     stored_offsets, stored_watermark, Engine, FeedData, Late, Pipeline, SourceData,
 };
+use freshet_engine::dead_letters::Retention;
 use freshet_planner::catalog::{
     ColumnDef, ConnectorKind, Encoding, IncludeKind, SourceDef, SqlType, TableDef, TableFeed,
     WatermarkDef,
@@ -25,6 +26,11 @@ use crate::session::{ident_name, object_name};
 
 /// Builds a source definition from `CREATE SOURCE`, checking every option.
 pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> {
+    let (dead_letters, options) = dead_letter_options(&cs.options)?;
+    let cs = &CreateSource {
+        options,
+        ..cs.clone()
+    };
     let name = object_name(&cs.name);
     let mut columns: Vec<ColumnDef> = Vec::new();
     for c in &cs.columns {
@@ -104,6 +110,7 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
             watermark,
             connector,
             generator_options: options,
+            dead_letters,
         });
     }
     let TableFeed {
@@ -131,7 +138,55 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
         watermark,
         connector,
         generator_options: Vec::new(),
+        dead_letters,
     })
+}
+
+/// A `WITH` option: name and value.
+type Opt = (String, String);
+
+/// Takes the dead-letter retention options (`dead_letter_retention = '3 days'`,
+/// `dead_letter_max_rows = 10000`; `'none'` for no limit) out of a source's or fed
+/// table's options; returns the retention (`None` if neither is given) and the other
+/// options.
+pub fn dead_letter_options(options: &[Opt]) -> Result<(Option<Retention>, Vec<Opt>), ServerError> {
+    let mut retention: Option<Retention> = None;
+    let mut rest = Vec::new();
+    for (k, v) in options {
+        let none = v.trim().eq_ignore_ascii_case("none");
+        match k.as_str() {
+            "dead_letter_retention" => {
+                let age = if none {
+                    None
+                } else {
+                    let ms = parse_duration_ms(v)?;
+                    if ms == 0 {
+                        return Err(ServerError::InvalidOption(
+                            "dead_letter_retention must be positive, or 'none'".into(),
+                        ));
+                    }
+                    Some(i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX))
+                };
+                retention
+                    .get_or_insert_with(Retention::default)
+                    .max_age_micros = age;
+            }
+            "dead_letter_max_rows" => {
+                let rows = if none {
+                    None
+                } else {
+                    Some(v.trim().parse::<u64>().map_err(|_| {
+                        ServerError::InvalidOption(format!(
+                            "dead_letter_max_rows must be a number of rows or 'none', not \"{v}\""
+                        ))
+                    })?)
+                };
+                retention.get_or_insert_with(Retention::default).max_rows = rows;
+            }
+            _ => rest.push((k.clone(), v.clone())),
+        }
+    }
+    Ok((retention, rest))
 }
 
 fn generator_kind(c: ConnectorKind) -> generator::Kind {
@@ -201,7 +256,7 @@ pub fn parse_watermark(
     }))
 }
 
-/// `'5s'`, `'500ms'`, `'2 min'` or a number of milliseconds.
+/// `'5s'`, `'500ms'`, `'2 min'`, `'7 days'` or a number of milliseconds.
 fn parse_duration_ms(v: &str) -> Result<u64, ServerError> {
     let t = v.trim().to_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -214,6 +269,7 @@ fn parse_duration_ms(v: &str) -> Result<u64, ServerError> {
         "s" | "sec" | "second" | "seconds" => 1000,
         "m" | "min" | "minute" | "minutes" => 60_000,
         "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
         _ => {
             return Err(ServerError::InvalidOption(format!(
                 "invalid duration \"{v}\""
@@ -327,12 +383,21 @@ fn connector_options(cs: &CreateSource) -> Result<TableFeed, ServerError> {
         startup,
         encoding,
         upsert: false,
+        dead_letters: None,
     })
 }
 
 /// The feed of `CREATE TABLE … WITH (connector = 'kafka', …) FORMAT … ENCODE …`.
 pub fn table_feed(cs: &CreateSource, has_pk: bool) -> Result<TableFeed, ServerError> {
-    let feed = connector_options(cs)?;
+    let (dead_letters, options) = dead_letter_options(&cs.options)?;
+    let cs = &CreateSource {
+        options,
+        ..cs.clone()
+    };
+    let feed = TableFeed {
+        dead_letters,
+        ..connector_options(cs)?
+    };
     let upsert = match cs.format.as_str() {
         "upsert" => {
             if !has_pk {
@@ -372,6 +437,7 @@ fn feed_source(table: &TableDef) -> Option<SourceDef> {
         watermark: table.watermark.clone(),
         connector: ConnectorKind::Kafka,
         generator_options: Vec::new(),
+        dead_letters: f.dead_letters,
     })
 }
 

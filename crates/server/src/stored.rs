@@ -13,6 +13,7 @@
 //! relation at the same checkpoint.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -34,6 +35,8 @@ pub struct StoredRelation {
     layout: RowLayout,
     /// The columns the stored key is made of, in key order.
     key_columns: Vec<usize>,
+    /// The statement's `statement_timeout`, if it has one.
+    deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for StoredRelation {
@@ -57,7 +60,14 @@ impl StoredRelation {
             schema,
             layout,
             key_columns,
+            deadline: None,
         }
+    }
+
+    /// Makes scans fail with [`Canceled`] once `deadline` passes.
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The key range `[start, end)` the filters allow (the whole relation without usable
@@ -116,26 +126,49 @@ pub(crate) fn memory_budget(limit: MemoryLimit) -> usize {
     }
 }
 
+/// `57014`: a statement ran past its `statement_timeout` while it read stored rows.
+#[derive(Debug, thiserror::Error)]
+#[error("canceling statement due to statement timeout")]
+pub struct Canceled;
+
+/// [`Canceled`] once `deadline` has passed.
+pub(crate) fn check_deadline(deadline: Option<Instant>) -> DfResult<()> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(DataFusionError::External(Box::new(Canceled))),
+        _ => Ok(()),
+    }
+}
+
 /// The pairs with `start <= key < end` (no end: to the last key), failing with
 /// "resources exhausted" (`53200`) as soon as their keys and values pass `budget` bytes
-/// (a query's memory limit; decoded, they take several times as much).
+/// (a query's memory limit; decoded, they take several times as much), and with
+/// [`Canceled`] once `deadline` passes.
 pub(crate) fn scan_within(
     r: &dyn Reader,
     start: &[u8],
     end: Option<&[u8]>,
     budget: usize,
+    deadline: Option<Instant>,
 ) -> DfResult<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
+    let mut late = false;
     r.walk(start, end, false, &mut |k, v| {
         bytes += k.len() + v.len();
         if bytes > budget {
+            return false;
+        }
+        if out.len() % 1024 == 1023 && deadline.is_some_and(|d| Instant::now() >= d) {
+            late = true;
             return false;
         }
         out.push((k.to_vec(), v.to_vec()));
         true
     })
     .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    if late {
+        return Err(DataFusionError::External(Box::new(Canceled)));
+    }
     if bytes > budget {
         return Err(DataFusionError::ResourcesExhausted(format!(
             "the stored rows this query reads take more than its memory limit of {budget} bytes"
@@ -225,6 +258,16 @@ pub(crate) fn exact_cast(v: &ScalarValue, ty: &DataType) -> Option<ScalarValue> 
     Some(c)
 }
 
+/// Runs `f`, which reads storage synchronously, so that the runtime's other tasks do not
+/// wait behind it: on a multi-threaded runtime the worker hands its tasks over first.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 #[async_trait]
 impl TableProvider for StoredRelation {
     fn schema(&self) -> SchemaRef {
@@ -252,12 +295,17 @@ impl TableProvider for StoredRelation {
         let (start, end) = self.key_range(filters);
         let store_err = |e: freshet_storage::StorageError| DataFusionError::External(Box::new(e));
         let budget = memory_budget(state.runtime_env().memory_pool.memory_limit());
-        let pairs = self
-            .store
-            .read_snapshot(|r| scan_within(r, &start, end.as_deref(), budget))?;
-        let prefix_len = keys::rows_prefix(self.id).len();
-        let rows = decode_relation(pairs, prefix_len, &column_types(&self.schema), self.layout)
-            .map_err(store_err)?;
+        let read = || -> DfResult<_> {
+            let pairs = self
+                .store
+                .read_snapshot(|r| scan_within(r, &start, end.as_deref(), budget, self.deadline))?;
+            let prefix_len = keys::rows_prefix(self.id).len();
+            let rows = decode_relation(pairs, prefix_len, &column_types(&self.schema), self.layout)
+                .map_err(store_err)?;
+            check_deadline(self.deadline)?;
+            Ok(rows)
+        };
+        let rows = blocking(read)?;
         let batches = relation_batches(&self.schema, rows)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();

@@ -41,6 +41,90 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// TLS files for a test server, made with openssl in a directory.
+pub struct TestCerts {
+    /// The CA certificate clients trust (`sslrootcert`).
+    pub ca: String,
+    /// The server's certificate, for localhost and 127.0.0.1, signed by the CA.
+    pub cert: String,
+    pub key: String,
+}
+
+/// A CA and a server certificate signed by it in `dir` (a CA and a leaf, as real
+/// deployments have: rustls refuses a CA certificate as the server's own).
+pub fn certificate(dir: &Path) -> TestCerts {
+    let path = |name: &str| dir.join(name).to_string_lossy().to_string();
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write extensions");
+    let steps: [Vec<String>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=freshet-test-ca",
+            "-keyout",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([path("ca.key"), "-out".into(), path("ca.crt")])
+        .collect(),
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([path("server.key"), "-out".into(), path("server.csr")])
+        .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial", "-in"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                path("server.csr"),
+                "-CA".into(),
+                path("ca.crt"),
+                "-CAkey".into(),
+                path("ca.key"),
+                "-extfile".into(),
+                ext.to_string_lossy().to_string(),
+                "-out".into(),
+                path("server.crt"),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    TestCerts {
+        ca: path("ca.crt"),
+        cert: path("server.crt"),
+        key: path("server.key"),
+    }
+}
+
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()

@@ -7,6 +7,13 @@
 //!
 //! Every connection of the file reconnects after either.
 //!
+//! Logins (the connection's own: with `connection NAME` records, each named connection
+//! logs in by itself):
+//! - `freshet:connect USER [PASSWORD] [sslmode=disable|verify-full]` — this connection
+//!   logs in again as USER; it fails with the server's SQLSTATE (`28P01`, `28000`,
+//!   `53300`, …) and then stays as it was. `verify-full` uses TLS and trusts the
+//!   certificate the runner made for the file (`# freshet-args: --tls …`).
+//!
 //! Kafka (a real Tansu broker, started on first use for the file):
 //! - `${KAFKA}` anywhere in SQL is replaced by the broker's `host:port`;
 //! - `freshet:create_topic NAME PARTITIONS` creates a topic;
@@ -35,15 +42,27 @@ pub struct SharedServer {
     server: Mutex<TestServer>,
     generation: AtomicU64,
     kafka: Mutex<Option<crate::KafkaBroker>>,
+    /// The server's TLS certificate (PEM), when it has TLS.
+    ca: Option<String>,
 }
 
 impl SharedServer {
     pub fn new(server: TestServer) -> Arc<SharedServer> {
+        Self::with_tls(server, None)
+    }
+
+    /// A server with TLS on, whose certificate (a PEM file) clients trust.
+    pub fn with_tls(server: TestServer, ca: Option<String>) -> Arc<SharedServer> {
         Arc::new(SharedServer {
             server: Mutex::new(server),
             generation: AtomicU64::new(0),
             kafka: Mutex::new(None),
+            ca,
         })
+    }
+
+    fn port(&self) -> u16 {
+        self.server.lock().expect("server lock").port
     }
 
     /// Runs `f` with the file's broker, starting it on first use.
@@ -105,24 +124,128 @@ pub async fn connect(conn_str: &str) -> Result<Client, DbError> {
     Ok(client)
 }
 
-/// One sqllogictest connection.
+/// Who a connection logs in as, and how.
+#[derive(Clone, Debug)]
+pub struct Login {
+    pub user: String,
+    pub password: Option<String>,
+    pub tls: bool,
+}
+
+impl Login {
+    /// The bootstrap superuser from loopback, without a password or TLS.
+    fn superuser() -> Login {
+        Login {
+            user: "freshet".into(),
+            password: None,
+            tls: false,
+        }
+    }
+
+    /// `USER [PASSWORD] [sslmode=disable|verify-full]`.
+    fn parse(words: &str) -> Result<Login, DbError> {
+        let mut login = Login::superuser();
+        let mut it = words.split_whitespace();
+        login.user = it
+            .next()
+            .ok_or_else(|| DbError("freshet:connect needs a user".into()))?
+            .to_string();
+        for w in it {
+            match w.strip_prefix("sslmode=") {
+                Some("disable") => login.tls = false,
+                Some("verify-full") => login.tls = true,
+                Some(other) => return Err(DbError(format!("unknown sslmode {other}"))),
+                None => login.password = Some(w.to_string()),
+            }
+        }
+        Ok(login)
+    }
+}
+
+/// A client logged in as `login` to `shared`'s server.
+pub async fn connect_as(shared: &SharedServer, login: &Login) -> Result<Client, DbError> {
+    let mut conf = format!(
+        "host=127.0.0.1 port={} user={} dbname=freshet",
+        shared.port(),
+        login.user
+    );
+    if let Some(p) = &login.password {
+        conf.push_str(&format!(
+            " password='{}'",
+            p.replace('\\', "\\\\").replace('\'', "\\'")
+        ));
+    }
+    if !login.tls {
+        conf.push_str(" sslmode=disable");
+        return connect(&conf).await;
+    }
+    let ca = shared
+        .ca
+        .as_ref()
+        .ok_or_else(|| DbError("sslmode=verify-full needs a file with --tls".into()))?;
+    conf.push_str(" sslmode=require");
+    let (client, conn) = tokio_postgres::connect(&conf, tls_connector(ca)?).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// TLS that trusts only the certificate in PEM file `ca` (and checks the host name).
+fn tls_connector(ca: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, DbError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| DbError(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| DbError(e.to_string()))?)
+            .map_err(|e| DbError(e.to_string()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| DbError(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// One sqllogictest connection. It connects on its first statement, so a named
+/// connection whose first record is `freshet:connect` never holds a superuser's
+/// connection (which would count against the server's connection limits).
 pub struct FreshetDb {
     shared: Arc<SharedServer>,
-    client: Client,
+    client: Option<Client>,
     generation: u64,
     protocol: Protocol,
+    login: Login,
 }
 
 impl FreshetDb {
     pub async fn connect(shared: Arc<SharedServer>, protocol: Protocol) -> Result<Self, DbError> {
         let generation = shared.generation.load(Ordering::SeqCst);
-        let client = connect(&shared.conn_str()).await?;
+        // On a server with TLS, connections use it unless they log in without.
+        let login = Login {
+            tls: shared.ca.is_some(),
+            ..Login::superuser()
+        };
         Ok(FreshetDb {
             shared,
-            client,
+            client: None,
             generation,
             protocol,
+            login,
         })
+    }
+
+    /// The client, connecting first if needed.
+    async fn client(&mut self) -> Result<&Client, DbError> {
+        if self.client.is_none() {
+            self.client = Some(connect_as(&self.shared, &self.login).await?);
+        }
+        self.client
+            .as_ref()
+            .ok_or_else(|| DbError("not connected".into()))
     }
 
     async fn restart(&mut self, kill9: bool) -> Result<(), DbError> {
@@ -143,12 +266,12 @@ impl FreshetDb {
 
     async fn reconnect(&mut self) -> Result<(), DbError> {
         self.generation = self.shared.generation.load(Ordering::SeqCst);
-        self.client = connect(&self.shared.conn_str()).await?;
+        self.client = Some(connect_as(&self.shared, &self.login).await?);
         Ok(())
     }
 
     async fn run_simple(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
-        let msgs = self.client.simple_query(sql).await?;
+        let msgs = self.client().await?.simple_query(sql).await?;
         let mut rows = Vec::new();
         let mut ncols = None;
         let mut affected = 0;
@@ -181,12 +304,13 @@ impl FreshetDb {
     }
 
     async fn run_extended(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
-        let stmt = self.client.prepare(sql).await?;
+        let client = self.client().await?;
+        let stmt = client.prepare(sql).await?;
         if stmt.columns().is_empty() {
-            let n = self.client.execute(&stmt, &[]).await?;
+            let n = client.execute(&stmt, &[]).await?;
             return Ok(DBOutput::StatementComplete(n));
         }
-        let rows = self.client.query(&stmt, &[]).await?;
+        let rows = client.query(&stmt, &[]).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut cells = Vec::with_capacity(row.len());
@@ -209,6 +333,14 @@ impl AsyncDB for FreshetDb {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
         let trimmed = sql.trim();
+        if let Some(rest) = trimmed.strip_prefix("freshet:connect ") {
+            let login = Login::parse(rest.trim_end_matches(';'))?;
+            // The old login's connection goes first (it would hold a slot).
+            self.client = None;
+            self.client = Some(connect_as(&self.shared, &login).await?);
+            self.login = login;
+            return Ok(DBOutput::StatementComplete(0));
+        }
         if let Some(rest) = trimmed.strip_prefix("freshet:create_topic") {
             let mut it = rest.split_whitespace();
             let name = it

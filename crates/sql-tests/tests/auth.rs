@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use freshet_sql_tests::pgclient::{connect, sqlstate_of};
-use freshet_sql_tests::TestServer;
+use freshet_sql_tests::{certificate, TestServer};
 
 use freshet_sql_tests::runtime as rt;
 
@@ -274,43 +274,13 @@ fn md5_trust_and_a_bootstrap_password() {
     });
 }
 
-/// A self-signed certificate for localhost and 127.0.0.1, made with openssl.
-fn certificate(dir: &Path) -> (String, String) {
-    let cert = dir.join("server.crt");
-    let key = dir.join("server.key");
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ])
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        cert.to_string_lossy().to_string(),
-        key.to_string_lossy().to_string(),
-    )
-}
-
 #[test]
 fn tls_required_from_psql_and_psycopg() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = certificate(dir.path());
+    let certs = certificate(dir.path());
+    let (cert, key, ca) = (&certs.cert, &certs.key, &certs.ca);
     let server =
-        TestServer::start_with_args(&["--tls-cert", &cert, "--tls-key", &key, "--tls-required"]);
+        TestServer::start_with_args(&["--tls-cert", cert, "--tls-key", key, "--tls-required"]);
     let base = format!(
         "host=127.0.0.1 port={} user=freshet dbname=freshet",
         server.port
@@ -319,7 +289,7 @@ fn tls_required_from_psql_and_psycopg() {
     assert!(ok && out.trim() == "3", "sslmode=require: {out}");
     let (ok, out) = psql(
         &format!(
-            "host=localhost port={} user=freshet dbname=freshet sslmode=verify-full sslrootcert={cert}",
+            "host=localhost port={} user=freshet dbname=freshet sslmode=verify-full sslrootcert={ca}",
             server.port
         ),
         "SELECT 4",
@@ -331,7 +301,7 @@ fn tls_required_from_psql_and_psycopg() {
     let script = format!(
         r#"
 import psycopg
-with psycopg.connect("{base} sslmode=verify-full sslrootcert={cert}".replace("127.0.0.1", "localhost"), autocommit=True) as c:
+with psycopg.connect("{base} sslmode=verify-full sslrootcert={ca}".replace("127.0.0.1", "localhost"), autocommit=True) as c:
     assert getattr(c.pgconn, "ssl_in_use", True)
     assert c.execute("SELECT 6").fetchone()[0] == 6
 try:

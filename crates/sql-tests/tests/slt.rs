@@ -6,11 +6,16 @@
 //! contains FILTER. Records can be limited to one protocol with `onlyif simple` /
 //! `onlyif extended` (e.g. several statements in one query string, which the extended
 //! protocol does not allow).
+//!
+//! A file starts its server with extra flags given in comment lines at its top:
+//! `# freshet-args: --auth md5 --max-connections 5`. The pseudo-flag `--tls` gives the
+//! server a fresh self-signed certificate, which the file's `freshet:connect …
+//! sslmode=verify-full` logins trust.
 
 use std::path::{Path, PathBuf};
 
 use freshet_sql_tests::pgclient::{FreshetDb, Protocol, SharedServer};
-use freshet_sql_tests::TestServer;
+use freshet_sql_tests::{certificate, TestServer};
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -28,8 +33,30 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The server flags a file asks for (`# freshet-args: …` lines before its first record).
+fn file_args(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .take_while(|l| l.trim().is_empty() || l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# freshet-args:"))
+        .flat_map(|a| a.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
 async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
-    let shared = SharedServer::new(TestServer::start());
+    let mut args = file_args(path);
+    let certs = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut ca = None;
+    if let Some(i) = args.iter().position(|a| a == "--tls") {
+        let c = certificate(certs.path());
+        args.splice(
+            i..=i,
+            ["--tls-cert".to_string(), c.cert, "--tls-key".into(), c.key],
+        );
+        ca = Some(c.ca);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let shared = SharedServer::with_tls(TestServer::start_with_args(&args), ca);
     let label = match protocol {
         Protocol::Simple => "simple",
         Protocol::Extended => "extended",

@@ -348,7 +348,10 @@ impl Reader for MemReader<'_> {
 ///    (`bucket | join key | row | sequence number`).
 /// 4: a window join's keys start with its window (the equal times), wherever the ON
 ///    condition names them.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: a top-N over windows stores its groups window first (freed as a range when the
+///    window closes); dead letters (`late_events`, `source_errors`) are indexed by
+///    arrival per source, for their retention.
+pub const FORMAT_VERSION: u32 = 5;
 
 impl Store {
     /// Opens (creating if needed) the RocksDB database at `path`, and checks that its

@@ -298,6 +298,9 @@ fn apply_options(def: &mut UserDef, u: &UserStmt) {
     if let Some(l) = u.login {
         def.login = l;
     }
+    if let Some(n) = u.connection_limit {
+        def.connection_limit = u32::try_from(n).ok();
+    }
     match &u.password {
         Some(Some(p)) => {
             def.scram = Some(scram_verifier(p));
