@@ -17,6 +17,7 @@ pub mod handler;
 pub mod limits;
 pub mod lookup;
 pub mod playground;
+pub mod query_pool;
 pub mod readers;
 pub mod server;
 pub mod session;

@@ -71,6 +71,8 @@ pub struct Db {
     failed: Mutex<BTreeMap<u64, String>>,
     /// Dead-letter retention per source, kept in step with the catalog.
     dead_letters: Arc<freshet_engine::dead_letters::Policies>,
+    /// Where queries run (see [`crate::query_pool`]).
+    queries: crate::query_pool::QueryPool,
 }
 
 impl crate::auth::Users for Db {
@@ -179,6 +181,13 @@ impl Db {
             limits,
             failed: Mutex::new(failed),
             dead_letters,
+            // Twice the cores: a query DataFusion is still winding down after a cancel
+            // (it stops at its next yield) leaves threads for the next ones, which the
+            // OS then shares the cores with.
+            queries: crate::query_pool::QueryPool::new(
+                (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
+            )
+            .map_err(|e| ServerError::Internal(format!("cannot start the query threads: {e}")))?,
         });
         db.set_catalog(catalog.clone());
         for t in &catalog.tables {
@@ -869,27 +878,6 @@ impl Session {
         (ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(ms))
     }
 
-    /// Runs a read (a query, or the rows a DML statement computes) until `deadline`
-    /// (`statement_timeout`): past it, the read is dropped, which cancels its DataFusion
-    /// tasks, and the statement fails with `57014`. (Reading stored rows checks the
-    /// deadline itself: see `stored::scan_within`.) A table write is not timed: once the
-    /// engine has it, it commits or fails as a whole.
-    async fn timed<T>(
-        &self,
-        deadline: Option<std::time::Instant>,
-        read: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let Some(deadline) = deadline else {
-            return read.await;
-        };
-        match tokio::time::timeout_at(deadline.into(), read).await {
-            Ok(res) => res,
-            Err(_) => Err(ServerError::QueryCanceled(
-                "canceling statement due to statement timeout".into(),
-            )),
-        }
-    }
-
     fn implicit_flush(&self) -> bool {
         self.vars
             .lock()
@@ -1113,7 +1101,9 @@ impl Session {
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&ctx, &plan)?;
         let batches = self
-            .timed(deadline, async {
+            .db
+            .queries
+            .run(deadline, async move {
                 Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
             })
             .await?;
@@ -1174,10 +1164,12 @@ impl Session {
             .db
             .context_for(&self.limits(), &catalog, &stmt, true, deadline)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
-        self.timed(deadline, async {
-            Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
-        })
-        .await
+        self.db
+            .queries
+            .run(deadline, async move {
+                Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+            })
+            .await
     }
 
     fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
