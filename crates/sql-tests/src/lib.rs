@@ -324,13 +324,89 @@ impl Drop for TestServer {
 /// test and killed when dropped. The binary comes from `scripts/tansu.sh path`, which
 /// installs it on first use.
 pub struct KafkaBroker {
+    /// Where the broker itself listens.
     pub port: u16,
     bin: PathBuf,
     child: Child,
+    /// A proxy every client goes through (the broker advertises it), to cut the broker
+    /// off and bring it back.
+    proxy: Option<Proxy>,
+}
+
+/// A TCP proxy that can drop every connection and refuse new ones, then heal.
+struct Proxy {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
+        let (open2, conns2) = (open.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !open2.load(Ordering::SeqCst) {
+                    drop(client); // refused: closed at once
+                    continue;
+                }
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut held = conns2.lock().unwrap_or_else(|p| p.into_inner());
+                for (from, to) in [(&client, &upstream), (&upstream, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                held.push(client);
+                held.push(upstream);
+            }
+        });
+        Proxy { port, open, conns }
+    }
 }
 
 impl KafkaBroker {
     pub fn start() -> KafkaBroker {
+        Self::launch(false)
+    }
+
+    /// A broker that clients reach through a proxy: [`KafkaBroker::cut`] makes it
+    /// unreachable (connections reset, new ones refused) with its data intact, as a
+    /// broker restart or a network partition does; [`KafkaBroker::heal`] brings it back.
+    pub fn start_proxied() -> KafkaBroker {
+        Self::launch(true)
+    }
+
+    /// Drops every client connection and refuses new ones.
+    pub fn cut(&self) {
+        if let Some(p) = &self.proxy {
+            p.open.store(false, std::sync::atomic::Ordering::SeqCst);
+            for c in p.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// Lets clients in again.
+    pub fn heal(&self) {
+        if let Some(p) = &self.proxy {
+            p.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn launch(proxied: bool) -> KafkaBroker {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tansu.sh");
         let out = Command::new("bash")
             .arg(&script)
@@ -345,11 +421,16 @@ impl KafkaBroker {
         let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let proxy = proxied.then(|| Proxy::start(port));
+        let advertised = match &proxy {
+            Some(p) => format!("tcp://127.0.0.1:{}", p.port),
+            None => url.clone(),
+        };
         let child = Command::new(&bin)
             .arg("broker")
             .arg("--storage-engine=memory://tansu/")
             .arg(format!("--listener-url={url}"))
-            .arg(format!("--advertised-listener-url={url}"))
+            .arg(format!("--advertised-listener-url={advertised}"))
             .env_remove("SCHEMA_REGISTRY")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("CLUSTER_ID")
@@ -366,12 +447,18 @@ impl KafkaBroker {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        KafkaBroker { port, bin, child }
+        KafkaBroker {
+            port,
+            bin,
+            child,
+            proxy,
+        }
     }
 
-    /// `host:port` for `properties.bootstrap.server`.
+    /// `host:port` for `properties.bootstrap.server` (the proxy's, if it has one).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let port = self.proxy.as_ref().map_or(self.port, |p| p.port);
+        format!("127.0.0.1:{port}")
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {

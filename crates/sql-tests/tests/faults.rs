@@ -400,3 +400,64 @@ fn a_full_disk_fails_writes_cleanly_and_everything_resumes_once_space_is_back() 
         assert_eq!(one_i64(&c, "SELECT n FROM tv").await, n);
     });
 }
+
+/// The broker becomes unreachable (connections reset, new ones refused, its data intact:
+/// a broker restart or a network partition), Freshet is killed and started again while it
+/// is, then the broker comes back: the reader recovers by itself, and the view counts
+/// every event once.
+#[test]
+fn readers_recover_by_themselves_from_a_broker_outage() {
+    let kafka = KafkaBroker::start_proxied();
+    kafka.create_topic("ev", 2);
+    let mut server = TestServer::start();
+    let rt = rt();
+    let mut sum = produce_values(&kafka, "ev", 0, 1000);
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE src (id BIGINT, v BIGINT) WITH (connector = 'kafka', topic = 'ev',
+               properties.bootstrap.server = '{}') FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW ev AS SELECT count(*) AS n, sum(v) AS s FROM src;
+             FLUSH;",
+            kafka.addr()
+        ))
+        .await
+        .expect("setup");
+        assert_source_view_count(&c, &server, 1000).await;
+    });
+    kafka.cut();
+    std::thread::sleep(Duration::from_secs(3));
+    // Queries go on while the broker is away.
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        assert_source_view_count(&c, &server, 1000).await;
+    });
+    // Freshet starts again while the broker is still away.
+    server.kill9_restart();
+    std::thread::sleep(Duration::from_secs(2));
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        assert_source_view_count(&c, &server, 1000).await;
+    });
+    kafka.heal();
+    sum += produce_values(&kafka, "ev", 1000, 1000);
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        tokio::time::timeout(Duration::from_secs(120), c.batch_execute("FLUSH"))
+            .await
+            .expect("FLUSH within 2 minutes of the broker's return")
+            .expect("FLUSH");
+        assert_source_view_count(&c, &server, 2000).await;
+        assert_eq!(one_i64(&c, "SELECT s FROM ev").await, sum);
+        let states = c
+            .simple_query(
+                "SELECT state FROM freshet_catalog.source_status WHERE source_name = 'src'",
+            )
+            .await
+            .expect("source_status");
+        let running = states.iter().any(|m| {
+            matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("running"))
+        });
+        assert!(running, "the reader is not running again: {states:?}");
+    });
+}
