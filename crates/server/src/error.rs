@@ -282,3 +282,9 @@ impl From<ServerError> for PgWireError {
         e.into_pgwire()
     }
 }
+
+impl From<ArrowError> for ServerError {
+    fn from(e: ArrowError) -> Self {
+        ServerError::DataFusion(e.into())
+    }
+}

@@ -3,7 +3,9 @@
 //! - [`config`]: settings from flags, environment and TOML;
 //! - [`server`]: the listener, connection limit and graceful shutdown;
 //! - [`handler`]: the Postgres wire protocol (simple and extended) over a session;
-//! - [`session`]: statement execution against the shared database;
+//! - [`session`]: statement execution against the shared database ([`session::Db`]), one
+//!   file per concern under `session/` (queries, DML, DDL, session variables, the
+//!   `freshet_catalog` tables, users and privileges);
 //! - [`encode`]: Arrow values to Postgres wire values;
 //! - [`error`]: the one mapping from errors to SQLSTATE codes;
 //! - [`playground`]: the demo started by `freshet playground`.

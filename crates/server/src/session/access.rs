@@ -6,11 +6,12 @@
 //! `freshet_catalog`, set session variables, and change its own password; everything
 //! else (DDL, users, grants) is `42501`.
 
+use freshet_planner::context::referenced_tables;
 use freshet_planner::parser::{Stmt, UserStmt};
 use freshet_planner::sqlparser::ast::{self, Statement};
 use freshet_planner::users::{Privilege, UserDef, BOOTSTRAP_USER};
 
-use super::{command, object_name, referenced_tables, Output, Session};
+use super::{command, object_name, Output, Session};
 use crate::auth::{md5_hash, scram_verifier};
 use crate::error::{Result, ServerError};
 use freshet_engine::coordinator::Ddl;

@@ -1,0 +1,398 @@
+//! The database shared by all sessions ([`Db`]): opening the data directory (the catalog,
+//! re-planning every view, starting the engine), the source readers and their
+//! supervision, the catalog as sessions read and replace it, views that failed at
+//! start-up, `FLUSH`, shutdown, and which stored relation a name reads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
+use freshet_engine::coordinator::{late_events_schema, source_errors_schema};
+use freshet_engine::coordinator::{
+    Engine, EngineConfig, Output as ViewOutput, TableDesc, ViewDesc,
+};
+use freshet_engine::plan::StreamNode;
+use freshet_planner::catalog::{Catalog, TableDef, ViewDef};
+use freshet_planner::context::{
+    bind, new_session_with, referenced_tables, register, register_in_schema, Limits,
+};
+use freshet_planner::parser::{self, Stmt};
+use freshet_planner::sqlparser::ast::Statement;
+use freshet_planner::stream_planner::plan_view;
+use freshet_planner::PlannerError;
+use freshet_storage::{keys, RowLayout, Store};
+
+use crate::readers::{Owner, Readers};
+
+use crate::error::{Result, ServerError};
+
+/// The database shared by all sessions.
+pub struct Db {
+    pub(super) store: Store,
+    pub(super) engine: Engine,
+    catalog: RwLock<Arc<Catalog>>,
+    /// Output schemas of views (derived by planning their queries).
+    pub(super) view_schemas: RwLock<BTreeMap<u64, SchemaRef>>,
+    /// Serializes DDL (the catalog is read, changed and written back).
+    pub(super) ddl_lock: tokio::sync::Mutex<()>,
+    /// Statements hold a read lock; shutdown takes the write lock to let them finish.
+    pub inflight: tokio::sync::RwLock<()>,
+    /// Source readers by the relation they feed, supervised.
+    pub(super) readers: Readers,
+    /// The server's limits on a statement (a session may lower the memory limit).
+    pub(super) limits: Limits,
+    /// Views that could not be planned at start-up, with the reason.
+    pub(super) failed: Mutex<BTreeMap<u64, String>>,
+    /// Dead-letter retention per source, kept in step with the catalog.
+    dead_letters: Arc<freshet_engine::dead_letters::Policies>,
+    /// Where queries run (see [`crate::query_pool`]).
+    pub(super) queries: crate::query_pool::QueryPool,
+}
+
+impl crate::auth::Users for Db {
+    fn user(&self, name: &str) -> Option<freshet_planner::users::UserDef> {
+        self.catalog().user(name).cloned()
+    }
+}
+
+pub(super) fn table_desc(t: &TableDef) -> TableDesc {
+    TableDesc {
+        id: t.id,
+        name: t.name.clone(),
+        schema: t.schema(),
+        pk: t.pk.clone(),
+        not_null: t.columns.iter().map(|c| c.not_null).collect(),
+        watermark: t.watermark.as_ref().and_then(|w| {
+            let col = t.columns.iter().position(|c| c.name == w.column)?;
+            Some((col, w.delay_micros))
+        }),
+    }
+}
+
+/// Where a stored view's rows go.
+pub(super) fn view_output(v: &ViewDef) -> ViewOutput {
+    match &v.sink {
+        None => ViewOutput::Table,
+        Some(s) => ViewOutput::Blackhole {
+            deletes: !s.drop_deletes,
+        },
+    }
+}
+
+impl Db {
+    /// Opens the data directory: reads the catalog, re-plans every view and starts the
+    /// engine's coordinator.
+    pub async fn open(data_dir: &Path, config: EngineConfig, limits: Limits) -> Result<Arc<Db>> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            ServerError::Protocol(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let store = Store::open(&data_dir.join("db"))?;
+        let catalog = match store.read_snapshot(|r| r.get(keys::CATALOG))? {
+            Some(bytes) => Catalog::from_json(&bytes)?,
+            None => Catalog::default(),
+        };
+        let ctx = new_session_with(&limits);
+        for t in &catalog.tables {
+            register(&ctx, &t.name, t.schema(), vec![])?;
+            // Also as a lookup join's table (FOR SYSTEM_TIME AS OF PROCTIME()).
+            let lookup = format!("{}{}", parser::LOOKUP_PREFIX, t.name);
+            register(&ctx, &lookup, t.schema(), vec![])?;
+        }
+        for s in &catalog.sources {
+            register(&ctx, &s.name, s.schema(), vec![])?;
+        }
+        // Views may audit the dead-letter tables.
+        register_in_schema(
+            &ctx,
+            "freshet_catalog",
+            "late_events",
+            late_events_schema(),
+            vec![],
+        )?;
+        register_in_schema(
+            &ctx,
+            "freshet_catalog",
+            "source_errors",
+            source_errors_schema(),
+            vec![],
+        )?;
+        let mut views = Vec::new();
+        let mut view_schemas = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        for v in &catalog.views {
+            // A view this build cannot plan (a limit it breaks, a view it reads that
+            // failed) must not keep the server from starting: it is marked failed, and
+            // everything else runs.
+            let (plan, schema) = match plan_stored_view(&ctx, &catalog, v).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(view = %v.name, error = %e, "cannot plan the view: it is marked failed; DROP it and create it again");
+                    failed.insert(v.id, e.to_string());
+                    continue;
+                }
+            };
+            // A sink cannot be read: its name stays unknown to queries and views.
+            if v.sink.is_none() {
+                register(&ctx, &v.name, schema.clone(), vec![])?;
+                let lookup = format!("{}{}", parser::LOOKUP_PREFIX, v.name);
+                register(&ctx, &lookup, schema.clone(), vec![])?;
+                view_schemas.insert(v.id, schema.clone());
+            }
+            views.push(ViewDesc {
+                id: v.id,
+                name: v.name.clone(),
+                schema,
+                plan,
+                append_only: v.append_only,
+                output: view_output(v),
+            });
+        }
+        let tables = catalog.tables.iter().map(table_desc).collect();
+        let sources = catalog.sources.iter().map(|s| (s.id, s.schema())).collect();
+        let dead_letters = config.dead_letters.clone();
+        let engine = Engine::start(store.clone(), tables, sources, views, config)?;
+        let db = Arc::new(Db {
+            store,
+            engine,
+            catalog: RwLock::new(Arc::new(catalog.clone())),
+            view_schemas: RwLock::new(view_schemas),
+            ddl_lock: tokio::sync::Mutex::new(()),
+            inflight: tokio::sync::RwLock::new(()),
+            readers: Readers::default(),
+            limits,
+            failed: Mutex::new(failed),
+            dead_letters,
+            // Twice the cores: a query DataFusion is still winding down after a cancel
+            // (it stops at its next yield) leaves threads for the next ones, which the
+            // OS then shares the cores with.
+            queries: crate::query_pool::QueryPool::new(
+                (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
+            )
+            .map_err(|e| ServerError::Internal(format!("cannot start the query threads: {e}")))?,
+        });
+        db.set_catalog(catalog.clone());
+        for t in &catalog.tables {
+            db.start_table_reader(t)?;
+        }
+        for v in &catalog.views {
+            if db.failure(v.id).is_some() {
+                continue;
+            }
+            db.start_readers(&catalog, v)?;
+        }
+        // Restarts failed readers; ends with the database.
+        let weak = Arc::downgrade(&db);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let Some(db) = weak.upgrade() else { break };
+                let _ = tokio::task::spawn_blocking(move || {
+                    // A database closed after a failed write opens again once it can.
+                    let _ = db.store.recover();
+                    db.supervise(false)
+                })
+                .await;
+            }
+        });
+        Ok(db)
+    }
+
+    /// Restarts the readers that failed (see [`Readers::supervise`]).
+    fn supervise(&self, now: bool) {
+        let epoch = self.engine.epoch();
+        self.readers.supervise(now, epoch, |owner| {
+            let catalog = self.catalog();
+            match owner {
+                Owner::View { view, source } => {
+                    let (Some(v), Some(src)) =
+                        (catalog.view_by_id(view), catalog.source_by_id(source))
+                    else {
+                        return Err("its view or source was dropped".into());
+                    };
+                    let columns = v
+                        .source_columns
+                        .iter()
+                        .find(|(id, _)| *id == source)
+                        .map(|(_, c)| c.as_slice());
+                    crate::sources::start_reader(&self.engine, &self.store, view, src, columns)
+                }
+                Owner::Table(id) => {
+                    let Some(t) = catalog.tables.iter().find(|t| t.id == id) else {
+                        return Err("its table was dropped".into());
+                    };
+                    crate::sources::start_table_reader(&self.engine, &self.store, t)
+                }
+            }
+            .map_err(|e| e.to_string())
+        });
+    }
+
+    /// Why view `id` is not running, if it failed.
+    fn failure(&self, id: u64) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// An error (`55000`) if `stmt` reads a view that failed at start-up.
+    pub(super) fn reject_failed(&self, catalog: &Catalog, stmt: &Statement) -> Result<()> {
+        for name in referenced_tables(stmt) {
+            if let Some(v) = catalog.view(&name) {
+                if let Some(reason) = self.failure(v.id) {
+                    return Err(ServerError::ViewFailed(format!(
+                        "materialized view \"{name}\" is not running: it could not be \
+                         planned when the server started ({reason}); drop it and create it again"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a reader for every source `view` reads directly.
+    pub(super) fn start_readers(&self, catalog: &Catalog, view: &ViewDef) -> Result<()> {
+        let epoch = self.engine.epoch();
+        let mut handles = Vec::new();
+        for dep in &view.depends_on {
+            if let Some(src) = catalog.source_by_id(*dep) {
+                let columns = view
+                    .source_columns
+                    .iter()
+                    .find(|(id, _)| id == dep)
+                    .map(|(_, c)| c.as_slice());
+                let h =
+                    crate::sources::start_reader(&self.engine, &self.store, view.id, src, columns)?;
+                let owner = Owner::View {
+                    view: view.id,
+                    source: src.id,
+                };
+                handles.push((owner, h));
+            }
+        }
+        if !handles.is_empty() {
+            self.readers.insert(view.id, epoch, handles);
+        }
+        Ok(())
+    }
+
+    /// Starts the reader of the topic that feeds `table`, if any.
+    pub(super) fn start_table_reader(&self, table: &TableDef) -> Result<()> {
+        if table.feed.is_some() {
+            let epoch = self.engine.epoch();
+            let h = crate::sources::start_table_reader(&self.engine, &self.store, table)?;
+            self.readers
+                .insert(table.id, epoch, vec![(Owner::Table(table.id), h)]);
+        }
+        Ok(())
+    }
+
+    /// Stops the readers feeding `view` (blocking until their threads end).
+    pub(super) fn stop_readers(&self, view: u64) {
+        drop(self.readers.remove(view));
+    }
+
+    /// Waits until every source reader has handed over what its topic holds now, then
+    /// until all of it is committed.
+    pub async fn flush(self: &Arc<Self>) -> Result<()> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // A reader that just failed (say, after a failed commit) starts again now.
+            db.supervise(true);
+            db.readers
+                .catch_up(std::time::Duration::from_secs(600))
+                .map_err(|message| ServerError::Connector {
+                    code: "58000",
+                    message,
+                })
+        })
+        .await
+        .map_err(|e| ServerError::Protocol(format!("flush task failed: {e}")))??;
+        Ok(self.engine.flush().await?)
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_catalog(&self, c: Catalog) {
+        let retention = c
+            .sources
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.dead_letters?)))
+            .chain(
+                c.tables
+                    .iter()
+                    .filter_map(|t| Some((t.name.clone(), t.feed.as_ref()?.dead_letters?))),
+            )
+            .collect();
+        self.dead_letters.replace(retention);
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+    }
+
+    /// Stops the source readers, commits everything and stops the engine.
+    pub async fn shutdown(&self) -> Result<()> {
+        let readers = self.readers.take_all();
+        tokio::task::spawn_blocking(move || drop(readers))
+            .await
+            .map_err(|e| ServerError::Protocol(format!("stopping readers failed: {e}")))?;
+        self.engine.shutdown().await?;
+        self.store.quiesce();
+        Ok(())
+    }
+
+    pub(super) fn relation_schema(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+    ) -> Option<(u64, SchemaRef, RowLayout)> {
+        // A lookup join's table (`FOR SYSTEM_TIME AS OF PROCTIME()`) reads as the table.
+        let name = parser::lookup_target(name).unwrap_or(name);
+        if let Some(t) = catalog.table(name) {
+            let layout = if t.pk.is_empty() {
+                RowLayout::Multiset
+            } else {
+                RowLayout::Keyed
+            };
+            return Some((t.id, t.schema(), layout));
+        }
+        if let Some(s) = catalog.source(name) {
+            return Some((s.id, s.schema(), RowLayout::Multiset));
+        }
+        let v = catalog.view(name)?;
+        let schemas = self.view_schemas.read().unwrap_or_else(|p| p.into_inner());
+        schemas
+            .get(&v.id)
+            .map(|s| (v.id, s.clone(), RowLayout::Multiset))
+    }
+
+    pub(super) fn is_source(&self, catalog: &Catalog, name: &str) -> bool {
+        catalog.table(name).is_none() && catalog.source(name).is_some()
+    }
+}
+
+/// Plans a stored view's query (at startup).
+async fn plan_stored_view(
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    v: &ViewDef,
+) -> Result<(StreamNode, SchemaRef)> {
+    let stmts = parser::parse(&v.sql)?;
+    let Some(Stmt::Sql(stmt)) = stmts.into_iter().next() else {
+        return Err(
+            PlannerError::Internal(format!("stored query of view {} is empty", v.name)).into(),
+        );
+    };
+    let plan = bind(ctx, &stmt).await?;
+    let planned = plan_view(ctx, catalog, &plan, v.emit_on_window_close)?;
+    Ok((planned.plan, planned.schema))
+}

@@ -1,0 +1,594 @@
+//! DDL: `CREATE TABLE` (written by DML, or fed by a topic), `CREATE SOURCE`,
+//! `CREATE MATERIALIZED VIEW`, `CREATE SINK`, `EXPLAIN CREATE MATERIALIZED VIEW` and
+//! `DROP` of each. Each builds the next catalog under the DDL lock and lets the engine's
+//! coordinator apply it in one commit, then starts or stops the source readers.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use freshet_engine::chunk::rows_to_batch;
+use freshet_engine::coordinator::{Ddl, ViewDesc};
+use freshet_planner::catalog::{
+    Catalog, ColumnDef, RelationKind, SinkDef, SqlType, TableDef, ViewDef,
+};
+use freshet_planner::context::bind;
+use freshet_planner::naming::name_select_items;
+use freshet_planner::parser::{self, Stmt};
+use freshet_planner::sqlparser::ast::{
+    self, ColumnOption, ObjectName, ObjectType, TableConstraint,
+};
+use freshet_planner::stream_planner::plan_view;
+use freshet_planner::PlannerError;
+
+use super::db::{table_desc, view_output};
+use super::query::{param_types, reject_sinks};
+use super::{command, ident_name, object_name, Output, Session};
+use crate::error::{Result, ServerError};
+
+impl Session {
+    pub(super) async fn create_table(&self, ct: &ast::CreateTable) -> Result<Output> {
+        self.create_dml_table(
+            &ct.name,
+            ct.if_not_exists,
+            &ct.columns,
+            &ct.constraints,
+            ct.query.is_some(),
+            None,
+        )
+        .await
+    }
+
+    /// `CREATE TABLE … (…, WATERMARK FOR …) APPEND ONLY`: a DML table with a watermark.
+    pub(super) async fn create_ext_table(&self, cs: &parser::CreateSource) -> Result<Output> {
+        self.create_dml_table(
+            &cs.name,
+            cs.if_not_exists,
+            &cs.columns,
+            &cs.constraints,
+            false,
+            Some(cs),
+        )
+        .await
+    }
+
+    /// A table written by DML; `ext` carries Freshet's extensions (WATERMARK, APPEND ONLY).
+    async fn create_dml_table(
+        &self,
+        name: &ObjectName,
+        if_not_exists: bool,
+        columns: &[ast::ColumnDef],
+        constraints: &[ast::TableConstraint],
+        as_query: bool,
+        ext: Option<&parser::CreateSource>,
+    ) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(name);
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, &name, if_not_exists)? {
+            return Ok(command("CREATE TABLE"));
+        }
+        if as_query {
+            return Err(ServerError::Unsupported(
+                "CREATE TABLE … AS is not supported yet".into(),
+            ));
+        }
+        let (columns, pk) = table_columns(&name, columns, constraints)?;
+        let (watermark, append_only) = match ext {
+            Some(cs) => (
+                crate::sources::parse_watermark(cs, &columns)?,
+                cs.append_only,
+            ),
+            None => (None, false),
+        };
+        if watermark.is_some() && !append_only {
+            return Err(ServerError::Unsupported(
+                "a table with a WATERMARK must be APPEND ONLY: \
+                 CREATE TABLE … (…, WATERMARK FOR …) APPEND ONLY"
+                    .into(),
+            ));
+        }
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = TableDef {
+            id,
+            name,
+            columns,
+            pk,
+            feed: None,
+            watermark,
+            append_only,
+        };
+        self.add_table(next, def).await
+    }
+
+    /// Commits a new table into `next` (the catalog with its id allocated) and starts the
+    /// reader of its topic, if it has one.
+    async fn add_table(&self, mut next: Catalog, def: TableDef) -> Result<Output> {
+        let desc = table_desc(&def);
+        next.tables.push(def.clone());
+        self.db
+            .engine
+            .ddl(Ddl::CreateTable(desc), next.to_json())
+            .await?;
+        self.db.set_catalog(next);
+        self.db.start_table_reader(&def)?;
+        Ok(command("CREATE TABLE"))
+    }
+
+    /// `CREATE TABLE … WITH (connector = 'kafka', …) FORMAT UPSERT|PLAIN ENCODE …`.
+    pub(super) async fn create_fed_table(&self, cs: &parser::CreateSource) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cs.name);
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, &name, cs.if_not_exists)? {
+            return Ok(command("CREATE TABLE"));
+        }
+        if !cs.includes.is_empty() {
+            return Err(ServerError::Unsupported(
+                "INCLUDE on a table (use a source)".into(),
+            ));
+        }
+        let (columns, pk) = table_columns(&name, &cs.columns, &cs.constraints)?;
+        let feed = crate::sources::table_feed(cs, !pk.is_empty())?;
+        let watermark = crate::sources::parse_watermark(cs, &columns)?;
+        if watermark.is_some() && feed.upsert {
+            return Err(ServerError::Unsupported(
+                "a table with a WATERMARK must be append-only: use FORMAT PLAIN, not UPSERT".into(),
+            ));
+        }
+        if cs.append_only && feed.upsert {
+            return Err(ServerError::InvalidOption(
+                "a FORMAT UPSERT table cannot be APPEND ONLY".into(),
+            ));
+        }
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = TableDef {
+            id,
+            name,
+            columns,
+            pk,
+            append_only: !feed.upsert,
+            feed: Some(feed),
+            watermark,
+        };
+        let check_def = def.clone();
+        tokio::task::spawn_blocking(move || crate::sources::check_table(&check_def))
+            .await
+            .map_err(|e| ServerError::Protocol(format!("source check failed: {e}")))??;
+        self.add_table(next, def).await
+    }
+
+    pub(super) async fn create_source(&self, cs: &parser::CreateSource) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cs.name);
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, &name, cs.if_not_exists)? {
+            return Ok(command("CREATE SOURCE"));
+        }
+        let mut next = (*catalog).clone();
+        let id = next.allocate_id();
+        let def = crate::sources::source_def(id, cs)?;
+        let check_def = def.clone();
+        tokio::task::spawn_blocking(move || crate::sources::check(&check_def))
+            .await
+            .map_err(|e| ServerError::Protocol(format!("source check failed: {e}")))??;
+        let schema = def.schema();
+        next.sources.push(def);
+        self.db
+            .engine
+            .ddl(Ddl::CreateSource { id, schema }, next.to_json())
+            .await?;
+        self.db.set_catalog(next);
+        Ok(command("CREATE SOURCE"))
+    }
+
+    pub(super) async fn create_view(&self, cv: &ast::CreateView) -> Result<Output> {
+        if !cv.materialized {
+            return Err(ServerError::Unsupported(
+                "only materialized views are supported: CREATE MATERIALIZED VIEW".into(),
+            ));
+        }
+        if cv.or_replace {
+            return Err(ServerError::Unsupported(
+                "CREATE OR REPLACE MATERIALIZED VIEW".into(),
+            ));
+        }
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cv.name);
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, &name, cv.if_not_exists)? {
+            return Ok(command("CREATE MATERIALIZED VIEW"));
+        }
+        let eowc = parser::emit_on_window_close(cv);
+        let (query_sql, planned) = self
+            .plan_new_view(&catalog, &cv.query, &cv.columns, eowc)
+            .await?;
+        self.install_view(&catalog, name, query_sql, planned, eowc, None)
+            .await?;
+        Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    /// `CREATE SINK`: a view whose rows go to the sink's connector instead of a table.
+    pub(super) async fn create_sink(&self, cs: &parser::CreateSink) -> Result<Output> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(&cs.name);
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, &name, cs.if_not_exists)? {
+            return Ok(command("CREATE SINK"));
+        }
+        let (query_sql, planned) = self
+            .plan_new_view(&catalog, &cs.query, &[], cs.emit_on_window_close)
+            .await?;
+        let sink = SinkDef::parse(&cs.options, planned.append_only).map_err(|e| {
+            ServerError::Connector {
+                code: "22023",
+                message: e,
+            }
+        })?;
+        let eowc = cs.emit_on_window_close;
+        self.install_view(&catalog, name, query_sql, planned, eowc, Some(sink))
+            .await?;
+        Ok(command("CREATE SINK"))
+    }
+
+    /// Adds a planned view (or, with `sink`, a sink) to the catalog and the engine in one
+    /// DDL, then starts its readers.
+    async fn install_view(
+        &self,
+        catalog: &Catalog,
+        name: String,
+        query_sql: String,
+        planned: freshet_planner::stream_planner::PlannedView,
+        emit_on_window_close: bool,
+        sink: Option<SinkDef>,
+    ) -> Result<()> {
+        let mut next = catalog.clone();
+        let id = next.allocate_id();
+        let def = ViewDef {
+            id,
+            name: name.clone(),
+            sql: query_sql,
+            depends_on: planned.depends_on.clone(),
+            watermark_cols: planned.watermark_cols.clone(),
+            emit_on_window_close,
+            append_only: planned.append_only,
+            source_columns: planned.source_columns.clone(),
+            sink,
+        };
+        let desc = ViewDesc {
+            id,
+            name,
+            schema: planned.schema.clone(),
+            plan: planned.plan,
+            append_only: planned.append_only,
+            output: view_output(&def),
+        };
+        // Queries read a view's rows with its schema; a sink keeps none.
+        let readable = def.sink.is_none();
+        next.views.push(def);
+        let schemas = || {
+            self.db
+                .view_schemas
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if readable {
+            schemas().insert(id, planned.schema);
+        }
+        if let Err(e) = self
+            .db
+            .engine
+            .ddl(Ddl::CreateView(desc), next.to_json())
+            .await
+        {
+            if readable {
+                schemas().remove(&id);
+            }
+            return Err(e.into());
+        }
+        self.db.set_catalog(next.clone());
+        if let Some(v) = next.views.last() {
+            self.db.start_readers(&next, v)?;
+        }
+        Ok(())
+    }
+
+    /// Plans a view's (or a sink's) query: the SQL to store and the streaming plan.
+    async fn plan_new_view(
+        &self,
+        catalog: &Catalog,
+        query: &ast::Query,
+        columns: &[ast::ViewColumnDef],
+        emit_on_window_close: bool,
+    ) -> Result<(String, freshet_planner::stream_planner::PlannedView)> {
+        // Renamed columns: `CREATE MATERIALIZED VIEW v (a, b) AS …` is stored as a query
+        // that renames them, so re-planning at startup needs nothing else.
+        let mut query = query.clone();
+        name_select_items(&mut query, false);
+        let query_sql = if columns.is_empty() {
+            query.to_string()
+        } else {
+            let cols: Vec<String> = columns.iter().map(|c| c.name.to_string()).collect();
+            format!(
+                "SELECT * FROM ({query}) AS __freshet_view ({})",
+                cols.join(", ")
+            )
+        };
+        let query_stmt = match parser::parse(&query_sql)?.into_iter().next() {
+            Some(Stmt::Sql(s)) => s,
+            _ => return Err(PlannerError::Internal("view query vanished".into()).into()),
+        };
+        reject_sinks(catalog, &query_stmt)?;
+        let ctx = self
+            .db
+            .context_for(&self.limits(), catalog, &query_stmt, false, None)?;
+        let plan = bind(&ctx, &query_stmt).await?;
+        if !param_types(&plan)?.is_empty() {
+            return Err(ServerError::Unsupported(
+                "parameters in a materialized view".into(),
+            ));
+        }
+        let planned = plan_view(&ctx, catalog, &plan, emit_on_window_close)?;
+        Ok((query_sql, planned))
+    }
+
+    /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan, one line per row.
+    pub(super) async fn explain_view(&self, cv: &ast::CreateView) -> Result<Output> {
+        let catalog = self.db.catalog();
+        let (_, planned) = self
+            .plan_new_view(
+                &catalog,
+                &cv.query,
+                &cv.columns,
+                parser::emit_on_window_close(cv),
+            )
+            .await?;
+        let mut text = format!(
+            "StreamMaterialize: view={} emit={}\n",
+            object_name(&cv.name),
+            if parser::emit_on_window_close(cv) {
+                "on window close"
+            } else {
+                "on every change"
+            }
+        );
+        for line in planned.plan.to_string().lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        for id in &planned.depends_on {
+            if let Some(name) = catalog.name_of(*id) {
+                text.push_str(&format!("relation {id} = {name}"));
+                // A source's reader may produce only the columns the view uses.
+                let used = planned.source_columns.iter().find(|(s, _)| s == id);
+                if let (Some((_, cols)), Some(src)) = (used, catalog.source_by_id(*id)) {
+                    let names: Vec<&str> = cols
+                        .iter()
+                        .filter_map(|&c| src.columns.get(c).map(|c| c.name.as_str()))
+                        .collect();
+                    text.push_str(&format!(" (reads {})", names.join(", ")));
+                }
+                text.push('\n');
+            }
+        }
+        let schema = query_plan_schema();
+        let rows: Vec<Vec<ScalarValue>> = text
+            .lines()
+            .map(|l| vec![ScalarValue::Utf8(Some(l.to_string()))])
+            .collect();
+        let batch = rows_to_batch(schema.clone(), &rows)?;
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+
+    pub(super) async fn drop(
+        &self,
+        object_type: ObjectType,
+        if_exists: bool,
+        names: &[ObjectName],
+        cascade: bool,
+    ) -> Result<Output> {
+        let expected = match object_type {
+            ObjectType::Table => RelationKind::Table,
+            ObjectType::MaterializedView | ObjectType::View => RelationKind::View,
+            other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
+        };
+        self.drop_relations(expected, if_exists, names, cascade)
+            .await
+    }
+
+    pub(super) async fn drop_relations(
+        &self,
+        expected: RelationKind,
+        if_exists: bool,
+        names: &[ObjectName],
+        cascade: bool,
+    ) -> Result<Output> {
+        let (kind_name, tag) = match expected {
+            RelationKind::Table => ("table", "DROP TABLE"),
+            RelationKind::View => ("materialized view", "DROP MATERIALIZED VIEW"),
+            RelationKind::Source => ("source", "DROP SOURCE"),
+            RelationKind::Sink => ("sink", "DROP SINK"),
+        };
+        let _ddl = self.db.ddl_lock.lock().await;
+        for n in names {
+            let name = object_name(n);
+            let catalog = self.db.catalog();
+            let id = match catalog.kind_of(&name) {
+                None if if_exists => continue,
+                None => return Err(PlannerError::UndefinedTable(name).into()),
+                Some((kind, _)) if kind != expected => {
+                    return Err(PlannerError::WrongObjectType {
+                        name,
+                        expected: kind_name,
+                    }
+                    .into())
+                }
+                Some((_, id)) => id,
+            };
+            // Everything that reads it, transitively, in creation order.
+            let mut doomed = vec![id];
+            for v in &catalog.views {
+                if v.depends_on.iter().any(|d| doomed.contains(d)) {
+                    doomed.push(v.id);
+                }
+            }
+            if doomed.len() > 1 && !cascade {
+                let dependents: Vec<String> = catalog
+                    .dependents(id)
+                    .iter()
+                    .map(|v| {
+                        let what = if v.sink.is_some() {
+                            "sink"
+                        } else {
+                            "materialized view"
+                        };
+                        format!("{what} {} depends on {kind_name} {name}", v.name)
+                    })
+                    .collect();
+                return Err(PlannerError::DependentObjects {
+                    kind: kind_name,
+                    name,
+                    detail: dependents.join("\n"),
+                }
+                .into());
+            }
+            let mut next = (*catalog).clone();
+            for victim in doomed.into_iter().rev() {
+                self.db.stop_readers(victim);
+                next.tables.retain(|t| t.id != victim);
+                next.sources.retain(|s| s.id != victim);
+                next.views.retain(|v| v.id != victim);
+                if let Err(e) = self.db.engine.ddl(Ddl::Drop(victim), next.to_json()).await {
+                    // Not dropped after all (the commit failed): its readers go on.
+                    let current = self.db.catalog();
+                    if let Some(v) = current.view_by_id(victim) {
+                        self.db.start_readers(&current, v)?;
+                    } else if let Some(t) = current.tables.iter().find(|t| t.id == victim) {
+                        self.db.start_table_reader(t)?;
+                    }
+                    return Err(e.into());
+                }
+                self.db
+                    .view_schemas
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&victim);
+                self.db
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&victim);
+                self.db.set_catalog(next.clone());
+            }
+        }
+        Ok(command(tag))
+    }
+}
+
+/// Columns and primary key of `CREATE TABLE`.
+fn table_columns(
+    name: &str,
+    ast_columns: &[ast::ColumnDef],
+    constraints: &[TableConstraint],
+) -> Result<(Vec<ColumnDef>, Vec<usize>)> {
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut pk: Vec<usize> = Vec::new();
+    for (i, c) in ast_columns.iter().enumerate() {
+        let cname = ident_name(&c.name);
+        if columns.iter().any(|x| x.name == cname) {
+            return Err(PlannerError::DuplicateColumn(cname).into());
+        }
+        let mut not_null = false;
+        for opt in &c.options {
+            match &opt.option {
+                ColumnOption::NotNull => not_null = true,
+                ColumnOption::Null => {}
+                ColumnOption::PrimaryKey(_) => {
+                    if !pk.is_empty() {
+                        return Err(ServerError::Unsupported(format!(
+                            "multiple primary keys for table \"{name}\" are not allowed"
+                        )));
+                    }
+                    pk.push(i);
+                    not_null = true;
+                }
+                other => {
+                    return Err(ServerError::Unsupported(format!(
+                        "column option {other} is not supported yet"
+                    )))
+                }
+            }
+        }
+        columns.push(ColumnDef {
+            name: cname,
+            ty: SqlType::from_ast(&c.data_type)?,
+            not_null,
+        });
+    }
+    if columns.is_empty() {
+        return Err(ServerError::Unsupported(
+            "a table needs at least one column".into(),
+        ));
+    }
+    for constraint in constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(p) => {
+                if !pk.is_empty() {
+                    return Err(ServerError::Unsupported(format!(
+                        "multiple primary keys for table \"{name}\" are not allowed"
+                    )));
+                }
+                for ic in &p.columns {
+                    let col = match &ic.column.expr {
+                        ast::Expr::Identifier(id) => ident_name(id),
+                        other => {
+                            return Err(ServerError::Unsupported(format!(
+                                "primary key expression {other}"
+                            )))
+                        }
+                    };
+                    let idx = columns
+                        .iter()
+                        .position(|c| c.name == col)
+                        .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
+                    if pk.contains(&idx) {
+                        return Err(PlannerError::DuplicateColumn(col).into());
+                    }
+                    pk.push(idx);
+                    columns[idx].not_null = true;
+                }
+            }
+            other => {
+                return Err(ServerError::Unsupported(format!(
+                    "table constraint {other} is not supported yet"
+                )))
+            }
+        }
+    }
+    Ok((columns, pk))
+}
+
+/// Whether `name` is taken: `Ok(true)` with IF NOT EXISTS (the statement does nothing),
+/// an error without it.
+fn name_taken(catalog: &Catalog, name: &str, if_not_exists: bool) -> Result<bool> {
+    match catalog.kind_of(name) {
+        None => Ok(false),
+        Some(_) if if_not_exists => Ok(true),
+        Some(_) => Err(PlannerError::DuplicateTable(name.to_string()).into()),
+    }
+}
+
+/// The one column of `EXPLAIN CREATE MATERIALIZED VIEW`.
+pub(super) fn query_plan_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "QUERY PLAN",
+        DataType::Utf8,
+        false,
+    )]))
+}

@@ -1,0 +1,337 @@
+//! Writes to tables: `INSERT` (VALUES or a query), `UPDATE` and `DELETE`. The rows to
+//! delete and insert are computed with DataFusion, then sent to the engine's coordinator
+//! (`Session::write`); an UPDATE or DELETE that raced with another writer is recomputed
+//! (`Session::retrying_write`).
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
+use freshet_engine::coordinator::TableWrite;
+use freshet_engine::EngineError;
+use freshet_planner::catalog::{RelationKind, TableDef};
+use freshet_planner::context::{bind, referenced_tables};
+use freshet_planner::sqlparser::ast::{
+    self, AssignmentTarget, FromTable, ObjectName, Statement, TableFactor,
+};
+use freshet_planner::PlannerError;
+
+use super::query::{cast_batch, cast_column, with_params};
+use super::{object_name, Output, Session};
+use crate::error::{Result, ServerError};
+
+/// Maximum number of times a write is recomputed after a concurrent change.
+const WRITE_RETRIES: usize = 20;
+
+impl Session {
+    fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
+        let name = object_name(name);
+        let catalog = self.db.catalog();
+        match catalog.kind_of(&name) {
+            Some((RelationKind::Table, _)) => Ok(catalog
+                .table(&name)
+                .cloned()
+                .ok_or_else(|| PlannerError::UndefinedTable(name.clone()))?),
+            Some((RelationKind::View, _)) => Err(ServerError::WrongObjectType(format!(
+                "cannot change materialized view \"{name}\""
+            ))),
+            Some((RelationKind::Source, _)) => Err(ServerError::WrongObjectType(format!(
+                "cannot change source \"{name}\": it is read from Kafka"
+            ))),
+            Some((RelationKind::Sink, _)) => Err(ServerError::WrongObjectType(format!(
+                "cannot change sink \"{name}\""
+            ))),
+            None => Err(PlannerError::UndefinedTable(name).into()),
+        }
+    }
+
+    /// A table UPDATE and DELETE may change: not an append-only one.
+    fn mutable_table(&self, name: &ObjectName) -> Result<TableDef> {
+        let table = self.writable_table(name)?;
+        if table.append_only {
+            return Err(ServerError::Unsupported(format!(
+                "table \"{}\" is append-only: UPDATE and DELETE are not allowed",
+                table.name
+            )));
+        }
+        Ok(table)
+    }
+
+    /// Sends a write to the engine; returns how many inserted rows were late (below the
+    /// table's watermark) and went to `freshet_catalog.late_events` instead.
+    async fn write(
+        &self,
+        table: &TableDef,
+        deletes: Vec<RecordBatch>,
+        inserts: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        let write = TableWrite {
+            table: table.id,
+            deletes,
+            inserts,
+        };
+        Ok(self.db.engine.write(write, self.implicit_flush()).await?)
+    }
+
+    pub(super) async fn insert(
+        &self,
+        stmt: &Statement,
+        insert: &ast::Insert,
+        params: &[ScalarValue],
+    ) -> Result<Output> {
+        if insert.on.is_some() || insert.returning.is_some() {
+            return Err(ServerError::Unsupported(
+                "INSERT … ON CONFLICT / RETURNING is not supported yet".into(),
+            ));
+        }
+        let ast::TableObject::TableName(name) = &insert.table else {
+            return Err(ServerError::Unsupported(
+                "INSERT INTO a table function".into(),
+            ));
+        };
+        let table = self.writable_table(name)?;
+        let reads_tables = referenced_tables(stmt).len() > 1
+            || insert
+                .source
+                .as_ref()
+                .is_some_and(|q| referenced_in_query(q, &table.name));
+        if reads_tables {
+            // INSERT … SELECT reads the tables as of everything written so far.
+            self.db.engine.flush().await?;
+        }
+        let catalog = self.db.catalog();
+        let ctx = self.db.context_for(
+            &self.limits(),
+            &catalog,
+            stmt,
+            reads_tables,
+            self.deadline(),
+        )?;
+        let schema = table.schema();
+        let batches = match &insert.source {
+            // INSERT … VALUES: DataFusion types the values (and `$n`) by the target columns.
+            Some(src) if matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
+                let plan = bind(&ctx, stmt).await?;
+                let LogicalPlan::Dml(dml) = plan else {
+                    return Err(PlannerError::Internal("INSERT did not plan as DML".into()).into());
+                };
+                let input = with_params(dml.input.as_ref().clone(), params)?;
+                let batches = ctx.execute_logical_plan(input).await?.collect().await?;
+                batches
+                    .iter()
+                    .map(|b| cast_batch(b, &schema))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            // INSERT … SELECT: run the query, then place its columns.
+            Some(src) => {
+                let query = Statement::Query(src.clone());
+                let plan = with_params(bind(&ctx, &query).await?, params)?;
+                let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+                let targets: Vec<usize> = if insert.columns.is_empty() {
+                    (0..schema.fields().len()).collect()
+                } else {
+                    insert
+                        .columns
+                        .iter()
+                        .map(|c| {
+                            let c = object_name(c);
+                            table
+                                .columns
+                                .iter()
+                                .position(|x| x.name == c)
+                                .ok_or(PlannerError::UndefinedColumn(c))
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+                batches
+                    .iter()
+                    .map(|b| place_columns(b, &targets, &schema))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            None => {
+                return Err(ServerError::Unsupported(
+                    "INSERT … DEFAULT VALUES is not supported yet".into(),
+                ))
+            }
+        };
+        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let late = self.write(&table, vec![], batches).await?;
+        Ok(Output::Command {
+            tag: "INSERT 0".into(),
+            rows: Some(n.saturating_sub(late as usize)),
+        })
+    }
+
+    pub(super) async fn update(
+        &self,
+        update: &ast::Update,
+        params: &[ScalarValue],
+    ) -> Result<Output> {
+        if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
+            return Err(ServerError::Unsupported(
+                "UPDATE … FROM / RETURNING is not supported yet".into(),
+            ));
+        }
+        let TableFactor::Table { name, .. } = &update.table.relation else {
+            return Err(ServerError::Unsupported(
+                "UPDATE of something other than a table".into(),
+            ));
+        };
+        let table = self.mutable_table(name)?;
+        let schema = table.schema();
+        let mut assigned: Vec<(usize, String)> = Vec::new();
+        for a in &update.assignments {
+            let AssignmentTarget::ColumnName(col) = &a.target else {
+                return Err(ServerError::Unsupported("UPDATE of a column tuple".into()));
+            };
+            let col = object_name(col);
+            let idx = table
+                .columns
+                .iter()
+                .position(|c| c.name == col)
+                .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
+            if assigned.iter().any(|(i, _)| *i == idx) {
+                return Err(ServerError::Unsupported(format!(
+                    "multiple assignments to same column \"{col}\""
+                )));
+            }
+            assigned.push((idx, a.value.to_string()));
+        }
+        let new_exprs: Vec<String> = assigned
+            .iter()
+            .enumerate()
+            .map(|(k, (_, e))| format!(", ({e}) AS \"__freshet_new_{k}\""))
+            .collect();
+        let sql = format!(
+            "SELECT *{} FROM {}{}",
+            new_exprs.concat(),
+            update.table,
+            where_clause(&update.selection)
+        );
+        let ncols = schema.fields().len();
+        self.retrying_write(&table, &sql, params, |batch| {
+            let old = batch.project(&(0..ncols).collect::<Vec<_>>())?;
+            let mut cols = old.columns().to_vec();
+            for (k, (idx, _)) in assigned.iter().enumerate() {
+                cols[*idx] = cast_column(batch.column(ncols + k), schema.field(*idx).data_type())?;
+            }
+            let new = RecordBatch::try_new(schema.clone(), cols)?;
+            Ok((cast_batch(&old, &schema)?, new))
+        })
+        .await
+        .map(|n| Output::Command {
+            tag: "UPDATE".into(),
+            rows: Some(n),
+        })
+    }
+
+    pub(super) async fn delete(
+        &self,
+        delete: &ast::Delete,
+        params: &[ScalarValue],
+    ) -> Result<Output> {
+        let from = match &delete.from {
+            FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+        };
+        if from.len() != 1
+            || delete.using.is_some()
+            || delete.returning.is_some()
+            || !from[0].joins.is_empty()
+        {
+            return Err(ServerError::Unsupported(
+                "DELETE … USING / RETURNING is not supported yet".into(),
+            ));
+        }
+        let TableFactor::Table { name, .. } = &from[0].relation else {
+            return Err(ServerError::Unsupported(
+                "DELETE from something other than a table".into(),
+            ));
+        };
+        let table = self.mutable_table(name)?;
+        let schema = table.schema();
+        let sql = format!(
+            "SELECT * FROM {}{}",
+            from[0],
+            where_clause(&delete.selection)
+        );
+        self.retrying_write(&table, &sql, params, |batch| {
+            let old = cast_batch(batch, &schema)?;
+            Ok((old, RecordBatch::new_empty(schema.clone())))
+        })
+        .await
+        .map(|n| Output::Command {
+            tag: "DELETE".into(),
+            rows: Some(n),
+        })
+    }
+
+    /// Computes (deleted rows, inserted rows) with `sql` over a fresh snapshot and writes
+    /// them; recomputes if another writer changed one of the rows in between.
+    async fn retrying_write(
+        &self,
+        table: &TableDef,
+        sql: &str,
+        params: &[ScalarValue],
+        rows: impl Fn(&RecordBatch) -> Result<(RecordBatch, RecordBatch)>,
+    ) -> Result<usize> {
+        let mut attempt = 0;
+        loop {
+            // Reads must see every write made so far, committed or not.
+            self.db.engine.flush().await?;
+            let batches = self.select(sql, params).await?;
+            let mut deletes = Vec::new();
+            let mut inserts = Vec::new();
+            for b in &batches {
+                let (d, i) = rows(b)?;
+                deletes.push(d);
+                inserts.push(i);
+            }
+            let n = deletes.iter().map(|b| b.num_rows()).sum();
+            match self.write(table, deletes, inserts).await {
+                Err(ServerError::Engine(EngineError::Conflict)) if attempt < WRITE_RETRIES => {
+                    attempt += 1
+                }
+                other => return other.map(|_| n),
+            }
+        }
+    }
+}
+
+fn where_clause(selection: &Option<ast::Expr>) -> String {
+    match selection {
+        Some(e) => format!(" WHERE {e}"),
+        None => String::new(),
+    }
+}
+
+/// Whether `query` reads `table` (INSERT INTO t SELECT … FROM t).
+fn referenced_in_query(query: &ast::Query, table: &str) -> bool {
+    referenced_tables(&Statement::Query(Box::new(query.clone())))
+        .iter()
+        .any(|n| n == table)
+}
+
+/// Builds rows of `schema` from `b`, whose column `i` goes to column `targets[i]`; the
+/// other columns are NULL.
+fn place_columns(b: &RecordBatch, targets: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
+    if b.num_columns() != targets.len() {
+        return Err(PlannerError::Syntax {
+            message: format!(
+                "INSERT has {} expressions but {} target columns",
+                b.num_columns(),
+                targets.len()
+            ),
+            position: None,
+        }
+        .into());
+    }
+    let mut cols: Vec<datafusion::arrow::array::ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), b.num_rows()))
+        .collect();
+    for (src, &dst) in targets.iter().enumerate() {
+        cols[dst] = cast_column(b.column(src), schema.field(dst).data_type())?;
+    }
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}

@@ -1,0 +1,457 @@
+//! Queries: `SELECT` and `EXPLAIN` (`Session::query`, with the point-lookup shortcut),
+//! `describe` (a statement's parameter types and result columns, without running it),
+//! the SELECTs that writes compute their rows with (`Session::select`), and the
+//! DataFusion session a statement is planned and run in (`Db::context_for`: the relations
+//! it names, with their committed rows from one snapshot). Also the helpers they share:
+//! result column names, `$n` parameters, and casting batches to the promised types.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use freshet_engine::chunk::{column_types, rows_to_batch};
+use freshet_engine::coordinator::{
+    late_events_schema, source_errors_schema, LATE_EVENTS, SOURCE_ERRORS,
+};
+use freshet_planner::catalog::Catalog;
+use freshet_planner::context::{
+    bind, new_session_with, referenced_tables, register, register_in_schema, reserve_loaded, Limits,
+};
+use freshet_planner::naming::{display_name, name_select_items};
+use freshet_planner::parser::{self, Stmt};
+use freshet_planner::sqlparser::ast::{self, ObjectName, Statement};
+use freshet_planner::PlannerError;
+use freshet_storage::{decode_relation, keys, prefix_end, RowLayout};
+
+use super::ddl::query_plan_schema;
+use super::system_tables::{
+    sinks_rows, source_status_rows, view_state_rows, watermarks_rows, ComputedRelation,
+    LATE_EVENTS_NAME, SINKS_NAME, SOURCE_ERRORS_NAME, SOURCE_STATUS_NAME, VIEW_STATE_NAME,
+    WATERMARKS_NAME,
+};
+use super::{names_schema, object_name, Db, Output, Session};
+use crate::error::{Result, ServerError};
+use crate::stored::{memory_budget, relation_batches, scan_within, StoredRelation};
+
+impl Session {
+    /// Parameter types and result schema of a statement, without running it.
+    pub async fn describe(
+        &self,
+        stmt: &Stmt,
+    ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+        let s = match stmt {
+            Stmt::Sql(s) => s,
+            Stmt::ShowSources | Stmt::ShowSinks => return Ok((vec![], Some(names_schema()))),
+            _ => return Ok((vec![], None)),
+        };
+        match s.as_ref() {
+            Statement::Explain { statement, .. }
+                if matches!(statement.as_ref(), Statement::CreateView(_)) =>
+            {
+                Ok((vec![], Some(query_plan_schema())))
+            }
+            Statement::Query(_)
+            | Statement::Explain { .. }
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_) => {
+                let s = with_pg_names(s);
+                let catalog = self.db.catalog();
+                reject_sinks(&catalog, &s)?;
+                let ctx = self
+                    .db
+                    .context_for(&self.limits(), &catalog, &s, false, None)?;
+                let plan = match &s {
+                    // See `insert`: INSERT … SELECT is planned as its query.
+                    Statement::Insert(ast::Insert {
+                        source: Some(src), ..
+                    }) if !matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
+                        bind(&ctx, &Statement::Query(src.clone())).await?
+                    }
+                    _ => bind(&ctx, &s).await?,
+                };
+                let types = param_types(&plan)?;
+                let schema = match s {
+                    Statement::Query(_) | Statement::Explain { .. } => {
+                        Some(result_schema(&ctx, &plan)?)
+                    }
+                    _ => None,
+                };
+                Ok((types, schema))
+            }
+            Statement::ShowTables { .. } | Statement::ShowViews { .. } => {
+                Ok((vec![], Some(names_schema())))
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Ok((
+                    vec![],
+                    Some(Arc::new(Schema::new(vec![Field::new(
+                        name,
+                        DataType::Utf8,
+                        true,
+                    )]))),
+                ))
+            }
+            _ => Ok((vec![], None)),
+        }
+    }
+
+    pub(super) async fn query(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
+        let catalog = self.db.catalog();
+        if let Some(out) = self.point_lookup(&catalog, stmt, params)? {
+            return Ok(out);
+        }
+        let stmt = with_pg_names(stmt);
+        if let Some(src) = referenced_tables(&stmt)
+            .iter()
+            .find(|n| catalog.source(n).is_some())
+        {
+            return Err(ServerError::Unsupported(format!(
+                "cannot query source \"{src}\" directly: a source is a stream, not stored; \
+                 create a materialized view over it"
+            )));
+        }
+        reject_sinks(&catalog, &stmt)?;
+        self.db.reject_failed(&catalog, &stmt)?;
+        let deadline = self.deadline();
+        let ctx = self
+            .db
+            .context_for(&self.limits(), &catalog, &stmt, true, deadline)?;
+        let plan = with_params(bind(&ctx, &stmt).await?, params)?;
+        let schema = result_schema(&ctx, &plan)?;
+        let batches = self
+            .db
+            .queries
+            .run(deadline, async move {
+                Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+            })
+            .await?;
+        // Safety net: send the type the client was told.
+        let batches = batches
+            .iter()
+            .map(|b| {
+                let same = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .all(|(a, f)| a.data_type() == f.data_type());
+                if same {
+                    Ok(b.clone())
+                } else {
+                    cast_batch(b, &schema)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Output::Rows { schema, batches })
+    }
+
+    /// Answers a plain point query on a stored table or view without DataFusion (see
+    /// `lookup.rs`); `None` when the query needs the general path.
+    fn point_lookup(
+        &self,
+        catalog: &Catalog,
+        stmt: &Statement,
+        params: &[ScalarValue],
+    ) -> Result<Option<Output>> {
+        let Some(q) = crate::lookup::point_query(stmt) else {
+            return Ok(None);
+        };
+        if parser::lookup_target(&q.table).is_some() || self.db.is_source(catalog, &q.table) {
+            return Ok(None);
+        }
+        let Some((id, schema, layout)) = self.db.relation_schema(catalog, &q.table) else {
+            return Ok(None);
+        };
+        let pk = catalog
+            .table(&q.table)
+            .map(|t| t.pk.clone())
+            .unwrap_or_default();
+        q.run(&self.db.store, id, &schema, layout, &pk, params)
+    }
+
+    /// Runs a SELECT built from SQL text (with the statement's parameters) over a fresh
+    /// snapshot.
+    pub(super) async fn select(
+        &self,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<Vec<RecordBatch>> {
+        let stmts = parser::parse(sql)?;
+        let Some(Stmt::Sql(stmt)) = stmts.into_iter().next() else {
+            return Err(PlannerError::Internal("empty generated query".into()).into());
+        };
+        let catalog = self.db.catalog();
+        let deadline = self.deadline();
+        let ctx = self
+            .db
+            .context_for(&self.limits(), &catalog, &stmt, true, deadline)?;
+        let plan = with_params(bind(&ctx, &stmt).await?, params)?;
+        self.db
+            .queries
+            .run(deadline, async move {
+                Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+            })
+            .await
+    }
+}
+
+impl Db {
+    /// A DataFusion session where the relations `stmt` names are registered, with their
+    /// committed rows (`with_data`) or empty (planning only). All rows come from one
+    /// snapshot.
+    pub(super) fn context_for(
+        &self,
+        limits: &Limits,
+        catalog: &Catalog,
+        stmt: &Statement,
+        with_data: bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<SessionContext> {
+        let ctx = new_session_with(limits);
+        let names = referenced_tables(stmt);
+        let mut rels: Vec<(String, u64, SchemaRef, RowLayout)> = names
+            .iter()
+            .filter_map(|n| {
+                self.relation_schema(catalog, n)
+                    .map(|(id, s, l)| (n.clone(), id, s, l))
+            })
+            .collect();
+        if names.iter().any(|n| n == SOURCE_ERRORS_NAME) {
+            rels.push((
+                SOURCE_ERRORS_NAME.to_string(),
+                SOURCE_ERRORS,
+                source_errors_schema(),
+                RowLayout::Multiset,
+            ));
+        }
+        if names.iter().any(|n| n == LATE_EVENTS_NAME) {
+            rels.push((
+                LATE_EVENTS_NAME.to_string(),
+                LATE_EVENTS,
+                late_events_schema(),
+                RowLayout::Multiset,
+            ));
+        }
+        for (name, computed) in [
+            (WATERMARKS_NAME, watermarks_rows as ComputedRelation),
+            (VIEW_STATE_NAME, view_state_rows as ComputedRelation),
+            (SINKS_NAME, sinks_rows as ComputedRelation),
+            (SOURCE_STATUS_NAME, source_status_rows as ComputedRelation),
+        ] {
+            if names.iter().any(|n| n == name) {
+                let (schema, rows) = if with_data {
+                    computed(self, catalog)?
+                } else {
+                    (computed(self, &Catalog::default())?.0, Vec::new())
+                };
+                let (schema_name, table) = name.split_once('.').unwrap_or(("", name));
+                let batches = if rows.is_empty() {
+                    vec![]
+                } else {
+                    vec![rows_to_batch(schema.clone(), &rows)?]
+                };
+                register_in_schema(&ctx, schema_name, table, schema, batches)?;
+            }
+        }
+        // A query that reads one stored relation once reads only the key range its
+        // filters allow (point lookups and small ranges on views); it has no other
+        // relation, or other read of this one, to be consistent with. (Each scan of a
+        // `StoredRelation` reads its own snapshot.)
+        if let [(name, id, schema, layout)] = rels.as_slice() {
+            if with_data
+                && !name.contains('.')
+                && !self.is_source(catalog, name)
+                && reads_each_relation_once(stmt)
+            {
+                let pk = catalog
+                    .table(parser::lookup_target(name).unwrap_or(name))
+                    .map(|t| t.pk.clone())
+                    .unwrap_or_default();
+                let table =
+                    StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk)
+                        .with_deadline(deadline);
+                ctx.register_table(name.as_str(), Arc::new(table))?;
+                return Ok(ctx);
+            }
+        }
+        let data = if with_data {
+            let budget = memory_budget(ctx.runtime_env().memory_pool.memory_limit());
+            crate::stored::blocking(|| {
+                self.store.read_snapshot(|r| {
+                    rels.iter()
+                        .map(|(_, id, schema, layout)| {
+                            let prefix = keys::rows_prefix(*id);
+                            let end = prefix_end(&prefix);
+                            let pairs = scan_within(r, &prefix, end.as_deref(), budget, deadline)?;
+                            let rows = decode_relation(
+                                pairs,
+                                prefix.len(),
+                                &column_types(schema),
+                                *layout,
+                            )?;
+                            crate::stored::check_deadline(deadline)?;
+                            Ok(rows)
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })?
+        } else {
+            vec![Vec::new(); rels.len()]
+        };
+        for ((name, _, schema, _), rows) in rels.into_iter().zip(data) {
+            let batches = relation_batches(&schema, rows)?;
+            let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            let state = ctx.state();
+            reserve_loaded(state.config(), state.runtime_env(), bytes)?;
+            match name.split_once('.') {
+                Some((schema_name, table)) => {
+                    register_in_schema(&ctx, schema_name, table, schema, batches)?
+                }
+                None => register(&ctx, &name, schema, batches)?,
+            }
+        }
+        Ok(ctx)
+    }
+}
+
+/// An error if `stmt` reads a sink (which keeps no rows).
+pub(super) fn reject_sinks(catalog: &Catalog, stmt: &Statement) -> Result<()> {
+    match referenced_tables(stmt)
+        .iter()
+        .find(|n| catalog.sink(n).is_some())
+    {
+        Some(sink)
+            if matches!(
+                stmt,
+                Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+            ) =>
+        {
+            Err(ServerError::WrongObjectType(format!(
+                "cannot change sink \"{sink}\""
+            )))
+        }
+        Some(sink) => Err(ServerError::WrongObjectType(format!(
+            "cannot read sink \"{sink}\": a sink sends its rows to its connector and keeps \
+             none; read the relation it reads, or its counts in freshet_catalog.sinks"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether `stmt` names every relation once and has no `WITH` (a CTE read twice is
+/// scanned twice).
+fn reads_each_relation_once(stmt: &Statement) -> bool {
+    use freshet_planner::sqlparser::ast::{Visit, Visitor};
+    use std::ops::ControlFlow;
+    /// Breaks at a `WITH` or at a relation named again.
+    struct Reads(Vec<String>);
+    impl Visitor for Reads {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &ast::Query) -> ControlFlow<()> {
+            if q.with.is_some() {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
+            let n = object_name(name);
+            if self.0.contains(&n) {
+                return ControlFlow::Break(());
+            }
+            self.0.push(n);
+            ControlFlow::Continue(())
+        }
+    }
+    stmt.visit(&mut Reads(Vec::new())).is_continue()
+}
+
+/// The statement with Postgres names for unaliased result columns (see `naming`).
+fn with_pg_names(stmt: &Statement) -> Statement {
+    let mut stmt = stmt.clone();
+    if let Statement::Query(q) = &mut stmt {
+        name_select_items(q, true);
+    }
+    stmt
+}
+
+/// A plan's output schema with the names clients should see.
+/// The columns a query returns: names as Postgres shows them, types after DataFusion's
+/// type coercion (a UNION of INT and BIGINT is BIGINT), as execution produces them.
+fn result_schema(ctx: &SessionContext, plan: &LogicalPlan) -> Result<SchemaRef> {
+    let state = ctx.state();
+    let analyzed =
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+    let schema = analyzed.schema().as_arrow();
+    Ok(Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_name(display_name(f.name())))
+            .collect::<Vec<_>>(),
+    )))
+}
+
+/// `$1`, `$2`, … types inferred by DataFusion, in order.
+pub(super) fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let types = plan.get_parameter_types()?;
+    let mut out: Vec<Option<DataType>> = Vec::new();
+    for (name, ty) in types {
+        let idx: usize = name
+            .trim_start_matches('$')
+            .parse()
+            .map_err(|_| ServerError::Unsupported(format!("parameter {name}")))?;
+        if idx == 0 {
+            return Err(ServerError::Unsupported(format!("parameter {name}")));
+        }
+        if out.len() < idx {
+            out.resize(idx, None);
+        }
+        out[idx - 1] = ty;
+    }
+    Ok(out)
+}
+
+pub(super) fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.with_param_values(ParamValues::List(
+        params.iter().cloned().map(Into::into).collect(),
+    ))?)
+}
+
+pub(super) fn cast_column(
+    c: &datafusion::arrow::array::ArrayRef,
+    t: &DataType,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    if c.data_type() == t {
+        return Ok(c.clone());
+    }
+    let opts = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
+}
+
+pub(super) fn cast_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = b
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast_column(c, f.data_type()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}

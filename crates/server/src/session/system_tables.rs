@@ -1,0 +1,231 @@
+//! The relations of `freshet_catalog`: the names of the stored dead-letter tables
+//! (`source_errors`, `late_events`), and the relations computed when a query reads them
+//! (`sinks`, `source_status`, `watermarks`, `view_state`), each a function from the
+//! database and catalog to a schema and rows (registered by `Db::context_for`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use freshet_engine::coordinator::{sink_counts, stored_watermark};
+use freshet_engine::EngineError;
+use freshet_planner::catalog::Catalog;
+
+use super::Db;
+use crate::error::Result;
+use crate::readers::Owner;
+
+/// The dead-letter table's SQL name.
+pub(super) const SOURCE_ERRORS_NAME: &str = "freshet_catalog.source_errors";
+/// Events that arrived below their source's watermark.
+pub(super) const LATE_EVENTS_NAME: &str = "freshet_catalog.late_events";
+/// Each view's watermark of each source it reads.
+pub(super) const WATERMARKS_NAME: &str = "freshet_catalog.watermarks";
+/// Each view's state size.
+pub(super) const VIEW_STATE_NAME: &str = "freshet_catalog.view_state";
+/// Each sink's connector and the rows it sent.
+pub(super) const SINKS_NAME: &str = "freshet_catalog.sinks";
+/// Each source reader's state, and the views that failed at start-up.
+pub(super) const SOURCE_STATUS_NAME: &str = "freshet_catalog.source_status";
+
+pub(super) type ComputedRelation = fn(&Db, &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)>;
+
+/// The schema of a catalog relation: these columns, all nullable.
+fn nullable_schema(columns: &[(&str, DataType)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, ty)| Field::new(*name, ty.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `freshet_catalog.sinks`: (sink_name, connector, rows_inserted, rows_deleted): the rows
+/// each sink sent, with their multiplicity, as committed (with the offsets they came
+/// from, so a crash neither loses nor repeats a count).
+pub(super) fn sinks_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let store = &db.store;
+    let schema = nullable_schema(&[
+        ("sink_name", DataType::Utf8),
+        ("connector", DataType::Utf8),
+        ("rows_inserted", DataType::Int64),
+        ("rows_deleted", DataType::Int64),
+    ]);
+    let mut rows = Vec::new();
+    store.read_snapshot(|r| -> Result<()> {
+        for v in catalog.sinks() {
+            let connector = v.sink.as_ref().map(|s| s.connector.clone());
+            let (ins, del) = sink_counts(v.id, |k| Ok(r.get(k)?))?;
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Utf8(connector),
+                ScalarValue::Int64(Some(ins)),
+                ScalarValue::Int64(Some(del)),
+            ]);
+        }
+        Ok(())
+    })?;
+    Ok((schema, rows))
+}
+
+/// `freshet_catalog.source_status`: (relation_name, source_name, state, restarts,
+/// last_error, since) per reader, `state` being `running` or `restarting`; and a row with
+/// state `failed` for each view that could not be planned at start-up.
+pub(super) fn source_status_rows(
+    db: &Db,
+    catalog: &Catalog,
+) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let schema = nullable_schema(&[
+        ("relation_name", DataType::Utf8),
+        ("source_name", DataType::Utf8),
+        ("state", DataType::Utf8),
+        ("restarts", DataType::Int64),
+        ("last_error", DataType::Utf8),
+        ("since", freshet_storage::codec::timestamptz()),
+    ]);
+    let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
+    let time = |t: Option<std::time::SystemTime>| {
+        ScalarValue::TimestampMicrosecond(
+            t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_micros() as i64),
+            Some("+00:00".into()),
+        )
+    };
+    let mut rows = Vec::new();
+    if catalog.views.is_empty() && catalog.tables.is_empty() {
+        return Ok((schema, rows));
+    }
+    for st in db.readers.status() {
+        let (relation, source) = match st.owner {
+            Owner::View { view, source } => (
+                catalog.view_by_id(view).map(|v| v.name.clone()),
+                catalog.source_by_id(source).map(|s| s.name.clone()),
+            ),
+            Owner::Table(id) => {
+                let name = catalog
+                    .tables
+                    .iter()
+                    .find(|t| t.id == id)
+                    .map(|t| t.name.clone());
+                (name.clone(), name)
+            }
+        };
+        rows.push(vec![
+            ScalarValue::Utf8(relation),
+            ScalarValue::Utf8(source),
+            text(st.state),
+            ScalarValue::Int64(Some(i64::from(st.restarts))),
+            ScalarValue::Utf8(st.last_error),
+            time(st.since),
+        ]);
+    }
+    let failed = db.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (id, reason) in failed {
+        if let Some(v) = catalog.view_by_id(id) {
+            rows.push(vec![
+                text(&v.name),
+                ScalarValue::Utf8(None),
+                text("failed"),
+                ScalarValue::Int64(Some(0)),
+                text(&reason),
+                ScalarValue::TimestampMicrosecond(None, Some("+00:00".into())),
+            ]);
+        }
+    }
+    Ok((schema, rows))
+}
+
+/// `freshet_catalog.watermarks`: (view_name, source_name, watermark), as committed. A
+/// source's watermark is tracked per view (each view has its own reader); a table's is
+/// the table's own, shared by every view over it, and listed with a NULL view_name.
+pub(super) fn watermarks_rows(
+    db: &Db,
+    catalog: &Catalog,
+) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let store = &db.store;
+    let schema = nullable_schema(&[
+        ("view_name", DataType::Utf8),
+        ("source_name", DataType::Utf8),
+        ("watermark", freshet_storage::codec::timestamptz()),
+    ]);
+    let mut rows = Vec::new();
+    for v in &catalog.views {
+        for dep in &v.depends_on {
+            let Some(src) = catalog.source_by_id(*dep) else {
+                continue;
+            };
+            if src.watermark.is_none() {
+                continue;
+            }
+            let (_, wm) = stored_watermark(store, v.id, src.id)?;
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Utf8(Some(src.name.clone())),
+                ScalarValue::TimestampMicrosecond(wm, Some("+00:00".into())),
+            ]);
+        }
+    }
+    for t in catalog.tables.iter().filter(|t| t.watermark.is_some()) {
+        let (_, wm) = stored_watermark(store, t.id, t.id)?;
+        rows.push(vec![
+            ScalarValue::Utf8(None),
+            ScalarValue::Utf8(Some(t.name.clone())),
+            ScalarValue::TimestampMicrosecond(wm, Some("+00:00".into())),
+        ]);
+    }
+    Ok((schema, rows))
+}
+
+/// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes): the
+/// view's rows (multiplicities summed: an insert-only view stores each inserted row as
+/// its own entry) and its operators' state entries and bytes (keys and values).
+pub(super) fn view_state_rows(
+    db: &Db,
+    catalog: &Catalog,
+) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let store = &db.store;
+    let schema = nullable_schema(&[
+        ("view_name", DataType::Utf8),
+        ("view_rows", DataType::Int64),
+        ("state_rows", DataType::Int64),
+        ("state_bytes", DataType::Int64),
+    ]);
+    let mut rows = Vec::new();
+    store.read_snapshot(|r| -> Result<()> {
+        for v in &catalog.views {
+            // Counted as they are read: a view of millions of rows is never held whole.
+            let (mut view_rows, mut bad) = (0i64, false);
+            r.visit_prefix(&freshet_storage::keys::rows_prefix(v.id), &mut |_, n| {
+                match <[u8; 8]>::try_from(n) {
+                    Ok(n) => view_rows += i64::from_be_bytes(n),
+                    Err(_) => bad = true,
+                }
+                !bad
+            })?;
+            if bad {
+                return Err(EngineError::Internal(format!(
+                    "bad stored multiplicity in view {}",
+                    v.name
+                ))
+                .into());
+            }
+            let (mut state_rows, mut bytes) = (0i64, 0i64);
+            r.visit_prefix(
+                &freshet_storage::keys::view_state_prefix(v.id),
+                &mut |k, v| {
+                    state_rows += 1;
+                    bytes += (k.len() + v.len()) as i64;
+                    true
+                },
+            )?;
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Int64(Some(view_rows)),
+                ScalarValue::Int64(Some(state_rows)),
+                ScalarValue::Int64(Some(bytes)),
+            ]);
+        }
+        Ok(())
+    })?;
+    Ok((schema, rows))
+}

@@ -1,0 +1,191 @@
+//! Session variables: the ones Freshet knows and their defaults (`VARIABLES`), `SET`
+//! and `SHOW`, and what a statement takes from them: its memory limit
+//! (`query_memory_limit`), its deadline (`statement_timeout`) and whether a write waits
+//! for its commit (`implicit_flush`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use freshet_engine::chunk::rows_to_batch;
+use freshet_planner::context::Limits;
+use freshet_planner::sqlparser::ast;
+
+use super::{command, object_name, Output, Session, SERVER_VERSION};
+use crate::error::{Result, ServerError};
+
+/// Session variables Freshet knows, with their defaults. Others that drivers commonly set
+/// are accepted and echoed back by `SHOW`.
+pub(super) const VARIABLES: &[(&str, &str)] = &[
+    ("implicit_flush", "true"),
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("extra_float_digits", "1"),
+    ("intervalstyle", "postgres"),
+    ("search_path", "public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", SERVER_VERSION),
+    ("standard_conforming_strings", "on"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "serializable"),
+    ("statement_timeout", "0"),
+];
+
+impl Session {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The server's limits, with this session's `query_memory_limit` if it set one.
+    pub(super) fn limits(&self) -> Limits {
+        let mut l = self.db.limits.clone();
+        if let Some(bytes) = self
+            .var("query_memory_limit")
+            .and_then(|v| crate::limits::parse_bytes(&v))
+        {
+            l.query_memory_bytes = l.query_memory_bytes.min(bytes);
+        }
+        l
+    }
+
+    /// When the statement starting now must end by (`statement_timeout`), if ever.
+    pub(super) fn deadline(&self) -> Option<std::time::Instant> {
+        let ms = self
+            .var("statement_timeout")
+            .and_then(|v| crate::limits::parse_millis(&v))
+            .unwrap_or(0);
+        (ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(ms))
+    }
+
+    pub(super) fn implicit_flush(&self) -> bool {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("implicit_flush")
+            .is_none_or(|v| v == "true")
+    }
+
+    pub(super) fn set(&self, set: &ast::Set) -> Result<Output> {
+        let (name, value) = match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = object_name(variable);
+                let value = values
+                    .iter()
+                    .map(|v| match v {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::SingleQuotedString(s)
+                            | ast::Value::DoubleQuotedString(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                        ast::Expr::Identifier(i) => i.value.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (name, value)
+            }
+            ast::Set::SetTimeZone { value, .. } => (
+                "timezone".to_string(),
+                value.to_string().trim_matches('\'').to_string(),
+            ),
+            ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => return Ok(command("SET")),
+            other => return Err(ServerError::Unsupported(format!("{other}"))),
+        };
+        let value = match name.as_str() {
+            "implicit_flush" => match value.to_lowercase().as_str() {
+                "true" | "on" | "1" | "yes" => "true".to_string(),
+                "false" | "off" | "0" | "no" => "false".to_string(),
+                _ => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
+            "statement_timeout" => match crate::limits::parse_millis(&value) {
+                Some(ms) => crate::limits::show_millis(ms),
+                None => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
+            "query_memory_limit" => match crate::limits::parse_bytes(&value) {
+                Some(b) if b > 0 && b <= self.db.limits.query_memory_bytes => {
+                    crate::limits::show_bytes(b)
+                }
+                Some(_) => {
+                    return Err(ServerError::InvalidOption(format!(
+                        "query_memory_limit must be positive and at most the server's \
+                         limit of {} bytes (--query-memory-limit)",
+                        self.db.limits.query_memory_bytes
+                    )))
+                }
+                None => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
+            "timezone" | "time zone" => {
+                let v = value.to_uppercase();
+                if !["UTC", "GMT", "Z", "+00", "+00:00", "ETC/UTC", "0"].contains(&v.as_str()) {
+                    return Err(ServerError::Unsupported(format!(
+                        "time zone \"{value}\": Freshet sessions use UTC"
+                    )));
+                }
+                "UTC".to_string()
+            }
+            _ => value,
+        };
+        let name = if name == "time zone" {
+            "timezone".to_string()
+        } else {
+            name
+        };
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, value);
+        Ok(command("SET"))
+    }
+
+    pub(super) fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
+        let name = variable
+            .iter()
+            .map(|i| i.value.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let name = if name == "time zone" {
+            "timezone".to_string()
+        } else {
+            name
+        };
+        let vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        if name == "all" {
+            let schema: SchemaRef = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("setting", DataType::Utf8, false),
+            ]));
+            let rows: Vec<Vec<ScalarValue>> = vars
+                .iter()
+                .map(|(k, v)| {
+                    vec![
+                        ScalarValue::Utf8(Some(k.clone())),
+                        ScalarValue::Utf8(Some(v.clone())),
+                    ]
+                })
+                .collect();
+            let batch = rows_to_batch(schema.clone(), &rows)?;
+            return Ok(Output::Rows {
+                schema,
+                batches: vec![batch],
+            });
+        }
+        let value = vars
+            .get(&name)
+            .cloned()
+            .ok_or(ServerError::UnknownParameter(name.clone()))?;
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new(&name, DataType::Utf8, true)]));
+        let batch = rows_to_batch(schema.clone(), &[vec![ScalarValue::Utf8(Some(value))]])?;
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+}
