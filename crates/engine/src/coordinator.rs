@@ -64,6 +64,7 @@ pub struct ViewDesc {
 }
 
 /// Rows to delete (as they currently are) and rows to insert, in the table's schema.
+#[derive(Clone)]
 pub struct TableWrite {
     pub table: RelationId,
     pub deletes: Vec<RecordBatch>,
@@ -253,12 +254,13 @@ type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 enum Command {
     Ddl {
-        ddl: Ddl,
+        ddl: Box<Ddl>,
         catalog: Vec<u8>,
         reply: Reply<()>,
     },
+    /// Table writes applied as one statement: all of them or none (a transaction).
     Write {
-        write: TableWrite,
+        writes: Vec<TableWrite>,
         wait: bool,
         /// The number of rows that were late (below the table's watermark) and so went
         /// to `late_events` instead of the table.
@@ -368,7 +370,7 @@ impl Engine {
     /// Applies DDL and stores `catalog` (the new catalog document) in the same commit.
     pub async fn ddl(&self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
         self.call(|reply| Command::Ddl {
-            ddl,
+            ddl: Box::new(ddl),
             catalog,
             reply,
         })
@@ -379,8 +381,18 @@ impl Engine {
     /// in every view); otherwise once it is applied (visible after the next checkpoint).
     /// Returns how many inserted rows were late (tables with a watermark).
     pub async fn write(&self, write: TableWrite, wait: bool) -> Result<u64, EngineError> {
-        self.call(|reply| Command::Write { write, wait, reply })
-            .await
+        self.write_all(vec![write], wait).await
+    }
+
+    /// Applies several table writes as one statement (a transaction's, at `COMMIT`): all
+    /// of them or, if one fails, none. Like [`Engine::write`] otherwise.
+    pub async fn write_all(&self, writes: Vec<TableWrite>, wait: bool) -> Result<u64, EngineError> {
+        self.call(|reply| Command::Write {
+            writes,
+            wait,
+            reply,
+        })
+        .await
     }
 
     /// Queues rows read from a source for one view and returns at once; the returned
@@ -546,9 +558,18 @@ impl Coordinator {
     /// Handles one command; returns true to stop.
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Write { write, wait, reply } => {
+            Command::Write {
+                writes,
+                wait,
+                reply,
+            } => {
                 let mut late = 0;
-                match self.statement(|c| c.apply_write(write, &mut late)) {
+                let applied = self.statement(|c| {
+                    writes
+                        .into_iter()
+                        .try_for_each(|w| c.apply_write(w, &mut late))
+                });
+                match applied {
                     Ok(()) if wait => self.waiters.push(waiter(reply, late)),
                     res => {
                         let _ = reply.send(res.map(|()| late));
@@ -570,7 +591,7 @@ impl Coordinator {
                 if self.committed.is_none() {
                     self.committed = Some(self.definitions());
                 }
-                let res = self.statement(|c| c.apply_ddl(ddl, catalog));
+                let res = self.statement(|c| c.apply_ddl(*ddl, catalog));
                 match res {
                     Ok(()) => self.waiters.push(waiter(reply, ())),
                     Err(e) => {

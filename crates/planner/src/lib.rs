@@ -15,6 +15,7 @@ pub mod guarded_udfs;
 pub mod hll_udaf;
 pub mod naming;
 pub mod parser;
+pub mod pg_catalog;
 pub mod stream_planner;
 pub mod temporal;
 pub mod users;

@@ -12,6 +12,10 @@ pub const BOOTSTRAP_USER: &str = "freshet";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDef {
+    /// Allocated from the catalog's ids when created (its OID derives from it); 0 for
+    /// users created before ids were kept.
+    #[serde(default)]
+    pub id: u64,
     pub name: String,
     pub superuser: bool,
     /// `NOLOGIN` users exist (for grants) but cannot connect.

@@ -31,7 +31,9 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        DataType::Int64 => Type::INT8,
+        // Catalog OIDs (pg_class.oid, …).
+        DataType::UInt32 => Type::OID,
         DataType::UInt64 => Type::NUMERIC,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
@@ -41,7 +43,28 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Interval(_) => Type::INTERVAL,
+        DataType::List(f) | DataType::LargeList(f) => array_type(&pg_type(f.data_type())),
         _ => Type::TEXT,
+    }
+}
+
+/// The array type of `elem`.
+fn array_type(elem: &Type) -> Type {
+    match *elem {
+        Type::BOOL => Type::BOOL_ARRAY,
+        Type::INT2 => Type::INT2_ARRAY,
+        Type::INT4 => Type::INT4_ARRAY,
+        Type::INT8 => Type::INT8_ARRAY,
+        Type::OID => Type::OID_ARRAY,
+        Type::FLOAT4 => Type::FLOAT4_ARRAY,
+        Type::FLOAT8 => Type::FLOAT8_ARRAY,
+        Type::NUMERIC => Type::NUMERIC_ARRAY,
+        Type::VARCHAR => Type::VARCHAR_ARRAY,
+        Type::DATE => Type::DATE_ARRAY,
+        Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+        Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+        Type::INTERVAL => Type::INTERVAL_ARRAY,
+        _ => Type::TEXT_ARRAY,
     }
 }
 
@@ -84,6 +107,30 @@ pub enum PgValue {
         days: i32,
         micros: i64,
     },
+    Oid(u32),
+    /// A one-dimensional array: the elements' type and values.
+    Array(Type, Vec<PgValue>),
+}
+
+/// An array element in Postgres' text form: quoted when empty, `NULL`-like, or holding
+/// a character that separates or quotes.
+fn array_element_text(v: &PgValue, ty: &Type) -> Result<String, Box<dyn Error + Sync + Send>> {
+    if matches!(v, PgValue::Null) {
+        return Ok("NULL".into());
+    }
+    let mut b = BytesMut::new();
+    v.to_sql_text(ty, &mut b, &FormatOptions::default())?;
+    let s = String::from_utf8_lossy(&b).into_owned();
+    let plain = !s.is_empty()
+        && !s.eq_ignore_ascii_case("null")
+        && !s
+            .chars()
+            .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
+    Ok(if plain {
+        s
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    })
 }
 
 impl ToSqlText for PgValue {
@@ -111,6 +158,14 @@ impl ToSqlText for PgValue {
                 days,
                 micros,
             } => format_interval(*months, *days, *micros),
+            PgValue::Oid(o) => o.to_string(),
+            PgValue::Array(elem, items) => {
+                let parts = items
+                    .iter()
+                    .map(|v| array_element_text(v, elem))
+                    .collect::<Result<Vec<_>, _>>()?;
+                format!("{{{}}}", parts.join(","))
+            }
         };
         out.put_slice(s.as_bytes());
         Ok(IsNull::No)
@@ -148,6 +203,30 @@ impl ToSql for PgValue {
                 out.put_i64(*micros);
                 out.put_i32(*days);
                 out.put_i32(*months);
+                Ok(IsNull::No)
+            }
+            PgValue::Oid(o) => {
+                out.put_u32(*o);
+                Ok(IsNull::No)
+            }
+            PgValue::Array(elem, items) => {
+                // One dimension, lower bound 1: ndim, has-nulls, element OID, length, lbound,
+                // then each element as length + bytes (-1: NULL).
+                out.put_i32(1);
+                out.put_i32(items.iter().any(|v| matches!(v, PgValue::Null)) as i32);
+                out.put_u32(elem.oid());
+                out.put_i32(items.len() as i32);
+                out.put_i32(1);
+                for v in items {
+                    let mut b = BytesMut::new();
+                    match v.to_sql(elem, &mut b)? {
+                        IsNull::Yes => out.put_i32(-1),
+                        IsNull::No => {
+                            out.put_i32(b.len() as i32);
+                            out.put_slice(&b);
+                        }
+                    }
+                }
                 Ok(IsNull::No)
             }
         }
@@ -293,7 +372,7 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgVa
         DataType::Int64 => PgValue::I64(array.as_primitive::<Int64Type>().value(row)),
         DataType::UInt8 => PgValue::I16(array.as_primitive::<UInt8Type>().value(row) as i16),
         DataType::UInt16 => PgValue::I32(array.as_primitive::<UInt16Type>().value(row) as i32),
-        DataType::UInt32 => PgValue::I64(array.as_primitive::<UInt32Type>().value(row) as i64),
+        DataType::UInt32 => PgValue::Oid(array.as_primitive::<UInt32Type>().value(row)),
         DataType::UInt64 => {
             PgValue::Numeric(array.as_primitive::<UInt64Type>().value(row) as i128, 0)
         }
@@ -337,8 +416,26 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgVa
                 micros: v.nanoseconds / 1000,
             }
         }
+        DataType::List(f) => {
+            let list = array.as_list::<i32>().value(row);
+            array_value(&list, f.data_type())
+        }
+        DataType::LargeList(f) => {
+            let list = array.as_list::<i64>().value(row);
+            array_value(&list, f.data_type())
+        }
         _ => PgValue::Text(fallback.value(row).to_string()),
     }
+}
+
+/// The elements of one list value as a Postgres array.
+fn array_value(values: &ArrayRef, elem: &DataType) -> PgValue {
+    let opts = ArrowFormatOptions::default().with_null("");
+    let Ok(f) = ArrayFormatter::try_new(values.as_ref(), &opts) else {
+        return PgValue::Null;
+    };
+    let items = (0..values.len()).map(|i| value_at(values, i, &f)).collect();
+    PgValue::Array(pg_type(elem), items)
 }
 
 /// Encodes all rows of `batch` for the wire.
@@ -392,6 +489,24 @@ mod tests {
         assert_eq!(format_decimal(1250, 2), "12.50");
         assert_eq!(format_decimal(-5, 2), "-0.05");
         assert_eq!(format_decimal(7, 0), "7");
+    }
+
+    #[test]
+    fn arrays_like_postgres() {
+        let mut b = BytesMut::new();
+        let a = PgValue::Array(
+            Type::VARCHAR,
+            vec![
+                PgValue::Text("id".into()),
+                PgValue::Text("a b".into()),
+                PgValue::Text("".into()),
+                PgValue::Null,
+                PgValue::Text("q\"x".into()),
+            ],
+        );
+        a.to_sql_text(&Type::VARCHAR_ARRAY, &mut b, &FormatOptions::default())
+            .expect("text");
+        assert_eq!(&b[..], br#"{id,"a b","",NULL,"q\"x"}"#);
     }
 
     #[test]

@@ -53,6 +53,18 @@ pub enum ServerError {
     /// `55000`: a view that failed at start-up.
     #[error("{0}")]
     ViewFailed(String),
+    /// `25P02`
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
+    /// `25001`
+    #[error("{0}")]
+    ActiveTransaction(String),
+    /// `25P01`
+    #[error("{0}")]
+    NoActiveTransaction(String),
+    /// `3B001`
+    #[error("savepoint \"{0}\" does not exist")]
+    UndefinedSavepoint(String),
 }
 
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
@@ -117,6 +129,10 @@ impl ServerError {
             ServerError::PermissionDenied(_) => ("42501", None, None),
             ServerError::DuplicateObject(_) => ("42710", None, None),
             ServerError::UndefinedObject(_) => ("42704", None, None),
+            ServerError::TransactionAborted => ("25P02", None, None),
+            ServerError::ActiveTransaction(_) => ("25001", None, None),
+            ServerError::NoActiveTransaction(_) => ("25P01", None, None),
+            ServerError::UndefinedSavepoint(_) => ("3B001", None, None),
         };
         PgError {
             code,

@@ -7,20 +7,28 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_planner::parser::{self, Stmt};
-use futures::{stream, StreamExt};
+use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{send_execution_response, send_query_response, send_ready_for_query};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Sync as PgSync;
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::PgWireBackendMessage;
 
 use crate::auth::Authenticator;
 use crate::encode::{encode_batch, field_infos, pg_type};
 use crate::error::ServerError;
-use crate::session::{Output, Session};
+use crate::session::{Output, Session, TxStatus};
 
 /// A statement prepared over the extended protocol.
 #[derive(Clone, Debug)]
@@ -86,9 +94,8 @@ fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResu
             }
             Response::Execution(t)
         }
-        Output::Begin => Response::TransactionStart(Tag::new("BEGIN")),
-        Output::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
-        Output::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+        Output::TxStart(tag) => Response::TransactionStart(Tag::new(&tag)),
+        Output::TxEnd(tag) => Response::TransactionEnd(Tag::new(&tag)),
         Output::Empty => Response::EmptyQuery,
     })
 }
@@ -97,8 +104,71 @@ fn error_response(e: ServerError) -> Response {
     Response::Error(Box::new(e.error_info()))
 }
 
+/// The `ReadyForQuery` status of a session: the session, not the protocol layer, knows
+/// whether its transaction goes on (after `ROLLBACK TO SAVEPOINT`, say).
+fn ready_status(session: &Session) -> TransactionStatus {
+    match session.tx_status() {
+        TxStatus::Idle => TransactionStatus::Idle,
+        TxStatus::InTransaction => TransactionStatus::Transaction,
+        TxStatus::Failed => TransactionStatus::Error,
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Connection {
+    /// pgwire's `_on_query`, with the transaction status taken from the session.
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        for r in SimpleQueryHandler::do_query(self, client, &query.query).await? {
+            match r {
+                Response::EmptyQuery => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?
+                }
+                Response::Query(results) => send_query_response(client, results, true).await?,
+                Response::Execution(tag)
+                | Response::TransactionStart(tag)
+                | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                Response::Error(e) => {
+                    self.session.note_error();
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                        .await?;
+                }
+                Response::CopyIn(result) => {
+                    pgwire::api::copy::send_copy_in_response(client, result).await?;
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                }
+                Response::CopyOut(result) => {
+                    pgwire::api::copy::send_copy_out_response(client, result).await?
+                }
+                Response::CopyBoth(result) => {
+                    pgwire::api::copy::send_copy_both_response(client, result).await?;
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                }
+            }
+        }
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            let status = ready_status(&self.session);
+            client.set_transaction_status(status);
+            send_ready_for_query(client, status).await?;
+        }
+        Ok(())
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + Unpin + Send + Sync,
@@ -108,6 +178,10 @@ impl SimpleQueryHandler for Connection {
             Ok(s) => s,
             Err(e) => return Ok(vec![error_response(e.into())]),
         };
+        // Only comments or semicolons: Postgres answers EmptyQueryResponse.
+        if stmts.iter().all(|s| matches!(s, Stmt::Empty)) {
+            return Ok(vec![Response::EmptyQuery]);
+        }
         let mut out = Vec::with_capacity(stmts.len());
         for stmt in &stmts {
             match self.session.execute(stmt, &[]).await {
@@ -137,7 +211,10 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         self.session.set_user(login_user(client));
-        let mut stmts = parser::parse(sql).map_err(|e| ServerError::from(e).into_pgwire())?;
+        let mut stmts = parser::parse(sql).map_err(|e| {
+            self.session.note_error();
+            ServerError::from(e).into_pgwire()
+        })?;
         if stmts.len() > 1 {
             return Err(ServerError::MultipleCommands.into_pgwire());
         }
@@ -145,11 +222,10 @@ impl QueryParser for Parser {
         if matches!(stmt, Stmt::Empty) {
             return Ok(None);
         }
-        let (param_types, schema) = self
-            .session
-            .describe(&stmt)
-            .await
-            .map_err(ServerError::into_pgwire)?;
+        let (param_types, schema) = self.session.describe(&stmt).await.map_err(|e| {
+            self.session.note_error();
+            e.into_pgwire()
+        })?;
         Ok(Some(Prepared {
             stmt,
             param_types,
@@ -245,6 +321,26 @@ impl ExtendedQueryHandler for Connection {
         self.parser.clone()
     }
 
+    /// `ReadyForQuery` with the session's transaction status.
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+        let status = ready_status(&self.session);
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        client.flush().await?;
+        Ok(())
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -274,7 +370,9 @@ impl ExtendedQueryHandler for Connection {
                 .cloned()
                 .flatten()
                 .unwrap_or_else(|| target.map(pg_type).unwrap_or(Type::TEXT));
-            params.push(decode_param(portal, i, &pg, target)?);
+            params.push(decode_param(portal, i, &pg, target).inspect_err(|_| {
+                self.session.note_error();
+            })?);
         }
         match self.session.execute(&prepared.stmt, &params).await {
             Ok(out) => to_response(out, &|i| portal.result_column_format.format_for(i)),

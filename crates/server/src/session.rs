@@ -41,11 +41,14 @@ mod access;
 mod db;
 mod ddl;
 mod dml;
+mod pg;
 mod query;
 mod system_tables;
+mod transaction;
 mod vars;
 
 pub use db::Db;
+pub use transaction::TxStatus;
 use vars::VARIABLES;
 
 /// What the server says it is (`server_version`).
@@ -61,9 +64,10 @@ pub enum Output {
         tag: String,
         rows: Option<usize>,
     },
-    Begin,
-    Commit,
-    Rollback,
+    /// A transaction starts (or, after `ROLLBACK TO SAVEPOINT`, goes on); the tag.
+    TxStart(String),
+    /// A transaction ends; the tag (`COMMIT`, or `ROLLBACK`).
+    TxEnd(String),
     Empty,
 }
 
@@ -80,7 +84,14 @@ pub struct Session {
     vars: Mutex<BTreeMap<String, String>>,
     /// The user it authenticated as (see `auth`).
     user: Mutex<String>,
+    /// Its process id, as `pg_backend_pid()` shows it.
+    pid: i32,
+    /// The transaction block it is in, if any.
+    tx: Mutex<Option<transaction::Transaction>>,
 }
+
+/// The next session's process id.
+static NEXT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1000);
 
 impl Session {
     pub fn new(db: Arc<Db>) -> Session {
@@ -96,6 +107,8 @@ impl Session {
             db,
             vars: Mutex::new(vars),
             user: Mutex::new(freshet_planner::users::BOOTSTRAP_USER.to_string()),
+            pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tx: Mutex::new(None),
         }
     }
 
@@ -117,7 +130,8 @@ impl Session {
     pub async fn execute(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
         use futures::FutureExt;
         let _running = self.db.inflight.read().await;
-        match std::panic::AssertUnwindSafe(self.run(stmt, params))
+        self.check_not_aborted(stmt)?;
+        let res = match std::panic::AssertUnwindSafe(self.run(stmt, params))
             .catch_unwind()
             .await
         {
@@ -129,11 +143,18 @@ impl Session {
                     "the statement failed with an internal error ({what}); the server goes on"
                 )))
             }
+        };
+        if res.is_err() {
+            self.note_error();
         }
+        res
     }
 
     async fn run(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
         self.authorize(stmt)?;
+        if is_ddl(stmt) {
+            self.check_ddl_allowed()?;
+        }
         match stmt {
             Stmt::Empty => Ok(Output::Empty),
             Stmt::CreateUser(u) => self.create_user(u).await,
@@ -223,11 +244,27 @@ impl Session {
                 names_output(names)
             }
             Statement::Grant(_) | Statement::Revoke(_) => self.grant(stmt).await,
+            Statement::Set(ast::Set::SetTransaction { modes, .. }) => self.set_transaction(modes),
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(variable),
-            Statement::StartTransaction { .. } => Ok(Output::Begin),
-            Statement::Commit { .. } => Ok(Output::Commit),
-            Statement::Rollback { .. } => Ok(Output::Rollback),
+            Statement::StartTransaction { modes, .. } => self.begin(modes),
+            Statement::Commit { .. } => self.commit().await,
+            Statement::Rollback { savepoint, .. } => self.rollback(savepoint.as_ref()),
+            Statement::Savepoint { name } => self.savepoint(name),
+            Statement::ReleaseSavepoint { name } => self.release(name),
+            // Prepared statements live in the protocol (Parse/Close); SQL PREPARE is not
+            // supported, so there is nothing else to drop.
+            Statement::Deallocate { name, .. } => {
+                Ok(command(if name.value.eq_ignore_ascii_case("all") {
+                    "DEALLOCATE ALL"
+                } else {
+                    "DEALLOCATE"
+                }))
+            }
+            Statement::Discard { .. } => {
+                self.reset_all();
+                Ok(command("DISCARD ALL"))
+            }
             other => Err(ServerError::Unsupported(format!(
                 "statement not supported: {}",
                 first_words(&other.to_string())
@@ -251,6 +288,30 @@ fn names_output(names: Vec<String>) -> Result<Output> {
         schema,
         batches: vec![batch],
     })
+}
+
+/// Statements that change the catalog (not transactional: see `transaction`).
+fn is_ddl(stmt: &Stmt) -> bool {
+    match stmt {
+        Stmt::CreateUser(_)
+        | Stmt::AlterUser(_)
+        | Stmt::DropUser { .. }
+        | Stmt::CreateSource(_)
+        | Stmt::CreateTableWithConnector(_)
+        | Stmt::CreateTableExt(_)
+        | Stmt::CreateSink(_)
+        | Stmt::DropSink { .. }
+        | Stmt::DropSource { .. } => true,
+        Stmt::Sql(s) => matches!(
+            s.as_ref(),
+            Statement::CreateTable(_)
+                | Statement::CreateView(_)
+                | Statement::Drop { .. }
+                | Statement::Grant(_)
+                | Statement::Revoke(_)
+        ),
+        _ => false,
+    }
 }
 
 fn first_words(s: &str) -> String {

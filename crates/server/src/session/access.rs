@@ -147,6 +147,7 @@ impl Session {
             )));
         }
         let mut def = UserDef {
+            id: next.allocate_id(),
             name: u.name.clone(),
             superuser: false,
             login: !u.role,

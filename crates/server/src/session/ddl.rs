@@ -323,7 +323,7 @@ impl Session {
         reject_sinks(catalog, &query_stmt)?;
         let ctx = self
             .db
-            .context_for(&self.limits(), catalog, &query_stmt, false, None)?;
+            .context_for(&self.limits(), catalog, &query_stmt, false, None, &[])?;
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {
             return Err(ServerError::Unsupported(

@@ -70,7 +70,11 @@ impl Session {
             deletes,
             inserts,
         };
-        Ok(self.db.engine.write(write, self.implicit_flush()).await?)
+        match self.defer_write(write) {
+            Some(write) => Ok(self.db.engine.write(write, self.implicit_flush()).await?),
+            // In a transaction: written at COMMIT (late rows are told apart then).
+            None => Ok(0),
+        }
     }
 
     pub(super) async fn insert(
@@ -106,6 +110,7 @@ impl Session {
             stmt,
             reads_tables,
             self.deadline(),
+            &self.pending_writes(),
         )?;
         let schema = table.schema();
         let batches = match &insert.source {

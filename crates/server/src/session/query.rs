@@ -15,7 +15,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use freshet_engine::chunk::{column_types, rows_to_batch};
 use freshet_engine::coordinator::{
-    late_events_schema, source_errors_schema, LATE_EVENTS, SOURCE_ERRORS,
+    late_events_schema, source_errors_schema, TableWrite, LATE_EVENTS, SOURCE_ERRORS,
 };
 use freshet_planner::catalog::Catalog;
 use freshet_planner::context::{
@@ -59,12 +59,16 @@ impl Session {
             | Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_) => {
-                let s = with_pg_names(s);
                 let catalog = self.db.catalog();
+                let s = with_pg_names(&self.pg_compatible(&catalog, s));
+                if let Some(schema) = super::pg::empty_result(&s) {
+                    return Ok((vec![], Some(schema)));
+                }
                 reject_sinks(&catalog, &s)?;
                 let ctx = self
                     .db
-                    .context_for(&self.limits(), &catalog, &s, false, None)?;
+                    .context_for(&self.limits(), &catalog, &s, false, None, &[])?;
+                self.register_pg(&ctx, &catalog, &s)?;
                 let plan = match &s {
                     // See `insert`: INSERT … SELECT is planned as its query.
                     Statement::Insert(ast::Insert {
@@ -87,11 +91,7 @@ impl Session {
                 Ok((vec![], Some(names_schema())))
             }
             Statement::ShowVariable { variable } => {
-                let name = variable
-                    .iter()
-                    .map(|i| i.value.to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let name = super::vars::variable_name(variable);
                 Ok((
                     vec![],
                     Some(Arc::new(Schema::new(vec![Field::new(
@@ -107,10 +107,20 @@ impl Session {
 
     pub(super) async fn query(&self, stmt: &Statement, params: &[ScalarValue]) -> Result<Output> {
         let catalog = self.db.catalog();
-        if let Some(out) = self.point_lookup(&catalog, stmt, params)? {
-            return Ok(out);
+        // A transaction's own writes are not in storage yet: the general path shows them.
+        let pending = self.pending_writes();
+        if pending.is_empty() {
+            if let Some(out) = self.point_lookup(&catalog, stmt, params)? {
+                return Ok(out);
+            }
         }
-        let stmt = with_pg_names(stmt);
+        let stmt = with_pg_names(&self.pg_compatible(&catalog, stmt));
+        if let Some(schema) = super::pg::empty_result(&stmt) {
+            return Ok(Output::Rows {
+                schema,
+                batches: vec![],
+            });
+        }
         if let Some(src) = referenced_tables(&stmt)
             .iter()
             .find(|n| catalog.source(n).is_some())
@@ -125,7 +135,8 @@ impl Session {
         let deadline = self.deadline();
         let ctx = self
             .db
-            .context_for(&self.limits(), &catalog, &stmt, true, deadline)?;
+            .context_for(&self.limits(), &catalog, &stmt, true, deadline, &pending)?;
+        self.register_pg(&ctx, &catalog, &stmt)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&ctx, &plan)?;
         let batches = self
@@ -192,9 +203,14 @@ impl Session {
         };
         let catalog = self.db.catalog();
         let deadline = self.deadline();
-        let ctx = self
-            .db
-            .context_for(&self.limits(), &catalog, &stmt, true, deadline)?;
+        let ctx = self.db.context_for(
+            &self.limits(),
+            &catalog,
+            &stmt,
+            true,
+            deadline,
+            &self.pending_writes(),
+        )?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         self.db
             .queries
@@ -216,6 +232,7 @@ impl Db {
         stmt: &Statement,
         with_data: bool,
         deadline: Option<std::time::Instant>,
+        pending: &[TableWrite],
     ) -> Result<SessionContext> {
         let ctx = new_session_with(limits);
         let names = referenced_tables(stmt);
@@ -269,6 +286,7 @@ impl Db {
         // `StoredRelation` reads its own snapshot.)
         if let [(name, id, schema, layout)] = rels.as_slice() {
             if with_data
+                && !pending.iter().any(|w| w.table == *id)
                 && !name.contains('.')
                 && !self.is_source(catalog, name)
                 && reads_each_relation_once(stmt)
@@ -308,7 +326,12 @@ impl Db {
         } else {
             vec![Vec::new(); rels.len()]
         };
-        for ((name, _, schema, _), rows) in rels.into_iter().zip(data) {
+        for ((name, id, schema, _), rows) in rels.into_iter().zip(data) {
+            let rows = if pending.iter().any(|w| w.table == id) {
+                with_pending(rows, pending.iter().filter(|w| w.table == id))?
+            } else {
+                rows
+            };
             let batches = relation_batches(&schema, rows)?;
             let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
             let state = ctx.state();
@@ -322,6 +345,31 @@ impl Db {
         }
         Ok(ctx)
     }
+}
+
+/// A table's committed rows (with their multiplicities) with a transaction's writes to
+/// it applied in order: what statements inside the transaction see.
+fn with_pending<'a>(
+    rows: Vec<(Vec<ScalarValue>, i64)>,
+    writes: impl Iterator<Item = &'a TableWrite>,
+) -> Result<Vec<(Vec<ScalarValue>, i64)>> {
+    let mut by_row: std::collections::BTreeMap<Vec<u8>, (Vec<ScalarValue>, i64)> =
+        std::collections::BTreeMap::new();
+    for (row, n) in rows {
+        by_row.insert(freshet_storage::codec::encode_row(&row)?, (row, n));
+    }
+    for w in writes {
+        for (batches, sign) in [(&w.deletes, -1i64), (&w.inserts, 1)] {
+            for b in batches {
+                for row in freshet_engine::chunk::batch_rows(b)? {
+                    let key = freshet_storage::codec::encode_row(&row)?;
+                    let e = by_row.entry(key).or_insert((row, 0));
+                    e.1 += sign;
+                }
+            }
+        }
+    }
+    Ok(by_row.into_values().filter(|(_, n)| *n > 0).collect())
 }
 
 /// An error if `stmt` reads a sink (which keeps no rows).

@@ -26,13 +26,49 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("search_path", "public"),
     ("server_encoding", "UTF8"),
     ("server_version", SERVER_VERSION),
+    ("server_version_num", "150000"),
+    ("integer_datetimes", "on"),
+    ("max_identifier_length", "63"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("transaction_read_only", "off"),
+    ("lc_collate", "C.UTF-8"),
+    ("lc_ctype", "C.UTF-8"),
+    ("lc_messages", "C.UTF-8"),
+    ("block_size", "8192"),
+    ("default_table_access_method", "heap"),
+    ("default_tablespace", ""),
+    ("is_superuser", "on"),
+    ("session_authorization", "freshet"),
     ("standard_conforming_strings", "on"),
     ("timezone", "UTC"),
-    ("transaction_isolation", "serializable"),
+    ("transaction_isolation", "read committed"),
     ("statement_timeout", "0"),
 ];
 
 impl Session {
+    /// `DISCARD ALL`, `RESET ALL`: every variable back to its default.
+    pub(super) fn reset_all(&self) {
+        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in VARIABLES {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        vars.insert(
+            "query_memory_limit".into(),
+            crate::limits::show_bytes(self.db.limits.query_memory_bytes),
+        );
+    }
+
+    /// Every session variable with its value, for `current_setting` and `pg_settings`.
+    pub(super) fn settings(&self) -> Vec<(String, String)> {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     fn var(&self, name: &str) -> Option<String> {
         self.vars
             .lock()
@@ -145,16 +181,7 @@ impl Session {
     }
 
     pub(super) fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
-        let name = variable
-            .iter()
-            .map(|i| i.value.to_lowercase())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let name = if name == "time zone" {
-            "timezone".to_string()
-        } else {
-            name
-        };
+        let name = variable_name(variable);
         let vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
         if name == "all" {
             let schema: SchemaRef = Arc::new(Schema::new(vec![
@@ -187,5 +214,21 @@ impl Session {
             schema,
             batches: vec![batch],
         })
+    }
+}
+
+/// The variable `SHOW` names: the SQL standard's spellings (`SHOW TIME ZONE`, `SHOW
+/// TRANSACTION ISOLATION LEVEL`) as their settings.
+pub(super) fn variable_name(variable: &[ast::Ident]) -> String {
+    let name = variable
+        .iter()
+        .map(|i| i.value.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match name.as_str() {
+        "time zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        _ => name,
     }
 }

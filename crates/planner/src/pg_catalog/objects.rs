@@ -1,0 +1,265 @@
+//! Freshet's objects as Postgres' catalogs describe them.
+//!
+//! | Freshet | `relkind` | shown as |
+//! |---|---|---|
+//! | table | `r` | table |
+//! | materialized view | `m` | materialized view |
+//! | source (a stream read from Kafka or a generator) | `f` | foreign table, with a comment naming its connector |
+//! | sink | `f` | foreign table, with a comment naming its connector |
+//! | a table's primary key | `i` | index `<table>_pkey` (and constraint `p`) |
+//! | `freshet_catalog.*`, `pg_catalog.*`, `information_schema.*` | `v` | views in their schemas |
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+
+use super::{oids, Snapshot};
+use crate::catalog::Catalog;
+
+/// One relation as `pg_class` lists it.
+#[derive(Clone, Debug)]
+pub struct Rel {
+    pub oid: u32,
+    pub name: String,
+    pub namespace: u32,
+    /// `r`, `m`, `f`, `v`, `i`.
+    pub kind: char,
+    pub columns: Vec<Col>,
+    /// Column numbers (1-based) of the primary key; empty: none.
+    pub pk: Vec<i16>,
+    /// For an index: the relation it indexes.
+    pub index_of: Option<u32>,
+    /// The catalog id, for Freshet's own objects.
+    pub id: Option<u64>,
+    /// `obj_description`.
+    pub comment: Option<String>,
+    /// The defining query of a view.
+    pub definition: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Col {
+    pub name: String,
+    pub ty: DataType,
+    pub not_null: bool,
+}
+
+/// A namespace (schema).
+pub struct Namespace {
+    pub oid: u32,
+    pub name: &'static str,
+    pub comment: &'static str,
+}
+
+pub const NAMESPACES: &[Namespace] = &[
+    Namespace {
+        oid: oids::NS_PG_CATALOG,
+        name: "pg_catalog",
+        comment: "system catalog schema",
+    },
+    Namespace {
+        oid: oids::NS_PUBLIC,
+        name: "public",
+        comment: "standard public schema",
+    },
+    Namespace {
+        oid: oids::NS_INFORMATION_SCHEMA,
+        name: "information_schema",
+        comment: "the SQL standard's information schema",
+    },
+    Namespace {
+        oid: oids::NS_FRESHET_CATALOG,
+        name: "freshet_catalog",
+        comment: "Freshet's system tables: sources, views, dead letters, watermarks",
+    },
+];
+
+pub fn namespace_oid(name: &str) -> Option<u32> {
+    NAMESPACES.iter().find(|n| n.name == name).map(|n| n.oid)
+}
+
+pub fn namespace_name(oid: u32) -> Option<&'static str> {
+    NAMESPACES.iter().find(|n| n.oid == oid).map(|n| n.name)
+}
+
+fn cols(schema: &SchemaRef, not_null: &[bool]) -> Vec<Col> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Col {
+            name: f.name().clone(),
+            ty: f.data_type().clone(),
+            not_null: not_null.get(i).copied().unwrap_or(false),
+        })
+        .collect()
+}
+
+/// Every relation, Freshet's own first (in creation order), then the system ones.
+pub fn relations(s: &Snapshot) -> Vec<Rel> {
+    let c: &Catalog = &s.catalog;
+    let mut out = Vec::new();
+    for t in &c.tables {
+        let schema = t.schema();
+        let not_null: Vec<bool> = t.columns.iter().map(|c| c.not_null).collect();
+        let pk: Vec<i16> = t.pk.iter().map(|&i| i as i16 + 1).collect();
+        out.push(Rel {
+            oid: oids::relation(t.id),
+            name: t.name.clone(),
+            namespace: oids::NS_PUBLIC,
+            kind: 'r',
+            columns: cols(&schema, &not_null),
+            pk: pk.clone(),
+            index_of: None,
+            id: Some(t.id),
+            comment: t.feed.as_ref().map(|f| {
+                format!(
+                    "fed from Kafka topic {} ({})",
+                    f.topic,
+                    if f.upsert { "upsert" } else { "append" }
+                )
+            }),
+            definition: None,
+        });
+        if !pk.is_empty() {
+            let key: Vec<Col> =
+                t.pk.iter()
+                    .map(|&i| Col {
+                        name: t.columns[i].name.clone(),
+                        ty: t.columns[i].ty.to_arrow(),
+                        not_null: true,
+                    })
+                    .collect();
+            out.push(Rel {
+                oid: oids::pk_index(t.id),
+                name: format!("{}_pkey", t.name),
+                namespace: oids::NS_PUBLIC,
+                kind: 'i',
+                columns: key,
+                pk: Vec::new(),
+                index_of: Some(oids::relation(t.id)),
+                id: Some(t.id),
+                comment: None,
+                definition: None,
+            });
+        }
+    }
+    for src in &c.sources {
+        out.push(Rel {
+            oid: oids::relation(src.id),
+            name: src.name.clone(),
+            namespace: oids::NS_PUBLIC,
+            kind: 'f',
+            columns: cols(&src.schema(), &[]),
+            pk: Vec::new(),
+            index_of: None,
+            id: Some(src.id),
+            comment: Some(match src.connector {
+                crate::catalog::ConnectorKind::Kafka => {
+                    format!("source: Kafka topic {}", src.topic)
+                }
+                other => format!("source: {} generator", format!("{other:?}").to_lowercase()),
+            }),
+            definition: None,
+        });
+    }
+    for v in &c.views {
+        let schema = s.view_schemas.get(&v.id);
+        let (kind, comment) = match &v.sink {
+            Some(sink) => ('f', Some(format!("sink: {} connector", sink.connector))),
+            None => ('m', None),
+        };
+        out.push(Rel {
+            oid: oids::relation(v.id),
+            name: v.name.clone(),
+            namespace: oids::NS_PUBLIC,
+            kind,
+            columns: schema.map(|s| cols(s, &[])).unwrap_or_default(),
+            pk: Vec::new(),
+            index_of: None,
+            id: Some(v.id),
+            comment,
+            definition: Some(v.sql.clone()),
+        });
+    }
+    // System relations, with OIDs from a fixed range below the user range: Freshet's
+    // (columns and all), then the catalogs' own (by name only).
+    for (i, (name, columns)) in s.freshet_catalog.iter().enumerate() {
+        out.push(system_rel(
+            12000 + i as u32,
+            oids::NS_FRESHET_CATALOG,
+            name,
+            cols(columns, &[]),
+        ));
+    }
+    for (i, r) in super::all().enumerate() {
+        let ns = namespace_oid(r.schema).unwrap_or(oids::NS_PG_CATALOG);
+        let oid = match r.name {
+            "pg_class" => oids::PG_CLASS,
+            _ => 12100 + i as u32,
+        };
+        out.push(system_rel(oid, ns, r.name, Vec::new()));
+    }
+    out
+}
+
+fn system_rel(oid: u32, namespace: u32, name: &str, columns: Vec<Col>) -> Rel {
+    Rel {
+        oid,
+        name: name.to_string(),
+        namespace,
+        kind: 'v',
+        columns,
+        pk: Vec::new(),
+        index_of: None,
+        id: None,
+        comment: None,
+        definition: None,
+    }
+}
+
+/// One role as `pg_roles` lists it.
+pub struct Role {
+    pub oid: u32,
+    pub name: String,
+    pub superuser: bool,
+    pub login: bool,
+    pub connection_limit: i32,
+}
+
+pub fn roles(s: &Snapshot) -> Vec<Role> {
+    let boot = crate::users::BOOTSTRAP_USER;
+    let mut out = vec![Role {
+        oid: oids::BOOTSTRAP_ROLE,
+        name: boot.to_string(),
+        superuser: true,
+        login: true,
+        connection_limit: -1,
+    }];
+    for u in &s.catalog.users {
+        if u.name == boot {
+            continue;
+        }
+        let oid = if u.id == 0 {
+            // A user from before ids were kept: a fixed OID from its name.
+            let h = u
+                .name
+                .bytes()
+                .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+            15000 + h % 1000
+        } else {
+            oids::role(u.id, false)
+        };
+        out.push(Role {
+            oid,
+            name: u.name.clone(),
+            superuser: u.superuser,
+            login: u.login,
+            connection_limit: u.connection_limit.map_or(-1, |n| n as i32),
+        });
+    }
+    out
+}
+
+/// The relation with OID `oid`, among `rels`.
+pub fn by_oid(rels: &[Rel], oid: u32) -> Option<&Rel> {
+    rels.iter().find(|r| r.oid == oid)
+}
