@@ -14,6 +14,10 @@ python3 -c "import psycopg" 2>/dev/null || python3 -m pip install --quiet "psyco
 # The Kafka tests run a real Kafka-compatible broker (Tansu 0.6); fetch it once.
 ./scripts/tansu.sh path >/dev/null
 
+# The client tests drive real clients: psql, psycopg, SQLAlchemy, pandas, node-postgres,
+# pgjdbc. Installed once into caches outside the clone.
+./scripts/clients.sh
+
 # Keep build artifacts outside the clone so repeated runs (and CI on the same machine)
 # stay warm.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/freshet-target}"

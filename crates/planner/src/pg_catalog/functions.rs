@@ -461,6 +461,18 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
             )))
         },
     );
+    def(ctx, "quote_literal", &[1], Utf8, |a| {
+        Ok(a.first().and_then(as_text).map_or(NULL_TEXT, |s| {
+            if s.contains('\\') {
+                text(format!(
+                    "E'{}'",
+                    s.replace('\\', "\\\\").replace('\'', "''")
+                ))
+            } else {
+                text(format!("'{}'", s.replace('\'', "''")))
+            }
+        }))
+    });
     def(ctx, "freshet_like_escape", &[2], Utf8, |a| {
         let (Some(p), Some(esc)) = (a.first().and_then(as_text), a.get(1).and_then(as_text)) else {
             return Ok(NULL_TEXT);

@@ -33,6 +33,24 @@ pub struct Rel {
     pub comment: Option<String>,
     /// The defining query of a view.
     pub definition: Option<String>,
+    /// For a source or sink (a foreign table): its connector, shown as its server.
+    pub server: Option<&'static str>,
+}
+
+/// The connectors, shown as foreign servers (`pg_foreign_server`), with their OIDs.
+pub const SERVERS: &[(u32, &str)] = &[
+    (13201, "kafka"),
+    (13202, "datagen"),
+    (13203, "nexmark"),
+    (13204, "playback"),
+    (13205, "blackhole"),
+];
+
+pub fn server_oid(name: &str) -> u32 {
+    SERVERS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map_or(SERVERS[0].0, |(o, _)| *o)
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +136,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                 )
             }),
             definition: None,
+            server: None,
         });
         if !pk.is_empty() {
             let key: Vec<Col> =
@@ -139,6 +158,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                 id: Some(t.id),
                 comment: None,
                 definition: None,
+                server: None,
             });
         }
     }
@@ -159,6 +179,12 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                 other => format!("source: {} generator", format!("{other:?}").to_lowercase()),
             }),
             definition: None,
+            server: Some(match src.connector {
+                crate::catalog::ConnectorKind::Kafka => "kafka",
+                crate::catalog::ConnectorKind::Datagen => "datagen",
+                crate::catalog::ConnectorKind::Nexmark => "nexmark",
+                crate::catalog::ConnectorKind::Playback => "playback",
+            }),
         });
     }
     for v in &c.views {
@@ -178,6 +204,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
             id: Some(v.id),
             comment,
             definition: Some(v.sql.clone()),
+            server: v.sink.as_ref().map(|_| "blackhole"),
         });
     }
     // System relations, with OIDs from a fixed range below the user range: Freshet's
@@ -213,6 +240,7 @@ fn system_rel(oid: u32, namespace: u32, name: &str, columns: Vec<Col>) -> Rel {
         id: None,
         comment: None,
         definition: None,
+        server: None,
     }
 }
 

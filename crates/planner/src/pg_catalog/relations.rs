@@ -4,7 +4,7 @@
 //! `pg_constraint`, `pg_namespace`, `pg_roles`, `pg_database`, `pg_description`, …) are
 //! built from the catalog; `pg_type`, `pg_am` and `pg_settings` hold what Freshet has.
 //! Catalogs of features Freshet does not have (triggers, policies, publications,
-//! inheritance, rules, extended statistics, foreign servers, extensions, sequences,
+//! inheritance, rules, extended statistics, extensions, sequences,
 //! collations, column defaults) exist with their columns and no rows, so the queries
 //! tools send about them run and find nothing.
 
@@ -71,9 +71,9 @@ pub static RELATIONS: &[Relation] = &[
     rel!("pg_shdescription", pg_shdescription, empty),
     rel!("pg_auth_members", pg_auth_members, empty),
     rel!("pg_extension", pg_extension, empty),
-    rel!("pg_foreign_table", pg_foreign_table, empty),
-    rel!("pg_foreign_server", pg_foreign_server, empty),
-    rel!("pg_foreign_data_wrapper", pg_foreign_data_wrapper, empty),
+    rel!("pg_foreign_table", pg_foreign_table),
+    rel!("pg_foreign_server", pg_foreign_server),
+    rel!("pg_foreign_data_wrapper", pg_foreign_data_wrapper),
     rel!("pg_enum", pg_enum, empty),
     rel!("pg_range", pg_range, empty),
     rel!("pg_event_trigger", pg_event_trigger, empty),
@@ -982,16 +982,28 @@ fn pg_extension(_: &Snapshot) -> Table {
     ])
 }
 
-fn pg_foreign_table(_: &Snapshot) -> Table {
-    Table::new(&[
+/// Sources and sinks: foreign tables of their connector's server.
+fn pg_foreign_table(s: &Snapshot) -> Table {
+    let mut t = Table::new(&[
         ("ftrelid", OID),
         ("ftserver", OID),
         ("ftoptions", list(TEXT)),
-    ])
+    ]);
+    for r in all_rels(s) {
+        if let Some(server) = r.server {
+            t.push(vec![
+                oid(r.oid),
+                oid(objects::server_oid(server)),
+                v::null_list(&TEXT),
+            ]);
+        }
+    }
+    t
 }
 
+/// Freshet's connectors, one server each.
 fn pg_foreign_server(_: &Snapshot) -> Table {
-    Table::new(&[
+    let mut t = Table::new(&[
         ("oid", OID),
         ("srvname", TEXT),
         ("srvowner", OID),
@@ -1000,11 +1012,27 @@ fn pg_foreign_server(_: &Snapshot) -> Table {
         ("srvversion", TEXT),
         ("srvacl", list(TEXT)),
         ("srvoptions", list(TEXT)),
-    ])
+    ]);
+    for (o, name) in objects::SERVERS {
+        t.push(vec![
+            oid(*o),
+            text(*name),
+            oid(oids::BOOTSTRAP_ROLE),
+            oid(FDW),
+            v::null(),
+            v::null(),
+            v::null_list(&TEXT),
+            v::null_list(&TEXT),
+        ]);
+    }
+    t
 }
 
+/// The one foreign-data wrapper: Freshet's connectors.
+const FDW: u32 = 13200;
+
 fn pg_foreign_data_wrapper(_: &Snapshot) -> Table {
-    Table::new(&[
+    let mut t = Table::new(&[
         ("oid", OID),
         ("fdwname", TEXT),
         ("fdwowner", OID),
@@ -1012,7 +1040,17 @@ fn pg_foreign_data_wrapper(_: &Snapshot) -> Table {
         ("fdwvalidator", OID),
         ("fdwacl", list(TEXT)),
         ("fdwoptions", list(TEXT)),
-    ])
+    ]);
+    t.push(vec![
+        oid(FDW),
+        text("freshet_connectors"),
+        oid(oids::BOOTSTRAP_ROLE),
+        oid(0),
+        oid(0),
+        v::null_list(&TEXT),
+        v::null_list(&TEXT),
+    ]);
+    t
 }
 
 fn pg_enum(_: &Snapshot) -> Table {

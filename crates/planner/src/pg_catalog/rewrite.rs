@@ -650,7 +650,14 @@ fn exists_as_aggregate(q: &Query, negated: bool) -> Expr {
 /// `ARRAY(SELECT x FROM …)` as `(SELECT array_agg(x) FROM …)`; `NULL` for an empty one.
 fn array_of(q: &Query) -> Option<Expr> {
     if provably_empty(q) {
-        return Some(Expr::value(Value::Null));
+        // A typed NULL, for functions that take arrays only (array_to_string).
+        return Some(cast(
+            Expr::value(Value::Null),
+            DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+                Box::new(DataType::Text),
+                None,
+            )),
+        ));
     }
     let mut q = q.clone();
     let order = q.order_by.take();

@@ -1,0 +1,102 @@
+//! Real Postgres clients against a real server: psql, psycopg 3, psycopg2, SQLAlchemy
+//! with pandas, node-postgres with pg-cursor, pgjdbc, and the queries Grafana's
+//! PostgreSQL data source sends. Each client's script lives in `crates/sql-tests/clients/`
+//! and asserts what its users see; `scripts/clients.sh` (run by `scripts/test.sh`)
+//! installs the clients. A client that is not installed fails its test, pointing there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use freshet_sql_tests::TestServer;
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// The virtualenv's python, which has the Python clients.
+fn python() -> PathBuf {
+    let cache = std::env::var("FRESHET_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/freshet")
+        });
+    let py = cache.join("venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} not found: run scripts/clients.sh (scripts/test.sh does) to install the clients",
+        py.display()
+    );
+    py
+}
+
+/// Runs a client command against `server`; its output if it succeeded, else a panic with
+/// its output and the server's log.
+fn run(server: &TestServer, cmd: &mut Command) -> String {
+    let out = cmd
+        .current_dir(clients_dir())
+        .env(
+            "FRESHET_DSN",
+            format!(
+                "host=127.0.0.1 port={} user=freshet dbname=freshet",
+                server.port
+            ),
+        )
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", server.port.to_string())
+        .env("PGUSER", "freshet")
+        .env("PGDATABASE", "freshet")
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/clients.sh installs it)"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{stdout}\n{stderr}\n--- server log ---\n{}",
+        out.status,
+        server.log()
+    );
+    stdout + &stderr
+}
+
+/// psql's meta-commands (`\d` and its family, `\l`, `\dn`, `\du`, `\df`) and the queries
+/// its tab completion sends: the output equals `clients/psql/describe.out`.
+#[test]
+fn psql_describes_freshets_objects() {
+    let server = TestServer::start();
+    // Errors go to stderr: one stream keeps them in place.
+    let out = run(
+        &server,
+        Command::new("sh").args(["-c", "psql -X -f psql/describe.sql 2>&1"]),
+    );
+    let want = std::fs::read_to_string(clients_dir().join("psql/describe.out"))
+        .expect("psql/describe.out");
+    if out != want {
+        let diff: Vec<String> = want
+            .lines()
+            .zip(out.lines())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .take(10)
+            .map(|(i, (a, b))| format!("line {}:\n  want: {a}\n  got:  {b}", i + 1))
+            .collect();
+        panic!(
+            "psql's output differs from psql/describe.out:\n{}\n--- got ---\n{out}",
+            diff.join("\n")
+        );
+    }
+}
+
+/// SQLAlchemy 2 over psycopg 3 and psycopg2: connect, reflection (tables, views,
+/// materialized views, columns, primary keys), Core inserts, pandas' read_sql,
+/// read_sql_table and to_sql.
+#[test]
+fn sqlalchemy_and_pandas() {
+    let server = TestServer::start();
+    let out = run(
+        &server,
+        Command::new(python()).args(["python/test_sqlalchemy.py", "psycopg", "psycopg2"]),
+    );
+    assert!(out.contains("sqlalchemy+psycopg: ok") && out.contains("sqlalchemy+psycopg2: ok"));
+}
