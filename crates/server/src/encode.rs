@@ -438,6 +438,41 @@ fn array_value(values: &ArrayRef, elem: &DataType) -> PgValue {
     PgValue::Array(pg_type(elem), items)
 }
 
+/// Every value of `batch` in Postgres' text format, row by row (`None`: NULL), for `COPY … TO`.
+pub fn text_rows(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+) -> Result<Vec<Vec<Option<String>>>, Box<dyn Error + Sync + Send>> {
+    let opts = ArrowFormatOptions::default().with_null("");
+    let formatters: Vec<ArrayFormatter<'_>> = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .collect::<Result<_, _>>()?;
+    let types: Vec<Type> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| pg_type(f.data_type()))
+        .collect();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut buf = BytesMut::new();
+    for r in 0..batch.num_rows() {
+        let mut row = Vec::with_capacity(batch.num_columns());
+        for ((c, f), ty) in batch.columns().iter().zip(&formatters).zip(&types) {
+            buf.clear();
+            let v = value_at(c, r, f);
+            row.push(
+                match v.to_sql_text(ty, &mut buf, &FormatOptions::default())? {
+                    IsNull::Yes => None,
+                    IsNull::No => Some(String::from_utf8_lossy(&buf).into_owned()),
+                },
+            );
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// Encodes all rows of `batch` for the wire.
 pub fn encode_batch(
     batch: &datafusion::arrow::record_batch::RecordBatch,

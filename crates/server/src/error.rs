@@ -65,6 +65,15 @@ pub enum ServerError {
     /// `3B001`
     #[error("savepoint \"{0}\" does not exist")]
     UndefinedSavepoint(String),
+    /// `22P04`: COPY data that is not laid out as its format says.
+    #[error("{0}")]
+    BadCopyData(String),
+    /// `22P02`
+    #[error("{0}")]
+    InvalidText(String),
+    /// `53200`
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
 }
 
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
@@ -133,6 +142,9 @@ impl ServerError {
             ServerError::ActiveTransaction(_) => ("25001", None, None),
             ServerError::NoActiveTransaction(_) => ("25P01", None, None),
             ServerError::UndefinedSavepoint(_) => ("3B001", None, None),
+            ServerError::BadCopyData(_) => ("22P04", None, None),
+            ServerError::InvalidText(_) => ("22P02", None, None),
+            ServerError::OutOfMemory(_) => ("53200", None, None),
         };
         PgError {
             code,

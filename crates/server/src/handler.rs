@@ -9,16 +9,18 @@ use datafusion::common::ScalarValue;
 use freshet_planner::parser::{self, Stmt};
 use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{send_execution_response, send_query_response, send_ready_for_query};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Sync as PgSync;
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
@@ -97,6 +99,19 @@ fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResu
         Output::TxStart(tag) => Response::TransactionStart(Tag::new(&tag)),
         Output::TxEnd(tag) => Response::TransactionEnd(Tag::new(&tag)),
         Output::Empty => Response::EmptyQuery,
+        Output::CopyIn { columns } => Response::CopyIn(CopyResponse::new(
+            0,
+            columns,
+            stream::empty::<PgWireResult<CopyData>>(),
+        )),
+        Output::CopyOut { columns, rows } => Response::CopyOut(CopyResponse::new(
+            0,
+            columns,
+            stream::iter(
+                rows.into_iter()
+                    .map(|r| Ok(CopyData::new(r.into_bytes().into()))),
+            ),
+        )),
     })
 }
 
@@ -381,6 +396,53 @@ impl ExtendedQueryHandler for Connection {
     }
 }
 
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.session
+            .copy_data(&data.data)
+            .map_err(ServerError::into_pgwire)
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let n = self
+            .session
+            .copy_done()
+            .await
+            .map_err(ServerError::into_pgwire)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(n).into(),
+            ))
+            .await?;
+        // pgwire sends ReadyForQuery with the status it keeps: the session's.
+        client.set_transaction_status(ready_status(&self.session));
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let e = self.session.copy_fail(&fail.message);
+        self.session.note_error();
+        client.set_transaction_status(ready_status(&self.session));
+        e.into_pgwire()
+    }
+}
+
 impl PgWireServerHandlers for Connection {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
         Arc::new(Self {
@@ -400,6 +462,14 @@ impl PgWireServerHandlers for Connection {
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.auth.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(Self {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+            auth: self.auth.clone(),
+        })
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod config;
 pub mod connections;
+pub mod copy_format;
 pub mod encode;
 pub mod error;
 pub mod handler;

@@ -38,6 +38,7 @@ use freshet_planner::sqlparser::ast::{self, ObjectName, Statement};
 use crate::error::{Result, ServerError};
 
 mod access;
+mod copy;
 mod db;
 mod ddl;
 mod dml;
@@ -69,6 +70,15 @@ pub enum Output {
     /// A transaction ends; the tag (`COMMIT`, or `ROLLBACK`).
     TxEnd(String),
     Empty,
+    /// `COPY … FROM STDIN` waits for its data: how many columns a line has.
+    CopyIn {
+        columns: usize,
+    },
+    /// `COPY … TO STDOUT`: the lines.
+    CopyOut {
+        columns: usize,
+        rows: Vec<String>,
+    },
 }
 
 fn command(tag: &str) -> Output {
@@ -88,6 +98,8 @@ pub struct Session {
     pid: i32,
     /// The transaction block it is in, if any.
     tx: Mutex<Option<transaction::Transaction>>,
+    /// The `COPY … FROM STDIN` taking data, if any.
+    copy_in: Mutex<Option<copy::CopyIn>>,
 }
 
 /// The next session's process id.
@@ -109,6 +121,7 @@ impl Session {
             user: Mutex::new(freshet_planner::users::BOOTSTRAP_USER.to_string()),
             pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tx: Mutex::new(None),
+            copy_in: Mutex::new(None),
         }
     }
 
@@ -213,6 +226,7 @@ impl Session {
                 _ => self.query(stmt, params).await,
             },
             Statement::Query(_) => self.query(stmt, params).await,
+            Statement::Copy { .. } => self.copy(stmt).await,
             Statement::Insert(insert) => self.insert(stmt, insert, params).await,
             Statement::Update(update) => self.update(update, params).await,
             Statement::Delete(delete) => self.delete(delete, params).await,

@@ -60,18 +60,16 @@ fn run(server: &TestServer, cmd: &mut Command) -> String {
     stdout + &stderr
 }
 
-/// psql's meta-commands (`\d` and its family, `\l`, `\dn`, `\du`, `\df`) and the queries
-/// its tab completion sends: the output equals `clients/psql/describe.out`.
-#[test]
-fn psql_describes_freshets_objects() {
+/// Runs `psql -X -f psql/<script>.sql` and compares its output (errors in place) with
+/// `psql/<script>.out`.
+fn psql_script(script: &str) {
     let server = TestServer::start();
-    // Errors go to stderr: one stream keeps them in place.
     let out = run(
         &server,
-        Command::new("sh").args(["-c", "psql -X -f psql/describe.sql 2>&1"]),
+        Command::new("sh").args(["-c", &format!("psql -X -f psql/{script}.sql 2>&1")]),
     );
-    let want = std::fs::read_to_string(clients_dir().join("psql/describe.out"))
-        .expect("psql/describe.out");
+    let want = std::fs::read_to_string(clients_dir().join(format!("psql/{script}.out")))
+        .expect("expected psql output");
     if out != want {
         let diff: Vec<String> = want
             .lines()
@@ -82,10 +80,25 @@ fn psql_describes_freshets_objects() {
             .map(|(i, (a, b))| format!("line {}:\n  want: {a}\n  got:  {b}", i + 1))
             .collect();
         panic!(
-            "psql's output differs from psql/describe.out:\n{}\n--- got ---\n{out}",
+            "psql's output differs from psql/{script}.out:\n{}\n--- got ---\n{out}",
             diff.join("\n")
         );
     }
+}
+
+/// psql's meta-commands (`\d` and its family, `\l`, `\dn`, `\du`, `\df`) and the queries
+/// its tab completion sends.
+#[test]
+fn psql_describes_freshets_objects() {
+    psql_script("describe");
+}
+
+/// `\copy` and `COPY` in text and CSV: into tables (all columns or some), out of tables,
+/// views and queries; a bad line, a bad CSV quote or a duplicate key refuses the whole
+/// COPY with its line.
+#[test]
+fn psql_copies_in_and_out() {
+    psql_script("copy");
 }
 
 /// SQLAlchemy 2 over psycopg 3 and psycopg2: connect, reflection (tables, views,

@@ -93,13 +93,24 @@ impl Session {
                 });
                 (name, Some(Privilege::Delete))
             }
+            // COPY … FROM writes the table; COPY … TO is authorized as its query.
+            Statement::Copy {
+                source: ast::CopySource::Table { table_name, .. },
+                to: false,
+                ..
+            } => (Some(object_name(table_name)), Some(Privilege::Insert)),
+            Statement::Copy { to: true, .. } => return Ok(()),
             Statement::Set(_)
             | Statement::ShowVariable { .. }
             | Statement::ShowTables { .. }
             | Statement::ShowViews { .. }
             | Statement::StartTransaction { .. }
             | Statement::Commit { .. }
-            | Statement::Rollback { .. } => return Ok(()),
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Discard { .. } => return Ok(()),
             Statement::Grant(_) | Statement::Revoke(_) => {
                 return Err(denied("grant or revoke privileges"))
             }

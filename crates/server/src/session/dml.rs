@@ -24,7 +24,7 @@ use crate::error::{Result, ServerError};
 const WRITE_RETRIES: usize = 20;
 
 impl Session {
-    fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
+    pub(super) fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
         let name = object_name(name);
         let catalog = self.db.catalog();
         match catalog.kind_of(&name) {
@@ -59,7 +59,7 @@ impl Session {
 
     /// Sends a write to the engine; returns how many inserted rows were late (below the
     /// table's watermark) and went to `freshet_catalog.late_events` instead.
-    async fn write(
+    pub(super) async fn write(
         &self,
         table: &TableDef,
         deletes: Vec<RecordBatch>,
