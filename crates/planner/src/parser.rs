@@ -48,6 +48,9 @@ pub enum Stmt {
     },
     /// `FLUSH`: wait until every write so far is committed and visible.
     Flush,
+    /// `MOVE [direction] [FROM | IN] cursor`: a FETCH whose rows are skipped (the
+    /// statement is parsed as that `FETCH`).
+    Move(Box<Statement>),
     /// An empty statement (`;` alone, or only comments).
     Empty,
 }
@@ -170,6 +173,9 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
     })
 }
 
+mod fetch;
+use fetch::parse_fetch;
+
 fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
@@ -185,6 +191,15 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         }
         if parser.parse_keyword(Keyword::FLUSH) {
             out.push(Stmt::Flush);
+        } else if peek_words(&parser, &["MOVE"]) || peek_words(&parser, &["FETCH"]) {
+            let is_move = peek_words(&parser, &["MOVE"]);
+            parser.next_token();
+            let fetch = parse_fetch(&mut parser).map_err(|e| parser_error(sql, e))?;
+            out.push(if is_move {
+                Stmt::Move(Box::new(fetch))
+            } else {
+                Stmt::Sql(Box::new(fetch))
+            });
         } else if parser.parse_keywords(&[Keyword::CREATE, Keyword::SOURCE]) {
             let cs = parse_create_source(&mut parser).map_err(|e| parser_error(sql, e))?;
             out.push(Stmt::CreateSource(Box::new(cs)));

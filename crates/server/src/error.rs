@@ -74,6 +74,15 @@ pub enum ServerError {
     /// `53200`
     #[error("out of memory: {0}")]
     OutOfMemory(String),
+    /// `42P03`
+    #[error("cursor \"{0}\" already exists")]
+    DuplicateCursor(String),
+    /// `34000`
+    #[error("cursor \"{0}\" does not exist")]
+    UndefinedCursor(String),
+    /// `55000`
+    #[error("{0}")]
+    ObjectState(String),
 }
 
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
@@ -145,6 +154,9 @@ impl ServerError {
             ServerError::BadCopyData(_) => ("22P04", None, None),
             ServerError::InvalidText(_) => ("22P02", None, None),
             ServerError::OutOfMemory(_) => ("53200", None, None),
+            ServerError::DuplicateCursor(_) => ("42P03", None, None),
+            ServerError::UndefinedCursor(_) => ("34000", None, None),
+            ServerError::ObjectState(_) => ("55000", None, None),
         };
         PgError {
             code,

@@ -11,9 +11,13 @@ use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{send_execution_response, send_query_response, send_ready_for_query};
+use pgwire::api::query::{
+    send_describe_response, send_execution_response, send_query_response, send_ready_for_query,
+};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    CopyResponse, DescribePortalResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -22,7 +26,7 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::Sync as PgSync;
+use pgwire::messages::extendedquery::{Describe, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
@@ -30,7 +34,7 @@ use pgwire::messages::PgWireBackendMessage;
 use crate::auth::Authenticator;
 use crate::encode::{encode_batch, field_infos, pg_type};
 use crate::error::ServerError;
-use crate::session::{Output, Session, TxStatus};
+use crate::session::{BatchStream, Output, Session, TxStatus};
 
 /// A statement prepared over the extended protocol.
 #[derive(Clone, Debug)]
@@ -89,6 +93,10 @@ fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResu
             });
             Response::Query(QueryResponse::new(fields, rows))
         }
+        Output::Stream { schema, batches } => stream_response(schema, batches, format, None),
+        Output::Fetched { schema, batches } => {
+            stream_response(schema, batches, format, Some("FETCH"))
+        }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(&tag);
             if let Some(n) = rows {
@@ -113,6 +121,32 @@ fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResu
             ),
         )),
     })
+}
+
+/// Rows encoded a batch at a time as the client takes them.
+fn stream_response(
+    schema: SchemaRef,
+    batches: BatchStream,
+    format: &dyn Fn(usize) -> FieldFormat,
+    tag: Option<&str>,
+) -> Response {
+    let fields = Arc::new(field_infos(&schema, format));
+    let encoding = fields.clone();
+    let rows = batches.flat_map(move |b| {
+        let rows: Vec<PgWireResult<DataRow>> = match b
+            .map_err(ServerError::into_pgwire)
+            .and_then(|b| encode_batch(&b, &encoding))
+        {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        stream::iter(rows)
+    });
+    let mut r = QueryResponse::new(fields, rows);
+    if let Some(tag) = tag {
+        r.set_command_tag(tag);
+    }
+    Response::Query(r)
 }
 
 fn error_response(e: ServerError) -> Response {
@@ -334,6 +368,28 @@ impl ExtendedQueryHandler for Connection {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// A Describe of a portal that is an SQL cursor (psycopg describes the cursor it
+    /// just declared) answers with the cursor's columns.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if client.portal_store().get_portal(name).is_none() {
+                if let Some(schema) = self.session.cursor_schema(name) {
+                    let fields = field_infos(&schema, |_| FieldFormat::Text);
+                    send_describe_response(client, &DescribePortalResponse::new(fields)).await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     /// `ReadyForQuery` with the session's transaction status.

@@ -22,6 +22,7 @@ pub mod lookup;
 pub mod playground;
 pub mod query_pool;
 pub mod readers;
+pub mod scan;
 pub mod server;
 pub mod session;
 pub mod sources;

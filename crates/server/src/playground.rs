@@ -70,14 +70,10 @@ async fn exec(session: &Session, sql: &str) -> Result<Output, String> {
 
 /// The first value of the first column of a one-row query result, as an integer.
 async fn scalar(session: &Session, sql: &str) -> Option<i64> {
-    match exec(session, sql).await.ok()? {
-        Output::Rows { batches, .. } => {
-            let b = batches.first()?;
-            let col = b.column(0).as_any().downcast_ref::<Int64Array>()?;
-            (!col.is_empty() && col.is_valid(0)).then(|| col.value(0))
-        }
-        _ => None,
-    }
+    let (_, batches) = exec(session, sql).await.ok()?.into_batches().await.ok()??;
+    let b = batches.first()?;
+    let col = b.column(0).as_any().downcast_ref::<Int64Array>()?;
+    (!col.is_empty() && col.is_valid(0)).then(|| col.value(0))
 }
 
 /// Runs the playground until Ctrl-C.

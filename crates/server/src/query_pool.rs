@@ -9,9 +9,26 @@
 use std::future::Future;
 use std::time::Instant;
 
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Result, ServerError};
+use crate::session::BatchStream;
+
+/// `f`'s output, or `Err(())` if `deadline` passes first.
+async fn within<F: Future>(deadline: Option<Instant>, f: F) -> std::result::Result<F::Output, ()> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), f).await.map_err(|_| ()),
+        None => Ok(f.await),
+    }
+}
+
+fn timed_out() -> ServerError {
+    ServerError::QueryCanceled("canceling statement due to statement timeout".into())
+}
 
 pub struct QueryPool {
     rt: Option<tokio::runtime::Runtime>,
@@ -68,6 +85,60 @@ impl QueryPool {
             }
             Err(_) => Err(ServerError::QueryCanceled("canceling statement".into())),
         }
+    }
+}
+
+impl QueryPool {
+    /// Runs `work` (planning, then a stream of batches) on the pool, and streams its
+    /// batches to the caller as it takes them (two at a time: a slow client slows the
+    /// query, it does not fill the server's memory), each passed through `fix`. Waits for
+    /// the first batch, so that an error before any row is the statement's error. The
+    /// query stops when the caller drops the stream, or with `57014` at `deadline`.
+    pub async fn stream(
+        &self,
+        deadline: Option<Instant>,
+        work: impl Future<Output = Result<SendableRecordBatchStream>> + Send + 'static,
+        fix: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + 'static,
+    ) -> Result<BatchStream> {
+        let rt = self.rt.as_ref().ok_or_else(|| ServerError::ShuttingDown)?;
+        let (tx, mut rx) = mpsc::channel::<Result<RecordBatch>>(2);
+        let task = rt.spawn(async move {
+            let mut batches = match within(deadline, work).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                Err(()) => {
+                    let _ = tx.send(Err(timed_out())).await;
+                    return;
+                }
+            };
+            loop {
+                let next = match within(deadline, batches.next()).await {
+                    Ok(n) => n,
+                    Err(()) => {
+                        let _ = tx.send(Err(timed_out())).await;
+                        return;
+                    }
+                };
+                let Some(b) = next else { return };
+                let b = b.map_err(ServerError::from).and_then(&fix);
+                if tx.send(b).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let guard = AbortOnDrop(task);
+        let first = rx.recv().await;
+        let first = match first {
+            Some(Err(e)) => return Err(e),
+            other => other,
+        };
+        let rest = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+            rx.recv().await.map(|b| (b, (rx, guard)))
+        });
+        Ok(futures::stream::iter(first).chain(rest).boxed())
     }
 }
 

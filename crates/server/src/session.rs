@@ -39,6 +39,7 @@ use crate::error::{Result, ServerError};
 
 mod access;
 mod copy;
+mod cursor;
 mod db;
 mod ddl;
 mod dml;
@@ -55,11 +56,24 @@ use vars::VARIABLES;
 /// What the server says it is (`server_version`).
 pub const SERVER_VERSION: &str = "15.0 (Freshet)";
 
+/// A query's batches as the engine produces them.
+pub type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
+
 /// What a statement produced.
 pub enum Output {
     Rows {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
+    },
+    /// A query's rows, produced as the client takes them.
+    Stream {
+        schema: SchemaRef,
+        batches: BatchStream,
+    },
+    /// Rows a `FETCH` returns (tagged `FETCH n`).
+    Fetched {
+        schema: SchemaRef,
+        batches: BatchStream,
     },
     Command {
         tag: String,
@@ -81,6 +95,20 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// The rows of a query's result, all of them (for callers inside the server).
+    pub async fn into_batches(self) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+        use futures::TryStreamExt;
+        match self {
+            Output::Rows { schema, batches } => Ok(Some((schema, batches))),
+            Output::Stream { schema, batches } | Output::Fetched { schema, batches } => {
+                Ok(Some((schema, batches.try_collect().await?)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 fn command(tag: &str) -> Output {
     Output::Command {
         tag: tag.to_string(),
@@ -97,9 +125,11 @@ pub struct Session {
     /// Its process id, as `pg_backend_pid()` shows it.
     pid: i32,
     /// The transaction block it is in, if any.
-    tx: Mutex<Option<transaction::Transaction>>,
+    tx: Arc<Mutex<Option<transaction::Transaction>>>,
     /// The `COPY … FROM STDIN` taking data, if any.
     copy_in: Mutex<Option<copy::CopyIn>>,
+    /// Its open cursors.
+    cursors: Mutex<cursor::Cursors>,
 }
 
 /// The next session's process id.
@@ -120,8 +150,9 @@ impl Session {
             vars: Mutex::new(vars),
             user: Mutex::new(freshet_planner::users::BOOTSTRAP_USER.to_string()),
             pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            tx: Mutex::new(None),
+            tx: Arc::new(Mutex::new(None)),
             copy_in: Mutex::new(None),
+            cursors: Mutex::new(Default::default()),
         }
     }
 
@@ -157,10 +188,22 @@ impl Session {
                 )))
             }
         };
-        if res.is_err() {
-            self.note_error();
+        match res {
+            Err(e) => {
+                self.note_error();
+                Err(e)
+            }
+            // An error while the client reads the rows aborts the transaction too.
+            Ok(Output::Stream { schema, batches }) => Ok(Output::Stream {
+                schema,
+                batches: self.failing_transaction_on_error(batches),
+            }),
+            Ok(Output::Fetched { schema, batches }) => Ok(Output::Fetched {
+                schema,
+                batches: self.failing_transaction_on_error(batches),
+            }),
+            ok => ok,
         }
-        res
     }
 
     async fn run(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
@@ -216,6 +259,7 @@ impl Session {
                 .await
             }
             Stmt::Sql(s) => self.execute_sql(s, params).await,
+            Stmt::Move(fetch) => self.fetch(fetch, true).await,
         }
     }
 
@@ -227,6 +271,9 @@ impl Session {
             },
             Statement::Query(_) => self.query(stmt, params).await,
             Statement::Copy { .. } => self.copy(stmt).await,
+            Statement::Declare { stmts } => self.declare(stmts).await,
+            Statement::Fetch { .. } => self.fetch(stmt, false).await,
+            Statement::Close { cursor } => self.close_cursor(cursor),
             Statement::Insert(insert) => self.insert(stmt, insert, params).await,
             Statement::Update(update) => self.update(update, params).await,
             Statement::Delete(delete) => self.delete(delete, params).await,
@@ -277,6 +324,7 @@ impl Session {
             }
             Statement::Discard { .. } => {
                 self.reset_all();
+                self.close_all_cursors();
                 Ok(command("DISCARD ALL"))
             }
             other => Err(ServerError::Unsupported(format!(

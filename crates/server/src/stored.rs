@@ -20,13 +20,14 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
-use datafusion::datasource::{MemTable, TableProvider, TableType};
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::ExecutionPlan;
-use freshet_engine::chunk::{column_types, rows_to_batch};
-use freshet_storage::{codec, decode_relation, keys, prefix_end, Reader, RowLayout, Store};
+use freshet_engine::chunk::rows_to_batch;
+use freshet_storage::{codec, keys, prefix_end, Reader, RowLayout, Store};
 
 pub struct StoredRelation {
     store: Store,
@@ -37,6 +38,8 @@ pub struct StoredRelation {
     key_columns: Vec<usize>,
     /// The statement's `statement_timeout`, if it has one.
     deadline: Option<Instant>,
+    /// The server's scan threads (see `scan`).
+    scans: Arc<crate::scan::Scans>,
 }
 
 impl std::fmt::Debug for StoredRelation {
@@ -61,7 +64,14 @@ impl StoredRelation {
             layout,
             key_columns,
             deadline: None,
+            scans: Arc::default(),
         }
+    }
+
+    /// Counts its scan threads among the server's.
+    pub fn with_scans(mut self, scans: Arc<crate::scan::Scans>) -> Self {
+        self.scans = scans;
+        self
     }
 
     /// Makes scans fail with [`Canceled`] once `deadline` passes.
@@ -285,34 +295,34 @@ impl TableProvider for StoredRelation {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
+    /// Streams the rows of the key range the filters allow, from one snapshot (see
+    /// `scan`): memory stays flat however many rows the range holds.
     async fn scan(
         &self,
-        state: &dyn Session,
+        _state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let (start, end) = self.key_range(filters);
-        let store_err = |e: freshet_storage::StorageError| DataFusionError::External(Box::new(e));
-        let budget = memory_budget(state.runtime_env().memory_pool.memory_limit());
-        let read = || -> DfResult<_> {
-            let pairs = self
-                .store
-                .read_snapshot(|r| scan_within(r, &start, end.as_deref(), budget, self.deadline))?;
-            let prefix_len = keys::rows_prefix(self.id).len();
-            let rows = decode_relation(pairs, prefix_len, &column_types(&self.schema), self.layout)
-                .map_err(store_err)?;
-            check_deadline(self.deadline)?;
-            Ok(rows)
+        let part = crate::scan::ScanPartition {
+            store: self.store.clone(),
+            schema: self.schema.clone(),
+            layout: self.layout,
+            start,
+            end,
+            prefix_len: keys::rows_prefix(self.id).len(),
+            scans: self.scans.clone(),
+            deadline: self.deadline,
         };
-        let rows = blocking(read)?;
-        let batches = relation_batches(&self.schema, rows)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
-        freshet_planner::context::reserve_loaded(state.config(), state.runtime_env(), bytes)?;
-        MemTable::try_new(self.schema.clone(), vec![batches])?
-            .scan(state, projection, &[], limit)
-            .await
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema.clone(),
+            vec![Arc::new(part)],
+            projection,
+            Vec::<datafusion::physical_expr::LexOrdering>::new(),
+            false,
+            limit,
+        )?))
     }
 }
 

@@ -1186,20 +1186,30 @@ pub fn decode_relation(
 ) -> Result<Vec<(Vec<datafusion::common::ScalarValue>, i64)>> {
     pairs
         .into_iter()
-        .map(|(k, v)| match layout {
-            RowLayout::Keyed => Ok((codec::decode_row(&v, types)?, 1)),
-            RowLayout::Multiset => {
-                let n: [u8; 8] = v
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt("bad row multiplicity".into()))?;
-                Ok((
-                    codec::decode_row(&k[prefix_len..], types)?,
-                    i64::from_be_bytes(n),
-                ))
-            }
-        })
+        .map(|(k, v)| decode_pair(&k, &v, prefix_len, types, layout))
         .collect()
+}
+
+/// One stored row of a relation and its multiplicity, from its key and value.
+pub fn decode_pair(
+    k: &[u8],
+    v: &[u8],
+    prefix_len: usize,
+    types: &[datafusion::arrow::datatypes::DataType],
+    layout: RowLayout,
+) -> Result<(Vec<datafusion::common::ScalarValue>, i64)> {
+    match layout {
+        RowLayout::Keyed => Ok((codec::decode_row(v, types)?, 1)),
+        RowLayout::Multiset => {
+            let n: [u8; 8] = v
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("bad row multiplicity".into()))?;
+            let key = k
+                .get(prefix_len..)
+                .ok_or_else(|| StorageError::Corrupt("short row key".into()))?;
+            Ok((codec::decode_row(key, types)?, i64::from_be_bytes(n)))
+        }
+    }
 }
 
 /// Reads all rows of relation `id` from a snapshot.

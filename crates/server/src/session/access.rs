@@ -47,7 +47,9 @@ impl Session {
             return Ok(());
         }
         match stmt {
-            Stmt::Empty | Stmt::Flush | Stmt::ShowSources | Stmt::ShowSinks => Ok(()),
+            Stmt::Empty | Stmt::Flush | Stmt::ShowSources | Stmt::ShowSinks | Stmt::Move(_) => {
+                Ok(())
+            }
             Stmt::AlterUser(u)
                 if u.name == me.name && u.superuser.is_none() && u.login.is_none() =>
             {
@@ -110,7 +112,11 @@ impl Session {
             | Statement::Savepoint { .. }
             | Statement::ReleaseSavepoint { .. }
             | Statement::Deallocate { .. }
-            | Statement::Discard { .. } => return Ok(()),
+            | Statement::Discard { .. }
+            // A cursor's query is authorized when it is declared.
+            | Statement::Declare { .. }
+            | Statement::Fetch { .. }
+            | Statement::Close { .. } => return Ok(()),
             Statement::Grant(_) | Statement::Revoke(_) => {
                 return Err(denied("grant or revoke privileges"))
             }

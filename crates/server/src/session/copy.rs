@@ -228,7 +228,7 @@ impl Session {
             return Err(PlannerError::Internal("COPY query did not parse".into()).into());
         };
         self.authorize(&freshet_planner::parser::Stmt::Sql(stmt.clone()))?;
-        let Output::Rows { schema, batches } = self.query(&stmt, &[]).await? else {
+        let Some((schema, batches)) = self.query(&stmt, &[]).await?.into_batches().await? else {
             return Err(ServerError::Internal("COPY query returned no rows".into()));
         };
         let mut lines = Vec::new();

@@ -49,6 +49,8 @@ pub struct Db {
     dead_letters: Arc<freshet_engine::dead_letters::Policies>,
     /// Where queries run (see [`crate::query_pool`]).
     pub(super) queries: crate::query_pool::QueryPool,
+    /// Threads streaming stored rows to queries (see `scan`).
+    pub(super) scans: Arc<crate::scan::Scans>,
 }
 
 impl crate::auth::Users for Db {
@@ -170,6 +172,7 @@ impl Db {
             // Twice the cores: a query DataFusion is still winding down after a cancel
             // (it stops at its next yield) leaves threads for the next ones, which the
             // OS then shares the cores with.
+            scans: Arc::default(),
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )
@@ -341,6 +344,10 @@ impl Db {
 
     /// Stops the source readers, commits everything and stops the engine.
     pub async fn shutdown(&self) -> Result<()> {
+        // Streams of stored rows end first: they hold snapshots of the database.
+        let scans = self.scans.clone();
+        let _ = tokio::task::spawn_blocking(move || scans.close(std::time::Duration::from_secs(5)))
+            .await;
         let readers = self.readers.take_all();
         tokio::task::spawn_blocking(move || drop(readers))
             .await

@@ -49,6 +49,9 @@ impl Session {
             _ => return Ok((vec![], None)),
         };
         match s.as_ref() {
+            Statement::Fetch { name, .. } => {
+                Ok((vec![], self.cursor_schema(&super::ident_name(name))))
+            }
             Statement::Explain { statement, .. }
                 if matches!(statement.as_ref(), Statement::CreateView(_)) =>
             {
@@ -139,31 +142,37 @@ impl Session {
         self.register_pg(&ctx, &catalog, &stmt)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&ctx, &plan)?;
+        // Safety net: send the type the client was told.
+        let told = schema.clone();
+        let fix = move |b: RecordBatch| -> Result<RecordBatch> {
+            let same = b
+                .schema()
+                .fields()
+                .iter()
+                .zip(told.fields())
+                .all(|(a, f)| a.data_type() == f.data_type());
+            if same {
+                Ok(b)
+            } else {
+                cast_batch(&b, &told)
+            }
+        };
         let batches = self
             .db
             .queries
-            .run(deadline, async move {
-                Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
-            })
+            .stream(
+                deadline,
+                async move {
+                    Ok(ctx
+                        .execute_logical_plan(plan)
+                        .await?
+                        .execute_stream()
+                        .await?)
+                },
+                fix,
+            )
             .await?;
-        // Safety net: send the type the client was told.
-        let batches = batches
-            .iter()
-            .map(|b| {
-                let same = b
-                    .schema()
-                    .fields()
-                    .iter()
-                    .zip(schema.fields())
-                    .all(|(a, f)| a.data_type() == f.data_type());
-                if same {
-                    Ok(b.clone())
-                } else {
-                    cast_batch(b, &schema)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Output::Rows { schema, batches })
+        Ok(Output::Stream { schema, batches })
     }
 
     /// Answers a plain point query on a stored table or view without DataFusion (see
@@ -297,7 +306,8 @@ impl Db {
                     .unwrap_or_default();
                 let table =
                     StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk)
-                        .with_deadline(deadline);
+                        .with_deadline(deadline)
+                        .with_scans(self.scans.clone());
                 ctx.register_table(name.as_str(), Arc::new(table))?;
                 return Ok(ctx);
             }

@@ -17,7 +17,7 @@ use freshet_engine::coordinator::TableWrite;
 use freshet_planner::parser::Stmt;
 use freshet_planner::sqlparser::ast::{self, Statement};
 
-use super::{command, Output, Session};
+use super::{command, BatchStream, Output, Session};
 use crate::error::{Result, ServerError};
 
 #[derive(Default)]
@@ -76,6 +76,19 @@ impl Session {
         if let Some(t) = self.tx().as_mut() {
             t.failed = true;
         }
+    }
+
+    /// `stream`, marking the transaction failed if it ends in an error.
+    pub(super) fn failing_transaction_on_error(&self, stream: BatchStream) -> BatchStream {
+        use futures::StreamExt;
+        let tx = self.tx.clone();
+        Box::pin(stream.inspect(move |item| {
+            if item.is_err() {
+                if let Some(t) = tx.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    t.failed = true;
+                }
+            }
+        }))
     }
 
     /// `25P02` for any statement but the ones that end a failed transaction.
@@ -145,6 +158,7 @@ impl Session {
     }
 
     pub(super) async fn commit(&self) -> Result<Output> {
+        self.end_transaction_cursors();
         let Some(t) = self.tx().take() else {
             // Postgres warns "there is no transaction in progress" and succeeds.
             return Ok(Output::TxEnd("COMMIT".into()));
@@ -161,6 +175,7 @@ impl Session {
     pub(super) fn rollback(&self, savepoint: Option<&ast::Ident>) -> Result<Output> {
         let Some(name) = savepoint else {
             *self.tx() = None;
+            self.end_transaction_cursors();
             return Ok(Output::TxEnd("ROLLBACK".into()));
         };
         let name = super::ident_name(name);
