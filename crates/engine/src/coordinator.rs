@@ -33,6 +33,7 @@ use crate::dead_letters::{DeadLetters, Policies, Retention};
 use crate::operators::add_count;
 pub use crate::operators::materialize::{sink_counts, Output};
 use crate::plan::{RelationId, StreamNode};
+use crate::write_check::{check_not_null, display_value, duplicate_key, pk_row_key};
 use crate::EngineError;
 
 /// A table as the engine sees it.
@@ -857,11 +858,6 @@ impl Coordinator {
             .collect()
     }
 
-    fn pk_bytes(desc: &TableDesc, row: &Row) -> Result<Vec<u8>, EngineError> {
-        let pk: Row = desc.pk.iter().map(|&i| row[i].clone()).collect();
-        Ok(codec::encode_row(&pk)?)
-    }
-
     fn delete_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
         if desc.pk.is_empty() {
             let key = keys::row_key(desc.id, &codec::encode_row(row)?);
@@ -870,7 +866,7 @@ impl Coordinator {
                 return Err(EngineError::Conflict);
             }
         } else {
-            let key = keys::row_key(desc.id, &Self::pk_bytes(desc, row)?);
+            let key = pk_row_key(desc, row)?;
             match self.txn.get(&key)? {
                 Some(cur) if cur == codec::encode_row(row)? => self.txn.delete(key),
                 _ => return Err(EngineError::Conflict),
@@ -880,34 +876,14 @@ impl Coordinator {
     }
 
     fn insert_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
-        for (i, v) in row.iter().enumerate() {
-            if desc.not_null.get(i).copied().unwrap_or(false) && v.is_null() {
-                return Err(EngineError::NotNull {
-                    table: desc.name.clone(),
-                    column: desc.schema.field(i).name().clone(),
-                });
-            }
-        }
+        check_not_null(desc, row)?;
         if desc.pk.is_empty() {
             let key = keys::row_key(desc.id, &codec::encode_row(row)?);
             add_count(&mut self.txn, key, 1)?;
         } else {
-            let key = keys::row_key(desc.id, &Self::pk_bytes(desc, row)?);
+            let key = pk_row_key(desc, row)?;
             if self.txn.get(&key)?.is_some() {
-                let cols: Vec<&str> = desc
-                    .pk
-                    .iter()
-                    .map(|&i| desc.schema.field(i).name().as_str())
-                    .collect();
-                let vals: Vec<String> = desc.pk.iter().map(|&i| display_value(&row[i])).collect();
-                return Err(EngineError::DuplicateKey {
-                    table: desc.name.clone(),
-                    detail: format!(
-                        "Key ({})=({}) already exists.",
-                        cols.join(", "),
-                        vals.join(", ")
-                    ),
-                });
+                return Err(duplicate_key(desc, row));
             }
             self.txn.put(key, codec::encode_row(row)?);
         }
@@ -1077,7 +1053,7 @@ impl Coordinator {
         }
         for row in rows.rows()? {
             if !desc.pk.is_empty() {
-                let k = keys::row_key(desc.id, &Self::pk_bytes(desc, &row)?);
+                let k = pk_row_key(desc, &row)?;
                 if let Some(old) = self.txn.get(&k)? {
                     if old == codec::encode_row(&row)? {
                         continue;
@@ -1292,21 +1268,5 @@ impl Coordinator {
         }
         self.txn.put(keys::CATALOG.to_vec(), catalog);
         Ok(())
-    }
-}
-
-/// A value as Postgres prints it in error details.
-fn display_value(v: &ScalarValue) -> String {
-    if v.is_null() {
-        return "null".into();
-    }
-    match v {
-        ScalarValue::Utf8(Some(s)) => s.clone(),
-        // Timestamps as text (ISO 8601), not their raw integer.
-        other => other
-            .to_array()
-            .ok()
-            .and_then(|a| datafusion::arrow::util::display::array_value_to_string(&a, 0).ok())
-            .unwrap_or_else(|| other.to_string()),
     }
 }

@@ -15,6 +15,7 @@ pub mod hll;
 pub mod operator;
 pub mod operators;
 pub mod plan;
+pub mod write_check;
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;

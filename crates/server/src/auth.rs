@@ -216,7 +216,8 @@ impl Authenticator {
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = crate::session::SERVER_VERSION.into();
         Authenticator {
-            driver: AuthDriver::new(params),
+            driver: AuthDriver::new(params)
+                .with_pid_secret_key_generator(Arc::new(crate::backends::BackendKeys)),
             connections,
             users,
             bootstrap,

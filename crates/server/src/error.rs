@@ -36,9 +36,12 @@ pub enum ServerError {
     Connector { code: &'static str, message: String },
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// `57014`: canceled (statement_timeout).
+    /// `57014`: canceled (statement_timeout, a cancel request).
     #[error("{0}")]
     QueryCanceled(String),
+    /// `57P01`: `pg_terminate_backend` ended the session.
+    #[error("terminating connection due to administrator command")]
+    Terminated,
     #[error("internal error: {0}")]
     Internal(String),
     /// `42501`
@@ -142,6 +145,7 @@ impl ServerError {
             ServerError::Connector { code, .. } => (*code, None, None),
             ServerError::ShuttingDown => ("57P01", None, None),
             ServerError::QueryCanceled(_) => ("57014", None, None),
+            ServerError::Terminated => ("57P01", None, None),
             ServerError::Internal(_) => ("XX000", None, None),
             ServerError::ViewFailed(_) => ("55000", None, None),
             ServerError::PermissionDenied(_) => ("42501", None, None),
@@ -182,7 +186,12 @@ impl ServerError {
 
     pub fn error_info(&self) -> ErrorInfo {
         let e = self.to_pg();
-        let mut info = ErrorInfo::new("ERROR".to_string(), e.code.to_string(), e.message);
+        // A terminated session's statement ends with the session.
+        let severity = match self {
+            ServerError::Terminated => "FATAL",
+            _ => "ERROR",
+        };
+        let mut info = ErrorInfo::new(severity.to_string(), e.code.to_string(), e.message);
         info.detail = e.detail;
         info.position = e.position.map(|p| p.to_string());
         info
@@ -245,6 +254,9 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
         }
         DataFusionError::ResourcesExhausted(_) => "53200",
         DataFusionError::External(e) if e.is::<crate::stored::Canceled>() => "57014",
+        DataFusionError::External(e) if e.is::<freshet_planner::pg_catalog::SqlStateError>() => e
+            .downcast_ref::<freshet_planner::pg_catalog::SqlStateError>()
+            .map_or("XX000", |s| s.code),
         // DataFusion reports some type errors of the query as internal ones.
         DataFusionError::Internal(m) if m.contains("failed to match any signature") => "42883",
         DataFusionError::Internal(m) if m.contains("Failed to coerce") => "42804",

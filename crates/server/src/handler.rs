@@ -9,8 +9,9 @@ use datafusion::common::ScalarValue;
 use freshet_planner::parser::{self, Stmt};
 use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{
     send_describe_response, send_execution_response, send_query_response, send_ready_for_query,
 };
@@ -19,19 +20,22 @@ use pgwire::api::results::{
     CopyResponse, DescribePortalResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::{Describe, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL};
+use pgwire::messages::extendedquery::{
+    Describe, Execute, PortalSuspended, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL,
+};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
 
 use crate::auth::Authenticator;
+use crate::backends::{Backend, Backends};
 use crate::encode::{encode_batch, field_infos, pg_type};
 use crate::error::ServerError;
 use crate::session::{BatchStream, Output, Session, TxStatus};
@@ -39,6 +43,8 @@ use crate::session::{BatchStream, Output, Session, TxStatus};
 /// A statement prepared over the extended protocol.
 #[derive(Clone, Debug)]
 pub struct Prepared {
+    /// The SQL text (what `pg_stat_activity` shows while it runs).
+    sql: Arc<str>,
     stmt: Stmt,
     param_types: Vec<Option<DataType>>,
     schema: Option<SchemaRef>,
@@ -163,6 +169,106 @@ fn ready_status(session: &Session) -> TransactionStatus {
     }
 }
 
+impl Connection {
+    /// Sends one statement's response to a simple query; whether the next statement of
+    /// the query string may run (not after an error, nor once COPY FROM STDIN waits).
+    async fn send_simple<C>(&self, client: &mut C, response: Response) -> PgWireResult<bool>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match response {
+            Response::EmptyQuery => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?
+            }
+            Response::Query(results) => match send_query_response(client, results, true).await {
+                Ok(()) => {}
+                // The query failed while its rows were sent (a cancel, a timeout, an
+                // error in a later batch): the rows so far, then the error.
+                Err(PgWireError::UserError(e)) => {
+                    self.session.note_error();
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                        .await?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            },
+            Response::Execution(tag)
+            | Response::TransactionStart(tag)
+            | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+            Response::Error(e) => {
+                self.session.note_error();
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                    .await?;
+                return Ok(false);
+            }
+            Response::CopyIn(result) => {
+                pgwire::api::copy::send_copy_in_response(client, result).await?;
+                client.set_state(PgWireConnectionState::CopyInProgress(false));
+                return Ok(false);
+            }
+            Response::CopyOut(result) => {
+                pgwire::api::copy::send_copy_out_response(client, result).await?
+            }
+            Response::CopyBoth(result) => {
+                pgwire::api::copy::send_copy_both_response(client, result).await?;
+                client.set_state(PgWireConnectionState::CopyInProgress(false));
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Connection {
+    /// What an Execute answers for a statement that returns no rows.
+    async fn send_execute_result<C>(&self, client: &mut C, response: Response) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match response {
+            Response::Query(_) => {}
+            Response::EmptyQuery => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?
+            }
+            Response::Execution(tag)
+            | Response::TransactionStart(tag)
+            | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+            Response::Error(e) => {
+                self.session.note_error();
+                client
+                    .send(PgWireBackendMessage::ErrorResponse((*e).into()))
+                    .await?;
+            }
+            Response::CopyIn(result) => {
+                client.set_state(PgWireConnectionState::CopyInProgress(true));
+                pgwire::api::copy::send_copy_in_response(client, result).await?;
+            }
+            Response::CopyOut(result) => {
+                pgwire::api::copy::send_copy_out_response(client, result).await?
+            }
+            Response::CopyBoth(result) => {
+                client.set_state(PgWireConnectionState::CopyInProgress(true));
+                pgwire::api::copy::send_copy_both_response(client, result).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Connection {
     /// pgwire's `_on_query`, with the transaction status taken from the session.
@@ -177,35 +283,27 @@ impl SimpleQueryHandler for Connection {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        for r in SimpleQueryHandler::do_query(self, client, &query.query).await? {
-            match r {
-                Response::EmptyQuery => {
-                    client
-                        .feed(PgWireBackendMessage::EmptyQueryResponse(
-                            EmptyQueryResponse::new(),
-                        ))
-                        .await?
-                }
-                Response::Query(results) => send_query_response(client, results, true).await?,
-                Response::Execution(tag)
-                | Response::TransactionStart(tag)
-                | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
-                Response::Error(e) => {
-                    self.session.note_error();
-                    client
-                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
-                        .await?;
-                }
-                Response::CopyIn(result) => {
-                    pgwire::api::copy::send_copy_in_response(client, result).await?;
-                    client.set_state(PgWireConnectionState::CopyInProgress(false));
-                }
-                Response::CopyOut(result) => {
-                    pgwire::api::copy::send_copy_out_response(client, result).await?
-                }
-                Response::CopyBoth(result) => {
-                    pgwire::api::copy::send_copy_both_response(client, result).await?;
-                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+        self.session.set_user(login_user(client));
+        self.session.set_query_text(&query.query);
+        match parser::parse(&query.query) {
+            Err(e) => {
+                self.send_simple(client, error_response(e.into())).await?;
+            }
+            // Only comments or semicolons: Postgres answers EmptyQueryResponse.
+            Ok(stmts) if stmts.iter().all(|s| matches!(s, Stmt::Empty)) => {
+                self.send_simple(client, Response::EmptyQuery).await?;
+            }
+            // One statement at a time, each answered before the next runs; after an
+            // error (also one while rows are sent) the rest is not run, as in Postgres.
+            Ok(stmts) => {
+                for stmt in &stmts {
+                    let response = match self.session.execute(stmt, &[]).await {
+                        Ok(o) => to_response(o, &|_| FieldFormat::Text)?,
+                        Err(e) => error_response(e),
+                    };
+                    if !self.send_simple(client, response).await? {
+                        break;
+                    }
                 }
             }
         }
@@ -223,6 +321,7 @@ impl SimpleQueryHandler for Connection {
         C: ClientInfo + Unpin + Send + Sync,
     {
         self.session.set_user(login_user(client));
+        self.session.set_query_text(query);
         let stmts = match parser::parse(query) {
             Ok(s) => s,
             Err(e) => return Ok(vec![error_response(e.into())]),
@@ -276,6 +375,7 @@ impl QueryParser for Parser {
             e.into_pgwire()
         })?;
         Ok(Some(Prepared {
+            sql: sql.into(),
             stmt,
             param_types,
             schema,
@@ -392,6 +492,93 @@ impl ExtendedQueryHandler for Connection {
         self._on_describe(client, message).await
     }
 
+    /// pgwire's `_on_execute`, streaming: rows go to the client as the query produces
+    /// them (pgwire collects a portal's rows before sending them), `max_rows` at a time
+    /// if the client asks for a limit (the portal is then suspended until the next
+    /// Execute).
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let max_rows = usize::try_from(message.max_rows).unwrap_or(0);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                client.set_state(PgWireConnectionState::ReadyForQuery);
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+        };
+        let state = portal.state();
+        let previous = std::mem::replace(&mut *state.lock().await, PortalExecutionState::Finished);
+        let response = match previous {
+            PortalExecutionState::Suspended(r) => Some(r),
+            PortalExecutionState::Finished => None,
+            PortalExecutionState::Initial => {
+                match ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows)
+                    .await?
+                {
+                    Response::Query(r) => Some(r),
+                    other => {
+                        self.send_execute_result(client, other).await?;
+                        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+                            client.set_state(PgWireConnectionState::ReadyForQuery);
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        if let Some(mut r) = response {
+            let mut sent = 0;
+            let suspended = loop {
+                if max_rows != 0 && sent == max_rows {
+                    break true;
+                }
+                match r.data_rows.next().await {
+                    Some(row) => {
+                        client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                        sent += 1;
+                    }
+                    None => break false,
+                }
+            };
+            if suspended {
+                client
+                    .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+                    .await?;
+                *state.lock().await = PortalExecutionState::Suspended(r);
+            } else {
+                let tag = Tag::new(&r.command_tag).with_rows(sent);
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+            }
+        } else {
+            // Executing a portal that has run to its end again: nothing more.
+            client
+                .feed(PgWireBackendMessage::CommandComplete(
+                    Tag::new("SELECT").with_rows(0).into(),
+                ))
+                .await?;
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+
     /// `ReadyForQuery` with the session's transaction status.
     async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
     where
@@ -445,6 +632,7 @@ impl ExtendedQueryHandler for Connection {
                 self.session.note_error();
             })?);
         }
+        self.session.set_query_text(&prepared.sql);
         match self.session.execute(&prepared.stmt, &params).await {
             Ok(out) => to_response(out, &|i| portal.result_column_format.format_for(i)),
             Err(e) => Err(e.into_pgwire()),
@@ -517,7 +705,14 @@ impl PgWireServerHandlers for Connection {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.auth.clone()
+        Arc::new(Startup {
+            auth: self.auth.clone(),
+            backend: self.session.backend().clone(),
+        })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(CancelRequests(self.session.db().backends.clone()))
     }
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
@@ -529,8 +724,55 @@ impl PgWireServerHandlers for Connection {
     }
 }
 
-/// Handlers for a connection over the limit: refuse it with 53300.
-pub struct TooManyConnections;
+/// A connection's startup: authentication, with the session's process id in the
+/// `BackendKeyData` (see [`crate::backends::BackendKeys`]).
+struct Startup {
+    auth: Arc<Authenticator>,
+    backend: Arc<Backend>,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.session_extensions().get::<Arc<Backend>>().is_none() {
+            client.session_extensions().insert(self.backend.clone());
+        }
+        self.auth.on_startup(client, message).await?;
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            let app = client
+                .metadata()
+                .get(pgwire::api::METADATA_APPLICATION_NAME)
+                .cloned()
+                .unwrap_or_default();
+            self.backend
+                .set_client(login_user(client), &app, Some(client.socket_addr()));
+        }
+        Ok(())
+    }
+}
+
+/// CancelRequests, checked against the sessions' keys.
+struct CancelRequests(Arc<Backends>);
+
+#[async_trait]
+impl CancelHandler for CancelRequests {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        self.0.cancel_request(request.pid, &request.secret_key);
+    }
+}
+
+/// Handlers for a connection over the limit: refuse it with 53300 (a CancelRequest is
+/// still honoured: it does not count as a connection).
+pub struct TooManyConnections(pub Arc<Backends>);
 
 #[async_trait]
 impl StartupHandler for TooManyConnections {
@@ -554,6 +796,10 @@ impl StartupHandler for TooManyConnections {
 
 impl PgWireServerHandlers for TooManyConnections {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(TooManyConnections)
+        Arc::new(TooManyConnections(self.0.clone()))
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(CancelRequests(self.0.clone()))
     }
 }

@@ -11,6 +11,7 @@
 //! - [`playground`]: the demo started by `freshet playground`.
 
 pub mod auth;
+pub mod backends;
 pub mod config;
 pub mod connections;
 pub mod copy_format;

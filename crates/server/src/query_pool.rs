@@ -129,16 +129,46 @@ impl QueryPool {
                 }
             }
         });
-        let guard = AbortOnDrop(task);
-        let first = rx.recv().await;
-        let first = match first {
+        let mut guard = AbortOnDrop(task);
+        let first = match next_batch(&mut rx, &mut guard).await {
             Some(Err(e)) => return Err(e),
-            other => other,
+            Some(b) => b,
+            // Done (the task has been joined: it must not be awaited again).
+            None => return Ok(futures::stream::empty().boxed()),
         };
-        let rest = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-            rx.recv().await.map(|b| (b, (rx, guard)))
+        let rest = futures::stream::unfold(Some((rx, guard)), |state| async move {
+            let (mut rx, mut guard) = state?;
+            match next_batch(&mut rx, &mut guard).await {
+                Some(Err(e)) => Some((Err(e), None)),
+                Some(b) => Some((b, Some((rx, guard)))),
+                None => None,
+            }
         });
-        Ok(futures::stream::iter(first).chain(rest).boxed())
+        Ok(futures::stream::iter([first]).chain(rest).boxed())
+    }
+}
+
+/// The next batch a streaming query's task sends; at the end of the channel, an error if
+/// the task panicked (a query cut short must not look like a complete result).
+async fn next_batch(
+    rx: &mut mpsc::Receiver<Result<RecordBatch>>,
+    task: &mut AbortOnDrop<()>,
+) -> Option<Result<RecordBatch>> {
+    if let Some(b) = rx.recv().await {
+        return Some(b);
+    }
+    match (&mut task.0).await {
+        Ok(()) => None,
+        Err(e) if e.is_panic() => {
+            let what = freshet_engine::panic_message(e.into_panic().as_ref());
+            tracing::error!(panic = %what, "query panicked");
+            Some(Err(ServerError::Internal(format!(
+                "the query failed with an internal error ({what}); the server goes on"
+            ))))
+        }
+        Err(_) => Some(Err(ServerError::QueryCanceled(
+            "canceling statement".into(),
+        ))),
     }
 }
 

@@ -98,12 +98,14 @@ impl Server {
                     let _ = socket.set_nodelay(true);
                     match limit.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            let handlers = Arc::new(Connection::new(Session::new(self.db.clone()), self.auth.clone()));
+                            let session = Session::new(self.db.clone());
+                            let backend = session.backend().clone();
+                            let handlers = Arc::new(Connection::new(session, self.auth.clone()));
                             let tls = self.tls.clone();
                             let limits = self.config.wire_limits();
                             tokio::spawn(async move {
                                 use futures::FutureExt;
-                                let conn = crate::wire::serve(socket, tls, handlers, limits);
+                                let conn = crate::wire::serve(socket, tls, handlers, limits, Some(backend));
                                 match std::panic::AssertUnwindSafe(conn).catch_unwind().await {
                                     Ok(Ok(())) => {}
                                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
@@ -116,8 +118,9 @@ impl Server {
                         Err(_) => {
                             tracing::warn!(%peer, limit = self.config.max_connections, "connection refused: too many clients");
                             let limits = self.config.wire_limits();
+                            let backends = self.db.backends.clone();
                             tokio::spawn(async move {
-                                let _ = crate::wire::serve(socket, None, Arc::new(TooManyConnections), limits).await;
+                                let _ = crate::wire::serve(socket, None, Arc::new(TooManyConnections(backends)), limits, None).await;
                             });
                         }
                     }

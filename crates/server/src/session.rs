@@ -122,18 +122,17 @@ pub struct Session {
     vars: Mutex<BTreeMap<String, String>>,
     /// The user it authenticated as (see `auth`).
     user: Mutex<String>,
-    /// Its process id, as `pg_backend_pid()` shows it.
-    pid: i32,
+    /// Its entry among the server's sessions (process id, activity, cancel).
+    backend: crate::backends::Registration,
     /// The transaction block it is in, if any.
     tx: Arc<Mutex<Option<transaction::Transaction>>>,
     /// The `COPY … FROM STDIN` taking data, if any.
     copy_in: Mutex<Option<copy::CopyIn>>,
     /// Its open cursors.
     cursors: Mutex<cursor::Cursors>,
+    /// The SQL text being run (for `pg_stat_activity`).
+    query_text: Mutex<String>,
 }
-
-/// The next session's process id.
-static NEXT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1000);
 
 impl Session {
     pub fn new(db: Arc<Db>) -> Session {
@@ -145,15 +144,26 @@ impl Session {
             "query_memory_limit".into(),
             crate::limits::show_bytes(db.limits.query_memory_bytes),
         );
+        let backend = db.backends.register();
         Session {
             db,
             vars: Mutex::new(vars),
             user: Mutex::new(freshet_planner::users::BOOTSTRAP_USER.to_string()),
-            pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            backend,
             tx: Arc::new(Mutex::new(None)),
             copy_in: Mutex::new(None),
             cursors: Mutex::new(Default::default()),
+            query_text: Mutex::new(String::new()),
         }
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// Its entry among the server's sessions.
+    pub fn backend(&self) -> &Arc<crate::backends::Backend> {
+        &self.backend.backend
     }
 
     /// Sets the user the session runs as (once the connection has authenticated).
@@ -171,39 +181,84 @@ impl Session {
     /// Executes one statement with the given parameter values (`$1`, `$2`, …). A panic
     /// while it runs becomes this statement's `XX000` error; the session and the server
     /// go on.
+    ///
+    /// A statement that only reads (a query, FETCH, COPY TO, EXPLAIN) stops with `57014`
+    /// when canceled (CancelRequest, `pg_cancel_backend`), also while its rows are sent;
+    /// one that writes runs to its end, so that what it reports is what happened.
     pub async fn execute(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
-        use futures::FutureExt;
-        let _running = self.db.inflight.read().await;
-        self.check_not_aborted(stmt)?;
-        let res = match std::panic::AssertUnwindSafe(self.run(stmt, params))
-            .catch_unwind()
-            .await
-        {
-            Ok(res) => res,
-            Err(panic) => {
-                let what = freshet_engine::panic_message(panic.as_ref());
-                tracing::error!(panic = %what, "statement panicked");
-                Err(ServerError::Internal(format!(
-                    "the statement failed with an internal error ({what}); the server goes on"
-                )))
-            }
-        };
+        let _inflight = self.db.inflight.read().await;
+        let running = self.backend().begin(&self.query_text());
+        let res = self.execute_running(stmt, params, &running).await;
+        self.backend()
+            .set_in_transaction(self.tx_status() != TxStatus::Idle);
         match res {
             Err(e) => {
                 self.note_error();
                 Err(e)
             }
-            // An error while the client reads the rows aborts the transaction too.
+            // An error while the client reads the rows aborts the transaction too; a cancel
+            // stops it.
             Ok(Output::Stream { schema, batches }) => Ok(Output::Stream {
                 schema,
-                batches: self.failing_transaction_on_error(batches),
+                batches: self.failing_transaction_on_error(cancelable(batches, running)),
             }),
             Ok(Output::Fetched { schema, batches }) => Ok(Output::Fetched {
                 schema,
-                batches: self.failing_transaction_on_error(batches),
+                batches: self.failing_transaction_on_error(cancelable(batches, running)),
             }),
             ok => ok,
         }
+    }
+
+    async fn execute_running(
+        &self,
+        stmt: &Stmt,
+        params: &[ScalarValue],
+        running: &crate::backends::Running,
+    ) -> Result<Output> {
+        use futures::FutureExt;
+        self.check_not_aborted(stmt)?;
+        let work = std::panic::AssertUnwindSafe(self.run(stmt, params)).catch_unwind();
+        let res = if reads_only(stmt) {
+            let res = tokio::select! {
+                biased;
+                _ = running.canceled() => return Err(self.cancel_error()),
+                r = work => r,
+            };
+            // A statement that canceled itself (`pg_cancel_backend(pg_backend_pid())`).
+            if running.is_canceled() {
+                return Err(self.cancel_error());
+            }
+            res
+        } else {
+            work.await
+        };
+        res.unwrap_or_else(|panic| {
+            let what = freshet_engine::panic_message(panic.as_ref());
+            tracing::error!(panic = %what, "statement panicked");
+            Err(ServerError::Internal(format!(
+                "the statement failed with an internal error ({what}); the server goes on"
+            )))
+        })
+    }
+
+    /// The error a canceled statement ends with.
+    fn cancel_error(&self) -> ServerError {
+        cancel_error(self.backend())
+    }
+
+    /// The SQL text the client sent (for `pg_stat_activity`).
+    pub fn set_query_text(&self, sql: &str) {
+        let mut q = self.query_text.lock().unwrap_or_else(|p| p.into_inner());
+        q.clear();
+        q.push_str(sql);
+    }
+
+    fn query_text(&self) -> String {
+        self.query_text
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn run(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
@@ -353,6 +408,47 @@ fn names_output(names: Vec<String>) -> Result<Output> {
 }
 
 /// Statements that change the catalog (not transactional: see `transaction`).
+fn cancel_error(backend: &crate::backends::Backend) -> ServerError {
+    if backend.is_terminated() {
+        ServerError::Terminated
+    } else {
+        ServerError::QueryCanceled("canceling statement due to user request".into())
+    }
+}
+
+/// `batches`, ending with `57014` once the statement is canceled. Holds the statement's
+/// guard: until the last row is sent, a cancel finds it running.
+fn cancelable(batches: BatchStream, running: crate::backends::Running) -> BatchStream {
+    use futures::StreamExt;
+    Box::pin(futures::stream::unfold(
+        Some((batches, running)),
+        |state| async move {
+            let (mut batches, running) = state?;
+            tokio::select! {
+                biased;
+                _ = running.canceled() => {
+                    let e = cancel_error(running.backend());
+                    Some((Err(e), None))
+                }
+                b = batches.next() => b.map(|b| (b, Some((batches, running)))),
+            }
+        },
+    ))
+}
+
+/// Statements that only read: a cancel may stop them anywhere.
+fn reads_only(stmt: &Stmt) -> bool {
+    match stmt {
+        Stmt::Move(_) => true,
+        Stmt::Sql(s) => match s.as_ref() {
+            Statement::Query(_) | Statement::Fetch { .. } | Statement::Explain { .. } => true,
+            Statement::Copy { to, .. } => *to,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn is_ddl(stmt: &Stmt) -> bool {
     match stmt {
         Stmt::CreateUser(_)

@@ -113,3 +113,28 @@ fn sqlalchemy_and_pandas() {
     );
     assert!(out.contains("sqlalchemy+psycopg: ok") && out.contains("sqlalchemy+psycopg2: ok"));
 }
+
+/// psycopg 3: server-side cursors, COPY, transactions and savepoints, statements
+/// auto-prepared after an error, cancel (conn.cancel(), pg_cancel_backend),
+/// statement_timeout, pg_terminate_backend, pg_stat_activity, big results.
+#[test]
+fn psycopg3() {
+    let server = TestServer::start();
+    let out = run(
+        &server,
+        Command::new(python()).arg("python/test_psycopg.py"),
+    );
+    assert!(out.contains("psycopg: ok"), "{out}");
+}
+
+/// psycopg2: named cursors, copy_expert/copy_from/copy_to, execute_values, transactions
+/// and savepoints, conn.cancel(), statement_timeout.
+#[test]
+fn psycopg2() {
+    let server = TestServer::start();
+    let out = run(
+        &server,
+        Command::new(python()).arg("python/test_psycopg2.py"),
+    );
+    assert!(out.contains("psycopg2: ok"), "{out}");
+}

@@ -107,6 +107,19 @@ fn def(
     returns: DataType,
     body: impl Fn(&[ScalarValue]) -> Result<ScalarValue> + Send + Sync + 'static,
 ) {
+    def_with(ctx, name, arities, returns, Volatility::Stable, body)
+}
+
+/// [`def`] with a volatility: `Volatile` for functions with effects, which must run when
+/// the statement runs (not when it is planned, or described).
+fn def_with(
+    ctx: &SessionContext,
+    name: &'static str,
+    arities: &[usize],
+    returns: DataType,
+    volatility: Volatility,
+    body: impl Fn(&[ScalarValue]) -> Result<ScalarValue> + Send + Sync + 'static,
+) {
     let sigs: Vec<TypeSignature> = arities
         .iter()
         .map(|&n| {
@@ -120,10 +133,10 @@ fn def(
     let signature = if sigs.len() == 1 {
         Signature::new(
             sigs.into_iter().next().unwrap_or(TypeSignature::Nullary),
-            Volatility::Stable,
+            volatility,
         )
     } else {
-        Signature::one_of(sigs, Volatility::Stable)
+        Signature::one_of(sigs, volatility)
     };
     ctx.register_udf(ScalarUDF::new_from_impl(PgFn {
         name,
@@ -316,6 +329,8 @@ pub const NAMES: &[&str] = &[
     "current_role",
     "getpgusername",
     "pg_backend_pid",
+    "pg_cancel_backend",
+    "pg_terminate_backend",
     "current_setting",
     "set_config",
     "pg_encoding_to_char",
@@ -379,8 +394,12 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
     def(ctx, "version", &[0], Utf8, move |_| {
         Ok(text(s.version.clone()))
     });
-    def(ctx, "current_database", &[0], Utf8, |_| Ok(text("freshet")));
-    def(ctx, "current_catalog", &[0], Utf8, |_| Ok(text("freshet")));
+    def(ctx, "current_database", &[0], Utf8, |_| {
+        Ok(text(super::DATABASE_NAME))
+    });
+    def(ctx, "current_catalog", &[0], Utf8, |_| {
+        Ok(text(super::DATABASE_NAME))
+    });
     def(ctx, "current_schema", &[0], Utf8, |_| Ok(text("public")));
     def(
         ctx,
@@ -414,6 +433,36 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
     def(ctx, "pg_backend_pid", &[0], Int32, move |_| {
         Ok(ScalarValue::Int32(Some(s.backend_pid)))
     });
+    for (name, terminate) in [("pg_cancel_backend", false), ("pg_terminate_backend", true)] {
+        let s = snap.clone();
+        // pg_terminate_backend(pid, timeout): the timeout (to wait for the end) is
+        // accepted; the session ends right away here.
+        let arities: &[usize] = if terminate { &[1, 2] } else { &[1] };
+        def_with(
+            ctx,
+            name,
+            arities,
+            Boolean,
+            Volatility::Volatile,
+            move |a| {
+                let pid = match a.first() {
+                    Some(v) if v.is_null() => return Ok(ScalarValue::Boolean(None)),
+                    Some(v) => as_oid(v).and_then(|p| i32::try_from(p).ok()),
+                    None => None,
+                };
+                let Some(pid) = pid else {
+                    return Ok(ScalarValue::Boolean(Some(false)));
+                };
+                let Some(signals) = &s.signals else {
+                    return Ok(ScalarValue::Boolean(Some(false)));
+                };
+                signals
+                    .signal(pid, terminate)
+                    .map(|sent| ScalarValue::Boolean(Some(sent)))
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            },
+        );
+    }
     let s = snap.clone();
     def(ctx, "current_setting", &[1, 2], Utf8, move |a| {
         let name = a.first().and_then(as_text).unwrap_or_default();

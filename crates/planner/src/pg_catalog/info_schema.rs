@@ -44,7 +44,7 @@ pub static RELATIONS: &[Relation] = &[
     rel!("sequences", sequences, empty),
 ];
 
-const DB: &str = "freshet";
+const DB: &str = super::DATABASE_NAME;
 
 fn schema_of(r: &Rel) -> &'static str {
     objects::namespace_name(r.namespace).unwrap_or("public")

@@ -33,6 +33,9 @@ use datafusion::common::ScalarValue;
 use crate::catalog::Catalog;
 use crate::PlannerError;
 
+/// The one database Freshet serves (`current_database()`, `pg_database`).
+pub const DATABASE_NAME: &str = "freshet";
+
 /// What the catalog relations and functions are answered from: the catalog, the views'
 /// column types, and the session asking.
 #[derive(Clone)]
@@ -50,6 +53,41 @@ pub struct Snapshot {
     pub backend_pid: i32,
     /// Freshet's system relations (`freshet_catalog.*`) with their columns.
     pub freshet_catalog: Vec<(String, SchemaRef)>,
+    /// The server's sessions (`pg_stat_activity`).
+    pub activity: Vec<SessionActivity>,
+    /// Cancels or ends other sessions (`pg_cancel_backend`, `pg_terminate_backend`).
+    pub signals: Option<Arc<dyn Signals>>,
+}
+
+/// One session as `pg_stat_activity` shows it. Times are microseconds since the epoch.
+#[derive(Clone, Debug)]
+pub struct SessionActivity {
+    pub pid: i32,
+    pub user: String,
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub client_port: Option<i32>,
+    pub backend_start: i64,
+    pub xact_start: Option<i64>,
+    pub query_start: Option<i64>,
+    pub state_change: i64,
+    pub state: String,
+    pub query: String,
+}
+
+/// What `pg_cancel_backend` and `pg_terminate_backend` do, given by the server.
+pub trait Signals: Send + Sync {
+    /// Cancels `pid`'s running statement (or, with `terminate`, ends the session) on
+    /// behalf of the session's user: `Ok(false)` if there is no such session.
+    fn signal(&self, pid: i32, terminate: bool) -> Result<bool, SqlStateError>;
+}
+
+/// An error with its SQLSTATE, raised by a catalog function.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SqlStateError {
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl Snapshot {
@@ -82,6 +120,13 @@ pub mod ty {
     pub const I32: DataType = DataType::Int32;
     pub const I64: DataType = DataType::Int64;
     pub const F32: DataType = DataType::Float32;
+    /// `timestamptz` (microseconds, UTC).
+    pub fn timestamptz() -> DataType {
+        DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some(Arc::from("+00:00")),
+        )
+    }
 
     pub fn list(of: DataType) -> DataType {
         DataType::List(Arc::new(Field::new("item", of, true)))
@@ -141,6 +186,10 @@ pub mod v {
     }
     pub fn i64(n: i64) -> ScalarValue {
         ScalarValue::Int64(Some(n))
+    }
+    /// A `timestamptz` from microseconds since the epoch (NULL for none).
+    pub fn timestamptz(micros: Option<i64>) -> ScalarValue {
+        ScalarValue::TimestampMicrosecond(micros, Some(Arc::from("+00:00")))
     }
     pub fn f32(n: f32) -> ScalarValue {
         ScalarValue::Float32(Some(n))
@@ -231,6 +280,8 @@ pub fn column_type(rel: &Relation, column: &str) -> Option<DataType> {
         version: String::new(),
         backend_pid: 0,
         freshet_catalog: Vec::new(),
+        activity: Vec::new(),
+        signals: None,
     });
     t.fields
         .iter()

@@ -77,7 +77,7 @@ pub static RELATIONS: &[Relation] = &[
     rel!("pg_enum", pg_enum, empty),
     rel!("pg_range", pg_range, empty),
     rel!("pg_event_trigger", pg_event_trigger, empty),
-    rel!("pg_stat_activity", pg_stat_activity, empty),
+    rel!("pg_stat_activity", pg_stat_activity),
     rel!("pg_locks", pg_locks, empty),
     rel!("pg_partitioned_table", pg_partitioned_table, empty),
     rel!("pg_opclass", pg_opclass, empty),
@@ -587,7 +587,7 @@ fn pg_database(_: &Snapshot) -> Table {
     ]);
     t.push(vec![
         oid(oids::DATABASE),
-        text("freshet"),
+        text(super::DATABASE_NAME),
         oid(oids::BOOTSTRAP_ROLE),
         i32(6),
         text("c"),
@@ -1081,18 +1081,62 @@ fn pg_event_trigger(_: &Snapshot) -> Table {
     ])
 }
 
-fn pg_stat_activity(_: &Snapshot) -> Table {
-    Table::new(&[
+/// The server's sessions, with Postgres 15's columns.
+fn pg_stat_activity(s: &Snapshot) -> Table {
+    let ts = super::ty::timestamptz();
+    let mut t = Table::new(&[
         ("datid", OID),
         ("datname", TEXT),
         ("pid", I32),
+        ("leader_pid", I32),
         ("usesysid", OID),
         ("usename", TEXT),
         ("application_name", TEXT),
         ("client_addr", TEXT),
+        ("client_hostname", TEXT),
+        ("client_port", I32),
+        ("backend_start", ts.clone()),
+        ("xact_start", ts.clone()),
+        ("query_start", ts.clone()),
+        ("state_change", ts),
+        ("wait_event_type", TEXT),
+        ("wait_event", TEXT),
         ("state", TEXT),
+        ("backend_xid", TEXT),
+        ("backend_xmin", TEXT),
+        ("query_id", I64),
         ("query", TEXT),
-    ])
+        ("backend_type", TEXT),
+    ]);
+    let roles = objects::roles(s);
+    for a in &s.activity {
+        let role = roles.iter().find(|r| r.name == a.user).map(|r| r.oid);
+        t.push(vec![
+            oid(oids::DATABASE),
+            text(super::DATABASE_NAME),
+            i32(a.pid),
+            v::null(),
+            role.map_or(v::null(), oid),
+            text(&a.user),
+            text(&a.application_name),
+            a.client_addr.as_deref().map_or(v::null(), text),
+            v::null(),
+            a.client_port.map_or(v::null(), i32),
+            v::timestamptz(Some(a.backend_start)),
+            v::timestamptz(a.xact_start),
+            v::timestamptz(a.query_start),
+            v::timestamptz(Some(a.state_change)),
+            v::null(),
+            v::null(),
+            text(&a.state),
+            v::null(),
+            v::null(),
+            v::null(),
+            text(&a.query),
+            text("client backend"),
+        ]);
+    }
+    t
 }
 
 fn pg_locks(_: &Snapshot) -> Table {

@@ -51,6 +51,8 @@ pub struct Db {
     pub(super) queries: crate::query_pool::QueryPool,
     /// Threads streaming stored rows to queries (see `scan`).
     pub(super) scans: Arc<crate::scan::Scans>,
+    /// The sessions, for `pg_stat_activity` and cancel requests.
+    pub backends: Arc<crate::backends::Backends>,
 }
 
 impl crate::auth::Users for Db {
@@ -173,6 +175,7 @@ impl Db {
             // (it stops at its next yield) leaves threads for the next ones, which the
             // OS then shares the cores with.
             scans: Arc::default(),
+            backends: Arc::default(),
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )

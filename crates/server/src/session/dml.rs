@@ -70,7 +70,7 @@ impl Session {
             deletes,
             inserts,
         };
-        match self.defer_write(write) {
+        match self.defer_write(table, write)? {
             Some(write) => Ok(self.db.engine.write(write, self.implicit_flush()).await?),
             // In a transaction: written at COMMIT (late rows are told apart then).
             None => Ok(0),

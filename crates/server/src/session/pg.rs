@@ -5,19 +5,83 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::prelude::SessionContext;
 use freshet_planner::catalog::Catalog;
 use freshet_planner::context::{referenced_tables, register_in_schema};
-use freshet_planner::pg_catalog::{self, functions, rewrite, Snapshot};
+use freshet_planner::pg_catalog::{
+    self, functions, rewrite, SessionActivity, Snapshot, SqlStateError,
+};
 use freshet_planner::sqlparser::ast::{self, Statement};
+use freshet_planner::users::{UserDef, BOOTSTRAP_USER};
 
 use super::system_tables::{
     sinks_rows, source_status_rows, view_state_rows, watermarks_rows, ComputedRelation, SINKS_NAME,
     SOURCE_STATUS_NAME, VIEW_STATE_NAME, WATERMARKS_NAME,
 };
 use super::{Session, SERVER_VERSION};
+use crate::backends::{Backend, Backends};
 use crate::error::Result;
+
+fn micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A session as `pg_stat_activity` shows it.
+fn activity(b: &Backend) -> SessionActivity {
+    let a = b.snapshot();
+    SessionActivity {
+        pid: b.pid,
+        user: a.user,
+        application_name: a.application_name,
+        client_addr: a.client_addr.map(|s| s.ip().to_canonical().to_string()),
+        client_port: a.client_addr.map(|s| i32::from(s.port())),
+        backend_start: micros(a.backend_start),
+        xact_start: a.xact_start.map(micros),
+        query_start: a.query_start.map(micros),
+        state_change: micros(a.state_change),
+        state: a.state.to_string(),
+        query: a.query,
+    }
+}
+
+/// `pg_cancel_backend` and `pg_terminate_backend` on behalf of one session's user: a
+/// superuser may signal any session, another user only sessions of its own that are not
+/// a superuser's (Postgres' rules, without `pg_signal_backend`).
+struct SessionSignals {
+    backends: Arc<Backends>,
+    me: UserDef,
+    superusers: Vec<String>,
+}
+
+impl pg_catalog::Signals for SessionSignals {
+    fn signal(&self, pid: i32, terminate: bool) -> std::result::Result<bool, SqlStateError> {
+        let Some(target) = self.backends.get(pid) else {
+            tracing::warn!(pid, "PID {pid} is not a Freshet session");
+            return Ok(false);
+        };
+        let theirs = target.snapshot().user;
+        let what = if terminate {
+            "terminate process"
+        } else {
+            "cancel query"
+        };
+        if !self.me.superuser && (theirs != self.me.name || self.superusers.contains(&theirs)) {
+            return Err(SqlStateError {
+                code: "42501",
+                message: format!("permission denied to {what}"),
+            });
+        }
+        if terminate {
+            target.terminate();
+        } else {
+            target.cancel();
+        }
+        Ok(true)
+    }
+}
 
 /// What `version()` says: tools (SQLAlchemy, Grafana, DBeaver) read the Postgres version
 /// from it.
@@ -90,8 +154,20 @@ impl Session {
             user: self.user_name(),
             settings: self.settings(),
             version: version_string(),
-            backend_pid: self.pid,
+            backend_pid: self.backend.backend.pid,
             freshet_catalog,
+            activity: db.backends.all().iter().map(|b| activity(b)).collect(),
+            signals: Some(Arc::new(SessionSignals {
+                backends: db.backends.clone(),
+                me: self.current_user(),
+                superusers: catalog
+                    .users
+                    .iter()
+                    .filter(|u| u.superuser)
+                    .map(|u| u.name.clone())
+                    .chain([BOOTSTRAP_USER.to_string()])
+                    .collect(),
+            })),
         }
     }
 

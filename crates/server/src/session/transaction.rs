@@ -3,9 +3,10 @@
 //!
 //! A transaction's writes to tables are kept in the session until `COMMIT`, which hands
 //! them to the engine as one statement: all of them reach the tables and every view in
-//! one commit, or none does (a conflict with a concurrent writer is `40001`, a
-//! constraint `23505`/`23502`, as Postgres reports them at the statement). `ROLLBACK`
-//! drops them. Statements inside the transaction read the last committed checkpoint with
+//! one commit, or none does. NOT NULL and primary keys are checked at each statement,
+//! over the committed rows and the transaction's own writes (`23502`, `23505` at the
+//! statement, as Postgres reports them), and again at COMMIT, where a key another
+//! session committed meanwhile fails the whole transaction. `ROLLBACK` drops them. Statements inside the transaction read the last committed checkpoint with
 //! the transaction's own table writes on top (read committed, as Postgres' default);
 //! views show the transaction's writes once it commits. An error aborts the
 //! transaction: every statement but `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`) then fails
@@ -14,6 +15,9 @@
 //! and is refused (`25001`) after a write.
 
 use freshet_engine::coordinator::TableWrite;
+use freshet_engine::write_check::PendingKeys;
+use freshet_engine::EngineError;
+use freshet_planner::catalog::TableDef;
 use freshet_planner::parser::Stmt;
 use freshet_planner::sqlparser::ast::{self, Statement};
 
@@ -24,8 +28,11 @@ use crate::error::{Result, ServerError};
 pub(super) struct Transaction {
     /// Table writes in the order they were made.
     writes: Vec<TableWrite>,
-    /// Savepoints: name and how many writes were made before it.
-    savepoints: Vec<(String, usize)>,
+    /// The primary keys those writes add and remove (to report a duplicate key at the
+    /// statement that makes it).
+    keys: PendingKeys,
+    /// Savepoints: name, how many writes were made before it, and the keys then.
+    savepoints: Vec<(String, usize, PendingKeys)>,
     /// An error happened: only a rollback may follow.
     failed: bool,
 }
@@ -107,16 +114,27 @@ impl Session {
         }
     }
 
-    /// Keeps a table write for the transaction's `COMMIT`; hands it back when there is no
-    /// transaction (the caller sends it at once).
-    pub(super) fn defer_write(&self, write: TableWrite) -> Option<TableWrite> {
-        match self.tx().as_mut() {
-            Some(t) => {
-                t.writes.push(write);
-                None
-            }
-            None => Some(write),
-        }
+    /// Keeps a table write for the transaction's `COMMIT`, once its NOT NULL and
+    /// primary-key constraints hold over the committed rows and the transaction's earlier
+    /// writes (`23502`, `23505` at this statement, as Postgres reports them); hands it
+    /// back when there is no transaction (the caller sends it at once).
+    pub(super) fn defer_write(
+        &self,
+        table: &TableDef,
+        write: TableWrite,
+    ) -> Result<Option<TableWrite>> {
+        let mut tx = self.tx();
+        let Some(t) = tx.as_mut() else {
+            return Ok(Some(write));
+        };
+        let desc = super::db::table_desc(table);
+        self.db.store.read_snapshot(|r| {
+            t.keys.check(&desc, &write, &mut |key| {
+                Ok(r.get(key).map_err(EngineError::from)?.is_some())
+            })
+        })?;
+        t.writes.push(write);
+        Ok(None)
     }
 
     /// The transaction's table writes so far (what its reads see on top of the committed
@@ -185,11 +203,12 @@ impl Session {
                 "ROLLBACK TO SAVEPOINT can only be used in transaction blocks".into(),
             ));
         };
-        let Some(i) = t.savepoints.iter().rposition(|(n, _)| *n == name) else {
+        let Some(i) = t.savepoints.iter().rposition(|(n, _, _)| *n == name) else {
             t.failed = true;
             return Err(ServerError::UndefinedSavepoint(name));
         };
         let at = t.savepoints[i].1;
+        t.keys = t.savepoints[i].2.clone();
         t.writes.truncate(at);
         t.savepoints.truncate(i + 1);
         t.failed = false;
@@ -203,7 +222,8 @@ impl Session {
                 "SAVEPOINT can only be used in transaction blocks".into(),
             ));
         };
-        t.savepoints.push((super::ident_name(name), t.writes.len()));
+        t.savepoints
+            .push((super::ident_name(name), t.writes.len(), t.keys.clone()));
         Ok(command("SAVEPOINT"))
     }
 
@@ -215,7 +235,7 @@ impl Session {
                 "RELEASE SAVEPOINT can only be used in transaction blocks".into(),
             ));
         };
-        let Some(i) = t.savepoints.iter().rposition(|(n, _)| *n == name) else {
+        let Some(i) = t.savepoints.iter().rposition(|(n, _, _)| *n == name) else {
             t.failed = true;
             return Err(ServerError::UndefinedSavepoint(name));
         };

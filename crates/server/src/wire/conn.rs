@@ -6,6 +6,7 @@
 //! the connection with a FATAL error instead of reaching pgwire's decoders.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -19,6 +20,7 @@ use tokio_util::codec::{Framed, FramedParts};
 
 use super::checked::{frame_error, Checked};
 use super::frame::FrameError;
+use crate::backends::Backend;
 
 /// The limits one connection runs under.
 #[derive(Clone, Copy, Debug)]
@@ -29,12 +31,14 @@ pub struct WireLimits {
     pub max_message_size: usize,
 }
 
-/// Serves one client until it leaves, fails or times out.
+/// Serves one client until it leaves, fails, times out or its session is terminated
+/// (`pg_terminate_backend`).
 pub async fn serve<H: PgWireServerHandlers>(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     handlers: H,
     limits: WireLimits,
+    backend: Option<Arc<Backend>>,
 ) -> io::Result<()> {
     let deadline = tokio::time::sleep(limits.auth_timeout);
     tokio::pin!(deadline);
@@ -75,6 +79,18 @@ pub async fn serve<H: PgWireServerHandlers>(
             tokio::select! {
                 _ = &mut deadline => {
                     tracing::debug!(peer = %socket.socket_addr(), "authentication timed out");
+                    break;
+                }
+                m = socket.next() => m,
+            }
+        } else if let Some(b) = &backend {
+            // Terminated while a statement ran: it ended with the FATAL error.
+            if b.is_terminated() {
+                break;
+            }
+            tokio::select! {
+                _ = b.terminated() => {
+                    terminated(&mut socket).await;
                     break;
                 }
                 m = socket.next() => m,
@@ -168,6 +184,22 @@ async fn refuse_raw(mut tcp: TcpStream, e: FrameError) -> io::Result<()> {
 }
 
 /// Answers a message [`Checked`] refused with a FATAL error, as Postgres does.
+/// `pg_terminate_backend` ended the session: tell the client, as Postgres does.
+async fn terminated<S>(socket: &mut S)
+where
+    S: futures::Sink<PgWireBackendMessage> + ClientInfo + Unpin,
+{
+    tracing::info!(peer = %socket.socket_addr(), "connection terminated by pg_terminate_backend");
+    let info = ErrorInfo::new(
+        "FATAL".into(),
+        "57P01".into(),
+        "terminating connection due to administrator command".into(),
+    );
+    let _ = socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await;
+}
+
 async fn refuse_malformed<S>(socket: &mut S, e: pgwire::error::PgWireError)
 where
     S: futures::Sink<PgWireBackendMessage> + ClientInfo + Unpin,

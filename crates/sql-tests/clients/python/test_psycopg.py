@@ -1,0 +1,249 @@
+"""psycopg 3 against Freshet, as a service uses it.
+
+Run by tests/clients.rs with FRESHET_DSN set. Covers: server-side cursors, COPY in and
+out, transactions (rollback, errors that abort, savepoints), statements auto-prepared
+after an error (psycopg sends DEALLOCATE ALL after a rollback), cancel (conn.cancel()
+and pg_cancel_backend), statement_timeout, pg_terminate_backend and pg_stat_activity.
+The first failing assertion ends the script with a traceback.
+"""
+
+import os
+import threading
+import time
+
+import psycopg
+from psycopg import errors, sql
+
+DSN = os.environ["FRESHET_DSN"]
+LONG_QUERY = "SELECT count(*) FROM generate_series(1, 10000000000)"
+
+
+def connect(**kw):
+    return psycopg.connect(DSN, **kw)
+
+
+def setup():
+    with connect(autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS pg3_plays CASCADE")
+        c.execute("CREATE TABLE pg3_plays (id BIGINT PRIMARY KEY, title TEXT NOT NULL, secs DOUBLE PRECISION)")
+        c.execute("CREATE MATERIALIZED VIEW pg3_per_title AS SELECT title, count(*) AS n, sum(secs) AS secs FROM pg3_plays GROUP BY title")
+
+
+def copy_in_and_out():
+    with connect() as c:
+        with c.cursor() as cur:
+            with cur.copy("COPY pg3_plays (id, title, secs) FROM STDIN") as copy:
+                for i in range(1, 20001):
+                    copy.write_row((i, f"title {i % 7}", i / 2))
+        c.commit()
+        n = c.execute("SELECT count(*) FROM pg3_plays").fetchone()[0]
+        assert n == 20000, n
+        # COPY out of a view, as CSV with a header.
+        with c.cursor() as cur:
+            out = bytearray()
+            with cur.copy("COPY (SELECT title, n FROM pg3_per_title ORDER BY title) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+                for block in copy:
+                    out += block
+        lines = out.decode().splitlines()
+        assert lines[0] == "title,n", lines[:2]
+        assert len(lines) == 8 and lines[1].startswith("title 0,"), lines
+        # Rows out, typed.
+        with c.cursor() as cur:
+            with cur.copy("COPY pg3_plays (id, title) TO STDOUT") as copy:
+                copy.set_types(["int8", "text"])
+                rows = list(copy.rows())
+        assert len(rows) == 20000 and rows[0] == (1, "title 1"), rows[:2]
+        c.commit()
+        # A bad row refuses the whole COPY, with its line.
+        try:
+            with c.cursor() as cur:
+                with cur.copy("COPY pg3_plays FROM STDIN") as copy:
+                    copy.write(b"30001\tx\t1\n30002\ty\tnot-a-number\n")
+            raise AssertionError("a bad COPY row was taken")
+        except errors.DataError as e:
+            assert "line 2" in str(e) or (e.diag.context or "").find("line 2") >= 0, (str(e), e.diag.context)
+        c.rollback()
+        n = c.execute("SELECT count(*) FROM pg3_plays WHERE id > 30000").fetchone()[0]
+        assert n == 0, n
+    print("copy: ok")
+
+
+def server_side_cursor():
+    with connect() as c:
+        with c.cursor(name="plays_cursor") as cur:
+            cur.itersize = 1000
+            cur.execute("SELECT id, title FROM pg3_plays ORDER BY id")
+            seen = 0
+            last = 0
+            for row in cur:
+                assert row[0] == last + 1, (row, last)
+                last = row[0]
+                seen += 1
+            assert seen == 20000, seen
+        # fetchmany / scroll on a scrollable named cursor.
+        with c.cursor(name="scroller", scrollable=True) as cur:
+            cur.execute("SELECT id FROM pg3_plays WHERE id <= 10 ORDER BY id")
+            assert [r[0] for r in cur.fetchmany(3)] == [1, 2, 3]
+            cur.scroll(-2)
+            assert cur.fetchone()[0] == 2
+            cur.scroll(5, mode="absolute")
+            assert cur.fetchone()[0] == 6
+        c.commit()
+        # WITH HOLD outlives the transaction.
+        with c.cursor(name="held", withhold=True) as cur:
+            cur.execute("SELECT id FROM pg3_plays WHERE id <= 5 ORDER BY id")
+            c.commit()
+            assert [r[0] for r in cur.fetchall()] == [1, 2, 3, 4, 5]
+    print("server-side cursors: ok")
+
+
+def transactions():
+    with connect() as c:
+        c.execute("INSERT INTO pg3_plays VALUES (40001, 'tx', 1.0)")
+        # Visible inside, not outside.
+        assert c.execute("SELECT count(*) FROM pg3_plays WHERE id = 40001").fetchone()[0] == 1
+        with connect(autocommit=True) as other:
+            assert other.execute("SELECT count(*) FROM pg3_plays WHERE id = 40001").fetchone()[0] == 0
+        c.rollback()
+        assert c.execute("SELECT count(*) FROM pg3_plays WHERE id = 40001").fetchone()[0] == 0
+        c.rollback()
+        # An error aborts the transaction until rollback.
+        try:
+            c.execute("SELECT 1/0")
+            raise AssertionError("1/0 succeeded")
+        except errors.DivisionByZero:
+            pass
+        try:
+            c.execute("SELECT 1")
+            raise AssertionError("a statement ran in an aborted transaction")
+        except errors.InFailedSqlTransaction:
+            pass
+        c.rollback()
+        # Savepoints (psycopg's nested transaction blocks).
+        with c.transaction():
+            c.execute("INSERT INTO pg3_plays VALUES (40002, 'kept', 1.0)")
+            try:
+                with c.transaction():
+                    c.execute("INSERT INTO pg3_plays VALUES (40003, 'dropped', 1.0)")
+                    c.execute("INSERT INTO pg3_plays VALUES (40002, 'duplicate', 1.0)")
+            except errors.UniqueViolation:
+                pass
+        ids = [r[0] for r in c.execute("SELECT id FROM pg3_plays WHERE id > 40000 ORDER BY id")]
+        assert ids == [40002], ids
+        c.commit()
+        n = c.execute("SELECT n FROM pg3_per_title WHERE title = 'kept'").fetchone()
+        assert n == (1,), n
+        c.commit()
+    print("transactions: ok")
+
+
+def auto_prepare_after_errors():
+    # psycopg prepares a statement on its 5th execution (prepare_threshold); after a
+    # rollback it sends DEALLOCATE ALL: the application's next queries must still work.
+    with connect(prepare_threshold=2) as c:
+        for i in range(10):
+            assert c.execute("SELECT id FROM pg3_plays WHERE id = %s", (i + 1,)).fetchone() == (i + 1,)
+        try:
+            c.execute("SELECT * FROM no_such_table")
+        except errors.UndefinedTable:
+            pass
+        c.rollback()
+        for i in range(10):
+            assert c.execute("SELECT id FROM pg3_plays WHERE id = %s", (i + 1,)).fetchone() == (i + 1,)
+        c.commit()
+    print("auto-prepare after errors: ok")
+
+
+def expect_canceled(c, started):
+    t0 = time.monotonic()
+    try:
+        c.execute(LONG_QUERY)
+        raise AssertionError("the long query was not canceled")
+    except errors.QueryCanceled:
+        pass
+    started.append(time.monotonic() - t0)
+
+
+def cancel():
+    # conn.cancel() from another thread: a CancelRequest on its own connection.
+    with connect(autocommit=True) as c:
+        timer = threading.Timer(1.0, c.cancel)
+        timer.start()
+        took = []
+        expect_canceled(c, took)
+        assert took[0] < 30, took
+        # The connection goes on.
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    # pg_cancel_backend from another session, found in pg_stat_activity.
+    with connect(autocommit=True) as c, connect(autocommit=True) as admin:
+        pid = c.info.backend_pid
+        assert c.execute("SELECT pg_backend_pid()").fetchone() == (pid,)
+
+        def cancel_it():
+            time.sleep(1.0)
+            row = admin.execute(
+                "SELECT pid, state, query FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            assert row is not None and row[1] == "active" and "generate_series" in row[2], row
+            assert admin.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone() == (True,)
+
+        t = threading.Thread(target=cancel_it)
+        t.start()
+        took = []
+        expect_canceled(c, took)
+        t.join()
+        assert c.execute("SELECT 2").fetchone() == (2,)
+        assert admin.execute("SELECT pg_cancel_backend(999999)").fetchone() == (False,)
+    # statement_timeout.
+    with connect(autocommit=True) as c:
+        c.execute("SET statement_timeout = '500ms'")
+        try:
+            c.execute(LONG_QUERY)
+            raise AssertionError("statement_timeout did not stop the query")
+        except errors.QueryCanceled as e:
+            assert "statement timeout" in str(e), str(e)
+    print("cancel: ok")
+
+
+def terminate():
+    victim = connect(autocommit=True)
+    pid = victim.info.backend_pid
+    with connect(autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        time.sleep(0.5)
+        try:
+            victim.execute("SELECT 1")
+            raise AssertionError("a terminated session still answers")
+        except psycopg.OperationalError:
+            pass
+        assert victim.closed or victim.broken
+        gone = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        assert gone == (0,), gone
+    print("terminate: ok")
+
+
+def streaming_a_big_result():
+    # A result bigger than any buffer, read through the extended protocol and a
+    # client-side cursor (psycopg reads it whole) and a server-side one (in pieces).
+    with connect() as c:
+        n = c.execute("SELECT count(*) FROM generate_series(1, 300000)").fetchone()[0]
+        assert n == 300000
+        rows = c.execute("SELECT id, title FROM pg3_plays").fetchall()
+        assert len(rows) == 20001, len(rows)
+        with c.cursor(name="big") as cur:
+            cur.itersize = 5000
+            cur.execute("SELECT x FROM generate_series(1, 200000) AS t(x)")
+            assert sum(1 for _ in cur) == 200000
+        c.commit()
+    print("big results: ok")
+
+
+setup()
+copy_in_and_out()
+server_side_cursor()
+transactions()
+auto_prepare_after_errors()
+cancel()
+terminate()
+streaming_a_big_result()
+print("psycopg: ok")
