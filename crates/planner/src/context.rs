@@ -121,7 +121,8 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     let mut stmt = stmt.clone();
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
-    Ok(ctx.state().statement_to_plan(stmt).await?)
+    let plan = ctx.state().statement_to_plan(stmt).await?;
+    Ok(crate::params::infer_placeholder_types(plan)?)
 }
 
 /// The names of the relations a statement reads or writes, identifiers folded as Postgres

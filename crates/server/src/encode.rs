@@ -1,8 +1,9 @@
 //! Arrow values → Postgres wire values, in text or binary format.
 //!
-//! Text output follows Postgres' own formats (booleans `t`/`f`, shortest round-trip
-//! floats, `numeric` with its scale, `timestamptz` in UTC with `+00`, `postgres`-style
-//! intervals), so psql output looks like Postgres'.
+//! Text output follows Postgres' own formats (booleans `t`/`f`, and the forms of
+//! `freshet_planner::pg_text`: shortest round-trip floats, `numeric` with its scale,
+//! `timestamptz` in the session's time zone, `postgres`-style intervals), so psql output
+//! looks like Postgres'.
 
 use std::error::Error;
 use std::sync::Arc;
@@ -11,12 +12,14 @@ use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type,
-    Int64Type, Int8Type, IntervalMonthDayNanoType, IntervalUnit, Schema, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DataType, Date32Type, Decimal128Type, DurationMicrosecondType, DurationMillisecondType,
+    DurationNanosecondType, DurationSecondType, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, Int8Type, IntervalMonthDayNanoType, IntervalUnit, Schema, Time64MicrosecondType,
+    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions as ArrowFormatOptions};
+use freshet_planner::pg_text::{self, Zone};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::error::PgWireResult;
@@ -42,7 +45,8 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Date32 => Type::DATE,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Interval(_) => Type::INTERVAL,
+        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::List(f) | DataType::LargeList(f) => array_type(&pg_type(f.data_type())),
         _ => Type::TEXT,
     }
@@ -101,7 +105,10 @@ pub enum PgValue {
     Text(String),
     Date(NaiveDate),
     Timestamp(NaiveDateTime),
-    TimestampTz(DateTime<Utc>),
+    /// An instant, and the session's time zone its text is in.
+    TimestampTz(DateTime<Utc>, Zone),
+    /// Microseconds since midnight.
+    Time(i64),
     Interval {
         months: i32,
         days: i32,
@@ -146,18 +153,19 @@ impl ToSqlText for PgValue {
             PgValue::I16(v) => v.to_string(),
             PgValue::I32(v) => v.to_string(),
             PgValue::I64(v) => v.to_string(),
-            PgValue::F32(v) => format_float(*v as f64, true),
-            PgValue::F64(v) => format_float(*v, false),
-            PgValue::Numeric(v, s) => format_decimal(*v, *s),
+            PgValue::F32(v) => pg_text::float(*v as f64, true),
+            PgValue::F64(v) => pg_text::float(*v, false),
+            PgValue::Numeric(v, s) => pg_text::decimal(*v, *s),
             PgValue::Text(s) => s.clone(),
             PgValue::Date(d) => d.format("%Y-%m-%d").to_string(),
-            PgValue::Timestamp(t) => format_timestamp(t),
-            PgValue::TimestampTz(t) => format!("{}+00", format_timestamp(&t.naive_utc())),
+            PgValue::Timestamp(t) => pg_text::timestamp(t),
+            PgValue::TimestampTz(t, zone) => pg_text::timestamptz(t, zone),
+            PgValue::Time(us) => pg_text::time(*us),
             PgValue::Interval {
                 months,
                 days,
                 micros,
-            } => format_interval(*months, *days, *micros),
+            } => pg_text::interval(*months, *days, *micros),
             PgValue::Oid(o) => o.to_string(),
             PgValue::Array(elem, items) => {
                 let parts = items
@@ -194,7 +202,11 @@ impl ToSql for PgValue {
             PgValue::Text(s) => s.as_str().to_sql(ty, out),
             PgValue::Date(d) => d.to_sql(ty, out),
             PgValue::Timestamp(t) => t.to_sql(ty, out),
-            PgValue::TimestampTz(t) => t.to_sql(ty, out),
+            PgValue::TimestampTz(t, _) => t.to_sql(ty, out),
+            PgValue::Time(us) => {
+                out.put_i64(*us);
+                Ok(IsNull::No)
+            }
             PgValue::Interval {
                 months,
                 days,
@@ -239,128 +251,8 @@ impl ToSql for PgValue {
     postgres_types::to_sql_checked!();
 }
 
-/// Postgres' float output: shortest round-trip digits, exponent form outside
-/// [1e-4, 1e15) (1e6 for real).
-pub fn format_float(v: f64, single: bool) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let a = v.abs();
-    let upper = if single { 1e6 } else { 1e15 };
-    let body = if single {
-        format!("{}", v as f32)
-    } else {
-        format!("{v}")
-    };
-    if a != 0.0 && !(1e-4..upper).contains(&a) {
-        let s = if single {
-            format!("{:e}", v as f32)
-        } else {
-            format!("{v:e}")
-        };
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let (sign, digits) = match e.strip_prefix('-') {
-                    Some(d) => ('-', d),
-                    None => ('+', e),
-                };
-                format!("{m}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
-    } else {
-        body
-    }
-}
-
-fn format_decimal(v: i128, scale: i8) -> String {
-    if scale <= 0 {
-        let mut s = v.to_string();
-        for _ in 0..(-scale) {
-            s.push('0');
-        }
-        return s;
-    }
-    let neg = v < 0;
-    let digits = v.unsigned_abs().to_string();
-    let scale = scale as usize;
-    let (int, frac) = if digits.len() > scale {
-        let (a, b) = digits.split_at(digits.len() - scale);
-        (a.to_string(), b.to_string())
-    } else {
-        ("0".to_string(), format!("{digits:0>scale$}"))
-    };
-    format!("{}{int}.{frac}", if neg { "-" } else { "" })
-}
-
-fn format_timestamp(t: &NaiveDateTime) -> String {
-    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
-    let micros = t.and_utc().timestamp_subsec_micros();
-    if micros != 0 {
-        let f = format!("{micros:06}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
-    }
-    s
-}
-
-/// Postgres' `postgres`-style interval output, e.g. `1 year 2 mons 3 days 04:05:06`.
-pub fn format_interval(months: i32, days: i32, micros: i64) -> String {
-    let mut parts = Vec::new();
-    let plural = |n: i64, one: &str, many: &str| {
-        if n == 1 || n == -1 {
-            format!("{n} {one}")
-        } else {
-            format!("{n} {many}")
-        }
-    };
-    let (years, mons) = (months / 12, months % 12);
-    if years != 0 {
-        parts.push(plural(years as i64, "year", "years"));
-    }
-    if mons != 0 {
-        parts.push(plural(mons as i64, "mon", "mons"));
-    }
-    if days != 0 {
-        parts.push(plural(days as i64, "day", "days"));
-    }
-    if micros != 0 || parts.is_empty() {
-        let neg = micros < 0;
-        let m = micros.unsigned_abs();
-        let secs = m / 1_000_000;
-        let frac = m % 1_000_000;
-        let mut t = format!(
-            "{}{:02}:{:02}:{:02}",
-            if neg { "-" } else { "" },
-            secs / 3600,
-            (secs / 60) % 60,
-            secs % 60
-        );
-        if frac != 0 {
-            let f = format!("{frac:06}");
-            t.push('.');
-            t.push_str(f.trim_end_matches('0'));
-        }
-        parts.push(t);
-    }
-    parts.join(" ")
-}
-
-fn ts_from(v: i64, unit: &TimeUnit) -> Option<NaiveDateTime> {
-    let (secs, nanos) = match unit {
-        TimeUnit::Second => (v, 0),
-        TimeUnit::Millisecond => (v.div_euclid(1_000), v.rem_euclid(1_000) * 1_000_000),
-        TimeUnit::Microsecond => (v.div_euclid(1_000_000), v.rem_euclid(1_000_000) * 1_000),
-        TimeUnit::Nanosecond => (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000)),
-    };
-    DateTime::from_timestamp(secs, nanos as u32).map(|d| d.naive_utc())
-}
-
 /// The value at `row` of `array`.
-fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgValue {
+fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>, zone: &Zone) -> PgValue {
     if array.is_null(row) || array.data_type() == &DataType::Null {
         return PgValue::Null;
     }
@@ -402,11 +294,31 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgVa
                 }
                 TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
             };
-            match (ts_from(v, unit), tz) {
+            match (pg_text::datetime(v, unit), tz) {
                 (Some(t), None) => PgValue::Timestamp(t),
-                (Some(t), Some(_)) => PgValue::TimestampTz(t.and_utc()),
+                (Some(t), Some(_)) => PgValue::TimestampTz(t.and_utc(), *zone),
                 (None, _) => PgValue::Text(fallback.value(row).to_string()),
             }
+        }
+        DataType::Duration(unit) => {
+            let v = match unit {
+                TimeUnit::Second => array.as_primitive::<DurationSecondType>().value(row),
+                TimeUnit::Millisecond => array.as_primitive::<DurationMillisecondType>().value(row),
+                TimeUnit::Microsecond => array.as_primitive::<DurationMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => array.as_primitive::<DurationNanosecondType>().value(row),
+            };
+            let (months, days, micros) = pg_text::duration_parts(pg_text::to_micros(v, unit));
+            PgValue::Interval {
+                months,
+                days,
+                micros,
+            }
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            PgValue::Time(array.as_primitive::<Time64MicrosecondType>().value(row))
+        }
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            PgValue::Time(array.as_primitive::<Time64NanosecondType>().value(row) / 1_000)
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
@@ -418,29 +330,32 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>) -> PgVa
         }
         DataType::List(f) => {
             let list = array.as_list::<i32>().value(row);
-            array_value(&list, f.data_type())
+            array_value(&list, f.data_type(), zone)
         }
         DataType::LargeList(f) => {
             let list = array.as_list::<i64>().value(row);
-            array_value(&list, f.data_type())
+            array_value(&list, f.data_type(), zone)
         }
         _ => PgValue::Text(fallback.value(row).to_string()),
     }
 }
 
 /// The elements of one list value as a Postgres array.
-fn array_value(values: &ArrayRef, elem: &DataType) -> PgValue {
+fn array_value(values: &ArrayRef, elem: &DataType, zone: &Zone) -> PgValue {
     let opts = ArrowFormatOptions::default().with_null("");
     let Ok(f) = ArrayFormatter::try_new(values.as_ref(), &opts) else {
         return PgValue::Null;
     };
-    let items = (0..values.len()).map(|i| value_at(values, i, &f)).collect();
+    let items = (0..values.len())
+        .map(|i| value_at(values, i, &f, zone))
+        .collect();
     PgValue::Array(pg_type(elem), items)
 }
 
 /// Every value of `batch` in Postgres' text format, row by row (`None`: NULL), for `COPY … TO`.
 pub fn text_rows(
     batch: &datafusion::arrow::record_batch::RecordBatch,
+    zone: &Zone,
 ) -> Result<Vec<Vec<Option<String>>>, Box<dyn Error + Sync + Send>> {
     let opts = ArrowFormatOptions::default().with_null("");
     let formatters: Vec<ArrayFormatter<'_>> = batch
@@ -460,7 +375,7 @@ pub fn text_rows(
         let mut row = Vec::with_capacity(batch.num_columns());
         for ((c, f), ty) in batch.columns().iter().zip(&formatters).zip(&types) {
             buf.clear();
-            let v = value_at(c, r, f);
+            let v = value_at(c, r, f, zone);
             row.push(
                 match v.to_sql_text(ty, &mut buf, &FormatOptions::default())? {
                     IsNull::Yes => None,
@@ -477,6 +392,7 @@ pub fn text_rows(
 pub fn encode_batch(
     batch: &datafusion::arrow::record_batch::RecordBatch,
     fields: &Arc<Vec<FieldInfo>>,
+    zone: &Zone,
 ) -> PgWireResult<Vec<DataRow>> {
     let cols: Vec<ArrayRef> = batch
         .columns()
@@ -499,7 +415,7 @@ pub fn encode_batch(
     let mut rows = Vec::with_capacity(batch.num_rows());
     for r in 0..batch.num_rows() {
         for (c, f) in cols.iter().zip(&formatters) {
-            encoder.encode_field(&value_at(c, r, f))?;
+            encoder.encode_field(&value_at(c, r, f, zone))?;
         }
         rows.push(encoder.take_row());
     }
@@ -509,22 +425,6 @@ pub fn encode_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn floats_like_postgres() {
-        assert_eq!(format_float(1.5, false), "1.5");
-        assert_eq!(format_float(3.0, false), "3");
-        assert_eq!(format_float(1e20, false), "1e+20");
-        assert_eq!(format_float(0.1, false), "0.1");
-        assert_eq!(format_float(1.0 / 3.0, false), "0.3333333333333333");
-    }
-
-    #[test]
-    fn decimals_keep_their_scale() {
-        assert_eq!(format_decimal(1250, 2), "12.50");
-        assert_eq!(format_decimal(-5, 2), "-0.05");
-        assert_eq!(format_decimal(7, 0), "7");
-    }
 
     #[test]
     fn arrays_like_postgres() {
@@ -542,16 +442,5 @@ mod tests {
         a.to_sql_text(&Type::VARCHAR_ARRAY, &mut b, &FormatOptions::default())
             .expect("text");
         assert_eq!(&b[..], br#"{id,"a b","",NULL,"q\"x"}"#);
-    }
-
-    #[test]
-    fn intervals_like_postgres() {
-        assert_eq!(
-            format_interval(14, 3, 4 * 3_600_000_000 + 5 * 60_000_000 + 6_000_000),
-            "1 year 2 mons 3 days 04:05:06"
-        );
-        assert_eq!(format_interval(0, 0, 0), "00:00:00");
-        assert_eq!(format_interval(0, 1, 0), "1 day");
-        assert_eq!(format_interval(0, 0, 5_400_000_000), "01:30:00");
     }
 }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_planner::parser::{self, Stmt};
@@ -39,6 +38,7 @@ use crate::backends::{Backend, Backends};
 use crate::encode::{encode_batch, field_infos, pg_type};
 use crate::error::ServerError;
 use crate::session::{BatchStream, Output, Session, TxStatus};
+use freshet_planner::pg_text::Zone;
 
 /// A statement prepared over the extended protocol.
 #[derive(Clone, Debug)]
@@ -83,7 +83,11 @@ fn login_user<C: ClientInfo>(client: &C) -> &str {
         .unwrap_or(freshet_planner::users::BOOTSTRAP_USER)
 }
 
-fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResult<Response> {
+fn to_response(
+    out: Output,
+    format: &dyn Fn(usize) -> FieldFormat,
+    zone: Zone,
+) -> PgWireResult<Response> {
     Ok(match out {
         Output::Rows { schema, batches } => {
             let fields = Arc::new(field_infos(&schema, format));
@@ -91,7 +95,7 @@ fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResu
             // as Arrow batches, not a second time as wire rows.
             let encoding = fields.clone();
             let rows = stream::iter(batches).flat_map(move |b| {
-                let rows: Vec<PgWireResult<DataRow>> = match encode_batch(&b, &encoding) {
+                let rows: Vec<PgWireResult<DataRow>> = match encode_batch(&b, &encoding, &zone) {
                     Ok(rows) => rows.into_iter().map(Ok).collect(),
                     Err(e) => vec![Err(e)],
                 };
@@ -99,9 +103,9 @@ fn to_response(out: Output, format: &dyn Fn(usize) -> FieldFormat) -> PgWireResu
             });
             Response::Query(QueryResponse::new(fields, rows))
         }
-        Output::Stream { schema, batches } => stream_response(schema, batches, format, None),
+        Output::Stream { schema, batches } => stream_response(schema, batches, format, None, zone),
         Output::Fetched { schema, batches } => {
-            stream_response(schema, batches, format, Some("FETCH"))
+            stream_response(schema, batches, format, Some("FETCH"), zone)
         }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(&tag);
@@ -135,13 +139,14 @@ fn stream_response(
     batches: BatchStream,
     format: &dyn Fn(usize) -> FieldFormat,
     tag: Option<&str>,
+    zone: Zone,
 ) -> Response {
     let fields = Arc::new(field_infos(&schema, format));
     let encoding = fields.clone();
     let rows = batches.flat_map(move |b| {
         let rows: Vec<PgWireResult<DataRow>> = match b
             .map_err(ServerError::into_pgwire)
-            .and_then(|b| encode_batch(&b, &encoding))
+            .and_then(|b| encode_batch(&b, &encoding, &zone))
         {
             Ok(rows) => rows.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(e)],
@@ -298,7 +303,7 @@ impl SimpleQueryHandler for Connection {
             Ok(stmts) => {
                 for stmt in &stmts {
                     let response = match self.session.execute(stmt, &[]).await {
-                        Ok(o) => to_response(o, &|_| FieldFormat::Text)?,
+                        Ok(o) => to_response(o, &|_| FieldFormat::Text, self.session.time_zone())?,
                         Err(e) => error_response(e),
                     };
                     if !self.send_simple(client, response).await? {
@@ -333,7 +338,11 @@ impl SimpleQueryHandler for Connection {
         let mut out = Vec::with_capacity(stmts.len());
         for stmt in &stmts {
             match self.session.execute(stmt, &[]).await {
-                Ok(o) => out.push(to_response(o, &|_| FieldFormat::Text)?),
+                Ok(o) => out.push(to_response(
+                    o,
+                    &|_| FieldFormat::Text,
+                    self.session.time_zone(),
+                )?),
                 Err(e) => {
                     // Like Postgres: the rest of the query string is not run.
                     out.push(error_response(e));
@@ -386,7 +395,7 @@ impl QueryParser for Parser {
         Ok(stmt
             .param_types
             .iter()
-            .map(|t| t.as_ref().map(pg_type).unwrap_or(Type::TEXT))
+            .map(|t| crate::params::described_type(t.as_ref()))
             .collect())
     }
 
@@ -411,54 +420,20 @@ fn decode_param(
     pg: &Type,
     target: Option<&DataType>,
 ) -> PgWireResult<ScalarValue> {
-    let bad = |e: String| {
-        ServerError::Protocol(format!("invalid value for parameter ${}: {e}", i + 1)).into_pgwire()
-    };
     let raw = portal
         .parameters
         .get(i)
         .ok_or(PgWireError::ParameterIndexOutOfBound(i))?;
-    let value = match raw {
-        None => ScalarValue::Null,
-        Some(bytes) if !portal.parameter_format.is_binary(i) => ScalarValue::Utf8(Some(
-            String::from_utf8(bytes.to_vec()).map_err(|e| bad(e.to_string()))?,
-        )),
-        Some(_) => match *pg {
-            Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, pg)?),
-            Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
-            Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(i, pg)?),
-            Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(i, pg)?),
-            Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, pg)?),
-            Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, pg)?),
-            Type::DATE => {
-                let d = portal.parameter::<NaiveDate>(i, pg)?;
-                ScalarValue::Date32(d.map(|d| (d - NaiveDate::default()).num_days() as i32))
-            }
-            Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
-                portal
-                    .parameter::<NaiveDateTime>(i, pg)?
-                    .map(|t| t.and_utc().timestamp_micros()),
-                None,
-            ),
-            Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
-                portal
-                    .parameter::<DateTime<chrono::FixedOffset>>(i, pg)?
-                    .map(|t| t.timestamp_micros()),
-                Some("+00:00".into()),
-            ),
-            Type::NUMERIC => match portal.parameter::<rust_decimal::Decimal>(i, pg)? {
-                Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
-                None => ScalarValue::Null,
-            },
-            _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
-        },
-    };
-    match target {
-        Some(t) if &value.data_type() != t => value
-            .cast_to(t)
-            .map_err(|e| ServerError::DataFusion(e).into_pgwire()),
-        _ => Ok(value),
-    }
+    crate::params::decode(
+        raw.as_deref(),
+        portal.parameter_format.is_binary(i),
+        pg,
+        target,
+    )
+    .map_err(|e| {
+        ServerError::InvalidText(format!("invalid value for parameter ${}: {e}", i + 1))
+            .into_pgwire()
+    })
 }
 
 #[async_trait]
@@ -634,7 +609,11 @@ impl ExtendedQueryHandler for Connection {
         }
         self.session.set_query_text(&prepared.sql);
         match self.session.execute(&prepared.stmt, &params).await {
-            Ok(out) => to_response(out, &|i| portal.result_column_format.format_for(i)),
+            Ok(out) => to_response(
+                out,
+                &|i| portal.result_column_format.format_for(i),
+                self.session.time_zone(),
+            ),
             Err(e) => Err(e.into_pgwire()),
         }
     }
@@ -707,7 +686,7 @@ impl PgWireServerHandlers for Connection {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::new(Startup {
             auth: self.auth.clone(),
-            backend: self.session.backend().clone(),
+            session: self.session.clone(),
         })
     }
 
@@ -728,7 +707,7 @@ impl PgWireServerHandlers for Connection {
 /// `BackendKeyData` (see [`crate::backends::BackendKeys`]).
 struct Startup {
     auth: Arc<Authenticator>,
-    backend: Arc<Backend>,
+    session: Arc<Session>,
 }
 
 #[async_trait]
@@ -743,8 +722,9 @@ impl StartupHandler for Startup {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let backend = self.session.backend();
         if client.session_extensions().get::<Arc<Backend>>().is_none() {
-            client.session_extensions().insert(self.backend.clone());
+            client.session_extensions().insert(backend.clone());
         }
         self.auth.on_startup(client, message).await?;
         if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
@@ -753,8 +733,13 @@ impl StartupHandler for Startup {
                 .get(pgwire::api::METADATA_APPLICATION_NAME)
                 .cloned()
                 .unwrap_or_default();
-            self.backend
-                .set_client(login_user(client), &app, Some(client.socket_addr()));
+            backend.set_client(login_user(client), &app, Some(client.socket_addr()));
+            self.session.apply_startup_parameters(
+                client
+                    .metadata()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod handler;
 pub mod limits;
 pub mod lookup;
+pub mod params;
 pub mod playground;
 pub mod query_pool;
 pub mod readers;

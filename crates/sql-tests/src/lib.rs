@@ -130,6 +130,34 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Whether process `pid` holds the listening TCP socket on `port` (Linux: the socket's
+/// inode in `/proc/net/tcp` among the process's file descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return true; // no procfs: trust the connect
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            let listening = *f.get(3)? == LISTEN;
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| f.get(9).map(|s| format!("socket:[{s}]")))?
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    })
+}
+
 /// A running `freshet serve` process owned by a test.
 pub struct TestServer {
     pub port: u16,
@@ -222,10 +250,12 @@ impl TestServer {
         };
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                // The listener may be another process's: make sure ours is still up.
-                std::thread::sleep(Duration::from_millis(30));
+                // The listener may be another process's (a parallel test's server, broker
+                // or proxy that drew the same port): ready only once ours holds it.
+                let ours = self.pid().is_some_and(|pid| listens_on(pid, self.port));
                 match exited(self) {
-                    None => return true,
+                    None if ours => return true,
+                    None => {}
                     Some(_) if self.log().contains("cannot listen on") => {
                         self.child = None;
                         return false;

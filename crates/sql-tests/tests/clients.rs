@@ -138,3 +138,14 @@ fn psycopg2() {
     );
     assert!(out.contains("psycopg2: ok"), "{out}");
 }
+
+/// node-postgres and pg-cursor: types as Postgres gives them (`SELECT 1` a number),
+/// parameterized and named statements, `= ANY($1)` with an array, several statements in
+/// one query, errors with their SQLSTATE, transactions, a cursor read in pieces through
+/// a named portal with Flush, and a pool with `statement_timeout` in its startup packet.
+#[test]
+fn node_postgres() {
+    let server = TestServer::start();
+    let out = run(&server, Command::new("node").args(["node/test_pg.js"]));
+    assert!(out.contains("node-postgres: ok"), "{out}");
+}

@@ -329,6 +329,7 @@ pub const NAMES: &[&str] = &[
     "current_role",
     "getpgusername",
     "pg_backend_pid",
+    "pg_typeof",
     "pg_cancel_backend",
     "pg_terminate_backend",
     "current_setting",
@@ -432,6 +433,13 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
     let s = snap.clone();
     def(ctx, "pg_backend_pid", &[0], Int32, move |_| {
         Ok(ScalarValue::Int32(Some(s.backend_pid)))
+    });
+    // The type of a value, as Postgres names it (regtype shown as text).
+    def(ctx, "pg_typeof", &[1], Utf8, |a| {
+        let t = a.first().map(|v| v.data_type()).unwrap_or(DataType::Null);
+        Ok(text(
+            types::format_type(types::oid_of(&t), None).unwrap_or_else(|| "unknown".into()),
+        ))
     });
     for (name, terminate) in [("pg_cancel_backend", false), ("pg_terminate_backend", true)] {
         let s = snap.clone();

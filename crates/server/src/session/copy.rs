@@ -243,8 +243,8 @@ impl Session {
             lines.push(line);
         }
         for b in &batches {
-            for row in
-                crate::encode::text_rows(b).map_err(|e| ServerError::Internal(e.to_string()))?
+            for row in crate::encode::text_rows(b, &self.time_zone())
+                .map_err(|e| ServerError::Internal(e.to_string()))?
             {
                 let mut line = String::new();
                 copy_format::format_row(&row, &format, &mut line);

@@ -23,6 +23,7 @@ use freshet_planner::context::{
 };
 use freshet_planner::naming::{display_name, name_select_items};
 use freshet_planner::parser::{self, Stmt};
+use freshet_planner::pg_values;
 use freshet_planner::sqlparser::ast::{self, ObjectName, Statement};
 use freshet_planner::PlannerError;
 use freshet_storage::{decode_relation, keys, prefix_end, RowLayout};
@@ -71,6 +72,9 @@ impl Session {
                 let ctx = self
                     .db
                     .context_for(&self.limits(), &catalog, &s, false, None, &[])?;
+                if matches!(s, Statement::Query(_) | Statement::Explain { .. }) {
+                    pg_values::client_query(&ctx, self.time_zone());
+                }
                 self.register_pg(&ctx, &catalog, &s)?;
                 let plan = match &s {
                     // See `insert`: INSERT … SELECT is planned as its query.
@@ -98,7 +102,7 @@ impl Session {
                 Ok((
                     vec![],
                     Some(Arc::new(Schema::new(vec![Field::new(
-                        name,
+                        super::vars::shown_name(&name),
                         DataType::Utf8,
                         true,
                     )]))),
@@ -139,6 +143,7 @@ impl Session {
         let ctx = self
             .db
             .context_for(&self.limits(), &catalog, &stmt, true, deadline, &pending)?;
+        pg_values::client_query(&ctx, self.time_zone());
         self.register_pg(&ctx, &catalog, &stmt)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         let schema = result_schema(&ctx, &plan)?;
@@ -434,11 +439,14 @@ fn reads_each_relation_once(stmt: &Statement) -> bool {
 }
 
 /// The statement with Postgres names for unaliased result columns (see `naming`).
+/// A query as clients expect Postgres to answer it: result columns named as Postgres
+/// names them, then whole integer literals in the select list typed `integer`.
 fn with_pg_names(stmt: &Statement) -> Statement {
     let mut stmt = stmt.clone();
     if let Statement::Query(q) = &mut stmt {
         name_select_items(q, true);
     }
+    pg_values::int4_select_literals(&mut stmt);
     stmt
 }
 

@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_engine::chunk::rows_to_batch;
 use freshet_planner::context::Limits;
+use freshet_planner::pg_text::Zone;
 use freshet_planner::sqlparser::ast;
 
 use super::{command, object_name, Output, Session, SERVER_VERSION};
@@ -134,6 +135,46 @@ impl Session {
             ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => return Ok(command("SET")),
             other => return Err(ServerError::Unsupported(format!("{other}"))),
         };
+        self.set_variable(&name, &value)?;
+        Ok(command("SET"))
+    }
+
+    /// The session's time zone (`SET TIME ZONE`), for `timestamptz` output.
+    pub fn time_zone(&self) -> Zone {
+        self.var("timezone")
+            .and_then(|z| Zone::parse(&z))
+            .unwrap_or(Zone::Utc)
+    }
+
+    /// Parameters from the startup packet (`statement_timeout`, `TimeZone`,
+    /// `application_name`, `options=-c name=value`), as if SET: one that Freshet does
+    /// not take is logged and left alone.
+    pub fn apply_startup_parameters<'a>(&self, params: impl Iterator<Item = (&'a str, &'a str)>) {
+        for (name, value) in params {
+            let name = name.to_ascii_lowercase();
+            if matches!(
+                name.as_str(),
+                "user" | "database" | "replication" | "client_encoding" | "datestyle"
+            ) {
+                continue;
+            }
+            if name == "options" {
+                for (k, v) in parse_options(value) {
+                    if let Err(e) = self.set_variable(&k.to_ascii_lowercase(), &v) {
+                        tracing::debug!(parameter = %k, error = %e, "startup option ignored");
+                    }
+                }
+                continue;
+            }
+            if let Err(e) = self.set_variable(&name, value) {
+                tracing::debug!(parameter = %name, error = %e, "startup parameter ignored");
+            }
+        }
+    }
+
+    /// Sets one variable, checking the value of those Freshet acts on.
+    pub fn set_variable(&self, name: &str, value: &str) -> Result<()> {
+        let (name, value) = (name.to_string(), value.to_string());
         let value = match name.as_str() {
             "implicit_flush" => match value.to_lowercase().as_str() {
                 "true" | "on" | "1" | "yes" => "true".to_string(),
@@ -158,13 +199,17 @@ impl Session {
                 None => return Err(ServerError::InvalidParameterValue { name, value }),
             },
             "timezone" | "time zone" => {
-                let v = value.to_uppercase();
-                if !["UTC", "GMT", "Z", "+00", "+00:00", "ETC/UTC", "0"].contains(&v.as_str()) {
-                    return Err(ServerError::Unsupported(format!(
-                        "time zone \"{value}\": Freshet sessions use UTC"
-                    )));
-                }
-                "UTC".to_string()
+                let zone = if value.eq_ignore_ascii_case("default")
+                    || value.eq_ignore_ascii_case("local")
+                {
+                    Zone::Utc
+                } else {
+                    Zone::parse(&value).ok_or_else(|| ServerError::InvalidParameterValue {
+                        name: "TimeZone".into(),
+                        value: value.clone(),
+                    })?
+                };
+                zone.name()
             }
             _ => value,
         };
@@ -177,7 +222,7 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, value);
-        Ok(command("SET"))
+        Ok(())
     }
 
     pub(super) fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
@@ -207,14 +252,44 @@ impl Session {
             .get(&name)
             .cloned()
             .ok_or(ServerError::UnknownParameter(name.clone()))?;
-        let schema: SchemaRef =
-            Arc::new(Schema::new(vec![Field::new(&name, DataType::Utf8, true)]));
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            shown_name(&name),
+            DataType::Utf8,
+            true,
+        )]));
         let batch = rows_to_batch(schema.clone(), &[vec![ScalarValue::Utf8(Some(value))]])?;
         Ok(Output::Rows {
             schema,
             batches: vec![batch],
         })
     }
+}
+
+/// The column name `SHOW` gives a variable: Postgres' own spelling of its name.
+pub(super) fn shown_name(name: &str) -> &str {
+    match name {
+        "timezone" => "TimeZone",
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        other => other,
+    }
+}
+
+/// `-c name=value` pairs of the `options` startup parameter (also `--name=value`).
+fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(w) = words.next() {
+        let pair = if w == "-c" {
+            words.next()
+        } else {
+            w.strip_prefix("-c").or_else(|| w.strip_prefix("--"))
+        };
+        if let Some((k, v)) = pair.and_then(|p| p.split_once('=')) {
+            out.push((k.replace('-', "_"), v.to_string()));
+        }
+    }
+    out
 }
 
 /// The variable `SHOW` names: the SQL standard's spellings (`SHOW TIME ZONE`, `SHOW

@@ -1,0 +1,419 @@
+//! Values in Postgres' text forms: what psql shows and what `::text` gives. Used by the
+//! wire encoder (text format) and by `pg_text`, which `::text` of a date/time value is
+//! planned as in client queries (see `pg_values`).
+//!
+//! - floats: shortest round-trip digits, exponent form outside [1e-4, 1e15);
+//! - `numeric`: with its scale;
+//! - `timestamp`: `2026-01-01 10:00:00.25` (no `T`, trailing zeros of the fraction
+//!   dropped); `timestamptz` in the session's time zone with its offset (`+00`,
+//!   `+05:30`);
+//! - `interval`: the `postgres` style, `1 year 2 mons 3 days 04:05:06.5`;
+//! - `time`: `10:11:12.5`.
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeZone, Utc};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Date64Type, DurationMicrosecondType, DurationMillisecondType,
+    DurationNanosecondType, DurationSecondType, IntervalDayTimeType, IntervalMonthDayNanoType,
+    IntervalUnit, IntervalYearMonthType, Time32MillisecondType, Time32SecondType,
+    Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+
+/// A session's time zone (`SET TIME ZONE`): UTC, a fixed offset, or an IANA zone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Zone {
+    Utc,
+    Fixed(FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// A zone as `SET TIME ZONE` takes it: `UTC`, an IANA name (`Europe/Paris`), an
+    /// offset in hours (`2`, `-3.5`) or `+05:30`. Like Postgres, a POSIX-style `UTC+2`
+    /// is not taken (its sign is backwards).
+    pub fn parse(s: &str) -> Option<Zone> {
+        let t = s.trim();
+        if t.is_empty() {
+            return None;
+        }
+        let upper = t.to_ascii_uppercase();
+        if matches!(
+            upper.as_str(),
+            "UTC" | "GMT" | "Z" | "ZULU" | "UCT" | "UNIVERSAL" | "ETC/UTC" | "ETC/GMT"
+        ) {
+            return Some(Zone::Utc);
+        }
+        if let Ok(hours) = t.parse::<f64>() {
+            let secs = (hours * 3600.0).round();
+            if secs.abs() > 15.0 * 3600.0 {
+                return None;
+            }
+            return fixed(secs as i32);
+        }
+        if let Some(rest) = t.strip_prefix('+').or_else(|| t.strip_prefix('-')) {
+            let sign = if t.starts_with('-') { -1 } else { 1 };
+            let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+            let (h, m) = (h.parse::<i32>().ok()?, m.parse::<i32>().ok()?);
+            if h > 15 || m >= 60 {
+                return None;
+            }
+            return fixed(sign * (h * 3600 + m * 60));
+        }
+        t.parse::<chrono_tz::Tz>()
+            .ok()
+            .or_else(|| {
+                // Postgres' zone names are case-insensitive.
+                chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .find(|z| z.name().eq_ignore_ascii_case(t))
+                    .copied()
+            })
+            .map(Zone::Named)
+    }
+
+    /// The name `SHOW TIME ZONE` gives back.
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Utc => "UTC".into(),
+            Zone::Fixed(o) => {
+                // Postgres shows a numeric zone as `<+02>-02`; the offset is clearer.
+                offset_text(o.local_minus_utc())
+            }
+            Zone::Named(z) => z.name().into(),
+        }
+    }
+
+    /// The offset from UTC at the instant `utc`, in seconds.
+    pub fn offset_at(&self, utc: &NaiveDateTime) -> i32 {
+        match self {
+            Zone::Utc => 0,
+            Zone::Fixed(o) => o.local_minus_utc(),
+            Zone::Named(z) => z.offset_from_utc_datetime(utc).fix().local_minus_utc(),
+        }
+    }
+}
+
+fn fixed(secs: i32) -> Option<Zone> {
+    if secs == 0 {
+        return Some(Zone::Utc);
+    }
+    FixedOffset::east_opt(secs).map(Zone::Fixed)
+}
+
+/// `+00`, `+05:30`, `-03`: an offset as Postgres prints it after a `timestamptz`.
+fn offset_text(secs: i32) -> String {
+    let sign = if secs < 0 { '-' } else { '+' };
+    let a = secs.unsigned_abs();
+    let (h, m, s) = (a / 3600, (a / 60) % 60, a % 60);
+    match (m, s) {
+        (0, 0) => format!("{sign}{h:02}"),
+        (_, 0) => format!("{sign}{h:02}:{m:02}"),
+        _ => format!("{sign}{h:02}:{m:02}:{s:02}"),
+    }
+}
+
+/// Postgres' float output: shortest round-trip digits, exponent form outside
+/// [1e-4, 1e15) (1e6 for real).
+pub fn float(v: f64, single: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let a = v.abs();
+    let upper = if single { 1e6 } else { 1e15 };
+    let body = if single {
+        format!("{}", v as f32)
+    } else {
+        format!("{v}")
+    };
+    if a != 0.0 && !(1e-4..upper).contains(&a) {
+        let s = if single {
+            format!("{:e}", v as f32)
+        } else {
+            format!("{v:e}")
+        };
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = match e.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', e),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        body
+    }
+}
+
+/// A `numeric` from its unscaled value and scale.
+pub fn decimal(v: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let mut s = v.to_string();
+        for _ in 0..(-scale) {
+            s.push('0');
+        }
+        return s;
+    }
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let (int, frac) = if digits.len() > scale {
+        let (a, b) = digits.split_at(digits.len() - scale);
+        (a.to_string(), b.to_string())
+    } else {
+        ("0".to_string(), format!("{digits:0>scale$}"))
+    };
+    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+}
+
+/// `.25` for 250000 µs (nothing for 0).
+fn fraction(micros: u32) -> String {
+    if micros == 0 {
+        return String::new();
+    }
+    let f = format!(".{micros:06}");
+    f.trim_end_matches('0').to_string()
+}
+
+pub fn timestamp(t: &NaiveDateTime) -> String {
+    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    s.push_str(&fraction(t.and_utc().timestamp_subsec_micros()));
+    s
+}
+
+/// A `timestamptz` in `zone`, with the offset there.
+pub fn timestamptz(utc: &DateTime<Utc>, zone: &Zone) -> String {
+    let naive = utc.naive_utc();
+    let offset = zone.offset_at(&naive);
+    let local = naive + chrono::Duration::seconds(offset as i64);
+    format!("{}{}", timestamp(&local), offset_text(offset))
+}
+
+/// Postgres' `postgres`-style interval output, e.g. `1 year 2 mons 3 days 04:05:06`.
+pub fn interval(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let plural = |n: i64, one: &str, many: &str| {
+        if n == 1 || n == -1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let (years, mons) = (months / 12, months % 12);
+    if years != 0 {
+        parts.push(plural(years as i64, "year", "years"));
+    }
+    if mons != 0 {
+        parts.push(plural(mons as i64, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(plural(days as i64, "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let neg = micros < 0;
+        let m = micros.unsigned_abs();
+        let secs = m / 1_000_000;
+        let mut t = format!(
+            "{}{:02}:{:02}:{:02}",
+            if neg { "-" } else { "" },
+            secs / 3600,
+            (secs / 60) % 60,
+            secs % 60
+        );
+        t.push_str(&fraction((m % 1_000_000) as u32));
+        parts.push(t);
+    }
+    parts.join(" ")
+}
+
+/// A duration (the difference of two timestamps) as the interval Postgres gives for it:
+/// whole days apart, the rest as time.
+pub fn duration_parts(micros: i64) -> (i32, i32, i64) {
+    const DAY: i64 = 86_400_000_000;
+    let days = micros / DAY;
+    (0, days as i32, micros - days * DAY)
+}
+
+/// A `time` from microseconds since midnight.
+pub fn time(micros: i64) -> String {
+    let m = micros.rem_euclid(86_400_000_000) as u64;
+    let secs = m / 1_000_000;
+    format!(
+        "{:02}:{:02}:{:02}{}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        fraction((m % 1_000_000) as u32)
+    )
+}
+
+/// Microseconds from a value in `unit`.
+pub fn to_micros(v: i64, unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1_000),
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v.div_euclid(1_000),
+    }
+}
+
+/// A date/time instant from a value in `unit` since the epoch.
+pub fn datetime(v: i64, unit: &TimeUnit) -> Option<NaiveDateTime> {
+    let (secs, nanos) = match unit {
+        TimeUnit::Second => (v, 0),
+        TimeUnit::Millisecond => (v.div_euclid(1_000), v.rem_euclid(1_000) * 1_000_000),
+        TimeUnit::Microsecond => (v.div_euclid(1_000_000), v.rem_euclid(1_000_000) * 1_000),
+        TimeUnit::Nanosecond => (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000)),
+    };
+    DateTime::from_timestamp(secs, nanos as u32).map(|d| d.naive_utc())
+}
+
+/// Whether `dt` is a date/time type [`temporal`] formats.
+pub fn is_temporal(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Timestamp(_, _)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Interval(_)
+            | DataType::Duration(_)
+    )
+}
+
+/// The text of a date/time value at `row` (`None` for NULL or another type).
+pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
+    if array.is_null(row) {
+        return None;
+    }
+    Some(match array.data_type() {
+        DataType::Timestamp(unit, tz) => {
+            let v = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
+            };
+            let t = datetime(v, unit)?;
+            match tz {
+                None => timestamp(&t),
+                Some(_) => timestamptz(&t.and_utc(), zone),
+            }
+        }
+        DataType::Date32 => {
+            let d = array.as_primitive::<Date32Type>().value(row);
+            chrono::NaiveDate::from_num_days_from_ce_opt(d.checked_add(719_163)?)?
+                .format("%Y-%m-%d")
+                .to_string()
+        }
+        DataType::Date64 => {
+            let ms = array.as_primitive::<Date64Type>().value(row);
+            datetime(ms, &TimeUnit::Millisecond)?
+                .format("%Y-%m-%d")
+                .to_string()
+        }
+        DataType::Time32(TimeUnit::Second) => {
+            time(array.as_primitive::<Time32SecondType>().value(row) as i64 * 1_000_000)
+        }
+        DataType::Time32(_) => {
+            time(array.as_primitive::<Time32MillisecondType>().value(row) as i64 * 1_000)
+        }
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            time(array.as_primitive::<Time64NanosecondType>().value(row) / 1_000)
+        }
+        DataType::Time64(_) => time(array.as_primitive::<Time64MicrosecondType>().value(row)),
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            interval(v.months, v.days, v.nanoseconds / 1_000)
+        }
+        DataType::Interval(IntervalUnit::DayTime) => {
+            let v = array.as_primitive::<IntervalDayTimeType>().value(row);
+            interval(0, v.days, v.milliseconds as i64 * 1_000)
+        }
+        DataType::Interval(IntervalUnit::YearMonth) => interval(
+            array.as_primitive::<IntervalYearMonthType>().value(row),
+            0,
+            0,
+        ),
+        DataType::Duration(unit) => {
+            let v = match unit {
+                TimeUnit::Second => array.as_primitive::<DurationSecondType>().value(row),
+                TimeUnit::Millisecond => array.as_primitive::<DurationMillisecondType>().value(row),
+                TimeUnit::Microsecond => array.as_primitive::<DurationMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => array.as_primitive::<DurationNanosecondType>().value(row),
+            };
+            let (m, d, us) = duration_parts(to_micros(v, unit));
+            interval(m, d, us)
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_like_postgres() {
+        assert_eq!(float(1.5, false), "1.5");
+        assert_eq!(float(3.0, false), "3");
+        assert_eq!(float(1e20, false), "1e+20");
+        assert_eq!(float(0.1, false), "0.1");
+        assert_eq!(float(1.0 / 3.0, false), "0.3333333333333333");
+    }
+
+    #[test]
+    fn decimals_keep_their_scale() {
+        assert_eq!(decimal(1250, 2), "12.50");
+        assert_eq!(decimal(-5, 2), "-0.05");
+        assert_eq!(decimal(7, 0), "7");
+    }
+
+    #[test]
+    fn intervals_like_postgres() {
+        assert_eq!(
+            interval(14, 3, 4 * 3_600_000_000 + 5 * 60_000_000 + 6_000_000),
+            "1 year 2 mons 3 days 04:05:06"
+        );
+        assert_eq!(interval(0, 0, 0), "00:00:00");
+        assert_eq!(interval(0, 1, 0), "1 day");
+        assert_eq!(interval(0, 0, 5_400_000_000), "01:30:00");
+        assert_eq!(interval(0, 0, 114_500_000), "00:01:54.5");
+        let (m, d, us) = duration_parts(26 * 3_600_000_000);
+        assert_eq!(interval(m, d, us), "1 day 02:00:00");
+    }
+
+    #[test]
+    fn times_and_zones() {
+        assert_eq!(time(36_672_500_000), "10:11:12.5");
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .and_then(|d| d.and_hms_micro_opt(10, 0, 0, 250_000))
+            .expect("date");
+        assert_eq!(timestamp(&t), "2026-01-01 10:00:00.25");
+        let utc = t.and_utc();
+        assert_eq!(timestamptz(&utc, &Zone::Utc), "2026-01-01 10:00:00.25+00");
+        let paris = Zone::parse("Europe/Paris").expect("zone");
+        assert_eq!(timestamptz(&utc, &paris), "2026-01-01 11:00:00.25+01");
+        let kolkata = Zone::parse("asia/kolkata").expect("zone");
+        assert_eq!(timestamptz(&utc, &kolkata), "2026-01-01 15:30:00.25+05:30");
+        assert_eq!(
+            timestamptz(&utc, &Zone::parse("-3").expect("zone")),
+            "2026-01-01 07:00:00.25-03"
+        );
+        assert_eq!(
+            Zone::parse("+05:30").map(|z| z.name()).as_deref(),
+            Some("+05:30")
+        );
+        assert!(Zone::parse("Mars/Olympus").is_none());
+    }
+}

@@ -1,0 +1,283 @@
+//! Bound parameter values (Bind), text or binary, into the DataFusion values a statement
+//! is run with: scalars of the Postgres types clients send, and one-dimensional arrays
+//! (`{1,2,3}` in text; Postgres' binary array format), as `x = ANY($1)` takes them.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use pgwire::api::Type;
+use postgres_types::{FromSql, Kind};
+
+use crate::encode::pg_type;
+
+/// A parameter's value: `raw` (None: NULL) in text or binary format, sent as Postgres type
+/// `pg`, for a statement that wants DataFusion type `target` (if it knows).
+pub fn decode(
+    raw: Option<&[u8]>,
+    binary: bool,
+    pg: &Type,
+    target: Option<&DataType>,
+) -> Result<ScalarValue, String> {
+    let Some(bytes) = raw else {
+        return Ok(match target {
+            Some(t) => ScalarValue::try_from(t).unwrap_or(ScalarValue::Null),
+            None => ScalarValue::Null,
+        });
+    };
+    // An array: by the statement's type, or by what the client says it sends.
+    let element = match target {
+        Some(DataType::List(f)) | Some(DataType::LargeList(f)) => Some(f.data_type().clone()),
+        _ => match pg.kind() {
+            Kind::Array(e) => Some(arrow_of(e)),
+            _ => None,
+        },
+    };
+    let value = match (element, binary) {
+        (Some(elem), false) => {
+            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+            let items = parse_array_text(text)?
+                .into_iter()
+                .map(|item| match item {
+                    None => ScalarValue::try_from(&elem).map_err(|e| e.to_string()),
+                    Some(s) => cast(ScalarValue::Utf8(Some(s)), &elem),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            ScalarValue::List(ScalarValue::new_list_nullable(&items, &elem))
+        }
+        (Some(elem), true) => binary_array(bytes, &elem)?,
+        (None, false) => ScalarValue::Utf8(Some(
+            String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?,
+        )),
+        (None, true) => binary_scalar(bytes, pg)?,
+    };
+    match target {
+        Some(t) if &value.data_type() != t => cast(value, t),
+        _ => Ok(value),
+    }
+}
+
+fn cast(v: ScalarValue, t: &DataType) -> Result<ScalarValue, String> {
+    v.cast_to(t).map_err(|e| e.to_string())
+}
+
+/// The DataFusion type a parameter of Postgres type `t` is read as.
+fn arrow_of(t: &Type) -> DataType {
+    freshet_planner::pg_catalog::types::arrow_of(t.oid()).unwrap_or(DataType::Utf8)
+}
+
+/// One binary value of a scalar type.
+fn binary_scalar(bytes: &[u8], pg: &Type) -> Result<ScalarValue, String> {
+    fn read<'a, T: FromSql<'a>>(ty: &Type, b: &'a [u8]) -> Result<T, String> {
+        T::from_sql(ty, b).map_err(|e| e.to_string())
+    }
+    Ok(match *pg {
+        Type::BOOL => ScalarValue::Boolean(Some(read(pg, bytes)?)),
+        Type::INT2 => ScalarValue::Int16(Some(read(pg, bytes)?)),
+        Type::INT4 => ScalarValue::Int32(Some(read(pg, bytes)?)),
+        Type::INT8 => ScalarValue::Int64(Some(read(pg, bytes)?)),
+        Type::OID => ScalarValue::UInt32(Some(read(pg, bytes)?)),
+        Type::FLOAT4 => ScalarValue::Float32(Some(read(pg, bytes)?)),
+        Type::FLOAT8 => ScalarValue::Float64(Some(read(pg, bytes)?)),
+        Type::DATE => {
+            let d: NaiveDate = read(pg, bytes)?;
+            ScalarValue::Date32(Some((d - NaiveDate::default()).num_days() as i32))
+        }
+        Type::TIMESTAMP => {
+            let t: NaiveDateTime = read(pg, bytes)?;
+            ScalarValue::TimestampMicrosecond(Some(t.and_utc().timestamp_micros()), None)
+        }
+        Type::TIMESTAMPTZ => {
+            let t: DateTime<chrono::FixedOffset> = read(pg, bytes)?;
+            ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("+00:00".into()))
+        }
+        Type::NUMERIC => {
+            let d: rust_decimal::Decimal = read(pg, bytes)?;
+            ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8)
+        }
+        _ => ScalarValue::Utf8(Some(read::<String>(pg, bytes)?)),
+    })
+}
+
+/// Postgres' binary array: dimensions, a NULL flag, the element type, each dimension's
+/// length and lower bound, then each element as length and bytes (-1: NULL).
+fn binary_array(bytes: &[u8], elem: &DataType) -> Result<ScalarValue, String> {
+    let mut r = Reader { bytes, at: 0 };
+    let ndim = r.i32()?;
+    let _has_nulls = r.i32()?;
+    let elem_oid = r.i32()? as u32;
+    if ndim == 0 {
+        return Ok(ScalarValue::List(ScalarValue::new_list_nullable(&[], elem)));
+    }
+    if ndim != 1 {
+        return Err("only one-dimensional arrays are supported as parameters".into());
+    }
+    let len = r.i32()?;
+    let _lower = r.i32()?;
+    let elem_type = Type::from_oid(elem_oid).unwrap_or(Type::TEXT);
+    let mut items = Vec::with_capacity(len.clamp(0, 1 << 16) as usize);
+    for _ in 0..len {
+        let n = r.i32()?;
+        if n < 0 {
+            items.push(ScalarValue::try_from(elem).map_err(|e| e.to_string())?);
+            continue;
+        }
+        let value = r.take(n as usize)?;
+        items.push(cast(binary_scalar(value, &elem_type)?, elem)?);
+    }
+    if r.at != bytes.len() {
+        return Err("a binary array has bytes after its last element".into());
+    }
+    Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+        &items, elem,
+    )))
+}
+
+/// Reads a binary array's fields in order.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).ok_or("a binary array ends early")?;
+        let b = self
+            .bytes
+            .get(self.at..end)
+            .ok_or("a binary array ends early")?;
+        self.at = end;
+        Ok(b)
+    }
+
+    fn i32(&mut self) -> Result<i32, String> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// The elements of a one-dimensional array literal (`{1,2,NULL,"a b","q\"x"}`); `None`
+/// for NULL.
+pub fn parse_array_text(s: &str) -> Result<Vec<Option<String>>, String> {
+    let bad = || format!("malformed array literal: \"{s}\"");
+    let inner = s
+        .trim()
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .ok_or_else(bad)?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') => item.push(chars.next().ok_or_else(bad)?),
+                    Some('"') => break,
+                    Some('{') | None => return Err(bad()),
+                    Some(c) => item.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' || c == '"' {
+                    return Err(if c == '{' {
+                        "multidimensional arrays are not supported as parameters".into()
+                    } else {
+                        bad()
+                    });
+                }
+                chars.next();
+                if c == '\\' {
+                    item.push(chars.next().ok_or_else(bad)?);
+                } else {
+                    item.push(c);
+                }
+            }
+            item = item.trim_end().to_string();
+        }
+        out.push(if !quoted && item.eq_ignore_ascii_case("null") {
+            None
+        } else {
+            Some(item)
+        });
+        match chars.next() {
+            Some(',') => continue,
+            None => break,
+            Some(_) => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+/// The Postgres type a parameter of DataFusion type `t` is described as.
+pub fn described_type(t: Option<&DataType>) -> Type {
+    t.map(pg_type).unwrap_or(Type::TEXT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn array_literals() {
+        assert_eq!(
+            parse_array_text("{1, 2,NULL}").unwrap(),
+            vec![Some("1".into()), Some("2".into()), None]
+        );
+        assert_eq!(
+            parse_array_text(r#"{"a b","q\"x","NULL",c}"#).unwrap(),
+            vec![
+                Some("a b".into()),
+                Some("q\"x".into()),
+                Some("NULL".into()),
+                Some("c".into())
+            ]
+        );
+        assert_eq!(
+            parse_array_text("{}").unwrap(),
+            Vec::<Option<String>>::new()
+        );
+        assert!(parse_array_text("{{1,2},{3,4}}").is_err());
+        assert!(parse_array_text("1,2").is_err());
+        assert!(parse_array_text("{\"open}").is_err());
+    }
+
+    #[test]
+    fn arrays_decode_to_their_target() {
+        let list = DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new(
+            "item",
+            DataType::Int64,
+            true,
+        )));
+        let v = decode(Some(b"{3,5,7}"), false, &Type::TEXT, Some(&list)).unwrap();
+        assert_eq!(v.data_type(), list);
+        // Binary int4[] {3,NULL}.
+        let mut b = Vec::new();
+        for x in [1i32, 1, 23, 2, 1, 4] {
+            b.extend_from_slice(&x.to_be_bytes());
+        }
+        b.extend_from_slice(&3i32.to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        let v = decode(Some(&b), true, &Type::INT4_ARRAY, Some(&list)).unwrap();
+        let ScalarValue::List(a) = v else {
+            panic!("not a list")
+        };
+        assert_eq!(a.value(0).len(), 2);
+        assert!(decode(Some(b"{1,x}"), false, &Type::TEXT, Some(&list)).is_err());
+    }
+}
