@@ -33,6 +33,7 @@ use crate::dead_letters::{DeadLetters, Policies, Retention};
 use crate::operators::add_count;
 pub use crate::operators::materialize::{sink_counts, Output};
 use crate::plan::{RelationId, StreamNode};
+use crate::subscriptions::{Subscribers, Subscription};
 use crate::write_check::{check_not_null, display_value, duplicate_key, pk_row_key};
 use crate::EngineError;
 
@@ -271,7 +272,16 @@ enum Command {
     /// Rows read by a reader started at the given epoch (see [`Engine::epoch`]).
     Source(Box<SourceData>, u64, Reply<()>),
     Feed(Box<FeedData>, u64, Reply<()>),
+    Subscribe(Box<SubscribeRequest>),
     Shutdown(Reply<()>),
+}
+
+/// See [`Engine::subscribe`].
+struct SubscribeRequest {
+    relation: RelationId,
+    limit: usize,
+    at_snapshot: Box<dyn FnOnce(i64) + Send>,
+    reply: Reply<Subscription>,
 }
 
 #[derive(Clone, Debug)]
@@ -321,6 +331,7 @@ impl Engine {
             views: Vec::new(),
             waiters: Vec::new(),
             dead: DeadLetters::new(config.dead_letters.clone()),
+            subscribers: Subscribers::default(),
             config,
         };
         c.schemas.insert(SOURCE_ERRORS, source_errors_schema());
@@ -419,6 +430,29 @@ impl Engine {
     }
 
     /// Returns once everything applied so far is committed.
+    /// Subscribes to the committed changes of table or view `relation`. The engine
+    /// commits what it holds, then calls `at_snapshot` with that checkpoint's timestamp
+    /// on its own thread, before anything else commits: a snapshot taken there (say, a
+    /// storage snapshot to read the rows from) is exactly the state the first changes
+    /// apply to. `limit`: changed rows the subscriber may leave unread before it is
+    /// dropped ([`Event::Ended`]).
+    pub async fn subscribe(
+        &self,
+        relation: RelationId,
+        limit: usize,
+        at_snapshot: impl FnOnce(i64) + Send + 'static,
+    ) -> Result<Subscription, EngineError> {
+        self.call(|reply| {
+            Command::Subscribe(Box::new(SubscribeRequest {
+                relation,
+                limit,
+                at_snapshot: Box::new(at_snapshot),
+                reply,
+            }))
+        })
+        .await
+    }
+
     pub async fn flush(&self) -> Result<(), EngineError> {
         self.call(Command::Flush).await
     }
@@ -509,6 +543,8 @@ struct Coordinator {
     waiters: Vec<Waiter>,
     /// The dead-letter tables' arrival index and retention.
     dead: DeadLetters,
+    /// Who subscribed to what (`SUBSCRIBE`), and the changes to hand them.
+    subscribers: Subscribers,
     config: EngineConfig,
 }
 
@@ -545,12 +581,12 @@ impl Coordinator {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.commit();
+                    let _ = self.commit();
                     return;
                 }
             }
             if !self.waiters.is_empty() || Instant::now() >= next_checkpoint {
-                self.commit();
+                let _ = self.commit();
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
             }
         }
@@ -600,8 +636,9 @@ impl Coordinator {
                     }
                 }
             }
+            Command::Subscribe(req) => self.subscribe(*req),
             Command::Shutdown(reply) => {
-                self.commit();
+                let _ = self.commit();
                 let _ = reply.send(Ok(()));
                 return true;
             }
@@ -624,6 +661,7 @@ impl Coordinator {
         f: impl FnOnce(&mut Self) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         self.txn.begin_statement();
+        let captured = self.subscribers.mark();
         // A panic (a bug, an overflow on some input) fails this statement only: its writes
         // are undone and every view's dataflow is built anew from its state, so nothing
         // half-applied stays in memory, and the engine goes on.
@@ -640,6 +678,7 @@ impl Coordinator {
             }
             Err(e) => {
                 self.txn.rollback_statement();
+                self.subscribers.undo_to(captured);
                 if matches!(e, EngineError::Panicked(_)) {
                     if let Err(e) = self.rebuild_views() {
                         tracing::error!(error = %e, "rebuilding the views failed");
@@ -668,7 +707,7 @@ impl Coordinator {
     /// ([`EngineError::Rewound`]), so each starts again from the offsets committed with
     /// the last checkpoint: nothing is lost, nothing counted twice, and once the disk
     /// takes writes again the pipeline goes on by itself.
-    fn commit(&mut self) {
+    fn commit(&mut self) -> Result<(), EngineError> {
         if let Err(e) = self.statement(|c| c.tick(crate::wall_clock_micros())) {
             tracing::error!(error = %e, "advancing temporal filters failed");
         }
@@ -677,8 +716,16 @@ impl Coordinator {
         }
         let res = self.txn.commit();
         match &res {
-            Ok(()) => self.committed = None,
+            Ok(()) => {
+                self.committed = None;
+                let schemas = &self.schemas;
+                self.subscribers
+                    .committed(crate::wall_clock_micros() / 1000, |r| {
+                        schemas.contains_key(&r)
+                    });
+            }
             Err(e) => {
+                self.subscribers.discard();
                 tracing::error!(error = %e, "checkpoint commit failed: uncommitted work dropped; readers restart from their committed offsets");
                 self.epoch.fetch_add(1, Ordering::SeqCst);
                 if let Err(e) = self.rewind() {
@@ -686,12 +733,38 @@ impl Coordinator {
                 }
             }
         }
+        let res = res.map_err(|e| EngineError::CommitFailed(e.to_string(), e.is_disk_full()));
         for w in self.waiters.drain(..) {
             w(match &res {
                 Ok(()) => Ok(()),
-                Err(e) => Err(EngineError::CommitFailed(e.to_string(), e.is_disk_full())),
+                Err(EngineError::CommitFailed(m, full)) => {
+                    Err(EngineError::CommitFailed(m.clone(), *full))
+                }
+                Err(e) => Err(EngineError::Internal(e.to_string())),
             });
         }
+        res
+    }
+
+    /// Registers a subscriber right after a commit (see [`Engine::subscribe`]).
+    fn subscribe(&mut self, req: SubscribeRequest) {
+        let SubscribeRequest {
+            relation,
+            limit,
+            at_snapshot,
+            reply,
+        } = req;
+        if !self.schemas.contains_key(&relation) || self.sources.contains(&relation) {
+            let _ = reply.send(Err(EngineError::UnknownRelation(relation)));
+            return;
+        }
+        if let Err(e) = self.commit() {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let sub = self.subscribers.add(relation, limit);
+        at_snapshot(sub.timestamp);
+        let _ = reply.send(Ok(sub));
     }
 
     /// The definitions as they are now.
@@ -1182,6 +1255,9 @@ impl Coordinator {
         mut queue: VecDeque<(RelationId, Chunk)>,
     ) -> Result<(), EngineError> {
         while let Some((rel, chunk)) = queue.pop_front() {
+            if self.subscribers.watches(rel) {
+                self.subscribers.capture(rel, &chunk);
+            }
             for df in self.views.iter_mut() {
                 if df.reads(rel) {
                     for out in df.push(rel, &chunk, &mut self.txn)? {

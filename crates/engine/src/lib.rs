@@ -5,7 +5,8 @@
 //! - [`operator`]: the operator contract; [`operators`]: one file per operator;
 //! - [`dataflow`]: a view's operators wired together from its plan;
 //! - [`coordinator`]: the single writer task: applies table writes, pushes their changes
-//!   through every dependent view and commits everything in one RocksDB batch per checkpoint.
+//!   through every dependent view and commits everything in one RocksDB batch per checkpoint;
+//! - [`subscriptions`]: the committed changes of a relation, handed to `SUBSCRIBE`rs.
 
 pub mod chunk;
 pub mod coordinator;
@@ -15,6 +16,7 @@ pub mod hll;
 pub mod operator;
 pub mod operators;
 pub mod plan;
+pub mod subscriptions;
 pub mod write_check;
 
 use datafusion::arrow::error::ArrowError;

@@ -206,6 +206,10 @@ pub struct ViewDef {
     /// source not listed is read whole.
     #[serde(default)]
     pub source_columns: Vec<(u64, Vec<usize>)>,
+    /// Made for one `SUBSCRIBE TO (query)`: dropped when the subscription ends, or at
+    /// start-up if the server stopped first.
+    #[serde(default)]
+    pub subscription: bool,
 }
 
 /// Where a sink sends its rows.

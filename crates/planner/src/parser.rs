@@ -51,6 +51,17 @@ pub enum Stmt {
     /// `MOVE [direction] [FROM | IN] cursor`: a FETCH whose rows are skipped (the
     /// statement is parsed as that `FETCH`).
     Move(Box<Statement>),
+    /// `SUBSCRIBE …`: the rows of a relation or query, then every change.
+    Subscribe(Box<Subscribe>),
+    /// `COPY (SUBSCRIBE …) TO STDOUT …`: the subscription, and the `COPY` statement that
+    /// carries its options.
+    CopySubscribe(Box<(Subscribe, Statement)>),
+    /// `DECLARE name CURSOR [WITH HOLD] FOR SUBSCRIBE …`.
+    DeclareSubscribe {
+        name: String,
+        hold: bool,
+        subscribe: Box<Subscribe>,
+    },
     /// An empty statement (`;` alone, or only comments).
     Empty,
 }
@@ -174,7 +185,9 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
 }
 
 mod fetch;
+mod subscribe;
 use fetch::parse_fetch;
+pub use subscribe::{Subscribe, SubscribeTarget};
 
 fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
     let dialect = PostgreSqlDialect {};
@@ -191,6 +204,24 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         }
         if parser.parse_keyword(Keyword::FLUSH) {
             out.push(Stmt::Flush);
+        } else if subscribe::starts_subscribe(&parser) {
+            let sub = subscribe::parse_subscribe(&mut parser).map_err(|e| parser_error(sql, e))?;
+            check_subscribe(&sub)?;
+            out.push(Stmt::Subscribe(Box::new(sub)));
+        } else if subscribe::starts_copy_subscribe(&parser) {
+            let (sub, copy) =
+                subscribe::parse_copy_subscribe(&mut parser).map_err(|e| parser_error(sql, e))?;
+            check_subscribe(&sub)?;
+            out.push(Stmt::CopySubscribe(Box::new((sub, copy))));
+        } else if subscribe::starts_declare_subscribe(&parser) {
+            let (name, hold, sub) = subscribe::parse_declare_subscribe(&mut parser)
+                .map_err(|e| parser_error(sql, e))?;
+            check_subscribe(&sub)?;
+            out.push(Stmt::DeclareSubscribe {
+                name,
+                hold,
+                subscribe: Box::new(sub),
+            });
         } else if peek_words(&parser, &["MOVE"]) || peek_words(&parser, &["FETCH"]) {
             let is_move = peek_words(&parser, &["MOVE"]);
             parser.next_token();
@@ -595,6 +626,14 @@ fn has_format_clause(parser: &Parser) -> bool {
         }
     }
     false
+}
+
+/// A subscription's query is held to the limits of any statement.
+fn check_subscribe(sub: &Subscribe) -> Result<(), PlannerError> {
+    match &sub.target {
+        SubscribeTarget::Query(q) => crate::complexity::check(q),
+        SubscribeTarget::Relation(_) => Ok(()),
+    }
 }
 
 fn peek_words(parser: &Parser, words: &[&str]) -> bool {

@@ -113,6 +113,11 @@ impl Backend {
         self.wake.notify_waiters();
     }
 
+    /// Ends the session once its statement has answered (a subscriber that fell behind).
+    pub fn end_after_statement(&self) {
+        self.terminated.store(true, Ordering::SeqCst);
+    }
+
     pub fn is_terminated(&self) -> bool {
         self.terminated.load(Ordering::SeqCst)
     }

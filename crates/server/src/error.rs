@@ -86,6 +86,9 @@ pub enum ServerError {
     /// `55000`
     #[error("{0}")]
     ObjectState(String),
+    /// `53400`: a subscriber left more changes unread than it may; its connection ends.
+    #[error("{0}")]
+    SubscriberTooSlow(String),
 }
 
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
@@ -161,6 +164,7 @@ impl ServerError {
             ServerError::DuplicateCursor(_) => ("42P03", None, None),
             ServerError::UndefinedCursor(_) => ("34000", None, None),
             ServerError::ObjectState(_) => ("55000", None, None),
+            ServerError::SubscriberTooSlow(_) => ("53400", None, None),
         };
         PgError {
             code,
@@ -188,7 +192,7 @@ impl ServerError {
         let e = self.to_pg();
         // A terminated session's statement ends with the session.
         let severity = match self {
-            ServerError::Terminated => "FATAL",
+            ServerError::Terminated | ServerError::SubscriberTooSlow(_) => "FATAL",
             _ => "ERROR",
         };
         let mut info = ErrorInfo::new(severity.to_string(), e.code.to_string(), e.message);

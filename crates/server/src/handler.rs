@@ -11,9 +11,7 @@ use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
-use pgwire::api::query::{
-    send_describe_response, send_execution_response, send_query_response, send_ready_for_query,
-};
+use pgwire::api::query::{send_describe_response, send_execution_response, send_ready_for_query};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
     CopyResponse, DescribePortalResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
@@ -122,13 +120,13 @@ fn to_response(
             columns,
             stream::empty::<PgWireResult<CopyData>>(),
         )),
-        Output::CopyOut { columns, rows } => Response::CopyOut(CopyResponse::new(
+        Output::CopyOut { columns, lines } => Response::CopyOut(CopyResponse::new(
             0,
             columns,
-            stream::iter(
-                rows.into_iter()
-                    .map(|r| Ok(CopyData::new(r.into_bytes().into()))),
-            ),
+            lines.map(|l| {
+                l.map(|l| CopyData::new(l.into_bytes().into()))
+                    .map_err(ServerError::into_pgwire)
+            }),
         )),
     })
 }
@@ -191,19 +189,21 @@ impl Connection {
                     ))
                     .await?
             }
-            Response::Query(results) => match send_query_response(client, results, true).await {
-                Ok(()) => {}
-                // The query failed while its rows were sent (a cancel, a timeout, an
-                // error in a later batch): the rows so far, then the error.
-                Err(PgWireError::UserError(e)) => {
-                    self.session.note_error();
-                    client
-                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
-                        .await?;
-                    return Ok(false);
+            Response::Query(results) => {
+                match crate::respond::send_rows(client, results, true).await {
+                    Ok(()) => {}
+                    // The query failed while its rows were sent (a cancel, a timeout, an
+                    // error in a later batch): the rows so far, then the error.
+                    Err(PgWireError::UserError(e)) => {
+                        self.session.note_error();
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                            .await?;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
             Response::Execution(tag)
             | Response::TransactionStart(tag)
             | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
@@ -220,7 +220,17 @@ impl Connection {
                 return Ok(false);
             }
             Response::CopyOut(result) => {
-                pgwire::api::copy::send_copy_out_response(client, result).await?
+                match crate::respond::send_copy_out(client, result).await {
+                    Ok(()) => {}
+                    Err(PgWireError::UserError(e)) => {
+                        self.session.note_error();
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                            .await?;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Response::CopyBoth(result) => {
                 pgwire::api::copy::send_copy_both_response(client, result).await?;
@@ -263,7 +273,16 @@ impl Connection {
                 pgwire::api::copy::send_copy_in_response(client, result).await?;
             }
             Response::CopyOut(result) => {
-                pgwire::api::copy::send_copy_out_response(client, result).await?
+                if let Err(e) = crate::respond::send_copy_out(client, result).await {
+                    if let PgWireError::UserError(e) = e {
+                        self.session.note_error();
+                        client
+                            .send(PgWireBackendMessage::ErrorResponse((*e).into()))
+                            .await?;
+                    } else {
+                        return Err(e);
+                    }
+                }
             }
             Response::CopyBoth(result) => {
                 client.set_state(PgWireConnectionState::CopyInProgress(true));
@@ -523,7 +542,7 @@ impl ExtendedQueryHandler for Connection {
                 if max_rows != 0 && sent == max_rows {
                     break true;
                 }
-                match r.data_rows.next().await {
+                match crate::respond::next_flushing(client, &mut r.data_rows).await? {
                     Some(row) => {
                         client.feed(PgWireBackendMessage::DataRow(row?)).await?;
                         sent += 1;

@@ -3,6 +3,7 @@
 //! - [`config`]: settings from flags, environment and TOML;
 //! - [`server`]: the listener, connection limit and graceful shutdown;
 //! - [`handler`]: the Postgres wire protocol (simple and extended) over a session;
+//!   [`respond`]: rows and COPY data sent as they are produced;
 //! - [`session`]: statement execution against the shared database ([`session::Db`]), one
 //!   file per concern under `session/` (queries, DML, DDL, session variables, the
 //!   `freshet_catalog` tables, users and privileges);
@@ -24,6 +25,7 @@ pub mod params;
 pub mod playground;
 pub mod query_pool;
 pub mod readers;
+pub mod respond;
 pub mod scan;
 pub mod server;
 pub mod session;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -57,6 +58,9 @@ pub struct ScanPartition {
     pub prefix_len: usize,
     pub scans: Arc<Scans>,
     pub deadline: Option<Instant>,
+    /// A `SUBSCRIBE` snapshot taken at this checkpoint timestamp: each distinct row once,
+    /// after two columns, the timestamp and its multiplicity (`schema` has them first).
+    pub counted_at: Option<i64>,
 }
 
 impl std::fmt::Debug for ScanPartition {
@@ -105,18 +109,28 @@ fn hand_over(
 }
 
 impl ScanPartition {
-    /// The thread's work: walks the range in the snapshot, a batch at a time.
-    fn run(&self, tx: mpsc::Sender<DfResult<RecordBatch>>) {
+    /// The thread's work: walks the range in the snapshot, a batch at a time; `taken`
+    /// hears once the snapshot is taken.
+    fn run(
+        &self,
+        tx: mpsc::Sender<DfResult<RecordBatch>>,
+        taken: Option<std::sync::mpsc::SyncSender<()>>,
+    ) {
+        let skip = if self.counted_at.is_some() { 2 } else { 0 };
         let types: Vec<DataType> = self
             .schema
             .fields()
             .iter()
+            .skip(skip)
             .map(|f| f.data_type().clone())
             .collect();
         let mut rows = Vec::with_capacity(BATCH_ROWS);
         let mut failed: Option<DataFusionError> = None;
         let mut stopped = false;
         let walked = self.store.read_snapshot(|r| {
+            if let Some(taken) = taken {
+                let _ = taken.send(());
+            }
             r.walk(&self.start, self.end.as_deref(), false, &mut |k, v| {
                 let (row, n) = match decode_pair(k, v, self.prefix_len, &types, self.layout) {
                     Ok(x) => x,
@@ -125,10 +139,18 @@ impl ScanPartition {
                         return false;
                     }
                 };
-                for _ in 1..n.max(1) {
-                    rows.push(row.clone());
+                if let Some(ts) = self.counted_at {
+                    let mut counted = Vec::with_capacity(row.len() + 2);
+                    counted.push(ScalarValue::Int64(Some(ts)));
+                    counted.push(ScalarValue::Int64(Some(n.max(1))));
+                    counted.extend(row);
+                    rows.push(counted);
+                } else {
+                    for _ in 1..n.max(1) {
+                        rows.push(row.clone());
+                    }
+                    rows.push(row);
                 }
-                rows.push(row);
                 if rows.len() >= BATCH_ROWS {
                     let batch = rows_to_batch(self.schema.clone(), &rows)
                         .map_err(|e| DataFusionError::External(Box::new(e)));
@@ -163,7 +185,6 @@ impl PartitionStream for ScanPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (tx, rx) = mpsc::channel(2);
         let me = ScanPartition {
             store: self.store.clone(),
             schema: self.schema.clone(),
@@ -173,20 +194,35 @@ impl PartitionStream for ScanPartition {
             prefix_len: self.prefix_len,
             scans: self.scans.clone(),
             deadline: self.deadline,
+            counted_at: self.counted_at,
         };
-        if self.scans.closing.load(Ordering::SeqCst) {
+        me.start(None)
+    }
+}
+
+impl ScanPartition {
+    /// Starts the scan's thread; `taken` hears once its snapshot is taken (or the scan
+    /// could not start).
+    pub fn start(
+        self,
+        taken: Option<std::sync::mpsc::SyncSender<()>>,
+    ) -> SendableRecordBatchStream {
+        let (tx, rx) = mpsc::channel(2);
+        let schema = self.schema.clone();
+        let me = self;
+        if me.scans.closing.load(Ordering::SeqCst) {
             let _ = tx.try_send(Err(DataFusionError::Execution(
                 "the server is shutting down".into(),
             )));
         } else {
-            self.scans.active.fetch_add(1, Ordering::SeqCst);
-            let running = Running(self.scans.clone());
+            me.scans.active.fetch_add(1, Ordering::SeqCst);
+            let running = Running(me.scans.clone());
             let on_error = tx.clone();
             let spawned = std::thread::Builder::new()
                 .name("freshet-scan".into())
                 .spawn(move || {
                     let _running = running;
-                    me.run(tx)
+                    me.run(tx, taken)
                 });
             if let Err(e) = spawned {
                 let _ = on_error.try_send(Err(DataFusionError::Execution(format!(
@@ -197,6 +233,6 @@ impl PartitionStream for ScanPartition {
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
     }
 }

@@ -45,6 +45,7 @@ mod ddl;
 mod dml;
 mod pg;
 mod query;
+mod subscribe;
 mod system_tables;
 mod transaction;
 mod vars;
@@ -58,6 +59,8 @@ pub const SERVER_VERSION: &str = "15.0 (Freshet)";
 
 /// A query's batches as the engine produces them.
 pub type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
+/// The lines of a `COPY … TO STDOUT`.
+pub type LineStream = futures::stream::BoxStream<'static, Result<String>>;
 
 /// What a statement produced.
 pub enum Output {
@@ -88,10 +91,10 @@ pub enum Output {
     CopyIn {
         columns: usize,
     },
-    /// `COPY … TO STDOUT`: the lines.
+    /// `COPY … TO STDOUT`: the lines, produced as the client takes them.
     CopyOut {
         columns: usize,
-        rows: Vec<String>,
+        lines: LineStream,
     },
 }
 
@@ -194,6 +197,9 @@ impl Session {
         match res {
             Err(e) => {
                 self.note_error();
+                if matches!(e, ServerError::SubscriberTooSlow(_)) {
+                    self.backend().end_after_statement();
+                }
                 Err(e)
             }
             // An error while the client reads the rows aborts the transaction too; a cancel
@@ -205,6 +211,10 @@ impl Session {
             Ok(Output::Fetched { schema, batches }) => Ok(Output::Fetched {
                 schema,
                 batches: self.failing_transaction_on_error(cancelable(batches, running)),
+            }),
+            Ok(Output::CopyOut { columns, lines }) => Ok(Output::CopyOut {
+                columns,
+                lines: self.failing_transaction_on_error(cancelable(lines, running)),
             }),
             ok => ok,
         }
@@ -315,6 +325,16 @@ impl Session {
             }
             Stmt::Sql(s) => self.execute_sql(s, params).await,
             Stmt::Move(fetch) => self.fetch(fetch, true).await,
+            Stmt::Subscribe(sub) => {
+                let (schema, batches) = self.subscribe(sub).await?;
+                Ok(Output::Stream { schema, batches })
+            }
+            Stmt::CopySubscribe(c) => self.copy_subscribe(&c.0, &c.1).await,
+            Stmt::DeclareSubscribe {
+                name,
+                hold,
+                subscribe,
+            } => self.declare_subscribe(name, *hold, subscribe).await,
         }
     }
 
@@ -418,7 +438,10 @@ fn cancel_error(backend: &crate::backends::Backend) -> ServerError {
 
 /// `batches`, ending with `57014` once the statement is canceled. Holds the statement's
 /// guard: until the last row is sent, a cancel finds it running.
-fn cancelable(batches: BatchStream, running: crate::backends::Running) -> BatchStream {
+fn cancelable<T: Send + 'static>(
+    batches: futures::stream::BoxStream<'static, Result<T>>,
+    running: crate::backends::Running,
+) -> futures::stream::BoxStream<'static, Result<T>> {
     use futures::StreamExt;
     Box::pin(futures::stream::unfold(
         Some((batches, running)),
@@ -439,7 +462,7 @@ fn cancelable(batches: BatchStream, running: crate::backends::Running) -> BatchS
 /// Statements that only read: a cancel may stop them anywhere.
 fn reads_only(stmt: &Stmt) -> bool {
     match stmt {
-        Stmt::Move(_) => true,
+        Stmt::Move(_) | Stmt::Subscribe(_) | Stmt::CopySubscribe(_) => true,
         Stmt::Sql(s) => match s.as_ref() {
             Statement::Query(_) | Statement::Fetch { .. } | Statement::Explain { .. } => true,
             Statement::Copy { to, .. } => *to,

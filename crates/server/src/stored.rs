@@ -314,6 +314,7 @@ impl TableProvider for StoredRelation {
             prefix_len: keys::rows_prefix(self.id).len(),
             scans: self.scans.clone(),
             deadline: self.deadline,
+            counted_at: None,
         };
         Ok(Arc::new(StreamingTableExec::try_new(
             self.schema.clone(),

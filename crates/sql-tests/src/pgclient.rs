@@ -19,6 +19,12 @@
 //! - `freshet:create_topic NAME PARTITIONS` creates a topic;
 //! - `freshet:produce TOPIC [partition=N] [key=K]` followed by one message per line
 //!   produces them (a line `<null>` is a message with a null value).
+//!
+//! Results: values of a column named `freshet_timestamp` (a `SUBSCRIBE`'s checkpoint
+//! timestamps, which differ from run to run) read as `<ts>`.
+
+/// A `SUBSCRIBE`'s timestamp column (masked in results).
+const TIMESTAMP_COLUMN: &str = "freshet_timestamp";
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -283,6 +289,7 @@ impl FreshetDb {
                     rows.push(
                         (0..r.len())
                             .map(|i| match r.get(i) {
+                                _ if r.columns()[i].name() == TIMESTAMP_COLUMN => "<ts>".into(),
                                 None => "NULL".to_string(),
                                 Some("") => "(empty)".to_string(),
                                 Some(v) => v.to_string(),
@@ -315,7 +322,11 @@ impl FreshetDb {
         for row in &rows {
             let mut cells = Vec::with_capacity(row.len());
             for (i, col) in row.columns().iter().enumerate() {
-                cells.push(binary_cell_to_text(row, i, col.type_())?);
+                cells.push(if col.name() == TIMESTAMP_COLUMN {
+                    "<ts>".into()
+                } else {
+                    binary_cell_to_text(row, i, col.type_())?
+                });
             }
             out.push(cells);
         }

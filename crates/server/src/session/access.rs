@@ -59,6 +59,14 @@ impl Session {
                 Err(denied("create, change or drop users"))
             }
             Stmt::Sql(s) => self.authorize_sql(&me, s),
+            // A subscription reads what its query reads (its own view, if it has one,
+            // is the server's business).
+            Stmt::Subscribe(sub) | Stmt::DeclareSubscribe { subscribe: sub, .. } => {
+                self.authorize_sql(&me, &super::subscribe::subscribed_query(sub)?)
+            }
+            Stmt::CopySubscribe(c) => {
+                self.authorize_sql(&me, &super::subscribe::subscribed_query(&c.0)?)
+            }
             _ => Err(denied("create or drop sources, tables, views and sinks")),
         }
     }

@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, StringArray};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use freshet_planner::catalog::TableDef;
 use freshet_planner::sqlparser::ast::{CopySource, CopyTarget, Statement};
 use freshet_planner::PlannerError;
 
-use super::{ident_name, object_name, Output, Session};
+use super::{ident_name, object_name, BatchStream, Output, Session};
 use crate::copy_format::{self, BadLine, CopyFormat};
 use crate::error::{Result, ServerError};
 
@@ -228,32 +229,77 @@ impl Session {
             return Err(PlannerError::Internal("COPY query did not parse".into()).into());
         };
         self.authorize(&freshet_planner::parser::Stmt::Sql(stmt.clone()))?;
-        let Some((schema, batches)) = self.query(&stmt, &[]).await?.into_batches().await? else {
-            return Err(ServerError::Internal("COPY query returned no rows".into()));
+        let (schema, batches): (_, BatchStream) = match self.query(&stmt, &[]).await? {
+            Output::Stream { schema, batches } => (schema, batches),
+            Output::Rows { schema, batches } => (
+                schema,
+                Box::pin(futures::stream::iter(batches.into_iter().map(Ok))),
+            ),
+            _ => return Err(ServerError::Internal("COPY query returned no rows".into())),
         };
-        let mut lines = Vec::new();
-        if format.header {
-            let mut line = String::new();
+        Ok(self.copy_lines(schema, batches, format))
+    }
+
+    /// `COPY (SUBSCRIBE …) TO STDOUT [options]`: the subscription's rows as lines, as
+    /// they come.
+    pub(super) async fn copy_subscribe(
+        &self,
+        sub: &freshet_planner::parser::Subscribe,
+        copy: &Statement,
+    ) -> Result<Output> {
+        let Statement::Copy {
+            to: true,
+            target: CopyTarget::Stdout,
+            options,
+            legacy_options,
+            ..
+        } = copy
+        else {
+            return Err(ServerError::Unsupported(
+                "COPY (SUBSCRIBE …) goes only TO STDOUT".into(),
+            ));
+        };
+        let format = CopyFormat::from_options(options, legacy_options)
+            .map_err(ServerError::InvalidOption)?;
+        let (schema, batches) = self.subscribe(sub).await?;
+        Ok(self.copy_lines(schema, batches, format))
+    }
+
+    /// Rows as COPY lines (a header first if the format has one), encoded a batch at a
+    /// time as the client takes them.
+    fn copy_lines(&self, schema: SchemaRef, batches: BatchStream, format: CopyFormat) -> Output {
+        use futures::StreamExt;
+        let header = format.header.then(|| {
             let names: Vec<Option<String>> = schema
                 .fields()
                 .iter()
                 .map(|f| Some(freshet_planner::naming::display_name(f.name()).to_string()))
                 .collect();
+            let mut line = String::new();
             copy_format::format_row(&names, &format, &mut line);
-            lines.push(line);
-        }
-        for b in &batches {
-            for row in crate::encode::text_rows(b, &self.time_zone())
-                .map_err(|e| ServerError::Internal(e.to_string()))?
-            {
-                let mut line = String::new();
-                copy_format::format_row(&row, &format, &mut line);
-                lines.push(line);
-            }
-        }
-        Ok(Output::CopyOut {
+            Ok(line)
+        });
+        let zone = self.time_zone();
+        let body = batches.flat_map(move |b| {
+            let lines: Vec<Result<String>> = match b.and_then(|b| {
+                crate::encode::text_rows(&b, &zone)
+                    .map_err(|e| ServerError::Internal(e.to_string()))
+            }) {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|row| {
+                        let mut line = String::new();
+                        copy_format::format_row(row, &format, &mut line);
+                        Ok(line)
+                    })
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(lines)
+        });
+        Output::CopyOut {
             columns: schema.fields().len(),
-            rows: lines,
-        })
+            lines: Box::pin(futures::stream::iter(header).chain(body)),
+        }
     }
 }

@@ -30,6 +30,10 @@ pub(super) struct Cursor {
     pos: usize,
     scroll: bool,
     pub(super) hold: bool,
+    /// Over a `SUBSCRIBE`: a FETCH waits for the first row, then returns what has come.
+    subscription: bool,
+    /// An error that came after rows a FETCH returned: the next FETCH's.
+    failed: Option<ServerError>,
 }
 
 /// The cursors of a session, by name.
@@ -92,6 +96,48 @@ impl Cursor {
         Ok(())
     }
 
+    /// A subscription: waits until a row is buffered, then takes what has already come,
+    /// up to `want` rows.
+    async fn fill_available(&mut self, want: usize) -> Result<()> {
+        use futures::FutureExt;
+        if self.read == 0 {
+            if let Some(e) = self.failed.take() {
+                return Err(e);
+            }
+        }
+        while self.read == 0 {
+            let Some(s) = self.stream.as_mut() else {
+                return Ok(());
+            };
+            match s.next().await {
+                Some(b) => {
+                    let b = b?;
+                    self.read += b.num_rows();
+                    self.rows.push(b);
+                }
+                None => self.stream = None,
+            }
+        }
+        while self.read < want {
+            let Some(s) = self.stream.as_mut() else {
+                return Ok(());
+            };
+            match s.next().now_or_never() {
+                Some(Some(Ok(b))) => {
+                    self.read += b.num_rows();
+                    self.rows.push(b);
+                }
+                Some(Some(Err(e))) => {
+                    self.failed = Some(e);
+                    self.stream = None;
+                }
+                Some(None) => self.stream = None,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets the first `n` buffered rows (slices share the arrays: nothing is copied).
     fn drop_front(&mut self, mut n: usize) {
         self.read -= n;
@@ -136,7 +182,11 @@ impl Cursor {
                     ))
                 }
             };
-            self.fill(n).await?;
+            if self.subscription {
+                self.fill_available(n).await?;
+            } else {
+                self.fill(n).await?;
+            }
             let take = n.min(self.read);
             let out = self.slice(0, take)?;
             self.drop_front(take);
@@ -259,6 +309,8 @@ impl Session {
                     pos: 0,
                     scroll: d.scroll == Some(true),
                     hold,
+                    subscription: false,
+                    failed: None,
                 };
                 self.cursors().insert(name, c);
                 return Ok(command("DECLARE CURSOR"));
@@ -279,6 +331,41 @@ impl Session {
                 pos: 0,
                 scroll: d.scroll == Some(true),
                 hold,
+                subscription: false,
+                failed: None,
+            },
+        );
+        Ok(command("DECLARE CURSOR"))
+    }
+
+    /// `DECLARE name CURSOR [WITH HOLD] FOR SUBSCRIBE …`: FETCH then waits for changes.
+    pub(super) async fn declare_subscribe(
+        &self,
+        name: &str,
+        hold: bool,
+        sub: &freshet_planner::parser::Subscribe,
+    ) -> Result<Output> {
+        if !hold && self.tx_status() == super::TxStatus::Idle {
+            return Err(ServerError::NoActiveTransaction(
+                "DECLARE CURSOR can only be used in transaction blocks".into(),
+            ));
+        }
+        if self.cursors().contains_key(name) {
+            return Err(ServerError::DuplicateCursor(name.to_string()));
+        }
+        let (schema, stream) = self.subscribe(sub).await?;
+        self.cursors().insert(
+            name.to_string(),
+            Cursor {
+                schema,
+                stream: Some(stream),
+                rows: Vec::new(),
+                read: 0,
+                pos: 0,
+                scroll: false,
+                hold,
+                subscription: true,
+                failed: None,
             },
         );
         Ok(command("DECLARE CURSOR"))
@@ -299,7 +386,7 @@ impl Session {
             .cursors()
             .remove(&name)
             .ok_or_else(|| ServerError::UndefinedCursor(name.clone()))?;
-        if !c.scroll && matches!(s, Step::Forward(i64::MAX)) {
+        if !c.scroll && !c.subscription && matches!(s, Step::Forward(i64::MAX)) {
             // Forward-only FETCH ALL / MOVE ALL: the rest of the stream goes to the
             // client (or is counted) as it is read, never buffered here.
             let buffered = std::mem::take(&mut c.rows);

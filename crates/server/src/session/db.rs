@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
 use freshet_engine::coordinator::{late_events_schema, source_errors_schema};
 use freshet_engine::coordinator::{
-    Engine, EngineConfig, Output as ViewOutput, TableDesc, ViewDesc,
+    Ddl, Engine, EngineConfig, Output as ViewOutput, TableDesc, ViewDesc,
 };
 use freshet_engine::plan::StreamNode;
 use freshet_planner::catalog::{Catalog, TableDef, ViewDef};
@@ -96,10 +96,18 @@ impl Db {
             ))
         })?;
         let store = Store::open(&data_dir.join("db"))?;
-        let catalog = match store.read_snapshot(|r| r.get(keys::CATALOG))? {
+        let mut catalog = match store.read_snapshot(|r| r.get(keys::CATALOG))? {
             Some(bytes) => Catalog::from_json(&bytes)?,
             None => Catalog::default(),
         };
+        // Views of subscriptions that were running when the server stopped: they go.
+        let leftovers: Vec<u64> = catalog
+            .views
+            .iter()
+            .filter(|v| v.subscription && catalog.dependents(v.id).is_empty())
+            .map(|v| v.id)
+            .collect();
+        catalog.views.retain(|v| !leftovers.contains(&v.id));
         let ctx = new_session_with(&limits);
         for t in &catalog.tables {
             register(&ctx, &t.name, t.schema(), vec![])?;
@@ -160,6 +168,9 @@ impl Db {
         let sources = catalog.sources.iter().map(|s| (s.id, s.schema())).collect();
         let dead_letters = config.dead_letters.clone();
         let engine = Engine::start(store.clone(), tables, sources, views, config)?;
+        for id in leftovers {
+            engine.ddl(Ddl::Drop(id), catalog.to_json()).await?;
+        }
         let db = Arc::new(Db {
             store,
             engine,
@@ -239,7 +250,7 @@ impl Db {
     }
 
     /// Why view `id` is not running, if it failed.
-    fn failure(&self, id: u64) -> Option<String> {
+    pub(super) fn failure(&self, id: u64) -> Option<String> {
         self.failed
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -23,7 +23,7 @@ use freshet_planner::PlannerError;
 
 use super::db::{table_desc, view_output};
 use super::query::{param_types, reject_sinks};
-use super::{command, ident_name, object_name, Output, Session};
+use super::{command, ident_name, object_name, Db, Output, Session};
 use crate::error::{Result, ServerError};
 
 impl Session {
@@ -205,8 +205,15 @@ impl Session {
         let (query_sql, planned) = self
             .plan_new_view(&catalog, &cv.query, &cv.columns, eowc)
             .await?;
-        self.install_view(&catalog, name, query_sql, planned, eowc, None)
-            .await?;
+        self.install_view(
+            &catalog,
+            name,
+            query_sql,
+            planned,
+            eowc,
+            ViewKind::Materialized,
+        )
+        .await?;
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
 
@@ -228,13 +235,43 @@ impl Session {
             }
         })?;
         let eowc = cs.emit_on_window_close;
-        self.install_view(&catalog, name, query_sql, planned, eowc, Some(sink))
-            .await?;
+        self.install_view(
+            &catalog,
+            name,
+            query_sql,
+            planned,
+            eowc,
+            ViewKind::Sink(sink),
+        )
+        .await?;
         Ok(command("CREATE SINK"))
     }
 
-    /// Adds a planned view (or, with `sink`, a sink) to the catalog and the engine in one
-    /// DDL, then starts its readers.
+    /// The view of a `SUBSCRIBE TO (query)`, named `name`; its id.
+    pub(super) async fn create_subscription_view(
+        &self,
+        name: &str,
+        query: &ast::Query,
+    ) -> Result<u64> {
+        let _ddl = self.db.ddl_lock.lock().await;
+        let catalog = self.db.catalog();
+        if name_taken(&catalog, name, false)? {
+            return Err(ServerError::Internal(format!("{name} exists")));
+        }
+        let (query_sql, planned) = self.plan_new_view(&catalog, query, &[], false).await?;
+        self.install_view(
+            &catalog,
+            name.to_string(),
+            query_sql,
+            planned,
+            false,
+            ViewKind::Subscription,
+        )
+        .await
+    }
+
+    /// Adds a planned view (or a sink, or a subscription's view) to the catalog and the
+    /// engine in one DDL, then starts its readers; its id.
     async fn install_view(
         &self,
         catalog: &Catalog,
@@ -242,8 +279,13 @@ impl Session {
         query_sql: String,
         planned: freshet_planner::stream_planner::PlannedView,
         emit_on_window_close: bool,
-        sink: Option<SinkDef>,
-    ) -> Result<()> {
+        kind: ViewKind,
+    ) -> Result<u64> {
+        let (sink, subscription) = match kind {
+            ViewKind::Materialized => (None, false),
+            ViewKind::Sink(s) => (Some(s), false),
+            ViewKind::Subscription => (None, true),
+        };
         let mut next = catalog.clone();
         let id = next.allocate_id();
         let def = ViewDef {
@@ -256,6 +298,7 @@ impl Session {
             append_only: planned.append_only,
             source_columns: planned.source_columns.clone(),
             sink,
+            subscription,
         };
         let desc = ViewDesc {
             id,
@@ -292,7 +335,7 @@ impl Session {
         if let Some(v) = next.views.last() {
             self.db.start_readers(&next, v)?;
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Plans a view's (or a sink's) query: the SQL to store and the streaming plan.
@@ -458,36 +501,62 @@ impl Session {
                 }
                 .into());
             }
-            let mut next = (*catalog).clone();
             for victim in doomed.into_iter().rev() {
-                self.db.stop_readers(victim);
-                next.tables.retain(|t| t.id != victim);
-                next.sources.retain(|s| s.id != victim);
-                next.views.retain(|v| v.id != victim);
-                if let Err(e) = self.db.engine.ddl(Ddl::Drop(victim), next.to_json()).await {
-                    // Not dropped after all (the commit failed): its readers go on.
-                    let current = self.db.catalog();
-                    if let Some(v) = current.view_by_id(victim) {
-                        self.db.start_readers(&current, v)?;
-                    } else if let Some(t) = current.tables.iter().find(|t| t.id == victim) {
-                        self.db.start_table_reader(t)?;
-                    }
-                    return Err(e.into());
-                }
-                self.db
-                    .view_schemas
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&victim);
-                self.db
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&victim);
-                self.db.set_catalog(next.clone());
+                self.db.drop_one(victim).await?;
             }
         }
         Ok(command(tag))
+    }
+}
+
+/// What `install_view` installs.
+enum ViewKind {
+    Materialized,
+    Sink(SinkDef),
+    Subscription,
+}
+
+impl Db {
+    /// Drops relation `victim` (whatever reads it must be gone already): its readers
+    /// stop, and the catalog and the engine forget it in one DDL. The caller holds the
+    /// DDL lock.
+    pub(super) async fn drop_one(&self, victim: u64) -> Result<()> {
+        let mut next = (*self.catalog()).clone();
+        self.stop_readers(victim);
+        next.tables.retain(|t| t.id != victim);
+        next.sources.retain(|s| s.id != victim);
+        next.views.retain(|v| v.id != victim);
+        if let Err(e) = self.engine.ddl(Ddl::Drop(victim), next.to_json()).await {
+            // Not dropped after all (the commit failed): its readers go on.
+            let current = self.catalog();
+            if let Some(v) = current.view_by_id(victim) {
+                self.start_readers(&current, v)?;
+            } else if let Some(t) = current.tables.iter().find(|t| t.id == victim) {
+                self.start_table_reader(t)?;
+            }
+            return Err(e.into());
+        }
+        self.view_schemas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&victim);
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&victim);
+        self.set_catalog(next);
+        Ok(())
+    }
+
+    /// Drops the view of a `SUBSCRIBE TO (query)` that ended (unless a view was built on
+    /// it since).
+    pub(super) async fn drop_subscription_view(&self, id: u64) -> Result<()> {
+        let _ddl = self.ddl_lock.lock().await;
+        let catalog = self.catalog();
+        if catalog.view_by_id(id).is_none() || !catalog.dependents(id).is_empty() {
+            return Ok(());
+        }
+        self.drop_one(id).await
     }
 }
 

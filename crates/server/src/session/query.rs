@@ -47,6 +47,9 @@ impl Session {
         let s = match stmt {
             Stmt::Sql(s) => s,
             Stmt::ShowSources | Stmt::ShowSinks => return Ok((vec![], Some(names_schema()))),
+            Stmt::Subscribe(sub) => {
+                return Ok((vec![], Some(Box::pin(self.subscribe_schema(sub)).await?)))
+            }
             _ => return Ok((vec![], None)),
         };
         match s.as_ref() {

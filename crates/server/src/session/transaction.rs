@@ -21,7 +21,7 @@ use freshet_planner::catalog::TableDef;
 use freshet_planner::parser::Stmt;
 use freshet_planner::sqlparser::ast::{self, Statement};
 
-use super::{command, BatchStream, Output, Session};
+use super::{command, Output, Session};
 use crate::error::{Result, ServerError};
 
 #[derive(Default)]
@@ -86,10 +86,18 @@ impl Session {
     }
 
     /// `stream`, marking the transaction failed if it ends in an error.
-    pub(super) fn failing_transaction_on_error(&self, stream: BatchStream) -> BatchStream {
+    pub(super) fn failing_transaction_on_error<T: Send + 'static>(
+        &self,
+        stream: futures::stream::BoxStream<'static, Result<T>>,
+    ) -> futures::stream::BoxStream<'static, Result<T>> {
         use futures::StreamExt;
         let tx = self.tx.clone();
+        let backend = self.backend().clone();
         Box::pin(stream.inspect(move |item| {
+            // A subscriber that fell behind is told why, then its connection ends.
+            if let Err(ServerError::SubscriberTooSlow(_)) = item {
+                backend.end_after_statement();
+            }
             if item.is_err() {
                 if let Some(t) = tx.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                     t.failed = true;

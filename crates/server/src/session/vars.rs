@@ -45,6 +45,7 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("timezone", "UTC"),
     ("transaction_isolation", "read committed"),
     ("statement_timeout", "0"),
+    ("subscribe_max_buffered_rows", "100000"),
 ];
 
 impl Session {
@@ -97,6 +98,13 @@ impl Session {
             .and_then(|v| crate::limits::parse_millis(&v))
             .unwrap_or(0);
         (ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(ms))
+    }
+
+    /// Changed rows a subscriber may leave unread (`subscribe_max_buffered_rows`).
+    pub(super) fn subscribe_limit(&self) -> usize {
+        self.var("subscribe_max_buffered_rows")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000)
     }
 
     pub(super) fn implicit_flush(&self) -> bool {
@@ -179,6 +187,10 @@ impl Session {
             "implicit_flush" => match value.to_lowercase().as_str() {
                 "true" | "on" | "1" | "yes" => "true".to_string(),
                 "false" | "off" | "0" | "no" => "false".to_string(),
+                _ => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
+            "subscribe_max_buffered_rows" => match value.parse::<usize>() {
+                Ok(n) if n > 0 => n.to_string(),
                 _ => return Err(ServerError::InvalidParameterValue { name, value }),
             },
             "statement_timeout" => match crate::limits::parse_millis(&value) {
