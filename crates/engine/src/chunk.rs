@@ -153,7 +153,13 @@ pub fn rows_to_batch(schema: SchemaRef, rows: &[Row]) -> Result<RecordBatch, Eng
         let array = if rows.is_empty() {
             datafusion::arrow::array::new_empty_array(f.data_type())
         } else {
-            let values = rows.iter().map(|r| r[i].clone());
+            // An untyped NULL takes the column's type (iter_to_array types a column by
+            // its first value).
+            let null = ScalarValue::try_from(f.data_type()).ok();
+            let values = rows.iter().map(|r| match (&r[i], &null) {
+                (ScalarValue::Null, Some(typed)) => typed.clone(),
+                (v, _) => v.clone(),
+            });
             let arr = ScalarValue::iter_to_array(values)?;
             if arr.data_type() != f.data_type() {
                 datafusion::arrow::compute::cast(&arr, f.data_type())?

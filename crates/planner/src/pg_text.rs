@@ -14,10 +14,11 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeZone, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Date64Type, DurationMicrosecondType, DurationMillisecondType,
-    DurationNanosecondType, DurationSecondType, IntervalDayTimeType, IntervalMonthDayNanoType,
-    IntervalUnit, IntervalYearMonthType, Time32MillisecondType, Time32SecondType,
-    Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DurationNanosecondType, DurationSecondType, Float32Type, Float64Type, IntervalDayTimeType,
+    IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType, Time32MillisecondType,
+    Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 
 /// A session's time zone (`SET TIME ZONE`): UTC, a fixed offset, or an IANA zone.
@@ -274,6 +275,12 @@ pub fn datetime(v: i64, unit: &TimeUnit) -> Option<NaiveDateTime> {
 }
 
 /// Whether `dt` is a date/time type [`temporal`] formats.
+/// Whether Postgres's text form of `dt` differs from DataFusion's cast to text: dates,
+/// times, intervals and floats (`100` not `100.0`, `1e+20` not `1e20`).
+pub fn has_own_text(dt: &DataType) -> bool {
+    is_temporal(dt) || matches!(dt, DataType::Float32 | DataType::Float64)
+}
+
 pub fn is_temporal(dt: &DataType) -> bool {
     matches!(
         dt,
@@ -293,6 +300,8 @@ pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
         return None;
     }
     Some(match array.data_type() {
+        DataType::Float64 => float(array.as_primitive::<Float64Type>().value(row), false),
+        DataType::Float32 => float(array.as_primitive::<Float32Type>().value(row) as f64, true),
         DataType::Timestamp(unit, tz) => {
             let v = match unit {
                 TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),

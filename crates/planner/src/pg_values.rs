@@ -12,11 +12,13 @@
 //! - fractional literals are `numeric`, and a `numeric` division keeps at least 16
 //!   fractional digits (DataFusion's keeps the dividend's scale plus 4: `1/3.0` would be
 //!   `0.3333`);
-//! - a date, time, timestamp or interval cast to text (`ts::text`, `'at ' || ts`) reads
-//!   as Postgres prints it, `timestamptz` in the session's time zone ([`pg_text`]).
+//! - a date, time, timestamp, interval or float cast to text (`ts::text`, `'at ' || ts`,
+//!   `x::text`) reads as Postgres prints it, `timestamptz` in the session's time zone
+//!   ([`pg_text`]).
 //!
-//! Materialized views keep DataFusion's types and text forms: a view's stored state is
-//! encoded in what it was planned with, and it is planned again at every start.
+//! Materialized views keep DataFusion's types (a view's stored state is encoded in what
+//! it was planned with, and it is planned again at every start) but cast to text as
+//! client queries do, in UTC ([`view_text_forms`]): a view equals its query run ad hoc.
 //!
 //! [`pg_text`]: crate::pg_text
 
@@ -49,7 +51,20 @@ use crate::sqlparser::ast::{
 /// documentation); `zone` is the session's time zone.
 pub fn client_query(ctx: &SessionContext, zone: Zone) {
     numeric_literals(ctx);
-    ctx.add_analyzer_rule(Arc::new(PgValues { zone }));
+    ctx.add_analyzer_rule(Arc::new(PgValues {
+        zone,
+        divisions: true,
+    }));
+}
+
+/// Makes `ctx` plan a materialized view's casts to text as a client's query does (in
+/// UTC), so that a view and the same query run ad hoc give the same text; its literals
+/// and divisions keep DataFusion's types (its state is stored in them).
+pub fn view_text_forms(ctx: &SessionContext) {
+    ctx.add_analyzer_rule(Arc::new(PgValues {
+        zone: Zone::Utc,
+        divisions: false,
+    }));
 }
 
 /// Makes `ctx` plan fractional literals as `numeric` (Decimal128).
@@ -137,6 +152,8 @@ fn fits_int4(e: &Expr) -> bool {
 #[derive(Debug)]
 struct PgValues {
     zone: Zone,
+    /// Widen `numeric` divisions (client queries only).
+    divisions: bool,
 }
 
 impl AnalyzerRule for PgValues {
@@ -147,7 +164,7 @@ impl AnalyzerRule for PgValues {
             let names = NamePreserver::new(&plan);
             let rewritten = plan.map_expressions(|e| {
                 let name = names.save(&e);
-                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text))?;
+                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text, self.divisions))?;
                 Ok(if out.transformed {
                     out.update_data(|e| name.restore(e))
                 } else {
@@ -176,13 +193,14 @@ fn rewrite_expr(
     e: DfExpr,
     schema: &DFSchema,
     text: &Arc<ScalarUDF>,
+    divisions: bool,
 ) -> DfResult<Transformed<DfExpr>> {
     match e {
         DfExpr::Cast(Cast { expr, field }) | DfExpr::TryCast(TryCast { expr, field })
             if is_text(field.data_type())
                 && expr
                     .get_type(schema)
-                    .is_ok_and(|t| pg_text::is_temporal(&t)) =>
+                    .is_ok_and(|t| pg_text::has_own_text(&t)) =>
         {
             let call = DfExpr::ScalarFunction(ScalarFunction::new_udf(text.clone(), vec![*expr]));
             let call = if field.data_type() == &ArrowType::Utf8 {
@@ -196,7 +214,7 @@ fn rewrite_expr(
             left,
             op: Operator::Divide,
             right,
-        }) => {
+        }) if divisions => {
             let (lt, rt) = (left.get_type(schema), right.get_type(schema));
             match (lt, rt) {
                 (Ok(ArrowType::Decimal128(p, s)), Ok(ArrowType::Decimal128(_, _))) => {
@@ -239,7 +257,8 @@ struct PgText {
 impl PgText {
     fn new(zone: Zone) -> PgText {
         PgText {
-            signature: Signature::any(1, Volatility::Stable),
+            // Its zone is fixed at planning: the same value gives the same text.
+            signature: Signature::any(1, Volatility::Immutable),
             zone: zone.name(),
         }
     }

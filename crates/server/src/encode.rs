@@ -79,16 +79,22 @@ pub fn field_infos(schema: &Schema, format: impl Fn(usize) -> FieldFormat) -> Ve
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            let meta = |key: &str| f.metadata().get(key);
             FieldInfo::new(
                 f.name().clone(),
-                None,
-                None,
+                meta(TABLE_OID).and_then(|v| v.parse().ok()),
+                meta(COLUMN_NUMBER).and_then(|v| v.parse().ok()),
                 pg_type(f.data_type()),
                 format(i),
             )
         })
         .collect()
 }
+
+/// Field metadata naming the table column a result column is (RowDescription's table
+/// OID and column number, which pgjdbc reads for `isNullable` and `getTableName`).
+pub const TABLE_OID: &str = "pg.table_oid";
+pub const COLUMN_NUMBER: &str = "pg.attnum";
 
 /// One value on its way to the wire.
 #[derive(Debug)]

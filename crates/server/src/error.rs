@@ -86,6 +86,9 @@ pub enum ServerError {
     /// `55000`
     #[error("{0}")]
     ObjectState(String),
+    /// `25006`
+    #[error("{0}")]
+    ReadOnlyTransaction(String),
     /// `53400`: a subscriber left more changes unread than it may; its connection ends.
     #[error("{0}")]
     SubscriberTooSlow(String),
@@ -165,6 +168,7 @@ impl ServerError {
             ServerError::UndefinedCursor(_) => ("34000", None, None),
             ServerError::ObjectState(_) => ("55000", None, None),
             ServerError::SubscriberTooSlow(_) => ("53400", None, None),
+            ServerError::ReadOnlyTransaction(_) => ("25006", None, None),
         };
         PgError {
             code,

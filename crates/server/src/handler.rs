@@ -23,9 +23,10 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::data::DataRow;
+use pgwire::messages::data::{DataRow, NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
     Describe, Execute, PortalSuspended, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL,
+    TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
@@ -479,6 +480,47 @@ impl ExtendedQueryHandler for Connection {
                 if let Some(schema) = self.session.cursor_schema(name) {
                     let fields = field_infos(&schema, |_| FieldFormat::Text);
                     send_describe_response(client, &DescribePortalResponse::new(fields)).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
+            // A statement without rows: its parameters, then NoData (pgwire answers an
+            // empty RowDescription when there are parameters, which pgjdbc takes for a
+            // result it did not expect once it prepares an INSERT for good).
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if let Some(Entry::Value(stored)) = client.portal_store().get_statement(name) {
+                if stored.statement.schema.is_none() {
+                    let types: Vec<u32> = (0..stored
+                        .parameter_types
+                        .len()
+                        .max(stored.statement.param_types.len()))
+                        .map(|i| {
+                            stored
+                                .parameter_types
+                                .get(i)
+                                .cloned()
+                                .flatten()
+                                .unwrap_or_else(|| {
+                                    crate::params::described_type(
+                                        stored
+                                            .statement
+                                            .param_types
+                                            .get(i)
+                                            .and_then(|t| t.as_ref()),
+                                    )
+                                })
+                                .oid()
+                        })
+                        .collect();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(types),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
                     return Ok(());
                 }
             }

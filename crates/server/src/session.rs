@@ -273,6 +273,7 @@ impl Session {
 
     async fn run(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
         self.authorize(stmt)?;
+        self.check_writable(stmt)?;
         if is_ddl(stmt) {
             self.check_ddl_allowed()?;
         }
@@ -380,7 +381,9 @@ impl Session {
                 names_output(names)
             }
             Statement::Grant(_) | Statement::Revoke(_) => self.grant(stmt).await,
-            Statement::Set(ast::Set::SetTransaction { modes, .. }) => self.set_transaction(modes),
+            Statement::Set(ast::Set::SetTransaction { modes, session, .. }) => {
+                self.set_transaction(modes, *session)
+            }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(variable),
             Statement::StartTransaction { modes, .. } => self.begin(modes),

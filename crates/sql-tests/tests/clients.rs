@@ -149,3 +149,40 @@ fn node_postgres() {
     let out = run(&server, Command::new("node").args(["node/test_pg.js"]));
     assert!(out.contains("node-postgres: ok"), "{out}");
 }
+
+/// pgjdbc (Debian's libpostgresql-jdbc-java), as Metabase and DBeaver use it:
+/// DatabaseMetaData (schemas, tables, columns, primary keys, indexes, types, keys,
+/// functions, keywords), ResultSetMetaData with nullability and table names, statements
+/// prepared past prepareThreshold with binary transfer, fetch-size portals,
+/// transactions, isolation levels and read-only transactions.
+#[test]
+fn pgjdbc() {
+    let server = TestServer::start();
+    let jar = "/usr/share/java/postgresql.jar";
+    assert!(
+        Path::new(jar).exists(),
+        "{jar} not found: run scripts/clients.sh (scripts/test.sh does)"
+    );
+    let classes = tempfile::tempdir().expect("tempdir");
+    let classes = classes.path().to_string_lossy().to_string();
+    run(
+        &server,
+        Command::new("javac").args(["-cp", jar, "-d", &classes, "java/FreshetJdbc.java"]),
+    );
+    let out = run(
+        &server,
+        Command::new("java").args(["-cp", &format!("{jar}:{classes}"), "FreshetJdbc"]),
+    );
+    assert!(out.contains("pgjdbc: ok"), "{out}");
+}
+
+/// The SQL Grafana's PostgreSQL data source sends, taken from Grafana's source and
+/// replayed as its Go driver sends it: version detection, the schema, table and column
+/// pickers, and panel queries with `$__timeFilter`, `$__timeGroupAlias` and the other
+/// macros expanded as Grafana expands them.
+#[test]
+fn grafana_queries() {
+    let server = TestServer::start();
+    let out = run(&server, Command::new(python()).arg("grafana/replay.py"));
+    assert!(out.contains("grafana: ok"), "{out}");
+}

@@ -146,6 +146,27 @@ fn def_with(
     }));
 }
 
+/// The length of `a[0]` if `a[1]` is dimension 1, for `array_lower`/`array_upper`.
+fn array_bounds(a: &[ScalarValue]) -> Option<i32> {
+    let dim = match a.get(1)? {
+        ScalarValue::Int64(Some(d)) => *d,
+        ScalarValue::Int32(Some(d)) => i64::from(*d),
+        ScalarValue::Int16(Some(d)) => i64::from(*d),
+        _ => return None,
+    };
+    if dim != 1 {
+        return None;
+    }
+    use datafusion::arrow::array::Array;
+    let len = match a.first()? {
+        ScalarValue::List(l) if !l.is_null(0) => l.value_length(0) as usize,
+        ScalarValue::LargeList(l) if !l.is_null(0) => l.value_length(0) as usize,
+        ScalarValue::FixedSizeList(l) if !l.is_null(0) => l.value_length() as usize,
+        _ => return None,
+    };
+    i32::try_from(len).ok()
+}
+
 /// A value as an OID: from an oid, an integer, or text holding a number.
 pub fn as_oid(v: &ScalarValue) -> Option<u32> {
     match v {
@@ -383,6 +404,12 @@ pub const NAMES: &[&str] = &[
     "has_sequence_privilege",
     "pg_has_role",
     "freshet_like_escape",
+    "quote_literal",
+    "array_lower",
+    "array_upper",
+    "freshet_regproc_in",
+    "pg_get_partkeydef",
+    "pg_stat_get_numscans",
 ];
 
 /// Registers every function, answering from `snap`.
@@ -529,6 +556,38 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
                 text(format!("'{}'", s.replace('\'', "''")))
             }
         }))
+    });
+    // Arrays are one-dimensional and 1-based here: dimension 1 runs from 1 to the
+    // length; other dimensions, empty and NULL arrays have no bounds (NULL).
+    // bigint, not Postgres' integer: DataFusion's generate_series takes bigint bounds only
+    // (pgjdbc's and Grafana's `generate_series(1, array_upper(…, 1))`).
+    def(ctx, "array_lower", &[2], Int64, |a| {
+        Ok(ScalarValue::Int64(
+            array_bounds(a).and_then(|n| (n > 0).then_some(1)),
+        ))
+    });
+    def(ctx, "array_upper", &[2], Int64, |a| {
+        Ok(ScalarValue::Int64(
+            array_bounds(a).and_then(|n| (n > 0).then_some(i64::from(n))),
+        ))
+    });
+    // `'array_in'::regproc`: the OIDs of the input functions pg_type names.
+    def(ctx, "freshet_regproc_in", &[1], UInt32, |a| {
+        let Some(v) = a.first() else {
+            return Ok(ScalarValue::UInt32(None));
+        };
+        if let Some(o) = as_oid(v) {
+            return Ok(ScalarValue::UInt32(Some(o)));
+        }
+        let name = as_text(v).unwrap_or_default();
+        let bare = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+        types::input_function_oid(bare)
+            .map(|o| ScalarValue::UInt32(Some(o)))
+            .ok_or_else(|| DataFusionError::Plan(format!("function \"{name}\" does not exist")))
+    });
+    def(ctx, "pg_get_partkeydef", &[1], Utf8, |_| Ok(NULL_TEXT));
+    def(ctx, "pg_stat_get_numscans", &[1], Int64, |_| {
+        Ok(ScalarValue::Int64(Some(0)))
     });
     def(ctx, "freshet_like_escape", &[2], Utf8, |a| {
         let (Some(p), Some(esc)) = (a.first().and_then(as_text), a.get(1).and_then(as_text)) else {

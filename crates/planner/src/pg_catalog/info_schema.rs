@@ -149,7 +149,7 @@ fn columns(s: &Snapshot) -> Table {
     ]);
     for r in listed(s) {
         for (i, c) in r.columns.iter().enumerate() {
-            let oid = types::oid_of(&c.ty);
+            let oid = c.type_oid;
             let pt = types::by_oid(oid);
             let (precision, radix, scale) = match &c.ty {
                 DataType::Int16 => (Some(16), Some(2), Some(0)),

@@ -58,6 +58,9 @@ pub struct Col {
     pub name: String,
     pub ty: DataType,
     pub not_null: bool,
+    /// Its Postgres type (`text` for a column declared TEXT, which Arrow does not tell
+    /// from VARCHAR).
+    pub type_oid: u32,
 }
 
 /// A namespace (schema).
@@ -98,6 +101,14 @@ pub fn namespace_name(oid: u32) -> Option<&'static str> {
     NAMESPACES.iter().find(|n| n.oid == oid).map(|n| n.name)
 }
 
+/// The Postgres type of a table column as declared.
+fn declared_oid(c: &crate::catalog::ColumnDef) -> u32 {
+    match c.ty {
+        crate::catalog::SqlType::Text => 25,
+        other => super::types::oid_of(&other.to_arrow()),
+    }
+}
+
 fn cols(schema: &SchemaRef, not_null: &[bool]) -> Vec<Col> {
     schema
         .fields()
@@ -107,6 +118,7 @@ fn cols(schema: &SchemaRef, not_null: &[bool]) -> Vec<Col> {
             name: f.name().clone(),
             ty: f.data_type().clone(),
             not_null: not_null.get(i).copied().unwrap_or(false),
+            type_oid: super::types::oid_of(f.data_type()),
         })
         .collect()
 }
@@ -124,7 +136,14 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
             name: t.name.clone(),
             namespace: oids::NS_PUBLIC,
             kind: 'r',
-            columns: cols(&schema, &not_null),
+            columns: cols(&schema, &not_null)
+                .into_iter()
+                .zip(&t.columns)
+                .map(|(c, d)| Col {
+                    type_oid: declared_oid(d),
+                    ..c
+                })
+                .collect(),
             pk: pk.clone(),
             index_of: None,
             id: Some(t.id),
@@ -145,6 +164,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                         name: t.columns[i].name.clone(),
                         ty: t.columns[i].ty.to_arrow(),
                         not_null: true,
+                        type_oid: declared_oid(&t.columns[i]),
                     })
                     .collect();
             out.push(Rel {

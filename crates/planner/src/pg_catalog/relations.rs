@@ -81,6 +81,10 @@ pub static RELATIONS: &[Relation] = &[
     rel!("pg_locks", pg_locks, empty),
     rel!("pg_partitioned_table", pg_partitioned_table, empty),
     rel!("pg_opclass", pg_opclass, empty),
+    rel!("pg_aggregate", pg_aggregate),
+    rel!("pg_stat_user_tables", pg_stat_user_tables),
+    // The function `pg_get_keywords()`, read as a relation (see `rewrite`).
+    rel!("pg_get_keywords", pg_get_keywords),
 ];
 
 fn all_rels(s: &Snapshot) -> Vec<Rel> {
@@ -220,7 +224,7 @@ fn pg_attribute(s: &Snapshot) -> Table {
     ]);
     for r in all_rels(s) {
         for (i, c) in r.columns.iter().enumerate() {
-            let ty = types::oid_of(&c.ty);
+            let ty = c.type_oid;
             let pt = types::by_oid(ty);
             let collation = if matches!(ty, 25 | 1043 | 1042 | 19) {
                 100
@@ -317,7 +321,7 @@ fn pg_type(s: &Snapshot) -> Table {
             oid(0),
             oid(ty.elem),
             oid(ty.array),
-            oid(0),
+            oid(ty.input_function()),
             oid(0),
             oid(0),
             oid(0),
@@ -760,8 +764,44 @@ fn pg_indexes(s: &Snapshot) -> Table {
     t
 }
 
+/// Functions `pg_proc` lists: Postgres' OIDs for the common functions and aggregates
+/// Freshet has (tools browse them: pgjdbc's `getFunctions`, Grafana's aggregate picker),
+/// as `(oid, name, kind, return type, argument types)`.
+const PROCS: &[(u32, &str, char, u32, &[u32])] = &[
+    (870, "lower", 'f', 25, &[25]),
+    (871, "upper", 'f', 25, &[25]),
+    (1317, "length", 'f', 23, &[25]),
+    (877, "substr", 'f', 25, &[25, 23, 23]),
+    (885, "btrim", 'f', 25, &[25]),
+    (3058, "concat", 'f', 25, &[2276]),
+    (1299, "now", 'f', 1184, &[]),
+    (2020, "date_trunc", 'f', 1114, &[25, 1114]),
+    (1171, "date_part", 'f', 701, &[25, 1184]),
+    (1395, "abs", 'f', 701, &[701]),
+    (1342, "round", 'f', 701, &[701]),
+    (2308, "ceil", 'f', 701, &[701]),
+    (2309, "floor", 'f', 701, &[701]),
+    (1344, "sqrt", 'f', 701, &[701]),
+    (1376, "coalesce", 'f', 2283, &[2283]),
+    (2147, "count", 'a', 20, &[2276]),
+    (2803, "count", 'a', 20, &[]),
+    (2105, "avg", 'a', 701, &[701]),
+    (2111, "sum", 'a', 701, &[701]),
+    (2107, "sum", 'a', 1700, &[20]),
+    (2120, "max", 'a', 701, &[701]),
+    (2136, "min", 'a', 701, &[701]),
+    (2159, "stddev", 'a', 701, &[701]),
+    (2727, "stddev_pop", 'a', 701, &[701]),
+    (2713, "stddev_samp", 'a', 701, &[701]),
+    (2721, "var_pop", 'a', 701, &[701]),
+    (2641, "var_samp", 'a', 701, &[701]),
+    (2148, "variance", 'a', 701, &[701]),
+    (2335, "array_agg", 'a', 2277, &[2776]),
+    (3538, "string_agg", 'a', 25, &[25, 25]),
+];
+
 fn pg_proc(_: &Snapshot) -> Table {
-    Table::new(&[
+    let mut t = Table::new(&[
         ("oid", OID),
         ("proname", TEXT),
         ("pronamespace", OID),
@@ -789,7 +829,39 @@ fn pg_proc(_: &Snapshot) -> Table {
         ("probin", TEXT),
         ("proconfig", list(TEXT)),
         ("proacl", list(TEXT)),
-    ])
+    ]);
+    for (o, name, kind, ret, args) in PROCS {
+        t.push(vec![
+            oid(*o),
+            text(*name),
+            oid(oids::NS_PG_CATALOG),
+            oid(oids::BOOTSTRAP_ROLE),
+            oid(12),
+            super::v::f32(1.0),
+            super::v::f32(0.0),
+            oid(0),
+            oid(0),
+            text(kind.to_string()),
+            b(false),
+            b(false),
+            b(true),
+            b(false),
+            text(if *name == "now" { "s" } else { "i" }),
+            text("s"),
+            i16(args.len() as i16),
+            i16(0),
+            oid(*ret),
+            v::oids(args),
+            v::null_list(&OID),
+            v::null_list(&TEXT),
+            v::null_list(&TEXT),
+            text(*name),
+            v::null(),
+            v::null_list(&TEXT),
+            v::null_list(&TEXT),
+        ]);
+    }
+    t
 }
 
 fn pg_language(_: &Snapshot) -> Table {
@@ -1173,4 +1245,90 @@ fn pg_opclass(_: &Snapshot) -> Table {
         ("opcdefault", BOOL),
         ("opckeytype", OID),
     ])
+}
+
+fn pg_aggregate(_: &Snapshot) -> Table {
+    let mut t = Table::new(&[
+        ("aggfnoid", OID),
+        ("aggkind", TEXT),
+        ("aggnumdirectargs", I16),
+        ("aggtransfn", OID),
+        ("aggfinalfn", OID),
+        ("aggtranstype", OID),
+        ("agginitval", TEXT),
+    ]);
+    for (o, _, _, ret, _) in PROCS.iter().filter(|p| p.2 == 'a') {
+        t.push(vec![
+            oid(*o),
+            text("n"),
+            i16(0),
+            oid(0),
+            oid(0),
+            oid(*ret),
+            v::null(),
+        ]);
+    }
+    t
+}
+
+/// Tables and materialized views with their statistics (Metabase reads it for row-count
+/// estimates): Freshet keeps no scan statistics, so the counts are 0.
+fn pg_stat_user_tables(s: &Snapshot) -> Table {
+    let mut t = Table::new(&[
+        ("relid", OID),
+        ("schemaname", TEXT),
+        ("relname", TEXT),
+        ("seq_scan", I64),
+        ("idx_scan", I64),
+        ("n_tup_ins", I64),
+        ("n_tup_upd", I64),
+        ("n_tup_del", I64),
+        ("n_live_tup", I64),
+        ("n_dead_tup", I64),
+        ("last_vacuum", super::ty::timestamptz()),
+        ("last_analyze", super::ty::timestamptz()),
+    ]);
+    for r in all_rels(s)
+        .into_iter()
+        .filter(|r| matches!(r.kind, 'r' | 'm') && r.id.is_some())
+    {
+        let zero = || v::i64(0);
+        t.push(vec![
+            oid(r.oid),
+            text(objects::namespace_name(r.namespace).unwrap_or("public")),
+            text(&r.name),
+            zero(),
+            zero(),
+            zero(),
+            zero(),
+            zero(),
+            zero(),
+            zero(),
+            v::timestamptz(None),
+            v::timestamptz(None),
+        ]);
+    }
+    t
+}
+
+/// The SQL keywords Freshet's parser knows (`pg_get_keywords()`; pgjdbc's
+/// `getSQLKeywords`).
+fn pg_get_keywords(_: &Snapshot) -> Table {
+    let mut t = Table::new(&[
+        ("word", TEXT),
+        ("catcode", TEXT),
+        ("barelabel", BOOL),
+        ("catdesc", TEXT),
+        ("baredesc", TEXT),
+    ]);
+    for k in crate::sqlparser::keywords::ALL_KEYWORDS {
+        t.push(vec![
+            text(k.to_lowercase()),
+            text("U"),
+            b(true),
+            text("unreserved"),
+            text("can be bare label"),
+        ]);
+    }
+    t
 }

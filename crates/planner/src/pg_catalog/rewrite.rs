@@ -19,7 +19,14 @@
 //!   (equal, as it returns at most one row), which DataFusion can decorrelate;
 //! - `ARRAY(SELECT x …)` → `(SELECT array_agg(x) …)`;
 //! - `generate_subscripts(arr, 1)` → `unnest(generate_series(1, array_length(arr, 1)))`
-//!   (unnested in step with `unnest(arr)` beside it, as Postgres does).
+//!   (unnested in step with `unnest(arr)` beside it, as Postgres does);
+//! - `information_schema._pg_expandarray(arr)` (pgjdbc's and Metabase's key queries), a
+//!   set of `(x, n)` records: `(…).x` → `unnest(arr)`, `(…).n` → the subscripts as
+//!   above, the record itself → `unnest(arr)` and `(record).x` → the record;
+//! - a scalar function in FROM (`string_to_array(…) s`, Grafana's search-path list) →
+//!   a one-row subquery whose column takes the alias; `generate_series(…) AS i` names
+//!   its column `i`, as Postgres does for a function returning one column (without an
+//!   alias, the column stays `value`).
 
 use std::ops::ControlFlow;
 
@@ -40,8 +47,208 @@ pub fn rewrite(stmt: &mut Statement, user_relation: &dyn Fn(&str) -> bool) {
         qualify(name, user_relation);
         ControlFlow::<()>::Continue(())
     });
-    let mut v = Rewriter { catalog_query };
+    let expands_arrays =
+        catalog_query && stmt.to_string().to_lowercase().contains("_pg_expandarray");
+    let mut v = Rewriter {
+        catalog_query,
+        expands_arrays,
+    };
     let _ = stmt.visit(&mut v);
+}
+
+/// Scalar functions Postgres tools call in FROM (a one-row relation there).
+const SCALAR_IN_FROM: &[&str] = &[
+    "string_to_array",
+    "regexp_split_to_array",
+    "current_schemas",
+    "current_setting",
+    "current_schema",
+    "current_database",
+    "current_user",
+    "version",
+];
+
+/// Table functions of one column, whose column Postgres names after the alias.
+const ONE_COLUMN_FUNCTIONS: &[&str] = &["generate_series", "range"];
+
+/// `f(args) [AS] alias[(col)]` in FROM, for a scalar `f`: `(SELECT f(args) AS col) AS
+/// alias`; for a one-column table function without column names: `AS alias(alias)`.
+fn function_in_from(tf: &mut TableFactor) {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: Some(args),
+        ..
+    } = tf
+    else {
+        return;
+    };
+    let Some(fname) = parts(name).last().cloned() else {
+        return;
+    };
+    if fname == "pg_get_keywords" && args.args.is_empty() {
+        let alias = alias.take();
+        *tf = TableFactor::Table {
+            name: ObjectName(vec![
+                ObjectNamePart::Identifier(Ident::new(PG_CATALOG)),
+                ObjectNamePart::Identifier(Ident::new("pg_get_keywords")),
+            ]),
+            alias,
+            args: None,
+            with_hints: vec![],
+            version: None,
+            with_ordinality: false,
+            partitions: vec![],
+            json_path: None,
+            sample: None,
+            index_hints: vec![],
+        };
+        return;
+    }
+    if ONE_COLUMN_FUNCTIONS.contains(&fname.as_str()) {
+        match alias {
+            Some(a) if a.columns.is_empty() => {
+                a.columns = vec![ast::TableAliasColumnDef::from_name(a.name.value.clone())]
+            }
+            // Without an alias the column stays DataFusion's `value` (Postgres names it
+            // after the function), which queries written for Freshet read.
+            _ => {}
+        }
+        return;
+    }
+    if !SCALAR_IN_FROM.contains(&fname.as_str()) {
+        return;
+    }
+    let (table, column) = match alias {
+        Some(a) => (
+            a.name.clone(),
+            a.columns
+                .first()
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| a.name.clone()),
+        ),
+        None => (Ident::new(&fname), Ident::new(&fname)),
+    };
+    let call: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
+    let sql = format!(
+        "(SELECT {fname}({}) AS {column}) AS {table}",
+        call.join(", ")
+    );
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    if let Ok(derived) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_table_factor())
+    {
+        *tf = derived;
+    }
+}
+
+/// Whether an expression holds a subquery (`IN (SELECT …)`, `(SELECT …)`, `EXISTS`).
+fn has_subquery(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions(e, |x| {
+        found |= matches!(
+            x,
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. }
+        );
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// `SELECT a AS x, … FROM … ORDER BY <expr with a subquery>` (Grafana's table picker),
+/// which DataFusion cannot sort by, as `SELECT x, … FROM (SELECT a AS x, …, <expr> AS
+/// __freshet_sort_1 FROM …) ORDER BY __freshet_sort_1`: the subquery is then in a
+/// projection, where DataFusion takes it.
+fn sort_keys_out_of_subqueries(q: &mut Query) {
+    let Some(order_by) = &q.order_by else {
+        return;
+    };
+    let ast::OrderByKind::Expressions(keys) = &order_by.kind else {
+        return;
+    };
+    if !keys.iter().any(|k| has_subquery(&k.expr)) {
+        return;
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return;
+    };
+    if s.distinct.is_some() {
+        return;
+    }
+    let mut names = Vec::new();
+    for item in &s.projection {
+        let name = match item {
+            SelectItem::ExprWithAlias { alias, .. } => alias.clone(),
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.clone(),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => match p.last() {
+                Some(i) => i.clone(),
+                None => return,
+            },
+            _ => return,
+        };
+        names.push(Ident::with_quote('"', name.value));
+    }
+    let mut inner = q.clone();
+    inner.order_by = None;
+    inner.limit_clause = None;
+    let mut outer_keys = Vec::new();
+    let SetExpr::Select(si) = inner.body.as_mut() else {
+        return;
+    };
+    for (k, key) in keys.iter().enumerate() {
+        let mut key = key.clone();
+        if has_subquery(&key.expr) {
+            let alias = Ident::new(format!("__freshet_sort_{}", k + 1));
+            si.projection.push(SelectItem::ExprWithAlias {
+                expr: key.expr.clone(),
+                alias: alias.clone(),
+            });
+            key.expr = Expr::Identifier(alias);
+        }
+        outer_keys.push(key.to_string());
+    }
+    let limit = q
+        .limit_clause
+        .as_ref()
+        .map(|l| format!(" {l}"))
+        .unwrap_or_default();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let sql = format!(
+        "SELECT {} FROM ({inner}) AS __freshet_sorted ORDER BY {}{limit}",
+        names.join(", "),
+        outer_keys.join(", ")
+    );
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    if let Ok(rewritten) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_query())
+    {
+        *q = *rewritten;
+    }
+}
+
+/// The array of `information_schema._pg_expandarray(arr)`, if `e` is that call.
+fn expandarray_arg(e: &Expr) -> Option<Expr> {
+    match e {
+        Expr::Nested(inner) => expandarray_arg(inner),
+        Expr::Function(f) if function_name(f) == "_pg_expandarray" => match &f.args {
+            FunctionArguments::List(l) => match l.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(arr))] => Some(arr.clone()),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `unnest(generate_series(1, array_length(arr, 1)))`: the subscripts of `arr`, in step
+/// with `unnest(arr)`.
+fn subscripts(arr: Expr) -> Expr {
+    let one = || Expr::value(Value::Number("1".into(), false));
+    let len = call("array_length", vec![arr, one()]);
+    call("unnest", vec![call("generate_series", vec![one(), len])])
 }
 
 /// Whether a statement reads `pg_catalog` or `information_schema` relations.
@@ -251,11 +458,26 @@ fn select_empty(s: &Select) -> bool {
     })
 }
 
-/// A scalar subquery's single plain projection, wrapped in `max(…)`.
+/// A scalar subquery's single plain projection, wrapped in `max(…)`; with `ORDER BY …
+/// LIMIT 1` (Grafana's legacy time-column lookup), in `first_value(… ORDER BY …)`.
 fn wrap_in_max(q: &mut Query) {
-    if q.limit_clause.is_some() || q.order_by.is_some() {
-        return;
-    }
+    let first_of = match (&q.limit_clause, &q.order_by) {
+        (None, None) => None,
+        (
+            Some(ast::LimitClause::LimitOffset {
+                limit: Some(Expr::Value(v)),
+                offset: None,
+                limit_by,
+            }),
+            Some(order),
+        ) if limit_by.is_empty() && v.value == Value::Number("1".into(), false) => {
+            match &order.kind {
+                ast::OrderByKind::Expressions(keys) => Some(keys.clone()),
+                _ => return,
+            }
+        }
+        _ => return,
+    };
     let SetExpr::Select(s) = q.body.as_mut() else {
         return;
     };
@@ -264,18 +486,39 @@ fn wrap_in_max(q: &mut Query) {
         || s.distinct.is_some()
         || !matches!(s.group_by, ast::GroupByExpr::Expressions(ref e, _) if e.is_empty())
         || s.having.is_some()
+        || !matches!(
+            s.projection[0],
+            SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }
+        )
     {
         return;
     }
     let (expr, alias) = match s.projection.remove(0) {
         SelectItem::UnnamedExpr(e) => (e, None),
         SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias)),
-        other => {
-            s.projection.push(other);
-            return;
+        _ => return,
+    };
+    if first_of.is_some() {
+        q.limit_clause = None;
+        q.order_by = None;
+    }
+    let SetExpr::Select(s) = q.body.as_mut() else {
+        return;
+    };
+    let wrapped = match first_of {
+        None => call("max", vec![expr]),
+        Some(keys) => {
+            let mut f = call("first_value", vec![expr]);
+            if let Expr::Function(ast::Function {
+                args: FunctionArguments::List(l),
+                ..
+            }) = &mut f
+            {
+                l.clauses.push(ast::FunctionArgumentClause::OrderBy(keys));
+            }
+            f
         }
     };
-    let wrapped = call("max", vec![expr]);
     s.projection.push(match alias {
         Some(alias) => SelectItem::ExprWithAlias {
             expr: wrapped,
@@ -378,6 +621,8 @@ fn is_input(e: &Expr) -> bool {
 
 struct Rewriter {
     catalog_query: bool,
+    /// The statement calls `_pg_expandarray`: `(record).x` reads its element.
+    expands_arrays: bool,
 }
 
 impl Rewriter {
@@ -424,6 +669,9 @@ impl VisitorMut for Rewriter {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        if self.catalog_query {
+            sort_keys_out_of_subqueries(q);
+        }
         // A select list shows `reg*` values as names, and `EXISTS` there becomes an
         // aggregate subquery, which DataFusion decorrelates (it does `EXISTS` in filters
         // only).
@@ -437,6 +685,17 @@ impl VisitorMut for Rewriter {
                             if let Expr::Exists { subquery, negated } = x {
                                 if !provably_empty(subquery) {
                                     *x = exists_as_aggregate(subquery, *negated);
+                                }
+                            } else if let Expr::InSubquery {
+                                expr,
+                                subquery,
+                                negated,
+                            } = x
+                            {
+                                if !provably_empty(subquery) {
+                                    if let Some(e) = in_as_array(expr, subquery, *negated) {
+                                        *x = e;
+                                    }
                                 }
                             }
                             ControlFlow::<()>::Continue(())
@@ -467,7 +726,33 @@ impl VisitorMut for Rewriter {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+        function_in_from(tf);
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if self.expands_arrays {
+            if let Expr::CompoundFieldAccess { root, access_chain } = e {
+                let key = match access_chain.as_slice() {
+                    [ast::AccessExpr::Dot(Expr::Identifier(k))] => k.value.to_lowercase(),
+                    _ => String::new(),
+                };
+                match (expandarray_arg(root), key.as_str()) {
+                    (Some(arr), "x") => *e = call("unnest", vec![arr]),
+                    (Some(arr), "n") => *e = subscripts(arr),
+                    (None, "x") => {
+                        let mut base = std::mem::replace(root.as_mut(), Expr::value(Value::Null));
+                        while let Expr::Nested(inner) = base {
+                            base = *inner;
+                        }
+                        *e = base;
+                    }
+                    _ => {}
+                }
+                return ControlFlow::Continue(());
+            }
+        }
         // `x::regclass::text`: the name (before the inner cast becomes an OID).
         if let Expr::Cast {
             expr, data_type, ..
@@ -572,6 +857,10 @@ impl VisitorMut for Rewriter {
                         &name
                     };
                     *e = call(fname, vec![]);
+                } else if name == "_pg_expandarray" && self.expands_arrays {
+                    if let Some(arr) = expandarray_arg(e) {
+                        *e = call("unnest", vec![arr]);
+                    }
                 } else if name == "generate_subscripts" {
                     // In a select list, beside `unnest(arr)`: the subscripts of `arr`,
                     // unnested in step with it.
@@ -647,6 +936,28 @@ fn exists_as_aggregate(q: &Query, negated: bool) -> Expr {
     }
 }
 
+/// `x [NOT] IN (SELECT y FROM …)` in a select list (which DataFusion plans in filters
+/// only) as `coalesce(array_has((SELECT array_agg(y) FROM …), x), false)` [`= false`].
+fn in_as_array(x: &Expr, q: &Query, negated: bool) -> Option<Expr> {
+    let agg = array_of(q)?;
+    let found = call(
+        "coalesce",
+        vec![
+            call("array_has", vec![agg, x.clone()]),
+            Expr::value(Value::Boolean(false)),
+        ],
+    );
+    Some(if negated {
+        Expr::BinaryOp {
+            left: Box::new(found),
+            op: BinaryOperator::Eq,
+            right: Box::new(Expr::value(Value::Boolean(false))),
+        }
+    } else {
+        found
+    })
+}
+
 /// `ARRAY(SELECT x FROM …)` as `(SELECT array_agg(x) FROM …)`; `NULL` for an empty one.
 fn array_of(q: &Query) -> Option<Expr> {
     if provably_empty(q) {
@@ -695,6 +1006,22 @@ mod tests {
         let mut s = stmts.remove(0);
         rewrite(&mut s, &|n| n == "mine");
         s.to_string()
+    }
+
+    #[test]
+    fn tools_set_returning_idioms() {
+        assert_eq!(
+            rw("SELECT (information_schema._pg_expandarray(i.indkey)).n AS k, information_schema._pg_expandarray(i.indkey) AS keys FROM pg_index i"),
+            "SELECT unnest(generate_series(1, array_length(i.indkey, 1))) AS k, unnest(i.indkey) AS keys FROM pg_catalog.pg_index i"
+        );
+        assert_eq!(
+            rw("SELECT * FROM (SELECT information_schema._pg_expandarray(i.indkey) AS keys FROM pg_index i) r WHERE 1 = (r.keys).x"),
+            "SELECT * FROM (SELECT unnest(i.indkey) AS keys FROM pg_catalog.pg_index i) r WHERE 1 = r.keys"
+        );
+        assert_eq!(
+            rw("SELECT s[i] FROM generate_series(1, 2) AS i, string_to_array(current_setting('search_path'), ',') s"),
+            "SELECT s[i] FROM generate_series(1, 2) AS i (i), (SELECT string_to_array(current_setting('search_path'), ',') AS s) AS s"
+        );
     }
 
     #[test]

@@ -178,6 +178,26 @@ pub fn by_oid(oid: u32) -> Option<&'static PgType> {
     TYPES.iter().find(|t| t.oid == oid)
 }
 
+/// `array_in`, the input function of every array type (`pg_type.typinput`), as in
+/// Postgres; pgjdbc tells array types by it.
+pub const ARRAY_IN: u32 = 750;
+
+/// The OID of input function `name`, where Freshet's `pg_type` names one.
+pub fn input_function_oid(name: &str) -> Option<u32> {
+    (name == "array_in").then_some(ARRAY_IN)
+}
+
+impl PgType {
+    /// `typinput`: `array_in` for arrays (other input functions are not listed).
+    pub fn input_function(&self) -> u32 {
+        if self.elem != 0 {
+            ARRAY_IN
+        } else {
+            0
+        }
+    }
+}
+
 pub fn by_name(name: &str) -> Option<&'static PgType> {
     let name = name.trim().trim_start_matches("pg_catalog.");
     TYPES

@@ -109,6 +109,7 @@ impl Db {
             .collect();
         catalog.views.retain(|v| !leftovers.contains(&v.id));
         let ctx = new_session_with(&limits);
+        freshet_planner::pg_values::view_text_forms(&ctx);
         for t in &catalog.tables {
             register(&ctx, &t.name, t.schema(), vec![])?;
             // Also as a lookup join's table (FOR SYSTEM_TIME AS OF PROCTIME()).

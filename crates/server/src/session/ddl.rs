@@ -367,6 +367,7 @@ impl Session {
         let ctx = self
             .db
             .context_for(&self.limits(), catalog, &query_stmt, false, None, &[])?;
+        freshet_planner::pg_values::view_text_forms(&ctx);
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {
             return Err(ServerError::Unsupported(

@@ -90,9 +90,10 @@ impl Session {
                 };
                 let types = param_types(&plan)?;
                 let schema = match s {
-                    Statement::Query(_) | Statement::Explain { .. } => {
-                        Some(result_schema(&ctx, &plan)?)
-                    }
+                    Statement::Query(_) | Statement::Explain { .. } => Some(
+                        self.db
+                            .column_origins(&catalog, result_schema(&ctx, &plan)?),
+                    ),
                     _ => None,
                 };
                 Ok((types, schema))
@@ -149,7 +150,9 @@ impl Session {
         pg_values::client_query(&ctx, self.time_zone());
         self.register_pg(&ctx, &catalog, &stmt)?;
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
-        let schema = result_schema(&ctx, &plan)?;
+        let schema = self
+            .db
+            .column_origins(&catalog, result_schema(&ctx, &plan)?);
         // Safety net: send the type the client was told.
         let told = schema.clone();
         let fix = move |b: RecordBatch| -> Result<RecordBatch> {
@@ -456,20 +459,96 @@ fn with_pg_names(stmt: &Statement) -> Statement {
 /// A plan's output schema with the names clients should see.
 /// The columns a query returns: names as Postgres shows them, types after DataFusion's
 /// type coercion (a UNION of INT and BIGINT is BIGINT), as execution produces them.
+/// The result's columns as the client sees them; a column read straight from a stored
+/// relation (through projections, filters, sorts, aliases) names it in its metadata:
+/// the relation's name and column (see [`Db::column_origins`]).
 fn result_schema(ctx: &SessionContext, plan: &LogicalPlan) -> Result<SchemaRef> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let state = ctx.state();
     let analyzed =
         state
             .analyzer()
             .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
-    let schema = analyzed.schema().as_arrow();
+    // Aliases of scanned relations (`FROM t AS x`).
+    let mut scanned: std::collections::HashMap<String, String> = Default::default();
+    let _ = analyzed.apply(|node| {
+        match node {
+            LogicalPlan::TableScan(ts) => {
+                let t = ts.table_name.table().to_string();
+                scanned.insert(t.clone(), t);
+            }
+            LogicalPlan::SubqueryAlias(sa) => {
+                if let LogicalPlan::TableScan(ts) = sa.input.as_ref() {
+                    scanned.insert(
+                        sa.alias.table().to_string(),
+                        ts.table_name.table().to_string(),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let df = analyzed.schema();
     Ok(Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_name(display_name(f.name())))
+        (0..df.fields().len())
+            .map(|i| {
+                let (qualifier, f) = df.qualified_field(i);
+                let mut f = f.as_ref().clone().with_name(display_name(f.name()));
+                if let Some(rel) = qualifier.and_then(|q| scanned.get(q.table())) {
+                    let mut meta = f.metadata().clone();
+                    meta.insert(ORIGIN_RELATION.into(), rel.clone());
+                    f = f.with_metadata(meta);
+                }
+                f
+            })
             .collect::<Vec<_>>(),
     )))
+}
+
+/// Field metadata: the stored relation a result column is read from (by name, resolved
+/// into OIDs by [`Db::column_origins`]).
+const ORIGIN_RELATION: &str = "freshet.relation";
+
+impl Db {
+    /// Turns each result column's origin relation into RowDescription's table OID and
+    /// column number (see `encode::TABLE_OID`), for tables and materialized views.
+    pub(super) fn column_origins(&self, catalog: &Catalog, schema: SchemaRef) -> SchemaRef {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let mut meta = f.metadata().clone();
+                let Some(rel) = meta.remove(ORIGIN_RELATION) else {
+                    return f.as_ref().clone();
+                };
+                let position = if let Some(t) = catalog.table(&rel) {
+                    t.columns
+                        .iter()
+                        .position(|c| c.name == *f.name())
+                        .map(|p| (t.id, p))
+                } else if let Some(v) = catalog.view(&rel) {
+                    self.view_schemas
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&v.id)
+                        .and_then(|s| s.index_of(f.name()).ok())
+                        .map(|p| (v.id, p))
+                } else {
+                    None
+                };
+                if let Some((id, p)) = position {
+                    meta.insert(
+                        crate::encode::TABLE_OID.into(),
+                        freshet_planner::pg_catalog::oids::relation(id).to_string(),
+                    );
+                    meta.insert(crate::encode::COLUMN_NUMBER.into(), (p + 1).to_string());
+                }
+                f.as_ref().clone().with_metadata(meta)
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
 }
 
 /// `$1`, `$2`, … types inferred by DataFusion, in order.

@@ -65,6 +65,52 @@ fn check_modes(modes: &[ast::TransactionMode]) -> Result<()> {
     Ok(())
 }
 
+/// The isolation level and access mode `modes` set, as `SHOW` spells them (READ
+/// UNCOMMITTED reads as it was set and behaves as READ COMMITTED, as in Postgres).
+fn mode_settings(modes: &[ast::TransactionMode]) -> Vec<(&'static str, &'static str)> {
+    modes
+        .iter()
+        .map(|m| match m {
+            ast::TransactionMode::IsolationLevel(
+                ast::TransactionIsolationLevel::ReadUncommitted,
+            ) => ("isolation", "read uncommitted"),
+            ast::TransactionMode::IsolationLevel(_) => ("isolation", "read committed"),
+            ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadOnly) => {
+                ("read_only", "on")
+            }
+            ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadWrite) => {
+                ("read_only", "off")
+            }
+        })
+        .collect()
+}
+
+/// Statements a read-only transaction may not run: writes and DDL.
+pub(super) fn writes(stmt: &Stmt) -> Option<&'static str> {
+    match stmt {
+        Stmt::Sql(s) => match s.as_ref() {
+            Statement::Insert(_) => Some("INSERT"),
+            Statement::Update(_) => Some("UPDATE"),
+            Statement::Delete(_) => Some("DELETE"),
+            Statement::Copy { to: false, .. } => Some("COPY FROM"),
+            Statement::CreateTable(_) => Some("CREATE TABLE"),
+            Statement::CreateView(_) => Some("CREATE MATERIALIZED VIEW"),
+            Statement::Drop { .. } => Some("DROP"),
+            Statement::Grant(_) => Some("GRANT"),
+            Statement::Revoke(_) => Some("REVOKE"),
+            _ => None,
+        },
+        Stmt::CreateSource(_) => Some("CREATE SOURCE"),
+        Stmt::CreateTableWithConnector(_) | Stmt::CreateTableExt(_) => Some("CREATE TABLE"),
+        Stmt::CreateSink(_) => Some("CREATE SINK"),
+        Stmt::DropSink { .. } | Stmt::DropSource { .. } => Some("DROP"),
+        Stmt::CreateUser(_) => Some("CREATE ROLE"),
+        Stmt::AlterUser(_) => Some("ALTER ROLE"),
+        Stmt::DropUser { .. } => Some("DROP ROLE"),
+        _ => None,
+    }
+}
+
 impl Session {
     fn tx(&self) -> std::sync::MutexGuard<'_, Option<Transaction>> {
         self.tx.lock().unwrap_or_else(|p| p.into_inner())
@@ -174,13 +220,90 @@ impl Session {
             tracing::debug!("BEGIN inside a transaction block");
         } else {
             *tx = Some(Transaction::default());
+            drop(tx);
+            self.transaction_modes(&mode_settings(modes));
         }
         Ok(Output::TxStart("BEGIN".into()))
     }
 
-    pub(super) fn set_transaction(&self, modes: &[ast::TransactionMode]) -> Result<Output> {
+    /// `SET TRANSACTION …` (this transaction) or `SET SESSION CHARACTERISTICS AS
+    /// TRANSACTION …` (the defaults of the next ones).
+    pub(super) fn set_transaction(
+        &self,
+        modes: &[ast::TransactionMode],
+        session: bool,
+    ) -> Result<Output> {
         check_modes(modes)?;
+        let settings = mode_settings(modes);
+        if session {
+            for (what, value) in &settings {
+                let name = match *what {
+                    "isolation" => "default_transaction_isolation",
+                    _ => "default_transaction_read_only",
+                };
+                self.set_variable(name, value)?;
+            }
+        }
+        if session && self.tx_status() == TxStatus::Idle {
+            self.transaction_modes(&[]);
+        } else if !session {
+            self.transaction_modes(&settings);
+        }
         Ok(command("SET"))
+    }
+
+    /// Sets `transaction_isolation` and `transaction_read_only` from `settings`, the
+    /// session's defaults for the rest.
+    fn transaction_modes(&self, settings: &[(&str, &str)]) {
+        for (what, current, default) in [
+            (
+                "isolation",
+                "transaction_isolation",
+                "default_transaction_isolation",
+            ),
+            (
+                "read_only",
+                "transaction_read_only",
+                "default_transaction_read_only",
+            ),
+        ] {
+            let value = settings
+                .iter()
+                .rev()
+                .find(|(w, _)| *w == what)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| {
+                    self.settings()
+                        .into_iter()
+                        .find(|(k, _)| k == default)
+                        .map(|(_, v)| v)
+                })
+                .unwrap_or_default();
+            let _ = self.set_variable(current, &value);
+        }
+    }
+
+    /// `25006` if the statement writes and the transaction (or, outside one, the
+    /// session's default) is read-only.
+    pub(super) fn check_writable(&self, stmt: &Stmt) -> Result<()> {
+        let Some(what) = writes(stmt) else {
+            return Ok(());
+        };
+        let setting = if self.tx_status() == TxStatus::Idle {
+            "default_transaction_read_only"
+        } else {
+            "transaction_read_only"
+        };
+        let read_only = self
+            .settings()
+            .into_iter()
+            .any(|(k, v)| k == setting && matches!(v.as_str(), "on" | "true"));
+        if read_only {
+            return Err(ServerError::ReadOnlyTransaction(format!(
+                "cannot execute {what} in a read-only transaction"
+            )));
+        }
+        Ok(())
     }
 
     pub(super) async fn commit(&self) -> Result<Output> {
@@ -189,6 +312,7 @@ impl Session {
             // Postgres warns "there is no transaction in progress" and succeeds.
             return Ok(Output::TxEnd("COMMIT".into()));
         };
+        self.transaction_modes(&[]);
         if t.failed {
             return Ok(Output::TxEnd("ROLLBACK".into()));
         }
@@ -201,6 +325,7 @@ impl Session {
     pub(super) fn rollback(&self, savepoint: Option<&ast::Ident>) -> Result<Output> {
         let Some(name) = savepoint else {
             *self.tx() = None;
+            self.transaction_modes(&[]);
             self.end_transaction_cursors();
             return Ok(Output::TxEnd("ROLLBACK".into()));
         };

@@ -37,6 +37,8 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("lc_ctype", "C.UTF-8"),
     ("lc_messages", "C.UTF-8"),
     ("block_size", "8192"),
+    ("max_index_keys", "32"),
+    ("max_function_args", "100"),
     ("default_table_access_method", "heap"),
     ("default_tablespace", ""),
     ("is_superuser", "on"),
