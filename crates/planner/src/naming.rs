@@ -66,9 +66,18 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return;
     };
+    // Beside a `*`, a column may be named twice (DBeaver's `SELECT n.oid, n.* FROM
+    // pg_namespace n`): then columns get a unique alias too.
+    let wildcard = unique
+        && select.projection.iter().any(|i| {
+            matches!(
+                i,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _)
+            )
+        });
     for (i, item) in select.projection.iter_mut().enumerate() {
         if let SelectItem::UnnamedExpr(e) = item {
-            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) && !wildcard {
                 continue;
             }
             let name = pg_column_name(e);

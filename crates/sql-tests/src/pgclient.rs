@@ -502,6 +502,38 @@ fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result
         Type::INTERVAL => get::<Raw>(row, i)?
             .map(|r| decode_interval(&r.0))
             .transpose()?,
+        Type::OID | Type::REGCLASS | Type::REGTYPE | Type::REGPROC => {
+            get::<u32>(row, i)?.map(|v| v.to_string())
+        }
+        // Arrays as Postgres prints them: `{a,b}` (elements needing no quotes here).
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::NAME_ARRAY => {
+            get::<Vec<Option<String>>>(row, i)?
+                .map(|v| array_text(v.into_iter().map(|e| e.unwrap_or_else(|| "NULL".into()))))
+        }
+        Type::INT2_ARRAY => get::<Vec<Option<i16>>>(row, i)?.map(|v| {
+            array_text(
+                v.into_iter()
+                    .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
+            )
+        }),
+        Type::INT4_ARRAY => get::<Vec<Option<i32>>>(row, i)?.map(|v| {
+            array_text(
+                v.into_iter()
+                    .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
+            )
+        }),
+        Type::INT8_ARRAY => get::<Vec<Option<i64>>>(row, i)?.map(|v| {
+            array_text(
+                v.into_iter()
+                    .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
+            )
+        }),
+        Type::OID_ARRAY => get::<Vec<Option<u32>>>(row, i)?.map(|v| {
+            array_text(
+                v.into_iter()
+                    .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
+            )
+        }),
         _ => get::<String>(row, i)?,
     };
     Ok(match s {
@@ -509,6 +541,10 @@ fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result
         Some(s) if s.is_empty() => "(empty)".to_string(),
         Some(s) => s,
     })
+}
+
+fn array_text(items: impl Iterator<Item = String>) -> String {
+    format!("{{{}}}", items.collect::<Vec<_>>().join(","))
 }
 
 /// Postgres' timestamp output: fractional seconds only when non-zero, without trailing zeros.

@@ -17,7 +17,7 @@
 //!   `false`, `false`: their result, known without running them;
 //! - in statements over the catalogs, a scalar subquery of one plain column → its `max`
 //!   (equal, as it returns at most one row), which DataFusion can decorrelate;
-//! - `ARRAY(SELECT x …)` → `(SELECT array_agg(x) …)`;
+//! - `ARRAY(SELECT x …)` → `coalesce((SELECT array_agg(x) …), make_array())` (`{}` over no rows);
 //! - `generate_subscripts(arr, 1)` → `unnest(generate_series(1, array_length(arr, 1)))`
 //!   (unnested in step with `unnest(arr)` beside it, as Postgres does);
 //! - `information_schema._pg_expandarray(arr)` (pgjdbc's and Metabase's key queries), a
@@ -958,17 +958,21 @@ fn in_as_array(x: &Expr, q: &Query, negated: bool) -> Option<Expr> {
     })
 }
 
-/// `ARRAY(SELECT x FROM …)` as `(SELECT array_agg(x) FROM …)`; `NULL` for an empty one.
+/// An empty `text[]`: `ARRAY()` over no rows is `{}`, not NULL.
+fn empty_text_array() -> Expr {
+    cast(
+        call("make_array", vec![]),
+        DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+            Box::new(DataType::Text),
+            None,
+        )),
+    )
+}
+
+/// `ARRAY(SELECT x FROM …)` as `coalesce((SELECT array_agg(x) FROM …), '{}')`.
 fn array_of(q: &Query) -> Option<Expr> {
     if provably_empty(q) {
-        // A typed NULL, for functions that take arrays only (array_to_string).
-        return Some(cast(
-            Expr::value(Value::Null),
-            DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
-                Box::new(DataType::Text),
-                None,
-            )),
-        ));
+        return Some(empty_text_array());
     }
     let mut q = q.clone();
     let order = q.order_by.take();
@@ -992,7 +996,10 @@ fn array_of(q: &Query) -> Option<Expr> {
         }
     }
     s.projection.push(SelectItem::UnnamedExpr(agg));
-    Some(Expr::Subquery(Box::new(q)))
+    Some(call(
+        "coalesce",
+        vec![Expr::Subquery(Box::new(q)), call("make_array", vec![])],
+    ))
 }
 
 #[cfg(test)]
