@@ -19,6 +19,7 @@ pub mod parser;
 pub mod pg_catalog;
 pub mod pg_text;
 pub mod pg_values;
+pub mod show_create;
 pub mod stream_planner;
 pub mod temporal;
 pub mod users;

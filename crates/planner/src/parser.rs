@@ -51,6 +51,11 @@ pub enum Stmt {
     /// `MOVE [direction] [FROM | IN] cursor`: a FETCH whose rows are skipped (the
     /// statement is parsed as that `FETCH`).
     Move(Box<Statement>),
+    /// `SHOW CREATE {TABLE | MATERIALIZED VIEW | VIEW | SOURCE | SINK} name`.
+    ShowCreate {
+        kind: crate::catalog::RelationKind,
+        name: ObjectName,
+    },
     /// `SUBSCRIBE …`: the rows of a relation or query, then every change.
     Subscribe(Box<Subscribe>),
     /// `COPY (SUBSCRIBE …) TO STDOUT …`: the subscription, and the `COPY` statement that
@@ -286,6 +291,28 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 names.push(parse_user_name(&mut parser).map_err(|e| parser_error(sql, e))?);
             }
             out.push(Stmt::DropUser { names, if_exists });
+        } else if peek_words(&parser, &["SHOW", "CREATE"]) {
+            parser.next_token();
+            parser.next_token();
+            let kind = if parser.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
+                Some(crate::catalog::RelationKind::View)
+            } else {
+                match parser.next_token().token {
+                    Token::Word(w) => crate::show_create::kind_of(&w.value),
+                    _ => None,
+                }
+            };
+            let Some(kind) = kind else {
+                return Err(syntax_error(
+                    sql,
+                    "SHOW CREATE takes TABLE, MATERIALIZED VIEW, SOURCE or SINK",
+                    None,
+                ));
+            };
+            let name = parser
+                .parse_object_name(false)
+                .map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::ShowCreate { kind, name });
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();

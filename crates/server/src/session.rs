@@ -295,6 +295,23 @@ impl Session {
                 names.sort();
                 names_output(names)
             }
+            Stmt::ShowCreate { kind, name } => {
+                let catalog = self.db.catalog();
+                let name = object_name(name);
+                let sql = freshet_planner::show_create::create_sql(&catalog, *kind, &name)?;
+                let schema = show_create_schema();
+                let batch = rows_to_batch(
+                    schema.clone(),
+                    &[vec![
+                        ScalarValue::Utf8(Some(name)),
+                        ScalarValue::Utf8(Some(sql)),
+                    ]],
+                )?;
+                Ok(Output::Rows {
+                    schema,
+                    batches: vec![batch],
+                })
+            }
             Stmt::CreateSink(cs) => self.create_sink(cs).await,
             Stmt::ShowSinks => {
                 let c = self.db.catalog();
@@ -428,6 +445,14 @@ fn names_output(names: Vec<String>) -> Result<Output> {
         schema,
         batches: vec![batch],
     })
+}
+
+/// `SHOW CREATE`'s columns (RisingWave's names).
+pub(super) fn show_create_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("Name", DataType::Utf8, false),
+        Field::new("Create Sql", DataType::Utf8, false),
+    ]))
 }
 
 /// Statements that change the catalog (not transactional: see `transaction`).

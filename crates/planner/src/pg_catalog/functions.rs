@@ -410,6 +410,8 @@ pub const NAMES: &[&str] = &[
     "freshet_regproc_in",
     "pg_get_partkeydef",
     "pg_stat_get_numscans",
+    "pg_type_is_visible",
+    "pg_tablespace_location",
 ];
 
 /// Registers every function, answering from `snap`.
@@ -586,6 +588,13 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
             .ok_or_else(|| DataFusionError::Plan(format!("function \"{name}\" does not exist")))
     });
     def(ctx, "pg_get_partkeydef", &[1], Utf8, |_| Ok(NULL_TEXT));
+    // Every type is in pg_catalog, which is always on the search path.
+    def(ctx, "pg_type_is_visible", &[1], Boolean, |a| {
+        Ok(ScalarValue::Boolean(
+            a.first().and_then(as_oid).map(|_| true),
+        ))
+    });
+    def(ctx, "pg_tablespace_location", &[1], Utf8, |_| Ok(text("")));
     def(ctx, "pg_stat_get_numscans", &[1], Int64, |_| {
         Ok(ScalarValue::Int64(Some(0)))
     });

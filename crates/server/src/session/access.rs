@@ -47,9 +47,12 @@ impl Session {
             return Ok(());
         }
         match stmt {
-            Stmt::Empty | Stmt::Flush | Stmt::ShowSources | Stmt::ShowSinks | Stmt::Move(_) => {
-                Ok(())
-            }
+            Stmt::Empty
+            | Stmt::Flush
+            | Stmt::ShowSources
+            | Stmt::ShowSinks
+            | Stmt::ShowCreate { .. }
+            | Stmt::Move(_) => Ok(()),
             Stmt::AlterUser(u)
                 if u.name == me.name && u.superuser.is_none() && u.login.is_none() =>
             {

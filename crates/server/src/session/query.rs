@@ -47,6 +47,7 @@ impl Session {
         let s = match stmt {
             Stmt::Sql(s) => s,
             Stmt::ShowSources | Stmt::ShowSinks => return Ok((vec![], Some(names_schema()))),
+            Stmt::ShowCreate { .. } => return Ok((vec![], Some(super::show_create_schema()))),
             Stmt::Subscribe(sub) => {
                 return Ok((vec![], Some(Box::pin(self.subscribe_schema(sub)).await?)))
             }
