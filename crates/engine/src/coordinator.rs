@@ -429,7 +429,6 @@ impl Engine {
         Ok(Applied(rx))
     }
 
-    /// Returns once everything applied so far is committed.
     /// Subscribes to the committed changes of table or view `relation`. The engine
     /// commits what it holds, then calls `at_snapshot` with that checkpoint's timestamp
     /// on its own thread, before anything else commits: a snapshot taken there (say, a
@@ -453,6 +452,7 @@ impl Engine {
         .await
     }
 
+    /// Returns once everything applied so far is committed.
     pub async fn flush(&self) -> Result<(), EngineError> {
         self.call(Command::Flush).await
     }
@@ -1304,6 +1304,12 @@ impl Coordinator {
                 self.sources.insert(id);
             }
             Ddl::CreateView(v) => {
+                if self.schemas.contains_key(&v.id) {
+                    return Err(EngineError::Internal(format!(
+                        "relation id {} is taken: the view was not created",
+                        v.id
+                    )));
+                }
                 let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?;
                 df.init(&mut self.txn)?;
                 let entries = df.source_entries();

@@ -129,8 +129,10 @@ impl Subscribers {
             if !chunks.is_empty() {
                 let n = rows(&chunks);
                 subs.retain(|s| {
+                    // One checkpoint's changes always go to a subscriber that has read
+                    // everything (however many there are): only a backlog counts.
                     let queued = s.queued.load(Ordering::SeqCst);
-                    if queued + n > s.limit {
+                    if queued > 0 && queued + n > s.limit {
                         let _ = s.tx.send(Event::Ended(format!(
                             "the subscriber fell too far behind: {queued} changed rows not \
                              read yet and {n} more (subscribe_max_buffered_rows is {})",

@@ -210,6 +210,10 @@ pub struct ViewDef {
     /// start-up if the server stopped first.
     #[serde(default)]
     pub subscription: bool,
+    /// Planned with Postgres' text casts (`pg_values::view_text_forms`); views created
+    /// before them keep DataFusion's, which their stored rows and state hold.
+    #[serde(default)]
+    pub pg_text_casts: bool,
 }
 
 /// Where a sink sends its rows.

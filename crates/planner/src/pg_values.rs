@@ -23,6 +23,7 @@
 //! [`pg_text`]: crate::pg_text
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, StringBuilder};
@@ -54,17 +55,24 @@ pub fn client_query(ctx: &SessionContext, zone: Zone) {
     ctx.add_analyzer_rule(Arc::new(PgValues {
         zone,
         divisions: true,
+        enabled: None,
     }));
 }
 
 /// Makes `ctx` plan a materialized view's casts to text as a client's query does (in
 /// UTC), so that a view and the same query run ad hoc give the same text; its literals
 /// and divisions keep DataFusion's types (its state is stored in them).
-pub fn view_text_forms(ctx: &SessionContext) {
+///
+/// Returns the rule's switch (on): a context that plans stored views turns it off for
+/// those created before these casts.
+pub fn view_text_forms(ctx: &SessionContext) -> Arc<AtomicBool> {
+    let on = Arc::new(AtomicBool::new(true));
     ctx.add_analyzer_rule(Arc::new(PgValues {
         zone: Zone::Utc,
         divisions: false,
+        enabled: Some(on.clone()),
     }));
+    on
 }
 
 /// Makes `ctx` plan fractional literals as `numeric` (Decimal128).
@@ -154,10 +162,19 @@ struct PgValues {
     zone: Zone,
     /// Widen `numeric` divisions (client queries only).
     divisions: bool,
+    /// A switch (views); `None`: always on.
+    enabled: Option<Arc<AtomicBool>>,
 }
 
 impl AnalyzerRule for PgValues {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        if self
+            .enabled
+            .as_ref()
+            .is_some_and(|on| !on.load(Ordering::SeqCst))
+        {
+            return Ok(plan);
+        }
         let text = Arc::new(ScalarUDF::new_from_impl(PgText::new(self.zone)));
         plan.transform_up_with_subqueries(|plan| {
             let schema = merge_schema(&plan.inputs());

@@ -19,11 +19,13 @@ pub fn kind_of(words: &str) -> Option<RelationKind> {
     })
 }
 
-/// The `CREATE` statement of `name`, which must be of `kind`.
+/// The `CREATE` statement of `name`, which must be of `kind`. With `redact`, connector
+/// properties that hold secrets (passwords, keys, JAAS configurations) read `'***'`.
 pub fn create_sql(
     catalog: &Catalog,
     kind: RelationKind,
     name: &str,
+    redact: bool,
 ) -> Result<String, PlannerError> {
     let wrong = |expected: &'static str| PlannerError::WrongObjectType {
         name: name.to_string(),
@@ -38,28 +40,66 @@ pub fn create_sql(
             RelationKind::Sink => "sink",
         })),
         Some(_) => Ok(match kind {
-            RelationKind::Table => catalog.table(name).map(table),
+            RelationKind::Table => catalog.table(name).map(|t| table(t, redact)),
             RelationKind::View | RelationKind::Sink => {
                 catalog.views.iter().find(|v| v.name == name).map(view)
             }
-            RelationKind::Source => catalog.source(name).map(source),
+            RelationKind::Source => catalog.source(name).map(|x| source(x, redact)),
         }
         .unwrap_or_default()),
     }
 }
 
+/// A name as SQL writes it (quoted when it must be), as `quote_ident` does.
 fn ident(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    crate::pg_catalog::functions::quote_ident(s)
+}
+
+/// Whether a connector property holds a secret.
+fn secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "jaas", "private", "token"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// A duration option's value: `'7 days'`, `'30 seconds'`, `'250ms'`.
+fn duration(ms: u64) -> String {
+    for (unit, name) in [
+        (86_400_000, "days"),
+        (3_600_000, "hours"),
+        (60_000, "minutes"),
+        (1000, "seconds"),
+    ] {
+        if ms >= unit && ms.is_multiple_of(unit) {
+            return format!("{} {name}", ms / unit);
+        }
     }
+    format!("{ms}ms")
+}
+
+/// `dead_letter_retention` and `dead_letter_max_rows`, when they are not the server's.
+fn dead_letter_options(r: &Option<freshet_engine::dead_letters::Retention>) -> Vec<String> {
+    let Some(r) = r else {
+        return Vec::new();
+    };
+    let age = r
+        .max_age_micros
+        .map_or("none".into(), |us| duration((us / 1000).max(0) as u64));
+    let rows = r.max_rows.map_or("none".into(), |n| n.to_string());
+    vec![
+        format!("dead_letter_retention = {}", literal(&age)),
+        format!("dead_letter_max_rows = {}", literal(&rows)),
+    ]
+}
+
+/// `watermark_idle_timeout`, if set.
+fn idle_timeout(w: &Option<WatermarkDef>) -> Option<String> {
+    let ms = w.as_ref()?.idle_timeout_ms?;
+    Some(format!(
+        "watermark_idle_timeout = {}",
+        literal(&duration(ms))
+    ))
 }
 
 fn literal(s: &str) -> String {
@@ -92,25 +132,35 @@ fn fractional_seconds(micros: i64) -> String {
     }
 }
 
+/// The `WITH` options of a Kafka topic, beside `extra` ones.
+struct Kafka<'a> {
+    topic: &'a str,
+    properties: &'a [(String, String)],
+    startup: &'a str,
+    encoding: &'a Encoding,
+}
+
 /// `WITH (…) FORMAT … ENCODE …` of a Kafka topic.
-fn kafka_options(
-    topic: &str,
-    properties: &[(String, String)],
-    startup: &str,
-    format: &str,
-    encoding: &Encoding,
-) -> String {
+fn kafka_options(k: Kafka, format: &str, extra: Vec<String>, redact: bool) -> String {
+    let Kafka {
+        topic,
+        properties,
+        startup,
+        encoding,
+    } = k;
     let mut opts = vec![
         "connector = 'kafka'".to_string(),
         format!("topic = {}", literal(topic)),
     ];
     for (k, v) in properties {
+        let v = if redact && secret(k) { "***" } else { v };
         opts.push(format!("properties.{k} = {}", literal(v)));
     }
     match startup.strip_prefix("timestamp:") {
         Some(ms) => opts.push(format!("scan.startup.timestamp.millis = {}", literal(ms))),
         None => opts.push(format!("scan.startup.mode = {}", literal(startup))),
     }
+    opts.extend(extra);
     let encode = match encoding {
         Encoding::Json => "ENCODE JSON".to_string(),
         Encoding::Csv { delimiter, header } => format!(
@@ -122,7 +172,7 @@ fn kafka_options(
     format!("WITH ({}) FORMAT {format} {encode}", opts.join(", "))
 }
 
-fn table(t: &TableDef) -> String {
+fn table(t: &TableDef, redact: bool) -> String {
     let mut parts: Vec<String> = t.columns.iter().map(column).collect();
     if !t.pk.is_empty() {
         let key: Vec<String> = t.pk.iter().map(|&i| ident(&t.columns[i].name)).collect();
@@ -141,17 +191,25 @@ fn table(t: &TableDef) -> String {
         startup,
         encoding,
         upsert,
-        ..
+        dead_letters,
     }) = &t.feed
     {
         let format = if *upsert { "UPSERT" } else { "PLAIN" };
+        let mut extra = dead_letter_options(dead_letters);
+        extra.extend(idle_timeout(&t.watermark));
+        let kafka = Kafka {
+            topic,
+            properties,
+            startup,
+            encoding,
+        };
         s.push(' ');
-        s.push_str(&kafka_options(topic, properties, startup, format, encoding));
+        s.push_str(&kafka_options(kafka, format, extra, redact));
     }
     s
 }
 
-fn source(src: &SourceDef) -> String {
+fn source(src: &SourceDef, redact: bool) -> String {
     let mut parts: Vec<String> = src.columns.iter().map(column).collect();
     if let Some(w) = &src.watermark {
         parts.push(watermark(w));
@@ -168,13 +226,17 @@ fn source(src: &SourceDef) -> String {
     }
     s.push(' ');
     match src.connector {
-        ConnectorKind::Kafka => s.push_str(&kafka_options(
-            &src.topic,
-            &src.properties,
-            &src.startup,
-            "PLAIN",
-            &src.encoding,
-        )),
+        ConnectorKind::Kafka => {
+            let mut extra = dead_letter_options(&src.dead_letters);
+            extra.extend(idle_timeout(&src.watermark));
+            let kafka = Kafka {
+                topic: &src.topic,
+                properties: &src.properties,
+                startup: &src.startup,
+                encoding: &src.encoding,
+            };
+            s.push_str(&kafka_options(kafka, "PLAIN", extra, redact))
+        }
         other => {
             let name = match other {
                 ConnectorKind::Datagen => "datagen",
@@ -189,6 +251,8 @@ fn source(src: &SourceDef) -> String {
             {
                 opts.push(format!("{k} = {}", literal(v)));
             }
+            opts.extend(dead_letter_options(&src.dead_letters));
+            opts.extend(idle_timeout(&src.watermark));
             s.push_str(&format!("WITH ({})", opts.join(", ")));
         }
     }
@@ -235,5 +299,10 @@ mod tests {
         assert_eq!(fractional_seconds(5_000_000), "5");
         assert_eq!(fractional_seconds(1_500_000), "1.5");
         assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(ident("order"), "\"order\"");
+        assert_eq!(duration(7 * 86_400_000), "7 days");
+        assert_eq!(duration(1500), "1500ms");
+        assert!(secret("sasl.password") && secret("sasl.jaas.config"));
+        assert!(!secret("bootstrap.server"));
     }
 }

@@ -298,7 +298,8 @@ impl Session {
             Stmt::ShowCreate { kind, name } => {
                 let catalog = self.db.catalog();
                 let name = object_name(name);
-                let sql = freshet_planner::show_create::create_sql(&catalog, *kind, &name)?;
+                let redact = !self.current_user().superuser;
+                let sql = freshet_planner::show_create::create_sql(&catalog, *kind, &name, redact)?;
                 let schema = show_create_schema();
                 let batch = rows_to_batch(
                     schema.clone(),
@@ -490,7 +491,9 @@ fn cancelable<T: Send + 'static>(
 /// Statements that only read: a cancel may stop them anywhere.
 fn reads_only(stmt: &Stmt) -> bool {
     match stmt {
-        Stmt::Move(_) | Stmt::Subscribe(_) | Stmt::CopySubscribe(_) => true,
+        // Not SUBSCRIBE: it may create a view, which must not be cut off half-made; its
+        // rows stop on a cancel like any stream's.
+        Stmt::Move(_) => true,
         Stmt::Sql(s) => match s.as_ref() {
             Statement::Query(_) | Statement::Fetch { .. } | Statement::Explain { .. } => true,
             Statement::Copy { to, .. } => *to,

@@ -24,9 +24,9 @@
 //!   set of `(x, n)` records: `(…).x` → `unnest(arr)`, `(…).n` → the subscripts as
 //!   above, the record itself → `unnest(arr)` and `(record).x` → the record;
 //! - a scalar function in FROM (`string_to_array(…) s`, Grafana's search-path list) →
-//!   a one-row subquery whose column takes the alias; `generate_series(…) AS i` names
-//!   its column `i`, as Postgres does for a function returning one column (without an
-//!   alias, the column stays `value`).
+//!   a one-row subquery whose column takes the alias; in statements over the catalogs,
+//!   `generate_series(…) AS i` names its column `i`, as Postgres does for a function
+//!   returning one column (elsewhere the column stays `value`, as in views).
 
 use std::ops::ControlFlow;
 
@@ -73,7 +73,7 @@ const ONE_COLUMN_FUNCTIONS: &[&str] = &["generate_series", "range"];
 
 /// `f(args) [AS] alias[(col)]` in FROM, for a scalar `f`: `(SELECT f(args) AS col) AS
 /// alias`; for a one-column table function without column names: `AS alias(alias)`.
-fn function_in_from(tf: &mut TableFactor) {
+fn function_in_from(tf: &mut TableFactor, catalog_query: bool) {
     let TableFactor::Table {
         name,
         alias,
@@ -105,7 +105,12 @@ fn function_in_from(tf: &mut TableFactor) {
         };
         return;
     }
+    // Renaming the column only in statements over the catalogs (Grafana's): elsewhere
+    // it stays `value`, as materialized views (which are not rewritten) name it.
     if ONE_COLUMN_FUNCTIONS.contains(&fname.as_str()) {
+        if !catalog_query {
+            return;
+        }
         match alias {
             Some(a) if a.columns.is_empty() => {
                 a.columns = vec![ast::TableAliasColumnDef::from_name(a.name.value.clone())]
@@ -727,7 +732,7 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
-        function_in_from(tf);
+        function_in_from(tf, self.catalog_query);
         ControlFlow::Continue(())
     }
 
@@ -1025,9 +1030,14 @@ mod tests {
             rw("SELECT * FROM (SELECT information_schema._pg_expandarray(i.indkey) AS keys FROM pg_index i) r WHERE 1 = (r.keys).x"),
             "SELECT * FROM (SELECT unnest(i.indkey) AS keys FROM pg_catalog.pg_index i) r WHERE 1 = r.keys"
         );
+        // Over the catalogs (Grafana's search-path list) the alias names the column.
+        assert_eq!(
+            rw("SELECT s[i] FROM pg_namespace, generate_series(1, 2) AS i"),
+            "SELECT s[i] FROM pg_catalog.pg_namespace, generate_series(1, 2) AS i (i)"
+        );
         assert_eq!(
             rw("SELECT s[i] FROM generate_series(1, 2) AS i, string_to_array(current_setting('search_path'), ',') s"),
-            "SELECT s[i] FROM generate_series(1, 2) AS i (i), (SELECT string_to_array(current_setting('search_path'), ',') AS s) AS s"
+            "SELECT s[i] FROM generate_series(1, 2) AS i, (SELECT string_to_array(current_setting('search_path'), ',') AS s) AS s"
         );
     }
 

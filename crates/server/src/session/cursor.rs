@@ -100,6 +100,9 @@ impl Cursor {
     /// up to `want` rows.
     async fn fill_available(&mut self, want: usize) -> Result<()> {
         use futures::FutureExt;
+        if want == 0 {
+            return Ok(());
+        }
         if self.read == 0 {
             if let Some(e) = self.failed.take() {
                 return Err(e);

@@ -109,7 +109,7 @@ impl Db {
             .collect();
         catalog.views.retain(|v| !leftovers.contains(&v.id));
         let ctx = new_session_with(&limits);
-        freshet_planner::pg_values::view_text_forms(&ctx);
+        let text_casts = freshet_planner::pg_values::view_text_forms(&ctx);
         for t in &catalog.tables {
             register(&ctx, &t.name, t.schema(), vec![])?;
             // Also as a lookup join's table (FOR SYSTEM_TIME AS OF PROCTIME()).
@@ -141,6 +141,7 @@ impl Db {
             // A view this build cannot plan (a limit it breaks, a view it reads that
             // failed) must not keep the server from starting: it is marked failed, and
             // everything else runs.
+            text_casts.store(v.pg_text_casts, std::sync::atomic::Ordering::SeqCst);
             let (plan, schema) = match plan_stored_view(&ctx, &catalog, v).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -170,7 +171,9 @@ impl Db {
         let dead_letters = config.dead_letters.clone();
         let engine = Engine::start(store.clone(), tables, sources, views, config)?;
         for id in leftovers {
-            engine.ddl(Ddl::Drop(id), catalog.to_json()).await?;
+            if let Err(e) = engine.ddl(Ddl::Drop(id), catalog.to_json()).await {
+                tracing::warn!(view = id, error = %e, "dropping a subscription's view left from the last run failed; it goes at the next start");
+            }
         }
         let db = Arc::new(Db {
             store,

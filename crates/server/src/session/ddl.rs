@@ -299,6 +299,7 @@ impl Session {
             source_columns: planned.source_columns.clone(),
             sink,
             subscription,
+            pg_text_casts: true,
         };
         let desc = ViewDesc {
             id,
@@ -339,7 +340,7 @@ impl Session {
     }
 
     /// Plans a view's (or a sink's) query: the SQL to store and the streaming plan.
-    async fn plan_new_view(
+    pub(super) async fn plan_new_view(
         &self,
         catalog: &Catalog,
         query: &ast::Query,

@@ -85,9 +85,21 @@ impl Drop for OwnView {
 impl Session {
     /// The columns `SUBSCRIBE` returns, without subscribing (for Describe).
     pub(super) async fn subscribe_schema(&self, sub: &Subscribe) -> Result<SchemaRef> {
-        let q = subscribed_query(sub)?;
-        let (_, schema) = self.describe(&Stmt::Sql(Box::new(q))).await?;
-        let schema = schema.ok_or_else(|| ServerError::Internal("no columns".into()))?;
+        let catalog = self.db.catalog();
+        let schema = match &sub.target {
+            SubscribeTarget::Relation(name) => {
+                let name = object_name(name);
+                self.subscribable(&name)?;
+                self.db
+                    .relation_schema(&catalog, &name)
+                    .map(|(_, s, _)| s)
+                    .ok_or_else(|| ServerError::Internal(format!("{name} has no schema")))?
+            }
+            // Planned as its view will be, so the types told are the types sent.
+            SubscribeTarget::Query(q) => {
+                self.plan_new_view(&catalog, q, &[], false).await?.1.schema
+            }
+        };
         Ok(with_change_columns(&schema))
     }
 

@@ -244,10 +244,12 @@ impl Session {
                 self.set_variable(name, value)?;
             }
         }
-        if session && self.tx_status() == TxStatus::Idle {
-            self.transaction_modes(&[]);
-        } else if !session {
-            self.transaction_modes(&settings);
+        match (session, self.tx_status() == TxStatus::Idle) {
+            (true, true) => self.transaction_modes(&[]),
+            (true, false) => {}
+            // Outside a transaction block Postgres warns and ignores it.
+            (false, true) => {}
+            (false, false) => self.transaction_modes(&settings),
         }
         Ok(command("SET"))
     }
