@@ -295,6 +295,16 @@ pub fn is_temporal(dt: &DataType) -> bool {
 }
 
 /// The text of a date/time value at `row` (`None` for NULL or another type).
+/// Row `row` of a timestamp array of `unit`, in that unit since the epoch.
+pub fn timestamp_value(array: &ArrayRef, row: usize, unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
+    }
+}
+
 pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
     if array.is_null(row) {
         return None;
@@ -303,17 +313,7 @@ pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
         DataType::Float64 => float(array.as_primitive::<Float64Type>().value(row), false),
         DataType::Float32 => float(array.as_primitive::<Float32Type>().value(row) as f64, true),
         DataType::Timestamp(unit, tz) => {
-            let v = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
-                TimeUnit::Millisecond => {
-                    array.as_primitive::<TimestampMillisecondType>().value(row)
-                }
-                TimeUnit::Microsecond => {
-                    array.as_primitive::<TimestampMicrosecondType>().value(row)
-                }
-                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
-            };
-            let t = datetime(v, unit)?;
+            let t = datetime(timestamp_value(array, row, unit), unit)?;
             match tz {
                 None => timestamp(&t),
                 Some(_) => timestamptz(&t.and_utc(), zone),

@@ -15,8 +15,7 @@ use datafusion::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, DurationMicrosecondType, DurationMillisecondType,
     DurationNanosecondType, DurationSecondType, Float32Type, Float64Type, Int16Type, Int32Type,
     Int64Type, Int8Type, IntervalMonthDayNanoType, IntervalUnit, Schema, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    Time64NanosecondType, TimeUnit, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions as ArrowFormatOptions};
 use freshet_planner::pg_text::{self, Zone};
@@ -290,16 +289,7 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>, zone: &
             }
         }
         DataType::Timestamp(unit, tz) => {
-            let v = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
-                TimeUnit::Millisecond => {
-                    array.as_primitive::<TimestampMillisecondType>().value(row)
-                }
-                TimeUnit::Microsecond => {
-                    array.as_primitive::<TimestampMicrosecondType>().value(row)
-                }
-                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
-            };
+            let v = pg_text::timestamp_value(array, row, unit);
             match (pg_text::datetime(v, unit), tz) {
                 (Some(t), None) => PgValue::Timestamp(t),
                 (Some(t), Some(_)) => PgValue::TimestampTz(t.and_utc(), *zone),

@@ -191,19 +191,8 @@ impl Connection {
                     .await?
             }
             Response::Query(results) => {
-                match crate::respond::send_rows(client, results, true).await {
-                    Ok(()) => {}
-                    // The query failed while its rows were sent (a cancel, a timeout, an
-                    // error in a later batch): the rows so far, then the error.
-                    Err(PgWireError::UserError(e)) => {
-                        self.session.note_error();
-                        client
-                            .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
-                            .await?;
-                        return Ok(false);
-                    }
-                    Err(e) => return Err(e),
-                }
+                let sent = crate::respond::send_rows(client, results, true).await;
+                return self.after_streaming(client, sent).await;
             }
             Response::Execution(tag)
             | Response::TransactionStart(tag)
@@ -221,17 +210,8 @@ impl Connection {
                 return Ok(false);
             }
             Response::CopyOut(result) => {
-                match crate::respond::send_copy_out(client, result).await {
-                    Ok(()) => {}
-                    Err(PgWireError::UserError(e)) => {
-                        self.session.note_error();
-                        client
-                            .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
-                            .await?;
-                        return Ok(false);
-                    }
-                    Err(e) => return Err(e),
-                }
+                let sent = crate::respond::send_copy_out(client, result).await;
+                return self.after_streaming(client, sent).await;
             }
             Response::CopyBoth(result) => {
                 pgwire::api::copy::send_copy_both_response(client, result).await?;
@@ -244,6 +224,28 @@ impl Connection {
 }
 
 impl Connection {
+    /// After a statement's rows or COPY data were sent: whether the next statement of a
+    /// simple query may run. A failure while they were sent (a cancel, a timeout, an
+    /// error in a later batch) follows the rows sent so far as an ErrorResponse.
+    async fn after_streaming<C>(&self, client: &mut C, sent: PgWireResult<()>) -> PgWireResult<bool>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match sent {
+            Ok(()) => Ok(true),
+            Err(PgWireError::UserError(e)) => {
+                self.session.note_error();
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                    .await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// What an Execute answers for a statement that returns no rows.
     async fn send_execute_result<C>(&self, client: &mut C, response: Response) -> PgWireResult<()>
     where

@@ -34,10 +34,11 @@ fn fmt_event(us: i64) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
-/// A window start as `::text` renders it.
+/// A window start as `::text` renders it (as Postgres prints a timestamp; window starts
+/// here are whole minutes).
 fn fmt(us: i64) -> String {
     let t: DateTime<Utc> = Utc.timestamp_micros(us).single().expect("timestamp");
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 #[derive(Default)]
