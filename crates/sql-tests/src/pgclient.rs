@@ -20,6 +20,14 @@
 //! - `freshet:produce TOPIC [partition=N] [key=K]` followed by one message per line
 //!   produces them (a line `<null>` is a message with a null value).
 //!
+//! COPY and cancel (what sqllogictest has no record for):
+//! - `freshet:copy_in COPY … FROM STDIN …` followed by the data, one line per line,
+//!   sends the lines over the COPY protocol (`statement ok` / `statement error`);
+//! - `freshet:copy_out COPY … TO STDOUT …` returns the lines the server sends, each as
+//!   one value with its tabs shown as spaces (`query T`);
+//! - `freshet:cancel_after MS SQL` runs SQL and sends a CancelRequest after MS
+//!   milliseconds (`statement error 57014` when it was still running).
+//!
 //! Results: values of a column named `freshet_timestamp` (a `SUBSCRIBE`'s checkpoint
 //! timestamps, which differ from run to run) read as `<ts>`.
 
@@ -409,6 +417,72 @@ impl AsyncDB for FreshetDb {
             .await
             .map_err(|e| DbError(e.to_string()))?;
             return Ok(DBOutput::StatementComplete(0));
+        }
+        if let Some(rest) = trimmed.strip_prefix("freshet:copy_in ") {
+            let (stmt, data) = rest.split_once('\n').unwrap_or((rest, ""));
+            let mut bytes = data.to_string();
+            if !bytes.is_empty() && !bytes.ends_with('\n') {
+                bytes.push('\n');
+            }
+            let client = self.client().await?;
+            let sink = client
+                .copy_in::<_, std::io::Cursor<Vec<u8>>>(stmt.trim())
+                .await?;
+            futures::pin_mut!(sink);
+            use futures::SinkExt;
+            sink.send(std::io::Cursor::new(bytes.into_bytes())).await?;
+            let n = sink.as_mut().finish().await?;
+            return Ok(DBOutput::StatementComplete(n));
+        }
+        if let Some(stmt) = trimmed.strip_prefix("freshet:copy_out ") {
+            use futures::StreamExt;
+            let client = self.client().await?;
+            let stream = client.copy_out(stmt.trim()).await?;
+            futures::pin_mut!(stream);
+            let mut text = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                text.extend_from_slice(&chunk?);
+            }
+            let rows: Vec<Vec<String>> = String::from_utf8_lossy(&text)
+                .lines()
+                .map(|l| {
+                    vec![if l.is_empty() {
+                        "(empty)".to_string()
+                    } else {
+                        l.replace('\t', " ")
+                    }]
+                })
+                .collect();
+            return Ok(DBOutput::Rows {
+                types: vec![DefaultColumnType::Any],
+                rows,
+            });
+        }
+        if let Some(rest) = trimmed.strip_prefix("freshet:cancel_after ") {
+            let (ms, stmt) = rest
+                .trim()
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| DbError("cancel_after needs MS and SQL".into()))?;
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| DbError(format!("bad cancel_after delay {ms}")))?;
+            if self.login.tls {
+                return Err(DbError(
+                    "cancel_after needs a connection without TLS".into(),
+                ));
+            }
+            let client = self.client().await?;
+            let token = client.cancel_token();
+            let canceler = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                let _ = token.cancel_query(NoTls).await;
+            });
+            let res = client.simple_query(stmt).await;
+            canceler.abort();
+            return match res {
+                Ok(_) => Ok(DBOutput::StatementComplete(0)),
+                Err(e) => Err(e.into()),
+            };
         }
         let owned;
         let sql = if sql.contains("${KAFKA}") {
