@@ -162,6 +162,14 @@ pub struct TableFeed {
 }
 
 impl TableDef {
+    /// The position of column `name` (`42703` if the table has none).
+    pub fn column_index(&self, name: &str) -> Result<usize, PlannerError> {
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| PlannerError::UndefinedColumn(name.to_string()))
+    }
+
     /// `(column index, lag)` of the watermark column, for the streaming planner.
     pub fn watermark_cols(&self) -> Vec<(usize, i64)> {
         watermark_cols(&self.watermark, &self.columns)

@@ -198,11 +198,9 @@ impl Connection {
             | Response::TransactionStart(tag)
             | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
             Response::Error(e) => {
-                self.session.note_error();
-                client
-                    .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
-                    .await?;
-                return Ok(false);
+                return self
+                    .after_streaming(client, Err(PgWireError::UserError(e)))
+                    .await;
             }
             Response::CopyIn(result) => {
                 pgwire::api::copy::send_copy_in_response(client, result).await?;
@@ -276,16 +274,8 @@ impl Connection {
                 pgwire::api::copy::send_copy_in_response(client, result).await?;
             }
             Response::CopyOut(result) => {
-                if let Err(e) = crate::respond::send_copy_out(client, result).await {
-                    if let PgWireError::UserError(e) = e {
-                        self.session.note_error();
-                        client
-                            .send(PgWireBackendMessage::ErrorResponse((*e).into()))
-                            .await?;
-                    } else {
-                        return Err(e);
-                    }
-                }
+                let sent = crate::respond::send_copy_out(client, result).await;
+                self.after_streaming(client, sent).await?;
             }
             Response::CopyBoth(result) => {
                 client.set_state(PgWireConnectionState::CopyInProgress(true));

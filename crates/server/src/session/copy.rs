@@ -77,14 +77,7 @@ impl Session {
         } else {
             columns
                 .iter()
-                .map(|c| {
-                    let c = ident_name(c);
-                    table
-                        .columns
-                        .iter()
-                        .position(|x| x.name == c)
-                        .ok_or(PlannerError::UndefinedColumn(c))
-                })
+                .map(|c| table.column_index(&ident_name(c)))
                 .collect::<Result<_, _>>()?
         };
         let n = targets.len();

@@ -108,19 +108,7 @@ impl Cursor {
                 return Err(e);
             }
         }
-        while self.read == 0 {
-            let Some(s) = self.stream.as_mut() else {
-                return Ok(());
-            };
-            match s.next().await {
-                Some(b) => {
-                    let b = b?;
-                    self.read += b.num_rows();
-                    self.rows.push(b);
-                }
-                None => self.stream = None,
-            }
-        }
+        self.fill(1).await?;
         while self.read < want {
             let Some(s) = self.stream.as_mut() else {
                 return Ok(());

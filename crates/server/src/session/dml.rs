@@ -138,14 +138,7 @@ impl Session {
                     insert
                         .columns
                         .iter()
-                        .map(|c| {
-                            let c = object_name(c);
-                            table
-                                .columns
-                                .iter()
-                                .position(|x| x.name == c)
-                                .ok_or(PlannerError::UndefinedColumn(c))
-                        })
+                        .map(|c| table.column_index(&object_name(c)))
                         .collect::<Result<_, _>>()?
                 };
                 batches
@@ -190,11 +183,7 @@ impl Session {
                 return Err(ServerError::Unsupported("UPDATE of a column tuple".into()));
             };
             let col = object_name(col);
-            let idx = table
-                .columns
-                .iter()
-                .position(|c| c.name == col)
-                .ok_or_else(|| PlannerError::UndefinedColumn(col.clone()))?;
+            let idx = table.column_index(&col)?;
             if assigned.iter().any(|(i, _)| *i == idx) {
                 return Err(ServerError::Unsupported(format!(
                     "multiple assignments to same column \"{col}\""
