@@ -16,6 +16,7 @@ pub mod hll;
 pub mod operator;
 pub mod operators;
 pub mod plan;
+pub mod sink_log;
 pub mod subscriptions;
 pub mod write_check;
 

@@ -224,74 +224,7 @@ pub struct ViewDef {
     pub pg_text_casts: bool,
 }
 
-/// Where a sink sends its rows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SinkDef {
-    /// `connector = …` (`blackhole`).
-    pub connector: String,
-    /// `type = 'append-only'` with `force_append_only = 'true'`: deletes are dropped.
-    pub drop_deletes: bool,
-    /// The `WITH` options as written (for `SHOW CREATE`-like listings).
-    pub options: Vec<(String, String)>,
-}
-
-impl SinkDef {
-    /// Checks a sink's `WITH` options; `append_only`: whether its query only inserts.
-    pub fn parse(options: &[(String, String)], append_only: bool) -> Result<SinkDef, String> {
-        let get = |k: &str| {
-            options
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.trim().to_ascii_lowercase())
-        };
-        for (k, _) in options {
-            if !matches!(k.as_str(), "connector" | "type" | "force_append_only") {
-                return Err(format!("unknown sink option \"{k}\""));
-            }
-        }
-        let connector = get("connector").ok_or("a sink needs WITH (connector = …)")?;
-        if connector != "blackhole" {
-            return Err(format!(
-                "sink connector \"{connector}\" is not supported: only 'blackhole' (which \
-                 counts the rows and drops them)"
-            ));
-        }
-        let force = match get("force_append_only").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(format!(
-                    "force_append_only must be 'true' or 'false', not '{other}'"
-                ))
-            }
-        };
-        let drop_deletes = match get("type").as_deref() {
-            None | Some("upsert") | Some("retract") if !force => false,
-            None | Some("upsert") | Some("retract") => {
-                return Err("force_append_only needs type = 'append-only'".into())
-            }
-            Some("append-only") if append_only => false,
-            Some("append-only") if force => true,
-            Some("append-only") => {
-                return Err(
-                    "the sink's query can update or delete rows, so the sink cannot \
-                     be append-only (set force_append_only = 'true' to drop its deletes)"
-                        .into(),
-                )
-            }
-            Some(other) => {
-                return Err(format!(
-                    "sink type must be 'append-only', 'upsert' or 'retract', not '{other}'"
-                ))
-            }
-        };
-        Ok(SinkDef {
-            connector,
-            drop_deletes,
-            options: options.to_vec(),
-        })
-    }
-}
+pub use crate::sink_def::{KafkaSink, SinkDef, SinkFormat};
 
 /// Metadata columns a source can add with `INCLUDE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

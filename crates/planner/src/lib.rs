@@ -20,6 +20,7 @@ pub mod pg_catalog;
 pub mod pg_text;
 pub mod pg_values;
 pub mod show_create;
+pub mod sink_def;
 pub mod stream_planner;
 pub mod temporal;
 pub mod users;

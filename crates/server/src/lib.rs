@@ -29,6 +29,7 @@ pub mod respond;
 pub mod scan;
 pub mod server;
 pub mod session;
+pub mod sinks;
 pub mod sources;
 pub mod stored;
 pub mod wire;

@@ -631,6 +631,7 @@ pub fn start_reader(
     view: u64,
     src: &SourceDef,
     used_columns: Option<&[usize]>,
+    sink: Option<std::sync::Arc<freshet_connectors::kafka_sink::SinkStatus>>,
 ) -> Result<ReaderHandle, ServerError> {
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
@@ -638,7 +639,11 @@ pub fn start_reader(
     // Taken before the committed offsets are read (below): a commit failing in between
     // makes this reader's first batch stale, and it starts again.
     let epoch = engine.epoch();
+    let gate = sink;
     let sink = Box::new(move |b: SourceBatch| {
+        if let Some(g) = &gate {
+            crate::sinks::wait_for_sink(g);
+        }
         engine
             .source_data_queued(
                 epoch,

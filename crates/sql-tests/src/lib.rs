@@ -167,6 +167,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     /// The data directory, if not `data` inside `data_dir`.
     data_path: Option<PathBuf>,
+    /// Environment variables of the server process (see [`TestServer::set_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl TestServer {
@@ -194,6 +196,7 @@ impl TestServer {
             log_path,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             data_path,
+            env: Vec::new(),
         };
         s.spawn();
         s
@@ -228,6 +231,7 @@ impl TestServer {
             )
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -308,6 +312,30 @@ impl TestServer {
     pub fn restart(&mut self) {
         self.stop_graceful();
         self.spawn();
+    }
+
+    /// Sets (`Some`) or removes an environment variable of the server's next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Waits up to `timeout` for the server to exit by itself; whether it did (then it
+    /// can be started again with [`TestServer::start_again`]).
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// `kill -9` and start again on the same port and data directory.
@@ -547,6 +575,62 @@ impl KafkaBroker {
         n as f64 / t.elapsed().as_secs_f64()
     }
 
+    /// Every message of `topic` now, per partition in offset order (partitions in
+    /// order), read with a plain consumer from the start to each partition's end.
+    pub fn read_topic(&self, topic: &str) -> Vec<TopicMessage> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("consumer");
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in &parts {
+            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let mut ended = std::collections::HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ended.len() < parts.len() {
+            assert!(Instant::now() < deadline, "reading {topic} took too long");
+            match consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                Some(Ok(m)) => {
+                    let header = |k: &str| {
+                        m.headers().and_then(|h| {
+                            h.iter()
+                                .find(|x| x.key == k)
+                                .and_then(|x| x.value)
+                                .map(|v| String::from_utf8_lossy(v).to_string())
+                        })
+                    };
+                    out.push(TopicMessage {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(|k| String::from_utf8_lossy(k).to_string()),
+                        value: m.payload().map(|v| String::from_utf8_lossy(v).to_string()),
+                        seq: header("freshet_seq").and_then(|s| s.parse().ok()),
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|m| (m.partition, m.offset));
+        out
+    }
+
     /// A producer for this broker (it never auto-creates topics).
     pub fn producer(&self) -> rdkafka::producer::BaseProducer {
         rdkafka::config::ClientConfig::new()
@@ -600,6 +684,17 @@ impl KafkaBroker {
             .flush(Duration::from_secs(30))
             .expect("flush produced messages");
     }
+}
+
+/// A message read back by [`KafkaBroker::read_topic`]; `seq`: its `freshet_seq` header.
+#[derive(Clone, Debug)]
+pub struct TopicMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    /// `None`: a tombstone.
+    pub value: Option<String>,
+    pub seq: Option<u64>,
 }
 
 impl Drop for KafkaBroker {

@@ -500,6 +500,20 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes `ranges` and writes `entries` in one synced batch, outside any [`Txn`]: for
+    /// keys the engine's transaction never writes (a sink's delivery position, and the
+    /// outbox entries it delivered; see `freshet_engine::sink_log`).
+    pub fn write_outside(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<()> {
+        let (records, bytes) = entries.iter().fold((ranges.len(), 0), |(n, b), (k, v)| {
+            (n + 1, b + k.len() + v.as_ref().map_or(0, Vec::len))
+        });
+        self.write(ranges, entries.into_iter(), records, bytes)
+    }
+
     /// After a failed write, opens the database again if the data directory takes writes
     /// again (see [`Store::write`]); a no-op while all is well. Called periodically, so
     /// that a closed database comes back even when nothing writes.

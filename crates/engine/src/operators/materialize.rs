@@ -19,7 +19,7 @@ use freshet_storage::{codec, keys, Txn};
 use super::{add_count, change_count, encode_count, RowSeq, StateTable};
 use crate::chunk::Chunk;
 use crate::operator::Operator;
-use crate::EngineError;
+use crate::{sink_log, EngineError};
 
 /// Where a view's rows go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub enum Output {
     /// Counted and dropped (a `blackhole` sink). `deletes`: whether deletes are sent too
     /// (`false` for `force_append_only`, which drops them uncounted).
     Blackhole { deletes: bool },
+    /// Counted and written to the sink's outbox ([`crate::sink_log`]), from which its
+    /// connector delivers them. `deletes` as for `Blackhole`.
+    Log { deletes: bool },
 }
 
 /// The keys, in a sink root's state table, of its counts of inserted and deleted rows.
@@ -67,6 +70,8 @@ pub struct Materialize {
     output: Output,
     /// The root's own state table: a sink's counts.
     own: StateTable,
+    /// A logging sink's last sequence number given, read from its state when first needed.
+    last_seq: Option<u64>,
 }
 
 impl Materialize {
@@ -77,6 +82,7 @@ impl Materialize {
             distinct: false,
             output: Output::Table,
             own: root_table(relation),
+            last_seq: None,
         }
     }
 
@@ -99,6 +105,38 @@ impl Materialize {
     }
 }
 
+impl Materialize {
+    /// Appends the chunk's changes (its deletes only if `deletes`) to the sink's outbox.
+    fn log(&mut self, chunk: &Chunk, deletes: bool, state: &mut Txn) -> Result<(), EngineError> {
+        let last_key = sink_log::last_key(self.relation);
+        let mut seq = match self.last_seq {
+            Some(s) => s,
+            None => match state.get(&last_key)? {
+                Some(v) => sink_log::decode_u64(&v)?,
+                None => 0,
+            },
+        };
+        let encoded = codec::encode_rows(chunk.batch.columns(), chunk.len())?;
+        let mut wrote = false;
+        for (row, &w) in encoded.iter().zip(&chunk.weights) {
+            if w == 0 || (w < 0 && !deletes) {
+                continue;
+            }
+            seq += 1;
+            state.put_fresh(
+                sink_log::entry_key(self.relation, seq),
+                sink_log::encode_entry(w, row),
+            );
+            wrote = true;
+        }
+        if wrote {
+            state.put(last_key, seq.to_be_bytes().to_vec());
+        }
+        self.last_seq = Some(seq);
+        Ok(())
+    }
+}
+
 impl Operator for Materialize {
     fn name(&self) -> &'static str {
         "materialize"
@@ -110,7 +148,10 @@ impl Operator for Materialize {
         chunk: Chunk,
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
-        if let Output::Blackhole { deletes } = self.output {
+        if let Output::Blackhole { deletes } | Output::Log { deletes } = self.output {
+            if matches!(self.output, Output::Log { .. }) {
+                self.log(&chunk, deletes, state)?;
+            }
             let (mut ins, mut del) = (0i64, 0i64);
             for &w in &chunk.weights {
                 if w > 0 {

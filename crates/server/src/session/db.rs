@@ -53,6 +53,8 @@ pub struct Db {
     pub(super) scans: Arc<crate::scan::Scans>,
     /// The sessions, for `pg_stat_activity` and cancel requests.
     pub backends: Arc<crate::backends::Backends>,
+    /// The Kafka sinks' delivery threads.
+    pub(super) sinks: crate::sinks::Sinks,
 }
 
 impl crate::auth::Users for Db {
@@ -79,6 +81,9 @@ pub(super) fn table_desc(t: &TableDef) -> TableDesc {
 pub(super) fn view_output(v: &ViewDef) -> ViewOutput {
     match &v.sink {
         None => ViewOutput::Table,
+        Some(s) if s.kafka.is_some() => ViewOutput::Log {
+            deletes: !s.drop_deletes,
+        },
         Some(s) => ViewOutput::Blackhole {
             deletes: !s.drop_deletes,
         },
@@ -136,6 +141,7 @@ impl Db {
         )?;
         let mut views = Vec::new();
         let mut view_schemas = BTreeMap::new();
+        let mut sink_schemas = Vec::new();
         let mut failed = BTreeMap::new();
         for v in &catalog.views {
             // A view this build cannot plan (a limit it breaks, a view it reads that
@@ -156,6 +162,8 @@ impl Db {
                 let lookup = format!("{}{}", parser::LOOKUP_PREFIX, v.name);
                 register(&ctx, &lookup, schema.clone(), vec![])?;
                 view_schemas.insert(v.id, schema.clone());
+            } else {
+                sink_schemas.push((v.id, schema.clone()));
             }
             views.push(ViewDesc {
                 id: v.id,
@@ -191,6 +199,7 @@ impl Db {
             // OS then shares the cores with.
             scans: Arc::default(),
             backends: Arc::default(),
+            sinks: crate::sinks::Sinks::default(),
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )
@@ -199,6 +208,11 @@ impl Db {
         db.set_catalog(catalog.clone());
         for t in &catalog.tables {
             db.start_table_reader(t)?;
+        }
+        for (id, schema) in &sink_schemas {
+            if let Some(v) = catalog.view_by_id(*id) {
+                db.sinks.start(&db.store, v, schema)?;
+            }
         }
         for v in &catalog.views {
             if db.failure(v.id).is_some() {
@@ -240,7 +254,14 @@ impl Db {
                         .iter()
                         .find(|(id, _)| *id == source)
                         .map(|(_, c)| c.as_slice());
-                    crate::sources::start_reader(&self.engine, &self.store, view, src, columns)
+                    crate::sources::start_reader(
+                        &self.engine,
+                        &self.store,
+                        view,
+                        src,
+                        columns,
+                        self.sinks.status(view),
+                    )
                 }
                 Owner::Table(id) => {
                     let Some(t) = catalog.tables.iter().find(|t| t.id == id) else {
@@ -288,8 +309,14 @@ impl Db {
                     .iter()
                     .find(|(id, _)| id == dep)
                     .map(|(_, c)| c.as_slice());
-                let h =
-                    crate::sources::start_reader(&self.engine, &self.store, view.id, src, columns)?;
+                let h = crate::sources::start_reader(
+                    &self.engine,
+                    &self.store,
+                    view.id,
+                    src,
+                    columns,
+                    self.sinks.status(view.id),
+                )?;
                 let owner = Owner::View {
                     view: view.id,
                     source: src.id,
@@ -367,9 +394,14 @@ impl Db {
         let _ = tokio::task::spawn_blocking(move || scans.close(std::time::Duration::from_secs(5)))
             .await;
         let readers = self.readers.take_all();
-        tokio::task::spawn_blocking(move || drop(readers))
-            .await
-            .map_err(|e| ServerError::Protocol(format!("stopping readers failed: {e}")))?;
+        let sinks = self.sinks.take_all();
+        tokio::task::spawn_blocking(move || {
+            // Sinks first: a reader may be waiting for one.
+            drop(sinks);
+            drop(readers)
+        })
+        .await
+        .map_err(|e| ServerError::Protocol(format!("stopping readers failed: {e}")))?;
         self.engine.shutdown().await?;
         self.store.quiesce();
         Ok(())

@@ -228,11 +228,21 @@ impl Session {
         let (query_sql, planned) = self
             .plan_new_view(&catalog, &cs.query, &[], cs.emit_on_window_close)
             .await?;
-        let sink = SinkDef::parse(&cs.options, planned.append_only).map_err(|e| {
-            ServerError::Connector {
-                code: "22023",
-                message: e,
-            }
+        let columns: Vec<String> = planned
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let sink = SinkDef::parse(
+            &cs.options,
+            cs.format.as_ref(),
+            planned.append_only,
+            &columns,
+        )
+        .map_err(|e| ServerError::Connector {
+            code: "22023",
+            message: e,
         })?;
         let eowc = cs.emit_on_window_close;
         self.install_view(
@@ -301,6 +311,7 @@ impl Session {
             subscription,
             pg_text_casts: true,
         };
+        let desc_schema = planned.schema.clone();
         let desc = ViewDesc {
             id,
             name,
@@ -334,6 +345,7 @@ impl Session {
         }
         self.db.set_catalog(next.clone());
         if let Some(v) = next.views.last() {
+            self.db.sinks.start(&self.db.store, v, &desc_schema)?;
             self.db.start_readers(&next, v)?;
         }
         Ok(id)
@@ -524,6 +536,7 @@ impl Db {
     /// DDL lock.
     pub(super) async fn drop_one(&self, victim: u64) -> Result<()> {
         let mut next = (*self.catalog()).clone();
+        let sink = self.sinks.stop(victim);
         self.stop_readers(victim);
         next.tables.retain(|t| t.id != victim);
         next.sources.retain(|s| s.id != victim);
@@ -531,6 +544,9 @@ impl Db {
         if let Err(e) = self.engine.ddl(Ddl::Drop(victim), next.to_json()).await {
             // Not dropped after all (the commit failed): its readers go on.
             let current = self.catalog();
+            if let Some(spec) = sink {
+                self.sinks.start_spec(&self.store, spec)?;
+            }
             if let Some(v) = current.view_by_id(victim) {
                 self.start_readers(&current, v)?;
             } else if let Some(t) = current.tables.iter().find(|t| t.id == victim) {

@@ -3,11 +3,13 @@
 //! (`sinks`, `source_status`, `watermarks`, `view_state`), each a function from the
 //! database and catalog to a schema and rows (registered by `Db::context_for`).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use freshet_engine::coordinator::{sink_counts, stored_watermark};
+use freshet_engine::sink_log;
 use freshet_engine::EngineError;
 use freshet_planner::catalog::Catalog;
 
@@ -40,9 +42,12 @@ fn nullable_schema(columns: &[(&str, DataType)]) -> SchemaRef {
     ))
 }
 
-/// `freshet_catalog.sinks`: (sink_name, connector, rows_inserted, rows_deleted): the rows
-/// each sink sent, with their multiplicity, as committed (with the offsets they came
-/// from, so a crash neither loses nor repeats a count).
+/// `freshet_catalog.sinks`: per sink, the rows it took (`rows_inserted`, `rows_deleted`,
+/// with their multiplicity, as committed with the offsets they came from, so a crash
+/// neither loses nor repeats a count) and, for a Kafka sink, where it writes and how far
+/// its delivery is: messages sent since the server started, changes committed and not
+/// yet delivered (`backlog`), when a batch last reached the broker, and the last error
+/// (cleared by the next delivered batch).
 pub(super) fn sinks_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
     let store = &db.store;
     let schema = nullable_schema(&[
@@ -50,18 +55,62 @@ pub(super) fn sinks_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
         ("connector", DataType::Utf8),
         ("rows_inserted", DataType::Int64),
         ("rows_deleted", DataType::Int64),
+        ("topic", DataType::Utf8),
+        ("format", DataType::Utf8),
+        ("guarantee", DataType::Utf8),
+        ("messages_sent", DataType::Int64),
+        ("backlog", DataType::Int64),
+        ("delivered_seq", DataType::Int64),
+        (
+            "last_delivery",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ),
+        ("last_error", DataType::Utf8),
+        ("paused", DataType::Boolean),
     ]);
     let mut rows = Vec::new();
     store.read_snapshot(|r| -> Result<()> {
         for v in catalog.sinks() {
             let connector = v.sink.as_ref().map(|s| s.connector.clone());
             let (ins, del) = sink_counts(v.id, |k| Ok(r.get(k)?))?;
-            rows.push(vec![
-                ScalarValue::Utf8(Some(v.name.clone())),
-                ScalarValue::Utf8(connector),
+            let kafka = v.sink.as_ref().and_then(|s| s.kafka.as_ref());
+            let text = |s: Option<String>| ScalarValue::Utf8(s);
+            let int = |n: Option<u64>| ScalarValue::Int64(n.map(|n| n as i64));
+            let mut row = vec![
+                text(Some(v.name.clone())),
+                text(connector),
                 ScalarValue::Int64(Some(ins)),
                 ScalarValue::Int64(Some(del)),
+                text(kafka.map(|k| k.topic.clone())),
+                text(kafka.map(|k| k.format.name().to_string())),
+                text(kafka.map(|k| {
+                    if k.exactly_once {
+                        "exactly-once"
+                    } else {
+                        "at-least-once"
+                    }
+                    .to_string()
+                })),
+            ];
+            let pos = match kafka {
+                Some(_) => Some(sink_log::position(r, v.id)?),
+                None => None,
+            };
+            let live = db.sinks.status(v.id);
+            let live = live.as_deref();
+            row.extend([
+                int(live.map(|s| s.messages_sent.load(Ordering::Relaxed))),
+                int(pos.map(|p| p.backlog())),
+                int(pos.map(|p| p.delivered)),
+                ScalarValue::TimestampMicrosecond(
+                    live.map(|s| s.last_delivery_micros.load(Ordering::Relaxed))
+                        .filter(|t| *t > 0),
+                    Some("UTC".into()),
+                ),
+                text(live.and_then(|s| s.last_error()).map(|(_, e)| e)),
+                ScalarValue::Boolean(live.map(|s| s.paused.load(Ordering::Relaxed))),
             ]);
+            rows.push(row);
         }
         Ok(())
     })?;
