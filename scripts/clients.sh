@@ -23,6 +23,8 @@ command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# The status page is tested in headless Chromium (crates/sql-tests/tests/operations.rs).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "clients.sh: installing ${need_apt[*]}" >&2
     sudo_cmd=""

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 256;
 const MAX_BATCH_ROWS: usize = 16384;
 const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
 const METADATA_REFRESH: Duration = Duration::from_secs(5);
+/// How often partition lag is updated (from the fetches' high watermarks).
+const LAG_REFRESH: Duration = Duration::from_millis(500);
 /// How often idle partitions are looked for.
 const WATERMARK_TICK: Duration = Duration::from_millis(100);
 /// librdkafka's fetch wait; a catch-up check waits two of them for fresh watermarks.
@@ -113,7 +115,10 @@ impl KafkaConfig {
     }
 }
 
-fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
+fn partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, String> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(|e| format!("cannot reach the Kafka broker: {e}"))?;
@@ -253,6 +258,8 @@ impl Drop for ReaderHandle {
 pub struct ReaderSpec {
     pub config: KafkaConfig,
     pub group_id: String,
+    /// The name of the relation it feeds (a label of its metrics).
+    pub relation: String,
     pub decoder: Decoder,
     pub includes: Vec<Include>,
     /// Payload columns then include columns.
@@ -317,15 +324,19 @@ pub type PartitionView = Arc<dyn Fn(Vec<i32>) -> Vec<i32> + Send + Sync>;
 
 /// Starts a reader thread.
 pub fn spawn(spec: ReaderSpec, sink: Sink) -> Result<ReaderHandle, String> {
-    let consumer: BaseConsumer = spec
+    let high = Arc::new(Mutex::new(BTreeMap::new()));
+    let consumer: BaseConsumer<Stats> = spec
         .config
         .client(&spec.group_id)
-        .create()
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(Stats { high: high.clone() })
         .map_err(|e| format!("invalid Kafka settings: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let (catch_tx, catch_rx) = mpsc::channel();
     let tracker = spec.watermark.as_ref().map(WatermarkSpec::tracker);
     let mut reader = Reader {
+        meters: BTreeMap::new(),
+        high,
         tracker,
         late: Vec::new(),
         consumer,
@@ -389,10 +400,44 @@ impl From<&rdkafka::message::BorrowedMessage<'_>> for Owned {
     }
 }
 
+/// One partition's series.
+struct PartitionMeters {
+    rows: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    errors: prometheus::IntCounter,
+    late: prometheus::IntCounter,
+    lag: prometheus::IntGauge,
+}
+
+/// Takes each partition's high watermark from librdkafka's statistics (of its fetches;
+/// ListOffsets is not used: Tansu answers it short of the last batch).
+struct Stats {
+    high: Arc<Mutex<BTreeMap<i32, i64>>>,
+}
+
+impl rdkafka::ClientContext for Stats {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
+        for t in statistics.topics.values() {
+            for (p, s) in &t.partitions {
+                if *p >= 0 && s.hi_offset >= 0 {
+                    high.insert(*p, s.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Stats {}
+
 struct Reader {
+    /// Its partitions' series.
+    meters: BTreeMap<i32, PartitionMeters>,
+    /// High watermarks per partition (see [`Stats`]).
+    high: Arc<Mutex<BTreeMap<i32, i64>>>,
     tracker: Option<WatermarkTracker>,
     late: Vec<LateEvent>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Stats>,
     /// Partitions whose end the reader has reached (and read nothing since).
     at_end: BTreeMap<i32, bool>,
     spec: ReaderSpec,
@@ -487,6 +532,7 @@ impl Reader {
         let mut last_refresh = Instant::now();
         let mut last_commit = Instant::now();
         let mut last_tick = Instant::now();
+        let mut last_lag = Instant::now();
         let mut waiting: Vec<(Instant, mpsc::Sender<()>)> = Vec::new();
         while !stop.load(Ordering::SeqCst) {
             while let Ok(w) = catch_rx.try_recv() {
@@ -541,6 +587,10 @@ impl Reader {
                 last_commit = Instant::now();
                 self.commit_for_monitoring();
             }
+            if last_lag.elapsed() >= LAG_REFRESH {
+                last_lag = Instant::now();
+                self.update_lag();
+            }
         }
         Ok(())
     }
@@ -565,9 +615,46 @@ impl Reader {
         }
     }
 
+    /// Partition `p`'s series (created on first use).
+    fn meters(&mut self, p: i32) -> &PartitionMeters {
+        let (source, relation) = (&self.spec.config.source_name, &self.spec.relation);
+        self.meters.entry(p).or_insert_with(|| {
+            let m = freshet_engine::metrics::metrics();
+            let labels = [source.as_str(), relation.as_str(), &p.to_string()];
+            PartitionMeters {
+                rows: m.source_rows.with_label_values(&labels),
+                bytes: m.source_bytes.with_label_values(&labels),
+                errors: m.source_parse_errors.with_label_values(&labels),
+                late: m.source_late_events.with_label_values(&labels),
+                lag: m.source_lag.with_label_values(&labels),
+            }
+        })
+    }
+
+    /// Sets each partition's lag from the high watermarks of its latest fetches.
+    fn update_lag(&mut self) {
+        let parts: Vec<(i32, i64)> = self
+            .positions
+            .iter()
+            .filter_map(|(p, o)| o.map(|o| (*p, o)))
+            .collect();
+        let high = self.high.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (p, pos) in parts {
+            if let Some(h) = high.get(&p) {
+                self.meters(p).lag.set((h - pos).max(0));
+            }
+        }
+    }
+
     fn take(&mut self, msg: Owned) -> Result<(), String> {
         let (p, off) = (msg.partition, msg.offset);
         self.at_end.insert(p, false);
+        {
+            let bytes = msg.payload.as_ref().map_or(0, Vec::len) as u64;
+            let m = self.meters(p);
+            m.rows.inc();
+            m.bytes.inc_by(bytes);
+        }
         if let (Some(key_cols), None) = (&self.spec.upsert_key, &msg.payload) {
             // A null value deletes the row with this key.
             match decode_key(msg.key.as_deref(), key_cols) {
@@ -620,6 +707,7 @@ impl Reader {
                 if let Some(t) = &mut self.tracker {
                     let ts = row.get(t.column).and_then(timestamp_micros);
                     if let Err(watermark) = t.observe(p, ts) {
+                        self.meters(p).late.inc();
                         self.late.push(LateEvent {
                             partition: p,
                             offset: off,
@@ -634,6 +722,7 @@ impl Reader {
             }
             Ok(None) => {}
             Err(error) => {
+                self.meters(p).errors.inc();
                 self.errors.push(DeadLetter {
                     partition: p,
                     offset: off,

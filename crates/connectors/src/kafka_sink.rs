@@ -80,8 +80,6 @@ pub struct SinkStatus {
     /// The sink stopped: nobody should wait for it.
     pub closed: AtomicBool,
     pub last_error: Mutex<Option<(i64, String)>>,
-    /// Durations of delivered batches (seconds), for a histogram; drained by metrics.
-    pub batch_seconds: Mutex<Vec<f64>>,
 }
 
 impl SinkStatus {
@@ -205,6 +203,16 @@ struct Delivery {
     wake: Arc<(Mutex<()>, Condvar)>,
     encoder: Encoder,
     producer: Option<BaseProducer<Reports>>,
+    meters: SinkMeters,
+}
+
+/// The sink's series (`freshet_sink_*`).
+struct SinkMeters {
+    messages: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    failures: prometheus::IntCounter,
+    batch: prometheus::Histogram,
+    last_delivery: prometheus::Gauge,
 }
 
 impl Delivery {
@@ -221,6 +229,15 @@ impl Delivery {
             spec.key_columns.clone(),
             &spec.sink_name,
         );
+        let m = freshet_engine::metrics::metrics();
+        let l = [spec.sink_name.as_str()];
+        let meters = SinkMeters {
+            messages: m.sink_messages.with_label_values(&l),
+            bytes: m.sink_bytes.with_label_values(&l),
+            failures: m.sink_failures.with_label_values(&l),
+            batch: m.sink_batch_seconds.with_label_values(&l),
+            last_delivery: m.sink_last_delivery.with_label_values(&l),
+        };
         Delivery {
             spec,
             store,
@@ -229,6 +246,7 @@ impl Delivery {
             wake,
             encoder,
             producer: None,
+            meters,
         }
     }
 
@@ -251,6 +269,7 @@ impl Delivery {
                 Ok(false) => self.sleep(POLL),
                 Err(e) => {
                     self.status.error(&e);
+                    self.meters.failures.inc();
                     // A fresh producer next time: after a failed transaction or a fenced
                     // one, librdkafka's needs recovering anyway.
                     self.producer = None;
@@ -289,6 +308,10 @@ impl Delivery {
             std::process::abort();
         }
         let took = started.elapsed();
+        self.meters.batch.observe(took.as_secs_f64());
+        self.meters
+            .last_delivery
+            .set(freshet_engine::wall_clock_micros() as f64 / 1e6);
         let s = &self.status;
         s.set_position(
             Position {
@@ -302,10 +325,6 @@ impl Delivery {
             .store(freshet_engine::wall_clock_micros(), Ordering::Relaxed);
         s.last_batch_micros
             .store(took.as_micros() as u64, Ordering::Relaxed);
-        let mut h = s.batch_seconds.lock().unwrap_or_else(|p| p.into_inner());
-        if h.len() < 10_000 {
-            h.push(took.as_secs_f64());
-        }
         *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(true)
     }
@@ -407,7 +426,7 @@ impl Delivery {
                 self.encoder.fold(&page, &mut fold);
             } else {
                 self.encoder.plain(&page, &mut out);
-                send(p, spec, &mut out, pos.last, &self.status)?;
+                send(p, spec, &mut out, pos.last, &self.status, &self.meters)?;
             }
             if self.stopping() {
                 return Err("the sink is stopping".into());
@@ -416,7 +435,7 @@ impl Delivery {
         if self.encoder.keyed() {
             self.encoder
                 .finish(fold, freshet_engine::wall_clock_micros() / 1000, &mut out);
-            send(p, spec, &mut out, pos.last, &self.status)?;
+            send(p, spec, &mut out, pos.last, &self.status, &self.meters)?;
         }
         if spec.exactly_once {
             p.commit_transaction(BROKER_TIMEOUT)
@@ -457,6 +476,7 @@ fn send(
     msgs: &mut Vec<SinkMessage>,
     batch_end: u64,
     status: &SinkStatus,
+    meters: &SinkMeters,
 ) -> Result<(), String> {
     let batch = batch_end.to_string();
     let sink = spec.sink_id.to_string();
@@ -499,6 +519,8 @@ fn send(
         }
         status.messages_sent.fetch_add(1, Ordering::Relaxed);
         status.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        meters.messages.inc();
+        meters.bytes.inc_by(bytes as u64);
     }
     p.poll(Duration::ZERO);
     Ok(())

@@ -31,7 +31,7 @@ use crate::chunk::{batch_rows, column_types, Chunk, Row};
 use crate::dataflow::Dataflow;
 use crate::dead_letters::{DeadLetters, Policies, Retention};
 use crate::operators::add_count;
-pub use crate::operators::materialize::{sink_counts, Output};
+pub use crate::operators::materialize::{sink_counts, view_row_count, Output};
 use crate::plan::{RelationId, StreamNode};
 use crate::subscriptions::{Subscribers, Subscription};
 use crate::write_check::{check_not_null, display_value, duplicate_key, pk_row_key};
@@ -347,7 +347,7 @@ impl Engine {
         for v in views {
             c.schemas.insert(v.id, v.schema.clone());
             c.views
-                .push(Dataflow::build(v.id, &v.plan, v.append_only, v.output)?);
+                .push(Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name));
             c.descs.push(v);
         }
         let (tx, rx) = mpsc::channel();
@@ -615,7 +615,14 @@ impl Coordinator {
             }
             Command::Flush(reply) => self.waiters.push(waiter(reply, ())),
             Command::Source(data, epoch, reply) => {
-                let _ = reply.send(self.current(epoch).and_then(|()| self.apply_source(*data)));
+                let view = data.view;
+                let res = self.current(epoch).and_then(|()| self.apply_source(*data));
+                if let Err(e) = &res {
+                    if !matches!(e, EngineError::Rewound) {
+                        self.count_failure(view);
+                    }
+                }
+                let _ = reply.send(res);
             }
             Command::Feed(data, epoch, reply) => {
                 let _ = reply.send(self.current(epoch).and_then(|()| self.apply_feed(*data)));
@@ -644,6 +651,16 @@ impl Coordinator {
             }
         }
         false
+    }
+
+    /// Counts a batch view `view` refused (`freshet_view_failures_total`).
+    fn count_failure(&self, view: RelationId) {
+        if let Some(d) = self.descs.iter().find(|d| d.id == view) {
+            crate::metrics::metrics()
+                .view_failures
+                .with_label_values(&[d.name.as_str()])
+                .inc();
+        }
     }
 
     /// [`EngineError::Rewound`] for a batch of a reader started before the current epoch.
@@ -695,7 +712,9 @@ impl Coordinator {
         self.views = self
             .descs
             .iter()
-            .map(|v| Dataflow::build(v.id, &v.plan, v.append_only, v.output))
+            .map(|v| {
+                Dataflow::build(v.id, &v.plan, v.append_only, v.output).map(|d| d.metered(&v.name))
+            })
             .collect::<Result<_, _>>()?;
         Ok(())
     }
@@ -714,9 +733,18 @@ impl Coordinator {
         if let Err(e) = self.statement(|c| c.expire_dead_letters(crate::wall_clock_micros())) {
             tracing::error!(error = %e, "expiring dead letters failed");
         }
+        let m = crate::metrics::metrics();
+        let timer = m.checkpoint_seconds.start_timer();
         let res = self.txn.commit();
+        timer.observe_duration();
         match &res {
             Ok(()) => {
+                let now = crate::wall_clock_micros() as f64 / 1e6;
+                m.checkpoints.inc();
+                m.last_checkpoint.set(now);
+                for df in &mut self.views {
+                    df.checkpointed(now);
+                }
                 self.committed = None;
                 let schemas = &self.schemas;
                 self.subscribers
@@ -725,6 +753,7 @@ impl Coordinator {
                     });
             }
             Err(e) => {
+                m.checkpoint_failures.inc();
                 self.subscribers.discard();
                 tracing::error!(error = %e, "checkpoint commit failed: uncommitted work dropped; readers restart from their committed offsets");
                 self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -1310,7 +1339,8 @@ impl Coordinator {
                         v.id
                     )));
                 }
-                let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?;
+                let mut df =
+                    Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
                 df.init(&mut self.txn)?;
                 let entries = df.source_entries();
                 for entry in df.backfill_order() {

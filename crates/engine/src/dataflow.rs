@@ -72,6 +72,17 @@ pub struct Dataflow {
     /// Per source entry: whether it is a lookup join's table (backfilled first, so the
     /// stream side's existing rows find it).
     lookup_entries: Vec<bool>,
+    /// Its series in the metrics (see [`Dataflow::metered`]).
+    meters: Option<Meters>,
+    /// Whether it emitted changes since the last checkpoint.
+    dirty: bool,
+}
+
+/// A dataflow's series: changes in and out, and when a checkpoint last held its changes.
+struct Meters {
+    rows_in: prometheus::IntCounter,
+    rows_out: prometheus::IntCounter,
+    last_checkpoint: prometheus::Gauge,
 }
 
 /// What [`Dataflow::build`] has built so far, to share equal subplans (see the module
@@ -139,6 +150,8 @@ impl Dataflow {
             )],
             sources: Vec::new(),
             lookup_entries: Vec::new(),
+            meters: None,
+            dirty: false,
         };
         df.add(plan, (0, 0), false, &mut Built::default())?;
         Ok(df)
@@ -389,6 +402,35 @@ impl Dataflow {
             .collect()
     }
 
+    /// Counts this dataflow's changes in and out under view (or sink) `name`.
+    pub fn metered(mut self, name: &str) -> Dataflow {
+        let m = crate::metrics::metrics();
+        self.meters = Some(Meters {
+            rows_in: m.view_rows_in.with_label_values(&[name]),
+            rows_out: m.view_rows_out.with_label_values(&[name]),
+            last_checkpoint: m.view_last_checkpoint.with_label_values(&[name]),
+        });
+        self
+    }
+
+    fn count_out(&mut self, out: &[Chunk]) {
+        let n: usize = out.iter().map(Chunk::len).sum();
+        self.dirty |= n > 0;
+        if let Some(m) = &self.meters {
+            m.rows_out.inc_by(n as u64);
+        }
+    }
+
+    /// A checkpoint committed at `secs` (since the epoch): the view's changes since the
+    /// last one are in it.
+    pub fn checkpointed(&mut self, secs: f64) {
+        if std::mem::take(&mut self.dirty) {
+            if let Some(m) = &self.meters {
+                m.last_checkpoint.set(secs);
+            }
+        }
+    }
+
     /// Feeds a change of `relation` to every place the view reads it; returns the view's
     /// own changes (already applied to its stored rows).
     pub fn push(
@@ -398,10 +440,14 @@ impl Dataflow {
         txn: &mut Txn,
     ) -> Result<Vec<Chunk>, EngineError> {
         let entries = self.entries(relation);
+        if let Some(m) = &self.meters {
+            m.rows_in.inc_by((chunk.len() * entries.len()) as u64);
+        }
         let mut out = Vec::new();
         for (node, input) in entries {
             self.propagate(node, input, chunk.clone(), txn, &mut out)?;
         }
+        self.count_out(&out);
         Ok(out)
     }
 
@@ -420,6 +466,7 @@ impl Dataflow {
         for (node, input) in entries {
             self.pass_watermark(node, input, wm, txn, &mut out, &mut root_wm)?;
         }
+        self.count_out(&out);
         Ok((out, root_wm))
     }
 
@@ -497,8 +544,12 @@ impl Dataflow {
         txn: &mut Txn,
     ) -> Result<Vec<Chunk>, EngineError> {
         let (_, node, input) = self.sources[entry];
+        if let Some(m) = &self.meters {
+            m.rows_in.inc_by(chunk.len() as u64);
+        }
         let mut out = Vec::new();
         self.propagate(node, input, chunk, txn, &mut out)?;
+        self.count_out(&out);
         Ok(out)
     }
 

@@ -13,6 +13,7 @@ pub mod coordinator;
 pub mod dataflow;
 pub mod dead_letters;
 pub mod hll;
+pub mod metrics;
 pub mod operator;
 pub mod operators;
 pub mod plan;

@@ -10,6 +10,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The HTTP port (`/metrics`, the status page, backups); `None`: off.
+    pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub max_connections: usize,
     pub checkpoint_interval: Duration,
@@ -66,6 +68,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 6877)),
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 6878))),
             data_dir: PathBuf::from("./freshet-data"),
             max_connections: 100,
             checkpoint_interval: Duration::from_secs(1),
@@ -90,6 +93,8 @@ impl Default for Config {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
+    /// `"ADDR:PORT"` or `"off"`.
+    pub http_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub max_connections: Option<usize>,
     pub checkpoint_interval_ms: Option<u64>,
@@ -132,6 +137,9 @@ impl FileConfig {
     pub fn apply(self, c: &mut Config) -> Result<(), String> {
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if let Some(v) = &self.http_listen {
+            c.http_listen = parse_http_listen(v)?;
         }
         if let Some(v) = self.data_dir {
             c.data_dir = v;
@@ -183,6 +191,16 @@ impl FileConfig {
         }
         Ok(())
     }
+}
+
+/// `--http-listen`: an address, or `off`.
+pub fn parse_http_listen(v: &str) -> Result<Option<SocketAddr>, String> {
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| format!("invalid http_listen {v}: expected ADDR:PORT or off"))
 }
 
 /// A size setting (`512MB`, or bytes), or an error naming it.

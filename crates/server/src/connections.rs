@@ -67,6 +67,7 @@ impl Connections {
             }
         }
         held.total += 1;
+        freshet_engine::metrics::metrics().connections.inc();
         held.by_user.insert(user.name.clone(), mine + 1);
         Ok(Ticket {
             owner: self.clone(),
@@ -91,6 +92,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut held = self.owner.held.lock().unwrap_or_else(|p| p.into_inner());
         held.total = held.total.saturating_sub(1);
+        freshet_engine::metrics::metrics().connections.dec();
         if let Some(n) = held.by_user.get_mut(&self.user) {
             *n -= 1;
             if *n == 0 {

@@ -13,12 +13,14 @@
 
 pub mod auth;
 pub mod backends;
+pub mod backup;
 pub mod config;
 pub mod connections;
 pub mod copy_format;
 pub mod encode;
 pub mod error;
 pub mod handler;
+pub mod http;
 pub mod limits;
 pub mod lookup;
 pub mod params;
@@ -31,6 +33,7 @@ pub mod server;
 pub mod session;
 pub mod sinks;
 pub mod sources;
+pub mod status_page;
 pub mod stored;
 pub mod wire;
 

@@ -25,6 +25,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format: text, json or logfmt.
+    #[arg(
+        long,
+        global = true,
+        env = "FRESHET_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: String,
+    /// Log level or filter (error, warn, info, debug, trace, or e.g.
+    /// `info,freshet_engine=debug`); RUST_LOG also works.
+    #[arg(long, global = true, env = "FRESHET_LOG_LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +51,29 @@ enum Command {
         /// Plays generated per second (impressions: three times as many).
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// The HTTP port (metrics, status page), or off.
+        #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:6878")]
+        http_listen: String,
+    },
+    /// Back up a running server's database to a new directory (a consistent RocksDB
+    /// checkpoint), through its HTTP port.
+    Backup {
+        /// The directory to create (absent or empty; made absolute).
+        #[arg(long)]
+        to: PathBuf,
+        /// The server's HTTP port.
+        #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:6878")]
+        http: SocketAddr,
+    },
+    /// Make a new data directory from a backup; start the server on it to resume every
+    /// view from the backup's offsets.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to create (absent or empty).
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -47,6 +82,10 @@ struct ServeArgs {
     /// Address to listen on for Postgres clients [default: 127.0.0.1:6877].
     #[arg(long, env = "FRESHET_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address of the HTTP port (GET /metrics, the status page at /, backups), or off
+    /// [default: 127.0.0.1:6878].
+    #[arg(long, env = "FRESHET_HTTP_LISTEN")]
+    http_listen: Option<String>,
     /// Data directory (created if missing) [default: ./freshet-data].
     #[arg(long, env = "FRESHET_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -116,6 +155,9 @@ impl ServeArgs {
         if let Some(v) = self.listen {
             c.listen = v;
         }
+        if let Some(v) = &self.http_listen {
+            c.http_listen = freshet_server::config::parse_http_listen(v)?;
+        }
         if let Some(v) = self.data_dir {
             c.data_dir = v;
         }
@@ -169,14 +211,50 @@ impl ServeArgs {
     }
 }
 
+/// Logs to stderr in `format` (text, json, logfmt) at `level` (else RUST_LOG, else info).
+fn init_logging(format: &str, level: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::prelude::*;
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l)
+            .map_err(|e| format!("invalid --log-level {l}: {e}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        "text" => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+        "json" => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        "logfmt" => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        other => {
+            return Err(format!(
+                "invalid --log-format {other}: expected text, json or logfmt"
+            ))
+        }
+    }
+    Ok(())
+}
+
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("freshet: {e}");
+        std::process::exit(2);
+    }
     // One line per panic, through the log. Panics are caught where they happen (a
     // statement, a connection, a reader, a statement in the engine) and end only that.
     std::panic::set_hook(Box::new(|info| {
@@ -191,7 +269,6 @@ fn main() {
             thread.name().unwrap_or("?")
         );
     }));
-    let cli = Cli::parse();
     // Deep (but allowed, see freshet_planner::complexity) expressions recurse in
     // DataFusion's evaluation and Freshet's walkers: give them room.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -219,8 +296,24 @@ fn main() {
                 );
                 server.run(shutdown_signal()).await
             }
-            Command::Playground { listen, rate } => {
-                freshet_server::playground::run(listen, rate).await
+            Command::Playground {
+                listen,
+                rate,
+                http_listen,
+            } => {
+                let http = freshet_server::config::parse_http_listen(&http_listen)?;
+                freshet_server::playground::run(listen, http, rate).await
+            }
+            Command::Backup { to, http } => backup(&to, http),
+            Command::Restore { from, data_dir } => {
+                freshet_server::backup::restore(&from, &data_dir)?;
+                println!(
+                    "restored {} into {}: start the server with --data-dir {}",
+                    from.display(),
+                    data_dir.display(),
+                    data_dir.display()
+                );
+                Ok(())
             }
         }
     });
@@ -231,5 +324,37 @@ fn main() {
     if let Err(e) = result {
         eprintln!("freshet: {e}");
         std::process::exit(1);
+    }
+}
+
+/// `freshet backup`: `POST /api/backup?to=…` to the server's HTTP port.
+fn backup(to: &std::path::Path, http: SocketAddr) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let to = std::path::absolute(to).map_err(|e| format!("bad path {}: {e}", to.display()))?;
+    let path: String = to
+        .to_string_lossy()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect();
+    let mut s = std::net::TcpStream::connect(http)
+        .map_err(|e| format!("cannot reach the server's HTTP port {http}: {e}"))?;
+    write!(
+        s,
+        "POST /api/backup?to={path} HTTP/1.1\r\nHost: {http}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    if head.starts_with("HTTP/1.1 200") {
+        println!("{body}");
+        Ok(())
+    } else {
+        Err(format!("backup failed: {}", body.trim()))
     }
 }

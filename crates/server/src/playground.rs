@@ -77,13 +77,18 @@ async fn scalar(session: &Session, sql: &str) -> Option<i64> {
 }
 
 /// Runs the playground until Ctrl-C.
-pub async fn run(listen: std::net::SocketAddr, rate: u64) -> Result<(), String> {
+pub async fn run(
+    listen: std::net::SocketAddr,
+    http_listen: Option<std::net::SocketAddr>,
+    rate: u64,
+) -> Result<(), String> {
     let dir = tempfile::Builder::new()
         .prefix("freshet-playground-")
         .tempdir()
         .map_err(|e| format!("cannot create a temporary data directory: {e}"))?;
     let config = Config {
         listen,
+        http_listen,
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };

@@ -18,6 +18,8 @@ use crate::session::{Db, Session};
 pub struct Server {
     db: Arc<Db>,
     listener: TcpListener,
+    /// The HTTP port's listener (`/metrics`, the status page), if on.
+    http: Option<TcpListener>,
     config: Config,
     auth: Arc<Authenticator>,
     tls: Option<TlsAcceptor>,
@@ -59,9 +61,16 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let http = match config.http_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                format!("cannot listen on {addr} for HTTP (--http-listen ADDR:PORT, or off): {e}")
+            })?),
+            None => None,
+        };
         Ok(Server {
             db,
             listener,
+            http,
             config,
             auth,
             tls,
@@ -77,8 +86,17 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then shuts down gracefully.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), String> {
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let http = self.http.take().map(|l| {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(http = %a, "metrics at http://{a}/metrics, status page at http://{a}/");
+            }
+            tokio::spawn(crate::http::serve(l, Arc::downgrade(&self.db)))
+        });
         tokio::pin!(shutdown);
         let mut backoff = 1u64;
         loop {
@@ -126,6 +144,9 @@ impl Server {
                     }
                 }
             }
+        }
+        if let Some(h) = http {
+            h.abort();
         }
         tracing::info!("shutting down: waiting for running statements");
         let _quiet = self.db.inflight.write().await;

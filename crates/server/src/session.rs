@@ -43,6 +43,7 @@ mod cursor;
 mod db;
 mod ddl;
 mod dml;
+mod ops_tables;
 mod pg;
 mod query;
 mod subscribe;
@@ -191,7 +192,16 @@ impl Session {
     pub async fn execute(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
         let _inflight = self.db.inflight.read().await;
         let running = self.backend().begin(&self.query_text());
+        let kind = statement_kind(stmt);
+        let started = std::time::Instant::now();
         let res = self.execute_running(stmt, params, &running).await;
+        let m = freshet_engine::metrics::metrics();
+        m.query_seconds
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+        m.queries
+            .with_label_values(&[kind, if res.is_ok() { "ok" } else { "error" }])
+            .inc();
         self.backend()
             .set_in_transaction(self.tx_status() != TxStatus::Idle);
         match res {
@@ -545,4 +555,39 @@ pub fn object_name(n: &ObjectName) -> String {
         .and_then(|p| p.as_ident())
         .map(ident_name)
         .unwrap_or_default()
+}
+
+/// A statement's kind, as `freshet_queries_total` and `freshet_query_seconds` label it.
+fn statement_kind(stmt: &Stmt) -> &'static str {
+    use Statement as S;
+    match stmt {
+        Stmt::Sql(s) => match s.as_ref() {
+            S::Query(_) | S::Explain { .. } | S::Fetch { .. } => "select",
+            S::Insert(_) => "insert",
+            S::Update { .. } => "update",
+            S::Delete(_) => "delete",
+            S::Copy { .. } => "copy",
+            S::CreateTable(_)
+            | S::CreateView { .. }
+            | S::Drop { .. }
+            | S::AlterTable { .. }
+            | S::CreateRole { .. }
+            | S::AlterRole { .. }
+            | S::Grant { .. }
+            | S::Revoke { .. } => "ddl",
+            _ => "other",
+        },
+        Stmt::Subscribe(_) | Stmt::CopySubscribe(_) | Stmt::DeclareSubscribe { .. } => "subscribe",
+        Stmt::Move(_) => "select",
+        Stmt::CreateSource(_)
+        | Stmt::CreateTableWithConnector(_)
+        | Stmt::CreateTableExt(_)
+        | Stmt::CreateSink(_)
+        | Stmt::DropSink { .. }
+        | Stmt::DropSource { .. }
+        | Stmt::CreateUser(_)
+        | Stmt::AlterUser(_)
+        | Stmt::DropUser { .. } => "ddl",
+        _ => "other",
+    }
 }

@@ -475,7 +475,7 @@ pub fn start_table_reader(
     });
     let engine = engine.clone();
     let epoch = engine.epoch();
-    let spec = reader_spec(&src, table.id, store, upsert_key)?;
+    let spec = reader_spec(&src, table.id, &table.name, store, upsert_key)?;
     let table_id = table.id;
     let mut pipeline = Pipeline::new(READER_PIPELINE);
     let sink = Box::new(move |b: SourceBatch| {
@@ -542,6 +542,7 @@ pub fn check(src: &SourceDef) -> Result<(), ServerError> {
 fn reader_spec(
     src: &SourceDef,
     owner: u64,
+    owner_name: &str,
     store: &Store,
     upsert_key: Option<Vec<(String, datafusion::arrow::datatypes::DataType)>>,
 ) -> Result<kafka::ReaderSpec, ServerError> {
@@ -573,6 +574,7 @@ fn reader_spec(
     Ok(kafka::ReaderSpec {
         config: kafka_config(src),
         group_id: format!("freshet-{}-{owner}", src.name),
+        relation: owner_name.to_string(),
         decoder,
         includes,
         schema: src.schema(),
@@ -629,6 +631,7 @@ pub fn start_reader(
     engine: &Engine,
     store: &Store,
     view: u64,
+    view_name: &str,
     src: &SourceDef,
     used_columns: Option<&[usize]>,
     sink: Option<std::sync::Arc<freshet_connectors::kafka_sink::SinkStatus>>,
@@ -640,9 +643,24 @@ pub fn start_reader(
     // makes this reader's first batch stale, and it starts again.
     let epoch = engine.epoch();
     let gate = sink;
+    let m = freshet_engine::metrics::metrics();
+    let watermark_gauge = m
+        .source_watermark
+        .with_label_values(&[src.name.as_str(), view_name]);
+    // Kafka readers count per partition themselves; a generator is one partition.
+    let generated = (src.connector != ConnectorKind::Kafka).then(|| {
+        m.source_rows
+            .with_label_values(&[src.name.as_str(), view_name, "0"])
+    });
     let sink = Box::new(move |b: SourceBatch| {
         if let Some(g) = &gate {
             crate::sinks::wait_for_sink(g);
+        }
+        if let Some(wm) = b.watermark {
+            watermark_gauge.set(wm as f64 / 1e6);
+        }
+        if let Some(c) = &generated {
+            c.inc_by(b.chunk.len() as u64);
         }
         engine
             .source_data_queued(
@@ -663,7 +681,7 @@ pub fn start_reader(
             .map_err(|e| e.to_string())
     });
     let started = if src.connector == ConnectorKind::Kafka {
-        let spec = reader_spec(src, view, store, None)?;
+        let spec = reader_spec(src, view, view_name, store, None)?;
         kafka::spawn(spec, sink)
     } else {
         let columns: Vec<_> = src

@@ -169,6 +169,8 @@ pub struct TestServer {
     data_path: Option<PathBuf>,
     /// Environment variables of the server process (see [`TestServer::set_env`]).
     env: Vec<(String, String)>,
+    /// The HTTP port (`/metrics`, the status page), unless the test set `--http-listen`.
+    pub http_port: u16,
 }
 
 impl TestServer {
@@ -197,6 +199,7 @@ impl TestServer {
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             data_path,
             env: Vec::new(),
+            http_port: free_port(),
         };
         s.spawn();
         s
@@ -204,6 +207,11 @@ impl TestServer {
 
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// `http://127.0.0.1:PORT` of the HTTP port.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
     }
 
     pub fn conn_str(&self) -> String {
@@ -230,6 +238,17 @@ impl TestServer {
                     .unwrap_or_else(|| self.data_dir.path().join("data")),
             )
             .args(&self.extra_args)
+            .args(
+                (!self.extra_args.iter().any(|a| a == "--http-listen"))
+                    .then(|| {
+                        [
+                            "--http-listen".to_string(),
+                            format!("127.0.0.1:{}", self.http_port),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .env("RUST_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -242,6 +261,7 @@ impl TestServer {
             // Another process took the port between `free_port` and the bind (tests run
             // in parallel): start again on another one.
             self.port = free_port();
+            self.http_port = free_port();
             self.spawn();
         }
     }
@@ -701,5 +721,81 @@ impl Drop for KafkaBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `GET url` (plain `http://host:port/path`); the status code and body.
+pub fn http_get(url: &str) -> (u16, String) {
+    http_request("GET", url)
+}
+
+/// A bodiless HTTP/1.1 request; the status code and body.
+pub fn http_request(method: &str, url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s =
+        std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).expect("read reply");
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // hyper answers small bodies with Content-Length; a chunked one would need decoding.
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked reply"
+    );
+    (status, body.to_string())
+}
+
+/// Produces test events to a broker from any thread, knowing only its port.
+pub struct BrokerAddr(pub u16);
+
+impl BrokerAddr {
+    /// Events `{"k", "g", "n", "ts"}` for `k` in `from..to`, `k % partitions` being the
+    /// partition (as `tests/operations.rs` expects them).
+    pub fn produce_events(&self, topic: &str, from: i64, to: i64, partitions: i32) {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{}", self.0))
+            .set("allow.auto.create.topics", "false")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for k in from..to {
+            let payload = format!(
+                r#"{{"k": {k}, "g": "g{}", "n": {}, "ts": "2026-01-01T00:{:02}:00Z"}}"#,
+                k % 7,
+                k % 100,
+                (k / 50) % 60
+            );
+            let mut rec = BaseRecord::<'_, (), str>::to(topic)
+                .payload(payload.as_str())
+                .partition((k % partitions as i64) as i32);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        rec = r;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
     }
 }

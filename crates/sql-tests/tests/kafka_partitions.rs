@@ -61,6 +61,7 @@ fn new_partitions_are_read_from_their_beginning() {
             startup: Startup::Earliest,
         },
         group_id: "freshet-test-grow".into(),
+        relation: "grow".into(),
         decoder: Decoder::new(vec![("v".into(), DataType::Int64)], Format::Json),
         includes: vec![Include::Partition],
         schema,

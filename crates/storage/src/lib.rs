@@ -535,6 +535,64 @@ impl Store {
         }
     }
 
+    /// RocksDB's estimate of the bytes each `[start, end)` range takes on disk (flushed
+    /// data only); the exact sizes for the in-memory store.
+    pub fn approximate_sizes(&self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Vec<u64> {
+        match &self.backend {
+            Backend::Rocks(rocks) => match rocks.read().as_ref() {
+                Some(db) => {
+                    let r: Vec<rocksdb::Range<'_>> = ranges
+                        .iter()
+                        .map(|(s, e)| rocksdb::Range::new(s, e))
+                        .collect();
+                    db.get_approximate_sizes(&r)
+                }
+                None => vec![0; ranges.len()],
+            },
+            Backend::Memory(m) => {
+                let map = m.lock().unwrap_or_else(|p| p.into_inner());
+                ranges
+                    .iter()
+                    .map(|(s, e)| {
+                        map.range(s.clone()..e.clone())
+                            .map(|(k, v)| (k.len() + v.len()) as u64)
+                            .sum()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// A RocksDB integer property (`rocksdb.cur-size-all-mem-tables`, …); `None` for the
+    /// in-memory store or an unknown property.
+    pub fn property(&self, name: &str) -> Option<u64> {
+        match &self.backend {
+            Backend::Rocks(rocks) => rocks
+                .read()
+                .as_ref()
+                .and_then(|db| db.property_int_value(name).ok().flatten()),
+            Backend::Memory(_) => None,
+        }
+    }
+
+    /// Writes a RocksDB checkpoint of the database to `dir` (which must not exist): a
+    /// consistent copy as of one moment, so of whole commits only, hard-linking the SST
+    /// files where `dir` is on the same filesystem.
+    pub fn checkpoint_to(&self, dir: &Path) -> Result<()> {
+        match &self.backend {
+            Backend::Rocks(rocks) => {
+                let guard = rocks.read();
+                let db = guard.as_ref().ok_or_else(|| rocks.unavailable())?;
+                let cp = rocksdb::checkpoint::Checkpoint::new(db)?;
+                cp.create_checkpoint(dir)?;
+                Ok(())
+            }
+            Backend::Memory(_) => Err(StorageError::Unsupported(
+                "the in-memory store has no checkpoints".into(),
+            )),
+        }
+    }
+
     /// Size on disk of the live data, in bytes (an estimate for RocksDB).
     pub fn approximate_size(&self) -> u64 {
         match &self.backend {

@@ -37,6 +37,9 @@ pub enum Output {
 /// The keys, in a sink root's state table, of its counts of inserted and deleted rows.
 const SENT_INSERTS: &[u8] = b"i";
 const SENT_DELETES: &[u8] = b"d";
+/// The key, in a view root's state table, of the number of rows the view holds (with
+/// their multiplicity), kept with every change so that nothing counts them by scanning.
+const ROW_COUNT: &[u8] = b"c";
 
 /// The root's own state table of view (or sink) `relation`.
 fn root_table(relation: u64) -> StateTable {
@@ -57,6 +60,18 @@ pub fn sink_counts(
         }
     };
     Ok((read(SENT_INSERTS)?, read(SENT_DELETES)?))
+}
+
+/// The number of rows view `view` holds, read through `get`; `None` for a view created
+/// before the count was kept that has not changed since.
+pub fn view_row_count(
+    view: u64,
+    mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, EngineError>,
+) -> Result<Option<i64>, EngineError> {
+    match get(&root_table(view).key(ROW_COUNT))? {
+        Some(v) => super::decode_count(&v).map(Some),
+        None => Ok(None),
+    }
 }
 
 pub struct Materialize {
@@ -106,6 +121,37 @@ impl Materialize {
 }
 
 impl Materialize {
+    /// Adds the chunk's net rows to the view's row count. A view created before the count
+    /// was kept is counted once, here, from its rows.
+    fn count_rows(&mut self, chunk: &Chunk, state: &mut Txn) -> Result<(), EngineError> {
+        let delta: i64 = chunk.weights.iter().sum();
+        let key = self.own.key(ROW_COUNT);
+        // Read each time, not cached: a statement rolled back undoes the stored count.
+        let rows = match state.get(&key)? {
+            Some(v) => super::decode_count(&v)?,
+            None => {
+                let mut n = 0i64;
+                let mut bad = false;
+                state.visit_prefix(&keys::rows_prefix(self.relation), |_, v| {
+                    match <[u8; 8]>::try_from(v) {
+                        Ok(b) => n += i64::from_be_bytes(b),
+                        Err(_) => bad = true,
+                    }
+                    !bad
+                })?;
+                if bad {
+                    return Err(EngineError::Internal(format!(
+                        "bad stored multiplicity in view {}",
+                        self.relation
+                    )));
+                }
+                n
+            }
+        };
+        state.put(key, encode_count(rows + delta));
+        Ok(())
+    }
+
     /// Appends the chunk's changes (its deletes only if `deletes`) to the sink's outbox.
     fn log(&mut self, chunk: &Chunk, deletes: bool, state: &mut Txn) -> Result<(), EngineError> {
         let last_key = sink_log::last_key(self.relation);
@@ -168,6 +214,7 @@ impl Operator for Materialize {
             }
             return Ok(chunk);
         }
+        self.count_rows(&chunk, state)?;
         let encoded = codec::encode_rows(chunk.batch.columns(), chunk.len())?;
         if let Some(seq) = &mut self.seq {
             let prefix = keys::rows_prefix(self.relation);

@@ -13,6 +13,7 @@ use freshet_engine::coordinator::{late_events_schema, source_errors_schema};
 use freshet_engine::coordinator::{
     Ddl, Engine, EngineConfig, Output as ViewOutput, TableDesc, ViewDesc,
 };
+use freshet_engine::coordinator::{LATE_EVENTS, SOURCE_ERRORS};
 use freshet_engine::plan::StreamNode;
 use freshet_planner::catalog::{Catalog, TableDef, ViewDef};
 use freshet_planner::context::{
@@ -55,6 +56,9 @@ pub struct Db {
     pub backends: Arc<crate::backends::Backends>,
     /// The Kafka sinks' delivery threads.
     pub(super) sinks: crate::sinks::Sinks,
+    /// Each view's (and sink's) dataflow plan as text, for the status page.
+    pub(super) plans: Mutex<BTreeMap<u64, String>>,
+    data_dir: std::path::PathBuf,
 }
 
 impl crate::auth::Users for Db {
@@ -142,6 +146,7 @@ impl Db {
         let mut views = Vec::new();
         let mut view_schemas = BTreeMap::new();
         let mut sink_schemas = Vec::new();
+        let mut plans = BTreeMap::new();
         let mut failed = BTreeMap::new();
         for v in &catalog.views {
             // A view this build cannot plan (a limit it breaks, a view it reads that
@@ -165,6 +170,7 @@ impl Db {
             } else {
                 sink_schemas.push((v.id, schema.clone()));
             }
+            plans.insert(v.id, plan.to_string());
             views.push(ViewDesc {
                 id: v.id,
                 name: v.name.clone(),
@@ -200,6 +206,8 @@ impl Db {
             scans: Arc::default(),
             backends: Arc::default(),
             sinks: crate::sinks::Sinks::default(),
+            plans: Mutex::new(plans),
+            data_dir: data_dir.to_path_buf(),
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )
@@ -237,6 +245,126 @@ impl Db {
         Ok(db)
     }
 
+    /// A computed relation of `freshet_catalog` (`views`, `sinks`, …) by its name without
+    /// the schema, as a query would read it now.
+    pub fn system_relation(
+        &self,
+        name: &str,
+    ) -> Result<Option<(SchemaRef, Vec<Vec<datafusion::common::ScalarValue>>)>> {
+        let full = format!("freshet_catalog.{name}");
+        let Some((_, f)) = super::system_tables::COMPUTED
+            .iter()
+            .find(|(n, _)| *n == full)
+        else {
+            return Ok(None);
+        };
+        f(self, &self.catalog()).map(Some)
+    }
+
+    /// Each view's and sink's name, kind and dataflow plan (as `EXPLAIN` prints it).
+    pub fn view_plans(&self) -> Vec<(String, &'static str, String)> {
+        let plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        self.catalog()
+            .views
+            .iter()
+            .filter(|v| !v.subscription)
+            .map(|v| {
+                let kind = if v.sink.is_some() {
+                    "sink"
+                } else {
+                    "materialized view"
+                };
+                let plan = plans
+                    .get(&v.id)
+                    .cloned()
+                    .unwrap_or_else(|| "(not planned)".into());
+                (v.name.clone(), kind, plan)
+            })
+            .collect()
+    }
+
+    /// The most recent dead letters (`source_errors`, then `late_events`), newest first.
+    pub fn recent_dead_letters(&self, limit: usize) -> Result<Vec<Vec<String>>> {
+        let mut out = Vec::new();
+        for (id, schema, what) in [
+            (SOURCE_ERRORS, source_errors_schema(), "parse error"),
+            (LATE_EVENTS, late_events_schema(), "late event"),
+        ] {
+            let types: Vec<_> = schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect();
+            let prefix = keys::rows_prefix(id);
+            self.store.read_snapshot(|r| -> Result<()> {
+                let mut n = 0;
+                r.visit(&prefix, true, &mut |k, _| {
+                    if let Ok(row) = freshet_storage::codec::decode_row(&k[prefix.len()..], &types)
+                    {
+                        let mut cells = vec![what.to_string()];
+                        cells.extend(row.iter().map(|v| {
+                            match v {
+                                datafusion::common::ScalarValue::TimestampMicrosecond(
+                                    Some(t),
+                                    _,
+                                ) => chrono::DateTime::from_timestamp_micros(*t)
+                                    .map_or(t.to_string(), |d| {
+                                        d.format("%Y-%m-%d %H:%M:%S%.6fZ").to_string()
+                                    }),
+                                v if v.is_null() => String::new(),
+                                v => v.to_string(),
+                            }
+                        }));
+                        out.push(cells);
+                    }
+                    n += 1;
+                    n < limit
+                })?;
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Sets each view's row and byte gauges (its counter, RocksDB's estimate) and each
+    /// sink's backlog.
+    pub fn refresh_relation_gauges(&self) {
+        let m = freshet_engine::metrics::metrics();
+        let catalog = self.catalog();
+        let _ = self.store.read_snapshot(|r| -> Result<()> {
+            for v in catalog.views.iter().filter(|v| !v.subscription) {
+                let name = [v.name.as_str()];
+                m.view_state_bytes
+                    .with_label_values(&name)
+                    .set(super::ops_tables::view_bytes(self, v.id) as i64);
+                if v.sink.is_none() {
+                    m.view_rows
+                        .with_label_values(&name)
+                        .set(super::ops_tables::view_rows(r, v.id)?);
+                } else if let Some(s) = self.sinks.status(v.id) {
+                    let pos = freshet_engine::sink_log::position(r, v.id)?;
+                    m.sink_backlog
+                        .with_label_values(&name)
+                        .set(pos.backlog() as i64);
+                    m.sink_paused.with_label_values(&name).set(i64::from(
+                        s.paused.load(std::sync::atomic::Ordering::Relaxed),
+                    ));
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// The database's store (for backups and metrics).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Restarts the readers that failed (see [`Readers::supervise`]).
     fn supervise(&self, now: bool) {
         let epoch = self.engine.epoch();
@@ -258,6 +386,7 @@ impl Db {
                         &self.engine,
                         &self.store,
                         view,
+                        &v.name,
                         src,
                         columns,
                         self.sinks.status(view),
@@ -313,6 +442,7 @@ impl Db {
                     &self.engine,
                     &self.store,
                     view.id,
+                    &view.name,
                     src,
                     columns,
                     self.sinks.status(view.id),

@@ -312,6 +312,7 @@ impl Session {
             pg_text_casts: true,
         };
         let desc_schema = planned.schema.clone();
+        let plan_text = planned.plan.to_string();
         let desc = ViewDesc {
             id,
             name,
@@ -344,6 +345,11 @@ impl Session {
             return Err(e.into());
         }
         self.db.set_catalog(next.clone());
+        self.db
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, plan_text);
         if let Some(v) = next.views.last() {
             self.db.sinks.start(&self.db.store, v, &desc_schema)?;
             self.db.start_readers(&next, v)?;
@@ -536,6 +542,7 @@ impl Db {
     /// DDL lock.
     pub(super) async fn drop_one(&self, victim: u64) -> Result<()> {
         let mut next = (*self.catalog()).clone();
+        let victim_name = next.view_by_id(victim).map(|v| v.name.clone());
         let sink = self.sinks.stop(victim);
         self.stop_readers(victim);
         next.tables.retain(|t| t.id != victim);
@@ -558,6 +565,13 @@ impl Db {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&victim);
+        self.plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&victim);
+        if let Some(name) = &victim_name {
+            freshet_engine::metrics::metrics().forget_relation(name);
+        }
         self.failed
             .lock()
             .unwrap_or_else(|p| p.into_inner())

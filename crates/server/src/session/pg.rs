@@ -16,10 +16,7 @@ use freshet_planner::pg_catalog::{
 use freshet_planner::sqlparser::ast::{self, Statement};
 use freshet_planner::users::{UserDef, BOOTSTRAP_USER};
 
-use super::system_tables::{
-    sinks_rows, source_status_rows, view_state_rows, watermarks_rows, ComputedRelation, SINKS_NAME,
-    SOURCE_STATUS_NAME, VIEW_STATE_NAME, WATERMARKS_NAME,
-};
+use super::system_tables::COMPUTED;
 use super::{Session, SERVER_VERSION};
 use crate::backends::{Backend, Backends};
 use crate::error::Result;
@@ -119,31 +116,27 @@ impl Session {
     /// What the session's catalog functions and relations answer from.
     fn snapshot(&self, catalog: &Catalog) -> Snapshot {
         let db = &self.db;
-        let freshet_catalog = [
-            (WATERMARKS_NAME, watermarks_rows as ComputedRelation),
-            (VIEW_STATE_NAME, view_state_rows as ComputedRelation),
-            (SINKS_NAME, sinks_rows as ComputedRelation),
-            (SOURCE_STATUS_NAME, source_status_rows as ComputedRelation),
-        ]
-        .into_iter()
-        .filter_map(|(name, f)| {
-            let (schema, _) = f(db, &Catalog::default()).ok()?;
-            Some((
-                name.trim_start_matches("freshet_catalog.").to_string(),
-                schema,
-            ))
-        })
-        .chain([
-            (
-                "source_errors".to_string(),
-                freshet_engine::coordinator::source_errors_schema(),
-            ),
-            (
-                "late_events".to_string(),
-                freshet_engine::coordinator::late_events_schema(),
-            ),
-        ])
-        .collect();
+        let freshet_catalog = COMPUTED
+            .iter()
+            .copied()
+            .filter_map(|(name, f)| {
+                let (schema, _) = f(db, &Catalog::default()).ok()?;
+                Some((
+                    name.trim_start_matches("freshet_catalog.").to_string(),
+                    schema,
+                ))
+            })
+            .chain([
+                (
+                    "source_errors".to_string(),
+                    freshet_engine::coordinator::source_errors_schema(),
+                ),
+                (
+                    "late_events".to_string(),
+                    freshet_engine::coordinator::late_events_schema(),
+                ),
+            ])
+            .collect();
         Snapshot {
             catalog: Arc::new(catalog.clone()),
             view_schemas: db

@@ -29,11 +29,7 @@ use freshet_planner::PlannerError;
 use freshet_storage::{decode_relation, keys, prefix_end, RowLayout};
 
 use super::ddl::query_plan_schema;
-use super::system_tables::{
-    sinks_rows, source_status_rows, view_state_rows, watermarks_rows, ComputedRelation,
-    LATE_EVENTS_NAME, SINKS_NAME, SOURCE_ERRORS_NAME, SOURCE_STATUS_NAME, VIEW_STATE_NAME,
-    WATERMARKS_NAME,
-};
+use super::system_tables::{COMPUTED, LATE_EVENTS_NAME, SOURCE_ERRORS_NAME};
 use super::{names_schema, object_name, Db, Output, Session};
 use crate::error::{Result, ServerError};
 use crate::stored::{memory_budget, relation_batches, scan_within, StoredRelation};
@@ -280,12 +276,7 @@ impl Db {
                 RowLayout::Multiset,
             ));
         }
-        for (name, computed) in [
-            (WATERMARKS_NAME, watermarks_rows as ComputedRelation),
-            (VIEW_STATE_NAME, view_state_rows as ComputedRelation),
-            (SINKS_NAME, sinks_rows as ComputedRelation),
-            (SOURCE_STATUS_NAME, source_status_rows as ComputedRelation),
-        ] {
+        for (name, computed) in COMPUTED.iter().copied() {
             if names.iter().any(|n| n == name) {
                 let (schema, rows) = if with_data {
                     computed(self, catalog)?

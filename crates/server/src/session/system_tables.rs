@@ -10,7 +10,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::common::ScalarValue;
 use freshet_engine::coordinator::{sink_counts, stored_watermark};
 use freshet_engine::sink_log;
-use freshet_engine::EngineError;
 use freshet_planner::catalog::Catalog;
 
 use super::Db;
@@ -31,6 +30,23 @@ pub(super) const SINKS_NAME: &str = "freshet_catalog.sinks";
 pub(super) const SOURCE_STATUS_NAME: &str = "freshet_catalog.source_status";
 
 pub(super) type ComputedRelation = fn(&Db, &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)>;
+
+/// Every relation of `freshet_catalog` computed when read.
+pub(super) const COMPUTED: &[(&str, ComputedRelation)] = &[
+    (WATERMARKS_NAME, watermarks_rows),
+    (VIEW_STATE_NAME, view_state_rows),
+    (SINKS_NAME, sinks_rows),
+    (SOURCE_STATUS_NAME, source_status_rows),
+    (
+        super::ops_tables::SOURCE_PARTITIONS_NAME,
+        super::ops_tables::source_partitions_rows,
+    ),
+    (super::ops_tables::VIEWS_NAME, super::ops_tables::views_rows),
+    (
+        super::ops_tables::CHECKPOINTS_NAME,
+        super::ops_tables::checkpoints_rows,
+    ),
+];
 
 /// The schema of a catalog relation: these columns, all nullable.
 fn nullable_schema(columns: &[(&str, DataType)]) -> SchemaRef {
@@ -226,8 +242,10 @@ pub(super) fn watermarks_rows(
 }
 
 /// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes): the
-/// view's rows (multiplicities summed: an insert-only view stores each inserted row as
-/// its own entry) and its operators' state entries and bytes (keys and values).
+/// view's rows (its counter, multiplicities summed) and its operators' state entries and
+/// bytes (keys and values), counted exactly by reading the state: a diagnostic for
+/// state clean-up. Dashboards read `freshet_catalog.views` (and `/metrics`), which never
+/// scan.
 pub(super) fn view_state_rows(
     db: &Db,
     catalog: &Catalog,
@@ -242,22 +260,8 @@ pub(super) fn view_state_rows(
     let mut rows = Vec::new();
     store.read_snapshot(|r| -> Result<()> {
         for v in &catalog.views {
-            // Counted as they are read: a view of millions of rows is never held whole.
-            let (mut view_rows, mut bad) = (0i64, false);
-            r.visit_prefix(&freshet_storage::keys::rows_prefix(v.id), &mut |_, n| {
-                match <[u8; 8]>::try_from(n) {
-                    Ok(n) => view_rows += i64::from_be_bytes(n),
-                    Err(_) => bad = true,
-                }
-                !bad
-            })?;
-            if bad {
-                return Err(EngineError::Internal(format!(
-                    "bad stored multiplicity in view {}",
-                    v.name
-                ))
-                .into());
-            }
+            // Its counter (see `freshet_catalog.views`); only the state below is scanned.
+            let view_rows = super::ops_tables::view_rows(r, v.id)?;
             let (mut state_rows, mut bytes) = (0i64, 0i64);
             r.visit_prefix(
                 &freshet_storage::keys::view_state_prefix(v.id),

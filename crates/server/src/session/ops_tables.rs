@@ -1,0 +1,255 @@
+//! The operational relations of `freshet_catalog` (`source_partitions`, `views`,
+//! `checkpoints`): the same figures as `GET /metrics`, for psql and dashboards. Each is
+//! read from the metrics registry, counters kept with the views and RocksDB's estimates,
+//! never by scanning a view or its state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
+use freshet_engine::coordinator::view_row_count;
+use freshet_engine::metrics::metrics;
+use freshet_planner::catalog::Catalog;
+use freshet_storage::{keys, prefix_end, Reader};
+
+use super::Db;
+use crate::error::Result;
+
+pub(super) const SOURCE_PARTITIONS_NAME: &str = "freshet_catalog.source_partitions";
+pub(super) const VIEWS_NAME: &str = "freshet_catalog.views";
+pub(super) const CHECKPOINTS_NAME: &str = "freshet_catalog.checkpoints";
+
+fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, ty)| Field::new(*name, ty.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn timestamptz() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Seconds since the epoch as a `timestamptz` (NULL for 0: never).
+fn at(secs: f64) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(
+        (secs > 0.0).then_some((secs * 1e6) as i64),
+        Some("UTC".into()),
+    )
+}
+
+/// Every series of metric family `name`: its labels and value (counters and gauges).
+pub(crate) fn series(name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for f in metrics().registry.gather() {
+        if f.name() != name {
+            continue;
+        }
+        let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
+        for m in f.get_metric() {
+            let labels = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name().to_string(), l.value().to_string()))
+                .collect();
+            let v = if counter {
+                m.get_counter().get_value()
+            } else {
+                m.get_gauge().get_value()
+            };
+            out.push((labels, v));
+        }
+    }
+    out
+}
+
+/// Series of `name` by the value of label `key`.
+fn by_label(name: &str, key: &str) -> BTreeMap<String, f64> {
+    series(name)
+        .into_iter()
+        .filter_map(|(l, v)| Some((l.get(key)?.clone(), v)))
+        .collect()
+}
+
+/// `freshet_catalog.source_partitions`: per source, relation it feeds and partition:
+/// messages and bytes read, lag, parse errors and late events since the server started.
+pub(super) fn source_partitions_rows(
+    _db: &Db,
+    _catalog: &Catalog,
+) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let s = schema(&[
+        ("source_name", DataType::Utf8),
+        ("relation_name", DataType::Utf8),
+        ("partition", DataType::Int32),
+        ("rows", DataType::Int64),
+        ("bytes", DataType::Int64),
+        ("lag", DataType::Int64),
+        ("parse_errors", DataType::Int64),
+        ("late_events", DataType::Int64),
+    ]);
+    type Key = (String, String, i32);
+    let mut table: BTreeMap<Key, [i64; 5]> = BTreeMap::new();
+    let families = [
+        "freshet_source_rows_total",
+        "freshet_source_bytes_total",
+        "freshet_source_lag_messages",
+        "freshet_source_parse_errors_total",
+        "freshet_source_late_events_total",
+    ];
+    for (i, f) in families.iter().enumerate() {
+        for (l, v) in series(f) {
+            let key = (
+                l.get("source").cloned().unwrap_or_default(),
+                l.get("relation").cloned().unwrap_or_default(),
+                l.get("partition").and_then(|p| p.parse().ok()).unwrap_or(0),
+            );
+            table.entry(key).or_default()[i] = v as i64;
+        }
+    }
+    let rows = table
+        .into_iter()
+        .map(|((source, relation, p), v)| {
+            let mut row = vec![
+                ScalarValue::Utf8(Some(source)),
+                ScalarValue::Utf8(Some(relation)),
+                ScalarValue::Int32(Some(p)),
+            ];
+            row.extend(v.iter().map(|n| ScalarValue::Int64(Some(*n))));
+            row
+        })
+        .collect();
+    Ok((s, rows))
+}
+
+/// The rows view `id` holds: its counter, or (a view from before the counter that has
+/// not changed since) its rows counted.
+pub(super) fn view_rows(r: &dyn Reader, id: u64) -> Result<i64> {
+    if let Some(n) = view_row_count(id, |k| Ok(r.get(k)?))? {
+        return Ok(n);
+    }
+    let mut n = 0i64;
+    r.visit_prefix(&keys::rows_prefix(id), &mut |_, v| {
+        if let Ok(b) = <[u8; 8]>::try_from(v) {
+            n += i64::from_be_bytes(b);
+        }
+        true
+    })?;
+    Ok(n)
+}
+
+/// RocksDB's estimate of the bytes view `id`'s rows and state take.
+pub(crate) fn view_bytes(db: &Db, id: u64) -> u64 {
+    let range = |p: Vec<u8>| {
+        let end = prefix_end(&p).unwrap_or_default();
+        (p, end)
+    };
+    db.store
+        .approximate_sizes(&[
+            range(keys::rows_prefix(id)),
+            range(keys::view_state_prefix(id)),
+        ])
+        .iter()
+        .sum()
+}
+
+/// `freshet_catalog.views`: per materialized view and sink: its kind, emit mode, state
+/// (`running`, or `failed` with why), rows held (a counter, not a scan), RocksDB's
+/// estimate of its bytes, changes in and out and failed batches since the server started,
+/// and when a checkpoint last held a change of it.
+pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let s = schema(&[
+        ("view_name", DataType::Utf8),
+        ("kind", DataType::Utf8),
+        ("emit", DataType::Utf8),
+        ("status", DataType::Utf8),
+        ("rows", DataType::Int64),
+        ("state_bytes", DataType::Int64),
+        ("rows_in", DataType::Int64),
+        ("rows_out", DataType::Int64),
+        ("failures", DataType::Int64),
+        ("last_checkpoint", timestamptz()),
+        ("error", DataType::Utf8),
+    ]);
+    let rows_in = by_label("freshet_view_rows_in_total", "view");
+    let rows_out = by_label("freshet_view_rows_out_total", "view");
+    let failures = by_label("freshet_view_failures_total", "view");
+    let last = by_label("freshet_view_last_checkpoint_seconds", "view");
+    let mut rows = Vec::new();
+    db.store.read_snapshot(|r| -> Result<()> {
+        for v in catalog.views.iter().filter(|v| !v.subscription) {
+            let failed = db.failure(v.id);
+            let n = |m: &BTreeMap<String, f64>| {
+                ScalarValue::Int64(Some(m.get(&v.name).copied().unwrap_or(0.0) as i64))
+            };
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Utf8(Some(
+                    if v.sink.is_some() {
+                        "sink"
+                    } else {
+                        "materialized view"
+                    }
+                    .into(),
+                )),
+                ScalarValue::Utf8(Some(
+                    if v.emit_on_window_close {
+                        "on window close"
+                    } else {
+                        "on every change"
+                    }
+                    .into(),
+                )),
+                ScalarValue::Utf8(Some(
+                    if failed.is_some() {
+                        "failed"
+                    } else {
+                        "running"
+                    }
+                    .into(),
+                )),
+                ScalarValue::Int64(if v.sink.is_none() {
+                    Some(view_rows(r, v.id)?)
+                } else {
+                    None
+                }),
+                ScalarValue::Int64(Some(view_bytes(db, v.id) as i64)),
+                n(&rows_in),
+                n(&rows_out),
+                n(&failures),
+                at(last.get(&v.name).copied().unwrap_or(0.0)),
+                ScalarValue::Utf8(failed),
+            ]);
+        }
+        Ok(())
+    })?;
+    Ok((s, rows))
+}
+
+/// `freshet_catalog.checkpoints`: one row: checkpoints committed and failed since the
+/// server started, when the last one committed, and their mean and largest recent
+/// duration bucket.
+pub(super) fn checkpoints_rows(
+    _db: &Db,
+    _catalog: &Catalog,
+) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let s = schema(&[
+        ("checkpoints", DataType::Int64),
+        ("failures", DataType::Int64),
+        ("last_checkpoint", timestamptz()),
+        ("mean_seconds", DataType::Float64),
+    ]);
+    let m = metrics();
+    let h = &m.checkpoint_seconds;
+    let count = h.get_sample_count();
+    let mean = (count > 0).then(|| h.get_sample_sum() / count as f64);
+    let row = vec![
+        ScalarValue::Int64(Some(m.checkpoints.get() as i64)),
+        ScalarValue::Int64(Some(m.checkpoint_failures.get() as i64)),
+        at(m.last_checkpoint.get()),
+        ScalarValue::Float64(mean),
+    ];
+    Ok((s, vec![row]))
+}
