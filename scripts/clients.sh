@@ -25,6 +25,8 @@ command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The status page is tested in headless Chromium (crates/sql-tests/tests/operations.rs).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The alert rules are checked with promtool (crates/sql-tests/tests/alerts.rs).
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "clients.sh: installing ${need_apt[*]}" >&2
     sudo_cmd=""

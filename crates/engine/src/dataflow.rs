@@ -405,6 +405,8 @@ impl Dataflow {
     /// Counts this dataflow's changes in and out under view (or sink) `name`.
     pub fn metered(mut self, name: &str) -> Dataflow {
         let m = crate::metrics::metrics();
+        // Present (at zero) from the start, as alerting on its increase needs.
+        let _ = m.view_failures.with_label_values(&[name]);
         self.meters = Some(Meters {
             rows_in: m.view_rows_in.with_label_values(&[name]),
             rows_out: m.view_rows_out.with_label_values(&[name]),
