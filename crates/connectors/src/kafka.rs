@@ -409,6 +409,20 @@ struct PartitionMeters {
     lag: prometheus::IntGauge,
 }
 
+/// Logs an error librdkafka reports outside a call: a partition's end at debug level
+/// (the readers expect it), the rest as warnings (librdkafka retries by itself).
+pub fn log_client_error(error: rdkafka::error::KafkaError, reason: &str) {
+    if matches!(
+        error.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+    ) || matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+    {
+        tracing::debug!(%reason, "librdkafka: end of partition");
+    } else {
+        tracing::warn!(error = %error, %reason, "librdkafka");
+    }
+}
+
 /// Takes each partition's high watermark from librdkafka's statistics (of its fetches;
 /// ListOffsets is not used: Tansu answers it short of the last batch).
 struct Stats {
@@ -416,6 +430,12 @@ struct Stats {
 }
 
 impl rdkafka::ClientContext for Stats {
+    /// librdkafka reports reaching a partition's end as an error; it is not one (the
+    /// reader handles it), so it is logged at debug level, everything else as a warning.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        log_client_error(error, reason);
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
         for t in statistics.topics.values() {

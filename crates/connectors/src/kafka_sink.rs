@@ -144,7 +144,11 @@ struct Reports {
     error: Mutex<Option<String>>,
 }
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::log_client_error(error, reason);
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = ();

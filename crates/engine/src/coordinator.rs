@@ -1343,9 +1343,13 @@ impl Coordinator {
                     Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
                 df.init(&mut self.txn)?;
                 let entries = df.source_entries();
+                let progress = crate::progress::start_backfill(v.id);
                 for entry in df.backfill_order() {
                     let rel = entries[entry];
                     let (rows, weights) = self.scan_relation(rel)?;
+                    progress
+                        .total
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
                     let schema = self.schemas[&rel].clone();
                     for (rs, ws) in rows
                         .chunks(BACKFILL_CHUNK)
@@ -1353,8 +1357,10 @@ impl Coordinator {
                     {
                         let chunk = Chunk::from_rows(schema.clone(), rs, ws.to_vec())?;
                         df.push_entry(entry, chunk, &mut self.txn)?;
+                        progress.done.fetch_add(rs.len() as u64, Ordering::Relaxed);
                     }
                 }
+                progress.finished.store(true, Ordering::Relaxed);
                 self.schemas.insert(v.id, v.schema.clone());
                 self.views.push(df);
                 self.descs.push(v.clone());

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod operator;
 pub mod operators;
 pub mod plan;
+pub mod progress;
 pub mod sink_log;
 pub mod subscriptions;
 pub mod write_check;

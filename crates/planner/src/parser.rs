@@ -317,6 +317,17 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             parser.next_token();
             parser.next_token();
             out.push(Stmt::ShowSources);
+        } else if peek_words(&parser, &["SHOW", "JOBS"]) {
+            // RisingWave's: the running jobs and their progress.
+            parser.next_token();
+            parser.next_token();
+            let q = "SELECT id, kind, relation, progress, rows_per_second, eta_seconds, started \
+                     FROM freshet_catalog.jobs WHERE state = 'running' ORDER BY id";
+            let stmt = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(q)
+                .and_then(|mut p| p.parse_statement())
+                .map_err(|e| parser_error(sql, e))?;
+            out.push(Stmt::Sql(Box::new(stmt)));
         } else if peek_words(&parser, &["SHOW", "SINKS"]) {
             parser.next_token();
             parser.next_token();

@@ -44,6 +44,7 @@ mod db;
 mod ddl;
 mod dml;
 mod ops_tables;
+pub(crate) use ops_tables::series as ops_series;
 mod pg;
 mod query;
 mod subscribe;
@@ -293,7 +294,15 @@ impl Session {
             Stmt::AlterUser(u) => self.alter_user(u).await,
             Stmt::DropUser { names, if_exists } => self.drop_users(names, *if_exists).await,
             Stmt::Flush => {
-                self.db.flush().await?;
+                // Over a large backlog this takes a while: SHOW JOBS shows how far it is.
+                let job = self.db.jobs.start("flush", "*", None);
+                let res = self.db.flush().await;
+                let state = match &res {
+                    Ok(()) => crate::jobs::State::Done,
+                    Err(e) => crate::jobs::State::Failed(e.to_string()),
+                };
+                self.db.jobs.finish(job, state, None);
+                res?;
                 Ok(command("FLUSH"))
             }
             Stmt::CreateSource(cs) => self.create_source(cs).await,

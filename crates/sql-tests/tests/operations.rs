@@ -429,3 +429,92 @@ fn backup_of_a_live_stream_restores_and_resumes_exactly() {
         assert_eq!(notes, vec![1]);
     });
 }
+
+#[test]
+fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("ev", 2);
+    let server = TestServer::start_with_args(&["--checkpoint-interval-ms", "100"]);
+    let rt = freshet_sql_tests::runtime();
+    let n = 300_000i64;
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT);
+             INSERT INTO big SELECT value AS id, value % 100 AS g, value AS v FROM generate_series(1, {n})"
+        ))
+        .await
+        .expect("load");
+        c.batch_execute("SET background_ddl = true").await.expect("set");
+        let started = Instant::now();
+        c.batch_execute("CREATE MATERIALIZED VIEW bg AS SELECT g, count(*) AS c, sum(v) AS s FROM big GROUP BY g")
+            .await
+            .expect("create");
+        let returned = started.elapsed();
+        // Poll SHOW JOBS until the backfill is listed no more.
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let rows: Vec<(String, String)> = c
+                .simple_query("SHOW JOBS")
+                .await
+                .expect("show jobs")
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((r.get(1)?.to_string(), r.get(3)?.to_string()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if rows.is_empty() {
+                break;
+            }
+            seen.extend(rows);
+            assert!(Instant::now() < deadline, "the background CREATE did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("CREATE returned after {returned:?}; SHOW JOBS saw {} rows, e.g. {:?}", seen.len(), seen.last());
+        assert!(
+            seen.iter().any(|(kind, _)| kind == "backfill"),
+            "SHOW JOBS never listed the backfill: {seen:?}"
+        );
+        let r = c
+            .query_one(
+                "SELECT state, rows_done, rows_remaining, percent FROM freshet_catalog.jobs
+                  WHERE kind = 'backfill' AND relation = 'bg'",
+                &[],
+            )
+            .await
+            .expect("jobs");
+        assert_eq!(r.get::<_, String>(0), "done");
+        assert_eq!(r.get::<_, i64>(1), n);
+        assert_eq!(r.get::<_, i64>(2), 0);
+        assert_eq!(r.get::<_, f64>(3), 100.0);
+        let r = c.query_one("SELECT count(*), sum(c) FROM bg", &[]).await.expect("bg");
+        assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (100, n));
+        // A bad query fails at once, not in the background.
+        assert!(c.batch_execute("CREATE MATERIALIZED VIEW nope AS SELECT x FROM nothing").await.is_err());
+
+        // A view over a topic's backlog: its catch-up is a job that ends when the lag is 0.
+        c.batch_execute("SET background_ddl = false").await.expect("set");
+        produce(&broker, "ev", 0, 20_000, 2);
+        c.batch_execute(&SETUP.replace("{addr}", &broker.addr())).await.expect("setup");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = c
+                .query_one(
+                    "SELECT state, rows_done FROM freshet_catalog.jobs WHERE kind = 'catch up' AND relation = 'per_g'",
+                    &[],
+                )
+                .await
+                .expect("jobs");
+            if r.get::<_, String>(0) == "done" {
+                assert_eq!(r.get::<_, i64>(1), 20_000);
+                break;
+            }
+            assert!(Instant::now() < deadline, "the catch-up job did not end");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}

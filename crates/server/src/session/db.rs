@@ -59,6 +59,8 @@ pub struct Db {
     /// Each view's (and sink's) dataflow plan as text, for the status page.
     pub(super) plans: Mutex<BTreeMap<u64, String>>,
     data_dir: std::path::PathBuf,
+    /// Long work in progress (`SHOW JOBS`).
+    pub jobs: crate::jobs::Jobs,
 }
 
 impl crate::auth::Users for Db {
@@ -208,6 +210,7 @@ impl Db {
             sinks: crate::sinks::Sinks::default(),
             plans: Mutex::new(plans),
             data_dir: data_dir.to_path_buf(),
+            jobs: crate::jobs::Jobs::default(),
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )

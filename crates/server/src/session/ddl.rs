@@ -205,6 +205,16 @@ impl Session {
         let (query_sql, planned) = self
             .plan_new_view(&catalog, &cv.query, &cv.columns, eowc)
             .await?;
+        if self.background_ddl() && self.tx_status() == super::transaction::TxStatus::Idle {
+            // Planned (so a bad query fails here); built by a session of the same user in
+            // the background, which plans it again under the DDL lock.
+            drop(_ddl);
+            self.in_background("create materialized view", &name, {
+                let cv = cv.clone();
+                move |s| Box::pin(async move { s.create_view(&cv).await.map(|_| ()) })
+            });
+            return Ok(command("CREATE MATERIALIZED VIEW"));
+        }
         self.install_view(
             &catalog,
             name,
@@ -215,6 +225,54 @@ impl Session {
         )
         .await?;
         Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    /// Runs `work` on a new session of this session's user, in the background, as a job
+    /// (on a thread of its own: a session's futures stay on one thread).
+    fn in_background(
+        &self,
+        kind: &'static str,
+        name: &str,
+        work: impl FnOnce(
+                super::Session,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>
+            + Send
+            + 'static,
+    ) {
+        let user = self.user_name();
+        let job = self.db.jobs.start(kind, name, None);
+        let db = self.db.clone();
+        let name = name.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("freshet-background-ddl".into())
+            .stack_size(crate::STACK_SIZE)
+            .spawn(move || {
+                let res = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| ServerError::Internal(format!("cannot start a runtime: {e}")))
+                    .and_then(|rt| {
+                        let session = super::Session::new(db.clone());
+                        session.set_user(&user);
+                        rt.block_on(work(session))
+                    });
+                let id = db.catalog().view(&name).map(|v| v.id);
+                match res {
+                    Ok(()) => db.jobs.finish(job, crate::jobs::State::Done, id),
+                    Err(e) => {
+                        tracing::warn!(relation = %name, error = %e, "background DDL failed");
+                        db.jobs
+                            .finish(job, crate::jobs::State::Failed(e.to_string()), id)
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            self.db.jobs.finish(
+                job,
+                crate::jobs::State::Failed(format!("cannot start a thread: {e}")),
+                None,
+            );
+        }
     }
 
     /// `CREATE SINK`: a view whose rows go to the sink's connector instead of a table.
@@ -296,6 +354,8 @@ impl Session {
             ViewKind::Sink(s) => (Some(s), false),
             ViewKind::Subscription => (None, true),
         };
+        let subscription_view = subscription;
+        let name_for_job = name.clone();
         let mut next = catalog.clone();
         let id = next.allocate_id();
         let def = ViewDef {
@@ -333,6 +393,8 @@ impl Session {
         if readable {
             schemas().insert(id, planned.schema);
         }
+        let job =
+            (!subscription_view).then(|| self.db.jobs.start("backfill", &name_for_job, Some(id)));
         if let Err(e) = self
             .db
             .engine
@@ -342,7 +404,15 @@ impl Session {
             if readable {
                 schemas().remove(&id);
             }
+            if let Some(j) = job {
+                self.db
+                    .jobs
+                    .finish(j, crate::jobs::State::Failed(e.to_string()), None);
+            }
             return Err(e.into());
+        }
+        if let Some(j) = job {
+            self.db.jobs.finish(j, crate::jobs::State::Done, None);
         }
         self.db.set_catalog(next.clone());
         self.db
@@ -353,6 +423,13 @@ impl Session {
         if let Some(v) = next.views.last() {
             self.db.sinks.start(&self.db.store, v, &desc_schema)?;
             self.db.start_readers(&next, v)?;
+            let reads_kafka = v.depends_on.iter().any(|d| {
+                next.source_by_id(*d)
+                    .is_some_and(|s| s.connector == freshet_planner::catalog::ConnectorKind::Kafka)
+            });
+            if reads_kafka && !subscription_view {
+                self.db.jobs.start("catch up", &v.name, Some(id));
+            }
         }
         Ok(id)
     }

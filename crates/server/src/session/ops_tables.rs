@@ -19,6 +19,7 @@ use crate::error::Result;
 pub(super) const SOURCE_PARTITIONS_NAME: &str = "freshet_catalog.source_partitions";
 pub(super) const VIEWS_NAME: &str = "freshet_catalog.views";
 pub(super) const CHECKPOINTS_NAME: &str = "freshet_catalog.checkpoints";
+pub(super) const JOBS_NAME: &str = "freshet_catalog.jobs";
 
 fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
     Arc::new(Schema::new(
@@ -252,4 +253,57 @@ pub(super) fn checkpoints_rows(
         ScalarValue::Float64(mean),
     ];
     Ok((s, vec![row]))
+}
+
+/// `freshet_catalog.jobs`: long work of this server run, running or recently finished
+/// (`SHOW JOBS` lists the running ones): its kind, relation, state (`running`, `done`,
+/// `failed` with the error), rows done and left where the end is known, the progress as
+/// text, the rate, and the time left at that rate.
+pub(super) fn jobs_rows(db: &Db, _catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let s = schema(&[
+        ("id", DataType::Int64),
+        ("kind", DataType::Utf8),
+        ("relation", DataType::Utf8),
+        ("state", DataType::Utf8),
+        ("error", DataType::Utf8),
+        ("rows_done", DataType::Int64),
+        ("rows_remaining", DataType::Int64),
+        ("percent", DataType::Float64),
+        ("progress", DataType::Utf8),
+        ("rows_per_second", DataType::Float64),
+        ("eta_seconds", DataType::Float64),
+        ("started", timestamptz()),
+    ]);
+    let rows = db
+        .jobs
+        .show()
+        .into_iter()
+        .map(|j| {
+            let (state, error) = match &j.job.state {
+                crate::jobs::State::Running => ("running", None),
+                crate::jobs::State::Done => ("done", None),
+                crate::jobs::State::Failed(e) => ("failed", Some(e.clone())),
+            };
+            let percent = j.percent();
+            let progress = match percent {
+                Some(p) => format!("{p:.2}%"),
+                None => format!("{} rows", j.done),
+            };
+            vec![
+                ScalarValue::Int64(Some(j.job.id as i64)),
+                ScalarValue::Utf8(Some(j.job.kind.to_string())),
+                ScalarValue::Utf8(Some(j.job.relation.clone())),
+                ScalarValue::Utf8(Some(state.to_string())),
+                ScalarValue::Utf8(error),
+                ScalarValue::Int64(Some(j.done as i64)),
+                ScalarValue::Int64(j.remaining.map(|r| r as i64)),
+                ScalarValue::Float64(percent),
+                ScalarValue::Utf8(Some(progress)),
+                ScalarValue::Float64(Some((j.rows_per_second * 10.0).round() / 10.0)),
+                ScalarValue::Float64(j.eta_seconds().map(|e| (e * 10.0).round() / 10.0)),
+                ScalarValue::TimestampMicrosecond(Some(j.job.started_micros), Some("UTC".into())),
+            ]
+        })
+        .collect();
+    Ok((s, rows))
 }

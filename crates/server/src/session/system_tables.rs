@@ -46,6 +46,7 @@ pub(super) const COMPUTED: &[(&str, ComputedRelation)] = &[
         super::ops_tables::CHECKPOINTS_NAME,
         super::ops_tables::checkpoints_rows,
     ),
+    (super::ops_tables::JOBS_NAME, super::ops_tables::jobs_rows),
 ];
 
 /// The schema of a catalog relation: these columns, all nullable.

@@ -48,6 +48,7 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("transaction_isolation", "read committed"),
     ("statement_timeout", "0"),
     ("subscribe_max_buffered_rows", "100000"),
+    ("background_ddl", "false"),
 ];
 
 impl Session {
@@ -107,6 +108,16 @@ impl Session {
         self.var("subscribe_max_buffered_rows")
             .and_then(|v| v.parse().ok())
             .unwrap_or(100_000)
+    }
+
+    /// `SET background_ddl = true`: `CREATE MATERIALIZED VIEW` and `CREATE SINK` return
+    /// once planned, and build in the background (`SHOW JOBS`).
+    pub(super) fn background_ddl(&self) -> bool {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("background_ddl")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "on" | "1"))
     }
 
     pub(super) fn implicit_flush(&self) -> bool {
