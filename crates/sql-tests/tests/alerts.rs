@@ -74,11 +74,14 @@ fn alert_names(rules: &str) -> Vec<String> {
         .collect()
 }
 
+/// An alert expected to fire: its name, labels and summary.
+type Expected<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 /// A promtool unit test over two scrapes: the first for minutes 0–2, the second from 3 on.
 fn scrape_test(
     before: &str,
     after: &str,
-    expected: &[(&str, Vec<(&str, &str)>, &str)],
+    expected: &[Expected<'_>],
     all: &[String],
 ) -> String {
     let samples = |m: &str| -> Vec<(String, String)> {
