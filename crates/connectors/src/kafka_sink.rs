@@ -7,12 +7,12 @@
 //! batch's end with one synced write and drops the delivered entries.
 //!
 //! Guarantees (see `docs/operations.md`):
-//! - `exactly-once` (default): each batch is one Kafka transaction (idempotent, fenced
+//! - `exactly-once` (on request): each batch is one Kafka transaction (idempotent, fenced
 //!   producer with a transactional id per sink). Every message carries the batch's end in
 //!   the `freshet_batch` header; after a crash between the transaction's commit and the
 //!   recorded position, the sink reads the end of its last committed transaction back
 //!   from the topic, so nothing is sent twice to `read_committed` consumers.
-//! - `at-least-once`: idempotent writes without transactions; a crash before the position
+//! - `at-least-once` (the default): idempotent writes without transactions; a crash before the position
 //!   is recorded sends that last batch again. Every message carries its change's sequence
 //!   number (`freshet_seq`), so a consumer can drop repeats, and UPSERT with a key is
 //!   idempotent anyway.
@@ -39,6 +39,8 @@ use crate::sink_encode::{Encoder, Fold, Format, Message as SinkMessage};
 
 /// Outbox entries read at a time.
 const PAGE: usize = 10_000;
+/// The most changes one PLAIN batch (one transaction, one flush) carries.
+const MAX_PLAIN_BATCH: u64 = 100_000;
 /// How often an idle sink looks for newly committed changes.
 const POLL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -124,6 +126,8 @@ impl SinkHandle {
     pub fn signal_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.status.closed.store(true, Ordering::SeqCst);
+        // Under the lock: the thread checks `stop` under it before it waits.
+        let _guard = self.wake.0.lock().unwrap_or_else(|p| p.into_inner());
         self.wake.1.notify_all();
     }
 }
@@ -158,6 +162,14 @@ impl ProducerContext for Reports {
             *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
     }
+}
+
+/// Whether librdkafka takes `spec`'s settings (a producer can be made), before the sink
+/// is created.
+pub fn check(spec: &SinkSpec) -> Result<(), String> {
+    producer(spec)
+        .map(drop)
+        .map_err(|e| format!("invalid Kafka settings: {e}"))
 }
 
 /// Checks the settings (a producer can be made) and starts the sink's thread.
@@ -293,6 +305,9 @@ impl Delivery {
 
     /// Delivers one batch if there is one; whether there was.
     fn round(&mut self) -> Result<bool, String> {
+        // The figures (and the bound on the backlog) stay current while the broker is away.
+        let pos = self.position()?;
+        self.status.set_position(pos, self.spec.max_backlog);
         if self.producer.is_none() {
             self.connect()?;
         }
@@ -301,16 +316,26 @@ impl Delivery {
         if pos.backlog() == 0 {
             return Ok(false);
         }
+        // A PLAIN batch may end anywhere; a keyed one must end at a checkpoint (see
+        // `sink_encode`), so it takes everything committed.
+        let pos = Position {
+            last: if self.encoder.keyed() {
+                pos.last
+            } else {
+                pos.last.min(pos.delivered.saturating_add(MAX_PLAIN_BATCH))
+            },
+            delivered: pos.delivered,
+        };
         let started = Instant::now();
         self.deliver(pos)?;
-        sink_log::mark_delivered(&self.store, self.spec.sink_id, pos.last)
-            .map_err(|e| e.to_string())?;
         if crash_after_send() {
             // Fault injection for the crash tests: the broker has the batch, and its
             // position is not recorded.
             tracing::error!("FRESHET_TEST_SINK_CRASH_AFTER_SEND: aborting");
             std::process::abort();
         }
+        sink_log::mark_delivered(&self.store, self.spec.sink_id, pos.last)
+            .map_err(|e| e.to_string())?;
         let took = started.elapsed();
         self.meters.batch.observe(took.as_secs_f64());
         self.meters
@@ -343,7 +368,17 @@ impl Delivery {
                 .map_err(|e| format!("cannot start a Kafka transaction: {e}"))?;
             let committed = self.committed_in_topic()?;
             let pos = self.position()?;
-            if committed > pos.delivered {
+            if committed > pos.last {
+                // The topic holds batches this database never made: another database's
+                // sink with the same id (a restored backup running beside its original,
+                // a new data directory). Trusting them would skip changes.
+                tracing::error!(
+                    sink = %self.spec.sink_name,
+                    committed,
+                    last = pos.last,
+                    "the topic holds batches past this sink's outbox (from another data directory?); they are ignored"
+                );
+            } else if committed > pos.delivered {
                 tracing::info!(
                     sink = %self.spec.sink_name,
                     recorded = pos.delivered,
@@ -430,7 +465,15 @@ impl Delivery {
                 self.encoder.fold(&page, &mut fold);
             } else {
                 self.encoder.plain(&page, &mut out);
-                send(p, spec, &mut out, pos.last, &self.status, &self.meters)?;
+                send(
+                    p,
+                    spec,
+                    &mut out,
+                    pos.last,
+                    &self.status,
+                    &self.meters,
+                    &self.stop,
+                )?;
             }
             if self.stopping() {
                 return Err("the sink is stopping".into());
@@ -439,7 +482,15 @@ impl Delivery {
         if self.encoder.keyed() {
             self.encoder
                 .finish(fold, freshet_engine::wall_clock_micros() / 1000, &mut out);
-            send(p, spec, &mut out, pos.last, &self.status, &self.meters)?;
+            send(
+                p,
+                spec,
+                &mut out,
+                pos.last,
+                &self.status,
+                &self.meters,
+                &self.stop,
+            )?;
         }
         if spec.exactly_once {
             p.commit_transaction(BROKER_TIMEOUT)
@@ -481,6 +532,7 @@ fn send(
     batch_end: u64,
     status: &SinkStatus,
     meters: &SinkMeters,
+    stop: &AtomicBool,
 ) -> Result<(), String> {
     let batch = batch_end.to_string();
     let sink = spec.sink_id.to_string();
@@ -514,6 +566,9 @@ fn send(
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     if Instant::now() > deadline {
                         return Err("the broker takes no messages (queue full)".into());
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        return Err("the sink is stopping".into());
                     }
                     rec = r;
                     p.poll(Duration::from_millis(50));

@@ -145,6 +145,11 @@ impl Encoder {
     /// after, and a tombstone after a `d`, as Debezium writes them).
     pub fn finish(&self, fold: Fold, ts_ms: i64, out: &mut Vec<Message>) {
         for (key, f) in fold.keys {
+            // Changes that cancel out (a row deleted and inserted again, a value that
+            // moved and came back) leave the key as it was: nothing to send.
+            if f.rows.iter().all(|(_, w)| *w == 0) {
+                continue;
+            }
             let after = f.rows.iter().rev().find(|(_, w)| *w > 0).map(|(r, _)| r);
             let before = f.rows.iter().rev().find(|(_, w)| *w < 0).map(|(r, _)| r);
             match self.format {
@@ -287,7 +292,9 @@ mod tests {
     fn upsert_folds_a_batch_per_key_whatever_the_order() {
         let e = enc(Format::Upsert);
         let mut fold = Fold::default();
-        // Key 1 updated with the insert first; key 2 inserted then deleted; key 3 deleted.
+        // Key 1 updated with the insert first; key 2: a row inserted and deleted again
+        // (no net change) and its old row deleted; key 3 deleted; key 4 deleted and
+        // inserted again as it was (nothing to send).
         e.fold(
             &[
                 ch(1, 1, 1, 20),
@@ -295,6 +302,9 @@ mod tests {
                 ch(3, 1, 2, 5),
                 ch(4, -1, 2, 5),
                 ch(5, -1, 3, 7),
+                ch(6, -1, 4, 1),
+                ch(7, 1, 4, 1),
+                ch(8, -1, 2, 9),
             ],
             &mut fold,
         );
@@ -312,7 +322,7 @@ mod tests {
                     Some(r#"{"k":1,"n":20}"#.to_string()),
                     2
                 ),
-                (r#"{"k":2}"#.to_string(), None, 4),
+                (r#"{"k":2}"#.to_string(), None, 8),
                 (r#"{"k":3}"#.to_string(), None, 5),
             ]
         );

@@ -31,7 +31,7 @@ use crate::chunk::{batch_rows, column_types, Chunk, Row};
 use crate::dataflow::Dataflow;
 use crate::dead_letters::{DeadLetters, Policies, Retention};
 use crate::operators::add_count;
-pub use crate::operators::materialize::{sink_counts, view_row_count, Output};
+pub use crate::operators::materialize::{row_count_key, sink_counts, view_row_count, Output};
 use crate::plan::{RelationId, StreamNode};
 use crate::subscriptions::{Subscribers, Subscription};
 use crate::write_check::{check_not_null, display_value, duplicate_key, pk_row_key};

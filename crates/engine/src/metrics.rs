@@ -180,6 +180,31 @@ impl Metrics {
             let _ = v.remove_label_values(&[name]);
         }
         let _ = self.sink_batch_seconds.remove_label_values(&[name]);
+        // The source series of the readers that fed it, every partition.
+        for f in self.registry.gather() {
+            if !f.name().starts_with("freshet_source_") {
+                continue;
+            }
+            for m in f.get_metric() {
+                let labels: std::collections::HashMap<&str, &str> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect();
+                if labels.get("relation") != Some(&name) {
+                    continue;
+                }
+                let _ = match f.name() {
+                    "freshet_source_rows_total" => self.source_rows.remove(&labels),
+                    "freshet_source_bytes_total" => self.source_bytes.remove(&labels),
+                    "freshet_source_lag_messages" => self.source_lag.remove(&labels),
+                    "freshet_source_parse_errors_total" => self.source_parse_errors.remove(&labels),
+                    "freshet_source_late_events_total" => self.source_late_events.remove(&labels),
+                    "freshet_source_watermark_seconds" => self.source_watermark.remove(&labels),
+                    _ => Ok(()),
+                };
+            }
+        }
     }
 }
 

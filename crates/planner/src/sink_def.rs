@@ -126,7 +126,7 @@ impl SinkDef {
         let drop_deletes = match kind.as_deref() {
             None | Some("upsert") | Some("retract") | Some("debezium") if !force => false,
             None | Some("upsert") | Some("retract") | Some("debezium") => {
-                return Err("force_append_only needs an append-only sink (FORMAT PLAIN)".into())
+                return Err("force_append_only needs type = 'append-only' (FORMAT PLAIN)".into())
             }
             Some("append-only") if append_only => false,
             Some("append-only") if force => true,

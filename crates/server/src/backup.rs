@@ -52,9 +52,13 @@ pub fn backup(db: &Db, to: &Path) -> Result<Backup, String> {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    let staging = to.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)
+    // A name of its own (never an existing directory's), renamed into place when complete.
+    let staging = to.with_extension(format!(
+        "partial-{}-{}",
+        std::process::id(),
+        freshet_engine::wall_clock_micros()
+    ));
+    std::fs::create_dir(&staging)
         .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
     let taken_at = chrono::Utc::now().to_rfc3339();
     db.store()

@@ -96,6 +96,15 @@ async fn route(req: Request<Incoming>, db: Weak<Db>) -> Reply {
         }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::POST, "/api/backup") => {
+            // A web page in a local browser can send this request too: browsers add an
+            // Origin header to cross-site POSTs, `freshet backup` does not.
+            if req.headers().contains_key(hyper::header::ORIGIN) {
+                return reply(
+                    StatusCode::FORBIDDEN,
+                    "text/plain",
+                    "cross-origin requests are refused\n",
+                );
+            }
             let Some(to) = param(&query, "to") else {
                 return reply(
                     StatusCode::BAD_REQUEST,

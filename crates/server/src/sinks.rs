@@ -30,30 +30,10 @@ impl Sinks {
         def: &ViewDef,
         schema: &SchemaRef,
     ) -> Result<(), ServerError> {
-        let Some(k) = def.sink.as_ref().and_then(|s| s.kafka.as_ref()) else {
-            return Ok(());
-        };
-        let spec = SinkSpec {
-            sink_id: def.id,
-            sink_name: def.name.clone(),
-            topic: k.topic.clone(),
-            properties: k.properties.clone(),
-            format: match k.format {
-                SinkFormat::Plain => Format::Plain,
-                SinkFormat::Upsert => Format::Upsert,
-                SinkFormat::Debezium => Format::Debezium,
-            },
-            names: schema.fields().iter().map(|f| f.name().clone()).collect(),
-            types: schema
-                .fields()
-                .iter()
-                .map(|f| f.data_type().clone())
-                .collect(),
-            key_columns: k.key_columns.clone(),
-            exactly_once: k.exactly_once,
-            max_backlog: MAX_BACKLOG,
-        };
-        self.start_spec(store, spec)
+        match spec(def, schema) {
+            Some(spec) => self.start_spec(store, spec),
+            None => Ok(()),
+        }
     }
 
     /// Starts a delivery as `spec` says (again, after [`Sinks::stop`]).
@@ -92,6 +72,31 @@ impl Sinks {
     pub fn status(&self, id: u64) -> Option<Arc<SinkStatus>> {
         self.lock().get(&id).map(|(_, h)| h.status.clone())
     }
+}
+
+/// What sink `def` (with columns `schema`) delivers with, if it is a Kafka sink.
+pub fn spec(def: &ViewDef, schema: &SchemaRef) -> Option<SinkSpec> {
+    let k = def.sink.as_ref().and_then(|s| s.kafka.as_ref())?;
+    Some(SinkSpec {
+        sink_id: def.id,
+        sink_name: def.name.clone(),
+        topic: k.topic.clone(),
+        properties: k.properties.clone(),
+        format: match k.format {
+            SinkFormat::Plain => Format::Plain,
+            SinkFormat::Upsert => Format::Upsert,
+            SinkFormat::Debezium => Format::Debezium,
+        },
+        names: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        types: schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect(),
+        key_columns: k.key_columns.clone(),
+        exactly_once: k.exactly_once,
+        max_backlog: MAX_BACKLOG,
+    })
 }
 
 /// Waits while `status`'s backlog is over its bound (the broker is slow or away), unless

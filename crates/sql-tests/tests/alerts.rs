@@ -78,12 +78,7 @@ fn alert_names(rules: &str) -> Vec<String> {
 type Expected<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
 
 /// A promtool unit test over two scrapes: the first for minutes 0–2, the second from 3 on.
-fn scrape_test(
-    before: &str,
-    after: &str,
-    expected: &[Expected<'_>],
-    all: &[String],
-) -> String {
+fn scrape_test(before: &str, after: &str, expected: &[Expected<'_>], all: &[String]) -> String {
     let samples = |m: &str| -> Vec<(String, String)> {
         m.lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -202,16 +197,27 @@ fn rules_and_dashboard_use_real_metrics_and_fire_on_real_scrapes() {
     // its source, and nothing else fires on a healthy server.
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("rules.yml"), &rules).expect("rules");
-    let test = scrape_test(
-        &before,
-        &after,
-        &[(
-            "FreshetParseErrors",
-            vec![("severity", "warning"), ("source", "ev")],
-            "Source ev has messages that do not decode (see freshet_catalog.source_errors)",
-        )],
-        &alert_names(&rules),
-    );
+    let mut expected = vec![(
+        "FreshetParseErrors",
+        vec![("severity", "warning"), ("source", "ev")],
+        "Source ev has messages that do not decode (see freshet_catalog.source_errors)",
+    )];
+    // This machine's disk decides that one.
+    let disk = |name: &str| {
+        after
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    if disk("freshet_disk_free_bytes") / disk("freshet_disk_total_bytes") < 0.10 {
+        expected.push((
+            "FreshetDiskNearlyFull",
+            vec![("severity", "critical")],
+            "Less than 10% disk free under Freshet's data directory on ",
+        ));
+    }
+    let test = scrape_test(&before, &after, &expected, &alert_names(&rules));
     std::fs::write(dir.path().join("scrapes.test.yml"), &test).expect("test");
     let (ok, out) = promtool(&["test", "rules", "scrapes.test.yml"], dir.path());
     assert!(ok, "{out}\n{test}");

@@ -62,6 +62,11 @@ pub fn sink_counts(
     Ok((read(SENT_INSERTS)?, read(SENT_DELETES)?))
 }
 
+/// The key of view `view`'s row count (not operator state: `view_state` skips it).
+pub fn row_count_key(view: u64) -> Vec<u8> {
+    root_table(view).key(ROW_COUNT)
+}
+
 /// The number of rows view `view` holds, read through `get`; `None` for a view created
 /// before the count was kept that has not changed since.
 pub fn view_row_count(
@@ -85,8 +90,6 @@ pub struct Materialize {
     output: Output,
     /// The root's own state table: a sink's counts.
     own: StateTable,
-    /// A logging sink's last sequence number given, read from its state when first needed.
-    last_seq: Option<u64>,
 }
 
 impl Materialize {
@@ -97,7 +100,6 @@ impl Materialize {
             distinct: false,
             output: Output::Table,
             own: root_table(relation),
-            last_seq: None,
         }
     }
 
@@ -155,12 +157,11 @@ impl Materialize {
     /// Appends the chunk's changes (its deletes only if `deletes`) to the sink's outbox.
     fn log(&mut self, chunk: &Chunk, deletes: bool, state: &mut Txn) -> Result<(), EngineError> {
         let last_key = sink_log::last_key(self.relation);
-        let mut seq = match self.last_seq {
-            Some(s) => s,
-            None => match state.get(&last_key)? {
-                Some(v) => sink_log::decode_u64(&v)?,
-                None => 0,
-            },
+        // Read each time, not cached: a statement rolled back undoes the stored number,
+        // and the next changes take the numbers it had used (no gap in the outbox).
+        let mut seq = match state.get(&last_key)? {
+            Some(v) => sink_log::decode_u64(&v)?,
+            None => 0,
         };
         let encoded = codec::encode_rows(chunk.batch.columns(), chunk.len())?;
         let mut wrote = false;
@@ -178,7 +179,6 @@ impl Materialize {
         if wrote {
             state.put(last_key, seq.to_be_bytes().to_vec());
         }
-        self.last_seq = Some(seq);
         Ok(())
     }
 }

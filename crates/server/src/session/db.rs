@@ -222,7 +222,14 @@ impl Db {
         }
         for (id, schema) in &sink_schemas {
             if let Some(v) = catalog.view_by_id(*id) {
-                db.sinks.start(&db.store, v, schema)?;
+                // A sink whose delivery cannot start must not keep the server down.
+                if let Err(e) = db.sinks.start(&db.store, v, schema) {
+                    tracing::error!(sink = %v.name, error = %e, "cannot start the sink's delivery");
+                    db.failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(v.id, e.to_string());
+                }
             }
         }
         for v in &catalog.views {

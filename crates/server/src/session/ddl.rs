@@ -302,6 +302,28 @@ impl Session {
             code: "22023",
             message: e,
         })?;
+        // librdkafka must take the settings before the sink exists.
+        let probe = ViewDef {
+            id: 0,
+            name: name.clone(),
+            sql: String::new(),
+            depends_on: vec![],
+            watermark_cols: vec![],
+            emit_on_window_close: false,
+            append_only: false,
+            sink: Some(sink.clone()),
+            source_columns: vec![],
+            subscription: false,
+            pg_text_casts: true,
+        };
+        if let Some(spec) = crate::sinks::spec(&probe, &planned.schema) {
+            freshet_connectors::kafka_sink::check(&spec).map_err(|message| {
+                ServerError::Connector {
+                    code: "22023",
+                    message,
+                }
+            })?;
+        }
         let eowc = cs.emit_on_window_close;
         self.install_view(
             &catalog,
@@ -422,14 +444,15 @@ impl Session {
             .insert(id, plan_text);
         if let Some(v) = next.views.last() {
             self.db.sinks.start(&self.db.store, v, &desc_schema)?;
-            self.db.start_readers(&next, v)?;
             let reads_kafka = v.depends_on.iter().any(|d| {
                 next.source_by_id(*d)
                     .is_some_and(|s| s.connector == freshet_planner::catalog::ConnectorKind::Kafka)
             });
+            // Before the readers start, so that it counts every row they read.
             if reads_kafka && !subscription_view {
                 self.db.jobs.start("catch up", &v.name, Some(id));
             }
+            self.db.start_readers(&next, v)?;
         }
         Ok(id)
     }

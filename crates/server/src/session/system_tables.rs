@@ -264,9 +264,14 @@ pub(super) fn view_state_rows(
             // Its counter (see `freshet_catalog.views`); only the state below is scanned.
             let view_rows = super::ops_tables::view_rows(r, v.id)?;
             let (mut state_rows, mut bytes) = (0i64, 0i64);
+            // The view's row count lives beside its state; it is not state.
+            let count_key = freshet_engine::coordinator::row_count_key(v.id);
             r.visit_prefix(
                 &freshet_storage::keys::view_state_prefix(v.id),
                 &mut |k, v| {
+                    if k == count_key.as_slice() {
+                        return true;
+                    }
                     state_rows += 1;
                     bytes += (k.len() + v.len()) as i64;
                     true

@@ -110,8 +110,8 @@ impl Session {
             .unwrap_or(100_000)
     }
 
-    /// `SET background_ddl = true`: `CREATE MATERIALIZED VIEW` and `CREATE SINK` return
-    /// once planned, and build in the background (`SHOW JOBS`).
+    /// `SET background_ddl = true`: `CREATE MATERIALIZED VIEW` returns once planned, and
+    /// the view is built in the background (`SHOW JOBS`).
     pub(super) fn background_ddl(&self) -> bool {
         self.vars
             .lock()
