@@ -52,11 +52,13 @@ impl Sinks {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops sink `id`'s delivery (blocking until its thread ends); what it ran with.
-    pub fn stop(&self, id: u64) -> Option<SinkSpec> {
+    /// Takes sink `id`'s delivery out, told to stop: what it ran with, and its handle
+    /// (dropping it waits for the thread, which can take a while with a broker away: drop
+    /// it on a blocking thread).
+    pub fn take(&self, id: u64) -> Option<(SinkSpec, SinkHandle)> {
         let (spec, h) = self.lock().remove(&id)?;
-        drop(h);
-        Some(spec)
+        h.signal_stop();
+        Some((spec, h))
     }
 
     /// Every sink's handle, each told to stop; dropping them waits for their threads.

@@ -96,6 +96,9 @@ fn cell(column: &str, v: &ScalarValue) -> (String, &'static str) {
             (n.to_string(), class)
         }
         ScalarValue::Int32(Some(n)) => (n.to_string(), "num"),
+        ScalarValue::Float64(Some(f)) if column == "rows_per_second" => {
+            (format!("{f:.1}/s"), "num")
+        }
         ScalarValue::Float64(Some(f)) => (format!("{f:.4}"), "num"),
         ScalarValue::Boolean(Some(b)) => (
             b.to_string(),

@@ -170,6 +170,22 @@ fn metrics_and_system_tables_move_as_events_arrive() {
             .expect("checkpoints");
         assert!(r.get::<_, bool>(0));
         assert_eq!(r.get::<_, i64>(1), 0);
+        // The rates come from samples 2 s apart.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = c
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE rows_per_second IS NULL) FROM freshet_catalog.source_partitions",
+                    &[],
+                )
+                .await
+                .expect("rates");
+            if r.get::<_, i64>(0) == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no rates in source_partitions");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         // More events: the counters move.
         produce(&broker, "ev", 1000, 1500, 2);
         c.batch_execute("FLUSH").await.expect("flush");
@@ -285,6 +301,7 @@ fn status_page_renders_in_headless_chromium() {
         r#"id="sinks""#,
         r#"id="dead-letters""#,
         r#"id="last-checkpoint""#,
+        "rows per second",
         "per_g",
         "out_g",
         "StreamHashAgg",

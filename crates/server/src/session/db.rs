@@ -61,6 +61,8 @@ pub struct Db {
     data_dir: std::path::PathBuf,
     /// Long work in progress (`SHOW JOBS`).
     pub jobs: crate::jobs::Jobs,
+    /// Rows read per second per source partition, sampled every 2 s.
+    pub(super) rates: super::ops_tables::Rates,
 }
 
 impl crate::auth::Users for Db {
@@ -211,6 +213,7 @@ impl Db {
             plans: Mutex::new(plans),
             data_dir: data_dir.to_path_buf(),
             jobs: crate::jobs::Jobs::default(),
+            rates: super::ops_tables::Rates::default(),
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )
@@ -238,16 +241,22 @@ impl Db {
             }
             db.start_readers(&catalog, v)?;
         }
-        // Restarts failed readers; ends with the database.
+        // Restarts failed readers, and samples the source rates; ends with the database.
         let weak = Arc::downgrade(&db);
         tokio::spawn(async move {
+            let mut tick = 0u64;
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 let Some(db) = weak.upgrade() else { break };
+                tick += 1;
+                let sample = tick % 8 == 0;
                 let _ = tokio::task::spawn_blocking(move || {
                     // A database closed after a failed write opens again once it can.
                     let _ = db.store.recover();
-                    db.supervise(false)
+                    db.supervise(false);
+                    if sample {
+                        db.rates.sample();
+                    }
                 })
                 .await;
             }

@@ -643,7 +643,14 @@ impl Db {
     pub(super) async fn drop_one(&self, victim: u64) -> Result<()> {
         let mut next = (*self.catalog()).clone();
         let victim_name = next.view_by_id(victim).map(|v| v.name.clone());
-        let sink = self.sinks.stop(victim);
+        let sink = match self.sinks.take(victim) {
+            Some((spec, handle)) => {
+                // Off the async workers: the delivery may be in a broker call.
+                let _ = tokio::task::spawn_blocking(move || drop(handle)).await;
+                Some(spec)
+            }
+            None => None,
+        };
         self.stop_readers(victim);
         next.tables.retain(|t| t.id != victim);
         next.sources.retain(|s| s.id != victim);

@@ -75,10 +75,65 @@ fn by_label(name: &str, key: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// A source partition: (source, relation, partition).
+type PartitionKey = (String, String, i32);
+
+fn partition_key(l: &BTreeMap<String, String>) -> PartitionKey {
+    (
+        l.get("source").cloned().unwrap_or_default(),
+        l.get("relation").cloned().unwrap_or_default(),
+        l.get("partition").and_then(|p| p.parse().ok()).unwrap_or(0),
+    )
+}
+
+/// Rows read per second per source partition, over the last sampling interval.
+#[derive(Default)]
+pub(crate) struct Rates {
+    state: std::sync::Mutex<RatesState>,
+}
+
+#[derive(Default)]
+struct RatesState {
+    last: Option<(std::time::Instant, BTreeMap<PartitionKey, f64>)>,
+    rates: BTreeMap<PartitionKey, f64>,
+}
+
+impl Rates {
+    /// Takes a sample of the row counters; the rates are over the time since the last.
+    pub(crate) fn sample(&self) {
+        let now = std::time::Instant::now();
+        let rows: BTreeMap<PartitionKey, f64> = series("freshet_source_rows_total")
+            .into_iter()
+            .map(|(l, v)| (partition_key(&l), v))
+            .collect();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((then, before)) = &st.last {
+            let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
+            let rates = rows
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        ((v - before.get(k).copied().unwrap_or(0.0)) / secs).max(0.0),
+                    )
+                })
+                .collect();
+            st.rates = rates;
+        }
+        st.last = Some((now, rows));
+    }
+
+    fn get(&self, key: &PartitionKey) -> Option<f64> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.rates.get(key).copied()
+    }
+}
+
 /// `freshet_catalog.source_partitions`: per source, relation it feeds and partition:
-/// messages and bytes read, lag, parse errors and late events since the server started.
+/// messages and bytes read, lag, parse errors and late events since the server started,
+/// and messages read per second over the last 2 s.
 pub(super) fn source_partitions_rows(
-    _db: &Db,
+    db: &Db,
     _catalog: &Catalog,
 ) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
     let s = schema(&[
@@ -90,9 +145,9 @@ pub(super) fn source_partitions_rows(
         ("lag", DataType::Int64),
         ("parse_errors", DataType::Int64),
         ("late_events", DataType::Int64),
+        ("rows_per_second", DataType::Float64),
     ]);
-    type Key = (String, String, i32);
-    let mut table: BTreeMap<Key, [i64; 5]> = BTreeMap::new();
+    let mut table: BTreeMap<PartitionKey, [i64; 5]> = BTreeMap::new();
     let families = [
         "freshet_source_rows_total",
         "freshet_source_bytes_total",
@@ -102,23 +157,21 @@ pub(super) fn source_partitions_rows(
     ];
     for (i, f) in families.iter().enumerate() {
         for (l, v) in series(f) {
-            let key = (
-                l.get("source").cloned().unwrap_or_default(),
-                l.get("relation").cloned().unwrap_or_default(),
-                l.get("partition").and_then(|p| p.parse().ok()).unwrap_or(0),
-            );
-            table.entry(key).or_default()[i] = v as i64;
+            table.entry(partition_key(&l)).or_default()[i] = v as i64;
         }
     }
     let rows = table
         .into_iter()
-        .map(|((source, relation, p), v)| {
+        .map(|(key, v)| {
+            let rate = db.rates.get(&key).map(|r| (r * 10.0).round() / 10.0);
+            let (source, relation, p) = key;
             let mut row = vec![
                 ScalarValue::Utf8(Some(source)),
                 ScalarValue::Utf8(Some(relation)),
                 ScalarValue::Int32(Some(p)),
             ];
             row.extend(v.iter().map(|n| ScalarValue::Int64(Some(*n))));
+            row.push(ScalarValue::Float64(rate));
             row
         })
         .collect();
