@@ -249,7 +249,7 @@ impl Db {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 let Some(db) = weak.upgrade() else { break };
                 tick += 1;
-                let sample = tick % 8 == 0;
+                let sample = tick.is_multiple_of(8);
                 let _ = tokio::task::spawn_blocking(move || {
                     // A database closed after a failed write opens again once it can.
                     let _ = db.store.recover();
