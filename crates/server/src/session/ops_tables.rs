@@ -4,15 +4,15 @@
 //! never by scanning a view or its state.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use freshet_engine::coordinator::view_row_count;
 use freshet_engine::metrics::metrics;
 use freshet_planner::catalog::Catalog;
 use freshet_storage::{keys, prefix_end, Reader};
 
+use super::system_tables::nullable_schema as schema;
 use super::Db;
 use crate::error::Result;
 
@@ -20,15 +20,6 @@ pub(super) const SOURCE_PARTITIONS_NAME: &str = "freshet_catalog.source_partitio
 pub(super) const VIEWS_NAME: &str = "freshet_catalog.views";
 pub(super) const CHECKPOINTS_NAME: &str = "freshet_catalog.checkpoints";
 pub(super) const JOBS_NAME: &str = "freshet_catalog.jobs";
-
-fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(name, ty)| Field::new(*name, ty.clone(), true))
-            .collect::<Vec<_>>(),
-    ))
-}
 
 fn timestamptz() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))

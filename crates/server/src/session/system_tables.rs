@@ -50,7 +50,7 @@ pub(super) const COMPUTED: &[(&str, ComputedRelation)] = &[
 ];
 
 /// The schema of a catalog relation: these columns, all nullable.
-fn nullable_schema(columns: &[(&str, DataType)]) -> SchemaRef {
+pub(super) fn nullable_schema(columns: &[(&str, DataType)]) -> SchemaRef {
     Arc::new(Schema::new(
         columns
             .iter()
