@@ -327,6 +327,7 @@ impl Delivery {
             delivered: pos.delivered,
         };
         let started = Instant::now();
+        tracing::debug!(sink = %self.spec.sink_name, after = pos.delivered, to = pos.last, "delivering a batch");
         self.deliver(pos)?;
         if crash_after_send() {
             // Fault injection for the crash tests: the broker has the batch, and its

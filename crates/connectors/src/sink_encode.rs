@@ -1,10 +1,18 @@
 //! A Kafka sink's messages: its changes as JSON, per format (RisingWave's `FORMAT PLAIN |
 //! UPSERT | DEBEZIUM ENCODE JSON`).
 //!
-//! Keyed formats (UPSERT, DEBEZIUM) first fold a batch's changes per key: within a
-//! checkpoint a key's update is a delete of the old row and an insert of the new one, in
-//! either order, and only their net effect is a fact a consumer can apply. So a batch
-//! must end at a checkpoint (see `kafka_sink`), and each key gets one message per batch.
+//! Keyed formats (UPSERT, DEBEZIUM) first fold a batch's changes per key, one commit at a
+//! time: within a commit a key's update is a delete of the old row and an insert of the
+//! new one, in either order, and only the commit's net effect is a state the view was in.
+//! Each key whose state a commit changed gets one message per batch: its state after the
+//! batch's last commit that changed it.
+//!
+//! The message is sent even when the key ends the batch as it started it (inserted and
+//! deleted again, or moved and moved back): after a crash, at-least-once delivery sends a
+//! batch again from its start, and the topic may already hold a message from the middle
+//! of it that only this one overrides. Only a key no commit changed (its changes cancel
+//! out within each commit) gets no message: every state the topic can hold for it is the
+//! one it still has.
 
 use std::collections::HashMap;
 
@@ -39,10 +47,46 @@ pub struct Encoder {
     sink_name: String,
 }
 
-/// Per key, its rows with their net multiplicity, and the last change's sequence number.
+type Row = Vec<ScalarValue>;
+
+/// What a commit that changed a key did: the row it left (if any) and the row it deleted
+/// (if any).
+struct CommitEffect {
+    left: Option<Row>,
+    deleted: Option<Row>,
+}
+
+/// A key's changes in a batch.
 struct Folded {
+    /// Net multiplicity per row within the commit being folded (`commit`).
     rows: Vec<(Vec<ScalarValue>, i64)>,
+    commit: u64,
+    /// The row the first commit that changed the key deleted (`Some(None)`: it deleted
+    /// none; `None`: no commit changed the key yet).
+    before: Option<Option<Vec<ScalarValue>>>,
+    /// The last commit that changed the key.
+    after: Option<CommitEffect>,
+    /// The sequence number of the key's last change.
     seq: u64,
+}
+
+impl Folded {
+    /// Ends the commit being folded: its net effect, if any, is the key's latest state.
+    fn close_commit(&mut self) {
+        let rows = std::mem::take(&mut self.rows);
+        let inserted = rows.iter().rev().find(|(_, w)| *w > 0).map(|(r, _)| r);
+        let deleted = rows.iter().rev().find(|(_, w)| *w < 0).map(|(r, _)| r);
+        if inserted.is_none() && deleted.is_none() {
+            return;
+        }
+        if self.before.is_none() {
+            self.before = Some(deleted.cloned());
+        }
+        self.after = Some(CommitEffect {
+            left: inserted.cloned(),
+            deleted: deleted.cloned(),
+        });
+    }
 }
 
 /// A batch's changes folded per key, in the order keys were first seen.
@@ -50,6 +94,8 @@ struct Folded {
 pub struct Fold {
     index: HashMap<Vec<u8>, usize>,
     keys: Vec<(Vec<u8>, Folded)>,
+    /// Commits seen (the current change's commit).
+    commit: u64,
 }
 
 impl Fold {
@@ -113,9 +159,13 @@ impl Encoder {
         }
     }
 
-    /// Folds changes into `fold` (keyed formats).
+    /// Folds changes into `fold` (keyed formats). `changes` continue those folded before
+    /// (in sequence order); the batch begins at a commit's start.
     pub fn fold(&self, changes: &[Change], fold: &mut Fold) {
         for c in changes {
+            if c.commit_start {
+                fold.commit += 1;
+            }
             let key = self.key_bytes(&c.row).unwrap_or_default();
             let i = match fold.index.get(&key) {
                 Some(&i) => i,
@@ -125,6 +175,9 @@ impl Encoder {
                         key,
                         Folded {
                             rows: Vec::new(),
+                            commit: fold.commit,
+                            before: None,
+                            after: None,
                             seq: 0,
                         },
                     ));
@@ -132,6 +185,10 @@ impl Encoder {
                 }
             };
             let f = &mut fold.keys[i].1;
+            if f.commit != fold.commit {
+                f.close_commit();
+                f.commit = fold.commit;
+            }
             f.seq = c.seq;
             match f.rows.iter_mut().find(|(r, _)| *r == c.row) {
                 Some((_, w)) => *w += c.weight,
@@ -140,31 +197,35 @@ impl Encoder {
         }
     }
 
-    /// The messages of a folded batch: per key, its row after the batch (UPSERT: the row,
-    /// or a tombstone if none is left; DEBEZIUM: `c`, `u` or `d` with the rows before and
-    /// after, and a tombstone after a `d`, as Debezium writes them).
+    /// The messages of a folded batch: per key a commit changed, its state after the
+    /// batch (UPSERT: the row, or a tombstone if none is left; DEBEZIUM: `c`, `u` or `d`
+    /// with the rows before and after the batch, and a tombstone after a `d`, as Debezium
+    /// writes them).
     pub fn finish(&self, fold: Fold, ts_ms: i64, out: &mut Vec<Message>) {
-        for (key, f) in fold.keys {
-            // Changes that cancel out (a row deleted and inserted again, a value that
-            // moved and came back) leave the key as it was: nothing to send.
-            if f.rows.iter().all(|(_, w)| *w == 0) {
+        for (key, mut f) in fold.keys {
+            f.close_commit();
+            // No commit changed the key: nothing to send (see the module's comment).
+            let Some(CommitEffect {
+                left: after,
+                deleted,
+            }) = f.after
+            else {
                 continue;
-            }
-            let after = f.rows.iter().rev().find(|(_, w)| *w > 0).map(|(r, _)| r);
-            let before = f.rows.iter().rev().find(|(_, w)| *w < 0).map(|(r, _)| r);
+            };
             match self.format {
                 Format::Plain => {}
                 Format::Upsert => out.push(Message {
                     key: Some(key),
-                    value: after.map(|r| self.row_json(r).into_bytes()),
+                    value: after.map(|r| self.row_json(&r).into_bytes()),
                     seq: f.seq,
                 }),
                 Format::Debezium => {
-                    let op = match (before, after) {
-                        (_, Some(_)) if before.is_some() => "u",
-                        (_, Some(_)) => "c",
-                        (Some(_), None) => "d",
-                        (None, None) => continue,
+                    let before = f.before.flatten();
+                    let (op, before) = match (&after, before) {
+                        (Some(_), Some(b)) => ("u", Some(b)),
+                        (Some(_), None) => ("c", None),
+                        // The row deleted last (the batch may have inserted it first).
+                        (None, _) => ("d", deleted),
                     };
                     let row = |r: Option<&Vec<ScalarValue>>| {
                         r.map_or("null".into(), |r| self.row_json(r))
@@ -175,8 +236,8 @@ impl Encoder {
                     source.insert("seq".into(), Value::from(f.seq));
                     let v = format!(
                         r#"{{"before":{},"after":{},"op":"{op}","ts_ms":{ts_ms},"source":{}}}"#,
-                        row(before),
-                        row(after),
+                        row(before.as_ref()),
+                        row(after.as_ref()),
                         Value::Object(source)
                     );
                     out.push(Message {
@@ -276,8 +337,27 @@ mod tests {
         Change {
             seq,
             weight,
+            commit_start: seq == 1,
             row: vec![ScalarValue::Int64(Some(k)), ScalarValue::Int64(Some(n))],
         }
+    }
+
+    /// The first change of a commit.
+    fn start(c: Change) -> Change {
+        Change {
+            commit_start: true,
+            ..c
+        }
+    }
+
+    fn upserts(e: &Encoder, changes: &[Change]) -> Vec<(String, Option<String>, u64)> {
+        let mut fold = Fold::default();
+        e.fold(changes, &mut fold);
+        let mut out = Vec::new();
+        e.finish(fold, 0, &mut out);
+        out.iter()
+            .map(|m| (text(&m.key).unwrap(), text(&m.value), m.seq))
+            .collect()
     }
 
     fn enc(format: Format) -> Encoder {
@@ -289,13 +369,13 @@ mod tests {
     }
 
     #[test]
-    fn upsert_folds_a_batch_per_key_whatever_the_order() {
+    fn upsert_folds_each_commit_whatever_the_order() {
         let e = enc(Format::Upsert);
-        let mut fold = Fold::default();
-        // Key 1 updated with the insert first; key 2: a row inserted and deleted again
-        // (no net change) and its old row deleted; key 3 deleted; key 4 deleted and
-        // inserted again as it was (nothing to send).
-        e.fold(
+        // Commit 1: key 1 updated with the insert first; key 2 inserted and deleted again
+        // (no net change); key 3 deleted; key 4 deleted and inserted again as it was.
+        // Commit 2: key 2's old row deleted.
+        let got = upserts(
+            &e,
             &[
                 ch(1, 1, 1, 20),
                 ch(2, -1, 1, 10),
@@ -304,26 +384,43 @@ mod tests {
                 ch(5, -1, 3, 7),
                 ch(6, -1, 4, 1),
                 ch(7, 1, 4, 1),
-                ch(8, -1, 2, 9),
+                start(ch(8, -1, 2, 9)),
             ],
-            &mut fold,
         );
-        let mut out = Vec::new();
-        e.finish(fold, 0, &mut out);
-        let got: Vec<_> = out
-            .iter()
-            .map(|m| (text(&m.key).unwrap(), text(&m.value), m.seq))
-            .collect();
         assert_eq!(
             got,
             vec![
-                (
-                    r#"{"k":1}"#.to_string(),
-                    Some(r#"{"k":1,"n":20}"#.to_string()),
-                    2
-                ),
-                (r#"{"k":2}"#.to_string(), None, 8),
-                (r#"{"k":3}"#.to_string(), None, 5),
+                (r#"{"k":1}"#.into(), Some(r#"{"k":1,"n":20}"#.into()), 2),
+                (r#"{"k":2}"#.into(), None, 8),
+                (r#"{"k":3}"#.into(), None, 5),
+            ],
+            "key 4: no commit changed it, nothing to send"
+        );
+    }
+
+    /// A batch sent again after a crash: the topic may hold a message from the middle of
+    /// it, so a key that ends the batch as it began still gets its state.
+    #[test]
+    fn upsert_sends_a_key_that_commits_changed_and_changed_back() {
+        let e = enc(Format::Upsert);
+        let got = upserts(
+            &e,
+            &[
+                // Key 5 inserted in commit 1, deleted in commit 2.
+                ch(1, 1, 5, 1),
+                // Key 6 moved in commit 1 (insert first) and back in commit 2.
+                ch(2, 1, 6, 2),
+                ch(3, -1, 6, 1),
+                start(ch(4, -1, 5, 1)),
+                ch(5, -1, 6, 2),
+                ch(6, 1, 6, 1),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (r#"{"k":5}"#.into(), None, 4),
+                (r#"{"k":6}"#.into(), Some(r#"{"k":6,"n":1}"#.into()), 6),
             ]
         );
     }
@@ -343,6 +440,17 @@ mod tests {
         );
         let mut out = Vec::new();
         e.finish(fold, 9, &mut out);
+        // A row inserted in one commit and deleted in the next: a delete of that row.
+        let mut fold = Fold::default();
+        e.fold(&[ch(1, 1, 9, 3), start(ch(2, -1, 9, 3))], &mut fold);
+        let mut transient = Vec::new();
+        e.finish(fold, 9, &mut transient);
+        let v: Value = serde_json::from_str(&text(&transient[0].value).unwrap()).unwrap();
+        assert_eq!(
+            (v["op"].as_str(), v["before"]["n"].as_i64()),
+            (Some("d"), Some(3))
+        );
+        assert!(transient[1].value.is_none());
         let ops: Vec<_> = out
             .iter()
             .map(|m| {

@@ -7,10 +7,15 @@
 //! grow (on disk), and after a crash the delivery starts again from the last position it
 //! recorded, re-sending at most what it sent after that (see `docs/operations.md`).
 //!
-//! Keys, in the sink's root state table: `l | seq` (u64, big-endian) → `weight | row`
-//! (the change, its multiplicity signed); `n` → the last sequence number given; `p` → the
-//! last sequence number delivered. Only the engine writes `l` entries and `n`; only the
-//! delivery writes `p` and deletes `l` entries, so the two never write the same key.
+//! Keys, in the sink's root state table: `l | seq` (u64, big-endian) → `flags | weight |
+//! row` (the change, its multiplicity signed; flag [`COMMIT_START`]: the first change of
+//! a commit); `n` → the last sequence number given; `p` → the last sequence number
+//! delivered. Only the engine writes `l` entries and `n`; only the delivery writes `p` and
+//! deletes `l` entries, so the two never write the same key.
+//!
+//! Commit boundaries matter to keyed sinks: within one commit a key's changes come in any
+//! order (an update's insert may precede its delete), and only each commit's net effect
+//! is a state the view was in (see `freshet_connectors::sink_encode`).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
@@ -42,9 +47,13 @@ pub fn last_key(sink: u64) -> Vec<u8> {
     key(sink, LAST)
 }
 
+/// Entry flag: the first change of its commit.
+pub const COMMIT_START: u8 = 1;
+
 /// An entry's stored value.
-pub fn encode_entry(weight: i64, row: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + row.len());
+pub fn encode_entry(weight: i64, commit_start: bool, row: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + row.len());
+    v.push(if commit_start { COMMIT_START } else { 0 });
     v.extend_from_slice(&weight.to_be_bytes());
     v.extend_from_slice(row);
     v
@@ -62,6 +71,8 @@ pub struct Change {
     pub seq: u64,
     /// Positive: inserted (that many times); negative: deleted.
     pub weight: i64,
+    /// The first change of its commit (the changes before it were committed earlier).
+    pub commit_start: bool,
     pub row: Vec<ScalarValue>,
 }
 
@@ -128,12 +139,18 @@ fn decode(k: &[u8], v: &[u8], types: &[DataType]) -> Result<Change, EngineError>
     let bad = || EngineError::Internal("bad sink outbox entry".into());
     let seq = k.len().checked_sub(8).ok_or_else(bad)?;
     let seq = decode_u64(&k[seq..])?;
-    if v.len() < 8 {
+    if v.len() < 9 {
         return Err(bad());
     }
-    let weight = i64::from_be_bytes(v[..8].try_into().map_err(|_| bad())?);
-    let row = codec::decode_row(&v[8..], types)?;
-    Ok(Change { seq, weight, row })
+    let commit_start = v[0] & COMMIT_START != 0;
+    let weight = i64::from_be_bytes(v[1..9].try_into().map_err(|_| bad())?);
+    let row = codec::decode_row(&v[9..], types)?;
+    Ok(Change {
+        seq,
+        weight,
+        commit_start,
+        row,
+    })
 }
 
 /// Records that sink `sink` delivered every change up to `upto` and removes them from

@@ -686,6 +686,11 @@ impl Txn {
         !self.pending.is_empty() || !self.deleted.is_empty()
     }
 
+    /// Whether `key` was written (or deleted) in this transaction, since its last commit.
+    pub fn is_written(&self, key: &[u8]) -> bool {
+        self.pending.get(key).is_some()
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending.get(key) {
             Some(v) => Ok(v.clone()),

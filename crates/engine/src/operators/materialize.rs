@@ -163,6 +163,8 @@ impl Materialize {
             Some(v) => sink_log::decode_u64(&v)?,
             None => 0,
         };
+        // The first change written since the last commit starts a commit.
+        let mut commit_start = !state.is_written(&last_key);
         let encoded = codec::encode_rows(chunk.batch.columns(), chunk.len())?;
         let mut wrote = false;
         for (row, &w) in encoded.iter().zip(&chunk.weights) {
@@ -172,8 +174,9 @@ impl Materialize {
             seq += 1;
             state.put_fresh(
                 sink_log::entry_key(self.relation, seq),
-                sink_log::encode_entry(w, row),
+                sink_log::encode_entry(w, commit_start, row),
             );
+            commit_start = false;
             wrote = true;
         }
         if wrote {
@@ -316,5 +319,40 @@ mod tests {
             "x three times, y twice"
         );
         assert!(m.process(0, chunk(&[s("x")], vec![-1]), &mut txn).is_err());
+    }
+
+    /// A sink's outbox marks the first change of each commit (keyed sinks fold per
+    /// commit), also when a statement that wrote changes is rolled back.
+    #[test]
+    fn the_outbox_marks_where_each_commit_starts() {
+        let schema = arc_schema(vec![Field::new("a", DataType::Int64, true)]);
+        let chunk = |vals: &[i64], w: Vec<i64>| {
+            let rows: Vec<_> = vals
+                .iter()
+                .map(|v| vec![ScalarValue::Int64(Some(*v))])
+                .collect();
+            Chunk::from_rows(schema.clone(), &rows, w).unwrap()
+        };
+        let store = Store::memory();
+        let mut txn = Txn::new(store.clone());
+        let mut m = Materialize::new(9).output(Output::Log { deletes: true });
+        m.process(0, chunk(&[1, 2], vec![1, 1]), &mut txn).unwrap();
+        m.process(0, chunk(&[1], vec![-1]), &mut txn).unwrap();
+        txn.commit().unwrap();
+        // A statement that writes and is rolled back, then one that stays.
+        txn.begin_statement();
+        m.process(0, chunk(&[7], vec![1]), &mut txn).unwrap();
+        txn.rollback_statement();
+        m.process(0, chunk(&[3], vec![1]), &mut txn).unwrap();
+        txn.commit().unwrap();
+        let changes = sink_log::read(&store, 9, 0, 100, &[DataType::Int64]).unwrap();
+        let got: Vec<_> = changes
+            .iter()
+            .map(|c| (c.seq, c.weight, c.commit_start))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, 1, true), (2, 1, false), (3, -1, false), (4, 1, true)]
+        );
     }
 }
