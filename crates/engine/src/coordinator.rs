@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use freshet_storage::{codec, decode_relation, keys, RowLayout, Store, Txn};
+use freshet_storage::{codec, decode_pair, keys, prefix_end, RowLayout, Store, Txn};
 use tokio::sync::oneshot;
 
 use crate::chunk::{batch_rows, column_types, Chunk, Row};
@@ -350,6 +350,9 @@ impl Engine {
                 .push(Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name));
             c.descs.push(v);
         }
+        // A backfill the server died in: its committed pages go.
+        c.clean_abandoned_backfill()?;
+        c.txn.commit()?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("freshet-coordinator".into())
@@ -549,6 +552,9 @@ struct Coordinator {
 }
 
 const BACKFILL_CHUNK: usize = 4096;
+/// Input rows a backfill reads before it commits what it made, so that its memory stays
+/// bounded whatever the size of its inputs.
+const BACKFILL_PAGE: usize = 65_536;
 
 /// Answers a caller once the commit it waits for is done (or failed).
 type Waiter = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
@@ -639,6 +645,10 @@ impl Coordinator {
                 match res {
                     Ok(()) => self.waiters.push(waiter(reply, ())),
                     Err(e) => {
+                        // A backfill that failed after committing a page leaves state.
+                        if let Err(e) = self.statement(|c| c.clean_abandoned_backfill()) {
+                            tracing::error!(error = %e, "removing a failed backfill's state failed");
+                        }
                         let _ = reply.send(Err(e));
                     }
                 }
@@ -733,6 +743,63 @@ impl Coordinator {
         if let Err(e) = self.statement(|c| c.expire_dead_letters(crate::wall_clock_micros())) {
             tracing::error!(error = %e, "expiring dead letters failed");
         }
+        self.write_buffer()
+    }
+
+    /// Commits the buffer in the middle of a backfill (see `Ddl::CreateView`), so that
+    /// its memory stays bounded: the pages made so far, and whatever else was buffered.
+    /// The view is not in the catalog until its DDL commits; if the server dies before,
+    /// [`Coordinator::clean_abandoned_backfill`] removes what was committed of it.
+    fn commit_backfill_page(&mut self) -> Result<(), EngineError> {
+        self.txn.end_statement();
+        let res = self.write_buffer();
+        if res.is_ok() {
+            // The DDL changes the definitions again before the next commit.
+            self.committed = Some(self.definitions());
+        }
+        self.txn.begin_statement();
+        res
+    }
+
+    /// The partial state of a view whose backfill did not finish (the server died, or
+    /// its DDL failed after a page was committed) goes, in range deletions.
+    fn clean_abandoned_backfill(&mut self) -> Result<(), EngineError> {
+        let Some(v) = self.txn.get(keys::BACKFILL)? else {
+            return Ok(());
+        };
+        let id = <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| EngineError::Internal("bad stored backfill marker".into()))?;
+        if !self.schemas.contains_key(&id) {
+            tracing::warn!(
+                view = id,
+                "removing the state of a backfill that did not finish"
+            );
+            for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+                if let Some(end) = prefix_end(&p) {
+                    self.txn.delete_range(&p, &end)?;
+                }
+            }
+        }
+        self.txn.delete(keys::BACKFILL.to_vec());
+        Ok(())
+    }
+
+    /// The rows of an input of a backfill (`weights` not summed: stored entries).
+    fn count_stored(&self, id: RelationId) -> Result<u64, EngineError> {
+        if self.sources.contains(&id) {
+            return Ok(0);
+        }
+        let mut n = 0u64;
+        self.txn.visit_prefix(&keys::rows_prefix(id), |_, _| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// Writes the buffer as a checkpoint; see [`Coordinator::commit`].
+    fn write_buffer(&mut self) -> Result<(), EngineError> {
         let m = crate::metrics::metrics();
         let timer = m.checkpoint_seconds.start_timer();
         let res = self.txn.commit();
@@ -1298,28 +1365,73 @@ impl Coordinator {
         Ok(())
     }
 
-    /// All current rows of a table or view, with multiplicities as weights.
-    fn scan_relation(&self, id: RelationId) -> Result<(Vec<Row>, Vec<i64>), EngineError> {
-        if self.sources.contains(&id) {
+    /// Feeds every current row of table or view `rel` (multiplicities as weights) into
+    /// entry `entry` of the new view `df`, a page at a time, committing between pages.
+    /// Nothing else runs meanwhile, so the input does not change.
+    fn backfill_input(
+        &mut self,
+        df: &mut Dataflow,
+        entry: usize,
+        rel: RelationId,
+        progress: &crate::progress::Progress,
+    ) -> Result<(), EngineError> {
+        if self.sources.contains(&rel) {
             // A source's rows come from its reader, not from storage.
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(());
         }
         let schema = self
             .schemas
-            .get(&id)
-            .ok_or(EngineError::UnknownRelation(id))?;
-        let layout = match self.tables.get(&id) {
+            .get(&rel)
+            .cloned()
+            .ok_or(EngineError::UnknownRelation(rel))?;
+        let layout = match self.tables.get(&rel) {
             Some(t) if !t.pk.is_empty() => RowLayout::Keyed,
             _ => RowLayout::Multiset,
         };
-        let prefix = keys::rows_prefix(id);
-        let rows = decode_relation(
-            self.txn.scan_prefix(&prefix)?,
-            prefix.len(),
-            &column_types(schema),
-            layout,
-        )?;
-        Ok(rows.into_iter().unzip())
+        let types = column_types(&schema);
+        let prefix = keys::rows_prefix(rel);
+        let end = prefix_end(&prefix);
+        let mut from = prefix.clone();
+        loop {
+            let mut page: Vec<(Row, i64)> = Vec::new();
+            let mut more = None;
+            let mut bad = None;
+            self.txn.walk(&from, end.as_deref(), false, |k, v| {
+                match decode_pair(k, v, prefix.len(), &types, layout) {
+                    Ok(r) => page.push(r),
+                    Err(e) => {
+                        bad = Some(e);
+                        return false;
+                    }
+                }
+                if page.len() < BACKFILL_PAGE {
+                    return true;
+                }
+                // The next page starts right after this key.
+                let mut next = k.to_vec();
+                next.push(0);
+                more = Some(next);
+                false
+            })?;
+            if let Some(e) = bad {
+                return Err(e.into());
+            }
+            let mut rows = page.into_iter().peekable();
+            while rows.peek().is_some() {
+                let (rs, ws): (Vec<Row>, Vec<i64>) = rows.by_ref().take(BACKFILL_CHUNK).unzip();
+                let n = rs.len() as u64;
+                let chunk = Chunk::from_rows(schema.clone(), &rs, ws)?;
+                df.push_entry(entry, chunk, &mut self.txn)?;
+                progress.done.fetch_add(n, Ordering::Relaxed);
+            }
+            match more {
+                Some(next) => {
+                    from = next;
+                    self.commit_backfill_page()?;
+                }
+                None => return Ok(()),
+            }
+        }
     }
 
     fn apply_ddl(&mut self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
@@ -1344,22 +1456,20 @@ impl Coordinator {
                 df.init(&mut self.txn)?;
                 let entries = df.source_entries();
                 let progress = crate::progress::start_backfill(v.id);
-                for entry in df.backfill_order() {
-                    let rel = entries[entry];
-                    let (rows, weights) = self.scan_relation(rel)?;
-                    progress
-                        .total
-                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    let schema = self.schemas[&rel].clone();
-                    for (rs, ws) in rows
-                        .chunks(BACKFILL_CHUNK)
-                        .zip(weights.chunks(BACKFILL_CHUNK))
-                    {
-                        let chunk = Chunk::from_rows(schema.clone(), rs, ws.to_vec())?;
-                        df.push_entry(entry, chunk, &mut self.txn)?;
-                        progress.done.fetch_add(rs.len() as u64, Ordering::Relaxed);
-                    }
+                // Pages of a large backfill are committed before the view is (see
+                // `commit_backfill_page`); this marks whose they are until it is.
+                self.txn
+                    .put(keys::BACKFILL.to_vec(), v.id.to_be_bytes().to_vec());
+                let order = df.backfill_order();
+                let mut total = 0;
+                for &entry in &order {
+                    total += self.count_stored(entries[entry])?;
                 }
+                progress.total.store(total, Ordering::Relaxed);
+                for entry in order {
+                    self.backfill_input(&mut df, entry, entries[entry], &progress)?;
+                }
+                self.txn.delete(keys::BACKFILL.to_vec());
                 progress.finished.store(true, Ordering::Relaxed);
                 self.schemas.insert(v.id, v.schema.clone());
                 self.views.push(df);
@@ -1379,8 +1489,13 @@ impl Coordinator {
                 self.schemas.remove(&id);
                 self.views.retain(|df| df.view() != id);
                 self.descs.retain(|v| v.id != id);
-                self.txn.delete_prefix(&keys::rows_prefix(id))?;
-                self.txn.delete_prefix(&keys::view_state_prefix(id))?;
+                // Range deletions: nothing is read, one tombstone per range.
+                for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+                    if let Some(end) = prefix_end(&p) {
+                        self.txn.delete_range(&p, &end)?;
+                    }
+                }
+                crate::progress::forget_backfill(id);
             }
             Ddl::Catalog => {}
         }

@@ -155,7 +155,7 @@ fn metrics_and_system_tables_move_as_events_arrive() {
         assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)), (1003, 1, 1));
         let r = c
             .query_one(
-                "SELECT rows, status, rows_in > 0, last_checkpoint IS NOT NULL
+                "SELECT rows, status, rows_in > 0, last_checkpoint IS NOT NULL, state_bytes > 0
                    FROM freshet_catalog.views WHERE view_name = 'per_g'",
                 &[],
             )
@@ -164,6 +164,8 @@ fn metrics_and_system_tables_move_as_events_arrive() {
         assert_eq!(r.get::<_, i64>(0), 7);
         assert_eq!(r.get::<_, String>(1), "running");
         assert!(r.get::<_, bool>(2) && r.get::<_, bool>(3));
+        // Counted from RocksDB's memtables too: nothing here was flushed to a file yet.
+        assert!(r.get::<_, bool>(4), "state_bytes of a view not yet flushed");
         let r = c
             .query_one("SELECT checkpoints > 0, failures FROM freshet_catalog.checkpoints", &[])
             .await
@@ -470,6 +472,7 @@ fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
         let returned = started.elapsed();
         // Poll SHOW JOBS until the backfill is listed no more.
         let mut seen = Vec::new();
+        let mut percents = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let rows: Vec<(String, String)> = c
@@ -488,6 +491,21 @@ fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
                 break;
             }
             seen.extend(rows);
+            // The total is counted before the backfill starts, so its share done shows.
+            for m in c
+                .simple_query(
+                    "SELECT percent FROM freshet_catalog.jobs
+                      WHERE kind = 'backfill' AND relation = 'bg' AND state = 'running'",
+                )
+                .await
+                .expect("jobs")
+            {
+                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                    if let Some(p) = r.get(0).and_then(|p| p.parse::<f64>().ok()) {
+                        percents.push(p);
+                    }
+                }
+            }
             assert!(Instant::now() < deadline, "the background CREATE did not finish");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -495,6 +513,10 @@ fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
         assert!(
             seen.iter().any(|(kind, _)| kind == "backfill"),
             "SHOW JOBS never listed the backfill: {seen:?}"
+        );
+        assert!(
+            percents.iter().any(|p| *p > 0.0 && *p < 100.0),
+            "no share done seen while the backfill ran: {percents:?}"
         );
         let r = c
             .query_one(
@@ -533,5 +555,75 @@ fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
             assert!(Instant::now() < deadline, "the catch-up job did not end");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    });
+}
+
+/// A backfill commits its pages before the view itself (its memory stays bounded): killed
+/// in the middle, the server comes back without the view and without its partial state,
+/// and the same view created again (it gets the same id) equals its query.
+#[test]
+fn a_backfill_killed_midway_leaves_nothing_behind() {
+    let mut server = TestServer::start_with_args(&["--checkpoint-interval-ms", "100"]);
+    let rt = freshet_sql_tests::runtime();
+    let n = 600_000i64;
+    let view =
+        "CREATE MATERIALIZED VIEW bg AS SELECT g, count(*) AS c, sum(v) AS s FROM big GROUP BY g";
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT);
+             INSERT INTO big SELECT value AS id, value % 100 AS g, value AS v FROM generate_series(1, {n})"
+        ))
+        .await
+        .expect("load");
+        c.batch_execute("SET background_ddl = true").await.expect("set");
+        c.batch_execute(view).await.expect("create");
+        // Past two pages (65,536 input rows each): at least one page is committed.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = c
+                .query_opt(
+                    "SELECT rows_done FROM freshet_catalog.jobs
+                      WHERE kind = 'backfill' AND relation = 'bg' AND state = 'running'",
+                    &[],
+                )
+                .await
+                .expect("jobs");
+            if r.is_some_and(|r| r.get::<_, i64>(0) > 2 * 65_536) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the backfill never got past two pages");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    server.kill9_restart();
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        let e = c.query("SELECT * FROM bg", &[]).await.expect_err("no view");
+        assert_eq!(e.code().map(|c| c.code()), Some("42P01"), "{e}");
+        assert!(
+            server
+                .log()
+                .contains("removing the state of a backfill that did not finish"),
+            "{}",
+            server.log()
+        );
+        c.batch_execute(view).await.expect("create again");
+        let got: BTreeMap<i32, (i64, i64)> = c
+            .query("SELECT g, c, s FROM bg", &[])
+            .await
+            .expect("bg")
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+        let want: BTreeMap<i32, (i64, i64)> = c
+            .query("SELECT g, count(*), sum(v) FROM big GROUP BY g", &[])
+            .await
+            .expect("batch")
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get::<_, i64>(2))))
+            .collect();
+        assert_eq!(got.len(), 100);
+        assert_eq!(got, want, "the view equals its query");
     });
 }
