@@ -231,6 +231,12 @@ impl PointQuery {
             };
             codec::encode_value(v, &mut prefix)?;
         }
+        if prefix.len() == keys::rows_prefix(id).len() {
+            // No equality on the leading key column: not a lookup. The general path
+            // streams the scan (with the memory limit and the statement's deadline)
+            // instead of reading the whole relation here.
+            return Ok(None);
+        }
         let pairs = store.read_snapshot(|r| r.scan_prefix(&prefix))?;
         let rows = decode_relation(
             pairs,

@@ -61,6 +61,9 @@ pub struct ScanPartition {
     /// A `SUBSCRIBE` snapshot taken at this checkpoint timestamp: each distinct row once,
     /// after two columns, the timestamp and its multiplicity (`schema` has them first).
     pub counted_at: Option<i64>,
+    /// The query wants at most this many rows (`LIMIT` pushed down): the scan stops
+    /// after them, and its first batch is no larger.
+    pub limit: Option<usize>,
 }
 
 impl std::fmt::Debug for ScanPartition {
@@ -124,7 +127,9 @@ impl ScanPartition {
             .skip(skip)
             .map(|f| f.data_type().clone())
             .collect();
-        let mut rows = Vec::with_capacity(BATCH_ROWS);
+        let batch_rows = self.limit.map_or(BATCH_ROWS, |l| l.clamp(1, BATCH_ROWS));
+        let mut rows = Vec::with_capacity(batch_rows);
+        let mut sent = 0usize;
         let mut failed: Option<DataFusionError> = None;
         let mut stopped = false;
         let walked = self.store.read_snapshot(|r| {
@@ -151,12 +156,17 @@ impl ScanPartition {
                     }
                     rows.push(row);
                 }
-                if rows.len() >= BATCH_ROWS {
+                if rows.len() >= batch_rows {
+                    sent += rows.len();
                     let batch = rows_to_batch(self.schema.clone(), &rows)
                         .map_err(|e| DataFusionError::External(Box::new(e)));
                     rows.clear();
                     if !hand_over(&tx, batch, &self.scans, self.deadline) {
                         stopped = true;
+                        return false;
+                    }
+                    // Enough for the query: the rest is never read.
+                    if self.limit.is_some_and(|l| sent >= l) {
                         return false;
                     }
                 }
@@ -195,6 +205,7 @@ impl PartitionStream for ScanPartition {
             scans: self.scans.clone(),
             deadline: self.deadline,
             counted_at: self.counted_at,
+            limit: self.limit,
         };
         me.start(None)
     }

@@ -315,6 +315,8 @@ impl TableProvider for StoredRelation {
             scans: self.scans.clone(),
             deadline: self.deadline,
             counted_at: None,
+            // DataFusion passes a limit only with no filter left above the scan.
+            limit,
         };
         Ok(Arc::new(StreamingTableExec::try_new(
             self.schema.clone(),

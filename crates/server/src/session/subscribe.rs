@@ -152,6 +152,7 @@ impl Session {
                 scans: self.db.scans.clone(),
                 deadline: None,
                 counted_at: None,
+                limit: None,
             });
             move |timestamp: i64| {
                 let Some(mut part) = part else { return };
