@@ -535,18 +535,13 @@ impl Store {
         }
     }
 
-    /// RocksDB's estimate of the bytes each `[start, end)` range takes on disk (flushed
-    /// data only); the exact sizes for the in-memory store.
+    /// RocksDB's estimate of the bytes each `[start, end)` range takes, in its files and
+    /// its memtables (data not yet flushed counts too); the exact sizes for the
+    /// in-memory store.
     pub fn approximate_sizes(&self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Vec<u64> {
         match &self.backend {
             Backend::Rocks(rocks) => match rocks.read().as_ref() {
-                Some(db) => {
-                    let r: Vec<rocksdb::Range<'_>> = ranges
-                        .iter()
-                        .map(|(s, e)| rocksdb::Range::new(s, e))
-                        .collect();
-                    db.get_approximate_sizes(&r)
-                }
+                Some(db) => approximate_sizes(db, ranges),
                 None => vec![0; ranges.len()],
             },
             Backend::Memory(m) => {
@@ -1251,6 +1246,56 @@ pub enum RowLayout {
     Keyed,
     /// `row → multiplicity` (tables without a primary key, and views).
     Multiset,
+}
+
+/// `GetApproximateSizes` with memtables included, which the rocksdb crate's
+/// `get_approximate_sizes` leaves out (so a view's bytes read 0 until a flush). On an
+/// error, the files-only estimate.
+#[allow(unsafe_code)]
+fn approximate_sizes(db: &rocksdb::DB, ranges: &[(Vec<u8>, Vec<u8>)]) -> Vec<u64> {
+    use rocksdb::AsRawPtr;
+    use std::os::raw::c_char;
+    let n = ranges.len();
+    let starts: Vec<*const c_char> = ranges.iter().map(|(s, _)| s.as_ptr().cast()).collect();
+    let start_lens: Vec<usize> = ranges.iter().map(|(s, _)| s.len()).collect();
+    let ends: Vec<*const c_char> = ranges.iter().map(|(_, e)| e.as_ptr().cast()).collect();
+    let end_lens: Vec<usize> = ranges.iter().map(|(_, e)| e.len()).collect();
+    let mut sizes = vec![0u64; n];
+    let Ok(count) = i32::try_from(n) else {
+        return sizes;
+    };
+    let mut err: *mut c_char = std::ptr::null_mut();
+    let flags = (librocksdb_sys::rocksdb_size_approximation_flags_include_memtable
+        | librocksdb_sys::rocksdb_size_approximation_flags_include_files) as u8;
+    // SAFETY: `db` outlives the call (it is borrowed); the handle of the default column
+    // family is "immortal" (destroying it frees the wrapper only); every array holds `n`
+    // entries pointing into `ranges`, which outlives the call; `sizes` has room for `n`.
+    unsafe {
+        let raw = db.as_raw_ptr();
+        let cf = librocksdb_sys::rocksdb_get_default_column_family_handle(raw);
+        librocksdb_sys::rocksdb_approximate_sizes_cf_with_flags(
+            raw,
+            cf,
+            count,
+            starts.as_ptr(),
+            start_lens.as_ptr(),
+            ends.as_ptr(),
+            end_lens.as_ptr(),
+            flags,
+            sizes.as_mut_ptr(),
+            &mut err,
+        );
+        librocksdb_sys::rocksdb_column_family_handle_destroy(cf);
+        if !err.is_null() {
+            librocksdb_sys::rocksdb_free(err.cast());
+            let r: Vec<rocksdb::Range<'_>> = ranges
+                .iter()
+                .map(|(s, e)| rocksdb::Range::new(s, e))
+                .collect();
+            return db.get_approximate_sizes(&r);
+        }
+    }
+    sizes
 }
 
 /// Decodes the rows of one relation from its key-value pairs (keys include the
