@@ -232,12 +232,34 @@ impl ReaderHandle {
 
     /// Blocks until the reader has handed over everything the topic held when called.
     pub fn catch_up(&self, timeout: Duration) -> Result<(), String> {
+        self.catch_up_while(timeout, || Ok(()))
+    }
+
+    /// [`ReaderHandle::catch_up`], asking `go_on` about once a second whether to wait
+    /// longer (its error ends the wait).
+    pub fn catch_up_while(
+        &self,
+        timeout: Duration,
+        mut go_on: impl FnMut() -> Result<(), String>,
+    ) -> Result<(), String> {
         let (tx, rx) = mpsc::channel();
         self.catch_up
             .send(tx)
             .map_err(|_| "the source reader has stopped".to_string())?;
-        rx.recv_timeout(timeout)
-            .map_err(|_| "timed out waiting for the source to catch up".to_string())
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_secs(1))) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the source reader has stopped".into())
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
+                    return Err("timed out waiting for the source to catch up".into())
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => go_on()?,
+            }
+        }
     }
 
     pub fn stop(&mut self) {

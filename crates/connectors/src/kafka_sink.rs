@@ -497,8 +497,16 @@ impl Delivery {
             p.commit_transaction(BROKER_TIMEOUT)
                 .map_err(|e| format!("cannot commit the Kafka transaction: {e}"))?;
         } else {
-            p.flush(BROKER_TIMEOUT)
-                .map_err(|e| format!("the broker did not take the batch: {e}"))?;
+            // In slices, so that a sink being dropped does not wait out a broker away.
+            let until = Instant::now() + BROKER_TIMEOUT;
+            while let Err(e) = p.flush(Duration::from_secs(1)) {
+                if self.stopping() {
+                    return Err("the sink is stopping".into());
+                }
+                if Instant::now() >= until {
+                    return Err(format!("the broker did not take the batch: {e}"));
+                }
+            }
         }
         let failed = p.context().failed.load(Ordering::Relaxed);
         if failed > 0 {

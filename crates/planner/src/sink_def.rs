@@ -56,6 +56,10 @@ pub struct KafkaSink {
     /// Redpanda; Tansu 0.6 does not); `'at-least-once'` (the default): idempotent writes,
     /// and a crash can send the last batch again.
     pub exactly_once: bool,
+    /// `sink.max_backlog = n`: undelivered changes past which the readers feeding the
+    /// sink wait for it (default: the server's, 1,000,000).
+    #[serde(default)]
+    pub max_backlog: Option<u64>,
 }
 
 /// The option keys a sink takes besides `properties.*`.
@@ -66,6 +70,7 @@ const SINK_OPTIONS: &[&str] = &[
     "topic",
     "primary_key",
     "sink.guarantee",
+    "sink.max_backlog",
 ];
 
 impl SinkDef {
@@ -154,6 +159,7 @@ impl SinkDef {
                 get("topic"),
                 get("primary_key"),
                 lower("sink.guarantee"),
+                get("sink.max_backlog"),
             )?),
             other => {
                 return Err(format!(
@@ -165,7 +171,10 @@ impl SinkDef {
         if kafka.is_none() {
             if let Some((k, _)) = options.iter().find(|(k, _)| {
                 k.starts_with("properties.")
-                    || matches!(k.as_str(), "topic" | "primary_key" | "sink.guarantee")
+                    || matches!(
+                        k.as_str(),
+                        "topic" | "primary_key" | "sink.guarantee" | "sink.max_backlog"
+                    )
             }) {
                 return Err(format!("option \"{k}\" is for Kafka sinks"));
             }
@@ -186,6 +195,7 @@ fn kafka_sink(
     topic: Option<String>,
     primary_key: Option<String>,
     guarantee: Option<String>,
+    max_backlog: Option<String>,
 ) -> Result<KafkaSink, String> {
     let topic = topic
         .filter(|t| !t.is_empty())
@@ -241,12 +251,24 @@ fn kafka_sink(
             ))
         }
     };
+    let max_backlog = match max_backlog {
+        None => None,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(format!(
+                    "sink.max_backlog must be a positive number of changes, not '{v}'"
+                ))
+            }
+        },
+    };
     Ok(KafkaSink {
         topic,
         properties,
         format,
         key_columns,
         exactly_once,
+        max_backlog,
     })
 }
 

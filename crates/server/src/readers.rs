@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use freshet_connectors::kafka::ReaderHandle;
 
+/// How long `FLUSH` waits for a reader a sink holds back before it gives up.
+pub const HELD_FOR: Duration = Duration::from_secs(10);
+
 /// Where a reader feeds: a view (reading a source), or a table fed by a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -169,7 +172,14 @@ impl Readers {
     }
 
     /// Waits until every running reader has handed over what its source holds now.
-    pub fn catch_up(&self, timeout: Duration) -> Result<(), String> {
+    /// `held`: why a relation's readers are held back (a Kafka sink they feed is over
+    /// its backlog bound), if they are; a reader held back for [`HELD_FOR`] ends the wait
+    /// with that reason instead of waiting out `timeout`.
+    pub fn catch_up(
+        &self,
+        timeout: Duration,
+        held: &dyn Fn(u64) -> Option<String>,
+    ) -> Result<(), String> {
         let slots = self.lock();
         for slot in slots.values().flatten() {
             if let Some(down) = &slot.down {
@@ -178,7 +188,25 @@ impl Readers {
                     down.error
                 ));
             }
-            slot.handle.catch_up(timeout)?;
+            let rel = match slot.owner {
+                Owner::View { view, .. } => view,
+                Owner::Table(t) => t,
+            };
+            let mut since: Option<std::time::Instant> = None;
+            slot.handle.catch_up_while(timeout, || match held(rel) {
+                None => {
+                    since = None;
+                    Ok(())
+                }
+                Some(why) => {
+                    let t = *since.get_or_insert_with(std::time::Instant::now);
+                    if t.elapsed() >= HELD_FOR {
+                        Err(why)
+                    } else {
+                        Ok(())
+                    }
+                }
+            })?;
         }
         Ok(())
     }

@@ -454,6 +454,7 @@ pub fn start_table_reader(
     engine: &Engine,
     store: &Store,
     table: &TableDef,
+    gate: std::sync::Arc<crate::sinks::Gate>,
 ) -> Result<ReaderHandle, ServerError> {
     let (Some(src), Some(feed)) = (feed_source(table), table.feed.as_ref()) else {
         return Err(ServerError::Protocol(format!(
@@ -479,6 +480,7 @@ pub fn start_table_reader(
     let table_id = table.id;
     let mut pipeline = Pipeline::new(READER_PIPELINE);
     let sink = Box::new(move |b: SourceBatch| {
+        gate.wait();
         engine
             .feed_queued(
                 epoch,
@@ -634,7 +636,7 @@ pub fn start_reader(
     view_name: &str,
     src: &SourceDef,
     used_columns: Option<&[usize]>,
-    sink: Option<std::sync::Arc<freshet_connectors::kafka_sink::SinkStatus>>,
+    gate: std::sync::Arc<crate::sinks::Gate>,
 ) -> Result<ReaderHandle, ServerError> {
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
@@ -642,7 +644,6 @@ pub fn start_reader(
     // Taken before the committed offsets are read (below): a commit failing in between
     // makes this reader's first batch stale, and it starts again.
     let epoch = engine.epoch();
-    let gate = sink;
     let m = freshet_engine::metrics::metrics();
     let watermark_gauge = m
         .source_watermark
@@ -653,9 +654,7 @@ pub fn start_reader(
             .with_label_values(&[src.name.as_str(), view_name, "0"])
     });
     let sink = Box::new(move |b: SourceBatch| {
-        if let Some(g) = &gate {
-            crate::sinks::wait_for_sink(g);
-        }
+        gate.wait();
         if let Some(wm) = b.watermark {
             watermark_gauge.set(wm as f64 / 1e6);
         }

@@ -418,5 +418,144 @@ fn an_unreachable_broker_backs_up_its_sink_only() {
             .unwrap();
         assert!(r.get::<_, bool>(0), "the error clears once a batch is delivered");
         assert_eq!(apply_upserts(&out.read_topic("out")), view(&c, "groups").await);
+        // Cut off again, with a batch on its way: DROP SINK does not wait out the broker.
+        out.cut();
+        c.execute("INSERT INTO t VALUES (1000, 'z', 1)", &[]).await.expect("insert");
+        c.batch_execute("FLUSH").await.expect("flush");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        c.batch_execute("DROP SINK up").await.expect("drop");
+        let took = started.elapsed();
+        eprintln!("DROP SINK with the broker away took {took:?}");
+        assert!(took < Duration::from_secs(10), "DROP SINK took {took:?}");
+    });
+}
+
+/// A sink over a view, its broker cut off: past `sink.max_backlog` the readers feeding
+/// the sink (through the view) wait, so its outbox stops growing near the bound, while a
+/// view over the same topic that feeds no sink reads everything; once the broker is back,
+/// all of it arrives.
+#[test]
+fn a_sink_behind_holds_back_the_readers_that_feed_it_through_a_view() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("events", 1);
+    let out = KafkaBroker::start_proxied();
+    out.create_topic("out", 1);
+    let server = TestServer::start_with_args(&["--checkpoint-interval-ms", "100"]);
+    let rt = runtime();
+    let n = 150_000i64;
+    let bound = 1_000i64;
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE events (k BIGINT, g VARCHAR, n BIGINT)
+               WITH (connector = 'kafka', topic = 'events', properties.bootstrap.server = '{}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, g, n FROM events;
+             CREATE MATERIALIZED VIEW total AS SELECT count(*) AS c FROM events;
+             CREATE SINK up FROM per_k WITH (connector = 'kafka', topic = 'out',
+               properties.bootstrap.server = '{}', properties.message.timeout.ms = '2000',
+               primary_key = 'k', sink.max_backlog = '{bound}') FORMAT UPSERT ENCODE JSON;",
+            broker.addr(),
+            out.addr()
+        ))
+        .await
+        .expect("setup");
+        out.cut();
+        let mut rng = StdRng::seed_from_u64(7);
+        produce(&broker, "events", &events(&mut rng, 0, n));
+        // The view that feeds no sink reads the whole topic.
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let r = c
+                .query_one("SELECT c FROM total", &[])
+                .await
+                .expect("total");
+            if r.get::<_, i64>(0) == n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the other view did not read the topic"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The sink's readers wait: its outbox stays near the bound (what the readers had
+        // handed over when it was passed, at most a few batches of 16,384 rows).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = c
+            .query_one(
+                "SELECT backlog, paused FROM freshet_catalog.sinks WHERE sink_name = 'up'",
+                &[],
+            )
+            .await
+            .expect("sinks");
+        let (backlog, paused): (i64, bool) = (r.get(0), r.get(1));
+        let held: i64 = c
+            .query_one("SELECT count(*) FROM per_k", &[])
+            .await
+            .expect("per_k")
+            .get(0);
+        eprintln!("while cut off: backlog {backlog}, paused {paused}, per_k {held} of {n}");
+        assert!(paused, "the sink says it holds back its readers");
+        assert!(backlog > bound, "{backlog}");
+        assert!(
+            backlog < bound + 4 * 16_384,
+            "the outbox kept growing: {backlog}"
+        );
+        assert!(held < n, "the view feeding the sink was held back");
+        // FLUSH cannot finish while that lasts: it says why instead of waiting it out.
+        let started = Instant::now();
+        let e = c
+            .batch_execute("FLUSH")
+            .await
+            .expect_err("FLUSH while held back");
+        let msg = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("Kafka sink \"up\""), "{e:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
+        out.heal();
+        drained(&c).await;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let held: i64 = c
+                .query_one("SELECT count(*) FROM per_k", &[])
+                .await
+                .expect("per_k")
+                .get(0);
+            c.batch_execute("FLUSH").await.expect("flush");
+            if held == n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the held-back view did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drained(&c).await;
+        let topic = out.read_topic("out");
+        let keys: BTreeSet<String> = topic
+            .iter()
+            .filter(|m| m.value.is_some())
+            .map(|m| m.key.clone().expect("key"))
+            .collect();
+        assert_eq!(
+            keys.len() as i64,
+            n,
+            "every row reached the topic once the broker was back"
+        );
+        let r = c
+            .query_one("SELECT paused, backlog FROM freshet_catalog.sinks", &[])
+            .await
+            .expect("sinks");
+        assert!(!r.get::<_, bool>(0));
+        assert_eq!(r.get::<_, i64>(1), 0);
     });
 }

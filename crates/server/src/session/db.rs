@@ -226,7 +226,7 @@ impl Db {
         for (id, schema) in &sink_schemas {
             if let Some(v) = catalog.view_by_id(*id) {
                 // A sink whose delivery cannot start must not keep the server down.
-                if let Err(e) = db.sinks.start(&db.store, v, schema) {
+                if let Err(e) = db.sinks.start(&db.store, &catalog, v, schema) {
                     tracing::error!(sink = %v.name, error = %e, "cannot start the sink's delivery");
                     db.failed
                         .lock()
@@ -408,14 +408,19 @@ impl Db {
                         &v.name,
                         src,
                         columns,
-                        self.sinks.status(view),
+                        self.sinks.gate(view),
                     )
                 }
                 Owner::Table(id) => {
                     let Some(t) = catalog.tables.iter().find(|t| t.id == id) else {
                         return Err("its table was dropped".into());
                     };
-                    crate::sources::start_table_reader(&self.engine, &self.store, t)
+                    crate::sources::start_table_reader(
+                        &self.engine,
+                        &self.store,
+                        t,
+                        self.sinks.gate(id),
+                    )
                 }
             }
             .map_err(|e| e.to_string())
@@ -464,7 +469,7 @@ impl Db {
                     &view.name,
                     src,
                     columns,
-                    self.sinks.status(view.id),
+                    self.sinks.gate(view.id),
                 )?;
                 let owner = Owner::View {
                     view: view.id,
@@ -483,7 +488,12 @@ impl Db {
     pub(super) fn start_table_reader(&self, table: &TableDef) -> Result<()> {
         if table.feed.is_some() {
             let epoch = self.engine.epoch();
-            let h = crate::sources::start_table_reader(&self.engine, &self.store, table)?;
+            let h = crate::sources::start_table_reader(
+                &self.engine,
+                &self.store,
+                table,
+                self.sinks.gate(table.id),
+            )?;
             self.readers
                 .insert(table.id, epoch, vec![(Owner::Table(table.id), h)]);
         }
@@ -502,8 +512,11 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             // A reader that just failed (say, after a failed commit) starts again now.
             db.supervise(true);
+            let sinks = &db.sinks;
             db.readers
-                .catch_up(std::time::Duration::from_secs(600))
+                .catch_up(std::time::Duration::from_secs(600), &|rel| {
+                    sinks.held_by(rel)
+                })
                 .map_err(|message| ServerError::Connector {
                     code: "58000",
                     message,

@@ -443,7 +443,9 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, plan_text);
         if let Some(v) = next.views.last() {
-            self.db.sinks.start(&self.db.store, v, &desc_schema)?;
+            self.db
+                .sinks
+                .start(&self.db.store, &next, v, &desc_schema)?;
             let reads_kafka = v.depends_on.iter().any(|d| {
                 next.source_by_id(*d)
                     .is_some_and(|s| s.connector == freshet_planner::catalog::ConnectorKind::Kafka)
@@ -644,10 +646,10 @@ impl Db {
         let mut next = (*self.catalog()).clone();
         let victim_name = next.view_by_id(victim).map(|v| v.name.clone());
         let sink = match self.sinks.take(victim) {
-            Some((spec, handle)) => {
+            Some((spec, handle, upstream)) => {
                 // Off the async workers: the delivery may be in a broker call.
                 let _ = tokio::task::spawn_blocking(move || drop(handle)).await;
-                Some(spec)
+                Some((spec, upstream))
             }
             None => None,
         };
@@ -658,8 +660,8 @@ impl Db {
         if let Err(e) = self.engine.ddl(Ddl::Drop(victim), next.to_json()).await {
             // Not dropped after all (the commit failed): its readers go on.
             let current = self.catalog();
-            if let Some(spec) = sink {
-                self.sinks.start_spec(&self.store, spec)?;
+            if let Some((spec, upstream)) = sink {
+                self.sinks.start_spec(&self.store, spec, upstream)?;
             }
             if let Some(v) = current.view_by_id(victim) {
                 self.start_readers(&current, v)?;
@@ -668,6 +670,7 @@ impl Db {
             }
             return Err(e.into());
         }
+        self.sinks.forget_relation(victim);
         self.view_schemas
             .write()
             .unwrap_or_else(|p| p.into_inner())
