@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::array::{Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -74,6 +75,16 @@ async fn scalar(session: &Session, sql: &str) -> Option<i64> {
     let b = batches.first()?;
     let col = b.column(0).as_any().downcast_ref::<Int64Array>()?;
     (!col.is_empty() && col.is_valid(0)).then(|| col.value(0))
+}
+
+/// The first value of the first column of a one-row query result, as text.
+async fn text(session: &Session, sql: &str) -> Option<String> {
+    let (_, batches) = exec(session, sql).await.ok()?.into_batches().await.ok()??;
+    let b = batches.first()?;
+    // Whatever string type the query gave (string_agg's is LargeUtf8).
+    let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).ok()?;
+    let col = col.as_any().downcast_ref::<StringArray>()?;
+    (!col.is_empty() && col.is_valid(0)).then(|| col.value(0).to_string())
 }
 
 /// Runs the playground until Ctrl-C.
@@ -185,9 +196,20 @@ pub async fn run(
                 .await
                 .unwrap_or(0);
             let per_s = last.map_or(0.0, |l| (plays - l) as f64 / 5.0);
+            // Long work under way (a view created over a large table, a FLUSH): its
+            // progress, as SHOW JOBS gives it.
+            let jobs = text(
+                &progress_session,
+                "SELECT string_agg(kind || ' ' || relation || ' ' || progress
+                                   || coalesce(', ETA ' || eta_seconds::bigint || ' s', ''), '; ')
+                   FROM freshet_catalog.jobs WHERE state = 'running'",
+            )
+            .await
+            .map(|j| format!("; running: {j}"))
+            .unwrap_or_default();
             println!(
                 "[playground] {plays} plays in views ({per_s:.0}/s), {late} late events, \
-                 {closed} minutes closed, trending_titles {trending} rows"
+                 {closed} minutes closed, trending_titles {trending} rows{jobs}"
             );
             last = Some(plays);
         }
