@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use freshet_storage::{codec, decode_pair, keys, prefix_end, RowLayout, Store, Txn};
+use freshet_storage::{codec, keys, prefix_end, Store, Txn};
 use tokio::sync::oneshot;
 
+use crate::backfill::{Backfill, Inputs};
 use crate::chunk::{batch_rows, column_types, Chunk, Row};
 use crate::dataflow::Dataflow;
 use crate::dead_letters::{DeadLetters, Policies, Retention};
@@ -330,6 +331,8 @@ impl Engine {
             sources: std::collections::HashSet::new(),
             views: Vec::new(),
             waiters: Vec::new(),
+            backfill: None,
+            abandoned: Vec::new(),
             dead: DeadLetters::new(config.dead_letters.clone()),
             subscribers: Subscribers::default(),
             config,
@@ -544,6 +547,11 @@ struct Coordinator {
     views: Vec<Dataflow>,
     /// Replies to send once the buffer is committed.
     waiters: Vec<Waiter>,
+    /// A view being built between other work (see [`crate::backfill`]), and who waits
+    /// for it.
+    backfill: Option<(Backfill, Waiter)>,
+    /// Backfills a failed commit or an engine error stopped: to answer and clean up.
+    abandoned: Vec<(Backfill, Waiter)>,
     /// The dead-letter tables' arrival index and retention.
     dead: DeadLetters,
     /// Who subscribed to what (`SUBSCRIBE`), and the changes to hand them.
@@ -551,10 +559,9 @@ struct Coordinator {
     config: EngineConfig,
 }
 
-const BACKFILL_CHUNK: usize = 4096;
-/// Input rows a backfill reads before it commits what it made, so that its memory stays
-/// bounded whatever the size of its inputs.
-const BACKFILL_PAGE: usize = 65_536;
+/// Under load, how long the engine works on other commands between two steps of a view
+/// being built (each step reads `backfill::STEP` rows).
+const BACKFILL_SHARE: Duration = Duration::from_millis(50);
 
 /// Answers a caller once the commit it waits for is done (or failed).
 type Waiter = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
@@ -569,7 +576,19 @@ impl Coordinator {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut next_checkpoint = Instant::now() + self.config.checkpoint_interval;
         loop {
-            let timeout = next_checkpoint.saturating_duration_since(Instant::now());
+            // A view being built takes a step whenever the queue is empty, and at least
+            // every `BACKFILL_SHARE` under load.
+            let building = self.backfill.is_some();
+            let timeout = if building {
+                Duration::ZERO
+            } else {
+                next_checkpoint.saturating_duration_since(Instant::now())
+            };
+            let until = if building {
+                next_checkpoint.min(Instant::now() + BACKFILL_SHARE)
+            } else {
+                next_checkpoint
+            };
             match rx.recv_timeout(timeout) {
                 Ok(cmd) => {
                     if self.handle(cmd) {
@@ -578,7 +597,7 @@ impl Coordinator {
                     // Let every writer queued right now share one commit, but not past
                     // the checkpoint: readers keep batches queued (see `Pipeline`), so
                     // under load the queue is never empty.
-                    while Instant::now() < next_checkpoint {
+                    while Instant::now() < until {
                         let Ok(cmd) = rx.try_recv() else { break };
                         if self.handle(cmd) {
                             return;
@@ -591,6 +610,10 @@ impl Coordinator {
                     return;
                 }
             }
+            if self.backfill.is_some() {
+                self.backfill_step();
+            }
+            self.answer_abandoned();
             if !self.waiters.is_empty() || Instant::now() >= next_checkpoint {
                 let _ = self.commit();
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
@@ -638,8 +661,29 @@ impl Coordinator {
                 catalog,
                 reply,
             } => {
+                // One DDL at a time: a view still being built is finished first.
+                self.finish_backfill();
                 if self.committed.is_none() {
                     self.committed = Some(self.definitions());
+                }
+                if let Ddl::CreateView(v) = *ddl {
+                    let mut started = None;
+                    let res = self.statement(|c| {
+                        started = Some(c.start_view(v, catalog)?);
+                        Ok(())
+                    });
+                    match (res, started) {
+                        (Ok(()), Some(b)) => self.backfill = Some((b, waiter(reply, ()))),
+                        (Err(e), _) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        (Ok(()), None) => {
+                            let _ = reply.send(Err(EngineError::Internal(
+                                "the view's backfill did not start".into(),
+                            )));
+                        }
+                    }
+                    return false;
                 }
                 let res = self.statement(|c| c.apply_ddl(*ddl, catalog));
                 match res {
@@ -719,6 +763,10 @@ impl Coordinator {
     /// Every view's dataflow built anew from its definition (its state is read from the
     /// write buffer and what is committed).
     fn rebuild_views(&mut self) -> Result<(), EngineError> {
+        // A view being built may hold what was dropped: it stops (and is cleaned up).
+        if let Some(b) = self.backfill.take() {
+            self.abandoned.push(b);
+        }
         self.views = self
             .descs
             .iter()
@@ -746,19 +794,131 @@ impl Coordinator {
         self.write_buffer()
     }
 
-    /// Commits the buffer in the middle of a backfill (see `Ddl::CreateView`), so that
-    /// its memory stays bounded: the pages made so far, and whatever else was buffered.
-    /// The view is not in the catalog until its DDL commits; if the server dies before,
-    /// [`Coordinator::clean_abandoned_backfill`] removes what was committed of it.
-    fn commit_backfill_page(&mut self) -> Result<(), EngineError> {
-        self.txn.end_statement();
-        let res = self.write_buffer();
-        if res.is_ok() {
-            // The DDL changes the definitions again before the next commit.
+    /// Starts building view `v` (see [`crate::backfill`]): its dataflow, its initial
+    /// output, the mark on its state until it is done, and the count of rows to read.
+    fn start_view(&mut self, v: ViewDesc, catalog: Vec<u8>) -> Result<Backfill, EngineError> {
+        if self.schemas.contains_key(&v.id) {
+            return Err(EngineError::Internal(format!(
+                "relation id {} is taken: the view was not created",
+                v.id
+            )));
+        }
+        // A clean slate: an earlier build of this id may have left state behind (its
+        // view's DDL failed at the last commit, say).
+        self.clean_abandoned_backfill()?;
+        for p in [keys::rows_prefix(v.id), keys::view_state_prefix(v.id)] {
+            if let Some(end) = prefix_end(&p) {
+                self.txn.delete_range(&p, &end)?;
+            }
+        }
+        let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
+        df.init(&mut self.txn)?;
+        let progress = crate::progress::start_backfill(v.id);
+        self.txn
+            .put(keys::BACKFILL.to_vec(), v.id.to_be_bytes().to_vec());
+        let mut total = 0;
+        for rel in df.source_entries() {
+            total += self.count_stored(rel)?;
+        }
+        progress.total.store(total, Ordering::Relaxed);
+        Ok(Backfill::new(v, df, catalog, progress))
+    }
+
+    /// One step of the view being built; once it has read everything, it joins the
+    /// views (committed with the next checkpoint, which answers its DDL).
+    fn backfill_step(&mut self) {
+        let Some((mut b, w)) = self.backfill.take() else {
+            return;
+        };
+        let res = self.statement(|c| {
+            let inputs = Inputs {
+                schemas: &c.schemas,
+                tables: &c.tables,
+                sources: &c.sources,
+                views: &c.descs,
+            };
+            b.step(&mut c.txn, &inputs)
+        });
+        if let Err(e) = res {
+            w(Err(e));
+            self.clean_after_backfill();
+            return;
+        }
+        if !b.done() {
+            self.backfill = Some((b, w));
+            return;
+        }
+        match self.statement(|c| c.complete_view(b)) {
+            Ok(()) => self.waiters.push(w),
+            Err(e) => {
+                w(Err(e));
+                self.clean_after_backfill();
+            }
+        }
+    }
+
+    /// The view built: it joins the others, and its catalog entry is written.
+    fn complete_view(&mut self, b: Backfill) -> Result<(), EngineError> {
+        if self.committed.is_none() {
             self.committed = Some(self.definitions());
         }
-        self.txn.begin_statement();
-        res
+        let v = b.desc;
+        b.progress.finished.store(true, Ordering::Relaxed);
+        self.schemas.insert(v.id, v.schema.clone());
+        self.views.push(b.df);
+        self.descs.push(v.clone());
+        self.txn.delete(keys::BACKFILL.to_vec());
+        self.txn.put(keys::CATALOG.to_vec(), b.catalog);
+        // Tables with a watermark: the new view starts at the table's.
+        for rel in self.views[self.views.len() - 1].inputs() {
+            if self.tables.get(&rel).is_some_and(|t| t.watermark.is_some()) {
+                if let Some(wm) = stored_watermark_in(&self.txn, rel, rel)? {
+                    self.push_watermark(v.id, rel, wm)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the view under way to the end, now (before another DDL runs).
+    fn finish_backfill(&mut self) {
+        while self.backfill.is_some() {
+            self.backfill_step();
+            // Commit as it goes: its memory stays bounded.
+            if let Err(e) = self.commit() {
+                tracing::error!(error = %e, "a checkpoint during a backfill failed");
+            }
+        }
+        self.answer_abandoned();
+    }
+
+    /// Answers the DDL of each backfill stopped by a failed commit or an engine error,
+    /// and removes what it had made.
+    fn answer_abandoned(&mut self) {
+        if self.abandoned.is_empty() {
+            return;
+        }
+        for (b, w) in std::mem::take(&mut self.abandoned) {
+            tracing::warn!(view = %b.desc.name, "a view's backfill was stopped by a failed commit or an engine error");
+            w(Err(EngineError::Internal(format!(
+                "building materialized view \"{}\" was stopped by a failed commit or an \
+                 engine error; create it again",
+                b.desc.name
+            ))));
+        }
+        self.clean_after_backfill();
+    }
+
+    fn clean_after_backfill(&mut self) {
+        if let Err(e) = self.statement(|c| c.clean_abandoned_backfill()) {
+            tracing::error!(error = %e, "removing a stopped backfill's state failed");
+        }
+    }
+
+    /// Whether any view, or the view being built, reads `rel`.
+    fn any_reads(&self, rel: RelationId) -> bool {
+        self.views.iter().any(|d| d.reads(rel))
+            || self.backfill.as_ref().is_some_and(|(b, _)| b.reads(rel))
     }
 
     /// The partial state of a view whose backfill did not finish (the server died, or
@@ -898,7 +1058,7 @@ impl Coordinator {
             &[SOURCE_ERRORS, LATE_EVENTS],
         )?;
         for (table, rows) in removed {
-            if rows.is_empty() || !self.views.iter().any(|d| d.reads(table)) {
+            if rows.is_empty() || !self.any_reads(table) {
                 continue;
             }
             let schema = self
@@ -1295,7 +1455,7 @@ impl Coordinator {
             &bytes,
             crate::wall_clock_micros(),
         )?;
-        if self.views.iter().any(|d| d.reads(table)) {
+        if self.any_reads(table) {
             let schema = self
                 .schemas
                 .get(&table)
@@ -1361,77 +1521,19 @@ impl Coordinator {
                     }
                 }
             }
+            if let Some((b, _)) = &mut self.backfill {
+                if b.reads(rel) {
+                    let inputs = Inputs {
+                        schemas: &self.schemas,
+                        tables: &self.tables,
+                        sources: &self.sources,
+                        views: &self.descs,
+                    };
+                    b.feed(rel, &chunk, &mut self.txn, &inputs)?;
+                }
+            }
         }
         Ok(())
-    }
-
-    /// Feeds every current row of table or view `rel` (multiplicities as weights) into
-    /// entry `entry` of the new view `df`, a page at a time, committing between pages.
-    /// Nothing else runs meanwhile, so the input does not change.
-    fn backfill_input(
-        &mut self,
-        df: &mut Dataflow,
-        entry: usize,
-        rel: RelationId,
-        progress: &crate::progress::Progress,
-    ) -> Result<(), EngineError> {
-        if self.sources.contains(&rel) {
-            // A source's rows come from its reader, not from storage.
-            return Ok(());
-        }
-        let schema = self
-            .schemas
-            .get(&rel)
-            .cloned()
-            .ok_or(EngineError::UnknownRelation(rel))?;
-        let layout = match self.tables.get(&rel) {
-            Some(t) if !t.pk.is_empty() => RowLayout::Keyed,
-            _ => RowLayout::Multiset,
-        };
-        let types = column_types(&schema);
-        let prefix = keys::rows_prefix(rel);
-        let end = prefix_end(&prefix);
-        let mut from = prefix.clone();
-        loop {
-            let mut page: Vec<(Row, i64)> = Vec::new();
-            let mut more = None;
-            let mut bad = None;
-            self.txn.walk(&from, end.as_deref(), false, |k, v| {
-                match decode_pair(k, v, prefix.len(), &types, layout) {
-                    Ok(r) => page.push(r),
-                    Err(e) => {
-                        bad = Some(e);
-                        return false;
-                    }
-                }
-                if page.len() < BACKFILL_PAGE {
-                    return true;
-                }
-                // The next page starts right after this key.
-                let mut next = k.to_vec();
-                next.push(0);
-                more = Some(next);
-                false
-            })?;
-            if let Some(e) = bad {
-                return Err(e.into());
-            }
-            let mut rows = page.into_iter().peekable();
-            while rows.peek().is_some() {
-                let (rs, ws): (Vec<Row>, Vec<i64>) = rows.by_ref().take(BACKFILL_CHUNK).unzip();
-                let n = rs.len() as u64;
-                let chunk = Chunk::from_rows(schema.clone(), &rs, ws)?;
-                df.push_entry(entry, chunk, &mut self.txn)?;
-                progress.done.fetch_add(n, Ordering::Relaxed);
-            }
-            match more {
-                Some(next) => {
-                    from = next;
-                    self.commit_backfill_page()?;
-                }
-                None => return Ok(()),
-            }
-        }
     }
 
     fn apply_ddl(&mut self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
@@ -1445,43 +1547,11 @@ impl Coordinator {
                 self.sources.insert(id);
             }
             Ddl::CreateView(v) => {
-                if self.schemas.contains_key(&v.id) {
-                    return Err(EngineError::Internal(format!(
-                        "relation id {} is taken: the view was not created",
-                        v.id
-                    )));
-                }
-                let mut df =
-                    Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
-                df.init(&mut self.txn)?;
-                let entries = df.source_entries();
-                let progress = crate::progress::start_backfill(v.id);
-                // Pages of a large backfill are committed before the view is (see
-                // `commit_backfill_page`); this marks whose they are until it is.
-                self.txn
-                    .put(keys::BACKFILL.to_vec(), v.id.to_be_bytes().to_vec());
-                let order = df.backfill_order();
-                let mut total = 0;
-                for &entry in &order {
-                    total += self.count_stored(entries[entry])?;
-                }
-                progress.total.store(total, Ordering::Relaxed);
-                for entry in order {
-                    self.backfill_input(&mut df, entry, entries[entry], &progress)?;
-                }
-                self.txn.delete(keys::BACKFILL.to_vec());
-                progress.finished.store(true, Ordering::Relaxed);
-                self.schemas.insert(v.id, v.schema.clone());
-                self.views.push(df);
-                self.descs.push(v.clone());
-                // Tables with a watermark: the new view starts at the table's.
-                for rel in self.views[self.views.len() - 1].inputs() {
-                    if self.tables.get(&rel).is_some_and(|t| t.watermark.is_some()) {
-                        if let Some(wm) = stored_watermark_in(&self.txn, rel, rel)? {
-                            self.push_watermark(v.id, rel, wm)?;
-                        }
-                    }
-                }
+                // Built step by step (see `Command::Ddl`); here only if called directly.
+                return Err(EngineError::Internal(format!(
+                    "view {} must be built through a backfill",
+                    v.name
+                )));
             }
             Ddl::Drop(id) => {
                 self.tables.remove(&id);

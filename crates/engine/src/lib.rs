@@ -8,6 +8,7 @@
 //!   through every dependent view and commits everything in one RocksDB batch per checkpoint;
 //! - [`subscriptions`]: the committed changes of a relation, handed to `SUBSCRIBE`rs.
 
+mod backfill;
 pub mod chunk;
 pub mod coordinator;
 pub mod dataflow;

@@ -139,6 +139,12 @@ impl Jobs {
     /// marked done first.
     pub fn show(&self) -> Vec<Shown> {
         let mut jobs = self.lock();
+        // A background CREATE shows the progress of its view's backfill.
+        let building: std::collections::HashMap<String, u64> = jobs
+            .values()
+            .filter(|j| j.kind == "backfill" && j.state == State::Running)
+            .filter_map(|j| Some((j.relation.clone(), j.relation_id?)))
+            .collect();
         let mut out = Vec::new();
         for j in jobs.values_mut() {
             let secs = j.started.elapsed().as_secs_f64().max(1e-3);
@@ -162,7 +168,10 @@ impl Jobs {
                     }
                 }
                 _ => {
-                    let p = j.relation_id.and_then(freshet_engine::progress::backfill);
+                    let p = j
+                        .relation_id
+                        .or_else(|| building.get(&j.relation).copied())
+                        .and_then(freshet_engine::progress::backfill);
                     let (done, total, finished) = p.map(|p| p.snapshot()).unwrap_or((0, 0, false));
                     let remaining = (total > 0 || finished).then(|| total.saturating_sub(done));
                     Shown {

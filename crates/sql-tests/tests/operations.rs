@@ -558,9 +558,10 @@ fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
     });
 }
 
-/// A backfill commits its pages before the view itself (its memory stays bounded): killed
-/// in the middle, the server comes back without the view and without its partial state,
-/// and the same view created again (it gets the same id) equals its query.
+/// A backfill's work is committed with the checkpoints before the view itself (its memory
+/// stays bounded): killed in the middle, the server comes back without the view and
+/// without its partial state, and the same view created again (it gets the same id)
+/// equals its query.
 #[test]
 fn a_backfill_killed_midway_leaves_nothing_behind() {
     let mut server = TestServer::start_with_args(&["--checkpoint-interval-ms", "100"]);
@@ -578,7 +579,7 @@ fn a_backfill_killed_midway_leaves_nothing_behind() {
         .expect("load");
         c.batch_execute("SET background_ddl = true").await.expect("set");
         c.batch_execute(view).await.expect("create");
-        // Past two pages (65,536 input rows each): at least one page is committed.
+        // Well into it: with checkpoints every 100 ms, some of its work is committed.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let r = c

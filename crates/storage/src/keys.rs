@@ -5,8 +5,8 @@
 pub const FORMAT_VERSION: &[u8] = &[0x00];
 /// The catalog document.
 pub const CATALOG: &[u8] = &[0x01];
-/// The id of the view whose backfill is under way, while its pages are committed before
-/// the view itself (see the engine's `Ddl::CreateView`).
+/// The id of the view being built, while what it made so far is committed before the
+/// view itself (see the engine's `backfill` module).
 pub const BACKFILL: &[u8] = &[0x04];
 const ROWS: u8 = 0x02;
 const STATE: u8 = 0x03;
