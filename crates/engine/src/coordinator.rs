@@ -562,6 +562,8 @@ struct Coordinator {
 /// Under load, how long the engine works on other commands between two steps of a view
 /// being built (each step reads `backfill::STEP` rows).
 const BACKFILL_SHARE: Duration = Duration::from_millis(50);
+/// Steps of a view being built between two commits at most (4 × 16,384 input rows).
+const BACKFILL_STEPS_PER_COMMIT: usize = 4;
 
 /// Answers a caller once the commit it waits for is done (or failed).
 type Waiter = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
@@ -575,6 +577,7 @@ fn waiter<T: Send + 'static>(reply: Reply<T>, value: T) -> Waiter {
 impl Coordinator {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+        let mut steps_since_commit = 0usize;
         loop {
             // A view being built takes a step whenever the queue is empty, and at least
             // every `BACKFILL_SHARE` under load.
@@ -610,11 +613,17 @@ impl Coordinator {
                     return;
                 }
             }
+            let mut built_enough = false;
             if self.backfill.is_some() {
                 self.backfill_step();
+                steps_since_commit += 1;
+                // Its work is committed every few steps too, whatever the interval, so
+                // the buffer stays bounded by rows.
+                built_enough = steps_since_commit >= BACKFILL_STEPS_PER_COMMIT;
             }
             self.answer_abandoned();
-            if !self.waiters.is_empty() || Instant::now() >= next_checkpoint {
+            if !self.waiters.is_empty() || built_enough || Instant::now() >= next_checkpoint {
+                steps_since_commit = 0;
                 let _ = self.commit();
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
             }
@@ -763,9 +772,11 @@ impl Coordinator {
     /// Every view's dataflow built anew from its definition (its state is read from the
     /// write buffer and what is committed).
     fn rebuild_views(&mut self) -> Result<(), EngineError> {
-        // A view being built may hold what was dropped: it stops (and is cleaned up).
-        if let Some(b) = self.backfill.take() {
-            self.abandoned.push(b);
+        // A view being built is rebuilt too (its state is read back the same way; where
+        // its scan is stays right, since a statement never moves it).
+        if let Some((b, _)) = &mut self.backfill {
+            let v = &b.desc;
+            b.df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
         }
         self.views = self
             .descs
@@ -803,14 +814,7 @@ impl Coordinator {
                 v.id
             )));
         }
-        // A clean slate: an earlier build of this id may have left state behind (its
-        // view's DDL failed at the last commit, say).
-        self.clean_abandoned_backfill()?;
-        for p in [keys::rows_prefix(v.id), keys::view_state_prefix(v.id)] {
-            if let Some(end) = prefix_end(&p) {
-                self.txn.delete_range(&p, &end)?;
-            }
-        }
+        self.clean_slate(v.id)?;
         let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
         df.init(&mut self.txn)?;
         let progress = crate::progress::start_backfill(v.id);
@@ -822,6 +826,19 @@ impl Coordinator {
         }
         progress.total.store(total, Ordering::Relaxed);
         Ok(Backfill::new(v, df, catalog, progress))
+    }
+
+    /// Nothing stored under a new relation's id: an earlier build of a view that got it
+    /// may have left state behind (its DDL failed at the last commit, say), and ids are
+    /// handed out again when the catalog did not commit.
+    fn clean_slate(&mut self, id: RelationId) -> Result<(), EngineError> {
+        self.clean_abandoned_backfill()?;
+        for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+            if let Some(end) = prefix_end(&p) {
+                self.txn.delete_range(&p, &end)?;
+            }
+        }
+        Ok(())
     }
 
     /// One step of the view being built; once it has read everything, it joins the
@@ -840,6 +857,7 @@ impl Coordinator {
             b.step(&mut c.txn, &inputs)
         });
         if let Err(e) = res {
+            crate::progress::forget_backfill(b.desc.id);
             w(Err(e));
             self.clean_after_backfill();
             return;
@@ -848,9 +866,15 @@ impl Coordinator {
             self.backfill = Some((b, w));
             return;
         }
+        let id = b.desc.id;
         match self.statement(|c| c.complete_view(b)) {
             Ok(()) => self.waiters.push(w),
             Err(e) => {
+                // Not a view after all: out of memory too, then its state goes.
+                self.views.retain(|d| d.view() != id);
+                self.descs.retain(|d| d.id != id);
+                self.schemas.remove(&id);
+                crate::progress::forget_backfill(id);
                 w(Err(e));
                 self.clean_after_backfill();
             }
@@ -899,6 +923,7 @@ impl Coordinator {
             return;
         }
         for (b, w) in std::mem::take(&mut self.abandoned) {
+            crate::progress::forget_backfill(b.desc.id);
             tracing::warn!(view = %b.desc.name, "a view's backfill was stopped by a failed commit or an engine error");
             w(Err(EngineError::Internal(format!(
                 "building materialized view \"{}\" was stopped by a failed commit or an \
@@ -1036,6 +1061,12 @@ impl Coordinator {
     /// Back to the last commit: its definitions, and every view's dataflow built anew (its
     /// state is read from what is committed, as at start-up).
     fn rewind(&mut self) -> Result<(), EngineError> {
+        // What a view being built had made since the last commit is gone, and its scan
+        // position with it: it stops (its caller is answered, what was committed of it
+        // removed).
+        if let Some(b) = self.backfill.take() {
+            self.abandoned.push(b);
+        }
         if let Some(d) = self.committed.take() {
             self.tables = d.tables;
             self.schemas = d.schemas;
@@ -1539,10 +1570,12 @@ impl Coordinator {
     fn apply_ddl(&mut self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
         match ddl {
             Ddl::CreateTable(t) => {
+                self.clean_slate(t.id)?;
                 self.schemas.insert(t.id, t.schema.clone());
                 self.tables.insert(t.id, t);
             }
             Ddl::CreateSource { id, schema } => {
+                self.clean_slate(id)?;
                 self.schemas.insert(id, schema);
                 self.sources.insert(id);
             }
