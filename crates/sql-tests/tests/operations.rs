@@ -19,6 +19,19 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Table `big` with rows 1..=n in 100 groups, and `SET background_ddl = true`.
+async fn load_big(c: &tokio_postgres::Client, n: i64) {
+    c.batch_execute(&format!(
+        "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT);
+         INSERT INTO big SELECT value AS id, value % 100 AS g, value AS v FROM generate_series(1, {n})"
+    ))
+    .await
+    .expect("load");
+    c.batch_execute("SET background_ddl = true")
+        .await
+        .expect("set");
+}
+
 fn scrape(server: &TestServer) -> String {
     let (status, body) = http_get(&format!("{}/metrics", server.http_url()));
     assert_eq!(status, 200, "{body}");
@@ -458,13 +471,7 @@ fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
     let n = 300_000i64;
     rt.block_on(async {
         let c = connect(&server.conn_str()).await.expect("connect");
-        c.batch_execute(&format!(
-            "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT);
-             INSERT INTO big SELECT value AS id, value % 100 AS g, value AS v FROM generate_series(1, {n})"
-        ))
-        .await
-        .expect("load");
-        c.batch_execute("SET background_ddl = true").await.expect("set");
+        load_big(&c, n).await;
         let started = Instant::now();
         c.batch_execute("CREATE MATERIALIZED VIEW bg AS SELECT g, count(*) AS c, sum(v) AS s FROM big GROUP BY g")
             .await
@@ -571,13 +578,7 @@ fn a_backfill_killed_midway_leaves_nothing_behind() {
         "CREATE MATERIALIZED VIEW bg AS SELECT g, count(*) AS c, sum(v) AS s FROM big GROUP BY g";
     rt.block_on(async {
         let c = connect(&server.conn_str()).await.expect("connect");
-        c.batch_execute(&format!(
-            "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT);
-             INSERT INTO big SELECT value AS id, value % 100 AS g, value AS v FROM generate_series(1, {n})"
-        ))
-        .await
-        .expect("load");
-        c.batch_execute("SET background_ddl = true").await.expect("set");
+        load_big(&c, n).await;
         c.batch_execute(view).await.expect("create");
         // Well into it: with checkpoints every 100 ms, some of its work is committed.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -593,7 +594,10 @@ fn a_backfill_killed_midway_leaves_nothing_behind() {
             if r.is_some_and(|r| r.get::<_, i64>(0) > 2 * 65_536) {
                 break;
             }
-            assert!(Instant::now() < deadline, "the backfill never got past two pages");
+            assert!(
+                Instant::now() < deadline,
+                "the backfill never got past two pages"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
