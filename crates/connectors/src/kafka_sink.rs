@@ -466,15 +466,7 @@ impl Delivery {
                 self.encoder.fold(&page, &mut fold);
             } else {
                 self.encoder.plain(&page, &mut out);
-                send(
-                    p,
-                    spec,
-                    &mut out,
-                    pos.last,
-                    &self.status,
-                    &self.meters,
-                    &self.stop,
-                )?;
+                self.send(p, &mut out, pos.last)?;
             }
             if self.stopping() {
                 return Err("the sink is stopping".into());
@@ -483,15 +475,7 @@ impl Delivery {
         if self.encoder.keyed() {
             self.encoder
                 .finish(fold, freshet_engine::wall_clock_micros() / 1000, &mut out);
-            send(
-                p,
-                spec,
-                &mut out,
-                pos.last,
-                &self.status,
-                &self.meters,
-                &self.stop,
-            )?;
+            self.send(p, &mut out, pos.last)?;
         }
         if spec.exactly_once {
             p.commit_transaction(BROKER_TIMEOUT)
@@ -523,6 +507,67 @@ impl Delivery {
         }
         Ok(())
     }
+
+    /// Produces `msgs` (draining it), waiting while librdkafka's queue is full.
+    fn send(
+        &self,
+        p: &BaseProducer<Reports>,
+        msgs: &mut Vec<SinkMessage>,
+        batch_end: u64,
+    ) -> Result<(), String> {
+        let batch = batch_end.to_string();
+        let sink = self.spec.sink_id.to_string();
+        for m in msgs.drain(..) {
+            let seq = m.seq.to_string();
+            let headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header {
+                    key: "freshet_sink",
+                    value: Some(sink.as_bytes()),
+                })
+                .insert(Header {
+                    key: "freshet_seq",
+                    value: Some(seq.as_bytes()),
+                })
+                .insert(Header {
+                    key: "freshet_batch",
+                    value: Some(batch.as_bytes()),
+                });
+            let bytes = m.value.as_ref().map_or(0, Vec::len) + m.key.as_ref().map_or(0, Vec::len);
+            let mut rec: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.spec.topic).headers(headers);
+            if let Some(k) = &m.key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &m.value {
+                rec = rec.payload(v.as_slice());
+            }
+            let deadline = Instant::now() + BROKER_TIMEOUT;
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        if Instant::now() > deadline {
+                            return Err("the broker takes no messages (queue full)".into());
+                        }
+                        if self.stop.load(Ordering::SeqCst) {
+                            return Err("the sink is stopping".into());
+                        }
+                        rec = r;
+                        p.poll(Duration::from_millis(50));
+                    }
+                    Err((e, _)) => return Err(format!("cannot send to the topic: {e}")),
+                }
+            }
+            self.status.messages_sent.fetch_add(1, Ordering::Relaxed);
+            self.status
+                .bytes_sent
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+            self.meters.messages.inc();
+            self.meters.bytes.inc_by(bytes as u64);
+        }
+        p.poll(Duration::ZERO);
+        Ok(())
+    }
 }
 
 /// Whether the test hook `FRESHET_TEST_SINK_CRASH_AFTER_SEND=1` is set: the process
@@ -531,67 +576,6 @@ impl Delivery {
 fn crash_after_send() -> bool {
     static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SET.get_or_init(|| std::env::var("FRESHET_TEST_SINK_CRASH_AFTER_SEND").is_ok_and(|v| v == "1"))
-}
-
-/// Produces `msgs` (draining it), waiting while librdkafka's queue is full.
-fn send(
-    p: &BaseProducer<Reports>,
-    spec: &SinkSpec,
-    msgs: &mut Vec<SinkMessage>,
-    batch_end: u64,
-    status: &SinkStatus,
-    meters: &SinkMeters,
-    stop: &AtomicBool,
-) -> Result<(), String> {
-    let batch = batch_end.to_string();
-    let sink = spec.sink_id.to_string();
-    for m in msgs.drain(..) {
-        let seq = m.seq.to_string();
-        let headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: "freshet_sink",
-                value: Some(sink.as_bytes()),
-            })
-            .insert(Header {
-                key: "freshet_seq",
-                value: Some(seq.as_bytes()),
-            })
-            .insert(Header {
-                key: "freshet_batch",
-                value: Some(batch.as_bytes()),
-            });
-        let bytes = m.value.as_ref().map_or(0, Vec::len) + m.key.as_ref().map_or(0, Vec::len);
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&spec.topic).headers(headers);
-        if let Some(k) = &m.key {
-            rec = rec.key(k.as_slice());
-        }
-        if let Some(v) = &m.value {
-            rec = rec.payload(v.as_slice());
-        }
-        let deadline = Instant::now() + BROKER_TIMEOUT;
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    if Instant::now() > deadline {
-                        return Err("the broker takes no messages (queue full)".into());
-                    }
-                    if stop.load(Ordering::SeqCst) {
-                        return Err("the sink is stopping".into());
-                    }
-                    rec = r;
-                    p.poll(Duration::from_millis(50));
-                }
-                Err((e, _)) => return Err(format!("cannot send to the topic: {e}")),
-            }
-        }
-        status.messages_sent.fetch_add(1, Ordering::Relaxed);
-        status.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
-        meters.messages.inc();
-        meters.bytes.inc_by(bytes as u64);
-    }
-    p.poll(Duration::ZERO);
-    Ok(())
 }
 
 /// The largest `freshet_batch` header of sink `me` in partition `p` from `start` to the
