@@ -26,6 +26,7 @@ pub struct Metrics {
     pub view_rows_out: IntCounterVec,
     pub view_rows: IntGaugeVec,
     pub view_state_bytes: IntGaugeVec,
+    pub view_state_entries: IntGaugeVec,
     pub view_last_checkpoint: GaugeVec,
     pub view_failures: IntCounterVec,
     pub sink_messages: IntCounterVec,
@@ -94,6 +95,7 @@ impl Metrics {
             view_rows_out: counter("freshet_view_rows_out_total", "Changes a view's (or sink's) dataflow emitted.", &["view"])?,
             view_rows: gauge("freshet_view_rows", "Rows a materialized view holds (a counter kept with the view, not a scan).", &["view"])?,
             view_state_bytes: gauge("freshet_view_state_bytes", "Bytes a view's rows and operator state take in RocksDB (RocksDB's estimate).", &["view"])?,
+            view_state_entries: gauge("freshet_view_state_entries", "Entries of a view's operator state (a count every commit keeps).", &["view"])?,
             view_last_checkpoint: fgauge("freshet_view_last_checkpoint_seconds", "When a checkpoint last committed changes of this view, seconds since the epoch.", &["view"])?,
             view_failures: counter("freshet_view_failures_total", "Batches a view's dataflow refused with an error.", &["view"])?,
             sink_messages: counter("freshet_sink_messages_total", "Messages a sink delivered.", &["sink"])?,
@@ -168,6 +170,7 @@ impl Metrics {
         for v in [
             &self.view_rows,
             &self.view_state_bytes,
+            &self.view_state_entries,
             &self.sink_backlog,
             &self.sink_paused,
         ] {

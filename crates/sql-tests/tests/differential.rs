@@ -1032,6 +1032,16 @@ impl Harness {
                 ("reference", reference),
             );
         }
+        // The count of operator state entries every commit keeps equals a scan of it.
+        let counts = self.query_rows(
+            "SELECT view_name, state_rows, state_entries FROM freshet_catalog.view_state \
+              WHERE coalesce(state_entries, 0) <> state_rows",
+        );
+        if !counts.is_empty() {
+            self.fail(&format!(
+                "a view's state entry count differs from its state (view, scanned, counted): {counts:?}"
+            ));
+        }
     }
 
     /// Compares two row sets as multisets; on a difference, fails with the rows found on

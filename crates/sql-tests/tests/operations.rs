@@ -112,6 +112,7 @@ fn metrics_and_system_tables_move_as_events_arrive() {
             "freshet_view_rows_out_total",
             "freshet_view_rows",
             "freshet_view_state_bytes",
+            "freshet_view_state_entries",
             "freshet_view_last_checkpoint_seconds",
             "freshet_sink_messages_total",
             "freshet_sink_bytes_total",
@@ -179,6 +180,24 @@ fn metrics_and_system_tables_move_as_events_arrive() {
         assert!(r.get::<_, bool>(2) && r.get::<_, bool>(3));
         // Counted from RocksDB's memtables too: nothing here was flushed to a file yet.
         assert!(r.get::<_, bool>(4), "state_bytes of a view not yet flushed");
+        // Its operator state entries: a count every commit keeps, equal to a scan of
+        // the state, and the same in /metrics.
+        let r = c
+            .query_one(
+                "SELECT v.state_entries, s.state_rows, s.state_entries
+                   FROM freshet_catalog.views v JOIN freshet_catalog.view_state s USING (view_name)
+                  WHERE v.view_name = 'per_g'",
+                &[],
+            )
+            .await
+            .expect("state entries");
+        let entries: i64 = r.get(0);
+        assert!(entries > 0, "per_g keeps state");
+        assert_eq!((r.get::<_, i64>(1), r.get::<_, i64>(2)), (entries, entries));
+        assert_eq!(
+            value(&scrape(&server), r#"freshet_view_state_entries{view="per_g"}"#),
+            Some(entries as f64)
+        );
         let r = c
             .query_one("SELECT checkpoints > 0, failures FROM freshet_catalog.checkpoints", &[])
             .await

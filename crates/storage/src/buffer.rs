@@ -271,6 +271,21 @@ impl WriteBuffer {
             .map(|(k, e)| (k.bytes.as_slice(), &e.value))
     }
 
+    /// The buffered entries with `start <= key < end`, in key order, each with whether
+    /// it is fresh (its key absent from committed state).
+    pub(crate) fn range_fresh<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a Value, bool)> + 'a {
+        self.groups
+            .range::<[u8], _>((Bound::Included(group(start)), Bound::Excluded(end)))
+            .flat_map(move |(_, g)| {
+                g.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            })
+            .map(|(k, e)| (k.bytes.as_slice(), &e.value, e.fresh))
+    }
+
     /// Every buffered entry in key order, emptying the buffer.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Value)> {
         self.len = 0;

@@ -48,3 +48,26 @@ pub fn view_state_prefix(view_id: u64) -> Vec<u8> {
 pub fn state_table_id(view_id: u64, op: u16, n: u16) -> u64 {
     ((view_id & 0xFFFF_FFFF) << 32) | ((op as u64) << 16) | n as u64
 }
+
+/// The key, in view `view_id`'s root state table (operator 0, table 0), of the number of
+/// its operators' state entries, which every commit keeps (see `entry_count`).
+pub fn state_entries_key(view_id: u64) -> Vec<u8> {
+    let mut k = state_prefix(state_table_id(view_id, 0, 0));
+    k.push(b'e');
+    k
+}
+
+/// The view whose operators' state `key` belongs to: a key of a state table of an
+/// operator numbered 1 to `u16::MAX - 1`. The root's table (operator 0: row counts, a
+/// sink's outbox) and the source bookkeeping (operator `u16::MAX`: offsets, watermarks)
+/// are not operator state.
+pub fn operator_state_view(key: &[u8]) -> Option<u64> {
+    if key.len() < 9 || key[0] != STATE {
+        return None;
+    }
+    let op = u16::from_be_bytes([key[5], key[6]]);
+    if op == 0 || op == u16::MAX {
+        return None;
+    }
+    Some(u32::from_be_bytes([key[1], key[2], key[3], key[4]]) as u64)
+}

@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex};
 
 mod buffer;
 pub mod codec;
+mod entry_count;
 pub mod keys;
+
+pub use entry_count::{scan_count as scan_state_entries, state_entries};
 
 use buffer::WriteBuffer;
 
@@ -145,6 +148,10 @@ pub struct Store {
 /// A consistent read-only view of committed data.
 pub trait Reader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Whether each of `keys` (in key order) is present.
+    fn exist(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        keys.iter().map(|k| Ok(self.get(k)?.is_some())).collect()
+    }
     /// All pairs whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
@@ -224,6 +231,16 @@ impl RocksReader<'_> {
 impl Reader for RocksReader<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_opt(key, &self.opts())?)
+    }
+    fn exist(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        let Some(cf) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
+            return keys.iter().map(|k| Ok(self.get(k)?.is_some())).collect();
+        };
+        self.db
+            .batched_multi_get_cf_opt(cf, keys, true, &self.opts())
+            .into_iter()
+            .map(|r| Ok(r?.is_some()))
+            .collect()
     }
     fn walk(
         &self,
@@ -904,6 +921,22 @@ impl Txn {
         self.end_statement();
         if !self.is_dirty() {
             return Ok(());
+        }
+        let counts = self
+            .store
+            .read_latest(|r| entry_count::count_writes(&self.pending, &self.deleted, r));
+        match counts {
+            Ok(counts) => {
+                for (k, v) in counts {
+                    self.pending.set(k, Some(v), false);
+                }
+            }
+            Err(e) => {
+                self.pending = WriteBuffer::default();
+                self.deleted.clear();
+                self.generation += 1;
+                return Err(e);
+            }
         }
         let (records, bytes) = self.pending.size();
         let deleted = std::mem::take(&mut self.deleted);

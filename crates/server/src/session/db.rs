@@ -350,7 +350,8 @@ impl Db {
         &self.data_dir
     }
 
-    /// Sets each view's row and byte gauges (its counter, RocksDB's estimate) and each
+    /// Sets each view's row, state entry and byte gauges (its counters, RocksDB's
+    /// estimate) and each
     /// sink's backlog.
     pub fn refresh_relation_gauges(&self) {
         let m = freshet_engine::metrics::metrics();
@@ -361,6 +362,9 @@ impl Db {
                 m.view_state_bytes
                     .with_label_values(&name)
                     .set(super::ops_tables::view_bytes(self, v.id) as i64);
+                if let Some(n) = freshet_storage::state_entries(r, v.id)? {
+                    m.view_state_entries.with_label_values(&name).set(n);
+                }
                 if v.sink.is_none() {
                     m.view_rows
                         .with_label_values(&name)

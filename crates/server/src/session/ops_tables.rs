@@ -201,8 +201,8 @@ pub(crate) fn view_bytes(db: &Db, id: u64) -> u64 {
 }
 
 /// `freshet_catalog.views`: per materialized view and sink: its kind, emit mode, state
-/// (`running`, or `failed` with why), rows held (a counter, not a scan), RocksDB's
-/// estimate of its bytes, changes in and out and failed batches since the server started,
+/// (`running`, or `failed` with why), rows held and operator state entries (counters kept
+/// by every commit, not scans), RocksDB's estimate of its bytes, changes in and out and failed batches since the server started,
 /// and when a checkpoint last held a change of it.
 pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
     let s = schema(&[
@@ -211,6 +211,7 @@ pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
         ("emit", DataType::Utf8),
         ("status", DataType::Utf8),
         ("rows", DataType::Int64),
+        ("state_entries", DataType::Int64),
         ("state_bytes", DataType::Int64),
         ("rows_in", DataType::Int64),
         ("rows_out", DataType::Int64),
@@ -260,6 +261,7 @@ pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
                 } else {
                     None
                 }),
+                ScalarValue::Int64(freshet_storage::state_entries(r, v.id)?),
                 ScalarValue::Int64(Some(view_bytes(db, v.id) as i64)),
                 n(&rows_in),
                 n(&rows_out),

@@ -242,10 +242,11 @@ pub(super) fn watermarks_rows(
     Ok((schema, rows))
 }
 
-/// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes): the
-/// view's rows (its counter, multiplicities summed) and its operators' state entries and
-/// bytes (keys and values), counted exactly by reading the state: a diagnostic for
-/// state clean-up. Dashboards read `freshet_catalog.views` (and `/metrics`), which never
+/// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes,
+/// state_entries): the view's rows (its counter, multiplicities summed), its operators'
+/// state entries and bytes (keys and values) counted exactly by reading the state, and
+/// the count of those entries every commit keeps: a diagnostic for state clean-up and for
+/// the counter. Dashboards read `freshet_catalog.views` (and `/metrics`), which never
 /// scan.
 pub(super) fn view_state_rows(
     db: &Db,
@@ -257,6 +258,7 @@ pub(super) fn view_state_rows(
         ("view_rows", DataType::Int64),
         ("state_rows", DataType::Int64),
         ("state_bytes", DataType::Int64),
+        ("state_entries", DataType::Int64),
     ]);
     let mut rows = Vec::new();
     store.read_snapshot(|r| -> Result<()> {
@@ -264,16 +266,15 @@ pub(super) fn view_state_rows(
             // Its counter (see `freshet_catalog.views`); only the state below is scanned.
             let view_rows = super::ops_tables::view_rows(r, v.id)?;
             let (mut state_rows, mut bytes) = (0i64, 0i64);
-            // The view's row count lives beside its state; it is not state.
-            let count_key = freshet_engine::coordinator::row_count_key(v.id);
             r.visit_prefix(
                 &freshet_storage::keys::view_state_prefix(v.id),
                 &mut |k, v| {
-                    if k == count_key.as_slice() {
-                        return true;
+                    // Operator state only: not the root's counts and outbox, nor the
+                    // offsets and watermarks of the sources it reads.
+                    if freshet_storage::keys::operator_state_view(k).is_some() {
+                        state_rows += 1;
+                        bytes += (k.len() + v.len()) as i64;
                     }
-                    state_rows += 1;
-                    bytes += (k.len() + v.len()) as i64;
                     true
                 },
             )?;
@@ -282,6 +283,7 @@ pub(super) fn view_state_rows(
                 ScalarValue::Int64(Some(view_rows)),
                 ScalarValue::Int64(Some(state_rows)),
                 ScalarValue::Int64(Some(bytes)),
+                ScalarValue::Int64(freshet_storage::state_entries(r, v.id)?),
             ]);
         }
         Ok(())
