@@ -1034,8 +1034,9 @@ impl Harness {
         }
         // The count of operator state entries every commit keeps equals a scan of it.
         let counts = self.query_rows(
-            "SELECT view_name, state_rows, state_entries FROM freshet_catalog.view_state \
-              WHERE coalesce(state_entries, 0) <> state_rows",
+            "SELECT v.view_name, s.state_rows, v.state_rows FROM freshet_catalog.view_state v \
+               JOIN freshet_catalog.view_state_scan s ON v.view_name = s.view_name \
+              WHERE coalesce(v.state_rows, 0) <> s.state_rows",
         );
         if !counts.is_empty() {
             self.fail(&format!(

@@ -184,8 +184,10 @@ fn metrics_and_system_tables_move_as_events_arrive() {
         // the state, and the same in /metrics.
         let r = c
             .query_one(
-                "SELECT v.state_entries, s.state_rows, s.state_entries
-                   FROM freshet_catalog.views v JOIN freshet_catalog.view_state s USING (view_name)
+                "SELECT v.state_entries, s.state_rows, vs.state_rows
+                   FROM freshet_catalog.views v
+                   JOIN freshet_catalog.view_state_scan s ON v.view_name = s.view_name
+                   JOIN freshet_catalog.view_state vs ON v.view_name = vs.view_name
                   WHERE v.view_name = 'per_g'",
                 &[],
             )

@@ -241,8 +241,9 @@ fn windowed_views_equal_a_reference_fold() {
             // view's state entries still equals a scan of it.
             let off: Vec<(String, i64, Option<i64>)> = c
                 .query(
-                    "SELECT view_name, state_rows, state_entries FROM freshet_catalog.view_state
-                      WHERE coalesce(state_entries, 0) <> state_rows",
+                    "SELECT v.view_name, s.state_rows, v.state_rows FROM freshet_catalog.view_state v
+                       JOIN freshet_catalog.view_state_scan s ON v.view_name = s.view_name
+                      WHERE coalesce(v.state_rows, 0) <> s.state_rows",
                     &[],
                 )
                 .await

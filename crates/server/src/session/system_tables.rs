@@ -1,6 +1,6 @@
 //! The relations of `freshet_catalog`: the names of the stored dead-letter tables
 //! (`source_errors`, `late_events`), and the relations computed when a query reads them
-//! (`sinks`, `source_status`, `watermarks`, `view_state`), each a function from the
+//! (`sinks`, `source_status`, `watermarks`, `view_state`, `view_state_scan`), each a function from the
 //! database and catalog to a schema and rows (registered by `Db::context_for`).
 
 use std::sync::atomic::Ordering;
@@ -22,8 +22,10 @@ pub(super) const SOURCE_ERRORS_NAME: &str = "freshet_catalog.source_errors";
 pub(super) const LATE_EVENTS_NAME: &str = "freshet_catalog.late_events";
 /// Each view's watermark of each source it reads.
 pub(super) const WATERMARKS_NAME: &str = "freshet_catalog.watermarks";
-/// Each view's state size.
+/// Each view's state size, from counters.
 pub(super) const VIEW_STATE_NAME: &str = "freshet_catalog.view_state";
+/// Each view's state size, counted by reading the state.
+pub(super) const VIEW_STATE_SCAN_NAME: &str = "freshet_catalog.view_state_scan";
 /// Each sink's connector and the rows it sent.
 pub(super) const SINKS_NAME: &str = "freshet_catalog.sinks";
 /// Each source reader's state, and the views that failed at start-up.
@@ -35,6 +37,7 @@ pub(super) type ComputedRelation = fn(&Db, &Catalog) -> Result<(SchemaRef, Vec<V
 pub(super) const COMPUTED: &[(&str, ComputedRelation)] = &[
     (WATERMARKS_NAME, watermarks_rows),
     (VIEW_STATE_NAME, view_state_rows),
+    (VIEW_STATE_SCAN_NAME, view_state_scan_rows),
     (SINKS_NAME, sinks_rows),
     (SOURCE_STATUS_NAME, source_status_rows),
     (
@@ -242,29 +245,50 @@ pub(super) fn watermarks_rows(
     Ok((schema, rows))
 }
 
-/// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes,
-/// state_entries): the view's rows (its counter, multiplicities summed), its operators'
-/// state entries and bytes (keys and values) counted exactly by reading the state, and
-/// the count of those entries every commit keeps: a diagnostic for state clean-up and for
-/// the counter. Dashboards read `freshet_catalog.views` (and `/metrics`), which never
-/// scan.
+/// `freshet_catalog.view_state`: (view_name, view_rows, state_rows, state_bytes): the
+/// view's rows (multiplicities summed) and its operators' state entries, both counters
+/// that every commit keeps (NULL for a view created by an older build that has not changed
+/// since), and RocksDB's estimate of the bytes its rows and state take. Reads no state.
 pub(super) fn view_state_rows(
     db: &Db,
     catalog: &Catalog,
 ) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
-    let store = &db.store;
     let schema = nullable_schema(&[
         ("view_name", DataType::Utf8),
         ("view_rows", DataType::Int64),
         ("state_rows", DataType::Int64),
         ("state_bytes", DataType::Int64),
-        ("state_entries", DataType::Int64),
     ]);
     let mut rows = Vec::new();
-    store.read_snapshot(|r| -> Result<()> {
+    db.store.read_snapshot(|r| -> Result<()> {
         for v in &catalog.views {
-            // Its counter (see `freshet_catalog.views`); only the state below is scanned.
-            let view_rows = super::ops_tables::view_rows(r, v.id)?;
+            rows.push(vec![
+                ScalarValue::Utf8(Some(v.name.clone())),
+                ScalarValue::Int64(Some(super::ops_tables::view_rows(r, v.id)?)),
+                ScalarValue::Int64(freshet_storage::state_entries(r, v.id)?),
+                ScalarValue::Int64(Some(super::ops_tables::view_bytes(db, v.id) as i64)),
+            ]);
+        }
+        Ok(())
+    })?;
+    Ok((schema, rows))
+}
+
+/// `freshet_catalog.view_state_scan`: (view_name, state_rows, state_bytes): each view's
+/// operator state entries and their bytes (keys and values), counted exactly by reading
+/// the state: a diagnostic for state clean-up, and for the counters of `view_state`.
+pub(super) fn view_state_scan_rows(
+    db: &Db,
+    catalog: &Catalog,
+) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
+    let schema = nullable_schema(&[
+        ("view_name", DataType::Utf8),
+        ("state_rows", DataType::Int64),
+        ("state_bytes", DataType::Int64),
+    ]);
+    let mut rows = Vec::new();
+    db.store.read_snapshot(|r| -> Result<()> {
+        for v in &catalog.views {
             let (mut state_rows, mut bytes) = (0i64, 0i64);
             r.visit_prefix(
                 &freshet_storage::keys::view_state_prefix(v.id),
@@ -280,10 +304,8 @@ pub(super) fn view_state_rows(
             )?;
             rows.push(vec![
                 ScalarValue::Utf8(Some(v.name.clone())),
-                ScalarValue::Int64(Some(view_rows)),
                 ScalarValue::Int64(Some(state_rows)),
                 ScalarValue::Int64(Some(bytes)),
-                ScalarValue::Int64(freshet_storage::state_entries(r, v.id)?),
             ]);
         }
         Ok(())

@@ -25,7 +25,7 @@
 //! - events/s per core: the same events over the server's CPU time (user + system) in
 //!   that interval, read from `/proc`;
 //! - peak RSS of the server (`VmHWM`), and the view's rows and state (from
-//!   `freshet_catalog.view_state`).
+//!   `freshet_catalog.view_state` and, for its state bytes, `view_state_scan`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -201,8 +201,9 @@ fn main() {
             let cpu = cpu_seconds(pid) - cpu0;
             let row = c
                 .query_one(
-                    "SELECT coalesce(sum(view_rows), 0), coalesce(sum(state_bytes), 0) \
-                     FROM freshet_catalog.view_state",
+                    "SELECT coalesce(sum(view_rows), 0), coalesce(sum(s.state_bytes), 0) \
+                     FROM freshet_catalog.view_state v \
+                     JOIN freshet_catalog.view_state_scan s ON v.view_name = s.view_name",
                     &[],
                 )
                 .await
