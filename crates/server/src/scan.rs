@@ -2,11 +2,13 @@
 //! (or a cursor) over a 50-million-row view holds two batches, not the view.
 //!
 //! A RocksDB snapshot cannot outlive the closure that reads it, and a stream is polled
-//! from a task that comes and goes. So each scan runs on a thread of its own inside one
-//! `Store::read_snapshot`, decoding rows into batches and handing them over a channel of
-//! two; when the consumer is slow the thread waits, when it goes away (the query ended,
-//! was cancelled, its client left) the thread stops. [`Scans`] counts the threads, so
-//! that shutdown can stop them and wait for them before the database closes.
+//! from a task that comes and goes. So a [`Snapshot`] is a thread of its own inside one
+//! `Store::read_snapshot`, serving every scan of one query: it decodes rows into batches
+//! and hands each scan's over a channel of two, a batch whenever there is room (each
+//! batch resumes after the previous one's last key, so the scans of a join advance side
+//! by side). When a consumer is slow its scan waits; when it goes away (the query ended,
+//! was cancelled, its client left) its scan stops. [`Scans`] counts the threads, so that
+//! shutdown can stop them and wait for them before the database closes.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use freshet_engine::chunk::rows_to_batch;
-use freshet_storage::{decode_pair, RowLayout, Store};
+use freshet_storage::{decode_pair, Reader, RowLayout, Store};
 use tokio::sync::mpsc;
 
 /// Rows per batch a scan hands over.
@@ -49,6 +51,7 @@ impl Scans {
 }
 
 /// One key range of a stored relation, read from a snapshot when executed.
+#[derive(Clone)]
 pub struct ScanPartition {
     pub store: Store,
     pub schema: SchemaRef,
@@ -64,6 +67,9 @@ pub struct ScanPartition {
     /// The query wants at most this many rows (`LIMIT` pushed down): the scan stops
     /// after them, and its first batch is no larger.
     pub limit: Option<usize>,
+    /// The snapshot of the query this scan belongs to; `None`: a snapshot of its own,
+    /// taken when the scan starts.
+    pub snapshot: Option<Snapshot>,
 }
 
 impl std::fmt::Debug for ScanPartition {
@@ -75,7 +81,7 @@ impl std::fmt::Debug for ScanPartition {
     }
 }
 
-/// Counts a scan thread while it lives.
+/// Counts a snapshot's thread while it lives.
 struct Running(Arc<Scans>);
 
 impl Drop for Running {
@@ -84,108 +90,214 @@ impl Drop for Running {
     }
 }
 
-/// Hands `item` to the consumer, waiting while its buffer is full; false if the
-/// consumer is gone, the server is closing or the deadline passed.
-fn hand_over(
-    tx: &mpsc::Sender<DfResult<RecordBatch>>,
-    mut item: DfResult<RecordBatch>,
-    scans: &Scans,
-    deadline: Option<Instant>,
-) -> bool {
+/// One RocksDB snapshot, held by a thread of its own, that every scan of one query reads:
+/// a query over several relations (a join, a self-join, a CTE read twice) sees them all
+/// at the same checkpoint, and streams each of them a batch at a time instead of loading
+/// them. The snapshot is taken when the handle is made; the thread serves the scans
+/// started on it round-robin, a batch whenever the scan's consumer has room for one, and
+/// ends (letting the snapshot go) once every handle is dropped and its scans are done or
+/// abandoned.
+#[derive(Clone)]
+pub struct Snapshot {
+    scans: std::sync::mpsc::Sender<Cursor>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+/// A scan in progress on a snapshot's thread.
+struct Cursor {
+    part: ScanPartition,
+    tx: mpsc::Sender<DfResult<RecordBatch>>,
+    /// Where the next batch starts; `None` once the range is read.
+    next: Option<Vec<u8>>,
+    sent: usize,
+}
+
+impl Snapshot {
+    /// Takes a snapshot of `store` on a new thread; returns once it is taken (or the
+    /// thread could not start: scans on the handle then fail).
+    pub fn take(store: &Store, scans: &Arc<Scans>) -> Snapshot {
+        let (tx, rx) = std::sync::mpsc::channel::<Cursor>();
+        if scans.closing.load(Ordering::SeqCst) {
+            return Snapshot { scans: tx };
+        }
+        scans.active.fetch_add(1, Ordering::SeqCst);
+        let running = Running(scans.clone());
+        let (taken, wait) = std::sync::mpsc::sync_channel(1);
+        let (store, scans) = (store.clone(), scans.clone());
+        let spawned = std::thread::Builder::new()
+            .name("freshet-scan".into())
+            .spawn(move || {
+                let _running = running;
+                store.read_snapshot(|r| {
+                    let _ = taken.send(());
+                    serve(r, &rx, &scans)
+                })
+            });
+        if spawned.is_ok() {
+            let _ = wait.recv();
+        }
+        Snapshot { scans: tx }
+    }
+
+    /// Streams `part`'s range from this snapshot.
+    fn scan(&self, part: ScanPartition) -> SendableRecordBatchStream {
+        let (tx, rx) = mpsc::channel(2);
+        let schema = part.schema.clone();
+        let cursor = Cursor {
+            next: Some(part.start.clone()),
+            part,
+            tx: tx.clone(),
+            sent: 0,
+        };
+        if self.scans.send(cursor).is_err() {
+            let _ = tx.try_send(Err(DataFusionError::Execution(
+                "cannot scan: the server is shutting down, or could not start a scan thread".into(),
+            )));
+        }
+        drop(tx);
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+/// A snapshot thread's work: takes new scans as they come, and hands each scan's next
+/// batch over whenever its consumer has room, until no handle and no scan is left (or
+/// the server closes).
+fn serve(r: &dyn Reader, requests: &std::sync::mpsc::Receiver<Cursor>, scans: &Scans) {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let mut active: Vec<Cursor> = Vec::new();
+    let mut handles_gone = false;
     let mut wait = Duration::from_micros(200);
     loop {
-        match tx.try_send(item) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(back)) => {
-                if scans.closing.load(Ordering::SeqCst)
-                    || deadline.is_some_and(|d| Instant::now() >= d)
-                {
-                    return false;
+        if scans.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            match requests.try_recv() {
+                Ok(c) => active.push(c),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    handles_gone = true;
+                    break;
                 }
-                item = back;
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(20));
             }
+        }
+        if active.is_empty() {
+            if handles_gone {
+                return;
+            }
+            match requests.recv_timeout(Duration::from_millis(100)) {
+                Ok(c) => active.push(c),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            continue;
+        }
+        let mut progressed = false;
+        active.retain_mut(|c| {
+            if c.tx.is_closed() || c.part.deadline.is_some_and(|d| Instant::now() >= d) {
+                // The consumer went away (the query ended, was cancelled or timed out).
+                return false;
+            }
+            if c.tx.capacity() == 0 {
+                return true;
+            }
+            progressed = true;
+            let batch = c.read_batch(r);
+            let more = batch.as_ref().is_ok_and(|b| b.is_some()) && c.next.is_some();
+            match batch {
+                Ok(Some(b)) => {
+                    let _ = c.tx.try_send(Ok(b));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = c.tx.try_send(Err(e));
+                }
+            }
+            more
+        });
+        if progressed {
+            wait = Duration::from_micros(200);
+        } else {
+            // Every consumer is full: wait for one of them to take a batch.
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(20));
         }
     }
 }
 
-impl ScanPartition {
-    /// The thread's work: walks the range in the snapshot, a batch at a time; `taken`
-    /// hears once the snapshot is taken.
-    fn run(
-        &self,
-        tx: mpsc::Sender<DfResult<RecordBatch>>,
-        taken: Option<std::sync::mpsc::SyncSender<()>>,
-    ) {
-        let skip = if self.counted_at.is_some() { 2 } else { 0 };
-        let types: Vec<DataType> = self
+impl Cursor {
+    /// Reads the next batch from `r`, moving `next` on (to `None` at the end of the range,
+    /// or once the query's limit is reached); `None` if no row was left.
+    fn read_batch(&mut self, r: &dyn Reader) -> DfResult<Option<RecordBatch>> {
+        let Some(from) = self.next.take() else {
+            return Ok(None);
+        };
+        let part = &self.part;
+        let skip = if part.counted_at.is_some() { 2 } else { 0 };
+        let types: Vec<DataType> = part
             .schema
             .fields()
             .iter()
             .skip(skip)
             .map(|f| f.data_type().clone())
             .collect();
-        let batch_rows = self.limit.map_or(BATCH_ROWS, |l| l.clamp(1, BATCH_ROWS));
+        let batch_rows = part.limit.map_or(BATCH_ROWS, |l| l.clamp(1, BATCH_ROWS));
         let mut rows = Vec::with_capacity(batch_rows);
-        let mut sent = 0usize;
         let mut failed: Option<DataFusionError> = None;
-        let mut stopped = false;
-        let walked = self.store.read_snapshot(|r| {
-            if let Some(taken) = taken {
-                let _ = taken.send(());
+        let mut last: Option<Vec<u8>> = None;
+        r.walk(&from, part.end.as_deref(), false, &mut |k, v| {
+            let (row, n) = match decode_pair(k, v, part.prefix_len, &types, part.layout) {
+                Ok(x) => x,
+                Err(e) => {
+                    failed = Some(DataFusionError::External(Box::new(e)));
+                    return false;
+                }
+            };
+            if let Some(ts) = part.counted_at {
+                let mut counted = Vec::with_capacity(row.len() + 2);
+                counted.push(ScalarValue::Int64(Some(ts)));
+                counted.push(ScalarValue::Int64(Some(n.max(1))));
+                counted.extend(row);
+                rows.push(counted);
+            } else {
+                for _ in 1..n.max(1) {
+                    rows.push(row.clone());
+                }
+                rows.push(row);
             }
-            r.walk(&self.start, self.end.as_deref(), false, &mut |k, v| {
-                let (row, n) = match decode_pair(k, v, self.prefix_len, &types, self.layout) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        failed = Some(DataFusionError::External(Box::new(e)));
-                        return false;
-                    }
-                };
-                if let Some(ts) = self.counted_at {
-                    let mut counted = Vec::with_capacity(row.len() + 2);
-                    counted.push(ScalarValue::Int64(Some(ts)));
-                    counted.push(ScalarValue::Int64(Some(n.max(1))));
-                    counted.extend(row);
-                    rows.push(counted);
-                } else {
-                    for _ in 1..n.max(1) {
-                        rows.push(row.clone());
-                    }
-                    rows.push(row);
-                }
-                if rows.len() >= batch_rows {
-                    sent += rows.len();
-                    let batch = rows_to_batch(self.schema.clone(), &rows)
-                        .map_err(|e| DataFusionError::External(Box::new(e)));
-                    rows.clear();
-                    if !hand_over(&tx, batch, &self.scans, self.deadline) {
-                        stopped = true;
-                        return false;
-                    }
-                    // Enough for the query: the rest is never read.
-                    if self.limit.is_some_and(|l| sent >= l) {
-                        return false;
-                    }
-                }
-                true
-            })
-        });
-        if stopped {
-            return;
+            if rows.len() >= batch_rows {
+                last = Some(k.to_vec());
+                return false;
+            }
+            true
+        })
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if let Some(e) = failed {
+            return Err(e);
         }
-        if let Err(e) = walked {
-            failed = Some(DataFusionError::External(Box::new(e)));
+        self.sent += rows.len();
+        // A full batch: the next one starts just after its last key, unless the query
+        // has all the rows it wants.
+        self.next = last
+            .filter(|_| part.limit.is_none_or(|l| self.sent < l))
+            .map(|mut k| {
+                k.push(0);
+                k
+            });
+        if rows.is_empty() {
+            return Ok(None);
         }
-        let last = match failed {
-            Some(e) => Err(e),
-            None if rows.is_empty() => return,
-            None => rows_to_batch(self.schema.clone(), &rows)
-                .map_err(|e| DataFusionError::External(Box::new(e))),
-        };
-        hand_over(&tx, last, &self.scans, self.deadline);
+        rows_to_batch(part.schema.clone(), &rows)
+            .map(Some)
+            .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 }
 
@@ -195,55 +307,16 @@ impl PartitionStream for ScanPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let me = ScanPartition {
-            store: self.store.clone(),
-            schema: self.schema.clone(),
-            layout: self.layout,
-            start: self.start.clone(),
-            end: self.end.clone(),
-            prefix_len: self.prefix_len,
-            scans: self.scans.clone(),
-            deadline: self.deadline,
-            counted_at: self.counted_at,
-            limit: self.limit,
-        };
-        me.start(None)
+        self.clone().start()
     }
 }
 
 impl ScanPartition {
-    /// Starts the scan's thread; `taken` hears once its snapshot is taken (or the scan
-    /// could not start).
-    pub fn start(
-        self,
-        taken: Option<std::sync::mpsc::SyncSender<()>>,
-    ) -> SendableRecordBatchStream {
-        let (tx, rx) = mpsc::channel(2);
-        let schema = self.schema.clone();
-        let me = self;
-        if me.scans.closing.load(Ordering::SeqCst) {
-            let _ = tx.try_send(Err(DataFusionError::Execution(
-                "the server is shutting down".into(),
-            )));
-        } else {
-            me.scans.active.fetch_add(1, Ordering::SeqCst);
-            let running = Running(me.scans.clone());
-            let on_error = tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name("freshet-scan".into())
-                .spawn(move || {
-                    let _running = running;
-                    me.run(tx, taken)
-                });
-            if let Err(e) = spawned {
-                let _ = on_error.try_send(Err(DataFusionError::Execution(format!(
-                    "cannot start a scan thread: {e}"
-                ))));
-            }
+    /// Starts the scan on its query's snapshot, or on a snapshot of its own taken now.
+    pub fn start(self) -> SendableRecordBatchStream {
+        match self.snapshot.clone() {
+            Some(s) => s.scan(self),
+            None => Snapshot::take(&self.store, &self.scans).scan(self),
         }
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
     }
 }

@@ -8,9 +8,8 @@
 //! whole view. The filters stay inexact (DataFusion applies them again), so a bound only
 //! ever narrows what is read, never what is returned.
 //!
-//! The scan reads one RocksDB snapshot; a query over several relations reads them all
-//! from one snapshot up front instead (`Session::context_for`), so that it sees every
-//! relation at the same checkpoint.
+//! Every scan of one query reads the query's one RocksDB snapshot (`scan::Snapshot`,
+//! taken by `Db::context_for`), so that it sees every relation at the same checkpoint.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +39,8 @@ pub struct StoredRelation {
     deadline: Option<Instant>,
     /// The server's scan threads (see `scan`).
     scans: Arc<crate::scan::Scans>,
+    /// The snapshot every scan of the query reads (`None`: each its own).
+    snapshot: Option<crate::scan::Snapshot>,
 }
 
 impl std::fmt::Debug for StoredRelation {
@@ -65,7 +66,14 @@ impl StoredRelation {
             key_columns,
             deadline: None,
             scans: Arc::default(),
+            snapshot: None,
         }
+    }
+
+    /// Reads from `snapshot`, shared with the query's other relations.
+    pub fn with_snapshot(mut self, snapshot: crate::scan::Snapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
     }
 
     /// Counts its scan threads among the server's.
@@ -317,6 +325,7 @@ impl TableProvider for StoredRelation {
             counted_at: None,
             // DataFusion passes a limit only with no filter left above the scan.
             limit,
+            snapshot: self.snapshot.clone(),
         };
         Ok(Arc::new(StreamingTableExec::try_new(
             self.schema.clone(),

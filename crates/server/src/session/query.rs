@@ -24,13 +24,13 @@ use freshet_planner::context::{
 use freshet_planner::naming::{display_name, name_select_items};
 use freshet_planner::parser::{self, Stmt};
 use freshet_planner::pg_values;
-use freshet_planner::sqlparser::ast::{self, ObjectName, Statement};
+use freshet_planner::sqlparser::ast::{self, Statement};
 use freshet_planner::PlannerError;
 use freshet_storage::{decode_relation, keys, prefix_end, RowLayout};
 
 use super::ddl::query_plan_schema;
 use super::system_tables::{COMPUTED, LATE_EVENTS_NAME, SOURCE_ERRORS_NAME};
-use super::{names_schema, object_name, Db, Output, Session};
+use super::{names_schema, Db, Output, Session};
 use crate::error::{Result, ServerError};
 use crate::stored::{memory_budget, relation_batches, scan_within, StoredRelation};
 
@@ -292,17 +292,19 @@ impl Db {
                 register_in_schema(&ctx, schema_name, table, schema, batches)?;
             }
         }
-        // A query that reads one stored relation once reads only the key range its
-        // filters allow (point lookups and small ranges on views); it has no other
-        // relation, or other read of this one, to be consistent with. (Each scan of a
-        // `StoredRelation` reads its own snapshot.)
-        if let [(name, id, schema, layout)] = rels.as_slice() {
-            if with_data
-                && !pending.iter().any(|w| w.table == *id)
+        // Stored tables and views stream from one snapshot, each scan reading only the key
+        // range its filters allow (point lookups and small ranges on views). Rows a
+        // transaction wrote but has not committed, sources and the dead-letter relations
+        // are loaded up front instead, from one snapshot too.
+        let streams = |(name, id, _, _): &(String, u64, SchemaRef, RowLayout)| {
+            !pending.iter().any(|w| w.table == *id)
                 && !name.contains('.')
                 && !self.is_source(catalog, name)
-                && reads_each_relation_once(stmt)
-            {
+        };
+        if with_data && !rels.is_empty() && rels.iter().all(streams) {
+            let snapshot =
+                crate::stored::blocking(|| crate::scan::Snapshot::take(&self.store, &self.scans));
+            for (name, id, schema, layout) in &rels {
                 let pk = catalog
                     .table(parser::lookup_target(name).unwrap_or(name))
                     .map(|t| t.pk.clone())
@@ -310,10 +312,11 @@ impl Db {
                 let table =
                     StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk)
                         .with_deadline(deadline)
-                        .with_scans(self.scans.clone());
+                        .with_scans(self.scans.clone())
+                        .with_snapshot(snapshot.clone());
                 ctx.register_table(name.as_str(), Arc::new(table))?;
-                return Ok(ctx);
             }
+            return Ok(ctx);
         }
         let data = if with_data {
             let budget = memory_budget(ctx.runtime_env().memory_pool.memory_limit());
@@ -407,33 +410,6 @@ pub(super) fn reject_sinks(catalog: &Catalog, stmt: &Statement) -> Result<()> {
         ))),
         None => Ok(()),
     }
-}
-
-/// Whether `stmt` names every relation once and has no `WITH` (a CTE read twice is
-/// scanned twice).
-fn reads_each_relation_once(stmt: &Statement) -> bool {
-    use freshet_planner::sqlparser::ast::{Visit, Visitor};
-    use std::ops::ControlFlow;
-    /// Breaks at a `WITH` or at a relation named again.
-    struct Reads(Vec<String>);
-    impl Visitor for Reads {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &ast::Query) -> ControlFlow<()> {
-            if q.with.is_some() {
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
-            let n = object_name(name);
-            if self.0.contains(&n) {
-                return ControlFlow::Break(());
-            }
-            self.0.push(n);
-            ControlFlow::Continue(())
-        }
-    }
-    stmt.visit(&mut Reads(Vec::new())).is_continue()
 }
 
 /// The statement with Postgres names for unaliased result columns (see `naming`).

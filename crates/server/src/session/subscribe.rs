@@ -153,14 +153,14 @@ impl Session {
                 deadline: None,
                 counted_at: None,
                 limit: None,
+                snapshot: None,
             });
             move |timestamp: i64| {
                 let Some(mut part) = part else { return };
                 part.counted_at = Some(timestamp);
-                let (taken, wait) = std::sync::mpsc::sync_channel(1);
-                let stream = part.start(Some(taken));
-                // The engine commits nothing more until the scan holds its snapshot.
-                let _ = wait.recv();
+                // Taken before this returns: the engine commits nothing more until then.
+                part.snapshot = Some(crate::scan::Snapshot::take(&part.store, &part.scans));
+                let stream = part.start();
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
             }
         };
