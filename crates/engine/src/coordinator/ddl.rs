@@ -1,0 +1,247 @@
+//! Definitions: tables, sources and views created and dropped, a new view built a step
+//! at a time between the engine's other work (see [`crate::backfill`]), and every view's
+//! dataflow rebuilt from its definition after a failed commit.
+
+use super::*;
+
+impl Coordinator {
+    /// Every view's dataflow built anew from its definition (its state is read from the
+    /// write buffer and what is committed).
+    pub(super) fn rebuild_views(&mut self) -> Result<(), EngineError> {
+        // A view being built is rebuilt too (its state is read back the same way; where
+        // its scan is stays right, since a statement never moves it).
+        if let Some((b, _)) = &mut self.backfill {
+            let v = &b.desc;
+            b.df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
+        }
+        self.views = self
+            .descs
+            .iter()
+            .map(|v| {
+                Dataflow::build(v.id, &v.plan, v.append_only, v.output).map(|d| d.metered(&v.name))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    /// Starts building view `v` (see [`crate::backfill`]): its dataflow, its initial
+    /// output, the mark on its state until it is done, and the count of rows to read.
+    pub(super) fn start_view(
+        &mut self,
+        v: ViewDesc,
+        catalog: Vec<u8>,
+    ) -> Result<Backfill, EngineError> {
+        if self.schemas.contains_key(&v.id) {
+            return Err(EngineError::Internal(format!(
+                "relation id {} is taken: the view was not created",
+                v.id
+            )));
+        }
+        self.clean_slate(v.id)?;
+        let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
+        df.init(&mut self.txn)?;
+        let progress = crate::progress::start_backfill(v.id);
+        self.txn
+            .put(keys::BACKFILL.to_vec(), v.id.to_be_bytes().to_vec());
+        let mut total = 0;
+        for rel in df.source_entries() {
+            total += self.count_stored(rel)?;
+        }
+        progress.total.store(total, Ordering::Relaxed);
+        Ok(Backfill::new(v, df, catalog, progress))
+    }
+
+    /// Nothing stored under a new relation's id: an earlier build of a view that got it
+    /// may have left state behind (its DDL failed at the last commit, say), and ids are
+    /// handed out again when the catalog did not commit.
+    pub(super) fn clean_slate(&mut self, id: RelationId) -> Result<(), EngineError> {
+        self.clean_abandoned_backfill()?;
+        for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+            if let Some(end) = prefix_end(&p) {
+                self.txn.delete_range(&p, &end)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of the view being built; once it has read everything, it joins the
+    /// views (committed with the next checkpoint, which answers its DDL).
+    pub(super) fn backfill_step(&mut self) {
+        let Some((mut b, w)) = self.backfill.take() else {
+            return;
+        };
+        let res = self.statement(|c| {
+            let inputs = Inputs {
+                schemas: &c.schemas,
+                tables: &c.tables,
+                sources: &c.sources,
+                views: &c.descs,
+            };
+            b.step(&mut c.txn, &inputs)
+        });
+        if let Err(e) = res {
+            crate::progress::forget_backfill(b.desc.id);
+            w(Err(e));
+            self.clean_after_backfill();
+            return;
+        }
+        if !b.done() {
+            self.backfill = Some((b, w));
+            return;
+        }
+        let id = b.desc.id;
+        match self.statement(|c| c.complete_view(b)) {
+            Ok(()) => self.waiters.push(w),
+            Err(e) => {
+                // Not a view after all: out of memory too, then its state goes.
+                self.views.retain(|d| d.view() != id);
+                self.descs.retain(|d| d.id != id);
+                self.schemas.remove(&id);
+                crate::progress::forget_backfill(id);
+                w(Err(e));
+                self.clean_after_backfill();
+            }
+        }
+    }
+
+    /// The view built: it joins the others, and its catalog entry is written.
+    pub(super) fn complete_view(&mut self, b: Backfill) -> Result<(), EngineError> {
+        if self.committed.is_none() {
+            self.committed = Some(self.definitions());
+        }
+        let v = b.desc;
+        b.progress.finished.store(true, Ordering::Relaxed);
+        self.schemas.insert(v.id, v.schema.clone());
+        self.views.push(b.df);
+        self.descs.push(v.clone());
+        self.txn.delete(keys::BACKFILL.to_vec());
+        self.txn.put(keys::CATALOG.to_vec(), b.catalog);
+        // Tables with a watermark: the new view starts at the table's.
+        for rel in self.views[self.views.len() - 1].inputs() {
+            if self.tables.get(&rel).is_some_and(|t| t.watermark.is_some()) {
+                if let Some(wm) = stored_watermark_in(&self.txn, rel, rel)? {
+                    self.push_watermark(v.id, rel, wm)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the view under way to the end, now (before another DDL runs).
+    pub(super) fn finish_backfill(&mut self) {
+        while self.backfill.is_some() {
+            self.backfill_step();
+            // Commit as it goes: its memory stays bounded.
+            if let Err(e) = self.commit() {
+                tracing::error!(error = %e, "a checkpoint during a backfill failed");
+            }
+        }
+        self.answer_abandoned();
+    }
+
+    /// Answers the DDL of each backfill stopped by a failed commit or an engine error,
+    /// and removes what it had made.
+    pub(super) fn answer_abandoned(&mut self) {
+        if self.abandoned.is_empty() {
+            return;
+        }
+        for (b, w) in std::mem::take(&mut self.abandoned) {
+            crate::progress::forget_backfill(b.desc.id);
+            tracing::warn!(view = %b.desc.name, "a view's backfill was stopped by a failed commit or an engine error");
+            w(Err(EngineError::Internal(format!(
+                "building materialized view \"{}\" was stopped by a failed commit or an \
+                 engine error; create it again",
+                b.desc.name
+            ))));
+        }
+        self.clean_after_backfill();
+    }
+
+    pub(super) fn clean_after_backfill(&mut self) {
+        if let Err(e) = self.statement(|c| c.clean_abandoned_backfill()) {
+            tracing::error!(error = %e, "removing a stopped backfill's state failed");
+        }
+    }
+
+    /// Whether any view, or the view being built, reads `rel`.
+    pub(super) fn any_reads(&self, rel: RelationId) -> bool {
+        self.views.iter().any(|d| d.reads(rel))
+            || self.backfill.as_ref().is_some_and(|(b, _)| b.reads(rel))
+    }
+
+    /// The partial state of a view whose backfill did not finish (the server died, or
+    /// its DDL failed after a page was committed) goes, in range deletions.
+    pub(super) fn clean_abandoned_backfill(&mut self) -> Result<(), EngineError> {
+        let Some(v) = self.txn.get(keys::BACKFILL)? else {
+            return Ok(());
+        };
+        let id = <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| EngineError::Internal("bad stored backfill marker".into()))?;
+        if !self.schemas.contains_key(&id) {
+            tracing::warn!(
+                view = id,
+                "removing the state of a backfill that did not finish"
+            );
+            for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+                if let Some(end) = prefix_end(&p) {
+                    self.txn.delete_range(&p, &end)?;
+                }
+            }
+        }
+        self.txn.delete(keys::BACKFILL.to_vec());
+        Ok(())
+    }
+
+    /// The rows of an input of a backfill (`weights` not summed: stored entries).
+    pub(super) fn count_stored(&self, id: RelationId) -> Result<u64, EngineError> {
+        if self.sources.contains(&id) {
+            return Ok(0);
+        }
+        let mut n = 0u64;
+        self.txn.visit_prefix(&keys::rows_prefix(id), |_, _| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
+    pub(super) fn apply_ddl(&mut self, ddl: Ddl, catalog: Vec<u8>) -> Result<(), EngineError> {
+        match ddl {
+            Ddl::CreateTable(t) => {
+                self.clean_slate(t.id)?;
+                self.schemas.insert(t.id, t.schema.clone());
+                self.tables.insert(t.id, t);
+            }
+            Ddl::CreateSource { id, schema } => {
+                self.clean_slate(id)?;
+                self.schemas.insert(id, schema);
+                self.sources.insert(id);
+            }
+            Ddl::CreateView(v) => {
+                // Built step by step (see `Command::Ddl`); here only if called directly.
+                return Err(EngineError::Internal(format!(
+                    "view {} must be built through a backfill",
+                    v.name
+                )));
+            }
+            Ddl::Drop(id) => {
+                self.tables.remove(&id);
+                self.sources.remove(&id);
+                self.schemas.remove(&id);
+                self.views.retain(|df| df.view() != id);
+                self.descs.retain(|v| v.id != id);
+                // Range deletions: nothing is read, one tombstone per range.
+                for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+                    if let Some(end) = prefix_end(&p) {
+                        self.txn.delete_range(&p, &end)?;
+                    }
+                }
+                crate::progress::forget_backfill(id);
+            }
+            Ddl::Catalog => {}
+        }
+        self.txn.put(keys::CATALOG.to_vec(), catalog);
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! Table writes: a statement's rows checked (primary key, NOT NULL, the deleted rows
+//! still the current ones) and applied to the table, late rows set aside, and the write
+//! buffer committed when a session waits for its write.
+
+use super::*;
+
+impl Coordinator {
+    /// Writes the buffer as a checkpoint; see [`Coordinator::commit`].
+    pub(super) fn write_buffer(&mut self) -> Result<(), EngineError> {
+        let m = crate::metrics::metrics();
+        let timer = m.checkpoint_seconds.start_timer();
+        let res = self.txn.commit();
+        timer.observe_duration();
+        match &res {
+            Ok(()) => {
+                let now = crate::wall_clock_micros() as f64 / 1e6;
+                m.checkpoints.inc();
+                m.last_checkpoint.set(now);
+                for df in &mut self.views {
+                    df.checkpointed(now);
+                }
+                self.committed = None;
+                let schemas = &self.schemas;
+                self.subscribers
+                    .committed(crate::wall_clock_micros() / 1000, |r| {
+                        schemas.contains_key(&r)
+                    });
+            }
+            Err(e) => {
+                m.checkpoint_failures.inc();
+                self.subscribers.discard();
+                tracing::error!(error = %e, "checkpoint commit failed: uncommitted work dropped; readers restart from their committed offsets");
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                if let Err(e) = self.rewind() {
+                    tracing::error!(error = %e, "rebuilding the views after a failed commit failed");
+                }
+            }
+        }
+        let res = res.map_err(|e| EngineError::CommitFailed(e.to_string(), e.is_disk_full()));
+        for w in self.waiters.drain(..) {
+            w(match &res {
+                Ok(()) => Ok(()),
+                Err(EngineError::CommitFailed(m, full)) => {
+                    Err(EngineError::CommitFailed(m.clone(), *full))
+                }
+                Err(e) => Err(EngineError::Internal(e.to_string())),
+            });
+        }
+        res
+    }
+
+    pub(super) fn table(&self, id: RelationId) -> Result<&TableDesc, EngineError> {
+        self.tables.get(&id).ok_or(EngineError::UnknownRelation(id))
+    }
+
+    /// Applies a DML statement's rows. In a table with a watermark, inserted rows below
+    /// it go to `late_events` instead (counted in `late`), and the watermark then moves
+    /// to the largest event time minus the delay.
+    pub(super) fn apply_write(
+        &mut self,
+        write: TableWrite,
+        late: &mut u64,
+    ) -> Result<(), EngineError> {
+        let desc = self.table(write.table)?.clone();
+        let mut changes: Vec<Row> = Vec::new();
+        let mut weights = Vec::new();
+        for b in &write.deletes {
+            for row in batch_rows(b)? {
+                self.delete_row(&desc, &row)?;
+                changes.push(row);
+                weights.push(-1);
+            }
+        }
+        let wm = match desc.watermark {
+            Some(_) => stored_watermark_in(&self.txn, desc.id, desc.id)?,
+            None => None,
+        };
+        let mut max_ts: Option<i64> = None;
+        for b in &write.inserts {
+            for row in batch_rows(b)? {
+                if let Some((col, _)) = desc.watermark {
+                    let ts = row.get(col).and_then(crate::chunk::timestamp_micros);
+                    if let (Some(ts), Some(wm)) = (ts, wm) {
+                        if ts < wm {
+                            *late += 1;
+                            let text: Vec<String> = row.iter().map(display_value).collect();
+                            self.put_late(
+                                &desc.name,
+                                None,
+                                ts,
+                                wm,
+                                format!("({})", text.join(", ")),
+                            )?;
+                            continue;
+                        }
+                    }
+                    max_ts = max_ts.max(ts);
+                }
+                self.insert_row(&desc, &row)?;
+                changes.push(row);
+                weights.push(1);
+            }
+        }
+        self.propagate_rows(&desc, &changes, weights)?;
+        if let (Some((_, delay)), Some(max_ts)) = (desc.watermark, max_ts) {
+            let new = max_ts.saturating_sub(delay);
+            if wm.is_none_or(|wm| new > wm) {
+                self.table_watermark(desc.id, new)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records an event that arrived below its watermark; `at` is its partition and
+    /// offset (none for rows inserted by DML).
+    pub(super) fn put_late(
+        &mut self,
+        source_name: &str,
+        at: Option<(i32, i64)>,
+        ts: i64,
+        wm: i64,
+        payload: String,
+    ) -> Result<(), EngineError> {
+        let tz = Some(std::sync::Arc::from("+00:00"));
+        self.put_event_row(
+            LATE_EVENTS,
+            vec![
+                ScalarValue::Utf8(Some(source_name.to_string())),
+                ScalarValue::Int32(at.map(|a| a.0)),
+                ScalarValue::Int64(at.map(|a| a.1)),
+                ScalarValue::TimestampMicrosecond(Some(ts), tz.clone()),
+                ScalarValue::TimestampMicrosecond(Some(wm), tz),
+                ScalarValue::Utf8(Some(payload)),
+            ],
+        )
+    }
+
+    /// The views that read `relation` directly.
+    pub(super) fn readers_of(&self, relation: RelationId) -> Vec<RelationId> {
+        self.views
+            .iter()
+            .filter(|d| d.reads(relation))
+            .map(|d| d.view())
+            .collect()
+    }
+
+    pub(super) fn delete_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
+        if desc.pk.is_empty() {
+            let key = keys::row_key(desc.id, &codec::encode_row(row)?);
+            let (old, _) = add_count(&mut self.txn, key, -1)?;
+            if old <= 0 {
+                return Err(EngineError::Conflict);
+            }
+        } else {
+            let key = pk_row_key(desc, row)?;
+            match self.txn.get(&key)? {
+                Some(cur) if cur == codec::encode_row(row)? => self.txn.delete(key),
+                _ => return Err(EngineError::Conflict),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn insert_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
+        check_not_null(desc, row)?;
+        if desc.pk.is_empty() {
+            let key = keys::row_key(desc.id, &codec::encode_row(row)?);
+            add_count(&mut self.txn, key, 1)?;
+        } else {
+            let key = pk_row_key(desc, row)?;
+            if self.txn.get(&key)?.is_some() {
+                return Err(duplicate_key(desc, row));
+            }
+            self.txn.put(key, codec::encode_row(row)?);
+        }
+        Ok(())
+    }
+}
