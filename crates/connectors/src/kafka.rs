@@ -291,9 +291,10 @@ pub struct ReaderSpec {
     /// Upsert mode: the primary key columns, decoded from the message key of a null-valued
     /// message (a JSON object with those fields, or for a one-column key its plain text).
     pub upsert_key: Option<Vec<(String, datafusion::arrow::datatypes::DataType)>>,
-    /// Filters the partition list the broker reports at each metadata refresh. `None` in
-    /// the server; tests use it to show partitions appearing on a broker that cannot add
-    /// partitions to a topic (Tansu has no CreatePartitions).
+    /// Filters the partition list the broker reports at each metadata refresh: the server's
+    /// share of the partitions (`--node i/N`), if it has one; tests also use it to show
+    /// partitions appearing on a broker that cannot add partitions to a topic (Tansu has
+    /// no CreatePartitions).
     pub partition_view: Option<PartitionView>,
     /// The source's `WATERMARK`, if it has one.
     pub watermark: Option<WatermarkSpec>,

@@ -38,6 +38,8 @@ pub struct Config {
     pub superuser_reserved_connections: usize,
     /// Dead letters kept per source unless it says otherwise.
     pub dead_letters: freshet_engine::dead_letters::Retention,
+    /// This process's share of every topic's partitions (`--node i/N`); `None`: all.
+    pub node: Option<crate::node::Node>,
 }
 
 impl Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             max_connections_per_user: None,
             superuser_reserved_connections: 3,
             dead_letters: freshet_engine::dead_letters::Retention::default(),
+            node: None,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct FileConfig {
     pub dead_letter_retention: Option<String>,
     /// Rows, or `"none"`.
     pub dead_letter_max_rows: Option<toml::Value>,
+    /// `"i/N"`: read the partitions p of every topic with p mod N = i.
+    pub node: Option<String>,
 }
 
 /// A TOML value as the text a flag would carry.
@@ -188,6 +193,9 @@ impl FileConfig {
         }
         if let Some(v) = &self.dead_letter_max_rows {
             c.dead_letters.max_rows = setting_rows("dead_letter_max_rows", &text(v))?;
+        }
+        if let Some(v) = &self.node {
+            c.node = Some(crate::node::Node::parse(v)?);
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ pub mod http;
 pub mod jobs;
 pub mod limits;
 pub mod lookup;
+pub mod node;
 pub mod params;
 pub mod playground;
 pub mod query_pool;

@@ -144,6 +144,11 @@ struct ServeArgs {
     /// dead_letter_max_rows option overrides it [default: 100000].
     #[arg(long, env = "FRESHET_DEAD_LETTER_MAX_ROWS")]
     dead_letter_max_rows: Option<String>,
+    /// This process is node i of N (e.g. 0/2): it reads the partitions p of every Kafka
+    /// topic with p mod N = i, and so keeps the views' state for the keys in them
+    /// (docs/scale-out.md) [default: all partitions].
+    #[arg(long, env = "FRESHET_NODE")]
+    node: Option<String>,
 }
 
 impl ServeArgs {
@@ -206,6 +211,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.dead_letter_max_rows {
             c.dead_letters.max_rows = setting_rows("--dead-letter-max-rows", v)?;
+        }
+        if let Some(v) = &self.node {
+            c.node = Some(freshet_server::node::Node::parse(v)?);
         }
         Ok(c)
     }

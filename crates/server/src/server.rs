@@ -32,14 +32,22 @@ impl Server {
             checkpoint_interval: config.checkpoint_interval,
             dead_letters: freshet_engine::dead_letters::Policies::new(config.dead_letters),
         };
-        let db = Db::open(&config.data_dir, engine_config, config.limits())
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot open data directory {}: {e}",
-                    config.data_dir.display()
-                )
-            })?;
+        if let Some(node) = config.node {
+            tracing::info!(%node, "reading the partitions p of every topic with p mod {} = {}", node.count, node.index);
+        }
+        let db = Db::open(
+            &config.data_dir,
+            engine_config,
+            config.limits(),
+            config.node,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
             (None, None) if config.tls_required => {

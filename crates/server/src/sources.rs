@@ -449,13 +449,22 @@ pub fn check_table(table: &TableDef) -> Result<(), ServerError> {
     }
 }
 
+/// What every reader starts from: the engine it feeds, the store holding its committed
+/// offsets, and this process's share of the partitions.
+#[derive(Clone, Copy)]
+pub struct ReaderEnv<'a> {
+    pub engine: &'a Engine,
+    pub store: &'a Store,
+    pub node: Option<crate::node::Node>,
+}
+
 /// Starts the reader of the topic feeding `table`.
 pub fn start_table_reader(
-    engine: &Engine,
-    store: &Store,
+    env: ReaderEnv<'_>,
     table: &TableDef,
     gate: std::sync::Arc<crate::sinks::Gate>,
 ) -> Result<ReaderHandle, ServerError> {
+    let (engine, store, node) = (env.engine, env.store, env.node);
     let (Some(src), Some(feed)) = (feed_source(table), table.feed.as_ref()) else {
         return Err(ServerError::Protocol(format!(
             "table {} has no feed",
@@ -476,7 +485,7 @@ pub fn start_table_reader(
     });
     let engine = engine.clone();
     let epoch = engine.epoch();
-    let spec = reader_spec(&src, table.id, &table.name, store, upsert_key)?;
+    let spec = reader_spec(&src, table.id, &table.name, store, upsert_key, node)?;
     let table_id = table.id;
     let mut pipeline = Pipeline::new(READER_PIPELINE);
     let sink = Box::new(move |b: SourceBatch| {
@@ -547,6 +556,7 @@ fn reader_spec(
     owner_name: &str,
     store: &Store,
     upsert_key: Option<Vec<(String, datafusion::arrow::datatypes::DataType)>>,
+    node: Option<crate::node::Node>,
 ) -> Result<kafka::ReaderSpec, ServerError> {
     let start: BTreeMap<i32, i64> = stored_offsets(store, owner, src.id)?;
     let format = match &src.encoding {
@@ -582,7 +592,7 @@ fn reader_spec(
         schema: src.schema(),
         start,
         upsert_key,
-        partition_view: None,
+        partition_view: node.map(crate::node::Node::partition_view),
         watermark: watermark_spec(src, owner, store)?,
     })
 }
@@ -630,14 +640,14 @@ fn late_events(late: Vec<kafka::LateEvent>) -> Vec<Late> {
 /// Starts the reader that feeds `view` from `src`; `used_columns`: the columns the view uses,
 /// if not all (a Nexmark generator leaves the others NULL instead of generating them).
 pub fn start_reader(
-    engine: &Engine,
-    store: &Store,
+    env: ReaderEnv<'_>,
     view: u64,
     view_name: &str,
     src: &SourceDef,
     used_columns: Option<&[usize]>,
     gate: std::sync::Arc<crate::sinks::Gate>,
 ) -> Result<ReaderHandle, ServerError> {
+    let (engine, store, node) = (env.engine, env.store, env.node);
     let engine = engine.clone();
     let (source, source_name) = (src.id, src.name.clone());
     let mut pipeline = Pipeline::new(READER_PIPELINE);
@@ -680,7 +690,7 @@ pub fn start_reader(
             .map_err(|e| e.to_string())
     });
     let started = if src.connector == ConnectorKind::Kafka {
-        let spec = reader_spec(src, view, view_name, store, None)?;
+        let spec = reader_spec(src, view, view_name, store, None, node)?;
         kafka::spawn(spec, sink)
     } else {
         let columns: Vec<_> = src

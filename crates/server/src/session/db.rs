@@ -63,6 +63,8 @@ pub struct Db {
     pub jobs: crate::jobs::Jobs,
     /// Rows read per second per source partition, sampled every 2 s.
     pub(super) rates: super::ops_tables::Rates,
+    /// This process's share of every topic's partitions (`--node`).
+    pub(super) node: Option<crate::node::Node>,
 }
 
 impl crate::auth::Users for Db {
@@ -101,7 +103,12 @@ pub(super) fn view_output(v: &ViewDef) -> ViewOutput {
 impl Db {
     /// Opens the data directory: reads the catalog, re-plans every view and starts the
     /// engine's coordinator.
-    pub async fn open(data_dir: &Path, config: EngineConfig, limits: Limits) -> Result<Arc<Db>> {
+    pub async fn open(
+        data_dir: &Path,
+        config: EngineConfig,
+        limits: Limits,
+        node: Option<crate::node::Node>,
+    ) -> Result<Arc<Db>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             ServerError::Protocol(format!(
                 "cannot create data directory {}: {e}",
@@ -214,6 +221,7 @@ impl Db {
             data_dir: data_dir.to_path_buf(),
             jobs: crate::jobs::Jobs::default(),
             rates: super::ops_tables::Rates::default(),
+            node,
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )
@@ -406,8 +414,7 @@ impl Db {
                         .find(|(id, _)| *id == source)
                         .map(|(_, c)| c.as_slice());
                     crate::sources::start_reader(
-                        &self.engine,
-                        &self.store,
+                        self.reader_env(),
                         view,
                         &v.name,
                         src,
@@ -419,12 +426,7 @@ impl Db {
                     let Some(t) = catalog.tables.iter().find(|t| t.id == id) else {
                         return Err("its table was dropped".into());
                     };
-                    crate::sources::start_table_reader(
-                        &self.engine,
-                        &self.store,
-                        t,
-                        self.sinks.gate(id),
-                    )
+                    crate::sources::start_table_reader(self.reader_env(), t, self.sinks.gate(id))
                 }
             }
             .map_err(|e| e.to_string())
@@ -455,6 +457,15 @@ impl Db {
         Ok(())
     }
 
+    /// What the source readers start from.
+    fn reader_env(&self) -> crate::sources::ReaderEnv<'_> {
+        crate::sources::ReaderEnv {
+            engine: &self.engine,
+            store: &self.store,
+            node: self.node,
+        }
+    }
+
     /// Starts a reader for every source `view` reads directly.
     pub(super) fn start_readers(&self, catalog: &Catalog, view: &ViewDef) -> Result<()> {
         let epoch = self.engine.epoch();
@@ -467,8 +478,7 @@ impl Db {
                     .find(|(id, _)| id == dep)
                     .map(|(_, c)| c.as_slice());
                 let h = crate::sources::start_reader(
-                    &self.engine,
-                    &self.store,
+                    self.reader_env(),
                     view.id,
                     &view.name,
                     src,
@@ -493,8 +503,7 @@ impl Db {
         if table.feed.is_some() {
             let epoch = self.engine.epoch();
             let h = crate::sources::start_table_reader(
-                &self.engine,
-                &self.store,
+                self.reader_env(),
                 table,
                 self.sinks.gate(table.id),
             )?;
