@@ -120,6 +120,7 @@ pub fn register(
 pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan, PlannerError> {
     let mut stmt = stmt.clone();
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
+    crate::using_join::rewrite(&mut stmt)?;
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
     let plan = ctx.state().statement_to_plan(stmt).await?;
     Ok(crate::params::infer_placeholder_types(plan)?)

@@ -24,6 +24,7 @@ pub mod sink_def;
 pub mod stream_planner;
 pub mod temporal;
 pub mod users;
+pub mod using_join;
 pub mod window;
 
 pub use datafusion::sql::sqlparser;
