@@ -1,25 +1,29 @@
 //! `JOIN … USING (c)` as Postgres defines it: the join has one column `c`, the left
 //! side's for an inner or left join, the right side's for a right join, and
 //! `COALESCE(left.c, right.c)` for a full join; an unqualified `c` anywhere in the
-//! SELECT (list, WHERE, GROUP BY, HAVING) means that column.
+//! SELECT (list, WHERE, GROUP BY, HAVING, DISTINCT ON, QUALIFY, windows, the query's
+//! ORDER BY, later joins' conditions) means that column, and `*` shows it once, first.
 //!
 //! DataFusion keeps both sides' columns and resolves an unqualified `c` to the left one:
 //! a right or full join then answers NULL where the row came from the right side only,
-//! and in WHERE it refuses `c` as ambiguous. Before planning, each SELECT over such a
-//! join is rewritten: its unqualified references to `c` become the column above, and
-//! `*` over a right or full USING join of two relations becomes `<c>, l.* EXCLUDE (c),
-//! r.* EXCLUDE (c)`, Postgres' column order. A right or full USING join whose sides are
-//! not plain relations, read with `*` or with its column named, or a right or full
-//! NATURAL join, is refused (`0A000`) rather than answered wrongly.
+//! in WHERE it refuses `c` as ambiguous, and `*` keeps `c` where the left side has it.
+//! Before planning, each SELECT over such a join is rewritten: its unqualified
+//! references to `c` become the column above; a later `JOIN … USING (c)` over a right
+//! or full join's `c` becomes a join `ON` that column; and `*` over one USING join of two
+//! relations becomes `<c>, l.* EXCLUDE (c), r.* EXCLUDE (c)`, Postgres' column order.
+//! What cannot be written out this way over a right or full join (`*` over more
+//! relations, a side whose column cannot be told, a right or full NATURAL join) is
+//! refused (`0A000`) rather than answered wrongly. Not rewritten: references to `c` from
+//! inside a subquery (they resolve as DataFusion resolves outer references).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use crate::sqlparser::ast::{
-    self, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-    GroupByExpr, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select,
-    SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, VisitMut, VisitorMut,
-    WildcardAdditionalOptions,
+    self, BinaryOperator, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator,
+    ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
+    TableWithJoins, VisitMut, VisitorMut, WildcardAdditionalOptions,
 };
 use crate::PlannerError;
 
@@ -37,17 +41,36 @@ impl VisitorMut for Rewriter {
     type Break = PlannerError;
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<PlannerError> {
-        match rewrite_body(&mut q.body) {
+        match rewrite_query(q) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => ControlFlow::Break(e),
         }
     }
 }
 
-/// The selects of one query body (not those of nested queries: the visitor reaches them).
+/// The selects of one query (not those of nested queries: the visitor reaches them), and
+/// its ORDER BY when it orders one select.
+fn rewrite_query(q: &mut Query) -> Result<(), PlannerError> {
+    match q.body.as_mut() {
+        SetExpr::Select(s) => {
+            let (merged, outputs) = rewrite_select(s)?;
+            if let Some(order) = &mut q.order_by {
+                // ORDER BY names the select's output columns first.
+                let merged: HashMap<String, Merged> = merged
+                    .into_iter()
+                    .filter(|(name, _)| !outputs.contains(name))
+                    .collect();
+                replace(order, &merged);
+            }
+            Ok(())
+        }
+        body => rewrite_body(body),
+    }
+}
+
 fn rewrite_body(body: &mut SetExpr) -> Result<(), PlannerError> {
     match body {
-        SetExpr::Select(s) => rewrite_select(s),
+        SetExpr::Select(s) => rewrite_select(s).map(|_| ()),
         SetExpr::SetOperation { left, right, .. } => {
             rewrite_body(left)?;
             rewrite_body(right)
@@ -64,19 +87,26 @@ enum Kind {
     Full,
 }
 
+/// A USING column: the expression it stands for, and whether it (or one it is made of)
+/// is a right or full join's, which DataFusion would read differently.
+#[derive(Clone)]
+struct Merged {
+    expr: Expr,
+    outer: bool,
+}
+
 /// What one side of a join (or a whole FROM item) exposes.
 #[derive(Default)]
 struct Side {
     /// The qualifiers of its relations (`None`: one whose name is unknown here).
     rels: Vec<Option<String>>,
-    /// Its USING columns, by name: the expression each stands for.
-    merged: HashMap<String, Expr>,
-    /// A right or full USING join whose column could not be written out.
+    /// Its USING columns, by name.
+    merged: HashMap<String, Merged>,
+    /// A right or full join whose column could not be written out.
     unsafe_join: bool,
-    /// A right or full USING join, for `*` (left and right qualifiers, the columns).
-    star: Vec<(String, String, Vec<String>)>,
-    /// A right or full USING join whose sides are not single relations (`*` over it
-    /// cannot be written out).
+    /// USING joins of two relations, for `*`: kind, left and right qualifiers, columns.
+    star: Vec<(Kind, String, String, Vec<String>)>,
+    /// A right or full USING join whose sides are not single relations.
     star_blocked: bool,
 }
 
@@ -88,8 +118,12 @@ fn ident_name(i: &Ident) -> String {
     }
 }
 
+fn quoted(name: &str) -> Ident {
+    Ident::with_quote('"', name)
+}
+
 fn qualified(q: &str, col: &str) -> Expr {
-    Expr::CompoundIdentifier(vec![Ident::with_quote('"', q), Ident::with_quote('"', col)])
+    Expr::CompoundIdentifier(vec![quoted(q), quoted(col)])
 }
 
 fn coalesce(a: Expr, b: Expr) -> Expr {
@@ -110,7 +144,7 @@ fn coalesce(a: Expr, b: Expr) -> Expr {
     })
 }
 
-fn factor(tf: &TableFactor) -> Side {
+fn factor(tf: &mut TableFactor) -> Side {
     let one = |q: Option<String>| Side {
         rels: vec![q],
         ..Side::default()
@@ -131,40 +165,58 @@ fn factor(tf: &TableFactor) -> Side {
         TableFactor::NestedJoin {
             table_with_joins,
             alias,
-        } => match alias {
-            Some(a) => one(Some(ident_name(&a.name))),
-            None => fold(table_with_joins),
-        },
+        } => {
+            let inner = fold(table_with_joins);
+            match alias {
+                Some(a) => Side {
+                    unsafe_join: inner.unsafe_join,
+                    ..one(Some(ident_name(&a.name)))
+                },
+                None => inner,
+            }
+        }
         _ => one(None),
     }
 }
 
-/// The expression of column `col` of `side`: its USING column, or the column of its
-/// one relation.
-fn column_of(side: &Side, col: &str) -> Option<Expr> {
-    if let Some(e) = side.merged.get(col) {
-        return Some(e.clone());
+/// Column `col` of `side`: its USING column, or the column of its one relation.
+fn column_of(side: &Side, col: &str) -> Option<Merged> {
+    if let Some(m) = side.merged.get(col) {
+        return Some(m.clone());
     }
     match side.rels.as_slice() {
-        [Some(q)] => Some(qualified(q, col)),
+        [Some(q)] => Some(Merged {
+            expr: qualified(q, col),
+            outer: false,
+        }),
         _ => None,
     }
 }
 
-fn fold(twj: &TableWithJoins) -> Side {
-    let mut side = factor(&twj.relation);
-    for join in &twj.joins {
-        let right = factor(&join.relation);
-        let (kind, constraint) = match &join.join_operator {
+fn fold(twj: &mut TableWithJoins) -> Side {
+    let mut side = factor(&mut twj.relation);
+    for join in &mut twj.joins {
+        let right = factor(&mut join.relation);
+        let (kind, constraint) = match &mut join.join_operator {
             JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(Kind::Left), Some(c)),
             JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (Some(Kind::Left), Some(c)),
             JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (Some(Kind::Right), Some(c)),
             JoinOperator::FullOuter(c) => (Some(Kind::Full), Some(c)),
+            JoinOperator::CrossJoin(c)
+            | JoinOperator::Semi(c)
+            | JoinOperator::LeftSemi(c)
+            | JoinOperator::RightSemi(c)
+            | JoinOperator::Anti(c)
+            | JoinOperator::LeftAnti(c)
+            | JoinOperator::RightAnti(c) => (None, Some(c)),
             _ => (None, None),
         };
         let mut merged = HashMap::new();
         match (kind, constraint) {
-            (Some(kind), Some(JoinConstraint::Using(cols))) => {
+            (Some(kind), Some(c @ JoinConstraint::Using(_))) => {
+                let JoinConstraint::Using(cols) = &*c else {
+                    unreachable!("matched as USING");
+                };
                 let names: Vec<String> = cols
                     .iter()
                     .filter_map(|c| {
@@ -173,35 +225,68 @@ fn fold(twj: &TableWithJoins) -> Side {
                             .map(ident_name)
                     })
                     .collect();
+                let mut on = Vec::new();
+                let mut reads_outer = false;
                 for col in &names {
                     let (l, r) = (column_of(&side, col), column_of(&right, col));
-                    let e = match (kind, l, r) {
+                    reads_outer |=
+                        l.as_ref().is_some_and(|m| m.outer) || r.as_ref().is_some_and(|m| m.outer);
+                    if let (Some(l), Some(r)) = (&l, &r) {
+                        on.push(Expr::BinaryOp {
+                            left: Box::new(l.expr.clone()),
+                            op: BinaryOperator::Eq,
+                            right: Box::new(r.expr.clone()),
+                        });
+                    }
+                    let m = match (kind, l, r) {
                         (Kind::Left, Some(l), _) => Some(l),
-                        (Kind::Right, _, Some(r)) => Some(r),
-                        (Kind::Full, Some(l), Some(r)) => Some(coalesce(l, r)),
+                        (Kind::Right, _, Some(r)) => Some(Merged { outer: true, ..r }),
+                        (Kind::Full, Some(l), Some(r)) => Some(Merged {
+                            expr: coalesce(l.expr, r.expr),
+                            outer: true,
+                        }),
                         _ => None,
                     };
-                    match e {
-                        Some(e) => {
-                            merged.insert(col.clone(), e);
+                    match m {
+                        Some(m) => {
+                            merged.insert(col.clone(), m);
                         }
                         None if kind != Kind::Left => side.unsafe_join = true,
                         None => {}
                     }
                 }
-                if kind != Kind::Left {
-                    match (side.rels.as_slice(), right.rels.as_slice()) {
-                        ([Some(l)], [Some(r)])
-                            if side.merged.is_empty() && right.merged.is_empty() =>
-                        {
-                            side.star.push((l.clone(), r.clone(), names));
+                if reads_outer {
+                    // DataFusion would join on the left relation's column: join on the
+                    // USING column itself.
+                    match on.len() == names.len() {
+                        true => {
+                            let cond = on
+                                .into_iter()
+                                .reduce(|a, b| Expr::BinaryOp {
+                                    left: Box::new(a),
+                                    op: BinaryOperator::And,
+                                    right: Box::new(b),
+                                })
+                                .unwrap_or(Expr::Value(ast::Value::Boolean(true).into()));
+                            *c = JoinConstraint::On(cond);
                         }
-                        _ => side.star_blocked = true,
+                        false => side.unsafe_join = true,
                     }
+                }
+                match (side.rels.as_slice(), right.rels.as_slice()) {
+                    ([Some(l)], [Some(r)]) if side.merged.is_empty() && right.merged.is_empty() => {
+                        side.star.push((kind, l.clone(), r.clone(), names));
+                    }
+                    _ if kind != Kind::Left || reads_outer => side.star_blocked = true,
+                    _ => {}
                 }
             }
             (Some(Kind::Right | Kind::Full), Some(JoinConstraint::Natural)) => {
                 side.unsafe_join = true;
+            }
+            (_, Some(JoinConstraint::On(e))) => {
+                // An unqualified USING column of the joins before means their column.
+                replace(e, &side.merged);
             }
             _ => {}
         }
@@ -215,17 +300,29 @@ fn fold(twj: &TableWithJoins) -> Side {
     side
 }
 
-fn rewrite_select(s: &mut Select) -> Result<(), PlannerError> {
+/// Rewrites one select; returns its USING columns and the names of its output columns.
+fn rewrite_select(
+    s: &mut Select,
+) -> Result<(HashMap<String, Merged>, HashSet<String>), PlannerError> {
     let mut all = Side::default();
-    for twj in &s.from {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut twice: HashSet<String> = HashSet::new();
+    for twj in &mut s.from {
         let side = fold(twj);
         all.unsafe_join |= side.unsafe_join;
         all.star_blocked |= side.star_blocked;
         all.star.extend(side.star);
-        all.merged.extend(side.merged);
+        all.rels.extend(side.rels);
+        for (name, m) in side.merged {
+            if !seen.insert(name.clone()) {
+                twice.insert(name.clone());
+            }
+            all.merged.insert(name, m);
+        }
     }
-    if all.merged.is_empty() && !all.unsafe_join && !all.star_blocked {
-        return Ok(());
+    // A USING column of two FROM items is ambiguous: left for DataFusion to refuse.
+    for name in &twice {
+        all.merged.remove(name);
     }
     if all.unsafe_join {
         return Err(PlannerError::Unsupported(
@@ -234,39 +331,35 @@ fn rewrite_select(s: &mut Select) -> Result<(), PlannerError> {
                 .into(),
         ));
     }
+    if all.merged.is_empty() && all.star.is_empty() && !all.star_blocked {
+        return Ok((HashMap::new(), HashSet::new()));
+    }
     let merged = &all.merged;
     let mut projection = Vec::with_capacity(s.projection.len());
     for item in std::mem::take(&mut s.projection) {
         match item {
-            SelectItem::Wildcard(opts) if !all.star.is_empty() || all.star_blocked => {
-                if all.star_blocked || all.star.len() > 1 || !is_plain(&opts) || s.from.len() > 1 {
-                    return Err(PlannerError::Unsupported(
-                        "SELECT * over a RIGHT or FULL JOIN … USING is supported only for one \
-                         join of two relations: name the columns"
-                            .into(),
-                    ));
-                }
-                let (l, r, cols) = &all.star[0];
+            SelectItem::Wildcard(opts)
+                if all.star.len() == 1 && all.rels.len() == 2 && is_plain(&opts) =>
+            {
+                let (_, l, r, cols) = &all.star[0];
                 for c in cols {
-                    if let Some(e) = merged.get(c) {
+                    if let Some(m) = merged.get(c) {
                         projection.push(SelectItem::ExprWithAlias {
-                            expr: e.clone(),
-                            alias: Ident::with_quote('"', c),
+                            expr: m.expr.clone(),
+                            alias: quoted(c),
                         });
                     }
                 }
                 for q in [l, r] {
                     projection.push(SelectItem::QualifiedWildcard(
                         ast::SelectItemQualifiedWildcardKind::ObjectName(ObjectName(vec![
-                            ObjectNamePart::Identifier(Ident::with_quote('"', q)),
+                            ObjectNamePart::Identifier(quoted(q)),
                         ])),
                         WildcardAdditionalOptions {
                             opt_exclude: Some(ast::ExcludeSelectItem::Multiple(
                                 cols.iter()
                                     .map(|c| {
-                                        ObjectName(vec![ObjectNamePart::Identifier(
-                                            Ident::with_quote('"', c),
-                                        )])
+                                        ObjectName(vec![ObjectNamePart::Identifier(quoted(c))])
                                     })
                                     .collect(),
                             )),
@@ -275,11 +368,20 @@ fn rewrite_select(s: &mut Select) -> Result<(), PlannerError> {
                     ));
                 }
             }
+            SelectItem::Wildcard(_)
+                if all.star_blocked || all.star.iter().any(|(k, ..)| *k != Kind::Left) =>
+            {
+                return Err(PlannerError::Unsupported(
+                    "SELECT * over a RIGHT or FULL JOIN … USING is supported only for one join \
+                     of two relations: name the columns"
+                        .into(),
+                ));
+            }
             SelectItem::UnnamedExpr(Expr::Identifier(i))
                 if merged.contains_key(&ident_name(&i)) =>
             {
                 projection.push(SelectItem::ExprWithAlias {
-                    expr: merged[&ident_name(&i)].clone(),
+                    expr: merged[&ident_name(&i)].expr.clone(),
                     alias: i,
                 });
             }
@@ -301,12 +403,33 @@ fn rewrite_select(s: &mut Select) -> Result<(), PlannerError> {
     if let Some(h) = &mut s.having {
         replace(h, merged);
     }
+    if let Some(q) = &mut s.qualify {
+        replace(q, merged);
+    }
+    if let Some(Distinct::On(exprs)) = &mut s.distinct {
+        for e in exprs {
+            replace(e, merged);
+        }
+    }
+    for w in &mut s.named_window {
+        replace(w, merged);
+    }
     if let GroupByExpr::Expressions(exprs, _) = &mut s.group_by {
         for e in exprs {
             replace(e, merged);
         }
     }
-    Ok(())
+    let outputs = s
+        .projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(ident_name(i)),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => p.last().map(ident_name),
+            _ => None,
+        })
+        .collect();
+    Ok((all.merged, outputs))
 }
 
 fn is_plain(o: &WildcardAdditionalOptions) -> bool {
@@ -317,10 +440,10 @@ fn is_plain(o: &WildcardAdditionalOptions) -> bool {
         && o.opt_ilike.is_none()
 }
 
-/// Replaces the unqualified references to USING columns in `e`, not descending into
+/// Replaces the unqualified references to USING columns in `node`, not descending into
 /// subqueries (their own scope).
-fn replace(e: &mut Expr, merged: &HashMap<String, Expr>) {
-    struct R<'a>(&'a HashMap<String, Expr>, usize);
+fn replace<T: VisitMut>(node: &mut T, merged: &HashMap<String, Merged>) {
+    struct R<'a>(&'a HashMap<String, Merged>, usize);
     impl VisitorMut for R<'_> {
         type Break = ();
         fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
@@ -335,12 +458,14 @@ fn replace(e: &mut Expr, merged: &HashMap<String, Expr>) {
             if self.1 == 0 {
                 if let Expr::Identifier(i) = e {
                     if let Some(m) = self.0.get(&ident_name(i)) {
-                        *e = m.clone();
+                        *e = m.expr.clone();
                     }
                 }
             }
             ControlFlow::Continue(())
         }
     }
-    let _ = e.visit(&mut R(merged, 0));
+    if !merged.is_empty() {
+        let _ = node.visit(&mut R(merged, 0));
+    }
 }

@@ -177,6 +177,12 @@ fn serve(r: &dyn Reader, requests: &std::sync::mpsc::Receiver<Cursor>, scans: &S
     let mut wait = Duration::from_micros(200);
     loop {
         if scans.closing.load(Ordering::SeqCst) {
+            // Each stream ends in an error, not as if its rows were all read.
+            for c in &active {
+                let _ = c.tx.try_send(Err(DataFusionError::Execution(
+                    "the server is shutting down".into(),
+                )));
+            }
             return;
         }
         loop {
@@ -202,9 +208,15 @@ fn serve(r: &dyn Reader, requests: &std::sync::mpsc::Receiver<Cursor>, scans: &S
         }
         let mut progressed = false;
         active.retain_mut(|c| {
-            if c.tx.is_closed() || c.part.deadline.is_some_and(|d| Instant::now() >= d) {
+            if c.tx.is_closed() {
                 // The consumer went away (the query ended, was cancelled or timed out).
                 return false;
+            }
+            if c.part.deadline.is_some_and(|d| Instant::now() >= d) {
+                // The stream ends in 57014, not as if its rows were all read; kept until
+                // the consumer has room for the error (or goes away).
+                let timeout = DataFusionError::External(Box::new(crate::stored::Canceled));
+                return c.tx.try_send(Err(timeout)).is_err() && !c.tx.is_closed();
             }
             if c.tx.capacity() == 0 {
                 return true;

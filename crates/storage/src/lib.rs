@@ -233,11 +233,9 @@ impl Reader for RocksReader<'_> {
         Ok(self.db.get_opt(key, &self.opts())?)
     }
     fn exist(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
-        let Some(cf) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
-            return keys.iter().map(|k| Ok(self.get(k)?.is_some())).collect();
-        };
+        // One batched lookup (RocksDB's MultiGet), not a read per key.
         self.db
-            .batched_multi_get_cf_opt(cf, keys, true, &self.opts())
+            .multi_get_opt(keys, &self.opts())
             .into_iter()
             .map(|r| Ok(r?.is_some()))
             .collect()

@@ -38,6 +38,10 @@ impl Coordinator {
             )));
         }
         self.clean_slate(v.id)?;
+        // Its operator state entries, counted by every commit from here (see
+        // `freshet_storage::state_entries`): none yet.
+        self.txn
+            .put(keys::state_entries_key(v.id), 0i64.to_be_bytes().to_vec());
         let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name);
         df.init(&mut self.txn)?;
         let progress = crate::progress::start_backfill(v.id);
