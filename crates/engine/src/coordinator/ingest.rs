@@ -4,6 +4,13 @@
 use super::positions::watermark_key;
 use super::*;
 
+/// The dead letter of a row a view or table refused: no partition or offset (it was
+/// read fine), why, and the row as text.
+fn rejected(why: String, row: &Row) -> (i32, i64, String, String) {
+    let text: Vec<String> = row.iter().map(display_value).collect();
+    (-1, -1, why, format!("({})", text.join(", ")))
+}
+
 impl Coordinator {
     /// Applies a source batch to one view; rows that make the view fail (say, a division
     /// by zero in its query) are retried one by one and the failing ones become dead
@@ -30,13 +37,7 @@ impl Coordinator {
             for (row, w) in rows.iter().zip(&chunk.weights) {
                 let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
                 if let Err(e) = self.statement(|c| c.push_source(view, source, one)) {
-                    let text: Vec<String> = row.iter().map(display_value).collect();
-                    errors.push((
-                        -1,
-                        -1,
-                        format!("view {view} rejected the row: {e}"),
-                        format!("({})", text.join(", ")),
-                    ));
+                    errors.push(rejected(format!("view {view} rejected the row: {e}"), row));
                 }
             }
         }
@@ -90,13 +91,7 @@ impl Coordinator {
                 let one =
                     Chunk::from_rows(desc.schema.clone(), std::slice::from_ref(row), vec![*w])?;
                 if let Err(e) = self.statement(|c| c.feed_rows(&desc, &one, &[])) {
-                    let text: Vec<String> = row.iter().map(display_value).collect();
-                    errors.push((
-                        -1,
-                        -1,
-                        format!("row rejected: {e}"),
-                        format!("({})", text.join(", ")),
-                    ));
+                    errors.push(rejected(format!("row rejected: {e}"), row));
                 }
             }
         }
