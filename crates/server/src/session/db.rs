@@ -370,8 +370,12 @@ impl Db {
                 m.view_state_bytes
                     .with_label_values(&name)
                     .set(super::ops_tables::view_bytes(self, v.id) as i64);
-                if let Some(n) = freshet_storage::state_entries(r, v.id)? {
-                    m.view_state_entries.with_label_values(&name).set(n);
+                match freshet_storage::state_entries(r, v.id)? {
+                    Some(n) => m.view_state_entries.with_label_values(&name).set(n),
+                    // Not counted yet (a view from an older build, unchanged since).
+                    None => {
+                        let _ = m.view_state_entries.remove_label_values(&name);
+                    }
                 }
                 if v.sink.is_none() {
                     m.view_rows
