@@ -212,79 +212,24 @@ fn fold(twj: &mut TableWithJoins) -> Side {
             _ => (None, None),
         };
         let mut merged = HashMap::new();
-        match (kind, constraint) {
-            (Some(kind), Some(c @ JoinConstraint::Using(_))) => {
-                let JoinConstraint::Using(cols) = &*c else {
-                    unreachable!("matched as USING");
-                };
-                let names: Vec<String> = cols
-                    .iter()
-                    .filter_map(|c| {
-                        c.0.last()
-                            .and_then(ObjectNamePart::as_ident)
-                            .map(ident_name)
-                    })
-                    .collect();
-                let mut on = Vec::new();
-                let mut reads_outer = false;
-                for col in &names {
-                    let (l, r) = (column_of(&side, col), column_of(&right, col));
-                    reads_outer |=
-                        l.as_ref().is_some_and(|m| m.outer) || r.as_ref().is_some_and(|m| m.outer);
-                    if let (Some(l), Some(r)) = (&l, &r) {
-                        on.push(Expr::BinaryOp {
-                            left: Box::new(l.expr.clone()),
-                            op: BinaryOperator::Eq,
-                            right: Box::new(r.expr.clone()),
-                        });
-                    }
-                    let m = match (kind, l, r) {
-                        (Kind::Left, Some(l), _) => Some(l),
-                        (Kind::Right, _, Some(r)) => Some(Merged { outer: true, ..r }),
-                        (Kind::Full, Some(l), Some(r)) => Some(Merged {
-                            expr: coalesce(l.expr, r.expr),
-                            outer: true,
-                        }),
-                        _ => None,
-                    };
-                    match m {
-                        Some(m) => {
-                            merged.insert(col.clone(), m);
-                        }
-                        None if kind != Kind::Left => side.unsafe_join = true,
-                        None => {}
-                    }
-                }
-                if reads_outer {
-                    // DataFusion would join on the left relation's column: join on the
-                    // USING column itself.
-                    match on.len() == names.len() {
-                        true => {
-                            let cond = on
-                                .into_iter()
-                                .reduce(|a, b| Expr::BinaryOp {
-                                    left: Box::new(a),
-                                    op: BinaryOperator::And,
-                                    right: Box::new(b),
-                                })
-                                .unwrap_or(Expr::Value(ast::Value::Boolean(true).into()));
-                            *c = JoinConstraint::On(cond);
-                        }
-                        false => side.unsafe_join = true,
-                    }
-                }
-                match (side.rels.as_slice(), right.rels.as_slice()) {
-                    ([Some(l)], [Some(r)]) if side.merged.is_empty() && right.merged.is_empty() => {
-                        side.star.push((kind, l.clone(), r.clone(), names));
-                    }
-                    _ if kind != Kind::Left || reads_outer => side.star_blocked = true,
-                    _ => {}
+        let using = match (kind, constraint.as_deref()) {
+            (Some(kind), Some(JoinConstraint::Using(cols))) => Some((kind, using_names(cols))),
+            _ => None,
+        };
+        match (using, constraint) {
+            (Some((kind, names)), Some(c)) => {
+                let (m, on) = join_using(&mut side, &right, kind, names);
+                merged = m;
+                if let Some(on) = on {
+                    *c = on;
                 }
             }
-            (Some(Kind::Right | Kind::Full), Some(JoinConstraint::Natural)) => {
+            (None, Some(JoinConstraint::Natural))
+                if matches!(kind, Some(Kind::Right | Kind::Full)) =>
+            {
                 side.unsafe_join = true;
             }
-            (_, Some(JoinConstraint::On(e))) => {
+            (None, Some(JoinConstraint::On(e))) => {
                 // An unqualified USING column of the joins before means their column.
                 replace(e, &side.merged);
             }
@@ -298,6 +243,82 @@ fn fold(twj: &mut TableWithJoins) -> Side {
         side.merged.extend(merged);
     }
     side
+}
+
+/// The column names of a `USING (…)` list.
+fn using_names(cols: &[ObjectName]) -> Vec<String> {
+    cols.iter()
+        .filter_map(|c| {
+            c.0.last()
+                .and_then(ObjectNamePart::as_ident)
+                .map(ident_name)
+        })
+        .collect()
+}
+
+/// A USING join of `side` and `right` on `names`: its USING columns, and the `ON`
+/// constraint that replaces the USING list where a column is a right or full join's
+/// (DataFusion would join on the left relation's column). Marks `side` where the join
+/// cannot be written out.
+fn join_using(
+    side: &mut Side,
+    right: &Side,
+    kind: Kind,
+    names: Vec<String>,
+) -> (HashMap<String, Merged>, Option<JoinConstraint>) {
+    let mut merged = HashMap::new();
+    let mut on = Vec::new();
+    let mut reads_outer = false;
+    for col in &names {
+        let (l, r) = (column_of(side, col), column_of(right, col));
+        reads_outer |= l.as_ref().is_some_and(|m| m.outer) || r.as_ref().is_some_and(|m| m.outer);
+        if let (Some(l), Some(r)) = (&l, &r) {
+            on.push(Expr::BinaryOp {
+                left: Box::new(l.expr.clone()),
+                op: BinaryOperator::Eq,
+                right: Box::new(r.expr.clone()),
+            });
+        }
+        let m = match (kind, l, r) {
+            (Kind::Left, Some(l), _) => Some(l),
+            (Kind::Right, _, Some(r)) => Some(Merged { outer: true, ..r }),
+            (Kind::Full, Some(l), Some(r)) => Some(Merged {
+                expr: coalesce(l.expr, r.expr),
+                outer: true,
+            }),
+            _ => None,
+        };
+        match m {
+            Some(m) => {
+                merged.insert(col.clone(), m);
+            }
+            None if kind != Kind::Left => side.unsafe_join = true,
+            None => {}
+        }
+    }
+    let mut constraint = None;
+    if reads_outer {
+        if on.len() == names.len() {
+            constraint = on
+                .into_iter()
+                .reduce(|a, b| Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: BinaryOperator::And,
+                    right: Box::new(b),
+                })
+                .map(JoinConstraint::On);
+        } else {
+            side.unsafe_join = true;
+        }
+    }
+    match (side.rels.as_slice(), right.rels.as_slice()) {
+        ([Some(l)], [Some(r)]) if side.merged.is_empty() && right.merged.is_empty() => {
+            side.star.push((kind, l.clone(), r.clone(), names));
+        }
+        _ if kind != Kind::Left || reads_outer => side.star_blocked = true,
+        _ => {}
+    }
+    (merged, constraint)
 }
 
 /// Rewrites one select; returns its USING columns and the names of its output columns.

@@ -115,6 +115,8 @@ struct Cursor {
     /// Where the next batch starts; `None` once the range is read.
     next: Option<Vec<u8>>,
     sent: usize,
+    /// The types of the stored columns it decodes.
+    types: Vec<DataType>,
 }
 
 impl Snapshot {
@@ -148,11 +150,20 @@ impl Snapshot {
     fn scan(&self, part: ScanPartition) -> SendableRecordBatchStream {
         let (tx, rx) = mpsc::channel(2);
         let schema = part.schema.clone();
+        let skip = if part.counted_at.is_some() { 2 } else { 0 };
+        let types = part
+            .schema
+            .fields()
+            .iter()
+            .skip(skip)
+            .map(|f| f.data_type().clone())
+            .collect();
         let cursor = Cursor {
             next: Some(part.start.clone()),
             part,
             tx: tx.clone(),
             sent: 0,
+            types,
         };
         if self.scans.send(cursor).is_err() {
             let _ = tx.try_send(Err(DataFusionError::Execution(
@@ -252,21 +263,13 @@ impl Cursor {
         let Some(from) = self.next.take() else {
             return Ok(None);
         };
-        let part = &self.part;
-        let skip = if part.counted_at.is_some() { 2 } else { 0 };
-        let types: Vec<DataType> = part
-            .schema
-            .fields()
-            .iter()
-            .skip(skip)
-            .map(|f| f.data_type().clone())
-            .collect();
+        let (part, types) = (&self.part, &self.types);
         let batch_rows = part.limit.map_or(BATCH_ROWS, |l| l.clamp(1, BATCH_ROWS));
         let mut rows = Vec::with_capacity(batch_rows);
         let mut failed: Option<DataFusionError> = None;
         let mut last: Option<Vec<u8>> = None;
         r.walk(&from, part.end.as_deref(), false, &mut |k, v| {
-            let (row, n) = match decode_pair(k, v, part.prefix_len, &types, part.layout) {
+            let (row, n) = match decode_pair(k, v, part.prefix_len, types, part.layout) {
                 Ok(x) => x,
                 Err(e) => {
                     failed = Some(DataFusionError::External(Box::new(e)));
