@@ -7,6 +7,7 @@ pub mod decode;
 mod decode_fuzz;
 pub mod generator;
 pub mod kafka;
+pub mod kafka_reader;
 pub mod kafka_sink;
 pub mod sink_encode;
 pub mod watermark;

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub source_lag: IntGaugeVec,
     pub source_parse_errors: IntCounterVec,
     pub source_late_events: IntCounterVec,
+    /// Per source: messages its readers fetched, each decoded once for every view the
+    /// reader feeds.
+    pub source_fetched: IntCounterVec,
     /// Per (source, relation): the watermark, seconds since the epoch.
     pub source_watermark: GaugeVec,
     // Views and sinks, per name.
@@ -90,6 +93,7 @@ impl Metrics {
             source_lag: gauge("freshet_source_lag_messages", "Messages in a source partition not yet read (high watermark minus position).", partition)?,
             source_parse_errors: counter("freshet_source_parse_errors_total", "Messages of a source partition that did not decode (sent to freshet_catalog.source_errors).", partition)?,
             source_late_events: counter("freshet_source_late_events_total", "Events of a source partition below the watermark (sent to freshet_catalog.late_events).", partition)?,
+            source_fetched: counter("freshet_source_fetched_total", "Messages the readers of a source fetched from the broker (a reader shared by several views fetches and decodes each message once).", &["source"])?,
             source_watermark: fgauge("freshet_source_watermark_seconds", "A source's watermark as a relation reading it saw it, seconds since the epoch.", &["source", "relation"])?,
             view_rows_in: counter("freshet_view_rows_in_total", "Changes that entered a view's (or sink's) dataflow.", &["view"])?,
             view_rows_out: counter("freshet_view_rows_out_total", "Changes a view's (or sink's) dataflow emitted.", &["view"])?,

@@ -74,17 +74,20 @@ impl Gate {
     /// handed over and the next checkpoint commits.
     pub fn wait(&self) {
         loop {
-            let blocked = self
-                .sinks
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .any(Held::over);
-            if !blocked {
+            if !self.is_held() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// Whether a sink downstream is over its backlog bound now ([`Gate::wait`] would wait).
+    pub fn is_held(&self) -> bool {
+        self.sinks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(Held::over)
     }
 
     /// Why the readers are held back now, if they are: the sink over its bound.

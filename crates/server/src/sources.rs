@@ -456,6 +456,8 @@ pub struct ReaderEnv<'a> {
     pub engine: &'a Engine,
     pub store: &'a Store,
     pub node: Option<crate::node::Node>,
+    /// The readers views share, one per source.
+    pub shared: &'a std::sync::Arc<freshet_connectors::kafka_reader::SharedReaders>,
 }
 
 /// Starts the reader of the topic feeding `table`.
@@ -594,6 +596,7 @@ fn reader_spec(
         upsert_key,
         partition_view: node.map(crate::node::Node::partition_view),
         watermark: watermark_spec(src, owner, store)?,
+        hold: None,
     })
 }
 
@@ -663,8 +666,17 @@ pub fn start_reader(
         m.source_rows
             .with_label_values(&[src.name.as_str(), view_name, "0"])
     });
+    // A Kafka reader shared by several views holds back only this view while a sink
+    // downstream is over its bound (see `ReaderSpec::hold`); a generator waits.
+    let kafka = src.connector == ConnectorKind::Kafka;
+    let hold: kafka::Hold = {
+        let gate = gate.clone();
+        std::sync::Arc::new(move || gate.is_held())
+    };
     let sink = Box::new(move |b: SourceBatch| {
-        gate.wait();
+        if !kafka {
+            gate.wait();
+        }
         if let Some(wm) = b.watermark {
             watermark_gauge.set(wm as f64 / 1e6);
         }
@@ -690,8 +702,11 @@ pub fn start_reader(
             .map_err(|e| e.to_string())
     });
     let started = if src.connector == ConnectorKind::Kafka {
-        let spec = reader_spec(src, view, view_name, store, None, node)?;
-        kafka::spawn(spec, sink)
+        let mut spec = reader_spec(src, view, view_name, store, None, node)?;
+        spec.hold = Some(hold);
+        // Views over one source share its reader: one fetch and one decode for all.
+        let key = format!("{}|{:?}", src.id, spec.config);
+        env.shared.join(key, spec, sink)
     } else {
         let columns: Vec<_> = src
             .columns

@@ -68,6 +68,7 @@ fn new_partitions_are_read_from_their_beginning() {
         start: BTreeMap::new(),
         upsert_key: None,
         watermark: None,
+        hold: None,
         partition_view: Some(Arc::new(move |parts: Vec<i32>| {
             if added2.load(Ordering::SeqCst) {
                 parts

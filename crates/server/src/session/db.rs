@@ -42,6 +42,8 @@ pub struct Db {
     pub inflight: tokio::sync::RwLock<()>,
     /// Source readers by the relation they feed, supervised.
     pub(super) readers: Readers,
+    /// One reader per Kafka source, shared by the views over it.
+    shared_readers: std::sync::Arc<freshet_connectors::kafka_reader::SharedReaders>,
     /// The server's limits on a statement (a session may lower the memory limit).
     pub(super) limits: Limits,
     /// Views that could not be planned at start-up, with the reason.
@@ -208,6 +210,7 @@ impl Db {
             ddl_lock: tokio::sync::Mutex::new(()),
             inflight: tokio::sync::RwLock::new(()),
             readers: Readers::default(),
+            shared_readers: Default::default(),
             limits,
             failed: Mutex::new(failed),
             dead_letters,
@@ -467,6 +470,7 @@ impl Db {
             engine: &self.engine,
             store: &self.store,
             node: self.node,
+            shared: &self.shared_readers,
         }
     }
 
