@@ -62,6 +62,7 @@ pub(super) fn start(
         partition_view: spec.partition_view,
         config: spec.config,
         members: vec![first],
+        takers: Vec::new(),
         fetched,
         rows: Vec::new(),
         deletes: Vec::new(),
@@ -175,6 +176,8 @@ struct Reader {
     upsert_key: Option<Vec<(String, datafusion::arrow::datatypes::DataType)>>,
     partition_view: Option<crate::kafka::PartitionView>,
     members: Vec<Member>,
+    /// See [`Reader::take`].
+    takers: Vec<usize>,
     /// `freshet_source_fetched_total` of the source.
     fetched: prometheus::IntCounter,
     /// Rows decoded since the last batch; each member says which it takes.
@@ -542,31 +545,36 @@ impl Reader {
         self.fetched.inc();
         self.at_end.insert(p, false);
         self.fetch.insert(p, Some(off + 1));
-        let takers: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.members[i].takes(p, off))
-            .collect();
-        if takers.is_empty() {
-            return;
+        // Upsert mode (private readers): rows and deletes keep their order, each batch
+        // holding one kind, its offsets ending before the message of the other kind.
+        let delete = self.upsert_key.is_some() && msg.payload.is_none();
+        if (delete && !self.rows.is_empty()) || (!delete && !self.deletes.is_empty()) {
+            self.send();
         }
+        // The members that take it (a buffer kept between messages).
+        let mut takers = std::mem::take(&mut self.takers);
+        takers.clear();
+        takers.extend((0..self.members.len()).filter(|&i| self.members[i].takes(p, off)));
+        if !takers.is_empty() {
+            self.take_for(&takers, msg);
+        }
+        self.takers = takers;
+    }
+
+    /// [`Reader::take`] for the members `takers`.
+    fn take_for(&mut self, takers: &[usize], msg: Owned) {
+        let (p, off) = (msg.partition, msg.offset);
         if self.upsert_key.is_some() && msg.payload.is_none() {
-            // A null value deletes the row with this key (private readers: one member).
-            // The rows before it go first, in a batch whose offsets end before it.
-            if !self.rows.is_empty() {
-                self.send();
-            }
-            self.mark(&takers, &msg);
+            // A null value deletes the row with this key.
+            self.mark(takers, &msg);
             let key_cols = self.upsert_key.as_deref().unwrap_or_default();
             match decode_key(msg.key.as_deref(), key_cols) {
                 Ok(key) => self.deletes.push(key),
-                Err(error) => self.dead_letter(&takers, p, off, error, &[], false),
+                Err(error) => self.dead_letter(takers, p, off, error, &[], false),
             }
             return;
         }
-        if !self.deletes.is_empty() {
-            // Likewise the deletes before a row.
-            self.send();
-        }
-        self.mark(&takers, &msg);
+        self.mark(takers, &msg);
         let payload = msg.payload.as_deref();
         let result = match payload {
             None => Err("empty message (null value)".to_string()),
@@ -580,7 +588,7 @@ impl Reader {
             Ok(Some(row)) => row,
             Ok(None) => return,
             Err(error) => {
-                self.dead_letter(&takers, p, off, error, payload.unwrap_or_default(), true);
+                self.dead_letter(takers, p, off, error, payload.unwrap_or_default(), true);
                 return;
             }
         };
@@ -601,7 +609,7 @@ impl Reader {
         }
         let at = self.rows.len();
         let mut any = false;
-        for &i in &takers {
+        for &i in takers {
             let m = &mut self.members[i];
             // Rows before this one that the member did not take.
             m.taken.resize(at, false);
