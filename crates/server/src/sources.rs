@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use freshet_connectors::decode::{Decoder, Format};
 use freshet_connectors::generator;
 use freshet_connectors::kafka::{self, Include, KafkaConfig, ReaderHandle, SourceBatch, Startup};
+use freshet_connectors::kafka_reader::SharedReaders;
 use freshet_engine::coordinator::{
     stored_offsets, stored_watermark, Engine, FeedData, Late, Pipeline, SourceData,
 };
@@ -666,15 +667,20 @@ pub fn start_reader(
         m.source_rows
             .with_label_values(&[src.name.as_str(), view_name, "0"])
     });
+    let spec = match src.connector {
+        ConnectorKind::Kafka => Some(reader_spec(src, view, view_name, store, None, node)?),
+        _ => None,
+    };
     // A Kafka reader shared by several views holds back only this view while a sink
-    // downstream is over its bound (see `ReaderSpec::hold`); a generator waits.
-    let kafka = src.connector == ConnectorKind::Kafka;
+    // downstream is over its bound (see `ReaderSpec::hold`); a reader of its own (and a
+    // generator) waits in its sink.
+    let shared = spec.as_ref().is_some_and(SharedReaders::shares);
     let hold: kafka::Hold = {
         let gate = gate.clone();
         std::sync::Arc::new(move || gate.is_held())
     };
     let sink = Box::new(move |b: SourceBatch| {
-        if !kafka {
+        if !shared {
             gate.wait();
         }
         if let Some(wm) = b.watermark {
@@ -701,10 +707,11 @@ pub fn start_reader(
             .and_then(|a| pipeline.push(a))
             .map_err(|e| e.to_string())
     });
-    let started = if src.connector == ConnectorKind::Kafka {
-        let mut spec = reader_spec(src, view, view_name, store, None, node)?;
-        spec.hold = Some(hold);
+    let started = if let Some(mut spec) = spec {
         // Views over one source share its reader: one fetch and one decode for all.
+        if shared {
+            spec.hold = Some(hold);
+        }
         let key = format!("{}|{:?}", src.id, spec.config);
         env.shared.join(key, spec, sink)
     } else {

@@ -30,6 +30,22 @@ const METADATA_REFRESH: Duration = Duration::from_secs(5);
 const LAG_REFRESH: Duration = Duration::from_millis(500);
 /// How often idle partitions (and held members) are looked at.
 const WATERMARK_TICK: Duration = Duration::from_millis(100);
+/// Messages polled at most before they are decoded and taken.
+const POLL_BATCH: usize = 4096;
+/// Decoding threads at most for one batch of polled messages.
+const DECODE_THREADS: usize = 4;
+/// Messages per decoding thread at least: fewer are decoded on the reader's thread.
+const DECODE_PER_THREAD: usize = 512;
+
+/// A polled message decoded: `None` if no member takes it (or it is an upsert delete).
+type Decoded = Option<Result<Option<Row>, String>>;
+
+/// How many threads decode `n` messages (1: the reader's thread alone).
+fn decode_threads(n: usize) -> usize {
+    static CORES: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
+    (n / DECODE_PER_THREAD).clamp(1, DECODE_THREADS.min(*CORES))
+}
 
 pub(super) fn start(
     spec: ReaderSpec,
@@ -86,6 +102,49 @@ pub(super) fn start(
             reader.end(res.err());
         })
         .map_err(|e| format!("cannot start the source reader: {e}"))
+}
+
+/// Decodes the `wanted` messages of `msgs` on `threads` threads, each a contiguous share
+/// (the answers in the messages' order).
+fn decode_batch(
+    decoder: &Decoder,
+    msgs: &[Owned],
+    wanted: &[bool],
+    threads: usize,
+) -> Vec<Decoded> {
+    let decode = move |(m, wanted): (&Owned, &bool)| -> Decoded {
+        if !*wanted {
+            return None;
+        }
+        Some(match m.payload.as_deref() {
+            None => Err("empty message (null value)".to_string()),
+            Some(b) if b.len() > MAX_MESSAGE_BYTES => Err(format!(
+                "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes",
+                b.len()
+            )),
+            Some(b) => decoder.decode(b),
+        })
+    };
+    if threads <= 1 || msgs.is_empty() {
+        return msgs.iter().zip(wanted).map(decode).collect();
+    }
+    let per = msgs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = msgs
+            .chunks(per)
+            .zip(wanted.chunks(per))
+            .map(|(part, w)| {
+                scope.spawn(move || part.iter().zip(w).map(decode).collect::<Vec<_>>())
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| {
+                // A decoder panic fails the reader, as it did on the reader's thread.
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    })
 }
 
 /// The primary key of a null-valued upsert message, from its key.
@@ -270,15 +329,23 @@ impl Reader {
         }
     }
 
-    /// Adds a member that joined a running shared reader.
-    fn add_member(&mut self, mut m: Member) -> Result<(), String> {
-        for &p in self.fetch.keys() {
-            if let Some(t) = &mut m.tracker {
-                t.add_partition(p);
+    /// Adds members that joined a running shared reader, and reads again what they are
+    /// behind on. If moving back fails, the reader ends, and each of its members starts
+    /// again from its committed offsets: none may read on past messages it missed.
+    fn add_members(&mut self, joined: Vec<Member>) -> Result<(), String> {
+        let first = self.members.len();
+        for mut m in joined {
+            for &p in self.fetch.keys() {
+                if let Some(t) = &mut m.tracker {
+                    t.add_partition(p);
+                }
             }
+            self.members.push(m);
         }
-        self.members.push(m);
-        self.move_back_for(self.members.len() - 1)
+        for i in first..self.members.len() {
+            self.move_back_for(i)?;
+        }
+        Ok(())
     }
 
     /// Every partition member `i` is behind on is read again from its position (the
@@ -317,16 +384,34 @@ impl Reader {
             };
             self.fetch.insert(p, from);
             self.at_end.insert(p, false);
+            // The members past `from` see nothing of `p` until the consumer is back
+            // where they are: the partition must not turn idle for them meanwhile.
+            for m in &mut self.members {
+                if let Some(t) = &mut m.tracker {
+                    t.touch(p);
+                }
+            }
         }
         Ok(())
     }
 
     /// Looks whether held members are still held; those let go catch up.
     fn check_holds(&mut self) -> Result<(), String> {
+        let mut failed = Vec::new();
         for i in 0..self.members.len() {
             let m = &mut self.members[i];
             let Some(hold) = &m.hold else { continue };
-            let held = hold();
+            let held = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hold())) {
+                Ok(held) => held,
+                Err(p) => {
+                    let why = freshet_engine::panic_message(p.as_ref());
+                    failed.push((
+                        i,
+                        format!("looking whether a sink holds the view back panicked: {why}"),
+                    ));
+                    continue;
+                }
+            };
             let released = m.held && !held;
             m.held = held;
             if released {
@@ -339,6 +424,9 @@ impl Reader {
                 self.move_back_for(i)?;
             }
         }
+        for (i, e) in failed.into_iter().rev() {
+            self.members.remove(i).fail(e);
+        }
         Ok(())
     }
 
@@ -347,8 +435,10 @@ impl Reader {
         while let Err(e) = self.assign_new() {
             tracing::warn!(source = %self.config.source_name, error = %e, "cannot read the topic yet; retrying");
             for _ in 0..10 {
+                // Members join and leave meanwhile (nothing is assigned: no seeking).
                 self.drop_stopped();
-                if self.members.is_empty() && self.leave_registry() {
+                self.take_joins()?;
+                if self.members.is_empty() && self.leave_registry()? {
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -361,7 +451,7 @@ impl Reader {
         loop {
             self.drop_stopped();
             self.take_joins()?;
-            if self.members.is_empty() && self.leave_registry() {
+            if self.members.is_empty() && self.leave_registry()? {
                 return Ok(());
             }
             for m in &mut self.members {
@@ -369,18 +459,7 @@ impl Reader {
                     m.waiting.push((Instant::now(), w));
                 }
             }
-            let polled = self.consumer.poll(Duration::from_millis(20));
-            let idle = polled.is_none();
-            match polled.map(|r| r.map(|m| Owned::from(&m))) {
-                None => {}
-                Some(Ok(msg)) => self.take(msg),
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    self.at_end.insert(p, true);
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(source = %self.config.source_name, error = %e, "kafka error")
-                }
-            }
+            let idle = self.poll_and_take();
             // Idleness is measured in seconds: re-evaluate it now and then, not per message.
             if last_tick.elapsed() >= WATERMARK_TICK {
                 last_tick = Instant::now();
@@ -388,6 +467,18 @@ impl Reader {
                 for m in &mut self.members {
                     if m.held {
                         continue;
+                    }
+                    if let Some(t) = &mut m.tracker {
+                        // A partition the consumer reads again for another member is not
+                        // idle for one already past it: it waits for the consumer to come
+                        // back to it, as its own reader would have read it live.
+                        for (p, f) in &self.fetch {
+                            let ahead =
+                                m.positions.get(p).is_some_and(|&o| f.is_none_or(|f| o > f));
+                            if ahead {
+                                t.touch(*p);
+                            }
+                        }
                     }
                     if m.tracker.as_mut().is_some_and(|t| t.tick()) {
                         m.dirty = true;
@@ -422,6 +513,56 @@ impl Reader {
         }
     }
 
+    /// Polls what librdkafka has ready (waiting up to 20 ms for the first message), up
+    /// to [`POLL_BATCH`] messages, decodes them (on several threads when there are many)
+    /// and takes them in order. Returns whether nothing came (the reader is idle).
+    fn poll_and_take(&mut self) -> bool {
+        let mut msgs = Vec::new();
+        let mut end = None;
+        let mut wait = Duration::from_millis(20);
+        while msgs.len() < POLL_BATCH {
+            let polled = self.consumer.poll(wait);
+            wait = Duration::ZERO;
+            match polled.map(|r| r.map(|m| Owned::from(&m))) {
+                None => break,
+                Some(Ok(msg)) => msgs.push(msg),
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    end = Some(p);
+                    break;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(source = %self.config.source_name, error = %e, "kafka error");
+                    break;
+                }
+            }
+        }
+        let idle = msgs.is_empty() && end.is_none();
+        let decoded = self.decode_all(&msgs);
+        for (msg, row) in msgs.into_iter().zip(decoded) {
+            self.take(msg, row);
+        }
+        // After the messages before it: taking a message marks its partition not at its end.
+        if let Some(p) = end {
+            self.at_end.insert(p, true);
+        }
+        idle
+    }
+
+    /// Decodes the messages some member takes (`None` for the others, and for an upsert
+    /// reader's deletes), spread over up to [`DECODE_THREADS`] threads when there are
+    /// many. Which member takes a message depends only on the messages of its partition
+    /// before it, so it is known before they are taken.
+    fn decode_all(&self, msgs: &[Owned]) -> Vec<Decoded> {
+        let wanted: Vec<bool> = msgs
+            .iter()
+            .map(|m| {
+                let delete = self.upsert_key.is_some() && m.payload.is_none();
+                !delete && self.members.iter().any(|x| x.takes(m.partition, m.offset))
+            })
+            .collect();
+        decode_batch(&self.decoder, msgs, &wanted, decode_threads(msgs.len()))
+    }
+
     /// Members whose handle stopped them leave.
     fn drop_stopped(&mut self) {
         self.members.retain(|m| !m.stop.load(Ordering::SeqCst));
@@ -433,17 +574,14 @@ impl Reader {
             Some(s) => s.joins.try_iter().collect(),
             None => Vec::new(),
         };
-        for m in joined {
-            self.add_member(m)?;
-        }
-        Ok(())
+        self.add_members(joined)
     }
 
     /// With no member left: a shared reader deregisters, unless a member is joining (it
     /// then reads on for it); returns whether the reader ends.
-    fn leave_registry(&mut self) -> bool {
+    fn leave_registry(&mut self) -> Result<bool, String> {
         let Some(s) = &self.shared else {
-            return true;
+            return Ok(true);
         };
         let readers = s.readers.clone();
         let mut groups = readers.lock();
@@ -452,15 +590,11 @@ impl Reader {
             if groups.get(&s.key).is_some_and(|e| e.id == s.id) {
                 groups.remove(&s.key);
             }
-            return true;
+            return Ok(true);
         }
         drop(groups);
-        for m in joined {
-            if let Err(e) = self.add_member(m) {
-                tracing::warn!(source = %self.config.source_name, error = %e, "a view could not join its source's reader");
-            }
-        }
-        false
+        self.add_members(joined)?;
+        Ok(false)
     }
 
     /// The reader ended (`error`: why, if it failed): every member still in it, and any
@@ -540,7 +674,7 @@ impl Reader {
     }
 
     /// Takes one message: decoded once, handed to every member that has not taken it.
-    fn take(&mut self, msg: Owned) {
+    fn take(&mut self, msg: Owned, decoded: Decoded) {
         let (p, off) = (msg.partition, msg.offset);
         self.fetched.inc();
         self.at_end.insert(p, false);
@@ -556,13 +690,13 @@ impl Reader {
         takers.clear();
         takers.extend((0..self.members.len()).filter(|&i| self.members[i].takes(p, off)));
         if !takers.is_empty() {
-            self.take_for(&takers, msg);
+            self.take_for(&takers, msg, decoded);
         }
         self.takers = takers;
     }
 
     /// [`Reader::take`] for the members `takers`.
-    fn take_for(&mut self, takers: &[usize], msg: Owned) {
+    fn take_for(&mut self, takers: &[usize], msg: Owned, decoded: Decoded) {
         let (p, off) = (msg.partition, msg.offset);
         if self.upsert_key.is_some() && msg.payload.is_none() {
             // A null value deletes the row with this key.
@@ -576,13 +710,10 @@ impl Reader {
         }
         self.mark(takers, &msg);
         let payload = msg.payload.as_deref();
-        let result = match payload {
-            None => Err("empty message (null value)".to_string()),
-            Some(b) if b.len() > MAX_MESSAGE_BYTES => Err(format!(
-                "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes",
-                b.len()
-            )),
-            Some(b) => self.decoder.decode(b),
+        let Some(result) = decoded else {
+            // Only if a message's takers changed since it was decoded: a bug.
+            tracing::error!(source = %self.config.source_name, partition = p, offset = off, "a message taken was not decoded");
+            return;
         };
         let mut row = match result {
             Ok(Some(row)) => row,
@@ -705,7 +836,7 @@ impl Reader {
                 Err(e) => Err(e.to_string()),
             };
             let res = mine.and_then(|chunk| {
-                (m.sink)(SourceBatch {
+                let batch = SourceBatch {
                     chunk,
                     deletes: deletes.clone(),
                     offsets: m.positions.iter().map(|(p, o)| (*p, *o)).collect(),
@@ -717,7 +848,16 @@ impl Reader {
                         .map(WatermarkTracker::maxima)
                         .unwrap_or_default(),
                     late: std::mem::take(&mut m.late),
-                })
+                };
+                // A panic in one view's sink fails that view only.
+                let sink = &mut m.sink;
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(batch)))
+                    .unwrap_or_else(|p| {
+                        Err(format!(
+                            "the source reader's sink panicked: {}",
+                            freshet_engine::panic_message(p.as_ref())
+                        ))
+                    })
             });
             if let Err(e) = res {
                 failed.push((i, e));
@@ -726,5 +866,49 @@ impl Reader {
         for (i, e) in failed.into_iter().rev() {
             self.members.remove(i).fail(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::DataType;
+
+    use super::*;
+    use crate::decode::Format;
+
+    /// Spread over threads, decoding answers what one thread does, in the same order:
+    /// rows, bad JSON, wrong types, null and oversized payloads, and unwanted messages.
+    #[test]
+    fn decoding_on_several_threads_answers_as_one_thread() {
+        let decoder = Decoder::new(
+            vec![("k".into(), DataType::Int64), ("g".into(), DataType::Utf8)],
+            Format::Json,
+        );
+        let msgs: Vec<Owned> = (0..5_000i64)
+            .map(|i| Owned {
+                partition: (i % 3) as i32,
+                offset: i,
+                payload: match i % 11 {
+                    0 => None,
+                    1 => Some(b"{not json".to_vec()),
+                    2 => Some(br#"{"k": "x"}"#.to_vec()),
+                    3 if i % 2 == 0 => Some(vec![b' '; MAX_MESSAGE_BYTES + 1]),
+                    _ => Some(format!(r#"{{"k": {i}, "g": "g{}"}}"#, i % 7).into_bytes()),
+                },
+                key: None,
+                timestamp_ms: None,
+            })
+            .collect();
+        let wanted: Vec<bool> = (0..msgs.len()).map(|i| i % 13 != 0).collect();
+        let one = decode_batch(&decoder, &msgs, &wanted, 1);
+        for threads in [2, 3, 4] {
+            let many = decode_batch(&decoder, &msgs, &wanted, threads);
+            assert_eq!(one, many, "{threads} threads");
+        }
+        assert_eq!(one.len(), msgs.len());
+        assert!(one.iter().filter(|d| d.is_none()).count() > 300);
+        assert!(one.iter().any(|d| matches!(d, Some(Err(_)))));
+        assert!(one.iter().any(|d| matches!(d, Some(Ok(Some(_))))));
+        assert_eq!(decode_threads(100), 1);
     }
 }

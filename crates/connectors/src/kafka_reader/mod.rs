@@ -54,7 +54,7 @@ impl SharedReaders {
         spec: ReaderSpec,
         sink: Sink,
     ) -> Result<ReaderHandle, String> {
-        if spec.config.startup != Startup::Earliest || spec.upsert_key.is_some() {
+        if !Self::shares(&spec) {
             return crate::kafka::spawn(spec, sink);
         }
         let (member, handle) = Member::new(&spec, sink);
@@ -79,6 +79,14 @@ impl SharedReaders {
         start(spec, member, Some(shared))?;
         groups.insert(key, Entry { joins: tx, id });
         Ok(handle)
+    }
+
+    /// Whether a reader of `spec` is shared: its partitions without a stored offset are
+    /// read from the beginning, and it is not an upsert feed. A private reader holds
+    /// nothing back by itself ([`crate::kafka::ReaderSpec::hold`] is for shared ones):
+    /// its sink waits instead.
+    pub fn shares(spec: &ReaderSpec) -> bool {
+        spec.config.startup == Startup::Earliest && spec.upsert_key.is_none()
     }
 
     /// How many shared readers run (one per source being read).
