@@ -206,3 +206,60 @@ fn views_over_one_source_share_its_reader_and_each_stays_exact() {
         "after a view was dropped",
     ));
 }
+
+/// With the broker unreachable when the server starts, the shared reader keeps trying to
+/// reach it; a view dropped meanwhile leaves it at once (it does not wait for the broker),
+/// and once the broker is back the other view reads on, exact.
+#[test]
+fn a_view_dropped_while_the_broker_is_away_leaves_at_once() {
+    let broker = KafkaBroker::start_proxied();
+    broker.create_topic("ev", 2);
+    let mut server = TestServer::start_with_args(&["--checkpoint-interval-ms", "100"]);
+    let rt = freshet_sql_tests::runtime();
+    let count = |server: &TestServer| {
+        rt.block_on(async {
+            let c = connect(&server.conn_str()).await.expect("connect");
+            c.batch_execute("FLUSH").await.expect("flush");
+            c.query_one("SELECT c FROM total", &[])
+                .await
+                .expect("total")
+                .get::<_, i64>(0)
+        })
+    };
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SOURCE ev (k BIGINT, g VARCHAR, n BIGINT, ts TIMESTAMPTZ)
+               WITH (connector = 'kafka', topic = 'ev', properties.bootstrap.server = '{}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW total AS SELECT count(*) AS c FROM ev;
+             CREATE MATERIALIZED VIEW per_g AS SELECT g, count(*) AS c FROM ev GROUP BY g;",
+            broker.addr()
+        ))
+        .await
+        .expect("setup");
+    });
+    let b = BrokerAddr(broker.port);
+    b.produce_events("ev", 0, 1_000, 2);
+    assert_eq!(count(&server), 1_000);
+
+    broker.cut();
+    server.restart();
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        let c = connect(&server.conn_str()).await.expect("connect");
+        let drop = c.batch_execute("DROP MATERIALIZED VIEW per_g");
+        tokio::time::timeout(Duration::from_secs(60), drop)
+            .await
+            .expect("DROP waited for the broker")
+            .expect("drop");
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "DROP waited for the broker: {took:?}"
+    );
+    broker.heal();
+    b.produce_events("ev", 1_000, 2_000, 2);
+    assert_eq!(count(&server), 2_000, "the other view read on, exact");
+}
