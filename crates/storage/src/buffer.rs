@@ -286,6 +286,44 @@ impl WriteBuffer {
             .map(|(k, e)| (k.bytes.as_slice(), &e.value, e.fresh))
     }
 
+    /// Moves the groups whose prefix lies in `[start, end)` into a new buffer: whole
+    /// groups, so `start` and `end` must fall on group boundaries (a view's rows or
+    /// state prefix, say).
+    pub(crate) fn split_groups(&mut self, start: &[u8], end: &[u8]) -> WriteBuffer {
+        let prefixes: Vec<Prefix> = self
+            .groups
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .map(|(p, _)| *p)
+            .collect();
+        let mut out = WriteBuffer::default();
+        for p in prefixes {
+            if let Some(g) = self.groups.remove(&p) {
+                self.len -= g.len();
+                out.len += g.len();
+                out.groups.insert(p, g);
+            }
+        }
+        out
+    }
+
+    /// Moves every entry of `other` into this buffer (a key buffered in both keeps
+    /// `other`'s entry).
+    pub(crate) fn append(&mut self, other: WriteBuffer) {
+        for (p, mut g) in other.groups {
+            match self.groups.get_mut(&p) {
+                None => {
+                    self.len += g.len();
+                    self.groups.insert(p, g);
+                }
+                Some(mine) => {
+                    let before = mine.len();
+                    mine.append(&mut g);
+                    self.len += mine.len() - before;
+                }
+            }
+        }
+    }
+
     /// Every buffered entry in key order, emptying the buffer.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Value)> {
         self.len = 0;

@@ -947,6 +947,53 @@ impl Txn {
         res
     }
 
+    /// Moves the writes buffered for keys in `ranges` into a new transaction over the same
+    /// store, to be written on another thread and merged back with [`Txn::absorb`] (a
+    /// view's dataflow applying a batch beside the others'). Each range must start and
+    /// end on a key group boundary (see `buffer`): a view's rows prefix or state prefix
+    /// range. The new transaction's reads see its own writes and committed data only: the
+    /// caller makes sure it reads no key outside `ranges` meanwhile, and that this one
+    /// writes none inside them. `None` while a statement runs, or if a pending deleted
+    /// range straddles the edge of one of `ranges`.
+    pub fn split_off(&mut self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Option<Txn> {
+        if self.in_statement {
+            return None;
+        }
+        let inside = |(s, e): &(Vec<u8>, Vec<u8>)| {
+            ranges
+                .iter()
+                .any(|(rs, re)| rs.as_slice() <= s.as_slice() && e.as_slice() <= re.as_slice())
+        };
+        let meets = |(s, e): &(Vec<u8>, Vec<u8>)| {
+            ranges
+                .iter()
+                .any(|(rs, re)| s.as_slice() < re.as_slice() && rs.as_slice() < e.as_slice())
+        };
+        if self.deleted.iter().any(|d| meets(d) && !inside(d)) {
+            return None;
+        }
+        let mut child = Txn::new(self.store.clone());
+        child.generation = self.generation;
+        let (moved, kept) = std::mem::take(&mut self.deleted)
+            .into_iter()
+            .partition(|d| inside(d));
+        self.deleted = kept;
+        child.deleted = moved;
+        for (start, end) in ranges {
+            child.pending.append(self.pending.split_groups(start, end));
+        }
+        Some(child)
+    }
+
+    /// Merges back a transaction made by [`Txn::split_off`]: its writes and deleted
+    /// ranges (a statement still running in it is kept).
+    pub fn absorb(&mut self, mut child: Txn) {
+        child.end_statement();
+        self.pending.append(std::mem::take(&mut child.pending));
+        self.deleted.append(&mut child.deleted);
+        self.generation = self.generation.max(child.generation);
+    }
+
     /// Starts recording what the buffer looked like, so that a failing statement can be
     /// undone with [`Txn::rollback_statement`].
     pub fn begin_statement(&mut self) {
@@ -1030,6 +1077,104 @@ mod tests {
             .err()
             .expect("unversioned data is refused");
         assert!(err.to_string().contains("format 0"), "{err}");
+    }
+
+    /// Writes to two views' key ranges made in transactions split off the main one (and
+    /// merged back) commit exactly what the same writes made in the main one commit:
+    /// puts, fresh puts, deletes and range deletions, over committed and buffered data.
+    #[test]
+    fn split_off_and_absorb_equal_writing_in_place() {
+        use rand::{Rng, SeedableRng};
+        let view_rows = |v: u64| {
+            let s = keys::rows_prefix(v);
+            let e = prefix_end(&s).unwrap();
+            (s, e)
+        };
+        let view_state = |v: u64| {
+            let s = keys::view_state_prefix(v);
+            let e = prefix_end(&s).unwrap();
+            (s, e)
+        };
+        for seed in 0..5u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let key = |rng: &mut rand::rngs::StdRng, v: u64| {
+                let mut k = if rng.gen_bool(0.5) {
+                    keys::rows_prefix(v)
+                } else {
+                    keys::state_prefix(keys::state_table_id(v, rng.gen_range(0..3), 0))
+                };
+                k.push(rng.gen_range(0..40u8));
+                k
+            };
+            // Committed data, then buffered writes, in both stores alike.
+            let (a, b) = (Store::memory(), Store::memory());
+            let (mut ta, mut tb) = (Txn::new(a.clone()), Txn::new(b.clone()));
+            for _ in 0..200 {
+                let v = rng.gen_range(1..4);
+                let k = key(&mut rng, v);
+                ta.put(k.clone(), vec![1]);
+                tb.put(k, vec![1]);
+            }
+            ta.commit().unwrap();
+            tb.commit().unwrap();
+            for i in 0..100 {
+                let v = rng.gen_range(1..4);
+                let k = key(&mut rng, v);
+                if i % 10 == 0 {
+                    // Pending range deletions move with the view they fall in.
+                    let mut end = k.clone();
+                    end.push(0xff);
+                    ta.delete_range(&k, &end).unwrap();
+                    tb.delete_range(&k, &end).unwrap();
+                    continue;
+                }
+                ta.put(k.clone(), vec![2]);
+                tb.put(k, vec![2]);
+            }
+            // Ops on views 1 and 2: applied to `ta` in place, and to children split off
+            // `tb` (view 3's buffered writes stay in `tb`).
+            let ops: Vec<(u64, u8, Vec<u8>)> = (0..400)
+                .map(|_| {
+                    let v = rng.gen_range(1..3);
+                    (v, rng.gen_range(0..4u8), key(&mut rng, v))
+                })
+                .collect();
+            let apply = |t: &mut Txn, (_, op, k): &(u64, u8, Vec<u8>)| match op {
+                0 => t.put(k.clone(), vec![3]),
+                1 => t.put_fresh(k.clone(), vec![4]),
+                2 => t.delete(k.clone()),
+                _ => {
+                    let mut end = k.clone();
+                    end.push(0xff);
+                    t.delete_range(k, &end).unwrap();
+                }
+            };
+            for op in &ops {
+                apply(&mut ta, op);
+            }
+            let mut children: Vec<Txn> = (1..3)
+                .map(|v| tb.split_off(&[view_rows(v), view_state(v)]).unwrap())
+                .collect();
+            for op in &ops {
+                apply(&mut children[op.0 as usize - 1], op);
+            }
+            for (i, c) in children.iter().enumerate() {
+                let v = i as u64 + 1;
+                assert_eq!(
+                    c.scan_prefix(&keys::rows_prefix(v)).unwrap(),
+                    ta.scan_prefix(&keys::rows_prefix(v)).unwrap(),
+                    "a child reads its writes (seed {seed})"
+                );
+            }
+            for c in children {
+                tb.absorb(c);
+            }
+            assert_eq!(ta.scan_prefix(&[]).unwrap(), tb.scan_prefix(&[]).unwrap());
+            ta.commit().unwrap();
+            tb.commit().unwrap();
+            let all = |s: &Store| s.read_snapshot(|r| r.scan_prefix(&[])).unwrap();
+            assert_eq!(all(&a), all(&b), "seed {seed}");
+        }
     }
 
     #[test]
