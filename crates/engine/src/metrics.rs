@@ -42,6 +42,8 @@ pub struct Metrics {
     // The server.
     pub checkpoint_seconds: prometheus::Histogram,
     pub checkpoints: IntCounter,
+    /// Source batches applied side by side with other views' (see `coordinator::parallel`).
+    pub parallel_batches: IntCounter,
     pub checkpoint_failures: IntCounter,
     pub last_checkpoint: prometheus::Gauge,
     pub connections: IntGauge,
@@ -116,6 +118,11 @@ impl Metrics {
                 )?;
                 r.register(Box::new(h.clone()))?;
                 h
+            },
+            parallel_batches: {
+                let c = IntCounter::new("freshet_parallel_batches_total", "Source batches a view applied on a thread of its own, side by side with other views' batches.")?;
+                r.register(Box::new(c.clone()))?;
+                c
             },
             checkpoints: {
                 let c = IntCounter::new("freshet_checkpoints_total", "Checkpoints committed.")?;

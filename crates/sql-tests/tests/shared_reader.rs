@@ -111,15 +111,19 @@ async fn check(server: &TestServer, n: i64, views: &[&str], when: &str) {
     assert_eq!(bad, 2, "dead letters {when}");
 }
 
-fn fetched(server: &TestServer) -> f64 {
+fn metric(server: &TestServer, series: &str) -> f64 {
     let (status, body) = http_get(&format!("{}/metrics", server.http_url()));
     assert_eq!(status, 200);
     body.lines()
         .find_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;
-            (k == r#"freshet_source_fetched_total{source="ev"}"#).then(|| v.parse().ok())?
+            (k == series).then(|| v.parse().ok())?
         })
         .unwrap_or(0.0)
+}
+
+fn fetched(server: &TestServer) -> f64 {
+    metric(server, r#"freshet_source_fetched_total{source="ev"}"#)
 }
 
 #[test]
@@ -154,6 +158,10 @@ fn views_over_one_source_share_its_reader_and_each_stays_exact() {
         fetched(&server),
         3_002.0,
         "four views over one topic fetch each message once"
+    );
+    assert!(
+        metric(&server, "freshet_parallel_batches_total") > 0.0,
+        "the four views applied batches side by side"
     );
 
     // A view created now reads from the beginning: the reader goes back for it alone.

@@ -6,7 +6,7 @@ use super::*;
 
 /// The dead letter of a row a view or table refused: no partition or offset (it was
 /// read fine), why, and the row as text.
-fn rejected(why: String, row: &Row) -> (i32, i64, String, String) {
+pub(super) fn rejected(why: String, row: &Row) -> (i32, i64, String, String) {
     let text: Vec<String> = row.iter().map(display_value).collect();
     (-1, -1, why, format!("({})", text.join(", ")))
 }

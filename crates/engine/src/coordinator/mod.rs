@@ -46,6 +46,7 @@ use crate::EngineError;
 mod ddl;
 mod dml;
 mod ingest;
+mod parallel;
 mod positions;
 
 pub use positions::{stored_offsets, stored_watermark};
@@ -509,17 +510,8 @@ impl Coordinator {
             };
             match rx.recv_timeout(timeout) {
                 Ok(cmd) => {
-                    if self.handle(cmd) {
+                    if self.handle_queued(cmd, &rx, until) {
                         return;
-                    }
-                    // Let every writer queued right now share one commit, but not past
-                    // the checkpoint: readers keep batches queued (see `Pipeline`), so
-                    // under load the queue is never empty.
-                    while Instant::now() < until {
-                        let Ok(cmd) = rx.try_recv() else { break };
-                        if self.handle(cmd) {
-                            return;
-                        }
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -541,6 +533,55 @@ impl Coordinator {
                 steps_since_commit = 0;
                 let _ = self.commit();
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+            }
+        }
+    }
+
+    /// Handles `first` and the commands queued behind it, to let every writer queued right
+    /// now share one commit, but not past `until` (the checkpoint): readers keep batches
+    /// queued (see `Pipeline`), so under load the queue is never empty. Source batches
+    /// queued together are applied together, those of different views side by side (see
+    /// `parallel`). Returns true to stop.
+    fn handle_queued(
+        &mut self,
+        first: Command,
+        rx: &mpsc::Receiver<Command>,
+        until: Instant,
+    ) -> bool {
+        let mut queued = VecDeque::from([first]);
+        loop {
+            while queued.len() < parallel::GATHER && Instant::now() < until {
+                match rx.try_recv() {
+                    Ok(cmd) => queued.push_back(cmd),
+                    Err(_) => break,
+                }
+            }
+            let sources = queued
+                .iter()
+                .take_while(|c| matches!(c, Command::Source(..)))
+                .count();
+            if sources >= 2 {
+                let batches = queued
+                    .drain(..sources)
+                    .filter_map(|c| match c {
+                        Command::Source(data, epoch, reply) => Some((data, epoch, reply)),
+                        _ => None,
+                    })
+                    .collect();
+                self.apply_sources(batches);
+            } else if let Some(cmd) = queued.pop_front() {
+                if self.handle(cmd) {
+                    return true;
+                }
+            }
+            if queued.is_empty() && Instant::now() >= until {
+                return false;
+            }
+            if queued.is_empty() {
+                match rx.try_recv() {
+                    Ok(cmd) => queued.push_back(cmd),
+                    Err(_) => return false,
+                }
             }
         }
     }

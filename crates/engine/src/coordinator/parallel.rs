@@ -1,0 +1,298 @@
+//! Source batches of different views applied side by side, on several threads.
+//!
+//! The coordinator gathers the source batches queued at one moment. Those of a view that
+//! only reads sources, and that nothing else reads (no view over it, no subscriber, no
+//! view being built from it), touch its own keys only: its rows, its operator state, its
+//! offsets and watermarks. Each such view gets a transaction of its own, split off the
+//! coordinator's ([`Txn::split_off`]: the writes buffered for the view's key ranges move
+//! with it), and its batches are pushed through its dataflow on a thread, next to the
+//! other views'. Then the transactions are merged back ([`Txn::absorb`]) and the rest of
+//! each batch — dead letters, late events, offsets — is recorded on the coordinator, in
+//! order. The next checkpoint commits every view's writes and offsets in one batch, as
+//! before: views stay consistent with each other and exactly-once holds.
+//!
+//! A batch that fails is retried row by row inside the view's transaction, as on the
+//! coordinator (see `ingest`); a panic rolls back its statement and rebuilds that view's
+//! dataflow from its state.
+
+use super::ingest::rejected;
+use super::positions::watermark_key;
+use super::*;
+
+/// Source batches gathered at most before they are applied.
+pub(super) const GATHER: usize = 64;
+
+/// One queued source batch and who waits for it.
+type Queued = (SourceData, Reply<()>);
+
+/// A view's batches to apply on a thread: its dataflow, its definition (to rebuild the
+/// dataflow after a panic), its transaction and the batches.
+type Job<'a> = (&'a mut Dataflow, &'a ViewDesc, Txn, Vec<Queued>);
+
+/// What is left to record of a batch its view applied on another thread.
+struct Applied {
+    view: RelationId,
+    reply: Reply<()>,
+    result: Result<Rest, EngineError>,
+}
+
+/// A batch's bookkeeping, recorded on the coordinator.
+struct Rest {
+    view: RelationId,
+    source: RelationId,
+    source_name: String,
+    offsets: Vec<(i32, i64)>,
+    maxima: Vec<(i32, i64)>,
+    errors: Vec<(i32, i64, String, String)>,
+    late: Vec<Late>,
+}
+
+/// A view's key ranges: its rows and its state (offsets and watermarks included).
+fn view_ranges(view: RelationId) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let rows = keys::rows_prefix(view);
+    let state = keys::view_state_prefix(view);
+    Some(vec![
+        (rows.clone(), prefix_end(&rows)?),
+        (state.clone(), prefix_end(&state)?),
+    ])
+}
+
+impl Coordinator {
+    /// Whether `view`'s source batches touch its own keys only (see the module
+    /// documentation).
+    fn applies_alone(&self, view: RelationId) -> bool {
+        let Some(df) = self.views.iter().find(|d| d.view() == view) else {
+            return false;
+        };
+        df.inputs().iter().all(|r| self.sources.contains(r))
+            && !self.views.iter().any(|d| d.reads(view))
+            && !self.subscribers.watches(view)
+            && self.backfill.as_ref().is_none_or(|(b, _)| !b.reads(view))
+    }
+
+    /// Applies queued source batches: those of views that apply alone side by side, each
+    /// view's in order; the others one after another, as [`Coordinator::handle`] does.
+    pub(super) fn apply_sources(&mut self, batches: Vec<(Box<SourceData>, u64, Reply<()>)>) {
+        let mut groups: Vec<(RelationId, Vec<Queued>)> = Vec::new();
+        for (data, epoch, reply) in batches {
+            if let Err(e) = self.current(epoch) {
+                let _ = reply.send(Err(e));
+                continue;
+            }
+            if !self.applies_alone(data.view) {
+                self.handle(Command::Source(data, epoch, reply));
+                continue;
+            }
+            match groups.iter_mut().find(|(v, _)| *v == data.view) {
+                Some((_, g)) => g.push((*data, reply)),
+                None => groups.push((data.view, vec![(*data, reply)])),
+            }
+        }
+        if groups.len() < 2 {
+            for (data, reply) in groups.into_iter().flat_map(|(_, g)| g) {
+                self.apply_one(data, reply);
+            }
+            return;
+        }
+        // Each view's buffered writes go with it.
+        let mut jobs: Vec<(RelationId, Txn, Vec<Queued>)> = Vec::new();
+        for (view, g) in groups {
+            match view_ranges(view).and_then(|r| self.txn.split_off(&r)) {
+                Some(txn) => jobs.push((view, txn, g)),
+                None => {
+                    for (data, reply) in g {
+                        self.apply_one(data, reply);
+                    }
+                }
+            }
+        }
+        let n: usize = jobs.iter().map(|(_, _, g)| g.len()).sum();
+        crate::metrics::metrics().parallel_batches.inc_by(n as u64);
+        let done = self.run_jobs(jobs);
+        for (txn, applied) in done {
+            self.txn.absorb(txn);
+            for a in applied {
+                let res = a.result.and_then(|rest| self.record(rest));
+                if res.is_err() {
+                    self.count_failure(a.view);
+                }
+                let _ = a.reply.send(res);
+            }
+        }
+    }
+
+    /// A source batch applied on the coordinator thread, answered.
+    fn apply_one(&mut self, data: SourceData, reply: Reply<()>) {
+        let view = data.view;
+        let res = self.apply_source(data);
+        if res.is_err() {
+            self.count_failure(view);
+        }
+        let _ = reply.send(res);
+    }
+
+    /// Runs each view's batches through its dataflow in its own transaction, the views
+    /// spread over up to as many threads as there are cores (this one included).
+    fn run_jobs(&mut self, jobs: Vec<(RelationId, Txn, Vec<Queued>)>) -> Vec<(Txn, Vec<Applied>)> {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let lanes = cores.clamp(1, jobs.len());
+        let Coordinator { views, descs, .. } = self;
+        // Each job with its view's dataflow and definition.
+        let mut work: Vec<Vec<Job<'_>>> = (0..lanes).map(|_| Vec::new()).collect();
+        let mut jobs: HashMap<RelationId, (Txn, Vec<Queued>)> =
+            jobs.into_iter().map(|(v, t, g)| (v, (t, g))).collect();
+        let mut lane = 0;
+        for (df, desc) in views.iter_mut().zip(descs.iter()) {
+            if let Some((txn, g)) = jobs.remove(&df.view()) {
+                work[lane % lanes].push((df, desc, txn, g));
+                lane += 1;
+            }
+        }
+        let run_lane = |lane: Vec<Job<'_>>| {
+            lane.into_iter()
+                .map(|(df, desc, mut txn, g)| {
+                    let applied = g
+                        .into_iter()
+                        .map(|(data, reply)| Applied {
+                            view: data.view,
+                            reply,
+                            result: push_batch(df, desc, &mut txn, data),
+                        })
+                        .collect::<Vec<_>>();
+                    (txn, applied)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut lanes_iter = work.into_iter();
+        let mine = lanes_iter.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let others: Vec<_> = lanes_iter
+                .map(|lane| {
+                    std::thread::Builder::new()
+                        .name("freshet-view".into())
+                        .stack_size(crate::STACK_SIZE)
+                        .spawn_scoped(scope, move || run_lane(lane))
+                })
+                .collect();
+            let mut done = run_lane(mine);
+            for h in others {
+                match h.map_err(|e| e.to_string()).and_then(|h| {
+                    h.join()
+                        .map_err(|p| crate::panic_message(p.as_ref()).to_string())
+                }) {
+                    Ok(d) => done.extend(d),
+                    // Every statement catches its panics: only spawning can fail here.
+                    Err(e) => tracing::error!(error = %e, "a view's thread failed"),
+                }
+            }
+            done
+        })
+    }
+
+    /// Records what a batch applied elsewhere leaves: late events, dead letters and the
+    /// offsets (see [`Coordinator::apply_source`]).
+    fn record(&mut self, rest: Rest) -> Result<(), EngineError> {
+        let Rest {
+            view,
+            source,
+            source_name,
+            offsets,
+            maxima,
+            errors,
+            late,
+        } = rest;
+        for (p, o, ts, wm, payload) in late {
+            self.put_late(&source_name, Some((p, o)), ts, wm, payload)?;
+        }
+        self.record_progress(view, source, &source_name, offsets, &maxima, errors)
+    }
+}
+
+/// Runs `f` as one statement of `txn`: all its writes or none. A panic rolls it back and
+/// builds the view's dataflow anew (its state is read back from `txn`), as
+/// [`Coordinator::statement`] does for every view.
+fn statement(
+    df: &mut Dataflow,
+    desc: &ViewDesc,
+    txn: &mut Txn,
+    f: impl FnOnce(&mut Dataflow, &mut Txn) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    txn.begin_statement();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(df, txn)))
+        .unwrap_or_else(|p| {
+            let what = crate::panic_message(p.as_ref());
+            tracing::error!(panic = %what, view = %desc.name, "a statement panicked in a view; it is undone");
+            Err(EngineError::Panicked(what))
+        });
+    match res {
+        Ok(()) => {
+            txn.end_statement();
+            Ok(())
+        }
+        Err(e) => {
+            txn.rollback_statement();
+            if matches!(e, EngineError::Panicked(_)) {
+                match Dataflow::build(desc.id, &desc.plan, desc.append_only, desc.output) {
+                    Ok(d) => *df = d.metered(&desc.name),
+                    Err(e) => tracing::error!(error = %e, "rebuilding the view failed"),
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`Coordinator::apply_source`]'s part that touches the view alone: the rows (one by one
+/// if the batch fails, the failing ones becoming dead letters) and the watermark.
+fn push_batch(
+    df: &mut Dataflow,
+    desc: &ViewDesc,
+    txn: &mut Txn,
+    data: SourceData,
+) -> Result<Rest, EngineError> {
+    let SourceData {
+        view,
+        source,
+        source_name,
+        chunk,
+        offsets,
+        mut errors,
+        watermark,
+        maxima,
+        late,
+    } = data;
+    let whole = statement(df, desc, txn, |df, txn| {
+        df.push(source, &chunk, txn).map(|_| ())
+    });
+    if whole.is_err() {
+        let rows = chunk.rows()?;
+        let schema = chunk.schema();
+        for (row, w) in rows.iter().zip(&chunk.weights) {
+            let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
+            let res = statement(df, desc, txn, |df, txn| {
+                df.push(source, &one, txn).map(|_| ())
+            });
+            if let Err(e) = res {
+                errors.push(rejected(format!("view {view} rejected the row: {e}"), row));
+            }
+        }
+    }
+    if let Some(wm) = watermark {
+        let res = statement(df, desc, txn, |df, txn| {
+            df.watermark(source, wm, txn).map(|_| ())
+        });
+        if let Err(e) = res {
+            errors.push(window_close_error(&format!("view {view}"), wm, &e));
+        }
+        txn.put(watermark_key(view, source), wm.to_be_bytes().to_vec());
+    }
+    Ok(Rest {
+        view,
+        source,
+        source_name,
+        offsets,
+        maxima,
+        errors,
+        late,
+    })
+}
