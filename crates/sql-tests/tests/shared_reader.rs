@@ -1,9 +1,11 @@
-//! One reader per source, shared by every view over it (`connectors/src/kafka_reader.rs`).
+//! One reader per source, shared by every view over it (`connectors/src/kafka_reader/`),
+//! and views applying their batches side by side (`engine/src/coordinator/parallel.rs`).
 //!
-//! Four views over one 3-partition topic fetch each message once
-//! (`freshet_source_fetched_total` counts the messages, not four times them), and each
+//! Five views over one 3-partition topic (one rejecting some rows, which become dead
+//! letters) fetch each message once (`freshet_source_fetched_total` counts the
+//! messages, not five times them), apply their batches side by side, and each
 //! still equals the same query over every event, bad messages kept once in
-//! `source_errors`. A fifth view created later starts from the beginning: the shared
+//! `source_errors`. A sixth view created later starts from the beginning: the shared
 //! reader goes back for it while the others skip what they have. A view dropped leaves the
 //! reader to the others. A `kill -9` while events flow, with the views at different
 //! committed offsets, ends with every view exact.
@@ -55,6 +57,14 @@ fn reference(n: i64) -> BTreeMap<&'static str, Vec<String>> {
         "max_per_g",
         max_by_g.iter().map(|(g, m)| format!("{g} {m}")).collect(),
     );
+    // 100 / (n % 10) fails where n % 10 = 0: those rows are dead letters instead.
+    out.insert(
+        "ratio",
+        vec![format!(
+            "{}",
+            ev.iter().filter(|(_, _, v)| v % 10 != 0).count()
+        )],
+    );
     out.insert(
         "late_comer",
         by_g.iter().map(|(g, (c, _))| format!("{g} {c}")).collect(),
@@ -62,7 +72,7 @@ fn reference(n: i64) -> BTreeMap<&'static str, Vec<String>> {
     out
 }
 
-const QUERIES: [(&str, &str); 5] = [
+const QUERIES: [(&str, &str); 6] = [
     (
         "per_g",
         "SELECT g || ' ' || c || ' ' || s FROM per_g ORDER BY g",
@@ -80,6 +90,7 @@ const QUERIES: [(&str, &str); 5] = [
         "late_comer",
         "SELECT g || ' ' || c FROM late_comer ORDER BY g",
     ),
+    ("ratio", "SELECT count(*)::text FROM ratio"),
 ];
 
 async fn check(server: &TestServer, n: i64, views: &[&str], when: &str) {
@@ -102,13 +113,29 @@ async fn check(server: &TestServer, n: i64, views: &[&str], when: &str) {
     // Each bad message is one dead letter, whatever the number of views reading it.
     let bad: i64 = c
         .query_one(
-            "SELECT count(*) FROM freshet_catalog.source_errors WHERE source_name = 'ev'",
+            "SELECT count(*) FROM freshet_catalog.source_errors
+              WHERE source_name = 'ev' AND partition >= 0",
             &[],
         )
         .await
         .expect("source_errors")
         .get(0);
     assert_eq!(bad, 2, "dead letters {when}");
+    // And each row the ratio view rejects, once.
+    let rejected: i64 = c
+        .query_one(
+            "SELECT count(*) FROM freshet_catalog.source_errors
+              WHERE source_name = 'ev' AND partition = -1",
+            &[],
+        )
+        .await
+        .expect("source_errors")
+        .get(0);
+    assert_eq!(
+        rejected as usize,
+        events(n).iter().filter(|(_, _, v)| v % 10 == 0).count(),
+        "rows the ratio view rejected {when}"
+    );
 }
 
 fn metric(server: &TestServer, series: &str) -> f64 {
@@ -141,27 +168,28 @@ fn views_over_one_source_share_its_reader_and_each_stays_exact() {
              CREATE MATERIALIZED VIEW per_g AS SELECT g, count(*) AS c, sum(n) AS s FROM ev GROUP BY g;
              CREATE MATERIALIZED VIEW big_per_g AS SELECT g, count(*) AS c FROM ev WHERE n >= 50 GROUP BY g;
              CREATE MATERIALIZED VIEW total AS SELECT count(*) AS c FROM ev;
-             CREATE MATERIALIZED VIEW max_per_g AS SELECT g, max(n) AS m FROM ev GROUP BY g;",
+             CREATE MATERIALIZED VIEW max_per_g AS SELECT g, max(n) AS m FROM ev GROUP BY g;
+             CREATE MATERIALIZED VIEW ratio AS SELECT k, 100 / (n % 10) AS r FROM ev;",
             broker.addr()
         ))
         .await
         .expect("setup");
     });
-    let four = ["per_g", "big_per_g", "total", "max_per_g"];
+    let five = ["per_g", "big_per_g", "total", "max_per_g", "ratio"];
     let b = BrokerAddr(broker.port);
     b.produce_events("ev", 0, 3_000, PARTITIONS);
     // Two bad messages, in different partitions.
     broker.produce("ev", Some(0), None, &[Some(b"{not json".to_vec())]);
     broker.produce("ev", Some(2), None, &[Some(br#"{"k": "x"}"#.to_vec())]);
-    rt.block_on(check(&server, 3_000, &four, "after the first events"));
+    rt.block_on(check(&server, 3_000, &five, "after the first events"));
     assert_eq!(
         fetched(&server),
         3_002.0,
-        "four views over one topic fetch each message once"
+        "five views over one topic fetch each message once"
     );
     assert!(
         metric(&server, "freshet_parallel_batches_total") > 0.0,
-        "the four views applied batches side by side"
+        "the views applied batches side by side"
     );
 
     // A view created now reads from the beginning: the reader goes back for it alone.
@@ -174,8 +202,15 @@ fn views_over_one_source_share_its_reader_and_each_stays_exact() {
         .expect("late view");
     });
     b.produce_events("ev", 3_000, 4_000, PARTITIONS);
-    let five = ["per_g", "big_per_g", "total", "max_per_g", "late_comer"];
-    rt.block_on(check(&server, 4_000, &five, "after a view joined late"));
+    let six = [
+        "per_g",
+        "big_per_g",
+        "total",
+        "max_per_g",
+        "ratio",
+        "late_comer",
+    ];
+    rt.block_on(check(&server, 4_000, &six, "after a view joined late"));
     let f = fetched(&server);
     assert!(
         (4_002.0..8_004.0).contains(&f),
@@ -196,7 +231,7 @@ fn views_over_one_source_share_its_reader_and_each_stays_exact() {
     std::thread::sleep(Duration::from_millis(150));
     server.kill9_restart();
     producer.join().expect("producer");
-    rt.block_on(check(&server, 8_000, &five, "after kill -9"));
+    rt.block_on(check(&server, 8_000, &six, "after kill -9"));
 
     // A dropped view leaves; the others read on.
     rt.block_on(async {
@@ -206,11 +241,11 @@ fn views_over_one_source_share_its_reader_and_each_stays_exact() {
             .expect("drop");
     });
     b.produce_events("ev", 8_000, 9_000, PARTITIONS);
-    let four_left = ["per_g", "total", "max_per_g", "late_comer"];
+    let five_left = ["per_g", "total", "max_per_g", "ratio", "late_comer"];
     rt.block_on(check(
         &server,
         9_000,
-        &four_left,
+        &five_left,
         "after a view was dropped",
     ));
 }

@@ -153,10 +153,22 @@ impl Coordinator {
                 .map(|(df, desc, mut txn, g)| {
                     let applied = g
                         .into_iter()
-                        .map(|(data, reply)| Applied {
-                            view: data.view,
-                            reply,
-                            result: push_batch(df, desc, &mut txn, data),
+                        .map(|(data, reply)| {
+                            let view = data.view;
+                            // Statements catch their panics; this catches the rest, so
+                            // that the view's transaction always comes back.
+                            let result =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    push_batch(df, desc, &mut txn, data)
+                                }))
+                                .unwrap_or_else(|p| {
+                                    Err(EngineError::Panicked(crate::panic_message(p.as_ref())))
+                                });
+                            Applied {
+                                view,
+                                reply,
+                                result,
+                            }
                         })
                         .collect::<Vec<_>>();
                     (txn, applied)

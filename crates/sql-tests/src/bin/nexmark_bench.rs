@@ -4,8 +4,13 @@
 //! ```sh
 //! cargo build --release --bins && \
 //!   target/release/nexmark_bench [--events N] [--queries q0,q5|all] [--dir bench/nexmark]
-//!                                [--source generator|kafka] [--sink]
+//!                                [--source generator|kafka] [--sink] [--together]
 //! ```
+//! With `--together` it then runs all the queries at once in one server (their views
+//! created one after another, then one FLUSH), in a row "together" whose events are
+//! every view's, and compares that time with the sum of the single runs': views apply
+//! their batches side by side (`engine/src/coordinator/parallel.rs`), so with several
+//! cores the together run takes less than the sum.
 //! With `--sink` each query runs as `CREATE SINK … WITH (connector = 'blackhole')`
 //! instead of a materialized view: its rows are counted and dropped, not stored, as in
 //! Flink's and RisingWave's Nexmark runs (blackhole sinks); "view rows" is then the
@@ -66,6 +71,8 @@ struct Args {
     queries: Vec<String>,
     dir: PathBuf,
     sink: bool,
+    /// Also run all the queries in one server at once (`--together`).
+    together: bool,
 }
 
 fn args() -> Args {
@@ -75,12 +82,14 @@ fn args() -> Args {
         queries: vec!["all".into()],
         dir: PathBuf::from("bench/nexmark"),
         sink: false,
+        together: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
-        if argv[i] == "--sink" {
-            a.sink = true;
+        if argv[i] == "--sink" || argv[i] == "--together" {
+            a.sink |= argv[i] == "--sink";
+            a.together |= argv[i] == "--together";
             i += 1;
             continue;
         }
@@ -155,88 +164,150 @@ fn main() {
         if ceiling.is_some() { "---|" } else { "" }
     );
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let counts = [("person", persons), ("auction", auctions), ("bid", bids)];
+    let mut alone_secs = 0.0;
+    let mut all = Vec::new();
     for q in &a.queries {
         let sql = std::fs::read_to_string(a.dir.join(format!("{q}.sql")))
             .unwrap_or_else(|_| panic!("no {q}.sql in {}", a.dir.display()));
         let sql = if a.sink { as_sink(&sql) } else { sql };
-        let server = TestServer::start();
-        let pid = server.pid().expect("server pid");
-        let res = rt.block_on(async {
-            let c = connect(&server.conn_str())
-                .await
-                .map_err(|e| e.to_string())?;
-            c.batch_execute(&sources)
-                .await
-                .map_err(|e| DbError::from(e).to_string())?;
-            // Events of the sources this query reads (its `-- reads: …` line).
+        let run = run_queries(&rt, &sources, std::slice::from_ref(&sql), &counts, a.sink);
+        if let Ok(r) = &run {
+            alone_secs += r.secs;
+            all.push(sql);
+        }
+        print_row(q, run, ceiling);
+    }
+    if a.together && all.len() > 1 {
+        let run = run_queries(&rt, &sources, &all, &counts, a.sink);
+        let secs = run.as_ref().map(|r| r.secs).unwrap_or(0.0);
+        print_row("together", run, ceiling);
+        println!(
+            "\nThe {} queries together, in one server: {secs:.1} s; one after another: {alone_secs:.1} s ({:.2}×).",
+            all.len(),
+            alone_secs / secs.max(0.001)
+        );
+    }
+}
+
+/// What one run measured (see the module documentation).
+struct Run {
+    events: u64,
+    secs: f64,
+    cpu: f64,
+    rows: i64,
+    state: i64,
+    peak_rss: f64,
+}
+
+/// Starts a server with `sources`, then times creating the views of `sqls` and a FLUSH.
+/// `counts`: the events of each source, to add up those the queries read.
+fn run_queries(
+    rt: &tokio::runtime::Runtime,
+    sources: &str,
+    sqls: &[String],
+    counts: &[(&str, u64)],
+    sink: bool,
+) -> Result<Run, String> {
+    let server = TestServer::start();
+    let pid = server.pid().expect("server pid");
+    rt.block_on(async {
+        let c = connect(&server.conn_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        c.batch_execute(sources)
+            .await
+            .map_err(|e| DbError::from(e).to_string())?;
+        // Events of the sources each query reads (its `-- reads: …` line).
+        let mut events = 0;
+        for sql in sqls {
             let reads_line = sql
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("-- reads:"))
                 .unwrap_or("");
             let reads = |s: &str| reads_line.split(',').any(|w| w.trim() == s);
-            let events = [("person", persons), ("auction", auctions), ("bid", bids)]
+            events += counts
                 .iter()
                 .filter(|(s, _)| reads(s))
                 .map(|(_, n)| n)
                 .sum::<u64>();
-            let cpu0 = cpu_seconds(pid);
-            let t0 = Instant::now();
-            c.batch_execute(&sql)
+        }
+        let cpu0 = cpu_seconds(pid);
+        let t0 = Instant::now();
+        for sql in sqls {
+            c.batch_execute(sql)
                 .await
                 .map_err(|e| DbError::from(e).to_string())?;
-            // FLUSH waits up to 10 minutes for the sources to catch up; long runs take
-            // several.
-            loop {
-                match c.batch_execute("FLUSH").await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        let e = DbError::from(e).to_string();
-                        if !e.contains("timed out waiting for the source to catch up") {
-                            return Err(e);
-                        }
+        }
+        // FLUSH waits up to 10 minutes for the sources to catch up; long runs take
+        // several.
+        loop {
+            match c.batch_execute("FLUSH").await {
+                Ok(()) => break,
+                Err(e) => {
+                    let e = DbError::from(e).to_string();
+                    if !e.contains("timed out waiting for the source to catch up") {
+                        return Err(e);
                     }
                 }
             }
-            let secs = t0.elapsed().as_secs_f64();
-            let cpu = cpu_seconds(pid) - cpu0;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid) - cpu0;
+        let row = c
+            .query_one(
+                "SELECT coalesce(sum(view_rows), 0), coalesce(sum(s.state_bytes), 0) \
+                 FROM freshet_catalog.view_state v \
+                 JOIN freshet_catalog.view_state_scan s ON v.view_name = s.view_name",
+                &[],
+            )
+            .await
+            .map_err(|e| DbError::from(e).to_string())?;
+        let (mut rows, state): (i64, i64) = (row.get(0), row.get(1));
+        if sink {
             let row = c
                 .query_one(
-                    "SELECT coalesce(sum(view_rows), 0), coalesce(sum(s.state_bytes), 0) \
-                     FROM freshet_catalog.view_state v \
-                     JOIN freshet_catalog.view_state_scan s ON v.view_name = s.view_name",
+                    "SELECT coalesce(sum(rows_inserted - rows_deleted), 0) \
+                     FROM freshet_catalog.sinks",
                     &[],
                 )
                 .await
                 .map_err(|e| DbError::from(e).to_string())?;
-            let (mut rows, state): (i64, i64) = (row.get(0), row.get(1));
-            if a.sink {
-                let row = c
-                    .query_one(
-                        "SELECT coalesce(sum(rows_inserted - rows_deleted), 0) \
-                         FROM freshet_catalog.sinks",
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| DbError::from(e).to_string())?;
-                rows = row.get(0);
-            }
-            Ok::<_, String>((events, secs, cpu, rows, state))
-        });
-        match res {
-            Ok((events, secs, cpu, rows, state)) => println!(
-                "| {q} | {events} | {secs:.1} | {:.0} | {cpu:.1} | {:.0} | {:.0} | {rows} | {:.1} |{}",
-                events as f64 / secs,
-                events as f64 / cpu.max(0.001),
-                peak_rss_mib(pid),
-                state as f64 / (1024.0 * 1024.0),
-                match ceiling {
-                    Some(c) => format!(" {:.0} % |", 100.0 * events as f64 / secs / c),
-                    None => String::new(),
-                }
-            ),
-            Err(e) => println!("| {q} | not supported: {} | | | | | | | |", e.replace('|', "/")),
+            rows = row.get(0);
         }
-        drop(server);
+        Ok(Run {
+            events,
+            secs,
+            cpu,
+            rows,
+            state,
+            peak_rss: peak_rss_mib(pid),
+        })
+    })
+}
+
+/// One Markdown row of the results table.
+fn print_row(q: &str, run: Result<Run, String>, ceiling: Option<f64>) {
+    match run {
+        Ok(r) => println!(
+            "| {q} | {} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {} | {:.1} |{}",
+            r.events,
+            r.secs,
+            r.events as f64 / r.secs,
+            r.cpu,
+            r.events as f64 / r.cpu.max(0.001),
+            r.peak_rss,
+            r.rows,
+            r.state as f64 / (1024.0 * 1024.0),
+            match ceiling {
+                Some(c) => format!(" {:.0} % |", 100.0 * r.events as f64 / r.secs / c),
+                None => String::new(),
+            }
+        ),
+        Err(e) => println!(
+            "| {q} | not supported: {} | | | | | | | |",
+            e.replace('|', "/")
+        ),
     }
 }
 
