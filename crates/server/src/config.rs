@@ -40,6 +40,8 @@ pub struct Config {
     pub dead_letters: freshet_engine::dead_letters::Retention,
     /// This process's share of every topic's partitions (`--node i/N`); `None`: all.
     pub node: Option<crate::node::Node>,
+    /// Threads that apply the source batches of different views side by side.
+    pub view_threads: usize,
 }
 
 impl Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             superuser_reserved_connections: 3,
             dead_letters: freshet_engine::dead_letters::Retention::default(),
             node: None,
+            view_threads: freshet_engine::coordinator::default_view_threads(),
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct FileConfig {
     pub dead_letter_max_rows: Option<toml::Value>,
     /// `"i/N"`: read the partitions p of every topic with p mod N = i.
     pub node: Option<String>,
+    /// Threads that apply the source batches of different views side by side.
+    pub view_threads: Option<usize>,
 }
 
 /// A TOML value as the text a flag would carry.
@@ -196,6 +201,9 @@ impl FileConfig {
         }
         if let Some(v) = &self.node {
             c.node = Some(crate::node::Node::parse(v)?);
+        }
+        if let Some(v) = self.view_threads {
+            c.view_threads = v.max(1);
         }
         Ok(())
     }

@@ -149,6 +149,11 @@ struct ServeArgs {
     /// (docs/scale-out.md) [default: all partitions].
     #[arg(long, env = "FRESHET_NODE")]
     node: Option<String>,
+    /// Threads that apply the source batches of different views side by side (views that
+    /// read only sources and that nothing else reads); 1 applies everything on the
+    /// coordinator thread [default: the number of cores].
+    #[arg(long, env = "FRESHET_VIEW_THREADS")]
+    view_threads: Option<usize>,
 }
 
 impl ServeArgs {
@@ -214,6 +219,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.node {
             c.node = Some(freshet_server::node::Node::parse(v)?);
+        }
+        if let Some(v) = self.view_threads {
+            c.view_threads = v.max(1);
         }
         Ok(c)
     }

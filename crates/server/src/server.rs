@@ -30,6 +30,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, String> {
         let engine_config = freshet_engine::coordinator::EngineConfig {
             checkpoint_interval: config.checkpoint_interval,
+            view_threads: config.view_threads,
             dead_letters: freshet_engine::dead_letters::Policies::new(config.dead_letters),
         };
         if let Some(node) = config.node {

@@ -257,7 +257,9 @@ fn views_over_one_source_share_its_reader_and_each_stays_exact() {
 fn a_view_dropped_while_the_broker_is_away_leaves_at_once() {
     let broker = KafkaBroker::start_proxied();
     broker.create_topic("ev", 2);
-    let mut server = TestServer::start_with_args(&["--checkpoint-interval-ms", "100"]);
+    // All on the coordinator thread here (see the last assertion).
+    let mut server =
+        TestServer::start_with_args(&["--checkpoint-interval-ms", "100", "--view-threads", "1"]);
     let rt = freshet_sql_tests::runtime();
     let count = |server: &TestServer| {
         rt.block_on(async {
@@ -305,4 +307,9 @@ fn a_view_dropped_while_the_broker_is_away_leaves_at_once() {
     broker.heal();
     b.produce_events("ev", 1_000, 2_000, 2);
     assert_eq!(count(&server), 2_000, "the other view read on, exact");
+    assert_eq!(
+        metric(&server, "freshet_parallel_batches_total"),
+        0.0,
+        "--view-threads 1 applies every batch on the coordinator thread"
+    );
 }

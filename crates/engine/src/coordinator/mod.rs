@@ -204,6 +204,9 @@ struct SubscribeRequest {
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub checkpoint_interval: Duration,
+    /// Threads that apply the source batches of different views side by side (see
+    /// `parallel`); 1: all on the coordinator thread.
+    pub view_threads: usize,
     /// How long dead letters are kept, per source.
     pub dead_letters: Arc<Policies>,
 }
@@ -212,9 +215,15 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             checkpoint_interval: Duration::from_secs(1),
+            view_threads: default_view_threads(),
             dead_letters: Policies::new(Retention::default()),
         }
     }
+}
+
+/// One per core: the default of [`EngineConfig::view_threads`].
+pub fn default_view_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |c| c.get())
 }
 
 /// A handle on the coordinator; cheap to clone.

@@ -88,7 +88,7 @@ impl Coordinator {
                 None => groups.push((data.view, vec![(*data, reply)])),
             }
         }
-        if groups.len() < 2 {
+        if groups.len() < 2 || self.config.view_threads <= 1 {
             for (data, reply) in groups.into_iter().flat_map(|(_, g)| g) {
                 self.apply_one(data, reply);
             }
@@ -134,8 +134,7 @@ impl Coordinator {
     /// Runs each view's batches through its dataflow in its own transaction, the views
     /// spread over up to as many threads as there are cores (this one included).
     fn run_jobs(&mut self, jobs: Vec<(RelationId, Txn, Vec<Queued>)>) -> Vec<(Txn, Vec<Applied>)> {
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let lanes = cores.clamp(1, jobs.len());
+        let lanes = self.config.view_threads.clamp(1, jobs.len().max(1));
         let Coordinator { views, descs, .. } = self;
         // Each job with its view's dataflow and definition.
         let mut work: Vec<Vec<Job<'_>>> = (0..lanes).map(|_| Vec::new()).collect();
