@@ -256,6 +256,7 @@ impl Engine {
             sources: std::collections::HashSet::new(),
             views: Vec::new(),
             waiters: Vec::new(),
+            queued: VecDeque::new(),
             backfill: None,
             abandoned: Vec::new(),
             dead: DeadLetters::new(config.dead_letters.clone()),
@@ -339,8 +340,9 @@ impl Engine {
     }
 
     /// Queues rows read from a source for one view and returns at once; the returned
-    /// [`Applied`] tells when (and whether) they were applied. Commands are applied in
-    /// the order they were queued, so a reader may keep a few batches in flight (see
+    /// [`Applied`] tells when (and whether) they were applied. One view's batches are
+    /// applied in the order they were queued (another view's may come between, or run
+    /// beside them: see `parallel`), so a reader may keep a few batches in flight (see
     /// [`Pipeline`]) and read on while the engine applies the previous ones.
     pub fn source_data_queued(&self, epoch: u64, data: SourceData) -> Result<Applied, EngineError> {
         let (reply, rx) = oneshot::channel();
@@ -472,6 +474,9 @@ struct Coordinator {
     views: Vec<Dataflow>,
     /// Replies to send once the buffer is committed.
     waiters: Vec<Waiter>,
+    /// Commands taken off the channel and not handled yet (see
+    /// [`Coordinator::handle_queued`]).
+    queued: VecDeque<Command>,
     /// A view being built between other work (see [`crate::backfill`]), and who waits
     /// for it.
     backfill: Option<(Backfill, Waiter)>,
@@ -517,7 +522,12 @@ impl Coordinator {
             } else {
                 next_checkpoint
             };
-            match rx.recv_timeout(timeout) {
+            // Commands gathered last time and left for after the checkpoint come first.
+            let next = match self.queued.pop_front() {
+                Some(cmd) => Ok(cmd),
+                None => rx.recv_timeout(timeout),
+            };
+            match next {
                 Ok(cmd) => {
                     if self.handle_queued(cmd, &rx, until) {
                         return;
@@ -550,14 +560,16 @@ impl Coordinator {
     /// now share one commit, but not past `until` (the checkpoint): readers keep batches
     /// queued (see `Pipeline`), so under load the queue is never empty. Source batches
     /// queued together are applied together, those of different views side by side (see
-    /// `parallel`). Returns true to stop.
+    /// `parallel`). Commands gathered and not handled by `until` wait in
+    /// [`Coordinator::queued`]. Returns true to stop.
     fn handle_queued(
         &mut self,
         first: Command,
         rx: &mpsc::Receiver<Command>,
         until: Instant,
     ) -> bool {
-        let mut queued = VecDeque::from([first]);
+        let mut queued = std::mem::take(&mut self.queued);
+        queued.push_front(first);
         loop {
             while queued.len() < parallel::GATHER && Instant::now() < until {
                 match rx.try_recv() {
@@ -583,7 +595,8 @@ impl Coordinator {
                     return true;
                 }
             }
-            if queued.is_empty() && Instant::now() >= until {
+            if Instant::now() >= until {
+                self.queued = queued;
                 return false;
             }
             if queued.is_empty() {

@@ -20,7 +20,7 @@ use super::positions::watermark_key;
 use super::*;
 
 /// Source batches gathered at most before they are applied.
-pub(super) const GATHER: usize = 64;
+pub(super) const GATHER: usize = 16;
 
 /// One queued source batch and who waits for it.
 type Queued = (SourceData, Reply<()>);
@@ -141,12 +141,17 @@ impl Coordinator {
         let mut jobs: HashMap<RelationId, (Txn, Vec<Queued>)> =
             jobs.into_iter().map(|(v, t, g)| (v, (t, g))).collect();
         let mut lane = 0;
-        for (df, desc) in views.iter_mut().zip(descs.iter()) {
+        for df in views.iter_mut() {
+            let Some(desc) = descs.iter().find(|d| d.id == df.view()) else {
+                continue;
+            };
             if let Some((txn, g)) = jobs.remove(&df.view()) {
                 work[lane % lanes].push((df, desc, txn, g));
                 lane += 1;
             }
         }
+        // A view without its definition (never: they are kept together) stays alone.
+        let orphans: Vec<(Txn, Vec<Queued>)> = jobs.into_values().collect();
         let run_lane = |lane: Vec<Job<'_>>| {
             lane.into_iter()
                 .map(|(df, desc, mut txn, g)| {
@@ -156,13 +161,19 @@ impl Coordinator {
                             let view = data.view;
                             // Statements catch their panics; this catches the rest, so
                             // that the view's transaction always comes back.
-                            let result =
+                            let caught =
                                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                     push_batch(df, desc, &mut txn, data)
-                                }))
-                                .unwrap_or_else(|p| {
+                                }));
+                            let result = match caught {
+                                Ok(r) => r,
+                                Err(p) => {
+                                    // Its statements are undone; what is in memory may
+                                    // not be: the dataflow is built anew from its state.
+                                    rebuild(df, desc);
                                     Err(EngineError::Panicked(crate::panic_message(p.as_ref())))
-                                });
+                                }
+                            };
                             Applied {
                                 view,
                                 reply,
@@ -174,30 +185,54 @@ impl Coordinator {
                 })
                 .collect::<Vec<_>>()
         };
+        // Each lane in a slot it is taken from: by its thread, or by this one if the
+        // thread cannot start, so no view's transaction is ever dropped.
         let mut lanes_iter = work.into_iter();
         let mine = lanes_iter.next().unwrap_or_default();
-        std::thread::scope(|scope| {
-            let others: Vec<_> = lanes_iter
-                .map(|lane| {
+        let slots: Vec<std::sync::Mutex<Option<Vec<Job<'_>>>>> = lanes_iter
+            .map(|lane| std::sync::Mutex::new(Some(lane)))
+            .collect();
+        let mut done = std::thread::scope(|scope| {
+            let others: Vec<_> = slots
+                .iter()
+                .map(|slot| {
                     std::thread::Builder::new()
                         .name("freshet-view".into())
                         .stack_size(crate::STACK_SIZE)
-                        .spawn_scoped(scope, move || run_lane(lane))
+                        .spawn_scoped(scope, || run_lane(take_lane(slot)))
                 })
                 .collect();
             let mut done = run_lane(mine);
-            for h in others {
-                match h.map_err(|e| e.to_string()).and_then(|h| {
-                    h.join()
-                        .map_err(|p| crate::panic_message(p.as_ref()).to_string())
-                }) {
-                    Ok(d) => done.extend(d),
-                    // Every statement catches its panics: only spawning can fail here.
-                    Err(e) => tracing::error!(error = %e, "a view's thread failed"),
+            for (h, slot) in others.into_iter().zip(&slots) {
+                match h {
+                    Ok(h) => match h.join() {
+                        Ok(d) => done.extend(d),
+                        // Every batch catches its panics (above): not reached.
+                        Err(p) => {
+                            tracing::error!(panic = %crate::panic_message(p.as_ref()), "a view's thread panicked")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a view's thread; its views run here");
+                        done.extend(run_lane(take_lane(slot)));
+                    }
                 }
             }
             done
-        })
+        });
+        for (txn, g) in orphans {
+            done.push((
+                txn,
+                g.into_iter()
+                    .map(|(data, reply)| Applied {
+                        view: data.view,
+                        reply,
+                        result: Err(EngineError::UnknownRelation(data.view)),
+                    })
+                    .collect(),
+            ));
+        }
+        done
     }
 
     /// Records what a batch applied elsewhere leaves: late events, dead letters and the
@@ -243,13 +278,26 @@ fn statement(
         Err(e) => {
             txn.rollback_statement();
             if matches!(e, EngineError::Panicked(_)) {
-                match Dataflow::build(desc.id, &desc.plan, desc.append_only, desc.output) {
-                    Ok(d) => *df = d.metered(&desc.name),
-                    Err(e) => tracing::error!(error = %e, "rebuilding the view failed"),
-                }
+                rebuild(df, desc);
             }
             Err(e)
         }
+    }
+}
+
+/// What a lane's slot holds, taken out (nothing if it was taken already).
+fn take_lane<T>(slot: &std::sync::Mutex<Option<Vec<T>>>) -> Vec<T> {
+    slot.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_default()
+}
+
+/// Builds the view's dataflow anew; it reads its state back from the transaction.
+fn rebuild(df: &mut Dataflow, desc: &ViewDesc) {
+    match Dataflow::build(desc.id, &desc.plan, desc.append_only, desc.output) {
+        Ok(d) => *df = d.metered(&desc.name),
+        Err(e) => tracing::error!(error = %e, "rebuilding the view failed"),
     }
 }
 
