@@ -6,9 +6,44 @@ use super::*;
 
 /// The dead letter of a row a view or table refused: no partition or offset (it was
 /// read fine), why, and the row as text.
-pub(super) fn rejected(why: String, row: &Row) -> (i32, i64, String, String) {
+fn rejected(why: String, row: &Row) -> (i32, i64, String, String) {
     let text: Vec<String> = row.iter().map(display_value).collect();
     (-1, -1, why, format!("({})", text.join(", ")))
+}
+
+/// A source batch's bookkeeping, recorded on the coordinator once its rows are applied
+/// (see [`Coordinator::record`]).
+pub(super) struct Rest {
+    pub(super) view: RelationId,
+    pub(super) source: RelationId,
+    pub(super) source_name: String,
+    pub(super) offsets: Vec<(i32, i64)>,
+    pub(super) maxima: Vec<(i32, i64)>,
+    pub(super) errors: Vec<(i32, i64, String, String)>,
+    pub(super) late: Vec<Late>,
+}
+
+/// Pushes `chunk` into view `view` with `push` (one statement); if that fails, row by
+/// row, each row a statement of its own, and the rows that fail become dead letters in
+/// `errors`: one bad event never stops the stream.
+pub(super) fn push_rows(
+    view: RelationId,
+    chunk: &Chunk,
+    errors: &mut Vec<(i32, i64, String, String)>,
+    mut push: impl FnMut(&Chunk) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    if push(chunk).is_ok() {
+        return Ok(());
+    }
+    let rows = chunk.rows()?;
+    let schema = chunk.schema();
+    for (row, w) in rows.iter().zip(&chunk.weights) {
+        let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
+        if let Err(e) = push(&one) {
+            errors.push(rejected(format!("view {view} rejected the row: {e}"), row));
+        }
+    }
+    Ok(())
 }
 
 impl Coordinator {
@@ -30,17 +65,9 @@ impl Coordinator {
         if !self.views.iter().any(|d| d.view() == view) {
             return Err(EngineError::UnknownRelation(view));
         }
-        let whole = self.statement(|c| c.push_source(view, source, chunk.clone()));
-        if whole.is_err() {
-            let rows = chunk.rows()?;
-            let schema = chunk.schema();
-            for (row, w) in rows.iter().zip(&chunk.weights) {
-                let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
-                if let Err(e) = self.statement(|c| c.push_source(view, source, one)) {
-                    errors.push(rejected(format!("view {view} rejected the row: {e}"), row));
-                }
-            }
-        }
+        push_rows(view, &chunk, &mut errors, |c| {
+            self.statement(|co| co.push_source(view, source, c.clone()))
+        })?;
         // After the rows: they were on time when read, and may sit in windows that this
         // watermark closes.
         if let Some(wm) = watermark {
@@ -54,6 +81,29 @@ impl Coordinator {
             self.txn
                 .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
         }
+        self.record(Rest {
+            view,
+            source,
+            source_name,
+            offsets,
+            maxima,
+            errors,
+            late,
+        })
+    }
+
+    /// Records what a source batch leaves once its rows are applied: late events, dead
+    /// letters and the offsets.
+    pub(super) fn record(&mut self, rest: Rest) -> Result<(), EngineError> {
+        let Rest {
+            view,
+            source,
+            source_name,
+            offsets,
+            maxima,
+            errors,
+            late,
+        } = rest;
         for (p, o, ts, wm, payload) in late {
             self.put_late(&source_name, Some((p, o)), ts, wm, payload)?;
         }

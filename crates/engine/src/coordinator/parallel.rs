@@ -15,7 +15,7 @@
 //! coordinator (see `ingest`); a panic rolls back its statement and rebuilds that view's
 //! dataflow from its state.
 
-use super::ingest::rejected;
+use super::ingest::{push_rows, Rest};
 use super::positions::watermark_key;
 use super::*;
 
@@ -34,17 +34,6 @@ struct Applied {
     view: RelationId,
     reply: Reply<()>,
     result: Result<Rest, EngineError>,
-}
-
-/// A batch's bookkeeping, recorded on the coordinator.
-struct Rest {
-    view: RelationId,
-    source: RelationId,
-    source_name: String,
-    offsets: Vec<(i32, i64)>,
-    maxima: Vec<(i32, i64)>,
-    errors: Vec<(i32, i64, String, String)>,
-    late: Vec<Late>,
 }
 
 /// A view's key ranges: its rows and its state (offsets and watermarks included).
@@ -234,24 +223,6 @@ impl Coordinator {
         }
         done
     }
-
-    /// Records what a batch applied elsewhere leaves: late events, dead letters and the
-    /// offsets (see [`Coordinator::apply_source`]).
-    fn record(&mut self, rest: Rest) -> Result<(), EngineError> {
-        let Rest {
-            view,
-            source,
-            source_name,
-            offsets,
-            maxima,
-            errors,
-            late,
-        } = rest;
-        for (p, o, ts, wm, payload) in late {
-            self.put_late(&source_name, Some((p, o)), ts, wm, payload)?;
-        }
-        self.record_progress(view, source, &source_name, offsets, &maxima, errors)
-    }
 }
 
 /// Runs `f` as one statement of `txn`: all its writes or none. A panic rolls it back and
@@ -320,22 +291,9 @@ fn push_batch(
         maxima,
         late,
     } = data;
-    let whole = statement(df, desc, txn, |df, txn| {
-        df.push(source, &chunk, txn).map(|_| ())
-    });
-    if whole.is_err() {
-        let rows = chunk.rows()?;
-        let schema = chunk.schema();
-        for (row, w) in rows.iter().zip(&chunk.weights) {
-            let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
-            let res = statement(df, desc, txn, |df, txn| {
-                df.push(source, &one, txn).map(|_| ())
-            });
-            if let Err(e) = res {
-                errors.push(rejected(format!("view {view} rejected the row: {e}"), row));
-            }
-        }
-    }
+    push_rows(view, &chunk, &mut errors, |c| {
+        statement(df, desc, txn, |df, txn| df.push(source, c, txn).map(|_| ()))
+    })?;
     if let Some(wm) = watermark {
         let res = statement(df, desc, txn, |df, txn| {
             df.watermark(source, wm, txn).map(|_| ())
