@@ -31,7 +31,8 @@ use crate::operators::temporal_filter::TemporalFilter;
 use crate::operators::top_n::TopN;
 use crate::operators::union::Union;
 use crate::operators::window::Window;
-use crate::plan::{RelationId, StreamNode};
+use crate::plan::{PhysExpr, RelationId, StreamNode};
+use crate::shards::{Sharded, MAX_TABLES};
 use crate::EngineError;
 
 struct Node {
@@ -74,6 +75,8 @@ pub struct Dataflow {
     lookup_entries: Vec<bool>,
     /// Its series in the metrics (see [`Dataflow::metered`]).
     meters: Option<Meters>,
+    /// The shards each keyed stateful operator runs as (see `shards`).
+    shards: usize,
     /// Whether it emitted changes since the last checkpoint.
     dirty: bool,
 }
@@ -125,14 +128,145 @@ fn aggregate_identity(plan: &StreamNode, lookup: bool) -> Option<(String, Vec<St
     Some((key, group, schema.clone()))
 }
 
+/// The operator of a plan node other than a source; `table_id(n)` gives the id of its
+/// state table number `n`.
+fn make_operator(
+    plan: &StreamNode,
+    table_id: &dyn Fn(u16) -> u64,
+) -> Result<Box<dyn Operator>, EngineError> {
+    Ok(match plan {
+        StreamNode::Source { .. } => {
+            return Err(EngineError::Internal("a source is not an operator".into()))
+        }
+        StreamNode::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
+        StreamNode::TemporalFilter { bounds, input } => Box::new(TemporalFilter::new(
+            bounds.clone(),
+            input.schema(),
+            table_id,
+        )),
+        StreamNode::Project { exprs, schema, .. } => {
+            Box::new(Project::new(exprs.clone(), schema.clone()))
+        }
+        StreamNode::Window {
+            time_col,
+            spec,
+            schema,
+            ..
+        } => Box::new(Window::new(*time_col, *spec, schema.clone())),
+        StreamNode::Aggregate {
+            group,
+            aggs,
+            schema,
+            emit_on_close,
+            ..
+        } => Box::new(
+            HashAgg::new(group.clone(), aggs.clone(), schema.clone(), table_id)?
+                .windowed(plan.window_key(), *emit_on_close),
+        ),
+        StreamNode::TopN {
+            input,
+            partition,
+            order,
+            kind,
+            skip,
+            limit,
+            with_rank,
+            schema,
+        } => Box::new(
+            TopN::new(
+                partition.clone(),
+                order.clone(),
+                *kind,
+                *skip,
+                *limit,
+                *with_rank,
+                &input.schema(),
+                schema.clone(),
+                table_id,
+            )
+            .windowed(plan.window_key(), &input.schema())?,
+        ),
+        StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
+        StreamNode::Session {
+            input,
+            time_col,
+            gap,
+            keys,
+            schema,
+        } => Box::new(Session::new(
+            *time_col,
+            *gap,
+            keys.clone(),
+            input.watermark_columns().get(*time_col).copied().flatten(),
+            &input.schema(),
+            schema.clone(),
+            table_id,
+        )),
+        StreamNode::Join {
+            kind,
+            lookup,
+            interval,
+            insert_only,
+            left,
+            right,
+            left_keys,
+            right_keys,
+            filter,
+            schema,
+        } => Box::new(
+            HashJoin::new(
+                *kind,
+                left_keys.clone(),
+                right_keys.clone(),
+                &left.schema(),
+                &right.schema(),
+                filter.clone(),
+                schema.clone(),
+                table_id,
+            )
+            .lookup(*lookup)
+            .interval(*interval)
+            .insert_only(*insert_only)
+            .distinct_rows([left.unique_key().is_some(), right.unique_key().is_some()]),
+        ),
+    })
+}
+
+/// Per input, the key expressions a node's operator can run as shards by: a grouped
+/// aggregate's groups, an equi-join's keys, a partitioned top-N's partition. `None` for
+/// operators whose state is not per key (or that keep no state).
+fn shard_keys(plan: &StreamNode) -> Option<Vec<Vec<PhysExpr>>> {
+    match plan {
+        StreamNode::Aggregate { group, aggs, .. }
+            if !group.is_empty() && aggs.len() < usize::from(MAX_TABLES) - 1 =>
+        {
+            Some(vec![group.clone()])
+        }
+        StreamNode::Join {
+            left_keys,
+            right_keys,
+            ..
+        } if !left_keys.is_empty() && left_keys.len() == right_keys.len() => {
+            Some(vec![left_keys.clone(), right_keys.clone()])
+        }
+        StreamNode::TopN { partition, .. } if !partition.is_empty() => {
+            Some(vec![partition.clone()])
+        }
+        _ => None,
+    }
+}
+
 impl Dataflow {
     /// `append_only`: the plan never deletes (see `Materialize::insert_only`); `output`:
-    /// where the root sends the rows (a view's table, or a sink).
+    /// where the root sends the rows (a view's table, or a sink); `shards`: how many shards
+    /// its keyed stateful operators run as (the view's `streaming_parallelism`; it decides
+    /// where their state is, so a view keeps the count it was created with).
     pub fn build(
         view: RelationId,
         plan: &StreamNode,
         append_only: bool,
         output: Output,
+        shards: usize,
     ) -> Result<Dataflow, EngineError> {
         // The root's own state table (its next row sequence number).
         let seq_table = keys::state_table_id(view, 0, 0);
@@ -151,6 +285,7 @@ impl Dataflow {
             sources: Vec::new(),
             lookup_entries: Vec::new(),
             meters: None,
+            shards: shards.max(1),
             dirty: false,
         };
         df.add(plan, (0, 0), false, &mut Built::default())?;
@@ -224,104 +359,16 @@ impl Dataflow {
         let idx = self.nodes.len();
         let view = self.view;
         let op_no = op_no(idx)?;
-        let table_id = move |n: u16| keys::state_table_id(view, op_no, n);
-        let op: Box<dyn Operator> = match plan {
-            StreamNode::Source { relation, .. } => {
-                self.sources.push((*relation, parent.0, parent.1));
-                self.lookup_entries.push(lookup);
-                return Ok(());
-            }
-            StreamNode::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
-            StreamNode::TemporalFilter { bounds, input } => Box::new(TemporalFilter::new(
-                bounds.clone(),
-                input.schema(),
-                table_id,
-            )),
-            StreamNode::Project { exprs, schema, .. } => {
-                Box::new(Project::new(exprs.clone(), schema.clone()))
-            }
-            StreamNode::Window {
-                time_col,
-                spec,
-                schema,
-                ..
-            } => Box::new(Window::new(*time_col, *spec, schema.clone())),
-            StreamNode::Aggregate {
-                group,
-                aggs,
-                schema,
-                emit_on_close,
-                ..
-            } => Box::new(
-                HashAgg::new(group.clone(), aggs.clone(), schema.clone(), table_id)?
-                    .windowed(plan.window_key(), *emit_on_close),
-            ),
-            StreamNode::TopN {
-                input,
-                partition,
-                order,
-                kind,
-                skip,
-                limit,
-                with_rank,
-                schema,
-            } => Box::new(
-                TopN::new(
-                    partition.clone(),
-                    order.clone(),
-                    *kind,
-                    *skip,
-                    *limit,
-                    *with_rank,
-                    &input.schema(),
-                    schema.clone(),
-                    table_id,
-                )
-                .windowed(plan.window_key(), &input.schema())?,
-            ),
-            StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
-            StreamNode::Session {
-                input,
-                time_col,
-                gap,
-                keys,
-                schema,
-            } => Box::new(Session::new(
-                *time_col,
-                *gap,
-                keys.clone(),
-                input.watermark_columns().get(*time_col).copied().flatten(),
-                &input.schema(),
-                schema.clone(),
-                table_id,
-            )),
-            StreamNode::Join {
-                kind,
-                lookup,
-                interval,
-                insert_only,
-                left,
-                right,
-                left_keys,
-                right_keys,
-                filter,
-                schema,
-            } => Box::new(
-                HashJoin::new(
-                    *kind,
-                    left_keys.clone(),
-                    right_keys.clone(),
-                    &left.schema(),
-                    &right.schema(),
-                    filter.clone(),
-                    schema.clone(),
-                    table_id,
-                )
-                .lookup(*lookup)
-                .interval(*interval)
-                .insert_only(*insert_only)
-                .distinct_rows([left.unique_key().is_some(), right.unique_key().is_some()]),
-            ),
+        if let StreamNode::Source { relation, .. } = plan {
+            self.sources.push((*relation, parent.0, parent.1));
+            self.lookup_entries.push(lookup);
+            return Ok(());
+        }
+        let op: Box<dyn Operator> = match shard_keys(plan).filter(|_| self.shards > 1) {
+            Some(keys) => Box::new(Sharded::new(view, op_no, self.shards, keys, |table_id| {
+                make_operator(plan, table_id)
+            })?),
+            None => make_operator(plan, &move |n: u16| keys::state_table_id(view, op_no, n))?,
         };
         let inputs = plan.inputs();
         self.nodes.push(Node::new(
@@ -620,6 +667,119 @@ mod tests {
         v
     }
 
+    /// A full outer join feeding a grouped count, built unsharded and as 3 shards, and
+    /// fed the same random inserts and deletes (chunks small enough to run on one thread
+    /// and large enough to run side by side; statements kept, rolled back, committed):
+    /// both store the same view rows after every step, and the shards' state is spread.
+    #[test]
+    fn shards_store_what_one_operator_stores() {
+        use rand::{Rng, SeedableRng};
+        let s = arc_schema(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]);
+        let j = arc_schema(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+            Field::new("ra", DataType::Int64, true),
+            Field::new("rb", DataType::Int64, true),
+        ]);
+        let side = |relation| {
+            Box::new(StreamNode::Source {
+                relation,
+                schema: s.clone(),
+                watermark_cols: vec![],
+            })
+        };
+        let plan = StreamNode::Aggregate {
+            input: Box::new(StreamNode::Join {
+                kind: crate::plan::JoinKind::Full,
+                lookup: false,
+                interval: None,
+                insert_only: [false, false],
+                left: side(5),
+                right: side(6),
+                left_keys: vec![col("a", &s).unwrap()],
+                right_keys: vec![col("a", &s).unwrap()],
+                filter: None,
+                schema: j.clone(),
+            }),
+            group: vec![col("b", &j).unwrap()],
+            aggs: vec![AggCall::count_star()],
+            schema: arc_schema(vec![
+                Field::new("b", DataType::Int64, true),
+                Field::new("n", DataType::Int64, true),
+            ]),
+            emit_on_close: false,
+        };
+        for seed in 0..3u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut one = Dataflow::build(9, &plan, false, Output::Table, 1).unwrap();
+            let mut three = Dataflow::build(9, &plan, false, Output::Table, 3).unwrap();
+            let (mut t1, mut t3) = (Txn::new(Store::memory()), Txn::new(Store::memory()));
+            // Rows present per relation, to delete some later.
+            let mut live: [Vec<(i64, i64)>; 2] = [Vec::new(), Vec::new()];
+            for step in 0..40 {
+                let rel = rng.gen_range(0..2usize);
+                let n = if rng.gen_bool(0.5) {
+                    rng.gen_range(1..20)
+                } else {
+                    rng.gen_range(300..900)
+                };
+                let (mut rows, mut weights) = (Vec::new(), Vec::new());
+                let mut kept = live[rel].clone();
+                for _ in 0..n {
+                    if !kept.is_empty() && rng.gen_bool(0.3) {
+                        let (a, b) = kept.swap_remove(rng.gen_range(0..kept.len()));
+                        rows.push(vec![
+                            ScalarValue::Int64(Some(a)),
+                            ScalarValue::Int64(Some(b)),
+                        ]);
+                        weights.push(-1);
+                    } else {
+                        let (a, b) = (rng.gen_range(0..60), rng.gen_range(0..7));
+                        kept.push((a, b));
+                        rows.push(vec![
+                            ScalarValue::Int64(Some(a)),
+                            ScalarValue::Int64(Some(b)),
+                        ]);
+                        weights.push(1);
+                    }
+                }
+                let c = Chunk::from_rows(s.clone(), &rows, weights).unwrap();
+                let roll_back = rng.gen_bool(0.2);
+                for (df, t) in [(&mut one, &mut t1), (&mut three, &mut t3)] {
+                    t.begin_statement();
+                    df.push(5 + rel as u64, &c, t).unwrap();
+                    if roll_back {
+                        t.rollback_statement();
+                    } else {
+                        t.end_statement();
+                    }
+                }
+                if !roll_back {
+                    live[rel] = kept;
+                }
+                if step % 7 == 6 {
+                    t1.commit().unwrap();
+                    t3.commit().unwrap();
+                }
+                let view = keys::rows_prefix(9);
+                assert_eq!(
+                    t1.scan_prefix(&view).unwrap(),
+                    t3.scan_prefix(&view).unwrap(),
+                    "seed {seed} step {step}"
+                );
+            }
+            // Every shard of the join holds some of its rows (operator 2: the join).
+            for shard in 0..3 {
+                let table = crate::shards::shard_table_id(9, 2, shard, 0);
+                let rows = t3.scan_prefix(&keys::state_prefix(table)).unwrap();
+                assert!(!rows.is_empty(), "seed {seed}: shard {shard} holds nothing");
+            }
+        }
+    }
+
     /// A UNION ALL of one filtered stream with itself builds the filter once, which feeds
     /// both union inputs: every row that passes comes out twice.
     #[test]
@@ -634,7 +794,7 @@ mod tests {
             inputs: vec![filter(), filter()],
             schema: s.clone(),
         };
-        let mut df = Dataflow::build(9, &plan, true, Output::Table).unwrap();
+        let mut df = Dataflow::build(9, &plan, true, Output::Table, 1).unwrap();
         assert_eq!(df.operator_names(), ["materialize", "union_all", "filter"]);
         let mut txn = Txn::new(Store::memory());
         let i = |v: i64| vec![ScalarValue::Int64(Some(v))];
@@ -676,7 +836,7 @@ mod tests {
             inputs: vec![agg("a", "b"), agg("b", "a")],
             schema: agg("a", "b").schema(),
         };
-        let mut df = Dataflow::build(9, &plan, false, Output::Table).unwrap();
+        let mut df = Dataflow::build(9, &plan, false, Output::Table, 1).unwrap();
         assert_eq!(
             df.operator_names(),
             ["materialize", "union_all", "hash_agg", "project"]
@@ -703,7 +863,7 @@ mod tests {
             inputs: vec![agg("a", "b"), other],
             schema: agg("a", "b").schema(),
         };
-        let df = Dataflow::build(9, &plan, false, Output::Table).unwrap();
+        let df = Dataflow::build(9, &plan, false, Output::Table, 1).unwrap();
         assert_eq!(
             df.operator_names(),
             ["materialize", "union_all", "hash_agg", "hash_agg"]

@@ -19,6 +19,7 @@ pub mod operator;
 pub mod operators;
 pub mod plan;
 pub mod progress;
+pub mod shards;
 pub mod sink_log;
 pub mod subscriptions;
 pub mod write_check;

@@ -15,6 +15,15 @@ use crate::EngineError;
 /// Rules: `process` consumes deletes as well as inserts (weights may be any non-zero
 /// integer); it must not emit a row it did not derive from its inputs or its initial
 /// output; errors are returned, never panicked.
+///
+/// Shards (`crate::shards`): an operator whose plan node has a key (a grouped aggregate's
+/// groups, an equi-join's keys, a partitioned top-N's partition) may be built several
+/// times, each instance seeing only the rows whose key hashes to it, over its own state
+/// tables, on its own thread. Such an operator must keep nothing that spans keys: its
+/// output for a key depends only on that key's rows, the watermark and time, and it reads
+/// and writes only its own state tables (numbered below `shards::MAX_TABLES`, or
+/// `u16::MAX`). Its output's order within a chunk may differ from one instance's: the
+/// changes of different keys are concatenated shard by shard.
 pub trait Operator: Send {
     /// Short name for EXPLAIN and errors.
     fn name(&self) -> &'static str;

@@ -222,6 +222,14 @@ pub struct ViewDef {
     /// before them keep DataFusion's, which their stored rows and state hold.
     #[serde(default)]
     pub pg_text_casts: bool,
+    /// The shards its keyed stateful operators run as (`streaming_parallelism` when it was
+    /// created; views from before shards have one). Fixed: it decides where their state is.
+    #[serde(default = "one_shard")]
+    pub parallelism: usize,
+}
+
+fn one_shard() -> usize {
+    1
 }
 
 pub use crate::sink_def::{KafkaSink, SinkDef, SinkFormat};

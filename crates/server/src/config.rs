@@ -42,6 +42,26 @@ pub struct Config {
     pub node: Option<crate::node::Node>,
     /// Threads that apply the source batches of different views side by side.
     pub view_threads: usize,
+    /// The shards a new view's keyed stateful operators run as, unless the session sets
+    /// `streaming_parallelism`.
+    pub streaming_parallelism: usize,
+}
+
+/// The default shard count: the cores, at most `shards::MAX_SHARDS`.
+pub fn default_streaming_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .min(freshet_engine::shards::MAX_SHARDS)
+}
+
+/// A shard count setting, checked.
+pub fn streaming_parallelism(name: &str, v: usize) -> Result<usize, String> {
+    let max = freshet_engine::shards::MAX_SHARDS;
+    if (1..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{name} must be between 1 and {max}, not {v}"))
+    }
 }
 
 impl Config {
@@ -90,6 +110,7 @@ impl Default for Config {
             dead_letters: freshet_engine::dead_letters::Retention::default(),
             node: None,
             view_threads: freshet_engine::coordinator::default_view_threads(),
+            streaming_parallelism: default_streaming_parallelism(),
         }
     }
 }
@@ -127,6 +148,8 @@ pub struct FileConfig {
     pub node: Option<String>,
     /// Threads that apply the source batches of different views side by side.
     pub view_threads: Option<usize>,
+    /// The shards a new view's keyed stateful operators run as.
+    pub streaming_parallelism: Option<usize>,
 }
 
 /// A TOML value as the text a flag would carry.
@@ -204,6 +227,9 @@ impl FileConfig {
         }
         if let Some(v) = self.view_threads {
             c.view_threads = v.max(1);
+        }
+        if let Some(v) = self.streaming_parallelism {
+            c.streaming_parallelism = streaming_parallelism("streaming_parallelism", v)?;
         }
         Ok(())
     }

@@ -154,6 +154,12 @@ struct ServeArgs {
     /// coordinator thread [default: the number of cores].
     #[arg(long, env = "FRESHET_VIEW_THREADS")]
     view_threads: Option<usize>,
+    /// The shards a new view's keyed stateful operators (grouped aggregates, equi-joins,
+    /// partitioned top-N) run as, each on its own thread; a session's
+    /// `SET streaming_parallelism` overrides it. A view keeps the count it was created with
+    /// [default: the number of cores, at most 64].
+    #[arg(long, env = "FRESHET_STREAMING_PARALLELISM")]
+    streaming_parallelism: Option<usize>,
 }
 
 impl ServeArgs {
@@ -222,6 +228,10 @@ impl ServeArgs {
         }
         if let Some(v) = self.view_threads {
             c.view_threads = v.max(1);
+        }
+        if let Some(v) = self.streaming_parallelism {
+            c.streaming_parallelism =
+                freshet_server::config::streaming_parallelism("--streaming-parallelism", v)?;
         }
         Ok(c)
     }

@@ -41,6 +41,7 @@ impl Server {
             engine_config,
             config.limits(),
             config.node,
+            config.streaming_parallelism,
         )
         .await
         .map_err(|e| {

@@ -834,6 +834,9 @@ struct Harness {
 
 impl Harness {
     fn start(test: &'static str, seed: u64, steps: usize) -> Harness {
+        // The views' keyed operators run as 1 to 4 shards, chosen by the seed.
+        let shards = (1 + splitmix64(seed ^ 0x5eed) % 4).to_string();
+        eprintln!("{test}: seed={seed}: views run as {shards} shard(s)");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -850,7 +853,7 @@ impl Harness {
             history: VecDeque::new(),
             client: None,
             rt,
-            server: TestServer::start(),
+            server: TestServer::start_with_args(&["--streaming-parallelism", &shards]),
         };
         harness.connect();
         harness

@@ -29,10 +29,20 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| rand::thread_rng().gen());
-    eprintln!("crash test: {events} events, seed {seed} (replay with FRESHET_CRASH_SEED={seed})");
+    // The views' keyed operators run as 1 to 4 shards, chosen by the seed: kills land
+    // while several shards' writes are in flight.
+    let shards = (1 + seed % 4).to_string();
+    eprintln!(
+        "crash test: {events} events, {shards} shard(s), seed {seed} (replay with FRESHET_CRASH_SEED={seed})"
+    );
     let broker = KafkaBroker::start();
     broker.create_topic("events", PARTITIONS);
-    let mut server = TestServer::start_with_args(&["--checkpoint-interval-ms", "200"]);
+    let mut server = TestServer::start_with_args(&[
+        "--checkpoint-interval-ms",
+        "200",
+        "--streaming-parallelism",
+        &shards,
+    ]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

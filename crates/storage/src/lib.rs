@@ -890,29 +890,34 @@ impl Txn {
             self.undo
                 .extend(taken.into_iter().map(|(k, e)| UndoEntry::Write(k, Some(e))));
         }
+        self.note_deleted(start.to_vec(), end.to_vec());
+        Ok(())
+    }
+
+    /// Adds `[start, end)` to the pending range deletions.
+    fn note_deleted(&mut self, start: Vec<u8>, end: Vec<u8>) {
         // A range that meets one already pending extends it (windows close one after
         // another): the pending ranges, which every read checks, stay few.
         let meets = self
             .deleted
             .iter()
-            .position(|(s, e)| s.as_slice() <= start && start <= e.as_slice());
+            .position(|(s, e)| s.as_slice() <= start.as_slice() && start <= *e);
         match meets {
             Some(i) => {
-                if self.deleted[i].1.as_slice() < end {
-                    let old = std::mem::replace(&mut self.deleted[i].1, end.to_vec());
+                if self.deleted[i].1 < end {
+                    let old = std::mem::replace(&mut self.deleted[i].1, end);
                     if self.in_statement {
                         self.undo.push(UndoEntry::RangeEnd(i, old));
                     }
                 }
             }
             None => {
-                self.deleted.push((start.to_vec(), end.to_vec()));
+                self.deleted.push((start, end));
                 if self.in_statement {
                     self.undo.push(UndoEntry::Range);
                 }
             }
         }
-        Ok(())
     }
 
     /// Deletes every live key starting with `prefix`.
@@ -960,48 +965,54 @@ impl Txn {
 
     /// Moves the writes buffered for keys in `ranges` into a new transaction over the same
     /// store, to be written on another thread and merged back with [`Txn::absorb`] (a
-    /// view's dataflow applying a batch beside the others'). Each range must start and
-    /// end on a key group boundary (see `buffer`): a view's rows prefix or state prefix
-    /// range. The new transaction's reads see its own writes and committed data only: the
-    /// caller makes sure it reads no key outside `ranges` meanwhile, and that this one
-    /// writes none inside them. `None` while a statement runs, or if a pending deleted
-    /// range straddles the edge of one of `ranges`.
-    pub fn split_off(&mut self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Option<Txn> {
-        if self.in_statement {
-            return None;
-        }
-        let inside = |(s, e): &(Vec<u8>, Vec<u8>)| {
-            ranges
-                .iter()
-                .any(|(rs, re)| rs.as_slice() <= s.as_slice() && e.as_slice() <= re.as_slice())
-        };
+    /// view's dataflow applying a batch beside the others', an operator's shards). Each
+    /// range must start and end on a key group boundary (see `buffer`): a view's rows
+    /// prefix, a view's or a shard's state tables. The new transaction's reads see its own
+    /// writes and committed data only: the caller makes sure it reads no key outside
+    /// `ranges` meanwhile, and that this one neither reads nor writes inside them.
+    ///
+    /// Split off while a statement runs, the new transaction runs one too, and absorbing
+    /// it makes its writes part of this statement: rolling this one back undoes them.
+    pub fn split_off(&mut self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Txn {
         let meets = |(s, e): &(Vec<u8>, Vec<u8>)| {
             ranges
                 .iter()
                 .any(|(rs, re)| s.as_slice() < re.as_slice() && rs.as_slice() < e.as_slice())
         };
-        if self.deleted.iter().any(|d| meets(d) && !inside(d)) {
-            return None;
-        }
         let mut child = Txn::new(self.store.clone());
         child.generation = self.generation;
-        let (moved, kept) = std::mem::take(&mut self.deleted)
-            .into_iter()
-            .partition(|d| inside(d));
-        self.deleted = kept;
-        child.deleted = moved;
+        // Pending range deletions stay here (they reach RocksDB from here); the child
+        // gets a copy of those that hide keys it may read.
+        child.deleted = self.deleted.iter().filter(|d| meets(d)).cloned().collect();
         for (start, end) in ranges {
             child.pending.append(self.pending.split_groups(start, end));
         }
-        Some(child)
+        if self.in_statement {
+            child.begin_statement();
+        }
+        child
     }
 
     /// Merges back a transaction made by [`Txn::split_off`]: its writes and deleted
-    /// ranges (a statement still running in it is kept).
+    /// ranges, and (if a statement runs here) what undoes them.
     pub fn absorb(&mut self, mut child: Txn) {
-        child.end_statement();
         self.pending.append(std::mem::take(&mut child.pending));
-        self.deleted.append(&mut child.deleted);
+        if self.in_statement && child.in_statement {
+            // The ranges' changes are recorded again below, by `note_deleted`; the
+            // buffer's undo entries hold for the merged buffer, whose keys in the child's
+            // ranges are the child's.
+            self.undo.extend(
+                child
+                    .undo
+                    .drain(..)
+                    .filter(|u| matches!(u, UndoEntry::Write(..))),
+            );
+        }
+        // The copies of this one's ranges are found again and change nothing, unless the
+        // child extended them.
+        for (start, end) in std::mem::take(&mut child.deleted) {
+            self.note_deleted(start, end);
+        }
         self.generation = self.generation.max(child.generation);
     }
 
@@ -1164,7 +1175,7 @@ mod tests {
                 apply(&mut ta, op);
             }
             let mut children: Vec<Txn> = (1..3)
-                .map(|v| tb.split_off(&[view_rows(v), view_state(v)]).unwrap())
+                .map(|v| tb.split_off(&[view_rows(v), view_state(v)]))
                 .collect();
             for op in &ops {
                 apply(&mut children[op.0 as usize - 1], op);
@@ -1186,6 +1197,85 @@ mod tests {
             let all = |s: &Store| s.read_snapshot(|r| r.scan_prefix(&[])).unwrap();
             assert_eq!(all(&a), all(&b), "seed {seed}");
         }
+    }
+
+    /// Writes made in transactions split off during a statement are part of it: a
+    /// rollback undoes them (puts over buffered and committed keys, deletes, range
+    /// deletions new and extended), an end keeps them.
+    #[test]
+    fn split_off_in_a_statement_rolls_back_with_it() {
+        let table = |n: u16| keys::state_prefix(keys::state_table_id(1, 1, n));
+        let range = |n: u16| {
+            let s = table(n);
+            let e = prefix_end(&s).unwrap();
+            (s, e)
+        };
+        let key = |n: u16, b: u8| {
+            let mut k = table(n);
+            k.push(b);
+            k
+        };
+        let store = Store::memory();
+        let mut t = Txn::new(store.clone());
+        for n in 0..2 {
+            for b in 0..10 {
+                t.put(key(n, b), vec![b]);
+            }
+        }
+        t.commit().unwrap();
+        t.put(key(0, 20), vec![20]);
+        t.put(key(1, 21), vec![21]);
+        t.delete_range(&key(1, 0), &key(1, 2)).unwrap();
+        let before = t.scan_prefix(&[]).unwrap();
+        for keep in [false, true] {
+            t.begin_statement();
+            let mut kids: Vec<Txn> = (0..2).map(|n| t.split_off(&[range(n)])).collect();
+            for (n, c) in kids.iter_mut().enumerate() {
+                let n = n as u16;
+                if n == 1 {
+                    assert_eq!(c.get(&key(1, 1)).unwrap(), None, "a copied range hides");
+                }
+                c.put(key(n, 3), vec![99]);
+                c.put(key(n, 20), vec![98]);
+                c.delete(key(n, 5));
+                c.delete_range(&key(n, 7), &key(n, 9)).unwrap();
+                // Extends the pending range of table 1.
+                c.delete_range(&key(n, 2), &key(n, 3)).unwrap();
+                c.put(key(n, 8), vec![97]);
+            }
+            let mut expect = Txn::new(store.clone());
+            expect.delete_range(&key(1, 0), &key(1, 2)).unwrap();
+            for (k, v) in &before {
+                expect.put(k.clone(), v.clone());
+            }
+            for n in 0..2 {
+                expect.put(key(n, 3), vec![99]);
+                expect.put(key(n, 20), vec![98]);
+                expect.delete(key(n, 5));
+                expect.delete(key(n, 7));
+                expect.delete(key(n, 2));
+                expect.put(key(n, 8), vec![97]);
+            }
+            for c in kids {
+                t.absorb(c);
+            }
+            if keep {
+                t.end_statement();
+                assert_eq!(
+                    t.scan_prefix(&[]).unwrap(),
+                    expect.scan_prefix(&[]).unwrap()
+                );
+            } else {
+                t.rollback_statement();
+                assert_eq!(t.scan_prefix(&[]).unwrap(), before, "rolled back");
+            }
+        }
+        // (The commit updates the view's count of state entries.)
+        let ops = keys::state_prefix(keys::state_table_id(1, 1, 0));
+        let ops = &ops[..7];
+        let want = t.scan_prefix(ops).unwrap();
+        t.commit().unwrap();
+        assert_eq!(store.read_snapshot(|r| r.scan_prefix(ops)).unwrap(), want);
     }
 
     #[test]

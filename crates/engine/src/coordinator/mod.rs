@@ -78,6 +78,8 @@ pub struct ViewDesc {
     pub append_only: bool,
     /// Where its rows go: its table, or a sink.
     pub output: Output,
+    /// The shards its keyed stateful operators run as (see `shards`).
+    pub shards: usize,
 }
 
 /// Rows to delete (as they currently are) and rows to insert, in the table's schema.
@@ -275,8 +277,9 @@ impl Engine {
         }
         for v in views {
             c.schemas.insert(v.id, v.schema.clone());
-            c.views
-                .push(Dataflow::build(v.id, &v.plan, v.append_only, v.output)?.metered(&v.name));
+            c.views.push(
+                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.shards)?.metered(&v.name),
+            );
             c.descs.push(v);
         }
         // A backfill the server died in: its committed pages go.

@@ -86,7 +86,7 @@ impl Coordinator {
         // Each view's buffered writes go with it.
         let mut jobs: Vec<(RelationId, Txn, Vec<Queued>)> = Vec::new();
         for (view, g) in groups {
-            match view_ranges(view).and_then(|r| self.txn.split_off(&r)) {
+            match view_ranges(view).map(|r| self.txn.split_off(&r)) {
                 Some(txn) => jobs.push((view, txn, g)),
                 None => {
                     for (data, reply) in g {
@@ -266,7 +266,13 @@ fn take_lane<T>(slot: &std::sync::Mutex<Option<Vec<T>>>) -> Vec<T> {
 
 /// Builds the view's dataflow anew; it reads its state back from the transaction.
 fn rebuild(df: &mut Dataflow, desc: &ViewDesc) {
-    match Dataflow::build(desc.id, &desc.plan, desc.append_only, desc.output) {
+    match Dataflow::build(
+        desc.id,
+        &desc.plan,
+        desc.append_only,
+        desc.output,
+        desc.shards,
+    ) {
         Ok(d) => *df = d.metered(&desc.name),
         Err(e) => tracing::error!(error = %e, "rebuilding the view failed"),
     }

@@ -67,6 +67,9 @@ pub struct Db {
     pub(super) rates: super::ops_tables::Rates,
     /// This process's share of every topic's partitions (`--node`).
     pub(super) node: Option<crate::node::Node>,
+    /// The shards a new view's keyed operators run as unless the session sets
+    /// `streaming_parallelism` (`--streaming-parallelism`).
+    pub(super) streaming_parallelism: usize,
 }
 
 impl crate::auth::Users for Db {
@@ -110,6 +113,7 @@ impl Db {
         config: EngineConfig,
         limits: Limits,
         node: Option<crate::node::Node>,
+        streaming_parallelism: usize,
     ) -> Result<Arc<Db>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             ServerError::Protocol(format!(
@@ -191,6 +195,7 @@ impl Db {
                 plan,
                 append_only: v.append_only,
                 output: view_output(v),
+                shards: v.parallelism,
             });
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
@@ -225,6 +230,7 @@ impl Db {
             jobs: crate::jobs::Jobs::default(),
             rates: super::ops_tables::Rates::default(),
             node,
+            streaming_parallelism,
             queries: crate::query_pool::QueryPool::new(
                 (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4),
             )

@@ -315,6 +315,7 @@ impl Session {
             source_columns: vec![],
             subscription: false,
             pg_text_casts: true,
+            parallelism: 1,
         };
         if let Some(spec) = crate::sinks::spec(&probe, &planned.schema) {
             freshet_connectors::kafka_sink::check(&spec).map_err(|message| {
@@ -392,6 +393,7 @@ impl Session {
             sink,
             subscription,
             pg_text_casts: true,
+            parallelism: self.streaming_parallelism(),
         };
         let desc_schema = planned.schema.clone();
         let plan_text = planned.plan.to_string();
@@ -402,6 +404,7 @@ impl Session {
             plan: planned.plan,
             append_only: planned.append_only,
             output: view_output(&def),
+            shards: def.parallelism,
         };
         // Queries read a view's rows with its schema; a sink keeps none.
         let readable = def.sink.is_none();

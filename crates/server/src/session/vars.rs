@@ -49,6 +49,7 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("statement_timeout", "0"),
     ("subscribe_max_buffered_rows", "100000"),
     ("background_ddl", "false"),
+    ("streaming_parallelism", "default"),
 ];
 
 impl Session {
@@ -118,6 +119,18 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
             .get("background_ddl")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "on" | "1"))
+    }
+
+    /// The shards a view created now runs its keyed operators as: the session's
+    /// `streaming_parallelism`, else the server's (`--streaming-parallelism`).
+    pub(super) fn streaming_parallelism(&self) -> usize {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("streaming_parallelism")
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(self.db.streaming_parallelism)
     }
 
     pub(super) fn implicit_flush(&self) -> bool {
@@ -201,6 +214,14 @@ impl Session {
                 "true" | "on" | "1" | "yes" => "true".to_string(),
                 "false" | "off" | "0" | "no" => "false".to_string(),
                 _ => return Err(ServerError::InvalidParameterValue { name, value }),
+            },
+            // RisingWave's name; 0, `default` or `adaptive`: the server's setting.
+            "streaming_parallelism" => match value.to_lowercase().as_str() {
+                "0" | "default" | "adaptive" => "default".to_string(),
+                v => match v.parse::<usize>() {
+                    Ok(n) if (1..=freshet_engine::shards::MAX_SHARDS).contains(&n) => n.to_string(),
+                    _ => return Err(ServerError::InvalidParameterValue { name, value }),
+                },
             },
             "subscribe_max_buffered_rows" => match value.parse::<usize>() {
                 Ok(n) if n > 0 => n.to_string(),
