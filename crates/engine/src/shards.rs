@@ -39,9 +39,16 @@ use crate::EngineError;
 /// The most shards an operator can have (the high byte of a state table number).
 pub const MAX_SHARDS: usize = 64;
 
-/// Chunks smaller than this are run shard after shard on the calling thread: starting
-/// threads would cost more than the work.
-const SMALL_CHUNK: usize = 256;
+/// Rows per thread a chunk's shards run on: a chunk of fewer than twice this runs shard
+/// after shard on the calling thread (starting a thread would cost more than the work),
+/// a larger one on up to one thread per this many rows (and per core).
+const ROWS_PER_THREAD: usize = 256;
+
+/// The cores, the most threads one step of an operator's shards runs on.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()))
+}
 
 /// The most state tables an operator run as shards may have besides its metadata table
 /// (numbered `u16::MAX`): table numbers below this.
@@ -140,17 +147,19 @@ impl Sharded {
             .collect()
     }
 
-    /// Runs `work` on each shard that has some (`work[s]`), side by side when there is
-    /// more than one and `parallel`, and returns their outputs in shard order.
+    /// Runs `work` on each shard that has some (`work[s]`), on up to `threads` threads
+    /// (and cores; shards shared out between them), and returns their outputs in shard
+    /// order.
     fn run<T: Send>(
         &mut self,
         state: &mut Txn,
         work: Vec<Option<T>>,
-        parallel: bool,
+        threads: usize,
         f: impl Fn(&mut dyn Operator, T, &mut Txn) -> Result<Option<Chunk>, EngineError> + Sync,
     ) -> Result<Vec<Chunk>, EngineError> {
         let busy = work.iter().filter(|w| w.is_some()).count();
-        if !parallel || busy < 2 {
+        let workers = threads.min(busy).min(cores());
+        if workers < 2 {
             // Shards own disjoint ranges: on one thread they share the transaction.
             let mut out = Vec::new();
             for (op, w) in self.shards.iter_mut().zip(work) {
@@ -185,20 +194,22 @@ impl Sharded {
             let r = catch_unwind(AssertUnwindSafe(|| f(&mut **op, w, txn)));
             job.result = Some(r);
         };
+        // Worker `w` runs jobs w, w + workers, …; worker 0 is this thread.
+        let share = |w: usize| jobs.iter().skip(w).step_by(workers);
         std::thread::scope(|scope| {
             let mut unstarted = Vec::new();
-            for (i, job) in jobs.iter().enumerate().skip(1) {
+            for w in 1..workers {
                 let started = std::thread::Builder::new()
                     .name("freshet-shard".into())
-                    .spawn_scoped(scope, || run(job));
+                    .spawn_scoped(scope, move || share(w).for_each(run));
                 if started.is_err() {
-                    unstarted.push(i);
+                    unstarted.push(w);
                 }
             }
-            run(&jobs[0]);
-            // A shard whose thread could not start runs here.
-            for i in unstarted {
-                run(&jobs[i]);
+            share(0).for_each(run);
+            // The shards of a worker whose thread could not start run here.
+            for w in unstarted {
+                share(w).for_each(run);
             }
         });
         let mut out = Vec::new();
@@ -250,10 +261,10 @@ impl Operator for Sharded {
         chunk: Chunk,
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
-        let parallel = chunk.len() >= SMALL_CHUNK;
+        let threads = chunk.len() / ROWS_PER_THREAD;
         let empty = chunk.schema();
         let work = self.exchange(input, chunk)?;
-        let outs = self.run(state, work, parallel, |op, c, txn| {
+        let outs = self.run(state, work, threads, |op, c, txn| {
             op.process(input, c, txn).map(Some)
         })?;
         // Every shard's output has the operator's output schema; with no shard run, the
@@ -270,14 +281,14 @@ impl Operator for Sharded {
         state: &mut Txn,
     ) -> Result<Option<Chunk>, EngineError> {
         let work = vec![Some(()); self.shards.len()];
-        concat(self.run(state, work, true, |op, (), txn| {
+        concat(self.run(state, work, usize::MAX, |op, (), txn| {
             op.on_watermark(watermark, txn)
         })?)
     }
 
     fn on_tick(&mut self, now: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
         let work = vec![Some(()); self.shards.len()];
-        concat(self.run(state, work, true, |op, (), txn| op.on_tick(now, txn))?)
+        concat(self.run(state, work, usize::MAX, |op, (), txn| op.on_tick(now, txn))?)
     }
 
     fn uses_time(&self) -> bool {
@@ -286,7 +297,7 @@ impl Operator for Sharded {
 
     fn initial_output(&mut self, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
         let work = vec![Some(()); self.shards.len()];
-        concat(self.run(state, work, false, |op, (), txn| op.initial_output(txn))?)
+        concat(self.run(state, work, 1, |op, (), txn| op.initial_output(txn))?)
     }
 }
 
