@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo build --release --bins && target/release/latency_bench [freshness|serving|all]
 //!     [--seconds S] [--rate EVENTS_PER_S] [--clients N] [--checkpoints 1000,100]
+//!     [--backfill ROWS]
 //! ```
 //! It starts its own Tansu broker and `freshet serve` processes (the binary next to this
 //! one, or `FRESHET_BIN`).
@@ -12,7 +13,10 @@
 //! kind. One client polls the probe row over the wire every 10 ms; a probe's latency is
 //! from just before it was handed to the producer (`linger.ms` 5) to the first poll that
 //! shows it. Run once per checkpoint interval (`--checkpoint-interval-ms`); the first
-//! 3 s are warm-up.
+//! 3 s are warm-up. With `--backfill ROWS`, a table of ROWS rows is loaded first, and
+//! right after the warm-up another session creates a view over it (a grouped count),
+//! whose backfill then runs beside the measured view; the row also gives how long that
+//! backfill took (make `--seconds` longer than it).
 //!
 //! **Serving**: a server ingests Nexmark bids at `--rate` into a per-auction aggregate
 //! (`bids_per_auction`), while `--clients` connections each run, back to back, a prepared
@@ -34,6 +38,7 @@ struct Args {
     rate: u64,
     clients: usize,
     checkpoints: Vec<u64>,
+    backfill: u64,
 }
 
 fn args() -> Args {
@@ -43,6 +48,7 @@ fn args() -> Args {
         rate: 0,
         clients: 16,
         checkpoints: vec![1000, 100],
+        backfill: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -54,6 +60,7 @@ fn args() -> Args {
             "--rate" => a.rate = num(&value),
             "--clients" => a.clients = num(&value) as usize,
             "--checkpoints" => a.checkpoints = value.split(',').map(num).collect(),
+            "--backfill" => a.backfill = num(&value),
             m if !m.starts_with("--") => {
                 a.mode = m.to_string();
                 i += 1;
@@ -85,11 +92,11 @@ fn main() {
     if a.mode == "freshness" || a.mode == "all" {
         let rate = if a.rate == 0 { 10_000 } else { a.rate };
         println!(
-            "| checkpoint interval | background events/s | probes | p50 ms | p99 ms | max ms |"
+            "| checkpoint interval | background events/s | probes | p50 ms | p99 ms | max ms | backfill |"
         );
-        println!("|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|");
         for &ms in &a.checkpoints {
-            freshness(&rt, ms, rate, a.seconds);
+            freshness(&rt, ms, rate, a.seconds, a.backfill);
         }
         println!();
     }
@@ -99,7 +106,13 @@ fn main() {
     }
 }
 
-fn freshness(rt: &tokio::runtime::Runtime, checkpoint_ms: u64, rate: u64, seconds: u64) {
+fn freshness(
+    rt: &tokio::runtime::Runtime,
+    checkpoint_ms: u64,
+    rate: u64,
+    seconds: u64,
+    backfill: u64,
+) {
     let broker = KafkaBroker::start();
     broker.create_topic("fresh", 1);
     let server =
@@ -116,7 +129,38 @@ fn freshness(rt: &tokio::runtime::Runtime, checkpoint_ms: u64, rate: u64, second
         ))
         .await
         .expect("create source and view");
+        if backfill > 0 {
+            c.batch_execute("CREATE TABLE big (id BIGINT, k BIGINT)")
+                .await
+                .expect("create table");
+            let loading = Instant::now();
+            let step = 1_000_000;
+            for from in (1..=backfill).step_by(step as usize) {
+                let to = (from + step - 1).min(backfill);
+                c.batch_execute(&format!(
+                    "INSERT INTO big SELECT value, value % 100000 FROM generate_series({from}, {to}) AS g(value)"
+                ))
+                .await
+                .expect("load the table");
+            }
+            eprintln!("loaded {backfill} rows in {:.1?}", loading.elapsed());
+        }
         c
+    });
+    // The view over the loaded table, created after the warm-up: its build time.
+    let build = (backfill > 0).then(|| {
+        let conn_str = server.conn_str();
+        rt.spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let c = connect(&conn_str).await.expect("connect");
+            let started = Instant::now();
+            c.batch_execute(
+                "CREATE MATERIALIZED VIEW big_per_k AS SELECT k, count(*) AS n FROM big GROUP BY k",
+            )
+            .await
+            .expect("build the view over the table");
+            started.elapsed()
+        })
     });
     // Producer thread: background load plus a probe every 20 ms.
     let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
@@ -195,8 +239,15 @@ fn freshness(rt: &tokio::runtime::Runtime, checkpoint_ms: u64, rate: u64, second
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = producer_thread.join();
     latencies.sort_by(f64::total_cmp);
+    let built = match build {
+        Some(b) => match rt.block_on(b) {
+            Ok(d) => format!("{backfill} rows in {:.1} s", d.as_secs_f64()),
+            Err(e) => format!("failed: {e}"),
+        },
+        None => "none".into(),
+    };
     println!(
-        "| {checkpoint_ms} ms | {rate} | {} | {:.0} | {:.0} | {:.0} |",
+        "| {checkpoint_ms} ms | {rate} | {} | {:.0} | {:.0} | {:.0} | {built} |",
         latencies.len(),
         pct(&latencies, 50.0),
         pct(&latencies, 99.0),
