@@ -9,26 +9,13 @@
 use datafusion::common::ScalarValue;
 use freshet_storage::codec;
 
+// Registers are persisted: the hash must not change between builds.
+use crate::stable_hash::stable_hash as hash;
 use crate::EngineError;
 
 const P: u32 = 12;
 /// Number of registers.
 pub const M: usize = 1 << P;
-
-/// A fixed 64-bit hash (FNV-1a over the bytes, then a murmur3 finalizer), stable across
-/// builds and releases: registers are persisted.
-fn hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
 
 /// The registers of a sketch.
 #[derive(Clone, Debug, PartialEq, Eq)]

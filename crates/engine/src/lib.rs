@@ -21,6 +21,7 @@ pub mod plan;
 pub mod progress;
 pub mod shards;
 pub mod sink_log;
+pub mod stable_hash;
 pub mod subscriptions;
 pub mod write_check;
 

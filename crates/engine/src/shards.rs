@@ -11,7 +11,7 @@
 //! - **Exchange.** Each input chunk is split by a stable hash of the row's key (the group
 //!   values, the join key, the partition values), encoded as the operator encodes it, so
 //!   rows with equal keys, from either side of a join, meet in the same shard, today and
-//!   after a restart ([`shard_of`] is FNV-1a, not a per-process seeded hash).
+//!   after a restart ([`shard_of`] uses a fixed hash, not a per-process seeded one).
 //! - **Barrier.** A chunk, a watermark or a tick is one step: every shard finishes it
 //!   before the output (the shards' outputs in shard order) goes on. Within one key the
 //!   order of changes is the sequential one; between keys it does not matter, since each
@@ -34,6 +34,7 @@ use crate::chunk::{Chunk, RowFormat};
 use crate::operator::Operator;
 use crate::operators::eval_all;
 use crate::plan::PhysExpr;
+use crate::stable_hash::stable_hash;
 use crate::EngineError;
 
 /// The most shards an operator can have (the high byte of a state table number).
@@ -70,18 +71,10 @@ fn shard_range(view: u64, op: u16, shard: usize) -> (Vec<u8>, Vec<u8>) {
     (keys::state_prefix(start), keys::state_prefix(end))
 }
 
-/// The shard, of `shards`, of a row whose key encodes to `key` (FNV-1a, then mixed, so
-/// the shard does not depend on the process or the build).
+/// The shard, of `shards`, of a row whose key encodes to `key` ([`stable_hash`]: the
+/// shard does not depend on the process or the build).
 pub(crate) fn shard_of(key: &[u8], shards: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    ((u128::from(h) * shards as u128) >> 64) as usize
+    ((u128::from(stable_hash(key)) * shards as u128) >> 64) as usize
 }
 
 /// An operator run as shards (see the module documentation).
