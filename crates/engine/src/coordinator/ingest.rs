@@ -23,6 +23,33 @@ pub(super) struct Rest {
     pub(super) late: Vec<Late>,
 }
 
+impl SourceData {
+    /// The batch's rows, its watermark, and the bookkeeping recorded after them.
+    pub(super) fn split(self) -> (Chunk, Option<i64>, Rest) {
+        let SourceData {
+            view,
+            source,
+            source_name,
+            chunk,
+            offsets,
+            errors,
+            watermark,
+            maxima,
+            late,
+        } = self;
+        let rest = Rest {
+            view,
+            source,
+            source_name,
+            offsets,
+            maxima,
+            errors,
+            late,
+        };
+        (chunk, watermark, rest)
+    }
+}
+
 /// Pushes `chunk` into view `view` with `push` (one statement); if that fails, row by
 /// row, each row a statement of its own, and the rows that fail become dead letters in
 /// `errors`: one bad event never stops the stream.
@@ -51,21 +78,12 @@ impl Coordinator {
     /// by zero in its query) are retried one by one and the failing ones become dead
     /// letters, so one bad event never stops the stream.
     pub(super) fn apply_source(&mut self, data: SourceData) -> Result<(), EngineError> {
-        let SourceData {
-            view,
-            source,
-            source_name,
-            chunk,
-            offsets,
-            mut errors,
-            watermark,
-            maxima,
-            late,
-        } = data;
+        let (chunk, watermark, mut rest) = data.split();
+        let (view, source) = (rest.view, rest.source);
         if !self.views.iter().any(|d| d.view() == view) {
             return Err(EngineError::UnknownRelation(view));
         }
-        push_rows(view, &chunk, &mut errors, |c| {
+        push_rows(view, &chunk, &mut rest.errors, |c| {
             self.statement(|co| co.push_source(view, source, c.clone()))
         })?;
         // After the rows: they were on time when read, and may sit in windows that this
@@ -76,20 +94,13 @@ impl Coordinator {
             // It becomes a dead letter, and the batch's rows, offsets and watermark still
             // commit together, so the reader goes on and a restart re-reads nothing.
             if let Err(e) = self.statement(|c| c.push_watermark(view, source, wm)) {
-                errors.push(window_close_error(&format!("view {view}"), wm, &e));
+                rest.errors
+                    .push(window_close_error(&format!("view {view}"), wm, &e));
             }
             self.txn
                 .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
         }
-        self.record(Rest {
-            view,
-            source,
-            source_name,
-            offsets,
-            maxima,
-            errors,
-            late,
-        })
+        self.record(rest)
     }
 
     /// Records what a source batch leaves once its rows are applied: late events, dead

@@ -286,18 +286,9 @@ fn push_batch(
     txn: &mut Txn,
     data: SourceData,
 ) -> Result<Rest, EngineError> {
-    let SourceData {
-        view,
-        source,
-        source_name,
-        chunk,
-        offsets,
-        mut errors,
-        watermark,
-        maxima,
-        late,
-    } = data;
-    push_rows(view, &chunk, &mut errors, |c| {
+    let (chunk, watermark, mut rest) = data.split();
+    let (view, source) = (rest.view, rest.source);
+    push_rows(view, &chunk, &mut rest.errors, |c| {
         statement(df, desc, txn, |df, txn| df.push(source, c, txn).map(|_| ()))
     })?;
     if let Some(wm) = watermark {
@@ -305,17 +296,10 @@ fn push_batch(
             df.watermark(source, wm, txn).map(|_| ())
         });
         if let Err(e) = res {
-            errors.push(window_close_error(&format!("view {view}"), wm, &e));
+            rest.errors
+                .push(window_close_error(&format!("view {view}"), wm, &e));
         }
         txn.put(watermark_key(view, source), wm.to_be_bytes().to_vec());
     }
-    Ok(Rest {
-        view,
-        source,
-        source_name,
-        offsets,
-        maxima,
-        errors,
-        late,
-    })
+    Ok(rest)
 }
