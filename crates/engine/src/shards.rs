@@ -262,9 +262,11 @@ impl Operator for Sharded {
         })?;
         // Every shard's output has the operator's output schema; with no shard run, the
         // empty input stands for an empty output of the first shard.
-        match concat(outs)? {
-            Some(c) => Ok(c),
-            None => self.shards[0].process(input, Chunk::empty(empty), state),
+        let schema = outs.first().map(Chunk::schema);
+        match (concat(outs)?, schema) {
+            (Some(c), _) => Ok(c),
+            (None, Some(schema)) => Ok(Chunk::empty(schema)),
+            (None, None) => self.shards[0].process(input, Chunk::empty(empty), state),
         }
     }
 
