@@ -28,7 +28,7 @@ const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
 const METADATA_REFRESH: Duration = Duration::from_secs(5);
 /// How often partition lag is updated (from the fetches' high watermarks).
 const LAG_REFRESH: Duration = Duration::from_millis(500);
-/// How often idle partitions (and held members) are looked at.
+/// How often idle partitions are looked at.
 const WATERMARK_TICK: Duration = Duration::from_millis(100);
 /// Messages polled at most before they are decoded and taken.
 const POLL_BATCH: usize = 4096;
@@ -459,11 +459,13 @@ impl Reader {
                     m.waiting.push((Instant::now(), w));
                 }
             }
+            // Before each poll: a sink over its bound stops the reader's hand-overs to
+            // what feeds it within one poll, not a tick later.
+            self.check_holds()?;
             let idle = self.poll_and_take();
             // Idleness is measured in seconds: re-evaluate it now and then, not per message.
             if last_tick.elapsed() >= WATERMARK_TICK {
                 last_tick = Instant::now();
-                self.check_holds()?;
                 for m in &mut self.members {
                     if m.held {
                         continue;
