@@ -21,6 +21,7 @@ use freshet_storage::{keys, Txn};
 
 use crate::chunk::Chunk;
 use crate::operator::Operator;
+use crate::operators::agg_fold;
 use crate::operators::filter::Filter;
 use crate::operators::hash_agg::HashAgg;
 use crate::operators::hash_join::HashJoin;
@@ -33,6 +34,7 @@ use crate::operators::union::Union;
 use crate::operators::window::Window;
 use crate::plan::{PhysExpr, RelationId, StreamNode};
 use crate::shards::{Sharded, MAX_TABLES};
+use crate::two_phase::{LocalAgg, TwoPhaseAgg};
 use crate::EngineError;
 
 struct Node {
@@ -65,6 +67,29 @@ fn has_watermark(plan: &StreamNode) -> bool {
     }
 }
 
+/// How a view's dataflow uses threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parallelism {
+    /// The shards its keyed stateful operators run as (see `crate::shards`): the view's
+    /// `streaming_parallelism`. It decides where their state is, so a view keeps the
+    /// count it was created with.
+    pub shards: usize,
+    /// With several shards, aggregates whose partials combine run in two phases (see
+    /// `crate::two_phase`): RisingWave's `rw_enable_two_phase_agg`. Their state is the
+    /// same either way.
+    pub two_phase_agg: bool,
+}
+
+impl From<usize> for Parallelism {
+    /// `shards` shards, two-phase aggregation on.
+    fn from(shards: usize) -> Parallelism {
+        Parallelism {
+            shards,
+            two_phase_agg: true,
+        }
+    }
+}
+
 pub struct Dataflow {
     view: RelationId,
     nodes: Vec<Node>,
@@ -77,6 +102,8 @@ pub struct Dataflow {
     meters: Option<Meters>,
     /// The shards each keyed stateful operator runs as (see `shards`).
     shards: usize,
+    /// Whether aggregates whose partials combine run in two phases (see `two_phase`).
+    two_phase_agg: bool,
     /// Whether it emitted changes since the last checkpoint.
     dirty: bool,
 }
@@ -258,16 +285,16 @@ fn shard_keys(plan: &StreamNode) -> Option<Vec<Vec<PhysExpr>>> {
 
 impl Dataflow {
     /// `append_only`: the plan never deletes (see `Materialize::insert_only`); `output`:
-    /// where the root sends the rows (a view's table, or a sink); `shards`: how many shards
-    /// its keyed stateful operators run as (the view's `streaming_parallelism`; it decides
-    /// where their state is, so a view keeps the count it was created with).
+    /// where the root sends the rows (a view's table, or a sink); `parallelism`: how it
+    /// uses threads (a number: that many shards).
     pub fn build(
         view: RelationId,
         plan: &StreamNode,
         append_only: bool,
         output: Output,
-        shards: usize,
+        parallelism: impl Into<Parallelism>,
     ) -> Result<Dataflow, EngineError> {
+        let parallelism = parallelism.into();
         // The root's own state table (its next row sequence number).
         let seq_table = keys::state_table_id(view, 0, 0);
         let mut df = Dataflow {
@@ -285,7 +312,8 @@ impl Dataflow {
             sources: Vec::new(),
             lookup_entries: Vec::new(),
             meters: None,
-            shards: shards.max(1),
+            shards: parallelism.shards.max(1),
+            two_phase_agg: parallelism.two_phase_agg,
             dirty: false,
         };
         df.add(plan, (0, 0), false, &mut Built::default())?;
@@ -357,19 +385,13 @@ impl Dataflow {
             return Ok(());
         }
         let idx = self.nodes.len();
-        let view = self.view;
         let op_no = op_no(idx)?;
         if let StreamNode::Source { relation, .. } = plan {
             self.sources.push((*relation, parent.0, parent.1));
             self.lookup_entries.push(lookup);
             return Ok(());
         }
-        let op: Box<dyn Operator> = match shard_keys(plan).filter(|_| self.shards > 1) {
-            Some(keys) => Box::new(Sharded::new(view, op_no, self.shards, keys, |table_id| {
-                make_operator(plan, table_id)
-            })?),
-            None => make_operator(plan, &move |n: u16| keys::state_table_id(view, op_no, n))?,
-        };
+        let op = self.operator(plan, op_no)?;
         let inputs = plan.inputs();
         self.nodes.push(Node::new(
             op,
@@ -385,6 +407,37 @@ impl Dataflow {
             built.aggs.entry(key).or_insert((idx, group, schema));
         }
         Ok(())
+    }
+
+    /// Node `plan`'s operator, numbered `op_no`: as shards if it has a key and the view
+    /// more than one shard, in two phases if it is an aggregate whose partials combine
+    /// (see `crate::two_phase`).
+    fn operator(&self, plan: &StreamNode, op_no: u16) -> Result<Box<dyn Operator>, EngineError> {
+        let view = self.view;
+        let keys = shard_keys(plan).filter(|_| self.shards > 1);
+        let two_phase = match plan {
+            StreamNode::Aggregate { group, aggs, .. }
+                if self.shards > 1 && self.two_phase_agg && agg_fold::combinable(aggs) =>
+            {
+                Some(LocalAgg::new(group.clone(), aggs.clone())?)
+            }
+            _ => None,
+        };
+        let op: Box<dyn Operator> = match keys {
+            Some(mut keys) => {
+                if let Some(local) = &two_phase {
+                    keys.push(crate::two_phase::partial_keys(local.groups()));
+                }
+                Box::new(Sharded::new(view, op_no, self.shards, keys, |table_id| {
+                    make_operator(plan, table_id)
+                })?)
+            }
+            None => make_operator(plan, &move |n: u16| keys::state_table_id(view, op_no, n))?,
+        };
+        Ok(match two_phase {
+            Some(local) => Box::new(TwoPhaseAgg::new(local, op, self.shards)),
+            None => op,
+        })
     }
 
     pub fn view(&self) -> RelationId {

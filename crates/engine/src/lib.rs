@@ -23,6 +23,7 @@ pub mod shards;
 pub mod sink_log;
 pub mod stable_hash;
 pub mod subscriptions;
+pub mod two_phase;
 pub mod write_check;
 
 use datafusion::arrow::error::ArrowError;

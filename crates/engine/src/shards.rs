@@ -43,10 +43,10 @@ pub const MAX_SHARDS: usize = 64;
 /// Rows per thread a chunk's shards run on: a chunk of fewer than twice this runs shard
 /// after shard on the calling thread (starting a thread would cost more than the work),
 /// a larger one on up to one thread per this many rows (and per core).
-const ROWS_PER_THREAD: usize = 256;
+pub(crate) const ROWS_PER_THREAD: usize = 256;
 
 /// The cores, the most threads one step of an operator's shards runs on.
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()))
 }

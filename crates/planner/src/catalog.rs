@@ -226,6 +226,14 @@ pub struct ViewDef {
     /// created; views from before shards have one). Fixed: it decides where their state is.
     #[serde(default = "one_shard")]
     pub parallelism: usize,
+    /// With several shards, aggregates whose partials combine run in two phases
+    /// (`rw_enable_two_phase_agg` when it was created; on for views from before).
+    #[serde(default = "two_phase_on")]
+    pub two_phase_agg: bool,
+}
+
+fn two_phase_on() -> bool {
+    true
 }
 
 fn one_shard() -> usize {

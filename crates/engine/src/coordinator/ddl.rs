@@ -12,14 +12,14 @@ impl Coordinator {
         // its scan is stays right, since a statement never moves it).
         if let Some((b, _)) = &mut self.backfill {
             let v = &b.desc;
-            b.df =
-                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.shards)?.metered(&v.name);
+            b.df = Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
+                .metered(&v.name);
         }
         self.views = self
             .descs
             .iter()
             .map(|v| {
-                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.shards)
+                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)
                     .map(|d| d.metered(&v.name))
             })
             .collect::<Result<_, _>>()?;
@@ -44,8 +44,8 @@ impl Coordinator {
         // `freshet_storage::state_entries`): none yet.
         self.txn
             .put(keys::state_entries_key(v.id), 0i64.to_be_bytes().to_vec());
-        let mut df =
-            Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.shards)?.metered(&v.name);
+        let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
+            .metered(&v.name);
         df.init(&mut self.txn)?;
         let progress = crate::progress::start_backfill(v.id);
         self.txn

@@ -78,8 +78,8 @@ pub struct ViewDesc {
     pub append_only: bool,
     /// Where its rows go: its table, or a sink.
     pub output: Output,
-    /// The shards its keyed stateful operators run as (see `shards`).
-    pub shards: usize,
+    /// How its dataflow uses threads (shards, two-phase aggregation).
+    pub parallelism: crate::dataflow::Parallelism,
 }
 
 /// Rows to delete (as they currently are) and rows to insert, in the table's schema.
@@ -278,7 +278,8 @@ impl Engine {
         for v in views {
             c.schemas.insert(v.id, v.schema.clone());
             c.views.push(
-                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.shards)?.metered(&v.name),
+                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
+                    .metered(&v.name),
             );
             c.descs.push(v);
         }

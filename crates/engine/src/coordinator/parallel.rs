@@ -271,7 +271,7 @@ fn rebuild(df: &mut Dataflow, desc: &ViewDesc) {
         &desc.plan,
         desc.append_only,
         desc.output,
-        desc.shards,
+        desc.parallelism,
     ) {
         Ok(d) => *df = d.metered(&desc.name),
         Err(e) => tracing::error!(error = %e, "rebuilding the view failed"),

@@ -27,7 +27,7 @@ use datafusion::common::ScalarValue;
 use freshet_storage::codec::{self, Decoder};
 use freshet_storage::Txn;
 
-use super::{add_count, eval_all, FastMap, StateTable};
+use super::{add_count, agg_fold, eval_all, FastMap, StateTable};
 use crate::chunk::{Chunk, Row};
 use crate::operator::Operator;
 use crate::plan::{AggCall, AggKind, PhysExpr};
@@ -70,26 +70,15 @@ pub struct HashAgg {
     generation: Option<u64>,
 }
 
+/// The input partial accumulators arrive on (two-phase aggregation, `crate::two_phase`):
+/// rows of the group values followed by accumulator slots of some of the group's rows,
+/// each with weight 1, merged into the group's. Rows arrive on input 0.
+pub(crate) const PARTIALS: usize = 1;
+
 /// At most this many cached groups (see `HashAgg::cache`; checked before each chunk). A
 /// group costs its key and its accumulator's `ScalarValue`s (64 bytes each): about
 /// 60–130 MiB per aggregate at the limit.
 const CACHED_GROUPS: usize = 1 << 18;
-
-/// The type sums are accumulated in.
-fn sum_type(arg: &DataType) -> Result<DataType, EngineError> {
-    Ok(match arg {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DataType::Int64,
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => DataType::Int64,
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
-        DataType::Decimal128(_, s) => DataType::Decimal128(38, *s),
-        DataType::Interval(u) => DataType::Interval(*u),
-        other => {
-            return Err(EngineError::Internal(format!(
-                "sum/avg over {other} is not supported"
-            )))
-        }
-    })
-}
 
 fn needs_values(a: &AggCall) -> bool {
     a.distinct || (a.kind.keeps_values() && !a.running)
@@ -109,36 +98,10 @@ impl HashAgg {
         schema: SchemaRef,
         table_id: impl Fn(u16) -> u64,
     ) -> Result<HashAgg, EngineError> {
-        let mut acc_types = vec![DataType::Int64];
-        let mut offsets = Vec::with_capacity(aggs.len());
-        let mut values = Vec::with_capacity(aggs.len());
-        for (i, a) in aggs.iter().enumerate() {
-            offsets.push(acc_types.len());
-            values.push(needs_values(a).then(|| StateTable::new(table_id(i as u16 + 1))));
-            match (a.kind, a.distinct) {
-                (AggKind::CountStar | AggKind::Count, _) => acc_types.push(DataType::Int64),
-                (AggKind::BoolAnd | AggKind::BoolOr, _) => {
-                    // non-NULL inputs, true inputs
-                    acc_types.push(DataType::Int64);
-                    acc_types.push(DataType::Int64);
-                }
-                (AggKind::Sum | AggKind::Avg, false) => {
-                    let t = a.arg_type.as_ref().ok_or_else(|| {
-                        EngineError::Internal("sum/avg without an argument type".into())
-                    })?;
-                    acc_types.push(DataType::Int64);
-                    acc_types.push(sum_type(t)?);
-                }
-                (AggKind::Min | AggKind::Max, _) if a.running => {
-                    // The running extreme (NULL until a non-NULL value arrives).
-                    let t = a.arg_type.as_ref().and_then(codec::storable_type);
-                    acc_types.push(t.ok_or_else(|| {
-                        EngineError::Internal("min/max without a storable argument type".into())
-                    })?);
-                }
-                _ => {}
-            }
-        }
+        let (offsets, acc_types) = agg_fold::layout(&aggs)?;
+        let values = (0..aggs.len())
+            .map(|i| needs_values(&aggs[i]).then(|| StateTable::new(table_id(i as u16 + 1))))
+            .collect();
         let initial = Self::empty_acc(&aggs, &offsets, &acc_types)?;
         Ok(HashAgg {
             initial,
@@ -238,7 +201,7 @@ impl HashAgg {
 
     /// The accumulator of a group with no rows: running min/max slots NULL, counts and
     /// sums zero.
-    fn empty_acc(
+    pub(crate) fn empty_acc(
         aggs: &[AggCall],
         offsets: &[usize],
         acc_types: &[DataType],
@@ -272,10 +235,7 @@ impl HashAgg {
     }
 
     fn count(acc: &Row, slot: usize) -> i64 {
-        match acc[slot] {
-            ScalarValue::Int64(Some(n)) => n,
-            _ => 0,
-        }
+        agg_fold::count(acc, slot)
     }
 
     /// The distinct values of aggregate `i` in group `gkey`, ascending.
@@ -444,10 +404,10 @@ impl HashAgg {
                     if vals.is_empty() {
                         ScalarValue::Null
                     } else {
-                        let t = sum_type(&vals[0].data_type())?;
+                        let t = agg_fold::sum_type(&vals[0].data_type())?;
                         let mut sum = ScalarValue::new_zero(&t)?;
                         for v in &vals {
-                            sum = add_weighted(&sum, &v.cast_to(&t)?, 1)?;
+                            sum = agg_fold::add_weighted(&sum, &v.cast_to(&t)?, 1)?;
                         }
                         if a.kind == AggKind::Sum {
                             sum
@@ -462,6 +422,21 @@ impl HashAgg {
         Ok(out)
     }
 
+    /// Merges partial accumulator `part` (of some of the group's rows, see `PARTIALS`)
+    /// into the group's.
+    fn merge(&self, acc: &mut Row, part: &Row, w: i64) -> Result<(), EngineError> {
+        if w != 1 {
+            return Err(EngineError::Internal(format!(
+                "a partial accumulator of weight {w}"
+            )));
+        }
+        acc[0] = ScalarValue::Int64(Some(Self::count(acc, 0) + Self::count(part, 0)));
+        for (a, &off) in self.aggs.iter().zip(&self.offsets) {
+            agg_fold::merge(a, off, acc, part)?;
+        }
+        Ok(())
+    }
+
     fn apply(
         &self,
         state: &mut Txn,
@@ -474,8 +449,8 @@ impl HashAgg {
         acc[0] = ScalarValue::Int64(Some(Self::count(acc, 0) + w));
         for (i, a) in self.aggs.iter().enumerate() {
             let off = self.offsets[i];
-            if a.kind == AggKind::CountStar {
-                acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
+            if agg_fold::stateless(a) {
+                agg_fold::fold(a, off, &self.acc_types, acc, args[i].as_ref(), w)?;
                 continue;
             }
             if matches!(a.kind, AggKind::FirstValue | AggKind::LastValue)
@@ -538,36 +513,6 @@ impl HashAgg {
                 }
                 continue;
             }
-            if a.running {
-                if w < 0 {
-                    return Err(EngineError::Internal(
-                        "a running min/max over an input that deletes".into(),
-                    ));
-                }
-                let t = &self.acc_types[off];
-                let v = if &v.data_type() == t {
-                    v.clone()
-                } else {
-                    v.cast_to(t)?
-                };
-                let better = match v.partial_cmp(&acc[off]) {
-                    _ if acc[off].is_null() => true,
-                    Some(o) if a.kind == AggKind::Min => o.is_lt(),
-                    Some(o) => o.is_gt(),
-                    None => false,
-                };
-                if better {
-                    acc[off] = v;
-                }
-                continue;
-            }
-            if matches!(a.kind, AggKind::BoolAnd | AggKind::BoolOr) {
-                acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
-                if v == &ScalarValue::Boolean(Some(true)) {
-                    acc[off + 1] = ScalarValue::Int64(Some(Self::count(acc, off + 1) + w));
-                }
-                continue;
-            }
             if let Some(table) = &self.values[i] {
                 let mut vk = Vec::new();
                 codec::encode_value(v, &mut vk)?;
@@ -585,76 +530,13 @@ impl HashAgg {
                 }
                 continue;
             }
-            match a.kind {
-                AggKind::Count => acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w)),
-                AggKind::Sum | AggKind::Avg => {
-                    acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + w));
-                    let t = acc[off + 1].data_type();
-                    acc[off + 1] = add_weighted(&acc[off + 1], &v.cast_to(&t)?, w)?;
-                }
-                _ => {}
-            }
+            return Err(EngineError::Internal(format!(
+                "{:?} keeps neither an accumulator nor values",
+                a.kind
+            )));
         }
         Ok(())
     }
-}
-
-/// `acc + v * w` for a running sum (both of the sum's accumulation type), overflow-checked.
-fn add_weighted(acc: &ScalarValue, v: &ScalarValue, w: i64) -> Result<ScalarValue, EngineError> {
-    let overflow = || EngineError::OutOfRange("sum overflows its type".into());
-    Ok(match (acc, v) {
-        (ScalarValue::Int64(Some(a)), ScalarValue::Int64(Some(x))) => ScalarValue::Int64(Some(
-            x.checked_mul(w)
-                .and_then(|d| a.checked_add(d))
-                .ok_or_else(overflow)?,
-        )),
-        (ScalarValue::Float64(Some(a)), ScalarValue::Float64(Some(x))) => {
-            ScalarValue::Float64(Some(a + x * w as f64))
-        }
-        (ScalarValue::Decimal128(Some(a), p, s), ScalarValue::Decimal128(Some(x), _, _)) => {
-            ScalarValue::Decimal128(
-                Some(
-                    x.checked_mul(w as i128)
-                        .and_then(|d| a.checked_add(d))
-                        .ok_or_else(overflow)?,
-                ),
-                *p,
-                *s,
-            )
-        }
-        (
-            ScalarValue::IntervalMonthDayNano(Some(a)),
-            ScalarValue::IntervalMonthDayNano(Some(x)),
-        ) => {
-            let w32 = i32::try_from(w).map_err(|_| overflow())?;
-            ScalarValue::IntervalMonthDayNano(Some(
-                datafusion::arrow::datatypes::IntervalMonthDayNano {
-                    months: x
-                        .months
-                        .checked_mul(w32)
-                        .and_then(|d| a.months.checked_add(d))
-                        .ok_or_else(overflow)?,
-                    days: x
-                        .days
-                        .checked_mul(w32)
-                        .and_then(|d| a.days.checked_add(d))
-                        .ok_or_else(overflow)?,
-                    nanoseconds: x
-                        .nanoseconds
-                        .checked_mul(w)
-                        .and_then(|d| a.nanoseconds.checked_add(d))
-                        .ok_or_else(overflow)?,
-                },
-            ))
-        }
-        (a, x) => {
-            return Err(EngineError::Internal(format!(
-                "cannot add {} to a sum of {}",
-                x.data_type(),
-                a.data_type()
-            )))
-        }
-    })
 }
 
 /// `percentile_cont(p)` over ascending values with multiplicities: linear interpolation
@@ -836,7 +718,7 @@ impl Operator for HashAgg {
 impl HashAgg {
     fn apply_chunk(
         &mut self,
-        _input: usize,
+        input: usize,
         chunk: Chunk,
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
@@ -849,10 +731,32 @@ impl HashAgg {
             self.forget();
         }
         let wm = self.watermark(state)?;
-        let gcols = eval_all(&self.group, &chunk.batch)?;
+        // Partial accumulators (see `PARTIALS`): the group values, then the slots.
+        let partial = input == PARTIALS;
+        let g = self.group.len();
+        if partial && !agg_fold::combinable(&self.aggs) {
+            return Err(EngineError::Internal(
+                "partial accumulators of aggregates that do not combine".into(),
+            ));
+        }
+        if partial && chunk.batch.num_columns() != g + self.acc_types.len() {
+            return Err(EngineError::Internal(format!(
+                "{} columns of partial accumulators, not {}",
+                chunk.batch.num_columns(),
+                g + self.acc_types.len()
+            )));
+        }
+        let gcols = match partial {
+            true => chunk.batch.columns()[..g].to_vec(),
+            false => eval_all(&self.group, &chunk.batch)?,
+        };
+        let pcols = match partial {
+            true => chunk.batch.columns()[g..].to_vec(),
+            false => Vec::new(),
+        };
         let mut acols = Vec::with_capacity(self.aggs.len());
         let mut ocols = Vec::with_capacity(self.aggs.len());
-        for a in &self.aggs {
+        for a in self.aggs.iter().filter(|_| !partial) {
             acols.push(match &a.arg {
                 Some(e) => Some(e.evaluate(&chunk.batch)?.into_array(n)?),
                 None => None,
@@ -923,6 +827,14 @@ impl HashAgg {
                 None => self.initial_acc()?,
             };
             for &r in &rows_of {
+                if partial {
+                    let part: Row = pcols
+                        .iter()
+                        .map(|c| ScalarValue::try_from_array(c, r))
+                        .collect::<Result<_, _>>()?;
+                    self.merge(&mut acc, &part, chunk.weights[r])?;
+                    continue;
+                }
                 fill(&acols, r, &mut args)?;
                 fill(&ocols, r, &mut orders)?;
                 self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;

@@ -1,5 +1,6 @@
 //! One file per operator.
 
+pub mod agg_fold;
 pub mod closing;
 pub mod filter;
 pub mod hash_agg;

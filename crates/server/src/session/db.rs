@@ -195,7 +195,10 @@ impl Db {
                 plan,
                 append_only: v.append_only,
                 output: view_output(v),
-                shards: v.parallelism,
+                parallelism: freshet_engine::dataflow::Parallelism {
+                    shards: v.parallelism,
+                    two_phase_agg: v.two_phase_agg,
+                },
             });
         }
         let tables = catalog.tables.iter().map(table_desc).collect();

@@ -316,6 +316,7 @@ impl Session {
             subscription: false,
             pg_text_casts: true,
             parallelism: 1,
+            two_phase_agg: true,
         };
         if let Some(spec) = crate::sinks::spec(&probe, &planned.schema) {
             freshet_connectors::kafka_sink::check(&spec).map_err(|message| {
@@ -394,6 +395,7 @@ impl Session {
             subscription,
             pg_text_casts: true,
             parallelism: self.streaming_parallelism(),
+            two_phase_agg: self.two_phase_agg(),
         };
         let desc_schema = planned.schema.clone();
         let plan_text = planned.plan.to_string();
@@ -404,7 +406,10 @@ impl Session {
             plan: planned.plan,
             append_only: planned.append_only,
             output: view_output(&def),
-            shards: def.parallelism,
+            parallelism: freshet_engine::dataflow::Parallelism {
+                shards: def.parallelism,
+                two_phase_agg: def.two_phase_agg,
+            },
         };
         // Queries read a view's rows with its schema; a sink keeps none.
         let readable = def.sink.is_none();

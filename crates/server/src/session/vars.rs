@@ -50,6 +50,7 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("subscribe_max_buffered_rows", "100000"),
     ("background_ddl", "false"),
     ("streaming_parallelism", "default"),
+    ("rw_enable_two_phase_agg", "true"),
 ];
 
 impl Session {
@@ -133,6 +134,16 @@ impl Session {
             .unwrap_or(self.db.streaming_parallelism)
     }
 
+    /// Whether a view created now runs its aggregates in two phases where they can
+    /// (`rw_enable_two_phase_agg`, RisingWave's name).
+    pub(super) fn two_phase_agg(&self) -> bool {
+        self.vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("rw_enable_two_phase_agg")
+            .is_none_or(|v| v == "true")
+    }
+
     pub(super) fn implicit_flush(&self) -> bool {
         self.vars
             .lock()
@@ -210,7 +221,7 @@ impl Session {
     pub fn set_variable(&self, name: &str, value: &str) -> Result<()> {
         let (name, value) = (name.to_string(), value.to_string());
         let value = match name.as_str() {
-            "implicit_flush" => match value.to_lowercase().as_str() {
+            "implicit_flush" | "rw_enable_two_phase_agg" => match value.to_lowercase().as_str() {
                 "true" | "on" | "1" | "yes" => "true".to_string(),
                 "false" | "off" | "0" | "no" => "false".to_string(),
                 _ => return Err(ServerError::InvalidParameterValue { name, value }),

@@ -5,7 +5,10 @@
 //! cargo build --release --bins && \
 //!   target/release/nexmark_bench [--events N] [--queries q0,q5|all] [--dir bench/nexmark]
 //!                                [--source generator|kafka] [--sink] [--together]
+//!                                [--set name=value]…
 //! ```
+//! `--set name=value` runs `SET name = value` in the session before the views are
+//! created (`--set rw_enable_two_phase_agg=false`, say); it may be repeated.
 //! With `--together` it then runs all the queries at once in one server (their views
 //! created one after another, then one FLUSH), in a row "together" whose events are
 //! every view's, and compares that time with the sum of the single runs': views apply
@@ -73,6 +76,8 @@ struct Args {
     sink: bool,
     /// Also run all the queries in one server at once (`--together`).
     together: bool,
+    /// `SET` statements run before the views are created (`--set name=value`).
+    sets: Vec<String>,
 }
 
 fn args() -> Args {
@@ -83,6 +88,7 @@ fn args() -> Args {
         dir: PathBuf::from("bench/nexmark"),
         sink: false,
         together: false,
+        sets: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -99,6 +105,10 @@ fn args() -> Args {
             "--queries" | "--query" => a.queries = value.split(',').map(String::from).collect(),
             "--dir" => a.dir = PathBuf::from(value),
             "--source" => a.source = value,
+            "--set" => match value.split_once('=') {
+                Some((name, v)) => a.sets.push(format!("SET {name} = '{v}';\n")),
+                None => panic!("--set name=value"),
+            },
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -155,6 +165,7 @@ fn main() {
         sources
     };
     let _broker = kafka;
+    let sources = a.sets.concat() + &sources;
     println!(
         "| query | events | seconds | events/s | CPU s | events/s per core | peak RSS MiB | view rows | state MiB |{}",
         if ceiling.is_some() { " share of ceiling |" } else { "" }
