@@ -63,6 +63,23 @@ impl Chunk {
         Ok(Chunk { batch, weights })
     }
 
+    /// The chunk in `parts` contiguous parts of about equal size (fewer if it has fewer
+    /// rows; none if it is empty).
+    pub fn split(&self, parts: usize) -> Vec<Chunk> {
+        let n = self.len();
+        let per = n.div_ceil(parts.max(1)).max(1);
+        (0..n)
+            .step_by(per)
+            .map(|at| {
+                let len = per.min(n - at);
+                Chunk {
+                    batch: self.batch.slice(at, len),
+                    weights: self.weights[at..at + len].to_vec(),
+                }
+            })
+            .collect()
+    }
+
     /// The rows of the chunk as scalar values.
     pub fn rows(&self) -> Result<Vec<Row>, EngineError> {
         batch_rows(&self.batch)

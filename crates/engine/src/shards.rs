@@ -230,8 +230,39 @@ impl Sharded {
     }
 }
 
+/// `f` of each item, in order: the first on this thread, each other on a thread of its
+/// own (or here, if the thread cannot start). A panic goes on as a panic.
+pub(crate) fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let Some((first, rest)) = items.split_first() else {
+        return Vec::new();
+    };
+    if rest.is_empty() {
+        return vec![f(first)];
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rest
+            .iter()
+            .map(|item| {
+                std::thread::Builder::new()
+                    .name("freshet-part".into())
+                    .spawn_scoped(scope, move || f(item))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        out.push(f(first));
+        for (h, item) in handles.into_iter().zip(rest) {
+            out.push(match h {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(_) => f(item),
+            });
+        }
+        out
+    })
+}
+
 /// The chunks as one (`None` if there are none).
-fn concat(chunks: Vec<Chunk>) -> Result<Option<Chunk>, EngineError> {
+pub(crate) fn concat(chunks: Vec<Chunk>) -> Result<Option<Chunk>, EngineError> {
     let mut chunks: Vec<Chunk> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
     if chunks.len() <= 1 {
         return Ok(chunks.pop());

@@ -30,7 +30,7 @@ use crate::operator::Operator;
 use crate::operators::hash_agg::{HashAgg, PARTIALS};
 use crate::operators::{agg_fold, eval_all, FastMap};
 use crate::plan::{AggCall, PhysExpr};
-use crate::shards::{cores, ROWS_PER_THREAD};
+use crate::shards::{cores, on_threads, ROWS_PER_THREAD};
 use crate::EngineError;
 
 /// After a chunk whose partials were more than this share of its rows, ...
@@ -122,42 +122,7 @@ impl LocalAgg {
     /// folded on as many threads: rows of the group values, then the accumulator slots,
     /// each of weight 1 (the aggregate's input [`PARTIALS`]).
     pub(crate) fn partials(&self, chunk: &Chunk, parts: usize) -> Result<Chunk, EngineError> {
-        let n = chunk.len();
-        let per = n.div_ceil(parts.max(1)).max(1);
-        let slices: Vec<Chunk> = (0..n)
-            .step_by(per)
-            .map(|at| {
-                let len = per.min(n - at);
-                Chunk {
-                    batch: chunk.batch.slice(at, len),
-                    weights: chunk.weights[at..at + len].to_vec(),
-                }
-            })
-            .collect();
-        let folded: Vec<Result<Folded, EngineError>> = match slices.split_first() {
-            None => Vec::new(),
-            Some((first, [])) => vec![self.fold(first)],
-            Some((first, rest)) => std::thread::scope(|scope| {
-                let handles: Vec<_> = rest
-                    .iter()
-                    .map(|s| {
-                        std::thread::Builder::new()
-                            .name("freshet-agg".into())
-                            .spawn_scoped(scope, move || self.fold(s))
-                    })
-                    .collect();
-                let mut out = vec![self.fold(first)];
-                for (h, s) in handles.into_iter().zip(rest) {
-                    out.push(match h {
-                        // A panic goes on as a panic, as on one thread.
-                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        // No thread: fold it here.
-                        Err(_) => self.fold(s),
-                    });
-                }
-                out
-            }),
-        };
+        let folded = on_threads(&chunk.split(parts), |part| self.fold(part));
         let mut rows = Vec::new();
         let mut types = Vec::new();
         for part in folded {
