@@ -21,6 +21,8 @@ checks count(*), sum(id), sum(secs), then samples the server's RSS (VmRSS from
 sampling the server's RSS once a second during each read. Prints rows read, seconds,
 rows/s, the baseline RSS, min/median/max RSS during the read and the samples (MiB).
 If the server streams, the RSS during the read does not grow with the rows read.
+With --view, the reads go through `CREATE MATERIALIZED VIEW v AS SELECT * FROM t WHERE
+secs >= 0` (every row), built after the load (its build time is printed), instead of t.
 
 Run (psycopg 3 lives in the clients' virtualenv; scripts/clients.sh installs it):
 
@@ -77,13 +79,13 @@ def idle_samples(srv, seconds):
     return s.samples
 
 
-def read_cursor(srv, itersize):
+def read_cursor(srv, itersize, rel):
     conn = srv.connect()  # not autocommit: psycopg opens a transaction
     rows = 0
     id_sum = 0
     with conn.cursor(name="bench_cursor") as cur:
         cur.itersize = itersize
-        cur.execute("SELECT * FROM t")
+        cur.execute(f"SELECT * FROM {rel}")
         for r in cur:
             rows += 1
             id_sum += r[0]
@@ -92,12 +94,12 @@ def read_cursor(srv, itersize):
     return rows, id_sum
 
 
-def read_stream(srv, size):
+def read_stream(srv, size, rel):
     conn = srv.connect(autocommit=True)
     rows = 0
     id_sum = 0
     cur = conn.cursor()
-    for r in cur.stream("SELECT * FROM t", size=size):
+    for r in cur.stream(f"SELECT * FROM {rel}", size=size):
         rows += 1
         id_sum += r[0]
     conn.close()
@@ -136,6 +138,11 @@ def main():
     ap.add_argument(
         "--load-only", action="store_true", help="load, check and stop (to time a load)"
     )
+    ap.add_argument(
+        "--view",
+        action="store_true",
+        help="read a materialized view over the table (built after the load) instead",
+    )
     args = ap.parse_args()
     reads = [r.strip() for r in args.reads.split(",") if r.strip()]
     for r in reads:
@@ -170,10 +177,19 @@ def main():
             f"check ({time.perf_counter() - t:.1f} s): {'ok' if ok else 'FAILED'}: {desc}",
             flush=True,
         )
+        if args.view and not args.load_only:
+            t = time.perf_counter()
+            conn.execute("CREATE MATERIALIZED VIEW v AS SELECT * FROM t WHERE secs >= 0")
+            print(
+                f"view v built over {args.rows:,} rows in {time.perf_counter() - t:.1f} s; "
+                f"server RSS {c.fmt_kb(srv.rss_kb())}",
+                flush=True,
+            )
         conn.close()
         failed |= not ok
         if args.load_only:
             sys.exit(1 if failed else 0)
+        rel = "v" if args.view else "t"
         want_sum = args.rows * (args.rows + 1) // 2
         for r in reads:
             base = idle_samples(srv, args.idle_seconds)
@@ -186,9 +202,9 @@ def main():
             with c.RssSampler(srv.pid) as s:
                 t0 = time.perf_counter()
                 if r == "cursor":
-                    rows, id_sum = read_cursor(srv, args.itersize)
+                    rows, id_sum = read_cursor(srv, args.itersize, rel)
                 else:
-                    rows, id_sum = read_stream(srv, args.stream_size)
+                    rows, id_sum = read_stream(srv, args.stream_size, rel)
                 secs = time.perf_counter() - t0
             srv_cpu = srv.cpu_secs() - srv_cpu0
             cli_cpu = time.process_time() - cli_cpu0
