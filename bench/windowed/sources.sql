@@ -1,0 +1,1 @@
+../nexmark/sources.sql
