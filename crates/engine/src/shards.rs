@@ -262,7 +262,7 @@ pub(crate) fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sy
 }
 
 /// The chunks as one (`None` if there are none).
-pub(crate) fn concat(chunks: Vec<Chunk>) -> Result<Option<Chunk>, EngineError> {
+fn concat(chunks: Vec<Chunk>) -> Result<Option<Chunk>, EngineError> {
     let mut chunks: Vec<Chunk> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
     if chunks.len() <= 1 {
         return Ok(chunks.pop());

@@ -155,7 +155,7 @@ impl LocalAgg {
 /// An aggregate run in two phases (see the module documentation): `global` takes rows on
 /// input 0 and partial accumulators on input [`PARTIALS`].
 pub(crate) struct TwoPhaseAgg {
-    local: Arc<LocalAgg>,
+    local: LocalAgg,
     global: Box<dyn Operator>,
     /// The most threads the first phase runs on (the view's shards).
     threads: usize,
@@ -166,7 +166,7 @@ pub(crate) struct TwoPhaseAgg {
 impl TwoPhaseAgg {
     pub(crate) fn new(local: LocalAgg, global: Box<dyn Operator>, threads: usize) -> TwoPhaseAgg {
         TwoPhaseAgg {
-            local: Arc::new(local),
+            local,
             global,
             threads,
             as_rows: 0,

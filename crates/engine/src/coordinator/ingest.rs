@@ -106,19 +106,17 @@ impl Coordinator {
     /// Records what a source batch leaves once its rows are applied: late events, dead
     /// letters and the offsets.
     pub(super) fn record(&mut self, rest: Rest) -> Result<(), EngineError> {
-        let Rest {
-            view,
-            source,
-            source_name,
-            offsets,
-            maxima,
-            errors,
-            late,
-        } = rest;
-        for (p, o, ts, wm, payload) in late {
-            self.put_late(&source_name, Some((p, o)), ts, wm, payload)?;
+        for (p, o, ts, wm, payload) in rest.late {
+            self.put_late(&rest.source_name, Some((p, o)), ts, wm, payload)?;
         }
-        self.record_progress(view, source, &source_name, offsets, &maxima, errors)
+        self.record_progress(
+            rest.view,
+            rest.source,
+            &rest.source_name,
+            rest.offsets,
+            &rest.maxima,
+            rest.errors,
+        )
     }
 
     /// Applies a topic's rows to the table it feeds, then to every view over the table.

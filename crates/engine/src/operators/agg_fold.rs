@@ -102,7 +102,7 @@ pub(crate) fn count(acc: &Row, slot: usize) -> i64 {
     }
 }
 
-fn add_count(acc: &mut Row, slot: usize, n: i64) -> Result<(), EngineError> {
+fn add_to_slot(acc: &mut Row, slot: usize, n: i64) -> Result<(), EngineError> {
     let sum = count(acc, slot)
         .checked_add(n)
         .ok_or_else(|| EngineError::OutOfRange("count overflows bigint".into()))?;
@@ -121,7 +121,7 @@ pub(crate) fn fold(
     w: i64,
 ) -> Result<(), EngineError> {
     if a.kind == AggKind::CountStar {
-        return add_count(acc, off, w);
+        return add_to_slot(acc, off, w);
     }
     let v = match arg {
         Some(v) if !v.is_null() => v,
@@ -143,14 +143,14 @@ pub(crate) fn fold(
             keep_extreme(a.kind, &mut acc[off], v);
         }
         AggKind::BoolAnd | AggKind::BoolOr => {
-            add_count(acc, off, w)?;
+            add_to_slot(acc, off, w)?;
             if v == &ScalarValue::Boolean(Some(true)) {
-                add_count(acc, off + 1, w)?;
+                add_to_slot(acc, off + 1, w)?;
             }
         }
-        AggKind::Count => add_count(acc, off, w)?,
+        AggKind::Count => add_to_slot(acc, off, w)?,
         AggKind::Sum | AggKind::Avg => {
-            add_count(acc, off, w)?;
+            add_to_slot(acc, off, w)?;
             let t = acc[off + 1].data_type();
             acc[off + 1] = add_weighted(&acc[off + 1], &v.cast_to(&t)?, w)?;
         }
@@ -167,13 +167,13 @@ pub(crate) fn fold(
 /// accumulator `part` into `acc`.
 pub(crate) fn merge(a: &AggCall, off: usize, acc: &mut Row, part: &Row) -> Result<(), EngineError> {
     match a.kind {
-        AggKind::CountStar | AggKind::Count => add_count(acc, off, count(part, off)),
+        AggKind::CountStar | AggKind::Count => add_to_slot(acc, off, count(part, off)),
         AggKind::BoolAnd | AggKind::BoolOr => {
-            add_count(acc, off, count(part, off))?;
-            add_count(acc, off + 1, count(part, off + 1))
+            add_to_slot(acc, off, count(part, off))?;
+            add_to_slot(acc, off + 1, count(part, off + 1))
         }
         AggKind::Sum | AggKind::Avg => {
-            add_count(acc, off, count(part, off))?;
+            add_to_slot(acc, off, count(part, off))?;
             if !part[off + 1].is_null() {
                 acc[off + 1] = add_weighted(&acc[off + 1], &part[off + 1], 1)?;
             }

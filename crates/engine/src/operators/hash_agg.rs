@@ -234,10 +234,6 @@ impl HashAgg {
         }
     }
 
-    fn count(acc: &Row, slot: usize) -> i64 {
-        agg_fold::count(acc, slot)
-    }
-
     /// The distinct values of aggregate `i` in group `gkey`, ascending.
     fn scan_values(
         &self,
@@ -348,7 +344,7 @@ impl HashAgg {
                     .first_value(state, i, gkey, true)?
                     .unwrap_or(ScalarValue::Null),
                 (AggKind::BoolAnd | AggKind::BoolOr, _) => {
-                    let (n, trues) = (Self::count(acc, off), Self::count(acc, off + 1));
+                    let (n, trues) = (agg_fold::count(acc, off), agg_fold::count(acc, off + 1));
                     match (n, a.kind) {
                         (0, _) => ScalarValue::Boolean(None),
                         (_, AggKind::BoolAnd) => ScalarValue::Boolean(Some(trues == n)),
@@ -390,7 +386,7 @@ impl HashAgg {
                     percentile(&self.scan_counted(state, i, gkey)?, p)?
                 }
                 (AggKind::Sum | AggKind::Avg, false) => {
-                    let n = Self::count(acc, off);
+                    let n = agg_fold::count(acc, off);
                     if n == 0 {
                         ScalarValue::Null
                     } else if a.kind == AggKind::Sum {
@@ -430,7 +426,7 @@ impl HashAgg {
                 "a partial accumulator of weight {w}"
             )));
         }
-        acc[0] = ScalarValue::Int64(Some(Self::count(acc, 0) + Self::count(part, 0)));
+        acc[0] = ScalarValue::Int64(Some(agg_fold::count(acc, 0) + agg_fold::count(part, 0)));
         for (a, &off) in self.aggs.iter().zip(&self.offsets) {
             agg_fold::merge(a, off, acc, part)?;
         }
@@ -446,7 +442,7 @@ impl HashAgg {
         orders: &[Option<ScalarValue>],
         w: i64,
     ) -> Result<(), EngineError> {
-        acc[0] = ScalarValue::Int64(Some(Self::count(acc, 0) + w));
+        acc[0] = ScalarValue::Int64(Some(agg_fold::count(acc, 0) + w));
         for (i, a) in self.aggs.iter().enumerate() {
             let off = self.offsets[i];
             if agg_fold::stateless(a) {
@@ -526,7 +522,7 @@ impl HashAgg {
                         (true, false) => -1,
                         _ => 0,
                     };
-                    acc[off] = ScalarValue::Int64(Some(Self::count(acc, off) + delta));
+                    acc[off] = ScalarValue::Int64(Some(agg_fold::count(acc, off) + delta));
                 }
                 continue;
             }
@@ -663,7 +659,7 @@ impl Operator for HashAgg {
             self.cache.remove(&gkey);
             if self.emit_on_close {
                 let acc = codec::decode_row(&val, &self.acc_types)?;
-                if Self::count(&acc, 0) > 0 {
+                if agg_fold::count(&acc, 0) > 0 {
                     let mut gvals = codec::decode_row(&gkey, &types)?;
                     gvals.remove(0);
                     out_rows.push(self.output(state, &gkey, &gvals, &acc)?);
@@ -754,9 +750,11 @@ impl HashAgg {
             true => chunk.batch.columns()[g..].to_vec(),
             false => Vec::new(),
         };
+        // Arguments and ORDER BY values of rows (partials carry neither).
         let mut acols = Vec::with_capacity(self.aggs.len());
         let mut ocols = Vec::with_capacity(self.aggs.len());
-        for a in self.aggs.iter().filter(|_| !partial) {
+        let row_aggs = if partial { &[][..] } else { &self.aggs[..] };
+        for a in row_aggs {
             acols.push(match &a.arg {
                 Some(e) => Some(e.evaluate(&chunk.batch)?.into_array(n)?),
                 None => None,
@@ -817,7 +815,7 @@ impl HashAgg {
         for (gkey, gvals, rows_of) in order {
             let loaded = self.take_acc(state, &gkey)?;
             let old_out = match &loaded {
-                Some(acc) if global || Self::count(acc, 0) > 0 => {
+                Some(acc) if global || agg_fold::count(acc, 0) > 0 => {
                     Some(self.output(state, &gkey, &gvals, acc)?)
                 }
                 _ => None,
@@ -839,7 +837,7 @@ impl HashAgg {
                 fill(&ocols, r, &mut orders)?;
                 self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;
             }
-            let rows = Self::count(&acc, 0);
+            let rows = agg_fold::count(&acc, 0);
             if rows < 0 {
                 return Err(EngineError::Internal("negative group row count".into()));
             }

@@ -137,10 +137,7 @@ impl Session {
     /// Whether a view created now runs its aggregates in two phases where they can
     /// (`rw_enable_two_phase_agg`, RisingWave's name).
     pub(super) fn two_phase_agg(&self) -> bool {
-        self.vars
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get("rw_enable_two_phase_agg")
+        self.var("rw_enable_two_phase_agg")
             .is_none_or(|v| v == "true")
     }
 
