@@ -70,10 +70,14 @@ fn has_watermark(plan: &StreamNode) -> bool {
 /// How a view's dataflow uses threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parallelism {
-    /// The shards its keyed stateful operators run as (see `crate::shards`): the view's
-    /// `streaming_parallelism`. It decides where their state is, so a view keeps the
-    /// count it was created with.
+    /// The shards (vnodes) its keyed stateful operators' state is split into (see
+    /// `crate::shards`): the view's `streaming_max_parallelism`. It decides where their
+    /// state is, so a view keeps the count it was created with.
     pub shards: usize,
+    /// The most threads the shards run on at once: the view's parallelism (`SET
+    /// streaming_parallelism` before `CREATE`, `ALTER MATERIALIZED VIEW … SET
+    /// PARALLELISM` after), at most `shards`. It can change while the view runs.
+    pub threads: usize,
     /// With several shards, aggregates whose partials combine run in two phases (see
     /// `crate::two_phase`): RisingWave's `rw_enable_two_phase_agg`. Their state is the
     /// same either way.
@@ -81,10 +85,11 @@ pub struct Parallelism {
 }
 
 impl From<usize> for Parallelism {
-    /// `shards` shards, two-phase aggregation on.
+    /// `shards` shards on as many threads, two-phase aggregation on.
     fn from(shards: usize) -> Parallelism {
         Parallelism {
             shards,
+            threads: shards,
             two_phase_agg: true,
         }
     }
@@ -102,6 +107,8 @@ pub struct Dataflow {
     meters: Option<Meters>,
     /// The shards each keyed stateful operator runs as (see `shards`).
     shards: usize,
+    /// The most threads they run on (see [`Parallelism::threads`]).
+    threads: usize,
     /// Whether aggregates whose partials combine run in two phases (see `two_phase`).
     two_phase_agg: bool,
     /// Whether it emitted changes since the last checkpoint.
@@ -313,6 +320,7 @@ impl Dataflow {
             lookup_entries: Vec::new(),
             meters: None,
             shards: parallelism.shards.max(1),
+            threads: parallelism.threads.clamp(1, parallelism.shards.max(1)),
             two_phase_agg: parallelism.two_phase_agg,
             dirty: false,
         };
@@ -428,20 +436,40 @@ impl Dataflow {
                 if let Some(local) = &two_phase {
                     keys.push(crate::two_phase::partial_keys(local.groups()));
                 }
-                Box::new(Sharded::new(view, op_no, self.shards, keys, |table_id| {
-                    make_operator(plan, table_id)
-                })?)
+                Box::new(Sharded::new(
+                    view,
+                    op_no,
+                    self.shards,
+                    self.threads,
+                    keys,
+                    |table_id| make_operator(plan, table_id),
+                )?)
             }
             None => make_operator(plan, &move |n: u16| keys::state_table_id(view, op_no, n))?,
         };
         Ok(match two_phase {
-            Some(local) => Box::new(TwoPhaseAgg::new(local, op, self.shards)),
+            Some(local) => Box::new(TwoPhaseAgg::new(local, op, self.threads)),
             None => op,
         })
     }
 
     pub fn view(&self) -> RelationId {
         self.view
+    }
+
+    /// Runs the shards of its keyed operators on at most `threads` threads from the next
+    /// step on (at most its shards; see [`Parallelism::threads`]). Where state is does
+    /// not change, so neither does what the view stores.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.clamp(1, self.shards);
+        for node in &mut self.nodes {
+            node.op.set_threads(self.threads);
+        }
+    }
+
+    /// The most threads the shards of its keyed operators run on.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Whether the view reads `relation`.
@@ -769,7 +797,15 @@ mod tests {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut one = Dataflow::build(9, &plan, false, Output::Table, 1).unwrap();
             let mut three = Dataflow::build(9, &plan, false, Output::Table, 3).unwrap();
+            // Three shards on a number of threads that changes between steps.
+            let threads = Parallelism {
+                shards: 3,
+                threads: 1,
+                two_phase_agg: true,
+            };
+            let mut varied = Dataflow::build(9, &plan, false, Output::Table, threads).unwrap();
             let (mut t1, mut t3) = (Txn::new(Store::memory()), Txn::new(Store::memory()));
+            let mut tv = Txn::new(Store::memory());
             // Rows present per relation, to delete some later.
             let mut live: [Vec<(i64, i64)>; 2] = [Vec::new(), Vec::new()];
             for step in 0..40 {
@@ -801,7 +837,13 @@ mod tests {
                 }
                 let c = Chunk::from_rows(s.clone(), &rows, weights).unwrap();
                 let roll_back = rng.gen_bool(0.2);
-                for (df, t) in [(&mut one, &mut t1), (&mut three, &mut t3)] {
+                varied.set_threads(rng.gen_range(1..=4));
+                assert!(varied.threads() <= 3);
+                for (df, t) in [
+                    (&mut one, &mut t1),
+                    (&mut three, &mut t3),
+                    (&mut varied, &mut tv),
+                ] {
                     t.begin_statement();
                     df.push(5 + rel as u64, &c, t).unwrap();
                     if roll_back {
@@ -816,12 +858,26 @@ mod tests {
                 if step % 7 == 6 {
                     t1.commit().unwrap();
                     t3.commit().unwrap();
+                    tv.commit().unwrap();
                 }
                 let view = keys::rows_prefix(9);
                 assert_eq!(
                     t1.scan_prefix(&view).unwrap(),
                     t3.scan_prefix(&view).unwrap(),
                     "seed {seed} step {step}"
+                );
+                // The threads change nothing stored: the view's rows, and every key of its
+                // operators' state.
+                let all = [keys::rows_prefix(9), keys::view_state_prefix(9)];
+                assert_eq!(
+                    all.iter()
+                        .map(|p| t3.scan_prefix(p).unwrap())
+                        .collect::<Vec<_>>(),
+                    all.iter()
+                        .map(|p| tv.scan_prefix(p).unwrap())
+                        .collect::<Vec<_>>(),
+                    "seed {seed} step {step}: threads {}",
+                    varied.threads()
                 );
             }
             // Every shard of the join holds some of its rows (operator 2: the join).

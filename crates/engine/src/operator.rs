@@ -59,6 +59,11 @@ pub trait Operator: Send {
         false
     }
 
+    /// Run on at most `threads` threads from the next step on (operators that run parts
+    /// of their work side by side: shards, the first phase of an aggregate). What the
+    /// operator outputs and stores must not depend on it.
+    fn set_threads(&mut self, _threads: usize) {}
+
     /// Output the operator has before any input (e.g. a global aggregate's row over zero
     /// rows). Called once, when the view is created.
     fn initial_output(&mut self, _state: &mut Txn) -> Result<Option<Chunk>, EngineError> {

@@ -20,8 +20,13 @@
 //!   shard's transaction is merged back: a statement running in the engine's transaction
 //!   undoes what every shard wrote.
 //!
-//! The shard count of a view is fixed when it is created (`streaming_parallelism`) and
-//! kept in the catalog: it decides where the state lives.
+//! **Shards are vnodes; threads are the parallelism.** The shard count of a view is fixed
+//! when it is created (`streaming_max_parallelism`, by default its `streaming_parallelism`)
+//! and kept in the catalog: it decides where the state lives, like RisingWave's vnodes and
+//! Flink's key groups (its maximum parallelism). The threads the shards run on are a
+//! separate number, at most the shards (the view's parallelism): each thread runs whole
+//! shards, so it can change while the view runs (`ALTER MATERIALIZED VIEW … SET
+//! PARALLELISM`, [`Operator::set_threads`]) without moving any state.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
@@ -84,15 +89,18 @@ pub(crate) struct Sharded {
     keys: Vec<Vec<PhysExpr>>,
     /// Per shard, the key range of its state.
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The most threads the shards run on at once (the view's parallelism).
+    threads: usize,
 }
 
 impl Sharded {
     /// `make(table_id)` builds one instance over the given state table ids; `keys` are
-    /// each input's key expressions.
+    /// each input's key expressions; `threads` the most threads they run on at once.
     pub fn new(
         view: u64,
         op: u16,
         count: usize,
+        threads: usize,
         keys: Vec<Vec<PhysExpr>>,
         mut make: impl FnMut(&dyn Fn(u16) -> u64) -> Result<Box<dyn Operator>, EngineError>,
     ) -> Result<Sharded, EngineError> {
@@ -107,6 +115,7 @@ impl Sharded {
             shards,
             keys,
             ranges: (0..count).map(|s| shard_range(view, op, s)).collect(),
+            threads: threads.clamp(1, count),
         })
     }
 
@@ -141,8 +150,8 @@ impl Sharded {
     }
 
     /// Runs `work` on each shard that has some (`work[s]`), on up to `threads` threads
-    /// (and cores; shards shared out between them), and returns their outputs in shard
-    /// order.
+    /// (and cores, and the operator's parallelism; shards shared out between them), and
+    /// returns their outputs in shard order.
     fn run<T: Send>(
         &mut self,
         state: &mut Txn,
@@ -151,7 +160,7 @@ impl Sharded {
         f: impl Fn(&mut dyn Operator, T, &mut Txn) -> Result<Option<Chunk>, EngineError> + Sync,
     ) -> Result<Vec<Chunk>, EngineError> {
         let busy = work.iter().filter(|w| w.is_some()).count();
-        let workers = threads.min(busy).min(cores());
+        let workers = threads.min(self.threads).min(busy).min(cores());
         if workers < 2 {
             // Shards own disjoint ranges: on one thread they share the transaction.
             let mut out = Vec::new();
@@ -315,6 +324,10 @@ impl Operator for Sharded {
     fn on_tick(&mut self, now: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
         let work = vec![Some(()); self.shards.len()];
         concat(self.run(state, work, usize::MAX, |op, (), txn| op.on_tick(now, txn))?)
+    }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.clamp(1, self.shards.len());
     }
 
     fn uses_time(&self) -> bool {

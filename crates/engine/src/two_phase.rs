@@ -157,7 +157,7 @@ impl LocalAgg {
 pub(crate) struct TwoPhaseAgg {
     local: LocalAgg,
     global: Box<dyn Operator>,
-    /// The most threads the first phase runs on (the view's shards).
+    /// The most threads the first phase runs on (the view's parallelism).
     threads: usize,
     /// Chunks to pass on as rows before partials are tried again.
     as_rows: usize,
@@ -208,6 +208,11 @@ impl Operator for TwoPhaseAgg {
 
     fn on_tick(&mut self, now: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
         self.global.on_tick(now, state)
+    }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.threads = threads;
+        self.global.set_threads(threads);
     }
 
     fn uses_time(&self) -> bool {

@@ -222,14 +222,28 @@ pub struct ViewDef {
     /// before them keep DataFusion's, which their stored rows and state hold.
     #[serde(default)]
     pub pg_text_casts: bool,
-    /// The shards its keyed stateful operators run as (`streaming_parallelism` when it was
-    /// created; views from before shards have one). Fixed: it decides where their state is.
+    /// The most threads its keyed stateful operators' shards run on
+    /// (`streaming_parallelism` when it was created, then `ALTER … SET PARALLELISM`;
+    /// views from before shards have one). At most [`ViewDef::shards`].
     #[serde(default = "one_shard")]
     pub parallelism: usize,
+    /// The shards (vnodes) their state is split into (`streaming_max_parallelism` when it
+    /// was created); `None` for views from before it was a setting of its own, whose
+    /// shards are their `parallelism`. Fixed: it decides where their state is.
+    #[serde(default)]
+    pub max_parallelism: Option<usize>,
     /// With several shards, aggregates whose partials combine run in two phases
     /// (`rw_enable_two_phase_agg` when it was created; on for views from before).
     #[serde(default = "two_phase_on")]
     pub two_phase_agg: bool,
+}
+
+impl ViewDef {
+    /// The shards its keyed stateful operators' state is split into (see
+    /// [`ViewDef::max_parallelism`]).
+    pub fn shards(&self) -> usize {
+        self.max_parallelism.unwrap_or(self.parallelism)
+    }
 }
 
 fn two_phase_on() -> bool {

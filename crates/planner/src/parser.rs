@@ -67,6 +67,14 @@ pub enum Stmt {
         hold: bool,
         subscribe: Box<Subscribe>,
     },
+    /// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM {= | TO} {n | ADAPTIVE |
+    /// DEFAULT}` (RisingWave's): the most threads its shards run on; `None`: the server's
+    /// default.
+    AlterParallelism {
+        kind: crate::catalog::RelationKind,
+        name: ObjectName,
+        parallelism: Option<usize>,
+    },
     /// An empty statement (`;` alone, or only comments).
     Empty,
 }
@@ -313,6 +321,11 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 .parse_object_name(false)
                 .map_err(|e| parser_error(sql, e))?;
             out.push(Stmt::ShowCreate { kind, name });
+        } else if peek_words(&parser, &["ALTER", "MATERIALIZED", "VIEW"])
+            || peek_words(&parser, &["ALTER", "SINK"])
+        {
+            let stmt = parse_alter_parallelism(&mut parser).map_err(|e| parser_error(sql, e))?;
+            out.push(stmt);
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();
@@ -672,6 +685,52 @@ fn check_subscribe(sub: &Subscribe) -> Result<(), PlannerError> {
         SubscribeTarget::Query(q) => crate::complexity::check(q),
         SubscribeTarget::Relation(_) => Ok(()),
     }
+}
+
+/// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM {= | TO} value` (see
+/// [`Stmt::AlterParallelism`]); other `ALTER`s of views and sinks are refused.
+fn parse_alter_parallelism(parser: &mut Parser) -> Result<Stmt, ParserError> {
+    parser.expect_keyword(Keyword::ALTER)?;
+    let kind = if parser.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
+        crate::catalog::RelationKind::View
+    } else {
+        expect_word(parser, "SINK")?;
+        crate::catalog::RelationKind::Sink
+    };
+    let name = parser.parse_object_name(false)?;
+    if !(parser.parse_keyword(Keyword::SET) && peek_words(parser, &["PARALLELISM"])) {
+        return Err(ParserError::ParserError(
+            "Expected: SET PARALLELISM (the only ALTER of a materialized view or sink \
+             Freshet has), found: "
+                .to_string()
+                + &parser.peek_token().token.to_string(),
+        ));
+    }
+    parser.next_token();
+    if !parser.consume_token(&Token::Eq) {
+        parser.expect_keyword(Keyword::TO)?;
+    }
+    let t = parser.next_token();
+    let parallelism = match &t.token {
+        Token::Number(n, _) => match n.parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => return parser.expected("a parallelism", t),
+        },
+        Token::Word(w)
+            if w.value.eq_ignore_ascii_case("adaptive")
+                || w.value.eq_ignore_ascii_case("auto")
+                || w.keyword == Keyword::DEFAULT =>
+        {
+            None
+        }
+        _ => return parser.expected("a number, ADAPTIVE or DEFAULT", t),
+    };
+    Ok(Stmt::AlterParallelism {
+        kind,
+        name,
+        parallelism,
+    })
 }
 
 fn peek_words(parser: &Parser, words: &[&str]) -> bool {

@@ -330,10 +330,13 @@ fn datafusion_message(e: &DataFusionError) -> String {
             return format!("relation \"{short}\" does not exist");
         }
     }
+    // Postgres' messages start in lower case; an acronym ("UNION queries …") stays.
     let mut chars = msg.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
-        None => msg.to_string(),
+    match (chars.next(), msg.chars().nth(1)) {
+        (Some(c), Some(d)) if !d.is_uppercase() => {
+            c.to_lowercase().collect::<String>() + chars.as_str()
+        }
+        _ => msg.to_string(),
     }
 }
 

@@ -305,6 +305,11 @@ impl Session {
                 res?;
                 Ok(command("FLUSH"))
             }
+            Stmt::AlterParallelism {
+                kind,
+                name,
+                parallelism,
+            } => self.alter_parallelism(*kind, name, *parallelism).await,
             Stmt::CreateSource(cs) => self.create_source(cs).await,
             Stmt::CreateTableWithConnector(cs) => self.create_fed_table(cs).await,
             Stmt::CreateTableExt(cs) => self.create_ext_table(cs).await,
@@ -422,6 +427,7 @@ impl Session {
                 self.set_transaction(modes, *session)
             }
             Statement::Set(set) => self.set(set),
+            Statement::Reset(r) => self.reset(r),
             Statement::ShowVariable { variable } => self.show(variable),
             Statement::StartTransaction { modes, .. } => self.begin(modes),
             Statement::Commit { .. } => self.commit().await,
@@ -532,6 +538,7 @@ fn is_ddl(stmt: &Stmt) -> bool {
         | Stmt::CreateTableExt(_)
         | Stmt::CreateSink(_)
         | Stmt::DropSink { .. }
+        | Stmt::AlterParallelism { .. }
         | Stmt::DropSource { .. } => true,
         Stmt::Sql(s) => matches!(
             s.as_ref(),
@@ -594,6 +601,7 @@ fn statement_kind(stmt: &Stmt) -> &'static str {
         | Stmt::CreateSink(_)
         | Stmt::DropSink { .. }
         | Stmt::DropSource { .. }
+        | Stmt::AlterParallelism { .. }
         | Stmt::CreateUser(_)
         | Stmt::AlterUser(_)
         | Stmt::DropUser { .. } => "ddl",

@@ -232,6 +232,17 @@ impl Coordinator {
                     v.name
                 )));
             }
+            Ddl::SetParallelism { view, threads } => {
+                let desc = self
+                    .descs
+                    .iter_mut()
+                    .find(|v| v.id == view)
+                    .ok_or_else(|| EngineError::Internal(format!("no view {view}")))?;
+                desc.parallelism.threads = threads.clamp(1, desc.parallelism.shards);
+                for df in self.views.iter_mut().filter(|df| df.view() == view) {
+                    df.set_threads(threads);
+                }
+            }
             Ddl::Drop(id) => {
                 self.tables.remove(&id);
                 self.sources.remove(&id);

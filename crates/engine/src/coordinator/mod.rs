@@ -98,6 +98,12 @@ pub enum Ddl {
         schema: SchemaRef,
     },
     CreateView(ViewDesc),
+    /// A view's shards run on at most `threads` threads from now on (`ALTER
+    /// MATERIALIZED VIEW … SET PARALLELISM`): its state stays where it is.
+    SetParallelism {
+        view: RelationId,
+        threads: usize,
+    },
     Drop(RelationId),
     /// Only the catalog document changes (users, grants).
     Catalog,

@@ -114,6 +114,7 @@ impl Session {
             } => (Some(object_name(table_name)), Some(Privilege::Insert)),
             Statement::Copy { to: true, .. } => return Ok(()),
             Statement::Set(_)
+            | Statement::Reset(_)
             | Statement::ShowVariable { .. }
             | Statement::ShowTables { .. }
             | Statement::ShowViews { .. }

@@ -195,10 +195,7 @@ impl Db {
                 plan,
                 append_only: v.append_only,
                 output: view_output(v),
-                parallelism: freshet_engine::dataflow::Parallelism {
-                    shards: v.parallelism,
-                    two_phase_agg: v.two_phase_agg,
-                },
+                parallelism: parallelism(v),
             });
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
@@ -644,4 +641,13 @@ async fn plan_stored_view(
     let plan = bind(ctx, &stmt).await?;
     let planned = plan_view(ctx, catalog, &plan, v.emit_on_window_close)?;
     Ok((planned.plan, planned.schema))
+}
+
+/// How view `v`'s dataflow uses threads, as its definition says.
+pub(crate) fn parallelism(v: &ViewDef) -> freshet_engine::dataflow::Parallelism {
+    freshet_engine::dataflow::Parallelism {
+        shards: v.shards(),
+        threads: v.parallelism,
+        two_phase_agg: v.two_phase_agg,
+    }
 }

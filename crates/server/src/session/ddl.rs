@@ -316,6 +316,7 @@ impl Session {
             subscription: false,
             pg_text_casts: true,
             parallelism: 1,
+            max_parallelism: None,
             two_phase_agg: true,
         };
         if let Some(spec) = crate::sinks::spec(&probe, &planned.schema) {
@@ -379,6 +380,7 @@ impl Session {
             ViewKind::Subscription => (None, true),
         };
         let subscription_view = subscription;
+        let (parallelism, shards) = self.new_view_parallelism()?;
         let name_for_job = name.clone();
         let mut next = catalog.clone();
         let id = next.allocate_id();
@@ -394,7 +396,8 @@ impl Session {
             sink,
             subscription,
             pg_text_casts: true,
-            parallelism: self.streaming_parallelism(),
+            parallelism,
+            max_parallelism: Some(shards),
             two_phase_agg: self.two_phase_agg(),
         };
         let desc_schema = planned.schema.clone();
@@ -406,10 +409,7 @@ impl Session {
             plan: planned.plan,
             append_only: planned.append_only,
             output: view_output(&def),
-            parallelism: freshet_engine::dataflow::Parallelism {
-                shards: def.parallelism,
-                two_phase_agg: def.two_phase_agg,
-            },
+            parallelism: crate::session::db::parallelism(&def),
         };
         // Queries read a view's rows with its schema; a sink keeps none.
         let readable = def.sink.is_none();
@@ -635,6 +635,64 @@ impl Session {
                 self.db.drop_one(victim).await?;
             }
         }
+        Ok(command(tag))
+    }
+}
+
+impl Session {
+    /// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM …`: the most threads the
+    /// view's shards run on from now on (`None`: the server's default), at most its shards
+    /// (`max_parallelism`, fixed when it was created). No state moves: each thread runs
+    /// whole shards.
+    pub(super) async fn alter_parallelism(
+        &self,
+        expected: RelationKind,
+        name: &ObjectName,
+        parallelism: Option<usize>,
+    ) -> Result<Output> {
+        let (kind_name, tag) = match expected {
+            RelationKind::Sink => ("sink", "ALTER SINK"),
+            _ => ("materialized view", "ALTER MATERIALIZED VIEW"),
+        };
+        let _ddl = self.db.ddl_lock.lock().await;
+        let name = object_name(name);
+        let catalog = self.db.catalog();
+        let id = match catalog.kind_of(&name) {
+            None => return Err(PlannerError::UndefinedTable(name).into()),
+            Some((kind, _)) if kind != expected => {
+                return Err(PlannerError::WrongObjectType {
+                    name,
+                    expected: kind_name,
+                }
+                .into())
+            }
+            Some((_, id)) => id,
+        };
+        let mut next = (*catalog).clone();
+        let def = next
+            .views
+            .iter_mut()
+            .find(|v| v.id == id)
+            .ok_or_else(|| PlannerError::UndefinedTable(name.clone()))?;
+        let shards = def.shards();
+        let threads = match parallelism {
+            Some(p) if p > shards => {
+                return Err(ServerError::InvalidOption(format!(
+                    "parallelism {p} exceeds the max parallelism of {kind_name} \"{name}\" \
+                     ({shards}): its state is split into {shards} shards when it is created \
+                     (streaming_max_parallelism), and a thread runs whole shards"
+                )))
+            }
+            Some(p) => p,
+            None => self.db.streaming_parallelism.min(shards),
+        };
+        def.max_parallelism = Some(shards);
+        def.parallelism = threads;
+        self.db
+            .engine
+            .ddl(Ddl::SetParallelism { view: id, threads }, next.to_json())
+            .await?;
+        self.db.set_catalog(next);
         Ok(command(tag))
     }
 }

@@ -203,7 +203,8 @@ pub(crate) fn view_bytes(db: &Db, id: u64) -> u64 {
 /// `freshet_catalog.views`: per materialized view and sink: its kind, emit mode, state
 /// (`running`, or `failed` with why), rows held and operator state entries (counters kept
 /// by every commit, not scans), RocksDB's estimate of its bytes, changes in and out and failed batches since the server started,
-/// and when a checkpoint last held a change of it; the shards its keyed operators run as.
+/// and when a checkpoint last held a change of it; the most threads the shards of its keyed
+/// operators run on, and those shards (`max_parallelism`, fixed when it was created).
 pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
     let s = schema(&[
         ("view_name", DataType::Utf8),
@@ -219,6 +220,7 @@ pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
         ("last_checkpoint", timestamptz()),
         ("error", DataType::Utf8),
         ("parallelism", DataType::Int64),
+        ("max_parallelism", DataType::Int64),
     ]);
     let rows_in = by_label("freshet_view_rows_in_total", "view");
     let rows_out = by_label("freshet_view_rows_out_total", "view");
@@ -270,6 +272,7 @@ pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
                 at(last.get(&v.name).copied().unwrap_or(0.0)),
                 ScalarValue::Utf8(failed),
                 ScalarValue::Int64(Some(v.parallelism as i64)),
+                ScalarValue::Int64(Some(v.shards() as i64)),
             ]);
         }
         Ok(())

@@ -106,6 +106,11 @@ pub(super) fn writes(stmt: &Stmt) -> Option<&'static str> {
         Stmt::DropSink { .. } | Stmt::DropSource { .. } => Some("DROP"),
         Stmt::CreateUser(_) => Some("CREATE ROLE"),
         Stmt::AlterUser(_) => Some("ALTER ROLE"),
+        Stmt::AlterParallelism {
+            kind: freshet_planner::catalog::RelationKind::Sink,
+            ..
+        } => Some("ALTER SINK"),
+        Stmt::AlterParallelism { .. } => Some("ALTER MATERIALIZED VIEW"),
         Stmt::DropUser { .. } => Some("DROP ROLE"),
         _ => None,
     }

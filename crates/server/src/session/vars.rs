@@ -50,6 +50,7 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("subscribe_max_buffered_rows", "100000"),
     ("background_ddl", "false"),
     ("streaming_parallelism", "default"),
+    ("streaming_max_parallelism", "default"),
     ("rw_enable_two_phase_agg", "true"),
 ];
 
@@ -64,6 +65,33 @@ impl Session {
             "query_memory_limit".into(),
             crate::limits::show_bytes(self.db.limits.query_memory_bytes),
         );
+    }
+
+    /// `RESET name` and `RESET ALL`: back to the default (a variable Freshet has no
+    /// default for is forgotten).
+    pub(super) fn reset(&self, r: &ast::ResetStatement) -> Result<Output> {
+        let name = match &r.reset {
+            ast::Reset::ALL => {
+                self.reset_all();
+                return Ok(command("RESET"));
+            }
+            ast::Reset::ConfigurationParameter(name) => object_name(name).to_ascii_lowercase(),
+        };
+        let default = match name.as_str() {
+            "query_memory_limit" => {
+                Some(crate::limits::show_bytes(self.db.limits.query_memory_bytes))
+            }
+            _ => VARIABLES
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string()),
+        };
+        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+        match default {
+            Some(v) => vars.insert(name, v),
+            None => vars.remove(&name),
+        };
+        Ok(command("RESET"))
     }
 
     /// Every session variable with its value, for `current_setting` and `pg_settings`.
@@ -122,16 +150,30 @@ impl Session {
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "on" | "1"))
     }
 
-    /// The shards a view created now runs its keyed operators as: the session's
-    /// `streaming_parallelism`, else the server's (`--streaming-parallelism`).
-    pub(super) fn streaming_parallelism(&self) -> usize {
-        self.vars
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get("streaming_parallelism")
+    /// A number the session set for `name` (`None`: `default`).
+    fn count_var(&self, name: &str) -> Option<usize> {
+        self.var(name)
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
-            .unwrap_or(self.db.streaming_parallelism)
+    }
+
+    /// The parallelism of a view created now, and its shards: the session's
+    /// `streaming_parallelism` (else the server's, `--streaming-parallelism`) and
+    /// `streaming_max_parallelism` (else the parallelism). A parallelism the session set
+    /// above the shards is refused; the server's is lowered to them.
+    pub(super) fn new_view_parallelism(&self) -> Result<(usize, usize)> {
+        let set = self.count_var("streaming_parallelism");
+        let shards = self
+            .count_var("streaming_max_parallelism")
+            .unwrap_or(set.unwrap_or(self.db.streaming_parallelism));
+        match set {
+            Some(p) if p > shards => Err(ServerError::InvalidOption(format!(
+                "streaming_parallelism {p} exceeds streaming_max_parallelism {shards}: a view \
+                 runs on at most as many threads as it has shards"
+            ))),
+            Some(p) => Ok((p, shards)),
+            None => Ok((self.db.streaming_parallelism.min(shards), shards)),
+        }
     }
 
     /// Whether a view created now runs its aggregates in two phases where they can
@@ -224,7 +266,10 @@ impl Session {
                 _ => return Err(ServerError::InvalidParameterValue { name, value }),
             },
             // RisingWave's name; 0, `default` or `adaptive`: the server's setting.
-            "streaming_parallelism" => match value.to_lowercase().as_str() {
+            "streaming_parallelism" | "streaming_max_parallelism" => match value
+                .to_lowercase()
+                .as_str()
+            {
                 "0" | "default" | "adaptive" => "default".to_string(),
                 v => match v.parse::<usize>() {
                     Ok(n) if (1..=freshet_engine::shards::MAX_SHARDS).contains(&n) => n.to_string(),
