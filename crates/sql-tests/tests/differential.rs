@@ -823,6 +823,8 @@ struct Harness {
     model: Model,
     /// Views created so far, in creation order.
     views: Vec<&'static ViewSpec>,
+    /// The shards each view's state is split into (`streaming_max_parallelism`).
+    max_parallelism: usize,
     /// The last [`HISTORY_LEN`] statements and events, with their outcomes.
     history: VecDeque<String>,
     /// `None` only while the server restarts. Declared before `rt` so that it is dropped
@@ -834,9 +836,15 @@ struct Harness {
 
 impl Harness {
     fn start(test: &'static str, seed: u64, steps: usize) -> Harness {
-        // The views' keyed operators run as 1 to 4 shards, chosen by the seed.
-        let shards = (1 + splitmix64(seed ^ 0x5eed) % 4).to_string();
-        eprintln!("{test}: seed={seed}: views run as {shards} shard(s)");
+        // The views' keyed operators run on 1 to 4 threads, their state split into that
+        // many shards or up to 2 more (`streaming_max_parallelism`), chosen by the seed;
+        // random steps change a view's parallelism while it runs.
+        let threads = 1 + splitmix64(seed ^ 0x5eed) % 4;
+        let max_parallelism = threads as usize + (splitmix64(seed ^ 0xa11e) % 3) as usize;
+        let shards = threads.to_string();
+        eprintln!(
+            "{test}: seed={seed}: views run on {shards} thread(s), as {max_parallelism} shard(s)"
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -850,6 +858,7 @@ impl Harness {
             rng: StdRng::seed_from_u64(seed),
             model: Model::new(),
             views: Vec::new(),
+            max_parallelism,
             history: VecDeque::new(),
             client: None,
             rt,
@@ -935,6 +944,10 @@ impl Harness {
 
     fn create_view(&mut self, view: &'static ViewSpec) {
         self.execute(&format!(
+            "SET streaming_max_parallelism = {}",
+            self.max_parallelism
+        ));
+        self.execute(&format!(
             "CREATE MATERIALIZED VIEW {} AS {}",
             view.name, view.query
         ));
@@ -944,6 +957,14 @@ impl Harness {
     /// One random statement, then the full check.
     fn random_step(&mut self) {
         self.step += 1;
+        if !self.views.is_empty() && self.rng.gen_bool(0.02) {
+            // Another parallelism for a view: its shards, and so its state, stay.
+            let view = self.views[self.rng.gen_range(0..self.views.len())].name;
+            let n = self.rng.gen_range(1..=self.max_parallelism);
+            self.execute(&format!(
+                "ALTER MATERIALIZED VIEW {view} SET PARALLELISM = {n}"
+            ));
+        }
         let op = gen_op(&mut self.rng, &self.model);
         self.apply_op(&op);
         self.check_all();

@@ -102,9 +102,14 @@ fn windowed_views_equal_a_reference_fold() {
         "window differential: {n} events, seed {seed} (replay with FRESHET_WINDOW_SEED={seed})"
     );
     let mut rng = StdRng::seed_from_u64(seed);
-    // The views' keyed operators run as 1 to 4 shards, chosen by the seed.
-    let shards = rng.gen_range(1..=4usize).to_string();
-    eprintln!("window differential: views run as {shards} shard(s)");
+    // The views' keyed operators run on 1 to 4 threads, their state in that many shards
+    // or up to 2 more, chosen by the seed; bursts change a view's parallelism.
+    let threads = rng.gen_range(1..=4usize);
+    let max_parallelism = threads + rng.gen_range(0..=2usize);
+    let shards = threads.to_string();
+    eprintln!(
+        "window differential: views run on {shards} thread(s), as {max_parallelism} shard(s)"
+    );
     let base = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
@@ -140,7 +145,8 @@ fn windowed_views_equal_a_reference_fold() {
     rt.block_on(async {
         let c = connect(&server.conn_str()).await.expect("connect");
         c.batch_execute(&format!(
-            "CREATE SOURCE ev (k VARCHAR, v BIGINT, ts TIMESTAMP,
+            "SET streaming_max_parallelism = {max_parallelism};
+             CREATE SOURCE ev (k VARCHAR, v BIGINT, ts TIMESTAMP,
                WATERMARK FOR ts AS ts - INTERVAL '10 seconds')
              WITH (connector = 'kafka', topic = 'ev', properties.bootstrap.server = '{}')
              FORMAT PLAIN ENCODE JSON;
@@ -151,7 +157,7 @@ fn windowed_views_equal_a_reference_fold() {
              CREATE MATERIALIZED VIEW closed AS SELECT window_start, k, count(*) AS n, max(v) AS hi
                FROM TUMBLE(ev, ts, INTERVAL '30 seconds', INTERVAL '10 seconds')
                GROUP BY window_start, k EMIT ON WINDOW CLOSE;",
-            broker.addr()
+            broker.addr(),
         ))
         .await
         .expect("setup");
@@ -185,12 +191,26 @@ fn windowed_views_equal_a_reference_fold() {
         if burst == 1 {
             rt.block_on(async {
                 let c = connect(&server.conn_str()).await.expect("connect");
-                c.batch_execute(
-                    "CREATE MATERIALIZED VIEW tumble_late AS SELECT window_start, k, count(*) AS n, sum(v) AS s
+                c.batch_execute(&format!(
+                    "SET streaming_max_parallelism = {max_parallelism};
+                     CREATE MATERIALIZED VIEW tumble_late AS SELECT window_start, k, count(*) AS n, sum(v) AS s
                        FROM TUMBLE(ev, ts, INTERVAL '1 minute') GROUP BY window_start, k",
-                )
+                ))
                 .await
                 .expect("late view");
+            });
+        }
+        if rng.gen_bool(0.5) {
+            // Another parallelism for a view while events flow: its state stays put.
+            let view = ["tumble", "hop", "closed"][rng.gen_range(0..3)];
+            let p = rng.gen_range(1..=max_parallelism);
+            rt.block_on(async {
+                let c = connect(&server.conn_str()).await.expect("connect");
+                c.batch_execute(&format!(
+                    "ALTER MATERIALIZED VIEW {view} SET PARALLELISM = {p}"
+                ))
+                .await
+                .expect("alter parallelism");
             });
         }
         if rng.gen_bool(0.5) {
