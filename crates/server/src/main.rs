@@ -154,10 +154,11 @@ struct ServeArgs {
     /// coordinator thread [default: the number of cores].
     #[arg(long, env = "FRESHET_VIEW_THREADS")]
     view_threads: Option<usize>,
-    /// The shards a new view's keyed stateful operators (grouped aggregates, equi-joins,
-    /// partitioned top-N) run as, each on its own thread; a session's
-    /// `SET streaming_parallelism` overrides it. A view keeps the count it was created with
-    /// [default: the number of cores, at most 64].
+    /// The threads a new view's keyed stateful operators (grouped aggregates, equi-joins,
+    /// partitioned top-N) run on, and by default the shards their state is split into; a
+    /// session's `SET streaming_parallelism` overrides it (and `SET
+    /// streaming_max_parallelism` the shards), `ALTER MATERIALIZED VIEW … SET PARALLELISM`
+    /// changes a view's, up to its shards [default: the number of cores, at most 64].
     #[arg(long, env = "FRESHET_STREAMING_PARALLELISM")]
     streaming_parallelism: Option<usize>,
 }
