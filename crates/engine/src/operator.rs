@@ -64,6 +64,11 @@ pub trait Operator: Send {
     /// operator outputs and stores must not depend on it.
     fn set_threads(&mut self, _threads: usize) {}
 
+    /// The operator is one of `shards` instances of one operator (`crate::shards`): it
+    /// keeps what it caches in memory to its share of one instance's budget, so that the
+    /// shards together hold what one would.
+    fn set_memory_share(&mut self, _shards: usize) {}
+
     /// Output the operator has before any input (e.g. a global aggregate's row over zero
     /// rows). Called once, when the view is created.
     fn initial_output(&mut self, _state: &mut Txn) -> Result<Option<Chunk>, EngineError> {

@@ -109,7 +109,9 @@ impl Sharded {
         }
         let mut shards = Vec::with_capacity(count);
         for s in 0..count {
-            shards.push(make(&move |n| shard_table_id(view, op, s, n))?);
+            let mut shard = make(&move |n| shard_table_id(view, op, s, n))?;
+            shard.set_memory_share(count);
+            shards.push(shard);
         }
         Ok(Sharded {
             shards,

@@ -62,7 +62,7 @@ pub struct HashAgg {
     /// a larger key that is not cached has no rows, without a read. New windows' groups
     /// (their keys start with the window) are found this way. `None`: not known yet.
     known_above: Option<Vec<u8>>,
-    /// How many groups the cache may hold ([`CACHED_GROUPS`]).
+    /// How many groups the cache may hold ([`CACHED_GROUPS`], shared out between shards).
     cache_cap: usize,
     /// A new group's accumulator (built once: every group starts from it).
     initial: Row,
@@ -79,6 +79,9 @@ pub(crate) const PARTIALS: usize = 1;
 /// group costs its key and its accumulator's `ScalarValue`s (64 bytes each): about
 /// 60–130 MiB per aggregate at the limit.
 const CACHED_GROUPS: usize = 1 << 18;
+
+/// The fewest cached groups of one shard of an aggregate.
+const MIN_CACHED_GROUPS: usize = 1 << 12;
 
 fn needs_values(a: &AggCall) -> bool {
     a.distinct || (a.kind.keeps_values() && !a.running)
@@ -606,6 +609,10 @@ fn cast_or_null(v: ScalarValue, t: &DataType) -> Result<ScalarValue, EngineError
 impl Operator for HashAgg {
     fn name(&self) -> &'static str {
         "hash_agg"
+    }
+
+    fn set_memory_share(&mut self, shards: usize) {
+        self.cache_cap = (CACHED_GROUPS / shards.max(1)).max(MIN_CACHED_GROUPS);
     }
 
     fn on_watermark(&mut self, wm: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
