@@ -232,6 +232,12 @@ pub struct ViewDef {
     /// shards are their `parallelism`. Fixed: it decides where their state is.
     #[serde(default)]
     pub max_parallelism: Option<usize>,
+    /// Its parallelism follows the server's (`--streaming-parallelism`, at most its
+    /// shards) at every start: it was created without `SET streaming_parallelism`, or
+    /// altered to `ADAPTIVE` (RisingWave's adaptive parallelism). `parallelism` then holds
+    /// what it was when last set.
+    #[serde(default)]
+    pub adaptive: bool,
     /// With several shards, aggregates whose partials combine run in two phases
     /// (`rw_enable_two_phase_agg` when it was created; on for views from before).
     #[serde(default = "two_phase_on")]
@@ -243,6 +249,14 @@ impl ViewDef {
     /// [`ViewDef::max_parallelism`]).
     pub fn shards(&self) -> usize {
         self.max_parallelism.unwrap_or(self.parallelism)
+    }
+
+    /// The most threads its shards run on, given the server's `streaming_parallelism`.
+    pub fn threads(&self, server: usize) -> usize {
+        match self.adaptive {
+            true => server.clamp(1, self.shards()),
+            false => self.parallelism,
+        }
     }
 }
 

@@ -195,7 +195,7 @@ impl Db {
                 plan,
                 append_only: v.append_only,
                 output: view_output(v),
-                parallelism: parallelism(v),
+                parallelism: parallelism(v, streaming_parallelism),
             });
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
@@ -643,11 +643,12 @@ async fn plan_stored_view(
     Ok((planned.plan, planned.schema))
 }
 
-/// How view `v`'s dataflow uses threads, as its definition says.
-pub(crate) fn parallelism(v: &ViewDef) -> freshet_engine::dataflow::Parallelism {
+/// How view `v`'s dataflow uses threads, as its definition says (`server`: the server's
+/// `streaming_parallelism`, which an adaptive view follows).
+pub(crate) fn parallelism(v: &ViewDef, server: usize) -> freshet_engine::dataflow::Parallelism {
     freshet_engine::dataflow::Parallelism {
         shards: v.shards(),
-        threads: v.parallelism,
+        threads: v.threads(server),
         two_phase_agg: v.two_phase_agg,
     }
 }

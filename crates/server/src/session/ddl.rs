@@ -317,6 +317,7 @@ impl Session {
             pg_text_casts: true,
             parallelism: 1,
             max_parallelism: None,
+            adaptive: false,
             two_phase_agg: true,
         };
         if let Some(spec) = crate::sinks::spec(&probe, &planned.schema) {
@@ -380,7 +381,7 @@ impl Session {
             ViewKind::Subscription => (None, true),
         };
         let subscription_view = subscription;
-        let (parallelism, shards) = self.new_view_parallelism()?;
+        let (parallelism, shards, adaptive) = self.new_view_parallelism()?;
         let name_for_job = name.clone();
         let mut next = catalog.clone();
         let id = next.allocate_id();
@@ -398,6 +399,7 @@ impl Session {
             pg_text_casts: true,
             parallelism,
             max_parallelism: Some(shards),
+            adaptive,
             two_phase_agg: self.two_phase_agg(),
         };
         let desc_schema = planned.schema.clone();
@@ -409,7 +411,7 @@ impl Session {
             plan: planned.plan,
             append_only: planned.append_only,
             output: view_output(&def),
-            parallelism: crate::session::db::parallelism(&def),
+            parallelism: crate::session::db::parallelism(&def, self.db.streaming_parallelism),
         };
         // Queries read a view's rows with its schema; a sink keeps none.
         let readable = def.sink.is_none();
@@ -641,7 +643,8 @@ impl Session {
 
 impl Session {
     /// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM …`: the most threads the
-    /// view's shards run on from now on (`None`: the server's default), at most its shards
+    /// view's shards run on from now on (`None`: adaptive, the server's setting at every
+    /// start), at most its shards
     /// (`max_parallelism`, fixed when it was created). No state moves: each thread runs
     /// whole shards.
     pub(super) async fn alter_parallelism(
@@ -688,6 +691,7 @@ impl Session {
         };
         def.max_parallelism = Some(shards);
         def.parallelism = threads;
+        def.adaptive = parallelism.is_none();
         self.db
             .engine
             .ddl(Ddl::SetParallelism { view: id, threads }, next.to_json())

@@ -204,7 +204,8 @@ pub(crate) fn view_bytes(db: &Db, id: u64) -> u64 {
 /// (`running`, or `failed` with why), rows held and operator state entries (counters kept
 /// by every commit, not scans), RocksDB's estimate of its bytes, changes in and out and failed batches since the server started,
 /// and when a checkpoint last held a change of it; the most threads the shards of its keyed
-/// operators run on, and those shards (`max_parallelism`, fixed when it was created).
+/// operators run on, those shards (`max_parallelism`, fixed when it was created), and
+/// whether the first follows the server's setting (`adaptive`).
 pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<Vec<ScalarValue>>)> {
     let s = schema(&[
         ("view_name", DataType::Utf8),
@@ -221,6 +222,7 @@ pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
         ("error", DataType::Utf8),
         ("parallelism", DataType::Int64),
         ("max_parallelism", DataType::Int64),
+        ("adaptive", DataType::Boolean),
     ]);
     let rows_in = by_label("freshet_view_rows_in_total", "view");
     let rows_out = by_label("freshet_view_rows_out_total", "view");
@@ -271,8 +273,9 @@ pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
                 n(&failures),
                 at(last.get(&v.name).copied().unwrap_or(0.0)),
                 ScalarValue::Utf8(failed),
-                ScalarValue::Int64(Some(v.parallelism as i64)),
+                ScalarValue::Int64(Some(v.threads(db.streaming_parallelism) as i64)),
                 ScalarValue::Int64(Some(v.shards() as i64)),
+                ScalarValue::Boolean(Some(v.adaptive)),
             ]);
         }
         Ok(())

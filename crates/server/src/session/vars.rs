@@ -157,11 +157,12 @@ impl Session {
             .filter(|&n| n > 0)
     }
 
-    /// The parallelism of a view created now, and its shards: the session's
-    /// `streaming_parallelism` (else the server's, `--streaming-parallelism`) and
+    /// The parallelism of a view created now, its shards, and whether the parallelism is
+    /// adaptive: the session's `streaming_parallelism` (else the server's,
+    /// `--streaming-parallelism`, followed at every start) and
     /// `streaming_max_parallelism` (else the parallelism). A parallelism the session set
     /// above the shards is refused; the server's is lowered to them.
-    pub(super) fn new_view_parallelism(&self) -> Result<(usize, usize)> {
+    pub(super) fn new_view_parallelism(&self) -> Result<(usize, usize, bool)> {
         let set = self.count_var("streaming_parallelism");
         let shards = self
             .count_var("streaming_max_parallelism")
@@ -171,8 +172,8 @@ impl Session {
                 "streaming_parallelism {p} exceeds streaming_max_parallelism {shards}: a view \
                  runs on at most as many threads as it has shards"
             ))),
-            Some(p) => Ok((p, shards)),
-            None => Ok((self.db.streaming_parallelism.min(shards), shards)),
+            Some(p) => Ok((p, shards, false)),
+            None => Ok((self.db.streaming_parallelism.min(shards), shards, true)),
         }
     }
 
