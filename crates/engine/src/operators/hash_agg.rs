@@ -68,6 +68,12 @@ pub struct HashAgg {
     initial: Row,
     /// The transaction generation the cache (and `wm`) agree with (`Txn::generation`).
     generation: Option<u64>,
+    /// Per aggregate with a value table and encoded value, the multiplicity the rows of
+    /// the group being updated change, summed over the chunk's rows before the table is
+    /// touched (`HashAgg::add_values`): a chunk that moves many rows of a group from one
+    /// value to another, as the changes of a count feeding a `max` do, reads and writes
+    /// each value once.
+    pending: FastMap<(usize, Vec<u8>), i64>,
 }
 
 /// The input partial accumulators arrive on (two-phase aggregation, `crate::two_phase`):
@@ -123,6 +129,7 @@ impl HashAgg {
             known_above: None,
             cache_cap: CACHED_GROUPS,
             generation: None,
+            pending: FastMap::default(),
         })
     }
 
@@ -421,6 +428,38 @@ impl HashAgg {
         Ok(out)
     }
 
+    /// Adds the value multiplicities a group's rows in one chunk changed
+    /// ([`HashAgg::pending`]) to the group's value tables.
+    fn add_values(
+        &mut self,
+        state: &mut Txn,
+        gkey: &[u8],
+        acc: &mut Row,
+    ) -> Result<(), EngineError> {
+        for ((i, vk), w) in self.pending.drain() {
+            let (Some(a), Some(Some(table))) = (self.aggs.get(i), self.values.get(i)) else {
+                return Err(EngineError::Internal(format!("no value table {i}")));
+            };
+            if w == 0 {
+                continue;
+            }
+            let (old, new) = add_count(state, table.key2(gkey, &vk), w)?;
+            if new < 0 {
+                return Err(EngineError::Internal("negative value multiplicity".into()));
+            }
+            if a.distinct && a.kind == AggKind::Count {
+                let delta = match (old > 0, new > 0) {
+                    (false, true) => 1,
+                    (true, false) => -1,
+                    _ => 0,
+                };
+                let off = self.offsets[i];
+                acc[off] = ScalarValue::Int64(Some(agg_fold::count(acc, off) + delta));
+            }
+        }
+        Ok(())
+    }
+
     /// Merges partial accumulator `part` (of some of the group's rows, see `PARTIALS`)
     /// into the group's.
     fn merge(&self, acc: &mut Row, part: &Row, w: i64) -> Result<(), EngineError> {
@@ -437,7 +476,7 @@ impl HashAgg {
     }
 
     fn apply(
-        &self,
+        &mut self,
         state: &mut Txn,
         gkey: &[u8],
         acc: &mut Row,
@@ -512,21 +551,11 @@ impl HashAgg {
                 }
                 continue;
             }
-            if let Some(table) = &self.values[i] {
+            if self.values[i].is_some() {
+                // Summed over the group's rows in the chunk first (see `add_values`).
                 let mut vk = Vec::new();
                 codec::encode_value(v, &mut vk)?;
-                let (old, new) = add_count(state, table.key2(gkey, &vk), w)?;
-                if new < 0 {
-                    return Err(EngineError::Internal("negative value multiplicity".into()));
-                }
-                if a.distinct && a.kind == AggKind::Count {
-                    let delta = match (old > 0, new > 0) {
-                        (false, true) => 1,
-                        (true, false) => -1,
-                        _ => 0,
-                    };
-                    acc[off] = ScalarValue::Int64(Some(agg_fold::count(acc, off) + delta));
-                }
+                *self.pending.entry((i, vk)).or_insert(0) += w;
                 continue;
             }
             return Err(EngineError::Internal(format!(
@@ -844,6 +873,7 @@ impl HashAgg {
                 fill(&ocols, r, &mut orders)?;
                 self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;
             }
+            self.add_values(state, &gkey, &mut acc)?;
             let rows = agg_fold::count(&acc, 0);
             if rows < 0 {
                 return Err(EngineError::Internal("negative group row count".into()));
