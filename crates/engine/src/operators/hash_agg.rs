@@ -1024,6 +1024,74 @@ mod tests {
         assert!(running.process(0, c, &mut txn).is_err());
     }
 
+    /// Value changes summed over a chunk (`HashAgg::pending`) store and output what the
+    /// same rows do one chunk each: rows moved from one value to the next in one chunk
+    /// (a count's changes feeding a max), inserts and deletes of one value that cancel,
+    /// the group's maximum and minimum among them, and several groups.
+    #[test]
+    fn value_changes_summed_over_a_chunk_equal_row_by_row() {
+        let (mut whole, input) = agg();
+        let (mut single, _) = agg();
+        let (mut t1, mut t2) = (Txn::new(Store::memory()), Txn::new(Store::memory()));
+        let mut rnd = crate::test_rng(5);
+        let mut live: Vec<(i64, i64)> = Vec::new();
+        for step in 0..150 {
+            let mut rows = Vec::new();
+            for _ in 0..1 + rnd(40) {
+                match rnd(4) {
+                    // Move a row to the next value, as a count's change does.
+                    0 | 1 if !live.is_empty() => {
+                        let (k, v) = live.swap_remove(rnd(live.len() as u64) as usize);
+                        rows.push((k, v, -1));
+                        rows.push((k, v + 1, 1));
+                        live.push((k, v + 1));
+                    }
+                    // An insert and a delete of the same value.
+                    2 => {
+                        let (k, v) = (rnd(3) as i64, rnd(8) as i64);
+                        rows.push((k, v, 1));
+                        rows.push((k, v, -1));
+                    }
+                    _ => {
+                        let (k, v) = (rnd(3) as i64, rnd(8) as i64);
+                        rows.push((k, v, 1));
+                        live.push((k, v));
+                    }
+                }
+            }
+            let mut changes: std::collections::BTreeMap<String, i64> = Default::default();
+            for (r, w) in feed(&mut whole, &input, &mut t1, &rows) {
+                *changes.entry(format!("{r:?}")).or_default() += w;
+            }
+            for row in &rows {
+                for (r, w) in feed(&mut single, &input, &mut t2, std::slice::from_ref(row)) {
+                    *changes.entry(format!("{r:?}")).or_default() -= w;
+                }
+            }
+            changes.retain(|_, w| *w != 0);
+            assert!(
+                changes.is_empty(),
+                "step {step}: net output differs: {changes:?}"
+            );
+            assert_eq!(
+                t1.scan_prefix(&freshet_storage::keys::state_prefix(100))
+                    .unwrap(),
+                t2.scan_prefix(&freshet_storage::keys::state_prefix(100))
+                    .unwrap(),
+                "step {step}: groups"
+            );
+            for table in 101..=105 {
+                assert_eq!(
+                    t1.scan_prefix(&freshet_storage::keys::state_prefix(table))
+                        .unwrap(),
+                    t2.scan_prefix(&freshet_storage::keys::state_prefix(table))
+                        .unwrap(),
+                    "step {step}: value table {table}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn min_max_and_distinct_survive_deletes() {
         let (mut a, input) = agg();
