@@ -324,8 +324,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         } else if peek_words(&parser, &["ALTER", "MATERIALIZED", "VIEW"])
             || peek_words(&parser, &["ALTER", "SINK"])
         {
-            let stmt = parse_alter_parallelism(&mut parser).map_err(|e| parser_error(sql, e))?;
-            out.push(stmt);
+            out.push(parse_alter_parallelism(&mut parser, sql)?);
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();
@@ -688,8 +687,26 @@ fn check_subscribe(sub: &Subscribe) -> Result<(), PlannerError> {
 }
 
 /// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM {= | TO} value` (see
-/// [`Stmt::AlterParallelism`]); other `ALTER`s of views and sinks are refused.
-fn parse_alter_parallelism(parser: &mut Parser) -> Result<Stmt, ParserError> {
+/// [`Stmt::AlterParallelism`]); other `ALTER`s of views and sinks are refused (`0A000`).
+fn parse_alter_parallelism(parser: &mut Parser, sql: &str) -> Result<Stmt, PlannerError> {
+    let (kind, name) = alter_target(parser).map_err(|e| parser_error(sql, e))?;
+    if !peek_words(parser, &["SET", "PARALLELISM"]) {
+        let what = match kind {
+            crate::catalog::RelationKind::Sink => "SINK",
+            _ => "MATERIALIZED VIEW",
+        };
+        return Err(PlannerError::Unsupported(format!(
+            "ALTER {what} {}: only ALTER {what} … SET PARALLELISM is supported",
+            parser.peek_token().token
+        )));
+    }
+    parse_parallelism(parser, kind, name).map_err(|e| parser_error(sql, e))
+}
+
+/// `ALTER {MATERIALIZED VIEW | SINK} name`.
+fn alter_target(
+    parser: &mut Parser,
+) -> Result<(crate::catalog::RelationKind, ObjectName), ParserError> {
     parser.expect_keyword(Keyword::ALTER)?;
     let kind = if parser.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
         crate::catalog::RelationKind::View
@@ -697,16 +714,17 @@ fn parse_alter_parallelism(parser: &mut Parser) -> Result<Stmt, ParserError> {
         expect_word(parser, "SINK")?;
         crate::catalog::RelationKind::Sink
     };
-    let name = parser.parse_object_name(false)?;
-    if !(parser.parse_keyword(Keyword::SET) && peek_words(parser, &["PARALLELISM"])) {
-        return Err(ParserError::ParserError(
-            "Expected: SET PARALLELISM (the only ALTER of a materialized view or sink \
-             Freshet has), found: "
-                .to_string()
-                + &parser.peek_token().token.to_string(),
-        ));
-    }
-    parser.next_token();
+    Ok((kind, parser.parse_object_name(false)?))
+}
+
+/// `SET PARALLELISM {= | TO} {n | ADAPTIVE | AUTO | DEFAULT}` of `kind` `name`.
+fn parse_parallelism(
+    parser: &mut Parser,
+    kind: crate::catalog::RelationKind,
+    name: ObjectName,
+) -> Result<Stmt, ParserError> {
+    parser.expect_keyword(Keyword::SET)?;
+    expect_word(parser, "PARALLELISM")?;
     if !parser.consume_token(&Token::Eq) {
         parser.expect_keyword(Keyword::TO)?;
     }

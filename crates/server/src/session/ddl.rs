@@ -639,14 +639,11 @@ impl Session {
         }
         Ok(command(tag))
     }
-}
 
-impl Session {
     /// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM …`: the most threads the
     /// view's shards run on from now on (`None`: adaptive, the server's setting at every
-    /// start), at most its shards
-    /// (`max_parallelism`, fixed when it was created). No state moves: each thread runs
-    /// whole shards.
+    /// start), at most its shards (`max_parallelism`, fixed when it was created). No state
+    /// moves: each thread runs whole shards.
     pub(super) async fn alter_parallelism(
         &self,
         expected: RelationKind,
