@@ -29,11 +29,13 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| rand::thread_rng().gen());
-    // The views' keyed operators run as 1 to 4 shards, chosen by the seed: kills land
-    // while several shards' writes are in flight.
+    // The views' keyed operators run on 1 to 4 threads, their state in that many shards or
+    // up to 2 more, chosen by the seed: kills land while several shards' writes are in
+    // flight, and between kills views and a sink get another parallelism.
     let shards = (1 + seed % 4).to_string();
+    let max_parallelism = 1 + seed % 4 + (seed / 4) % 3;
     eprintln!(
-        "crash test: {events} events, {shards} shard(s), seed {seed} (replay with FRESHET_CRASH_SEED={seed})"
+        "crash test: {events} events, {shards} thread(s), {max_parallelism} shard(s), seed {seed} (replay with FRESHET_CRASH_SEED={seed})"
     );
     let broker = KafkaBroker::start();
     broker.create_topic("events", PARTITIONS);
@@ -51,7 +53,8 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
     rt.block_on(async {
         let c = connect(&server.conn_str()).await.expect("connect");
         c.batch_execute(&format!(
-            "CREATE SOURCE events (id BIGINT, k BIGINT, v BIGINT)
+            "SET streaming_max_parallelism = {max_parallelism};
+             CREATE SOURCE events (id BIGINT, k BIGINT, v BIGINT)
                WITH (connector = 'kafka', topic = 'events', properties.bootstrap.server = '{}')
                FORMAT PLAIN ENCODE JSON;
              CREATE MATERIALIZED VIEW per_key AS SELECT k, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi FROM events GROUP BY k;
@@ -59,7 +62,7 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
              CREATE MATERIALIZED VIEW big AS SELECT k, count(*) AS n FROM per_key WHERE n > 0 GROUP BY k;
              CREATE SINK every_event AS SELECT id, k, v FROM events WITH (connector = 'blackhole');
              CREATE SINK key_changes FROM per_key WITH (connector = 'blackhole');",
-            broker.addr()
+            broker.addr(),
         ))
         .await
         .expect("setup");
@@ -115,6 +118,20 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(rng.gen_range(300..2500)));
         server.kill9_restart();
         kills += 1;
+        if rng.gen_bool(0.5) {
+            let (kind, name) = [
+                ("MATERIALIZED VIEW", "per_key"),
+                ("MATERIALIZED VIEW", "big"),
+                ("SINK", "key_changes"),
+            ][rng.gen_range(0..3)];
+            let p = rng.gen_range(1..=max_parallelism);
+            rt.block_on(async {
+                let c = connect(&server.conn_str()).await.expect("connect");
+                c.batch_execute(&format!("ALTER {kind} {name} SET PARALLELISM = {p}"))
+                    .await
+                    .expect("alter parallelism");
+            });
+        }
         assert!(
             started.elapsed() < Duration::from_secs(900 + 4 * min_kills as u64),
             "crash test took too long"
