@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo build --release --bins && target/release/latency_bench [freshness|serving|all]
 //!     [--seconds S] [--rate EVENTS_PER_S] [--clients N] [--checkpoints 1000,100]
-//!     [--backfill ROWS]
+//!     [--backfill ROWS] [--beside QUERY]
 //! ```
 //! It starts its own Tansu broker and `freshet serve` processes (the binary next to this
 //! one, or `FRESHET_BIN`).
@@ -16,7 +16,10 @@
 //! 3 s are warm-up. With `--backfill ROWS`, a table of ROWS rows is loaded first, and
 //! right after the warm-up another session creates a view over it (a grouped count),
 //! whose backfill then runs beside the measured view; the row also gives how long that
-//! backfill took (make `--seconds` longer than it).
+//! backfill took (make `--seconds` longer than it). With `--beside QUERY` (`q5`, say: a
+//! file of `bench/nexmark/`), the query's view runs beside the measured one over the
+//! built-in Nexmark generator, unthrottled for the whole run: a busy view over another
+//! source, whose events/s the row also gives.
 //!
 //! **Serving**: a server ingests Nexmark bids at `--rate` into a per-auction aggregate
 //! (`bids_per_auction`), while `--clients` connections each run, back to back, a prepared
@@ -39,6 +42,8 @@ struct Args {
     clients: usize,
     checkpoints: Vec<u64>,
     backfill: u64,
+    /// A Nexmark query whose view runs beside the measured one.
+    beside: Option<String>,
 }
 
 fn args() -> Args {
@@ -49,6 +54,7 @@ fn args() -> Args {
         clients: 16,
         checkpoints: vec![1000, 100],
         backfill: 0,
+        beside: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -61,6 +67,7 @@ fn args() -> Args {
             "--clients" => a.clients = num(&value) as usize,
             "--checkpoints" => a.checkpoints = value.split(',').map(num).collect(),
             "--backfill" => a.backfill = num(&value),
+            "--beside" => a.beside = Some(value.clone()),
             m if !m.starts_with("--") => {
                 a.mode = m.to_string();
                 i += 1;
@@ -92,11 +99,11 @@ fn main() {
     if a.mode == "freshness" || a.mode == "all" {
         let rate = if a.rate == 0 { 10_000 } else { a.rate };
         println!(
-            "| checkpoint interval | background events/s | probes | p50 ms | p99 ms | max ms | backfill |"
+            "| checkpoint interval | background events/s | probes | p50 ms | p99 ms | max ms | backfill | beside |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         for &ms in &a.checkpoints {
-            freshness(&rt, ms, rate, a.seconds, a.backfill);
+            freshness(&rt, ms, rate, a.seconds, a.backfill, a.beside.as_deref());
         }
         println!();
     }
@@ -112,6 +119,7 @@ fn freshness(
     rate: u64,
     seconds: u64,
     backfill: u64,
+    beside: Option<&str>,
 ) {
     let broker = KafkaBroker::start();
     broker.create_topic("fresh", 1);
@@ -145,8 +153,23 @@ fn freshness(
             }
             eprintln!("loaded {backfill} rows in {:.1?}", loading.elapsed());
         }
+        if let Some(q) = beside {
+            // Endless for the run: about a billion bids, persons and auctions in
+            // proportion (1:3:46).
+            let bids: u64 = 1_000_000_000;
+            let sources = std::fs::read_to_string("bench/nexmark/sources.sql")
+                .expect("bench/nexmark/sources.sql (run from the repository's root)")
+                .replace("{person}", &(bids / 46).to_string())
+                .replace("{auction}", &(bids * 3 / 46).to_string())
+                .replace("{bid}", &bids.to_string());
+            let query = std::fs::read_to_string(format!("bench/nexmark/{q}.sql"))
+                .unwrap_or_else(|e| panic!("bench/nexmark/{q}.sql: {e}"));
+            c.batch_execute(&sources).await.expect("nexmark sources");
+            c.batch_execute(&query).await.expect("the view beside");
+        }
         c
     });
+    let beside_from = Instant::now();
     // The view over the loaded table, created after the warm-up: its build time.
     let build = (backfill > 0).then(|| {
         let conn_str = server.conn_str();
@@ -246,8 +269,30 @@ fn freshness(
         },
         None => "none".into(),
     };
+    // The view beside: the changes it took in over the run.
+    let beside = match beside {
+        Some(q) => {
+            let n: i64 = rt.block_on(async {
+                client
+                    .query_one(
+                        &format!(
+                            "SELECT rows_in FROM freshet_catalog.views WHERE view_name = 'nexmark_{q}'"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .expect("the view beside")
+                    .get(0)
+            });
+            format!(
+                "{q}: {:.0} rows in/s",
+                n as f64 / beside_from.elapsed().as_secs_f64()
+            )
+        }
+        None => "none".into(),
+    };
     println!(
-        "| {checkpoint_ms} ms | {rate} | {} | {:.0} | {:.0} | {:.0} | {built} |",
+        "| {checkpoint_ms} ms | {rate} | {} | {:.0} | {:.0} | {:.0} | {built} | {beside} |",
         latencies.len(),
         pct(&latencies, 50.0),
         pct(&latencies, 99.0),
