@@ -594,17 +594,10 @@ impl Session {
         for n in names {
             let name = object_name(n);
             let catalog = self.db.catalog();
-            let id = match catalog.kind_of(&name) {
+            let id = match id_of(&catalog, &name, expected, kind_name)? {
                 None if if_exists => continue,
                 None => return Err(PlannerError::UndefinedTable(name).into()),
-                Some((kind, _)) if kind != expected => {
-                    return Err(PlannerError::WrongObjectType {
-                        name,
-                        expected: kind_name,
-                    }
-                    .into())
-                }
-                Some((_, id)) => id,
+                Some(id) => id,
             };
             // Everything that reads it, transitively, in creation order.
             let mut doomed = vec![id];
@@ -657,16 +650,8 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let name = object_name(name);
         let catalog = self.db.catalog();
-        let id = match catalog.kind_of(&name) {
-            None => return Err(PlannerError::UndefinedTable(name).into()),
-            Some((kind, _)) if kind != expected => {
-                return Err(PlannerError::WrongObjectType {
-                    name,
-                    expected: kind_name,
-                }
-                .into())
-            }
-            Some((_, id)) => id,
+        let Some(id) = id_of(&catalog, &name, expected, kind_name)? else {
+            return Err(PlannerError::UndefinedTable(name).into());
         };
         let mut next = (*catalog).clone();
         let def = next
@@ -695,6 +680,25 @@ impl Session {
             .await?;
         self.db.set_catalog(next);
         Ok(command(tag))
+    }
+}
+
+/// The id of relation `name` if it is a `expected` (an error naming `kind_name` if it is
+/// something else); `None` if nothing has that name.
+fn id_of(
+    catalog: &Catalog,
+    name: &str,
+    expected: RelationKind,
+    kind_name: &'static str,
+) -> Result<Option<u64>> {
+    match catalog.kind_of(name) {
+        None => Ok(None),
+        Some((kind, _)) if kind != expected => Err(PlannerError::WrongObjectType {
+            name: name.to_string(),
+            expected: kind_name,
+        }
+        .into()),
+        Some((_, id)) => Ok(Some(id)),
     }
 }
 
