@@ -21,7 +21,7 @@
 //! (source and topic rows, and pushing changes through the views), `positions` (offsets
 //! and watermarks) and `ddl` (definitions, and building a new view a step at a time).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -570,7 +570,7 @@ impl Coordinator {
     /// now share one commit, but not past `until` (the checkpoint): readers keep batches
     /// queued (see `Pipeline`), so under load the queue is never empty. Source batches
     /// queued together are applied together, those of different views side by side (see
-    /// `parallel`). Commands gathered and not handled by `until` wait in
+    /// `parallel`), one per view a round. Commands gathered and not handled by `until` wait in
     /// [`Coordinator::queued`]. Returns true to stop.
     fn handle_queued(
         &mut self,
@@ -592,13 +592,23 @@ impl Coordinator {
                 .take_while(|c| matches!(c, Command::Source(..)))
                 .count();
             if sources >= 2 {
-                let batches = queued
-                    .drain(..sources)
-                    .filter_map(|c| match c {
-                        Command::Source(data, epoch, reply) => Some((data, epoch, reply)),
-                        _ => None,
-                    })
-                    .collect();
+                // One batch per view a round: a round ends when its slowest view is done,
+                // so a busy view's second batch waits for the next round instead of
+                // holding back the others' (its batches stay in order, ahead of the
+                // commands behind them).
+                let mut views = HashSet::new();
+                let (mut batches, mut later) = (Vec::new(), Vec::new());
+                for c in queued.drain(..sources) {
+                    match c {
+                        Command::Source(data, epoch, reply) if views.insert(data.view) => {
+                            batches.push((data, epoch, reply))
+                        }
+                        other => later.push(other),
+                    }
+                }
+                for c in later.into_iter().rev() {
+                    queued.push_front(c);
+                }
                 self.apply_sources(batches);
             } else if let Some(cmd) = queued.pop_front() {
                 if self.handle(cmd) {
