@@ -325,6 +325,13 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             || peek_words(&parser, &["ALTER", "SINK"])
         {
             out.push(parse_alter_parallelism(&mut parser, sql)?);
+        } else if alters_table_parallelism(&parser) {
+            return Err(PlannerError::Unsupported(
+                "ALTER TABLE … SET PARALLELISM: a table's writes are applied in order on one \
+                 thread; the views over it have a parallelism of their own (ALTER \
+                 MATERIALIZED VIEW … SET PARALLELISM)"
+                    .into(),
+            ));
         } else if peek_words(&parser, &["SHOW", "SOURCES"]) {
             parser.next_token();
             parser.next_token();
@@ -684,6 +691,25 @@ fn check_subscribe(sub: &Subscribe) -> Result<(), PlannerError> {
         SubscribeTarget::Query(q) => crate::complexity::check(q),
         SubscribeTarget::Relation(_) => Ok(()),
     }
+}
+
+/// Whether the statement ahead is `ALTER TABLE name SET PARALLELISM …` (RisingWave's, for
+/// a table's streaming job).
+fn alters_table_parallelism(parser: &Parser) -> bool {
+    if !peek_words(parser, &["ALTER", "TABLE"]) {
+        return false;
+    }
+    // The name: identifiers separated by dots.
+    let mut i = 2;
+    while matches!(parser.peek_nth_token(i).token, Token::Word(_)) {
+        i += 1;
+        if parser.peek_nth_token(i).token != Token::Period {
+            break;
+        }
+        i += 1;
+    }
+    let word = |n: usize, w: &str| matches!(&parser.peek_nth_token(n).token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    word(i, "SET") && word(i + 1, "PARALLELISM")
 }
 
 /// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM {= | TO} value` (see
