@@ -53,6 +53,9 @@ pub enum ServerError {
     /// `42704`
     #[error("{0}")]
     UndefinedObject(String),
+    /// `3F000`
+    #[error("schema \"{0}\" does not exist")]
+    UndefinedSchema(String),
     /// `55000`: a view that failed at start-up.
     #[error("{0}")]
     ViewFailed(String),
@@ -157,6 +160,7 @@ impl ServerError {
             ServerError::PermissionDenied(_) => ("42501", None, None),
             ServerError::DuplicateObject(_) => ("42710", None, None),
             ServerError::UndefinedObject(_) => ("42704", None, None),
+            ServerError::UndefinedSchema(_) => ("3F000", None, None),
             ServerError::TransactionAborted => ("25P02", None, None),
             ServerError::ActiveTransaction(_) => ("25001", None, None),
             ServerError::NoActiveTransaction(_) => ("25P01", None, None),

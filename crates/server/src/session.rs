@@ -321,7 +321,7 @@ impl Session {
             }
             Stmt::ShowCreate { kind, name } => {
                 let catalog = self.db.catalog();
-                let name = object_name(name);
+                let name = relation_name(name)?;
                 let redact = !self.current_user().superuser;
                 let sql = freshet_planner::show_create::create_sql(&catalog, *kind, &name, redact)?;
                 let schema = show_create_schema();
@@ -562,6 +562,30 @@ pub fn ident_name(i: &ast::Ident) -> String {
         i.value.clone()
     } else {
         i.value.to_lowercase()
+    }
+}
+
+/// A relation's name for DDL, DML and the statements that name one relation: `t` or
+/// `public.t`. Freshet has one schema, `public`; a name in another one is refused as
+/// Postgres refuses a schema that does not exist (`3F000`), and a database-qualified one
+/// as Postgres refuses cross-database references (`0A000`), instead of taking its last
+/// part for the name.
+pub fn relation_name(n: &ObjectName) -> Result<String> {
+    let parts: Vec<String> =
+        n.0.iter()
+            .map(|p| {
+                p.as_ident()
+                    .map(ident_name)
+                    .unwrap_or_else(|| p.to_string())
+            })
+            .collect();
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] if schema == "public" => Ok(name.clone()),
+        [schema, _] => Err(ServerError::UndefinedSchema(schema.clone())),
+        _ => Err(ServerError::Unsupported(format!(
+            "cross-database references are not implemented: {n}"
+        ))),
     }
 }
 

@@ -23,7 +23,7 @@ use freshet_planner::PlannerError;
 use freshet_storage::Store;
 
 use crate::error::ServerError;
-use crate::session::{ident_name, object_name};
+use crate::session::{ident_name, relation_name};
 
 /// Builds a source definition from `CREATE SOURCE`, checking every option.
 pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> {
@@ -32,7 +32,7 @@ pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> 
         options,
         ..cs.clone()
     };
-    let name = object_name(&cs.name);
+    let name = relation_name(&cs.name)?;
     let mut columns: Vec<ColumnDef> = Vec::new();
     for c in &cs.columns {
         let cname = ident_name(&c.name);

@@ -17,7 +17,7 @@ use freshet_planner::catalog::TableDef;
 use freshet_planner::sqlparser::ast::{CopySource, CopyTarget, Statement};
 use freshet_planner::PlannerError;
 
-use super::{ident_name, object_name, BatchStream, Output, Session};
+use super::{ident_name, relation_name, BatchStream, Output, Session};
 use crate::copy_format::{self, BadLine, CopyFormat};
 use crate::error::{Result, ServerError};
 
@@ -213,7 +213,10 @@ impl Session {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                format!("SELECT {cols} FROM {}", object_name(table_name))
+                format!(
+                    "SELECT {cols} FROM \"{}\"",
+                    relation_name(table_name)?.replace('"', "\"\"")
+                )
             }
             CopySource::Query(q) => q.to_string(),
         };

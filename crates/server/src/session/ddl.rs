@@ -23,7 +23,7 @@ use freshet_planner::PlannerError;
 
 use super::db::{table_desc, view_output};
 use super::query::{param_types, reject_sinks};
-use super::{command, ident_name, object_name, Db, Output, Session};
+use super::{command, ident_name, object_name, relation_name, Db, Output, Session};
 use crate::error::{Result, ServerError};
 
 impl Session {
@@ -63,7 +63,7 @@ impl Session {
         ext: Option<&parser::CreateSource>,
     ) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(name);
+        let name = relation_name(name)?;
         let catalog = self.db.catalog();
         if name_taken(&catalog, &name, if_not_exists)? {
             return Ok(command("CREATE TABLE"));
@@ -119,7 +119,7 @@ impl Session {
     /// `CREATE TABLE … WITH (connector = 'kafka', …) FORMAT UPSERT|PLAIN ENCODE …`.
     pub(super) async fn create_fed_table(&self, cs: &parser::CreateSource) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(&cs.name);
+        let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
         if name_taken(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE TABLE"));
@@ -162,7 +162,7 @@ impl Session {
 
     pub(super) async fn create_source(&self, cs: &parser::CreateSource) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(&cs.name);
+        let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
         if name_taken(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SOURCE"));
@@ -196,7 +196,7 @@ impl Session {
             ));
         }
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(&cv.name);
+        let name = relation_name(&cv.name)?;
         let catalog = self.db.catalog();
         if name_taken(&catalog, &name, cv.if_not_exists)? {
             return Ok(command("CREATE MATERIALIZED VIEW"));
@@ -278,7 +278,7 @@ impl Session {
     /// `CREATE SINK`: a view whose rows go to the sink's connector instead of a table.
     pub(super) async fn create_sink(&self, cs: &parser::CreateSink) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(&cs.name);
+        let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
         if name_taken(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SINK"));
@@ -592,7 +592,11 @@ impl Session {
         };
         let _ddl = self.db.ddl_lock.lock().await;
         for n in names {
-            let name = object_name(n);
+            let name = match relation_name(n) {
+                // Postgres skips a name in a schema that does not exist, with a notice.
+                Err(ServerError::UndefinedSchema(_)) if if_exists => continue,
+                other => other?,
+            };
             let catalog = self.db.catalog();
             let id = match id_of(&catalog, &name, expected, kind_name)? {
                 None if if_exists => continue,
@@ -648,7 +652,7 @@ impl Session {
             _ => ("materialized view", "ALTER MATERIALIZED VIEW"),
         };
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = object_name(name);
+        let name = relation_name(name)?;
         let catalog = self.db.catalog();
         let Some(id) = id_of(&catalog, &name, expected, kind_name)? else {
             return Err(PlannerError::UndefinedTable(name).into());

@@ -17,7 +17,7 @@ use freshet_planner::sqlparser::ast::{
 use freshet_planner::PlannerError;
 
 use super::query::{cast_batch, cast_column, with_params};
-use super::{object_name, Output, Session};
+use super::{object_name, relation_name, Output, Session};
 use crate::error::{Result, ServerError};
 
 /// Maximum number of times a write is recomputed after a concurrent change.
@@ -25,7 +25,7 @@ const WRITE_RETRIES: usize = 20;
 
 impl Session {
     pub(super) fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
-        let name = object_name(name);
+        let name = relation_name(name)?;
         let catalog = self.db.catalog();
         match catalog.kind_of(&name) {
             Some((RelationKind::Table, _)) => Ok(catalog

@@ -63,6 +63,10 @@ impl Session {
             | Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_) => {
+                // The table written is named as when the statement runs (`relation_name`).
+                if let Some(target) = dml_target(s) {
+                    super::relation_name(target)?;
+                }
                 let catalog = self.db.catalog();
                 let s = with_pg_names(&self.pg_compatible(&catalog, s));
                 if let Some(schema) = super::pg::empty_result(&s) {
@@ -570,4 +574,27 @@ pub(super) fn cast_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBa
         .map(|(c, f)| cast_column(c, f.data_type()))
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// The table an INSERT, UPDATE or DELETE writes.
+fn dml_target(s: &Statement) -> Option<&ast::ObjectName> {
+    fn factor(t: &ast::TableFactor) -> Option<&ast::ObjectName> {
+        match t {
+            ast::TableFactor::Table { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+    match s {
+        Statement::Insert(ast::Insert {
+            table: ast::TableObject::TableName(n),
+            ..
+        }) => Some(n),
+        Statement::Update(u) => factor(&u.table.relation),
+        Statement::Delete(d) => match &d.from {
+            ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => {
+                t.first().and_then(|t| factor(&t.relation))
+            }
+        },
+        _ => None,
+    }
 }

@@ -29,7 +29,7 @@ use freshet_planner::parser::{self, Stmt, Subscribe, SubscribeTarget};
 use freshet_planner::sqlparser::ast::Statement;
 use futures::StreamExt;
 
-use super::{object_name, BatchStream, Db, Session};
+use super::{relation_name, BatchStream, Db, Session};
 use crate::error::{Result, ServerError};
 
 /// The columns a subscription adds in front of the relation's.
@@ -88,7 +88,7 @@ impl Session {
         let catalog = self.db.catalog();
         let schema = match &sub.target {
             SubscribeTarget::Relation(name) => {
-                let name = object_name(name);
+                let name = relation_name(name)?;
                 self.subscribable(&name)?;
                 self.db
                     .relation_schema(&catalog, &name)
@@ -106,7 +106,7 @@ impl Session {
     /// Starts a subscription: its columns and its rows, as they come.
     pub(super) async fn subscribe(&self, sub: &Subscribe) -> Result<(SchemaRef, BatchStream)> {
         let (id, own) = match &sub.target {
-            SubscribeTarget::Relation(name) => (self.subscribable(&object_name(name))?, None),
+            SubscribeTarget::Relation(name) => (self.subscribable(&relation_name(name)?)?, None),
             SubscribeTarget::Query(q) => {
                 let name = format!(
                     "subscribe_{}_{}",
