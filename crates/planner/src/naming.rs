@@ -75,9 +75,27 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _)
             )
         });
+    // Postgres allows two result columns of one name (`SELECT 1 AS a, 2 AS a`, `SELECT
+    // a, a FROM t`); DataFusion does not: in queries, each of them gets a unique alias.
+    let names: Vec<Option<String>> = select.projection.iter().map(item_name).collect();
+    let repeated = |i: usize| {
+        unique
+            && names[i]
+                .as_ref()
+                .is_some_and(|n| names.iter().filter(|m| m.as_ref() == Some(n)).count() > 1)
+    };
     for (i, item) in select.projection.iter_mut().enumerate() {
+        if let SelectItem::ExprWithAlias { alias, .. } = item {
+            if repeated(i) {
+                *alias = Ident::with_quote('"', format!("{}{MARK}{i}", fold(alias)));
+            }
+            continue;
+        }
         if let SelectItem::UnnamedExpr(e) = item {
-            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) && !wildcard {
+            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                && !wildcard
+                && !repeated(i)
+            {
                 continue;
             }
             let name = pg_column_name(e);
@@ -91,6 +109,17 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
                 alias: Ident::with_quote('"', alias),
             };
         }
+    }
+}
+
+/// The name a select-list item gives its column, if it is one column with a name of its
+/// own (an alias or a column reference).
+fn item_name(item: &SelectItem) -> Option<String> {
+    match item {
+        SelectItem::ExprWithAlias { alias, .. } => Some(fold(alias)),
+        SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(fold(i)),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(fold),
+        _ => None,
     }
 }
 
