@@ -13,6 +13,7 @@ pub mod complexity;
 pub mod context;
 pub mod guarded_udfs;
 pub mod hll_udaf;
+pub mod literals;
 pub mod naming;
 pub mod params;
 pub mod parser;

@@ -260,11 +260,12 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         } else if peek_words(&parser, &["CREATE", "SINK"]) {
             parser.next_token();
             parser.next_token();
-            let cs = parse_create_sink(&mut parser).map_err(|e| parser_error(sql, e))?;
+            let mut cs = parse_create_sink(&mut parser).map_err(|e| parser_error(sql, e))?;
             if let Err(e) = crate::complexity::check(&cs.query) {
                 crate::complexity::dismantle(*cs.query);
                 return Err(e);
             }
+            crate::literals::normalize(&mut cs.query);
             out.push(Stmt::CreateSink(Box::new(cs)));
         } else if peek_words(&parser, &["CREATE", "USER"])
             || peek_words(&parser, &["CREATE", "ROLE"])
@@ -406,6 +407,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 crate::complexity::dismantle(stmt);
                 return Err(e);
             }
+            crate::literals::normalize(&mut stmt);
             out.push(Stmt::Sql(Box::new(stmt)));
         }
         if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
