@@ -199,6 +199,14 @@ impl ToSql for PgValue {
             PgValue::I64(v) => v.to_sql(ty, out),
             PgValue::F32(v) => v.to_sql(ty, out),
             PgValue::F64(v) => v.to_sql(ty, out),
+            // rust_decimal sends a zero without its scale (0.00 would read as 0).
+            PgValue::Numeric(0, s) => {
+                out.put_i16(0); // digits
+                out.put_i16(0); // weight
+                out.put_i16(0); // sign: positive
+                out.put_i16(i16::from((*s).max(0))); // display scale
+                Ok(IsNull::No)
+            }
             PgValue::Numeric(v, s) => {
                 let d = rust_decimal::Decimal::try_from_i128_with_scale(*v, (*s).max(0) as u32)
                     .map_err(|e| format!("numeric value out of range for the wire: {e}"))?;
