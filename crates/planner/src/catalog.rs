@@ -242,6 +242,11 @@ pub struct ViewDef {
     /// (`rw_enable_two_phase_agg` when it was created; on for views from before).
     #[serde(default = "two_phase_on")]
     pub two_phase_agg: bool,
+    /// The dialect level it was planned at (`crate::dialect`): Postgres behaviours that
+    /// change a result's type apply to views created after them only, since its rows
+    /// and state are stored in its types. 0 for views from before levels.
+    #[serde(default)]
+    pub dialect: u32,
 }
 
 impl ViewDef {

@@ -44,6 +44,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_extension(Arc::new(limits.clone()))
         .with_extension(Arc::new(Loaded::default()))
+        .with_extension(Arc::new(crate::dialect::new_level()))
         .with_target_partitions(2)
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(true);
@@ -71,6 +72,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     // approx_count_distinct (alias approx_distinct) with the HyperLogLog views use.
     ctx.register_udaf(crate::hll_udaf::approx_count_distinct());
     crate::guarded_udfs::register(&ctx);
+    crate::dialect::register(&ctx);
     ctx
 }
 

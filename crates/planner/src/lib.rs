@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod complexity;
 pub mod context;
+pub mod dialect;
 pub mod guarded_udfs;
 pub mod hll_udaf;
 pub mod literals;

@@ -170,6 +170,7 @@ impl Db {
             // failed) must not keep the server from starting: it is marked failed, and
             // everything else runs.
             text_casts.store(v.pg_text_casts, std::sync::atomic::Ordering::SeqCst);
+            freshet_planner::dialect::set_level(&ctx, v.dialect);
             let (plan, schema) = match plan_stored_view(&ctx, &catalog, v).await {
                 Ok(p) => p,
                 Err(e) => {

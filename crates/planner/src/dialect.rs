@@ -1,0 +1,181 @@
+//! Postgres behaviours that change a result's type, by dialect level.
+//!
+//! A materialized view stores its rows and state in the types it was planned with, and is
+//! planned again from its SQL at every start. A change that gives an expression another
+//! type would make a stored view read its rows in a type they were not written in. So
+//! each such change comes with a level: a view keeps the level it was created at
+//! ([`crate::catalog::ViewDef::dialect`], 0 for views from before levels), and the
+//! context that plans it is set to that level ([`set_level`]). Queries and new views get
+//! [`CURRENT`].
+//!
+//! Level 1: `round(numeric, s)` with a constant `s` returns scale `s` (at most the
+//! argument's), as Postgres does: `round(0.333, 2)` is `0.33`, not `0.330`. DataFusion's
+//! `round` computes that scale only when `s` reaches it as a literal, and its type
+//! coercion had made `s` a cast to `int` first, so the result kept the argument's scale.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Field;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::error::Result;
+use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// The level queries and new views are planned at.
+pub const CURRENT: u32 = 1;
+
+/// A context's dialect level (a config extension), shared with the functions that
+/// depend on it.
+#[derive(Debug, Default)]
+pub struct Level(Arc<AtomicU32>);
+
+/// Registers the level-dependent functions in `ctx`, whose config carries its [`Level`]
+/// (see [`new_level`]).
+pub fn register(ctx: &SessionContext) {
+    let Some(level) = ctx.state().config().get_extension::<Level>() else {
+        return;
+    };
+    if let Some(inner) = ctx.state().scalar_functions().get("round").cloned() {
+        ctx.register_udf(ScalarUDF::new_from_impl(PgRound {
+            signature: Signature::user_defined(Volatility::Immutable),
+            inner,
+            level: level.0.clone(),
+        }));
+    }
+}
+
+/// A new switch at [`CURRENT`].
+pub fn new_level() -> Level {
+    Level(Arc::new(AtomicU32::new(CURRENT)))
+}
+
+/// Plans what `ctx` plans from now on at `level` (a stored view's).
+pub fn set_level(ctx: &SessionContext, level: u32) {
+    if let Some(l) = ctx.state().config().get_extension::<Level>() {
+        l.0.store(level, Ordering::SeqCst);
+    }
+}
+
+/// DataFusion's `round`, typed as Postgres types it from level 1 on.
+#[derive(Debug)]
+struct PgRound {
+    signature: Signature,
+    inner: Arc<ScalarUDF>,
+    level: Arc<AtomicU32>,
+}
+
+impl PartialEq for PgRound {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner && Arc::ptr_eq(&self.level, &other.level)
+    }
+}
+
+impl Eq for PgRound {}
+
+impl std::hash::Hash for PgRound {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+impl PgRound {
+    fn postgres(&self) -> bool {
+        self.level.load(Ordering::SeqCst) >= 1
+    }
+}
+
+impl ScalarUDFImpl for PgRound {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let fields: Vec<FieldRef> = arg_types
+            .iter()
+            .map(|t| Arc::new(Field::new("", t.clone(), true)))
+            .collect();
+        let mut types: Vec<DataType> = fields_with_udf(&fields, self.inner.as_ref())?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        // The places stay as written (an integer), so that a constant reaches
+        // `return_field_from_args` as a literal; `invoke_with_args` casts it.
+        if self.postgres() {
+            if let (Some(t), Some(given)) = (types.get_mut(1), arg_types.get(1)) {
+                if given.is_integer() {
+                    *t = given.clone();
+                }
+            }
+        }
+        Ok(types)
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // DataFusion's round takes its places as `int`.
+        if let (Some(places), Some(field)) = (args.args.get_mut(1), args.arg_fields.get_mut(1)) {
+            if field.data_type().is_integer() && field.data_type() != &DataType::Int32 {
+                *places = places.cast_to(&DataType::Int32, None)?;
+                *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Int32));
+            }
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The type of the first column of `sql`'s analyzed plan (types coerced), the one a
+    /// result's columns and a view's rows are described with.
+    fn result_type(ctx: &SessionContext, sql: &str) -> DataType {
+        let state = ctx.state();
+        let plan = futures::executor::block_on(state.create_logical_plan(sql)).expect("plans");
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
+            .expect("analyzes");
+        plan.schema().field(0).data_type().clone()
+    }
+
+    #[test]
+    fn round_takes_its_scale_from_the_level() {
+        let ctx = crate::context::new_session();
+        let sql = "SELECT round(CAST(1.2345 AS DECIMAL(10, 4)), 2)";
+        assert_eq!(result_type(&ctx, sql), DataType::Decimal128(10, 2));
+        // Without places: scale 0; negative places: scale 0 too.
+        assert_eq!(
+            result_type(&ctx, "SELECT round(CAST(1.2345 AS DECIMAL(10, 4)))"),
+            DataType::Decimal128(10, 0)
+        );
+        // A view from before level 1 keeps the argument's scale (and a digit more), as
+        // it was planned.
+        set_level(&ctx, 0);
+        assert_eq!(result_type(&ctx, sql), DataType::Decimal128(11, 4));
+        set_level(&ctx, CURRENT);
+        assert_eq!(result_type(&ctx, sql), DataType::Decimal128(10, 2));
+        // Floats are unchanged.
+        assert_eq!(
+            result_type(&ctx, "SELECT round(2.5e0, 1)"),
+            DataType::Float64
+        );
+    }
+}
