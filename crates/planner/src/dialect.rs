@@ -12,6 +12,9 @@
 //! argument's), as Postgres does: `round(0.333, 2)` is `0.33`, not `0.330`. DataFusion's
 //! `round` computes that scale only when `s` reaches it as a literal, and its type
 //! coercion had made `s` a cast to `int` first, so the result kept the argument's scale.
+//!
+//! Level 2: intervals compare by their spans (`crate::pg_interval`): `interval '24 hours'
+//! = interval '1 day'`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.
@@ -40,6 +43,17 @@ pub fn register(ctx: &SessionContext) {
     let Some(level) = ctx.state().config().get_extension::<Level>() else {
         return;
     };
+    {
+        use datafusion::execution::FunctionRegistry;
+        let planner = crate::pg_interval::IntervalPlanner::new(level.0.clone());
+        if let Err(e) = ctx
+            .state_ref()
+            .write()
+            .register_expr_planner(Arc::new(planner))
+        {
+            tracing::warn!(error = %e, "cannot register the interval operators");
+        }
+    }
     if let Some(inner) = ctx.state().scalar_functions().get("round").cloned() {
         ctx.register_udf(ScalarUDF::new_from_impl(PgRound {
             signature: Signature::user_defined(Volatility::Immutable),
@@ -177,5 +191,19 @@ mod tests {
             result_type(&ctx, "SELECT round(2.5e0, 1)"),
             DataType::Float64
         );
+    }
+
+    #[test]
+    fn intervals_compare_by_span_from_level_2() {
+        let ctx = crate::context::new_session();
+        let plan = |ctx: &SessionContext| {
+            let state = ctx.state();
+            let sql = "SELECT interval '24 hours' = interval '1 day'";
+            let p = futures::executor::block_on(state.create_logical_plan(sql)).expect("plans");
+            format!("{p}")
+        };
+        assert!(plan(&ctx).contains("freshet_interval_span"));
+        set_level(&ctx, 1);
+        assert!(!plan(&ctx).contains("freshet_interval_span"));
     }
 }

@@ -19,6 +19,7 @@ pub mod naming;
 pub mod params;
 pub mod parser;
 pub mod pg_catalog;
+pub mod pg_interval;
 pub mod pg_text;
 pub mod pg_values;
 pub mod show_create;
