@@ -1,17 +1,33 @@
-//! Literals Postgres reads that DataFusion does not, rewritten when a statement is parsed
-//! (so queries, views, sinks and DML all see the same value):
+//! Literals and calls Postgres reads that DataFusion does not, rewritten when a statement
+//! is parsed (so queries, views, sinks and DML all see the same value):
 //!
 //! - a timestamp without seconds (`TIMESTAMP '2024-01-01 10:00'`,
 //!   `'2024-01-01 10:00'::timestamptz`) gets `:00`: Postgres reads it as that minute,
-//!   DataFusion refused it.
+//!   DataFusion refused it;
+//! - `date_trunc('decade' | 'century' | 'millennium', t)`: the year truncated, less the
+//!   years since the decade (century, millennium) began, Postgres' centuries and
+//!   millennia beginning with a year 1 (`2001-01-01` for both, of 2024);
+//! - `'NaN'::numeric` and the infinities are refused with `0A000` (a numeric here is a
+//!   128-bit decimal, which has none); DataFusion said "invalid input syntax".
 
 use std::ops::ControlFlow;
 
-use crate::sqlparser::ast::{visit_expressions_mut, DataType, Expr, Value, VisitMut};
+use crate::sqlparser::ast::{
+    visit_expressions_mut, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
+    VisitMut,
+};
+use crate::PlannerError;
 
-/// Rewrites the literals of `node` (a statement or a query) in place.
-pub fn normalize<T: VisitMut>(node: &mut T) {
-    let _ = visit_expressions_mut(node, |e| {
+/// Rewrites the literals and calls of `node` (a statement or a query) in place.
+pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
+    let flow = visit_expressions_mut(node, |e| {
+        if let Some(refused) = refused(e) {
+            return ControlFlow::Break(refused);
+        }
+        if let Some(rewritten) = long_date_trunc(e) {
+            *e = rewritten;
+            return ControlFlow::Continue(());
+        }
         match e {
             Expr::TypedString(ts) if is_timestamp(&ts.data_type) => {
                 with_seconds_in(&mut ts.value.value);
@@ -25,8 +41,91 @@ pub fn normalize<T: VisitMut>(node: &mut T) {
             }
             _ => {}
         }
-        ControlFlow::<()>::Continue(())
+        ControlFlow::Continue(())
     });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) | DataType::BigNumeric(_)
+    )
+}
+
+/// Why `e` is refused, if it is a numeric NaN or infinity.
+fn refused(e: &Expr) -> Option<PlannerError> {
+    let (value, t) = match e {
+        Expr::Cast {
+            expr, data_type, ..
+        } => match expr.as_ref() {
+            Expr::Value(v) => (&v.value, data_type),
+            _ => return None,
+        },
+        Expr::TypedString(ts) => (&ts.value.value, &ts.data_type),
+        _ => return None,
+    };
+    let Value::SingleQuotedString(s) = value else {
+        return None;
+    };
+    let special = [
+        "nan",
+        "infinity",
+        "+infinity",
+        "-infinity",
+        "inf",
+        "+inf",
+        "-inf",
+    ];
+    (is_numeric(t) && special.contains(&s.trim().to_ascii_lowercase().as_str())).then(|| {
+        PlannerError::Unsupported(format!(
+            "numeric NaN and infinities are not supported: '{s}' (use double precision)"
+        ))
+    })
+}
+
+/// `date_trunc` to a decade, century or millennium, as a truncation to the year less
+/// the years since it began (see the module documentation).
+fn long_date_trunc(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    let name = f.name.0.last()?.as_ident()?;
+    if !name.value.eq_ignore_ascii_case("date_trunc") || f.name.0.len() > 2 {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(unit)), FunctionArg::Unnamed(FunctionArgExpr::Expr(t))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    let Expr::Value(v) = unit else {
+        return None;
+    };
+    let Value::SingleQuotedString(unit) = &v.value else {
+        return None;
+    };
+    // The years since the period began: decades begin with a year ending in 0, centuries
+    // and millennia with one ending in 1.
+    let since = match unit.to_ascii_lowercase().as_str() {
+        "decade" | "decades" => "(date_part('year', {t}) % 10)",
+        "century" | "centuries" => "((date_part('year', {t}) - 1) % 100)",
+        "millennium" | "millennia" => "((date_part('year', {t}) - 1) % 1000)",
+        _ => return None,
+    };
+    let text = format!("date_trunc('year', {{t}}) - INTERVAL '1 year' * {since}")
+        .replace("{t}", &format!("({t})"));
+    let dialect = crate::sqlparser::dialect::PostgreSqlDialect {};
+    crate::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
 }
 
 fn is_timestamp(t: &DataType) -> bool {
@@ -117,5 +216,35 @@ mod tests {
         assert_eq!(with_seconds("2024-01-01 10"), None);
         assert_eq!(with_seconds("now"), None);
         assert_eq!(with_seconds("2024-01-01 10:0"), None);
+    }
+
+    fn normalized(sql: &str) -> Result<String, PlannerError> {
+        let dialect = crate::sqlparser::dialect::PostgreSqlDialect {};
+        let mut stmts = crate::sqlparser::parser::Parser::parse_sql(&dialect, sql).expect("parses");
+        normalize(&mut stmts[0])?;
+        Ok(stmts[0].to_string())
+    }
+
+    #[test]
+    fn long_periods_truncate_to_years() {
+        assert_eq!(
+            normalized("SELECT date_trunc('century', ts) FROM t").unwrap(),
+            "SELECT date_trunc('year', (ts)) - INTERVAL '1 year' * ((date_part('year', (ts)) - 1) % 100) FROM t"
+        );
+        // Other units stay.
+        assert_eq!(
+            normalized("SELECT date_trunc('week', ts) FROM t").unwrap(),
+            "SELECT date_trunc('week', ts) FROM t"
+        );
+    }
+
+    #[test]
+    fn numeric_nan_is_refused() {
+        assert!(matches!(
+            normalized("SELECT 'NaN'::numeric"),
+            Err(PlannerError::Unsupported(_))
+        ));
+        assert!(normalized("SELECT CAST('-Infinity' AS DECIMAL(10, 2))").is_err());
+        assert!(normalized("SELECT 'NaN'::double precision").is_ok());
     }
 }

@@ -265,7 +265,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 crate::complexity::dismantle(*cs.query);
                 return Err(e);
             }
-            crate::literals::normalize(&mut cs.query);
+            crate::literals::normalize(&mut cs.query)?;
             out.push(Stmt::CreateSink(Box::new(cs)));
         } else if peek_words(&parser, &["CREATE", "USER"])
             || peek_words(&parser, &["CREATE", "ROLE"])
@@ -407,7 +407,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 crate::complexity::dismantle(stmt);
                 return Err(e);
             }
-            crate::literals::normalize(&mut stmt);
+            crate::literals::normalize(&mut stmt)?;
             out.push(Stmt::Sql(Box::new(stmt)));
         }
         if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
