@@ -73,6 +73,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.register_udaf(crate::hll_udaf::approx_count_distinct());
     crate::guarded_udfs::register(&ctx);
     crate::dialect::register(&ctx);
+    ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx
 }
 

@@ -9,6 +9,10 @@
 //!   millennia beginning with a year 1 (`2001-01-01` for both, of 2024);
 //! - `'NaN'::numeric` and the infinities are refused with `0A000` (a numeric here is a
 //!   128-bit decimal, which has none); DataFusion said "invalid input syntax".
+//!
+//! A string that becomes a timestamp only by its place (a value inserted into a timestamp
+//! column, `WHERE at > '2024-01-01 10:00'`) is cast by type coercion, after parsing:
+//! [`TimestampStrings`], an analyzer rule, completes those casts' strings the same way.
 
 use std::ops::ControlFlow;
 
@@ -17,6 +21,99 @@ use crate::sqlparser::ast::{
     VisitMut,
 };
 use crate::PlannerError;
+
+use datafusion::arrow::datatypes::DataType as ArrowType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::expr::{Cast, TryCast};
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
+use datafusion::optimizer::AnalyzerRule;
+
+/// `strings` as they are to be cast to `to`: if that is a timestamp and they are text,
+/// each completed as a timestamp literal is (`with_seconds`); else `strings` itself. For
+/// the casts DML and COPY make themselves.
+pub fn timestamp_strings(
+    strings: &datafusion::arrow::array::ArrayRef,
+    to: &ArrowType,
+) -> datafusion::arrow::array::ArrayRef {
+    use datafusion::arrow::array::{Array, StringArray};
+    if !matches!(to, ArrowType::Timestamp(..)) {
+        return strings.clone();
+    }
+    let Some(text) = strings.as_any().downcast_ref::<StringArray>() else {
+        return strings.clone();
+    };
+    if !text.iter().flatten().any(|s| with_seconds(s).is_some()) {
+        return strings.clone();
+    }
+    let completed: StringArray = text
+        .iter()
+        .map(|s| s.map(|s| with_seconds(s).unwrap_or_else(|| s.to_string())))
+        .collect();
+    std::sync::Arc::new(completed)
+}
+
+/// Completes the strings cast to timestamps in a plan (see the module documentation).
+#[derive(Debug)]
+pub struct TimestampStrings;
+
+impl AnalyzerRule for TimestampStrings {
+    fn analyze(
+        &self,
+        plan: LogicalPlan,
+        _config: &ConfigOptions,
+    ) -> datafusion::error::Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            plan.map_expressions(|e| e.transform_up(|e| Ok(complete_timestamp_string(e))))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "freshet_timestamp_strings"
+    }
+}
+
+/// `e` with its string completed, if it casts a string literal to a timestamp.
+fn complete_timestamp_string(e: LogicalExpr) -> Transformed<LogicalExpr> {
+    let fixed = |inner: &LogicalExpr, to: &ArrowType| -> Option<LogicalExpr> {
+        if !matches!(to, ArrowType::Timestamp(..)) {
+            return None;
+        }
+        let LogicalExpr::Literal(v, meta) = inner else {
+            return None;
+        };
+        let s = match v {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => s,
+            _ => return None,
+        };
+        let done = with_seconds(s)?;
+        Some(LogicalExpr::Literal(
+            ScalarValue::Utf8(Some(done)),
+            meta.clone(),
+        ))
+    };
+    match e {
+        LogicalExpr::Cast(Cast { expr, field }) => match fixed(&expr, field.data_type()) {
+            Some(lit) => Transformed::yes(LogicalExpr::Cast(Cast {
+                expr: Box::new(lit),
+                field,
+            })),
+            None => Transformed::no(LogicalExpr::Cast(Cast { expr, field })),
+        },
+        LogicalExpr::TryCast(TryCast { expr, field }) => match fixed(&expr, field.data_type()) {
+            Some(lit) => Transformed::yes(LogicalExpr::TryCast(TryCast {
+                expr: Box::new(lit),
+                field,
+            })),
+            None => Transformed::no(LogicalExpr::TryCast(TryCast { expr, field })),
+        },
+        other => Transformed::no(other),
+    }
+}
 
 /// Rewrites the literals and calls of `node` (a statement or a query) in place.
 pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {

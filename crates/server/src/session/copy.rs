@@ -168,8 +168,9 @@ impl Session {
                 }
                 values.push(fields[field_no].as_deref());
             }
-            let strings: ArrayRef = Arc::new(StringArray::from(values));
             let ty = schema.field(col).data_type();
+            let strings: ArrayRef = Arc::new(StringArray::from(values));
+            let strings = freshet_planner::literals::timestamp_strings(&strings, ty);
             let strict = CastOptions {
                 safe: false,
                 ..Default::default()

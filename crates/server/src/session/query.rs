@@ -563,7 +563,8 @@ pub(super) fn cast_column(
         safe: false,
         ..Default::default()
     };
-    cast_with_options(c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
+    let c = freshet_planner::literals::timestamp_strings(c, t);
+    cast_with_options(&c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
 }
 
 pub(super) fn cast_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
