@@ -2,7 +2,7 @@
 //! already cast each input to the union's column types). Stateless.
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use freshet_storage::Txn;
 
 use crate::chunk::Chunk;
@@ -30,7 +30,13 @@ impl Operator for Union {
         chunk: Chunk,
         _state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
-        let batch = RecordBatch::try_new(self.schema.clone(), chunk.batch.columns().to_vec())?;
+        // With no columns (a `count(*)` over the union needs none) the rows are counted.
+        let options = RecordBatchOptions::new().with_row_count(Some(chunk.batch.num_rows()));
+        let batch = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            chunk.batch.columns().to_vec(),
+            &options,
+        )?;
         Ok(Chunk::new(batch, chunk.weights))
     }
 }
