@@ -172,6 +172,10 @@ fn make_operator(
         StreamNode::Source { .. } => {
             return Err(EngineError::Internal("a source is not an operator".into()))
         }
+        StreamNode::Values { schema, rows } => Box::new(crate::operators::constant::Constant::new(
+            schema.clone(),
+            rows.clone(),
+        )),
         StreamNode::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
         StreamNode::TemporalFilter { bounds, input } => Box::new(TemporalFilter::new(
             bounds.clone(),
@@ -696,11 +700,19 @@ impl Dataflow {
     }
 
     /// Emits the operators' initial output (once, at view creation); returns the root's.
+    ///
+    /// Constant rows come last, as changes to what the other operators start with (a
+    /// global aggregate's row over no rows, which its first change then replaces).
     pub fn init(&mut self, txn: &mut Txn) -> Result<Vec<Chunk>, EngineError> {
         let mut out = Vec::new();
-        for idx in (1..self.nodes.len()).rev() {
-            if let Some(c) = self.nodes[idx].op.initial_output(txn)? {
-                self.emit(idx, c, txn, &mut out)?;
+        for constants in [false, true] {
+            for idx in (1..self.nodes.len()).rev() {
+                if (self.nodes[idx].op.name() == "constant") != constants {
+                    continue;
+                }
+                if let Some(c) = self.nodes[idx].op.initial_output(txn)? {
+                    self.emit(idx, c, txn, &mut out)?;
+                }
             }
         }
         Ok(out)

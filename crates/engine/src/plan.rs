@@ -16,6 +16,12 @@ pub type RelationId = u64;
 
 #[derive(Clone, Debug)]
 pub enum StreamNode {
+    /// Constant rows (`VALUES`, a `SELECT` without `FROM`): emitted once, when the view is
+    /// created, and never changed.
+    Values {
+        schema: SchemaRef,
+        rows: Vec<Vec<datafusion::common::ScalarValue>>,
+    },
     /// The changelog of a table or another view.
     Source {
         relation: RelationId,
@@ -381,6 +387,7 @@ impl StreamNode {
     pub fn schema(&self) -> SchemaRef {
         match self {
             StreamNode::Source { schema, .. }
+            | StreamNode::Values { schema, .. }
             | StreamNode::Window { schema, .. }
             | StreamNode::Project { schema, .. }
             | StreamNode::Aggregate { schema, .. }
@@ -397,7 +404,7 @@ impl StreamNode {
     /// The node's inputs, left to right.
     pub fn inputs(&self) -> Vec<&StreamNode> {
         match self {
-            StreamNode::Source { .. } => vec![],
+            StreamNode::Source { .. } | StreamNode::Values { .. } => vec![],
             StreamNode::Filter { input, .. }
             | StreamNode::TemporalFilter { input, .. }
             | StreamNode::Window { input, .. }
@@ -463,6 +470,8 @@ impl StreamNode {
         let width = self.schema().fields().len();
         let mut out = vec![None; width];
         match self {
+            // Constant rows follow no watermark.
+            StreamNode::Values { .. } => {}
             StreamNode::Source { watermark_cols, .. } => {
                 for (c, lag) in watermark_cols {
                     if *c < width {
@@ -576,6 +585,9 @@ impl StreamNode {
     fn fmt_indent(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         let pad = "  ".repeat(depth);
         match self {
+            StreamNode::Values { rows, .. } => {
+                writeln!(f, "{pad}StreamValues: rows={} (constant)", rows.len())
+            }
             StreamNode::Source {
                 relation,
                 schema,

@@ -450,6 +450,8 @@ impl StreamPlanner<'_> {
                     || *relation == freshet_engine::coordinator::LATE_EVENTS
                     || *relation == freshet_engine::coordinator::SOURCE_ERRORS
             }
+            // Inserted once, when the view is created.
+            StreamNode::Values { .. } => true,
             StreamNode::Filter { input, .. }
             | StreamNode::Project { input, .. }
             | StreamNode::Window { input, .. } => self.append_only(input),
@@ -967,9 +969,28 @@ impl StreamPlanner<'_> {
                 Ok(StreamNode::Union { inputs, schema })
             }
             LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT")),
-            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Err(unsupported(
-                "a view over constant rows (VALUES, or no FROM)",
-            )),
+            LogicalPlan::Values(v) => {
+                let schema = nullable(v.schema.as_arrow());
+                let rows = v
+                    .values
+                    .iter()
+                    .map(|row| {
+                        row.iter()
+                            .zip(schema.fields())
+                            .map(|(e, f)| constant(e, f.data_type()))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(StreamNode::Values { schema, rows })
+            }
+            LogicalPlan::EmptyRelation(e) => Ok(StreamNode::Values {
+                schema: nullable(e.schema.as_arrow()),
+                rows: if e.produce_one_row {
+                    vec![vec![]]
+                } else {
+                    vec![]
+                },
+            }),
             other => Err(unsupported(format!(
                 "this query shape ({})",
                 other.display()
@@ -1138,4 +1159,19 @@ impl StreamPlanner<'_> {
             return_type,
         })
     }
+}
+/// A constant row's value: a literal of the optimized plan, cast to its column's type.
+fn constant(e: &Expr, to: &DataType) -> Result<datafusion::common::ScalarValue, PlannerError> {
+    let value = match e {
+        Expr::Literal(v, _) => v.clone(),
+        Expr::Alias(a) => return constant(&a.expr, to),
+        Expr::Cast(c) => match c.expr.as_ref() {
+            Expr::Literal(v, _) => v.clone(),
+            _ => return Err(unsupported("a VALUES row that is not constant")),
+        },
+        _ => return Err(unsupported("a VALUES row that is not constant")),
+    };
+    value
+        .cast_to(to)
+        .map_err(|e| PlannerError::Unsupported(format!("a VALUES row: {e}")))
 }

@@ -2,6 +2,7 @@
 
 pub mod agg_fold;
 pub mod closing;
+pub mod constant;
 pub mod filter;
 pub mod hash_agg;
 pub mod hash_join;
