@@ -305,6 +305,11 @@ pub enum AggKind {
     Max,
     BoolAnd,
     BoolOr,
+    /// `bit_and`, `bit_or`, `bit_xor` over integers: kept as the count of non-NULL inputs
+    /// and, per bit, of the inputs that have it set, which deletes can update.
+    BitAnd,
+    BitOr,
+    BitXor,
     /// `string_agg(value, delimiter [ORDER BY …])`; the delimiter is `param`.
     StringAgg,
     /// `first_value(value ORDER BY …)` / `last_value(…)`.

@@ -270,7 +270,8 @@ mod tests {
     }
 
     /// An aggregate over relation 5 (`g`, `x`, `b`) grouped by `g`: count(*), count(x),
-    /// sum(x), avg(x), bool_or(b), and with `append_only` a running max(x).
+    /// sum(x), avg(x), bool_or(b), bit_and/bit_or/bit_xor(x), and with `append_only` a
+    /// running max(x).
     fn plan(append_only: bool) -> StreamNode {
         let s = arc_schema(vec![
             Field::new("g", DataType::Int64, true),
@@ -283,6 +284,9 @@ mod tests {
             call(AggKind::Sum, Some(("x", &s)), DataType::Int64, false),
             call(AggKind::Avg, Some(("x", &s)), DataType::Float64, false),
             call(AggKind::BoolOr, Some(("b", &s)), DataType::Boolean, false),
+            call(AggKind::BitAnd, Some(("x", &s)), DataType::Int64, false),
+            call(AggKind::BitOr, Some(("x", &s)), DataType::Int64, false),
+            call(AggKind::BitXor, Some(("x", &s)), DataType::Int64, false),
         ];
         let mut fields = vec![
             Field::new("g", DataType::Int64, true),
@@ -291,6 +295,9 @@ mod tests {
             Field::new("sx", DataType::Int64, true),
             Field::new("ax", DataType::Float64, true),
             Field::new("bo", DataType::Boolean, true),
+            Field::new("band", DataType::Int64, true),
+            Field::new("bor", DataType::Int64, true),
+            Field::new("bxor", DataType::Int64, true),
         ];
         if append_only {
             aggs.push(call(AggKind::Max, Some(("x", &s)), DataType::Int64, true));

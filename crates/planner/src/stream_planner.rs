@@ -1021,6 +1021,9 @@ impl StreamPlanner<'_> {
             "max" => AggKind::Max,
             "bool_and" | "every" => AggKind::BoolAnd,
             "bool_or" => AggKind::BoolOr,
+            "bit_and" => AggKind::BitAnd,
+            "bit_or" => AggKind::BitOr,
+            "bit_xor" => AggKind::BitXor,
             "string_agg" => AggKind::StringAgg,
             "first_value" => AggKind::FirstValue,
             "last_value" => AggKind::LastValue,
@@ -1090,6 +1093,11 @@ impl StreamPlanner<'_> {
             Some(a) => (Some(self.phys(a, input)?), Some(a.get_type(input)?)),
             None => (None, None),
         };
+        if matches!(kind, AggKind::BitAnd | AggKind::BitOr | AggKind::BitXor)
+            && !arg_type.as_ref().is_some_and(DataType::is_integer)
+        {
+            return Err(unsupported(format!("{name}() over a non-integer")));
+        }
         // ORDER BY inside the call: first_value/last_value need one; string_agg may have
         // one; a percentile's WITHIN GROUP (ORDER BY value [DESC]) names its value.
         let mut param = param;

@@ -4,7 +4,9 @@
 //! The accumulator ([`layout`]) is the group's row count, then per aggregate the running
 //! values that inserts and deletes can both update: a count (`count(*)`, `count(x)`), the
 //! non-NULL count and the sum (`sum`, `avg`), the non-NULL and true counts (`bool_and`,
-//! `bool_or`), the running extreme (`min`/`max` over an input that only inserts).
+//! `bool_or`), the non-NULL count and per bit the count of inputs with it set
+//! (`bit_and`, `bit_or`, `bit_xor`), the running extreme (`min`/`max` over an input that
+//! only inserts).
 //!
 //! Aggregates that keep only these ([`stateless`]) can be folded anywhere: a partial
 //! accumulator of some of a group's rows, merged into the group's ([`merge`]), gives what
@@ -50,6 +52,10 @@ pub(crate) fn layout(aggs: &[AggCall]) -> Result<(Vec<usize>, Vec<DataType>), En
                 acc_types.push(DataType::Int64);
                 acc_types.push(DataType::Int64);
             }
+            (AggKind::BitAnd | AggKind::BitOr | AggKind::BitXor, _) => {
+                // non-NULL inputs, then per bit (of 64) the inputs that have it set
+                acc_types.extend(std::iter::repeat_n(DataType::Int64, 1 + BITS));
+            }
             (AggKind::Sum | AggKind::Avg, false) => {
                 let t = a.arg_type.as_ref().ok_or_else(|| {
                     EngineError::Internal("sum/avg without an argument type".into())
@@ -76,6 +82,7 @@ pub(crate) fn stateless(a: &AggCall) -> bool {
         AggKind::CountStar => true,
         AggKind::Count | AggKind::Sum | AggKind::Avg => !a.distinct,
         AggKind::BoolAnd | AggKind::BoolOr => !a.distinct,
+        AggKind::BitAnd | AggKind::BitOr | AggKind::BitXor => !a.distinct,
         AggKind::Min | AggKind::Max => a.running && !a.distinct,
         _ => false,
     }
@@ -148,6 +155,15 @@ pub(crate) fn fold(
                 add_to_slot(acc, off + 1, w)?;
             }
         }
+        AggKind::BitAnd | AggKind::BitOr | AggKind::BitXor => {
+            add_to_slot(acc, off, w)?;
+            let bits = as_bits(v)?;
+            for b in 0..BITS {
+                if bits >> b & 1 == 1 {
+                    add_to_slot(acc, off + 1 + b, w)?;
+                }
+            }
+        }
         AggKind::Count => add_to_slot(acc, off, w)?,
         AggKind::Sum | AggKind::Avg => {
             add_to_slot(acc, off, w)?;
@@ -172,6 +188,12 @@ pub(crate) fn merge(a: &AggCall, off: usize, acc: &mut Row, part: &Row) -> Resul
             add_to_slot(acc, off, count(part, off))?;
             add_to_slot(acc, off + 1, count(part, off + 1))
         }
+        AggKind::BitAnd | AggKind::BitOr | AggKind::BitXor => {
+            for slot in off..=off + BITS {
+                add_to_slot(acc, slot, count(part, slot))?;
+            }
+            Ok(())
+        }
         AggKind::Sum | AggKind::Avg => {
             add_to_slot(acc, off, count(part, off))?;
             if !part[off + 1].is_null() {
@@ -189,6 +211,57 @@ pub(crate) fn merge(a: &AggCall, off: usize, acc: &mut Row, part: &Row) -> Resul
             "{other:?} has no partial accumulator"
         ))),
     }
+}
+
+/// The bits a bit aggregate counts: an integer's 64, sign-extended.
+const BITS: usize = 64;
+
+/// An integer input of a bit aggregate as 64 bits (sign-extended).
+fn as_bits(v: &ScalarValue) -> Result<u64, EngineError> {
+    Ok(match v {
+        ScalarValue::Int8(Some(x)) => i64::from(*x) as u64,
+        ScalarValue::Int16(Some(x)) => i64::from(*x) as u64,
+        ScalarValue::Int32(Some(x)) => i64::from(*x) as u64,
+        ScalarValue::Int64(Some(x)) => *x as u64,
+        ScalarValue::UInt8(Some(x)) => u64::from(*x),
+        ScalarValue::UInt16(Some(x)) => u64::from(*x),
+        ScalarValue::UInt32(Some(x)) => u64::from(*x),
+        ScalarValue::UInt64(Some(x)) => *x,
+        other => {
+            return Err(EngineError::Internal(format!(
+                "a bit aggregate over {}",
+                other.data_type()
+            )))
+        }
+    })
+}
+
+/// A bit aggregate's result from its slots (from `off`), of type `t`: NULL over no
+/// non-NULL inputs; else per bit, set by every input (`bit_and`), by some (`bit_or`), or
+/// by an odd number (`bit_xor`).
+pub(crate) fn bits_result(
+    kind: AggKind,
+    acc: &Row,
+    off: usize,
+    t: &DataType,
+) -> Result<ScalarValue, EngineError> {
+    let n = count(acc, off);
+    if n == 0 {
+        return Ok(ScalarValue::try_from(t)?);
+    }
+    let mut bits = 0u64;
+    for b in 0..BITS {
+        let set = count(acc, off + 1 + b);
+        let on = match kind {
+            AggKind::BitAnd => set == n,
+            AggKind::BitOr => set > 0,
+            _ => set % 2 != 0,
+        };
+        if on {
+            bits |= 1 << b;
+        }
+    }
+    Ok(ScalarValue::Int64(Some(bits as i64)).cast_to(t)?)
 }
 
 /// Sets `slot` to `v` if `v` is beyond it (or it is NULL) in `kind`'s direction.

@@ -353,6 +353,12 @@ impl HashAgg {
                 (AggKind::Max | AggKind::LastValue, _) => self
                     .first_value(state, i, gkey, true)?
                     .unwrap_or(ScalarValue::Null),
+                (AggKind::BitAnd | AggKind::BitOr | AggKind::BitXor, _) => {
+                    let t = a.arg_type.as_ref().ok_or_else(|| {
+                        EngineError::Internal("a bit aggregate without an argument type".into())
+                    })?;
+                    agg_fold::bits_result(a.kind, acc, off, t)?
+                }
                 (AggKind::BoolAnd | AggKind::BoolOr, _) => {
                     let (n, trues) = (agg_fold::count(acc, off), agg_fold::count(acc, off + 1));
                     match (n, a.kind) {
