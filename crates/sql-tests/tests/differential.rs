@@ -326,6 +326,26 @@ const VIEWS: &[ViewSpec] = &[
                 approx_count_distinct(s) AS acd FROM a GROUP BY k",
         over_tables: None,
     },
+    // Bit aggregates: per-bit counts, exact under deletes.
+    ViewSpec {
+        name: "a_bits",
+        query: "SELECT k, bit_and(v) AS ba, bit_or(v) AS bo, bit_xor(v) AS bx, \
+                bit_or(id) FILTER (WHERE v > 0) AS bf FROM a GROUP BY k",
+        over_tables: None,
+    },
+    // Constant rows joined with a table's (a mapping written inline).
+    ViewSpec {
+        name: "a_mapped",
+        query: "SELECT a.id, m.label FROM a JOIN (VALUES (0, 'zero'), (1, 'one'), (2, 'two')) \
+                AS m(k, label) ON a.k = m.k",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_mapped_left",
+        query: "SELECT a.id, coalesce(m.label, '?') AS label, m.k FROM a LEFT JOIN \
+                (VALUES (1, 'one'), (3, 'three')) AS m(k, label) ON a.k = m.k",
+        over_tables: None,
+    },
     ViewSpec {
         name: "a_polarity",
         query: "SELECT polarity, count(*) AS n, sum(k3) AS sk3 FROM a_exprs GROUP BY polarity",
