@@ -265,19 +265,29 @@ impl Session {
             Some(ast::GrantObjects::Tables(names)) | Some(ast::GrantObjects::Views(names)) => names
                 .iter()
                 .map(|n| {
-                    let name = object_name(n);
+                    let name = super::relation_name(n)?;
                     match next.kind_of(&name) {
                         Some((_, id)) => Ok(id),
                         None => Err(freshet_planner::PlannerError::UndefinedTable(name).into()),
                     }
                 })
                 .collect::<Result<_>>()?,
-            Some(ast::GrantObjects::AllTablesInSchema { .. }) => next
+            Some(ast::GrantObjects::AllTablesInSchema { schemas }) => {
+                // One schema, public: another one does not exist.
+                if let Some(other) = schemas
+                    .iter()
+                    .map(super::object_name)
+                    .find(|s| s != "public")
+                {
+                    return Err(ServerError::UndefinedSchema(other));
+                }
+                next
                 .tables
                 .iter()
                 .map(|t| t.id)
                 .chain(next.materialized_views().map(|v| v.id))
-                .collect(),
+                .collect()
+            }
             _ => {
                 return Err(ServerError::Unsupported(
                     "GRANT … ON: Freshet grants on tables and views (ON t, ON ALL TABLES IN SCHEMA public)"
