@@ -707,7 +707,8 @@ impl Dataflow {
         let mut out = Vec::new();
         for constants in [false, true] {
             for idx in (1..self.nodes.len()).rev() {
-                if (self.nodes[idx].op.name() == "constant") != constants {
+                // A node without inputs (sources are not nodes) holds constant rows.
+                if self.nodes[idx].input_wms.is_empty() != constants {
                     continue;
                 }
                 if let Some(c) = self.nodes[idx].op.initial_output(txn)? {
