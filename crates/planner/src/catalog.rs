@@ -247,6 +247,36 @@ pub struct ViewDef {
     /// and state are stored in its types. 0 for views from before levels.
     #[serde(default)]
     pub dialect: u32,
+    /// Set for an index (`CREATE INDEX`): a view over one relation that stores its rows
+    /// ordered by the index's columns first, which queries on that relation read instead
+    /// of it when their filters bound those columns.
+    #[serde(default)]
+    pub index: Option<IndexDef>,
+}
+
+/// What makes a view an index: the relation it indexes and the columns it is ordered by.
+/// Its query is `SELECT <key columns>, <included columns> FROM <relation>`, so its rows
+/// are the relation's (projected on those columns) and its stored key starts with the
+/// index's columns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// The table or materialized view it indexes.
+    pub on: u64,
+    /// The index's columns, in order: the view's first columns.
+    pub columns: Vec<String>,
+    /// The other columns it stores (all of the relation's others, without `INCLUDE`).
+    pub include: Vec<String>,
+    /// `DISTRIBUTED BY` as written (shown by `SHOW CREATE INDEX`; storage is not split
+    /// by it).
+    #[serde(default)]
+    pub distributed_by: Vec<String>,
+}
+
+impl IndexDef {
+    /// The index's stored columns, in order.
+    pub fn stored_columns(&self) -> impl Iterator<Item = &String> {
+        self.columns.iter().chain(&self.include)
+    }
 }
 
 impl ViewDef {
@@ -423,6 +453,7 @@ pub enum RelationKind {
     View,
     Source,
     Sink,
+    Index,
 }
 
 impl Catalog {
@@ -445,11 +476,25 @@ impl Catalog {
         self.tables.iter().find(|t| t.name == name)
     }
 
-    /// A materialized view (not a sink) called `name`.
+    /// A materialized view (not a sink, not an index) called `name`.
     pub fn view(&self, name: &str) -> Option<&ViewDef> {
         self.views
             .iter()
-            .find(|v| v.name == name && v.sink.is_none())
+            .find(|v| v.name == name && v.sink.is_none() && v.index.is_none())
+    }
+
+    /// The index called `name`.
+    pub fn index(&self, name: &str) -> Option<&ViewDef> {
+        self.views
+            .iter()
+            .find(|v| v.name == name && v.index.is_some())
+    }
+
+    /// The indexes on relation `id`, in creation order.
+    pub fn indexes_on(&self, id: u64) -> impl Iterator<Item = (&ViewDef, &IndexDef)> {
+        self.views
+            .iter()
+            .filter_map(move |v| v.index.as_ref().filter(|i| i.on == id).map(|i| (v, i)))
     }
 
     /// The user called `name`.
@@ -469,9 +514,11 @@ impl Catalog {
             .find(|v| v.name == name && v.sink.is_some())
     }
 
-    /// Materialized views, in creation order (without sinks).
+    /// Materialized views, in creation order (without sinks and indexes).
     pub fn materialized_views(&self) -> impl Iterator<Item = &ViewDef> {
-        self.views.iter().filter(|v| v.sink.is_none())
+        self.views
+            .iter()
+            .filter(|v| v.sink.is_none() && v.index.is_none())
     }
 
     /// Sinks, in creation order.
@@ -488,6 +535,9 @@ impl Catalog {
         }
         if let Some(s) = self.sink(name) {
             return Some((RelationKind::Sink, s.id));
+        }
+        if let Some(i) = self.index(name) {
+            return Some((RelationKind::Index, i.id));
         }
         self.view(name).map(|v| (RelationKind::View, v.id))
     }

@@ -14,6 +14,7 @@ pub mod context;
 pub mod dialect;
 pub mod guarded_udfs;
 pub mod hll_udaf;
+pub mod index_stmt;
 pub mod literals;
 pub mod naming;
 pub mod params;

@@ -75,6 +75,8 @@ pub enum Stmt {
         name: ObjectName,
         parallelism: Option<usize>,
     },
+    /// `CREATE INDEX …` (see [`crate::index_stmt`]).
+    CreateIndex(Box<crate::index_stmt::CreateIndex>),
     /// An empty statement (`;` alone, or only comments).
     Empty,
 }
@@ -244,6 +246,13 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             } else {
                 Stmt::Sql(Box::new(fetch))
             });
+        } else if crate::index_stmt::starts(&parser) {
+            use crate::index_stmt::IndexError;
+            match crate::index_stmt::parse(&mut parser) {
+                Ok(ci) => out.push(Stmt::CreateIndex(Box::new(ci))),
+                Err(IndexError::Syntax(e)) => return Err(parser_error(sql, e)),
+                Err(IndexError::Unsupported(what)) => return Err(PlannerError::Unsupported(what)),
+            }
         } else if parser.parse_keywords(&[Keyword::CREATE, Keyword::SOURCE]) {
             let cs = parse_create_source(&mut parser).map_err(|e| parser_error(sql, e))?;
             out.push(Stmt::CreateSource(Box::new(cs)));

@@ -1,4 +1,4 @@
-//! `SHOW CREATE {TABLE | MATERIALIZED VIEW | VIEW | SOURCE | SINK} name`: the statement
+//! `SHOW CREATE {TABLE | MATERIALIZED VIEW | VIEW | SOURCE | SINK | INDEX} name`: the statement
 //! that creates the object as it is now, written back from the catalog (so objects
 //! created by any earlier version have one too).
 
@@ -15,6 +15,7 @@ pub fn kind_of(words: &str) -> Option<RelationKind> {
         "MATERIALIZED VIEW" | "VIEW" => RelationKind::View,
         "SOURCE" => RelationKind::Source,
         "SINK" => RelationKind::Sink,
+        "INDEX" => RelationKind::Index,
         _ => return None,
     })
 }
@@ -38,6 +39,7 @@ pub fn create_sql(
             RelationKind::View => "materialized view",
             RelationKind::Source => "source",
             RelationKind::Sink => "sink",
+            RelationKind::Index => "index",
         })),
         Some(_) => Ok(match kind {
             RelationKind::Table => catalog.table(name).map(|t| table(t, redact)),
@@ -45,9 +47,29 @@ pub fn create_sql(
                 catalog.views.iter().find(|v| v.name == name).map(view)
             }
             RelationKind::Source => catalog.source(name).map(|x| source(x, redact)),
+            RelationKind::Index => catalog.index(name).and_then(|v| index(catalog, v)),
         }
         .unwrap_or_default()),
     }
+}
+
+/// `CREATE INDEX name ON relation (columns) INCLUDE (columns) [DISTRIBUTED BY (…)]`.
+pub fn index(catalog: &Catalog, v: &ViewDef) -> Option<String> {
+    let i = v.index.as_ref()?;
+    let list = |cols: &[String]| cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    let mut s = format!(
+        "CREATE INDEX {} ON {} ({})",
+        ident(&v.name),
+        ident(catalog.name_of(i.on)?),
+        list(&i.columns)
+    );
+    if !i.include.is_empty() {
+        s.push_str(&format!(" INCLUDE ({})", list(&i.include)));
+    }
+    if !i.distributed_by.is_empty() {
+        s.push_str(&format!(" DISTRIBUTED BY ({})", list(&i.distributed_by)));
+    }
+    Some(s)
 }
 
 /// A name as SQL writes it (quoted when it must be), as `quote_ident` does.

@@ -679,6 +679,11 @@ impl StreamPlanner<'_> {
                             "cannot read sink \"{name}\": a sink keeps no rows"
                         )))
                     }
+                    RelationKind::Index => {
+                        return Err(PlannerError::Unsupported(format!(
+                            "cannot read index \"{name}\": read the relation it indexes"
+                        )))
+                    }
                 };
                 let node = StreamNode::Source {
                     relation: id,

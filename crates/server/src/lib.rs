@@ -21,6 +21,7 @@ pub mod encode;
 pub mod error;
 pub mod handler;
 pub mod http;
+pub mod index_scan;
 pub mod jobs;
 pub mod limits;
 pub mod lookup;

@@ -170,6 +170,20 @@ fn literal(v: &Value, ty: &DataType) -> Option<ScalarValue> {
 }
 
 impl PointQuery {
+    /// Names `SELECT *`'s columns (those of `schema`, in order), so that the query reads
+    /// the same from an index that stores them in another order.
+    pub fn expand_star(&mut self, schema: &SchemaRef) {
+        if self.items.is_none() {
+            self.items = Some(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.name().clone()))
+                    .collect(),
+            );
+        }
+    }
+
     /// Answers the query over relation `id` (rows of `schema`, keyed by `key_columns`), or
     /// `None` when it needs the general path.
     pub fn run(

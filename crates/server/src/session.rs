@@ -43,6 +43,7 @@ mod cursor;
 mod db;
 mod ddl;
 mod dml;
+mod index;
 mod ops_tables;
 pub(crate) use ops_tables::series as ops_series;
 mod pg;
@@ -290,6 +291,7 @@ impl Session {
         }
         match stmt {
             Stmt::Empty => Ok(Output::Empty),
+            Stmt::CreateIndex(ci) => self.create_index(ci).await,
             Stmt::CreateUser(u) => self.create_user(u).await,
             Stmt::AlterUser(u) => self.alter_user(u).await,
             Stmt::DropUser { names, if_exists } => self.drop_users(names, *if_exists).await,
@@ -539,6 +541,7 @@ fn is_ddl(stmt: &Stmt) -> bool {
         | Stmt::CreateSink(_)
         | Stmt::DropSink { .. }
         | Stmt::AlterParallelism { .. }
+        | Stmt::CreateIndex(_)
         | Stmt::DropSource { .. } => true,
         Stmt::Sql(s) => matches!(
             s.as_ref(),
@@ -626,6 +629,7 @@ fn statement_kind(stmt: &Stmt) -> &'static str {
         | Stmt::DropSink { .. }
         | Stmt::DropSource { .. }
         | Stmt::AlterParallelism { .. }
+        | Stmt::CreateIndex(_)
         | Stmt::CreateUser(_)
         | Stmt::AlterUser(_)
         | Stmt::DropUser { .. } => "ddl",

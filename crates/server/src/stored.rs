@@ -28,6 +28,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use freshet_engine::chunk::rows_to_batch;
 use freshet_storage::{codec, keys, prefix_end, Reader, RowLayout, Store};
 
+use crate::index_scan::IndexInfo;
+
 pub struct StoredRelation {
     store: Store,
     id: u64,
@@ -41,6 +43,9 @@ pub struct StoredRelation {
     scans: Arc<crate::scan::Scans>,
     /// The snapshot every scan of the query reads (`None`: each its own).
     snapshot: Option<crate::scan::Snapshot>,
+    /// Its name, and the indexes a scan may read instead of it.
+    name: String,
+    indexes: Vec<IndexInfo>,
 }
 
 impl std::fmt::Debug for StoredRelation {
@@ -67,7 +72,17 @@ impl StoredRelation {
             deadline: None,
             scans: Arc::default(),
             snapshot: None,
+            name: String::new(),
+            indexes: Vec::new(),
         }
+    }
+
+    /// Reads through `indexes` when its filters bound their columns better (see
+    /// `index_scan`); `name` is its own, for `EXPLAIN`.
+    pub fn with_indexes(mut self, name: &str, indexes: Vec<IndexInfo>) -> Self {
+        self.name = name.to_string();
+        self.indexes = indexes;
+        self
     }
 
     /// Reads from `snapshot`, shared with the query's other relations.
@@ -90,49 +105,97 @@ impl StoredRelation {
 
     /// The key range `[start, end)` the filters allow (the whole relation without usable
     /// filters).
+    #[cfg(test)]
     fn key_range(&self, filters: &[Expr]) -> (Vec<u8>, Option<Vec<u8>>) {
-        let mut prefix = keys::rows_prefix(self.id);
-        for &c in &self.key_columns {
-            let name = self.schema.field(c).name();
-            let ty = self.schema.field(c).data_type();
-            let mut eq = None;
-            let (mut lo, mut hi) = (None, None);
-            for f in filters {
-                for (op, v) in comparisons(f, name, ty) {
-                    match op {
-                        Operator::Eq => eq = Some(v),
-                        Operator::Gt | Operator::GtEq => lo = Some(v),
-                        Operator::Lt | Operator::LtEq => hi = Some((v, op == Operator::LtEq)),
-                        _ => {}
+        let b = bound(self.id, &self.schema, &self.key_columns, filters);
+        (b.start, b.end)
+    }
+
+    /// The relation's columns a scan with `projection` and `filters` needs.
+    fn needed_columns(&self, projection: Option<&Vec<usize>>, filters: &[Expr]) -> Vec<usize> {
+        let mut needed: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        for f in filters {
+            for c in f.column_refs() {
+                if let Ok(i) = self.schema.index_of(&c.name) {
+                    if !needed.contains(&i) {
+                        needed.push(i);
                     }
                 }
             }
-            if let Some(v) = eq {
-                if codec::encode_value(&v, &mut prefix).is_err() {
-                    break;
-                }
-                continue;
-            }
-            // A range on this column ends the bound (later columns are not ordered
-            // within it).
-            let mut start = prefix.clone();
-            let mut end = prefix_end(&prefix);
-            if let Some(v) = lo {
-                let mut s = prefix.clone();
-                if codec::encode_value(&v, &mut s).is_ok() {
-                    start = s;
-                }
-            }
-            if let Some((v, inclusive)) = hi {
-                let mut e = prefix.clone();
-                if codec::encode_value(&v, &mut e).is_ok() {
-                    end = if inclusive { prefix_end(&e) } else { Some(e) };
-                }
-            }
-            return (start, end);
         }
-        let end = prefix_end(&prefix);
-        (prefix, end)
+        needed
+    }
+}
+
+/// A key range of a stored relation, and how much of its key the filters fix: two per
+/// leading column bound by an equality, one more for a range on the next one.
+struct Bound {
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+    score: usize,
+}
+
+/// The key range `[start, end)` of relation `id` (columns `schema`, stored under keys
+/// made of `key_columns`) that the filters allow: the whole relation without usable
+/// filters.
+fn bound(id: u64, schema: &SchemaRef, key_columns: &[usize], filters: &[Expr]) -> Bound {
+    let mut prefix = keys::rows_prefix(id);
+    let mut score = 0;
+    for &c in key_columns {
+        let name = schema.field(c).name();
+        let ty = schema.field(c).data_type();
+        let mut eq = None;
+        let (mut lo, mut hi) = (None, None);
+        for f in filters {
+            for (op, v) in comparisons(f, name, ty) {
+                match op {
+                    Operator::Eq => eq = Some(v),
+                    Operator::Gt | Operator::GtEq => lo = Some(v),
+                    Operator::Lt | Operator::LtEq => hi = Some((v, op == Operator::LtEq)),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(v) = eq {
+            if codec::encode_value(&v, &mut prefix).is_err() {
+                break;
+            }
+            score += 2;
+            continue;
+        }
+        // A range on this column ends the bound (later columns are not ordered
+        // within it).
+        let mut start = prefix.clone();
+        let mut end = prefix_end(&prefix);
+        let mut ranged = false;
+        if let Some(v) = lo {
+            let mut s = prefix.clone();
+            if codec::encode_value(&v, &mut s).is_ok() {
+                start = s;
+                ranged = true;
+            }
+        }
+        if let Some((v, inclusive)) = hi {
+            let mut e = prefix.clone();
+            if codec::encode_value(&v, &mut e).is_ok() {
+                end = if inclusive { prefix_end(&e) } else { Some(e) };
+                ranged = true;
+            }
+        }
+        return Bound {
+            start,
+            end,
+            score: score + usize::from(ranged),
+        };
+    }
+    let end = prefix_end(&prefix);
+    Bound {
+        start: prefix,
+        end,
+        score,
     }
 }
 
@@ -312,13 +375,56 @@ impl TableProvider for StoredRelation {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let (start, end) = self.key_range(filters);
+        let own = bound(self.id, &self.schema, &self.key_columns, filters);
+        let needed = self.needed_columns(projection, filters);
+        let best = self
+            .indexes
+            .iter()
+            .filter(|i| i.covers(&needed))
+            .map(|i| {
+                let all: Vec<usize> = (0..i.base_cols.len()).collect();
+                (i, bound(i.id, &i.schema, &all, filters))
+            })
+            .filter(|(_, b)| b.score > own.score)
+            .max_by_key(|(_, b)| b.score);
+        if let Some((index, b)) = best {
+            let part = crate::scan::ScanPartition {
+                store: self.store.clone(),
+                schema: index.schema.clone(),
+                layout: RowLayout::Multiset,
+                start: b.start,
+                end: b.end,
+                prefix_len: keys::rows_prefix(index.id).len(),
+                scans: self.scans.clone(),
+                deadline: self.deadline,
+                counted_at: None,
+                limit,
+                snapshot: self.snapshot.clone(),
+            };
+            let wanted: Vec<usize> = match projection {
+                Some(p) => p.clone(),
+                None => (0..self.schema.fields().len()).collect(),
+            };
+            let scan = StreamingTableExec::try_new(
+                index.schema.clone(),
+                vec![Arc::new(part)],
+                Some(&index.positions(&wanted)),
+                Vec::<datafusion::physical_expr::LexOrdering>::new(),
+                false,
+                limit,
+            )?;
+            return Ok(Arc::new(crate::index_scan::IndexScanExec::new(
+                &index.name,
+                &self.name,
+                Arc::new(scan),
+            )));
+        }
         let part = crate::scan::ScanPartition {
             store: self.store.clone(),
             schema: self.schema.clone(),
             layout: self.layout,
-            start,
-            end,
+            start: own.start,
+            end: own.end,
             prefix_len: keys::rows_prefix(self.id).len(),
             scans: self.scans.clone(),
             deadline: self.deadline,

@@ -358,6 +358,69 @@ const VIEWS: &[ViewSpec] = &[
     },
 ];
 
+/// An index of the test (`CREATE INDEX`), and lookups that read it, each beside the same
+/// lookup written so that no index can serve it (the column inside an expression): both
+/// must return the same rows after every step.
+struct IndexSpec {
+    name: &'static str,
+    create: &'static str,
+    /// The relation it indexes must exist first.
+    after_view: Option<&'static str>,
+    lookups: &'static [(&'static str, &'static str)],
+}
+
+const INDEXES: &[IndexSpec] = &[
+    IndexSpec {
+        name: "a_s",
+        create: "CREATE INDEX a_s ON a (s)",
+        after_view: None,
+        lookups: &[
+            (
+                "SELECT id, k, s FROM a WHERE s > 'B' AND s <= 'o''brien'",
+                "SELECT id, k, s FROM a WHERE s || '' > 'B' AND s || '' <= 'o''brien'",
+            ),
+            (
+                "SELECT * FROM a WHERE s = 'apple'",
+                "SELECT * FROM a WHERE s || '' = 'apple'",
+            ),
+            (
+                "SELECT id FROM a WHERE s = ''",
+                "SELECT id FROM a WHERE s || '' = ''",
+            ),
+        ],
+    },
+    IndexSpec {
+        name: "a_k_v",
+        create: "CREATE INDEX a_k_v ON a (k, v) INCLUDE (id)",
+        after_view: None,
+        lookups: &[
+            (
+                "SELECT id FROM a WHERE k = 2 AND v BETWEEN -10 AND 10",
+                "SELECT id FROM a WHERE k + 0 = 2 AND v + 0 BETWEEN -10 AND 10",
+            ),
+            (
+                "SELECT id, v FROM a WHERE k = 3",
+                "SELECT id, v FROM a WHERE k + 0 = 3",
+            ),
+        ],
+    },
+    IndexSpec {
+        name: "a_by_k_mx",
+        create: "CREATE INDEX a_by_k_mx ON a_by_k (mx)",
+        after_view: Some("a_by_k"),
+        lookups: &[
+            (
+                "SELECT k, c, mx FROM a_by_k WHERE mx >= 20",
+                "SELECT k, c, mx FROM a_by_k WHERE mx + 0 >= 20",
+            ),
+            (
+                "SELECT * FROM a_by_k WHERE mx BETWEEN 30 AND 40",
+                "SELECT * FROM a_by_k WHERE mx + 0 BETWEEN 30 AND 40",
+            ),
+        ],
+    },
+];
+
 // ---------------------------------------------------------------------------------------
 // Values, predicates, statements and the model
 // ---------------------------------------------------------------------------------------
@@ -843,6 +906,8 @@ struct Harness {
     model: Model,
     /// Views created so far, in creation order.
     views: Vec<&'static ViewSpec>,
+    /// Indexes created so far.
+    indexes: Vec<&'static IndexSpec>,
     /// The shards each view's state is split into (`streaming_max_parallelism`).
     max_parallelism: usize,
     /// The last [`HISTORY_LEN`] statements and events, with their outcomes.
@@ -878,6 +943,7 @@ impl Harness {
             rng: StdRng::seed_from_u64(seed),
             model: Model::new(),
             views: Vec::new(),
+            indexes: Vec::new(),
             max_parallelism,
             history: VecDeque::new(),
             client: None,
@@ -972,6 +1038,36 @@ impl Harness {
             view.name, view.query
         ));
         self.views.push(view);
+    }
+
+    /// Creates `index`, and checks that its first lookup reads it.
+    fn create_index(&mut self, index: &'static IndexSpec) {
+        self.execute(index.create);
+        self.indexes.push(index);
+        let explain = self.query_rows(&format!("EXPLAIN {}", index.lookups[0].0));
+        let shown = format!("IndexScanExec: index={}", index.name);
+        if !explain
+            .iter()
+            .flatten()
+            .any(|cell| cell.as_deref().is_some_and(|c| c.contains(&shown)))
+        {
+            self.fail(&format!(
+                "`{}` does not read index {}: {explain:?}",
+                index.lookups[0].0, index.name
+            ));
+        }
+    }
+
+    /// Creates the indexes whose relations exist.
+    fn create_indexes(&mut self) {
+        for index in INDEXES {
+            let ready = index
+                .after_view
+                .is_none_or(|v| self.views.iter().any(|x| x.name == v));
+            if ready && !self.indexes.iter().any(|i| i.name == index.name) {
+                self.create_index(index);
+            }
+        }
     }
 
     /// One random statement, then the full check.
@@ -1075,6 +1171,19 @@ impl Harness {
                 ("view", actual),
                 ("reference", reference),
             );
+        }
+        for index in &self.indexes {
+            for (through, around) in index.lookups {
+                self.assert_same_rows(
+                    &format!(
+                        "a lookup through index `{}` differs from the same lookup without it\n  \
+                         through: {through}\n  around:  {around}",
+                        index.name
+                    ),
+                    ("index", self.query_rows(through)),
+                    ("relation", self.query_rows(around)),
+                );
+            }
         }
         // The count of operator state entries every commit keeps equals a scan of it.
         let counts = self.query_rows(
@@ -1347,6 +1456,7 @@ fn random_dml_run(test: &'static str, seed: u64, steps: usize) {
     for view in VIEWS {
         h.create_view(view);
     }
+    h.create_indexes();
     h.check_all();
     let kill9_at = h.rng.gen_range(steps / 3..=2 * steps / 3).max(1);
     while h.step < steps {
@@ -1371,6 +1481,7 @@ fn backfill_run(test: &'static str, seed: u64, steps: usize) {
     }
     for view in VIEWS {
         h.create_view(view);
+        h.create_indexes();
         h.check_all();
         let gap = h.rng.gen_range(0..=4);
         for _ in 0..gap {

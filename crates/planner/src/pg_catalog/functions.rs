@@ -329,12 +329,25 @@ pub fn index_def(rels: &[Rel], oid: u32) -> Option<String> {
     let idx = objects::by_oid(rels, oid)?;
     let table = objects::by_oid(rels, idx.index_of?)?;
     let cols: Vec<String> = idx.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    Some(format!(
-        "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+    if idx.index_cols.is_empty() {
+        return Some(format!(
+            "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+            quote_ident(&idx.name),
+            quote_ident(&table.name),
+            cols.join(", ")
+        ));
+    }
+    let (keys, include) = cols.split_at(idx.index_keys.min(cols.len()));
+    let mut def = format!(
+        "CREATE INDEX {} ON public.{} USING btree ({})",
         quote_ident(&idx.name),
         quote_ident(&table.name),
-        cols.join(", ")
-    ))
+        keys.join(", ")
+    );
+    if !include.is_empty() {
+        def.push_str(&format!(" INCLUDE ({})", include.join(", ")));
+    }
+    Some(def)
 }
 
 /// Every function [`register`] defines (a statement calling none of them need not pay

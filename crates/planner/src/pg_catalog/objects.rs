@@ -7,6 +7,7 @@
 //! | source (a stream read from Kafka or a generator) | `f` | foreign table, with a comment naming its connector |
 //! | sink | `f` | foreign table, with a comment naming its connector |
 //! | a table's primary key | `i` | index `<table>_pkey` (and constraint `p`) |
+//! | an index (`CREATE INDEX`) | `i` | index on its table or materialized view |
 //! | `freshet_catalog.*`, `pg_catalog.*`, `information_schema.*` | `v` | views in their schemas |
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -27,6 +28,11 @@ pub struct Rel {
     pub pk: Vec<i16>,
     /// For an index: the relation it indexes.
     pub index_of: Option<u32>,
+    /// For an index made by `CREATE INDEX`: the indexed relation's column numbers
+    /// (1-based) it stores, its key columns first, and how many are key columns. Empty
+    /// for a primary key's index, whose columns are its table's key.
+    pub index_cols: Vec<i16>,
+    pub index_keys: usize,
     /// The catalog id, for Freshet's own objects.
     pub id: Option<u64>,
     /// `obj_description`.
@@ -146,6 +152,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                 .collect(),
             pk: pk.clone(),
             index_of: None,
+            index_cols: Vec::new(),
+            index_keys: 0,
             id: Some(t.id),
             comment: t.feed.as_ref().map(|f| {
                 format!(
@@ -175,6 +183,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                 columns: key,
                 pk: Vec::new(),
                 index_of: Some(oids::relation(t.id)),
+                index_cols: Vec::new(),
+                index_keys: 0,
                 id: Some(t.id),
                 comment: None,
                 definition: None,
@@ -191,6 +201,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
             columns: cols(&src.schema(), &[]),
             pk: Vec::new(),
             index_of: None,
+            index_cols: Vec::new(),
+            index_keys: 0,
             id: Some(src.id),
             comment: Some(match src.connector {
                 crate::catalog::ConnectorKind::Kafka => {
@@ -209,6 +221,37 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
     }
     for v in &c.views {
         let schema = s.view_schemas.get(&v.id);
+        if let Some(i) = &v.index {
+            // The indexed relation's column names, to number the index's columns by.
+            let base: Vec<String> = match c.tables.iter().find(|t| t.id == i.on) {
+                Some(t) => t.columns.iter().map(|c| c.name.clone()).collect(),
+                None => s
+                    .view_schemas
+                    .get(&i.on)
+                    .map(|s| s.fields().iter().map(|f| f.name().clone()).collect())
+                    .unwrap_or_default(),
+            };
+            let index_cols = i
+                .stored_columns()
+                .filter_map(|n| base.iter().position(|b| b == n).map(|p| p as i16 + 1))
+                .collect();
+            out.push(Rel {
+                oid: oids::relation(v.id),
+                name: v.name.clone(),
+                namespace: oids::NS_PUBLIC,
+                kind: 'i',
+                columns: schema.map(|s| cols(s, &[])).unwrap_or_default(),
+                pk: Vec::new(),
+                index_of: Some(oids::relation(i.on)),
+                index_cols,
+                index_keys: i.columns.len(),
+                id: Some(v.id),
+                comment: None,
+                definition: None,
+                server: None,
+            });
+            continue;
+        }
         let (kind, comment) = match &v.sink {
             Some(sink) => ('f', Some(format!("sink: {} connector", sink.connector))),
             None => ('m', None),
@@ -221,6 +264,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
             columns: schema.map(|s| cols(s, &[])).unwrap_or_default(),
             pk: Vec::new(),
             index_of: None,
+            index_cols: Vec::new(),
+            index_keys: 0,
             id: Some(v.id),
             comment,
             definition: Some(v.sql.clone()),
@@ -257,6 +302,8 @@ fn system_rel(oid: u32, namespace: u32, name: &str, columns: Vec<Col>) -> Rel {
         columns,
         pk: Vec::new(),
         index_of: None,
+        index_cols: Vec::new(),
+        index_keys: 0,
         id: None,
         comment: None,
         definition: None,

@@ -145,7 +145,9 @@ fn pg_class(s: &Snapshot) -> Table {
         ("reloptions", list(TEXT)),
         ("relpartbound", TEXT),
     ]);
-    for r in all_rels(s) {
+    let rels = all_rels(s);
+    for r in &rels {
+        let has_index = !r.pk.is_empty() || rels.iter().any(|x| x.index_of == Some(r.oid));
         let am = match r.kind {
             'i' => oids::AM_BTREE,
             'r' | 'm' => 2, // heap
@@ -169,7 +171,7 @@ fn pg_class(s: &Snapshot) -> Table {
             v::f32(-1.0),
             i32(0),
             oid(0),
-            b(!r.pk.is_empty()),
+            b(has_index),
             b(false),
             text("p"),
             text(r.kind.to_string()),
@@ -397,27 +399,33 @@ fn pg_index(s: &Snapshot) -> Table {
         let Some(table) = r.index_of.and_then(|o| objects::by_oid(&rels, o)) else {
             continue;
         };
-        let n = table.pk.len() as i16;
+        // A primary key's index has its table's key; one made by CREATE INDEX its own.
+        let primary = r.index_cols.is_empty();
+        let (cols, keys) = match primary {
+            true => (&table.pk, table.pk.len()),
+            false => (&r.index_cols, r.index_keys),
+        };
+        let n = cols.len();
         t.push(vec![
             oid(r.oid),
             oid(table.oid),
-            i16(n),
-            i16(n),
-            b(true),
+            i16(n as i16),
+            i16(keys as i16),
+            b(primary),
+            b(false),
+            b(primary),
             b(false),
             b(true),
             b(false),
             b(true),
             b(false),
             b(true),
-            b(false),
-            b(true),
             b(true),
             b(false),
-            v::i16s(&table.pk),
-            v::oids(&vec![0; table.pk.len()]),
-            v::oids(&vec![0; table.pk.len()]),
-            v::i16s(&vec![0; table.pk.len()]),
+            v::i16s(cols),
+            v::oids(&vec![0; n]),
+            v::oids(&vec![0; n]),
+            v::i16s(&vec![0; n]),
             v::null(),
             v::null(),
         ]);

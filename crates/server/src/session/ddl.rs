@@ -320,6 +320,7 @@ impl Session {
             max_parallelism: None,
             adaptive: false,
             two_phase_agg: true,
+            index: None,
         };
         if let Some(spec) = crate::sinks::spec(&probe, &planned.schema) {
             freshet_connectors::kafka_sink::check(&spec).map_err(|message| {
@@ -367,7 +368,7 @@ impl Session {
 
     /// Adds a planned view (or a sink, or a subscription's view) to the catalog and the
     /// engine in one DDL, then starts its readers; its id.
-    async fn install_view(
+    pub(super) async fn install_view(
         &self,
         catalog: &Catalog,
         name: String,
@@ -376,10 +377,11 @@ impl Session {
         emit_on_window_close: bool,
         kind: ViewKind,
     ) -> Result<u64> {
-        let (sink, subscription) = match kind {
-            ViewKind::Materialized => (None, false),
-            ViewKind::Sink(s) => (Some(s), false),
-            ViewKind::Subscription => (None, true),
+        let (sink, subscription, index) = match kind {
+            ViewKind::Materialized => (None, false, None),
+            ViewKind::Sink(s) => (Some(s), false, None),
+            ViewKind::Subscription => (None, true, None),
+            ViewKind::Index(i) => (None, false, Some(i)),
         };
         let subscription_view = subscription;
         let (parallelism, shards, adaptive) = self.new_view_parallelism()?;
@@ -403,6 +405,7 @@ impl Session {
             max_parallelism: Some(shards),
             adaptive,
             two_phase_agg: self.two_phase_agg(),
+            index,
         };
         let desc_schema = planned.schema.clone();
         let plan_text = planned.plan.to_string();
@@ -573,6 +576,7 @@ impl Session {
         let expected = match object_type {
             ObjectType::Table => RelationKind::Table,
             ObjectType::MaterializedView | ObjectType::View => RelationKind::View,
+            ObjectType::Index => RelationKind::Index,
             other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
         };
         self.drop_relations(expected, if_exists, names, cascade)
@@ -591,6 +595,7 @@ impl Session {
             RelationKind::View => ("materialized view", "DROP MATERIALIZED VIEW"),
             RelationKind::Source => ("source", "DROP SOURCE"),
             RelationKind::Sink => ("sink", "DROP SINK"),
+            RelationKind::Index => ("index", "DROP INDEX"),
         };
         let _ddl = self.db.ddl_lock.lock().await;
         for n in names {
@@ -612,10 +617,19 @@ impl Session {
                     doomed.push(v.id);
                 }
             }
-            if doomed.len() > 1 && !cascade {
+            // A relation's indexes go with it, as in Postgres; whatever else reads it
+            // needs CASCADE.
+            let indexes_only = doomed[1..].iter().all(|d| {
+                catalog
+                    .view_by_id(*d)
+                    .and_then(|v| v.index.as_ref())
+                    .is_some_and(|i| i.on == id)
+            });
+            if !indexes_only && !cascade {
                 let dependents: Vec<String> = catalog
                     .dependents(id)
                     .iter()
+                    .filter(|v| v.index.is_none())
                     .map(|v| {
                         let what = if v.sink.is_some() {
                             "sink"
@@ -709,10 +723,11 @@ fn id_of(
 }
 
 /// What `install_view` installs.
-enum ViewKind {
+pub(super) enum ViewKind {
     Materialized,
     Sink(SinkDef),
     Subscription,
+    Index(freshet_planner::catalog::IndexDef),
 }
 
 impl Db {
@@ -864,7 +879,7 @@ fn table_columns(
 
 /// Whether `name` is taken: `Ok(true)` with IF NOT EXISTS (the statement does nothing),
 /// an error without it.
-fn name_taken(catalog: &Catalog, name: &str, if_not_exists: bool) -> Result<bool> {
+pub(super) fn name_taken(catalog: &Catalog, name: &str, if_not_exists: bool) -> Result<bool> {
     match catalog.kind_of(name) {
         None => Ok(false),
         Some(_) if if_not_exists => Ok(true),

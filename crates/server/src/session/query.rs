@@ -63,9 +63,10 @@ impl Session {
             | Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_) => {
-                // The table written is named as when the statement runs (`relation_name`).
+                // The table written is named, and must be writable, as when the statement
+                // runs: not a view, source, sink or index.
                 if let Some(target) = dml_target(s) {
-                    super::relation_name(target)?;
+                    self.writable_table(target)?;
                 }
                 let catalog = self.db.catalog();
                 let s = with_pg_names(&self.pg_compatible(&catalog, s));
@@ -195,7 +196,7 @@ impl Session {
         stmt: &Statement,
         params: &[ScalarValue],
     ) -> Result<Option<Output>> {
-        let Some(q) = crate::lookup::point_query(stmt) else {
+        let Some(mut q) = crate::lookup::point_query(stmt) else {
             return Ok(None);
         };
         if parser::lookup_target(&q.table).is_some() || self.db.is_source(catalog, &q.table) {
@@ -208,7 +209,27 @@ impl Session {
             .table(&q.table)
             .map(|t| t.pk.clone())
             .unwrap_or_default();
-        q.run(&self.db.store, id, &schema, layout, &pk, params)
+        if let Some(out) = q.run(&self.db.store, id, &schema, layout, &pk, params)? {
+            return Ok(Some(out));
+        }
+        // No equality on the relation's leading key column: one on an index's, if an
+        // index stores every column the query names.
+        let indexes = self.db.indexes_of(catalog, id, &schema);
+        q.expand_star(&schema);
+        for i in &indexes {
+            let out = q.run(
+                &self.db.store,
+                i.id,
+                &i.schema,
+                RowLayout::Multiset,
+                &[],
+                params,
+            )?;
+            if out.is_some() {
+                return Ok(out);
+            }
+        }
+        Ok(None)
     }
 
     /// Runs a SELECT built from SQL text (with the statement's parameters) over a fresh
@@ -315,6 +336,7 @@ impl Db {
                     .unwrap_or_default();
                 let table =
                     StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk)
+                        .with_indexes(name, self.indexes_of(catalog, *id, schema))
                         .with_deadline(deadline)
                         .with_scans(self.scans.clone())
                         .with_snapshot(snapshot.clone());

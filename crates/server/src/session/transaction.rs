@@ -103,6 +103,7 @@ pub(super) fn writes(stmt: &Stmt) -> Option<&'static str> {
         Stmt::CreateSource(_) => Some("CREATE SOURCE"),
         Stmt::CreateTableWithConnector(_) | Stmt::CreateTableExt(_) => Some("CREATE TABLE"),
         Stmt::CreateSink(_) => Some("CREATE SINK"),
+        Stmt::CreateIndex(_) => Some("CREATE INDEX"),
         Stmt::DropSink { .. } | Stmt::DropSource { .. } => Some("DROP"),
         Stmt::CreateUser(_) => Some("CREATE ROLE"),
         Stmt::AlterUser(_) => Some("ALTER ROLE"),
