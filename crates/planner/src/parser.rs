@@ -275,6 +275,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 return Err(e);
             }
             crate::literals::normalize(&mut cs.query)?;
+            crate::set_ops::check(&cs.query)?;
             out.push(Stmt::CreateSink(Box::new(cs)));
         } else if peek_words(&parser, &["CREATE", "USER"])
             || peek_words(&parser, &["CREATE", "ROLE"])
@@ -417,6 +418,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 return Err(e);
             }
             crate::literals::normalize(&mut stmt)?;
+            crate::set_ops::check(&stmt)?;
             out.push(Stmt::Sql(Box::new(stmt)));
         }
         if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {

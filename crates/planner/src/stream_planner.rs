@@ -759,9 +759,6 @@ impl StreamPlanner<'_> {
                         "a join without an equality condition (cross join)",
                     ));
                 }
-                if j.null_equality == NullEquality::NullEqualsNull {
-                    return Err(unsupported("a join on IS NOT DISTINCT FROM"));
-                }
                 // `JOIN t FOR SYSTEM_TIME AS OF PROCTIME()`: a lookup join.
                 if reads_lookup(&j.left) {
                     return Err(unsupported(
@@ -818,6 +815,12 @@ impl StreamPlanner<'_> {
                         on.insert(0, time);
                     }
                 }
+                let on: Vec<(Expr, Expr)> = match j.null_equality {
+                    NullEquality::NullEqualsNull => {
+                        null_safe_keys(&on, j.left.schema(), j.right.schema())?
+                    }
+                    NullEquality::NullEqualsNothing => on.into_iter().cloned().collect(),
+                };
                 let left_keys = on
                     .iter()
                     .map(|(l, _)| self.phys(l, j.left.schema()))
@@ -1187,4 +1190,34 @@ fn constant(e: &Expr, to: &DataType) -> Result<datafusion::common::ScalarValue, 
     value
         .cast_to(to)
         .map_err(|e| PlannerError::Unsupported(format!("a VALUES row: {e}")))
+}
+
+/// The keys of a join on `IS NOT DISTINCT FROM` (what `INTERSECT` and `EXCEPT` become),
+/// as keys of an ordinary equi-join, in which a NULL matches nothing: each pair `(l, r)`
+/// becomes `(l IS NULL, r IS NULL)` and `(coalesce(l, d), coalesce(r, d))`, `d` a value
+/// of the key's type. Neither is ever NULL, and both are equal exactly when `l` is not
+/// distinct from `r`.
+fn null_safe_keys(
+    on: &[&(Expr, Expr)],
+    left: &DFSchema,
+    right: &DFSchema,
+) -> Result<Vec<(Expr, Expr)>, PlannerError> {
+    use datafusion::logical_expr::{lit, when};
+    // `coalesce(e, d)`, written as the CASE DataFusion simplifies it to.
+    let coalesce =
+        |e: &Expr, d: &ScalarValue| when(e.clone().is_null(), lit(d.clone())).otherwise(e.clone());
+    let mut out = Vec::with_capacity(on.len() * 2);
+    for (l, r) in on {
+        let (lt, rt) = (l.get_type(left)?, r.get_type(right)?);
+        if lt != rt {
+            return Err(unsupported(format!(
+                "a join on IS NOT DISTINCT FROM between {lt} and {rt}"
+            )));
+        }
+        let d = ScalarValue::new_default(&lt)
+            .map_err(|_| unsupported(format!("a join on IS NOT DISTINCT FROM over {lt}")))?;
+        out.push((l.clone().is_null(), r.clone().is_null()));
+        out.push((coalesce(l, &d)?, coalesce(r, &d)?));
+    }
+    Ok(out)
 }

@@ -346,6 +346,17 @@ const VIEWS: &[ViewSpec] = &[
                 (VALUES (1, 'one'), (3, 'three')) AS m(k, label) ON a.k = m.k",
         over_tables: None,
     },
+    // Set operations: semi and anti joins on NULL-safe keys, then DISTINCT.
+    ViewSpec {
+        name: "ab_common",
+        query: "SELECT k, v FROM a INTERSECT SELECT k, w FROM b",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "ab_only_a",
+        query: "SELECT k FROM a EXCEPT SELECT k FROM b",
+        over_tables: None,
+    },
     ViewSpec {
         name: "a_polarity",
         query: "SELECT polarity, count(*) AS n, sum(k3) AS sk3 FROM a_exprs GROUP BY polarity",

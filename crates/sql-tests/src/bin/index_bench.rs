@@ -94,7 +94,11 @@ fn main() {
             .expect("load");
             from = to + 1;
         }
-        eprintln!("{} rows loaded in {:.1} s", a.rows, t.elapsed().as_secs_f64());
+        eprintln!(
+            "{} rows loaded in {:.1} s",
+            a.rows,
+            t.elapsed().as_secs_f64()
+        );
         let t = Instant::now();
         c.batch_execute(
             "CREATE MATERIALIZED VIEW recent AS SELECT id, user_id, title_id, secs FROM plays",
@@ -127,7 +131,11 @@ fn main() {
             _ => false,
         });
         assert!(shown, "the lookup does not read the index");
-        assert_eq!(answers(&c, &samples).await, before, "the index answers differently");
+        assert_eq!(
+            answers(&c, &samples).await,
+            before,
+            "the index answers differently"
+        );
         built
     });
     for (phase, sql) in [("index, point", POINT), ("index, range", RANGE)] {
