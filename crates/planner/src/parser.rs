@@ -398,6 +398,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 _ => None,
             };
             if let Some(cv) = view {
+                crate::set_ops::check(&cv.query)?;
                 if cv.materialized && peek_words(&parser, &["EMIT", "ON", "WINDOW", "CLOSE"]) {
                     for _ in 0..4 {
                         parser.next_token();
@@ -418,7 +419,6 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 return Err(e);
             }
             crate::literals::normalize(&mut stmt)?;
-            crate::set_ops::check(&stmt)?;
             out.push(Stmt::Sql(Box::new(stmt)));
         }
         if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {

@@ -1,7 +1,8 @@
-//! `INTERSECT ALL` and `EXCEPT ALL` are refused (`0A000`), in queries and views alike:
-//! DataFusion runs them as a semi (anti) join without counting, so `INTERSECT ALL` keeps
-//! every copy of a left row that has a match (Postgres keeps `min(m, n)` copies) and
-//! `EXCEPT ALL` drops every copy that has one (Postgres keeps `m - n`). `INTERSECT` and
+//! `INTERSECT ALL` and `EXCEPT ALL` are refused (`0A000`) in materialized views and
+//! sinks: DataFusion plans them as a semi (anti) join without counting, so `INTERSECT ALL`
+//! keeps every copy of a left row that has a match (Postgres keeps `min(m, n)` copies)
+//! and `EXCEPT ALL` drops every copy that has one (Postgres keeps `m - n`). Queries still
+//! run them as DataFusion does (a known difference, in the README); `INTERSECT` and
 //! `EXCEPT` (distinct) are exact.
 
 use std::ops::ControlFlow;
