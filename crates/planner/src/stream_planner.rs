@@ -22,6 +22,8 @@ use crate::catalog::{Catalog, RelationKind};
 use crate::window::WindowNode;
 use crate::PlannerError;
 
+mod grouping_sets;
+
 /// A planned view: its streaming plan, output schema and the relations it reads.
 pub struct PlannedView {
     pub plan: StreamNode,
@@ -712,13 +714,18 @@ impl StreamPlanner<'_> {
             }
             LogicalPlan::SubqueryAlias(s) => self.node(&s.input),
             LogicalPlan::Aggregate(a) => {
+                if let [Expr::GroupingSet(gs)] = a.group_expr.as_slice() {
+                    return self.grouping_sets(a, gs);
+                }
                 let input_schema = a.input.schema();
                 let input = self.node(&a.input)?;
                 let group = a
                     .group_expr
                     .iter()
                     .map(|e| match e {
-                        Expr::GroupingSet(_) => Err(unsupported("GROUPING SETS / ROLLUP / CUBE")),
+                        Expr::GroupingSet(_) => Err(unsupported(
+                            "GROUPING SETS / ROLLUP / CUBE beside other GROUP BY expressions",
+                        )),
                         e => self.phys(e, input_schema),
                     })
                     .collect::<Result<_, _>>()?;

@@ -346,6 +346,18 @@ const VIEWS: &[ViewSpec] = &[
                 (VALUES (1, 'one'), (3, 'three')) AS m(k, label) ON a.k = m.k",
         over_tables: None,
     },
+    // Grouping sets: one aggregate per set under a UNION ALL.
+    ViewSpec {
+        name: "a_rollup",
+        query: "SELECT k, s, count(*) AS c, sum(v) AS sv FROM a GROUP BY ROLLUP (k, s)",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_sets",
+        query: "SELECT k, s, grouping(k, s) AS g, max(v) AS mx, count(v) AS cv FROM a \
+                GROUP BY GROUPING SETS ((k), (s), ())",
+        over_tables: None,
+    },
     // Set operations: semi and anti joins on NULL-safe keys, then DISTINCT.
     ViewSpec {
         name: "ab_common",
