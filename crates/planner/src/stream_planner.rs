@@ -734,7 +734,8 @@ impl StreamPlanner<'_> {
                 let mut aggs = Vec::new();
                 for (i, e) in a.aggr_expr.iter().enumerate() {
                     let return_type = out_fields[a.group_expr.len() + i].data_type().clone();
-                    aggs.push(self.agg_call(e, input_schema, return_type, append_only)?);
+                    let group: Vec<&Expr> = a.group_expr.iter().collect();
+                    aggs.push(self.agg_call(e, input_schema, &group, return_type, append_only)?);
                 }
                 Ok(StreamNode::Aggregate {
                     input: Box::new(input),
@@ -1013,10 +1014,12 @@ impl StreamPlanner<'_> {
         }
     }
 
+    /// The engine's call of aggregate `e` over `input`, grouped by `group`.
     fn agg_call(
         &self,
         e: &Expr,
         input: &DFSchema,
+        group: &[&Expr],
         return_type: DataType,
         append_only: bool,
     ) -> Result<AggCall, PlannerError> {
@@ -1116,7 +1119,14 @@ impl StreamPlanner<'_> {
         // ORDER BY inside the call: first_value/last_value need one; string_agg may have
         // one; a percentile's WITHIN GROUP (ORDER BY value [DESC]) names its value.
         let mut param = param;
-        let order = match (kind, params.order_by.as_slice()) {
+        // Sort keys that are grouping expressions are equal within a group: DISTINCT ON
+        // (k) … ORDER BY k, v becomes first_value(… ORDER BY k, v) grouped by k.
+        let order_by: Vec<_> = params
+            .order_by
+            .iter()
+            .filter(|o| !group.contains(&&o.expr))
+            .collect();
+        let order = match (kind, order_by.as_slice()) {
             (_, []) => {
                 if matches!(kind, AggKind::FirstValue | AggKind::LastValue) {
                     return Err(unsupported(format!(

@@ -358,6 +358,12 @@ const VIEWS: &[ViewSpec] = &[
                 GROUP BY GROUPING SETS ((k), (s), ())",
         over_tables: None,
     },
+    // DISTINCT ON: first_value per column, ordered by a unique key.
+    ViewSpec {
+        name: "a_first_per_k",
+        query: "SELECT DISTINCT ON (k) k, id, v, s FROM a ORDER BY k, id DESC",
+        over_tables: None,
+    },
     // Set operations: semi and anti joins on NULL-safe keys, then DISTINCT.
     ViewSpec {
         name: "ab_common",

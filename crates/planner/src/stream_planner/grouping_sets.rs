@@ -86,8 +86,10 @@ impl StreamPlanner<'_> {
                 .map(|&i| self.phys(distinct[i], input_schema))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut aggs = Vec::with_capacity(a.aggr_expr.len());
+            let in_set: Vec<&Expr> = kept.iter().map(|&i| distinct[i]).collect();
             for (e, f) in a.aggr_expr.iter().zip(&agg_fields) {
-                aggs.push(self.agg_call(e, input_schema, f.data_type().clone(), append_only)?);
+                let ty = f.data_type().clone();
+                aggs.push(self.agg_call(e, input_schema, &in_set, ty, append_only)?);
             }
             let mut fields: Vec<Field> = kept.iter().map(|&i| out.field(i).clone()).collect();
             fields.extend(agg_fields.iter().cloned());
