@@ -444,6 +444,23 @@ pub struct Catalog {
     /// Users other than a password-less bootstrap superuser (see [`crate::users`]).
     #[serde(default)]
     pub users: Vec<crate::users::UserDef>,
+    /// Plain (not materialized) views, in creation order: expanded into the statements
+    /// that name them (see [`crate::plain_views`]).
+    #[serde(default)]
+    pub plain_views: Vec<PlainViewDef>,
+}
+
+/// `CREATE VIEW name [(columns)] AS query`: nothing is stored or maintained; a statement
+/// that names it reads its query instead, as a subquery.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlainViewDef {
+    pub id: u64,
+    pub name: String,
+    /// The query, with the plain views it named already expanded (a view captures its
+    /// definition when it is created, as Postgres does).
+    pub sql: String,
+    /// Its column names, when `CREATE VIEW` gave them.
+    pub columns: Vec<String>,
 }
 
 /// What a name refers to.
@@ -454,6 +471,8 @@ pub enum RelationKind {
     Source,
     Sink,
     Index,
+    /// A plain (not materialized) view.
+    PlainView,
 }
 
 impl Catalog {
@@ -481,6 +500,11 @@ impl Catalog {
         self.views
             .iter()
             .find(|v| v.name == name && v.sink.is_none() && v.index.is_none())
+    }
+
+    /// The plain view called `name`.
+    pub fn plain_view(&self, name: &str) -> Option<&PlainViewDef> {
+        self.plain_views.iter().find(|v| v.name == name)
     }
 
     /// The index called `name`.
@@ -538,6 +562,9 @@ impl Catalog {
         }
         if let Some(i) = self.index(name) {
             return Some((RelationKind::Index, i.id));
+        }
+        if let Some(v) = self.plain_view(name) {
+            return Some((RelationKind::PlainView, v.id));
         }
         self.view(name).map(|v| (RelationKind::View, v.id))
     }

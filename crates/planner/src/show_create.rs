@@ -32,6 +32,11 @@ pub fn create_sql(
         name: name.to_string(),
         expected,
     };
+    // SHOW CREATE VIEW names a plain view or a materialized one.
+    let kind = match kind {
+        RelationKind::View if catalog.plain_view(name).is_some() => RelationKind::PlainView,
+        k => k,
+    };
     match catalog.kind_of(name) {
         None => Err(PlannerError::UndefinedTable(name.to_string())),
         Some((found, _)) if found != kind => Err(wrong(match kind {
@@ -40,6 +45,7 @@ pub fn create_sql(
             RelationKind::Source => "source",
             RelationKind::Sink => "sink",
             RelationKind::Index => "index",
+            RelationKind::PlainView => "view",
         })),
         Some(_) => Ok(match kind {
             RelationKind::Table => catalog.table(name).map(|t| table(t, redact)),
@@ -48,6 +54,20 @@ pub fn create_sql(
             }
             RelationKind::Source => catalog.source(name).map(|x| source(x, redact)),
             RelationKind::Index => catalog.index(name).and_then(|v| index(catalog, v)),
+            RelationKind::PlainView => catalog.plain_view(name).map(|v| {
+                let cols = match v.columns.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        " ({})",
+                        v.columns
+                            .iter()
+                            .map(|c| ident(c))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                format!("CREATE VIEW {}{cols} AS {}", ident(&v.name), v.sql)
+            }),
         }
         .unwrap_or_default()),
     }

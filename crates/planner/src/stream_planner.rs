@@ -686,6 +686,11 @@ impl StreamPlanner<'_> {
                             "cannot read index \"{name}\": read the relation it indexes"
                         )))
                     }
+                    RelationKind::PlainView => {
+                        return Err(PlannerError::Internal(format!(
+                            "view \"{name}\" was not expanded"
+                        )))
+                    }
                 };
                 let node = StreamNode::Source {
                     relation: id,

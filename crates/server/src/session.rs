@@ -45,6 +45,7 @@ mod ddl;
 mod dml;
 mod index;
 mod ops_tables;
+mod plain_view;
 pub(crate) use ops_tables::series as ops_series;
 mod pg;
 mod query;
@@ -284,6 +285,14 @@ impl Session {
     }
 
     async fn run(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
+        let expanded;
+        let stmt = match self.expand_plain_views(stmt)? {
+            Some(s) => {
+                expanded = s;
+                &expanded
+            }
+            None => stmt,
+        };
         self.authorize(stmt)?;
         self.check_writable(stmt)?;
         if is_ddl(stmt) {
@@ -414,9 +423,11 @@ impl Session {
             }
             Statement::ShowViews { materialized, .. } => {
                 if !materialized {
-                    return Err(ServerError::Unsupported(
-                        "Freshet has only materialized views: use SHOW MATERIALIZED VIEWS".into(),
-                    ));
+                    let c = self.db.catalog();
+                    let mut names: Vec<String> =
+                        c.plain_views.iter().map(|v| v.name.clone()).collect();
+                    names.sort();
+                    return names_output(names);
                 }
                 let c = self.db.catalog();
                 let mut names: Vec<String> =

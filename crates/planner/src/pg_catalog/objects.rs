@@ -6,6 +6,7 @@
 //! | materialized view | `m` | materialized view |
 //! | source (a stream read from Kafka or a generator) | `f` | foreign table, with a comment naming its connector |
 //! | sink | `f` | foreign table, with a comment naming its connector |
+//! | a plain view (`CREATE VIEW`) | `v` | view |
 //! | a table's primary key | `i` | index `<table>_pkey` (and constraint `p`) |
 //! | an index (`CREATE INDEX`) | `i` | index on its table or materialized view |
 //! | `freshet_catalog.*`, `pg_catalog.*`, `information_schema.*` | `v` | views in their schemas |
@@ -270,6 +271,27 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
             comment,
             definition: Some(v.sql.clone()),
             server: v.sink.as_ref().map(|_| "blackhole"),
+        });
+    }
+    for v in &c.plain_views {
+        out.push(Rel {
+            oid: oids::relation(v.id),
+            name: v.name.clone(),
+            namespace: oids::NS_PUBLIC,
+            kind: 'v',
+            columns: s
+                .view_schemas
+                .get(&v.id)
+                .map(|s| cols(s, &[]))
+                .unwrap_or_default(),
+            pk: Vec::new(),
+            index_of: None,
+            index_cols: Vec::new(),
+            index_keys: 0,
+            id: Some(v.id),
+            comment: None,
+            definition: Some(v.sql.clone()),
+            server: None,
         });
     }
     // System relations, with OIDs from a fixed range below the user range: Freshet's

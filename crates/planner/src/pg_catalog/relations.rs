@@ -718,7 +718,7 @@ fn pg_views(s: &Snapshot) -> Table {
             text(objects::namespace_name(r.namespace).unwrap_or("public")),
             text(&r.name),
             text(crate::users::BOOTSTRAP_USER),
-            v::null(),
+            r.definition.clone().map_or(v::null(), text),
         ]);
     }
     t

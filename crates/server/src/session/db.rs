@@ -162,6 +162,7 @@ impl Db {
         )?;
         let mut views = Vec::new();
         let mut view_schemas = BTreeMap::new();
+        let plain_views = catalog.plain_views.clone();
         let mut sink_schemas = Vec::new();
         let mut plans = BTreeMap::new();
         let mut failed = BTreeMap::new();
@@ -198,6 +199,17 @@ impl Db {
                 output: view_output(v),
                 parallelism: parallelism(v, streaming_parallelism),
             });
+        }
+        // Plain views: their columns, for the catalogs (queries expand them).
+        for pv in &plain_views {
+            match plain_view_columns(&ctx, pv).await {
+                Ok(s) => {
+                    view_schemas.insert(pv.id, super::plain_view::renamed(&s, &pv.columns));
+                }
+                Err(e) => {
+                    tracing::warn!(view = %pv.name, error = %e, "cannot plan the view's query; the catalogs show it without columns")
+                }
+            }
         }
         let tables = catalog.tables.iter().map(table_desc).collect();
         let sources = catalog.sources.iter().map(|s| (s.id, s.schema())).collect();
@@ -625,6 +637,20 @@ impl Db {
     pub(super) fn is_source(&self, catalog: &Catalog, name: &str) -> bool {
         catalog.table(name).is_none() && catalog.source(name).is_some()
     }
+}
+
+/// The columns of a plain view's query (at startup).
+async fn plain_view_columns(
+    ctx: &SessionContext,
+    v: &freshet_planner::catalog::PlainViewDef,
+) -> Result<SchemaRef> {
+    let Some(Stmt::Sql(stmt)) = parser::parse(&v.sql)?.into_iter().next() else {
+        return Err(
+            PlannerError::Internal(format!("the query of view {} is empty", v.name)).into(),
+        );
+    };
+    let plan = freshet_planner::context::bind(ctx, &stmt).await?;
+    Ok(Arc::new(plan.schema().as_arrow().clone()))
 }
 
 /// Plans a stored view's query (at startup).

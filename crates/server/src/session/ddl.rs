@@ -186,9 +186,7 @@ impl Session {
 
     pub(super) async fn create_view(&self, cv: &ast::CreateView) -> Result<Output> {
         if !cv.materialized {
-            return Err(ServerError::Unsupported(
-                "only materialized views are supported: CREATE MATERIALIZED VIEW".into(),
-            ));
+            return self.create_plain_view(cv).await;
         }
         if cv.or_replace {
             return Err(ServerError::Unsupported(
@@ -573,8 +571,16 @@ impl Session {
         names: &[ObjectName],
         cascade: bool,
     ) -> Result<Output> {
+        let catalog = self.db.catalog();
+        let plain = |n: &ObjectName| {
+            relation_name(n)
+                .ok()
+                .is_some_and(|n| catalog.plain_view(&n).is_some())
+        };
         let expected = match object_type {
             ObjectType::Table => RelationKind::Table,
+            // DROP VIEW of a materialized view drops it, as it always has here.
+            ObjectType::View if names.iter().all(plain) => RelationKind::PlainView,
             ObjectType::MaterializedView | ObjectType::View => RelationKind::View,
             ObjectType::Index => RelationKind::Index,
             other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
@@ -596,6 +602,7 @@ impl Session {
             RelationKind::Source => ("source", "DROP SOURCE"),
             RelationKind::Sink => ("sink", "DROP SINK"),
             RelationKind::Index => ("index", "DROP INDEX"),
+            RelationKind::PlainView => ("view", "DROP VIEW"),
         };
         let _ddl = self.db.ddl_lock.lock().await;
         for n in names {
@@ -625,6 +632,27 @@ impl Session {
                     .and_then(|v| v.index.as_ref())
                     .is_some_and(|i| i.on == id)
             });
+            // Plain views that read it (by name): dropped with CASCADE, else they stop it.
+            let readers = Db::plain_views_reading(&catalog, &name);
+            if !readers.is_empty() && !cascade {
+                let detail: Vec<String> = readers
+                    .iter()
+                    .map(|v| format!("view {} depends on {kind_name} {name}", v.name))
+                    .collect();
+                return Err(PlannerError::DependentObjects {
+                    kind: kind_name,
+                    name,
+                    detail: detail.join("\n"),
+                }
+                .into());
+            }
+            for v in &readers {
+                self.db.drop_plain_view(v.id).await?;
+            }
+            if expected == RelationKind::PlainView {
+                self.db.drop_plain_view(id).await?;
+                continue;
+            }
             if !indexes_only && !cascade {
                 let dependents: Vec<String> = catalog
                     .dependents(id)

@@ -41,6 +41,9 @@ impl Session {
             Some((RelationKind::Sink, _)) => Err(ServerError::WrongObjectType(format!(
                 "cannot change sink \"{name}\""
             ))),
+            Some((RelationKind::PlainView, _)) => Err(ServerError::WrongObjectType(format!(
+                "cannot change view \"{name}\": it is a query over other relations"
+            ))),
             Some((RelationKind::Index, _)) => Err(ServerError::WrongObjectType(format!(
                 "cannot change index \"{name}\": it follows its relation"
             ))),

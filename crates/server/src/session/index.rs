@@ -36,7 +36,7 @@ impl Session {
                      materialized view over it"
                 )))
             }
-            RelationKind::Sink | RelationKind::Index => {
+            RelationKind::Sink | RelationKind::Index | RelationKind::PlainView => {
                 return Err(PlannerError::WrongObjectType {
                     name: on,
                     expected: "table or materialized view",
