@@ -734,13 +734,14 @@ fn pg_matviews(s: &Snapshot) -> Table {
         ("ispopulated", BOOL),
         ("definition", TEXT),
     ]);
-    for r in all_rels(s).into_iter().filter(|r| r.kind == 'm') {
+    let rels = all_rels(s);
+    for r in rels.iter().filter(|r| r.kind == 'm') {
         t.push(vec![
             text("public"),
             text(&r.name),
             text(crate::users::BOOTSTRAP_USER),
             v::null(),
-            b(false),
+            b(rels.iter().any(|i| i.index_of == Some(r.oid))),
             b(true),
             r.definition.clone().map_or(v::null(), text),
         ]);

@@ -200,7 +200,7 @@ pub(crate) fn view_bytes(db: &Db, id: u64) -> u64 {
         .sum()
 }
 
-/// `freshet_catalog.views`: per materialized view and sink: its kind, emit mode, state
+/// `freshet_catalog.views`: per materialized view, sink and index: its kind, emit mode, state
 /// (`running`, or `failed` with why), rows held and operator state entries (counters kept
 /// by every commit, not scans), RocksDB's estimate of its bytes, changes in and out and failed batches since the server started,
 /// and when a checkpoint last held a change of it; the most threads the shards of its keyed
@@ -240,6 +240,8 @@ pub(super) fn views_rows(db: &Db, catalog: &Catalog) -> Result<(SchemaRef, Vec<V
                 ScalarValue::Utf8(Some(
                     if v.sink.is_some() {
                         "sink"
+                    } else if v.index.is_some() {
+                        "index"
                     } else {
                         "materialized view"
                     }
