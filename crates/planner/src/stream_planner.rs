@@ -655,10 +655,14 @@ impl StreamPlanner<'_> {
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
                 let name = crate::parser::lookup_target(name).unwrap_or(name);
-                let (kind, id) = self
-                    .catalog
-                    .kind_of(name)
-                    .ok_or_else(|| PlannerError::UndefinedTable(name.to_string()))?;
+                let Some((kind, id)) = self.catalog.kind_of(name) else {
+                    // A table function (`generate_series(…)`, `range(…)`): its arguments
+                    // are constants, so are its rows.
+                    if name.ends_with("()") && scan.filters.is_empty() {
+                        return table_function_rows(self.ctx, scan);
+                    }
+                    return Err(PlannerError::UndefinedTable(name.to_string()));
+                };
                 let full = scan.source.schema();
                 let watermark_cols = match kind {
                     RelationKind::Source => self
@@ -1199,6 +1203,53 @@ impl StreamPlanner<'_> {
     }
 }
 /// A constant row's value: a literal of the optimized plan, cast to its column's type.
+/// Rows a table function in a view may give: they are computed once, when the view is
+/// created (and again at every start), and kept in its plan.
+const MAX_FUNCTION_ROWS: usize = 100_000;
+
+/// The rows of a table function's scan, computed now, as constant rows.
+fn table_function_rows(
+    ctx: &SessionContext,
+    scan: &datafusion::logical_expr::TableScan,
+) -> Result<StreamNode, PlannerError> {
+    use futures::StreamExt;
+    let name = scan.table_name.table().to_string();
+    let plan = LogicalPlan::TableScan(scan.clone());
+    let state = ctx.state();
+    let batches = futures::executor::block_on(async {
+        let physical = state.create_physical_plan(&plan).await?;
+        let mut stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+        let (mut out, mut rows) = (Vec::new(), 0);
+        while let Some(b) = stream.next().await {
+            let b = b?;
+            rows += b.num_rows();
+            if rows > MAX_FUNCTION_ROWS {
+                return Ok(None);
+            }
+            out.push(b);
+        }
+        Ok::<_, datafusion::error::DataFusionError>(Some(out))
+    })?;
+    let Some(batches) = batches else {
+        return Err(unsupported(format!(
+            "{name} of more than {MAX_FUNCTION_ROWS} rows"
+        )));
+    };
+    let schema = nullable(scan.projected_schema.as_arrow());
+    let mut rows = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            rows.push(
+                b.columns()
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, r))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+    }
+    Ok(StreamNode::Values { schema, rows })
+}
+
 fn constant(e: &Expr, to: &DataType) -> Result<datafusion::common::ScalarValue, PlannerError> {
     let value = match e {
         Expr::Literal(v, _) => v.clone(),
