@@ -126,6 +126,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     crate::using_join::rewrite(&mut stmt)?;
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
     let plan = ctx.state().statement_to_plan(stmt).await?;
+    let plan = crate::set_ops::count_copies(plan)?;
     Ok(crate::params::infer_placeholder_types(plan)?)
 }
 

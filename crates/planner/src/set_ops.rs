@@ -1,14 +1,108 @@
-//! `INTERSECT ALL` and `EXCEPT ALL` are refused (`0A000`) in materialized views and
-//! sinks: DataFusion plans them as a semi (anti) join without counting, so `INTERSECT ALL`
-//! keeps every copy of a left row that has a match (Postgres keeps `min(m, n)` copies)
-//! and `EXCEPT ALL` drops every copy that has one (Postgres keeps `m - n`). Queries still
-//! run them as DataFusion does (a known difference, in the README); `INTERSECT` and
-//! `EXCEPT` (distinct) are exact.
+//! `INTERSECT ALL` and `EXCEPT ALL` as Postgres counts them. DataFusion plans both as a
+//! semi (anti) join on every column without counting, so `INTERSECT ALL` would keep every
+//! copy of a left row that has a match (Postgres keeps `min(m, n)` copies) and `EXCEPT
+//! ALL` would drop every copy that has one (Postgres keeps `m - n`). [`count_copies`]
+//! numbers the copies of each row on both sides (`row_number() OVER (PARTITION BY every
+//! column)`) and joins on the number too: the k-th copy of a row is in both sides
+//! exactly when k ≤ min(m, n), and in the left only when n < k ≤ m.
+//!
+//! Materialized views and sinks refuse both ([`check`]): a view has no `row_number()`
+//! over a whole partition. `INTERSECT` and `EXCEPT` (distinct) are exact everywhere.
 
 use std::ops::ControlFlow;
 
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, NullEquality};
+use datafusion::logical_expr::{ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder};
+
 use crate::sqlparser::ast::{Query, SetExpr, SetOperator, SetQuantifier, Visit, Visitor};
 use crate::PlannerError;
+
+/// `plan` with every `INTERSECT ALL` and `EXCEPT ALL` join counting copies.
+pub fn count_copies(plan: LogicalPlan) -> Result<LogicalPlan, PlannerError> {
+    Ok(plan
+        .transform_up(|p| match counted_join(&p) {
+            Some(join_type) => rewrite(p, join_type).map(Transformed::yes),
+            None => Ok(Transformed::no(p)),
+        })?
+        .data)
+}
+
+/// The join type of a join DataFusion made for `INTERSECT ALL` / `EXCEPT ALL`: a semi or
+/// anti join on every column, in order, with NULLs equal, no other condition, and a left
+/// side that is not `DISTINCT` (the plain forms' is).
+fn counted_join(p: &LogicalPlan) -> Option<JoinType> {
+    let LogicalPlan::Join(j) = p else {
+        return None;
+    };
+    if !matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+        || j.null_equality != NullEquality::NullEqualsNull
+        || j.filter.is_some()
+        || matches!(j.left.as_ref(), LogicalPlan::Distinct(_))
+    {
+        return None;
+    }
+    let (l, r) = (j.left.schema(), j.right.schema());
+    if l.fields().len() != r.fields().len() || j.on.len() != l.fields().len() {
+        return None;
+    }
+    let all = j.on.iter().enumerate().all(|(i, (a, b))| {
+        matches!(a, datafusion::logical_expr::Expr::Column(c) if c.name == *l.field(i).name())
+            && matches!(b, datafusion::logical_expr::Expr::Column(c) if c.name == *r.field(i).name())
+    });
+    all.then_some(j.join_type)
+}
+
+fn rewrite(p: LogicalPlan, join_type: JoinType) -> datafusion::common::Result<LogicalPlan> {
+    let LogicalPlan::Join(j) = p else {
+        return Ok(p);
+    };
+    let numbered = |side: &LogicalPlan, name: &str| {
+        let cols: Vec<_> = side
+            .schema()
+            .iter()
+            .map(|(q, f)| datafusion::logical_expr::Expr::Column(Column::from((q, f))))
+            .collect();
+        let n = datafusion::functions_window::expr_fn::row_number()
+            .partition_by(cols)
+            .build()?
+            .alias(name);
+        LogicalPlanBuilder::from(side.clone())
+            .window(vec![n])?
+            .build()
+    };
+    let left_cols: Vec<Column> = j
+        .left
+        .schema()
+        .iter()
+        .map(|(q, f)| Column::from((q, f)))
+        .collect();
+    let left = numbered(&j.left, "__freshet_left_copy")?;
+    let right = numbered(&j.right, "__freshet_right_copy")?;
+    let mut lkeys: Vec<Column> = left_cols.clone();
+    lkeys.push(Column::from_name("__freshet_left_copy"));
+    let mut rkeys: Vec<Column> = j
+        .right
+        .schema()
+        .iter()
+        .map(|(q, f)| Column::from((q, f)))
+        .collect();
+    rkeys.push(Column::from_name("__freshet_right_copy"));
+    LogicalPlanBuilder::from(left)
+        .join_detailed(
+            right,
+            join_type,
+            (lkeys, rkeys),
+            None,
+            NullEquality::NullEqualsNull,
+        )?
+        .project(
+            left_cols
+                .into_iter()
+                .map(datafusion::logical_expr::Expr::Column),
+        )?
+        .build()
+}
 
 /// An error naming the first `INTERSECT ALL` or `EXCEPT ALL` in `node`, if any.
 pub fn check<T: Visit>(node: &T) -> Result<(), PlannerError> {
@@ -66,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_counted_intersect_and_except_only() {
+    fn refuses_counted_intersect_and_except_in_views_only() {
         assert!(check_sql("SELECT a FROM t INTERSECT ALL SELECT a FROM u").is_err());
         assert!(check_sql("SELECT a FROM t UNION (SELECT a FROM u EXCEPT ALL SELECT 1)").is_err());
         assert!(check_sql("SELECT * FROM (SELECT a FROM t EXCEPT ALL SELECT a FROM u) s").is_err());
