@@ -75,6 +75,14 @@ pub enum Stmt {
         name: ObjectName,
         parallelism: Option<usize>,
     },
+    /// `ALTER {TABLE | MATERIALIZED VIEW | VIEW | INDEX | SOURCE | SINK} [IF EXISTS] name
+    /// RENAME TO new_name`; `what` is the object word as written.
+    Rename {
+        what: &'static str,
+        name: ObjectName,
+        new_name: ObjectName,
+        if_exists: bool,
+    },
     /// `CREATE INDEX …` (see [`crate::index_stmt`]).
     CreateIndex(Box<crate::index_stmt::CreateIndex>),
     /// An empty statement (`;` alone, or only comments).
@@ -246,6 +254,8 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             } else {
                 Stmt::Sql(Box::new(fetch))
             });
+        } else if let Some(what) = renames(&parser) {
+            out.push(parse_rename(&mut parser, what).map_err(|e| parser_error(sql, e))?);
         } else if crate::index_stmt::starts(&parser) {
             use crate::index_stmt::IndexError;
             match crate::index_stmt::parse(&mut parser) {
@@ -727,6 +737,59 @@ fn alters_table_parallelism(parser: &Parser) -> bool {
 
 /// `ALTER {MATERIALIZED VIEW | SINK} name SET PARALLELISM {= | TO} value` (see
 /// [`Stmt::AlterParallelism`]); other `ALTER`s of views and sinks are refused (`0A000`).
+/// The object word of an `ALTER … RENAME TO …` statement ahead, if it is one.
+fn renames(parser: &Parser) -> Option<&'static str> {
+    const WHATS: [(&[&str], &str); 6] = [
+        (&["TABLE"], "TABLE"),
+        (&["MATERIALIZED", "VIEW"], "MATERIALIZED VIEW"),
+        (&["VIEW"], "VIEW"),
+        (&["INDEX"], "INDEX"),
+        (&["SOURCE"], "SOURCE"),
+        (&["SINK"], "SINK"),
+    ];
+    if !peek_words(parser, &["ALTER"]) {
+        return None;
+    }
+    let word = |i: usize| match &parser.peek_nth_token(i).token {
+        Token::Word(w) => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    };
+    let (words, what) = WHATS.iter().find(|(ws, _)| {
+        ws.iter()
+            .enumerate()
+            .all(|(i, w)| word(i + 1).as_deref() == Some(*w))
+    })?;
+    // RENAME TO before the statement ends (not RENAME COLUMN, …).
+    let mut i = words.len() + 1;
+    loop {
+        match &parser.peek_nth_token(i).token {
+            Token::EOF | Token::SemiColon => return None,
+            Token::Word(w) if w.value.eq_ignore_ascii_case("RENAME") => {
+                return (word(i + 1).as_deref() == Some("TO")).then_some(*what);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+fn parse_rename(parser: &mut Parser, what: &'static str) -> Result<Stmt, ParserError> {
+    parser.next_token();
+    for _ in what.split(' ') {
+        parser.next_token();
+    }
+    let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    expect_word(parser, "RENAME")?;
+    expect_word(parser, "TO")?;
+    let new_name = parser.parse_object_name(false)?;
+    Ok(Stmt::Rename {
+        what,
+        name,
+        new_name,
+        if_exists,
+    })
+}
+
 fn parse_alter_parallelism(parser: &mut Parser, sql: &str) -> Result<Stmt, PlannerError> {
     let (kind, name) = alter_target(parser).map_err(|e| parser_error(sql, e))?;
     if !peek_words(parser, &["SET", "PARALLELISM"]) {

@@ -46,6 +46,7 @@ mod dml;
 mod index;
 mod ops_tables;
 mod plain_view;
+mod rename;
 pub(crate) use ops_tables::series as ops_series;
 mod pg;
 mod query;
@@ -301,6 +302,12 @@ impl Session {
         match stmt {
             Stmt::Empty => Ok(Output::Empty),
             Stmt::CreateIndex(ci) => self.create_index(ci).await,
+            Stmt::Rename {
+                what,
+                name,
+                new_name,
+                if_exists,
+            } => self.rename(what, name, new_name, *if_exists).await,
             Stmt::CreateUser(u) => self.create_user(u).await,
             Stmt::AlterUser(u) => self.alter_user(u).await,
             Stmt::DropUser { names, if_exists } => self.drop_users(names, *if_exists).await,
@@ -553,6 +560,7 @@ fn is_ddl(stmt: &Stmt) -> bool {
         | Stmt::DropSink { .. }
         | Stmt::AlterParallelism { .. }
         | Stmt::CreateIndex(_)
+        | Stmt::Rename { .. }
         | Stmt::DropSource { .. } => true,
         Stmt::Sql(s) => matches!(
             s.as_ref(),
@@ -641,6 +649,7 @@ fn statement_kind(stmt: &Stmt) -> &'static str {
         | Stmt::DropSource { .. }
         | Stmt::AlterParallelism { .. }
         | Stmt::CreateIndex(_)
+        | Stmt::Rename { .. }
         | Stmt::CreateUser(_)
         | Stmt::AlterUser(_)
         | Stmt::DropUser { .. } => "ddl",

@@ -104,6 +104,7 @@ pub(super) fn writes(stmt: &Stmt) -> Option<&'static str> {
         Stmt::CreateTableWithConnector(_) | Stmt::CreateTableExt(_) => Some("CREATE TABLE"),
         Stmt::CreateSink(_) => Some("CREATE SINK"),
         Stmt::CreateIndex(_) => Some("CREATE INDEX"),
+        Stmt::Rename { .. } => Some("ALTER"),
         Stmt::DropSink { .. } | Stmt::DropSource { .. } => Some("DROP"),
         Stmt::CreateUser(_) => Some("CREATE ROLE"),
         Stmt::AlterUser(_) => Some("ALTER ROLE"),
