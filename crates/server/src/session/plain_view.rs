@@ -8,7 +8,7 @@ use freshet_engine::coordinator::Ddl;
 use freshet_planner::catalog::{Catalog, PlainViewDef, RelationKind};
 use freshet_planner::context::{bind, referenced_tables};
 use freshet_planner::naming::name_select_items;
-use freshet_planner::parser::{self, Stmt};
+use freshet_planner::parser::{self, Stmt, Subscribe, SubscribeTarget};
 use freshet_planner::sqlparser::ast::{self, Statement};
 use freshet_planner::PlannerError;
 
@@ -25,6 +25,13 @@ impl Session {
         }
         Ok(match stmt {
             Stmt::Sql(s) => {
+                // A view cannot be changed: the same error as INSERT's, not one about
+                // the subquery it would become.
+                if matches!(s.as_ref(), Statement::Update(_) | Statement::Delete(_)) {
+                    if let Some(target) = super::query::dml_target(s) {
+                        self.writable_table(target)?;
+                    }
+                }
                 let mut s = s.clone();
                 freshet_planner::plain_views::expand(s.as_mut(), &catalog)?.then_some(Stmt::Sql(s))
             }
@@ -33,6 +40,20 @@ impl Session {
                 freshet_planner::plain_views::expand(cs.query.as_mut(), &catalog)?
                     .then_some(Stmt::CreateSink(cs))
             }
+            Stmt::Subscribe(sub) => {
+                subscription(sub, &catalog)?.map(|s| Stmt::Subscribe(Box::new(s)))
+            }
+            Stmt::CopySubscribe(c) => subscription(&c.0, &catalog)?
+                .map(|s| Stmt::CopySubscribe(Box::new((s, c.1.clone())))),
+            Stmt::DeclareSubscribe {
+                name,
+                hold,
+                subscribe,
+            } => subscription(subscribe, &catalog)?.map(|s| Stmt::DeclareSubscribe {
+                name: name.clone(),
+                hold: *hold,
+                subscribe: Box::new(s),
+            }),
             _ => None,
         })
     }
@@ -147,6 +168,39 @@ impl Db {
             .remove(&id);
         Ok(())
     }
+}
+
+/// A subscription to a view, or to a query naming views, as one to the expanded query.
+fn subscription(sub: &Subscribe, catalog: &Catalog) -> Result<Option<Subscribe>> {
+    let mut query = match &sub.target {
+        SubscribeTarget::Query(q) => q.clone(),
+        SubscribeTarget::Relation(name) => {
+            if relation_name(name)
+                .ok()
+                .and_then(|n| catalog.plain_view(&n))
+                .is_none()
+            {
+                return Ok(None);
+            }
+            match parser::parse(&format!("SELECT * FROM {name}"))?
+                .into_iter()
+                .next()
+            {
+                Some(Stmt::Sql(s)) => match *s {
+                    Statement::Query(q) => q,
+                    _ => return Ok(None),
+                },
+                _ => return Ok(None),
+            }
+        }
+    };
+    if !freshet_planner::plain_views::expand(query.as_mut(), catalog)? {
+        return Ok(None);
+    }
+    Ok(Some(Subscribe {
+        target: SubscribeTarget::Query(query),
+        ..sub.clone()
+    }))
 }
 
 fn reads(stmt: &Statement, name: &str) -> bool {

@@ -608,7 +608,7 @@ pub(super) fn cast_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBa
 }
 
 /// The table an INSERT, UPDATE or DELETE writes.
-fn dml_target(s: &Statement) -> Option<&ast::ObjectName> {
+pub(super) fn dml_target(s: &Statement) -> Option<&ast::ObjectName> {
     fn factor(t: &ast::TableFactor) -> Option<&ast::ObjectName> {
         match t {
             ast::TableFactor::Table { name, .. } => Some(name),
