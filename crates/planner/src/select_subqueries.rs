@@ -1,0 +1,200 @@
+//! `x [NOT] IN (SELECT y …)` and `[NOT] EXISTS (SELECT …)` in a select list. DataFusion
+//! turns these into joins only inside `WHERE`; in a select list it fails ("physical plan
+//! does not support logical expression InSubquery"). There they are written as
+//! correlated `count(*)` subqueries, which DataFusion decorrelates, with SQL's
+//! three-valued `IN`:
+//!
+//! ```text
+//! CASE WHEN (SELECT count(*) FROM f WHERE w AND y = x) > 0 THEN true
+//!      WHEN x IS NULL AND (SELECT count(*) FROM f WHERE w) > 0 THEN NULL
+//!      WHEN (SELECT count(*) FROM f WHERE w AND y IS NULL) > 0 THEN NULL
+//!      ELSE false END
+//! ```
+//!
+//! Only a plain subquery (one `SELECT` without `DISTINCT`, grouping, `LIMIT`, set
+//! operations or `WITH`) is rewritten, and only in a select over one relation: `x`'s
+//! columns are qualified with that relation's name, so that a column of the subquery's
+//! own relation with the same name cannot capture them. Anything else is left as it is.
+
+use std::ops::ControlFlow;
+
+use crate::sqlparser::ast::{
+    visit_expressions_mut, Expr, GroupByExpr, Ident, Query, Select, SelectItem, SetExpr,
+    TableFactor, VisitMut, VisitorMut,
+};
+use crate::sqlparser::dialect::PostgreSqlDialect;
+use crate::sqlparser::parser::Parser;
+
+/// Rewrites the `IN`/`EXISTS` subqueries of every select list in `node`.
+pub fn rewrite<T: VisitMut>(node: &mut T) {
+    struct R;
+    impl VisitorMut for R {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(s) = q.body.as_mut() {
+                rewrite_select(s);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut R);
+}
+
+fn rewrite_select(s: &mut Select) {
+    let Some(outer) = single_relation(s) else {
+        return;
+    };
+    for item in s.projection.iter_mut() {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => continue,
+        };
+        let _ = visit_expressions_mut(e, |x| {
+            if let Some(new) = rewritten(x, &outer) {
+                *x = new;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+/// The name the one relation of `s`'s FROM goes by.
+fn single_relation(s: &Select) -> Option<Ident> {
+    let [from] = s.from.as_slice() else {
+        return None;
+    };
+    if !from.joins.is_empty() {
+        return None;
+    }
+    match &from.relation {
+        TableFactor::Table { name, alias, .. } => Some(match alias {
+            Some(a) => a.name.clone(),
+            None => name.0.last()?.as_ident()?.clone(),
+        }),
+        TableFactor::Derived { alias: Some(a), .. } => Some(a.name.clone()),
+        _ => None,
+    }
+}
+
+/// The parts of a plain subquery: its FROM and WHERE, and its one select item.
+fn plain(q: &Query) -> Option<(String, String, Option<String>)> {
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let grouped = match &s.group_by {
+        GroupByExpr::Expressions(e, m) => !e.is_empty() || !m.is_empty(),
+        GroupByExpr::All(_) => true,
+    };
+    if s.distinct.is_some() || grouped || s.having.is_some() || s.from.is_empty() {
+        return None;
+    }
+    let from = s
+        .from
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cond = s
+        .selection
+        .as_ref()
+        .map_or("true".to_string(), |w| format!("({w})"));
+    let item = match s.projection.as_slice() {
+        [SelectItem::UnnamedExpr(e)] | [SelectItem::ExprWithAlias { expr: e, .. }] => {
+            Some(e.to_string())
+        }
+        _ => None,
+    };
+    Some((from, cond, item))
+}
+
+/// `x` with its unqualified columns qualified with `outer`; `None` if it holds a
+/// subquery.
+fn qualified(x: &Expr, outer: &Ident) -> Option<Expr> {
+    let mut x = x.clone();
+    let mut nested = false;
+    let _ = visit_expressions_mut(&mut x, |e| {
+        match e {
+            Expr::Identifier(i) => {
+                *e = Expr::CompoundIdentifier(vec![outer.clone(), i.clone()]);
+            }
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => nested = true,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    (!nested).then_some(x)
+}
+
+fn rewritten(e: &Expr, outer: &Ident) -> Option<Expr> {
+    let sql = match e {
+        Expr::Exists { subquery, negated } => {
+            let (from, cond, _) = plain(subquery)?;
+            let count = format!("(SELECT count(*) FROM {from} WHERE {cond})");
+            match negated {
+                false => format!("({count} > 0)"),
+                true => format!("({count} = 0)"),
+            }
+        }
+        Expr::InSubquery {
+            expr,
+            subquery,
+            negated,
+        } => {
+            let (from, cond, item) = plain(subquery)?;
+            let y = item?;
+            let x = qualified(expr, outer)?;
+            let count = |w: &str| format!("(SELECT count(*) FROM {from} WHERE {cond} AND {w}) > 0");
+            let case = format!(
+                "CASE WHEN {} THEN true \
+                 WHEN ({x}) IS NULL AND (SELECT count(*) FROM {from} WHERE {cond}) > 0 \
+                 THEN CAST(NULL AS BOOLEAN) \
+                 WHEN {} THEN CAST(NULL AS BOOLEAN) ELSE false END",
+                count(&format!("({y}) = ({x})")),
+                count(&format!("({y}) IS NULL")),
+            );
+            match negated {
+                false => format!("({case})"),
+                true => format!("(NOT ({case}))"),
+            }
+        }
+        _ => return None,
+    };
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten_sql(sql: &str) -> String {
+        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
+        rewrite(&mut stmts);
+        stmts[0].to_string()
+    }
+
+    #[test]
+    fn select_list_subqueries_become_counts() {
+        let s = rewritten_sql("SELECT id, id IN (SELECT id FROM u WHERE k > 0) AS x FROM t");
+        assert!(
+            s.contains("(u.id) = (t.id)") || s.contains("(id) = (t.id)"),
+            "{s}"
+        );
+        assert!(!s.contains(" IN (SELECT"), "{s}");
+        let s = rewritten_sql("SELECT NOT EXISTS (SELECT 1 FROM u WHERE u.k = t.id) FROM t");
+        assert!(s.contains("count(*)") && !s.contains("EXISTS"), "{s}");
+        // WHERE is DataFusion's own business, and so are grouped subqueries and joins.
+        for same in [
+            "SELECT id FROM t WHERE id IN (SELECT k FROM u)",
+            "SELECT id IN (SELECT k FROM u GROUP BY k) FROM t",
+            "SELECT t.id IN (SELECT k FROM u) FROM t JOIN v ON t.id = v.id",
+        ] {
+            assert_eq!(rewritten_sql(same), same);
+        }
+    }
+}
