@@ -1062,6 +1062,8 @@ impl StreamPlanner<'_> {
             "approx_distinct" | "approx_count_distinct" => AggKind::ApproxCountDistinct,
             other => return Err(unsupported(format!("aggregate function {other}()"))),
         };
+        // DISTINCT changes nothing for the aggregates a repeated value cannot change
+        // (min, max, first_value, last_value, bool_and/or, bit_and/or): it is dropped.
         if params.distinct
             && !matches!(
                 kind,
@@ -1071,6 +1073,12 @@ impl StreamPlanner<'_> {
                     | AggKind::Min
                     | AggKind::Max
                     | AggKind::ApproxCountDistinct
+                    | AggKind::FirstValue
+                    | AggKind::LastValue
+                    | AggKind::BoolAnd
+                    | AggKind::BoolOr
+                    | AggKind::BitAnd
+                    | AggKind::BitOr
             )
         {
             return Err(unsupported(format!("{name}(DISTINCT …)")));
