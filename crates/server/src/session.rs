@@ -286,14 +286,8 @@ impl Session {
     }
 
     async fn run(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
-        let expanded;
-        let stmt = match self.expand_plain_views(stmt)? {
-            Some(s) => {
-                expanded = s;
-                &expanded
-            }
-            None => stmt,
-        };
+        let stmt = self.with_plain_views(stmt)?;
+        let stmt = stmt.as_ref();
         self.authorize(stmt)?;
         self.check_writable(stmt)?;
         if is_ddl(stmt) {

@@ -3,6 +3,8 @@
 //! sees them (`freshet_planner::plain_views`). Its columns are the query's, planned when
 //! it is created and at every start, for the catalogs (`pg_class` relkind `v`).
 
+use std::borrow::Cow;
+
 use datafusion::arrow::datatypes::SchemaRef;
 use freshet_engine::coordinator::Ddl;
 use freshet_planner::catalog::{Catalog, PlainViewDef, RelationKind};
@@ -17,8 +19,16 @@ use super::{command, relation_name, Db, Output, Session};
 use crate::error::{Result, ServerError};
 
 impl Session {
+    /// `stmt` with the plain views it names expanded.
+    pub(super) fn with_plain_views<'a>(&self, stmt: &'a Stmt) -> Result<Cow<'a, Stmt>> {
+        Ok(match self.expand_plain_views(stmt)? {
+            Some(s) => Cow::Owned(s),
+            None => Cow::Borrowed(stmt),
+        })
+    }
+
     /// `stmt` with the plain views it names expanded (`None`: it names none).
-    pub(super) fn expand_plain_views(&self, stmt: &Stmt) -> Result<Option<Stmt>> {
+    fn expand_plain_views(&self, stmt: &Stmt) -> Result<Option<Stmt>> {
         let catalog = self.db.catalog();
         if catalog.plain_views.is_empty() {
             return Ok(None);

@@ -40,14 +40,8 @@ impl Session {
         &self,
         stmt: &Stmt,
     ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>)> {
-        let expanded;
-        let stmt = match self.expand_plain_views(stmt)? {
-            Some(s) => {
-                expanded = s;
-                &expanded
-            }
-            None => stmt,
-        };
+        let stmt = self.with_plain_views(stmt)?;
+        let stmt = stmt.as_ref();
         let s = match stmt {
             Stmt::Sql(s) => s,
             Stmt::ShowSources | Stmt::ShowSinks => return Ok((vec![], Some(names_schema()))),

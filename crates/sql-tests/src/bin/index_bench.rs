@@ -20,6 +20,7 @@
 
 use std::time::{Duration, Instant};
 
+use freshet_sql_tests::percentile;
 use freshet_sql_tests::pgclient::connect;
 use freshet_sql_tests::TestServer;
 use rand::Rng;
@@ -49,14 +50,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 const POINT: &str = "SELECT id, title_id, secs FROM recent WHERE user_id = $1";
@@ -210,8 +203,8 @@ fn run_phase(
         rows as f64 / all.len().max(1) as f64,
         all.len(),
         all.len() as f64 / elapsed,
-        pct(&all, 50.0),
-        pct(&all, 99.0),
+        percentile(&all, 50.0),
+        percentile(&all, 99.0),
         all.last().copied().unwrap_or(f64::NAN),
     );
 }

@@ -30,6 +30,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use freshet_sql_tests::percentile;
 use freshet_sql_tests::pgclient::connect;
 use freshet_sql_tests::{KafkaBroker, TestServer};
 use rand::Rng;
@@ -78,15 +79,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-/// The `p`-th percentile (0–100) of sorted values.
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn main() {
@@ -294,8 +286,8 @@ fn freshness(
     println!(
         "| {checkpoint_ms} ms | {rate} | {} | {:.0} | {:.0} | {:.0} | {built} | {beside} |",
         latencies.len(),
-        pct(&latencies, 50.0),
-        pct(&latencies, 99.0),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(f64::NAN)
     );
 }
@@ -374,8 +366,8 @@ fn serving(rt: &tokio::runtime::Runtime, rate: u64, clients: usize, seconds: u64
             "| {phase} | {clients} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
             all.len(),
             all.len() as f64 / elapsed,
-            pct(&all, 50.0),
-            pct(&all, 99.0),
+            percentile(&all, 50.0),
+            percentile(&all, 99.0),
             all.last().copied().unwrap_or(f64::NAN),
             hi - lo + 1
         );
