@@ -139,15 +139,7 @@ pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
         let parts: Option<Vec<String>> = name
             .0
             .iter()
-            .map(|p| {
-                p.as_ident().map(|i| {
-                    if i.quote_style.is_some() {
-                        i.value.clone()
-                    } else {
-                        i.value.to_lowercase()
-                    }
-                })
-            })
+            .map(|p| p.as_ident().map(crate::naming::ident_name))
             .collect();
         if let Some(mut parts) = parts {
             if parts.len() == 2 && parts[0] == "public" {

@@ -8,7 +8,8 @@
 //! Indexes on expressions, partial indexes (`WHERE`), unique indexes and other access
 //! methods are refused by name.
 
-use crate::sqlparser::ast::{Expr, Ident, ObjectName};
+use crate::naming::ident_name;
+use crate::sqlparser::ast::{Expr, ObjectName};
 use crate::sqlparser::keywords::Keyword;
 use crate::sqlparser::parser::{Parser, ParserError};
 use crate::sqlparser::tokenizer::Token;
@@ -150,15 +151,6 @@ fn column_list(parser: &mut Parser) -> Result<Vec<String>, IndexError> {
 
 fn is_word(parser: &Parser, w: &str) -> bool {
     matches!(&parser.peek_token().token, Token::Word(x) if x.value.eq_ignore_ascii_case(w))
-}
-
-/// An identifier as Postgres folds it: unquoted names are lower-cased.
-fn ident_name(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
 }
 
 fn column_name(e: &Expr) -> Option<String> {

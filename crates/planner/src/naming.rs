@@ -15,14 +15,14 @@ const MARK: char = '\u{0}';
 /// Postgres' name for an expression in a select list.
 pub fn pg_column_name(e: &Expr) -> String {
     match e {
-        Expr::Identifier(i) => fold(i),
-        Expr::CompoundIdentifier(parts) => parts.last().map(fold).unwrap_or_else(unnamed),
+        Expr::Identifier(i) => ident_name(i),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_else(unnamed),
         Expr::Function(f) => f
             .name
             .0
             .last()
             .and_then(|p| p.as_ident())
-            .map(fold)
+            .map(ident_name)
             .unwrap_or_else(unnamed),
         Expr::Cast {
             expr, data_type, ..
@@ -52,7 +52,8 @@ fn unnamed() -> String {
     "?column?".into()
 }
 
-fn fold(i: &Ident) -> String {
+/// An identifier as Postgres folds it: unquoted names are lower-cased.
+pub fn ident_name(i: &Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
@@ -87,7 +88,7 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
     for (i, item) in select.projection.iter_mut().enumerate() {
         if let SelectItem::ExprWithAlias { alias, .. } = item {
             if repeated(i) {
-                *alias = Ident::with_quote('"', format!("{}{MARK}{i}", fold(alias)));
+                *alias = Ident::with_quote('"', format!("{}{MARK}{i}", ident_name(alias)));
             }
             continue;
         }
@@ -116,9 +117,9 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
 /// own (an alias or a column reference).
 fn item_name(item: &SelectItem) -> Option<String> {
     match item {
-        SelectItem::ExprWithAlias { alias, .. } => Some(fold(alias)),
-        SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(fold(i)),
-        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(fold),
+        SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
+        SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(ident_name(i)),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(ident_name),
         _ => None,
     }
 }

@@ -12,8 +12,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use crate::catalog::{Catalog, PlainViewDef};
+use crate::naming::ident_name;
 use crate::sqlparser::ast::{
-    Ident, ObjectName, Query, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
+    ObjectName, Query, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
 };
 use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::parser::Parser;
@@ -155,14 +156,6 @@ fn derived(
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn ident_name(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
+use crate::naming::ident_name;
 use crate::sqlparser::ast::{
     self, BinaryOperator, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator,
@@ -108,14 +109,6 @@ struct Side {
     star: Vec<(Kind, String, String, Vec<String>)>,
     /// A right or full USING join whose sides are not single relations.
     star_blocked: bool,
-}
-
-fn ident_name(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
 }
 
 fn quoted(name: &str) -> Ident {

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_engine::chunk::{column_types, rows_to_batch};
+use freshet_planner::naming::ident_name;
 use freshet_planner::sqlparser::ast::{
-    BinaryOperator, Expr, Ident, SelectItem, SetExpr, Statement, TableFactor, Value,
+    BinaryOperator, Expr, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use freshet_storage::{codec, decode_relation, keys, RowLayout, Store};
 
@@ -39,14 +40,6 @@ enum Operand {
     Value(Value),
     /// `$n` (1-based).
     Param(usize),
-}
-
-fn ident_name(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
 }
 
 /// The point query `stmt` is, if it has exactly that shape.

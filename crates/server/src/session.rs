@@ -573,13 +573,7 @@ fn first_words(s: &str) -> String {
 }
 
 /// An identifier as Postgres folds it: unquoted names are lower-cased.
-pub fn ident_name(i: &ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
-}
+pub use freshet_planner::naming::ident_name;
 
 /// A relation's name for DDL, DML and the statements that name one relation: `t` or
 /// `public.t`. Freshet has one schema, `public`; a name in another one is refused as
