@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, NullEquality};
-use datafusion::logical_expr::{ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder};
 
 use crate::sqlparser::ast::{Query, SetExpr, SetOperator, SetQuantifier, Visit, Visitor};
 use crate::PlannerError;
@@ -47,8 +47,8 @@ fn counted_join(p: &LogicalPlan) -> Option<JoinType> {
         return None;
     }
     let all = j.on.iter().enumerate().all(|(i, (a, b))| {
-        matches!(a, datafusion::logical_expr::Expr::Column(c) if c.name == *l.field(i).name())
-            && matches!(b, datafusion::logical_expr::Expr::Column(c) if c.name == *r.field(i).name())
+        matches!(a, Expr::Column(c) if c.name == *l.field(i).name())
+            && matches!(b, Expr::Column(c) if c.name == *r.field(i).name())
     });
     all.then_some(j.join_type)
 }
@@ -57,37 +57,26 @@ fn rewrite(p: LogicalPlan, join_type: JoinType) -> datafusion::common::Result<Lo
     let LogicalPlan::Join(j) = p else {
         return Ok(p);
     };
+    let columns =
+        |side: &LogicalPlan| -> Vec<Column> { side.schema().iter().map(Column::from).collect() };
+    // A side with the number of each row's copy (1, 2, …) after its columns; the columns
+    // the join matches on.
     let numbered = |side: &LogicalPlan, name: &str| {
-        let cols: Vec<_> = side
-            .schema()
-            .iter()
-            .map(|(q, f)| datafusion::logical_expr::Expr::Column(Column::from((q, f))))
-            .collect();
+        let cols = columns(side);
         let n = datafusion::functions_window::expr_fn::row_number()
-            .partition_by(cols)
+            .partition_by(cols.iter().cloned().map(Expr::Column).collect())
             .build()?
             .alias(name);
-        LogicalPlanBuilder::from(side.clone())
+        let plan = LogicalPlanBuilder::from(side.clone())
             .window(vec![n])?
-            .build()
+            .build()?;
+        let mut keys = cols;
+        keys.push(Column::from_name(name));
+        Ok::<_, datafusion::error::DataFusionError>((plan, keys))
     };
-    let left_cols: Vec<Column> = j
-        .left
-        .schema()
-        .iter()
-        .map(|(q, f)| Column::from((q, f)))
-        .collect();
-    let left = numbered(&j.left, "__freshet_left_copy")?;
-    let right = numbered(&j.right, "__freshet_right_copy")?;
-    let mut lkeys: Vec<Column> = left_cols.clone();
-    lkeys.push(Column::from_name("__freshet_left_copy"));
-    let mut rkeys: Vec<Column> = j
-        .right
-        .schema()
-        .iter()
-        .map(|(q, f)| Column::from((q, f)))
-        .collect();
-    rkeys.push(Column::from_name("__freshet_right_copy"));
+    let (left, lkeys) = numbered(&j.left, "__freshet_left_copy")?;
+    let (right, rkeys) = numbered(&j.right, "__freshet_right_copy")?;
+    let left_cols = columns(&j.left);
     LogicalPlanBuilder::from(left)
         .join_detailed(
             right,
@@ -96,11 +85,7 @@ fn rewrite(p: LogicalPlan, join_type: JoinType) -> datafusion::common::Result<Lo
             None,
             NullEquality::NullEqualsNull,
         )?
-        .project(
-            left_cols
-                .into_iter()
-                .map(datafusion::logical_expr::Expr::Column),
-        )?
+        .project(left_cols.into_iter().map(Expr::Column))?
         .build()
 }
 

@@ -376,7 +376,10 @@ impl TableProvider for StoredRelation {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let own = bound(self.id, &self.schema, &self.key_columns, filters);
-        let needed = self.needed_columns(projection, filters);
+        let needed = match self.indexes.is_empty() {
+            true => Vec::new(),
+            false => self.needed_columns(projection, filters),
+        };
         let best = self
             .indexes
             .iter()

@@ -146,8 +146,9 @@ fn pg_class(s: &Snapshot) -> Table {
         ("relpartbound", TEXT),
     ]);
     let rels = all_rels(s);
+    let indexed = indexed(&rels);
     for r in &rels {
-        let has_index = !r.pk.is_empty() || rels.iter().any(|x| x.index_of == Some(r.oid));
+        let has_index = !r.pk.is_empty() || indexed.contains(&r.oid);
         let am = match r.kind {
             'i' => oids::AM_BTREE,
             'r' | 'm' => 2, // heap
@@ -368,6 +369,11 @@ fn pg_type(s: &Snapshot) -> Table {
         }
     }
     t
+}
+
+/// The OIDs of the relations that have an index.
+fn indexed(rels: &[objects::Rel]) -> std::collections::HashSet<u32> {
+    rels.iter().filter_map(|r| r.index_of).collect()
 }
 
 fn pg_index(s: &Snapshot) -> Table {
@@ -735,13 +741,14 @@ fn pg_matviews(s: &Snapshot) -> Table {
         ("definition", TEXT),
     ]);
     let rels = all_rels(s);
+    let indexed = indexed(&rels);
     for r in rels.iter().filter(|r| r.kind == 'm') {
         t.push(vec![
             text("public"),
             text(&r.name),
             text(crate::users::BOOTSTRAP_USER),
             v::null(),
-            b(rels.iter().any(|i| i.index_of == Some(r.oid))),
+            b(indexed.contains(&r.oid)),
             b(true),
             r.definition.clone().map_or(v::null(), text),
         ]);

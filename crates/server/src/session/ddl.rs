@@ -612,19 +612,20 @@ impl Session {
                 other => other?,
             };
             let catalog = self.db.catalog();
-            let primary_key = catalog
-                .tables
-                .iter()
-                .find(|t| !t.pk.is_empty() && format!("{}_pkey", t.name) == name);
-            if let (RelationKind::Index, Some(t), None) =
-                (expected, primary_key, catalog.kind_of(&name))
-            {
-                return Err(PlannerError::DependentObjects {
-                    kind: "index",
-                    name: name.clone(),
-                    detail: format!("constraint {name} on table {} requires it", t.name),
+            // A primary key's index goes only with its table.
+            if expected == RelationKind::Index && catalog.kind_of(&name).is_none() {
+                if let Some(t) = catalog
+                    .tables
+                    .iter()
+                    .find(|t| !t.pk.is_empty() && format!("{}_pkey", t.name) == name)
+                {
+                    return Err(PlannerError::DependentObjects {
+                        kind: "index",
+                        name: name.clone(),
+                        detail: format!("constraint {name} on table {} requires it", t.name),
+                    }
+                    .into());
                 }
-                .into());
             }
             let id = match id_of(&catalog, &name, expected, kind_name)? {
                 None if if_exists => continue,

@@ -87,7 +87,10 @@ impl Session {
             .iter()
             .map(|c| super::ident_name(&c.name))
             .collect();
-        let schema = self.plain_view_schema(&catalog, &sql).await?;
+        let schema = self
+            .db
+            .plain_view_schema(&self.limits(), &catalog, &sql)
+            .await?;
         if columns.len() > schema.fields().len() {
             return Err(ServerError::Planner(PlannerError::InvalidParameter(
                 format!(
@@ -117,13 +120,6 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, renamed(&schema, &columns));
         Ok(command("CREATE VIEW"))
-    }
-
-    /// The columns of a view's query (checked the way a query is: it must plan).
-    async fn plain_view_schema(&self, catalog: &Catalog, sql: &str) -> Result<SchemaRef> {
-        self.db
-            .plain_view_schema(&self.limits(), catalog, sql)
-            .await
     }
 }
 

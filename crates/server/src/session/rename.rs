@@ -38,24 +38,21 @@ impl Session {
             }
             return Err(PlannerError::UndefinedTable(old).into());
         };
-        let fits = match what {
-            "TABLE" => true,
-            "MATERIALIZED VIEW" => kind == RelationKind::View,
-            "VIEW" => matches!(kind, RelationKind::PlainView | RelationKind::View),
-            "INDEX" => kind == RelationKind::Index,
-            "SOURCE" => kind == RelationKind::Source,
-            _ => kind == RelationKind::Sink,
+        let (fits, expected) = match what {
+            "TABLE" => (true, "table"),
+            "MATERIALIZED VIEW" => (kind == RelationKind::View, "materialized view"),
+            "VIEW" => (
+                matches!(kind, RelationKind::PlainView | RelationKind::View),
+                "view",
+            ),
+            "INDEX" => (kind == RelationKind::Index, "index"),
+            "SOURCE" => (kind == RelationKind::Source, "source"),
+            _ => (kind == RelationKind::Sink, "sink"),
         };
         if !fits {
             return Err(PlannerError::WrongObjectType {
                 name: old,
-                expected: match what {
-                    "MATERIALIZED VIEW" => "materialized view",
-                    "VIEW" => "view",
-                    "INDEX" => "index",
-                    "SOURCE" => "source",
-                    _ => "sink",
-                },
+                expected,
             }
             .into());
         }
