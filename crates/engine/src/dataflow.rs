@@ -26,6 +26,7 @@ use crate::operators::filter::Filter;
 use crate::operators::hash_agg::HashAgg;
 use crate::operators::hash_join::HashJoin;
 use crate::operators::materialize::{Materialize, Output};
+use crate::operators::over_window::OverWindow;
 use crate::operators::project::Project;
 use crate::operators::session::Session;
 use crate::operators::temporal_filter::TemporalFilter;
@@ -224,6 +225,23 @@ fn make_operator(
             )
             .windowed(plan.window_key(), &input.schema())?,
         ),
+        StreamNode::OverWindow {
+            input,
+            partition,
+            order,
+            funcs,
+            schema,
+        } => Box::new(
+            OverWindow::new(
+                partition.clone(),
+                order.clone(),
+                funcs.clone(),
+                &input.schema(),
+                schema.clone(),
+                table_id,
+            )
+            .windowed(plan.window_key())?,
+        ),
         StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
         StreamNode::Session {
             input,
@@ -271,8 +289,8 @@ fn make_operator(
 }
 
 /// Per input, the key expressions a node's operator can run as shards by: a grouped
-/// aggregate's groups, an equi-join's keys, a partitioned top-N's partition. `None` for
-/// operators whose state is not per key (or that keep no state).
+/// aggregate's groups, an equi-join's keys, the partition of a top-N or of window
+/// functions. `None` for operators whose state is not per key (or that keep no state).
 fn shard_keys(plan: &StreamNode) -> Option<Vec<Vec<PhysExpr>>> {
     match plan {
         StreamNode::Aggregate { group, aggs, .. }
@@ -287,7 +305,9 @@ fn shard_keys(plan: &StreamNode) -> Option<Vec<Vec<PhysExpr>>> {
         } if !left_keys.is_empty() && left_keys.len() == right_keys.len() => {
             Some(vec![left_keys.clone(), right_keys.clone()])
         }
-        StreamNode::TopN { partition, .. } if !partition.is_empty() => {
+        StreamNode::TopN { partition, .. } | StreamNode::OverWindow { partition, .. }
+            if !partition.is_empty() =>
+        {
             Some(vec![partition.clone()])
         }
         _ => None,

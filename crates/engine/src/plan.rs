@@ -87,6 +87,17 @@ pub enum StreamNode {
         with_rank: bool,
         schema: SchemaRef,
     },
+    /// Window functions (`sum(x) OVER (PARTITION BY … ORDER BY … [frame])`, `lag`, …):
+    /// each input row with the functions' values appended. Every function has the same
+    /// partition and order (`partition`, `order`); `funcs` are DataFusion's evaluators,
+    /// over the input's columns.
+    OverWindow {
+        input: Box<StreamNode>,
+        partition: Vec<PhysExpr>,
+        order: Vec<SortKey>,
+        funcs: Vec<Arc<dyn datafusion::physical_plan::WindowExpr>>,
+        schema: SchemaRef,
+    },
     /// `UNION ALL`: every input's changes, passed on.
     Union {
         inputs: Vec<StreamNode>,
@@ -115,6 +126,19 @@ pub enum StreamNode {
         filter: Option<PhysExpr>,
         schema: SchemaRef,
     },
+}
+
+/// A window function as EXPLAIN shows it: the call and its frame (its partition and
+/// order are the node's).
+fn window_call(w: &dyn datafusion::physical_plan::WindowExpr) -> String {
+    let name = w.name();
+    let frame = w.get_window_frame().to_string();
+    let call = [" PARTITION BY [", " ORDER BY [", frame.as_str()]
+        .iter()
+        .filter_map(|cut| name.find(cut))
+        .min()
+        .map_or(name, |end| &name[..end]);
+    format!("{} {frame}", call.trim_end())
 }
 
 /// A window of event time, in microseconds: windows start at `offset + k * slide` and last
@@ -397,6 +421,7 @@ impl StreamNode {
             | StreamNode::Project { schema, .. }
             | StreamNode::Aggregate { schema, .. }
             | StreamNode::TopN { schema, .. }
+            | StreamNode::OverWindow { schema, .. }
             | StreamNode::Session { schema, .. }
             | StreamNode::Union { schema, .. }
             | StreamNode::Join { schema, .. } => schema.clone(),
@@ -416,6 +441,7 @@ impl StreamNode {
             | StreamNode::Project { input, .. }
             | StreamNode::Aggregate { input, .. }
             | StreamNode::TopN { input, .. }
+            | StreamNode::OverWindow { input, .. }
             | StreamNode::Session { input, .. } => vec![input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join { left, right, .. } => vec![left, right],
@@ -531,8 +557,11 @@ impl StreamNode {
             }
             StreamNode::TopN {
                 input, partition, ..
+            }
+            | StreamNode::OverWindow {
+                input, partition, ..
             } => {
-                // A group's ranking is final once its partition value is; other rows can
+                // A group's ranking (or window values) is final once its partition value is; other rows can
                 // still push a row out of its group's top, so only partition columns
                 // keep following the watermark.
                 let inner = input.watermark_columns();
@@ -571,11 +600,14 @@ impl StreamNode {
 
     /// The group column an aggregate's groups close by, and its lag: the first group
     /// expression that follows the watermark.
-    /// For top-N, the partition column its groups close by.
+    /// For top-N and window functions, the partition column their groups close by.
     pub fn window_key(&self) -> Option<(usize, i64)> {
         let (input, group) = match self {
             StreamNode::Aggregate { input, group, .. } => (input, group),
             StreamNode::TopN {
+                input, partition, ..
+            }
+            | StreamNode::OverWindow {
                 input, partition, ..
             } => (input, partition),
             _ => return None,
@@ -740,6 +772,33 @@ impl StreamNode {
                     f,
                     "{pad}StreamTopN: partition=[{}] order=[{}] {range} \
                      state=(all input rows, ordered per partition)",
+                    p.join(", "),
+                    o.join(", ")
+                )?;
+                if let Some((k, _)) = self.window_key() {
+                    writeln!(
+                        f,
+                        "{pad}  window_key={} (state freed when the watermark passes)",
+                        partition[k]
+                    )?;
+                }
+                input.fmt_indent(f, depth + 1)
+            }
+            StreamNode::OverWindow {
+                input,
+                partition,
+                order,
+                funcs,
+                ..
+            } => {
+                let p: Vec<String> = partition.iter().map(|e| e.to_string()).collect();
+                let o: Vec<String> = order.iter().map(|k| k.to_string()).collect();
+                let fs: Vec<String> = funcs.iter().map(|w| window_call(w.as_ref())).collect();
+                writeln!(
+                    f,
+                    "{pad}StreamOverWindow: [{}] partition=[{}] order=[{}] \
+                     state=(all input rows, ordered per partition)",
+                    fs.join(", "),
                     p.join(", "),
                     o.join(", ")
                 )?;

@@ -23,6 +23,7 @@ use crate::window::WindowNode;
 use crate::PlannerError;
 
 mod grouping_sets;
+mod over_window;
 
 /// A planned view: its streaming plan, output schema and the relations it reads.
 pub struct PlannedView {
@@ -932,57 +933,10 @@ impl StreamPlanner<'_> {
                 }
             }
             LogicalPlan::Window(w) => {
-                let [e] = w.window_expr.as_slice() else {
-                    return Err(unsupported("several window functions in one SELECT"));
-                };
-                let e = match e {
-                    Expr::Alias(a) => a.expr.as_ref(),
-                    e => e,
-                };
-                let Expr::WindowFunction(wf) = e else {
-                    return Err(unsupported(format!("window expression {e}")));
-                };
-                let name = wf.fun.to_string().to_lowercase();
-                let kind = match name.as_str() {
-                    "row_number" => RankKind::RowNumber,
-                    "rank" => RankKind::Rank,
-                    "dense_rank" => RankKind::DenseRank,
-                    other => {
-                        return Err(unsupported(format!(
-                            "window function {other}() (row_number, rank and dense_rank \
-                             are, filtered to their first ranks)"
-                        )))
-                    }
-                };
-                let Some(limit) = self
-                    .rank_limits
-                    .borrow()
-                    .get(&(w as *const _ as usize))
-                    .copied()
-                else {
-                    return Err(unsupported(format!(
-                        "{name}() without a filter on its result that bounds it \
-                         (a top-N such as WHERE rank <= 10)"
-                    )));
-                };
-                let input = self.node(&w.input)?;
-                let partition = wf
-                    .params
-                    .partition_by
-                    .iter()
-                    .map(|e| self.phys(e, w.input.schema()))
-                    .collect::<Result<_, _>>()?;
-                let order = self.sort_keys(&wf.params.order_by, w.input.schema())?;
-                Ok(top_n(
-                    input,
-                    partition,
-                    order,
-                    kind,
-                    0,
-                    limit,
-                    true,
-                    Some(nullable(w.schema.as_arrow())),
-                ))
+                if let Some(node) = self.ranked_top_n(w)? {
+                    return Ok(node);
+                }
+                self.over_window(w)
             }
             LogicalPlan::Union(u) => {
                 let schema = nullable(u.schema.as_arrow());

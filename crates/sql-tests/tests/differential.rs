@@ -364,6 +364,41 @@ const VIEWS: &[ViewSpec] = &[
         query: "SELECT DISTINCT ON (k) k, id, v, s FROM a ORDER BY k, id DESC",
         over_tables: None,
     },
+    // Window functions (an over-window node per PARTITION BY/ORDER BY). ROWS frames and
+    // row_number() order by the unique id, so ties cannot make the answer depend on the
+    // order rows are read in; RANGE frames and rank() treat ties as peers.
+    ViewSpec {
+        name: "a_running",
+        query: "SELECT id, k, v, sum(v) OVER w AS run, lag(v) OVER w AS prev, \
+                lead(s, 2) OVER w AS next2, row_number() OVER w AS rn \
+                FROM a WINDOW w AS (PARTITION BY k ORDER BY id)",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_ranked_v",
+        query: "SELECT id, k, rank() OVER w AS r, dense_rank() OVER w AS dr, \
+                count(*) OVER w AS c, percent_rank() OVER w AS pr, \
+                max(s) OVER (PARTITION BY k ORDER BY v DESC \
+                RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS ms \
+                FROM a WINDOW w AS (PARTITION BY k ORDER BY v DESC)",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_moving",
+        query:
+            "SELECT id, min(v) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING) AS mn, \
+                first_value(v) OVER (ORDER BY id) AS fv, \
+                last_value(v) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND 3 FOLLOWING) AS lv, \
+                ntile(3) OVER (ORDER BY id) AS nt, count(v) OVER () AS total FROM a",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_k_cumulative",
+        query: "SELECT k, c, sum(c) OVER (ORDER BY k) AS cum, \
+                c - lag(c, 1, 0) OVER (ORDER BY k) AS delta \
+                FROM (SELECT k, count(*) AS c FROM a GROUP BY k) AS g",
+        over_tables: None,
+    },
     // Set operations: semi and anti joins on NULL-safe keys, then DISTINCT.
     ViewSpec {
         name: "ab_common",

@@ -7,6 +7,8 @@ pub mod filter;
 pub mod hash_agg;
 pub mod hash_join;
 pub mod materialize;
+pub mod ordered_groups;
+pub mod over_window;
 pub mod project;
 pub mod session;
 pub mod temporal_filter;

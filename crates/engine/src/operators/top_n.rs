@@ -1,36 +1,27 @@
 //! Top-N per group: `row_number()`, `rank()` or `dense_rank()` over `PARTITION BY … ORDER
 //! BY …` filtered to the first N ranks, and `ORDER BY … LIMIT n [OFFSET m]`.
 //!
-//! State: every input row, keyed `group | sort key | row → count, sort key length`, where
-//! the sort key is memcomparable with each column's direction and NULL placement applied,
-//! so a group's rows are one ordered prefix scan. For each group a chunk touches, the
-//! operator reads the group's top ranks before and after applying the chunk and emits
-//! the difference: when a row's count changes, only the rows whose rank changed (or that
-//! entered or left the top N) are retracted and re-emitted. Ties under `row_number()` are
-//! broken by the encoded row, so the result is deterministic.
-//!
-//! Over windows (a partition column that follows the watermark, such as `window_start`:
-//! see `StreamNode::window_key`) the group key is stored with that column first, and the
-//! groups the watermark makes final are deleted as one range, as the windowed aggregate
-//! does: state stays bounded on an endless stream. Their rows stay in the view; later
-//! changes to a closed group are ignored (a closed window does not change). The last
-//! watermark is kept in state table `u16::MAX`, so this holds across restarts.
+//! State: every input row, ordered per group ([`OrderedGroups`], which also frees the
+//! groups of closed windows). For each group a chunk touches, the operator reads the
+//! group's top ranks before and after applying the chunk and emits the difference: when
+//! a row's count changes, only the rows whose rank changed (or that entered or left the
+//! top N) are retracted and re-emitted. Ties under `row_number()` are broken by the
+//! encoded row, so the result is deterministic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use freshet_storage::Txn;
 
-use super::{eval_all, StateTable};
-use crate::chunk::{Chunk, Row, RowFormat};
+use super::ordered_groups::OrderedGroups;
+use crate::chunk::{Chunk, Row};
 use crate::operator::Operator;
 use crate::plan::{RankKind, SortKey};
 use crate::EngineError;
 
 pub struct TopN {
-    partition: Vec<crate::plan::PhysExpr>,
-    order: Vec<SortKey>,
+    groups: OrderedGroups,
     kind: RankKind,
     /// Keep rows with `skip < rank <= limit`.
     skip: u64,
@@ -38,12 +29,6 @@ pub struct TopN {
     /// Append the rank as a last column (window functions) or not (`LIMIT`).
     with_rank: bool,
     schema: SchemaRef,
-    format: RowFormat,
-    rows: StateTable,
-    /// The partition column groups close by, its lag, and the type it is stored as.
-    window: Option<(usize, i64, DataType)>,
-    /// Holds the last watermark.
-    meta: StateTable,
 }
 
 impl TopN {
@@ -60,17 +45,12 @@ impl TopN {
         table_id: impl Fn(u16) -> u64,
     ) -> TopN {
         TopN {
-            partition,
-            order,
+            groups: OrderedGroups::new(partition, order, input, table_id),
             kind,
             skip,
             limit,
             with_rank,
             schema,
-            format: RowFormat::of(input),
-            rows: StateTable::new(table_id(0)),
-            window: None,
-            meta: StateTable::new(table_id(u16::MAX)),
         }
     }
 
@@ -81,68 +61,17 @@ impl TopN {
         window: Option<(usize, i64)>,
         input: &SchemaRef,
     ) -> Result<TopN, EngineError> {
-        self.window = match window {
-            Some((k, lag)) => {
-                let t = self.partition[k].data_type(input)?;
-                let stored = freshet_storage::codec::storable_type(&t).unwrap_or(t);
-                Some((k, lag, stored))
-            }
-            None => None,
-        };
+        self.groups = self.groups.windowed(window, input)?;
         Ok(self)
-    }
-
-    fn watermark(&self, state: &Txn) -> Result<Option<i64>, EngineError> {
-        match state.get(&self.meta.key(&[]))? {
-            Some(v) => Ok(Some(super::decode_count(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// The key of the first group still open at watermark `wm`.
-    fn open_bound(&self, wtype: &DataType, lag: i64, wm: i64) -> Result<Vec<u8>, EngineError> {
-        let bound = super::closing::open_bound(wtype, lag, wm)?;
-        let mut key = self.rows.key(&[]);
-        freshet_storage::codec::encode_value(&bound, &mut key)?;
-        Ok(key)
-    }
-
-    /// The sort key of row `i` (see [`super::encode_sort_value`]).
-    fn sort_key(
-        &self,
-        cols: &[datafusion::arrow::array::ArrayRef],
-        i: usize,
-    ) -> Result<Vec<u8>, EngineError> {
-        let mut out = Vec::new();
-        for (k, col) in self.order.iter().zip(cols) {
-            let v = ScalarValue::try_from_array(col, i)?;
-            super::encode_sort_value(&v, k.desc, k.nulls_first, &mut out)?;
-        }
-        Ok(out)
     }
 
     /// The rows of a group that pass the rank filter, with their ranks, in order.
     fn top(&self, state: &Txn, group: &[u8]) -> Result<Vec<(Vec<u8>, u64)>, EngineError> {
-        let prefix = self.rows.key(group);
         let mut out = Vec::new();
         let (mut pos, mut rank, mut dense) = (0u64, 0u64, 0u64);
         let mut prev: Option<Vec<u8>> = None;
-        let mut err = None;
         // Reads the group in order only as far as the last rank kept.
-        state.visit_prefix(&prefix, |key, val| {
-            let (count, sort_len) = match decode_value(val) {
-                Ok(v) => v,
-                Err(e) => {
-                    err = Some(e);
-                    return false;
-                }
-            };
-            let rest = &key[prefix.len()..];
-            let Some(sort) = rest.get(..sort_len) else {
-                err = Some(EngineError::Internal("bad top-n key".into()));
-                return false;
-            };
-            let row = &rest[sort_len..];
+        self.groups.visit(state, group, |sort, row, count| {
             for _ in 0..count.max(0) {
                 pos += 1;
                 if prev.as_deref() != Some(sort) {
@@ -164,34 +93,16 @@ impl TopN {
             }
             true
         })?;
-        match err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        Ok(out)
     }
 
     fn output_row(&self, row: &[u8], rank: u64) -> Result<Row, EngineError> {
-        let mut r = self.format.decode(row)?;
+        let mut r = self.groups.format.decode(row)?;
         if self.with_rank {
             r.push(ScalarValue::UInt64(Some(rank)));
         }
         Ok(r)
     }
-}
-
-/// A change to one stored row: its key after the group (sort key ++ row), the sort
-/// key's length, and the weight.
-type Change = (Vec<u8>, usize, i64);
-
-fn decode_value(v: &[u8]) -> Result<(i64, usize), EngineError> {
-    let bad = || EngineError::Internal("bad top-n state value".into());
-    let count = i64::from_be_bytes(v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
-    let len = u32::from_be_bytes(
-        v.get(8..12)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(bad)?,
-    );
-    Ok((count, len as usize))
 }
 
 impl Operator for TopN {
@@ -208,67 +119,11 @@ impl Operator for TopN {
         if chunk.is_empty() {
             return Ok(Chunk::empty(self.schema.clone()));
         }
-        let group_cols = eval_all(&self.partition, &chunk.batch)?;
-        let order_exprs: Vec<_> = self.order.iter().map(|k| k.expr.clone()).collect();
-        let order_cols = eval_all(&order_exprs, &chunk.batch)?;
-        let rows = chunk.rows()?;
-        let wm = match self.window {
-            Some(_) => self.watermark(state)?,
-            None => None,
-        };
-        // Changes per group.
-        let mut groups: BTreeMap<Vec<u8>, Vec<Change>> = BTreeMap::new();
-        // A windowed group's key: the window value, then the partition values.
-        let mut key_cols = Vec::with_capacity(group_cols.len() + 1);
-        if let Some((k, _, _)) = &self.window {
-            key_cols.push(group_cols[*k].clone());
-        }
-        key_cols.extend(group_cols.iter().cloned());
-        let group_format = RowFormat::of_arrays(&key_cols);
-        for (i, row) in rows.iter().enumerate() {
-            let g: Row = key_cols
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, i))
-                .collect::<Result<_, _>>()?;
-            if let Some((_, lag, _)) = &self.window {
-                if super::closing::is_closed(&g[0], *lag, wm) {
-                    continue;
-                }
-            }
-            let g = group_format.encode(&g)?;
-            let sort = self.sort_key(&order_cols, i)?;
-            let row_bytes = self.format.encode(row)?;
-            let mut k = sort.clone();
-            k.extend_from_slice(&row_bytes);
-            groups
-                .entry(g)
-                .or_default()
-                .push((k, sort.len(), chunk.weights[i]));
-        }
         let mut out_rows = Vec::new();
         let mut weights = Vec::new();
-        for (g, changes) in groups {
+        for (g, changes) in self.groups.changes(&chunk, state)? {
             let before = self.top(state, &g)?;
-            for (k, sort_len, w) in changes {
-                let key = self.rows.key2(&g, &k);
-                let old = match state.get(&key)? {
-                    Some(v) => decode_value(&v)?.0,
-                    None => 0,
-                };
-                let new = old + w;
-                if new < 0 {
-                    return Err(EngineError::Internal(
-                        "negative top-n row multiplicity".into(),
-                    ));
-                }
-                if new == 0 {
-                    state.delete(key);
-                } else {
-                    let mut v = new.to_be_bytes().to_vec();
-                    v.extend_from_slice(&(sort_len as u32).to_be_bytes());
-                    state.put(key, v);
-                }
-            }
+            self.groups.apply(state, &g, changes)?;
             let after = self.top(state, &g)?;
             // Multiset difference of (row, rank).
             let mut diff: HashMap<(Vec<u8>, u64), i64> = HashMap::new();
@@ -291,21 +146,7 @@ impl Operator for TopN {
     /// Deletes the groups of the windows the watermark closed (their rows stay in the
     /// view, final).
     fn on_watermark(&mut self, wm: i64, state: &mut Txn) -> Result<Option<Chunk>, EngineError> {
-        let Some((_, lag, wtype)) = &self.window else {
-            return Ok(None);
-        };
-        let old = self.watermark(state)?;
-        if old.is_some_and(|old| old >= wm) {
-            return Ok(None);
-        }
-        state.put(self.meta.key(&[]), super::encode_count(wm));
-        // Groups closed by the previous watermark are gone already.
-        let start = match old {
-            Some(old) => self.open_bound(wtype, *lag, old)?,
-            None => self.rows.key(&[1u8]), // present (non-NULL) window values
-        };
-        let end = self.open_bound(wtype, *lag, wm)?;
-        state.delete_range(&start, &end)?;
+        self.groups.on_watermark(wm, state)?;
         Ok(None)
     }
 }
@@ -315,6 +156,8 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field};
     use datafusion::physical_expr::expressions::col;
     use freshet_storage::Store;
+
+    use std::collections::BTreeMap;
 
     use super::*;
     use crate::chunk::arc_schema;
