@@ -24,6 +24,7 @@ use crate::PlannerError;
 
 mod grouping_sets;
 mod over_window;
+mod scalar_subqueries;
 
 /// A planned view: its streaming plan, output schema and the relations it reads.
 pub struct PlannedView {
@@ -49,6 +50,7 @@ pub fn plan_view(
 ) -> Result<PlannedView, PlannerError> {
     let plan = crate::temporal::prepare_view_plan(plan.clone())?;
     let optimized = ctx.state().optimize(&plan)?;
+    let optimized = scalar_subqueries::scalar_subqueries_to_joins(optimized)?;
     let planner = StreamPlanner {
         ctx,
         catalog,
@@ -770,11 +772,6 @@ impl StreamPlanner<'_> {
                 if j.null_aware {
                     return Err(unsupported(
                         "NOT IN over a subquery (its NULL semantics); use NOT EXISTS",
-                    ));
-                }
-                if j.on.is_empty() {
-                    return Err(unsupported(
-                        "a join without an equality condition (cross join)",
                     ));
                 }
                 // `JOIN t FOR SYSTEM_TIME AS OF PROCTIME()`: a lookup join.

@@ -399,6 +399,31 @@ const VIEWS: &[ViewSpec] = &[
                 FROM (SELECT k, count(*) AS c FROM a GROUP BY k) AS g",
         over_tables: None,
     },
+    // Joins without an equality (every change probes the whole other side) and the
+    // dynamic filter (a join with a subquery's single row).
+    ViewSpec {
+        name: "ab_near",
+        query: "SELECT a.id AS aid, b.id AS bid, a.v - b.w AS d FROM a JOIN b \
+                ON a.v BETWEEN b.w - 3 AND b.w + 3",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "ab_left_below",
+        query: "SELECT a.id AS aid, b.id AS bid FROM a LEFT JOIN b ON a.v < b.w AND b.k > 5",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "ab_cross_counts",
+        query: "SELECT a.k, count(*) AS n, sum(b.w) AS sw FROM a CROSS JOIN b \
+                WHERE b.k = 0 GROUP BY a.k",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_above_b_avg",
+        query: "SELECT id, v, v - (SELECT max(w) FROM b) AS below_max FROM a \
+                WHERE v > (SELECT avg(w) FROM b)",
+        over_tables: None,
+    },
     // Set operations: semi and anti joins on NULL-safe keys, then DISTINCT.
     ViewSpec {
         name: "ab_common",
