@@ -161,7 +161,27 @@ fn json_value(v: &serde_json::Value, dt: &DataType) -> Result<ScalarValue, Strin
         }
         (DataType::Utf8, J::String(s)) => ScalarValue::Utf8(Some(s.clone())),
         (DataType::Utf8, other) => ScalarValue::Utf8(Some(other.to_string())),
-        (_, J::String(s)) if !matches!(dt, DataType::Utf8) => parse_text(s, dt)?,
+        (DataType::List(f), J::Array(items)) => {
+            let elem = f.data_type();
+            let values = items
+                .iter()
+                .map(|item| match item {
+                    J::Null => null_of(elem),
+                    item => json_value(item, elem),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            ScalarValue::List(ScalarValue::new_list_nullable(&values, elem))
+        }
+        (DataType::Binary, J::String(s)) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| format!("expected base64-encoded bytea, found {v}"))?;
+            ScalarValue::Binary(Some(bytes))
+        }
+        (_, J::String(s)) if !matches!(dt, DataType::Utf8 | DataType::List(_)) => {
+            parse_text(s, dt)?
+        }
         _ => return Err(wrong()),
     })
 }
@@ -180,6 +200,8 @@ fn type_name(dt: &DataType) -> &'static str {
         DataType::Timestamp(_, None) => "timestamp",
         DataType::Timestamp(_, Some(_)) => "timestamptz",
         DataType::Interval(_) => "interval",
+        DataType::Binary => "bytea (base64)",
+        DataType::List(_) => "an array",
         _ => "value",
     }
 }
@@ -302,6 +324,42 @@ mod tests {
         // missing fields are NULL
         let row = dec().decode(br#"{"id": 1}"#).unwrap().unwrap();
         assert!(row[1].is_null() && row[3].is_null());
+    }
+
+    #[test]
+    fn json_arrays_and_base64_bytea() {
+        use std::sync::Arc;
+        let list = |t: DataType| DataType::List(Arc::new(freshet_storage::codec::list_field(&t)));
+        let d = Decoder::new(
+            vec![
+                ("tags".into(), list(DataType::Utf8)),
+                ("ids".into(), list(DataType::Int64)),
+                ("raw".into(), DataType::Binary),
+            ],
+            Format::Json,
+        );
+        let row = d
+            .decode(br#"{"tags": ["a", null, "b"], "ids": [], "raw": "AAH/"}"#)
+            .unwrap()
+            .unwrap();
+        let tags = [
+            ScalarValue::Utf8(Some("a".into())),
+            ScalarValue::Utf8(None),
+            ScalarValue::Utf8(Some("b".into())),
+        ];
+        assert_eq!(
+            row[0],
+            ScalarValue::List(ScalarValue::new_list_nullable(&tags, &DataType::Utf8))
+        );
+        assert_eq!(row[0].data_type(), list(DataType::Utf8));
+        assert_eq!(
+            row[1],
+            ScalarValue::List(ScalarValue::new_list_nullable(&[], &DataType::Int64))
+        );
+        assert_eq!(row[2], ScalarValue::Binary(Some(vec![0, 1, 255])));
+        assert!(d.decode(br#"{"ids": [1, "x"]}"#).is_err());
+        assert!(d.decode(br#"{"ids": 1}"#).is_err());
+        assert!(d.decode(br#"{"raw": "not base64!"}"#).is_err());
     }
 
     #[test]

@@ -242,6 +242,18 @@ fn make_operator(
             )
             .windowed(plan.window_key())?,
         ),
+        StreamNode::Unnest {
+            lists,
+            deps,
+            nulls,
+            schema,
+            ..
+        } => Box::new(crate::operators::unnest::Unnest::new(
+            lists.clone(),
+            deps.clone(),
+            *nulls,
+            schema.clone(),
+        )),
         StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
         StreamNode::Session {
             input,

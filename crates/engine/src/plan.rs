@@ -98,6 +98,16 @@ pub enum StreamNode {
         funcs: Vec<Arc<dyn datafusion::physical_plan::WindowExpr>>,
         schema: SchemaRef,
     },
+    /// `unnest(array)`: each input row once per element of the `lists` columns (in lock
+    /// step); output column `j` comes from input column `deps[j]` (an element where that
+    /// is one of `lists`).
+    Unnest {
+        input: Box<StreamNode>,
+        lists: Vec<usize>,
+        deps: Vec<usize>,
+        nulls: UnnestNulls,
+        schema: SchemaRef,
+    },
     /// `UNION ALL`: every input's changes, passed on.
     Union {
         inputs: Vec<StreamNode>,
@@ -126,6 +136,15 @@ pub enum StreamNode {
         filter: Option<PhysExpr>,
         schema: SchemaRef,
     },
+}
+
+/// What `unnest` gives for a NULL or empty array: no row (`Drop`), a row of NULL for a
+/// NULL array (`Preserve`), or for an empty one too (`PreserveAndExpandEmpty`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnnestNulls {
+    Drop,
+    Preserve,
+    PreserveAndExpandEmpty,
 }
 
 /// A window function as EXPLAIN shows it: the call and its frame (its partition and
@@ -422,6 +441,7 @@ impl StreamNode {
             | StreamNode::Aggregate { schema, .. }
             | StreamNode::TopN { schema, .. }
             | StreamNode::OverWindow { schema, .. }
+            | StreamNode::Unnest { schema, .. }
             | StreamNode::Session { schema, .. }
             | StreamNode::Union { schema, .. }
             | StreamNode::Join { schema, .. } => schema.clone(),
@@ -442,6 +462,7 @@ impl StreamNode {
             | StreamNode::Aggregate { input, .. }
             | StreamNode::TopN { input, .. }
             | StreamNode::OverWindow { input, .. }
+            | StreamNode::Unnest { input, .. }
             | StreamNode::Session { input, .. } => vec![input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join { left, right, .. } => vec![left, right],
@@ -568,6 +589,16 @@ impl StreamNode {
                 for e in partition {
                     if let Some(c) = column_index(e) {
                         out[c] = inner.get(c).copied().flatten();
+                    }
+                }
+            }
+            StreamNode::Unnest {
+                input, lists, deps, ..
+            } => {
+                let inner = input.watermark_columns();
+                for (j, d) in deps.iter().enumerate() {
+                    if !lists.contains(d) {
+                        out[j] = inner.get(*d).copied().flatten();
                     }
                 }
             }
@@ -809,6 +840,15 @@ impl StreamNode {
                         partition[k]
                     )?;
                 }
+                input.fmt_indent(f, depth + 1)
+            }
+            StreamNode::Unnest { input, lists, .. } => {
+                let schema = input.schema();
+                let cols: Vec<&str> = lists
+                    .iter()
+                    .map(|c| schema.field(*c).name().as_str())
+                    .collect();
+                writeln!(f, "{pad}StreamUnnest: [{}] (stateless)", cols.join(", "))?;
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::Union { inputs, .. } => {

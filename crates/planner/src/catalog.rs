@@ -10,7 +10,7 @@ use crate::sqlparser;
 use crate::PlannerError;
 
 /// The SQL types a table column can have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SqlType {
     Boolean,
     SmallInt,
@@ -26,10 +26,13 @@ pub enum SqlType {
     Timestamp,
     TimestampTz,
     Interval,
+    Bytea,
+    /// A one-dimensional array (`INT[]`) of a type that is not an array.
+    Array(Box<SqlType>),
 }
 
 impl SqlType {
-    pub fn to_arrow(self) -> DataType {
+    pub fn to_arrow(&self) -> DataType {
         match self {
             SqlType::Boolean => DataType::Boolean,
             SqlType::SmallInt => DataType::Int16,
@@ -37,7 +40,7 @@ impl SqlType {
             SqlType::BigInt => DataType::Int64,
             SqlType::Real => DataType::Float32,
             SqlType::Double => DataType::Float64,
-            SqlType::Numeric(p, s) => DataType::Decimal128(p, s),
+            SqlType::Numeric(p, s) => DataType::Decimal128(*p, *s),
             SqlType::Varchar | SqlType::Text => DataType::Utf8,
             SqlType::Date => DataType::Date32,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -45,6 +48,10 @@ impl SqlType {
                 DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")))
             }
             SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            SqlType::Bytea => DataType::Binary,
+            SqlType::Array(elem) => DataType::List(Arc::new(freshet_storage::codec::list_field(
+                &elem.to_arrow(),
+            ))),
         }
     }
 
@@ -82,6 +89,18 @@ impl SqlType {
             }
             D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
             D::Interval { .. } => SqlType::Interval,
+            D::Bytea => SqlType::Bytea,
+            D::Array(
+                sqlparser::ast::ArrayElemTypeDef::SquareBracket(elem, _)
+                | sqlparser::ast::ArrayElemTypeDef::AngleBracket(elem),
+            ) => match SqlType::from_ast(elem)? {
+                SqlType::Array(_) => {
+                    return Err(PlannerError::Unsupported(format!(
+                        "type {t} (multidimensional arrays) is not supported"
+                    )))
+                }
+                elem => SqlType::Array(Box::new(elem)),
+            },
             other => {
                 return Err(PlannerError::Unsupported(format!(
                     "type {other} is not supported"
@@ -91,7 +110,7 @@ impl SqlType {
     }
 
     /// The name Postgres prints for the type.
-    pub fn pg_name(self) -> String {
+    pub fn pg_name(&self) -> String {
         match self {
             SqlType::Boolean => "boolean".into(),
             SqlType::SmallInt => "smallint".into(),
@@ -106,6 +125,8 @@ impl SqlType {
             SqlType::Timestamp => "timestamp without time zone".into(),
             SqlType::TimestampTz => "timestamp with time zone".into(),
             SqlType::Interval => "interval".into(),
+            SqlType::Bytea => "bytea".into(),
+            SqlType::Array(elem) => format!("{}[]", elem.pg_name()),
         }
     }
 }

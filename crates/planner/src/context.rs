@@ -73,7 +73,9 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.register_udaf(crate::hll_udaf::approx_count_distinct());
     crate::guarded_udfs::register(&ctx);
     crate::dialect::register(&ctx);
+    crate::pg_array_length::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
+    ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx
 }
 

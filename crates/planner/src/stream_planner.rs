@@ -15,7 +15,9 @@ use datafusion::common::{DFSchema, NullEquality, ScalarValue};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use freshet_engine::plan::{AggCall, AggKind, JoinKind, PhysExpr, RankKind, SortKey, StreamNode};
+use freshet_engine::plan::{
+    AggCall, AggKind, JoinKind, PhysExpr, RankKind, SortKey, StreamNode, UnnestNulls,
+};
 use freshet_storage::codec::storable_type;
 
 use crate::catalog::{Catalog, RelationKind};
@@ -459,6 +461,7 @@ impl StreamPlanner<'_> {
             StreamNode::Values { .. } => true,
             StreamNode::Filter { input, .. }
             | StreamNode::Project { input, .. }
+            | StreamNode::Unnest { input, .. }
             | StreamNode::Window { input, .. } => self.append_only(input),
             // Emitted once, final, when its window closes: insert-only whatever its input.
             StreamNode::Aggregate { emit_on_close, .. } => {
@@ -943,6 +946,28 @@ impl StreamPlanner<'_> {
                     inputs.push(cast_to(node, &schema)?);
                 }
                 Ok(StreamNode::Union { inputs, schema })
+            }
+            LogicalPlan::Unnest(u) => {
+                use datafusion::common::NullHandling;
+                if !u.struct_type_columns.is_empty() {
+                    return Err(unsupported("unnest of a STRUCT"));
+                }
+                if u.list_type_columns.iter().any(|(_, l)| l.depth != 1) {
+                    return Err(unsupported("unnest of nested arrays"));
+                }
+                let lists: Vec<usize> = u.list_type_columns.iter().map(|(i, _)| *i).collect();
+                let nulls = match u.options.null_handling {
+                    NullHandling::Drop => UnnestNulls::Drop,
+                    NullHandling::Preserve => UnnestNulls::Preserve,
+                    NullHandling::PreserveAndExpandEmpty => UnnestNulls::PreserveAndExpandEmpty,
+                };
+                Ok(StreamNode::Unnest {
+                    input: Box::new(self.node(&u.input)?),
+                    lists,
+                    deps: u.dependency_indices.clone(),
+                    nulls,
+                    schema: nullable(u.schema.as_arrow()),
+                })
             }
             LogicalPlan::Distinct(_) => Err(unsupported("SELECT DISTINCT")),
             LogicalPlan::Values(v) => {

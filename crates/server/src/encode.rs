@@ -47,6 +47,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::List(f) | DataType::LargeList(f) => array_type(&pg_type(f.data_type())),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
         _ => Type::TEXT,
     }
 }
@@ -67,6 +68,7 @@ fn array_type(elem: &Type) -> Type {
         Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
         Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
         Type::INTERVAL => Type::INTERVAL_ARRAY,
+        Type::BYTEA => Type::BYTEA_ARRAY,
         _ => Type::TEXT_ARRAY,
     }
 }
@@ -120,6 +122,8 @@ pub enum PgValue {
         micros: i64,
     },
     Oid(u32),
+    /// `bytea`.
+    Bytes(Vec<u8>),
     /// A one-dimensional array: the elements' type and values.
     Array(Type, Vec<PgValue>),
 }
@@ -172,6 +176,15 @@ impl ToSqlText for PgValue {
                 micros,
             } => pg_text::interval(*months, *days, *micros),
             PgValue::Oid(o) => o.to_string(),
+            // Postgres' default `bytea_output = hex`.
+            PgValue::Bytes(b) => {
+                let mut s = String::with_capacity(2 + 2 * b.len());
+                s.push_str("\\x");
+                for byte in b {
+                    s.push_str(&format!("{byte:02x}"));
+                }
+                s
+            }
             PgValue::Array(elem, items) => {
                 let parts = items
                     .iter()
@@ -232,6 +245,10 @@ impl ToSql for PgValue {
             }
             PgValue::Oid(o) => {
                 out.put_u32(*o);
+                Ok(IsNull::No)
+            }
+            PgValue::Bytes(b) => {
+                out.put_slice(b);
                 Ok(IsNull::No)
             }
             PgValue::Array(elem, items) => {
@@ -332,6 +349,9 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>, zone: &
                 micros: v.nanoseconds / 1000,
             }
         }
+        DataType::Binary => PgValue::Bytes(array.as_binary::<i32>().value(row).to_vec()),
+        DataType::LargeBinary => PgValue::Bytes(array.as_binary::<i64>().value(row).to_vec()),
+        DataType::BinaryView => PgValue::Bytes(array.as_binary_view().value(row).to_vec()),
         DataType::List(f) => {
             let list = array.as_list::<i32>().value(row);
             array_value(&list, f.data_type(), zone)

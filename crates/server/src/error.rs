@@ -258,7 +258,8 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
                 "54000"
             } else if m.contains("Divide by zero") || m.contains("division by zero") {
                 "22012"
-            } else if m.contains("Cannot cast") || m.contains("invalid") {
+            } else if m.contains("Cannot cast") || m.contains("invalid") || m.contains("malformed")
+            {
                 "22P02"
             } else {
                 "22000"

@@ -9,6 +9,7 @@ use pgwire::api::Type;
 use postgres_types::{FromSql, Kind};
 
 use crate::encode::pg_type;
+pub use freshet_planner::pg_input::parse_array_text;
 
 /// A parameter's value: `raw` (None: NULL) in text or binary format, sent as Postgres type
 /// `pg`, for a statement that wants DataFusion type `target` (if it knows).
@@ -45,9 +46,15 @@ pub fn decode(
             ScalarValue::List(ScalarValue::new_list_nullable(&items, &elem))
         }
         (Some(elem), true) => binary_array(bytes, &elem)?,
+        // bytea in text: `\x…` hex or the escape format.
+        (None, false) if *pg == Type::BYTEA || target == Some(&DataType::Binary) => {
+            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+            ScalarValue::Binary(Some(freshet_planner::pg_input::bytea_from_text(text)?))
+        }
         (None, false) => ScalarValue::Utf8(Some(
             String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?,
         )),
+        (None, true) if *pg == Type::BYTEA => ScalarValue::Binary(Some(bytes.to_vec())),
         (None, true) => binary_scalar(bytes, pg)?,
     };
     match target {
@@ -153,74 +160,6 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-}
-
-/// The elements of a one-dimensional array literal (`{1,2,NULL,"a b","q\"x"}`); `None`
-/// for NULL.
-pub fn parse_array_text(s: &str) -> Result<Vec<Option<String>>, String> {
-    let bad = || format!("malformed array literal: \"{s}\"");
-    let inner = s
-        .trim()
-        .strip_prefix('{')
-        .and_then(|r| r.strip_suffix('}'))
-        .ok_or_else(bad)?;
-    let mut out = Vec::new();
-    if inner.trim().is_empty() {
-        return Ok(out);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut item = String::new();
-        let quoted = chars.peek() == Some(&'"');
-        if quoted {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('\\') => item.push(chars.next().ok_or_else(bad)?),
-                    Some('"') => break,
-                    Some('{') | None => return Err(bad()),
-                    Some(c) => item.push(c),
-                }
-            }
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if c == '{' || c == '"' {
-                    return Err(if c == '{' {
-                        "multidimensional arrays are not supported as parameters".into()
-                    } else {
-                        bad()
-                    });
-                }
-                chars.next();
-                if c == '\\' {
-                    item.push(chars.next().ok_or_else(bad)?);
-                } else {
-                    item.push(c);
-                }
-            }
-            item = item.trim_end().to_string();
-        }
-        out.push(if !quoted && item.eq_ignore_ascii_case("null") {
-            None
-        } else {
-            Some(item)
-        });
-        match chars.next() {
-            Some(',') => continue,
-            None => break,
-            Some(_) => return Err(bad()),
-        }
-    }
-    Ok(out)
 }
 
 /// The Postgres type a parameter of DataFusion type `t` is described as.

@@ -579,11 +579,20 @@ fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result
         Type::OID | Type::REGCLASS | Type::REGTYPE | Type::REGPROC => {
             get::<u32>(row, i)?.map(|v| v.to_string())
         }
-        // Arrays as Postgres prints them: `{a,b}` (elements needing no quotes here).
+        // Arrays as Postgres prints them: `{a,"b c",NULL}`.
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::NAME_ARRAY => {
-            get::<Vec<Option<String>>>(row, i)?
-                .map(|v| array_text(v.into_iter().map(|e| e.unwrap_or_else(|| "NULL".into()))))
+            get::<Vec<Option<String>>>(row, i)?.map(|v| {
+                array_text(
+                    v.into_iter()
+                        .map(|e| e.map_or_else(|| "NULL".into(), |s| quoted_element(&s))),
+                )
+            })
         }
+        // bytea as Postgres prints it (`bytea_output = hex`).
+        Type::BYTEA => get::<Vec<u8>>(row, i)?.map(|b| {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!("\\x{hex}")
+        }),
         Type::INT2_ARRAY => get::<Vec<Option<i16>>>(row, i)?.map(|v| {
             array_text(
                 v.into_iter()
@@ -615,6 +624,21 @@ fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result
         Some(s) if s.is_empty() => "(empty)".to_string(),
         Some(s) => s,
     })
+}
+
+/// A text array element as Postgres prints it: quoted when empty, `NULL`-like, or holding
+/// a character that separates or quotes.
+fn quoted_element(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s.eq_ignore_ascii_case("null")
+        && !s
+            .chars()
+            .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
 }
 
 fn array_text(items: impl Iterator<Item = String>) -> String {

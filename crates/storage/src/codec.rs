@@ -30,7 +30,16 @@ pub fn is_storable(dt: &DataType) -> bool {
             | DataType::Date32
             | DataType::Timestamp(TimeUnit::Microsecond, _)
             | DataType::Interval(IntervalUnit::MonthDayNano)
-    )
+            | DataType::Binary
+    ) || matches!(dt, DataType::List(f) if **f == list_field(f.data_type())
+        && !matches!(f.data_type(), DataType::List(_))
+        && is_storable(f.data_type()))
+}
+
+/// The element field of a stored array of `elem` (`INT[]`): the one DataFusion's array
+/// functions build (named `item`, nullable), so stored and computed arrays have one type.
+pub fn list_field(elem: &DataType) -> datafusion::arrow::datatypes::Field {
+    datafusion::arrow::datatypes::Field::new_list_field(elem.clone(), true)
 }
 
 /// The type a value of `dt` is stored as, if it can be stored.
@@ -49,6 +58,16 @@ pub fn storable_type(dt: &DataType) -> Option<DataType> {
         DataType::Float16 => DataType::Float32,
         DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
         DataType::Interval(_) => DataType::Interval(IntervalUnit::MonthDayNano),
+        DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            DataType::Binary
+        }
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            let elem = storable_type(f.data_type())?;
+            if matches!(elem, DataType::List(_)) {
+                return None; // arrays of arrays (Postgres' arrays are flat)
+            }
+            DataType::List(Arc::new(list_field(&elem)))
+        }
         _ => return None,
     })
 }
@@ -102,6 +121,15 @@ pub fn encode_value(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), StorageErr
             out.extend_from_slice(&((i.days as u32) ^ 0x8000_0000).to_be_bytes());
             encode_i64(i.nanoseconds, out);
         }
+        ScalarValue::Binary(Some(b))
+        | ScalarValue::LargeBinary(Some(b))
+        | ScalarValue::BinaryView(Some(b))
+        | ScalarValue::FixedSizeBinary(_, Some(b)) => encode_bytes(b, out),
+        // An array: each element after a `0x01`, then `0x00`, so an array sorts before
+        // the arrays it is a prefix of.
+        ScalarValue::List(a) => encode_elements(&a.value(0), out)?,
+        ScalarValue::LargeList(a) => encode_elements(&a.value(0), out)?,
+        ScalarValue::FixedSizeList(a) => encode_elements(&a.value(0), out)?,
         other => {
             return Err(StorageError::Unsupported(format!(
                 "cannot store values of type {}",
@@ -109,6 +137,17 @@ pub fn encode_value(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), StorageErr
             )))
         }
     }
+    Ok(())
+}
+
+fn encode_elements(values: &ArrayRef, out: &mut Vec<u8>) -> Result<(), StorageError> {
+    for i in 0..values.len() {
+        out.push(1);
+        let v = ScalarValue::try_from_array(values, i)
+            .map_err(|e| StorageError::Unsupported(e.to_string()))?;
+        encode_value(&v, out)?;
+    }
+    out.push(0);
     Ok(())
 }
 
@@ -277,6 +316,24 @@ impl<'a> Decoder<'a> {
         Ok((u32::from_be_bytes(self.arr()?) ^ 0x8000_0000) as i32)
     }
 
+    /// A byte string (see `encode_bytes`).
+    fn bytes(&mut self) -> Result<Vec<u8>, StorageError> {
+        let mut bytes = Vec::new();
+        loop {
+            let c = self.take(1)?[0];
+            if c == 0 {
+                match self.take(1)?[0] {
+                    0 => break,
+                    0xFF => bytes.push(0),
+                    _ => return Err(StorageError::Corrupt("bad string escape".into())),
+                }
+            } else {
+                bytes.push(c);
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Decodes one value of type `dt`.
     pub fn value(&mut self, dt: &DataType) -> Result<ScalarValue, StorageError> {
         let flag = self.take(1)?[0];
@@ -314,20 +371,24 @@ impl<'a> Decoder<'a> {
                 *p,
                 *s,
             ),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                let mut bytes = Vec::new();
+            DataType::Binary => ScalarValue::Binary(Some(self.bytes()?)),
+            DataType::List(f) => {
+                let mut values = Vec::new();
                 loop {
-                    let c = self.take(1)?[0];
-                    if c == 0 {
-                        match self.take(1)?[0] {
-                            0 => break,
-                            0xFF => bytes.push(0),
-                            _ => return Err(StorageError::Corrupt("bad string escape".into())),
-                        }
-                    } else {
-                        bytes.push(c);
+                    match self.take(1)?[0] {
+                        0 => break,
+                        1 => values.push(self.value(f.data_type())?),
+                        _ => return Err(StorageError::Corrupt("bad array element".into())),
                     }
                 }
+                ScalarValue::List(ScalarValue::new_list(
+                    &values,
+                    f.data_type(),
+                    f.is_nullable(),
+                ))
+            }
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let bytes = self.bytes()?;
                 let s = String::from_utf8(bytes)
                     .map_err(|_| StorageError::Corrupt("invalid utf-8 in stored string".into()))?;
                 match dt {
@@ -459,6 +520,54 @@ mod tests {
                 nanoseconds: 3,
             },
         )));
+        roundtrip(ScalarValue::Binary(Some(vec![0, 255, 0, 1])));
+        roundtrip(int_list(&[Some(1), None, Some(-3)]));
+        roundtrip(int_list(&[]));
+        roundtrip(ScalarValue::List(ScalarValue::new_list(
+            &[
+                ScalarValue::Utf8(Some("a,b".into())),
+                ScalarValue::Utf8(None),
+            ],
+            &DataType::Utf8,
+            true,
+        )));
+        roundtrip(
+            ScalarValue::try_from(DataType::List(Arc::new(list_field(&DataType::Int32)))).unwrap(),
+        );
+    }
+
+    fn int_list(v: &[Option<i32>]) -> ScalarValue {
+        let values: Vec<ScalarValue> = v.iter().map(|x| ScalarValue::Int32(*x)).collect();
+        ScalarValue::List(ScalarValue::new_list(&values, &DataType::Int32, true))
+    }
+
+    /// Arrays sort element by element, a prefix first, as Postgres orders them.
+    #[test]
+    fn arrays_keep_their_order_and_types() {
+        let arrays: [&[Option<i32>]; 6] = [
+            &[],
+            &[None],
+            &[Some(-1)],
+            &[Some(1)],
+            &[Some(1), Some(2)],
+            &[Some(2)],
+        ];
+        for w in arrays.windows(2) {
+            assert!(enc(int_list(w[0])) < enc(int_list(w[1])), "{w:?}");
+        }
+        let list = DataType::List(Arc::new(list_field(&DataType::Int64)));
+        assert!(is_storable(&list));
+        assert_eq!(
+            int_list(&[Some(1)]).data_type(),
+            DataType::List(Arc::new(list_field(&DataType::Int32)))
+        );
+        let big = DataType::LargeList(Arc::new(list_field(&DataType::Utf8View)));
+        assert_eq!(
+            storable_type(&big),
+            Some(DataType::List(Arc::new(list_field(&DataType::Utf8))))
+        );
+        let nested = DataType::List(Arc::new(list_field(&list)));
+        assert_eq!(storable_type(&nested), None);
     }
 
     fn enc(v: ScalarValue) -> Vec<u8> {

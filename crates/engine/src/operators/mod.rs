@@ -14,6 +14,7 @@ pub mod session;
 pub mod temporal_filter;
 pub mod top_n;
 pub mod union;
+pub mod unnest;
 pub mod window;
 
 use datafusion::arrow::array::ArrayRef;

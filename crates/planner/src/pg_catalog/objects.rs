@@ -110,8 +110,10 @@ pub fn namespace_name(oid: u32) -> Option<&'static str> {
 
 /// The Postgres type of a table column as declared.
 fn declared_oid(c: &crate::catalog::ColumnDef) -> u32 {
-    match c.ty {
-        crate::catalog::SqlType::Text => 25,
+    use crate::catalog::SqlType;
+    match &c.ty {
+        SqlType::Text => 25,
+        SqlType::Array(elem) if **elem == SqlType::Text => 1009,
         other => super::types::oid_of(&other.to_arrow()),
     }
 }

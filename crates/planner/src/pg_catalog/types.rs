@@ -279,6 +279,7 @@ pub fn arrow_of(oid: u32) -> Option<DataType> {
         1082 => DataType::Date32,
         1114 => DataType::Timestamp(TimeUnit::Microsecond, None),
         1186 => DataType::Interval(IntervalUnit::MonthDayNano),
+        17 => DataType::Binary,
         25 | 19 | 18 | 1043 | 1042 => DataType::Utf8,
         _ => return None,
     })

@@ -170,6 +170,23 @@ impl Session {
             }
             let ty = schema.field(col).data_type();
             let strings: ArrayRef = Arc::new(StringArray::from(values));
+            // Arrays and bytea, read as Postgres reads them.
+            if let Some(read) = freshet_planner::pg_input::text_to(&strings, ty) {
+                columns[col] = read.map_err(|m| {
+                    let bad = records.iter().find(|(_, fields)| {
+                        fields[field_no].as_deref().is_some_and(|v| {
+                            freshet_planner::pg_input::value_from_text(v, ty)
+                                .is_some_and(|r| r.is_err())
+                        })
+                    });
+                    let line = bad.map_or(0, |(line, _)| *line);
+                    ServerError::InvalidText(format!(
+                        "{m} in column \"{}\" (line {line})",
+                        c.table.columns[col].name
+                    ))
+                })?;
+                continue;
+            }
             let strings = freshet_planner::literals::timestamp_strings(&strings, ty);
             let strict = CastOptions {
                 safe: false,

@@ -587,6 +587,9 @@ pub(super) fn cast_column(
         safe: false,
         ..Default::default()
     };
+    if let Some(read) = freshet_planner::pg_input::text_to(c, t) {
+        return read.map_err(ServerError::InvalidText);
+    }
     let c = freshet_planner::literals::timestamp_strings(c, t);
     cast_with_options(&c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
 }
