@@ -355,6 +355,9 @@ pub enum AggKind {
     BitXor,
     /// `string_agg(value, delimiter [ORDER BY …])`; the delimiter is `param`.
     StringAgg,
+    /// `array_agg(value [ORDER BY …])`: the values, NULLs included, in the ORDER BY's
+    /// order (without one, in value order), as an array.
+    ArrayAgg,
     /// `first_value(value ORDER BY …)` / `last_value(…)`.
     FirstValue,
     LastValue,
@@ -374,6 +377,7 @@ impl AggKind {
             AggKind::Min
                 | AggKind::Max
                 | AggKind::StringAgg
+                | AggKind::ArrayAgg
                 | AggKind::FirstValue
                 | AggKind::LastValue
                 | AggKind::Percentile

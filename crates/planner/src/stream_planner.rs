@@ -1028,6 +1028,7 @@ impl StreamPlanner<'_> {
             "bit_or" => AggKind::BitOr,
             "bit_xor" => AggKind::BitXor,
             "string_agg" => AggKind::StringAgg,
+            "array_agg" => AggKind::ArrayAgg,
             "first_value" => AggKind::FirstValue,
             "last_value" => AggKind::LastValue,
             "percentile_cont"
@@ -1086,11 +1087,14 @@ impl StreamPlanner<'_> {
         };
         // FILTER (WHERE f): the aggregate sees CASE WHEN f THEN value END, which is NULL
         // for the rows the filter drops, and aggregates skip NULL inputs. count(*)
-        // becomes a count of CASE WHEN f THEN 1 END. first_value/last_value take NULL
-        // inputs, so they cannot be filtered that way.
+        // becomes a count of CASE WHEN f THEN 1 END. first_value/last_value and
+        // array_agg take NULL inputs, so they cannot be filtered that way.
         let filtered = match &params.filter {
             Some(f) => {
-                if matches!(kind, AggKind::FirstValue | AggKind::LastValue) {
+                if matches!(
+                    kind,
+                    AggKind::FirstValue | AggKind::LastValue | AggKind::ArrayAgg
+                ) {
                     return Err(unsupported(format!("{name}() with a FILTER clause")));
                 }
                 let v = value
@@ -1128,7 +1132,10 @@ impl StreamPlanner<'_> {
                 }
                 None
             }
-            (AggKind::FirstValue | AggKind::LastValue | AggKind::StringAgg, [o]) => Some(SortKey {
+            (
+                AggKind::FirstValue | AggKind::LastValue | AggKind::StringAgg | AggKind::ArrayAgg,
+                [o],
+            ) => Some(SortKey {
                 expr: self.phys(&o.expr, input)?,
                 desc: !o.asc,
                 nulls_first: o.nulls_first,

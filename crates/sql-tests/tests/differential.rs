@@ -364,6 +364,13 @@ const VIEWS: &[ViewSpec] = &[
         query: "SELECT DISTINCT ON (k) k, id, v, s FROM a ORDER BY k, id DESC",
         over_tables: None,
     },
+    // array_agg: ordered by a unique key, so the arrays equal the batch ones.
+    ViewSpec {
+        name: "a_arrays",
+        query: "SELECT k, array_agg(v ORDER BY id) AS vs, array_agg(s ORDER BY id DESC) AS ss \
+                FROM a GROUP BY k",
+        over_tables: None,
+    },
     // Window functions (an over-window node per PARTITION BY/ORDER BY). ROWS frames and
     // row_number() order by the unique id, so ties cannot make the answer depend on the
     // order rows are read in; RANGE frames and rank() treat ties as peers.

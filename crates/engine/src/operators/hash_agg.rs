@@ -96,7 +96,11 @@ fn needs_values(a: &AggCall) -> bool {
 /// Whether a value-table entry stores its value after the count (ordered aggregates,
 /// whose key starts with the ORDER BY value) rather than as its key.
 fn value_in_entry(a: &AggCall) -> bool {
-    a.order.is_some() || matches!(a.kind, AggKind::FirstValue | AggKind::LastValue)
+    a.order.is_some()
+        || matches!(
+            a.kind,
+            AggKind::FirstValue | AggKind::LastValue | AggKind::ArrayAgg
+        )
 }
 
 impl HashAgg {
@@ -390,6 +394,22 @@ impl HashAgg {
                     }
                     ScalarValue::Utf8(out)
                 }
+                (AggKind::ArrayAgg, _) => {
+                    let elem = a.arg_type.as_ref().ok_or_else(|| {
+                        EngineError::Internal("array_agg without an argument type".into())
+                    })?;
+                    let mut values = Vec::new();
+                    for (v, n) in self.scan_counted(state, i, gkey)? {
+                        for _ in 0..n {
+                            values.push(v.clone());
+                        }
+                    }
+                    if values.is_empty() {
+                        ScalarValue::try_from(&a.return_type)?
+                    } else {
+                        ScalarValue::List(ScalarValue::new_list_nullable(&values, elem))
+                    }
+                }
                 (AggKind::Percentile, _) => {
                     let p = match a.param.as_ref().map(|p| p.cast_to(&DataType::Float64)) {
                         Some(Ok(ScalarValue::Float64(Some(p)))) => p,
@@ -497,11 +517,13 @@ impl HashAgg {
                 agg_fold::fold(a, off, &self.acc_types, acc, args[i].as_ref(), w)?;
                 continue;
             }
-            if matches!(a.kind, AggKind::FirstValue | AggKind::LastValue)
-                || (a.kind == AggKind::StringAgg && a.order.is_some())
+            if matches!(
+                a.kind,
+                AggKind::FirstValue | AggKind::LastValue | AggKind::ArrayAgg
+            ) || (a.kind == AggKind::StringAgg && a.order.is_some())
             {
                 // Ordered: the key starts with the ORDER BY value, the value follows the
-                // count. first_value/last_value see NULL values too.
+                // count. first_value/last_value and array_agg see NULL values too.
                 let v = match &args[i] {
                     Some(v) if !(v.is_null() && a.kind == AggKind::StringAgg) => v,
                     Some(_) => continue,
