@@ -159,6 +159,8 @@ fn json_value(v: &serde_json::Value, dt: &DataType) -> Result<ScalarValue, Strin
             let ms = n.as_i64().ok_or_else(wrong)?;
             timestamp(ms.checked_mul(1000).ok_or_else(wrong)?, dt)
         }
+        // jsonb: any JSON value, as its canonical text.
+        (DataType::LargeUtf8, v) => ScalarValue::LargeUtf8(Some(freshet_storage::jsonb::text(v))),
         (DataType::Utf8, J::String(s)) => ScalarValue::Utf8(Some(s.clone())),
         (DataType::Utf8, other) => ScalarValue::Utf8(Some(other.to_string())),
         (DataType::List(f), J::Array(items)) => {
@@ -201,6 +203,7 @@ fn type_name(dt: &DataType) -> &'static str {
         DataType::Timestamp(_, Some(_)) => "timestamptz",
         DataType::Interval(_) => "interval",
         DataType::Binary => "bytea (base64)",
+        DataType::LargeUtf8 => "jsonb",
         DataType::List(_) => "an array",
         _ => "value",
     }
@@ -233,6 +236,7 @@ pub fn parse_text(s: &str, dt: &DataType) -> Result<ScalarValue, String> {
             ScalarValue::Decimal128(Some(parse_decimal(t, *scale).ok_or_else(bad)?), *p, *scale)
         }
         DataType::Utf8 => ScalarValue::Utf8(Some(s.to_string())),
+        DataType::LargeUtf8 => ScalarValue::LargeUtf8(Some(freshet_storage::jsonb::normalize(t)?)),
         DataType::Date32 => {
             let d = NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| bad())?;
             ScalarValue::Date32(Some((d - NaiveDate::default()).num_days() as i32))

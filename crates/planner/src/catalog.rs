@@ -27,6 +27,8 @@ pub enum SqlType {
     TimestampTz,
     Interval,
     Bytea,
+    /// Stored as its canonical text (`freshet_storage::jsonb`) in a `LargeUtf8` column.
+    Jsonb,
     /// A one-dimensional array (`INT[]`) of a type that is not an array.
     Array(Box<SqlType>),
 }
@@ -49,6 +51,7 @@ impl SqlType {
             }
             SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
             SqlType::Bytea => DataType::Binary,
+            SqlType::Jsonb => DataType::LargeUtf8,
             SqlType::Array(elem) => DataType::List(Arc::new(freshet_storage::codec::list_field(
                 &elem.to_arrow(),
             ))),
@@ -90,6 +93,7 @@ impl SqlType {
             D::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => SqlType::TimestampTz,
             D::Interval { .. } => SqlType::Interval,
             D::Bytea => SqlType::Bytea,
+            D::JSONB | D::JSON => SqlType::Jsonb,
             D::Array(
                 sqlparser::ast::ArrayElemTypeDef::SquareBracket(elem, _)
                 | sqlparser::ast::ArrayElemTypeDef::AngleBracket(elem),
@@ -126,6 +130,7 @@ impl SqlType {
             SqlType::TimestampTz => "timestamp with time zone".into(),
             SqlType::Interval => "interval".into(),
             SqlType::Bytea => "bytea".into(),
+            SqlType::Jsonb => "jsonb".into(),
             SqlType::Array(elem) => format!("{}[]", elem.pg_name()),
         }
     }

@@ -74,6 +74,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::guarded_udfs::register(&ctx);
     crate::dialect::register(&ctx);
     crate::pg_array_length::register(&ctx);
+    crate::jsonb::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx

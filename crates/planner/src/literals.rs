@@ -125,6 +125,10 @@ pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
             *e = rewritten;
             return ControlFlow::Continue(());
         }
+        if let Some(call) = jsonb_cast(e) {
+            *e = call;
+            return ControlFlow::Continue(());
+        }
         match e {
             Expr::TypedString(ts) if is_timestamp(&ts.data_type) => {
                 with_seconds_in(&mut ts.value.value);
@@ -223,6 +227,30 @@ fn long_date_trunc(e: &Expr) -> Option<Expr> {
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_expr())
         .ok()
+}
+
+/// `x::jsonb`, `CAST(x AS JSONB)`, `JSONB '…'` (and `json`) as a call of
+/// [`crate::jsonb::CAST_FUNCTION`], which reads and normalizes the text.
+fn jsonb_cast(e: &Expr) -> Option<Expr> {
+    let is_json = |t: &DataType| matches!(t, DataType::JSONB | DataType::JSON);
+    let arg = match e {
+        Expr::Cast {
+            expr, data_type, ..
+        } if is_json(data_type) => expr.as_ref().clone(),
+        Expr::TypedString(ts) if is_json(&ts.data_type) => Expr::Value(ts.value.clone()),
+        _ => return None,
+    };
+    let dialect = crate::sqlparser::dialect::PostgreSqlDialect {};
+    let mut call = crate::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&format!("{}(NULL)", crate::jsonb::CAST_FUNCTION))
+        .and_then(|mut p| p.parse_expr())
+        .ok()?;
+    if let Expr::Function(f) = &mut call {
+        if let FunctionArguments::List(list) = &mut f.args {
+            list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))];
+        }
+    }
+    Some(call)
 }
 
 fn is_timestamp(t: &DataType) -> bool {

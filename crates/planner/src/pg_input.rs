@@ -1,8 +1,9 @@
 //! Postgres' text input for the types DataFusion reads differently: arrays (`'{1,2,NULL}'`,
-//! which Arrow's cast would take as one element) and `bytea` (`'\\x0102'` hex, or the
-//! escape format), wherever a string becomes one: a literal cast (`'{a,b}'::text[]`, a
-//! value inserted into an array column, by the analyzer rule [`PgTextInput`]), and the
-//! casts DML, COPY and parameters make themselves ([`text_to`]).
+//! which Arrow's cast would take as one element), `bytea` (`'\\x0102'` hex, or the
+//! escape format) and `jsonb` (validated and normalized, `freshet_storage::jsonb`),
+//! wherever a string becomes one: a literal cast (`'{a,b}'::text[]`, a value inserted into
+//! an array column, by the analyzer rule [`PgTextInput`]), and the casts DML, COPY and
+//! parameters make themselves ([`text_to`]).
 
 use std::sync::Arc;
 
@@ -151,6 +152,9 @@ pub fn value_from_text(s: &str, to: &DataType) -> Option<Result<ScalarValue, Str
     match to {
         DataType::List(f) => Some(array_from_text(s, f.data_type())),
         DataType::Binary => Some(bytea_from_text(s).map(|b| ScalarValue::Binary(Some(b)))),
+        DataType::LargeUtf8 => {
+            Some(freshet_storage::jsonb::normalize(s).map(|j| ScalarValue::LargeUtf8(Some(j))))
+        }
         _ => None,
     }
 }
@@ -164,6 +168,12 @@ pub fn text_to(strings: &ArrayRef, to: &DataType) -> Option<Result<ArrayRef, Str
             text.iter()
                 .map(|s| s.map(bytea_from_text).transpose())
                 .collect::<Result<BinaryArray, _>>()
+                .map(|a| Arc::new(a) as ArrayRef),
+        ),
+        DataType::LargeUtf8 => Some(
+            text.iter()
+                .map(|s| s.map(freshet_storage::jsonb::normalize).transpose())
+                .collect::<Result<datafusion::arrow::array::LargeStringArray, _>>()
                 .map(|a| Arc::new(a) as ArrayRef),
         ),
         DataType::List(_) => Some((|| {

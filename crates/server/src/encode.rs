@@ -40,7 +40,8 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
         DataType::Decimal128(_, _) => Type::NUMERIC,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::VARCHAR,
+        DataType::Utf8 | DataType::Utf8View => Type::VARCHAR,
+        DataType::LargeUtf8 => Type::JSONB,
         DataType::Date32 => Type::DATE,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
@@ -69,6 +70,7 @@ fn array_type(elem: &Type) -> Type {
         Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
         Type::INTERVAL => Type::INTERVAL_ARRAY,
         Type::BYTEA => Type::BYTEA_ARRAY,
+        Type::JSONB => Type::JSONB_ARRAY,
         _ => Type::TEXT_ARRAY,
     }
 }
@@ -124,6 +126,8 @@ pub enum PgValue {
     Oid(u32),
     /// `bytea`.
     Bytes(Vec<u8>),
+    /// `jsonb`, as its text.
+    Jsonb(String),
     /// A one-dimensional array: the elements' type and values.
     Array(Type, Vec<PgValue>),
 }
@@ -176,6 +180,7 @@ impl ToSqlText for PgValue {
                 micros,
             } => pg_text::interval(*months, *days, *micros),
             PgValue::Oid(o) => o.to_string(),
+            PgValue::Jsonb(s) => s.clone(),
             // Postgres' default `bytea_output = hex`.
             PgValue::Bytes(b) => {
                 let mut s = String::with_capacity(2 + 2 * b.len());
@@ -251,6 +256,12 @@ impl ToSql for PgValue {
                 out.put_slice(b);
                 Ok(IsNull::No)
             }
+            // Binary jsonb: a version byte, then the text.
+            PgValue::Jsonb(s) => {
+                out.put_u8(1);
+                out.put_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
             PgValue::Array(elem, items) => {
                 // One dimension, lower bound 1: ndim, has-nulls, element OID, length, lbound,
                 // then each element as length + bytes (-1: NULL).
@@ -304,7 +315,6 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>, zone: &
             PgValue::Numeric(array.as_primitive::<Decimal128Type>().value(row), *s)
         }
         DataType::Utf8 => PgValue::Text(array.as_string::<i32>().value(row).to_string()),
-        DataType::LargeUtf8 => PgValue::Text(array.as_string::<i64>().value(row).to_string()),
         DataType::Utf8View => PgValue::Text(array.as_string_view().value(row).to_string()),
         DataType::Date32 => {
             let d = array.as_primitive::<Date32Type>().value(row);
@@ -350,6 +360,7 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>, zone: &
             }
         }
         DataType::Binary => PgValue::Bytes(array.as_binary::<i32>().value(row).to_vec()),
+        DataType::LargeUtf8 => PgValue::Jsonb(array.as_string::<i64>().value(row).to_string()),
         DataType::LargeBinary => PgValue::Bytes(array.as_binary::<i64>().value(row).to_vec()),
         DataType::BinaryView => PgValue::Bytes(array.as_binary_view().value(row).to_vec()),
         DataType::List(f) => {

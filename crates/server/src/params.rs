@@ -51,6 +51,19 @@ pub fn decode(
             let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
             ScalarValue::Binary(Some(freshet_planner::pg_input::bytea_from_text(text)?))
         }
+        // jsonb: validated and normalized; in binary after a version byte.
+        (None, binary)
+            if matches!(*pg, Type::JSONB | Type::JSON) || target == Some(&DataType::LargeUtf8) =>
+        {
+            let bytes = match (binary, *pg == Type::JSONB) {
+                (true, true) => bytes
+                    .strip_prefix(&[1])
+                    .ok_or("unsupported jsonb version")?,
+                _ => bytes,
+            };
+            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+            ScalarValue::LargeUtf8(Some(freshet_storage::jsonb::normalize(text)?))
+        }
         (None, false) => ScalarValue::Utf8(Some(
             String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?,
         )),

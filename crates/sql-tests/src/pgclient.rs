@@ -576,6 +576,15 @@ fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result
         Type::INTERVAL => get::<Raw>(row, i)?
             .map(|r| decode_interval(&r.0))
             .transpose()?,
+        // Binary jsonb: a version byte (1), then the text.
+        Type::JSONB => get::<Raw>(row, i)?
+            .map(|r| match r.0.split_first() {
+                Some((1, text)) => Ok(String::from_utf8_lossy(text).into_owned()),
+                _ => Err(DbError(format!(
+                    "column {i}: a jsonb value without version 1"
+                ))),
+            })
+            .transpose()?,
         Type::OID | Type::REGCLASS | Type::REGTYPE | Type::REGPROC => {
             get::<u32>(row, i)?.map(|v| v.to_string())
         }

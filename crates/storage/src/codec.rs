@@ -27,6 +27,8 @@ pub fn is_storable(dt: &DataType) -> bool {
             | DataType::Float64
             | DataType::Decimal128(_, _)
             | DataType::Utf8
+            // jsonb (see `crate::jsonb`)
+            | DataType::LargeUtf8
             | DataType::Date32
             | DataType::Timestamp(TimeUnit::Microsecond, _)
             | DataType::Interval(IntervalUnit::MonthDayNano)
@@ -48,7 +50,7 @@ pub fn storable_type(dt: &DataType) -> Option<DataType> {
         return Some(dt.clone());
     }
     Some(match dt {
-        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::Utf8View => DataType::Utf8,
         DataType::Int8 | DataType::UInt8 => DataType::Int16,
         DataType::UInt16 => DataType::Int32,
         DataType::UInt32 => DataType::Int64,

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 mod buffer;
 pub mod codec;
 mod entry_count;
+pub mod jsonb;
 pub mod keys;
 
 pub use entry_count::{scan_count as scan_state_entries, state_entries};

@@ -230,7 +230,8 @@ pub fn oid_of(dt: &DataType) -> u32 {
         DataType::Float16 | DataType::Float32 => 700,
         DataType::Float64 => 701,
         DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => 1700,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 1043,
+        DataType::Utf8 | DataType::Utf8View => 1043,
+        DataType::LargeUtf8 => 3802,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => 17,
         DataType::Date32 | DataType::Date64 => 1082,
         DataType::Time32(_) | DataType::Time64(_) => 1083,
@@ -280,6 +281,7 @@ pub fn arrow_of(oid: u32) -> Option<DataType> {
         1114 => DataType::Timestamp(TimeUnit::Microsecond, None),
         1186 => DataType::Interval(IntervalUnit::MonthDayNano),
         17 => DataType::Binary,
+        3802 | 114 => DataType::LargeUtf8,
         25 | 19 | 18 | 1043 | 1042 => DataType::Utf8,
         _ => return None,
     })
