@@ -249,14 +249,27 @@ fn walk<'a>(mut j: &'a Value, steps: &[String]) -> Option<&'a Value> {
     Some(j)
 }
 
-/// `a @> b`, as Postgres defines jsonb containment.
+/// `a @> b`, as Postgres defines jsonb containment: a bare scalar is contained in an
+/// array holding it only at the top level.
 fn contains(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), v) if !v.is_object() && !v.is_array() => x.iter().any(|av| av == v),
+        _ => contained(a, b),
+    }
+}
+
+fn contained(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => y
             .iter()
-            .all(|(k, v)| x.get(k).is_some_and(|av| contains(av, v))),
-        (Value::Array(x), Value::Array(y)) => y.iter().all(|v| x.iter().any(|av| contains(av, v))),
-        (Value::Array(x), v) if !v.is_object() => x.iter().any(|av| av == v),
+            .all(|(k, v)| x.get(k).is_some_and(|av| contained(av, v))),
+        (Value::Array(x), Value::Array(y)) => y.iter().all(|v| {
+            x.iter().any(|av| {
+                // Containers match containers, scalars equal scalars.
+                (av.is_array() || av.is_object()) == (v.is_array() || v.is_object())
+                    && contained(av, v)
+            })
+        }),
         (x, y) => x == y,
     }
 }
@@ -317,6 +330,29 @@ fn f_extract_text(a: &[ScalarValue]) -> Result<ScalarValue, String> {
         return Ok(ScalarValue::Utf8(None));
     };
     Ok(text(walk(&j, &p)))
+}
+
+/// `a || b`: objects merged (the right one's keys win), arrays concatenated, a scalar
+/// taken as a one-element array.
+fn f_concat(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    let (Some(x), Some(y)) = (doc(&a[0])?, doc(&a[1])?) else {
+        return Ok(ScalarValue::LargeUtf8(None));
+    };
+    Ok(jsonb(Some(match (x, y) {
+        (Value::Object(mut l), Value::Object(r)) => {
+            l.extend(r);
+            Value::Object(l)
+        }
+        (l, r) => {
+            let items = |v: Value| match v {
+                Value::Array(items) => items,
+                other => vec![other],
+            };
+            let mut out = items(l);
+            out.extend(items(r));
+            Value::Array(out)
+        }
+    })))
 }
 
 fn f_contains(a: &[ScalarValue]) -> Result<ScalarValue, String> {
@@ -417,6 +453,7 @@ pub fn register(ctx: &SessionContext) {
         path_text: udf("jsonb_get_path_text", Some(2), text, f_path_text),
         contains: udf("jsonb_contains", Some(2), DataType::Boolean, f_contains),
         exists: udf("jsonb_exists", Some(2), DataType::Boolean, f_exists),
+        concat: udf("jsonb_concat", Some(2), DataType::LargeUtf8, f_concat),
     };
     use datafusion::execution::FunctionRegistry;
     if let Err(e) = ctx
@@ -437,6 +474,7 @@ struct JsonbOperators {
     path_text: Arc<ScalarUDF>,
     contains: Arc<ScalarUDF>,
     exists: Arc<ScalarUDF>,
+    concat: Arc<ScalarUDF>,
 }
 
 fn call(f: &Arc<ScalarUDF>, args: Vec<Expr>) -> Expr {
@@ -463,6 +501,12 @@ impl ExprPlanner for JsonbOperators {
             BinaryOperator::AtArrow if json(&lt) => call(&self.contains, vec![l, r]),
             BinaryOperator::ArrowAt if json(&rt) => call(&self.contains, vec![r, l]),
             BinaryOperator::Question if json(&lt) => call(&self.exists, vec![l, r]),
+            BinaryOperator::StringConcat if json(&lt) && (json(&rt) || stringy(&rt)) => {
+                call(&self.concat, vec![l, r])
+            }
+            BinaryOperator::StringConcat if json(&rt) && stringy(&lt) => {
+                call(&self.concat, vec![l, r])
+            }
             _ => return Ok(PlannerResult::Original(expr)),
         };
         Ok(PlannerResult::Planned(planned))

@@ -43,7 +43,7 @@ pub fn parse_array_text(s: &str) -> Result<Vec<Option<String>>, String> {
                 match chars.next() {
                     Some('\\') => item.push(chars.next().ok_or_else(bad)?),
                     Some('"') => break,
-                    Some('{') | None => return Err(bad()),
+                    None => return Err(bad()),
                     Some(c) => item.push(c),
                 }
             }
@@ -70,6 +70,9 @@ pub fn parse_array_text(s: &str) -> Result<Vec<Option<String>>, String> {
                 }
             }
             item = item.trim_end().to_string();
+            if item.is_empty() {
+                return Err(bad());
+            }
         }
         out.push(if !quoted && item.eq_ignore_ascii_case("null") {
             None
@@ -91,6 +94,9 @@ pub fn array_from_text(s: &str, elem: &DataType) -> Result<ScalarValue, String> 
         .into_iter()
         .map(|item| match item {
             None => ScalarValue::try_from(elem).map_err(|e| e.to_string()),
+            Some(t) if matches!(elem, DataType::Binary | DataType::LargeUtf8) => {
+                value_from_text(&t, elem).unwrap_or_else(|| Err(String::new()))
+            }
             Some(t) => ScalarValue::Utf8(Some(t.clone()))
                 .cast_to(elem)
                 .map_err(|_| {
@@ -162,6 +168,21 @@ pub fn value_from_text(s: &str, to: &DataType) -> Option<Result<ScalarValue, Str
 /// `strings` read as `to` the way Postgres reads them (see [`value_from_text`]); `None`
 /// when they are not strings or `to` is read as Arrow reads it.
 pub fn text_to(strings: &ArrayRef, to: &DataType) -> Option<Result<ArrayRef, String>> {
+    if !matches!(
+        to,
+        DataType::List(_) | DataType::Binary | DataType::LargeUtf8
+    ) {
+        return None;
+    }
+    let cast;
+    let strings = match strings.data_type() {
+        DataType::Utf8 => strings,
+        DataType::Utf8View | DataType::LargeUtf8 => {
+            cast = datafusion::arrow::compute::cast(strings, &DataType::Utf8).ok()?;
+            &cast
+        }
+        _ => return None,
+    };
     let text = strings.as_any().downcast_ref::<StringArray>()?;
     match to {
         DataType::Binary => Some(

@@ -142,12 +142,18 @@ pub fn encode_value(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), StorageErr
     Ok(())
 }
 
+/// An array's elements: each present one after `0x01`, each NULL as `0x02` (NULLs sort
+/// after values, as Postgres orders array elements), then `0x00`.
 fn encode_elements(values: &ArrayRef, out: &mut Vec<u8>) -> Result<(), StorageError> {
     for i in 0..values.len() {
-        out.push(1);
         let v = ScalarValue::try_from_array(values, i)
             .map_err(|e| StorageError::Unsupported(e.to_string()))?;
-        encode_value(&v, out)?;
+        if v.is_null() {
+            out.push(2);
+        } else {
+            out.push(1);
+            encode_value(&v, out)?;
+        }
     }
     out.push(0);
     Ok(())
@@ -380,6 +386,9 @@ impl<'a> Decoder<'a> {
                     match self.take(1)?[0] {
                         0 => break,
                         1 => values.push(self.value(f.data_type())?),
+                        2 => values.push(ScalarValue::try_from(f.data_type()).map_err(|e| {
+                            StorageError::Corrupt(format!("null of {}: {e}", f.data_type()))
+                        })?),
                         _ => return Err(StorageError::Corrupt("bad array element".into())),
                     }
                 }
@@ -543,16 +552,18 @@ mod tests {
         ScalarValue::List(ScalarValue::new_list(&values, &DataType::Int32, true))
     }
 
-    /// Arrays sort element by element, a prefix first, as Postgres orders them.
+    /// Arrays sort element by element, a prefix first, NULL elements last, as Postgres
+    /// orders them.
     #[test]
     fn arrays_keep_their_order_and_types() {
-        let arrays: [&[Option<i32>]; 6] = [
+        let arrays: [&[Option<i32>]; 7] = [
             &[],
-            &[None],
             &[Some(-1)],
             &[Some(1)],
             &[Some(1), Some(2)],
+            &[Some(1), None],
             &[Some(2)],
+            &[None],
         ];
         for w in arrays.windows(2) {
             assert!(enc(int_list(w[0])) < enc(int_list(w[1])), "{w:?}");

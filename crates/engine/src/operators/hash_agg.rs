@@ -95,6 +95,15 @@ fn needs_values(a: &AggCall) -> bool {
 
 /// Whether a value-table entry stores its value after the count (ordered aggregates,
 /// whose key starts with the ORDER BY value) rather than as its key.
+/// `v` in the type it is stored as (a `UInt64` as `Int64`, a nanosecond timestamp in
+/// microseconds: `codec::storable_type`).
+fn storable(v: &ScalarValue) -> Result<ScalarValue, EngineError> {
+    Ok(match codec::storable_type(&v.data_type()) {
+        Some(t) if t != v.data_type() && !v.is_null() => v.cast_to(&t)?,
+        _ => v.clone(),
+    })
+}
+
 fn value_in_entry(a: &AggCall) -> bool {
     a.order.is_some()
         || matches!(
@@ -301,7 +310,15 @@ impl HashAgg {
         } else {
             key
         };
-        Ok((Decoder::new(bytes).value(arg_type)?, count))
+        // Stored in the type a value of `arg_type` is stored as (see `storable`).
+        let stored = codec::storable_type(arg_type).unwrap_or_else(|| arg_type.clone());
+        let v = Decoder::new(bytes).value(&stored)?;
+        let v = if &stored != arg_type && !v.is_null() {
+            v.cast_to(arg_type)?
+        } else {
+            v
+        };
+        Ok((v, count))
     }
 
     fn first_value(
@@ -537,7 +554,7 @@ impl HashAgg {
                     super::encode_sort_value(ov, o.desc, o.nulls_first, &mut key)?;
                 }
                 let mut vbytes = Vec::new();
-                codec::encode_value(v, &mut vbytes)?;
+                codec::encode_value(&storable(v)?, &mut vbytes)?;
                 key.extend_from_slice(&vbytes);
                 let key = table.key2(gkey, &key);
                 let old = match state.get(&key)? {
@@ -582,7 +599,7 @@ impl HashAgg {
             if self.values[i].is_some() {
                 // Summed over the group's rows in the chunk first (see `add_values`).
                 let mut vk = Vec::new();
-                codec::encode_value(v, &mut vk)?;
+                codec::encode_value(&storable(v)?, &mut vk)?;
                 *self.pending.entry((i, vk)).or_insert(0) += w;
                 continue;
             }

@@ -99,13 +99,17 @@ fn rewrite_node(
         next.set(n + 1);
         let alias = format!("__scalar_{n}");
         let sub = rewrite(s.subquery.as_ref().clone(), next)?;
-        let sub = LogicalPlanBuilder::from(sub)
-            .alias(alias.as_str())?
-            .build()?;
-        let [field] = sub.schema().fields().iter().collect::<Vec<_>>()[..] else {
+        let [(qualifier, field)] = sub.schema().iter().collect::<Vec<_>>()[..] else {
             return Err(unsupported("a scalar subquery with more than one column"));
         };
-        let column = Expr::Column(Column::new(Some(alias.as_str()), field.name()));
+        // A name of its own: the subquery's (`max(price)`) may be the outer query's too.
+        let value = format!("{alias}_value");
+        let own = Expr::Column(Column::from((qualifier, field))).alias(value.as_str());
+        let sub = LogicalPlanBuilder::from(sub)
+            .project(vec![own])?
+            .alias(alias.as_str())?
+            .build()?;
+        let column = Expr::Column(Column::new(Some(alias.as_str()), value));
         joined = LogicalPlan::Join(Join::try_new(
             Arc::new(joined),
             Arc::new(sub),
