@@ -154,6 +154,29 @@ pub struct ColumnDef {
     pub not_null: bool,
 }
 
+/// RisingWave's `ON CONFLICT` clause of a table: what an INSERT of a key the table holds
+/// does (instead of failing with `23505`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnConflictMode {
+    /// `OVERWRITE` (also `DO UPDATE FULL`): the new row replaces the old.
+    Overwrite,
+    /// `IGNORE` (also `DO NOTHING`): the old row stays.
+    Ignore,
+    /// `DO UPDATE IF NOT NULL`: the new row's non-NULL values replace the old ones.
+    UpdateNonNull,
+}
+
+impl OnConflictMode {
+    /// The clause as `SHOW CREATE TABLE` writes it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            OnConflictMode::Overwrite => "ON CONFLICT OVERWRITE",
+            OnConflictMode::Ignore => "ON CONFLICT IGNORE",
+            OnConflictMode::UpdateNonNull => "ON CONFLICT DO UPDATE IF NOT NULL",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableDef {
     pub id: u64,
@@ -170,6 +193,9 @@ pub struct TableDef {
     /// `APPEND ONLY`: no UPDATE or DELETE (required with a watermark).
     #[serde(default)]
     pub append_only: bool,
+    /// `ON CONFLICT …`: how plain INSERTs and COPY treat a key the table holds.
+    #[serde(default)]
+    pub on_conflict: Option<OnConflictMode>,
 }
 
 /// A topic feeding a table: `FORMAT UPSERT` (the message key is the primary key, a later

@@ -125,6 +125,12 @@ pub fn register(
 /// Binds a parsed statement into DataFusion's logical plan (unoptimized).
 pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan, PlannerError> {
     let mut stmt = stmt.clone();
+    // An INSERT's ON CONFLICT (and the alias it names the table by) is resolved by the
+    // server; DataFusion plans the rows to insert.
+    if let Statement::Insert(insert) = &mut stmt {
+        insert.on = None;
+        insert.table_alias = None;
+    }
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     crate::using_join::rewrite(&mut stmt)?;
     crate::select_subqueries::rewrite(&mut stmt);

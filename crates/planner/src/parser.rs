@@ -526,6 +526,8 @@ pub struct CreateSource {
     pub watermark: Option<(Ident, crate::sqlparser::ast::Expr)>,
     /// `APPEND ONLY` (tables): rows are only ever inserted.
     pub append_only: bool,
+    /// `ON CONFLICT …` (tables).
+    pub on_conflict: Option<crate::catalog::OnConflictMode>,
 }
 
 /// `CREATE SINK`'s parts, as written.
@@ -639,7 +641,7 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
 }
 
 /// Whether the `CREATE TABLE` ahead uses Freshet's table extensions: a `WATERMARK FOR`
-/// clause in its column list or `APPEND ONLY` after it.
+/// clause in its column list, or `APPEND ONLY` or `ON CONFLICT …` after it.
 fn has_table_extension(parser: &Parser) -> bool {
     let mut depth = 0i32;
     for i in 0.. {
@@ -655,18 +657,22 @@ fn has_table_extension(parser: &Parser) -> bool {
             Token::Word(_) if depth == 0 && word(i, "APPEND") && word(i + 1, "ONLY") => {
                 return true
             }
+            Token::Word(_) if depth == 0 && word(i, "ON") && word(i + 1, "CONFLICT") => {
+                return true
+            }
             _ => {}
         }
     }
     false
 }
 
-/// `[IF NOT EXISTS] name (columns …) [APPEND ONLY]`, after `CREATE TABLE`.
+/// `[IF NOT EXISTS] name (columns …) [APPEND ONLY] [ON CONFLICT …]`, after `CREATE TABLE`.
 fn parse_create_table_ext(parser: &mut Parser) -> Result<CreateSource, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
     let (columns, constraints, watermark) = parse_columns(parser)?;
     let append_only = parse_append_only(parser)?;
+    let on_conflict = parse_on_conflict(parser)?;
     Ok(CreateSource {
         name,
         if_not_exists,
@@ -679,7 +685,44 @@ fn parse_create_table_ext(parser: &mut Parser) -> Result<CreateSource, ParserErr
         encode_options: Vec::new(),
         watermark,
         append_only,
+        on_conflict,
     })
+}
+
+/// RisingWave's `ON CONFLICT {OVERWRITE | IGNORE | DO NOTHING | DO UPDATE FULL | DO UPDATE
+/// IF NOT NULL}` of a table.
+fn parse_on_conflict(
+    parser: &mut Parser,
+) -> Result<Option<crate::catalog::OnConflictMode>, ParserError> {
+    use crate::catalog::OnConflictMode;
+    if !peek_words(parser, &["ON", "CONFLICT"]) {
+        return Ok(None);
+    }
+    parser.next_token();
+    parser.next_token();
+    let forms: [(&[&str], OnConflictMode); 5] = [
+        (&["OVERWRITE"], OnConflictMode::Overwrite),
+        (&["IGNORE"], OnConflictMode::Ignore),
+        (&["DO", "NOTHING"], OnConflictMode::Ignore),
+        (&["DO", "UPDATE", "FULL"], OnConflictMode::Overwrite),
+        (
+            &["DO", "UPDATE", "IF", "NOT", "NULL"],
+            OnConflictMode::UpdateNonNull,
+        ),
+    ];
+    for (words, mode) in forms {
+        if peek_words(parser, words) {
+            for _ in words {
+                parser.next_token();
+            }
+            return Ok(Some(mode));
+        }
+    }
+    Err(ParserError::ParserError(format!(
+        "Expected: OVERWRITE, IGNORE, DO NOTHING, DO UPDATE FULL or DO UPDATE IF NOT NULL \
+         after ON CONFLICT, found: {}",
+        parser.peek_token().token
+    )))
 }
 
 fn parse_append_only(parser: &mut Parser) -> Result<bool, ParserError> {
@@ -953,6 +996,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
         encode_options,
         watermark,
         append_only,
+        on_conflict: None,
     })
 }
 

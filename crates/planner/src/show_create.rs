@@ -227,6 +227,10 @@ fn table(t: &TableDef, redact: bool) -> String {
     if t.append_only {
         s.push_str(" APPEND ONLY");
     }
+    if let Some(mode) = t.on_conflict {
+        s.push(' ');
+        s.push_str(mode.sql());
+    }
     if let Some(TableFeed {
         topic,
         properties,

@@ -77,6 +77,12 @@ pub enum ServerError {
     /// `22P02`
     #[error("{0}")]
     InvalidText(String),
+    /// `42P10`: an ON CONFLICT target that is no key.
+    #[error("{0}")]
+    InvalidColumnReference(String),
+    /// `21000`: ON CONFLICT DO UPDATE meeting one row twice.
+    #[error("{0}")]
+    CardinalityViolation(String),
     /// `53200`
     #[error("out of memory: {0}")]
     OutOfMemory(String),
@@ -167,6 +173,8 @@ impl ServerError {
             ServerError::UndefinedSavepoint(_) => ("3B001", None, None),
             ServerError::BadCopyData(_) => ("22P04", None, None),
             ServerError::InvalidText(_) => ("22P02", None, None),
+            ServerError::InvalidColumnReference(_) => ("42P10", None, None),
+            ServerError::CardinalityViolation(_) => ("21000", None, None),
             ServerError::OutOfMemory(_) => ("53200", None, None),
             ServerError::DuplicateCursor(_) => ("42P03", None, None),
             ServerError::UndefinedCursor(_) => ("34000", None, None),

@@ -53,6 +53,7 @@ mod query;
 mod subscribe;
 mod system_tables;
 mod transaction;
+mod upsert;
 mod vars;
 
 pub use db::Db;

@@ -88,6 +88,14 @@ impl Session {
                     .into(),
             ));
         }
+        let on_conflict = ext.and_then(|cs| cs.on_conflict);
+        if on_conflict.is_some() && (pk.is_empty() || append_only) {
+            return Err(ServerError::Unsupported(
+                "ON CONFLICT on a table without a PRIMARY KEY or APPEND ONLY (no key can \
+                 conflict)"
+                    .into(),
+            ));
+        }
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
         let def = TableDef {
@@ -98,6 +106,7 @@ impl Session {
             feed: None,
             watermark,
             append_only,
+            on_conflict,
         };
         self.add_table(next, def).await
     }
@@ -152,6 +161,7 @@ impl Session {
             append_only: !feed.upsert,
             feed: Some(feed),
             watermark,
+            on_conflict: None,
         };
         let check_def = def.clone();
         tokio::task::spawn_blocking(move || crate::sources::check_table(&check_def))

@@ -17,6 +17,7 @@ use freshet_planner::sqlparser::ast::{
 use freshet_planner::PlannerError;
 
 use super::query::{cast_batch, cast_column, with_params};
+use super::upsert::OnConflict;
 use super::{object_name, relation_name, Output, Session};
 use crate::error::{Result, ServerError};
 
@@ -89,9 +90,9 @@ impl Session {
         insert: &ast::Insert,
         params: &[ScalarValue],
     ) -> Result<Output> {
-        if insert.on.is_some() || insert.returning.is_some() {
+        if insert.returning.is_some() {
             return Err(ServerError::Unsupported(
-                "INSERT … ON CONFLICT / RETURNING is not supported yet".into(),
+                "INSERT … RETURNING is not supported yet".into(),
             ));
         }
         let ast::TableObject::TableName(name) = &insert.table else {
@@ -100,6 +101,15 @@ impl Session {
             ));
         };
         let table = self.writable_table(name)?;
+        let alias = match &insert.table_alias {
+            Some(a) => freshet_planner::naming::ident_name(&a.alias),
+            None => table.name.clone(),
+        };
+        let on_conflict = match (&insert.on, table.on_conflict) {
+            (Some(on), _) => Some(OnConflict::of_insert(on, &table, &alias, params)?),
+            (None, Some(mode)) => Some(OnConflict::of_table(mode)),
+            (None, None) => None,
+        };
         let reads_tables = referenced_tables(stmt).len() > 1
             || insert
                 .source
@@ -158,6 +168,13 @@ impl Session {
                 ))
             }
         };
+        if let Some(on) = &on_conflict {
+            let n = self.upsert(Some(&ctx), &table, &batches, on).await?;
+            return Ok(Output::Command {
+                tag: "INSERT 0".into(),
+                rows: Some(n),
+            });
+        }
         let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         let late = self.write(&table, vec![], batches).await?;
         Ok(Output::Command {
