@@ -654,6 +654,23 @@ impl StreamNode {
         })
     }
 
+    /// EXPLAIN's line for the partition column a node's groups close by, if any.
+    fn fmt_window_key(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        pad: &str,
+        partition: &[PhysExpr],
+    ) -> fmt::Result {
+        match self.window_key() {
+            Some((k, _)) => writeln!(
+                f,
+                "{pad}  window_key={} (state freed when the watermark passes)",
+                partition[k]
+            ),
+            None => Ok(()),
+        }
+    }
+
     fn fmt_indent(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         let pad = "  ".repeat(depth);
         match self {
@@ -810,13 +827,7 @@ impl StreamNode {
                     p.join(", "),
                     o.join(", ")
                 )?;
-                if let Some((k, _)) = self.window_key() {
-                    writeln!(
-                        f,
-                        "{pad}  window_key={} (state freed when the watermark passes)",
-                        partition[k]
-                    )?;
-                }
+                self.fmt_window_key(f, &pad, partition)?;
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::OverWindow {
@@ -837,13 +848,7 @@ impl StreamNode {
                     p.join(", "),
                     o.join(", ")
                 )?;
-                if let Some((k, _)) = self.window_key() {
-                    writeln!(
-                        f,
-                        "{pad}  window_key={} (state freed when the watermark passes)",
-                        partition[k]
-                    )?;
-                }
+                self.fmt_window_key(f, &pad, partition)?;
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::Unnest { input, lists, .. } => {

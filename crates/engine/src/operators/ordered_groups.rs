@@ -226,6 +226,24 @@ impl OrderedGroups {
     }
 }
 
+/// The changes from multiset `before` to multiset `after`: each element whose count
+/// differs, with the difference, in order.
+pub(crate) fn multiset_diff<K: std::hash::Hash + Ord>(
+    before: Vec<K>,
+    after: Vec<K>,
+) -> Vec<(K, i64)> {
+    let mut diff: std::collections::HashMap<K, i64> = std::collections::HashMap::new();
+    for e in before {
+        *diff.entry(e).or_default() -= 1;
+    }
+    for e in after {
+        *diff.entry(e).or_default() += 1;
+    }
+    let mut diff: Vec<_> = diff.into_iter().filter(|(_, w)| *w != 0).collect();
+    diff.sort();
+    diff
+}
+
 fn decode_value(v: &[u8]) -> Result<(i64, usize), EngineError> {
     let bad = || EngineError::Internal("bad ordered-row state value".into());
     let count = i64::from_be_bytes(v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);

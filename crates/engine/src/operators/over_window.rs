@@ -13,7 +13,6 @@
 //! Rows equal in the ORDER BY columns are put in the order of their encoded values, so
 //! `ROWS` frames and `row_number()` over ties give the same answer every time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -21,7 +20,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_plan::WindowExpr;
 use freshet_storage::Txn;
 
-use super::ordered_groups::OrderedGroups;
+use super::ordered_groups::{multiset_diff, OrderedGroups};
 use crate::chunk::{rows_to_batch, Chunk, Row, RowFormat};
 use crate::operator::Operator;
 use crate::plan::{PhysExpr, SortKey};
@@ -135,16 +134,7 @@ impl Operator for OverWindow {
             let before = self.outputs(state, &g)?;
             self.groups.apply(state, &g, changes)?;
             let after = self.outputs(state, &g)?;
-            let mut diff: HashMap<Vec<u8>, i64> = HashMap::new();
-            for r in before {
-                *diff.entry(r).or_default() -= 1;
-            }
-            for r in after {
-                *diff.entry(r).or_default() += 1;
-            }
-            let mut diff: Vec<_> = diff.into_iter().filter(|(_, w)| *w != 0).collect();
-            diff.sort();
-            for (row, w) in diff {
+            for (row, w) in multiset_diff(before, after) {
                 out_rows.push(self.out_format.decode(&row)?);
                 weights.push(w);
             }

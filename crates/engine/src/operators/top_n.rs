@@ -8,13 +8,11 @@
 //! top N) are retracted and re-emitted. Ties under `row_number()` are broken by the
 //! encoded row, so the result is deterministic.
 
-use std::collections::HashMap;
-
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use freshet_storage::Txn;
 
-use super::ordered_groups::OrderedGroups;
+use super::ordered_groups::{multiset_diff, OrderedGroups};
 use crate::chunk::{Chunk, Row};
 use crate::operator::Operator;
 use crate::plan::{RankKind, SortKey};
@@ -126,16 +124,7 @@ impl Operator for TopN {
             self.groups.apply(state, &g, changes)?;
             let after = self.top(state, &g)?;
             // Multiset difference of (row, rank).
-            let mut diff: HashMap<(Vec<u8>, u64), i64> = HashMap::new();
-            for e in before {
-                *diff.entry(e).or_default() -= 1;
-            }
-            for e in after {
-                *diff.entry(e).or_default() += 1;
-            }
-            let mut diff: Vec<_> = diff.into_iter().filter(|(_, w)| *w != 0).collect();
-            diff.sort();
-            for ((row, rank), w) in diff {
+            for ((row, rank), w) in multiset_diff(before, after) {
                 out_rows.push(self.output_row(&row, rank)?);
                 weights.push(w);
             }
