@@ -92,7 +92,11 @@ impl Session {
                     }
                     _ => bind(&ctx, &s).await?,
                 };
-                let types = param_types(&plan)?;
+                let mut types = param_types(&plan)?;
+                if let (Statement::Insert(insert), Some(target)) = (&s, dml_target(&s)) {
+                    let table = self.writable_table(target)?;
+                    super::upsert::add_param_types(insert, &table, &mut types);
+                }
                 let schema = match s {
                     Statement::Query(_) | Statement::Explain { .. } => Some(
                         self.db

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use datafusion::arrow::array::{Array, BooleanArray};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ScalarValue};
@@ -101,6 +101,13 @@ impl OnConflict {
         }
         Ok(match &c.action {
             ast::OnConflictAction::DoNothing => OnConflict::Nothing,
+            ast::OnConflictAction::DoUpdate(_) if table.append_only => {
+                return Err(ServerError::Unsupported(format!(
+                    "ON CONFLICT DO UPDATE on the APPEND ONLY table \"{}\" (its rows are never \
+                     replaced; DO NOTHING is allowed)",
+                    table.name
+                )))
+            }
             ast::OnConflictAction::DoUpdate(u) => {
                 if c.conflict_target.is_none() {
                     return Err(ServerError::Planner(PlannerError::Syntax {
@@ -118,6 +125,12 @@ impl OnConflict {
                         ));
                     };
                     let idx = table.column_index(&object_name(col))?;
+                    if assignments.iter().any(|(i, _)| *i == idx) {
+                        return Err(ServerError::Unsupported(format!(
+                            "multiple assignments to same column \"{}\"",
+                            table.columns[idx].name
+                        )));
+                    }
                     if table.pk.contains(&idx) {
                         return Err(ServerError::Unsupported(format!(
                             "ON CONFLICT DO UPDATE of a primary key column \"{}\"",
@@ -172,7 +185,10 @@ impl Session {
             let deletes = rows_to_batch(schema.clone(), &deletes)?;
             let inserts = rows_to_batch(schema.clone(), &inserts)?;
             match self.write(table, vec![deletes], vec![inserts]).await {
-                Err(ServerError::Engine(EngineError::Conflict)) if attempt < 20 => attempt += 1,
+                // A row changed, or a key was inserted, since the rows were read.
+                Err(ServerError::Engine(
+                    EngineError::Conflict | EngineError::DuplicateKey { .. },
+                )) if attempt < 20 => attempt += 1,
                 Err(e) => return Err(e),
                 Ok(late) => return Ok(n.saturating_sub(late as usize)),
             }
@@ -187,6 +203,26 @@ impl Session {
             .map(|r| table.pk.iter().map(|&i| r[i].clone()).collect::<Row>())
             .filter(|k: &Row| k.iter().all(|v| !v.is_null()))
             .collect();
+        if keys.len() > LOOKUP_BATCH {
+            // Many keys: one read of the table (an OR of keys is no key range).
+            let wanted: std::collections::HashSet<Vec<u8>> = rows
+                .iter()
+                .map(|r| key_of(table, r))
+                .collect::<Result<_>>()?;
+            for b in self
+                .select(&format!("SELECT * FROM {}", quoted(&table.name)), &[])
+                .await?
+            {
+                let b = super::query::cast_batch(&b, &table.schema())?;
+                for row in batch_rows(&b)? {
+                    let key = key_of(table, &row)?;
+                    if wanted.contains(&key) {
+                        out.insert(key, row);
+                    }
+                }
+            }
+            return Ok(out);
+        }
         for chunk in keys.chunks(LOOKUP_BATCH) {
             let mut params = Vec::new();
             let mut conds = Vec::new();
@@ -235,6 +271,11 @@ impl Session {
         let mut updates: Vec<(Row, Row, usize)> = Vec::new();
         let mut n = 0;
         for row in new_rows {
+            if table.pk.iter().any(|&i| row[i].is_null()) {
+                // The write refuses it (23502).
+                inserts.push(row.clone());
+                continue;
+            }
             let key = key_of(table, row)?;
             if let Some(&at) = placed.get(&key) {
                 // The same key twice in one statement.
@@ -285,12 +326,26 @@ impl Session {
             }
             if !dropped.is_empty() {
                 n -= dropped.len();
-                let gone: Vec<Row> = dropped.iter().map(|&at| inserts[at].clone()).collect();
-                deletes.retain(|d| !gone.contains(d));
-                let mut k = 0;
+                // A dropped row's placeholder is its old row, deleted and inserted again.
+                let gone: std::collections::HashSet<usize> = dropped.into_iter().collect();
+                let mut unchanged: HashMap<Vec<u8>, usize> = HashMap::new();
+                for &at in &gone {
+                    *unchanged.entry(key_of(table, &inserts[at])?).or_default() += 1;
+                }
+                deletes.retain(|d| match key_of(table, d) {
+                    Ok(k) => match unchanged.get_mut(&k) {
+                        Some(c) if *c > 0 => {
+                            *c -= 1;
+                            false
+                        }
+                        _ => true,
+                    },
+                    Err(_) => true,
+                });
+                let mut at = 0;
                 inserts.retain(|_| {
-                    k += 1;
-                    !dropped.contains(&(k - 1))
+                    at += 1;
+                    !gone.contains(&(at - 1))
                 });
             }
         }
@@ -338,15 +393,18 @@ fn evaluate(
             .collect::<Vec<_>>(),
     );
     let both: SchemaRef = std::sync::Arc::new(both);
-    let qualified = DFSchema::try_from_qualified_schema(alias, &schema)?
-        .join(&DFSchema::try_from_qualified_schema("excluded", &schema)?)?;
+    let qualified = DFSchema::try_from_qualified_schema(
+        datafusion::common::TableReference::bare(alias.as_str()),
+        &schema,
+    )?
+    .join(&DFSchema::try_from_qualified_schema("excluded", &schema)?)?;
     let rows: Vec<Row> = pairs
         .iter()
         .map(|(old, new, _)| old.iter().chain(new).cloned().collect())
         .collect();
     let batch = rows_to_batch(both, &rows)?;
     let state = ctx.state();
-    let eval = |e: &ast::Expr| -> Result<std::sync::Arc<dyn Array>> {
+    let eval = |e: &ast::Expr, batch: &RecordBatch| -> Result<std::sync::Arc<dyn Array>> {
         let logical = state.create_logical_expr(&e.to_string(), &qualified)?;
         // `$n` take the statement's parameters.
         let logical = logical
@@ -371,39 +429,92 @@ fn evaluate(
             })?
             .data;
         let phys = state.create_physical_expr(logical, &qualified)?;
-        Ok(phys.evaluate(&batch)?.into_array(batch.num_rows())?)
+        Ok(phys.evaluate(batch)?.into_array(batch.num_rows())?)
     };
-    let keep: Option<BooleanArray> = match selection {
+    // The WHERE first (NULL is false): SET is evaluated over the rows it keeps only, as
+    // Postgres does (a SET that would fail on a row the WHERE turns away does not).
+    let keep: Vec<bool> = match selection {
         Some(s) => {
-            let a = eval(s)?;
-            Some(
-                a.as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .cloned()
-                    .ok_or_else(|| {
-                        ServerError::Planner(PlannerError::Internal(
-                            "ON CONFLICT … WHERE is not a boolean".into(),
-                        ))
-                    })?,
-            )
+            let a = datafusion::arrow::compute::cast(&eval(s, &batch)?, &DataType::Boolean)?;
+            let a = a
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| {
+                    ServerError::Planner(PlannerError::Internal(
+                        "ON CONFLICT … WHERE is not a boolean".into(),
+                    ))
+                })?;
+            (0..a.len()).map(|i| a.is_valid(i) && a.value(i)).collect()
         }
-        None => None,
+        None => vec![true; pairs.len()],
     };
-    let mut out: Vec<Option<Row>> = pairs.iter().map(|(old, _, _)| Some(old.clone())).collect();
+    let kept_batch =
+        datafusion::arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep.clone()))?;
+    let mut kept: Vec<Row> = pairs
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|((old, _, _), _)| old.clone())
+        .collect();
     for (idx, e) in assignments {
-        let values = cast_column(&eval(e)?, schema.field(*idx).data_type())?;
-        for (i, row) in out.iter_mut().enumerate() {
-            if let Some(r) = row {
-                r[*idx] = ScalarValue::try_from_array(&values, i)?;
-            }
+        let values = cast_column(&eval(e, &kept_batch)?, schema.field(*idx).data_type())?;
+        for (i, r) in kept.iter_mut().enumerate() {
+            r[*idx] = ScalarValue::try_from_array(&values, i)?;
         }
     }
-    if let Some(keep) = keep {
-        for (i, row) in out.iter_mut().enumerate() {
-            if !(keep.is_valid(i) && keep.value(i)) {
-                *row = None;
+    let mut kept = kept.into_iter();
+    Ok(keep
+        .iter()
+        .map(|k| if *k { kept.next() } else { None })
+        .collect())
+}
+
+/// The types of parameters that appear only in an INSERT's `DO UPDATE` clause (which
+/// DataFusion does not plan), for Describe: a parameter in `SET col = …` takes `col`'s
+/// type; one only in the `WHERE` stays unknown (text).
+pub(super) fn add_param_types(
+    insert: &ast::Insert,
+    table: &TableDef,
+    types: &mut Vec<Option<DataType>>,
+) {
+    let Some(ast::OnInsert::OnConflict(ast::OnConflict {
+        action: ast::OnConflictAction::DoUpdate(u),
+        ..
+    })) = &insert.on
+    else {
+        return;
+    };
+    let mut note = |e: &ast::Expr, ty: Option<DataType>| {
+        let _ = ast::visit_expressions(e, |e| {
+            if let ast::Expr::Value(v) = e {
+                if let ast::Value::Placeholder(p) = &v.value {
+                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                        if n >= 1 {
+                            if types.len() < n {
+                                types.resize(n, None);
+                            }
+                            if types[n - 1].is_none() {
+                                types[n - 1] = ty.clone();
+                            }
+                        }
+                    }
+                }
             }
-        }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    };
+    for a in &u.assignments {
+        let ty = match &a.target {
+            ast::AssignmentTarget::ColumnName(col) => table
+                .column_index(&object_name(col))
+                .ok()
+                .map(|i| table.columns[i].ty.to_arrow()),
+            _ => None,
+        };
+        note(&a.value, ty);
     }
-    Ok(out)
+    if let Some(w) = &u.selection {
+        note(w, None);
+    }
 }
