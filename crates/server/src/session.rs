@@ -54,6 +54,11 @@ mod subscribe;
 mod system_tables;
 mod transaction;
 mod upsert;
+
+/// `name` as a quoted identifier, for SQL the server writes itself.
+fn quoted_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
 mod vars;
 
 pub use db::Db;

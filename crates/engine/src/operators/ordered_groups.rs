@@ -174,6 +174,24 @@ impl OrderedGroups {
         Ok(())
     }
 
+    /// Applies a chunk, group by group, and returns what changed in `read`'s view of
+    /// each group it touches (read before and after: see [`multiset_diff`]).
+    pub fn apply_chunk<K: std::hash::Hash + Ord>(
+        &self,
+        chunk: &Chunk,
+        state: &mut Txn,
+        mut read: impl FnMut(&Txn, &[u8]) -> Result<Vec<K>, EngineError>,
+    ) -> Result<Vec<(K, i64)>, EngineError> {
+        let mut out = Vec::new();
+        for (g, changes) in self.changes(chunk, state)? {
+            let before = read(state, &g)?;
+            self.apply(state, &g, changes)?;
+            let after = read(state, &g)?;
+            out.extend(multiset_diff(before, after));
+        }
+        Ok(out)
+    }
+
     /// Visits a group's rows in order as `(sort key, encoded row, count)` until `f`
     /// returns false.
     pub fn visit(
@@ -228,10 +246,7 @@ impl OrderedGroups {
 
 /// The changes from multiset `before` to multiset `after`: each element whose count
 /// differs, with the difference, in order.
-pub(crate) fn multiset_diff<K: std::hash::Hash + Ord>(
-    before: Vec<K>,
-    after: Vec<K>,
-) -> Vec<(K, i64)> {
+fn multiset_diff<K: std::hash::Hash + Ord>(before: Vec<K>, after: Vec<K>) -> Vec<(K, i64)> {
     let mut diff: std::collections::HashMap<K, i64> = std::collections::HashMap::new();
     for e in before {
         *diff.entry(e).or_default() -= 1;

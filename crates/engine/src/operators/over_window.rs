@@ -20,7 +20,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_plan::WindowExpr;
 use freshet_storage::Txn;
 
-use super::ordered_groups::{multiset_diff, OrderedGroups};
+use super::ordered_groups::OrderedGroups;
 use crate::chunk::{rows_to_batch, Chunk, Row, RowFormat};
 use crate::operator::Operator;
 use crate::plan::{PhysExpr, SortKey};
@@ -128,16 +128,15 @@ impl Operator for OverWindow {
         if chunk.is_empty() {
             return Ok(Chunk::empty(self.schema.clone()));
         }
-        let mut out_rows = Vec::new();
-        let mut weights = Vec::new();
-        for (g, changes) in self.groups.changes(&chunk, state)? {
-            let before = self.outputs(state, &g)?;
-            self.groups.apply(state, &g, changes)?;
-            let after = self.outputs(state, &g)?;
-            for (row, w) in multiset_diff(before, after) {
-                out_rows.push(self.out_format.decode(&row)?);
-                weights.push(w);
-            }
+        let this = &*self;
+        let diff = this
+            .groups
+            .apply_chunk(&chunk, state, |s, g| this.outputs(s, g))?;
+        let mut out_rows = Vec::with_capacity(diff.len());
+        let mut weights = Vec::with_capacity(diff.len());
+        for (row, w) in diff {
+            out_rows.push(self.out_format.decode(&row)?);
+            weights.push(w);
         }
         Chunk::from_rows(self.schema.clone(), &out_rows, weights)
     }

@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use freshet_storage::Txn;
 
-use super::ordered_groups::{multiset_diff, OrderedGroups};
+use super::ordered_groups::OrderedGroups;
 use crate::chunk::{Chunk, Row};
 use crate::operator::Operator;
 use crate::plan::{RankKind, SortKey};
@@ -117,17 +117,16 @@ impl Operator for TopN {
         if chunk.is_empty() {
             return Ok(Chunk::empty(self.schema.clone()));
         }
-        let mut out_rows = Vec::new();
-        let mut weights = Vec::new();
-        for (g, changes) in self.groups.changes(&chunk, state)? {
-            let before = self.top(state, &g)?;
-            self.groups.apply(state, &g, changes)?;
-            let after = self.top(state, &g)?;
-            // Multiset difference of (row, rank).
-            for ((row, rank), w) in multiset_diff(before, after) {
-                out_rows.push(self.output_row(&row, rank)?);
-                weights.push(w);
-            }
+        // Changes of (row, rank).
+        let this = &*self;
+        let diff = this
+            .groups
+            .apply_chunk(&chunk, state, |s, g| this.top(s, g))?;
+        let mut out_rows = Vec::with_capacity(diff.len());
+        let mut weights = Vec::with_capacity(diff.len());
+        for ((row, rank), w) in diff {
+            out_rows.push(self.output_row(&row, rank)?);
+            weights.push(w);
         }
         Chunk::from_rows(self.schema.clone(), &out_rows, weights)
     }

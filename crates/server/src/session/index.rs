@@ -93,8 +93,15 @@ impl Session {
             include,
             distributed_by: ci.distributed_by.clone(),
         };
-        let select: Vec<String> = def.stored_columns().map(|c| quote(c)).collect();
-        let sql = format!("SELECT {} FROM {}", select.join(", "), quote(&on));
+        let select: Vec<String> = def
+            .stored_columns()
+            .map(|c| super::quoted_ident(c))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {}",
+            select.join(", "),
+            super::quoted_ident(&on)
+        );
         let query = match parser::parse(&sql)?.into_iter().next() {
             Some(Stmt::Sql(s)) => match *s {
                 Statement::Query(q) => q,
@@ -136,11 +143,6 @@ fn generated_name(catalog: &Catalog, on: &str, columns: &[String]) -> String {
         name = format!("{base}{n}");
     }
     name
-}
-
-/// `name` as a quoted identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl Db {

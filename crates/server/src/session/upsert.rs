@@ -150,11 +150,6 @@ impl OnConflict {
     }
 }
 
-/// A quoted identifier.
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 impl Session {
     /// Inserts `batches` (rows of `table`'s schema) resolving key conflicts as `on` says;
     /// returns the rows inserted or updated.
@@ -210,7 +205,10 @@ impl Session {
                 .map(|r| key_of(table, r))
                 .collect::<Result<_>>()?;
             for b in self
-                .select(&format!("SELECT * FROM {}", quoted(&table.name)), &[])
+                .select(
+                    &format!("SELECT * FROM {}", super::quoted_ident(&table.name)),
+                    &[],
+                )
                 .await?
             {
                 let b = super::query::cast_batch(&b, &table.schema())?;
@@ -232,7 +230,7 @@ impl Session {
                     params.push(key[k].clone());
                     parts.push(format!(
                         "{} = ${}",
-                        quoted(&table.columns[i].name),
+                        super::quoted_ident(&table.columns[i].name),
                         params.len()
                     ));
                 }
@@ -240,7 +238,7 @@ impl Session {
             }
             let sql = format!(
                 "SELECT * FROM {} WHERE {}",
-                quoted(&table.name),
+                super::quoted_ident(&table.name),
                 conds.join(" OR ")
             );
             for b in self.select(&sql, &params).await? {
