@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -118,7 +119,8 @@ pub fn register(
     batches: Vec<RecordBatch>,
 ) -> Result<(), PlannerError> {
     let table = MemTable::try_new(schema, vec![batches])?;
-    ctx.register_table(name, Arc::new(table))?;
+    // `bare`: a `&str` would be parsed as SQL, folding a quoted `"Cnt"` to `cnt`.
+    ctx.register_table(TableReference::bare(name), Arc::new(table))?;
     Ok(())
 }
 
@@ -191,7 +193,7 @@ pub fn register_in_schema(
             Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
         )?;
     }
-    let table_ref = datafusion::common::TableReference::partial(schema_name, table);
+    let table_ref = TableReference::partial(schema_name, table);
     ctx.register_table(
         table_ref,
         Arc::new(MemTable::try_new(schema, vec![batches])?),

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue};
+use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -418,12 +418,15 @@ pub async fn rewrite_windows(
     }
     for call in r.calls {
         let provider = ctx
-            .table_provider(call.relation.as_str())
+            .table_provider(TableReference::bare(call.relation.as_str()))
             .await
             .map_err(|_| PlannerError::UndefinedTable(call.relation.clone()))?;
-        let scan =
-            LogicalPlanBuilder::scan(call.relation.as_str(), provider_as_source(provider), None)?
-                .build()?;
+        let scan = LogicalPlanBuilder::scan(
+            TableReference::bare(call.relation.as_str()),
+            provider_as_source(provider),
+            None,
+        )?
+        .build()?;
         let time_col = scan
             .schema()
             .fields()
@@ -521,7 +524,7 @@ pub async fn rewrite_windows(
             node: Arc::new(node),
         });
         ctx.register_table(
-            call.generated.as_str(),
+            TableReference::bare(call.generated.as_str()),
             Arc::new(WindowTable { plan, schema }),
         )?;
     }

@@ -346,7 +346,10 @@ impl Db {
                         .with_deadline(deadline)
                         .with_scans(self.scans.clone())
                         .with_snapshot(snapshot.clone());
-                ctx.register_table(name.as_str(), Arc::new(table))?;
+                ctx.register_table(
+                    datafusion::common::TableReference::bare(name.as_str()),
+                    Arc::new(table),
+                )?;
             }
             return Ok(ctx);
         }
