@@ -6,7 +6,7 @@
 use crate::sqlparser::ast::{ColumnDef, Ident, ObjectName, Statement, Value};
 use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::keywords::Keyword;
-use crate::sqlparser::parser::{Parser, ParserError};
+use crate::sqlparser::parser::{Parser, ParserError, ParserOptions};
 use crate::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use crate::PlannerError;
 
@@ -218,7 +218,11 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, &e.message, Some(e.location)))?;
     let tokens = rewrite_lookups(tokens);
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    // RisingWave accepts a trailing comma in column definitions and WITH options
+    // (`CREATE TABLE t (a INT, b INT,)`); so does the SELECT list here.
+    let mut parser = Parser::new(&dialect)
+        .with_options(ParserOptions::new().with_trailing_commas(true))
+        .with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -593,7 +597,9 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
             end -= 4;
         }
         let tokens: Vec<TokenWithSpan> = (0..end).map(|_| parser.next_token()).collect();
-        let mut sub = Parser::new(&dialect).with_tokens_with_locations(tokens);
+        let mut sub = Parser::new(&dialect)
+            .with_options(ParserOptions::new().with_trailing_commas(true))
+            .with_tokens_with_locations(tokens);
         let query = sub.parse_query()?;
         let next = sub.peek_token();
         if next.token != Token::EOF {
@@ -944,6 +950,10 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserErr
             return Ok(out);
         }
         parser.expect_token(&Token::Comma)?;
+        // A trailing comma, as RisingWave accepts it.
+        if parser.consume_token(&Token::RParen) {
+            return Ok(out);
+        }
     }
 }
 
@@ -1035,6 +1045,9 @@ fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
             return Ok((columns, constraints, watermark));
         }
         parser.expect_token(&Token::Comma)?;
+        if parser.consume_token(&Token::RParen) {
+            return Ok((columns, constraints, watermark));
+        }
     }
 }
 
