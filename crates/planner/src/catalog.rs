@@ -196,6 +196,11 @@ pub struct TableDef {
     /// `ON CONFLICT …`: how plain INSERTs and COPY treat a key the table holds.
     #[serde(default)]
     pub on_conflict: Option<OnConflictMode>,
+    /// `ON CONFLICT … WITH VERSION COLUMN (v, …)`: a conflicting row replaces (or merges
+    /// into) the old one only if its versions, compared in order with NULL lowest, are
+    /// not older.
+    #[serde(default)]
+    pub version_columns: Vec<usize>,
 }
 
 /// A topic feeding a table: `FORMAT UPSERT` (the message key is the primary key, a later

@@ -532,6 +532,8 @@ pub struct CreateSource {
     pub append_only: bool,
     /// `ON CONFLICT …` (tables).
     pub on_conflict: Option<crate::catalog::OnConflictMode>,
+    /// `ON CONFLICT … WITH VERSION COLUMN (v, …)`.
+    pub version_columns: Vec<Ident>,
 }
 
 /// `CREATE SINK`'s parts, as written.
@@ -678,7 +680,10 @@ fn parse_create_table_ext(parser: &mut Parser) -> Result<CreateSource, ParserErr
     let name = parser.parse_object_name(false)?;
     let (columns, constraints, watermark) = parse_columns(parser)?;
     let append_only = parse_append_only(parser)?;
-    let on_conflict = parse_on_conflict(parser)?;
+    let (on_conflict, version_columns) = match parse_on_conflict(parser)? {
+        Some(mode) => (Some(mode), parse_version_columns(parser)?),
+        None => (None, Vec::new()),
+    };
     Ok(CreateSource {
         name,
         if_not_exists,
@@ -692,7 +697,22 @@ fn parse_create_table_ext(parser: &mut Parser) -> Result<CreateSource, ParserErr
         watermark,
         append_only,
         on_conflict,
+        version_columns,
     })
+}
+
+/// RisingWave's `WITH VERSION COLUMN (col [, …])` after `ON CONFLICT …`.
+fn parse_version_columns(parser: &mut Parser) -> Result<Vec<Ident>, ParserError> {
+    if !peek_words(parser, &["WITH", "VERSION", "COLUMN"]) {
+        return Ok(Vec::new());
+    }
+    for _ in 0..3 {
+        parser.next_token();
+    }
+    parser.expect_token(&Token::LParen)?;
+    let cols = parser.parse_comma_separated(|p| p.parse_identifier())?;
+    parser.expect_token(&Token::RParen)?;
+    Ok(cols)
 }
 
 /// RisingWave's `ON CONFLICT {OVERWRITE | IGNORE | DO NOTHING | DO UPDATE FULL | DO UPDATE
@@ -1007,6 +1027,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
         watermark,
         append_only,
         on_conflict: None,
+        version_columns: Vec::new(),
     })
 }
 

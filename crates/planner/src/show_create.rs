@@ -230,6 +230,14 @@ fn table(t: &TableDef, redact: bool) -> String {
     if let Some(mode) = t.on_conflict {
         s.push(' ');
         s.push_str(mode.sql());
+        if !t.version_columns.is_empty() {
+            let cols: Vec<String> = t
+                .version_columns
+                .iter()
+                .map(|&i| ident(&t.columns[i].name))
+                .collect();
+            s.push_str(&format!(" WITH VERSION COLUMN ({})", cols.join(", ")));
+        }
     }
     if let Some(TableFeed {
         topic,

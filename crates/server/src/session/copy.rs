@@ -212,8 +212,7 @@ impl Session {
             };
         }
         let batch = RecordBatch::try_new(schema, columns)?;
-        if let Some(mode) = c.table.on_conflict {
-            let on = super::upsert::OnConflict::of_table(mode);
+        if let Some(on) = super::upsert::OnConflict::of_table(&c.table) {
             return self.upsert(None, &c.table, &[batch], &on).await;
         }
         let late = self.write(&c.table, vec![], vec![batch]).await?;

@@ -96,6 +96,10 @@ impl Session {
                     .into(),
             ));
         }
+        let version_columns = match ext {
+            Some(cs) => version_columns(&columns, on_conflict, &cs.version_columns)?,
+            None => Vec::new(),
+        };
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
         let def = TableDef {
@@ -107,6 +111,7 @@ impl Session {
             watermark,
             append_only,
             on_conflict,
+            version_columns,
         };
         self.add_table(next, def).await
     }
@@ -162,6 +167,7 @@ impl Session {
             feed: Some(feed),
             watermark,
             on_conflict: None,
+            version_columns: Vec::new(),
         };
         let check_def = def.clone();
         tokio::task::spawn_blocking(move || crate::sources::check_table(&check_def))
@@ -947,4 +953,40 @@ pub(super) fn query_plan_schema() -> SchemaRef {
         DataType::Utf8,
         false,
     )]))
+}
+
+/// The columns of `WITH VERSION COLUMN (…)`, which only OVERWRITE and DO UPDATE IF NOT NULL
+/// compare (as RisingWave).
+fn version_columns(
+    columns: &[freshet_planner::catalog::ColumnDef],
+    mode: Option<freshet_planner::catalog::OnConflictMode>,
+    names: &[ast::Ident],
+) -> Result<Vec<usize>> {
+    use freshet_planner::catalog::OnConflictMode;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !matches!(
+        mode,
+        Some(OnConflictMode::Overwrite | OnConflictMode::UpdateNonNull)
+    ) {
+        return Err(ServerError::Unsupported(
+            "WITH VERSION COLUMN with ON CONFLICT IGNORE (only OVERWRITE, DO UPDATE FULL and \
+             DO UPDATE IF NOT NULL compare versions)"
+                .into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let n = freshet_planner::naming::ident_name(n);
+        let i = columns
+            .iter()
+            .position(|c| c.name == n)
+            .ok_or_else(|| PlannerError::UndefinedColumn(n.clone()))?;
+        if out.contains(&i) {
+            return Err(PlannerError::DuplicateColumn(n).into());
+        }
+        out.push(i);
+    }
+    Ok(out)
 }

@@ -105,10 +105,9 @@ impl Session {
             Some(a) => freshet_planner::naming::ident_name(&a.alias),
             None => table.name.clone(),
         };
-        let on_conflict = match (&insert.on, table.on_conflict) {
-            (Some(on), _) => Some(OnConflict::of_insert(on, &table, &alias, params)?),
-            (None, Some(mode)) => Some(OnConflict::of_table(mode)),
-            (None, None) => None,
+        let on_conflict = match &insert.on {
+            Some(on) => Some(OnConflict::of_insert(on, &table, &alias, params)?),
+            None => OnConflict::of_table(&table),
         };
         let reads_tables = referenced_tables(stmt).len() > 1
             || insert

@@ -32,10 +32,12 @@ const LOOKUP_BATCH: usize = 500;
 pub(super) enum OnConflict {
     /// `DO NOTHING` / `IGNORE`: the existing row stays.
     Nothing,
-    /// RisingWave's `OVERWRITE`: the new row replaces it.
-    Overwrite,
-    /// RisingWave's `DO UPDATE IF NOT NULL`: the new row's non-NULL values replace.
-    UpdateNonNull,
+    /// RisingWave's `OVERWRITE`: the new row replaces it, unless the version columns
+    /// (`WITH VERSION COLUMN`, may be none) say it is older.
+    Overwrite(Vec<usize>),
+    /// RisingWave's `DO UPDATE IF NOT NULL`: the new row's non-NULL values replace, unless
+    /// its version columns say it is older.
+    UpdateNonNull(Vec<usize>),
     /// `DO UPDATE SET col = expr, … [WHERE cond]` over the existing row (by the table's
     /// name or alias) and `excluded`.
     Update(Box<DoUpdate>),
@@ -51,11 +53,21 @@ pub(super) struct DoUpdate {
 }
 
 impl OnConflict {
-    pub(super) fn of_table(mode: OnConflictMode) -> OnConflict {
-        match mode {
-            OnConflictMode::Overwrite => OnConflict::Overwrite,
+    /// The table's own `ON CONFLICT` clause (what its plain INSERTs and COPY do).
+    pub(super) fn of_table(table: &TableDef) -> Option<OnConflict> {
+        let versions = table.version_columns.clone();
+        Some(match table.on_conflict? {
+            OnConflictMode::Overwrite => OnConflict::Overwrite(versions),
             OnConflictMode::Ignore => OnConflict::Nothing,
-            OnConflictMode::UpdateNonNull => OnConflict::UpdateNonNull,
+            OnConflictMode::UpdateNonNull => OnConflict::UpdateNonNull(versions),
+        })
+    }
+
+    /// Whether `new` may replace (or merge into) `old`.
+    fn replaces(&self, old: &Row, new: &Row) -> bool {
+        match self {
+            OnConflict::Overwrite(v) | OnConflict::UpdateNonNull(v) => not_older(old, new, v),
+            _ => true,
         }
     }
 
@@ -284,8 +296,9 @@ impl Session {
                             "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
                         ))
                     }
-                    OnConflict::Overwrite => inserts[at] = row.clone(),
-                    OnConflict::UpdateNonNull => inserts[at] = merge_non_null(&inserts[at], row),
+                    _ if !on.replaces(&inserts[at], row) => {}
+                    OnConflict::Overwrite(_) => inserts[at] = row.clone(),
+                    OnConflict::UpdateNonNull(_) => inserts[at] = merge_non_null(&inserts[at], row),
                 }
                 continue;
             }
@@ -297,8 +310,9 @@ impl Session {
             };
             let result = match on {
                 OnConflict::Nothing => continue,
-                OnConflict::Overwrite => row.clone(),
-                OnConflict::UpdateNonNull => merge_non_null(old, row),
+                _ if !on.replaces(old, row) => continue,
+                OnConflict::Overwrite(_) => row.clone(),
+                OnConflict::UpdateNonNull(_) => merge_non_null(old, row),
                 OnConflict::Update(_) => {
                     updates.push((old.clone(), row.clone(), inserts.len()));
                     old.clone()
@@ -355,6 +369,26 @@ impl Session {
 fn key_of(table: &TableDef, row: &Row) -> Result<Vec<u8>> {
     let pk: Row = table.pk.iter().map(|&i| row[i].clone()).collect();
     Ok(freshet_storage::codec::encode_row(&pk).map_err(EngineError::from)?)
+}
+
+/// Whether `new`'s version columns are not older than `old`'s: compared in order, NULL
+/// lowest (RisingWave's rule); equal versions replace.
+fn not_older(old: &Row, new: &Row, versions: &[usize]) -> bool {
+    use std::cmp::Ordering;
+    for &i in versions {
+        let order = match (old[i].is_null(), new[i].is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => old[i].partial_cmp(&new[i]).unwrap_or(Ordering::Equal),
+        };
+        match order {
+            Ordering::Less => return true,
+            Ordering::Greater => return false,
+            Ordering::Equal => {}
+        }
+    }
+    true
 }
 
 fn merge_non_null(old: &Row, new: &Row) -> Row {
