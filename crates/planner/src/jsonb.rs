@@ -179,6 +179,20 @@ fn to_json(v: &ScalarValue) -> Result<Value, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             Value::Array(items)
         }
+        // Arrow's ISO form is Postgres' in JSON: `"2026-01-01T10:00:00"`, with the offset
+        // for `timestamptz`.
+        ScalarValue::TimestampSecond(..)
+        | ScalarValue::TimestampMillisecond(..)
+        | ScalarValue::TimestampMicrosecond(..)
+        | ScalarValue::TimestampNanosecond(..)
+        | ScalarValue::Date32(_)
+        | ScalarValue::Date64(_) => {
+            let a = v.to_array().map_err(|e| e.to_string())?;
+            Value::String(
+                datafusion::arrow::util::display::array_value_to_string(&a, 0)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
         other => Value::String(other.to_string()),
     })
 }
@@ -416,6 +430,33 @@ fn f_build_array(a: &[ScalarValue]) -> Result<ScalarValue, String> {
     Ok(jsonb(Some(Value::Array(items))))
 }
 
+/// `jsonb_object_agg`'s result (see [`crate::json_aggs`]): the `n`-th key with the `n`-th
+/// value; a key given twice keeps its last value.
+fn f_object_of_arrays(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    let (ScalarValue::List(keys), ScalarValue::List(values)) = (&a[0], &a[1]) else {
+        return Ok(jsonb(None));
+    };
+    if datafusion::arrow::array::Array::is_null(keys.as_ref(), 0) {
+        return Ok(jsonb(None));
+    }
+    let (keys, values) = (keys.value(0), values.value(0));
+    let mut m = serde_json::Map::new();
+    for i in 0..keys.len() {
+        let k = ScalarValue::try_from_array(&keys, i).map_err(|e| e.to_string())?;
+        if k.is_null() {
+            return Err("field name must not be null".into());
+        }
+        let v = if i < values.len() {
+            ScalarValue::try_from_array(&values, i).map_err(|e| e.to_string())?
+        } else {
+            ScalarValue::Null
+        };
+        let key = str_of(&k).map_or_else(|| k.to_string(), str::to_string);
+        m.insert(key, to_json(&v)?);
+    }
+    Ok(jsonb(Some(Value::Object(m))))
+}
+
 /// The function `::jsonb` is rewritten to (see [`crate::literals`]).
 pub const CAST_FUNCTION: &str = "jsonb";
 
@@ -435,6 +476,12 @@ pub fn register(ctx: &SessionContext) {
         ),
         udf("jsonb_build_object", None, json.clone(), f_build_object),
         udf("jsonb_build_array", None, json.clone(), f_build_array),
+        udf(
+            crate::json_aggs::OBJECT_OF_ARRAYS,
+            Some(2),
+            json.clone(),
+            f_object_of_arrays,
+        ),
         udf("jsonb_extract_path", None, json.clone(), f_extract),
         udf(
             "jsonb_extract_path_text",

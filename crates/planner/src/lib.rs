@@ -15,6 +15,7 @@ pub mod dialect;
 pub mod guarded_udfs;
 pub mod hll_udaf;
 pub mod index_stmt;
+pub mod json_aggs;
 pub mod jsonb;
 pub mod literals;
 pub mod naming;

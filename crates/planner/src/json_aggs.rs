@@ -1,0 +1,185 @@
+//! Postgres' JSON aggregates, rewritten when a statement is parsed into calls that both
+//! batch queries and views already run:
+//!
+//! - `jsonb_agg(x [ORDER BY …])` (and `json_agg`) is `to_jsonb(array_agg(x [ORDER BY …]))`:
+//!   the values in order, NULLs as JSON `null`, NULL over no rows;
+//! - `jsonb_object_agg(k, v [ORDER BY …])` (and `json_object_agg`) is
+//!   `jsonb_object_of_arrays(array_agg(k ORDER BY o), array_agg(v ORDER BY o))`, `o` the
+//!   call's own order or else `k`: both arrays list the rows in the same order, so the
+//!   `n`-th key goes with the `n`-th value; a key given twice keeps its last value, as
+//!   Postgres' `jsonb` does.
+//!
+//! A select item that is such a call keeps the aggregate's name as its column name.
+
+use std::ops::ControlFlow;
+
+use crate::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments, Ident,
+    ObjectName, OrderByExpr, OrderByOptions, Query, SelectItem, SetExpr, VisitMut, VisitorMut,
+};
+
+/// The internal function that pairs the key and value arrays.
+pub const OBJECT_OF_ARRAYS: &str = "jsonb_object_of_arrays";
+
+/// Which JSON aggregate `e` calls, if any.
+fn json_aggregate(e: &Expr) -> Option<(&'static str, &crate::sqlparser::ast::Function)> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    if f.name.0.len() != 1 {
+        return None;
+    }
+    let name = f.name.0[0].as_ident()?.value.to_ascii_lowercase();
+    let kind = match name.as_str() {
+        "jsonb_agg" | "json_agg" => "jsonb_agg",
+        "jsonb_object_agg" | "json_object_agg" => "jsonb_object_agg",
+        _ => return None,
+    };
+    Some((kind, f))
+}
+
+/// `e` rewritten, if it is a JSON aggregate.
+fn rewrite(e: &Expr) -> Option<Expr> {
+    let (kind, f) = json_aggregate(e)?;
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let mut inner = f.clone();
+    inner.name = ObjectName::from(vec![Ident::new("array_agg")]);
+    let call = |name: &str, args: Vec<Expr>| {
+        let mut outer = crate::sqlparser::ast::Function {
+            name: ObjectName::from(vec![Ident::new(name)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::None,
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: Vec::new(),
+        };
+        outer.args = FunctionArguments::List(crate::sqlparser::ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: Vec::new(),
+        });
+        Expr::Function(outer)
+    };
+    match kind {
+        "jsonb_agg" => {
+            if list.args.len() != 1 {
+                return None;
+            }
+            Some(call("to_jsonb", vec![Expr::Function(inner)]))
+        }
+        _ => {
+            let [key, value] = list.args.as_slice() else {
+                return None;
+            };
+            let FunctionArg::Unnamed(FunctionArgExpr::Expr(key_expr)) = key else {
+                return None;
+            };
+            let mut clauses = list.clauses.clone();
+            if !clauses
+                .iter()
+                .any(|c| matches!(c, FunctionArgumentClause::OrderBy(_)))
+            {
+                clauses.push(FunctionArgumentClause::OrderBy(vec![OrderByExpr {
+                    expr: key_expr.clone(),
+                    options: OrderByOptions {
+                        asc: None,
+                        nulls_first: None,
+                    },
+                    with_fill: None,
+                }]));
+            }
+            let half = |arg: &FunctionArg| {
+                let mut half = inner.clone();
+                half.args = FunctionArguments::List(crate::sqlparser::ast::FunctionArgumentList {
+                    duplicate_treatment: list.duplicate_treatment,
+                    args: vec![arg.clone()],
+                    clauses: clauses.clone(),
+                });
+                Expr::Function(half)
+            };
+            Some(call(OBJECT_OF_ARRAYS, vec![half(key), half(value)]))
+        }
+    }
+}
+
+/// Names the unaliased select items that are JSON aggregates after the aggregate.
+struct KeepNames;
+
+impl VisitorMut for KeepNames {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        name_items(query.body.as_mut());
+        ControlFlow::Continue(())
+    }
+}
+
+fn name_items(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(e) = item {
+                    if let Some((kind, _)) = json_aggregate(e) {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: Ident::with_quote('"', kind),
+                        };
+                    }
+                }
+            }
+        }
+        SetExpr::SetOperation { left, .. } => name_items(left),
+        _ => {}
+    }
+}
+
+/// Rewrites the JSON aggregates of `node` in place.
+pub fn normalize<T: VisitMut>(node: &mut T) {
+    let _ = node.visit(&mut KeepNames);
+    let _ = crate::sqlparser::ast::visit_expressions_mut(node, |e| {
+        if let Some(call) = rewrite(e) {
+            *e = call;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let mut stmt = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statement())
+            .expect("parses");
+        super::normalize(&mut stmt);
+        stmt.to_string()
+    }
+
+    #[test]
+    fn aggregates_become_array_aggs() {
+        assert_eq!(
+            rewritten("SELECT g, jsonb_agg(v ORDER BY id) FROM t GROUP BY g"),
+            "SELECT g, to_jsonb(array_agg(v ORDER BY id)) AS \"jsonb_agg\" FROM t GROUP BY g"
+        );
+        assert_eq!(
+            rewritten("SELECT json_object_agg(k, v) AS o FROM t"),
+            "SELECT jsonb_object_of_arrays(array_agg(k ORDER BY k), array_agg(v ORDER BY k)) \
+             AS o FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT jsonb_object_agg(k, v ORDER BY ts DESC) FROM t"),
+            "SELECT jsonb_object_of_arrays(array_agg(k ORDER BY ts DESC), array_agg(v ORDER BY \
+             ts DESC)) AS \"jsonb_object_agg\" FROM t"
+        );
+    }
+}
