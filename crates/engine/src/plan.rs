@@ -364,6 +364,11 @@ pub enum AggKind {
     /// `percentile_cont(fraction) WITHIN GROUP (ORDER BY value)`, `median`, and
     /// `approx_percentile_cont`, computed exactly; the fraction is `param`.
     Percentile,
+    /// `percentile_disc(fraction) WITHIN GROUP (ORDER BY value [DESC])` (also RisingWave's
+    /// `approx_percentile`, over rounded values): the fraction is `param`.
+    PercentileDisc {
+        descending: bool,
+    },
     /// `approx_count_distinct` / `approx_distinct`: a HyperLogLog estimate (see
     /// `crate::hll`), from a sketch or from the distinct values.
     ApproxCountDistinct,
@@ -381,6 +386,7 @@ impl AggKind {
                 | AggKind::FirstValue
                 | AggKind::LastValue
                 | AggKind::Percentile
+                | AggKind::PercentileDisc { .. }
                 | AggKind::ApproxCountDistinct
         )
     }

@@ -1016,7 +1016,7 @@ impl StreamPlanner<'_> {
             return Err(unsupported(format!("aggregate expression {e}")));
         };
         let name = func.name().to_lowercase();
-        let kind = match name.as_str() {
+        let mut kind = match name.as_str() {
             "count" => AggKind::Count,
             "sum" => AggKind::Sum,
             "avg" | "mean" => AggKind::Avg,
@@ -1036,6 +1036,7 @@ impl StreamPlanner<'_> {
             | "approx_percentile_cont"
             | "median"
             | "approx_median" => AggKind::Percentile,
+            "percentile_disc" => AggKind::PercentileDisc { descending: false },
             "approx_distinct" | "approx_count_distinct" => AggKind::ApproxCountDistinct,
             other => return Err(unsupported(format!("aggregate function {other}()"))),
         };
@@ -1079,7 +1080,7 @@ impl StreamPlanner<'_> {
             (AggKind::Percentile, [v]) if name.contains("median") => {
                 (Some(v), Some(ScalarValue::Float64(Some(0.5))))
             }
-            (AggKind::Percentile, [v, p, ..]) => {
+            (AggKind::Percentile | AggKind::PercentileDisc { .. }, [v, p, ..]) => {
                 (Some(v), Some(constant(p)?.cast_to(&DataType::Float64)?))
             }
             (_, [a]) => (Some(a), None),
@@ -1140,7 +1141,7 @@ impl StreamPlanner<'_> {
                 desc: !o.asc,
                 nulls_first: o.nulls_first,
             }),
-            (AggKind::Percentile, [o]) => {
+            (AggKind::Percentile | AggKind::PercentileDisc { .. }, [o]) => {
                 let bare = |e: &Expr| {
                     let mut e = e.clone();
                     while let Expr::Cast(c) = e {
@@ -1154,8 +1155,13 @@ impl StreamPlanner<'_> {
                     )));
                 }
                 if !o.asc {
-                    if let Some(ScalarValue::Float64(Some(p))) = &param {
-                        param = Some(ScalarValue::Float64(Some(1.0 - p)));
+                    match &mut kind {
+                        AggKind::PercentileDisc { descending } => *descending = true,
+                        _ => {
+                            if let Some(ScalarValue::Float64(Some(p))) = &param {
+                                param = Some(ScalarValue::Float64(Some(1.0 - p)));
+                            }
+                        }
                     }
                 }
                 None

@@ -326,6 +326,15 @@ const VIEWS: &[ViewSpec] = &[
                 approx_count_distinct(s) AS acd FROM a GROUP BY k",
         over_tables: None,
     },
+    // Discrete percentiles (exact and sketched) and JSON aggregates.
+    ViewSpec {
+        name: "a_pct",
+        query: "SELECT k, percentile_disc(0.3) WITHIN GROUP (ORDER BY v) AS p30, \
+                percentile_disc(0.75) WITHIN GROUP (ORDER BY v DESC) AS p75d, \
+                approx_percentile(0.5, 0.05) WITHIN GROUP (ORDER BY v) AS ap, \
+                jsonb_agg(v ORDER BY id) AS jv FROM a GROUP BY k",
+        over_tables: None,
+    },
     // Bit aggregates: per-bit counts, exact under deletes.
     ViewSpec {
         name: "a_bits",

@@ -438,6 +438,18 @@ impl HashAgg {
                     };
                     percentile(&self.scan_counted(state, i, gkey)?, p)?
                 }
+                (AggKind::PercentileDisc { descending }, _) => {
+                    let p = match a.param.as_ref().map(|p| p.cast_to(&DataType::Float64)) {
+                        Some(Ok(ScalarValue::Float64(Some(p)))) => p,
+                        _ => {
+                            return Err(EngineError::Internal(
+                                "percentile without a fraction".into(),
+                            ))
+                        }
+                    };
+                    let values = self.scan_counted(state, i, gkey)?;
+                    percentile_disc(&values, p, descending, &a.return_type)?
+                }
                 (AggKind::Sum | AggKind::Avg, false) => {
                     let n = agg_fold::count(acc, off);
                     if n == 0 {
@@ -643,6 +655,38 @@ fn percentile(values: &[(ScalarValue, i64)], p: f64) -> Result<ScalarValue, Engi
     };
     let (a, b) = (at(lo)?, at(hi)?);
     Ok(ScalarValue::Float64(Some(a + (b - a) * (pos - lo as f64))))
+}
+
+/// Postgres' discrete percentile of `values` (ascending, with their counts): the value at
+/// position `max(1, ceil(p · n))` in the aggregate's order.
+fn percentile_disc(
+    values: &[(ScalarValue, i64)],
+    p: f64,
+    descending: bool,
+    ret: &DataType,
+) -> Result<ScalarValue, EngineError> {
+    let n: i64 = values.iter().map(|(_, c)| *c).sum();
+    if n == 0 {
+        return Ok(ScalarValue::try_from(ret)?);
+    }
+    if !(0.0..=1.0).contains(&p) {
+        return Err(EngineError::OutOfRange(format!(
+            "percentile value {p} is not between 0 and 1"
+        )));
+    }
+    let k = ((p * n as f64).ceil() as i64).clamp(1, n);
+    // The position from the bottom, from 0.
+    let at = if descending { n - k } else { k - 1 };
+    let mut seen = 0;
+    for (v, c) in values {
+        seen += c;
+        if at < seen {
+            return Ok(v.clone());
+        }
+    }
+    Err(EngineError::Internal(
+        "percentile position out of range".into(),
+    ))
 }
 
 /// `sum / n` in the aggregate's return type.
