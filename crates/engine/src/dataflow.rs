@@ -255,6 +255,14 @@ fn make_operator(
             schema.clone(),
         )),
         StreamNode::Union { schema, .. } => Box::new(Union::new(schema.clone())),
+        StreamNode::EmitOnClose { input, col, lag } => {
+            Box::new(crate::operators::emit_on_close::EmitOnClose::new(
+                &input.schema(),
+                *col,
+                *lag,
+                table_id,
+            )?)
+        }
         StreamNode::Session {
             input,
             time_col,

@@ -108,6 +108,15 @@ pub enum StreamNode {
         nulls: UnnestNulls,
         schema: SchemaRef,
     },
+    /// `EMIT ON WINDOW CLOSE` over a plan without a closing aggregate (plain windowed
+    /// selects, top-N and window functions per window): each row is held until the
+    /// watermark makes it final by its column `col` (lag `lag`: see
+    /// [`StreamNode::watermark_columns`]), then emitted once; the output only inserts.
+    EmitOnClose {
+        input: Box<StreamNode>,
+        col: usize,
+        lag: i64,
+    },
     /// `UNION ALL`: every input's changes, passed on.
     Union {
         inputs: Vec<StreamNode>,
@@ -455,9 +464,9 @@ impl StreamNode {
             | StreamNode::Session { schema, .. }
             | StreamNode::Union { schema, .. }
             | StreamNode::Join { schema, .. } => schema.clone(),
-            StreamNode::Filter { input, .. } | StreamNode::TemporalFilter { input, .. } => {
-                input.schema()
-            }
+            StreamNode::Filter { input, .. }
+            | StreamNode::TemporalFilter { input, .. }
+            | StreamNode::EmitOnClose { input, .. } => input.schema(),
         }
     }
 
@@ -473,6 +482,7 @@ impl StreamNode {
             | StreamNode::TopN { input, .. }
             | StreamNode::OverWindow { input, .. }
             | StreamNode::Unnest { input, .. }
+            | StreamNode::EmitOnClose { input, .. }
             | StreamNode::Session { input, .. } => vec![input],
             StreamNode::Union { inputs, .. } => inputs.iter().collect(),
             StreamNode::Join { left, right, .. } => vec![left, right],
@@ -488,7 +498,9 @@ impl StreamNode {
     pub fn unique_key(&self) -> Option<Vec<usize>> {
         match self {
             StreamNode::Aggregate { group, .. } => Some((0..group.len()).collect()),
-            StreamNode::Filter { input, .. } => input.unique_key(),
+            StreamNode::Filter { input, .. } | StreamNode::EmitOnClose { input, .. } => {
+                input.unique_key()
+            }
             StreamNode::Project { input, exprs, .. } => input
                 .unique_key()?
                 .into_iter()
@@ -541,9 +553,9 @@ impl StreamNode {
                     }
                 }
             }
-            StreamNode::Filter { input, .. } | StreamNode::TemporalFilter { input, .. } => {
-                return input.watermark_columns()
-            }
+            StreamNode::Filter { input, .. }
+            | StreamNode::TemporalFilter { input, .. }
+            | StreamNode::EmitOnClose { input, .. } => return input.watermark_columns(),
             StreamNode::Window {
                 input,
                 time_col,
@@ -864,6 +876,14 @@ impl StreamNode {
                     .map(|c| schema.field(*c).name().as_str())
                     .collect();
                 writeln!(f, "{pad}StreamUnnest: [{}] (stateless)", cols.join(", "))?;
+                input.fmt_indent(f, depth + 1)
+            }
+            StreamNode::EmitOnClose { input, col, .. } => {
+                writeln!(
+                    f,
+                    "{pad}StreamEmitOnClose: by {} state=(rows of open windows)",
+                    input.schema().field(*col).name()
+                )?;
                 input.fmt_indent(f, depth + 1)
             }
             StreamNode::Union { inputs, .. } => {

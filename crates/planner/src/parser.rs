@@ -402,7 +402,27 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 cascade,
             });
         } else {
-            let mut stmt = parser.parse_statement().map_err(|e| parser_error(sql, e))?;
+            let mut stmt = match eowc_suffix(&parser) {
+                // The query ends before `EMIT ON WINDOW CLOSE` (which it would otherwise
+                // read as a table alias `emit` after `FROM t`).
+                Some(n) => {
+                    let tokens: Vec<TokenWithSpan> = (0..n).map(|_| parser.next_token()).collect();
+                    let mut sub = Parser::new(&dialect)
+                        .with_options(ParserOptions::new().with_trailing_commas(true))
+                        .with_tokens_with_locations(tokens);
+                    let stmt = sub.parse_statement().map_err(|e| parser_error(sql, e))?;
+                    let next = sub.peek_token();
+                    if next.token != Token::EOF {
+                        return Err(syntax_error(
+                            sql,
+                            &format!("Expected: end of statement, found: {}", next.token),
+                            Some(next.span.start),
+                        ));
+                    }
+                    stmt
+                }
+                None => parser.parse_statement().map_err(|e| parser_error(sql, e))?,
+            };
             let view = match &mut stmt {
                 Statement::CreateView(cv) => Some(cv),
                 Statement::Explain { statement, .. } => match statement.as_mut() {
@@ -534,6 +554,34 @@ pub struct CreateSource {
     pub on_conflict: Option<crate::catalog::OnConflictMode>,
     /// `ON CONFLICT … WITH VERSION COLUMN (v, …)`.
     pub version_columns: Vec<Ident>,
+}
+
+/// Where `EMIT ON WINDOW CLOSE` begins, if the statement ahead ends with it (outside
+/// parentheses).
+fn eowc_suffix(parser: &Parser) -> Option<usize> {
+    let word = |n: usize, w: &str| matches!(&parser.peek_nth_token(n).token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    let mut depth = 0i32;
+    for i in 0.. {
+        match &parser.peek_nth_token(i).token {
+            Token::EOF | Token::SemiColon => return None,
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0
+                && word(i, "EMIT")
+                && word(i + 1, "ON")
+                && word(i + 2, "WINDOW")
+                && word(i + 3, "CLOSE")
+                && matches!(
+                    parser.peek_nth_token(i + 4).token,
+                    Token::EOF | Token::SemiColon
+                ) =>
+            {
+                return Some(i)
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `CREATE SINK`'s parts, as written.

@@ -61,12 +61,28 @@ pub fn plan_view(
         pending_limit: Cell::new(None),
     };
     let mut node = planner.node(&optimized)?;
-    if emit_on_close && !has_window_agg(&node) {
-        return Err(PlannerError::Unsupported(
-            "EMIT ON WINDOW CLOSE needs an aggregate grouped by a window column \
-             (window_start or window_end of TUMBLE/HOP) or by a source's watermark column"
-                .into(),
-        ));
+    if emit_on_close && !has_closing_agg(&node) {
+        // No aggregate emits final rows: hold each output row until the watermark makes
+        // it final by a column that follows it.
+        let Some((col, lag)) = node
+            .watermark_columns()
+            .iter()
+            .enumerate()
+            .find_map(|(c, lag)| lag.map(|l| (c, l)))
+        else {
+            return Err(PlannerError::Unsupported(
+                "EMIT ON WINDOW CLOSE needs an output column the watermark closes: \
+                 window_start or window_end of TUMBLE/HOP, a source's watermark column, or \
+                 an aggregate grouped by one (a top-N or window function must be \
+                 partitioned by one and output it)"
+                    .into(),
+            ));
+        };
+        node = StreamNode::EmitOnClose {
+            input: Box::new(node),
+            col,
+            lag,
+        };
     }
     // Output columns: unqualified names, unique, storable types.
     let df_schema = optimized.schema();
@@ -176,12 +192,13 @@ fn source_columns(
         .collect())
 }
 
-/// Whether some aggregate in the plan closes its groups by the watermark.
-fn has_window_agg(node: &StreamNode) -> bool {
-    if node.window_key().is_some() {
+/// Whether some aggregate in the plan closes its groups by the watermark (and so emits
+/// each group once, final, under `EMIT ON WINDOW CLOSE`).
+fn has_closing_agg(node: &StreamNode) -> bool {
+    if matches!(node, StreamNode::Aggregate { .. }) && node.window_key().is_some() {
         return true;
     }
-    node.inputs().into_iter().any(has_window_agg)
+    node.inputs().into_iter().any(has_closing_agg)
 }
 
 /// A top-N node over `input`; its schema is the input's (plus the rank) unless given.
@@ -464,6 +481,7 @@ impl StreamPlanner<'_> {
             | StreamNode::Unnest { input, .. }
             | StreamNode::Window { input, .. } => self.append_only(input),
             // Emitted once, final, when its window closes: insert-only whatever its input.
+            StreamNode::EmitOnClose { .. } => true,
             StreamNode::Aggregate { emit_on_close, .. } => {
                 *emit_on_close && node.window_key().is_some()
             }

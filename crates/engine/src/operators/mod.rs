@@ -3,6 +3,7 @@
 pub mod agg_fold;
 pub mod closing;
 pub mod constant;
+pub mod emit_on_close;
 pub mod filter;
 pub mod hash_agg;
 pub mod hash_join;
