@@ -42,10 +42,12 @@ pub fn new_session() -> SessionContext {
 /// A fresh session under `limits`. Relations are registered per statement with
 /// [`register`].
 pub fn new_session_with(limits: &Limits) -> SessionContext {
+    let level = crate::dialect::new_level();
+    let level_handle = level.handle();
     let mut config = SessionConfig::new()
         .with_extension(Arc::new(limits.clone()))
         .with_extension(Arc::new(Loaded::default()))
-        .with_extension(Arc::new(crate::dialect::new_level()))
+        .with_extension(Arc::new(level))
         .with_target_partitions(2)
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(true);
@@ -67,6 +69,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_analyzer_rules(analyzer_rules(level_handle))
         .with_query_planner(Arc::new(crate::window::WindowQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
@@ -80,6 +83,23 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx
+}
+
+/// DataFusion's analyzer rules, with `sum`/`avg` typed as Postgres types them (at the
+/// context's dialect level) before type coercion.
+fn analyzer_rules(
+    level: Arc<std::sync::atomic::AtomicU32>,
+) -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> {
+    let mut rules = datafusion::optimizer::Analyzer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "type_coercion")
+        .unwrap_or(rules.len());
+    rules.insert(
+        at,
+        Arc::new(crate::pg_aggregates::PgAggregateTypes { level }),
+    );
+    rules
 }
 
 /// Memory held by the stored rows a query loaded (they are not in DataFusion's operators,

@@ -15,6 +15,8 @@
 //!
 //! Level 2: intervals compare by their spans (`crate::pg_interval`): `interval '24 hours'
 //! = interval '1 day'`.
+//!
+//! Level 3: `sum(bigint)` and `avg` of integers are `numeric` (`crate::pg_aggregates`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.
@@ -66,6 +68,13 @@ pub fn register(ctx: &SessionContext) {
 /// A new switch at [`CURRENT`].
 pub fn new_level() -> Level {
     Level(Arc::new(AtomicU32::new(CURRENT)))
+}
+
+impl Level {
+    /// The level, shared with what depends on it (it changes with [`set_level`]).
+    pub fn handle(&self) -> Arc<AtomicU32> {
+        self.0.clone()
+    }
 }
 
 /// Plans what `ctx` plans from now on at `level` (a stored view's).
@@ -191,6 +200,37 @@ mod tests {
             result_type(&ctx, "SELECT round(2.5e0, 1)"),
             DataType::Float64
         );
+    }
+
+    #[test]
+    fn sum_and_avg_are_numeric_from_level_3() {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let ctx = crate::context::new_session();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int64, true),
+            Field::new("j", DataType::Int32, true),
+        ]));
+        crate::context::register(&ctx, "t", schema, vec![]).expect("registers");
+        let numeric = DataType::Decimal128(38, 0);
+        assert_eq!(result_type(&ctx, "SELECT sum(i) FROM t"), numeric);
+        assert_eq!(result_type(&ctx, "SELECT sum(j) FROM t"), DataType::Int64);
+        assert_eq!(
+            result_type(&ctx, "SELECT avg(j) FROM t"),
+            DataType::Decimal128(38, 16)
+        );
+        assert_eq!(
+            result_type(&ctx, "SELECT sum(i) OVER (ORDER BY j) FROM t"),
+            numeric
+        );
+        // An explicit cast is the user's: a double's average.
+        assert_eq!(
+            result_type(&ctx, "SELECT avg(j::float8) FROM t"),
+            DataType::Float64
+        );
+        // A view from before level 3 keeps DataFusion's types.
+        set_level(&ctx, 2);
+        assert_eq!(result_type(&ctx, "SELECT sum(i) FROM t"), DataType::Int64);
+        assert_eq!(result_type(&ctx, "SELECT avg(j) FROM t"), DataType::Float64);
     }
 
     #[test]

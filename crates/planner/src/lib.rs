@@ -22,6 +22,7 @@ pub mod naming;
 pub mod params;
 pub mod parser;
 pub mod percentile_disc;
+pub mod pg_aggregates;
 pub mod pg_array_length;
 pub mod pg_catalog;
 pub mod pg_input;

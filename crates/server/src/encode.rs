@@ -203,6 +203,61 @@ impl ToSqlText for PgValue {
     }
 }
 
+/// Postgres' binary `numeric`: the digit count, the weight of the first base-10000 digit,
+/// the sign, the display scale, then the digits. Written from the 128-bit unscaled value
+/// directly, so every `numeric(38, s)` goes out (a 96-bit decimal would refuse those past
+/// 28 digits).
+fn put_numeric(v: i128, scale: i8, out: &mut BytesMut) {
+    let (mut abs, scale) = if scale < 0 {
+        let up = 10u128
+            .checked_pow(u32::from(scale.unsigned_abs()))
+            .unwrap_or(1);
+        (v.unsigned_abs().saturating_mul(up), 0u32)
+    } else {
+        (v.unsigned_abs(), u32::from(scale as u8))
+    };
+    let unit = 10u128.pow(scale.min(38));
+    let (int, frac) = (abs / unit, abs % unit);
+    // The fraction padded to whole base-10000 digits.
+    let frac_groups = scale.div_ceil(4);
+    let mut frac = frac * 10u128.pow(frac_groups * 4 - scale);
+    let mut digits: Vec<i16> = Vec::new();
+    for _ in 0..frac_groups {
+        digits.push((frac % 10_000) as i16);
+        frac /= 10_000;
+    }
+    let mut int_groups = 0i16;
+    abs = int;
+    while abs > 0 {
+        digits.push((abs % 10_000) as i16);
+        abs /= 10_000;
+        int_groups += 1;
+    }
+    digits.reverse();
+    let mut weight = int_groups - 1;
+    // Leading and trailing zero digits are left out.
+    let lead = digits.iter().take_while(|d| **d == 0).count();
+    digits.drain(..lead);
+    weight -= lead as i16;
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    out.put_i16(digits.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(if v < 0 && !digits.is_empty() {
+        0x4000
+    } else {
+        0
+    });
+    out.put_i16(scale as i16);
+    for d in digits {
+        out.put_i16(d);
+    }
+}
+
 impl ToSql for PgValue {
     fn to_sql(
         &self,
@@ -217,18 +272,9 @@ impl ToSql for PgValue {
             PgValue::I64(v) => v.to_sql(ty, out),
             PgValue::F32(v) => v.to_sql(ty, out),
             PgValue::F64(v) => v.to_sql(ty, out),
-            // rust_decimal sends a zero without its scale (0.00 would read as 0).
-            PgValue::Numeric(0, s) => {
-                out.put_i16(0); // digits
-                out.put_i16(0); // weight
-                out.put_i16(0); // sign: positive
-                out.put_i16(i16::from((*s).max(0))); // display scale
-                Ok(IsNull::No)
-            }
             PgValue::Numeric(v, s) => {
-                let d = rust_decimal::Decimal::try_from_i128_with_scale(*v, (*s).max(0) as u32)
-                    .map_err(|e| format!("numeric value out of range for the wire: {e}"))?;
-                d.to_sql(ty, out)
+                put_numeric(*v, *s, out);
+                Ok(IsNull::No)
             }
             PgValue::Text(s) => s.as_str().to_sql(ty, out),
             PgValue::Date(d) => d.to_sql(ty, out),
@@ -460,6 +506,46 @@ pub fn encode_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numerics_match_postgres_binary() {
+        use postgres_types::FromSql;
+        let read = |v: i128, s: i8| {
+            let mut b = BytesMut::new();
+            put_numeric(v, s, &mut b);
+            b
+        };
+        // Within a 96-bit decimal: the same bytes and value rust_decimal reads.
+        for (v, s) in [
+            (12345i128, 2i8),
+            (-12345, 2),
+            (1, 4),
+            (10000, 0),
+            (123_456_789, 0),
+            (5, 1),
+            (-1_000_000_001, 9),
+            (35, 1),
+        ] {
+            let b = read(v, s);
+            let d = rust_decimal::Decimal::from_sql(&Type::NUMERIC, &b).expect("reads");
+            assert_eq!(
+                d,
+                rust_decimal::Decimal::from_i128_with_scale(v, s as u32),
+                "{v} {s}"
+            );
+            assert_eq!(d.scale(), s as u32, "display scale of {v} {s}");
+        }
+        // Postgres' bytes for 12.34: 2 digits, weight 0, positive, scale 2, 12, 3400.
+        assert_eq!(&read(1234, 2)[..], &[0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 13, 72]);
+        // Zero keeps its scale.
+        assert_eq!(&read(0, 3)[..], &[0, 0, 0, 0, 0, 0, 0, 3]);
+        // Past 28 digits: 3074457345618258604.0000000000000000 (35 digits).
+        let big = 30_744_573_456_182_586_040_000_000_000_000_000i128;
+        let b = read(big, 16);
+        // 307 4457 3456 1825 8604, weight 4, the zero fraction left out.
+        assert_eq!(&b[..8], &[0, 5, 0, 4, 0, 0, 0, 16]);
+        assert_eq!(&b[8..], &[1, 51, 17, 105, 13, 128, 7, 33, 33, 156]);
+    }
 
     #[test]
     fn arrays_like_postgres() {

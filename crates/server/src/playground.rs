@@ -47,7 +47,7 @@ const VIEWS: &[(&str, &str)] = &[
     ),
     (
         "homepage_rows",
-        "SELECT window_start, row_name, count(*) AS impressions, avg(position) AS avg_position \
+        "SELECT window_start, row_name, count(*) AS impressions, round(avg(position), 2) AS avg_position \
          FROM TUMBLE(impressions, event_time, INTERVAL '1 minute') \
          GROUP BY window_start, row_name",
     ),
@@ -177,9 +177,12 @@ pub async fn run(
         interval.tick().await;
         loop {
             interval.tick().await;
-            let plays = scalar(&progress_session, "SELECT sum(plays) FROM plays_per_genre")
-                .await
-                .unwrap_or(0);
+            let plays = scalar(
+                &progress_session,
+                "SELECT sum(plays)::bigint FROM plays_per_genre",
+            )
+            .await
+            .unwrap_or(0);
             let late = scalar(
                 &progress_session,
                 "SELECT count(*) FROM freshet_catalog.late_events",

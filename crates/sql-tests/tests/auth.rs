@@ -130,7 +130,7 @@ fn scram_users_grants_and_revokes() {
         assert_eq!(sqlstate_of(&a, "INSERT INTO t VALUES (2, 20)").await, "ok");
         assert_eq!(sqlstate_of(&a, "UPDATE t SET v = 0").await, "42501");
         let s: i64 = a
-            .query_one("SELECT s FROM total", &[])
+            .query_one("SELECT s::bigint FROM total", &[])
             .await
             .expect("read the view")
             .get(0);

@@ -143,7 +143,10 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
         let c = connect(&server.conn_str()).await.expect("connect");
         c.batch_execute("FLUSH").await.expect("flush");
         let rows = c
-            .query("SELECT k, n, s, lo, hi FROM per_key ORDER BY k", &[])
+            .query(
+                "SELECT k, n, s::bigint, lo, hi FROM per_key ORDER BY k",
+                &[],
+            )
             .await
             .expect("per_key");
         let got: BTreeMap<i64, (i64, i64, i64, i64)> = rows
@@ -155,7 +158,7 @@ fn kill9_during_ingest_loses_and_doubles_nothing() {
             "per_key differs from the reference (seed {seed})"
         );
         let t = c
-            .query_one("SELECT n, ids, s FROM total", &[])
+            .query_one("SELECT n, ids, s::bigint FROM total", &[])
             .await
             .expect("total");
         let (n, ids, s): (i64, i64, i64) = (t.get(0), t.get(1), t.get(2));

@@ -458,7 +458,7 @@ fn backup_of_a_live_stream_restores_and_resumes_exactly() {
             let c = connect(&s.conn_str()).await.expect("connect");
             c.batch_execute("FLUSH").await.expect("flush");
             let got: BTreeMap<String, (i64, i64)> = c
-                .query("SELECT g, c, s FROM per_g", &[])
+                .query("SELECT g, c, s::bigint FROM per_g", &[])
                 .await
                 .expect("per_g")
                 .iter()
@@ -558,7 +558,7 @@ fn show_jobs_follows_a_background_backfill_and_a_kafka_catch_up() {
         assert_eq!(r.get::<_, i64>(1), n);
         assert_eq!(r.get::<_, i64>(2), 0);
         assert_eq!(r.get::<_, f64>(3), 100.0);
-        let r = c.query_one("SELECT count(*), sum(c) FROM bg", &[]).await.expect("bg");
+        let r = c.query_one("SELECT count(*), sum(c)::bigint FROM bg", &[]).await.expect("bg");
         assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (100, n));
         // A bad query fails at once, not in the background.
         assert!(c.batch_execute("CREATE MATERIALIZED VIEW nope AS SELECT x FROM nothing").await.is_err());
@@ -636,14 +636,17 @@ fn a_backfill_killed_midway_leaves_nothing_behind() {
         );
         c.batch_execute(view).await.expect("create again");
         let got: BTreeMap<i32, (i64, i64)> = c
-            .query("SELECT g, c, s FROM bg", &[])
+            .query("SELECT g, c, s::bigint FROM bg", &[])
             .await
             .expect("bg")
             .iter()
             .map(|r| (r.get(0), (r.get(1), r.get(2))))
             .collect();
         let want: BTreeMap<i32, (i64, i64)> = c
-            .query("SELECT g, count(*), sum(v) FROM big GROUP BY g", &[])
+            .query(
+                "SELECT g, count(*), sum(v)::bigint FROM big GROUP BY g",
+                &[],
+            )
             .await
             .expect("batch")
             .iter()

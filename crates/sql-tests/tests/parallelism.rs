@@ -45,7 +45,7 @@ async fn check(c: &tokio_postgres::Client, expected: &Fold) {
     c.batch_execute("FLUSH").await.expect("flush");
     for view in ["adaptive_v", "fixed_v"] {
         let got: Fold = c
-            .query(&format!("SELECT user_id, n, s FROM {view}"), &[])
+            .query(&format!("SELECT user_id, n, s::bigint FROM {view}"), &[])
             .await
             .expect("view")
             .iter()

@@ -75,7 +75,7 @@ fn reference(n: i64) -> BTreeMap<&'static str, Vec<String>> {
 const QUERIES: [(&str, &str); 6] = [
     (
         "per_g",
-        "SELECT g || ' ' || c || ' ' || s FROM per_g ORDER BY g",
+        "SELECT g || ' ' || c || ' ' || s::bigint FROM per_g ORDER BY g",
     ),
     (
         "big_per_g",

@@ -22,7 +22,7 @@ type Fold = BTreeMap<i64, (i64, i64)>;
 async fn per_user(conn: &str) -> Fold {
     let c = connect(conn).await.expect("connect");
     c.batch_execute("FLUSH").await.expect("flush");
-    c.query("SELECT user_id, n, s FROM per_user", &[])
+    c.query("SELECT user_id, n, s::bigint FROM per_user", &[])
         .await
         .expect("per_user")
         .iter()

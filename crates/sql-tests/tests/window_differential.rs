@@ -225,7 +225,7 @@ fn windowed_views_equal_a_reference_fold() {
                 async move { c.query(q, &[]).await.expect(q) }
             };
             let got: Vec<(String, String, i64, i64)> =
-                rows("SELECT window_start::text, k, n, s FROM tumble ORDER BY 1, 2")
+                rows("SELECT window_start::text, k, n, s::bigint FROM tumble ORDER BY 1, 2")
                     .await
                     .iter()
                     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
@@ -238,7 +238,7 @@ fn windowed_views_equal_a_reference_fold() {
             assert_eq!(got, want, "tumble after burst {burst} (seed {seed})");
             if burst >= 1 {
                 let late_view: Vec<(String, String, i64, i64)> =
-                    rows("SELECT window_start::text, k, n, s FROM tumble_late ORDER BY 1, 2")
+                    rows("SELECT window_start::text, k, n, s::bigint FROM tumble_late ORDER BY 1, 2")
                         .await
                         .iter()
                         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))

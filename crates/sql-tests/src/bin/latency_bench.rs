@@ -311,7 +311,7 @@ fn serving(rt: &tokio::runtime::Runtime, rate: u64, clients: usize, seconds: u64
         tokio::time::sleep(Duration::from_secs(5)).await;
         let row = c
             .query_one(
-                "SELECT min(auction), max(auction), sum(bids) FROM bids_per_auction",
+                "SELECT min(auction), max(auction), sum(bids)::bigint FROM bids_per_auction",
                 &[],
             )
             .await
@@ -375,7 +375,7 @@ fn serving(rt: &tokio::runtime::Runtime, rate: u64, clients: usize, seconds: u64
     let ingested_after = rt.block_on(async {
         let c = connect(&conn_str).await.expect("connect");
         let row = c
-            .query_one("SELECT sum(bids) FROM bids_per_auction", &[])
+            .query_one("SELECT sum(bids)::bigint FROM bids_per_auction", &[])
             .await
             .expect("count");
         let n: i64 = row.get(0);

@@ -267,7 +267,7 @@ fn run_queries(
         let cpu = cpu_seconds(pid) - cpu0;
         let row = c
             .query_one(
-                "SELECT coalesce(sum(view_rows), 0), coalesce(sum(s.state_bytes), 0) \
+                "SELECT coalesce(sum(view_rows), 0)::bigint, coalesce(sum(s.state_bytes), 0)::bigint \
                  FROM freshet_catalog.view_state v \
                  JOIN freshet_catalog.view_state_scan s ON v.view_name = s.view_name",
                 &[],
@@ -278,7 +278,7 @@ fn run_queries(
         if sink {
             let row = c
                 .query_one(
-                    "SELECT coalesce(sum(rows_inserted - rows_deleted), 0) \
+                    "SELECT coalesce(sum(rows_inserted - rows_deleted), 0)::bigint \
                      FROM freshet_catalog.sinks",
                     &[],
                 )
