@@ -10,6 +10,7 @@
 
 mod backfill;
 pub mod chunk;
+pub mod conflict;
 pub mod coordinator;
 pub mod dataflow;
 pub mod dead_letters;

@@ -337,6 +337,12 @@ impl IndexDef {
 }
 
 impl ViewDef {
+    /// Whether it reads relation `id`, or (a sink into a table) writes into it.
+    pub fn needs(&self, id: u64) -> bool {
+        self.depends_on.contains(&id)
+            || self.sink.as_ref().is_some_and(|s| s.into_table == Some(id))
+    }
+
     /// The shards its keyed stateful operators' state is split into (see
     /// [`ViewDef::max_parallelism`]).
     pub fn shards(&self) -> usize {
@@ -650,9 +656,6 @@ impl Catalog {
 
     /// Views that read relation `id` directly.
     pub fn dependents(&self, id: u64) -> Vec<&ViewDef> {
-        self.views
-            .iter()
-            .filter(|v| v.depends_on.contains(&id))
-            .collect()
+        self.views.iter().filter(|v| v.needs(id)).collect()
     }
 }

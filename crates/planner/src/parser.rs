@@ -597,6 +597,8 @@ pub struct CreateSink {
     pub options: Vec<(String, String)>,
     /// `FORMAT … ENCODE …`, if written.
     pub format: Option<(String, String)>,
+    /// `INTO table [(columns)]`: RisingWave's sink into a table (no `WITH` needed).
+    pub into: Option<(ObjectName, Vec<Ident>)>,
 }
 
 /// `[IF NOT EXISTS] name {FROM relation | AS query} [EMIT ON WINDOW CLOSE] WITH (…)
@@ -605,6 +607,19 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
     let dialect = PostgreSqlDialect {};
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
+    let into = if parser.parse_keyword(Keyword::INTO) {
+        let table = parser.parse_object_name(false)?;
+        let columns = if parser.consume_token(&Token::LParen) {
+            let cols = parser.parse_comma_separated(|p| p.parse_identifier())?;
+            parser.expect_token(&Token::RParen)?;
+            cols
+        } else {
+            Vec::new()
+        };
+        Some((table, columns))
+    } else {
+        None
+    };
     let query = if parser.parse_keyword(Keyword::FROM) {
         let from = parser.parse_object_name(false)?;
         Parser::new(&dialect)
@@ -618,8 +633,13 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
         let mut end = None;
         for i in 0.. {
             match &parser.peek_nth_token(i).token {
-                Token::EOF => break,
-                Token::SemiColon if depth == 0 => break,
+                // A sink into a table may end with its query.
+                t if *t == Token::EOF || (*t == Token::SemiColon && depth == 0) => {
+                    if into.is_some() && end.is_none() {
+                        end = Some(i);
+                    }
+                    break;
+                }
                 Token::LParen => depth += 1,
                 Token::RParen => depth -= 1,
                 Token::Word(w)
@@ -666,13 +686,18 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
             parser.next_token();
         }
     }
-    if !parser.parse_keyword(Keyword::WITH) {
+    let with = parser.parse_keyword(Keyword::WITH);
+    if !with && into.is_none() {
         return Err(ParserError::ParserError(format!(
             "Expected: WITH (connector = …), found: {}",
             parser.peek_token().token
         )));
     }
-    let mut options = parse_options(parser)?;
+    let mut options = if with {
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
     let format = if peek_words(parser, &["FORMAT"]) {
         parser.next_token();
         let format = parse_word(parser)?;
@@ -693,6 +718,7 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
         emit_on_window_close,
         options,
         format,
+        into,
     })
 }
 

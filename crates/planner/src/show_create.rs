@@ -49,9 +49,11 @@ pub fn create_sql(
         })),
         Some(_) => Ok(match kind {
             RelationKind::Table => catalog.table(name).map(|t| table(t, redact)),
-            RelationKind::View | RelationKind::Sink => {
-                catalog.views.iter().find(|v| v.name == name).map(view)
-            }
+            RelationKind::View | RelationKind::Sink => catalog
+                .views
+                .iter()
+                .find(|v| v.name == name)
+                .map(|v| view(catalog, v)),
             RelationKind::Source => catalog.source(name).map(|x| source(x, redact)),
             RelationKind::Index => catalog.index(name).and_then(|v| index(catalog, v)),
             RelationKind::PlainView => catalog.plain_view(name).map(|v| {
@@ -313,13 +315,25 @@ fn source(src: &SourceDef, redact: bool) -> String {
     s
 }
 
-fn view(v: &ViewDef) -> String {
+fn view(catalog: &Catalog, v: &ViewDef) -> String {
     let eowc = if v.emit_on_window_close {
         " EMIT ON WINDOW CLOSE"
     } else {
         ""
     };
     match &v.sink {
+        Some(sink) if sink.into_table.is_some() => {
+            let table = sink
+                .into_table
+                .and_then(|t| catalog.tables.iter().find(|x| x.id == t))
+                .map(|t| ident(&t.name))
+                .unwrap_or_default();
+            format!(
+                "CREATE SINK {} INTO {table} AS {}{eowc}",
+                ident(&v.name),
+                v.sql
+            )
+        }
         Some(sink) => {
             let opts: Vec<String> = sink
                 .options

@@ -15,6 +15,9 @@ pub struct SinkDef {
     /// Set for `connector = 'kafka'`.
     #[serde(default)]
     pub kafka: Option<KafkaSink>,
+    /// `CREATE SINK … INTO table`: the table its changes are written into.
+    #[serde(default)]
+    pub into_table: Option<u64>,
 }
 
 /// How a sink's changes are written as Kafka messages.
@@ -184,6 +187,7 @@ impl SinkDef {
             drop_deletes,
             options: options.to_vec(),
             kafka,
+            into_table: None,
         })
     }
 }

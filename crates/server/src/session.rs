@@ -47,6 +47,7 @@ mod index;
 mod ops_tables;
 mod plain_view;
 mod rename;
+mod sink_into;
 pub(crate) use ops_tables::series as ops_series;
 mod pg;
 mod query;

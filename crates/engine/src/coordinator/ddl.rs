@@ -30,9 +30,19 @@ impl Coordinator {
     /// output, the mark on its state until it is done, and the count of rows to read.
     pub(super) fn start_view(
         &mut self,
-        v: ViewDesc,
+        mut v: ViewDesc,
         catalog: Vec<u8>,
     ) -> Result<Backfill, EngineError> {
+        // A sink into a table keeps what it builds until it is done.
+        if let Output::IntoTable { table, .. } = v.output {
+            if !self.tables.contains_key(&table) {
+                return Err(EngineError::UnknownRelation(table));
+            }
+            v.output = Output::IntoTable {
+                table,
+                staging: true,
+            };
+        }
         if self.schemas.contains_key(&v.id) {
             return Err(EngineError::Internal(format!(
                 "relation id {} is taken: the view was not created",
@@ -116,11 +126,33 @@ impl Coordinator {
         if self.committed.is_none() {
             self.committed = Some(self.definitions());
         }
-        let v = b.desc;
+        let mut v = b.desc;
         b.progress.finished.store(true, Ordering::Relaxed);
         self.schemas.insert(v.id, v.schema.clone());
-        self.views.push(b.df);
+        let mut df = b.df;
+        let mut staged = None;
+        if let Output::IntoTable {
+            table,
+            staging: true,
+        } = v.output
+        {
+            // Its rows so far go into the table now; from here on each change does.
+            v.output = Output::IntoTable {
+                table,
+                staging: false,
+            };
+            df = Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
+                .metered(&v.name);
+            staged = Some((table, self.take_staged(&v)?));
+        }
+        self.views.push(df);
         self.descs.push(v.clone());
+        if let Some((table, chunk)) = staged {
+            let changes = self.apply_sink_chunk(table, &chunk)?;
+            if !changes.is_empty() {
+                self.propagate(table, changes)?;
+            }
+        }
         self.txn.delete(keys::BACKFILL.to_vec());
         self.txn.put(keys::CATALOG.to_vec(), b.catalog);
         // Tables with a watermark: the new view starts at the table's.
@@ -132,6 +164,24 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+
+    /// The rows a sink into a table kept while it was built (a multiset under its id),
+    /// removed.
+    fn take_staged(&mut self, v: &ViewDesc) -> Result<Chunk, EngineError> {
+        let prefix = keys::rows_prefix(v.id);
+        let types = crate::chunk::column_types(&v.schema);
+        let mut rows = Vec::new();
+        let mut weights = Vec::new();
+        for (k, val) in self.txn.scan_prefix(&prefix)? {
+            let count = crate::operators::decode_count(&val)?;
+            rows.push(codec::decode_row(&k[prefix.len()..], &types)?);
+            weights.push(count);
+        }
+        if let Some(end) = prefix_end(&prefix) {
+            self.txn.delete_range(&prefix, &end)?;
+        }
+        Chunk::from_rows(v.schema.clone(), &rows, weights)
     }
 
     /// Builds the view under way to the end, now (before another DDL runs).

@@ -292,6 +292,14 @@ impl Coordinator {
         mut queue: VecDeque<(RelationId, Chunk)>,
     ) -> Result<(), EngineError> {
         while let Some((rel, chunk)) = queue.pop_front() {
+            if let Some(table) = self.sink_target(rel) {
+                // A sink into a table: its changes become the table's.
+                let changes = self.apply_sink_chunk(table, &chunk)?;
+                if !changes.is_empty() {
+                    queue.push_back((table, changes));
+                }
+                continue;
+            }
             if self.subscribers.watches(rel) {
                 self.subscribers.capture(rel, &chunk);
             }

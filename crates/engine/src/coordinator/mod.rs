@@ -48,6 +48,7 @@ mod dml;
 mod ingest;
 mod parallel;
 mod positions;
+mod sink_into;
 
 pub use positions::{stored_offsets, stored_watermark};
 use positions::{stored_watermark_in, window_close_error};
@@ -65,6 +66,24 @@ pub struct TableDesc {
     /// `WATERMARK`: the event-time column and the delay (µs). The table's watermark is
     /// its largest event time minus the delay; rows below it are late.
     pub watermark: Option<(usize, i64)>,
+    /// What a sink's row does to a row of the same key (`CREATE SINK … INTO`); DML
+    /// resolves its own conflicts.
+    pub sink_conflict: SinkConflict,
+}
+
+/// How a row written into a keyed table by a sink meets the row it finds under its key:
+/// the table's `ON CONFLICT` (RisingWave's default for sinks: it overwrites).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SinkConflict {
+    /// It replaces the row, unless its version columns (may be none) are older.
+    #[default]
+    Overwrite,
+    /// The row stays.
+    Ignore,
+    /// Its non-NULL values replace the row's, unless its version columns are older.
+    UpdateNonNull,
+    /// As `Overwrite` / `UpdateNonNull`, judged by these version columns.
+    Versioned { merge: bool, columns: Vec<usize> },
 }
 
 /// A materialized view as the engine sees it.

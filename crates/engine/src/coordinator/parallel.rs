@@ -54,6 +54,7 @@ impl Coordinator {
             return false;
         };
         df.inputs().iter().all(|r| self.sources.contains(r))
+            && self.sink_target(view).is_none()
             && !self.views.iter().any(|d| d.reads(view))
             && !self.subscribers.watches(view)
             && self.backfill.as_ref().is_none_or(|(b, _)| !b.reads(view))

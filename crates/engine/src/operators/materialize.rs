@@ -32,6 +32,12 @@ pub enum Output {
     /// Counted and written to the sink's outbox ([`crate::sink_log`]), from which its
     /// connector delivers them. `deletes` as for `Blackhole`.
     Log { deletes: bool },
+    /// `CREATE SINK … INTO table`: counted and passed on; the coordinator writes each
+    /// chunk into `table` (see `Coordinator::apply_sink_chunk`) in the same statement.
+    /// While the sink is built (`staging`), its rows are kept as a view's are instead,
+    /// and written into the table at once when it is done: a build that fails or is cut
+    /// short by a crash leaves nothing in the table.
+    IntoTable { table: u64, staging: bool },
 }
 
 /// The keys, in a sink root's state table, of its counts of inserted and deleted rows.
@@ -197,7 +203,12 @@ impl Operator for Materialize {
         chunk: Chunk,
         state: &mut Txn,
     ) -> Result<Chunk, EngineError> {
-        if let Output::Blackhole { deletes } | Output::Log { deletes } = self.output {
+        let passed = match self.output {
+            Output::Blackhole { deletes } | Output::Log { deletes } => Some(deletes),
+            Output::IntoTable { staging: false, .. } => Some(true),
+            _ => None,
+        };
+        if let Some(deletes) = passed {
             if matches!(self.output, Output::Log { .. }) {
                 self.log(&chunk, deletes, state)?;
             }
@@ -217,7 +228,9 @@ impl Operator for Materialize {
             }
             return Ok(chunk);
         }
-        self.count_rows(&chunk, state)?;
+        if !matches!(self.output, Output::IntoTable { .. }) {
+            self.count_rows(&chunk, state)?;
+        }
         let encoded = codec::encode_rows(chunk.batch.columns(), chunk.len())?;
         if let Some(seq) = &mut self.seq {
             let prefix = keys::rows_prefix(self.relation);

@@ -89,6 +89,23 @@ pub(super) fn table_desc(t: &TableDef) -> TableDesc {
             let col = t.columns.iter().position(|c| c.name == w.column)?;
             Some((col, w.delay_micros))
         }),
+        sink_conflict: sink_conflict(t),
+    }
+}
+
+/// What a sink's row does to the row of its key in table `t`: the table's `ON CONFLICT`,
+/// overwriting without one (RisingWave's default).
+fn sink_conflict(t: &TableDef) -> freshet_engine::coordinator::SinkConflict {
+    use freshet_engine::coordinator::SinkConflict;
+    use freshet_planner::catalog::OnConflictMode;
+    match t.on_conflict {
+        Some(OnConflictMode::Ignore) => SinkConflict::Ignore,
+        mode if !t.version_columns.is_empty() => SinkConflict::Versioned {
+            merge: mode == Some(OnConflictMode::UpdateNonNull),
+            columns: t.version_columns.clone(),
+        },
+        Some(OnConflictMode::UpdateNonNull) => SinkConflict::UpdateNonNull,
+        _ => SinkConflict::Overwrite,
     }
 }
 
@@ -96,6 +113,10 @@ pub(super) fn table_desc(t: &TableDef) -> TableDesc {
 pub(super) fn view_output(v: &ViewDef) -> ViewOutput {
     match &v.sink {
         None => ViewOutput::Table,
+        Some(s) if s.into_table.is_some() => ViewOutput::IntoTable {
+            table: s.into_table.unwrap_or_default(),
+            staging: false,
+        },
         Some(s) if s.kafka.is_some() => ViewOutput::Log {
             deletes: !s.drop_deletes,
         },

@@ -291,6 +291,9 @@ impl Session {
 
     /// `CREATE SINK`: a view whose rows go to the sink's connector instead of a table.
     pub(super) async fn create_sink(&self, cs: &parser::CreateSink) -> Result<Output> {
+        if let Some((table, columns)) = &cs.into {
+            return self.create_sink_into(cs, table, columns).await;
+        }
         let _ddl = self.db.ddl_lock.lock().await;
         let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
@@ -651,7 +654,7 @@ impl Session {
             // Everything that reads it, transitively, in creation order.
             let mut doomed = vec![id];
             for v in &catalog.views {
-                if v.depends_on.iter().any(|d| doomed.contains(d)) {
+                if doomed.iter().any(|d| v.needs(*d)) {
                     doomed.push(v.id);
                 }
             }

@@ -16,6 +16,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::prelude::SessionContext;
 use freshet_engine::chunk::{batch_rows, rows_to_batch, Row};
+use freshet_engine::conflict::{merge_non_null, not_older};
 use freshet_engine::EngineError;
 use freshet_planner::catalog::{OnConflictMode, TableDef};
 use freshet_planner::sqlparser::ast;
@@ -369,33 +370,6 @@ impl Session {
 fn key_of(table: &TableDef, row: &Row) -> Result<Vec<u8>> {
     let pk: Row = table.pk.iter().map(|&i| row[i].clone()).collect();
     Ok(freshet_storage::codec::encode_row(&pk).map_err(EngineError::from)?)
-}
-
-/// Whether `new`'s version columns are not older than `old`'s: compared in order, NULL
-/// lowest (RisingWave's rule); equal versions replace.
-fn not_older(old: &Row, new: &Row, versions: &[usize]) -> bool {
-    use std::cmp::Ordering;
-    for &i in versions {
-        let order = match (old[i].is_null(), new[i].is_null()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Less,
-            (false, true) => Ordering::Greater,
-            (false, false) => old[i].partial_cmp(&new[i]).unwrap_or(Ordering::Equal),
-        };
-        match order {
-            Ordering::Less => return true,
-            Ordering::Greater => return false,
-            Ordering::Equal => {}
-        }
-    }
-    true
-}
-
-fn merge_non_null(old: &Row, new: &Row) -> Row {
-    old.iter()
-        .zip(new)
-        .map(|(o, n)| if n.is_null() { o.clone() } else { n.clone() })
-        .collect()
 }
 
 /// `DO UPDATE SET …  [WHERE …]` over each (existing, excluded) pair: the updated row, or
