@@ -336,6 +336,20 @@ fn datafusion_message(e: &DataFusionError) -> String {
         other => other.to_string(),
     };
     let msg = msg.trim();
+    // A correlated subquery DataFusion could not turn into a join reaches the physical
+    // planner as such: name the feature.
+    if let Some(rest) = msg.strip_prefix("Physical plan does not support logical expression ") {
+        if rest.starts_with("ScalarSubquery")
+            || rest.starts_with("OuterReferenceColumn")
+            || rest.starts_with("Exists")
+            || rest.starts_with("InSubquery")
+        {
+            return "this correlated subquery is not supported: its correlation cannot be \
+                    turned into a join (correlate by equality, e.g. WHERE inner.k = outer.k, \
+                    and without LIMIT)"
+                .to_string();
+        }
+    }
     // DataFusion words "table 'freshet.public.x' not found" → Postgres' wording.
     if let Some(rest) = msg.strip_prefix("table '") {
         if let Some(name) = rest.strip_suffix("' not found") {
