@@ -16,7 +16,8 @@
 //! Level 2: intervals compare by their spans (`crate::pg_interval`): `interval '24 hours'
 //! = interval '1 day'`.
 //!
-//! Level 3: `sum(bigint)` and `avg` of integers are `numeric` (`crate::pg_aggregates`).
+//! Level 3: `sum(bigint)` and `avg` of integers are `numeric` (`crate::pg_aggregates`),
+//! and a view's `numeric` divisions are widened as a query's (`crate::pg_values`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -216,7 +217,7 @@ mod tests {
         assert_eq!(result_type(&ctx, "SELECT sum(j) FROM t"), DataType::Int64);
         assert_eq!(
             result_type(&ctx, "SELECT avg(j) FROM t"),
-            DataType::Decimal128(38, 16)
+            DataType::Decimal128(38, 10)
         );
         assert_eq!(
             result_type(&ctx, "SELECT sum(i) OVER (ORDER BY j) FROM t"),

@@ -3,11 +3,12 @@
 //!
 //! - `jsonb_agg(x [ORDER BY …])` (and `json_agg`) is `to_jsonb(array_agg(x [ORDER BY …]))`:
 //!   the values in order, NULLs as JSON `null`, NULL over no rows;
-//! - `jsonb_object_agg(k, v [ORDER BY …])` (and `json_object_agg`) is
-//!   `jsonb_object_of_arrays(array_agg(k ORDER BY o), array_agg(v ORDER BY o))`, `o` the
-//!   call's own order or else `k`: both arrays list the rows in the same order, so the
-//!   `n`-th key goes with the `n`-th value; a key given twice keeps its last value, as
-//!   Postgres' `jsonb` does.
+//! - `jsonb_object_agg(k, v)` (and `json_object_agg`) is
+//!   `jsonb_object_of_arrays(array_agg(k ORDER BY k), array_agg(v ORDER BY k))`: both
+//!   arrays list the rows in key order, so the `n`-th key goes with the `n`-th value (a
+//!   key given twice keeps one of its values, as Postgres' `jsonb` keeps the last). With
+//!   an `ORDER BY` or `DISTINCT` of its own the two arrays could list rows in different
+//!   orders, so those are not rewritten (and not supported).
 //!
 //! A select item that is such a call keeps the aggregate's name as its column name.
 
@@ -21,7 +22,7 @@ use crate::sqlparser::ast::{
 /// The internal function that pairs the key and value arrays.
 pub const OBJECT_OF_ARRAYS: &str = "jsonb_object_of_arrays";
 
-/// Which JSON aggregate `e` calls, if any.
+/// Which JSON aggregate `e` calls, if any (the kind, and the name as written).
 fn json_aggregate(e: &Expr) -> Option<(&'static str, &crate::sqlparser::ast::Function)> {
     let Expr::Function(f) = e else {
         return None;
@@ -81,20 +82,26 @@ fn rewrite(e: &Expr) -> Option<Expr> {
             let FunctionArg::Unnamed(FunctionArgExpr::Expr(key_expr)) = key else {
                 return None;
             };
-            let mut clauses = list.clauses.clone();
-            if !clauses
-                .iter()
-                .any(|c| matches!(c, FunctionArgumentClause::OrderBy(_)))
+            // Both arrays ordered by the key alone: an ORDER BY of its own (which decides
+            // which value a repeated key keeps) or DISTINCT could list them in different
+            // orders, pairing keys with other keys' values. Left as written (refused).
+            if list.duplicate_treatment.is_some()
+                || list
+                    .clauses
+                    .iter()
+                    .any(|c| matches!(c, FunctionArgumentClause::OrderBy(_)))
             {
-                clauses.push(FunctionArgumentClause::OrderBy(vec![OrderByExpr {
-                    expr: key_expr.clone(),
-                    options: OrderByOptions {
-                        asc: None,
-                        nulls_first: None,
-                    },
-                    with_fill: None,
-                }]));
+                return None;
             }
+            let mut clauses = list.clauses.clone();
+            clauses.push(FunctionArgumentClause::OrderBy(vec![OrderByExpr {
+                expr: key_expr.clone(),
+                options: OrderByOptions {
+                    asc: None,
+                    nulls_first: None,
+                },
+                with_fill: None,
+            }]));
             let half = |arg: &FunctionArg| {
                 let mut half = inner.clone();
                 half.args = FunctionArguments::List(crate::sqlparser::ast::FunctionArgumentList {
@@ -126,10 +133,11 @@ fn name_items(body: &mut SetExpr) {
         SetExpr::Select(select) => {
             for item in &mut select.projection {
                 if let SelectItem::UnnamedExpr(e) = item {
-                    if let Some((kind, _)) = json_aggregate(e) {
+                    if let Some((_, f)) = json_aggregate(e) {
+                        let name = crate::naming::pg_column_name(&Expr::Function(f.clone()));
                         *item = SelectItem::ExprWithAlias {
                             expr: e.clone(),
-                            alias: Ident::with_quote('"', kind),
+                            alias: Ident::with_quote('"', name),
                         };
                     }
                 }
@@ -176,10 +184,14 @@ mod tests {
             "SELECT jsonb_object_of_arrays(array_agg(k ORDER BY k), array_agg(v ORDER BY k)) \
              AS o FROM t"
         );
+        // An ORDER BY of its own could pair keys with other keys' values: left as is.
         assert_eq!(
-            rewritten("SELECT jsonb_object_agg(k, v ORDER BY ts DESC) FROM t"),
-            "SELECT jsonb_object_of_arrays(array_agg(k ORDER BY ts DESC), array_agg(v ORDER BY \
-             ts DESC)) AS \"jsonb_object_agg\" FROM t"
+            rewritten("SELECT jsonb_object_agg(k, v ORDER BY ts DESC) AS o FROM t"),
+            "SELECT jsonb_object_agg(k, v ORDER BY ts DESC) AS o FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT json_agg(v) FROM t"),
+            "SELECT to_jsonb(array_agg(v)) AS \"json_agg\" FROM t"
         );
     }
 }

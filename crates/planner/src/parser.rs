@@ -6,7 +6,7 @@
 use crate::sqlparser::ast::{ColumnDef, Ident, ObjectName, Statement, Value};
 use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::keywords::Keyword;
-use crate::sqlparser::parser::{Parser, ParserError, ParserOptions};
+use crate::sqlparser::parser::{Parser, ParserError};
 use crate::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use crate::PlannerError;
 
@@ -217,12 +217,8 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, &e.message, Some(e.location)))?;
-    let tokens = rewrite_lookups(tokens);
-    // RisingWave accepts a trailing comma in column definitions and WITH options
-    // (`CREATE TABLE t (a INT, b INT,)`); so does the SELECT list here.
-    let mut parser = Parser::new(&dialect)
-        .with_options(ParserOptions::new().with_trailing_commas(true))
-        .with_tokens_with_locations(tokens);
+    let tokens = drop_trailing_commas(rewrite_lookups(tokens));
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -407,9 +403,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 // read as a table alias `emit` after `FROM t`).
                 Some(n) => {
                     let tokens: Vec<TokenWithSpan> = (0..n).map(|_| parser.next_token()).collect();
-                    let mut sub = Parser::new(&dialect)
-                        .with_options(ParserOptions::new().with_trailing_commas(true))
-                        .with_tokens_with_locations(tokens);
+                    let mut sub = Parser::new(&dialect).with_tokens_with_locations(tokens);
                     let stmt = sub.parse_statement().map_err(|e| parser_error(sql, e))?;
                     let next = sub.peek_token();
                     if next.token != Token::EOF {
@@ -483,6 +477,28 @@ pub fn lookup_target(name: &str) -> Option<&str> {
 /// table versioning, so the clause is taken out of the token stream and the table's name
 /// marked with [`LOOKUP_PREFIX`]; the stream planner turns a join with such a table into a
 /// lookup join, and a batch query reads the table as it is now, which is the same thing.
+/// `tokens` without the commas right before a `)`: RisingWave accepts a trailing comma
+/// in column definitions and `WITH` options (`CREATE TABLE t (a INT, b INT,)`). `,)`
+/// never begins valid SQL otherwise, so taking it out changes no statement's meaning.
+fn drop_trailing_commas(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut pending: Option<usize> = None; // the last significant token, if a comma
+    for t in tokens {
+        match &t.token {
+            Token::Whitespace(_) => {}
+            Token::RParen => {
+                if let Some(at) = pending.take() {
+                    out.remove(at);
+                }
+            }
+            Token::Comma => pending = Some(out.len()),
+            _ => pending = None,
+        }
+        out.push(t);
+    }
+    out
+}
+
 fn rewrite_lookups(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let is_word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
     let pattern: [&dyn Fn(&TokenWithSpan) -> bool; 7] = [
@@ -560,6 +576,13 @@ pub struct CreateSource {
 /// parentheses).
 fn eowc_suffix(parser: &Parser) -> Option<usize> {
     let word = |n: usize, w: &str| matches!(&parser.peek_nth_token(n).token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    // Only a materialized view can end so (each peek walks from the statement's start:
+    // the scan is kept to those statements, not every INSERT).
+    let creates_view =
+        |at: usize| word(at, "CREATE") && (1..4).any(|k| word(at + k, "MATERIALIZED"));
+    if !(creates_view(0) || (word(0, "EXPLAIN") && (1..4).any(creates_view))) {
+        return None;
+    }
     let mut depth = 0i32;
     for i in 0.. {
         match &parser.peek_nth_token(i).token {
@@ -667,9 +690,7 @@ fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
             end -= 4;
         }
         let tokens: Vec<TokenWithSpan> = (0..end).map(|_| parser.next_token()).collect();
-        let mut sub = Parser::new(&dialect)
-            .with_options(ParserOptions::new().with_trailing_commas(true))
-            .with_tokens_with_locations(tokens);
+        let mut sub = Parser::new(&dialect).with_tokens_with_locations(tokens);
         let query = sub.parse_query()?;
         let next = sub.peek_token();
         if next.token != Token::EOF {
@@ -1044,10 +1065,6 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserErr
             return Ok(out);
         }
         parser.expect_token(&Token::Comma)?;
-        // A trailing comma, as RisingWave accepts it.
-        if parser.consume_token(&Token::RParen) {
-            return Ok(out);
-        }
     }
 }
 
@@ -1140,9 +1157,6 @@ fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
             return Ok((columns, constraints, watermark));
         }
         parser.expect_token(&Token::Comma)?;
-        if parser.consume_token(&Token::RParen) {
-            return Ok((columns, constraints, watermark));
-        }
     }
 }
 

@@ -168,8 +168,14 @@ impl Accumulator for DiscAccumulator {
             return ScalarValue::try_from(&self.data_type);
         }
         let k = disc_position(self.fraction, self.values.len());
+        // NaN after every number, as views order it (and Postgres).
+        let nan = |v: &ScalarValue| match v {
+            ScalarValue::Float64(Some(f)) => f.is_nan(),
+            ScalarValue::Float32(Some(f)) => f.is_nan(),
+            _ => false,
+        };
         let order = |a: &ScalarValue, b: &ScalarValue| {
-            a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
+            a.partial_cmp(b).unwrap_or_else(|| nan(a).cmp(&nan(b)))
         };
         let (_, v, _) = if self.descending {
             self.values.select_nth_unstable_by(k, |a, b| order(b, a))

@@ -2,8 +2,9 @@
 //!
 //! - `sum(bigint)` is `numeric`: the sum of `bigint`s that pass 2^63 is computed, not
 //!   wrapped around (DataFusion's `sum(Int64)` wraps silently).
-//! - `avg` of any integer is `numeric`, with 16 decimal places as Postgres shows it for
-//!   ordinary values (`avg` of 3 and 4 is `3.5000000000000000`), not `double precision`.
+//! - `avg` of any integer is `numeric` (not `double precision`), with 10 decimal places
+//!   (an unconstrained `numeric`'s here; Postgres shows 16 for ordinary values): the
+//!   argument is summed as `numeric(38, 6)`, which holds 32 integer digits.
 //!
 //! An analyzer rule, run just before DataFusion's type coercion (which would otherwise
 //! make `avg(int)`'s argument a double), casts the argument of these calls (grouped
@@ -40,7 +41,7 @@ fn numeric_argument(name: &str, t: &DataType) -> Option<DataType> {
         "sum" if *t == DataType::Int64 || *t == DataType::UInt64 => {
             Some(DataType::Decimal128(38, 0))
         }
-        "avg" | "mean" if t.is_integer() => Some(DataType::Decimal128(38, 12)),
+        "avg" | "mean" if t.is_integer() => Some(DataType::Decimal128(38, 6)),
         _ => None,
     }
 }

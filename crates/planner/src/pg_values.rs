@@ -55,13 +55,16 @@ pub fn client_query(ctx: &SessionContext, zone: Zone) {
     ctx.add_analyzer_rule(Arc::new(PgValues {
         zone,
         divisions: true,
+        level: None,
         enabled: None,
     }));
 }
 
 /// Makes `ctx` plan a materialized view's casts to text as a client's query does (in
 /// UTC), so that a view and the same query run ad hoc give the same text; its literals
-/// and divisions keep DataFusion's types (its state is stored in them).
+/// keep DataFusion's types (its state is stored in them), and so do its divisions in
+/// views from before dialect level 3 (from it on they are widened as in queries: a
+/// `numeric` quotient has the query's scale).
 ///
 /// Returns the rule's switch (on): a context that plans stored views turns it off for
 /// those created before these casts.
@@ -70,6 +73,11 @@ pub fn view_text_forms(ctx: &SessionContext) -> Arc<AtomicBool> {
     ctx.add_analyzer_rule(Arc::new(PgValues {
         zone: Zone::Utc,
         divisions: false,
+        level: ctx
+            .state()
+            .config()
+            .get_extension::<crate::dialect::Level>()
+            .map(|l| l.handle()),
         enabled: Some(on.clone()),
     }));
     on
@@ -160,8 +168,10 @@ fn fits_int4(e: &Expr) -> bool {
 #[derive(Debug)]
 struct PgValues {
     zone: Zone,
-    /// Widen `numeric` divisions (client queries only).
+    /// Widen `numeric` divisions (client queries).
     divisions: bool,
+    /// Views: widen them from this dialect level on ([`crate::pg_aggregates::LEVEL`]).
+    level: Option<Arc<std::sync::atomic::AtomicU32>>,
     /// A switch (views); `None`: always on.
     enabled: Option<Arc<AtomicBool>>,
 }
@@ -176,12 +186,17 @@ impl AnalyzerRule for PgValues {
             return Ok(plan);
         }
         let text = Arc::new(ScalarUDF::new_from_impl(PgText::new(self.zone)));
+        let divisions = self.divisions
+            || self
+                .level
+                .as_ref()
+                .is_some_and(|l| l.load(Ordering::SeqCst) >= crate::pg_aggregates::LEVEL);
         plan.transform_up_with_subqueries(|plan| {
             let schema = merge_schema(&plan.inputs());
             let names = NamePreserver::new(&plan);
             let rewritten = plan.map_expressions(|e| {
                 let name = names.save(&e);
-                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text, self.divisions))?;
+                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text, divisions))?;
                 Ok(if out.transformed {
                     out.update_data(|e| name.restore(e))
                 } else {

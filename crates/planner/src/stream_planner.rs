@@ -64,6 +64,14 @@ pub fn plan_view(
     if emit_on_close && !has_closing_agg(&node) {
         // No aggregate emits final rows: hold each output row until the watermark makes
         // it final by a column that follows it.
+        if !final_by_watermark(&node) {
+            return Err(PlannerError::Unsupported(
+                "EMIT ON WINDOW CLOSE over a join, a session window, a temporal filter or \
+                 an aggregate not grouped by a window column (their rows can change after \
+                 the watermark passes them)"
+                    .into(),
+            ));
+        }
         let Some((col, lag)) = node
             .watermark_columns()
             .iter()
@@ -190,6 +198,24 @@ fn source_columns(
         .into_iter()
         .filter_map(|(id, cols)| Some((id, cols?.into_iter().collect())))
         .collect())
+}
+
+/// Whether a row of `node`'s output is final once the watermark passes one of its
+/// watermark columns: plans of windows, filters, projections, and top-N or window
+/// functions (whose watermark columns are their partitions'). Joins, sessions, temporal
+/// filters and other aggregates can change a row after that.
+fn final_by_watermark(node: &StreamNode) -> bool {
+    match node {
+        StreamNode::Source { .. } | StreamNode::Values { .. } => true,
+        StreamNode::Filter { .. }
+        | StreamNode::Project { .. }
+        | StreamNode::Window { .. }
+        | StreamNode::Unnest { .. }
+        | StreamNode::TopN { .. }
+        | StreamNode::OverWindow { .. }
+        | StreamNode::Union { .. } => node.inputs().into_iter().all(final_by_watermark),
+        _ => false,
+    }
 }
 
 /// Whether some aggregate in the plan closes its groups by the watermark (and so emits

@@ -208,52 +208,54 @@ impl ToSqlText for PgValue {
 /// directly, so every `numeric(38, s)` goes out (a 96-bit decimal would refuse those past
 /// 28 digits).
 fn put_numeric(v: i128, scale: i8, out: &mut BytesMut) {
-    let (mut abs, scale) = if scale < 0 {
-        let up = 10u128
-            .checked_pow(u32::from(scale.unsigned_abs()))
-            .unwrap_or(1);
-        (v.unsigned_abs().saturating_mul(up), 0u32)
+    // The decimal digits (no overflow at any scale: a negative scale appends zeros).
+    let mut digits = v.unsigned_abs().to_string();
+    let scale = if scale < 0 {
+        digits.push_str(&"0".repeat(usize::from(scale.unsigned_abs())));
+        0usize
     } else {
-        (v.unsigned_abs(), u32::from(scale as u8))
+        scale as usize
     };
-    let unit = 10u128.pow(scale.min(38));
-    let (int, frac) = (abs / unit, abs % unit);
-    // The fraction padded to whole base-10000 digits.
-    let frac_groups = scale.div_ceil(4);
-    let mut frac = frac * 10u128.pow(frac_groups * 4 - scale);
-    let mut digits: Vec<i16> = Vec::new();
-    for _ in 0..frac_groups {
-        digits.push((frac % 10_000) as i16);
-        frac /= 10_000;
+    if digits.len() <= scale {
+        digits = format!("{}{digits}", "0".repeat(scale + 1 - digits.len()));
     }
-    let mut int_groups = 0i16;
-    abs = int;
-    while abs > 0 {
-        digits.push((abs % 10_000) as i16);
-        abs /= 10_000;
-        int_groups += 1;
-    }
-    digits.reverse();
-    let mut weight = int_groups - 1;
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    // Whole base-10000 digits: the integer part padded on the left, the fraction on
+    // the right.
+    let int = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
+    let frac = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
+    let group = |s: &str| s.parse::<i16>().unwrap_or(0);
+    let int_groups: Vec<i16> = int
+        .as_bytes()
+        .chunks(4)
+        .map(|c| group(std::str::from_utf8(c).unwrap_or("0")))
+        .collect();
+    let mut groups: Vec<i16> = int_groups.clone();
+    groups.extend(
+        frac.as_bytes()
+            .chunks(4)
+            .map(|c| group(std::str::from_utf8(c).unwrap_or("0"))),
+    );
+    let mut weight = int_groups.len() as i16 - 1;
     // Leading and trailing zero digits are left out.
-    let lead = digits.iter().take_while(|d| **d == 0).count();
-    digits.drain(..lead);
+    let lead = groups.iter().take_while(|d| **d == 0).count();
+    groups.drain(..lead);
     weight -= lead as i16;
-    while digits.last() == Some(&0) {
-        digits.pop();
+    while groups.last() == Some(&0) {
+        groups.pop();
     }
-    if digits.is_empty() {
+    if groups.is_empty() {
         weight = 0;
     }
-    out.put_i16(digits.len() as i16);
+    out.put_i16(groups.len() as i16);
     out.put_i16(weight);
-    out.put_u16(if v < 0 && !digits.is_empty() {
+    out.put_u16(if v < 0 && !groups.is_empty() {
         0x4000
     } else {
         0
     });
     out.put_i16(scale as i16);
-    for d in digits {
+    for d in groups {
         out.put_i16(d);
     }
 }
@@ -539,6 +541,20 @@ mod tests {
         assert_eq!(&read(1234, 2)[..], &[0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 13, 72]);
         // Zero keeps its scale.
         assert_eq!(&read(0, 3)[..], &[0, 0, 0, 0, 0, 0, 0, 3]);
+        // Fractions only, and the widest scales (no overflow).
+        let d = |v: i128, s: i8| {
+            rust_decimal::Decimal::from_sql(&Type::NUMERIC, &read(v, s)).expect("reads")
+        };
+        assert_eq!(d(5, 4).to_string(), "0.0005");
+        assert_eq!(d(-12, 5).to_string(), "-0.00012");
+        assert_eq!(&read(5, 38)[..], &[0, 1, 0xff, 0xf6, 0, 0, 0, 38, 1, 244]);
+        let wide = 34 * 10i128.pow(36); // 0.34 at scale 38
+        assert_eq!(
+            &read(wide, 38)[..],
+            &[0, 1, 0xff, 0xff, 0, 0, 0, 38, 13, 72]
+        );
+        // A negative scale: 12 × 10^3.
+        assert_eq!(d(12, -3).to_string(), "12000");
         // Past 28 digits: 3074457345618258604.0000000000000000 (35 digits).
         let big = 30_744_573_456_182_586_040_000_000_000_000_000i128;
         let b = read(big, 16);

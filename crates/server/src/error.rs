@@ -83,6 +83,9 @@ pub enum ServerError {
     /// `21000`: ON CONFLICT DO UPDATE meeting one row twice.
     #[error("{0}")]
     CardinalityViolation(String),
+    /// `42804`: a value of a type a column cannot take (a sink's into its table).
+    #[error("{0}")]
+    DatatypeMismatch(String),
     /// `53200`
     #[error("out of memory: {0}")]
     OutOfMemory(String),
@@ -175,6 +178,7 @@ impl ServerError {
             ServerError::InvalidText(_) => ("22P02", None, None),
             ServerError::InvalidColumnReference(_) => ("42P10", None, None),
             ServerError::CardinalityViolation(_) => ("21000", None, None),
+            ServerError::DatatypeMismatch(_) => ("42804", None, None),
             ServerError::OutOfMemory(_) => ("53200", None, None),
             ServerError::DuplicateCursor(_) => ("42P03", None, None),
             ServerError::UndefinedCursor(_) => ("34000", None, None),

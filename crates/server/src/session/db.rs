@@ -94,11 +94,13 @@ pub(super) fn table_desc(t: &TableDef) -> TableDesc {
 }
 
 /// What a sink's row does to the row of its key in table `t`: the table's `ON CONFLICT`,
-/// overwriting without one (RisingWave's default).
+/// overwriting without one (RisingWave's default); an APPEND ONLY table keeps its row.
 fn sink_conflict(t: &TableDef) -> freshet_engine::coordinator::SinkConflict {
     use freshet_engine::coordinator::SinkConflict;
     use freshet_planner::catalog::OnConflictMode;
     match t.on_conflict {
+        // An APPEND ONLY table never replaces a row (its views only insert).
+        _ if t.append_only => SinkConflict::Ignore,
         Some(OnConflictMode::Ignore) => SinkConflict::Ignore,
         mode if !t.version_columns.is_empty() => SinkConflict::Versioned {
             merge: mode == Some(OnConflictMode::UpdateNonNull),

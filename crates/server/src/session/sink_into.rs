@@ -4,6 +4,7 @@
 //! writes its changes into the table, which other views read (see the engine's
 //! `coordinator::sink_into`). Several sinks may write into one table, beside its DML.
 
+use datafusion::arrow::datatypes::DataType;
 use freshet_planner::catalog::{Catalog, TableDef};
 use freshet_planner::parser::{self, Stmt};
 use freshet_planner::sink_def::SinkDef;
@@ -48,6 +49,18 @@ impl Session {
                 position: None,
             }
             .into());
+        }
+        for (col, from) in table.columns.iter().zip(&mapping) {
+            let Some(i) = from else { continue };
+            let given = planned.schema.field(*i).data_type();
+            if !assignable(given, &col.ty.to_arrow()) {
+                return Err(ServerError::DatatypeMismatch(format!(
+                    "column \"{}\" is of type {} but the sink's expression is of type {}",
+                    col.name,
+                    col.ty.pg_name(),
+                    type_name(given)
+                )));
+            }
         }
         if table.append_only && !planned.append_only {
             return Err(ServerError::Unsupported(format!(
@@ -120,6 +133,29 @@ fn column_mapping(table: &TableDef, columns: &[Ident]) -> Result<Vec<Option<usiz
         }
     }
     Ok(mapping)
+}
+
+/// A type's Postgres name, for errors.
+fn type_name(t: &DataType) -> String {
+    use freshet_planner::pg_catalog::types;
+    types::format_type(types::oid_of(t), Some(types::typmod_of(t))).unwrap_or_else(|| t.to_string())
+}
+
+/// Whether a value of type `from` goes into a column of type `to` as Postgres assigns
+/// it: the same type, numbers into numbers, text into text, timestamps and dates into
+/// timestamps, arrays of such; jsonb only from jsonb (`LargeUtf8`).
+fn assignable(from: &DataType, to: &DataType) -> bool {
+    use DataType as T;
+    let text = |t: &DataType| matches!(t, T::Utf8 | T::Utf8View);
+    match (from, to) {
+        (f, t) if f == t => true,
+        (T::Null, _) => true,
+        (f, t) if f.is_numeric() && t.is_numeric() => true,
+        (f, t) if text(f) && text(t) => true,
+        (T::Timestamp(..) | T::Date32 | T::Date64, T::Timestamp(..)) => true,
+        (T::List(f), T::List(t)) => assignable(f.data_type(), t.data_type()),
+        _ => false,
+    }
 }
 
 /// Whether a query over `deps` reads relation `id`, directly, through views, or through
