@@ -8,11 +8,13 @@
 //!   arrays list the rows in key order, so the `n`-th key goes with the `n`-th value (a
 //!   key given twice keeps one of its values, as Postgres' `jsonb` keeps the last). With
 //!   an `ORDER BY` or `DISTINCT` of its own the two arrays could list rows in different
-//!   orders, so those are not rewritten (and not supported).
+//!   orders, so those are refused (`0A000`).
 //!
 //! A select item that is such a call keeps the aggregate's name as its column name.
 
 use std::ops::ControlFlow;
+
+use crate::PlannerError;
 
 use crate::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments, Ident,
@@ -40,10 +42,12 @@ fn json_aggregate(e: &Expr) -> Option<(&'static str, &crate::sqlparser::ast::Fun
 }
 
 /// `e` rewritten, if it is a JSON aggregate.
-fn rewrite(e: &Expr) -> Option<Expr> {
-    let (kind, f) = json_aggregate(e)?;
+fn rewrite(e: &Expr) -> Result<Option<Expr>, PlannerError> {
+    let Some((kind, f)) = json_aggregate(e) else {
+        return Ok(None);
+    };
     let FunctionArguments::List(list) = &f.args else {
-        return None;
+        return Ok(None);
     };
     let mut inner = f.clone();
     inner.name = ObjectName::from(vec![Ident::new("array_agg")]);
@@ -71,27 +75,30 @@ fn rewrite(e: &Expr) -> Option<Expr> {
     match kind {
         "jsonb_agg" => {
             if list.args.len() != 1 {
-                return None;
+                return Ok(None);
             }
-            Some(call("to_jsonb", vec![Expr::Function(inner)]))
+            Ok(Some(call("to_jsonb", vec![Expr::Function(inner)])))
         }
         _ => {
             let [key, value] = list.args.as_slice() else {
-                return None;
+                return Ok(None);
             };
             let FunctionArg::Unnamed(FunctionArgExpr::Expr(key_expr)) = key else {
-                return None;
+                return Ok(None);
             };
             // Both arrays ordered by the key alone: an ORDER BY of its own (which decides
             // which value a repeated key keeps) or DISTINCT could list them in different
-            // orders, pairing keys with other keys' values. Left as written (refused).
+            // orders, pairing keys with other keys' values.
             if list.duplicate_treatment.is_some()
                 || list
                     .clauses
                     .iter()
                     .any(|c| matches!(c, FunctionArgumentClause::OrderBy(_)))
             {
-                return None;
+                return Err(PlannerError::Unsupported(
+                    "jsonb_object_agg with an ORDER BY or DISTINCT of its own is not supported"
+                        .into(),
+                ));
             }
             let mut clauses = list.clauses.clone();
             clauses.push(FunctionArgumentClause::OrderBy(vec![OrderByExpr {
@@ -111,7 +118,7 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 });
                 Expr::Function(half)
             };
-            Some(call(OBJECT_OF_ARRAYS, vec![half(key), half(value)]))
+            Ok(Some(call(OBJECT_OF_ARRAYS, vec![half(key), half(value)])))
         }
     }
 }
@@ -149,14 +156,20 @@ fn name_items(body: &mut SetExpr) {
 }
 
 /// Rewrites the JSON aggregates of `node` in place.
-pub fn normalize<T: VisitMut>(node: &mut T) {
+pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
     let _ = node.visit(&mut KeepNames);
-    let _ = crate::sqlparser::ast::visit_expressions_mut(node, |e| {
-        if let Some(call) = rewrite(e) {
+    let flow = crate::sqlparser::ast::visit_expressions_mut(node, |e| match rewrite(e) {
+        Ok(Some(call)) => {
             *e = call;
+            ControlFlow::Continue(())
         }
-        ControlFlow::<()>::Continue(())
+        Ok(None) => ControlFlow::Continue(()),
+        Err(err) => ControlFlow::Break(err),
     });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -169,8 +182,10 @@ mod tests {
             .try_with_sql(sql)
             .and_then(|mut p| p.parse_statement())
             .expect("parses");
-        super::normalize(&mut stmt);
-        stmt.to_string()
+        match super::normalize(&mut stmt) {
+            Ok(()) => stmt.to_string(),
+            Err(e) => format!("error: {e}"),
+        }
     }
 
     #[test]
@@ -184,10 +199,10 @@ mod tests {
             "SELECT jsonb_object_of_arrays(array_agg(k ORDER BY k), array_agg(v ORDER BY k)) \
              AS o FROM t"
         );
-        // An ORDER BY of its own could pair keys with other keys' values: left as is.
-        assert_eq!(
-            rewritten("SELECT jsonb_object_agg(k, v ORDER BY ts DESC) AS o FROM t"),
-            "SELECT jsonb_object_agg(k, v ORDER BY ts DESC) AS o FROM t"
+        // An ORDER BY of its own could pair keys with other keys' values: refused.
+        assert!(
+            rewritten("SELECT jsonb_object_agg(k, v ORDER BY ts DESC) AS o FROM t")
+                .starts_with("error: ")
         );
         assert_eq!(
             rewritten("SELECT json_agg(v) FROM t"),

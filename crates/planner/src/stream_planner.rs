@@ -64,14 +64,6 @@ pub fn plan_view(
     if emit_on_close && !has_closing_agg(&node) {
         // No aggregate emits final rows: hold each output row until the watermark makes
         // it final by a column that follows it.
-        if !final_by_watermark(&node) {
-            return Err(PlannerError::Unsupported(
-                "EMIT ON WINDOW CLOSE over a join, a session window, a temporal filter or \
-                 an aggregate not grouped by a window column (their rows can change after \
-                 the watermark passes them)"
-                    .into(),
-            ));
-        }
         let Some((col, lag)) = node
             .watermark_columns()
             .iter()
@@ -86,6 +78,14 @@ pub fn plan_view(
                     .into(),
             ));
         };
+        if !final_by_watermark(&node) {
+            return Err(PlannerError::Unsupported(
+                "EMIT ON WINDOW CLOSE over a join, a session window, a temporal filter or \
+                 an aggregate not grouped by a window column (their rows can change after \
+                 the watermark passes them)"
+                    .into(),
+            ));
+        }
         node = StreamNode::EmitOnClose {
             input: Box::new(node),
             col,
