@@ -224,19 +224,11 @@ fn put_numeric(v: i128, scale: i8, out: &mut BytesMut) {
     // the right.
     let int = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
     let frac = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
-    let group = |s: &str| s.parse::<i16>().unwrap_or(0);
-    let int_groups: Vec<i16> = int
-        .as_bytes()
-        .chunks(4)
-        .map(|c| group(std::str::from_utf8(c).unwrap_or("0")))
-        .collect();
-    let mut groups: Vec<i16> = int_groups.clone();
-    groups.extend(
-        frac.as_bytes()
-            .chunks(4)
-            .map(|c| group(std::str::from_utf8(c).unwrap_or("0"))),
-    );
-    let mut weight = int_groups.len() as i16 - 1;
+    // Four ASCII digits each: base-10000 digits.
+    let group = |c: &[u8]| c.iter().fold(0i16, |n, d| n * 10 + i16::from(d - b'0'));
+    let mut groups: Vec<i16> = int.as_bytes().chunks(4).map(group).collect();
+    let mut weight = groups.len() as i16 - 1;
+    groups.extend(frac.as_bytes().chunks(4).map(group));
     // Leading and trailing zero digits are left out.
     let lead = groups.iter().take_while(|d| **d == 0).count();
     groups.drain(..lead);

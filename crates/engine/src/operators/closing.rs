@@ -40,3 +40,28 @@ pub fn open_bound(wtype: &DataType, lag: i64, wm: i64) -> Result<ScalarValue, En
         TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(us.saturating_mul(1000)), tz),
     })
 }
+
+/// The last watermark an operator stored under `meta` (its table `u16::MAX`).
+pub fn stored_watermark(
+    meta: &super::StateTable,
+    state: &freshet_storage::Txn,
+) -> Result<Option<i64>, EngineError> {
+    match state.get(&meta.key(&[]))? {
+        Some(v) => Ok(Some(super::decode_count(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// The key, in `table` (keyed by the window value first), of the first window still open
+/// at watermark `wm`: the closed ones are the range below it.
+pub fn open_key(
+    table: &super::StateTable,
+    wtype: &DataType,
+    lag: i64,
+    wm: i64,
+) -> Result<Vec<u8>, EngineError> {
+    let bound = open_bound(wtype, lag, wm)?;
+    let mut key = table.key(&[]);
+    freshet_storage::codec::encode_value(&bound, &mut key)?;
+    Ok(key)
+}

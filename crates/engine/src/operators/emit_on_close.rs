@@ -59,18 +59,12 @@ impl EmitOnClose {
     }
 
     fn watermark(&self, state: &Txn) -> Result<Option<i64>, EngineError> {
-        match state.get(&self.meta.key(&[]))? {
-            Some(v) => Ok(Some(decode_count(&v)?)),
-            None => Ok(None),
-        }
+        closing::stored_watermark(&self.meta, state)
     }
 
     /// The key of the first row still open at watermark `wm`.
     fn open_bound(&self, wm: i64) -> Result<Vec<u8>, EngineError> {
-        let bound = closing::open_bound(&self.wtype, self.lag, wm)?;
-        let mut key = self.rows.key(&[]);
-        freshet_storage::codec::encode_value(&bound, &mut key)?;
-        Ok(key)
+        closing::open_key(&self.rows, &self.wtype, self.lag, wm)
     }
 }
 

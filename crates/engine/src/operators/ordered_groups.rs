@@ -76,18 +76,12 @@ impl OrderedGroups {
     }
 
     fn watermark(&self, state: &Txn) -> Result<Option<i64>, EngineError> {
-        match state.get(&self.meta.key(&[]))? {
-            Some(v) => Ok(Some(super::decode_count(&v)?)),
-            None => Ok(None),
-        }
+        super::closing::stored_watermark(&self.meta, state)
     }
 
     /// The key of the first group still open at watermark `wm`.
     fn open_bound(&self, wtype: &DataType, lag: i64, wm: i64) -> Result<Vec<u8>, EngineError> {
-        let bound = super::closing::open_bound(wtype, lag, wm)?;
-        let mut key = self.rows.key(&[]);
-        freshet_storage::codec::encode_value(&bound, &mut key)?;
-        Ok(key)
+        super::closing::open_key(&self.rows, wtype, lag, wm)
     }
 
     /// The sort key of row `i` (see [`super::encode_sort_value`]).
