@@ -511,6 +511,17 @@ pub struct Catalog {
     /// that name them (see [`crate::plain_views`]).
     #[serde(default)]
     pub plain_views: Vec<PlainViewDef>,
+    /// Schemas other than `public` (`CREATE SCHEMA`), in creation order. A relation in
+    /// one is named `schema.name` everywhere in the catalog (see [`crate::schemas`]).
+    #[serde(default)]
+    pub schemas: Vec<SchemaDef>,
+}
+
+/// `CREATE SCHEMA name`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SchemaDef {
+    pub id: u64,
+    pub name: String,
 }
 
 /// `CREATE VIEW name [(columns)] AS query`: nothing is stored or maintained; a statement
@@ -552,6 +563,49 @@ impl Catalog {
     pub fn allocate_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// The schema called `name` (`CREATE SCHEMA`; `public` is not one of them).
+    pub fn schema(&self, name: &str) -> Option<&SchemaDef> {
+        self.schemas.iter().find(|s| s.name == name)
+    }
+
+    /// The names of every table, source, view, sink, index and plain view in schema
+    /// `schema`, in creation order within each kind.
+    pub fn relations_in(&self, schema: &str) -> Vec<(RelationKind, String)> {
+        let mine = |n: &str| crate::schemas::split(n).0 == Some(schema);
+        let mut out: Vec<(RelationKind, String)> = Vec::new();
+        for v in &self.views {
+            if mine(&v.name) {
+                let kind = if v.sink.is_some() {
+                    RelationKind::Sink
+                } else if v.index.is_some() {
+                    RelationKind::Index
+                } else {
+                    RelationKind::View
+                };
+                out.push((kind, v.name.clone()));
+            }
+        }
+        out.extend(
+            self.plain_views
+                .iter()
+                .filter(|v| mine(&v.name))
+                .map(|v| (RelationKind::PlainView, v.name.clone())),
+        );
+        out.extend(
+            self.tables
+                .iter()
+                .filter(|t| mine(&t.name))
+                .map(|t| (RelationKind::Table, t.name.clone())),
+        );
+        out.extend(
+            self.sources
+                .iter()
+                .filter(|t| mine(&t.name))
+                .map(|t| (RelationKind::Source, t.name.clone())),
+        );
+        out
     }
 
     pub fn table(&self, name: &str) -> Option<&TableDef> {

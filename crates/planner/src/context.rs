@@ -140,9 +140,7 @@ pub fn register(
     batches: Vec<RecordBatch>,
 ) -> Result<(), PlannerError> {
     let table = MemTable::try_new(schema, vec![batches])?;
-    // `bare`: a `&str` would be parsed as SQL, folding a quoted `"Cnt"` to `cnt`.
-    ctx.register_table(TableReference::bare(name), Arc::new(table))?;
-    Ok(())
+    crate::schemas::register(ctx, name, Arc::new(table))
 }
 
 /// Binds a parsed statement into DataFusion's logical plan (unoptimized).
@@ -168,16 +166,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
 pub fn referenced_tables(stmt: &Statement) -> Vec<String> {
     let mut out = Vec::new();
     let _ = crate::sqlparser::ast::visit_relations(stmt, |name| {
-        let parts: Option<Vec<String>> = name
-            .0
-            .iter()
-            .map(|p| p.as_ident().map(crate::naming::ident_name))
-            .collect();
-        if let Some(mut parts) = parts {
-            if parts.len() == 2 && parts[0] == "public" {
-                parts.remove(0);
-            }
-            let n = parts.join(".");
+        if let Some(n) = crate::schemas::catalog_name(name) {
             if !out.contains(&n) {
                 out.push(n);
             }
@@ -204,16 +193,7 @@ pub fn register_in_schema(
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<(), PlannerError> {
-    let catalog_name = ctx.state().config_options().catalog.default_catalog.clone();
-    let catalog = ctx
-        .catalog(&catalog_name)
-        .ok_or_else(|| PlannerError::Internal("no default catalog".into()))?;
-    if catalog.schema(schema_name).is_none() {
-        catalog.register_schema(
-            schema_name,
-            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
-        )?;
-    }
+    crate::schemas::ensure(ctx, schema_name)?;
     let table_ref = TableReference::partial(schema_name, table);
     ctx.register_table(
         table_ref,

@@ -30,6 +30,7 @@ pub mod pg_interval;
 pub mod pg_text;
 pub mod pg_values;
 pub mod plain_views;
+pub mod schemas;
 pub mod select_subqueries;
 pub mod set_ops;
 pub mod show_create;

@@ -499,6 +499,38 @@ fn drop_trailing_commas(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// Marks the relation name `out` ends with as a lookup join's table: its first part gets
+/// [`LOOKUP_PREFIX`] (`t` → `__freshet_lookup__t`, `s.t` → `__freshet_lookup__s.t`, so the
+/// catalog's name follows the prefix either way); `public.t` becomes a marked `t`.
+fn mark_lookup(out: &mut Vec<TokenWithSpan>) {
+    let significant: Vec<usize> = (0..out.len())
+        .rev()
+        .filter(|&k| !matches!(out[k].token, Token::Whitespace(_)))
+        .take(3)
+        .collect();
+    let mut first = match significant.first() {
+        Some(&k) if matches!(out[k].token, Token::Word(_)) => k,
+        _ => return,
+    };
+    if let [_, dot, schema] = significant[..] {
+        if out[dot].token == Token::Period {
+            if let Token::Word(w) = &out[schema].token {
+                let name = crate::naming::ident_name(&w.to_ident(out[schema].span));
+                if name == "public" {
+                    out.drain(schema..=dot);
+                    first -= dot + 1 - schema;
+                } else {
+                    first = schema;
+                }
+            }
+        }
+    }
+    if let Token::Word(w) = &mut out[first].token {
+        w.value = format!("{LOOKUP_PREFIX}{}", w.value);
+        w.keyword = Keyword::NoKeyword;
+    }
+}
+
 fn rewrite_lookups(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let is_word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
     let pattern: [&dyn Fn(&TokenWithSpan) -> bool; 7] = [
@@ -529,12 +561,7 @@ fn rewrite_lookups(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             }
         }
         if matched {
-            if let Some(prev) = out.iter_mut().rev().find(|t| significant(t)) {
-                if let Token::Word(w) = &mut prev.token {
-                    w.value = format!("{LOOKUP_PREFIX}{}", w.value);
-                    w.keyword = Keyword::NoKeyword;
-                }
-            }
+            mark_lookup(&mut out);
             i = j;
             continue;
         }
@@ -1242,6 +1269,27 @@ mod tests {
         let s = parse("select 1; FLUSH; ; insert into t values (1)").unwrap();
         assert_eq!(s.len(), 3);
         assert!(matches!(s[1], Stmt::Flush));
+    }
+
+    #[test]
+    fn lookup_marks_the_first_part_of_a_qualified_name() {
+        let read = |sql: &str| match parse(sql).unwrap().remove(0) {
+            Stmt::Sql(s) => crate::context::referenced_tables(&s),
+            other => panic!("{other:?}"),
+        };
+        let on = " ON e.k = t.k";
+        for (table, expected) in [
+            ("t", "t"),
+            ("public.t", "t"),
+            ("s.t", "s.t"),
+            ("\"My S\".\"T\"", "My S.T"),
+        ] {
+            let sql =
+                format!("SELECT * FROM e JOIN {table} FOR SYSTEM_TIME AS OF PROCTIME() AS t{on}");
+            let names = read(&sql);
+            assert_eq!(names[1], format!("{LOOKUP_PREFIX}{expected}"), "{sql}");
+            assert_eq!(lookup_target(&names[1]), Some(expected));
+        }
     }
 
     #[test]

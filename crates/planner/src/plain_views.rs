@@ -106,19 +106,9 @@ impl VisitorMut for Expander<'_> {
     }
 }
 
-/// The plain view `name` refers to: `v` or `public.v`.
+/// The plain view `name` refers to: `v`, `public.v` or `s.v`.
 fn view_named<'a>(catalog: &'a Catalog, name: &ObjectName) -> Option<&'a PlainViewDef> {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|p| p.as_ident().map(ident_name).unwrap_or_default())
-        .collect();
-    let n = match parts.as_slice() {
-        [n] => n,
-        [schema, n] if schema == "public" => n,
-        _ => return None,
-    };
-    catalog.plain_view(n)
+    catalog.plain_view(&crate::schemas::catalog_name(name)?)
 }
 
 /// `(view query) AS alias (columns)` as a table factor.

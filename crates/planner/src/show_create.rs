@@ -68,7 +68,7 @@ pub fn create_sql(
                             .join(", ")
                     ),
                 };
-                format!("CREATE VIEW {}{cols} AS {}", ident(&v.name), v.sql)
+                format!("CREATE VIEW {}{cols} AS {}", relation(&v.name), v.sql)
             }),
         }
         .unwrap_or_default()),
@@ -81,8 +81,9 @@ pub fn index(catalog: &Catalog, v: &ViewDef) -> Option<String> {
     let list = |cols: &[String]| cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
     let mut s = format!(
         "CREATE INDEX {} ON {} ({})",
-        ident(&v.name),
-        ident(catalog.name_of(i.on)?),
+        // An index is in its relation's schema, and CREATE INDEX names it unqualified.
+        ident(crate::schemas::split(&v.name).1),
+        relation(catalog.name_of(i.on)?),
         list(&i.columns)
     );
     if !i.include.is_empty() {
@@ -92,6 +93,11 @@ pub fn index(catalog: &Catalog, v: &ViewDef) -> Option<String> {
         s.push_str(&format!(" DISTRIBUTED BY ({})", list(&i.distributed_by)));
     }
     Some(s)
+}
+
+/// A relation's name as SQL writes it: `t` or `s.t`, quoted where it must be.
+fn relation(name: &str) -> String {
+    crate::schemas::quote(name)
 }
 
 /// A name as SQL writes it (quoted when it must be), as `quote_ident` does.
@@ -225,7 +231,7 @@ fn table(t: &TableDef, redact: bool) -> String {
     if let Some(w) = &t.watermark {
         parts.push(watermark(w));
     }
-    let mut s = format!("CREATE TABLE {} ({})", ident(&t.name), parts.join(", "));
+    let mut s = format!("CREATE TABLE {} ({})", relation(&t.name), parts.join(", "));
     if t.append_only {
         s.push_str(" APPEND ONLY");
     }
@@ -270,7 +276,11 @@ fn source(src: &SourceDef, redact: bool) -> String {
     if let Some(w) = &src.watermark {
         parts.push(watermark(w));
     }
-    let mut s = format!("CREATE SOURCE {} ({})", ident(&src.name), parts.join(", "));
+    let mut s = format!(
+        "CREATE SOURCE {} ({})",
+        relation(&src.name),
+        parts.join(", ")
+    );
     for (kind, name) in &src.includes {
         let k = match kind {
             IncludeKind::Partition => "partition",
@@ -326,11 +336,11 @@ fn view(catalog: &Catalog, v: &ViewDef) -> String {
             let table = sink
                 .into_table
                 .and_then(|t| catalog.tables.iter().find(|x| x.id == t))
-                .map(|t| ident(&t.name))
+                .map(|t| relation(&t.name))
                 .unwrap_or_default();
             format!(
                 "CREATE SINK {} INTO {table} AS {}{eowc}",
-                ident(&v.name),
+                relation(&v.name),
                 v.sql
             )
         }
@@ -342,14 +352,14 @@ fn view(catalog: &Catalog, v: &ViewDef) -> String {
                 .collect();
             format!(
                 "CREATE SINK {} AS {}{eowc} WITH ({})",
-                ident(&v.name),
+                relation(&v.name),
                 v.sql,
                 opts.join(", ")
             )
         }
         None => format!(
             "CREATE MATERIALIZED VIEW {} AS {}{eowc}",
-            ident(&v.name),
+            relation(&v.name),
             v.sql
         ),
     }

@@ -173,7 +173,7 @@ fn source_columns(
         let LogicalPlan::TableScan(scan) = node else {
             return Ok(TreeNodeRecursion::Continue);
         };
-        let Some(src) = catalog.source(scan.table_name.table()) else {
+        let Some(src) = catalog.source(&crate::schemas::relation_key(&scan.table_name)) else {
             return Ok(TreeNodeRecursion::Continue);
         };
         let full = scan.source.schema();
@@ -295,7 +295,7 @@ fn ranked_window(plan: &LogicalPlan, idx: usize) -> Option<&datafusion::logical_
 fn reads_lookup(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            crate::parser::lookup_target(scan.table_name.table()).is_some()
+            crate::parser::lookup_target(&crate::schemas::relation_key(&scan.table_name)).is_some()
         }
         LogicalPlan::Projection(p) => reads_lookup(&p.input),
         LogicalPlan::Filter(f) => reads_lookup(&f.input),
@@ -703,8 +703,8 @@ impl StreamPlanner<'_> {
                 self.scan_rest(scan, node)
             }
             LogicalPlan::TableScan(scan) => {
-                let name = scan.table_name.table();
-                let name = crate::parser::lookup_target(name).unwrap_or(name);
+                let name = crate::schemas::relation_key(&scan.table_name);
+                let name = crate::parser::lookup_target(&name).unwrap_or(&name);
                 let Some((kind, id)) = self.catalog.kind_of(name) else {
                     // A table function (`generate_series(…)`, `range(…)`): its arguments
                     // are constants, so are its rows.

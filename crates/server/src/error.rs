@@ -56,6 +56,12 @@ pub enum ServerError {
     /// `3F000`
     #[error("schema \"{0}\" does not exist")]
     UndefinedSchema(String),
+    /// `42P06`
+    #[error("schema \"{0}\" already exists")]
+    DuplicateSchema(String),
+    /// `42939`: a name reserved for the system (`pg_…` schemas, built-in schemas).
+    #[error("{0}")]
+    ReservedName(String),
     /// `55000`: a view that failed at start-up.
     #[error("{0}")]
     ViewFailed(String),
@@ -170,6 +176,8 @@ impl ServerError {
             ServerError::DuplicateObject(_) => ("42710", None, None),
             ServerError::UndefinedObject(_) => ("42704", None, None),
             ServerError::UndefinedSchema(_) => ("3F000", None, None),
+            ServerError::DuplicateSchema(_) => ("42P06", None, None),
+            ServerError::ReservedName(_) => ("42939", None, None),
             ServerError::TransactionAborted => ("25P02", None, None),
             ServerError::ActiveTransaction(_) => ("25001", None, None),
             ServerError::NoActiveTransaction(_) => ("25P01", None, None),

@@ -31,7 +31,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use freshet_engine::chunk::rows_to_batch;
-use freshet_planner::catalog::RelationKind;
+use freshet_planner::catalog::{Catalog, RelationKind};
 use freshet_planner::parser::Stmt;
 use freshet_planner::sqlparser::ast::{self, ObjectName, Statement};
 
@@ -47,6 +47,7 @@ mod index;
 mod ops_tables;
 mod plain_view;
 mod rename;
+mod schema;
 mod sink_into;
 pub(crate) use ops_tables::series as ops_series;
 mod pg;
@@ -340,7 +341,7 @@ impl Session {
             }
             Stmt::ShowCreate { kind, name } => {
                 let catalog = self.db.catalog();
-                let name = relation_name(name)?;
+                let name = relation_name(&catalog, name)?;
                 let redact = !self.current_user().superuser;
                 let sql = freshet_planner::show_create::create_sql(&catalog, *kind, &name, redact)?;
                 let schema = show_create_schema();
@@ -416,6 +417,18 @@ impl Session {
             Statement::Delete(delete) => self.delete(delete, params).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => self.create_schema(schema_name, *if_not_exists).await,
+            Statement::Drop {
+                object_type: ast::ObjectType::Schema,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => self.drop_schemas(names, *if_exists, *cascade).await,
             Statement::Drop {
                 object_type,
                 if_exists,
@@ -423,25 +436,24 @@ impl Session {
                 cascade,
                 ..
             } => self.drop(*object_type, *if_exists, names, *cascade).await,
-            Statement::ShowTables { .. } => {
+            Statement::ShowSchemas { .. } => self.show_schemas(),
+            Statement::ShowTables { show_options, .. } => {
                 let c = self.db.catalog();
-                let mut names: Vec<String> = c.tables.iter().map(|t| t.name.clone()).collect();
-                names.sort();
-                names_output(names)
+                let schema = schema::shown_schema(&c, show_options)?;
+                names_output(schema::names_in(&schema, c.tables.iter().map(|t| &t.name)))
             }
-            Statement::ShowViews { materialized, .. } => {
-                if !materialized {
-                    let c = self.db.catalog();
-                    let mut names: Vec<String> =
-                        c.plain_views.iter().map(|v| v.name.clone()).collect();
-                    names.sort();
-                    return names_output(names);
-                }
+            Statement::ShowViews {
+                materialized,
+                show_options,
+                ..
+            } => {
                 let c = self.db.catalog();
-                let mut names: Vec<String> =
-                    c.materialized_views().map(|v| v.name.clone()).collect();
-                names.sort();
-                names_output(names)
+                let schema = schema::shown_schema(&c, show_options)?;
+                names_output(if *materialized {
+                    schema::names_in(&schema, c.materialized_views().map(|v| &v.name))
+                } else {
+                    schema::names_in(&schema, c.plain_views.iter().map(|v| &v.name))
+                })
             }
             Statement::Grant(_) | Statement::Revoke(_) => self.grant(stmt).await,
             Statement::Set(ast::Set::SetTransaction { modes, session, .. }) => {
@@ -566,6 +578,7 @@ fn is_ddl(stmt: &Stmt) -> bool {
         Stmt::Sql(s) => matches!(
             s.as_ref(),
             Statement::CreateTable(_)
+                | Statement::CreateSchema { .. }
                 | Statement::CreateView(_)
                 | Statement::Drop { .. }
                 | Statement::Grant(_)
@@ -582,12 +595,12 @@ fn first_words(s: &str) -> String {
 /// An identifier as Postgres folds it: unquoted names are lower-cased.
 pub use freshet_planner::naming::ident_name;
 
-/// A relation's name for DDL, DML and the statements that name one relation: `t` or
-/// `public.t`. Freshet has one schema, `public`; a name in another one is refused as
-/// Postgres refuses a schema that does not exist (`3F000`), and a database-qualified one
-/// as Postgres refuses cross-database references (`0A000`), instead of taking its last
-/// part for the name.
-pub fn relation_name(n: &ObjectName) -> Result<String> {
+/// A relation's name for DDL, DML and the statements that name one relation: `t` (in
+/// `public`), `public.t`, or `s.t` for schema `s` made by `CREATE SCHEMA` (see
+/// [`freshet_planner::schemas`]). A schema that does not exist is refused as Postgres
+/// refuses it (`3F000`), a database-qualified name as Postgres refuses cross-database
+/// references (`0A000`).
+pub fn relation_name(catalog: &Catalog, n: &ObjectName) -> Result<String> {
     let parts: Vec<String> =
         n.0.iter()
             .map(|p| {
@@ -596,9 +609,17 @@ pub fn relation_name(n: &ObjectName) -> Result<String> {
                     .unwrap_or_else(|| p.to_string())
             })
             .collect();
+    if parts.iter().any(|p| p.contains('.')) {
+        return Err(ServerError::Unsupported(format!(
+            "a name containing \".\" ({n}): Freshet writes a relation in schema s as s.name"
+        )));
+    }
     match parts.as_slice() {
         [name] => Ok(name.clone()),
         [schema, name] if schema == "public" => Ok(name.clone()),
+        [schema, name] if catalog.schema(schema).is_some() => {
+            Ok(freshet_planner::schemas::qualified(schema, name))
+        }
         [schema, _] => Err(ServerError::UndefinedSchema(schema.clone())),
         _ => Err(ServerError::Unsupported(format!(
             "cross-database references are not implemented: {n}"
@@ -625,6 +646,7 @@ fn statement_kind(stmt: &Stmt) -> &'static str {
             S::Delete(_) => "delete",
             S::Copy { .. } => "copy",
             S::CreateTable(_)
+            | S::CreateSchema { .. }
             | S::CreateView { .. }
             | S::Drop { .. }
             | S::AlterTable { .. }

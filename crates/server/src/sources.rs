@@ -23,16 +23,16 @@ use freshet_planner::PlannerError;
 use freshet_storage::Store;
 
 use crate::error::ServerError;
-use crate::session::{ident_name, relation_name};
+use crate::session::ident_name;
 
 /// Builds a source definition from `CREATE SOURCE`, checking every option.
-pub fn source_def(id: u64, cs: &CreateSource) -> Result<SourceDef, ServerError> {
+/// Source `name` (its catalog name) as `cs` defines it.
+pub fn source_def(id: u64, name: String, cs: &CreateSource) -> Result<SourceDef, ServerError> {
     let (dead_letters, options) = dead_letter_options(&cs.options)?;
     let cs = &CreateSource {
         options,
         ..cs.clone()
     };
-    let name = relation_name(&cs.name)?;
     let mut columns: Vec<ColumnDef> = Vec::new();
     for c in &cs.columns {
         let cname = ident_name(&c.name);

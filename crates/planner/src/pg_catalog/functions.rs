@@ -431,6 +431,7 @@ pub const NAMES: &[&str] = &[
 pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
     use DataType::{Boolean, Int32, Int64, UInt32, Utf8};
     let rels = Arc::new(objects::relations(&snap));
+    let nss = Arc::new(objects::namespaces(&snap.catalog));
     let roles = Arc::new(objects::roles(&snap));
 
     let s = snap.clone();
@@ -719,19 +720,21 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
         Ok(text(format!("PRIMARY KEY ({})", cols.join(", "))))
     });
     let rl = rels.clone();
+    let ns = nss.clone();
     def(ctx, "pg_get_viewdef", &[1, 2], Utf8, move |a| {
-        let o = a.first().and_then(|v| regclass(&rl, v));
+        let o = a.first().and_then(|v| regclass(&rl, &ns, v));
         Ok(o.and_then(|o| objects::by_oid(&rl, o))
             .and_then(|r| r.definition.clone())
             .map_or(NULL_TEXT, text))
     });
     let rl = rels.clone();
+    let ns = nss.clone();
     def(ctx, "obj_description", &[1, 2], Utf8, move |a| {
         let Some(o) = a.first().and_then(as_oid) else {
             return Ok(NULL_TEXT);
         };
-        if let Some(n) = objects::NAMESPACES.iter().find(|n| n.oid == o) {
-            return Ok(text(n.comment));
+        if let Some(n) = ns.iter().find(|n| n.oid == o && !n.comment.is_empty()) {
+            return Ok(text(n.comment.clone()));
         }
         Ok(objects::by_oid(&rl, o)
             .and_then(|r| r.comment.clone())
@@ -740,6 +743,7 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
     def(ctx, "col_description", &[2], Utf8, |_| Ok(NULL_TEXT));
     // ::regclass and friends (see rewrite.rs): text → OID, OID → name.
     let rl = rels.clone();
+    let ns = nss.clone();
     def(ctx, "freshet_regclass_in", &[1], UInt32, move |a| {
         let Some(v) = a.first() else {
             return Ok(ScalarValue::UInt32(None));
@@ -747,7 +751,7 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
         if v.is_null() {
             return Ok(ScalarValue::UInt32(None));
         }
-        match regclass(&rl, v) {
+        match regclass(&rl, &ns, v) {
             Some(o) => Ok(ScalarValue::UInt32(Some(o))),
             None => Err(DataFusionError::Plan(format!(
                 "relation \"{}\" does not exist",
@@ -756,12 +760,14 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
         }
     });
     let rl = rels.clone();
+    let ns = nss.clone();
     def(ctx, "to_regclass", &[1], UInt32, move |a| {
         Ok(ScalarValue::UInt32(
-            a.first().and_then(|v| regclass(&rl, v)),
+            a.first().and_then(|v| regclass(&rl, &ns, v)),
         ))
     });
     let rl = rels.clone();
+    let ns = nss.clone();
     def(ctx, "freshet_regclass_out", &[1], Utf8, move |a| {
         let Some(o) = a.first().and_then(as_oid) else {
             return Ok(NULL_TEXT);
@@ -772,7 +778,7 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
             }
             Some(r) => format!(
                 "{}.{}",
-                objects::namespace_name(r.namespace).unwrap_or("public"),
+                quote_ident(objects::namespace_name(&ns, r.namespace).unwrap_or("public")),
                 quote_ident(&r.name)
             ),
             None => o.to_string(),
@@ -799,16 +805,22 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
             text(types::format_type(o, None).unwrap_or_else(|| o.to_string()))
         }))
     });
-    def(ctx, "freshet_regnamespace_out", &[1], Utf8, |a| {
+    let ns = nss.clone();
+    def(ctx, "freshet_regnamespace_out", &[1], Utf8, move |a| {
         Ok(a.first().and_then(as_oid).map_or(NULL_TEXT, |o| {
-            text(objects::namespace_name(o).map_or_else(|| o.to_string(), str::to_string))
+            text(objects::namespace_name(&ns, o).map_or_else(|| o.to_string(), quote_ident))
         }))
     });
-    def(ctx, "freshet_regnamespace_in", &[1], UInt32, |a| {
+    let ns = nss.clone();
+    def(ctx, "freshet_regnamespace_in", &[1], UInt32, move |a| {
         let name = a.first().and_then(as_text).unwrap_or_default();
-        Ok(ScalarValue::UInt32(
-            as_oid(&text(name.clone())).or_else(|| objects::namespace_oid(&name)),
-        ))
+        let unquoted = match parse_ident(&name).as_deref() {
+            Some([one]) => one.clone(),
+            _ => name.clone(),
+        };
+        Ok(ScalarValue::UInt32(as_oid(&text(name.clone())).or_else(
+            || ns.iter().find(|n| n.name == unquoted).map(|n| n.oid),
+        )))
     });
     let r = roles.clone();
     def(ctx, "freshet_regrole_out", &[1], Utf8, move |a| {
@@ -820,11 +832,11 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
             )
         }))
     });
-    register_privileges(ctx, &snap, &rels);
+    register_privileges(ctx, &snap, &rels, &nss);
 }
 
 /// The OID a `regclass` input names: an OID, or a (qualified, quoted) relation name.
-fn regclass(rels: &[Rel], v: &ScalarValue) -> Option<u32> {
+fn regclass(rels: &[Rel], namespaces: &[objects::Namespace], v: &ScalarValue) -> Option<u32> {
     if let ScalarValue::UInt32(Some(o)) = v {
         return Some(*o);
     }
@@ -835,7 +847,10 @@ fn regclass(rels: &[Rel], v: &ScalarValue) -> Option<u32> {
     let parts = parse_ident(&s)?;
     let (ns, name) = match parts.as_slice() {
         [name] => (None, name.as_str()),
-        [ns, name] => (objects::namespace_oid(ns), name.as_str()),
+        [ns, name] => (
+            Some(namespaces.iter().find(|n| &n.name == ns)?.oid),
+            name.as_str(),
+        ),
         _ => return None,
     };
     rels.iter()
@@ -851,9 +866,15 @@ fn regclass(rels: &[Rel], v: &ScalarValue) -> Option<u32> {
 
 /// `has_table_privilege([user,] table, privilege)` and the others: a superuser may do
 /// anything; other users what they were granted; everyone may read the catalogs.
-fn register_privileges(ctx: &SessionContext, snap: &Arc<Snapshot>, rels: &Arc<Vec<Rel>>) {
+fn register_privileges(
+    ctx: &SessionContext,
+    snap: &Arc<Snapshot>,
+    rels: &Arc<Vec<Rel>>,
+    nss: &Arc<Vec<objects::Namespace>>,
+) {
     let s = snap.clone();
     let rl = rels.clone();
+    let ns = nss.clone();
     def(
         ctx,
         "has_table_privilege",
@@ -877,7 +898,7 @@ fn register_privileges(ctx: &SessionContext, snap: &Arc<Snapshot>, rels: &Arc<Ve
                 ),
                 _ => return Ok(ScalarValue::Boolean(None)),
             };
-            let Some(oid) = regclass(&rl, table) else {
+            let Some(oid) = regclass(&rl, &ns, table) else {
                 return Err(DataFusionError::Plan(format!(
                     "relation \"{}\" does not exist",
                     as_text(table).unwrap_or_default()

@@ -3,7 +3,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::objects::{self, Rel, NAMESPACES};
+use super::objects::{self, Rel};
 use super::ty::{I32, TEXT};
 use super::types;
 use super::v::{self, i32, text};
@@ -46,8 +46,11 @@ pub static RELATIONS: &[Relation] = &[
 
 const DB: &str = super::DATABASE_NAME;
 
-fn schema_of(r: &Rel) -> &'static str {
-    objects::namespace_name(r.namespace).unwrap_or("public")
+/// The name of the schema `r` is in.
+fn schema_of(s: &Snapshot, r: &Rel) -> String {
+    objects::namespace_name(&objects::namespaces(&s.catalog), r.namespace)
+        .unwrap_or("public")
+        .to_string()
 }
 
 /// The relations `information_schema.tables` lists: Freshet's own and the system views.
@@ -58,7 +61,7 @@ fn listed(s: &Snapshot) -> Vec<Rel> {
         .collect()
 }
 
-fn schemata(_: &Snapshot) -> Table {
+fn schemata(s: &Snapshot) -> Table {
     let mut t = Table::new(&[
         ("catalog_name", TEXT),
         ("schema_name", TEXT),
@@ -68,7 +71,7 @@ fn schemata(_: &Snapshot) -> Table {
         ("default_character_set_name", TEXT),
         ("sql_path", TEXT),
     ]);
-    for n in NAMESPACES {
+    for n in objects::namespaces(&s.catalog) {
         t.push(vec![
             text(DB),
             text(n.name),
@@ -107,7 +110,7 @@ fn tables(s: &Snapshot) -> Table {
         };
         t.push(vec![
             text(DB),
-            text(schema_of(&r)),
+            text(schema_of(s, &r)),
             text(&r.name),
             text(kind),
             v::null(),
@@ -163,7 +166,7 @@ fn columns(s: &Snapshot) -> Table {
             let opt = |x: Option<i32>| x.map_or(v::null(), i32);
             t.push(vec![
                 text(DB),
-                text(schema_of(&r)),
+                text(schema_of(s, &r)),
                 text(&r.name),
                 text(&c.name),
                 i32(i as i32 + 1),
@@ -219,7 +222,7 @@ fn views(s: &Snapshot) -> Table {
     {
         t.push(vec![
             text(DB),
-            text(schema_of(&r)),
+            text(schema_of(s, &r)),
             text(&r.name),
             r.definition.clone().map_or(v::null(), text),
             text("NONE"),
@@ -254,10 +257,10 @@ fn table_constraints(s: &Snapshot) -> Table {
     for r in listed(s).into_iter().filter(|r| !r.pk.is_empty()) {
         t.push(vec![
             text(DB),
-            text(schema_of(&r)),
+            text(schema_of(s, &r)),
             text(format!("{}_pkey", r.name)),
             text(DB),
-            text(schema_of(&r)),
+            text(schema_of(s, &r)),
             text(&r.name),
             text("PRIMARY KEY"),
             text("NO"),
@@ -284,10 +287,10 @@ fn key_column_usage(s: &Snapshot) -> Table {
             };
             t.push(vec![
                 text(DB),
-                text(schema_of(&r)),
+                text(schema_of(s, &r)),
                 text(format!("{}_pkey", r.name)),
                 text(DB),
-                text(schema_of(&r)),
+                text(schema_of(s, &r)),
                 text(&r.name),
                 text(&c.name),
                 i32(pos as i32 + 1),
@@ -318,11 +321,11 @@ fn constraint_column_usage(s: &Snapshot) -> Table {
             };
             t.push(vec![
                 text(DB),
-                text(schema_of(&r)),
+                text(schema_of(s, &r)),
                 text(&r.name),
                 text(&c.name),
                 text(DB),
-                text(schema_of(&r)),
+                text(schema_of(s, &r)),
                 text(format!("{}_pkey", r.name)),
             ]);
         }

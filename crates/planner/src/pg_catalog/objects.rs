@@ -71,41 +71,70 @@ pub struct Col {
 }
 
 /// A namespace (schema).
+#[derive(Clone, Debug)]
 pub struct Namespace {
     pub oid: u32,
-    pub name: &'static str,
-    pub comment: &'static str,
+    pub name: String,
+    pub comment: String,
 }
 
-pub const NAMESPACES: &[Namespace] = &[
-    Namespace {
-        oid: oids::NS_PG_CATALOG,
-        name: "pg_catalog",
-        comment: "system catalog schema",
-    },
-    Namespace {
-        oid: oids::NS_PUBLIC,
-        name: "public",
-        comment: "standard public schema",
-    },
-    Namespace {
-        oid: oids::NS_INFORMATION_SCHEMA,
-        name: "information_schema",
-        comment: "the SQL standard's information schema",
-    },
-    Namespace {
-        oid: oids::NS_FRESHET_CATALOG,
-        name: "freshet_catalog",
-        comment: "Freshet's system tables: sources, views, dead letters, watermarks",
-    },
+/// The built-in namespaces: their OIDs, names and comments.
+const BUILT_IN: &[(u32, &str, &str)] = &[
+    (oids::NS_PG_CATALOG, "pg_catalog", "system catalog schema"),
+    (oids::NS_PUBLIC, "public", "standard public schema"),
+    (
+        oids::NS_INFORMATION_SCHEMA,
+        "information_schema",
+        "the SQL standard's information schema",
+    ),
+    (
+        oids::NS_FRESHET_CATALOG,
+        "freshet_catalog",
+        "Freshet's system tables: sources, views, dead letters, watermarks",
+    ),
 ];
 
-pub fn namespace_oid(name: &str) -> Option<u32> {
-    NAMESPACES.iter().find(|n| n.name == name).map(|n| n.oid)
+/// Every namespace: the built-in ones, then those `CREATE SCHEMA` made, in creation
+/// order.
+pub fn namespaces(c: &Catalog) -> Vec<Namespace> {
+    let built_in = BUILT_IN.iter().map(|&(oid, name, comment)| Namespace {
+        oid,
+        name: name.to_string(),
+        comment: comment.to_string(),
+    });
+    let created = c.schemas.iter().map(|s| Namespace {
+        oid: oids::relation(s.id),
+        name: s.name.clone(),
+        comment: String::new(),
+    });
+    built_in.chain(created).collect()
 }
 
-pub fn namespace_name(oid: u32) -> Option<&'static str> {
-    NAMESPACES.iter().find(|n| n.oid == oid).map(|n| n.name)
+/// The OID of namespace `name` (built-in or created).
+pub fn namespace_oid(c: &Catalog, name: &str) -> Option<u32> {
+    match BUILT_IN.iter().find(|n| n.1 == name) {
+        Some(n) => Some(n.0),
+        None => c.schema(name).map(|s| oids::relation(s.id)),
+    }
+}
+
+/// The name of the namespace with OID `oid`.
+pub fn namespace_name(namespaces: &[Namespace], oid: u32) -> Option<&str> {
+    namespaces
+        .iter()
+        .find(|n| n.oid == oid)
+        .map(|n| n.name.as_str())
+}
+
+/// A relation's namespace and its name there: `s.t` is `t` in schema `s`.
+fn placed(c: &Catalog, name: &str) -> (u32, String) {
+    match crate::schemas::split(name) {
+        (Some(schema), rel) => (
+            namespace_oid(c, schema).unwrap_or(oids::NS_PUBLIC),
+            rel.to_string(),
+        ),
+        (None, rel) => (oids::NS_PUBLIC, rel.to_string()),
+    }
 }
 
 /// The Postgres type of a table column as declared.
@@ -142,8 +171,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
         let pk: Vec<i16> = t.pk.iter().map(|&i| i as i16 + 1).collect();
         out.push(Rel {
             oid: oids::relation(t.id),
-            name: t.name.clone(),
-            namespace: oids::NS_PUBLIC,
+            name: placed(c, &t.name).1,
+            namespace: placed(c, &t.name).0,
             kind: 'r',
             columns: cols(&schema, &not_null)
                 .into_iter()
@@ -180,8 +209,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                     .collect();
             out.push(Rel {
                 oid: oids::pk_index(t.id),
-                name: format!("{}_pkey", t.name),
-                namespace: oids::NS_PUBLIC,
+                name: format!("{}_pkey", placed(c, &t.name).1),
+                namespace: placed(c, &t.name).0,
                 kind: 'i',
                 columns: key,
                 pk: Vec::new(),
@@ -198,8 +227,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
     for src in &c.sources {
         out.push(Rel {
             oid: oids::relation(src.id),
-            name: src.name.clone(),
-            namespace: oids::NS_PUBLIC,
+            name: placed(c, &src.name).1,
+            namespace: placed(c, &src.name).0,
             kind: 'f',
             columns: cols(&src.schema(), &[]),
             pk: Vec::new(),
@@ -240,8 +269,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                 .collect();
             out.push(Rel {
                 oid: oids::relation(v.id),
-                name: v.name.clone(),
-                namespace: oids::NS_PUBLIC,
+                name: placed(c, &v.name).1,
+                namespace: placed(c, &v.name).0,
                 kind: 'i',
                 columns: schema.map(|s| cols(s, &[])).unwrap_or_default(),
                 pk: Vec::new(),
@@ -261,8 +290,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
         };
         out.push(Rel {
             oid: oids::relation(v.id),
-            name: v.name.clone(),
-            namespace: oids::NS_PUBLIC,
+            name: placed(c, &v.name).1,
+            namespace: placed(c, &v.name).0,
             kind,
             columns: schema.map(|s| cols(s, &[])).unwrap_or_default(),
             pk: Vec::new(),
@@ -278,8 +307,8 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
     for v in &c.plain_views {
         out.push(Rel {
             oid: oids::relation(v.id),
-            name: v.name.clone(),
-            namespace: oids::NS_PUBLIC,
+            name: placed(c, &v.name).1,
+            namespace: placed(c, &v.name).0,
             kind: 'v',
             columns: s
                 .view_schemas
@@ -307,7 +336,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
         ));
     }
     for (i, r) in super::all().enumerate() {
-        let ns = namespace_oid(r.schema).unwrap_or(oids::NS_PG_CATALOG);
+        let ns = namespace_oid(c, r.schema).unwrap_or(oids::NS_PG_CATALOG);
         let oid = match r.name {
             "pg_class" => oids::PG_CLASS,
             _ => 12100 + i as u32,

@@ -10,7 +10,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::objects::{self, Rel, NAMESPACES};
+use super::objects::{self, Rel};
 use super::ty::{list, BOOL, F32, I16, I32, I64, OID, TEXT};
 use super::types::{self, TYPES};
 use super::v::{self, bool as b, i16, i32, oid, text};
@@ -91,14 +91,14 @@ fn all_rels(s: &Snapshot) -> Vec<Rel> {
     objects::relations(s)
 }
 
-fn pg_namespace(_: &Snapshot) -> Table {
+fn pg_namespace(s: &Snapshot) -> Table {
     let mut t = Table::new(&[
         ("oid", OID),
         ("nspname", TEXT),
         ("nspowner", OID),
         ("nspacl", list(TEXT)),
     ]);
-    for n in NAMESPACES {
+    for n in objects::namespaces(&s.catalog) {
         t.push(vec![
             oid(n.oid),
             text(n.name),
@@ -636,8 +636,10 @@ fn pg_description(s: &Snapshot) -> Table {
             t.push(vec![oid(r.oid), oid(oids::PG_CLASS), i32(0), text(c)]);
         }
     }
-    for n in NAMESPACES {
-        t.push(vec![oid(n.oid), oid(2615), i32(0), text(n.comment)]);
+    for n in objects::namespaces(&s.catalog) {
+        if !n.comment.is_empty() {
+            t.push(vec![oid(n.oid), oid(2615), i32(0), text(n.comment)]);
+        }
     }
     t
 }
@@ -687,6 +689,7 @@ fn pg_settings(s: &Snapshot) -> Table {
 }
 
 fn pg_tables(s: &Snapshot) -> Table {
+    let nss = objects::namespaces(&s.catalog);
     let mut t = Table::new(&[
         ("schemaname", TEXT),
         ("tablename", TEXT),
@@ -699,7 +702,7 @@ fn pg_tables(s: &Snapshot) -> Table {
     ]);
     for r in all_rels(s).into_iter().filter(|r| r.kind == 'r') {
         t.push(vec![
-            text(objects::namespace_name(r.namespace).unwrap_or("public")),
+            text(objects::namespace_name(&nss, r.namespace).unwrap_or("public")),
             text(&r.name),
             text(crate::users::BOOTSTRAP_USER),
             v::null(),
@@ -713,6 +716,7 @@ fn pg_tables(s: &Snapshot) -> Table {
 }
 
 fn pg_views(s: &Snapshot) -> Table {
+    let nss = objects::namespaces(&s.catalog);
     let mut t = Table::new(&[
         ("schemaname", TEXT),
         ("viewname", TEXT),
@@ -721,7 +725,7 @@ fn pg_views(s: &Snapshot) -> Table {
     ]);
     for r in all_rels(s).into_iter().filter(|r| r.kind == 'v') {
         t.push(vec![
-            text(objects::namespace_name(r.namespace).unwrap_or("public")),
+            text(objects::namespace_name(&nss, r.namespace).unwrap_or("public")),
             text(&r.name),
             text(crate::users::BOOTSTRAP_USER),
             r.definition.clone().map_or(v::null(), text),
@@ -742,9 +746,10 @@ fn pg_matviews(s: &Snapshot) -> Table {
     ]);
     let rels = all_rels(s);
     let indexed = indexed(&rels);
+    let nss = objects::namespaces(&s.catalog);
     for r in rels.iter().filter(|r| r.kind == 'm') {
         t.push(vec![
-            text("public"),
+            text(objects::namespace_name(&nss, r.namespace).unwrap_or("public")),
             text(&r.name),
             text(crate::users::BOOTSTRAP_USER),
             v::null(),
@@ -765,12 +770,13 @@ fn pg_indexes(s: &Snapshot) -> Table {
         ("indexdef", TEXT),
     ]);
     let rels = all_rels(s);
+    let nss = objects::namespaces(&s.catalog);
     for r in &rels {
         let Some(table) = r.index_of.and_then(|o| objects::by_oid(&rels, o)) else {
             continue;
         };
         t.push(vec![
-            text("public"),
+            text(objects::namespace_name(&nss, table.namespace).unwrap_or("public")),
             text(&table.name),
             text(&r.name),
             v::null(),
@@ -1290,6 +1296,7 @@ fn pg_aggregate(_: &Snapshot) -> Table {
 /// Tables and materialized views with their statistics (Metabase reads it for row-count
 /// estimates): Freshet keeps no scan statistics, so the counts are 0.
 fn pg_stat_user_tables(s: &Snapshot) -> Table {
+    let nss = objects::namespaces(&s.catalog);
     let mut t = Table::new(&[
         ("relid", OID),
         ("schemaname", TEXT),
@@ -1311,7 +1318,7 @@ fn pg_stat_user_tables(s: &Snapshot) -> Table {
         let zero = || v::i64(0);
         t.push(vec![
             oid(r.oid),
-            text(objects::namespace_name(r.namespace).unwrap_or("public")),
+            text(objects::namespace_name(&nss, r.namespace).unwrap_or("public")),
             text(&r.name),
             zero(),
             zero(),

@@ -84,14 +84,14 @@ impl Session {
             }
             Statement::Insert(i) => (
                 Some(match &i.table {
-                    ast::TableObject::TableName(n) => object_name(n),
+                    ast::TableObject::TableName(n) => written_name(n),
                     other => other.to_string(),
                 }),
                 Some(Privilege::Insert),
             ),
             Statement::Update(u) => (
                 Some(match &u.table.relation {
-                    ast::TableFactor::Table { name, .. } => object_name(name),
+                    ast::TableFactor::Table { name, .. } => written_name(name),
                     other => other.to_string(),
                 }),
                 Some(Privilege::Update),
@@ -101,7 +101,7 @@ impl Session {
                     ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
                 };
                 let name = from.first().map(|t| match &t.relation {
-                    ast::TableFactor::Table { name, .. } => object_name(name),
+                    ast::TableFactor::Table { name, .. } => written_name(name),
                     other => other.to_string(),
                 });
                 (name, Some(Privilege::Delete))
@@ -111,13 +111,14 @@ impl Session {
                 source: ast::CopySource::Table { table_name, .. },
                 to: false,
                 ..
-            } => (Some(object_name(table_name)), Some(Privilege::Insert)),
+            } => (Some(written_name(table_name)), Some(Privilege::Insert)),
             Statement::Copy { to: true, .. } => return Ok(()),
             Statement::Set(_)
             | Statement::Reset(_)
             | Statement::ShowVariable { .. }
             | Statement::ShowTables { .. }
             | Statement::ShowViews { .. }
+            | Statement::ShowSchemas { .. }
             | Statement::StartTransaction { .. }
             | Statement::Commit { .. }
             | Statement::Rollback { .. }
@@ -265,7 +266,7 @@ impl Session {
             Some(ast::GrantObjects::Tables(names)) | Some(ast::GrantObjects::Views(names)) => names
                 .iter()
                 .map(|n| {
-                    let name = super::relation_name(n)?;
+                    let name = super::relation_name(&next, n)?;
                     match next.kind_of(&name) {
                         Some((_, id)) => Ok(id),
                         None => Err(freshet_planner::PlannerError::UndefinedTable(name).into()),
@@ -273,27 +274,32 @@ impl Session {
                 })
                 .collect::<Result<_>>()?,
             Some(ast::GrantObjects::AllTablesInSchema { schemas }) => {
-                // One schema, public: another one does not exist.
-                if let Some(other) = schemas
-                    .iter()
-                    .map(super::object_name)
-                    .find(|s| s != "public")
-                {
-                    return Err(ServerError::UndefinedSchema(other));
+                let mut ids = Vec::new();
+                for schema in schemas.iter().map(super::object_name) {
+                    if schema != "public" && next.schema(&schema).is_none() {
+                        return Err(ServerError::UndefinedSchema(schema));
+                    }
+                    let inside = |name: &str| {
+                        freshet_planner::schemas::split(name).0.unwrap_or("public") == schema
+                    };
+                    ids.extend(
+                        next.tables
+                            .iter()
+                            .filter(|t| inside(&t.name))
+                            .map(|t| t.id)
+                            .chain(
+                                next.materialized_views()
+                                    .filter(|v| inside(&v.name))
+                                    .map(|v| v.id),
+                            ),
+                    );
                 }
-                next
-                .tables
-                .iter()
-                .map(|t| t.id)
-                .chain(next.materialized_views().map(|v| v.id))
-                .collect()
+                ids
             }
-            _ => {
-                return Err(ServerError::Unsupported(
-                    "GRANT … ON: Freshet grants on tables and views (ON t, ON ALL TABLES IN SCHEMA public)"
-                        .into(),
-                ))
-            }
+            _ => return Err(ServerError::Unsupported(
+                "GRANT … ON: Freshet grants on tables and views (ON t, ON ALL TABLES IN SCHEMA s)"
+                    .into(),
+            )),
         };
         for g in grantees {
             let name = match &g.name {
@@ -353,4 +359,9 @@ fn apply_options(def: &mut UserDef, u: &UserStmt) {
         }
         None => {}
     }
+}
+
+/// The catalog's name of a relation a statement writes (`t`, `public.t`, `s.t`).
+fn written_name(n: &ast::ObjectName) -> String {
+    freshet_planner::schemas::catalog_name(n).unwrap_or_else(|| n.to_string())
 }

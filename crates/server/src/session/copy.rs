@@ -235,8 +235,11 @@ impl Session {
                         .join(", ")
                 };
                 format!(
-                    "SELECT {cols} FROM \"{}\"",
-                    relation_name(table_name)?.replace('"', "\"\"")
+                    "SELECT {cols} FROM {}",
+                    freshet_planner::schemas::quote_always(&relation_name(
+                        &self.db.catalog(),
+                        table_name
+                    )?)
                 )
             }
             CopySource::Query(q) => q.to_string(),

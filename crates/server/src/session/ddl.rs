@@ -63,8 +63,8 @@ impl Session {
         ext: Option<&parser::CreateSource>,
     ) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, name)?;
         if name_taken(&catalog, &name, if_not_exists)? {
             return Ok(command("CREATE TABLE"));
         }
@@ -133,8 +133,8 @@ impl Session {
     /// `CREATE TABLE … WITH (connector = 'kafka', …) FORMAT UPSERT|PLAIN ENCODE …`.
     pub(super) async fn create_fed_table(&self, cs: &parser::CreateSource) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, &cs.name)?;
         if name_taken(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE TABLE"));
         }
@@ -178,14 +178,14 @@ impl Session {
 
     pub(super) async fn create_source(&self, cs: &parser::CreateSource) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, &cs.name)?;
         if name_taken(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SOURCE"));
         }
         let mut next = (*catalog).clone();
         let id = next.allocate_id();
-        let def = crate::sources::source_def(id, cs)?;
+        let def = crate::sources::source_def(id, name.clone(), cs)?;
         let check_def = def.clone();
         tokio::task::spawn_blocking(move || crate::sources::check(&check_def))
             .await
@@ -210,8 +210,8 @@ impl Session {
             ));
         }
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(&cv.name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, &cv.name)?;
         if name_taken(&catalog, &name, cv.if_not_exists)? {
             return Ok(command("CREATE MATERIALIZED VIEW"));
         }
@@ -295,8 +295,8 @@ impl Session {
             return self.create_sink_into(cs, table, columns).await;
         }
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, &cs.name)?;
         if name_taken(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SINK"));
         }
@@ -592,7 +592,7 @@ impl Session {
     ) -> Result<Output> {
         let catalog = self.db.catalog();
         let plain = |n: &ObjectName| {
-            relation_name(n)
+            relation_name(&catalog, n)
                 .ok()
                 .is_some_and(|n| catalog.plain_view(&n).is_some())
         };
@@ -625,12 +625,12 @@ impl Session {
         };
         let _ddl = self.db.ddl_lock.lock().await;
         for n in names {
-            let name = match relation_name(n) {
+            let catalog = self.db.catalog();
+            let name = match relation_name(&catalog, n) {
                 // Postgres skips a name in a schema that does not exist, with a notice.
                 Err(ServerError::UndefinedSchema(_)) if if_exists => continue,
                 other => other?,
             };
-            let catalog = self.db.catalog();
             // A primary key's index goes only with its table.
             if expected == RelationKind::Index && catalog.kind_of(&name).is_none() {
                 if let Some(t) = catalog
@@ -730,8 +730,8 @@ impl Session {
             _ => ("materialized view", "ALTER MATERIALIZED VIEW"),
         };
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, name)?;
         let Some(id) = id_of(&catalog, &name, expected, kind_name)? else {
             return Err(PlannerError::UndefinedTable(name).into());
         };

@@ -26,8 +26,8 @@ const WRITE_RETRIES: usize = 20;
 
 impl Session {
     pub(super) fn writable_table(&self, name: &ObjectName) -> Result<TableDef> {
-        let name = relation_name(name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, name)?;
         match catalog.kind_of(&name) {
             Some((RelationKind::Table, _)) => Ok(catalog
                 .table(&name)

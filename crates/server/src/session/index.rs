@@ -23,8 +23,8 @@ use crate::index_scan::IndexInfo;
 impl Session {
     pub(super) async fn create_index(&self, ci: &CreateIndex) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let on = relation_name(&ci.on)?;
         let catalog = self.db.catalog();
+        let on = relation_name(&catalog, &ci.on)?;
         let (kind, rel) = catalog
             .kind_of(&on)
             .ok_or_else(|| PlannerError::UndefinedTable(on.clone()))?;
@@ -81,7 +81,22 @@ impl Session {
             }
         }
         let name = match &ci.name {
-            Some(n) => relation_name(n)?,
+            // An index is in its relation's schema, as in Postgres.
+            Some(n) if n.0.len() == 1 => freshet_planner::schemas::qualified(
+                freshet_planner::schemas::split(&on).0.unwrap_or("public"),
+                &relation_name(&catalog, n)?,
+            ),
+            Some(n) => {
+                let name = relation_name(&catalog, n)?;
+                if freshet_planner::schemas::split(&name).0
+                    != freshet_planner::schemas::split(&on).0
+                {
+                    return Err(ServerError::InvalidOption(format!(
+                        "index \"{n}\" must be in the schema of the relation it indexes"
+                    )));
+                }
+                name
+            }
             None => generated_name(&catalog, &on, &columns),
         };
         if super::ddl::name_taken(&catalog, &name, ci.if_not_exists)? {
@@ -100,7 +115,7 @@ impl Session {
         let sql = format!(
             "SELECT {} FROM {}",
             select.join(", "),
-            super::quoted_ident(&on)
+            freshet_planner::schemas::quote_always(&on)
         );
         let query = match parser::parse(&sql)?.into_iter().next() {
             Some(Stmt::Sql(s)) => match *s {

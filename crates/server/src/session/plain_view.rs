@@ -71,8 +71,8 @@ impl Session {
     /// `CREATE [OR REPLACE] VIEW` (its query has been expanded already).
     pub(super) async fn create_plain_view(&self, cv: &ast::CreateView) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(&cv.name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, &cv.name)?;
         let replaces = match catalog.kind_of(&name) {
             None => None,
             Some((RelationKind::PlainView, id)) if cv.or_replace => Some(id),
@@ -181,7 +181,7 @@ fn subscription(sub: &Subscribe, catalog: &Catalog) -> Result<Option<Subscribe>>
     let mut query = match &sub.target {
         SubscribeTarget::Query(q) => q.clone(),
         SubscribeTarget::Relation(name) => {
-            if relation_name(name)
+            if relation_name(catalog, name)
                 .ok()
                 .and_then(|n| catalog.plain_view(&n))
                 .is_none()

@@ -106,9 +106,9 @@ impl Session {
                 };
                 Ok((types, schema))
             }
-            Statement::ShowTables { .. } | Statement::ShowViews { .. } => {
-                Ok((vec![], Some(names_schema())))
-            }
+            Statement::ShowTables { .. }
+            | Statement::ShowViews { .. }
+            | Statement::ShowSchemas { .. } => Ok((vec![], Some(names_schema()))),
             Statement::ShowVariable { variable } => {
                 let name = super::vars::variable_name(variable);
                 Ok((
@@ -329,7 +329,7 @@ impl Db {
         // are loaded up front instead, from one snapshot too.
         let streams = |(name, id, _, _): &(String, u64, SchemaRef, RowLayout)| {
             !pending.iter().any(|w| w.table == *id)
-                && !name.contains('.')
+                && ![SOURCE_ERRORS_NAME, LATE_EVENTS_NAME].contains(&name.as_str())
                 && !self.is_source(catalog, name)
         };
         if with_data && !rels.is_empty() && rels.iter().all(streams) {
@@ -346,10 +346,7 @@ impl Db {
                         .with_deadline(deadline)
                         .with_scans(self.scans.clone())
                         .with_snapshot(snapshot.clone());
-                ctx.register_table(
-                    datafusion::common::TableReference::bare(name.as_str()),
-                    Arc::new(table),
-                )?;
+                freshet_planner::schemas::register(&ctx, name, Arc::new(table))?;
             }
             return Ok(ctx);
         }
@@ -387,12 +384,7 @@ impl Db {
             let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
             let state = ctx.state();
             reserve_loaded(state.config(), state.runtime_env(), bytes)?;
-            match name.split_once('.') {
-                Some((schema_name, table)) => {
-                    register_in_schema(&ctx, schema_name, table, schema, batches)?
-                }
-                None => register(&ctx, &name, schema, batches)?,
-            }
+            register(&ctx, &name, schema, batches)?;
         }
         Ok(ctx)
     }

@@ -29,9 +29,21 @@ impl Session {
     ) -> Result<Output> {
         let tag = format!("ALTER {what}");
         let _ddl = self.db.ddl_lock.lock().await;
-        let old = relation_name(name)?;
-        let new = relation_name(new_name)?;
         let catalog = self.db.catalog();
+        let old = relation_name(&catalog, name)?;
+        // The new name stays in the old one's schema, as in Postgres.
+        let schema = freshet_planner::schemas::split(&old).0;
+        let new = match relation_name(&catalog, new_name)? {
+            n if new_name.0.len() == 1 => {
+                freshet_planner::schemas::qualified(schema.unwrap_or("public"), &n)
+            }
+            n if freshet_planner::schemas::split(&n).0 == schema => n,
+            _ => {
+                return Err(ServerError::Unsupported(format!(
+                    "ALTER {what} … RENAME TO a name in another schema ({new_name})"
+                )))
+            }
+        };
         let Some((kind, id)) = catalog.kind_of(&old) else {
             if if_exists {
                 return Ok(command(&tag));
@@ -118,7 +130,7 @@ impl VisitorMut for Renamer<'_> {
         let TableFactor::Table { name, alias, .. } = tf else {
             return ControlFlow::Continue(());
         };
-        let Ok(current) = relation_name(name) else {
+        let Some(current) = freshet_planner::schemas::catalog_name(name) else {
             return ControlFlow::Continue(());
         };
         let lookup = format!("{LOOKUP_PREFIX}{}", self.old);
@@ -129,11 +141,12 @@ impl VisitorMut for Renamer<'_> {
         } else {
             return ControlFlow::Continue(());
         };
-        *name = ObjectName::from(vec![Ident::with_quote('"', replacement)]);
+        *name = freshet_planner::schemas::object_name(&replacement);
         if alias.is_none() {
             *alias = Some(TableAlias {
                 explicit: true,
-                name: Ident::with_quote('"', self.old),
+                // Columns qualified by the old name (`t.col`, also for `s.t`) still resolve.
+                name: Ident::with_quote('"', freshet_planner::schemas::split(self.old).1),
                 columns: Vec::new(),
                 at: None,
             });

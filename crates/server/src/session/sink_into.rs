@@ -23,12 +23,12 @@ impl Session {
         columns: &[Ident],
     ) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
-        let name = relation_name(&cs.name)?;
         let catalog = self.db.catalog();
+        let name = relation_name(&catalog, &cs.name)?;
         if name_taken(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SINK"));
         }
-        let table = target_table(&catalog, &relation_name(target)?)?;
+        let table = target_table(&catalog, &relation_name(&catalog, target)?)?;
         let mapping = column_mapping(table, columns)?;
         // The query as written (its columns named apart: only their positions count):
         // its columns, and whether it ever deletes.

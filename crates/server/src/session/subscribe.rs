@@ -88,7 +88,7 @@ impl Session {
         let catalog = self.db.catalog();
         let schema = match &sub.target {
             SubscribeTarget::Relation(name) => {
-                let name = relation_name(name)?;
+                let name = relation_name(&catalog, name)?;
                 self.subscribable(&name)?;
                 self.db
                     .relation_schema(&catalog, &name)
@@ -106,7 +106,10 @@ impl Session {
     /// Starts a subscription: its columns and its rows, as they come.
     pub(super) async fn subscribe(&self, sub: &Subscribe) -> Result<(SchemaRef, BatchStream)> {
         let (id, own) = match &sub.target {
-            SubscribeTarget::Relation(name) => (self.subscribable(&relation_name(name)?)?, None),
+            SubscribeTarget::Relation(name) => (
+                self.subscribable(&relation_name(&self.db.catalog(), name)?)?,
+                None,
+            ),
             SubscribeTarget::Query(q) => {
                 let name = format!(
                     "subscribe_{}_{}",

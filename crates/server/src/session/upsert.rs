@@ -219,7 +219,10 @@ impl Session {
                 .collect::<Result<_>>()?;
             for b in self
                 .select(
-                    &format!("SELECT * FROM {}", super::quoted_ident(&table.name)),
+                    &format!(
+                        "SELECT * FROM {}",
+                        freshet_planner::schemas::quote_always(&table.name)
+                    ),
                     &[],
                 )
                 .await?
@@ -251,7 +254,7 @@ impl Session {
             }
             let sql = format!(
                 "SELECT * FROM {} WHERE {}",
-                super::quoted_ident(&table.name),
+                freshet_planner::schemas::quote_always(&table.name),
                 conds.join(" OR ")
             );
             for b in self.select(&sql, &params).await? {

@@ -298,6 +298,23 @@ impl Session {
                 }
                 None => return Err(ServerError::InvalidParameterValue { name, value }),
             },
+            // Unqualified names resolve in public only: a path that would find them
+            // elsewhere is refused rather than ignored.
+            "search_path" => {
+                let only_public = value.split(',').all(|p| {
+                    matches!(
+                        p.trim().trim_matches('"').to_lowercase().as_str(),
+                        "public" | "$user" | "pg_catalog" | "" | "default"
+                    )
+                });
+                if !only_public {
+                    return Err(ServerError::Unsupported(format!(
+                        "search_path {value}: unqualified names resolve in schema public; \
+                         name a relation in schema s as s.name"
+                    )));
+                }
+                value
+            }
             "timezone" | "time zone" => {
                 let zone = if value.eq_ignore_ascii_case("default")
                     || value.eq_ignore_ascii_case("local")
