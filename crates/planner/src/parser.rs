@@ -7,7 +7,7 @@ use crate::sqlparser::ast::{ColumnDef, Ident, ObjectName, Statement, Value};
 use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::keywords::Keyword;
 use crate::sqlparser::parser::{Parser, ParserError};
-use crate::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+use crate::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Word};
 use crate::PlannerError;
 
 #[derive(Clone, Debug)]
@@ -529,6 +529,46 @@ fn mark_lookup(out: &mut Vec<TokenWithSpan>) {
         w.value = format!("{LOOKUP_PREFIX}{}", w.value);
         w.keyword = Keyword::NoKeyword;
     }
+}
+
+/// A stored query as its author wrote it: each relation name marked with
+/// [`LOOKUP_PREFIX`] back to `name FOR SYSTEM_TIME AS OF PROCTIME()` (for `SHOW CREATE`
+/// and the catalogs). The query reads the same either way.
+pub fn show_lookups(sql: &str) -> String {
+    if !sql.contains(LOOKUP_PREFIX) {
+        return sql.to_string();
+    }
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        return sql.to_string();
+    };
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let marked = match &tokens[i] {
+            Token::Word(w) => w.value.strip_prefix(LOOKUP_PREFIX).map(|rest| Word {
+                value: rest.to_string(),
+                ..w.clone()
+            }),
+            _ => None,
+        };
+        let Some(first) = marked else {
+            out.push_str(&tokens[i].to_string());
+            i += 1;
+            continue;
+        };
+        out.push_str(&first.to_string());
+        i += 1;
+        // The rest of a qualified name (`.t`).
+        if matches!(tokens.get(i), Some(Token::Period))
+            && matches!(tokens.get(i + 1), Some(Token::Word(_)))
+        {
+            out.push('.');
+            out.push_str(&tokens[i + 1].to_string());
+            i += 2;
+        }
+        out.push_str(" FOR SYSTEM_TIME AS OF PROCTIME()");
+    }
+    out
 }
 
 fn rewrite_lookups(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
@@ -1289,6 +1329,32 @@ mod tests {
             let names = read(&sql);
             assert_eq!(names[1], format!("{LOOKUP_PREFIX}{expected}"), "{sql}");
             assert_eq!(lookup_target(&names[1]), Some(expected));
+        }
+    }
+
+    #[test]
+    fn lookups_show_as_written() {
+        for (stored, shown) in [
+            (
+                "SELECT * FROM e JOIN __freshet_lookup__t AS t ON e.k = t.k",
+                "SELECT * FROM e JOIN t FOR SYSTEM_TIME AS OF PROCTIME() AS t ON e.k = t.k",
+            ),
+            (
+                "SELECT * FROM e JOIN \"__freshet_lookup__My S\".\"T\" t ON true",
+                "SELECT * FROM e JOIN \"My S\".\"T\" FOR SYSTEM_TIME AS OF PROCTIME() t ON true",
+            ),
+        ] {
+            assert_eq!(show_lookups(stored), shown);
+            // And it reads the same relation again.
+            let again = match parse(shown).unwrap().remove(0) {
+                Stmt::Sql(s) => s.to_string(),
+                other => panic!("{other:?}"),
+            };
+            let stored_again = match parse(stored).unwrap().remove(0) {
+                Stmt::Sql(s) => s.to_string(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(again, stored_again);
         }
     }
 

@@ -68,7 +68,11 @@ pub fn create_sql(
                             .join(", ")
                     ),
                 };
-                format!("CREATE VIEW {}{cols} AS {}", relation(&v.name), v.sql)
+                format!(
+                    "CREATE VIEW {}{cols} AS {}",
+                    relation(&v.name),
+                    crate::parser::show_lookups(&v.sql)
+                )
             }),
         }
         .unwrap_or_default()),
@@ -341,7 +345,7 @@ fn view(catalog: &Catalog, v: &ViewDef) -> String {
             format!(
                 "CREATE SINK {} INTO {table} AS {}{eowc}",
                 relation(&v.name),
-                v.sql
+                crate::parser::show_lookups(&v.sql)
             )
         }
         Some(sink) => {
@@ -353,14 +357,14 @@ fn view(catalog: &Catalog, v: &ViewDef) -> String {
             format!(
                 "CREATE SINK {} AS {}{eowc} WITH ({})",
                 relation(&v.name),
-                v.sql,
+                crate::parser::show_lookups(&v.sql),
                 opts.join(", ")
             )
         }
         None => format!(
             "CREATE MATERIALIZED VIEW {} AS {}{eowc}",
             relation(&v.name),
-            v.sql
+            crate::parser::show_lookups(&v.sql)
         ),
     }
 }

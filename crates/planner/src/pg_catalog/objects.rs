@@ -300,7 +300,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
             index_keys: 0,
             id: Some(v.id),
             comment,
-            definition: Some(v.sql.clone()),
+            definition: Some(crate::parser::show_lookups(&v.sql)),
             server: v.sink.as_ref().map(|_| "blackhole"),
         });
     }
@@ -321,7 +321,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
             index_keys: 0,
             id: Some(v.id),
             comment: None,
-            definition: Some(v.sql.clone()),
+            definition: Some(crate::parser::show_lookups(&v.sql)),
             server: None,
         });
     }
