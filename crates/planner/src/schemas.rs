@@ -23,6 +23,17 @@ pub const BUILT_IN: &[&str] = &[
     "freshet_catalog",
 ];
 
+/// Whether a `search_path` value finds unqualified names in `public` only (the one path
+/// Freshet follows): `public`, `"$user", public`, `pg_catalog, public`, `default`.
+pub fn public_only_path(value: &str) -> bool {
+    value.split(',').all(|p| {
+        matches!(
+            p.trim().trim_matches('"').to_lowercase().as_str(),
+            "public" | "$user" | "pg_catalog" | "" | "default"
+        )
+    })
+}
+
 /// `("s", "t")` for `s.t`, `(None, "t")` for a relation in `public`.
 pub fn split(name: &str) -> (Option<&str>, &str) {
     match name.split_once('.') {

@@ -365,7 +365,13 @@ fn datafusion_message(e: &DataFusionError) -> String {
     // DataFusion words "table 'freshet.public.x' not found" → Postgres' wording.
     if let Some(rest) = msg.strip_prefix("table '") {
         if let Some(name) = rest.strip_suffix("' not found") {
-            let short = name.rsplit('.').next().unwrap_or(name);
+            // Without the catalog, and without the schema when it is public.
+            let parts: Vec<&str> = name.splitn(3, '.').collect();
+            let short = match parts.as_slice() {
+                [_, "public", t] | [t] => t.to_string(),
+                [_, schema, t] => format!("{schema}.{t}"),
+                _ => name.to_string(),
+            };
             return format!("relation \"{short}\" does not exist");
         }
     }

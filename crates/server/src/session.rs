@@ -148,6 +148,10 @@ pub struct Session {
     cursors: Mutex<cursor::Cursors>,
     /// The SQL text being run (for `pg_stat_activity`).
     query_text: Mutex<String>,
+    /// A `search_path` the startup packet asked for that Freshet does not follow (not
+    /// `public`): every statement fails naming it until `SET search_path` replaces it, so
+    /// that unqualified names never silently read `public`'s relations instead.
+    refused_search_path: Mutex<Option<String>>,
 }
 
 impl Session {
@@ -170,6 +174,7 @@ impl Session {
             copy_in: Mutex::new(None),
             cursors: Mutex::new(Default::default()),
             query_text: Mutex::new(String::new()),
+            refused_search_path: Mutex::new(None),
         }
     }
 
@@ -202,6 +207,7 @@ impl Session {
     /// when canceled (CancelRequest, `pg_cancel_backend`), also while its rows are sent;
     /// one that writes runs to its end, so that what it reports is what happened.
     pub async fn execute(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
+        vars::check_search_path(self, stmt)?;
         let _inflight = self.db.inflight.read().await;
         let running = self.backend().begin(&self.query_text());
         let kind = statement_kind(stmt);

@@ -325,23 +325,23 @@ pub fn like_escape(pattern: &str, esc: Option<char>) -> String {
 }
 
 /// `CREATE UNIQUE INDEX t_pkey ON public.t USING btree (a, b)` for index `oid`.
-pub fn index_def(rels: &[Rel], oid: u32) -> Option<String> {
+pub fn index_def(rels: &[Rel], namespaces: &[objects::Namespace], oid: u32) -> Option<String> {
     let idx = objects::by_oid(rels, oid)?;
     let table = objects::by_oid(rels, idx.index_of?)?;
+    let schema = objects::namespace_name(namespaces, table.namespace).unwrap_or("public");
+    let on = format!("{}.{}", quote_ident(schema), quote_ident(&table.name));
     let cols: Vec<String> = idx.columns.iter().map(|c| quote_ident(&c.name)).collect();
     if idx.index_cols.is_empty() {
         return Some(format!(
-            "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+            "CREATE UNIQUE INDEX {} ON {on} USING btree ({})",
             quote_ident(&idx.name),
-            quote_ident(&table.name),
             cols.join(", ")
         ));
     }
     let (keys, include) = cols.split_at(idx.index_keys.min(cols.len()));
     let mut def = format!(
-        "CREATE INDEX {} ON public.{} USING btree ({})",
+        "CREATE INDEX {} ON {on} USING btree ({})",
         quote_ident(&idx.name),
-        quote_ident(&table.name),
         keys.join(", ")
     );
     if !include.is_empty() {
@@ -527,7 +527,21 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
         }
     });
     def(ctx, "set_config", &[3], Utf8, |a| {
-        Ok(a.get(1).and_then(as_text).map_or(NULL_TEXT, text))
+        // Unqualified names resolve in public only (as `SET search_path` says).
+        let name = a.first().and_then(as_text).unwrap_or_default();
+        let value = a.get(1).and_then(as_text);
+        if name.eq_ignore_ascii_case("search_path")
+            && !value
+                .as_deref()
+                .is_some_and(crate::schemas::public_only_path)
+        {
+            return Err(DataFusionError::NotImplemented(format!(
+                "search_path {}: unqualified names resolve in schema public; name a \
+                 relation in schema s as s.name",
+                value.unwrap_or_default()
+            )));
+        }
+        Ok(value.map_or(NULL_TEXT, text))
     });
     def(ctx, "pg_encoding_to_char", &[1], Utf8, |a| {
         Ok(text(match a.first().and_then(as_i64) {
@@ -691,6 +705,7 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
         }))))
     });
     let rl = rels.clone();
+    let ns = nss.clone();
     def(ctx, "pg_get_indexdef", &[1, 3], Utf8, move |a| {
         let Some(o) = a.first().and_then(as_oid) else {
             return Ok(NULL_TEXT);
@@ -700,7 +715,7 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
             Some(col) if col > 0 => Ok(objects::by_oid(&rl, o)
                 .and_then(|i| i.columns.get(col as usize - 1))
                 .map_or(NULL_TEXT, |c| text(quote_ident(&c.name)))),
-            _ => Ok(index_def(&rl, o).map_or(NULL_TEXT, text)),
+            _ => Ok(index_def(&rl, &ns, o).map_or(NULL_TEXT, text)),
         }
     });
     let rl = rels.clone();

@@ -780,7 +780,7 @@ fn pg_indexes(s: &Snapshot) -> Table {
             text(&table.name),
             text(&r.name),
             v::null(),
-            text(super::functions::index_def(&rels, r.oid).unwrap_or_default()),
+            text(super::functions::index_def(&rels, &nss, r.oid).unwrap_or_default()),
         ]);
     }
     t

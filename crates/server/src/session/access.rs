@@ -245,6 +245,24 @@ impl Session {
             Statement::Revoke(r) => (&r.privileges, &r.objects, &r.grantees, false),
             _ => return Err(ServerError::Internal("not a GRANT or REVOKE".into())),
         };
+        // USAGE on a schema: Freshet needs no privilege to look up names in a schema
+        // (reading or writing a relation needs a grant on the relation), so this grants
+        // and revokes nothing beyond what every user has. The schemas must exist.
+        if let (ast::Privileges::Actions(actions), Some(ast::GrantObjects::Schemas(schemas))) =
+            (privileges, objects)
+        {
+            if actions.iter().all(|a| matches!(a, ast::Action::Usage)) {
+                let catalog = self.db.catalog();
+                for schema in schemas.iter().map(super::object_name) {
+                    if !freshet_planner::schemas::BUILT_IN.contains(&schema.as_str())
+                        && catalog.schema(&schema).is_none()
+                    {
+                        return Err(ServerError::UndefinedSchema(schema));
+                    }
+                }
+                return Ok(command(if granting { "GRANT" } else { "REVOKE" }));
+            }
+        }
         let privileges: Vec<Privilege> = match privileges {
             ast::Privileges::All { .. } => Privilege::ALL.to_vec(),
             ast::Privileges::Actions(actions) => actions

@@ -469,14 +469,14 @@ fn result_schema(ctx: &SessionContext, plan: &LogicalPlan) -> Result<SchemaRef> 
     let _ = analyzed.apply(|node| {
         match node {
             LogicalPlan::TableScan(ts) => {
-                let t = ts.table_name.table().to_string();
+                let t = freshet_planner::schemas::relation_key(&ts.table_name);
                 scanned.insert(t.clone(), t);
             }
             LogicalPlan::SubqueryAlias(sa) => {
                 if let LogicalPlan::TableScan(ts) = sa.input.as_ref() {
                     scanned.insert(
-                        sa.alias.table().to_string(),
-                        ts.table_name.table().to_string(),
+                        freshet_planner::schemas::relation_key(&sa.alias),
+                        freshet_planner::schemas::relation_key(&ts.table_name),
                     );
                 }
             }
@@ -490,7 +490,9 @@ fn result_schema(ctx: &SessionContext, plan: &LogicalPlan) -> Result<SchemaRef> 
             .map(|i| {
                 let (qualifier, f) = df.qualified_field(i);
                 let mut f = f.as_ref().clone().with_name(display_name(f.name()));
-                if let Some(rel) = qualifier.and_then(|q| scanned.get(q.table())) {
+                if let Some(rel) =
+                    qualifier.and_then(|q| scanned.get(&freshet_planner::schemas::relation_key(q)))
+                {
                     let mut meta = f.metadata().clone();
                     meta.insert(ORIGIN_RELATION.into(), rel.clone());
                     f = f.with_metadata(meta);

@@ -76,14 +76,16 @@ impl Session {
                 }
                 return Err(ServerError::UndefinedSchema(name));
             }
-            let inside = self.db.catalog().relations_in(&name);
+            let catalog = self.db.catalog();
+            let inside = catalog.relations_in(&name);
             if !inside.is_empty() && !cascade {
-                let detail: Vec<String> = inside
+                let mut detail: Vec<String> = inside
                     .iter()
                     .map(|(kind, rel)| {
                         format!("{} {rel} depends on schema {name}", kind_name(*kind))
                     })
                     .collect();
+                detail.extend(readers_outside(&catalog, &name, &inside));
                 return Err(PlannerError::DependentObjects {
                     kind: "schema",
                     name,
@@ -166,12 +168,51 @@ fn one_part(n: &ObjectName) -> Result<String> {
     match n.0.as_slice() {
         [p] => match p.as_ident().map(ident_name) {
             Some(name) if !name.contains('.') && !name.is_empty() => Ok(name),
-            _ => Err(ServerError::Unsupported(format!("schema name {n}"))),
+            _ => Err(ServerError::Unsupported(format!(
+                "schema name {n}: a schema's name is not empty and has no \".\" (Freshet \
+                 writes a relation in schema s as s.name)"
+            ))),
         },
         _ => Err(ServerError::Unsupported(format!(
             "cross-database references are not implemented: {n}"
         ))),
     }
+}
+
+/// What CASCADE would drop outside schema `schema` because it reads `inside` (directly or
+/// through other views), as `DROP SCHEMA`'s detail lists it.
+fn readers_outside(
+    catalog: &Catalog,
+    schema: &str,
+    inside: &[(RelationKind, String)],
+) -> Vec<String> {
+    let outside = |n: &str| schemas::split(n).0 != Some(schema);
+    let mut doomed: Vec<u64> = inside
+        .iter()
+        .filter_map(|(_, n)| catalog.kind_of(n).map(|(_, id)| id))
+        .collect();
+    let mut out = Vec::new();
+    for v in &catalog.views {
+        if v.index.is_none() && !doomed.contains(&v.id) && doomed.iter().any(|d| v.needs(*d)) {
+            doomed.push(v.id);
+            if outside(&v.name) {
+                let kind = if v.sink.is_some() {
+                    "sink"
+                } else {
+                    "materialized view"
+                };
+                out.push(format!("{kind} {} depends on schema {schema}", v.name));
+            }
+        }
+    }
+    for (_, n) in inside {
+        for v in super::Db::plain_views_reading(catalog, n) {
+            if outside(&v.name) {
+                out.push(format!("view {} depends on {n}", v.name));
+            }
+        }
+    }
+    out
 }
 
 fn kind_name(kind: RelationKind) -> &'static str {

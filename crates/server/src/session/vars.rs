@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use freshet_engine::chunk::rows_to_batch;
 use freshet_planner::context::Limits;
+use freshet_planner::parser::Stmt;
 use freshet_planner::pg_text::Zone;
 use freshet_planner::sqlparser::ast;
 
@@ -245,15 +246,28 @@ impl Session {
             }
             if name == "options" {
                 for (k, v) in parse_options(value) {
+                    self.refuse_search_path(&k.to_ascii_lowercase(), &v);
                     if let Err(e) = self.set_variable(&k.to_ascii_lowercase(), &v) {
                         tracing::debug!(parameter = %k, error = %e, "startup option ignored");
                     }
                 }
                 continue;
             }
+            self.refuse_search_path(&name, value);
             if let Err(e) = self.set_variable(&name, value) {
                 tracing::debug!(parameter = %name, error = %e, "startup parameter ignored");
             }
+        }
+    }
+
+    /// Remembers a startup `search_path` Freshet does not follow (see
+    /// `Session::refused_search_path`).
+    fn refuse_search_path(&self, name: &str, value: &str) {
+        if name == "search_path" && !freshet_planner::schemas::public_only_path(value) {
+            *self
+                .refused_search_path
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(value.to_string());
         }
     }
 
@@ -301,13 +315,7 @@ impl Session {
             // Unqualified names resolve in public only: a path that would find them
             // elsewhere is refused rather than ignored.
             "search_path" => {
-                let only_public = value.split(',').all(|p| {
-                    matches!(
-                        p.trim().trim_matches('"').to_lowercase().as_str(),
-                        "public" | "$user" | "pg_catalog" | "" | "default"
-                    )
-                });
-                if !only_public {
+                if !freshet_planner::schemas::public_only_path(&value) {
                     return Err(ServerError::Unsupported(format!(
                         "search_path {value}: unqualified names resolve in schema public; \
                          name a relation in schema s as s.name"
@@ -335,6 +343,12 @@ impl Session {
         } else {
             name
         };
+        if name == "search_path" {
+            *self
+                .refused_search_path
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
         self.vars
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -423,4 +437,30 @@ pub(super) fn variable_name(variable: &[ast::Ident]) -> String {
         "session authorization" => "session_authorization".into(),
         _ => name,
     }
+}
+
+/// Refuses `stmt` while the session runs with a startup `search_path` Freshet does not
+/// follow, unless it is a `SET`/`RESET` (which can replace it).
+pub(super) fn check_search_path(session: &Session, stmt: &Stmt) -> Result<()> {
+    let refused = session
+        .refused_search_path
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(path) = refused else {
+        return Ok(());
+    };
+    if let Stmt::Sql(s) = stmt {
+        if matches!(
+            s.as_ref(),
+            ast::Statement::Set(_) | ast::Statement::Reset(_)
+        ) {
+            return Ok(());
+        }
+    }
+    Err(ServerError::Unsupported(format!(
+        "search_path {path} (asked for when connecting): unqualified names resolve in schema \
+         public; name a relation in schema s as s.name, and connect without it or SET \
+         search_path TO public"
+    )))
 }
