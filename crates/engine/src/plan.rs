@@ -411,8 +411,13 @@ pub struct AggCall {
     pub return_type: DataType,
     /// A constant parameter: string_agg's delimiter, a percentile's fraction.
     pub param: Option<datafusion::common::ScalarValue>,
-    /// The aggregate's ORDER BY (first_value, last_value, string_agg).
-    pub order: Option<SortKey>,
+    /// The aggregate's ORDER BY keys (first_value, last_value, string_agg, array_agg),
+    /// compared in turn.
+    pub order: Vec<SortKey>,
+    /// `FILTER (WHERE f)` of an aggregate that takes NULL inputs (first_value,
+    /// last_value, array_agg): a row where `f` is not true does not reach it. (The others
+    /// see `CASE WHEN f THEN value END` instead, and skip its NULLs.)
+    pub filter: Option<PhysExpr>,
     /// approx_count_distinct over an input that only inserts: keep a HyperLogLog sketch
     /// per group (4 KiB) instead of the distinct values.
     pub sketch: bool,
@@ -433,7 +438,8 @@ impl AggCall {
             distinct: false,
             return_type: DataType::Int64,
             param: None,
-            order: None,
+            order: Vec::new(),
+            filter: None,
             sketch: false,
             running: false,
         }

@@ -263,7 +263,8 @@ mod tests {
             distinct: false,
             return_type: ret,
             param: None,
-            order: None,
+            order: Vec::new(),
+            filter: None,
             sketch: false,
             running,
         }

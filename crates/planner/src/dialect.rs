@@ -18,6 +18,9 @@
 //!
 //! Level 3: `sum(bigint)` and `avg` of integers are `numeric` (`crate::pg_aggregates`),
 //! and a view's `numeric` divisions are widened as a query's (`crate::pg_values`).
+//!
+//! Level 4: an array cast to text is Postgres' `{1,NULL}` in views too
+//! (`crate::pg_values`), not Arrow's `[1, ]`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.

@@ -276,9 +276,62 @@ pub fn datetime(v: i64, unit: &TimeUnit) -> Option<NaiveDateTime> {
 
 /// Whether `dt` is a date/time type [`temporal`] formats.
 /// Whether Postgres's text form of `dt` differs from DataFusion's cast to text: dates,
-/// times, intervals and floats (`100` not `100.0`, `1e+20` not `1e20`).
+/// times, intervals, floats (`100` not `100.0`, `1e+20` not `1e20`) and arrays (`{1,NULL}`
+/// not `[1, ]`).
 pub fn has_own_text(dt: &DataType) -> bool {
-    is_temporal(dt) || matches!(dt, DataType::Float32 | DataType::Float64)
+    is_temporal(dt)
+        || matches!(
+            dt,
+            DataType::Float32 | DataType::Float64 | DataType::List(_) | DataType::LargeList(_)
+        )
+}
+
+/// A one-dimensional array's text as Postgres writes it: `{1,NULL,"a b"}`.
+pub fn array_text(values: &ArrayRef, zone: &Zone) -> String {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let opts = FormatOptions::default().with_null("");
+    let formatter = ArrayFormatter::try_new(values.as_ref(), &opts).ok();
+    let items: Vec<String> = (0..values.len())
+        .map(|i| {
+            if values.is_null(i) {
+                return "NULL".to_string();
+            }
+            let text = match values.data_type() {
+                DataType::Boolean => (if values.as_boolean().value(i) {
+                    "t"
+                } else {
+                    "f"
+                })
+                .to_string(),
+                // A nested array is written as it is, braces and all.
+                DataType::List(_) | DataType::LargeList(_) => {
+                    return temporal(values, i, zone).unwrap_or_default()
+                }
+                dt if has_own_text(dt) => temporal(values, i, zone).unwrap_or_default(),
+                _ => formatter
+                    .as_ref()
+                    .map(|f| f.value(i).to_string())
+                    .unwrap_or_default(),
+            };
+            array_element(text)
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// An array element's text, quoted when it is empty, reads as NULL, or holds a character
+/// that separates or quotes.
+pub fn array_element(s: String) -> String {
+    let plain = !s.is_empty()
+        && !s.eq_ignore_ascii_case("null")
+        && !s
+            .chars()
+            .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        s
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
 }
 
 pub fn is_temporal(dt: &DataType) -> bool {
@@ -354,6 +407,8 @@ pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
             0,
             0,
         ),
+        DataType::List(_) => array_text(&array.as_list::<i32>().value(row), zone),
+        DataType::LargeList(_) => array_text(&array.as_list::<i64>().value(row), zone),
         DataType::Duration(unit) => {
             let v = match unit {
                 TimeUnit::Second => array.as_primitive::<DurationSecondType>().value(row),
@@ -371,6 +426,32 @@ pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_like_postgres() {
+        use datafusion::arrow::array::{ListArray, StringArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        let ints: ArrayRef =
+            std::sync::Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+                Some(vec![Some(1), None, Some(-3)]),
+            ]));
+        assert_eq!(
+            temporal(&ints, 0, &Zone::Utc).as_deref(),
+            Some("{1,NULL,-3}")
+        );
+        let texts: ArrayRef = std::sync::Arc::new(StringArray::from(vec![
+            Some("a b"),
+            Some(""),
+            Some("NULL"),
+            Some("q\"x"),
+            None,
+            Some("plain"),
+        ]));
+        assert_eq!(
+            array_text(&texts, &Zone::Utc),
+            r#"{"a b","","NULL","q\"x",NULL,plain}"#
+        );
+    }
 
     #[test]
     fn floats_like_postgres() {

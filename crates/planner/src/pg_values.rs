@@ -186,17 +186,17 @@ impl AnalyzerRule for PgValues {
             return Ok(plan);
         }
         let text = Arc::new(ScalarUDF::new_from_impl(PgText::new(self.zone)));
-        let divisions = self.divisions
-            || self
-                .level
-                .as_ref()
-                .is_some_and(|l| l.load(Ordering::SeqCst) >= crate::pg_aggregates::LEVEL);
+        let level = self.level.as_ref().map(|l| l.load(Ordering::SeqCst));
+        let divisions = self.divisions || level.is_some_and(|l| l >= crate::pg_aggregates::LEVEL);
+        // Arrays' text: in queries, and in views from dialect level 4 on.
+        let arrays = self.level.is_none() || level.is_some_and(|l| l >= ARRAY_TEXT_LEVEL);
+        let forms = TextForms { divisions, arrays };
         plan.transform_up_with_subqueries(|plan| {
             let schema = merge_schema(&plan.inputs());
             let names = NamePreserver::new(&plan);
             let rewritten = plan.map_expressions(|e| {
                 let name = names.save(&e);
-                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text, divisions))?;
+                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text, forms))?;
                 Ok(if out.transformed {
                     out.update_data(|e| name.restore(e))
                 } else {
@@ -221,18 +221,31 @@ fn is_text(t: &ArrowType) -> bool {
     )
 }
 
+/// The dialect level from which a view's arrays cast to text are Postgres' text.
+const ARRAY_TEXT_LEVEL: u32 = 4;
+
+/// What [`rewrite_expr`] rewrites besides dates, times, intervals and floats as text.
+#[derive(Clone, Copy)]
+struct TextForms {
+    /// Widen `numeric` divisions.
+    divisions: bool,
+    /// Arrays cast to text.
+    arrays: bool,
+}
+
 fn rewrite_expr(
     e: DfExpr,
     schema: &DFSchema,
     text: &Arc<ScalarUDF>,
-    divisions: bool,
+    forms: TextForms,
 ) -> DfResult<Transformed<DfExpr>> {
+    let own_text = |t: &ArrowType| {
+        pg_text::has_own_text(t)
+            && (forms.arrays || !matches!(t, ArrowType::List(_) | ArrowType::LargeList(_)))
+    };
     match e {
         DfExpr::Cast(Cast { expr, field }) | DfExpr::TryCast(TryCast { expr, field })
-            if is_text(field.data_type())
-                && expr
-                    .get_type(schema)
-                    .is_ok_and(|t| pg_text::has_own_text(&t)) =>
+            if is_text(field.data_type()) && expr.get_type(schema).is_ok_and(|t| own_text(&t)) =>
         {
             let call = DfExpr::ScalarFunction(ScalarFunction::new_udf(text.clone(), vec![*expr]));
             let call = if field.data_type() == &ArrowType::Utf8 {
@@ -246,7 +259,7 @@ fn rewrite_expr(
             left,
             op: Operator::Divide,
             right,
-        }) if divisions => {
+        }) if forms.divisions => {
             let (lt, rt) = (left.get_type(schema), right.get_type(schema));
             match (lt, rt) {
                 (Ok(ArrowType::Decimal128(p, s)), Ok(ArrowType::Decimal128(_, _))) => {

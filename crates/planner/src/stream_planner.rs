@@ -1133,15 +1133,18 @@ impl StreamPlanner<'_> {
         // FILTER (WHERE f): the aggregate sees CASE WHEN f THEN value END, which is NULL
         // for the rows the filter drops, and aggregates skip NULL inputs. count(*)
         // becomes a count of CASE WHEN f THEN 1 END. first_value/last_value and
-        // array_agg take NULL inputs, so they cannot be filtered that way.
+        // array_agg take NULL inputs: the operator evaluates their filter itself.
+        let takes_nulls = matches!(
+            kind,
+            AggKind::FirstValue | AggKind::LastValue | AggKind::ArrayAgg
+        );
+        let row_filter = match &params.filter {
+            Some(f) if takes_nulls => Some(self.phys(f, input)?),
+            _ => None,
+        };
         let filtered = match &params.filter {
+            Some(_) if takes_nulls => None,
             Some(f) => {
-                if matches!(
-                    kind,
-                    AggKind::FirstValue | AggKind::LastValue | AggKind::ArrayAgg
-                ) {
-                    return Err(unsupported(format!("{name}() with a FILTER clause")));
-                }
                 let v = value
                     .cloned()
                     .unwrap_or_else(|| datafusion::prelude::lit(1i64));
@@ -1175,16 +1178,21 @@ impl StreamPlanner<'_> {
                         "{name}() without ORDER BY (its result would depend on arrival order)"
                     )));
                 }
-                None
+                Vec::new()
             }
             (
                 AggKind::FirstValue | AggKind::LastValue | AggKind::StringAgg | AggKind::ArrayAgg,
-                [o],
-            ) => Some(SortKey {
-                expr: self.phys(&o.expr, input)?,
-                desc: !o.asc,
-                nulls_first: o.nulls_first,
-            }),
+                keys,
+            ) => keys
+                .iter()
+                .map(|o| {
+                    Ok(SortKey {
+                        expr: self.phys(&o.expr, input)?,
+                        desc: !o.asc,
+                        nulls_first: o.nulls_first,
+                    })
+                })
+                .collect::<Result<_, PlannerError>>()?,
             (AggKind::Percentile | AggKind::PercentileDisc { .. }, [o]) => {
                 let bare = |e: &Expr| {
                     let mut e = e.clone();
@@ -1208,7 +1216,7 @@ impl StreamPlanner<'_> {
                         }
                     }
                 }
-                None
+                Vec::new()
             }
             _ => return Err(unsupported(format!("{name}() with this ORDER BY"))),
         };
@@ -1237,6 +1245,7 @@ impl StreamPlanner<'_> {
                 && matches!(kind, AggKind::Count | AggKind::Sum | AggKind::Avg),
             param,
             order,
+            filter: row_filter,
             sketch: kind == AggKind::ApproxCountDistinct && append_only,
             running: matches!(kind, AggKind::Min | AggKind::Max) && append_only,
             return_type,

@@ -335,6 +335,15 @@ const VIEWS: &[ViewSpec] = &[
                 jsonb_agg(v ORDER BY id) AS jv FROM a GROUP BY k",
         over_tables: None,
     },
+    // Ordered aggregates by several keys, and FILTER on those that take NULLs.
+    ViewSpec {
+        name: "a_ordered",
+        query: "SELECT k, first_value(v ORDER BY s DESC, id) FILTER (WHERE v > 0) AS f, \
+                last_value(s ORDER BY v, id DESC) AS l, \
+                array_agg(id ORDER BY v DESC, id) FILTER (WHERE s IS NOT NULL) AS ids, \
+                string_agg(s, ',' ORDER BY v, s DESC, id) AS ss FROM a GROUP BY k",
+        over_tables: None,
+    },
     // Bit aggregates: per-bit counts, exact under deletes.
     ViewSpec {
         name: "a_bits",

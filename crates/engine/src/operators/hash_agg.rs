@@ -104,8 +104,17 @@ fn storable(v: &ScalarValue) -> Result<ScalarValue, EngineError> {
     })
 }
 
+/// One input row's values for each aggregate: its argument, its ORDER BY values, and
+/// whether its FILTER drops the row.
+#[derive(Clone, Copy)]
+struct RowInputs<'a> {
+    args: &'a [Option<ScalarValue>],
+    orders: &'a [Vec<ScalarValue>],
+    skip: &'a [bool],
+}
+
 fn value_in_entry(a: &AggCall) -> bool {
-    a.order.is_some()
+    !a.order.is_empty()
         || matches!(
             a.kind,
             AggKind::FirstValue | AggKind::LastValue | AggKind::ArrayAgg
@@ -535,12 +544,15 @@ impl HashAgg {
         state: &mut Txn,
         gkey: &[u8],
         acc: &mut Row,
-        args: &[Option<ScalarValue>],
-        orders: &[Option<ScalarValue>],
+        row: RowInputs<'_>,
         w: i64,
     ) -> Result<(), EngineError> {
+        let RowInputs { args, orders, skip } = row;
         acc[0] = ScalarValue::Int64(Some(agg_fold::count(acc, 0) + w));
         for (i, a) in self.aggs.iter().enumerate() {
+            if skip[i] {
+                continue; // its FILTER drops the row
+            }
             let off = self.offsets[i];
             if agg_fold::stateless(a) {
                 agg_fold::fold(a, off, &self.acc_types, acc, args[i].as_ref(), w)?;
@@ -549,7 +561,7 @@ impl HashAgg {
             if matches!(
                 a.kind,
                 AggKind::FirstValue | AggKind::LastValue | AggKind::ArrayAgg
-            ) || (a.kind == AggKind::StringAgg && a.order.is_some())
+            ) || (a.kind == AggKind::StringAgg && !a.order.is_empty())
             {
                 // Ordered: the key starts with the ORDER BY value, the value follows the
                 // count. first_value/last_value and array_agg see NULL values too.
@@ -562,7 +574,7 @@ impl HashAgg {
                     EngineError::Internal("ordered aggregate without value table".into())
                 })?;
                 let mut key = Vec::new();
-                if let (Some(o), Some(ov)) = (&a.order, &orders[i]) {
+                for (o, ov) in a.order.iter().zip(&orders[i]) {
                     super::encode_sort_value(ov, o.desc, o.nulls_first, &mut key)?;
                 }
                 let mut vbytes = Vec::new();
@@ -878,16 +890,23 @@ impl HashAgg {
         // Arguments and ORDER BY values of rows (partials carry neither).
         let mut acols = Vec::with_capacity(self.aggs.len());
         let mut ocols = Vec::with_capacity(self.aggs.len());
+        let mut fcols = Vec::with_capacity(self.aggs.len());
         let row_aggs = if partial { &[][..] } else { &self.aggs[..] };
         for a in row_aggs {
             acols.push(match &a.arg {
                 Some(e) => Some(e.evaluate(&chunk.batch)?.into_array(n)?),
                 None => None,
             });
-            ocols.push(match &a.order {
-                Some(o) => Some(o.expr.evaluate(&chunk.batch)?.into_array(n)?),
+            fcols.push(match &a.filter {
+                Some(f) => Some(f.evaluate(&chunk.batch)?.into_array(n)?),
                 None => None,
             });
+            ocols.push(
+                a.order
+                    .iter()
+                    .map(|o| Ok(o.expr.evaluate(&chunk.batch)?.into_array(n)?))
+                    .collect::<Result<Vec<_>, EngineError>>()?,
+            );
         }
         // The stored key of a group: its values, after the window column when windowed
         // (so closed windows are one range), encoded straight from the columns.
@@ -925,7 +944,8 @@ impl HashAgg {
         let mut out_weights = Vec::new();
         // Per aggregate, a row's argument and ORDER BY values (reused across rows).
         let mut args: Vec<Option<ScalarValue>> = vec![None; self.aggs.len()];
-        let mut orders: Vec<Option<ScalarValue>> = vec![None; self.aggs.len()];
+        let mut orders: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.aggs.len()];
+        let mut skip: Vec<bool> = vec![false; self.aggs.len()];
         let fill = |cols: &[Option<datafusion::arrow::array::ArrayRef>],
                     r: usize,
                     out: &mut [Option<ScalarValue>]|
@@ -959,8 +979,27 @@ impl HashAgg {
                     continue;
                 }
                 fill(&acols, r, &mut args)?;
-                fill(&ocols, r, &mut orders)?;
-                self.apply(state, &gkey, &mut acc, &args, &orders, chunk.weights[r])?;
+                for (o, cols) in orders.iter_mut().zip(&ocols) {
+                    o.clear();
+                    for c in cols {
+                        o.push(ScalarValue::try_from_array(c, r)?);
+                    }
+                }
+                for (s, f) in skip.iter_mut().zip(&fcols) {
+                    *s = match f {
+                        Some(f) => !matches!(
+                            ScalarValue::try_from_array(f, r)?,
+                            ScalarValue::Boolean(Some(true))
+                        ),
+                        None => false,
+                    };
+                }
+                let row = RowInputs {
+                    args: &args,
+                    orders: &orders,
+                    skip: &skip,
+                };
+                self.apply(state, &gkey, &mut acc, row, chunk.weights[r])?;
             }
             self.add_values(state, &gkey, &mut acc)?;
             let rows = agg_fold::count(&acc, 0);
