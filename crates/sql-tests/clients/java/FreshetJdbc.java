@@ -60,6 +60,8 @@ public class FreshetJdbc {
             eq(Connection.TRANSACTION_READ_UNCOMMITTED, c.getTransactionIsolation(), "SHOW TRANSACTION ISOLATION LEVEL");
         });
         check("read-only transaction and search_path", FreshetJdbc::sessionSettings);
+        check("a schema: getSchemas, getTables, getColumns, getPrimaryKeys, ResultSetMetaData", FreshetJdbc::schemaObjects);
+        check("currentSchema other than public: statements refused, not run against public", FreshetJdbc::currentSchema);
 
         if (!failures.isEmpty()) {
             System.out.println("\npgjdbc: " + failures.size() + " check(s) failed:");
@@ -71,6 +73,12 @@ public class FreshetJdbc {
 
     static void setup(Connection c) throws SQLException {
         Statement st = c.createStatement();
+        st.execute("DROP SCHEMA IF EXISTS jdbc_s CASCADE");
+        st.execute("CREATE SCHEMA jdbc_s");
+        // Same name as a public table: the catalogs must tell them apart.
+        st.execute("CREATE TABLE jdbc_s.jdbc_items (sku TEXT PRIMARY KEY, qty INT)");
+        st.execute("INSERT INTO jdbc_s.jdbc_items VALUES ('a-1', 4), ('b-2', NULL)");
+        st.execute("CREATE MATERIALIZED VIEW jdbc_s.stock AS SELECT count(*) AS n FROM jdbc_s.jdbc_items");
         st.execute("DROP MATERIALIZED VIEW IF EXISTS jdbc_item_totals");
         st.execute("DROP TABLE IF EXISTS jdbc_items");
         st.execute("DROP TABLE IF EXISTS jdbc_big");
@@ -323,6 +331,39 @@ public class FreshetJdbc {
         c.rollback();
         c.setAutoCommit(true);
         c.setReadOnly(false);
+    }
+
+    static void schemaObjects(Connection c) throws Exception {
+        DatabaseMetaData md = c.getMetaData();
+        ok(column(md.getSchemas(), "TABLE_SCHEM").contains("jdbc_s"), "getSchemas lacks jdbc_s");
+        Map<String, String> kinds = new TreeMap<>();
+        for (Map<String, Object> r : rows(md.getTables(null, "jdbc_s", "%", null)))
+            kinds.put((String) r.get("TABLE_NAME"), (String) r.get("TABLE_TYPE"));
+        eq(Map.of("jdbc_items", "TABLE", "stock", "MATERIALIZED VIEW", "jdbc_items_pkey", "INDEX"), kinds, "getTables(jdbc_s)");
+        eq(List.of("sku", "qty"), column(md.getColumns(null, "jdbc_s", "jdbc_items", "%"), "COLUMN_NAME"), "getColumns(jdbc_s.jdbc_items)");
+        eq(List.of("sku"), column(md.getPrimaryKeys(null, "jdbc_s", "jdbc_items"), "COLUMN_NAME"), "getPrimaryKeys(jdbc_s.jdbc_items)");
+        ResultSet rs = c.createStatement().executeQuery("SELECT sku, qty FROM jdbc_s.jdbc_items ORDER BY sku");
+        ResultSetMetaData m = rs.getMetaData();
+        for (int i = 1; i <= 2; i++) {
+            eq("jdbc_items", m.getTableName(i), "column " + i + " getTableName");
+            // pgjdbc's getSchemaName is always ""; the base schema comes from pg_class.
+            eq("jdbc_s", m.unwrap(org.postgresql.PGResultSetMetaData.class).getBaseSchemaName(i),
+                    "column " + i + " getBaseSchemaName");
+        }
+        eq(ResultSetMetaData.columnNoNulls, m.isNullable(1), "jdbc_s.jdbc_items.sku isNullable");
+        eq(List.of("a-1|4", "b-2|null"), strings(rs), "rows of jdbc_s.jdbc_items");
+        eq(2L, scalar(c, "SELECT n FROM jdbc_s.stock"), "jdbc_s.stock");
+    }
+
+    static void currentSchema(Connection ignored) throws Exception {
+        Properties p = new Properties();
+        p.putAll(props);
+        p.setProperty("currentSchema", "jdbc_s");
+        try (Connection c = DriverManager.getConnection(url, p)) {
+            expectError(c, "SELECT count(*) FROM jdbc_items", "0A000");
+            c.createStatement().execute("SET search_path TO public");
+            eq(3L, scalar(c, "SELECT count(*) FROM jdbc_items WHERE id < 4"), "after SET search_path TO public");
+        }
     }
 
     // ---- helpers
