@@ -79,6 +79,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::dialect::register(&ctx);
     crate::pg_array_length::register(&ctx);
     crate::jsonb::register(&ctx);
+    crate::json_tables::register(&ctx);
     crate::percentile_disc::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));

@@ -112,6 +112,13 @@ fn udf(name: &'static str, args: Option<usize>, ret: DataType, f: RowFn) -> Arc<
     }))
 }
 
+/// A list type of `elem`s, as `ScalarValue::new_list` builds them.
+fn list_of(elem: DataType) -> DataType {
+    DataType::List(Arc::new(
+        datafusion::arrow::datatypes::Field::new_list_field(elem, true),
+    ))
+}
+
 fn jsonb(v: Option<Value>) -> ScalarValue {
     ScalarValue::LargeUtf8(v.map(|v| canonical::text(&v)))
 }
@@ -457,6 +464,72 @@ fn f_object_of_arrays(a: &[ScalarValue]) -> Result<ScalarValue, String> {
     Ok(jsonb(Some(Value::Object(m))))
 }
 
+fn f_elements(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    crate::json_sets::elements(doc(&a[0])?, false)
+}
+
+fn f_elements_text(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    crate::json_sets::elements(doc(&a[0])?, true)
+}
+
+fn f_keys(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    crate::json_sets::keys(doc(&a[0])?)
+}
+
+/// `jsonb_set(doc, path, value [, create_missing])`: NULL if any of the first three is.
+fn f_set(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    if !(3..=4).contains(&a.len()) {
+        return Err("jsonb_set takes (jsonb, text[], jsonb [, boolean])".into());
+    }
+    let (Some(target), Some(steps), Some(value)) = (doc(&a[0])?, path(&a[1])?, doc(&a[2])?) else {
+        return Ok(jsonb(None));
+    };
+    let create_missing = match a.get(3) {
+        None => true,
+        Some(ScalarValue::Boolean(Some(b))) => *b,
+        Some(v) if v.is_null() => return Ok(jsonb(None)),
+        Some(v) => {
+            return Err(format!(
+                "create_missing must be a boolean, not {}",
+                v.data_type()
+            ))
+        }
+    };
+    Ok(jsonb(Some(crate::json_sets::set(
+        target,
+        &steps,
+        value,
+        create_missing,
+    ))))
+}
+
+fn f_strip_nulls(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    Ok(jsonb(doc(&a[0])?.map(crate::json_sets::strip_nulls)))
+}
+
+/// `doc - key`, `doc - index`.
+fn f_delete(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    let Some(d) = doc(&a[0])? else {
+        return Ok(jsonb(None));
+    };
+    if a[1].is_null() {
+        return Ok(jsonb(None));
+    }
+    Ok(jsonb(Some(crate::json_sets::delete(
+        d,
+        &a[1],
+        str_of(&a[1]),
+    )?)))
+}
+
+/// `doc #- path`.
+fn f_delete_path(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    let (Some(d), Some(steps)) = (doc(&a[0])?, path(&a[1])?) else {
+        return Ok(jsonb(None));
+    };
+    Ok(jsonb(Some(crate::json_sets::delete_path(d, &steps)?)))
+}
+
 /// The function `::jsonb` is rewritten to (see [`crate::literals`]).
 pub const CAST_FUNCTION: &str = "jsonb";
 
@@ -484,6 +557,26 @@ pub fn register(ctx: &SessionContext) {
         ),
         udf("jsonb_extract_path", None, json.clone(), f_extract),
         udf(
+            crate::json_sets::ELEMENTS,
+            Some(1),
+            list_of(DataType::LargeUtf8),
+            f_elements,
+        ),
+        udf(
+            crate::json_sets::ELEMENTS_TEXT,
+            Some(1),
+            list_of(DataType::Utf8),
+            f_elements_text,
+        ),
+        udf(
+            crate::json_sets::KEYS,
+            Some(1),
+            list_of(DataType::Utf8),
+            f_keys,
+        ),
+        udf("jsonb_set", None, json.clone(), f_set),
+        udf("jsonb_strip_nulls", Some(1), json.clone(), f_strip_nulls),
+        udf(
             "jsonb_extract_path_text",
             None,
             text.clone(),
@@ -501,6 +594,13 @@ pub fn register(ctx: &SessionContext) {
         contains: udf("jsonb_contains", Some(2), DataType::Boolean, f_contains),
         exists: udf("jsonb_exists", Some(2), DataType::Boolean, f_exists),
         concat: udf("jsonb_concat", Some(2), DataType::LargeUtf8, f_concat),
+        delete: udf("jsonb_delete", Some(2), DataType::LargeUtf8, f_delete),
+        delete_path: udf(
+            "jsonb_delete_path",
+            Some(2),
+            DataType::LargeUtf8,
+            f_delete_path,
+        ),
     };
     use datafusion::execution::FunctionRegistry;
     if let Err(e) = ctx
@@ -522,6 +622,8 @@ struct JsonbOperators {
     contains: Arc<ScalarUDF>,
     exists: Arc<ScalarUDF>,
     concat: Arc<ScalarUDF>,
+    delete: Arc<ScalarUDF>,
+    delete_path: Arc<ScalarUDF>,
 }
 
 fn call(f: &Arc<ScalarUDF>, args: Vec<Expr>) -> Expr {
@@ -554,6 +656,10 @@ impl ExprPlanner for JsonbOperators {
             BinaryOperator::StringConcat if json(&rt) && stringy(&lt) => {
                 call(&self.concat, vec![l, r])
             }
+            BinaryOperator::Minus if json(&lt) && (stringy(&rt) || rt.is_integer()) => {
+                call(&self.delete, vec![l, r])
+            }
+            BinaryOperator::HashMinus if json(&lt) => call(&self.delete_path, vec![l, r]),
             _ => return Ok(PlannerResult::Original(expr)),
         };
         Ok(PlannerResult::Planned(planned))

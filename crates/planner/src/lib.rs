@@ -16,6 +16,8 @@ pub mod guarded_udfs;
 pub mod hll_udaf;
 pub mod index_stmt;
 pub mod json_aggs;
+pub mod json_sets;
+pub mod json_tables;
 pub mod jsonb;
 pub mod literals;
 pub mod naming;
