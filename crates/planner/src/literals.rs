@@ -118,6 +118,7 @@ fn complete_timestamp_string(e: LogicalExpr) -> Transformed<LogicalExpr> {
 /// Rewrites the literals and calls of `node` (a statement or a query) in place.
 pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
     crate::json_aggs::normalize(node)?;
+    crate::lateral_sets::normalize(node);
     crate::json_sets::normalize(node);
     crate::percentile_disc::normalize(node);
     let flow = visit_expressions_mut(node, |e| {
