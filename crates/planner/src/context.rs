@@ -156,6 +156,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     crate::using_join::rewrite(&mut stmt)?;
     crate::select_subqueries::rewrite(&mut stmt);
+    crate::scalar_subqueries::rewrite(&mut stmt);
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
     let plan = ctx.state().statement_to_plan(stmt).await?;
     let plan = crate::set_ops::count_copies(plan)?;

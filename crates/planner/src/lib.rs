@@ -33,6 +33,7 @@ pub mod pg_interval;
 pub mod pg_text;
 pub mod pg_values;
 pub mod plain_views;
+pub mod scalar_subqueries;
 pub mod schemas;
 pub mod select_subqueries;
 pub mod set_ops;

@@ -36,6 +36,15 @@ pub fn pg_column_name(e: &Expr) -> String {
             n => n,
         },
         Expr::Nested(inner) => pg_column_name(inner),
+        // A scalar subquery is named after its one column.
+        Expr::Subquery(q) => match q.body.as_ref() {
+            crate::sqlparser::ast::SetExpr::Select(s) => match s.projection.as_slice() {
+                [SelectItem::ExprWithAlias { alias, .. }] => ident_name(alias),
+                [SelectItem::UnnamedExpr(e)] => pg_column_name(e),
+                _ => unnamed(),
+            },
+            _ => unnamed(),
+        },
         Expr::Case { .. } => "case".into(),
         Expr::Exists { .. } => "exists".into(),
         Expr::Extract { .. } => "extract".into(),

@@ -344,6 +344,13 @@ const VIEWS: &[ViewSpec] = &[
                 string_agg(s, ',' ORDER BY v, s DESC, id) AS ss FROM a GROUP BY k",
         over_tables: None,
     },
+    // Scalar subqueries correlated by inequality (rewritten into left joins).
+    ViewSpec {
+        name: "a_below",
+        query: "SELECT a.id, (SELECT count(*) FROM b WHERE b.w < a.v) AS n, \
+                (SELECT max(b.w) FROM b WHERE b.k = a.k AND b.w <= a.v) AS m FROM a",
+        over_tables: None,
+    },
     // Bit aggregates: per-bit counts, exact under deletes.
     ViewSpec {
         name: "a_bits",
