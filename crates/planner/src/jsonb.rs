@@ -229,12 +229,12 @@ fn path(p: &ScalarValue) -> Result<Option<Vec<String>>, String> {
         return Ok(None);
     }
     if let Some(s) = str_of(p) {
-        return Ok(Some(
-            crate::pg_input::parse_array_text(s)?
-                .into_iter()
-                .map(|s| s.unwrap_or_default())
-                .collect(),
-        ));
+        return crate::pg_input::parse_array_text(s)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.ok_or_else(|| format!("path element at position {} is null", i + 1)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some);
     }
     match p {
         ScalarValue::List(a) => {
@@ -656,7 +656,10 @@ impl ExprPlanner for JsonbOperators {
             BinaryOperator::StringConcat if json(&rt) && stringy(&lt) => {
                 call(&self.concat, vec![l, r])
             }
-            BinaryOperator::Minus if json(&lt) && (stringy(&rt) || rt.is_integer()) => {
+            BinaryOperator::Minus
+                if json(&lt)
+                    && (matches!(rt, DataType::Utf8 | DataType::Utf8View) || rt.is_integer()) =>
+            {
                 call(&self.delete, vec![l, r])
             }
             BinaryOperator::HashMinus if json(&lt) => call(&self.delete_path, vec![l, r]),

@@ -538,7 +538,11 @@ pub fn show_lookups(sql: &str) -> String {
     if !sql.contains(LOOKUP_PREFIX) {
         return sql.to_string();
     }
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+    // Without unescaping, so that quotes inside literals and names print as stored.
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize()
+    else {
         return sql.to_string();
     };
     let mut out = String::with_capacity(sql.len());
@@ -1338,6 +1342,10 @@ mod tests {
             (
                 "SELECT * FROM e JOIN __freshet_lookup__t AS t ON e.k = t.k",
                 "SELECT * FROM e JOIN t FOR SYSTEM_TIME AS OF PROCTIME() AS t ON e.k = t.k",
+            ),
+            (
+                "SELECT * FROM e JOIN __freshet_lookup__t AS t ON t.s <> 'it''s' AND \"a\"\"b\" = 1",
+                "SELECT * FROM e JOIN t FOR SYSTEM_TIME AS OF PROCTIME() AS t ON t.s <> 'it''s' AND \"a\"\"b\" = 1",
             ),
             (
                 "SELECT * FROM e JOIN \"__freshet_lookup__My S\".\"T\" t ON true",

@@ -88,7 +88,8 @@ impl VisitorMut for Expander<'_> {
                 ident_name(&a.name),
                 a.columns.iter().map(|c| ident_name(&c.name)).collect(),
             ),
-            None => (view.name.clone(), Vec::new()),
+            // A view in a schema is named by its name there (`long_plays.id`).
+            None => (crate::schemas::split(&view.name).1.to_string(), Vec::new()),
         };
         let columns = if alias_columns.is_empty() {
             view.columns.clone()

@@ -59,7 +59,12 @@ pub fn catalog_name(name: &crate::sqlparser::ast::ObjectName) -> Option<String> 
         .iter()
         .map(|p| p.as_ident().map(crate::naming::ident_name))
         .collect();
-    match parts?.as_slice() {
+    let parts = parts?;
+    // A quoted name holding a `.` names nothing (no relation's name has one).
+    if parts.iter().any(|p| p.contains('.')) {
+        return None;
+    }
+    match parts.as_slice() {
         [rel] => Some(rel.clone()),
         [schema, rel] => Some(qualified(schema, rel)),
         _ => None,

@@ -418,11 +418,11 @@ pub async fn rewrite_windows(
     }
     for call in r.calls {
         let provider = ctx
-            .table_provider(TableReference::bare(call.relation.as_str()))
+            .table_provider(crate::schemas::table_ref(&call.relation))
             .await
             .map_err(|_| PlannerError::UndefinedTable(call.relation.clone()))?;
         let scan = LogicalPlanBuilder::scan(
-            TableReference::bare(call.relation.as_str()),
+            crate::schemas::table_ref(&call.relation),
             provider_as_source(provider),
             None,
         )?

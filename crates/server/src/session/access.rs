@@ -142,6 +142,9 @@ impl Session {
         let catalog = self.db.catalog();
         let target = target.map(|t| t.trim_start_matches("public.").to_string());
         for name in referenced_tables(stmt) {
+            // A lookup join's table (FOR SYSTEM_TIME AS OF PROCTIME()) is read as the table.
+            let name =
+                freshet_planner::parser::lookup_target(&name).map_or(name.clone(), str::to_string);
             let Some((_, id)) = catalog.kind_of(&name) else {
                 // freshet_catalog relations, CTE names, unknown names (an error later).
                 continue;

@@ -103,7 +103,7 @@ impl Session {
         let table = self.writable_table(name)?;
         let alias = match &insert.table_alias {
             Some(a) => freshet_planner::naming::ident_name(&a.alias),
-            None => table.name.clone(),
+            None => freshet_planner::schemas::split(&table.name).1.to_string(),
         };
         let on_conflict = match &insert.on {
             Some(on) => Some(OnConflict::of_insert(on, &table, &alias, params)?),

@@ -150,7 +150,10 @@ impl Session {
 /// Postgres' name for an index created without one: `<relation>_<column>…_idx`, with a
 /// number added until it is free.
 fn generated_name(catalog: &Catalog, on: &str, columns: &[String]) -> String {
-    let base = format!("{on}_{}_idx", columns.join("_"));
+    // In `on`'s schema; a `.` inside a column's name would read as a schema separator.
+    let (schema, rel) = freshet_planner::schemas::split(on);
+    let local = format!("{rel}_{}_idx", columns.join("_")).replace('.', "_");
+    let base = freshet_planner::schemas::qualified(schema.unwrap_or("public"), &local);
     let mut name = base.clone();
     let mut n = 0;
     while catalog.kind_of(&name).is_some() {

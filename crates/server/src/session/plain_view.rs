@@ -210,7 +210,9 @@ fn subscription(sub: &Subscribe, catalog: &Catalog) -> Result<Option<Subscribe>>
 }
 
 fn reads(stmt: &Statement, name: &str) -> bool {
-    referenced_tables(stmt).iter().any(|n| n == name)
+    referenced_tables(stmt)
+        .iter()
+        .any(|n| parser::lookup_target(n).unwrap_or(n) == name)
 }
 
 /// `schema` with its first columns named `columns`.

@@ -106,7 +106,9 @@ impl OnConflict {
                 }
             }
             Some(ast::ConflictTarget::OnConstraint(name))
-                if table.pk.is_empty() || object_name(name) != format!("{}_pkey", table.name) =>
+                if table.pk.is_empty()
+                    || object_name(name)
+                        != format!("{}_pkey", freshet_planner::schemas::split(&table.name).1) =>
             {
                 return Err(no_match());
             }
