@@ -231,6 +231,7 @@ fn make_operator(
             order,
             funcs,
             schema,
+            ..
         } => Box::new(
             OverWindow::new(
                 partition.clone(),

@@ -97,6 +97,12 @@ pub enum StreamNode {
         order: Vec<SortKey>,
         funcs: Vec<Arc<dyn datafusion::physical_plan::WindowExpr>>,
         schema: SchemaRef,
+        /// Every function's value for a row depends only on the rows ordered before it
+        /// and its peers (frames that end at the current row or before; no `lead`,
+        /// `ntile`, `percent_rank`, `cume_dist`): a row is final once no row can arrive
+        /// ordered at or before it, which an ascending first `ORDER BY` column that
+        /// follows the watermark tells (see [`StreamNode::watermark_columns`]).
+        looks_back: bool,
     },
     /// `unnest(array)`: each input row once per element of the `lists` columns (in lock
     /// step); output column `j` comes from input column `deps[j]` (an element where that
@@ -617,6 +623,21 @@ impl StreamNode {
                 for e in partition {
                     if let Some(c) = column_index(e) {
                         out[c] = inner.get(c).copied().flatten();
+                    }
+                }
+                // Functions that look back only: a row is final once its first ORDER BY
+                // value (ascending) is below the watermark, since a later row is ordered
+                // after it (RisingWave's frame-complete emission).
+                if let StreamNode::OverWindow {
+                    order,
+                    looks_back: true,
+                    ..
+                } = self
+                {
+                    if let Some(k) = order.first().filter(|k| !k.desc) {
+                        if let Some(c) = column_index(&k.expr) {
+                            out[c] = inner.get(c).copied().flatten();
+                        }
                     }
                 }
             }

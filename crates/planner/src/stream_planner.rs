@@ -74,7 +74,9 @@ pub fn plan_view(
                 "EMIT ON WINDOW CLOSE needs an output column the watermark closes: \
                  window_start or window_end of TUMBLE/HOP, a source's watermark column, or \
                  an aggregate grouped by one (a top-N or window function must be \
-                 partitioned by one and output it)"
+                 partitioned by one and output it; window functions that look back only, \
+                 without lead or a frame ending after the current row, may instead be \
+                 ordered by one)"
                     .into(),
             ));
         };

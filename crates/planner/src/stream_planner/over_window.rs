@@ -18,6 +18,30 @@ fn unaliased(mut e: &Expr) -> &Expr {
     e
 }
 
+/// Whether `wf`'s value for a row depends only on rows ordered before it and its peers:
+/// its frame ends at the current row or before, and it is not a function of rows after
+/// it or of the partition's size (`lead`, `ntile`, `percent_rank`, `cume_dist`).
+fn looks_back(wf: &datafusion::logical_expr::expr::WindowFunction) -> bool {
+    use datafusion::logical_expr::{WindowFrameBound, WindowFunctionDefinition};
+    let frame_ends_here = match &wf.params.window_frame.end_bound {
+        WindowFrameBound::CurrentRow | WindowFrameBound::Preceding(_) => true,
+        WindowFrameBound::Following(_) => false,
+    };
+    let forward = match &wf.fun {
+        WindowFunctionDefinition::AggregateUDF(_) => false,
+        WindowFunctionDefinition::WindowUDF(f) => matches!(
+            f.name().to_ascii_lowercase().as_str(),
+            "lead" | "ntile" | "percent_rank" | "cume_dist"
+        ),
+    };
+    // Ranking functions ignore the frame; the others read it.
+    let ranking = matches!(
+        wf.fun.to_string().to_ascii_lowercase().as_str(),
+        "row_number" | "rank" | "dense_rank" | "lag"
+    );
+    !forward && (ranking || frame_ends_here)
+}
+
 impl StreamPlanner<'_> {
     /// `row_number()`, `rank()` or `dense_rank()` filtered to its first ranks, as a
     /// top-N; `None` for other window functions.
@@ -105,12 +129,17 @@ impl StreamPlanner<'_> {
             .map(|e| self.phys(e, schema))
             .collect::<Result<_, _>>()?;
         let order = self.sort_keys(&first.params.order_by, schema)?;
+        let looks_back = w.window_expr.iter().all(|e| match unaliased(e) {
+            Expr::WindowFunction(wf) => looks_back(wf),
+            _ => false,
+        });
         Ok(StreamNode::OverWindow {
             input: Box::new(self.node(&w.input)?),
             partition,
             order,
             funcs,
             schema: nullable(w.schema.as_arrow()),
+            looks_back,
         })
     }
 }
