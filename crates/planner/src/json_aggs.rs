@@ -18,7 +18,7 @@ use crate::PlannerError;
 
 use crate::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments, Ident,
-    ObjectName, OrderByExpr, OrderByOptions, Query, SelectItem, SetExpr, VisitMut, VisitorMut,
+    ObjectName, OrderByExpr, OrderByOptions, VisitMut,
 };
 
 /// The internal function that pairs the key and value arrays.
@@ -123,41 +123,9 @@ fn rewrite(e: &Expr) -> Result<Option<Expr>, PlannerError> {
     }
 }
 
-/// Names the unaliased select items that are JSON aggregates after the aggregate.
-struct KeepNames;
-
-impl VisitorMut for KeepNames {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        name_items(query.body.as_mut());
-        ControlFlow::Continue(())
-    }
-}
-
-fn name_items(body: &mut SetExpr) {
-    match body {
-        SetExpr::Select(select) => {
-            for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(e) = item {
-                    if let Some((_, f)) = json_aggregate(e) {
-                        let name = crate::naming::pg_column_name(&Expr::Function(f.clone()));
-                        *item = SelectItem::ExprWithAlias {
-                            expr: e.clone(),
-                            alias: Ident::with_quote('"', name),
-                        };
-                    }
-                }
-            }
-        }
-        SetExpr::SetOperation { left, .. } => name_items(left),
-        _ => {}
-    }
-}
-
 /// Rewrites the JSON aggregates of `node` in place.
 pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
-    let _ = node.visit(&mut KeepNames);
+    crate::naming::keep_call_names(node, |e| json_aggregate(e).map(|(_, f)| f));
     let flow = crate::sqlparser::ast::visit_expressions_mut(node, |e| match rewrite(e) {
         Ok(Some(call)) => {
             *e = call;

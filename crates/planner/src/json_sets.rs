@@ -17,8 +17,7 @@ use freshet_storage::jsonb as canonical;
 use serde_json::Value;
 
 use crate::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, SelectItem,
-    SetExpr, VisitMut, VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, VisitMut,
 };
 
 /// The internal functions that list a document's elements or keys as an array.
@@ -75,41 +74,9 @@ fn rewrite(e: &Expr) -> Option<Expr> {
     ))
 }
 
-/// Names the unaliased select items that are such calls after the function.
-struct KeepNames;
-
-impl VisitorMut for KeepNames {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        name_items(query.body.as_mut());
-        ControlFlow::Continue(())
-    }
-}
-
-fn name_items(body: &mut SetExpr) {
-    match body {
-        SetExpr::Select(select) => {
-            for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(e) = item {
-                    if let Some((_, f)) = set_function(e) {
-                        let name = crate::naming::pg_column_name(&Expr::Function(f.clone()));
-                        *item = SelectItem::ExprWithAlias {
-                            expr: e.clone(),
-                            alias: Ident::with_quote('"', name),
-                        };
-                    }
-                }
-            }
-        }
-        SetExpr::SetOperation { left, .. } => name_items(left),
-        _ => {}
-    }
-}
-
 /// Rewrites the set-returning JSON calls of `node` in place.
 pub fn normalize<T: VisitMut>(node: &mut T) {
-    let _ = node.visit(&mut KeepNames);
+    crate::naming::keep_call_names(node, |e| set_function(e).map(|(_, f)| f));
     let _ = crate::sqlparser::ast::visit_expressions_mut(node, |e| {
         if let Some(call) = rewrite(e) {
             *e = call;
@@ -197,18 +164,9 @@ pub fn set(mut doc: Value, path: &[String], value: Value, create_missing: bool) 
     let Some((last, steps)) = path.split_last() else {
         return doc;
     };
-    let mut at = &mut doc;
-    for step in steps {
-        let next = match at {
-            Value::Object(map) => map.get_mut(step),
-            Value::Array(items) => index(items.len(), step).and_then(|i| items.get_mut(i)),
-            _ => None,
-        };
-        match next {
-            Some(n) => at = n,
-            None => return doc,
-        }
-    }
+    let Some(at) = walk_mut(&mut doc, steps) else {
+        return doc;
+    };
     match at {
         Value::Object(map) if create_missing || map.contains_key(last) => {
             map.insert(last.clone(), value);
@@ -232,6 +190,22 @@ pub fn set(mut doc: Value, path: &[String], value: Value, create_missing: bool) 
         _ => {}
     }
     doc
+}
+
+/// The item `steps` lead to in `doc`, if they all exist.
+fn walk_mut<'a>(doc: &'a mut Value, steps: &[String]) -> Option<&'a mut Value> {
+    let mut at = doc;
+    for step in steps {
+        at = match at {
+            Value::Object(map) => map.get_mut(step)?,
+            Value::Array(items) => {
+                let i = index(items.len(), step)?;
+                items.get_mut(i)?
+            }
+            _ => return None,
+        };
+    }
+    Some(at)
 }
 
 /// An array index step (negative from the end) within `len` items.
@@ -301,18 +275,9 @@ pub fn delete_path(mut doc: Value, path: &[String]) -> Result<Value, String> {
     let Some((last, steps)) = path.split_last() else {
         return Ok(doc);
     };
-    let mut at = &mut doc;
-    for step in steps {
-        let next = match at {
-            Value::Object(map) => map.get_mut(step),
-            Value::Array(items) => index(items.len(), step).and_then(|i| items.get_mut(i)),
-            _ => None,
-        };
-        match next {
-            Some(n) => at = n,
-            None => return Ok(doc),
-        }
-    }
+    let Some(at) = walk_mut(&mut doc, steps) else {
+        return Ok(doc);
+    };
     match at {
         Value::Object(map) => {
             map.remove(last);

@@ -140,3 +140,39 @@ pub fn display_name(field: &str) -> &str {
         None => field,
     }
 }
+
+/// Names each unaliased select item of `node` that `call` recognizes as a call to be
+/// rewritten after the function it calls, so the rewrite keeps Postgres' column name.
+pub fn keep_call_names<T: crate::sqlparser::ast::VisitMut>(
+    node: &mut T,
+    call: fn(&Expr) -> Option<&crate::sqlparser::ast::Function>,
+) {
+    struct KeepNames(fn(&Expr) -> Option<&crate::sqlparser::ast::Function>);
+    impl crate::sqlparser::ast::VisitorMut for KeepNames {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
+            name_items(query.body.as_mut(), self.0);
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    fn name_items(body: &mut SetExpr, call: fn(&Expr) -> Option<&crate::sqlparser::ast::Function>) {
+        match body {
+            SetExpr::Select(select) => {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(e) = item {
+                        if let Some(f) = call(e) {
+                            let name = pg_column_name(&Expr::Function(f.clone()));
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: Ident::with_quote('"', name),
+                            };
+                        }
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, .. } => name_items(left, call),
+            _ => {}
+        }
+    }
+    let _ = node.visit(&mut KeepNames(call));
+}

@@ -140,17 +140,9 @@ fn array_element_text(v: &PgValue, ty: &Type) -> Result<String, Box<dyn Error + 
     }
     let mut b = BytesMut::new();
     v.to_sql_text(ty, &mut b, &FormatOptions::default())?;
-    let s = String::from_utf8_lossy(&b).into_owned();
-    let plain = !s.is_empty()
-        && !s.eq_ignore_ascii_case("null")
-        && !s
-            .chars()
-            .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
-    Ok(if plain {
-        s
-    } else {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-    })
+    Ok(pg_text::array_element(
+        String::from_utf8_lossy(&b).into_owned(),
+    ))
 }
 
 impl ToSqlText for PgValue {
