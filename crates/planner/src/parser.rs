@@ -75,6 +75,12 @@ pub enum Stmt {
         name: ObjectName,
         parallelism: Option<usize>,
     },
+    /// `ALTER MATERIALIZED VIEW name AS query` (RisingWave's): the view computed by a new
+    /// query, under the same name.
+    AlterViewAs {
+        name: ObjectName,
+        query: Box<crate::sqlparser::ast::Query>,
+    },
     /// `ALTER {TABLE | MATERIALIZED VIEW | VIEW | INDEX | SOURCE | SINK} [IF EXISTS] name
     /// RENAME TO new_name`; `what` is the object word as written.
     Rename {
@@ -1027,6 +1033,10 @@ fn parse_rename(parser: &mut Parser, what: &'static str) -> Result<Stmt, ParserE
 
 fn parse_alter_parallelism(parser: &mut Parser, sql: &str) -> Result<Stmt, PlannerError> {
     let (kind, name) = alter_target(parser).map_err(|e| parser_error(sql, e))?;
+    if kind == crate::catalog::RelationKind::View && parser.parse_keyword(Keyword::AS) {
+        let query = parser.parse_query().map_err(|e| parser_error(sql, e))?;
+        return Ok(Stmt::AlterViewAs { name, query });
+    }
     if !peek_words(parser, &["SET", "PARALLELISM"]) {
         let what = match kind {
             crate::catalog::RelationKind::Sink => "SINK",

@@ -38,6 +38,7 @@ use freshet_planner::sqlparser::ast::{self, ObjectName, Statement};
 use crate::error::{Result, ServerError};
 
 mod access;
+mod alter_view;
 mod copy;
 mod cursor;
 mod db;
@@ -336,6 +337,7 @@ impl Session {
                 name,
                 parallelism,
             } => self.alter_parallelism(*kind, name, *parallelism).await,
+            Stmt::AlterViewAs { name, query } => self.alter_view_as(name, query).await,
             Stmt::CreateSource(cs) => self.create_source(cs).await,
             Stmt::CreateTableWithConnector(cs) => self.create_fed_table(cs).await,
             Stmt::CreateTableExt(cs) => self.create_ext_table(cs).await,
@@ -578,6 +580,7 @@ fn is_ddl(stmt: &Stmt) -> bool {
         | Stmt::CreateSink(_)
         | Stmt::DropSink { .. }
         | Stmt::AlterParallelism { .. }
+        | Stmt::AlterViewAs { .. }
         | Stmt::CreateIndex(_)
         | Stmt::Rename { .. }
         | Stmt::DropSource { .. } => true,
@@ -671,6 +674,7 @@ fn statement_kind(stmt: &Stmt) -> &'static str {
         | Stmt::DropSink { .. }
         | Stmt::DropSource { .. }
         | Stmt::AlterParallelism { .. }
+        | Stmt::AlterViewAs { .. }
         | Stmt::CreateIndex(_)
         | Stmt::Rename { .. }
         | Stmt::CreateUser(_)

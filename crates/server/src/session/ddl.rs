@@ -797,6 +797,16 @@ impl Db {
     /// stop, and the catalog and the engine forget it in one DDL. The caller holds the
     /// DDL lock.
     pub(super) async fn drop_one(&self, victim: u64) -> Result<()> {
+        self.drop_one_and(victim, |_| {}).await
+    }
+
+    /// [`Db::drop_one`], with `edit` applied to the catalog committed with the drop (in
+    /// the same commit).
+    pub(super) async fn drop_one_and(
+        &self,
+        victim: u64,
+        edit: impl FnOnce(&mut Catalog),
+    ) -> Result<()> {
         let mut next = (*self.catalog()).clone();
         let victim_name = next.view_by_id(victim).map(|v| v.name.clone());
         let sink = match self.sinks.take(victim) {
@@ -811,6 +821,7 @@ impl Db {
         next.tables.retain(|t| t.id != victim);
         next.sources.retain(|s| s.id != victim);
         next.views.retain(|v| v.id != victim);
+        edit(&mut next);
         if let Err(e) = self.engine.ddl(Ddl::Drop(victim), next.to_json()).await {
             // Not dropped after all (the commit failed): its readers go on.
             let current = self.catalog();

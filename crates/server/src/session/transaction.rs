@@ -112,7 +112,7 @@ pub(super) fn writes(stmt: &Stmt) -> Option<&'static str> {
             kind: freshet_planner::catalog::RelationKind::Sink,
             ..
         } => Some("ALTER SINK"),
-        Stmt::AlterParallelism { .. } => Some("ALTER MATERIALIZED VIEW"),
+        Stmt::AlterParallelism { .. } | Stmt::AlterViewAs { .. } => Some("ALTER MATERIALIZED VIEW"),
         Stmt::DropUser { .. } => Some("DROP ROLE"),
         _ => None,
     }
