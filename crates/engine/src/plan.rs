@@ -634,7 +634,9 @@ impl StreamNode {
                     ..
                 } = self
                 {
-                    if let Some(k) = order.first().filter(|k| !k.desc) {
+                    // Ascending with NULLs last: a later row (NULL times are not late)
+                    // is ordered after every row the watermark passed.
+                    if let Some(k) = order.first().filter(|k| !k.desc && !k.nulls_first) {
                         if let Some(c) = column_index(&k.expr) {
                             out[c] = inner.get(c).copied().flatten();
                         }
@@ -664,14 +666,53 @@ impl StreamNode {
                 }
             }
             StreamNode::Join {
-                kind, left, right, ..
+                kind,
+                lookup,
+                interval,
+                left,
+                right,
+                left_keys,
+                right_keys,
+                ..
             } => {
                 let l = left.watermark_columns();
                 let r = right.watermark_columns();
+                // An output row can come from a new row of either side matching an old
+                // row of the other, whose columns may be long below the watermark: a
+                // column follows it only where the join bounds the other side's values.
+                let mut lw: Vec<Option<i64>> = vec![None; l.len()];
+                let mut rw: Vec<Option<i64>> = vec![None; r.len()];
+                // A lookup join's output comes from new left rows only.
+                if *lookup {
+                    lw.clone_from(&l);
+                }
+                // An equality of two columns that follow the watermark: a new row of
+                // either side brings a key no older than the watermark allows.
+                for (a, b) in left_keys.iter().zip(right_keys) {
+                    if let (Some(i), Some(j)) = (column_index(a), column_index(b)) {
+                        if let (Some(Some(x)), Some(Some(y))) = (l.get(i), r.get(j)) {
+                            lw[i] = Some(*x.max(y));
+                            rw[j] = Some(*x.max(y));
+                        }
+                    }
+                }
+                // An interval join bounds `right time - left time` to [lo, hi].
+                if let Some(b) = interval {
+                    if let (Some(Some(ll)), Some(Some(rl))) =
+                        (l.get(b.left_col), r.get(b.right_col))
+                    {
+                        if let Some(hi) = b.hi {
+                            lw[b.left_col] = Some((*ll).max(rl.saturating_add(hi)));
+                        }
+                        if let Some(lo) = b.lo {
+                            rw[b.right_col] = Some((*rl).max(ll.saturating_sub(lo)));
+                        }
+                    }
+                }
                 out = match kind {
-                    JoinKind::LeftSemi | JoinKind::LeftAnti => l,
-                    JoinKind::RightSemi | JoinKind::RightAnti => r,
-                    _ => l.into_iter().chain(r).collect(),
+                    JoinKind::LeftSemi | JoinKind::LeftAnti => lw,
+                    JoinKind::RightSemi | JoinKind::RightAnti => rw,
+                    _ => lw.into_iter().chain(rw).collect(),
                 };
             }
         }

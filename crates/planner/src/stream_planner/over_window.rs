@@ -23,10 +23,17 @@ fn unaliased(mut e: &Expr) -> &Expr {
 /// it or of the partition's size (`lead`, `ntile`, `percent_rank`, `cume_dist`).
 fn looks_back(wf: &datafusion::logical_expr::expr::WindowFunction) -> bool {
     use datafusion::logical_expr::{WindowFrameBound, WindowFunctionDefinition};
+    // A frame that ends at the current row, or at a non-negative distance before it.
     let frame_ends_here = match &wf.params.window_frame.end_bound {
-        WindowFrameBound::CurrentRow | WindowFrameBound::Preceding(_) => true,
+        WindowFrameBound::CurrentRow => true,
+        WindowFrameBound::Preceding(v) => v.is_null() || not_negative(v),
         WindowFrameBound::Following(_) => false,
     };
+    // lag(x, n) with a negative n reads a later row.
+    let lag_backward = wf.params.args.get(1).is_none_or(|n| match n {
+        Expr::Literal(v, _) => not_negative(v),
+        _ => false,
+    });
     let forward = match &wf.fun {
         WindowFunctionDefinition::AggregateUDF(_) => false,
         WindowFunctionDefinition::WindowUDF(f) => matches!(
@@ -35,11 +42,33 @@ fn looks_back(wf: &datafusion::logical_expr::expr::WindowFunction) -> bool {
         ),
     };
     // Ranking functions ignore the frame; the others read it.
-    let ranking = matches!(
-        wf.fun.to_string().to_ascii_lowercase().as_str(),
-        "row_number" | "rank" | "dense_rank" | "lag"
-    );
-    !forward && (ranking || frame_ends_here)
+    let name = wf.fun.to_string().to_ascii_lowercase();
+    let ranking = matches!(name.as_str(), "row_number" | "rank" | "dense_rank")
+        || (name == "lag" && lag_backward);
+    !forward && (ranking || (frame_ends_here && name != "lag"))
+}
+
+/// Whether a frame offset or `lag` distance is zero or more (numbers and intervals).
+fn not_negative(v: &datafusion::common::ScalarValue) -> bool {
+    use datafusion::common::ScalarValue as S;
+    match v {
+        S::Int8(Some(x)) => *x >= 0,
+        S::Int16(Some(x)) => *x >= 0,
+        S::Int32(Some(x)) => *x >= 0,
+        S::Int64(Some(x)) => *x >= 0,
+        S::UInt8(_) | S::UInt16(_) | S::UInt32(_) | S::UInt64(_) => true,
+        S::Float32(Some(x)) => *x >= 0.0,
+        S::Float64(Some(x)) => *x >= 0.0,
+        S::Decimal128(Some(x), _, _) => *x >= 0,
+        S::IntervalMonthDayNano(Some(i)) => i.months >= 0 && i.days >= 0 && i.nanoseconds >= 0,
+        S::IntervalDayTime(Some(i)) => i.days >= 0 && i.milliseconds >= 0,
+        S::IntervalYearMonth(Some(m)) => *m >= 0,
+        S::DurationSecond(Some(x))
+        | S::DurationMillisecond(Some(x))
+        | S::DurationMicrosecond(Some(x))
+        | S::DurationNanosecond(Some(x)) => *x >= 0,
+        _ => false,
+    }
 }
 
 impl StreamPlanner<'_> {
