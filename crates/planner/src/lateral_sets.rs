@@ -22,9 +22,11 @@
 
 use std::ops::ControlFlow;
 
+use crate::naming::ident_name;
 use crate::sqlparser::ast::{
-    Expr, FunctionArg, Ident, JoinOperator, Query, Select, SetExpr, Statement, TableAlias,
-    TableFactor, TableWithJoins, VisitMut, VisitorMut,
+    ExcludeSelectItem, Expr, FunctionArg, Ident, JoinOperator, ObjectName, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins,
+    VisitMut, VisitorMut,
 };
 use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::parser::Parser;
@@ -124,8 +126,9 @@ fn relation_alias(tf: &TableFactor) -> Option<Ident> {
     }
 }
 
+/// `i` as Postgres folds it, quoted: `P` → `"p"`, `"P"` → `"P"`.
 fn quoted(i: &Ident) -> String {
-    format!("\"{}\"", i.value.replace('"', "\"\""))
+    format!("\"{}\"", ident_name(i).replace('"', "\"\""))
 }
 
 /// The derived table that replaces `FROM left, call`, and how the query reads the call's
@@ -141,14 +144,15 @@ fn rewrite_from(left: &TableFactor, call: Call) -> Option<Rewritten> {
     let left_alias = relation_alias(left)?;
     let default_column = FUNCTIONS.iter().find(|(f, _)| *f == call.name)?.1;
     // The column's name, and what `alias.<name>` reads it by.
+    let folded = |i: &Ident| Ident::with_quote('"', ident_name(i));
     let (column, qualifier) = match &call.alias {
         Some(a) if a.columns.len() == 1 => (
-            a.columns[0].name.clone(),
-            Some((a.name.clone(), a.columns[0].name.value.clone())),
+            folded(&a.columns[0].name),
+            Some((folded(&a.name), ident_name(&a.columns[0].name))),
         ),
         Some(a) if a.columns.is_empty() => (
-            a.name.clone(),
-            Some((a.name.clone(), default_column.to_string())),
+            folded(&a.name),
+            Some((folded(&a.name), default_column.to_string())),
         ),
         Some(_) => return None,
         None => (Ident::new(default_column), None),
@@ -186,14 +190,16 @@ impl VisitorMut for Lateral {
     type Break = ();
 
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let SetExpr::Select(select) = query.body.as_mut() {
-            rewrite_select(select);
-        }
+        rewrite_query(query);
         ControlFlow::Continue(())
     }
 }
 
-fn rewrite_select(select: &mut Select) {
+/// Rewrites `query`'s SELECT if its FROM is a relation and a lateral call.
+fn rewrite_query(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
     // `FROM t, f(…)` or `FROM t CROSS JOIN [LATERAL] f(…)`.
     let (left, call) = match select.from.as_slice() {
         [a, b] if a.joins.is_empty() && b.joins.is_empty() => match lateral_call(&b.relation) {
@@ -210,6 +216,9 @@ fn rewrite_select(select: &mut Select) {
         }
         _ => return,
     };
+    let Some(left_alias) = relation_alias(&left) else {
+        return;
+    };
     let Some(Rewritten {
         from,
         qualifier,
@@ -219,20 +228,38 @@ fn rewrite_select(select: &mut Select) {
         return;
     };
     select.from = vec![from];
+    // `t.*` is t's columns, without the element the derived table adds.
+    for item in select.projection.iter_mut() {
+        if let SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), opts) =
+            item
+        {
+            let is_left = matches!(n.0.as_slice(), [p] if p.as_ident().is_some_and(|i| ident_name(i) == ident_name(&left_alias)));
+            if is_left && opts.opt_exclude.is_none() {
+                opts.opt_exclude = Some(ExcludeSelectItem::Single(ObjectName::from(vec![
+                    column.clone()
+                ])));
+            }
+        }
+    }
     let Some((alias, name)) = qualifier else {
         return;
     };
-    // `e.value` → `e`: the alias named the function's rows, which are now a column.
-    let _ = crate::sqlparser::ast::visit_expressions_mut(select, |e| {
+    // `e.value` → `e`: the alias named the function's rows, which are now a column; in
+    // the select and in the query's ORDER BY.
+    let rename = |e: &mut Expr| {
         if let Expr::CompoundIdentifier(parts) = e {
             if let [q, c] = parts.as_slice() {
-                if q.value == alias.value && crate::naming::ident_name(c) == name {
+                if ident_name(q) == ident_name(&alias) && ident_name(c) == name {
                     *e = Expr::Identifier(column.clone());
                 }
             }
         }
         ControlFlow::<()>::Continue(())
-    });
+    };
+    let _ = crate::sqlparser::ast::visit_expressions_mut(select.as_mut(), rename);
+    if let Some(order) = query.order_by.as_mut() {
+        let _ = crate::sqlparser::ast::visit_expressions_mut(order, rename);
+    }
 }
 
 /// Rewrites the lateral set-returning calls of `node` in place.
@@ -263,14 +290,20 @@ mod tests {
             rewritten(
                 "SELECT id, u.tag FROM plays CROSS JOIN LATERAL unnest(plays.tags) AS u(tag)"
             ),
-            "SELECT id, tag FROM (SELECT \"plays\".*, unnest(plays.tags) AS \"tag\" FROM plays) \
+            "SELECT id, \"tag\" FROM (SELECT \"plays\".*, unnest(plays.tags) AS \"tag\" FROM plays) \
              AS \"plays\""
         );
         // Only the function's column is read through the alias.
         assert_eq!(
             rewritten("SELECT e.value, e.other FROM t, jsonb_array_elements(t.d) AS e"),
-            "SELECT e, e.other FROM (SELECT \"t\".*, jsonb_array_elements(t.d) AS \"e\" FROM t) \
+            "SELECT \"e\", e.other FROM (SELECT \"t\".*, jsonb_array_elements(t.d) AS \"e\" FROM t) \
              AS \"t\""
+        );
+        // Mixed case folds as Postgres folds it; t.* leaves the element out; ORDER BY too.
+        assert_eq!(
+            rewritten("SELECT P.* FROM P, unnest(P.Tags) AS X(TAG) ORDER BY x.tag"),
+            "SELECT P.* EXCLUDE \"tag\" FROM (SELECT \"p\".*, unnest(P.Tags) AS \"tag\" FROM P) \
+             AS \"p\" ORDER BY \"tag\""
         );
         // Constant arguments stay table functions; other shapes are left alone.
         let constant = "SELECT * FROM t, jsonb_array_elements('[1]') AS e";

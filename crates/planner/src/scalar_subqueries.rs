@@ -32,6 +32,7 @@
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
+use crate::naming::ident_name;
 use crate::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, BinaryOperator, Expr, FunctionArguments, GroupByExpr,
     Ident, Query, Select, SelectItem, SetExpr, TableFactor, VisitMut, VisitorMut,
@@ -98,6 +99,7 @@ struct Correlated {
 }
 
 fn correlated(q: &Query, outer: &Ident) -> Option<Correlated> {
+    // Names compare as Postgres folds them (`E.ts` reads `e`).
     if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
         return None;
     }
@@ -133,25 +135,26 @@ fn correlated(q: &Query, outer: &Ident) -> Option<Correlated> {
         .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
         .filter_map(|r| match r {
             TableFactor::Table { name, alias, .. } => Some(match alias {
-                Some(a) => a.name.value.clone(),
-                None => name.0.last()?.as_ident()?.value.clone(),
+                Some(a) => ident_name(&a.name),
+                None => ident_name(name.0.last()?.as_ident()?),
             }),
-            TableFactor::Derived { alias: Some(a), .. } => Some(a.name.value.clone()),
+            TableFactor::Derived { alias: Some(a), .. } => Some(ident_name(&a.name)),
             _ => None,
         })
         .collect();
-    if inner_names.contains(&outer.value) {
+    let outer = ident_name(outer);
+    if inner_names.contains(&outer) {
         return None;
     }
     let condition = s.selection.as_ref()?;
-    let is_outer = |e: &Expr| matches!(e, Expr::CompoundIdentifier(p) if p.len() == 2 && p[0].value == outer.value);
+    let is_outer = |e: &Expr| matches!(e, Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) == outer);
     let mut columns: BTreeSet<String> = BTreeSet::new();
     let mut nested = false;
     let mut unequal = false;
     let _ = visit_expressions(condition, |e| {
         match e {
             Expr::CompoundIdentifier(p) if is_outer(e) => {
-                columns.insert(p[1].value.clone());
+                columns.insert(ident_name(&p[1]));
             }
             Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => nested = true,
             Expr::BinaryOp { left, op, right }
@@ -181,8 +184,8 @@ fn correlated(q: &Query, outer: &Ident) -> Option<Correlated> {
     let mut condition = condition.clone();
     let _ = visit_expressions_mut(&mut condition, |e| {
         if let Expr::CompoundIdentifier(p) = e {
-            if p.len() == 2 && p[0].value == outer.value {
-                if let Some(i) = columns.iter().position(|c| *c == p[1].value) {
+            if p.len() == 2 && ident_name(&p[0]) == outer {
+                if let Some(i) = columns.iter().position(|c| *c == ident_name(&p[1])) {
                     p[1] = Ident::new(outer_column(i));
                 }
             }
@@ -218,6 +221,33 @@ fn reads(e: &Expr, is_outer: &dyn Fn(&Expr) -> bool) -> bool {
     found
 }
 
+/// Calls `f` on each expression of `e` that is not inside a nested query, innermost
+/// first.
+fn at_top_level(e: &mut Expr, f: impl FnMut(&mut Expr)) {
+    struct TopLevel<F> {
+        depth: usize,
+        f: F,
+    }
+    impl<F: FnMut(&mut Expr)> VisitorMut for TopLevel<F> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if self.depth == 0 {
+                (self.f)(e);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = e.visit(&mut TopLevel { depth: 0, f });
+}
+
 fn quoted(i: &Ident) -> String {
     format!("\"{}\"", i.value.replace('"', "\"\""))
 }
@@ -251,7 +281,7 @@ fn rewrite_select(s: &mut Select) {
         };
         let n = joins.len() + 1;
         let name = format!("__freshet_sq{n}");
-        let o = quoted(&outer.name);
+        let o = quoted(&Ident::new(ident_name(&outer.name)));
         // The outer relation's columns, as the outer query reads them.
         let cols: Vec<String> = c
             .columns
@@ -300,19 +330,15 @@ fn rewrite_select(s: &mut Select) {
             joins.pop();
         }
     };
+    // Only subqueries of this SELECT's own expressions: inside a nested query the outer
+    // name may be another relation's.
     for item in s.projection.iter_mut() {
         if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
-            let _ = visit_expressions_mut(e, |x| {
-                replace(x, &mut joins);
-                ControlFlow::<()>::Continue(())
-            });
+            at_top_level(e, |x| replace(x, &mut joins));
         }
     }
     if let Some(w) = s.selection.as_mut() {
-        let _ = visit_expressions_mut(w, |x| {
-            replace(x, &mut joins);
-            ControlFlow::<()>::Continue(())
-        });
+        at_top_level(w, |x| replace(x, &mut joins));
     }
     if joins.is_empty() {
         return;
@@ -369,6 +395,9 @@ mod tests {
             "SELECT g, (SELECT count(*) FROM b WHERE b.k < a.k) FROM a GROUP BY g",
             "SELECT id, (SELECT b.v FROM b WHERE b.k < a.k ORDER BY b.k LIMIT 1) FROM a",
             "SELECT id, (SELECT count(*) FROM b WHERE b.k < k) FROM a",
+            // The innermost x.k is the middle query's x, not the outer one.
+            "SELECT x.id, (SELECT count(*) FROM x JOIN d ON d.id = x.id WHERE d.id = \
+             (SELECT count(*) FROM b WHERE b.k < x.k)) AS n FROM x",
         ] {
             assert_eq!(rewritten(same), same);
         }
