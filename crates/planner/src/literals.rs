@@ -115,8 +115,47 @@ fn complete_timestamp_string(e: LogicalExpr) -> Transformed<LogicalExpr> {
     }
 }
 
+/// `… WITH ORDINALITY` on a table function: DataFusion would drop the ordinality column
+/// without a word, so it is refused.
+fn refuse_ordinality<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
+    struct Ordinality;
+    impl crate::sqlparser::ast::VisitorMut for Ordinality {
+        type Break = String;
+        fn pre_visit_table_factor(
+            &mut self,
+            tf: &mut crate::sqlparser::ast::TableFactor,
+        ) -> ControlFlow<String> {
+            use crate::sqlparser::ast::TableFactor as T;
+            match tf {
+                T::Table {
+                    with_ordinality: true,
+                    name,
+                    ..
+                }
+                | T::Function {
+                    with_ordinality: true,
+                    name,
+                    ..
+                } => ControlFlow::Break(name.to_string()),
+                T::UNNEST {
+                    with_ordinality: true,
+                    ..
+                } => ControlFlow::Break("unnest".into()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    match node.visit(&mut Ordinality) {
+        ControlFlow::Break(f) => Err(PlannerError::Unsupported(format!(
+            "{f}(…) WITH ORDINALITY: number the rows with row_number() OVER () instead"
+        ))),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
 /// Rewrites the literals and calls of `node` (a statement or a query) in place.
 pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
+    refuse_ordinality(node)?;
     crate::json_aggs::normalize(node)?;
     crate::lateral_sets::normalize(node);
     crate::json_sets::normalize(node);
