@@ -677,14 +677,20 @@ impl StreamNode {
             } => {
                 let l = left.watermark_columns();
                 let r = right.watermark_columns();
-                // An output row can come from a new row of either side matching an old
-                // row of the other, whose columns may be long below the watermark: a
-                // column follows it only where the join bounds the other side's values.
+                // Between two sides with watermarks, an output row can come from a new row
+                // of either side matching an old row of the other, whose columns may be
+                // long below the watermark: a column follows it only where the join
+                // bounds the other side's values.
                 let mut lw: Vec<Option<i64>> = vec![None; l.len()];
                 let mut rw: Vec<Option<i64>> = vec![None; r.len()];
-                // A lookup join's output comes from new left rows only.
-                if *lookup {
+                // A side joined with something without a watermark (a table of titles)
+                // keeps its columns: a change of the table to a window the watermark has
+                // closed is ignored there, as documented. So does a lookup join's left.
+                if *lookup || r.iter().all(Option::is_none) {
                     lw.clone_from(&l);
+                }
+                if !*lookup && l.iter().all(Option::is_none) {
+                    rw.clone_from(&r);
                 }
                 // An equality of two columns that follow the watermark: a new row of
                 // either side brings a key no older than the watermark allows.
