@@ -174,6 +174,19 @@ fn json_value(v: &serde_json::Value, dt: &DataType) -> Result<ScalarValue, Strin
                 .collect::<Result<Vec<_>, _>>()?;
             ScalarValue::List(ScalarValue::new_list_nullable(&values, elem))
         }
+        // A struct from an object, field by field: a missing field is NULL, others are
+        // ignored (as for a row's columns).
+        (DataType::Struct(fs), J::Object(obj)) => {
+            let values = fs
+                .iter()
+                .map(|f| match obj.get(f.name()) {
+                    None | Some(J::Null) => null_of(f.data_type()),
+                    Some(item) => json_value(item, f.data_type())
+                        .map_err(|e| format!("field \"{}\": {e}", f.name())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            freshet_storage::codec::struct_value(fs, values)?
+        }
         (DataType::Binary, J::String(s)) => {
             use base64::Engine;
             let bytes = base64::engine::general_purpose::STANDARD
@@ -181,7 +194,9 @@ fn json_value(v: &serde_json::Value, dt: &DataType) -> Result<ScalarValue, Strin
                 .map_err(|_| format!("expected base64-encoded bytea, found {v}"))?;
             ScalarValue::Binary(Some(bytes))
         }
-        (_, J::String(s)) if !matches!(dt, DataType::Utf8 | DataType::List(_)) => {
+        (_, J::String(s))
+            if !matches!(dt, DataType::Utf8 | DataType::List(_) | DataType::Struct(_)) =>
+        {
             parse_text(s, dt)?
         }
         _ => return Err(wrong()),
@@ -205,6 +220,7 @@ fn type_name(dt: &DataType) -> &'static str {
         DataType::Binary => "bytea (base64)",
         DataType::LargeUtf8 => "jsonb",
         DataType::List(_) => "an array",
+        DataType::Struct(_) => "an object",
         _ => "value",
     }
 }
@@ -328,6 +344,45 @@ mod tests {
         // missing fields are NULL
         let row = dec().decode(br#"{"id": 1}"#).unwrap().unwrap();
         assert!(row[1].is_null() && row[3].is_null());
+    }
+
+    /// Nested objects fill struct columns by field name; a missing field is NULL, a
+    /// wrong one names its path.
+    #[test]
+    fn json_objects_into_structs() {
+        use datafusion::arrow::datatypes::Field;
+        let inner = DataType::Struct(vec![Field::new("city", DataType::Utf8, true)].into());
+        let outer = DataType::Struct(
+            vec![
+                Field::new("age", DataType::Int32, true),
+                Field::new("addr", inner.clone(), true),
+            ]
+            .into(),
+        );
+        let d = Decoder::new(vec![("who".into(), outer.clone())], Format::Json);
+        let row = d
+            .decode(br#"{"who": {"addr": {"city": "Oslo", "zip": 1}, "x": true}}"#)
+            .unwrap()
+            .unwrap();
+        let DataType::Struct(fs) = &outer else {
+            unreachable!()
+        };
+        let DataType::Struct(ifs) = &inner else {
+            unreachable!()
+        };
+        let city =
+            freshet_storage::codec::struct_value(ifs, vec![ScalarValue::Utf8(Some("Oslo".into()))])
+                .unwrap();
+        let want =
+            freshet_storage::codec::struct_value(fs, vec![ScalarValue::Int32(None), city]).unwrap();
+        assert_eq!(row[0], want);
+        assert_eq!(row[0].data_type(), outer);
+        let err = d
+            .decode(br#"{"who": {"addr": {"city": 5}, "age": "old"}}"#)
+            .unwrap_err();
+        assert!(err.contains("column \"who\": field \"age\""), "{err}");
+        let err = d.decode(br#"{"who": [1]}"#).unwrap_err();
+        assert!(err.contains("expected an object"), "{err}");
     }
 
     #[test]

@@ -304,6 +304,30 @@ pub fn value_json(v: &ScalarValue) -> Value {
         S::TimestampMillisecond(Some(t), tz) => timestamp(t.saturating_mul(1000), tz.is_some()),
         S::TimestampSecond(Some(t), tz) => timestamp(t.saturating_mul(1_000_000), tz.is_some()),
         S::TimestampNanosecond(Some(t), tz) => timestamp(t / 1000, tz.is_some()),
+        // Arrays as JSON arrays, structs as objects (as RisingWave's JSON encoder writes
+        // them).
+        S::List(a) => {
+            let items = a.value(0);
+            Value::Array(
+                (0..items.len())
+                    .map(|i| {
+                        ScalarValue::try_from_array(&items, i)
+                            .map_or(Value::Null, |v| value_json(&v))
+                    })
+                    .collect(),
+            )
+        }
+        S::Struct(a) => Value::Object(
+            a.fields()
+                .iter()
+                .zip(a.columns())
+                .map(|(f, col)| {
+                    let v =
+                        ScalarValue::try_from_array(col, 0).map_or(Value::Null, |v| value_json(&v));
+                    (f.name().clone(), v)
+                })
+                .collect(),
+        ),
         other => Value::from(other.to_string()),
     }
 }
@@ -493,6 +517,32 @@ mod tests {
         assert_eq!(
             value_json(&ScalarValue::Date32(Some(1))),
             Value::from("1970-01-02")
+        );
+    }
+
+    /// Arrays go out as JSON arrays and structs as objects, nested ones too.
+    #[test]
+    fn arrays_and_structs_as_json() {
+        use datafusion::arrow::datatypes::{DataType, Field};
+        let fs = vec![
+            Field::new("os", DataType::Utf8, true),
+            Field::new("v", DataType::Int32, true),
+        ];
+        let s = freshet_storage::codec::struct_value(
+            &fs.into(),
+            vec![
+                ScalarValue::Utf8(Some("tv".into())),
+                ScalarValue::Int32(None),
+            ],
+        )
+        .unwrap();
+        let list = ScalarValue::List(ScalarValue::new_list_nullable(
+            &[s.clone(), ScalarValue::try_from(s.data_type()).unwrap()],
+            &s.data_type(),
+        ));
+        assert_eq!(
+            value_json(&list).to_string(),
+            r#"[{"os":"tv","v":null},null]"#
         );
     }
 }

@@ -31,6 +31,15 @@ pub enum SqlType {
     Jsonb,
     /// A one-dimensional array (`INT[]`) of a type that is not an array.
     Array(Box<SqlType>),
+    /// RisingWave's `STRUCT<name type, …>`: named fields, each nullable (an Arrow struct).
+    Struct(Vec<StructField>),
+}
+
+/// One field of a [`SqlType::Struct`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructField {
+    pub name: String,
+    pub ty: SqlType,
 }
 
 impl SqlType {
@@ -55,6 +64,12 @@ impl SqlType {
             SqlType::Array(elem) => DataType::List(Arc::new(freshet_storage::codec::list_field(
                 &elem.to_arrow(),
             ))),
+            SqlType::Struct(fields) => DataType::Struct(
+                fields
+                    .iter()
+                    .map(|f| Field::new(&f.name, f.ty.to_arrow(), true))
+                    .collect(),
+            ),
         }
     }
 
@@ -105,6 +120,7 @@ impl SqlType {
                 }
                 elem => SqlType::Array(Box::new(elem)),
             },
+            D::Struct(fields, _) => struct_type(t, fields)?,
             other => {
                 return Err(PlannerError::Unsupported(format!(
                     "type {other} is not supported"
@@ -132,8 +148,75 @@ impl SqlType {
             SqlType::Bytea => "bytea".into(),
             SqlType::Jsonb => "jsonb".into(),
             SqlType::Array(elem) => format!("{}[]", elem.pg_name()),
+            // RisingWave's spelling (Postgres has no anonymous struct types).
+            SqlType::Struct(fields) => format!(
+                "struct<{}>",
+                fields
+                    .iter()
+                    .map(|f| format!(
+                        "{} {}",
+                        crate::pg_catalog::functions::quote_ident(&f.name),
+                        f.ty.pg_name()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
+}
+
+impl SqlType {
+    /// The type as `SHOW CREATE` writes it: Postgres' name in capitals, a struct's field
+    /// names as they are.
+    pub fn sql_name(&self) -> String {
+        match self {
+            SqlType::Array(elem) => format!("{}[]", elem.sql_name()),
+            SqlType::Struct(fields) => format!(
+                "STRUCT<{}>",
+                fields
+                    .iter()
+                    .map(|f| format!(
+                        "{} {}",
+                        crate::pg_catalog::functions::quote_ident(&f.name),
+                        f.ty.sql_name()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            other => other.pg_name().to_uppercase(),
+        }
+    }
+}
+
+/// A `STRUCT<name type, …>` type: every field named, names unique.
+fn struct_type(
+    t: &sqlparser::ast::DataType,
+    fields: &[sqlparser::ast::StructField],
+) -> Result<SqlType, PlannerError> {
+    if fields.is_empty() {
+        return Err(PlannerError::Unsupported(format!(
+            "type {t} (a struct without fields) is not supported"
+        )));
+    }
+    let mut out: Vec<StructField> = Vec::with_capacity(fields.len());
+    for f in fields {
+        let name = f.field_name.as_ref().ok_or_else(|| {
+            PlannerError::Unsupported(format!("type {t}: every struct field needs a name"))
+        })?;
+        let name = if name.quote_style.is_some() {
+            name.value.clone()
+        } else {
+            name.value.to_lowercase()
+        };
+        if out.iter().any(|o| o.name == name) {
+            return Err(PlannerError::DuplicateColumn(name));
+        }
+        out.push(StructField {
+            name,
+            ty: SqlType::from_ast(&f.field_type)?,
+        });
+    }
+    Ok(SqlType::Struct(out))
 }
 
 fn check_precision(p: u64) -> Result<u8, PlannerError> {

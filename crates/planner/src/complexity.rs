@@ -151,12 +151,12 @@ impl VisitorMut for Dismantle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql_dialect::FreshetDialect;
     use crate::sqlparser::ast::Statement;
-    use crate::sqlparser::dialect::PostgreSqlDialect;
     use crate::sqlparser::parser::Parser;
 
     fn parse(sql: &str) -> Statement {
-        Parser::new(&PostgreSqlDialect {})
+        Parser::new(&FreshetDialect {})
             .try_with_sql(sql)
             .and_then(|mut p| p.parse_statement())
             .expect("parses")

@@ -83,6 +83,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::percentile_disc::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
+    ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
     ctx
 }
 
@@ -153,10 +154,13 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         insert.on = None;
         insert.table_alias = None;
     }
+    crate::structs::expand_fields(ctx, &mut stmt).await?;
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     crate::using_join::rewrite(&mut stmt)?;
     crate::select_subqueries::rewrite(&mut stmt);
     crate::scalar_subqueries::rewrite(&mut stmt);
+    crate::structs::field_names(&mut stmt);
+    crate::structs::record_texts(ctx, &mut stmt).await;
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
     let plan = ctx.state().statement_to_plan(stmt).await?;
     let plan = crate::set_ops::count_copies(plan)?;

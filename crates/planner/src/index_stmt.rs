@@ -164,10 +164,10 @@ fn column_name(e: &Expr) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sql_dialect::FreshetDialect;
 
     fn parse_sql(sql: &str) -> Result<CreateIndex, IndexError> {
-        let mut p = Parser::new(&PostgreSqlDialect {})
+        let mut p = Parser::new(&FreshetDialect {})
             .try_with_sql(sql)
             .expect("tokens");
         assert!(starts(&p));

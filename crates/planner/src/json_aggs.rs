@@ -142,11 +142,11 @@ pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sql_dialect::FreshetDialect;
     use crate::sqlparser::parser::Parser;
 
     fn rewritten(sql: &str) -> String {
-        let mut stmt = Parser::new(&PostgreSqlDialect {})
+        let mut stmt = Parser::new(&FreshetDialect {})
             .try_with_sql(sql)
             .and_then(|mut p| p.parse_statement())
             .expect("parses");

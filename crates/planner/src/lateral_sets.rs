@@ -23,12 +23,12 @@
 use std::ops::ControlFlow;
 
 use crate::naming::ident_name;
+use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{
     ExcludeSelectItem, Expr, FunctionArg, Ident, JoinOperator, ObjectName, Query, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins,
     VisitMut, VisitorMut,
 };
-use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::parser::Parser;
 
 /// The single-column set-returning functions, with Postgres' name for their column.
@@ -166,7 +166,7 @@ fn rewrite_from(left: &TableFactor, call: Call) -> Option<Rewritten> {
         left,
         quoted(&left_alias)
     );
-    let stmt = Parser::new(&PostgreSqlDialect {})
+    let stmt = Parser::new(&FreshetDialect {})
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_statement())
         .ok()?;
@@ -271,7 +271,7 @@ pub fn normalize<T: VisitMut>(node: &mut T) {
 mod tests {
     fn rewritten(sql: &str) -> String {
         let mut stmt =
-            crate::sqlparser::parser::Parser::new(&crate::sqlparser::dialect::PostgreSqlDialect {})
+            crate::sqlparser::parser::Parser::new(&crate::sql_dialect::FreshetDialect {})
                 .try_with_sql(sql)
                 .and_then(|mut p| p.parse_statement())
                 .expect("parses");

@@ -265,7 +265,7 @@ fn long_date_trunc(e: &Expr) -> Option<Expr> {
     };
     let text = format!("date_trunc('year', {{t}}) - INTERVAL '1 year' * {since}")
         .replace("{t}", &format!("({t})"));
-    let dialect = crate::sqlparser::dialect::PostgreSqlDialect {};
+    let dialect = crate::sql_dialect::FreshetDialect {};
     crate::sqlparser::parser::Parser::new(&dialect)
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_expr())
@@ -283,7 +283,7 @@ fn jsonb_cast(e: &Expr) -> Option<Expr> {
         Expr::TypedString(ts) if is_json(&ts.data_type) => Expr::Value(ts.value.clone()),
         _ => return None,
     };
-    let dialect = crate::sqlparser::dialect::PostgreSqlDialect {};
+    let dialect = crate::sql_dialect::FreshetDialect {};
     let mut call = crate::sqlparser::parser::Parser::new(&dialect)
         .try_with_sql(&format!("{}(NULL)", crate::jsonb::CAST_FUNCTION))
         .and_then(|mut p| p.parse_expr())
@@ -387,7 +387,7 @@ mod tests {
     }
 
     fn normalized(sql: &str) -> Result<String, PlannerError> {
-        let dialect = crate::sqlparser::dialect::PostgreSqlDialect {};
+        let dialect = crate::sql_dialect::FreshetDialect {};
         let mut stmts = crate::sqlparser::parser::Parser::parse_sql(&dialect, sql).expect("parses");
         normalize(&mut stmts[0])?;
         Ok(stmts[0].to_string())

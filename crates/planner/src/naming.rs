@@ -29,13 +29,28 @@ pub fn pg_column_name(e: &Expr) -> String {
         } => match pg_column_name(expr) {
             n if n == "?column?" => data_type
                 .to_string()
-                .split(['(', ' '])
+                .split(['(', ' ', '<'])
                 .next()
                 .unwrap_or("?column?")
                 .to_lowercase(),
             n => n,
         },
         Expr::Nested(inner) => pg_column_name(inner),
+        // `(s).f` is named `f`, `a[1]` after `a`.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(crate::sqlparser::ast::AccessExpr::Dot(field)) => match field {
+                Expr::Identifier(i) => ident_name(i),
+                Expr::CompoundIdentifier(parts) => {
+                    parts.last().map(ident_name).unwrap_or_else(unnamed)
+                }
+                Expr::Value(v) => match &v.value {
+                    crate::sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                    _ => unnamed(),
+                },
+                _ => unnamed(),
+            },
+            _ => pg_column_name(root),
+        },
         // A scalar subquery is named after its one column.
         Expr::Subquery(q) => match q.body.as_ref() {
             crate::sqlparser::ast::SetExpr::Select(s) => match s.projection.as_slice() {
@@ -106,6 +121,10 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
                 && !wildcard
                 && !repeated(i)
             {
+                continue;
+            }
+            // `(s).*` names its columns after the fields.
+            if crate::structs::is_fields_call(e) {
                 continue;
             }
             let name = pg_column_name(e);

@@ -3,8 +3,8 @@
 //! Standard statements are parsed by sqlparser with the Postgres dialect; Freshet adds
 //! `FLUSH`. Each statement keeps its source text so that errors can point into it.
 
+use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{ColumnDef, Ident, ObjectName, Statement, Value};
-use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::keywords::Keyword;
 use crate::sqlparser::parser::{Parser, ParserError};
 use crate::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Word};
@@ -219,11 +219,11 @@ use fetch::parse_fetch;
 pub use subscribe::{Subscribe, SubscribeTarget};
 
 fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
-    let dialect = PostgreSqlDialect {};
+    let dialect = FreshetDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, &e.message, Some(e.location)))?;
-    let tokens = drop_trailing_commas(rewrite_lookups(tokens));
+    let tokens = crate::structs::star_fields(drop_trailing_commas(rewrite_lookups(tokens)));
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
@@ -369,7 +369,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
             parser.next_token();
             let q = "SELECT id, kind, relation, progress, rows_per_second, eta_seconds, started \
                      FROM freshet_catalog.jobs WHERE state = 'running' ORDER BY id";
-            let stmt = Parser::new(&PostgreSqlDialect {})
+            let stmt = Parser::new(&FreshetDialect {})
                 .try_with_sql(q)
                 .and_then(|mut p| p.parse_statement())
                 .map_err(|e| parser_error(sql, e))?;
@@ -542,10 +542,10 @@ fn mark_lookup(out: &mut Vec<TokenWithSpan>) {
 /// and the catalogs). The query reads the same either way.
 pub fn show_lookups(sql: &str) -> String {
     if !sql.contains(LOOKUP_PREFIX) {
-        return sql.to_string();
+        return crate::structs::show_star_fields(sql);
     }
     // Without unescaping, so that quotes inside literals and names print as stored.
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql)
+    let Ok(tokens) = Tokenizer::new(&FreshetDialect {}, sql)
         .with_unescape(false)
         .tokenize()
     else {
@@ -578,7 +578,7 @@ pub fn show_lookups(sql: &str) -> String {
         }
         out.push_str(" FOR SYSTEM_TIME AS OF PROCTIME()");
     }
-    out
+    crate::structs::show_star_fields(&out)
 }
 
 fn rewrite_lookups(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
@@ -704,7 +704,7 @@ pub struct CreateSink {
 /// `[IF NOT EXISTS] name {FROM relation | AS query} [EMIT ON WINDOW CLOSE] WITH (…)
 /// [FORMAT … ENCODE …]`, after `CREATE SINK` (RisingWave's syntax).
 fn parse_create_sink(parser: &mut Parser) -> Result<CreateSink, ParserError> {
-    let dialect = PostgreSqlDialect {};
+    let dialect = FreshetDialect {};
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
     let into = if parser.parse_keyword(Keyword::INTO) {

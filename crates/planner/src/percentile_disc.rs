@@ -270,11 +270,10 @@ fn rewrite(e: &Expr) -> Option<Expr> {
     };
     let mut order = order.clone();
     let bucket = format!("{BUCKET_FUNCTION}(({}), ({error}))", order.expr);
-    order.expr =
-        crate::sqlparser::parser::Parser::new(&crate::sqlparser::dialect::PostgreSqlDialect {})
-            .try_with_sql(&bucket)
-            .and_then(|mut p| p.parse_expr())
-            .ok()?;
+    order.expr = crate::sqlparser::parser::Parser::new(&crate::sql_dialect::FreshetDialect {})
+        .try_with_sql(&bucket)
+        .and_then(|mut p| p.parse_expr())
+        .ok()?;
     let mut disc = f.clone();
     disc.name = ObjectName::from(vec![Ident::new("percentile_disc")]);
     if let FunctionArguments::List(l) = &mut disc.args {

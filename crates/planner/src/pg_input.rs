@@ -94,7 +94,12 @@ pub fn array_from_text(s: &str, elem: &DataType) -> Result<ScalarValue, String> 
         .into_iter()
         .map(|item| match item {
             None => ScalarValue::try_from(elem).map_err(|e| e.to_string()),
-            Some(t) if matches!(elem, DataType::Binary | DataType::LargeUtf8) => {
+            Some(t)
+                if matches!(
+                    elem,
+                    DataType::Binary | DataType::LargeUtf8 | DataType::Struct(_)
+                ) =>
+            {
                 value_from_text(&t, elem).unwrap_or_else(|| Err(String::new()))
             }
             Some(t) => ScalarValue::Utf8(Some(t.clone()))
@@ -110,6 +115,89 @@ pub fn array_from_text(s: &str, elem: &DataType) -> Result<ScalarValue, String> 
     Ok(ScalarValue::List(ScalarValue::new_list_nullable(
         &items, elem,
     )))
+}
+
+/// The fields of a record's text (`(1,,"a b","q""x")`, Postgres' `record_in`): `None`
+/// for an empty unquoted field (NULL); inside quotes `""` is a quote, and a backslash
+/// takes the next character anywhere.
+pub fn parse_record_text(s: &str) -> Result<Vec<Option<String>>, String> {
+    let bad = || format!("malformed record literal: \"{s}\"");
+    let inner = s
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(bad)?;
+    let mut out = Vec::new();
+    let (mut item, mut present, mut quoted) = (String::new(), false, false);
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                item.push('"');
+            }
+            '"' => {
+                quoted = !quoted;
+                present = true;
+            }
+            '\\' => {
+                item.push(chars.next().ok_or_else(bad)?);
+                present = true;
+            }
+            ',' if !quoted => {
+                out.push(present.then(|| std::mem::take(&mut item)));
+                present = false;
+            }
+            c => {
+                item.push(c);
+                present = true;
+            }
+        }
+    }
+    if quoted {
+        return Err(bad());
+    }
+    out.push(present.then_some(item));
+    Ok(out)
+}
+
+/// A struct of type `Struct(fields)` from its record text, each field read from its text
+/// as a value of the field's type would be.
+pub fn struct_from_text(
+    s: &str,
+    fields: &datafusion::arrow::datatypes::Fields,
+) -> Result<ScalarValue, String> {
+    let items = parse_record_text(s)?;
+    if items.len() != fields.len() {
+        return Err(format!(
+            "malformed record literal: \"{s}\" ({} fields for a struct of {})",
+            items.len(),
+            fields.len()
+        ));
+    }
+    let values = items
+        .into_iter()
+        .zip(fields.iter())
+        .map(|(item, f)| {
+            let dt = f.data_type();
+            match item {
+                None => ScalarValue::try_from(dt).map_err(|e| e.to_string()),
+                Some(t) => value_from_text(&t, dt).unwrap_or_else(|| {
+                    ScalarValue::Utf8(Some(t.clone())).cast_to(dt).map_err(|_| {
+                        let name = crate::pg_catalog::types::by_oid(
+                            crate::pg_catalog::types::oid_of(dt),
+                        )
+                        .map_or("text", |t| t.sql_name);
+                        format!(
+                            "invalid input syntax for type {name}: \"{t}\" (field \"{}\" of \"{s}\")",
+                            f.name()
+                        )
+                    })
+                }),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    freshet_storage::codec::struct_value(fields, values)
 }
 
 /// The bytes of a `bytea` text: `\x` then hex digit pairs (whitespace between pairs
@@ -157,6 +245,7 @@ pub fn bytea_from_text(s: &str) -> Result<Vec<u8>, String> {
 pub fn value_from_text(s: &str, to: &DataType) -> Option<Result<ScalarValue, String>> {
     match to {
         DataType::List(f) => Some(array_from_text(s, f.data_type())),
+        DataType::Struct(fs) => Some(struct_from_text(s, fs)),
         DataType::Binary => Some(bytea_from_text(s).map(|b| ScalarValue::Binary(Some(b)))),
         DataType::LargeUtf8 => {
             Some(freshet_storage::jsonb::normalize(s).map(|j| ScalarValue::LargeUtf8(Some(j))))
@@ -170,7 +259,7 @@ pub fn value_from_text(s: &str, to: &DataType) -> Option<Result<ScalarValue, Str
 pub fn text_to(strings: &ArrayRef, to: &DataType) -> Option<Result<ArrayRef, String>> {
     if !matches!(
         to,
-        DataType::List(_) | DataType::Binary | DataType::LargeUtf8
+        DataType::List(_) | DataType::Struct(_) | DataType::Binary | DataType::LargeUtf8
     ) {
         return None;
     }
@@ -197,7 +286,7 @@ pub fn text_to(strings: &ArrayRef, to: &DataType) -> Option<Result<ArrayRef, Str
                 .collect::<Result<datafusion::arrow::array::LargeStringArray, _>>()
                 .map(|a| Arc::new(a) as ArrayRef),
         ),
-        DataType::List(_) => Some((|| {
+        DataType::List(_) | DataType::Struct(_) => Some((|| {
             let values = (0..text.len())
                 .map(|i| match text.is_null(i) {
                     true => ScalarValue::try_from(to).map_err(|e| e.to_string()),
@@ -292,5 +381,27 @@ mod tests {
         );
         assert!(array_from_text("{1,x}", &DataType::Int32).is_err());
         assert!(array_from_text("1,2", &DataType::Int32).is_err());
+    }
+
+    #[test]
+    fn records_from_text() {
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            parse_record_text(r#"(1,,"a b","q""x\\",)"#).unwrap(),
+            vec![some("1"), None, some("a b"), some("q\"x\\"), None]
+        );
+        assert_eq!(parse_record_text(r#"("")"#).unwrap(), vec![some("")]);
+        assert!(parse_record_text("(1,\"2)").is_err());
+        assert!(parse_record_text("1,2").is_err());
+        use datafusion::arrow::datatypes::Field;
+        let fs: datafusion::arrow::datatypes::Fields = vec![
+            Field::new("n", DataType::Utf8, true),
+            Field::new("tags", DataType::new_list(DataType::Int32, true), true),
+        ]
+        .into();
+        let v = struct_from_text(r#"(ann,"{1,2}")"#, &fs).unwrap();
+        assert_eq!(v.data_type(), DataType::Struct(fs.clone()));
+        assert!(struct_from_text("(ann)", &fs).is_err());
+        assert!(struct_from_text("(ann,{x})", &fs).is_err());
     }
 }

@@ -276,47 +276,80 @@ pub fn datetime(v: i64, unit: &TimeUnit) -> Option<NaiveDateTime> {
 
 /// Whether `dt` is a date/time type [`temporal`] formats.
 /// Whether Postgres's text form of `dt` differs from DataFusion's cast to text: dates,
-/// times, intervals, floats (`100` not `100.0`, `1e+20` not `1e20`) and arrays (`{1,NULL}`
+/// times, intervals, floats (`100` not `100.0`, `1e+20` not `1e20`), structs (`(1,a)`) and arrays (`{1,NULL}`
 /// not `[1, ]`).
 pub fn has_own_text(dt: &DataType) -> bool {
     is_temporal(dt)
         || matches!(
             dt,
-            DataType::Float32 | DataType::Float64 | DataType::List(_) | DataType::LargeList(_)
+            DataType::Float32
+                | DataType::Float64
+                | DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::Struct(_)
         )
 }
 
 /// A one-dimensional array's text as Postgres writes it: `{1,NULL,"a b"}`.
 pub fn array_text(values: &ArrayRef, zone: &Zone) -> String {
-    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let opts = FormatOptions::default().with_null("");
-    let formatter = ArrayFormatter::try_new(values.as_ref(), &opts).ok();
+    let formatter = formatter(values);
     let items: Vec<String> = (0..values.len())
         .map(|i| {
             if values.is_null(i) {
                 return "NULL".to_string();
             }
-            let text = match values.data_type() {
-                DataType::Boolean => (if values.as_boolean().value(i) {
-                    "t"
-                } else {
-                    "f"
-                })
-                .to_string(),
-                // A nested array is written as it is, braces and all.
-                DataType::List(_) | DataType::LargeList(_) => {
-                    return temporal(values, i, zone).unwrap_or_default()
-                }
-                dt if has_own_text(dt) => temporal(values, i, zone).unwrap_or_default(),
-                _ => formatter
-                    .as_ref()
-                    .map(|f| f.value(i).to_string())
-                    .unwrap_or_default(),
-            };
-            array_element(text)
+            let text = value_text(values, i, zone, formatter.as_ref());
+            // A nested array is written as it is, braces and all.
+            match values.data_type() {
+                DataType::List(_) | DataType::LargeList(_) => text,
+                _ => array_element(text),
+            }
         })
         .collect();
     format!("{{{}}}", items.join(","))
+}
+
+/// A struct's text as Postgres writes a record: `(1,,"a b")` (a NULL field is empty).
+pub fn record_text(array: &ArrayRef, row: usize, zone: &Zone) -> String {
+    let s = array.as_struct();
+    let fields: Vec<String> = s
+        .columns()
+        .iter()
+        .map(|col| {
+            if col.is_null(row) {
+                return String::new();
+            }
+            record_field(value_text(col, row, zone, formatter(col).as_ref()))
+        })
+        .collect();
+    format!("({})", fields.join(","))
+}
+
+fn formatter(values: &ArrayRef) -> Option<datafusion::arrow::util::display::ArrayFormatter<'_>> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let opts = FormatOptions::default().with_null("");
+    ArrayFormatter::try_new(values.as_ref(), &opts).ok()
+}
+
+/// Value `i` (not NULL) of `values` as Postgres writes it, unquoted.
+fn value_text(
+    values: &ArrayRef,
+    i: usize,
+    zone: &Zone,
+    formatter: Option<&datafusion::arrow::util::display::ArrayFormatter<'_>>,
+) -> String {
+    match values.data_type() {
+        DataType::Boolean => (if values.as_boolean().value(i) {
+            "t"
+        } else {
+            "f"
+        })
+        .to_string(),
+        dt if has_own_text(dt) => temporal(values, i, zone).unwrap_or_default(),
+        _ => formatter
+            .map(|f| f.value(i).to_string())
+            .unwrap_or_default(),
+    }
 }
 
 /// An array element's text, quoted when it is empty, reads as NULL, or holds a character
@@ -331,6 +364,20 @@ pub fn array_element(s: String) -> String {
         s
     } else {
         format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// A record field in Postgres' text form (`record_out`): quoted when empty or holding a
+/// character that separates or quotes, with `"` and `\` doubled inside the quotes.
+pub fn record_field(s: String) -> String {
+    let plain = !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| matches!(c, ',' | '(' | ')' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        s
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\"\""))
     }
 }
 
@@ -409,6 +456,7 @@ pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
         ),
         DataType::List(_) => array_text(&array.as_list::<i32>().value(row), zone),
         DataType::LargeList(_) => array_text(&array.as_list::<i64>().value(row), zone),
+        DataType::Struct(_) => record_text(array, row, zone),
         DataType::Duration(unit) => {
             let v = match unit {
                 TimeUnit::Second => array.as_primitive::<DurationSecondType>().value(row),

@@ -346,11 +346,11 @@ impl ScalarUDFImpl for PgText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sql_dialect::FreshetDialect;
     use crate::sqlparser::parser::Parser;
 
     fn rewritten(sql: &str) -> String {
-        let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        let mut s = Parser::parse_sql(&FreshetDialect {}, sql)
             .unwrap()
             .remove(0);
         int4_select_literals(&mut s);

@@ -13,10 +13,10 @@ use std::ops::ControlFlow;
 
 use crate::catalog::{Catalog, PlainViewDef};
 use crate::naming::ident_name;
+use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{
     ObjectName, Query, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
 };
-use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::parser::Parser;
 use crate::PlannerError;
 
@@ -125,7 +125,7 @@ fn derived(
         format!(" ({})", quoted.join(", "))
     };
     let sql = format!("SELECT * FROM ({}) AS {}{cols}", view.sql, quote(alias));
-    let stmt = Parser::new(&PostgreSqlDialect {})
+    let stmt = Parser::new(&FreshetDialect {})
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_statement())
         .map_err(|e| {
@@ -165,7 +165,7 @@ mod tests {
     }
 
     fn expanded(sql: &str) -> String {
-        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
+        let mut stmts = Parser::parse_sql(&FreshetDialect {}, sql).expect("parses");
         expand(&mut stmts, &catalog()).expect("expands");
         stmts[0].to_string()
     }

@@ -33,11 +33,11 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use crate::naming::ident_name;
+use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, BinaryOperator, Expr, FunctionArguments, GroupByExpr,
     Ident, Query, Select, SelectItem, SetExpr, TableFactor, VisitMut, VisitorMut,
 };
-use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::parser::Parser;
 
 /// Rewrites the inequality-correlated aggregate subqueries of every query in `node`.
@@ -253,7 +253,7 @@ fn quoted(i: &Ident) -> String {
 }
 
 fn parse_expr(sql: &str) -> Option<Expr> {
-    Parser::new(&PostgreSqlDialect {})
+    Parser::new(&FreshetDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
         .ok()
@@ -355,7 +355,7 @@ fn rewrite_select(s: &mut Select) {
         }
     }
     let sql = format!("SELECT 1 FROM {} {}", outer.from, joins.join(" "));
-    let parsed = Parser::new(&PostgreSqlDialect {})
+    let parsed = Parser::new(&FreshetDialect {})
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_query());
     if let Ok(q) = parsed {
@@ -371,7 +371,7 @@ fn rewrite_select(s: &mut Select) {
 mod tests {
     fn rewritten(sql: &str) -> String {
         let mut stmts = crate::sqlparser::parser::Parser::parse_sql(
-            &crate::sqlparser::dialect::PostgreSqlDialect {},
+            &crate::sql_dialect::FreshetDialect {},
             sql,
         )
         .expect("parses");

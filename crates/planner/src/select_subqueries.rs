@@ -18,11 +18,11 @@
 
 use std::ops::ControlFlow;
 
+use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{
     visit_expressions_mut, Expr, GroupByExpr, Ident, Query, Select, SelectItem, SetExpr,
     TableFactor, VisitMut, VisitorMut,
 };
-use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::parser::Parser;
 
 /// Rewrites the `IN`/`EXISTS` subqueries of every select list in `node`.
@@ -162,7 +162,7 @@ fn rewritten(e: &Expr, outer: &Ident) -> Option<Expr> {
         }
         _ => return None,
     };
-    Parser::new(&PostgreSqlDialect {})
+    Parser::new(&FreshetDialect {})
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_expr())
         .ok()
@@ -173,7 +173,7 @@ mod tests {
     use super::*;
 
     fn rewritten_sql(sql: &str) -> String {
-        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
+        let mut stmts = Parser::parse_sql(&FreshetDialect {}, sql).expect("parses");
         rewrite(&mut stmts);
         stmts[0].to_string()
     }

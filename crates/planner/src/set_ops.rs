@@ -137,7 +137,7 @@ mod tests {
 
     fn check_sql(sql: &str) -> Result<(), PlannerError> {
         let stmts = crate::sqlparser::parser::Parser::parse_sql(
-            &crate::sqlparser::dialect::PostgreSqlDialect {},
+            &crate::sql_dialect::FreshetDialect {},
             sql,
         )
         .expect("parses");

@@ -161,7 +161,7 @@ fn literal(s: &str) -> String {
 }
 
 fn column(c: &ColumnDef) -> String {
-    let mut s = format!("{} {}", ident(&c.name), c.ty.pg_name().to_uppercase());
+    let mut s = format!("{} {}", ident(&c.name), c.ty.sql_name());
     if c.not_null {
         s.push_str(" NOT NULL");
     }

@@ -49,6 +49,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::List(f) | DataType::LargeList(f) => array_type(&pg_type(f.data_type())),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
+        DataType::Struct(_) => Type::RECORD,
         _ => Type::TEXT,
     }
 }
@@ -71,6 +72,7 @@ fn array_type(elem: &Type) -> Type {
         Type::INTERVAL => Type::INTERVAL_ARRAY,
         Type::BYTEA => Type::BYTEA_ARRAY,
         Type::JSONB => Type::JSONB_ARRAY,
+        Type::RECORD => Type::RECORD_ARRAY,
         _ => Type::TEXT_ARRAY,
     }
 }
@@ -130,6 +132,8 @@ pub enum PgValue {
     Jsonb(String),
     /// A one-dimensional array: the elements' type and values.
     Array(Type, Vec<PgValue>),
+    /// A struct, sent as an anonymous record: each field's type and value.
+    Record(Vec<(Type, PgValue)>),
 }
 
 /// An array element in Postgres' text form: quoted when empty, `NULL`-like, or holding
@@ -188,6 +192,20 @@ impl ToSqlText for PgValue {
                     .map(|v| array_element_text(v, elem))
                     .collect::<Result<Vec<_>, _>>()?;
                 format!("{{{}}}", parts.join(","))
+            }
+            // `(a,,"b c")`: a NULL field is empty, others quoted as `record_out` does.
+            PgValue::Record(fields) => {
+                let mut parts = Vec::with_capacity(fields.len());
+                for (ty, v) in fields {
+                    let mut b = BytesMut::new();
+                    parts.push(match v.to_sql_text(ty, &mut b, _opts)? {
+                        IsNull::Yes => String::new(),
+                        IsNull::No => {
+                            pg_text::record_field(String::from_utf8_lossy(&b).into_owned())
+                        }
+                    });
+                }
+                format!("({})", parts.join(","))
             }
         };
         out.put_slice(s.as_bytes());
@@ -314,6 +332,23 @@ impl ToSql for PgValue {
                 }
                 Ok(IsNull::No)
             }
+            // Binary record: the field count, then each field's type OID, length (-1:
+            // NULL) and bytes.
+            PgValue::Record(fields) => {
+                out.put_i32(fields.len() as i32);
+                for (ty, v) in fields {
+                    out.put_u32(ty.oid());
+                    let mut b = BytesMut::new();
+                    match v.to_sql(ty, &mut b)? {
+                        IsNull::Yes => out.put_i32(-1),
+                        IsNull::No => {
+                            out.put_i32(b.len() as i32);
+                            out.put_slice(&b);
+                        }
+                    }
+                }
+                Ok(IsNull::No)
+            }
         }
     }
 
@@ -402,6 +437,22 @@ fn value_at(array: &ArrayRef, row: usize, fallback: &ArrayFormatter<'_>, zone: &
         DataType::LargeList(f) => {
             let list = array.as_list::<i64>().value(row);
             array_value(&list, f.data_type(), zone)
+        }
+        DataType::Struct(fs) => {
+            let s = array.as_struct();
+            let opts = ArrowFormatOptions::default().with_null("");
+            let fields = fs
+                .iter()
+                .zip(s.columns())
+                .map(|(f, col)| {
+                    let v = match ArrayFormatter::try_new(col.as_ref(), &opts) {
+                        Ok(fmt) => value_at(col, row, &fmt, zone),
+                        Err(_) => PgValue::Null,
+                    };
+                    (pg_type(f.data_type()), v)
+                })
+                .collect();
+            PgValue::Record(fields)
         }
         _ => PgValue::Text(fallback.value(row).to_string()),
     }

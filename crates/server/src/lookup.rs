@@ -286,7 +286,7 @@ mod tests {
 
     fn parse(sql: &str) -> Statement {
         freshet_planner::sqlparser::parser::Parser::parse_sql(
-            &freshet_planner::sqlparser::dialect::PostgreSqlDialect {},
+            &freshet_planner::sql_dialect::FreshetDialect {},
             sql,
         )
         .expect("parse")

@@ -25,6 +25,20 @@ pub fn decode(
             None => ScalarValue::Null,
         });
     };
+    // A struct (or an array of them) in text: Postgres' record text.
+    if let (false, Some(t)) = (binary, target) {
+        let structs = match t {
+            DataType::Struct(_) => true,
+            DataType::List(f) => matches!(f.data_type(), DataType::Struct(_)),
+            _ => false,
+        };
+        if structs {
+            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+            if let Some(v) = freshet_planner::pg_input::value_from_text(text, t) {
+                return v;
+            }
+        }
+    }
     // An array: by the statement's type, or by what the client says it sends.
     let element = match target {
         Some(DataType::List(f)) | Some(DataType::LargeList(f)) => Some(f.data_type().clone()),

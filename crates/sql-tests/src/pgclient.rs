@@ -552,45 +552,57 @@ impl<'a> FromSql<'a> for Raw {
 /// Renders a binary-format value the way the server renders it in text format, so that
 /// the same `.slt` expectations hold in both protocols.
 fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result<String, DbError> {
-    fn get<'a, T: FromSql<'a>>(
-        row: &'a tokio_postgres::Row,
-        i: usize,
-    ) -> Result<Option<T>, DbError> {
-        row.try_get::<_, Option<T>>(i)
-            .map_err(|e| DbError(format!("decoding column {i}: {e}")))
+    let raw = row
+        .try_get::<_, Option<Raw>>(i)
+        .map_err(|e| DbError(format!("decoding column {i}: {e}")))?;
+    Ok(match raw {
+        None => "NULL".to_string(),
+        Some(raw) => match binary_text(ty, &raw.0)
+            .map_err(|e| DbError(format!("decoding column {i}: {}", e.0)))?
+        {
+            s if s.is_empty() => "(empty)".to_string(),
+            s => s,
+        },
+    })
+}
+
+/// One binary value (not NULL) of type `ty` in the server's text form.
+fn binary_text(ty: &Type, raw: &[u8]) -> Result<String, DbError> {
+    fn get<'a, T: FromSql<'a>>(ty: &Type, raw: &'a [u8]) -> Result<Option<T>, DbError> {
+        T::from_sql(ty, raw)
+            .map(Some)
+            .map_err(|e| DbError(format!("{ty}: {e}")))
     }
     let s = match *ty {
-        Type::BOOL => get::<bool>(row, i)?.map(|b| if b { "t" } else { "f" }.to_string()),
-        Type::INT2 => get::<i16>(row, i)?.map(|v| v.to_string()),
-        Type::INT4 => get::<i32>(row, i)?.map(|v| v.to_string()),
-        Type::INT8 => get::<i64>(row, i)?.map(|v| v.to_string()),
-        Type::FLOAT4 => get::<f32>(row, i)?.map(|v| format!("{v}")),
-        Type::FLOAT8 => get::<f64>(row, i)?.map(format_float),
-        Type::DATE => get::<NaiveDate>(row, i)?.map(|v| v.format("%Y-%m-%d").to_string()),
-        Type::TIMESTAMP => get::<NaiveDateTime>(row, i)?.map(|v| format_timestamp(&v)),
-        Type::TIMESTAMPTZ => get::<DateTime<Utc>>(row, i)?
+        Type::BOOL => get::<bool>(ty, raw)?.map(|b| if b { "t" } else { "f" }.to_string()),
+        Type::INT2 => get::<i16>(ty, raw)?.map(|v| v.to_string()),
+        Type::INT4 => get::<i32>(ty, raw)?.map(|v| v.to_string()),
+        Type::INT8 => get::<i64>(ty, raw)?.map(|v| v.to_string()),
+        Type::FLOAT4 => get::<f32>(ty, raw)?.map(|v| format!("{v}")),
+        Type::FLOAT8 => get::<f64>(ty, raw)?.map(format_float),
+        Type::DATE => get::<NaiveDate>(ty, raw)?.map(|v| v.format("%Y-%m-%d").to_string()),
+        Type::TIMESTAMP => get::<NaiveDateTime>(ty, raw)?.map(|v| format_timestamp(&v)),
+        Type::TIMESTAMPTZ => get::<DateTime<Utc>>(ty, raw)?
             .map(|v| format!("{}+00", format_timestamp(&v.naive_utc()))),
-        Type::NUMERIC => get::<Raw>(row, i)?
+        Type::NUMERIC => get::<Raw>(ty, raw)?
             .map(|r| decode_numeric(&r.0))
             .transpose()?,
-        Type::INTERVAL => get::<Raw>(row, i)?
+        Type::INTERVAL => get::<Raw>(ty, raw)?
             .map(|r| decode_interval(&r.0))
             .transpose()?,
         // Binary jsonb: a version byte (1), then the text.
-        Type::JSONB => get::<Raw>(row, i)?
+        Type::JSONB => get::<Raw>(ty, raw)?
             .map(|r| match r.0.split_first() {
                 Some((1, text)) => Ok(String::from_utf8_lossy(text).into_owned()),
-                _ => Err(DbError(format!(
-                    "column {i}: a jsonb value without version 1"
-                ))),
+                _ => Err(DbError("a jsonb value without version 1".into())),
             })
             .transpose()?,
         Type::OID | Type::REGCLASS | Type::REGTYPE | Type::REGPROC => {
-            get::<u32>(row, i)?.map(|v| v.to_string())
+            get::<u32>(ty, raw)?.map(|v| v.to_string())
         }
         // Arrays as Postgres prints them: `{a,"b c",NULL}`.
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::NAME_ARRAY => {
-            get::<Vec<Option<String>>>(row, i)?.map(|v| {
+            get::<Vec<Option<String>>>(ty, raw)?.map(|v| {
                 array_text(
                     v.into_iter()
                         .map(|e| e.map_or_else(|| "NULL".into(), |s| quoted_element(&s))),
@@ -598,41 +610,105 @@ fn binary_cell_to_text(row: &tokio_postgres::Row, i: usize, ty: &Type) -> Result
             })
         }
         // bytea as Postgres prints it (`bytea_output = hex`).
-        Type::BYTEA => get::<Vec<u8>>(row, i)?.map(|b| {
+        Type::BYTEA => get::<Vec<u8>>(ty, raw)?.map(|b| {
             let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
             format!("\\x{hex}")
         }),
-        Type::INT2_ARRAY => get::<Vec<Option<i16>>>(row, i)?.map(|v| {
+        Type::INT2_ARRAY => get::<Vec<Option<i16>>>(ty, raw)?.map(|v| {
             array_text(
                 v.into_iter()
                     .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
             )
         }),
-        Type::INT4_ARRAY => get::<Vec<Option<i32>>>(row, i)?.map(|v| {
+        Type::INT4_ARRAY => get::<Vec<Option<i32>>>(ty, raw)?.map(|v| {
             array_text(
                 v.into_iter()
                     .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
             )
         }),
-        Type::INT8_ARRAY => get::<Vec<Option<i64>>>(row, i)?.map(|v| {
+        Type::INT8_ARRAY => get::<Vec<Option<i64>>>(ty, raw)?.map(|v| {
             array_text(
                 v.into_iter()
                     .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
             )
         }),
-        Type::OID_ARRAY => get::<Vec<Option<u32>>>(row, i)?.map(|v| {
+        Type::OID_ARRAY => get::<Vec<Option<u32>>>(ty, raw)?.map(|v| {
             array_text(
                 v.into_iter()
                     .map(|e| e.map_or("NULL".into(), |n| n.to_string())),
             )
         }),
-        _ => get::<String>(row, i)?,
+        // A record: the field count, then each field's type OID, length (-1: NULL) and
+        // bytes; printed as `record_out` does.
+        Type::RECORD => Some(record_text(raw)?),
+        Type::RECORD_ARRAY => Some(array_of_records_text(raw)?),
+        _ => get::<String>(ty, raw)?,
     };
-    Ok(match s {
-        None => "NULL".to_string(),
-        Some(s) if s.is_empty() => "(empty)".to_string(),
-        Some(s) => s,
-    })
+    Ok(s.unwrap_or_default())
+}
+
+/// A one-dimensional binary array of records: ndim, has-nulls, element OID, length,
+/// lower bound, then each element's length (-1: NULL) and bytes.
+fn array_of_records_text(raw: &[u8]) -> Result<String, DbError> {
+    let short = || DbError("short array".into());
+    let word = |at: usize| -> Result<i32, DbError> {
+        raw.get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(short)
+    };
+    if word(0)? == 0 {
+        return Ok("{}".into());
+    }
+    let n = word(12)?;
+    let mut at = 20;
+    let mut items = Vec::new();
+    for _ in 0..n {
+        let len = word(at)?;
+        at += 4;
+        if len < 0 {
+            items.push("NULL".to_string());
+            continue;
+        }
+        let bytes = raw.get(at..at + len as usize).ok_or_else(short)?;
+        at += len as usize;
+        items.push(quoted_element(&record_text(bytes)?));
+    }
+    Ok(array_text(items.into_iter()))
+}
+
+fn record_text(raw: &[u8]) -> Result<String, DbError> {
+    let short = || DbError("short record".into());
+    let word = |at: usize| -> Result<[u8; 4], DbError> {
+        raw.get(at..at + 4)
+            .map(|b| [b[0], b[1], b[2], b[3]])
+            .ok_or_else(short)
+    };
+    let n = i32::from_be_bytes(word(0)?);
+    let mut at = 4;
+    let mut parts = Vec::new();
+    for _ in 0..n {
+        let oid = u32::from_be_bytes(word(at)?);
+        let len = i32::from_be_bytes(word(at + 4)?);
+        at += 8;
+        if len < 0 {
+            parts.push(String::new());
+            continue;
+        }
+        let bytes = raw.get(at..at + len as usize).ok_or_else(short)?;
+        at += len as usize;
+        let fty = Type::from_oid(oid).ok_or_else(|| DbError(format!("record field type {oid}")))?;
+        let t = binary_text(&fty, bytes)?;
+        let plain = !t.is_empty()
+            && !t
+                .chars()
+                .any(|c| matches!(c, ',' | '(' | ')' | '"' | '\\') || c.is_whitespace());
+        parts.push(if plain {
+            t
+        } else {
+            format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\"\""))
+        });
+    }
+    Ok(format!("({})", parts.join(",")))
 }
 
 /// A text array element as Postgres prints it: quoted when empty, `NULL`-like, or holding

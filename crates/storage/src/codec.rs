@@ -36,6 +36,9 @@ pub fn is_storable(dt: &DataType) -> bool {
     ) || matches!(dt, DataType::List(f) if **f == list_field(f.data_type())
         && !matches!(f.data_type(), DataType::List(_))
         && is_storable(f.data_type()))
+        || matches!(dt, DataType::Struct(fs) if !fs.is_empty()
+            && fs.iter().all(|f| f.is_nullable() && f.metadata().is_empty()
+                && is_storable(f.data_type())))
 }
 
 /// The element field of a stored array of `elem` (`INT[]`): the one DataFusion's array
@@ -70,8 +73,33 @@ pub fn storable_type(dt: &DataType) -> Option<DataType> {
             }
             DataType::List(Arc::new(list_field(&elem)))
         }
+        // A struct's fields keep their names; each is nullable, as a declared
+        // `STRUCT<…>` column's are, so computed and stored structs have one type.
+        DataType::Struct(fs) if !fs.is_empty() => DataType::Struct(
+            fs.iter()
+                .map(|f| {
+                    storable_type(f.data_type())
+                        .map(|t| datafusion::arrow::datatypes::Field::new(f.name(), t, true))
+                })
+                .collect::<Option<Vec<_>>>()?
+                .into(),
+        ),
         _ => return None,
     })
+}
+
+/// A (non-NULL) struct value of type `Struct(fields)` from its field values.
+pub fn struct_value(
+    fields: &datafusion::arrow::datatypes::Fields,
+    values: Vec<ScalarValue>,
+) -> Result<ScalarValue, String> {
+    let columns = values
+        .iter()
+        .map(|v| v.to_array().map_err(|e| format!("struct field: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let a = datafusion::arrow::array::StructArray::try_new(fields.clone(), columns, None)
+        .map_err(|e| format!("struct: {e}"))?;
+    Ok(ScalarValue::Struct(Arc::new(a)))
 }
 
 /// Appends the encoding of `v` to `out`.
@@ -132,6 +160,15 @@ pub fn encode_value(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), StorageErr
         ScalarValue::List(a) => encode_elements(&a.value(0), out)?,
         ScalarValue::LargeList(a) => encode_elements(&a.value(0), out)?,
         ScalarValue::FixedSizeList(a) => encode_elements(&a.value(0), out)?,
+        // A struct: its fields in order, each with its null flag (so structs sort field
+        // by field, as Postgres compares records).
+        ScalarValue::Struct(a) => {
+            for col in a.columns() {
+                let v = ScalarValue::try_from_array(col, 0)
+                    .map_err(|e| StorageError::Unsupported(e.to_string()))?;
+                encode_value(&v, out)?;
+            }
+        }
         other => {
             return Err(StorageError::Unsupported(format!(
                 "cannot store values of type {}",
@@ -398,6 +435,13 @@ impl<'a> Decoder<'a> {
                     f.is_nullable(),
                 ))
             }
+            DataType::Struct(fs) => {
+                let values = fs
+                    .iter()
+                    .map(|f| self.value(f.data_type()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                struct_value(fs, values).map_err(StorageError::Corrupt)?
+            }
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
                 let bytes = self.bytes()?;
                 let s = String::from_utf8(bytes)
@@ -545,6 +589,65 @@ mod tests {
         roundtrip(
             ScalarValue::try_from(DataType::List(Arc::new(list_field(&DataType::Int32)))).unwrap(),
         );
+    }
+
+    fn person(name: Option<&str>, age: Option<i32>) -> ScalarValue {
+        use datafusion::arrow::array::{Int32Array, StringArray};
+        use datafusion::arrow::datatypes::Field;
+        let a = datafusion::arrow::array::StructArray::new(
+            vec![
+                Field::new("name", DataType::Utf8, true),
+                Field::new("age", DataType::Int32, true),
+            ]
+            .into(),
+            vec![
+                Arc::new(StringArray::from(vec![name])) as ArrayRef,
+                Arc::new(Int32Array::from(vec![age])),
+            ],
+            None,
+        );
+        ScalarValue::Struct(Arc::new(a))
+    }
+
+    /// Structs round-trip (NULL fields and a NULL struct too), nest, and sort field by
+    /// field.
+    #[test]
+    fn structs_roundtrip_and_sort() {
+        roundtrip(person(Some("ann"), Some(30)));
+        roundtrip(person(None, Some(1)));
+        roundtrip(ScalarValue::try_from(person(None, None).data_type()).unwrap());
+        let order = [
+            person(None, None),
+            person(Some("ann"), None),
+            person(Some("ann"), Some(2)),
+            person(Some("ann"), Some(10)),
+            person(Some("bob"), Some(1)),
+        ];
+        for w in order.windows(2) {
+            assert!(enc(w[0].clone()) < enc(w[1].clone()), "{w:?}");
+        }
+        let t = person(None, None).data_type();
+        assert!(is_storable(&t));
+        let DataType::Struct(fs) = &t else {
+            unreachable!()
+        };
+        let view: Vec<_> = fs
+            .iter()
+            .map(|f| datafusion::arrow::datatypes::Field::new(f.name(), DataType::Utf8View, false))
+            .collect();
+        let view = DataType::Struct(view.into());
+        assert!(!is_storable(&view));
+        let DataType::Struct(stored) = storable_type(&view).unwrap() else {
+            unreachable!()
+        };
+        assert!(stored
+            .iter()
+            .all(|f| f.is_nullable() && f.data_type() == &DataType::Utf8));
+        roundtrip(ScalarValue::List(ScalarValue::new_list(
+            &[person(Some("x"), None)],
+            &t,
+            true,
+        )));
     }
 
     fn int_list(v: &[Option<i32>]) -> ScalarValue {

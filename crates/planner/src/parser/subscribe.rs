@@ -8,8 +8,8 @@
 //! DECLARE name CURSOR [WITH HOLD] FOR SUBSCRIBE …
 //! ```
 
+use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{ObjectName, Query, Statement, Value};
-use crate::sqlparser::dialect::PostgreSqlDialect;
 use crate::sqlparser::keywords::Keyword;
 use crate::sqlparser::parser::{Parser, ParserError};
 use crate::sqlparser::tokenizer::{Token, TokenWithSpan};
@@ -154,7 +154,7 @@ pub(crate) fn parse_copy_subscribe(
         }
         tokens.push(parser.next_token());
     }
-    let copy = Parser::new(&PostgreSqlDialect {})
+    let copy = Parser::new(&FreshetDialect {})
         .with_tokens_with_locations(tokens)
         .parse_statement()?;
     Ok((sub, copy))

@@ -139,7 +139,7 @@ fn function_in_from(tf: &mut TableFactor, catalog_query: bool) {
         "(SELECT {fname}({}) AS {column}) AS {table}",
         call.join(", ")
     );
-    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let dialect = crate::sql_dialect::FreshetDialect {};
     if let Ok(derived) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_table_factor())
@@ -224,7 +224,7 @@ fn sort_keys_out_of_subqueries(q: &mut Query) {
         names.join(", "),
         outer_keys.join(", ")
     );
-    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let dialect = crate::sql_dialect::FreshetDialect {};
     if let Ok(rewritten) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_query())
@@ -1010,11 +1010,11 @@ fn array_of(q: &Query) -> Option<Expr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use crate::sql_dialect::FreshetDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
     fn rw(sql: &str) -> String {
-        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parse");
+        let mut stmts = Parser::parse_sql(&FreshetDialect {}, sql).expect("parse");
         let mut s = stmts.remove(0);
         rewrite(&mut s, &|n| n == "mine");
         s.to_string()

@@ -100,6 +100,9 @@ pub const TYPES: &[PgType] = &[
     t!(2206, "regtype", 4, true, 'N', 2211, 0, "regtype"),
     t!(2950, "uuid", 16, false, 'U', 2951, 0, "uuid"),
     t!(3802, "jsonb", -1, false, 'U', 3807, 0, "jsonb"),
+    // A struct value (RisingWave's `STRUCT<…>`) goes out as an anonymous record.
+    t!(2249, "record", -1, false, 'P', 2287, 0, "record"),
+    t!(2287, "_record", -1, false, 'A', 0, 2249, "record[]"),
     t!(1000, "_bool", -1, false, 'A', 0, 16, "boolean[]"),
     t!(1001, "_bytea", -1, false, 'A', 0, 17, "bytea[]"),
     t!(1002, "_char", -1, false, 'A', 0, 18, "\"char\"[]"),
@@ -241,6 +244,7 @@ pub fn oid_of(dt: &DataType) -> u32 {
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
             by_oid(oid_of(f.data_type())).map_or(1009, |t| t.array)
         }
+        DataType::Struct(_) => 2249,
         _ => 25,
     }
 }

@@ -1,0 +1,179 @@
+//! The SQL dialect Freshet parses: Postgres', plus RisingWave's `STRUCT<name type, …>`
+//! column type (and BigQuery-style `STRUCT(…)` constructors, which come with it in
+//! sqlparser).
+//!
+//! Every `Dialect` method Postgres' dialect overrides is forwarded to it, and
+//! [`FreshetDialect::dialect`] answers as Postgres' dialect, so sqlparser's
+//! `dialect_of!(… is PostgreSqlDialect)` checks still hold.
+
+use std::any::TypeId;
+
+use crate::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
+use crate::sqlparser::keywords::Keyword;
+use crate::sqlparser::parser::{Parser, ParserError};
+
+/// Postgres' dialect with `STRUCT` types.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FreshetDialect {}
+
+impl Dialect for FreshetDialect {
+    fn dialect(&self) -> TypeId {
+        TypeId::of::<PostgreSqlDialect>()
+    }
+
+    fn supports_struct_literal(&self) -> bool {
+        true
+    }
+
+    fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
+        PostgreSqlDialect {}.identifier_quote_style(identifier)
+    }
+
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_delimited_identifier_start(ch)
+    }
+
+    fn is_identifier_start(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_identifier_start(ch)
+    }
+
+    fn is_identifier_part(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_identifier_part(ch)
+    }
+
+    fn supports_unicode_string_literal(&self) -> bool {
+        PostgreSqlDialect {}.supports_unicode_string_literal()
+    }
+
+    fn is_reserved_for_identifier(&self, kw: Keyword) -> bool {
+        PostgreSqlDialect {}.is_reserved_for_identifier(kw)
+    }
+
+    fn is_custom_operator_part(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_custom_operator_part(ch)
+    }
+
+    fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
+        PostgreSqlDialect {}.get_next_precedence(parser)
+    }
+
+    fn supports_filter_during_aggregation(&self) -> bool {
+        PostgreSqlDialect {}.supports_filter_during_aggregation()
+    }
+
+    fn supports_group_by_expr(&self) -> bool {
+        PostgreSqlDialect {}.supports_group_by_expr()
+    }
+
+    fn prec_value(&self, prec: Precedence) -> u8 {
+        PostgreSqlDialect {}.prec_value(prec)
+    }
+
+    fn allow_extract_custom(&self) -> bool {
+        PostgreSqlDialect {}.allow_extract_custom()
+    }
+
+    fn allow_extract_single_quotes(&self) -> bool {
+        PostgreSqlDialect {}.allow_extract_single_quotes()
+    }
+
+    fn supports_create_index_with_clause(&self) -> bool {
+        PostgreSqlDialect {}.supports_create_index_with_clause()
+    }
+
+    fn supports_explain_with_utility_options(&self) -> bool {
+        PostgreSqlDialect {}.supports_explain_with_utility_options()
+    }
+
+    fn supports_listen_notify(&self) -> bool {
+        PostgreSqlDialect {}.supports_listen_notify()
+    }
+
+    fn supports_factorial_operator(&self) -> bool {
+        PostgreSqlDialect {}.supports_factorial_operator()
+    }
+
+    fn supports_bitwise_shift_operators(&self) -> bool {
+        PostgreSqlDialect {}.supports_bitwise_shift_operators()
+    }
+
+    fn supports_comment_on(&self) -> bool {
+        PostgreSqlDialect {}.supports_comment_on()
+    }
+
+    fn supports_load_extension(&self) -> bool {
+        PostgreSqlDialect {}.supports_load_extension()
+    }
+
+    fn supports_named_fn_args_with_colon_operator(&self) -> bool {
+        PostgreSqlDialect {}.supports_named_fn_args_with_colon_operator()
+    }
+
+    fn supports_named_fn_args_with_expr_name(&self) -> bool {
+        PostgreSqlDialect {}.supports_named_fn_args_with_expr_name()
+    }
+
+    fn supports_empty_projections(&self) -> bool {
+        PostgreSqlDialect {}.supports_empty_projections()
+    }
+
+    fn supports_nested_comments(&self) -> bool {
+        PostgreSqlDialect {}.supports_nested_comments()
+    }
+
+    fn supports_string_escape_constant(&self) -> bool {
+        PostgreSqlDialect {}.supports_string_escape_constant()
+    }
+
+    fn supports_numeric_literal_underscores(&self) -> bool {
+        PostgreSqlDialect {}.supports_numeric_literal_underscores()
+    }
+
+    fn supports_array_typedef_with_brackets(&self) -> bool {
+        PostgreSqlDialect {}.supports_array_typedef_with_brackets()
+    }
+
+    fn supports_geometric_types(&self) -> bool {
+        PostgreSqlDialect {}.supports_geometric_types()
+    }
+
+    fn supports_set_names(&self) -> bool {
+        PostgreSqlDialect {}.supports_set_names()
+    }
+
+    fn supports_alter_column_type_using(&self) -> bool {
+        PostgreSqlDialect {}.supports_alter_column_type_using()
+    }
+
+    fn supports_notnull_operator(&self) -> bool {
+        PostgreSqlDialect {}.supports_notnull_operator()
+    }
+
+    fn supports_interval_options(&self) -> bool {
+        PostgreSqlDialect {}.supports_interval_options()
+    }
+
+    fn supports_insert_table_alias(&self) -> bool {
+        PostgreSqlDialect {}.supports_insert_table_alias()
+    }
+
+    fn supports_create_table_like_parenthesized(&self) -> bool {
+        PostgreSqlDialect {}.supports_create_table_like_parenthesized()
+    }
+
+    fn supports_select_wildcard_with_alias(&self) -> bool {
+        PostgreSqlDialect {}.supports_select_wildcard_with_alias()
+    }
+
+    fn supports_comma_separated_trim(&self) -> bool {
+        PostgreSqlDialect {}.supports_comma_separated_trim()
+    }
+
+    fn supports_xml_expressions(&self) -> bool {
+        PostgreSqlDialect {}.supports_xml_expressions()
+    }
+
+    fn supports_comment_optimizer_hint(&self) -> bool {
+        PostgreSqlDialect {}.supports_comment_optimizer_hint()
+    }
+}
