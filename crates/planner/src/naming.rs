@@ -10,7 +10,7 @@
 use crate::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr};
 
 /// Separates the Postgres name from the uniquifying suffix in a query alias.
-const MARK: char = '\u{0}';
+pub(crate) const MARK: char = '\u{0}';
 
 /// Postgres' name for an expression in a select list.
 pub fn pg_column_name(e: &Expr) -> String {
@@ -36,8 +36,12 @@ pub fn pg_column_name(e: &Expr) -> String {
             n => n,
         },
         Expr::Nested(inner) => pg_column_name(inner),
-        // `(s).f` is named `f`, `a[1]` after `a`.
-        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+        // `(s).f` and `(s).f[1]` are named `f`, `a[1]` after `a`.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain
+            .iter()
+            .rev()
+            .find(|a| matches!(a, crate::sqlparser::ast::AccessExpr::Dot(_)))
+        {
             Some(crate::sqlparser::ast::AccessExpr::Dot(field)) => match field {
                 Expr::Identifier(i) => ident_name(i),
                 Expr::CompoundIdentifier(parts) => {
@@ -123,8 +127,15 @@ pub fn name_select_items(query: &mut Query, unique: bool) {
             {
                 continue;
             }
-            // `(s).*` names its columns after the fields.
+            // `(s).*` names its columns after the fields; in queries, a marked alias
+            // tells the expansion to make them unique.
             if crate::structs::is_fields_call(e) {
+                if unique {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::with_quote('"', format!("{MARK}{i}")),
+                    };
+                }
                 continue;
             }
             let name = pg_column_name(e);

@@ -12,6 +12,39 @@ use crate::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use crate::sqlparser::keywords::Keyword;
 use crate::sqlparser::parser::{Parser, ParserError};
 
+/// A `struct` word that starts no struct type or constructor (a column named `struct`)
+/// made a plain word: taking struct types makes sqlparser read `STRUCT` as the start of
+/// a constructor anywhere. So is a field name after `(…).`.
+pub fn struct_words(
+    mut tokens: Vec<crate::sqlparser::tokenizer::TokenWithSpan>,
+) -> Vec<crate::sqlparser::tokenizer::TokenWithSpan> {
+    use crate::sqlparser::tokenizer::Token;
+    for i in 0..tokens.len() {
+        // A field after `(…).` is a name even when it spells a keyword (`(s).user`).
+        if i >= 2 && tokens[i - 1].token == Token::Period && tokens[i - 2].token == Token::RParen {
+            if let Token::Word(w) = &mut tokens[i].token {
+                w.keyword = Keyword::NoKeyword;
+                continue;
+            }
+        }
+        let is_struct = matches!(&tokens[i].token,
+            Token::Word(w) if w.keyword == Keyword::STRUCT && w.quote_style.is_none());
+        if !is_struct {
+            continue;
+        }
+        let next = tokens[i + 1..]
+            .iter()
+            .find(|t| !matches!(t.token, Token::Whitespace(_)))
+            .map(|t| &t.token);
+        if !matches!(next, Some(Token::Lt | Token::LParen)) {
+            if let Token::Word(w) = &mut tokens[i].token {
+                w.keyword = Keyword::NoKeyword;
+            }
+        }
+    }
+    tokens
+}
+
 /// Postgres' dialect with `STRUCT` types.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FreshetDialect {}

@@ -37,7 +37,15 @@ pub fn field_names(stmt: &mut Statement) {
                 }
             }
         }
-        if let Expr::CompoundFieldAccess { access_chain, .. } = e {
+        // (`a.b[1]`, a column's subscript, is a compound identifier DataFusion reads
+        // itself.)
+        if let Expr::CompoundFieldAccess { root, access_chain } = e {
+            if matches!(
+                root.as_ref(),
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+            ) {
+                return ControlFlow::Continue(());
+            }
             let chain = std::mem::take(access_chain);
             for access in chain {
                 match access {
@@ -46,6 +54,16 @@ pub fn field_names(stmt: &mut Statement) {
                     }
                     AccessExpr::Dot(Expr::CompoundIdentifier(ids)) => {
                         access_chain.extend(ids.iter().map(|id| dot(crate::naming::ident_name(id))))
+                    }
+                    // A field named like a niladic function (`user`, `current_date`).
+                    AccessExpr::Dot(Expr::Function(f))
+                        if matches!(f.args, crate::sqlparser::ast::FunctionArguments::None)
+                            && f.name.0.len() == 1 =>
+                    {
+                        match f.name.0[0].as_ident() {
+                            Some(id) => access_chain.push(dot(crate::naming::ident_name(id))),
+                            None => access_chain.push(AccessExpr::Dot(Expr::Function(f))),
+                        }
                     }
                     other => access_chain.push(other),
                 }
@@ -153,6 +171,7 @@ fn fit(value: &mut Expr, target: &ArrowType) {
                     let mut named = Vec::with_capacity(2 * args.len());
                     for (mut arg, f) in args.into_iter().zip(fs.iter()) {
                         fit(&mut arg, f.data_type());
+                        scalar_text(&mut arg, f.data_type());
                         named.push(Expr::Value(ValueWithSpan::from(Value::SingleQuotedString(
                             f.name().clone(),
                         ))));
@@ -165,6 +184,36 @@ fn fit(value: &mut Expr, target: &ArrowType) {
             cast_text(e, target);
         }
         (e, _) => cast_text(e, target),
+    }
+}
+
+/// A string literal written into a struct's `bytea` or `jsonb` field, read as that
+/// type's text (`'\\x0102'`, a validated document), as a column of the type reads it.
+fn scalar_text(value: &mut Expr, target: &ArrowType) {
+    let is_text = matches!(
+        value,
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_),
+            ..
+        })
+    );
+    if !is_text {
+        return;
+    }
+    match target {
+        ArrowType::Binary => {
+            *value = Expr::Cast {
+                kind: crate::sqlparser::ast::CastKind::DoubleColon,
+                expr: Box::new(value.clone()),
+                data_type: crate::sqlparser::ast::DataType::Bytea,
+                array: false,
+                format: None,
+            }
+        }
+        ArrowType::LargeUtf8 => {
+            *value = call(crate::jsonb::CAST_FUNCTION, vec![value.clone()]);
+        }
+        _ => {}
     }
 }
 
@@ -303,6 +352,7 @@ impl datafusion::optimizer::AnalyzerRule for PositionalCasts {
         _config: &datafusion::common::config::ConfigOptions,
     ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
         use datafusion::common::tree_node::TreeNode;
+        refuse_struct_min_max(&plan)?;
         plan.transform_up_with_subqueries(|plan| {
             let schema = datafusion::logical_expr::utils::merge_schema(&plan.inputs());
             plan.map_expressions(|e| e.transform_up(|e| positional(e, &schema)))
@@ -313,6 +363,40 @@ impl datafusion::optimizer::AnalyzerRule for PositionalCasts {
     fn name(&self) -> &str {
         "freshet_positional_struct_casts"
     }
+}
+
+/// `min`/`max` of a struct is refused: Postgres has none, and DataFusion's compares
+/// structs otherwise than their stored order.
+fn refuse_struct_min_max(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr as DfExpr, ExprSchemable, LogicalPlan};
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Aggregate(agg) = node {
+            let schema = agg.input.schema();
+            for e in &agg.aggr_expr {
+                e.apply(|x| {
+                    if let DfExpr::AggregateFunction(f) = x {
+                        let name = f.func.name();
+                        if matches!(name, "min" | "max")
+                            && f.params
+                                .args
+                                .iter()
+                                .any(|a| matches!(a.get_type(schema), Ok(ArrowType::Struct(_))))
+                        {
+                            return Err(datafusion::error::DataFusionError::NotImplemented(
+                                format!("{name}() of a struct: take it of a field ({name}((s).f))"),
+                            ));
+                        }
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })?;
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(())
 }
 
 fn positional(
@@ -488,23 +572,34 @@ pub async fn expand_fields(
         let mut fields = types.next().unwrap_or_default().into_iter();
         let mut items = Vec::with_capacity(select.projection.len());
         for item in std::mem::take(&mut select.projection) {
-            let arg = match &item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    fields_arg(e).cloned()
-                }
-                _ => None,
+            let (arg, mark) = match &item {
+                SelectItem::UnnamedExpr(e) => (fields_arg(e).cloned(), None),
+                // In a query, `naming` marks the call: its columns get unique aliases (a
+                // field may share a column's name), shown without the mark.
+                SelectItem::ExprWithAlias { expr: e, alias } => (
+                    fields_arg(e).cloned(),
+                    alias
+                        .value
+                        .contains(crate::naming::MARK)
+                        .then(|| alias.value.clone()),
+                ),
+                _ => (None, None),
             };
             let Some((arg, fs)) = arg.and_then(|arg| Some((arg, fields.next()?))) else {
                 items.push(item);
                 continue;
             };
-            for f in fs.iter() {
+            for (j, f) in fs.iter().enumerate() {
+                let alias = match &mark {
+                    Some(m) => format!("{}{m}.{j}", f.name()),
+                    None => f.name().clone(),
+                };
                 items.push(SelectItem::ExprWithAlias {
                     expr: Expr::CompoundFieldAccess {
                         root: Box::new(Expr::Nested(Box::new(arg.clone()))),
                         access_chain: vec![dot(f.name().clone())],
                     },
-                    alias: crate::sqlparser::ast::Ident::with_quote('"', f.name().clone()),
+                    alias: crate::sqlparser::ast::Ident::with_quote('"', alias),
                 });
             }
         }

@@ -160,13 +160,18 @@ pub fn encode_value(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), StorageErr
         ScalarValue::List(a) => encode_elements(&a.value(0), out)?,
         ScalarValue::LargeList(a) => encode_elements(&a.value(0), out)?,
         ScalarValue::FixedSizeList(a) => encode_elements(&a.value(0), out)?,
-        // A struct: its fields in order, each with its null flag (so structs sort field
-        // by field, as Postgres compares records).
+        // A struct: its fields in order (so structs sort field by field, as Postgres
+        // orders records).
+        // A NULL field is `0x02`, after every value, as Postgres orders records.
         ScalarValue::Struct(a) => {
             for col in a.columns() {
                 let v = ScalarValue::try_from_array(col, 0)
                     .map_err(|e| StorageError::Unsupported(e.to_string()))?;
-                encode_value(&v, out)?;
+                if v.is_null() {
+                    out.push(2);
+                } else {
+                    encode_value(&v, out)?;
+                }
             }
         }
         other => {
@@ -436,10 +441,17 @@ impl<'a> Decoder<'a> {
                 ))
             }
             DataType::Struct(fs) => {
-                let values = fs
-                    .iter()
-                    .map(|f| self.value(f.data_type()))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut values = Vec::with_capacity(fs.len());
+                for f in fs.iter() {
+                    values.push(if self.remaining().first() == Some(&2) {
+                        self.pos += 1;
+                        ScalarValue::try_from(f.data_type()).map_err(|e| {
+                            StorageError::Corrupt(format!("null of {}: {e}", f.data_type()))
+                        })?
+                    } else {
+                        self.value(f.data_type())?
+                    });
+                }
                 struct_value(fs, values).map_err(StorageError::Corrupt)?
             }
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
@@ -616,12 +628,15 @@ mod tests {
         roundtrip(person(Some("ann"), Some(30)));
         roundtrip(person(None, Some(1)));
         roundtrip(ScalarValue::try_from(person(None, None).data_type()).unwrap());
+        // A NULL struct first; NULL fields after every value.
         let order = [
-            person(None, None),
-            person(Some("ann"), None),
+            ScalarValue::try_from(person(None, None).data_type()).unwrap(),
             person(Some("ann"), Some(2)),
             person(Some("ann"), Some(10)),
+            person(Some("ann"), None),
             person(Some("bob"), Some(1)),
+            person(None, Some(1)),
+            person(None, None),
         ];
         for w in order.windows(2) {
             assert!(enc(w[0].clone()) < enc(w[1].clone()), "{w:?}");
