@@ -8,6 +8,7 @@
 //!   streaming plan (incremental operators);
 //! - [`window`]: `TUMBLE`/`HOP`; [`temporal`]: `now()` in a view's filters.
 
+pub mod asof;
 pub mod catalog;
 pub mod complexity;
 pub mod context;

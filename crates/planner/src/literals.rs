@@ -156,6 +156,7 @@ fn refuse_ordinality<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
 /// Rewrites the literals and calls of `node` (a statement or a query) in place.
 pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
     refuse_ordinality(node)?;
+    crate::asof::rewrite(node)?;
     crate::json_aggs::normalize(node)?;
     crate::lateral_sets::normalize(node);
     crate::json_sets::normalize(node);

@@ -224,7 +224,9 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, &e.message, Some(e.location)))?;
     let tokens = crate::sql_dialect::struct_words(tokens);
-    let tokens = crate::structs::star_fields(drop_trailing_commas(rewrite_lookups(tokens)));
+    let tokens = crate::asof::mark(crate::structs::star_fields(drop_trailing_commas(
+        rewrite_lookups(tokens),
+    )));
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {

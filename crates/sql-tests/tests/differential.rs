@@ -351,6 +351,19 @@ const VIEWS: &[ViewSpec] = &[
                 (SELECT max(b.w) FROM b WHERE b.k = a.k AND b.w <= a.v) AS m FROM a",
         over_tables: None,
     },
+    // ASOF joins (rewritten into joins through each left key and time's match).
+    ViewSpec {
+        name: "ab_asof",
+        query: "SELECT a.id, b.id AS bid, b.w FROM a ASOF LEFT JOIN b \
+                ON a.k = b.k AND a.v >= b.w",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "ab_asof_after",
+        query: "SELECT b.k, count(*) AS n, min(a.id) AS first_id FROM a ASOF JOIN b \
+                ON b.k = a.k AND b.w > a.v AND b.id > 3 GROUP BY b.k",
+        over_tables: None,
+    },
     // Bit aggregates: per-bit counts, exact under deletes.
     ViewSpec {
         name: "a_bits",
