@@ -31,7 +31,10 @@ use crate::sqlparser::parser::Parser;
 use crate::sqlparser::tokenizer::{Token, TokenWithSpan};
 use crate::PlannerError;
 
-/// `ASOF [LEFT [OUTER]] JOIN r … ON` → `ASOF JOIN r … MATCH_CONDITION (TRUE|FALSE) ON`.
+/// `ASOF [LEFT [OUTER]] JOIN r … ON` → `ASOF JOIN r … MATCH_CONDITION (TRUE|FALSE) ON`;
+/// Snowflake's `ASOF JOIN r MATCH_CONDITION (c) ON …` (an outer join, as Snowflake's is)
+/// → `ASOF JOIN r MATCH_CONDITION (FALSE) ON (c) AND …`. An `asof` after `.` or `AS`
+/// is a name.
 pub fn mark(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
     let significant = |tokens: &[TokenWithSpan], from: usize| {
@@ -44,54 +47,118 @@ pub fn mark(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             i += 1;
             continue;
         }
-        // LEFT [OUTER] out of the way.
-        let mut left = false;
+        let before = (0..i)
+            .rev()
+            .find(|&k| !matches!(out[k].token, Token::Whitespace(_)));
+        if before.is_some_and(|k| out[k].token == Token::Period || word(&out[k], Keyword::AS)) {
+            i += 1;
+            continue;
+        }
+        // `ASOF [LEFT [OUTER]] JOIN`, else a name.
         let mut j = significant(&out, i + 1);
+        let mut left = None;
         if let Some(k) = j.filter(|&k| word(&out[k], Keyword::LEFT)) {
-            left = true;
-            out.remove(k);
-            j = significant(&out, k);
-            if let Some(k) = j.filter(|&k| word(&out[k], Keyword::OUTER)) {
-                out.remove(k);
-                j = significant(&out, k);
+            let mut end = k;
+            j = significant(&out, k + 1);
+            if let Some(o) = j.filter(|&o| word(&out[o], Keyword::OUTER)) {
+                end = o;
+                j = significant(&out, o + 1);
             }
+            left = Some(k..end + 1);
         }
         let Some(join) = j.filter(|&k| word(&out[k], Keyword::JOIN)) else {
             i += 1;
             continue;
         };
-        // The first ON after the relation, outside parentheses; none if the statement
-        // already names its MATCH_CONDITION (Snowflake's form).
+        // The first ON (or USING), or Snowflake's MATCH_CONDITION, after the relation,
+        // outside parentheses.
         let mut depth = 0usize;
-        let mut on = None;
+        let mut found = None;
         for (k, t) in out.iter().enumerate().skip(join + 1) {
             match &t.token {
                 Token::LParen => depth += 1,
                 Token::RParen => depth = depth.saturating_sub(1),
                 Token::SemiColon => break,
-                Token::Word(w) if depth == 0 && w.keyword == Keyword::MATCH_CONDITION => break,
-                Token::Word(w) if depth == 0 && w.keyword == Keyword::ON => {
-                    on = Some(k);
+                Token::Word(w)
+                    if depth == 0
+                        && matches!(
+                            w.keyword,
+                            Keyword::ON | Keyword::USING | Keyword::MATCH_CONDITION
+                        ) =>
+                {
+                    found = Some((k, w.keyword));
                     break;
                 }
                 _ => {}
             }
         }
-        if let Some(on) = on {
-            let span = out[on].span;
-            let t = |token: Token| TokenWithSpan { token, span };
-            let inserted = [
+        let span = out[i].span;
+        let t = |token: Token| TokenWithSpan { token, span };
+        let space = || {
+            t(Token::Whitespace(
+                crate::sqlparser::tokenizer::Whitespace::Space,
+            ))
+        };
+        let flag = |outer: bool| {
+            [
                 t(Token::make_keyword("MATCH_CONDITION")),
                 t(Token::LParen),
-                t(Token::make_keyword(if left { "FALSE" } else { "TRUE" })),
+                t(Token::make_keyword(if outer { "FALSE" } else { "TRUE" })),
                 t(Token::RParen),
-                t(Token::Whitespace(
-                    crate::sqlparser::tokenizer::Whitespace::Space,
-                )),
-            ];
-            out.splice(on..on, inserted);
+                space(),
+            ]
+        };
+        match found {
+            Some((at, Keyword::MATCH_CONDITION)) => {
+                // Its parenthesised condition moves into ON.
+                let Some(open) =
+                    significant(&out, at + 1).filter(|&k| out[k].token == Token::LParen)
+                else {
+                    i += 1;
+                    continue;
+                };
+                let mut depth = 0usize;
+                let close = (open..out.len()).find(|&k| match out[k].token {
+                    Token::LParen => {
+                        depth += 1;
+                        false
+                    }
+                    Token::RParen => {
+                        depth -= 1;
+                        depth == 0
+                    }
+                    _ => false,
+                });
+                let Some(close) = close else {
+                    i += 1;
+                    continue;
+                };
+                let condition: Vec<TokenWithSpan> = out[open..=close].to_vec();
+                let on = significant(&out, close + 1).filter(|&k| word(&out[k], Keyword::ON));
+                let mut moved = condition;
+                match on {
+                    Some(on) => {
+                        moved.extend([space(), t(Token::make_keyword("AND")), space()]);
+                        out.splice(on + 1..on + 1, std::iter::once(space()).chain(moved));
+                    }
+                    None => {
+                        let mut with_on = vec![space(), t(Token::make_keyword("ON")), space()];
+                        with_on.extend(moved);
+                        out.splice(close + 1..close + 1, with_on);
+                    }
+                }
+                out.splice(at..=close, flag(true));
+            }
+            Some((at, _)) => {
+                out.splice(at..at, flag(left.is_some()));
+            }
+            None => {}
         }
-        i = join + 1;
+        // LEFT [OUTER] out of the way (before the positions above, so removed last).
+        if let Some(range) = left {
+            out.drain(range);
+        }
+        i += 1;
     }
     out
 }
@@ -146,11 +213,106 @@ fn unsupported(what: &str) -> PlannerError {
     PlannerError::Unsupported(format!("ASOF JOIN {what}"))
 }
 
+/// Before binding: a `*` leaves out the columns of the rewrite's matched times (`t.*`
+/// names another relation anyway). Not at parse time: stored SQL has no `EXCLUDE`.
+pub fn hide_matched_times(stmt: &mut crate::sqlparser::ast::Statement) {
+    struct Hide;
+    impl VisitorMut for Hide {
+        type Break = ();
+        fn post_visit_query(&mut self, q: &mut Query) -> std::ops::ControlFlow<()> {
+            if let SetExpr::Select(select) = q.body.as_mut() {
+                let mut helpers = Vec::new();
+                for from in &select.from {
+                    matched_columns(&from.relation, &mut helpers);
+                    for j in &from.joins {
+                        matched_columns(&j.relation, &mut helpers);
+                    }
+                }
+                exclude_from_wildcards(&mut select.projection, &helpers);
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Hide);
+}
+
+/// The columns of a matched-times relation the rewrite added (alias `__freshet_asof<n>`).
+fn matched_columns(t: &TableFactor, out: &mut Vec<String>) {
+    use crate::sqlparser::ast::SelectItem;
+    match t {
+        TableFactor::Derived {
+            subquery,
+            alias: Some(alias),
+            ..
+        } if alias.name.value.starts_with("__freshet_asof") => {
+            if let SetExpr::Select(select) = subquery.body.as_ref() {
+                for item in &select.projection {
+                    match item {
+                        SelectItem::ExprWithAlias { alias, .. } => out.push(alias.value.clone()),
+                        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                            if let Some(last) = parts.last() {
+                                out.push(last.value.clone());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => {
+            for j in &table_with_joins.joins {
+                matched_columns(&j.relation, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn exclude_from_wildcards(
+    projection: &mut [crate::sqlparser::ast::SelectItem],
+    helpers: &[String],
+) {
+    use crate::sqlparser::ast::{ExcludeSelectItem, Ident, ObjectName, SelectItem};
+    if helpers.is_empty() {
+        return;
+    }
+    for item in projection {
+        if let SelectItem::Wildcard(opts) = item {
+            let mut names: Vec<ObjectName> = match opts.opt_exclude.take() {
+                Some(ExcludeSelectItem::Single(n)) => vec![n],
+                Some(ExcludeSelectItem::Multiple(ns)) => ns,
+                None => Vec::new(),
+            };
+            names.extend(
+                helpers
+                    .iter()
+                    .map(|h| ObjectName::from(vec![Ident::new(h)])),
+            );
+            opts.opt_exclude = Some(ExcludeSelectItem::Multiple(names));
+        }
+    }
+}
+
 fn rewrite_joins(
     relation: &mut TableFactor,
     joins: &mut Vec<Join>,
     next: &mut usize,
 ) -> Result<(), PlannerError> {
+    // Parenthesised joins first.
+    for t in std::iter::once(&mut *relation).chain(joins.iter_mut().map(|j| &mut j.relation)) {
+        if let TableFactor::NestedJoin {
+            table_with_joins, ..
+        } = t
+        {
+            rewrite_joins(
+                &mut table_with_joins.relation,
+                &mut table_with_joins.joins,
+                next,
+            )?;
+        }
+    }
     let Some(at) = joins
         .iter()
         .position(|j| matches!(j.join_operator, JoinOperator::AsOf { .. }))
@@ -170,6 +332,9 @@ fn rewrite_joins(
     else {
         return Ok(());
     };
+    if matches!(join.relation, TableFactor::Derived { lateral: true, .. }) {
+        return Err(unsupported("of a LATERAL subquery"));
+    }
     let left_name = factor_name(relation).ok_or_else(|| unsupported("needs a named left side"))?;
     let right_name =
         factor_name(&join.relation).ok_or_else(|| unsupported("needs a named right side"))?;
@@ -259,7 +424,9 @@ fn rewrite_joins(
     };
     let alias = format!("__freshet_asof{}", *next);
     *next += 1;
-    let key_cols: Vec<String> = (0..keys.len()).map(|i| format!("__k{i}")).collect();
+    // Column names no other relation has, so that `*` can leave them out by name.
+    let key_cols: Vec<String> = (0..keys.len()).map(|i| format!("{alias}_k{i}")).collect();
+    let (t_col, m_col) = (format!("{alias}_t"), format!("{alias}_m"));
     let distinct = keys
         .iter()
         .zip(&key_cols)
@@ -270,7 +437,7 @@ fn rewrite_joins(
         .iter()
         .zip(&key_cols)
         .map(|((_, r), k)| format!("{r} = __o.{k}"))
-        .chain(std::iter::once(format!("{rt} {cmp} __o.__t")))
+        .chain(std::iter::once(format!("{rt} {cmp} __o.{t_col}")))
         .chain(filters.iter().map(|f| f.to_string()))
         .collect::<Vec<_>>()
         .join(" AND ");
@@ -280,22 +447,22 @@ fn rewrite_joins(
         .collect::<Vec<_>>()
         .join(", ");
     let matched = format!(
-        "(SELECT {groups}, __o.__t, {agg}({rt}) AS __m \
-         FROM (SELECT DISTINCT {distinct}, {lt} AS __t FROM {relation}) AS __o \
-         JOIN {right} ON {candidate} GROUP BY {groups}, __o.__t) AS {alias}",
+        "(SELECT {groups}, __o.{t_col}, {agg}({rt}) AS {m_col} \
+         FROM (SELECT DISTINCT {distinct}, {lt} AS {t_col} FROM {relation}) AS __o \
+         JOIN {right} ON {candidate} GROUP BY {groups}, __o.{t_col}) AS {alias}",
         right = join.relation,
     );
     let to_matched = keys
         .iter()
         .zip(&key_cols)
         .map(|((l, _), k)| format!("{alias}.{k} = {l}"))
-        .chain(std::iter::once(format!("{alias}.__t = {lt}")))
+        .chain(std::iter::once(format!("{alias}.{t_col} = {lt}")))
         .collect::<Vec<_>>()
         .join(" AND ");
     let to_right = keys
         .iter()
         .map(|(l, r)| format!("{l} = {r}"))
-        .chain(std::iter::once(format!("{rt} = {alias}.__m")))
+        .chain(std::iter::once(format!("{rt} = {alias}.{m_col}")))
         .chain(filters.iter().map(|f| f.to_string()))
         .collect::<Vec<_>>()
         .join(" AND ");
@@ -378,17 +545,7 @@ fn split_and(e: Expr, out: &mut Vec<Expr>) {
             split_and(*left, out);
             split_and(*right, out);
         }
-        Expr::Nested(inner)
-            if matches!(
-                inner.as_ref(),
-                Expr::BinaryOp {
-                    op: BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            split_and(*inner, out)
-        }
+        Expr::Nested(inner) => split_and(*inner, out),
         other => out.push(other),
     }
 }

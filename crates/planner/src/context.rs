@@ -154,6 +154,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         insert.on = None;
         insert.table_alias = None;
     }
+    crate::asof::hide_matched_times(&mut stmt);
     crate::structs::expand_fields(ctx, &mut stmt).await?;
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     crate::using_join::rewrite(&mut stmt)?;

@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::DataType as ArrowType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
 
+use crate::pg_catalog::rewrite::call;
 use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{
     AccessExpr, AssignmentTarget, Expr, SetExpr, Statement, TableFactor, TableObject, Value,
@@ -240,29 +241,6 @@ fn row_args(e: &Expr) -> Option<Vec<Expr>> {
         }
         _ => None,
     }
-}
-
-fn call(name: &str, args: Vec<Expr>) -> Expr {
-    use crate::sqlparser::ast::{
-        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName,
-    };
-    Expr::Function(Function {
-        name: ObjectName::from(vec![crate::sqlparser::ast::Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
 }
 
 /// `value` cast to `target` when it is a string literal and `target` holds structs.

@@ -533,7 +533,8 @@ fn wrap_in_max(q: &mut Query) {
     });
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// A call of function `name` on `args`.
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(ast::Function {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
         uses_odbc_syntax: false,
