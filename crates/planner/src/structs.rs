@@ -394,11 +394,19 @@ fn positional(
     else {
         return Ok(Transformed::no(e));
     };
-    if from.len() != to.len()
-        || from
-            .iter()
-            .zip(to.iter())
-            .all(|(a, b)| a.name() == b.name())
+    // Postgres casts records of the same number of fields only (DataFusion would drop
+    // or pad fields by name).
+    if from.len() != to.len() {
+        return Err(datafusion::error::DataFusionError::NotImplemented(format!(
+            "cast of a struct of {} fields to a struct of {} fields",
+            from.len(),
+            to.len()
+        )));
+    }
+    if from
+        .iter()
+        .zip(to.iter())
+        .all(|(a, b)| a.name() == b.name())
     {
         return Ok(Transformed::no(e));
     }
