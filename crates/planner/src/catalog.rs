@@ -149,18 +149,7 @@ impl SqlType {
             SqlType::Jsonb => "jsonb".into(),
             SqlType::Array(elem) => format!("{}[]", elem.pg_name()),
             // RisingWave's spelling (Postgres has no anonymous struct types).
-            SqlType::Struct(fields) => format!(
-                "struct<{}>",
-                fields
-                    .iter()
-                    .map(|f| format!(
-                        "{} {}",
-                        crate::pg_catalog::functions::quote_ident(&f.name),
-                        f.ty.pg_name()
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            SqlType::Struct(fields) => format!("struct<{}>", field_list(fields, SqlType::pg_name)),
         }
     }
 }
@@ -171,21 +160,25 @@ impl SqlType {
     pub fn sql_name(&self) -> String {
         match self {
             SqlType::Array(elem) => format!("{}[]", elem.sql_name()),
-            SqlType::Struct(fields) => format!(
-                "STRUCT<{}>",
-                fields
-                    .iter()
-                    .map(|f| format!(
-                        "{} {}",
-                        crate::pg_catalog::functions::quote_ident(&f.name),
-                        f.ty.sql_name()
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            SqlType::Struct(fields) => format!("STRUCT<{}>", field_list(fields, SqlType::sql_name)),
             other => other.pg_name().to_uppercase(),
         }
     }
+}
+
+/// A struct's fields as `name type, …`, each type written by `type_name`.
+fn field_list(fields: &[StructField], type_name: fn(&SqlType) -> String) -> String {
+    fields
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                crate::pg_catalog::functions::quote_ident(&f.name),
+                type_name(&f.ty)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A `STRUCT<name type, …>` type: every field named, names unique.

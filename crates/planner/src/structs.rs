@@ -191,13 +191,7 @@ fn fit(value: &mut Expr, target: &ArrowType) {
 /// A string literal written into a struct's `bytea` or `jsonb` field, read as that
 /// type's text (`'\\x0102'`, a validated document), as a column of the type reads it.
 fn scalar_text(value: &mut Expr, target: &ArrowType) {
-    let is_text = matches!(
-        value,
-        Expr::Value(ValueWithSpan {
-            value: Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_),
-            ..
-        })
-    );
+    let is_text = is_string_literal(value);
     if !is_text {
         return;
     }
@@ -245,13 +239,7 @@ fn row_args(e: &Expr) -> Option<Vec<Expr>> {
 
 /// `value` cast to `target` when it is a string literal and `target` holds structs.
 fn cast_text(value: &mut Expr, target: &ArrowType) {
-    let is_text = matches!(
-        value,
-        Expr::Value(ValueWithSpan {
-            value: Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_),
-            ..
-        })
-    );
+    let is_text = is_string_literal(value);
     if !holds_struct(target) || !is_text {
         return;
     }
@@ -271,6 +259,16 @@ fn cast_text(value: &mut Expr, target: &ArrowType) {
         array: false,
         format: None,
     };
+}
+
+fn is_string_literal(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_),
+            ..
+        })
+    )
 }
 
 fn holds_struct(t: &ArrowType) -> bool {

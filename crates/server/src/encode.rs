@@ -321,14 +321,7 @@ impl ToSql for PgValue {
                 out.put_i32(items.len() as i32);
                 out.put_i32(1);
                 for v in items {
-                    let mut b = BytesMut::new();
-                    match v.to_sql(elem, &mut b)? {
-                        IsNull::Yes => out.put_i32(-1),
-                        IsNull::No => {
-                            out.put_i32(b.len() as i32);
-                            out.put_slice(&b);
-                        }
-                    }
+                    put_sized(v, elem, out)?;
                 }
                 Ok(IsNull::No)
             }
@@ -338,14 +331,7 @@ impl ToSql for PgValue {
                 out.put_i32(fields.len() as i32);
                 for (ty, v) in fields {
                     out.put_u32(ty.oid());
-                    let mut b = BytesMut::new();
-                    match v.to_sql(ty, &mut b)? {
-                        IsNull::Yes => out.put_i32(-1),
-                        IsNull::No => {
-                            out.put_i32(b.len() as i32);
-                            out.put_slice(&b);
-                        }
-                    }
+                    put_sized(v, ty, out)?;
                 }
                 Ok(IsNull::No)
             }
@@ -357,6 +343,24 @@ impl ToSql for PgValue {
     }
 
     postgres_types::to_sql_checked!();
+}
+
+/// `v` in binary after its length (-1 for NULL), as array elements and record fields
+/// are sent.
+fn put_sized(
+    v: &PgValue,
+    ty: &Type,
+    out: &mut BytesMut,
+) -> Result<(), Box<dyn Error + Sync + Send>> {
+    let mut b = BytesMut::new();
+    match v.to_sql(ty, &mut b)? {
+        IsNull::Yes => out.put_i32(-1),
+        IsNull::No => {
+            out.put_i32(b.len() as i32);
+            out.put_slice(&b);
+        }
+    }
+    Ok(())
 }
 
 /// The value at `row` of `array`.
