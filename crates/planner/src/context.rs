@@ -162,6 +162,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     crate::scalar_subqueries::rewrite(&mut stmt);
     crate::structs::field_names(&mut stmt);
     crate::structs::record_texts(ctx, &mut stmt).await;
+    crate::corresponding::resolve(ctx, &mut stmt).await?;
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
     let plan = ctx.state().statement_to_plan(stmt).await?;
     let plan = crate::set_ops::count_copies(plan)?;

@@ -12,6 +12,7 @@ pub mod asof;
 pub mod catalog;
 pub mod complexity;
 pub mod context;
+pub mod corresponding;
 pub mod dialect;
 pub mod guarded_udfs;
 pub mod hll_udaf;

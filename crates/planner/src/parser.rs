@@ -227,6 +227,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
     let tokens = crate::asof::mark(crate::structs::star_fields(drop_trailing_commas(
         rewrite_lookups(tokens),
     )));
+    let (tokens, mut corresponding) = crate::corresponding::mark(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
@@ -293,6 +294,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 crate::complexity::dismantle(*cs.query);
                 return Err(e);
             }
+            crate::corresponding::place(&mut cs.query, &mut corresponding)?;
             crate::literals::normalize(&mut cs.query)?;
             crate::set_ops::check(&cs.query)?;
             out.push(Stmt::CreateSink(Box::new(cs)));
@@ -455,6 +457,7 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 crate::complexity::dismantle(stmt);
                 return Err(e);
             }
+            crate::corresponding::place(&mut stmt, &mut corresponding)?;
             crate::literals::normalize(&mut stmt)?;
             out.push(Stmt::Sql(Box::new(stmt)));
         }
@@ -466,6 +469,11 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                 Some(t.span.start),
             ));
         }
+    }
+    if !corresponding.is_empty() {
+        return Err(PlannerError::Unsupported(
+            "CORRESPONDING outside a SELECT statement, view or sink".into(),
+        ));
     }
     if out.is_empty() {
         out.push(Stmt::Empty);
@@ -545,7 +553,7 @@ fn mark_lookup(out: &mut Vec<TokenWithSpan>) {
 /// and the catalogs). The query reads the same either way.
 pub fn show_lookups(sql: &str) -> String {
     if !sql.contains(LOOKUP_PREFIX) {
-        return crate::structs::show_star_fields(sql);
+        return crate::corresponding::show(&crate::structs::show_star_fields(sql));
     }
     // Without unescaping, so that quotes inside literals and names print as stored.
     let Ok(tokens) = Tokenizer::new(&FreshetDialect {}, sql)
@@ -581,7 +589,7 @@ pub fn show_lookups(sql: &str) -> String {
         }
         out.push_str(" FOR SYSTEM_TIME AS OF PROCTIME()");
     }
-    crate::structs::show_star_fields(&out)
+    crate::corresponding::show(&crate::structs::show_star_fields(&out))
 }
 
 fn rewrite_lookups(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
