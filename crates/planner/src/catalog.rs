@@ -527,6 +527,10 @@ pub struct WatermarkDef {
     /// `watermark_idle_timeout` (default 5 s).
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// `WITH TTL`: a table's rows below its watermark are deleted from it (not from the
+    /// views over it, which never see a delete for them). A source stores no rows.
+    #[serde(default)]
+    pub ttl: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

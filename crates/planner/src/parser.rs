@@ -652,6 +652,8 @@ pub struct CreateSource {
     pub encode_options: Vec<(String, String)>,
     /// `WATERMARK FOR column AS expression`.
     pub watermark: Option<(Ident, crate::sqlparser::ast::Expr)>,
+    /// `… WITH TTL` after the watermark: a table's rows expire once it passes them.
+    pub watermark_ttl: bool,
     /// `APPEND ONLY` (tables): rows are only ever inserted.
     pub append_only: bool,
     /// `ON CONFLICT …` (tables).
@@ -861,7 +863,7 @@ fn has_table_extension(parser: &Parser) -> bool {
 fn parse_create_table_ext(parser: &mut Parser) -> Result<CreateSource, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
-    let (columns, constraints, watermark) = parse_columns(parser)?;
+    let (columns, constraints, (watermark, watermark_ttl)) = parse_columns(parser)?;
     let append_only = parse_append_only(parser)?;
     let (on_conflict, version_columns) = match parse_on_conflict(parser)? {
         Some(mode) => (Some(mode), parse_version_columns(parser)?),
@@ -878,6 +880,7 @@ fn parse_create_table_ext(parser: &mut Parser) -> Result<CreateSource, ParserErr
         encode: String::new(),
         encode_options: Vec::new(),
         watermark,
+        watermark_ttl,
         append_only,
         on_conflict,
         version_columns,
@@ -1163,7 +1166,7 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>, ParserErr
 fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
-    let (columns, constraints, watermark) = parse_columns(parser)?;
+    let (columns, constraints, (watermark, watermark_ttl)) = parse_columns(parser)?;
     let append_only = parse_append_only(parser)?;
     let mut includes = Vec::new();
     while parser.parse_keyword(Keyword::INCLUDE) {
@@ -1208,6 +1211,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
         encode,
         encode_options,
         watermark,
+        watermark_ttl,
         append_only,
         on_conflict: None,
         version_columns: Vec::new(),
@@ -1217,16 +1221,17 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource, ParserError>
 type Columns = (
     Vec<ColumnDef>,
     Vec<crate::sqlparser::ast::TableConstraint>,
-    Option<(Ident, crate::sqlparser::ast::Expr)>,
+    (Option<(Ident, crate::sqlparser::ast::Expr)>, bool),
 );
 
-/// `( column, …, [constraint, …], [WATERMARK FOR column AS expression] )`
+/// `( column, …, [constraint, …], [WATERMARK FOR column AS expression [WITH TTL]] )`
 fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
     let mut columns = Vec::new();
     let mut constraints = Vec::new();
     let mut watermark = None;
+    let mut ttl = false;
     if !parser.consume_token(&Token::LParen) || parser.consume_token(&Token::RParen) {
-        return Ok((columns, constraints, watermark));
+        return Ok((columns, constraints, (watermark, ttl)));
     }
     loop {
         if peek_words(parser, &["WATERMARK", "FOR"]) {
@@ -1235,6 +1240,11 @@ fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
             let col = parser.parse_identifier()?;
             parser.expect_keyword(Keyword::AS)?;
             let e = parser.parse_expr()?;
+            if peek_words(parser, &["WITH", "TTL"]) {
+                parser.next_token();
+                parser.next_token();
+                ttl = true;
+            }
             if watermark.replace((col, e)).is_some() {
                 return Err(ParserError::ParserError(
                     "only one WATERMARK clause is allowed".into(),
@@ -1246,7 +1256,7 @@ fn parse_columns(parser: &mut Parser) -> Result<Columns, ParserError> {
             columns.push(parser.parse_column_def()?);
         }
         if parser.consume_token(&Token::RParen) {
-            return Ok((columns, constraints, watermark));
+            return Ok((columns, constraints, (watermark, ttl)));
         }
         parser.expect_token(&Token::Comma)?;
     }

@@ -170,10 +170,11 @@ fn column(c: &ColumnDef) -> String {
 
 fn watermark(w: &WatermarkDef) -> String {
     format!(
-        "WATERMARK FOR {} AS {} - INTERVAL '{} seconds'",
+        "WATERMARK FOR {} AS {} - INTERVAL '{} seconds'{}",
         ident(&w.column),
         ident(&w.column),
-        fractional_seconds(w.delay_micros)
+        fractional_seconds(w.delay_micros),
+        if w.ttl { " WITH TTL" } else { "" }
     )
 }
 

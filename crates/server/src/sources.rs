@@ -254,6 +254,7 @@ pub fn parse_watermark(
         column: name,
         delay_micros,
         idle_timeout_ms: idle,
+        ttl: cs.watermark_ttl,
     }))
 }
 

@@ -10,6 +10,7 @@ pub const CATALOG: &[u8] = &[0x01];
 pub const BACKFILL: &[u8] = &[0x04];
 const ROWS: u8 = 0x02;
 const STATE: u8 = 0x03;
+const EXPIRY: u8 = 0x05;
 
 /// Prefix of all rows of relation (table or view) `id`.
 pub fn rows_prefix(id: u64) -> Vec<u8> {
@@ -25,6 +26,43 @@ pub fn row_key(id: u64, key: &[u8]) -> Vec<u8> {
     let mut k = rows_prefix(id);
     k.extend_from_slice(key);
     k
+}
+
+/// Prefix of table `id`'s expiry index (`WATERMARK … WITH TTL`): one key per stored
+/// row, ordered by the row's event time, so the rows a watermark passes are one range.
+pub fn expiry_prefix(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + 8 + 16);
+    k.push(EXPIRY);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The first expiry key of table `id` at event time `ts` (µs): the keys below it are
+/// of rows older than `ts`.
+pub fn expiry_bound(id: u64, ts: i64) -> Vec<u8> {
+    let mut k = expiry_prefix(id);
+    // The sign bit flipped, so that negative times sort first.
+    k.extend_from_slice(&((ts as u64) ^ (1 << 63)).to_be_bytes());
+    k
+}
+
+/// The expiry key of a row of table `id` at event time `ts` stored under `row_key`
+/// (a [`row_key`] of the table); [`expired_row_key`] gives `row_key` back.
+pub fn expiry_key(id: u64, ts: i64, row_key: &[u8]) -> Vec<u8> {
+    let mut k = expiry_bound(id, ts);
+    k.extend_from_slice(&row_key[rows_prefix(id).len().min(row_key.len())..]);
+    k
+}
+
+/// The row key an [`expiry_key`] of table `id` points to.
+pub fn expired_row_key(id: u64, expiry_key: &[u8]) -> Vec<u8> {
+    row_key(id, expiry_key.get(9 + 8..).unwrap_or_default())
+}
+
+/// Every key prefix that holds something of relation `id`: its rows, its state tables
+/// and its expiry index (a dropped relation's are deleted as ranges).
+pub fn relation_prefixes(id: u64) -> [Vec<u8>; 3] {
+    [rows_prefix(id), view_state_prefix(id), expiry_prefix(id)]
 }
 
 /// Prefix of state table `id` (operator state; ids are allocated per view and operator).
@@ -70,4 +108,20 @@ pub fn operator_state_view(key: &[u8]) -> Option<u64> {
         return None;
     }
     Some(u32::from_be_bytes([key[1], key[2], key[3], key[4]]) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_keys_order_by_time_and_point_back() {
+        let row = row_key(7, b"abc");
+        let k = expiry_key(7, -5, &row);
+        assert_eq!(expired_row_key(7, &k), row);
+        assert!(expiry_bound(7, -6) < k && k < expiry_bound(7, -4));
+        assert!(expiry_key(7, -1, &row) < expiry_key(7, 0, &row));
+        assert!(expiry_key(7, 0, &row) < expiry_key(7, i64::MAX, &row));
+        assert!(expiry_key(7, i64::MAX, &row) < expiry_prefix(8));
+    }
 }

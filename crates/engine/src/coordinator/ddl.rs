@@ -73,7 +73,7 @@ impl Coordinator {
     /// handed out again when the catalog did not commit.
     pub(super) fn clean_slate(&mut self, id: RelationId) -> Result<(), EngineError> {
         self.clean_abandoned_backfill()?;
-        for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+        for p in keys::relation_prefixes(id) {
             if let Some(end) = prefix_end(&p) {
                 self.txn.delete_range(&p, &end)?;
             }
@@ -240,7 +240,7 @@ impl Coordinator {
                 view = id,
                 "removing the state of a backfill that did not finish"
             );
-            for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+            for p in keys::relation_prefixes(id) {
                 if let Some(end) = prefix_end(&p) {
                     self.txn.delete_range(&p, &end)?;
                 }
@@ -300,7 +300,7 @@ impl Coordinator {
                 self.views.retain(|df| df.view() != id);
                 self.descs.retain(|v| v.id != id);
                 // Range deletions: nothing is read, one tombstone per range.
-                for p in [keys::rows_prefix(id), keys::view_state_prefix(id)] {
+                for p in keys::relation_prefixes(id) {
                     if let Some(end) = prefix_end(&p) {
                         self.txn.delete_range(&p, &end)?;
                     }

@@ -106,6 +106,7 @@ impl Coordinator {
             let new = max_ts.saturating_sub(delay);
             if wm.is_none_or(|wm| new > wm) {
                 self.table_watermark(desc.id, new)?;
+                self.expire_rows(&desc, new)?;
             }
         }
         Ok(())
@@ -163,15 +164,55 @@ impl Coordinator {
 
     pub(super) fn insert_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
         check_not_null(desc, row)?;
-        if desc.pk.is_empty() {
+        let key = if desc.pk.is_empty() {
             let key = keys::row_key(desc.id, &codec::encode_row(row)?);
-            add_count(&mut self.txn, key, 1)?;
+            add_count(&mut self.txn, key.clone(), 1)?;
+            key
         } else {
             let key = pk_row_key(desc, row)?;
             if self.txn.get(&key)?.is_some() {
                 return Err(duplicate_key(desc, row));
             }
-            self.txn.put(key, codec::encode_row(row)?);
+            self.txn.put(key.clone(), codec::encode_row(row)?);
+            key
+        };
+        if let (true, Some((col, _))) = (desc.expires, desc.watermark) {
+            // A row without an event time never expires.
+            if let Some(ts) = row.get(col).and_then(crate::chunk::timestamp_micros) {
+                self.txn
+                    .put(keys::expiry_key(desc.id, ts, &key), Vec::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// `WITH TTL`: deletes the rows of `desc` the watermark `wm` passed (event time below
+    /// it), and their expiry keys. The views over the table are not told: their results
+    /// keep what the rows contributed, as RisingWave's do.
+    pub(super) fn expire_rows(&mut self, desc: &TableDesc, wm: i64) -> Result<(), EngineError> {
+        let Some((col, _)) = desc.watermark.filter(|_| desc.expires) else {
+            return Ok(());
+        };
+        let expired = self.txn.scan_range(
+            &keys::expiry_prefix(desc.id),
+            &keys::expiry_bound(desc.id, wm),
+        )?;
+        let types = column_types(&desc.schema);
+        for (k, _) in expired {
+            let row_key = keys::expired_row_key(desc.id, &k);
+            if desc.pk.is_empty() {
+                // The key is the row, event time included: it is the expired row.
+                self.txn.delete(row_key);
+            } else if let Some(stored) = self.txn.get(&row_key)? {
+                // A feed may have replaced the row of this key since (its own expiry key
+                // is newer).
+                let row = codec::decode_row(&stored, &types)?;
+                let ts = row.get(col).and_then(crate::chunk::timestamp_micros);
+                if ts.is_some_and(|ts| ts < wm) {
+                    self.txn.delete(row_key);
+                }
+            }
+            self.txn.delete(k);
         }
         Ok(())
     }

@@ -163,6 +163,7 @@ impl Coordinator {
                 // not hold back the others.
                 self.txn
                     .put(watermark_key(table, table), wm.to_be_bytes().to_vec());
+                self.expire_rows(&desc, wm)?;
                 for v in self.readers_of(table) {
                     if let Err(e) = self.statement(|c| c.push_watermark(v, table, wm)) {
                         errors.push(window_close_error(&format!("view {v}"), wm, &e));

@@ -69,6 +69,9 @@ pub struct TableDesc {
     /// What a sink's row does to a row of the same key (`CREATE SINK … INTO`); DML
     /// resolves its own conflicts.
     pub sink_conflict: SinkConflict,
+    /// `WITH TTL` on the watermark: rows the watermark passes are deleted from the table
+    /// (not from the views over it), through the expiry index (`keys::expiry_key`).
+    pub expires: bool,
 }
 
 /// How a row written into a keyed table by a sink meets the row it finds under its key:

@@ -90,6 +90,7 @@ pub(super) fn table_desc(t: &TableDef) -> TableDesc {
             Some((col, w.delay_micros))
         }),
         sink_conflict: sink_conflict(t),
+        expires: t.watermark.as_ref().is_some_and(|w| w.ttl),
     }
 }
 
