@@ -29,6 +29,19 @@ impl Session {
             .kind_of(&on)
             .ok_or_else(|| PlannerError::UndefinedTable(on.clone()))?;
         match kind {
+            RelationKind::Table
+                if catalog
+                    .table(&on)
+                    .and_then(|t| t.watermark.as_ref())
+                    .is_some_and(|w| w.ttl) =>
+            {
+                // Expired rows leave the table without a delete reaching the views over
+                // it: an index would keep serving them.
+                return Err(ServerError::Unsupported(format!(
+                    "an index on table \"{on}\", whose WATERMARK has WITH TTL: its expired \
+                     rows would stay in the index"
+                )));
+            }
             RelationKind::Table | RelationKind::View => {}
             RelationKind::Source => {
                 return Err(ServerError::Unsupported(format!(
