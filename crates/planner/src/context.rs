@@ -81,6 +81,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::jsonb::register(&ctx);
     crate::json_tables::register(&ctx);
     crate::percentile_disc::register(&ctx);
+    crate::single_row::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
@@ -159,6 +160,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     crate::using_join::rewrite(&mut stmt)?;
     crate::select_subqueries::rewrite(&mut stmt);
+    crate::single_row::rewrite(ctx, &mut stmt);
     crate::scalar_subqueries::rewrite(&mut stmt);
     crate::structs::field_names(&mut stmt);
     crate::structs::record_texts(ctx, &mut stmt).await;

@@ -40,6 +40,7 @@ pub mod schemas;
 pub mod select_subqueries;
 pub mod set_ops;
 pub mod show_create;
+pub mod single_row;
 pub mod sink_def;
 pub mod sql_dialect;
 pub mod stream_planner;

@@ -46,10 +46,19 @@ pub fn rewrite<T: VisitMut>(node: &mut T) {
     impl VisitorMut for R {
         type Break = ();
         fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
-            if let SetExpr::Select(s) = q.body.as_mut() {
-                rewrite_select(s);
-            }
+            selects(q.body.as_mut());
             ControlFlow::Continue(())
+        }
+    }
+    /// The SELECTs of a query body, the sides of its set operations included.
+    fn selects(body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(s) => rewrite_select(s),
+            SetExpr::SetOperation { left, right, .. } => {
+                selects(left);
+                selects(right);
+            }
+            _ => {}
         }
     }
     let _ = node.visit(&mut R);
@@ -121,8 +130,11 @@ fn correlated(q: &Query, outer: &Ident) -> Option<Correlated> {
         return None;
     };
     let fname = f.name.to_string().to_ascii_lowercase();
-    if !matches!(fname.as_str(), "count" | "sum" | "min" | "max" | "avg")
-        || f.over.is_some()
+    // (`first_value` and the one-row check are `single_row`'s rewrites.)
+    if !matches!(
+        fname.as_str(),
+        "count" | "sum" | "min" | "max" | "avg" | "first_value" | crate::single_row::ONE_ROW
+    ) || f.over.is_some()
         || f.filter.is_some()
         || matches!(&f.args, FunctionArguments::List(l) if l.duplicate_treatment.is_some())
     {

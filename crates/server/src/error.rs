@@ -276,6 +276,10 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
         DataFusionError::Execution(m) => {
             if m.contains("requested length too large") {
                 "54000"
+            } else if m.contains(freshet_planner::single_row::MORE_THAN_ONE_ROW)
+                || m.contains("subquery returned more than one row")
+            {
+                "21000"
             } else if m.contains("Divide by zero") || m.contains("division by zero") {
                 "22012"
             } else if m.contains("Cannot cast") || m.contains("invalid") || m.contains("malformed")
