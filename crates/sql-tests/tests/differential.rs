@@ -364,6 +364,20 @@ const VIEWS: &[ViewSpec] = &[
                 ON b.k = a.k AND b.w > a.v AND b.id > 3 GROUP BY b.k",
         over_tables: None,
     },
+    // Correlated scalar subqueries that are not aggregates (a lookup by key, the latest
+    // row at or below a value), rewritten into aggregates; UNION CORRESPONDING.
+    ViewSpec {
+        name: "a_latest_b",
+        query: "SELECT a.id, (SELECT b.w FROM b WHERE b.id = a.id) AS bw, \
+                (SELECT b.w FROM b WHERE b.k = a.k AND b.w <= a.v ORDER BY b.w DESC LIMIT 1) AS w \
+                FROM a",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "ab_corresponding",
+        query: "SELECT * FROM a UNION CORRESPONDING BY (k, id) SELECT * FROM b",
+        over_tables: None,
+    },
     // Bit aggregates: per-bit counts, exact under deletes.
     ViewSpec {
         name: "a_bits",
