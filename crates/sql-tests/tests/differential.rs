@@ -374,6 +374,12 @@ const VIEWS: &[ViewSpec] = &[
         over_tables: None,
     },
     ViewSpec {
+        name: "a_top_b",
+        query: "SELECT a.id, x.w, x.bid FROM a, LATERAL (SELECT b.w, b.id AS bid FROM b \
+                WHERE b.k = a.k ORDER BY b.w DESC, b.id LIMIT 2) x",
+        over_tables: None,
+    },
+    ViewSpec {
         name: "ab_corresponding",
         query: "SELECT * FROM a UNION CORRESPONDING BY (k, id) SELECT * FROM b",
         over_tables: None,
