@@ -24,6 +24,8 @@ use crate::sqlparser::ast::{
 pub const ELEMENTS: &str = "jsonb_elements_array";
 pub const ELEMENTS_TEXT: &str = "jsonb_elements_text_array";
 pub const KEYS: &str = "jsonb_keys_array";
+pub const VALUES: &str = "jsonb_values_array";
+pub const VALUES_TEXT: &str = "jsonb_values_text_array";
 
 /// The array function a set-returning JSON function `e` unnests, if it is one.
 fn set_function(e: &Expr) -> Option<(&'static str, &crate::sqlparser::ast::Function)> {
@@ -147,6 +149,40 @@ pub fn keys(doc: Option<Value>) -> Result<ScalarValue, String> {
             .collect(),
         &DataType::Utf8,
     ))
+}
+
+/// `jsonb_each`'s values (`jsonb_each_text`'s as text), in [`keys`]' order.
+pub fn values(doc: Option<Value>, as_text: bool) -> Result<ScalarValue, String> {
+    let elem = if as_text {
+        DataType::Utf8
+    } else {
+        DataType::LargeUtf8
+    };
+    let Some(doc) = doc else {
+        return null_list(elem);
+    };
+    let Value::Object(map) = doc else {
+        return Err(format!(
+            "cannot call {} on a non-object",
+            if as_text {
+                "jsonb_each_text"
+            } else {
+                "jsonb_each"
+            }
+        ));
+    };
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    let values = entries
+        .into_iter()
+        .map(|(_, v)| match (as_text, v) {
+            (true, Value::Null) => ScalarValue::Utf8(None),
+            (true, Value::String(s)) => ScalarValue::Utf8(Some(s.clone())),
+            (true, other) => ScalarValue::Utf8(Some(canonical::text(other))),
+            (false, other) => ScalarValue::LargeUtf8(Some(canonical::text(other))),
+        })
+        .collect();
+    Ok(list(values, &elem))
 }
 
 fn kind_of(v: &Value) -> Option<&'static str> {

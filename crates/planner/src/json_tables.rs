@@ -3,8 +3,9 @@
 //! `jsonb_each(j)` and `jsonb_each_text(j)` (columns `key`, `value`), and
 //! `jsonb_object_keys(j)`, also by their `json_` names. Their rows are computed when the
 //! statement is planned (in a view: when it is created, as `generate_series`' are). A
-//! call whose argument reads a column (a lateral call) is refused naming the select-list
-//! form, which takes columns (see [`crate::json_sets`]).
+//! call whose argument reads a column (a lateral call) is rewritten by
+//! [`crate::lateral_sets`] where `FROM` has the shape it takes; elsewhere it is refused
+//! naming that shape.
 
 use std::sync::Arc;
 
@@ -172,9 +173,10 @@ impl TableFunctionImpl for JsonTable {
         };
         if !arg.column_refs().is_empty() {
             return Err(DataFusionError::NotImplemented(format!(
-                "{} in FROM over a column (a lateral call): call it in the select list \
-                 instead, SELECT …, {}(t.column) FROM t",
-                self.name, self.name
+                "{} in FROM over a column (a lateral call) is taken right after one \
+                 relation: FROM t, {}(t.column) AS e, or FROM t LEFT JOIN LATERAL {}(t.column) \
+                 AS e ON true",
+                self.name, self.name, self.name
             )));
         }
         // A constant: evaluated once, on a batch of one row without columns.

@@ -476,6 +476,14 @@ fn f_keys(a: &[ScalarValue]) -> Result<ScalarValue, String> {
     crate::json_sets::keys(doc(&a[0])?)
 }
 
+fn f_values(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    crate::json_sets::values(doc(&a[0])?, false)
+}
+
+fn f_values_text(a: &[ScalarValue]) -> Result<ScalarValue, String> {
+    crate::json_sets::values(doc(&a[0])?, true)
+}
+
 /// `jsonb_set(doc, path, value [, create_missing])`: NULL if any of the first three is.
 fn f_set(a: &[ScalarValue]) -> Result<ScalarValue, String> {
     if !(3..=4).contains(&a.len()) {
@@ -573,6 +581,18 @@ pub fn register(ctx: &SessionContext) {
             Some(1),
             list_of(DataType::Utf8),
             f_keys,
+        ),
+        udf(
+            crate::json_sets::VALUES,
+            Some(1),
+            list_of(DataType::LargeUtf8),
+            f_values,
+        ),
+        udf(
+            crate::json_sets::VALUES_TEXT,
+            Some(1),
+            list_of(DataType::Utf8),
+            f_values_text,
         ),
         udf("jsonb_set", None, json.clone(), f_set),
         udf("jsonb_strip_nulls", Some(1), json.clone(), f_strip_nulls),

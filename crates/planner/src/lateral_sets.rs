@@ -4,6 +4,8 @@
 //! ```sql
 //! SELECT t.id, e ->> 'title' FROM impressions t, jsonb_array_elements(t.doc -> 'items') AS e
 //! SELECT id, tag FROM plays CROSS JOIN LATERAL unnest(plays.tags) AS tag
+//! SELECT t.id, e.key, e.value FROM impressions t, jsonb_each(t.doc) AS e
+//! SELECT id, tag FROM plays LEFT JOIN LATERAL unnest(plays.tags) AS tag ON true
 //! ```
 //!
 //! is rewritten when the statement is parsed into the same call in a select list, which
@@ -14,33 +16,75 @@
 //! FROM (SELECT t.*, jsonb_array_elements(t.doc -> 'items') AS e FROM impressions t) AS t
 //! ```
 //!
-//! The function's rows are one column, named by the alias's column (`AS e(v)`), else by
-//! the alias itself (Postgres lets `e` stand for that column), else as Postgres names it
-//! (`value`, `unnest`); `e.value` (`e.v`) reads it too. Rewritten when `FROM` is exactly
-//! one named relation followed by the call: `FROM t, f(…)` or `FROM t CROSS JOIN [LATERAL]
-//! f(…)`. Other shapes are left for DataFusion, which refuses them.
+//! `LEFT JOIN LATERAL f(…) ON true` keeps a row with NULL for an empty array or a NULL
+//! one (`unnest_outer`). `jsonb_each` (`jsonb_each_text`) is two unnests side by side,
+//! of the keys and of the values in the same order.
+//!
+//! A one-column function's column is named by the alias's column (`AS e(v)`), else by the
+//! alias itself (Postgres lets `e` stand for that column), else as Postgres names it
+//! (`value`, `unnest`); `e.value` (`e.v`) reads it too. `jsonb_each`'s are `key` and
+//! `value` (or the alias's columns), read as `e.key` too. Rewritten when `FROM` is exactly
+//! one named relation followed by the call: `FROM t, f(…)`, `FROM t CROSS JOIN [LATERAL]
+//! f(…)` or `FROM t {LEFT | INNER} JOIN [LATERAL] f(…) ON true`. Other shapes are left for
+//! DataFusion, which refuses them.
 
 use std::ops::ControlFlow;
 
 use crate::naming::ident_name;
 use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{
-    ExcludeSelectItem, Expr, FunctionArg, Ident, JoinOperator, ObjectName, Query, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins,
-    VisitMut, VisitorMut,
+    ExcludeSelectItem, Expr, FunctionArg, Ident, JoinConstraint, JoinOperator, ObjectName, Query,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor,
+    TableWithJoins, Value, VisitMut, VisitorMut,
 };
 use crate::sqlparser::parser::Parser;
+use crate::PlannerError;
 
-/// The single-column set-returning functions, with Postgres' name for their column.
-const FUNCTIONS: &[(&str, &str)] = &[
-    ("unnest", "unnest"),
-    ("jsonb_array_elements", "value"),
-    ("json_array_elements", "value"),
-    ("jsonb_array_elements_text", "value"),
-    ("json_array_elements_text", "value"),
-    ("jsonb_object_keys", "jsonb_object_keys"),
-    ("json_object_keys", "json_object_keys"),
+/// The set-returning functions taken, with Postgres' names for their columns.
+const FUNCTIONS: &[(&str, &[&str])] = &[
+    ("unnest", &["unnest"]),
+    ("jsonb_array_elements", &["value"]),
+    ("json_array_elements", &["value"]),
+    ("jsonb_array_elements_text", &["value"]),
+    ("json_array_elements_text", &["value"]),
+    ("jsonb_object_keys", &["jsonb_object_keys"]),
+    ("json_object_keys", &["json_object_keys"]),
+    ("jsonb_each", &["key", "value"]),
+    ("json_each", &["key", "value"]),
+    ("jsonb_each_text", &["key", "value"]),
+    ("json_each_text", &["key", "value"]),
 ];
+
+/// The select-list expressions of call `name(args)`'s columns: the call itself (the
+/// JSON ones are unnests after `json_sets`), or for an outer call (`LEFT JOIN LATERAL`)
+/// `unnest_outer` of the array the call unnests.
+fn column_exprs(name: &str, args: &str, outer: bool) -> Vec<String> {
+    use crate::json_sets::{ELEMENTS, ELEMENTS_TEXT, KEYS, VALUES, VALUES_TEXT};
+    let unnest = if outer { "unnest_outer" } else { "unnest" };
+    let array = match name {
+        "unnest" => return vec![format!("{unnest}({args})")],
+        "jsonb_each" | "json_each" => {
+            return vec![
+                format!("{unnest}({KEYS}({args}))"),
+                format!("{unnest}({VALUES}({args}))"),
+            ]
+        }
+        "jsonb_each_text" | "json_each_text" => {
+            return vec![
+                format!("{unnest}({KEYS}({args}))"),
+                format!("{unnest}({VALUES_TEXT}({args}))"),
+            ]
+        }
+        "jsonb_array_elements" | "json_array_elements" => ELEMENTS,
+        "jsonb_array_elements_text" | "json_array_elements_text" => ELEMENTS_TEXT,
+        _ => KEYS,
+    };
+    if outer {
+        vec![format!("unnest_outer({array}({args}))")]
+    } else {
+        vec![format!("{name}({args})")]
+    }
+}
 
 /// A lateral call: the function's name, its argument list as SQL, and its alias.
 struct Call {
@@ -132,37 +176,58 @@ fn quoted(i: &Ident) -> String {
 }
 
 /// The derived table that replaces `FROM left, call`, and how the query reads the call's
-/// column.
+/// columns.
 struct Rewritten {
     from: TableWithJoins,
-    /// The call's alias and the column name that `alias.<name>` reads the column by.
-    qualifier: Option<(Ident, String)>,
-    column: Ident,
+    /// The call's alias, if it has one.
+    qualifier: Option<Ident>,
+    /// Each column: the name `alias.<name>` reads it by, and its name in the derived table.
+    columns: Vec<(String, Ident)>,
 }
 
-fn rewrite_from(left: &TableFactor, call: Call) -> Option<Rewritten> {
+fn rewrite_from(left: &TableFactor, call: Call, outer: bool) -> Option<Rewritten> {
     let left_alias = relation_alias(left)?;
-    let default_column = FUNCTIONS.iter().find(|(f, _)| *f == call.name)?.1;
-    // The column's name, and what `alias.<name>` reads it by.
+    let defaults = FUNCTIONS.iter().find(|(f, _)| *f == call.name)?.1;
+    // Each column's name, and what `alias.<name>` reads it by.
     let folded = |i: &Ident| Ident::with_quote('"', ident_name(i));
-    let (column, qualifier) = match &call.alias {
-        Some(a) if a.columns.len() == 1 => (
-            folded(&a.columns[0].name),
-            Some((folded(&a.name), ident_name(&a.columns[0].name))),
+    let (columns, qualifier): (Vec<(String, Ident)>, _) = match &call.alias {
+        Some(a) if a.columns.len() == defaults.len() => (
+            a.columns
+                .iter()
+                .map(|c| (ident_name(&c.name), folded(&c.name)))
+                .collect(),
+            Some(folded(&a.name)),
+        ),
+        // One column: the alias names it.
+        Some(a) if a.columns.is_empty() && defaults.len() == 1 => (
+            vec![(defaults[0].to_string(), folded(&a.name))],
+            Some(folded(&a.name)),
         ),
         Some(a) if a.columns.is_empty() => (
-            folded(&a.name),
-            Some((folded(&a.name), default_column.to_string())),
+            defaults
+                .iter()
+                .map(|d| (d.to_string(), Ident::new(*d)))
+                .collect(),
+            Some(folded(&a.name)),
         ),
         Some(_) => return None,
-        None => (Ident::new(default_column), None),
+        None => (
+            defaults
+                .iter()
+                .map(|d| (d.to_string(), Ident::new(*d)))
+                .collect(),
+            None,
+        ),
     };
+    let items: Vec<String> = column_exprs(&call.name, &call.args, outer)
+        .into_iter()
+        .zip(&columns)
+        .map(|(e, (_, c))| format!("{e} AS {}", quoted(c)))
+        .collect();
     let sql = format!(
-        "SELECT * FROM (SELECT {}.*, {}({}) AS {} FROM {}) AS {}",
+        "SELECT * FROM (SELECT {}.*, {} FROM {}) AS {}",
         quoted(&left_alias),
-        call.name,
-        call.args,
-        quoted(&column),
+        items.join(", "),
         left,
         quoted(&left_alias)
     );
@@ -180,91 +245,154 @@ fn rewrite_from(left: &TableFactor, call: Call) -> Option<Rewritten> {
     Some(Rewritten {
         from,
         qualifier,
-        column,
+        columns,
     })
 }
 
 struct Lateral;
 
 impl VisitorMut for Lateral {
-    type Break = ();
+    type Break = PlannerError;
 
-    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        rewrite_query(query);
-        ControlFlow::Continue(())
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<PlannerError> {
+        match rewrite_query(query) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
     }
 }
 
-/// Rewrites `query`'s SELECT if its FROM is a relation and a lateral call.
-fn rewrite_query(query: &mut Query) {
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return;
+/// Rewrites `query`'s SELECT if its FROM is a relation and a lateral call; an outer
+/// lateral call joined on anything but `true` is refused.
+fn rewrite_query(query: &mut Query) -> Result<(), PlannerError> {
+    rewrite_body(query.body.as_mut(), query.order_by.as_mut())
+}
+
+/// The SELECTs of a query body, a set operation's sides included (which the query's
+/// ORDER BY does not read by their own names).
+fn rewrite_body(
+    body: &mut SetExpr,
+    order_by: Option<&mut crate::sqlparser::ast::OrderBy>,
+) -> Result<(), PlannerError> {
+    let select = match body {
+        SetExpr::Select(select) => select,
+        SetExpr::SetOperation { left, right, .. } => {
+            rewrite_body(left, None)?;
+            return rewrite_body(right, None);
+        }
+        _ => return Ok(()),
     };
-    // `FROM t, f(…)` or `FROM t CROSS JOIN [LATERAL] f(…)`.
-    let (left, call) = match select.from.as_slice() {
+    // `FROM t, f(…)`, `FROM t CROSS JOIN [LATERAL] f(…)`, or `FROM t {LEFT | INNER} JOIN
+    // [LATERAL] f(…) ON true` (outer for LEFT).
+    let on_true = |c: &JoinConstraint| matches!(c, JoinConstraint::On(Expr::Value(v)) if v.value == Value::Boolean(true));
+    let (left, call, outer) = match select.from.as_slice() {
         [a, b] if a.joins.is_empty() && b.joins.is_empty() => match lateral_call(&b.relation) {
-            Some(call) => (a.relation.clone(), call),
-            None => return,
+            Some(call) => (a.relation.clone(), call, false),
+            None => return Ok(()),
         },
-        [a] if a.joins.len() == 1
-            && matches!(a.joins[0].join_operator, JoinOperator::CrossJoin(_)) =>
-        {
+        [a] if a.joins.len() == 1 => {
+            let outer = match &a.joins[0].join_operator {
+                JoinOperator::CrossJoin(_) => false,
+                JoinOperator::Join(c) | JoinOperator::Inner(c) if on_true(c) => false,
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) if on_true(c) => true,
+                JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => {
+                    if let Some(call) = lateral_call(&a.joins[0].relation) {
+                        return Err(PlannerError::Unsupported(format!(
+                            "LEFT JOIN LATERAL {}(…) ON a condition: only ON true is taken \
+                             (filter the elements in a subquery or WHERE instead)",
+                            call.name
+                        )));
+                    }
+                    return Ok(());
+                }
+                _ => return Ok(()),
+            };
             match lateral_call(&a.joins[0].relation) {
-                Some(call) => (a.relation.clone(), call),
-                None => return,
+                Some(call) => (a.relation.clone(), call, outer),
+                None => return Ok(()),
             }
         }
-        _ => return,
+        _ => return Ok(()),
     };
     let Some(left_alias) = relation_alias(&left) else {
-        return;
+        return Ok(());
     };
     let Some(Rewritten {
         from,
         qualifier,
-        column,
-    }) = rewrite_from(&left, call)
+        columns,
+    }) = rewrite_from(&left, call, outer)
     else {
-        return;
+        return Ok(());
     };
     select.from = vec![from];
-    // `t.*` is t's columns, without the element the derived table adds.
+    // `t.*` is t's columns, without the ones the derived table adds.
     for item in select.projection.iter_mut() {
         if let SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), opts) =
             item
         {
             let is_left = matches!(n.0.as_slice(), [p] if p.as_ident().is_some_and(|i| ident_name(i) == ident_name(&left_alias)));
             if is_left && opts.opt_exclude.is_none() {
-                opts.opt_exclude = Some(ExcludeSelectItem::Single(ObjectName::from(vec![
-                    column.clone()
-                ])));
+                let mut names: Vec<ObjectName> = columns
+                    .iter()
+                    .map(|(_, c)| ObjectName::from(vec![c.clone()]))
+                    .collect();
+                opts.opt_exclude = Some(if names.len() == 1 {
+                    ExcludeSelectItem::Single(names.remove(0))
+                } else {
+                    ExcludeSelectItem::Multiple(names)
+                });
             }
         }
     }
-    let Some((alias, name)) = qualifier else {
-        return;
+    let Some(alias) = qualifier else {
+        return Ok(());
     };
-    // `e.value` → `e`: the alias named the function's rows, which are now a column; in
+    // `e.*` is the function's columns.
+    let mut items = Vec::with_capacity(select.projection.len());
+    for item in std::mem::take(&mut select.projection) {
+        match &item {
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), opts)
+                if opts.opt_exclude.is_none()
+                    && matches!(n.0.as_slice(), [p] if p.as_ident().is_some_and(|i| ident_name(i) == ident_name(&alias))) =>
+            {
+                items.extend(
+                    columns
+                        .iter()
+                        .map(|(_, c)| SelectItem::UnnamedExpr(Expr::Identifier(c.clone()))),
+                );
+            }
+            _ => items.push(item),
+        }
+    }
+    select.projection = items;
+    // `e.value` → `e`: the alias named the function's rows, which are now columns; in
     // the select and in the query's ORDER BY.
     let rename = |e: &mut Expr| {
         if let Expr::CompoundIdentifier(parts) = e {
             if let [q, c] = parts.as_slice() {
-                if ident_name(q) == ident_name(&alias) && ident_name(c) == name {
-                    *e = Expr::Identifier(column.clone());
+                if ident_name(q) == ident_name(&alias) {
+                    if let Some((_, column)) = columns.iter().find(|(n, _)| *n == ident_name(c)) {
+                        *e = Expr::Identifier(column.clone());
+                    }
                 }
             }
         }
         ControlFlow::<()>::Continue(())
     };
     let _ = crate::sqlparser::ast::visit_expressions_mut(select.as_mut(), rename);
-    if let Some(order) = query.order_by.as_mut() {
+    if let Some(order) = order_by {
         let _ = crate::sqlparser::ast::visit_expressions_mut(order, rename);
     }
+    Ok(())
 }
 
 /// Rewrites the lateral set-returning calls of `node` in place.
-pub fn normalize<T: VisitMut>(node: &mut T) {
-    let _ = node.visit(&mut Lateral);
+pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
+    match node.visit(&mut Lateral) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -275,7 +403,7 @@ mod tests {
                 .try_with_sql(sql)
                 .and_then(|mut p| p.parse_statement())
                 .expect("parses");
-        super::normalize(&mut stmt);
+        super::normalize(&mut stmt).expect("rewrites");
         stmt.to_string()
     }
 

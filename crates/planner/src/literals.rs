@@ -158,7 +158,7 @@ pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
     refuse_ordinality(node)?;
     crate::asof::rewrite(node)?;
     crate::json_aggs::normalize(node)?;
-    crate::lateral_sets::normalize(node);
+    crate::lateral_sets::normalize(node)?;
     crate::json_sets::normalize(node);
     crate::percentile_disc::normalize(node);
     let flow = visit_expressions_mut(node, |e| {
