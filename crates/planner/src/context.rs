@@ -158,10 +158,10 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     crate::asof::hide_matched_times(&mut stmt);
     crate::structs::expand_fields(ctx, &mut stmt).await?;
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
-    crate::lateral_limit::rewrite(ctx, &mut stmt);
+    crate::lateral_limit::rewrite(ctx, &mut stmt).await;
     crate::using_join::rewrite(&mut stmt)?;
     crate::select_subqueries::rewrite(&mut stmt);
-    crate::single_row::rewrite(ctx, &mut stmt);
+    crate::single_row::rewrite(ctx, &mut stmt).await;
     crate::scalar_subqueries::rewrite(&mut stmt);
     crate::structs::field_names(&mut stmt);
     crate::structs::record_texts(ctx, &mut stmt).await;

@@ -18,8 +18,9 @@
 //!
 //! Taken when the subquery is one plain `SELECT` (no aggregates, grouping, `DISTINCT` or
 //! `WITH`) over one relation, with a literal `LIMIT` (and `OFFSET`), where the outer
-//! relations are read only in `WHERE`, by equalities of an inner expression with an outer
-//! one (qualified by an outer name). Anything else is left as it is (and DataFusion
+//! relations are read only in `WHERE`: by equalities of an inner expression with an outer
+//! one, and by terms of the outer row alone (applied after the ranking: they keep all of
+//! an outer row's matches or none). Anything else is left as it is (and DataFusion
 //! refuses it).
 
 use std::ops::ControlFlow;
@@ -40,8 +41,44 @@ const ROW_NUMBER: &str = "__freshet_rn";
 
 /// Rewrites the `LATERAL` subqueries with a limit of `stmt` (see the module
 /// documentation).
-pub fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
-    struct R<'a>(&'a SessionContext);
+pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
+    // The column names of each lateral subquery's relations, in the order the rewrite
+    // below meets them (the walk cannot await): an unqualified column they do not have is
+    // an outer one.
+    let mut froms = Vec::new();
+    struct Collect<'a>(&'a mut Vec<Option<Vec<crate::sqlparser::ast::TableWithJoins>>>);
+    impl crate::sqlparser::ast::Visitor for Collect<'_> {
+        type Break = ();
+        fn post_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Derived {
+                lateral: true,
+                subquery,
+                ..
+            } = t
+            {
+                self.0.push(match subquery.body.as_ref() {
+                    SetExpr::Select(s) if !s.from.is_empty() => Some(s.from.clone()),
+                    _ => None,
+                });
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = crate::sqlparser::ast::Visit::visit(&*stmt, &mut Collect(&mut froms));
+    if froms.is_empty() {
+        return;
+    }
+    let mut columns = Vec::with_capacity(froms.len());
+    for from in froms {
+        columns.push(match from {
+            Some(from) => crate::subquery_scope::columns_of(ctx, &from).await,
+            None => None,
+        });
+    }
+    struct R<'a> {
+        ctx: &'a SessionContext,
+        columns: std::vec::IntoIter<Option<Vec<String>>>,
+    }
     impl VisitorMut for R<'_> {
         type Break = ();
         fn post_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
@@ -51,14 +88,18 @@ pub fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
                 ..
             } = t
             {
-                if let Some(q) = ranked(self.0, subquery) {
+                let columns = self.columns.next().flatten();
+                if let Some(q) = ranked(self.ctx, subquery, columns.as_deref()) {
                     **subquery = q;
                 }
             }
             ControlFlow::Continue(())
         }
     }
-    let _ = stmt.visit(&mut R(ctx));
+    let _ = stmt.visit(&mut R {
+        ctx,
+        columns: columns.into_iter(),
+    });
 }
 
 /// A literal non-negative integer.
@@ -88,10 +129,21 @@ fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
     }
 }
 
-/// Whether `e` reads a column qualified by a name other than `inner`'s.
-fn reads_outer(e: &Expr, inner: &str) -> bool {
+/// The subquery's own scope: the name its relation goes by, and that relation's columns
+/// (when they could be planned).
+struct Scope<'a> {
+    name: String,
+    columns: Option<&'a [String]>,
+}
+
+/// Whether `e` reads an outer column: one qualified by a name other than the inner
+/// relation's, or an unqualified one the inner relation does not have.
+fn reads_outer(e: &Expr, scope: &Scope) -> bool {
     visit_expressions(e, |x| match x {
-        Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) != inner => {
+        Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) != scope.name => {
+            ControlFlow::Break(())
+        }
+        Expr::Identifier(i) if scope.columns.is_some_and(|c| !c.contains(&ident_name(i))) => {
             ControlFlow::Break(())
         }
         _ => ControlFlow::Continue(()),
@@ -99,7 +151,22 @@ fn reads_outer(e: &Expr, inner: &str) -> bool {
     .is_break()
 }
 
-fn ranked(ctx: &SessionContext, q: &Query) -> Option<Query> {
+/// Whether `e` may read a column of the inner relation: one qualified by its name, or an
+/// unqualified one it has (any, when its columns are not known).
+fn reads_inner(e: &Expr, scope: &Scope) -> bool {
+    visit_expressions(e, |x| match x {
+        Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) == scope.name => {
+            ControlFlow::Break(())
+        }
+        Expr::Identifier(i) if scope.columns.is_none_or(|c| c.contains(&ident_name(i))) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+fn ranked(ctx: &SessionContext, q: &Query, columns: Option<&[String]>) -> Option<Query> {
     if q.with.is_some() || q.fetch.is_some() {
         return None;
     }
@@ -156,7 +223,10 @@ fn ranked(ctx: &SessionContext, q: &Query) -> Option<Query> {
         } if a.columns.is_empty() => a.name.clone(),
         _ => return None,
     };
-    let inner = ident_name(&alias);
+    let inner = Scope {
+        name: ident_name(&alias),
+        columns,
+    };
     // Aggregates and window functions are not row-wise.
     let state = ctx.state();
     let aggregates = state.aggregate_functions();
@@ -183,7 +253,8 @@ fn ranked(ctx: &SessionContext, q: &Query) -> Option<Query> {
     if !projection_ok {
         return None;
     }
-    // WHERE: the correlation (inner = outer equalities) and the rest (inner only).
+    // WHERE: the correlation (inner = outer equalities, and terms of the outer row alone,
+    // which keep all of its rows or none), and the rest (inner only).
     let mut terms = Vec::new();
     if let Some(w) = &s.selection {
         conjuncts(w, &mut terms);
@@ -194,6 +265,10 @@ fn ranked(ctx: &SessionContext, q: &Query) -> Option<Query> {
             local.push(t.to_string());
             continue;
         }
+        if !reads_inner(&t, &inner) {
+            correlated.push(t.to_string());
+            continue;
+        }
         let Expr::BinaryOp {
             left,
             op: BinaryOperator::Eq,
@@ -202,9 +277,10 @@ fn ranked(ctx: &SessionContext, q: &Query) -> Option<Query> {
         else {
             return None;
         };
-        let key = match (reads_outer(left, &inner), reads_outer(right, &inner)) {
-            (false, true) => left,
-            (true, false) => right,
+        let one_side = |e: &Expr| (reads_inner(e, &inner), reads_outer(e, &inner));
+        let key = match (one_side(left), one_side(right)) {
+            ((true, false), (false, true)) => left,
+            ((false, true), (true, false)) => right,
             _ => return None,
         };
         keys.push(key.to_string());
@@ -240,12 +316,12 @@ fn ranked(ctx: &SessionContext, q: &Query) -> Option<Query> {
             OrderByKind::Expressions(exprs) if ob.interpolate.is_none() => {
                 let mut out = Vec::with_capacity(exprs.len());
                 for o in exprs {
-                    if o.with_fill.is_some() || reads_outer(&o.expr, &inner) {
-                        return None;
-                    }
                     let mut o = o.clone();
                     if let Some(x) = item_expr(&o.expr) {
                         o.expr = x;
+                    }
+                    if o.with_fill.is_some() || reads_outer(&o.expr, &inner) {
+                        return None;
                     }
                     out.push(o.to_string());
                 }

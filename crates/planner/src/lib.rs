@@ -46,6 +46,7 @@ pub mod sink_def;
 pub mod sql_dialect;
 pub mod stream_planner;
 pub mod structs;
+pub mod subquery_scope;
 pub mod temporal;
 pub mod users;
 pub mod using_join;

@@ -130,10 +130,10 @@ fn correlated(q: &Query, outer: &Ident) -> Option<Correlated> {
         return None;
     };
     let fname = f.name.to_string().to_ascii_lowercase();
-    // (`first_value` and the one-row check are `single_row`'s rewrites.)
+    // (`first_value` and `named_struct` of a count and a value are `single_row`'s.)
     if !matches!(
         fname.as_str(),
-        "count" | "sum" | "min" | "max" | "avg" | "first_value" | crate::single_row::ONE_ROW
+        "count" | "sum" | "min" | "max" | "avg" | "first_value" | "named_struct"
     ) || f.over.is_some()
         || f.filter.is_some()
         || matches!(&f.args, FunctionArguments::List(l) if l.duplicate_treatment.is_some())

@@ -10,14 +10,18 @@
 //! written as one before binding (in queries and views alike):
 //! - `… ORDER BY o LIMIT 1` → `first_value(e ORDER BY o)` (the first row's value; no row:
 //!   NULL), and `… LIMIT 1` without an order → `first_value(e ORDER BY e)` (some row's);
-//! - otherwise (no `LIMIT`, or a larger one) → `__freshet_one_row(count(*), first_value(e ORDER BY e))`, the value, or
-//!   Postgres' error `21000` "more than one row returned by a subquery used as an
-//!   expression" when more than one row matched.
+//! - otherwise (no `LIMIT`, or a larger one) → `__freshet_one_row((SELECT
+//!   named_struct('n', count(*), 'v', first_value(e ORDER BY e)) …))`: the subquery's
+//!   count and value travel together through the join DataFusion makes of it, and the
+//!   check after it gives the value, or Postgres' error `21000` "more than one row
+//!   returned by a subquery used as an expression" for an outer row more than one row
+//!   matched (only for outer rows: a key no outer row has may have many).
 //!
-//! Only a subquery that reads an outer relation through a qualified column (`p.user_id`)
-//! is taken: DataFusion runs an uncorrelated one itself. The subquery must be one plain
-//! `SELECT` of one expression without aggregates, grouping, `DISTINCT`, `OFFSET` or
-//! `WITH`. An inequality correlation then goes through [`crate::scalar_subqueries`].
+//! Only a subquery that reads an outer relation is taken (DataFusion runs an
+//! uncorrelated one itself): a column qualified by a name none of its relations goes by,
+//! or an unqualified one its relations do not have. It must be one plain `SELECT` of one
+//! expression without aggregates, grouping, `DISTINCT`, `OFFSET` or `WITH`. An inequality
+//! correlation then goes through [`crate::scalar_subqueries`].
 
 use std::ops::ControlFlow;
 
@@ -33,8 +37,9 @@ use datafusion::prelude::SessionContext;
 use crate::naming::ident_name;
 use crate::sql_dialect::FreshetDialect;
 use crate::sqlparser::ast::{
-    visit_expressions, Expr, GroupByExpr, LimitClause, OrderByKind, Query, SelectItem, SetExpr,
-    Statement, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    LimitClause, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins,
+    Value, VisitMut, VisitorMut,
 };
 use crate::sqlparser::parser::Parser;
 
@@ -48,11 +53,12 @@ pub const MORE_THAN_ONE_ROW: &str =
 /// Registers [`ONE_ROW`] in `ctx`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(OneRow {
-        signature: Signature::any(2, Volatility::Immutable),
+        signature: Signature::any(1, Volatility::Immutable),
     }));
 }
 
-/// `__freshet_one_row(n, v)`: `v`, or an error when the row count `n` is above one.
+/// `__freshet_one_row(s)`: field `v` of struct `s`, or an error where its row count `n`
+/// is above one.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct OneRow {
     signature: Signature,
@@ -66,61 +72,105 @@ impl ScalarUDFImpl for OneRow {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(arg_types.get(1).cloned().unwrap_or(DataType::Null))
+        match arg_types.first() {
+            Some(DataType::Struct(fields)) => fields
+                .iter()
+                .find(|f| f.name() == "v")
+                .map(|f| f.data_type().clone())
+                .ok_or_else(|| DataFusionError::Internal(format!("{ONE_ROW}: no field v"))),
+            other => Err(DataFusionError::Internal(format!(
+                "{ONE_ROW} of {other:?}: a struct expected"
+            ))),
+        }
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [n, v] = args.args.as_slice() else {
+        use datafusion::arrow::array::StructArray;
+        use datafusion::arrow::compute::{is_null, nullif};
+        let [arg] = args.args.as_slice() else {
             return Err(DataFusionError::Internal(format!(
-                "{ONE_ROW} takes two arguments"
+                "{ONE_ROW} takes one argument"
             )));
         };
-        let many = match n {
-            ColumnarValue::Scalar(s) => match s {
-                ScalarValue::Int64(Some(n)) => *n > 1,
-                ScalarValue::Int64(None) => false,
-                other => {
-                    return Err(DataFusionError::Internal(format!(
-                        "{ONE_ROW}: count {other}"
-                    )))
-                }
-            },
-            ColumnarValue::Array(a) => match a.as_primitive_opt::<Int64Type>() {
-                Some(counts) => counts.iter().any(|c| c.is_some_and(|c| c > 1)),
-                None => {
-                    return Err(DataFusionError::Internal(format!(
-                        "{ONE_ROW}: count of type {}",
-                        a.data_type()
-                    )))
-                }
-            },
+        let array = arg.to_array(args.number_rows)?;
+        let Some(rows) = array.as_any().downcast_ref::<StructArray>() else {
+            return Err(DataFusionError::Internal(format!(
+                "{ONE_ROW}: not a struct"
+            )));
         };
+        let (Some(n), Some(v)) = (rows.column_by_name("n"), rows.column_by_name("v")) else {
+            return Err(DataFusionError::Internal(format!(
+                "{ONE_ROW}: fields n, v expected"
+            )));
+        };
+        let n = datafusion::arrow::compute::cast(n, &DataType::Int64)?;
+        let counts = n.as_primitive::<Int64Type>();
+        let many =
+            (0..rows.len()).any(|i| rows.is_valid(i) && counts.is_valid(i) && counts.value(i) > 1);
         if many {
             return Err(DataFusionError::Execution(MORE_THAN_ONE_ROW.into()));
         }
-        Ok(v.clone())
+        // A NULL struct (no row matched) is a NULL value.
+        let value = nullif(v, &is_null(&array)?)?;
+        Ok(match arg {
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&value, 0)?)
+            }
+            ColumnarValue::Array(_) => ColumnarValue::Array(value),
+        })
     }
 }
 
 /// Rewrites the correlated non-aggregate scalar subqueries of `stmt` (see the module
 /// documentation).
-pub fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
-    struct R<'a>(&'a SessionContext);
+pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
+    // The column names of each scalar subquery's relations, in the order the rewrite
+    // below meets the subqueries (the walk cannot await): an unqualified column they do
+    // not have is an outer one.
+    let mut froms: Vec<Option<Vec<TableWithJoins>>> = Vec::new();
+    let _ = crate::sqlparser::ast::visit_expressions(&*stmt, |e| {
+        if let Expr::Subquery(q) = e {
+            froms.push(match q.body.as_ref() {
+                SetExpr::Select(s) if !s.from.is_empty() => Some(s.from.clone()),
+                _ => None,
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if froms.is_empty() {
+        return;
+    }
+    let mut columns = Vec::with_capacity(froms.len());
+    for from in froms {
+        columns.push(match from {
+            Some(from) => crate::subquery_scope::columns_of(ctx, &from).await,
+            None => None,
+        });
+    }
+    struct R<'a> {
+        ctx: &'a SessionContext,
+        columns: std::vec::IntoIter<Option<Vec<String>>>,
+    }
     impl VisitorMut for R<'_> {
         type Break = ();
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
             if let Expr::Subquery(q) = e {
-                if let Some(aggregated) = aggregated(self.0, q) {
-                    **q = aggregated;
+                let columns = self.columns.next().flatten();
+                if let Some(rewritten) = aggregated(self.ctx, q, columns.as_deref()) {
+                    *e = rewritten;
                 }
             }
             ControlFlow::Continue(())
         }
     }
-    let _ = stmt.visit(&mut R(ctx));
+    let _ = stmt.visit(&mut R {
+        ctx,
+        columns: columns.into_iter(),
+    });
 }
 
-/// `q` written as an aggregate, if it is a subquery this module takes.
-fn aggregated(ctx: &SessionContext, q: &Query) -> Option<Query> {
+/// The expression that replaces subquery `q` (its relations have `columns`, when they
+/// could be planned), if it is one this module takes.
+fn aggregated(ctx: &SessionContext, q: &Query, columns: Option<&[String]>) -> Option<Expr> {
     if q.with.is_some() || q.fetch.is_some() {
         return None;
     }
@@ -162,7 +212,7 @@ fn aggregated(ctx: &SessionContext, q: &Query) -> Option<Query> {
         [SelectItem::ExprWithAlias { expr, alias }] => (expr, Some(alias)),
         _ => return None,
     };
-    if has_aggregate(ctx, e) || !reads_outer(q) {
+    if has_aggregate(ctx, e) || !reads_outer(q, columns) {
         return None;
     }
     let order: Option<Vec<String>> = match &q.order_by {
@@ -196,7 +246,7 @@ fn aggregated(ctx: &SessionContext, q: &Query) -> Option<Query> {
     let value = match (limit_one, order) {
         (true, Some(order)) => format!("first_value({e} ORDER BY {})", order.join(", ")),
         (true, None) => format!("first_value({e} ORDER BY {e})"),
-        (false, _) => format!("{ONE_ROW}(count(*), first_value({e} ORDER BY {e}))"),
+        (false, _) => format!("named_struct('n', count(*), 'v', first_value({e} ORDER BY {e}))"),
     };
     let mut select = s.clone();
     let expr = Parser::new(&FreshetDialect {})
@@ -214,7 +264,21 @@ fn aggregated(ctx: &SessionContext, q: &Query) -> Option<Query> {
     out.body = Box::new(SetExpr::Select(select));
     out.order_by = None;
     out.limit_clause = None;
-    Some(out)
+    let subquery = Expr::Subquery(Box::new(out));
+    if limit_one {
+        return Some(subquery);
+    }
+    // The check comes after the join: only outer rows' matches count.
+    let mut check = Parser::new(&FreshetDialect {})
+        .try_with_sql(&format!("{ONE_ROW}(NULL)"))
+        .and_then(|mut p| p.parse_expr())
+        .ok()?;
+    if let Expr::Function(f) = &mut check {
+        if let FunctionArguments::List(list) = &mut f.args {
+            list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(subquery))];
+        }
+    }
+    Some(check)
 }
 
 /// Whether `e` calls an aggregate or window function.
@@ -234,8 +298,8 @@ fn has_aggregate(ctx: &SessionContext, e: &Expr) -> bool {
 }
 
 /// Whether the subquery reads a column qualified by a name none of its own relations go
-/// by (one of an outer query's).
-fn reads_outer(q: &Query) -> bool {
+/// by, or an unqualified one not among their `columns` (one of an outer query's).
+fn reads_outer(q: &Query, columns: Option<&[String]>) -> bool {
     let SetExpr::Select(s) = q.body.as_ref() else {
         return false;
     };
@@ -260,11 +324,14 @@ fn reads_outer(q: &Query) -> bool {
     }
     let mut outer = false;
     let _ = visit_expressions(s.as_ref(), |x| {
-        if let Expr::CompoundIdentifier(p) = x {
-            if p.len() == 2 && !own.contains(&ident_name(&p[0])) {
-                outer = true;
-                return ControlFlow::Break(());
-            }
+        let is_outer = match x {
+            Expr::CompoundIdentifier(p) => p.len() == 2 && !own.contains(&ident_name(&p[0])),
+            Expr::Identifier(i) => columns.is_some_and(|c| !c.contains(&ident_name(i))),
+            _ => false,
+        };
+        if is_outer {
+            outer = true;
+            return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
     });

@@ -361,8 +361,9 @@ fn datafusion_message(e: &DataFusionError) -> String {
             || rest.starts_with("InSubquery")
         {
             return "this correlated subquery is not supported: its correlation cannot be \
-                    turned into a join (correlate by equality, e.g. WHERE inner.k = outer.k, \
-                    and without LIMIT)"
+                    turned into a join (correlate by equality, e.g. WHERE inner.k = outer.k; \
+                    with an inequality, qualify the outer columns by their relation's name, \
+                    and read them only in WHERE)"
                 .to_string();
         }
     }
