@@ -58,6 +58,41 @@ impl Dialect for FreshetDialect {
         true
     }
 
+    /// `a IS [NOT] DISTINCT FROM b`: sqlparser reads all that follows as `b`, so that
+    /// `a IS NOT DISTINCT FROM b AND c` became `a IS NOT DISTINCT FROM (b AND c)`. In
+    /// Postgres `IS` binds tighter than `NOT`, `AND` and `OR` (and looser than
+    /// comparisons): `b` is what binds tighter than `IS`.
+    fn parse_infix(
+        &self,
+        parser: &mut Parser,
+        expr: &crate::sqlparser::ast::Expr,
+        _precedence: u8,
+    ) -> Option<Result<crate::sqlparser::ast::Expr, ParserError>> {
+        use crate::sqlparser::ast::Expr;
+        let not = if parser.parse_keywords(&[Keyword::IS, Keyword::DISTINCT, Keyword::FROM]) {
+            false
+        } else if parser.parse_keywords(&[
+            Keyword::IS,
+            Keyword::NOT,
+            Keyword::DISTINCT,
+            Keyword::FROM,
+        ]) {
+            true
+        } else {
+            return None;
+        };
+        let right = match parser.parse_subexpr(self.prec_value(Precedence::Is)) {
+            Ok(r) => Box::new(r),
+            Err(e) => return Some(Err(e)),
+        };
+        let left = Box::new(expr.clone());
+        Some(Ok(if not {
+            Expr::IsNotDistinctFrom(left, right)
+        } else {
+            Expr::IsDistinctFrom(left, right)
+        }))
+    }
+
     fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
         PostgreSqlDialect {}.identifier_quote_style(identifier)
     }
@@ -208,5 +243,40 @@ impl Dialect for FreshetDialect {
 
     fn supports_comment_optimizer_hint(&self) -> bool {
         PostgreSqlDialect {}.supports_comment_optimizer_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(sql: &str) -> String {
+        Parser::parse_sql(&FreshetDialect {}, sql).expect("parses")[0].to_string()
+    }
+
+    #[test]
+    fn is_distinct_from_binds_as_in_postgres() {
+        // AND, OR and NOT bind looser than IS; comparisons and arithmetic tighter.
+        let tree = |sql: &str| {
+            let stmt = &Parser::parse_sql(&FreshetDialect {}, sql).expect("parses")[0];
+            format!("{stmt:?}")
+        };
+        let and = tree("SELECT a IS NOT DISTINCT FROM b AND c");
+        assert!(and.contains("BinaryOp { left: IsNotDistinctFrom("), "{and}");
+        assert!(and.contains("op: And, right: Identifier"), "{and}");
+        let or = tree("SELECT x IS DISTINCT FROM y + 1 OR z");
+        assert!(or.contains("BinaryOp { left: IsDistinctFrom("), "{or}");
+        assert!(or.contains("op: Or, right: Identifier"), "{or}");
+        // The right side takes what binds tighter: `y + 1`.
+        assert!(or.contains("op: Plus"), "{or}");
+        assert_eq!(
+            parsed("SELECT x IS DISTINCT FROM y + 1 OR z"),
+            "SELECT x IS DISTINCT FROM y + 1 OR z"
+        );
+        // Still an expression of its own in a join condition.
+        assert_eq!(
+            parsed("SELECT * FROM t JOIN u ON t.a IS NOT DISTINCT FROM u.a AND t.b = u.b"),
+            "SELECT * FROM t JOIN u ON t.a IS NOT DISTINCT FROM u.a AND t.b = u.b"
+        );
     }
 }
