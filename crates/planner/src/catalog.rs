@@ -228,6 +228,9 @@ pub struct ColumnDef {
     pub name: String,
     pub ty: SqlType,
     pub not_null: bool,
+    /// `DEFAULT expr`, as SQL text (see the server's `session::defaults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// RisingWave's `ON CONFLICT` clause of a table: what an INSERT of a key the table holds

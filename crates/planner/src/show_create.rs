@@ -162,6 +162,9 @@ fn literal(s: &str) -> String {
 
 fn column(c: &ColumnDef) -> String {
     let mut s = format!("{} {}", ident(&c.name), c.ty.sql_name());
+    if let Some(d) = &c.default {
+        s.push_str(&format!(" DEFAULT {d}"));
+    }
     if c.not_null {
         s.push_str(" NOT NULL");
     }

@@ -43,6 +43,7 @@ mod copy;
 mod cursor;
 mod db;
 mod ddl;
+mod defaults;
 mod dml;
 mod index;
 mod ops_tables;

@@ -48,6 +48,7 @@ pub fn source_def(id: u64, name: String, cs: &CreateSource) -> Result<SourceDef,
             name: cname,
             ty: SqlType::from_ast(&c.data_type)?,
             not_null: false,
+            default: None,
         });
     }
     let mut includes = Vec::new();

@@ -673,9 +673,14 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
         let n = a.first().and_then(as_i64).unwrap_or(0);
         Ok(text(size_pretty(n)))
     });
-    // pg_get_expr(expr_text, relation [, pretty]): Freshet keeps no expressions in the
-    // catalogs (no defaults, partial indexes or partition bounds): always NULL.
-    def(ctx, "pg_get_expr", &[2, 3], Utf8, |_| Ok(NULL_TEXT));
+    // pg_get_expr(expr_text, relation [, pretty]): the only expressions Freshet keeps in
+    // the catalogs are column defaults (pg_attrdef.adbin), as their SQL text.
+    def(ctx, "pg_get_expr", &[2, 3], Utf8, |a| {
+        Ok(match a.first() {
+            Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s))) => text(s.clone()),
+            _ => NULL_TEXT,
+        })
+    });
 
     let r = roles.clone();
     def(ctx, "pg_get_userbyid", &[1], Utf8, move |a| {

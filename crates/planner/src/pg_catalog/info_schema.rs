@@ -170,7 +170,7 @@ fn columns(s: &Snapshot) -> Table {
                 text(&r.name),
                 text(&c.name),
                 i32(i as i32 + 1),
-                v::null(),
+                c.default.as_deref().map_or(v::null(), text),
                 text(if c.not_null { "NO" } else { "YES" }),
                 text(match oid {
                     1043 => "character varying".to_string(),

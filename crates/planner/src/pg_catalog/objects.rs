@@ -65,6 +65,8 @@ pub struct Col {
     pub name: String,
     pub ty: DataType,
     pub not_null: bool,
+    /// `DEFAULT` (tables' columns).
+    pub default: Option<String>,
     /// Its Postgres type (`text` for a column declared TEXT, which Arrow does not tell
     /// from VARCHAR).
     pub type_oid: u32,
@@ -156,6 +158,7 @@ fn cols(schema: &SchemaRef, not_null: &[bool]) -> Vec<Col> {
             name: f.name().clone(),
             ty: f.data_type().clone(),
             not_null: not_null.get(i).copied().unwrap_or(false),
+            default: None,
             type_oid: super::types::oid_of(f.data_type()),
         })
         .collect()
@@ -179,6 +182,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                 .zip(&t.columns)
                 .map(|(c, d)| Col {
                     type_oid: declared_oid(d),
+                    default: d.default.clone(),
                     ..c
                 })
                 .collect(),
@@ -204,6 +208,7 @@ pub fn relations(s: &Snapshot) -> Vec<Rel> {
                         name: t.columns[i].name.clone(),
                         ty: t.columns[i].ty.to_arrow(),
                         not_null: true,
+                        default: None,
                         type_oid: declared_oid(&t.columns[i]),
                     })
                     .collect();

@@ -56,7 +56,7 @@ pub static RELATIONS: &[Relation] = &[
     rel!("pg_proc", pg_proc),
     rel!("pg_language", pg_language),
     rel!("pg_tablespace", pg_tablespace),
-    rel!("pg_attrdef", pg_attrdef, empty),
+    rel!("pg_attrdef", pg_attrdef),
     rel!("pg_collation", pg_collation, empty),
     rel!("pg_inherits", pg_inherits, empty),
     rel!("pg_trigger", pg_trigger, empty),
@@ -257,7 +257,7 @@ fn pg_attribute(s: &Snapshot) -> Table {
                 }),
                 text(""),
                 b(c.not_null),
-                b(false),
+                b(c.default.is_some()),
                 b(false),
                 text(""),
                 text(""),
@@ -911,16 +911,25 @@ fn pg_tablespace(_: &Snapshot) -> Table {
     t
 }
 
-// Catalogs of features Freshet does not have: columns only.
-
-fn pg_attrdef(_: &Snapshot) -> Table {
-    Table::new(&[
+/// Column defaults: `adbin` holds the default's SQL text (which `pg_get_expr` returns).
+fn pg_attrdef(s: &Snapshot) -> Table {
+    let mut t = Table::new(&[
         ("oid", OID),
         ("adrelid", OID),
         ("adnum", I16),
         ("adbin", TEXT),
-    ])
+    ]);
+    for r in all_rels(s) {
+        for (i, c) in r.columns.iter().enumerate() {
+            if let Some(d) = &c.default {
+                t.push(vec![oid(0), oid(r.oid), i16(i as i16 + 1), text(d)]);
+            }
+        }
+    }
+    t
 }
+
+// Catalogs of features Freshet does not have: columns only.
 
 fn pg_collation(_: &Snapshot) -> Table {
     Table::new(&[

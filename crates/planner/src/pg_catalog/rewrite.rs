@@ -898,6 +898,20 @@ impl VisitorMut for Rewriter {
                     *e = Expr::value(Value::Null);
                 } else if self.catalog_query {
                     wrap_in_max(q);
+                    // A condition on the outer row alone (psql's `AND a.atthasdef`), which
+                    // DataFusion cannot decorrelate, guards the subquery from outside.
+                    if let Some(outer) = take_outer_conditions(q) {
+                        *e = Expr::Case {
+                            case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                            end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                            operand: None,
+                            conditions: vec![ast::CaseWhen {
+                                condition: outer,
+                                result: Expr::Subquery(q.clone()),
+                            }],
+                            else_result: None,
+                        };
+                    }
                 }
             }
             Expr::Exists { subquery, negated } if provably_empty(subquery) => {
@@ -912,6 +926,70 @@ impl VisitorMut for Rewriter {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// The `AND`ed terms of `q`'s WHERE that read only columns qualified by a name none of
+/// its relations go by (an outer row's), removed from it and joined by `AND`.
+fn take_outer_conditions(q: &mut Query) -> Option<Expr> {
+    let SetExpr::Select(s) = q.body.as_mut() else {
+        return None;
+    };
+    let own: Vec<String> = s
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+        .filter_map(|r| match r {
+            TableFactor::Table { name, alias, .. } => Some(match alias {
+                Some(a) => a.name.value.to_lowercase(),
+                None => name.0.last()?.as_ident()?.value.to_lowercase(),
+            }),
+            TableFactor::Derived { alias: Some(a), .. } => Some(a.name.value.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::And,
+                right,
+            } => {
+                conjuncts(*left, out);
+                conjuncts(*right, out);
+            }
+            other => out.push(other),
+        }
+    }
+    let outer_only = |e: &Expr| {
+        let (mut outer, mut other) = (false, false);
+        let _ = ast::visit_expressions(e, |x| {
+            match x {
+                Expr::CompoundIdentifier(p) if p.len() == 2 => {
+                    if own.contains(&p[0].value.to_lowercase()) {
+                        other = true;
+                    } else {
+                        outer = true;
+                    }
+                }
+                Expr::Identifier(_) | Expr::Subquery(_) | Expr::Exists { .. } => other = true,
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        outer && !other
+    };
+    let mut terms = Vec::new();
+    conjuncts(s.selection.take()?, &mut terms);
+    let (outer, inner): (Vec<Expr>, Vec<Expr>) = terms.into_iter().partition(|t| outer_only(t));
+    let and = |terms: Vec<Expr>| {
+        terms.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: ast::BinaryOperator::And,
+            right: Box::new(b),
+        })
+    };
+    s.selection = and(inner);
+    and(outer)
 }
 
 /// `[NOT] EXISTS (SELECT … FROM … WHERE …)` as
@@ -1072,8 +1150,14 @@ mod tests {
     #[test]
     fn subqueries_over_always_empty_catalogs_are_their_results() {
         assert_eq!(
-            rw("SELECT (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid), EXISTS (SELECT 1 FROM pg_trigger t) FROM pg_attribute a"),
+            rw("SELECT (SELECT t.tgname FROM pg_catalog.pg_trigger t WHERE t.tgrelid = a.attrelid), EXISTS (SELECT 1 FROM pg_trigger t) FROM pg_attribute a"),
             "SELECT NULL, false FROM pg_catalog.pg_attribute a"
+        );
+        // A condition on the outer row alone guards the subquery from outside (psql's
+        // column defaults).
+        assert_eq!(
+            rw("SELECT (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid AND a.atthasdef) FROM pg_attribute a"),
+            "SELECT CASE WHEN a.atthasdef THEN (SELECT max(d.adbin) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) END FROM pg_catalog.pg_attribute a"
         );
         // Over a catalog with rows, a correlated scalar subquery becomes an aggregate.
         assert_eq!(

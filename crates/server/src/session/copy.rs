@@ -212,6 +212,7 @@ impl Session {
             };
         }
         let batch = RecordBatch::try_new(schema, columns)?;
+        let batch = super::defaults::fill(batch, &c.table, &c.targets)?;
         if let Some(on) = super::upsert::OnConflict::of_table(&c.table) {
             return self.upsert(None, &c.table, &[batch], &on).await;
         }

@@ -881,9 +881,14 @@ fn table_columns(
             return Err(PlannerError::DuplicateColumn(cname).into());
         }
         let mut not_null = false;
+        let ty = SqlType::from_ast(&c.data_type)?;
+        let mut default = None;
         for opt in &c.options {
             match &opt.option {
                 ColumnOption::NotNull => not_null = true,
+                ColumnOption::Default(e) => {
+                    default = Some(super::defaults::checked(&cname, &ty, e)?);
+                }
                 ColumnOption::Null => {}
                 ColumnOption::PrimaryKey(_) => {
                     if !pk.is_empty() {
@@ -903,8 +908,9 @@ fn table_columns(
         }
         columns.push(ColumnDef {
             name: cname,
-            ty: SqlType::from_ast(&c.data_type)?,
+            ty,
             not_null,
+            default,
         });
     }
     if columns.is_empty() {

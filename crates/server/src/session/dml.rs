@@ -131,7 +131,9 @@ impl Session {
         let batches = match &insert.source {
             // INSERT … VALUES: DataFusion types the values (and `$n`) by the target columns.
             Some(src) if matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
-                let plan = bind(&ctx, stmt).await?;
+                // The columns it leaves out (or gives as DEFAULT) get their defaults.
+                let completed = super::defaults::complete_values(stmt, &table)?;
+                let plan = bind(&ctx, completed.as_ref().unwrap_or(stmt)).await?;
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(PlannerError::Internal("INSERT did not plan as DML".into()).into());
                 };
@@ -158,13 +160,23 @@ impl Session {
                 };
                 batches
                     .iter()
-                    .map(|b| place_columns(b, &targets, &schema))
+                    .map(|b| {
+                        super::defaults::fill(
+                            place_columns(b, &targets, &schema)?,
+                            &table,
+                            &targets,
+                        )
+                    })
                     .collect::<Result<Vec<_>>>()?
             }
+            // INSERT … DEFAULT VALUES: one row of defaults.
             None => {
-                return Err(ServerError::Unsupported(
-                    "INSERT … DEFAULT VALUES is not supported yet".into(),
-                ))
+                let columns = table
+                    .columns
+                    .iter()
+                    .map(|c| super::defaults::column_values(c, 1))
+                    .collect::<Result<Vec<_>>>()?;
+                vec![RecordBatch::try_new(schema.clone(), columns)?]
             }
         };
         if let Some(on) = &on_conflict {

@@ -90,6 +90,21 @@ impl Session {
                     }) if !matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
                         bind(&ctx, &Statement::Query(src.clone())).await?
                     }
+                    // INSERT … DEFAULT VALUES: no parameters, no result.
+                    Statement::Insert(ast::Insert { source: None, .. }) => {
+                        return Ok((vec![], None));
+                    }
+                    // See `insert`: the columns INSERT … VALUES leaves out get defaults.
+                    Statement::Insert(_) => {
+                        let completed = match dml_target(&s) {
+                            Some(target) => {
+                                let table = self.writable_table(target)?;
+                                super::defaults::complete_values(&s, &table)?
+                            }
+                            None => None,
+                        };
+                        bind(&ctx, completed.as_ref().unwrap_or(&s)).await?
+                    }
                     _ => bind(&ctx, &s).await?,
                 };
                 let mut types = param_types(&plan)?;
