@@ -964,8 +964,9 @@ fn take_outer_conditions(q: &mut Query) -> Option<Expr> {
         let (mut outer, mut other) = (false, false);
         let _ = ast::visit_expressions(e, |x| {
             match x {
-                Expr::CompoundIdentifier(p) if p.len() == 2 => {
-                    if own.contains(&p[0].value.to_lowercase()) {
+                // `rel.col` or `schema.rel.col` (SQLAlchemy writes the latter).
+                Expr::CompoundIdentifier(p) if p.len() >= 2 => {
+                    if own.contains(&p[p.len() - 2].value.to_lowercase()) {
                         other = true;
                     } else {
                         outer = true;
@@ -1152,6 +1153,10 @@ mod tests {
         assert_eq!(
             rw("SELECT (SELECT t.tgname FROM pg_catalog.pg_trigger t WHERE t.tgrelid = a.attrelid), EXISTS (SELECT 1 FROM pg_trigger t) FROM pg_attribute a"),
             "SELECT NULL, false FROM pg_catalog.pg_attribute a"
+        );
+        assert_eq!(
+            rw("SELECT (SELECT pg_catalog.pg_get_expr(pg_catalog.pg_attrdef.adbin, pg_catalog.pg_attrdef.adrelid) FROM pg_catalog.pg_attrdef WHERE pg_catalog.pg_attribute.atthasdef AND pg_catalog.pg_attrdef.adrelid = pg_catalog.pg_attribute.attrelid) FROM pg_catalog.pg_attribute"),
+            "SELECT CASE WHEN pg_catalog.pg_attribute.atthasdef THEN (SELECT max(pg_get_expr(pg_catalog.pg_attrdef.adbin, pg_catalog.pg_attrdef.adrelid)) FROM pg_catalog.pg_attrdef WHERE pg_catalog.pg_attrdef.adrelid = pg_catalog.pg_attribute.attrelid) END FROM pg_catalog.pg_attribute"
         );
         // A condition on the outer row alone guards the subquery from outside (psql's
         // column defaults).
