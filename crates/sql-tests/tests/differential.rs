@@ -364,12 +364,14 @@ const VIEWS: &[ViewSpec] = &[
                 ON b.k = a.k AND b.w > a.v AND b.id > 3 GROUP BY b.k",
         over_tables: None,
     },
-    // Correlated scalar subqueries that are not aggregates (a lookup by key, the latest
-    // row at or below a value), rewritten into aggregates; UNION CORRESPONDING.
+    // Correlated scalar subqueries that are not aggregates (a lookup by key, the top row
+    // of a key), rewritten into aggregates; UNION CORRESPONDING. (An inequality
+    // correlation matches each change against the whole other side: too slow for the
+    // 2,000 steps here; `views/single_row_subqueries.slt` covers it.)
     ViewSpec {
         name: "a_latest_b",
         query: "SELECT a.id, (SELECT b.w FROM b WHERE b.id = a.id) AS bw, \
-                (SELECT b.w FROM b WHERE b.k = a.k AND b.w <= a.v ORDER BY b.w DESC LIMIT 1) AS w \
+                (SELECT b.w FROM b WHERE b.k = a.k ORDER BY b.w DESC LIMIT 1) AS w \
                 FROM a",
         over_tables: None,
     },

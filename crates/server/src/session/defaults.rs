@@ -4,9 +4,10 @@
 //! `VALUES` row shorter than the table (`INSERT INTO t VALUES (1)`). A column without a
 //! default gets NULL.
 //!
-//! A default is kept as its SQL text. In `INSERT … VALUES` it is written into the rows, so
-//! it is evaluated with them (`now()` is the statement's time); for `INSERT … SELECT` and
-//! `COPY` it is evaluated once per statement.
+//! A default is kept as its SQL text. In `INSERT … VALUES` (and `UPDATE … SET c =
+//! DEFAULT`) it is written into the statement, so it is evaluated with it (`now()` is the
+//! statement's time); for `INSERT … SELECT`, `COPY` and `DEFAULT VALUES` it is evaluated
+//! once per statement (a volatile default such as `random()` is one value for all rows).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -30,10 +31,19 @@ pub(super) fn checked(
     ty: &freshet_planner::catalog::SqlType,
     e: &Expr,
 ) -> Result<String> {
+    let session = freshet_planner::context::new_session();
+    let state = session.state();
+    let aggregates = state.aggregate_functions();
     let reads = ast::visit_expressions(e, |x| match x {
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break("a column"),
         Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
             ControlFlow::Break("a subquery")
+        }
+        Expr::Function(f)
+            if f.over.is_some()
+                || aggregates.contains_key(&f.name.to_string().to_ascii_lowercase()) =>
+        {
+            ControlFlow::Break("an aggregate or window function")
         }
         _ => ControlFlow::Continue(()),
     });
@@ -44,7 +54,7 @@ pub(super) fn checked(
         )));
     }
     let text = e.to_string();
-    evaluate(&text, &ty.to_arrow()).map_err(|err| {
+    evaluate(&text, ty).map_err(|err| {
         ServerError::Planner(PlannerError::Syntax {
             message: format!("invalid DEFAULT for column \"{column}\": {err}"),
             position: None,
@@ -53,8 +63,11 @@ pub(super) fn checked(
     Ok(text)
 }
 
-/// `sql`, an expression of no column, evaluated and cast to `ty`.
-fn evaluate(sql: &str, ty: &datafusion::arrow::datatypes::DataType) -> Result<ScalarValue> {
+/// `sql`, an expression of no column, evaluated and made a value of `column_type`: text
+/// is read as Postgres reads that type's text (a `jsonb` document, a `bytea` escape, an
+/// array or record literal), a row's fields are taken by position.
+fn evaluate(sql: &str, column_type: &freshet_planner::catalog::SqlType) -> Result<ScalarValue> {
+    let ty = &column_type.to_arrow();
     let ctx = freshet_planner::context::new_session();
     let expr = Parser::new(&FreshetDialect {})
         .try_with_sql(sql)
@@ -83,15 +96,41 @@ fn evaluate(sql: &str, ty: &datafusion::arrow::datatypes::DataType) -> Result<Sc
         ColumnarValue::Scalar(s) => s,
         ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0)?,
     };
+    let text = match &value {
+        ScalarValue::Utf8(Some(t))
+        | ScalarValue::LargeUtf8(Some(t))
+        | ScalarValue::Utf8View(Some(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    if let Some(read) = text.and_then(|t| freshet_planner::pg_input::value_from_text(t, ty)) {
+        return read.map_err(ServerError::InvalidText);
+    }
+    if let (ScalarValue::Struct(row), datafusion::arrow::datatypes::DataType::Struct(fields)) =
+        (&value, ty)
+    {
+        if row.num_columns() == fields.len() {
+            let columns = row
+                .columns()
+                .iter()
+                .zip(fields.iter())
+                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let fitted = datafusion::arrow::array::StructArray::try_new(
+                fields.clone(),
+                columns,
+                datafusion::arrow::array::Array::nulls(row.as_ref()).cloned(),
+            )?;
+            return Ok(ScalarValue::Struct(Arc::new(fitted)));
+        }
+    }
     Ok(value.cast_to(ty)?)
 }
 
 /// The value of `column`'s default (NULL without one), for `rows` rows.
 pub(super) fn column_values(column: &ColumnDef, rows: usize) -> Result<ArrayRef> {
-    let ty = column.ty.to_arrow();
     let value = match &column.default {
-        Some(d) => evaluate(d, &ty)?,
-        None => ScalarValue::try_from(&ty)?,
+        Some(d) => evaluate(d, &column.ty)?,
+        None => ScalarValue::try_from(&column.ty.to_arrow())?,
     };
     Ok(value.to_array_of_size(rows)?)
 }
@@ -112,8 +151,8 @@ pub(super) fn fill(batch: RecordBatch, table: &TableDef, targets: &[usize]) -> R
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Whether `e` is the `DEFAULT` keyword of a `VALUES` row.
-fn is_default_keyword(e: &Expr) -> bool {
+/// Whether `e` is the `DEFAULT` keyword of a `VALUES` row or an `UPDATE … SET`.
+pub(super) fn is_default_keyword(e: &Expr) -> bool {
     matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
 }
 
@@ -199,4 +238,35 @@ pub(super) fn complete_values(stmt: &Statement, table: &TableDef) -> Result<Opti
         .map(|c| ObjectName::from(vec![Ident::with_quote('"', c.name.clone())]))
         .collect();
     Ok(Some(Statement::Insert(out)))
+}
+
+/// `UPDATE … SET c = DEFAULT` with the default (or NULL) written in; `None` when no
+/// assignment is `DEFAULT`.
+pub(super) fn complete_update(stmt: &Statement, table: &TableDef) -> Result<Option<Statement>> {
+    let Statement::Update(update) = stmt else {
+        return Ok(None);
+    };
+    if !update
+        .assignments
+        .iter()
+        .any(|a| is_default_keyword(&a.value))
+    {
+        return Ok(None);
+    }
+    let mut out = update.clone();
+    for a in &mut out.assignments {
+        if !is_default_keyword(&a.value) {
+            continue;
+        }
+        let ast::AssignmentTarget::ColumnName(col) = &a.target else {
+            continue;
+        };
+        let idx = table.column_index(&super::object_name(col))?;
+        let sql = table.columns[idx].default.as_deref().unwrap_or("NULL");
+        a.value = Parser::new(&FreshetDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| ServerError::Planner(PlannerError::Internal(e.to_string())))?;
+    }
+    Ok(Some(Statement::Update(out)))
 }

@@ -101,6 +101,14 @@ impl Session {
             ));
         };
         let table = self.writable_table(name)?;
+        let mut listed: Vec<String> = Vec::with_capacity(insert.columns.len());
+        for c in &insert.columns {
+            let c = object_name(c);
+            if listed.contains(&c) {
+                return Err(PlannerError::DuplicateColumn(c).into());
+            }
+            listed.push(c);
+        }
         let alias = match &insert.table_alias {
             Some(a) => freshet_planner::naming::ident_name(&a.alias),
             None => freshet_planner::schemas::split(&table.name).1.to_string(),
@@ -148,9 +156,12 @@ impl Session {
             Some(src) => {
                 let query = Statement::Query(src.clone());
                 let plan = with_params(bind(&ctx, &query).await?, params)?;
+                // Without a column list, a query of fewer columns fills the first ones
+                // (the rest get their defaults), as in Postgres.
+                let width = plan.schema().fields().len().min(schema.fields().len());
                 let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
                 let targets: Vec<usize> = if insert.columns.is_empty() {
-                    (0..schema.fields().len()).collect()
+                    (0..width).collect()
                 } else {
                     insert
                         .columns
@@ -223,7 +234,16 @@ impl Session {
                     "multiple assignments to same column \"{col}\""
                 )));
             }
-            assigned.push((idx, a.value.to_string()));
+            // `SET c = DEFAULT`: the column's default, or NULL.
+            let value = if super::defaults::is_default_keyword(&a.value) {
+                table.columns[idx]
+                    .default
+                    .clone()
+                    .unwrap_or_else(|| "NULL".into())
+            } else {
+                a.value.to_string()
+            };
+            assigned.push((idx, value));
         }
         let new_exprs: Vec<String> = assigned
             .iter()

@@ -90,6 +90,17 @@ impl Session {
                     }) if !matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
                         bind(&ctx, &Statement::Query(src.clone())).await?
                     }
+                    // `SET c = DEFAULT` is the column's default.
+                    Statement::Update(_) => {
+                        let completed = match dml_target(&s) {
+                            Some(target) => {
+                                let table = self.writable_table(target)?;
+                                super::defaults::complete_update(&s, &table)?
+                            }
+                            None => None,
+                        };
+                        bind(&ctx, completed.as_ref().unwrap_or(&s)).await?
+                    }
                     // INSERT … DEFAULT VALUES: no parameters, no result.
                     Statement::Insert(ast::Insert { source: None, .. }) => {
                         return Ok((vec![], None));
