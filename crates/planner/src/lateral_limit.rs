@@ -56,10 +56,7 @@ pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
                 ..
             } = t
             {
-                self.0.push(match subquery.body.as_ref() {
-                    SetExpr::Select(s) if !s.from.is_empty() => Some(s.from.clone()),
-                    _ => None,
-                });
+                self.0.push(crate::subquery_scope::from_of(subquery));
             }
             ControlFlow::Continue(())
         }
@@ -68,13 +65,7 @@ pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
     if froms.is_empty() {
         return;
     }
-    let mut columns = Vec::with_capacity(froms.len());
-    for from in froms {
-        columns.push(match from {
-            Some(from) => crate::subquery_scope::columns_of(ctx, &from).await,
-            None => None,
-        });
-    }
+    let columns = crate::subquery_scope::columns_of_each(ctx, froms).await;
     struct R<'a> {
         ctx: &'a SessionContext,
         columns: std::vec::IntoIter<Option<Vec<String>>>,

@@ -129,23 +129,14 @@ pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
     let mut froms: Vec<Option<Vec<TableWithJoins>>> = Vec::new();
     let _ = crate::sqlparser::ast::visit_expressions(&*stmt, |e| {
         if let Expr::Subquery(q) = e {
-            froms.push(match q.body.as_ref() {
-                SetExpr::Select(s) if !s.from.is_empty() => Some(s.from.clone()),
-                _ => None,
-            });
+            froms.push(crate::subquery_scope::from_of(q));
         }
         ControlFlow::<()>::Continue(())
     });
     if froms.is_empty() {
         return;
     }
-    let mut columns = Vec::with_capacity(froms.len());
-    for from in froms {
-        columns.push(match from {
-            Some(from) => crate::subquery_scope::columns_of(ctx, &from).await,
-            None => None,
-        });
-    }
+    let columns = crate::subquery_scope::columns_of_each(ctx, froms).await;
     struct R<'a> {
         ctx: &'a SessionContext,
         columns: std::vec::IntoIter<Option<Vec<String>>>,

@@ -5,7 +5,7 @@
 use datafusion::prelude::SessionContext;
 
 use crate::sql_dialect::FreshetDialect;
-use crate::sqlparser::ast::{SetExpr, Statement, TableWithJoins};
+use crate::sqlparser::ast::{Query, SetExpr, Statement, TableWithJoins};
 use crate::sqlparser::parser::Parser;
 
 /// The column names (folded) of the relations of `from`, or `None` when they cannot be
@@ -28,4 +28,27 @@ pub async fn columns_of(ctx: &SessionContext, from: &[TableWithJoins]) -> Option
             .map(|f| f.name().to_string())
             .collect(),
     )
+}
+
+/// The relations a subquery's own columns come from: its SELECT's FROM, if it has one.
+pub fn from_of(q: &Query) -> Option<Vec<TableWithJoins>> {
+    match q.body.as_ref() {
+        SetExpr::Select(s) if !s.from.is_empty() => Some(s.from.clone()),
+        _ => None,
+    }
+}
+
+/// [`columns_of`] for each subquery's relations, in order (`None` where there are none).
+pub async fn columns_of_each(
+    ctx: &SessionContext,
+    froms: Vec<Option<Vec<TableWithJoins>>>,
+) -> Vec<Option<Vec<String>>> {
+    let mut columns = Vec::with_capacity(froms.len());
+    for from in froms {
+        columns.push(match from {
+            Some(from) => columns_of(ctx, &from).await,
+            None => None,
+        });
+    }
+    columns
 }
