@@ -73,6 +73,46 @@ impl SqlType {
         }
     }
 
+    /// The type a table stores a query's column of Arrow type `t` as (`CREATE TABLE …
+    /// AS`); `None` for a type no column has.
+    pub fn from_arrow(t: &DataType) -> Option<SqlType> {
+        Some(match t {
+            DataType::Boolean => SqlType::Boolean,
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => SqlType::SmallInt,
+            DataType::Int32 | DataType::UInt16 => SqlType::Int,
+            DataType::Int64 | DataType::UInt32 => SqlType::BigInt,
+            DataType::UInt64 => SqlType::Numeric(20, 0),
+            DataType::Float16 | DataType::Float32 => SqlType::Real,
+            DataType::Float64 => SqlType::Double,
+            DataType::Decimal128(p, s) => SqlType::Numeric(*p, *s),
+            // An untyped NULL is text, as in Postgres.
+            DataType::Utf8 | DataType::Utf8View | DataType::Null => SqlType::Text,
+            DataType::LargeUtf8 => SqlType::Jsonb,
+            DataType::Date32 | DataType::Date64 => SqlType::Date,
+            DataType::Timestamp(_, None) => SqlType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
+            DataType::Interval(_) => SqlType::Interval,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytea,
+            DataType::List(f) | DataType::LargeList(f) => match SqlType::from_arrow(f.data_type())?
+            {
+                SqlType::Array(_) => return None,
+                elem => SqlType::Array(Box::new(elem)),
+            },
+            DataType::Struct(fields) => SqlType::Struct(
+                fields
+                    .iter()
+                    .map(|f| {
+                        Some(StructField {
+                            name: f.name().clone(),
+                            ty: SqlType::from_arrow(f.data_type())?,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            _ => return None,
+        })
+    }
+
     /// Converts a parsed SQL type.
     pub fn from_ast(t: &sqlparser::ast::DataType) -> Result<SqlType, PlannerError> {
         use sqlparser::ast::{DataType as D, ExactNumberInfo, TimezoneInfo};

@@ -426,6 +426,10 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
                     }
                     stmt
                 }
+                None if creates_table_as_with_names(&parser) => {
+                    parse_create_table_as_with_names(&mut parser)
+                        .map_err(|e| parser_error(sql, e))?
+                }
                 None => parser.parse_statement().map_err(|e| parser_error(sql, e))?,
             };
             let view = match &mut stmt {
@@ -1110,6 +1114,79 @@ fn parse_parallelism(
         name,
         parallelism,
     })
+}
+
+/// Whether the statement is `CREATE TABLE [IF NOT EXISTS] name (c, …) AS …`: column
+/// names without types, which sqlparser reads only with types.
+fn creates_table_as_with_names(parser: &Parser) -> bool {
+    if !peek_words(parser, &["CREATE", "TABLE"]) {
+        return false;
+    }
+    let token = |i: usize| parser.peek_nth_token(i).token;
+    let word = |i: usize| matches!(token(i), Token::Word(_));
+    let mut i = if peek_words(parser, &["CREATE", "TABLE", "IF", "NOT", "EXISTS"]) {
+        5
+    } else {
+        2
+    };
+    if !word(i) {
+        return false;
+    }
+    i += 1;
+    while token(i) == Token::Period && word(i + 1) {
+        i += 2;
+    }
+    if token(i) != Token::LParen {
+        return false;
+    }
+    i += 1;
+    loop {
+        if !word(i) {
+            return false;
+        }
+        i += 1;
+        match token(i) {
+            Token::Comma => i += 1,
+            Token::RParen => break,
+            _ => return false,
+        }
+    }
+    matches!(token(i + 1), Token::Word(w) if w.keyword == Keyword::AS)
+}
+
+/// Parses what [`creates_table_as_with_names`] recognized, into the `CREATE TABLE … AS`
+/// sqlparser gives, with the names as columns of no type.
+fn parse_create_table_as_with_names(parser: &mut Parser) -> Result<Statement, ParserError> {
+    parser.expect_keywords(&[Keyword::CREATE, Keyword::TABLE])?;
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    parser.expect_token(&Token::LParen)?;
+    let names = parser.parse_comma_separated(|p| p.parse_identifier())?;
+    parser.expect_token(&Token::RParen)?;
+    parser.expect_keyword(Keyword::AS)?;
+    let query = parser.parse_query()?;
+    let head = format!(
+        "CREATE TABLE {}{name} AS SELECT 1",
+        if if_not_exists { "IF NOT EXISTS " } else { "" }
+    );
+    let Statement::CreateTable(mut ct) = Parser::new(&FreshetDialect {})
+        .try_with_sql(&head)?
+        .parse_statement()?
+    else {
+        return Err(ParserError::ParserError(
+            "CREATE TABLE … AS expected".into(),
+        ));
+    };
+    ct.query = Some(query);
+    ct.columns = names
+        .into_iter()
+        .map(|name| ColumnDef {
+            name,
+            data_type: crate::sqlparser::ast::DataType::Unspecified,
+            options: Vec::new(),
+        })
+        .collect();
+    Ok(Statement::CreateTable(ct))
 }
 
 fn peek_words(parser: &Parser, words: &[&str]) -> bool {

@@ -40,6 +40,7 @@ use crate::error::{Result, ServerError};
 mod access;
 mod alter_view;
 mod copy;
+mod create_table_as;
 mod cursor;
 mod db;
 mod ddl;

@@ -28,12 +28,14 @@ use crate::error::{Result, ServerError};
 
 impl Session {
     pub(super) async fn create_table(&self, ct: &ast::CreateTable) -> Result<Output> {
+        if let Some(query) = &ct.query {
+            return self.create_table_as(ct, query).await;
+        }
         self.create_dml_table(
             &ct.name,
             ct.if_not_exists,
             &ct.columns,
             &ct.constraints,
-            ct.query.is_some(),
             None,
         )
         .await
@@ -46,7 +48,6 @@ impl Session {
             cs.if_not_exists,
             &cs.columns,
             &cs.constraints,
-            false,
             Some(cs),
         )
         .await
@@ -59,7 +60,6 @@ impl Session {
         if_not_exists: bool,
         columns: &[ast::ColumnDef],
         constraints: &[ast::TableConstraint],
-        as_query: bool,
         ext: Option<&parser::CreateSource>,
     ) -> Result<Output> {
         let _ddl = self.db.ddl_lock.lock().await;
@@ -67,11 +67,6 @@ impl Session {
         let name = relation_name(&catalog, name)?;
         if name_taken(&catalog, &name, if_not_exists)? {
             return Ok(command("CREATE TABLE"));
-        }
-        if as_query {
-            return Err(ServerError::Unsupported(
-                "CREATE TABLE … AS is not supported yet".into(),
-            ));
         }
         let (columns, pk) = table_columns(&name, columns, constraints)?;
         let (watermark, append_only) = match ext {
@@ -118,7 +113,7 @@ impl Session {
 
     /// Commits a new table into `next` (the catalog with its id allocated) and starts the
     /// reader of its topic, if it has one.
-    async fn add_table(&self, mut next: Catalog, def: TableDef) -> Result<Output> {
+    pub(super) async fn add_table(&self, mut next: Catalog, def: TableDef) -> Result<Output> {
         let desc = table_desc(&def);
         next.tables.push(def.clone());
         self.db
