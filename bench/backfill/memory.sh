@@ -20,7 +20,7 @@ psql -qc "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT)"
 STEP=250000
 for ((i = 0; i < N; i += STEP)); do
     psql -qc "INSERT INTO big SELECT value AS id, value % 1000 AS g, value AS v
-              FROM generate_series($((i + 1)), $((i + STEP < N ? i + STEP : N)))"
+              FROM generate_series($((i + 1)), $((i + STEP < N ? i + STEP : N))) AS g(value)"
 done
 psql -qc "FLUSH"
 echo "after loading $N rows: $(peak)"

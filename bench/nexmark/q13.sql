@@ -3,7 +3,7 @@
 -- reads: bid
 CREATE TABLE side_input (key BIGINT PRIMARY KEY, value VARCHAR);
 INSERT INTO side_input SELECT value AS key, 'side-' || CAST(value AS VARCHAR) AS value
-FROM generate_series(0, 9999);
+FROM generate_series(0, 9999) AS g(value);
 CREATE MATERIALIZED VIEW nexmark_q13 AS
 SELECT B.auction, B.bidder, B.price, B.date_time, S.value
 FROM bid B

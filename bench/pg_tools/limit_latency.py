@@ -53,7 +53,7 @@ def fill(conn, n, per_statement):
             "INSERT INTO t SELECT value AS id, value % 100000 AS user_id, "
             "'title ' || (value % 1000) AS title, (value % 7200)::double precision AS secs, "
             "CAST(to_timestamp(1704067200 + value) AS TIMESTAMP) AS at "
-            f"FROM generate_series({lo}, {hi})"
+            f"FROM generate_series({lo}, {hi}) AS g(value)"
         )
     return time.perf_counter() - t0
 

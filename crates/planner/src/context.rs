@@ -44,6 +44,7 @@ pub fn new_session() -> SessionContext {
 pub fn new_session_with(limits: &Limits) -> SessionContext {
     let level = crate::dialect::new_level();
     let level_handle = level.handle();
+    let int_casts = crate::int_casts::IntCasts::new(level.handle());
     let mut config = SessionConfig::new()
         .with_extension(Arc::new(limits.clone()))
         .with_extension(Arc::new(Loaded::default()))
@@ -84,6 +85,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::single_row::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
+    ctx.add_analyzer_rule(Arc::new(int_casts));
     ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
     ctx
 }
@@ -154,6 +156,11 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     if let Statement::Insert(insert) = &mut stmt {
         insert.on = None;
         insert.table_alias = None;
+    }
+    if crate::dialect::level(ctx) >= 5 {
+        crate::series::normalize(&mut stmt);
+        crate::naming::name_subquery_items(&mut stmt);
+        crate::text_aggs::normalize(&mut stmt);
     }
     crate::asof::hide_matched_times(&mut stmt);
     crate::structs::expand_fields(ctx, &mut stmt).await?;

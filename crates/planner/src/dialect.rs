@@ -21,6 +21,14 @@
 //!
 //! Level 4: an array cast to text is Postgres' `{1,NULL}` in views too
 //! (`crate::pg_values`), not Arrow's `[1, ]`.
+//!
+//! Level 5: a `numeric` or float cast to an integer type is rounded, not truncated
+//! (`crate::int_casts`); `generate_series(…)` in a select list is a set, and the one
+//! column of `generate_series(…)`/`unnest(…)` in `FROM` is named after the function or
+//! the alias (`crate::series`); a subquery in `FROM` names its unaliased expressions as
+//! Postgres does (`crate::naming::name_subquery_items`); `string_agg` is `text`, not
+//! `jsonb` (`crate::text_aggs`). These change a view's values, types or the names its
+//! query reads, so views from before keep the old behaviour.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -36,7 +44,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 4;
+pub const CURRENT: u32 = 5;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.
@@ -79,6 +87,15 @@ impl Level {
     pub fn handle(&self) -> Arc<AtomicU32> {
         self.0.clone()
     }
+}
+
+/// The level `ctx` plans at.
+pub fn level(ctx: &SessionContext) -> u32 {
+    ctx.state_ref()
+        .read()
+        .config()
+        .get_extension::<Level>()
+        .map_or(CURRENT, |l| l.0.load(Ordering::SeqCst))
 }
 
 /// Plans what `ctx` plans from now on at `level` (a stored view's).
@@ -249,5 +266,49 @@ mod tests {
         assert!(plan(&ctx).contains("freshet_interval_span"));
         set_level(&ctx, 1);
         assert!(!plan(&ctx).contains("freshet_interval_span"));
+    }
+
+    #[test]
+    fn level_5_rounds_integer_casts_and_names_series() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int32Type;
+        let bind = |ctx: &SessionContext, sql: &str| {
+            let stmt = crate::parser::parse(sql).expect("parses").pop();
+            let Some(crate::parser::Stmt::Sql(stmt)) = stmt else {
+                panic!("a statement expected");
+            };
+            futures::executor::block_on(crate::context::bind(ctx, &stmt))
+        };
+        let int = |ctx: &SessionContext, sql: &str| -> i32 {
+            let plan = bind(ctx, sql).expect("binds");
+            let batches = futures::executor::block_on(async {
+                ctx.execute_logical_plan(plan)
+                    .await
+                    .expect("plans")
+                    .collect()
+                    .await
+                    .expect("runs")
+            });
+            batches[0].column(0).as_primitive::<Int32Type>().value(0)
+        };
+        let unnests = |ctx: &SessionContext, sql: &str| {
+            format!("{}", bind(ctx, sql).expect("binds").display_indent()).contains("unnest")
+        };
+        let ctx = crate::context::new_session();
+        let numeric = "SELECT CAST(CAST(2.5 AS DECIMAL(3, 1)) AS INT)";
+        // A literal here is a double, rounded half to even.
+        let float = "SELECT CAST(3.5 AS INT)";
+        let series = "SELECT generate_series(1, 3)";
+        assert_eq!(int(&ctx, numeric), 3);
+        assert_eq!(int(&ctx, float), 4);
+        assert!(unnests(&ctx, series));
+        assert!(bind(&ctx, "SELECT g FROM generate_series(1, 3) g").is_ok());
+        // A view from before level 5 truncates, gets generate_series' array, and reads
+        // its column as `value`.
+        set_level(&ctx, 4);
+        assert_eq!(int(&ctx, numeric), 2);
+        assert_eq!(int(&ctx, float), 3);
+        assert!(!unnests(&ctx, series));
+        assert!(bind(&ctx, "SELECT value FROM generate_series(1, 3)").is_ok());
     }
 }

@@ -6,6 +6,7 @@
 //! SELECT id, tag FROM plays CROSS JOIN LATERAL unnest(plays.tags) AS tag
 //! SELECT t.id, e.key, e.value FROM impressions t, jsonb_each(t.doc) AS e
 //! SELECT id, tag FROM plays LEFT JOIN LATERAL unnest(plays.tags) AS tag ON true
+//! SELECT s.id, h FROM sessions s, generate_series(s.first_hour, s.last_hour) AS h
 //! ```
 //!
 //! is rewritten when the statement is parsed into the same call in a select list, which
@@ -43,6 +44,7 @@ use crate::PlannerError;
 /// The set-returning functions taken, with Postgres' names for their columns.
 const FUNCTIONS: &[(&str, &[&str])] = &[
     ("unnest", &["unnest"]),
+    ("generate_series", &["generate_series"]),
     ("jsonb_array_elements", &["value"]),
     ("json_array_elements", &["value"]),
     ("jsonb_array_elements_text", &["value"]),
@@ -63,6 +65,7 @@ fn column_exprs(name: &str, args: &str, outer: bool) -> Vec<String> {
     let unnest = if outer { "unnest_outer" } else { "unnest" };
     let array = match name {
         "unnest" => return vec![format!("{unnest}({args})")],
+        "generate_series" => return vec![format!("{unnest}(generate_series({args}))")],
         "jsonb_each" | "json_each" => {
             return vec![
                 format!("{unnest}({KEYS}({args}))"),

@@ -173,6 +173,7 @@ pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
             *e = call;
             return ControlFlow::Continue(());
         }
+        exact_floats(e);
         match e {
             Expr::TypedString(ts) if is_timestamp(&ts.data_type) => {
                 with_seconds_in(&mut ts.value.value);
@@ -192,6 +193,67 @@ pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }
+}
+
+/// Number literals as doubles where `numeric` cannot take them: a number cast to a
+/// floating-point type is read as one from its text (`1e100::float8` is exactly 1e100,
+/// not the double nearest a 128-bit decimal), and a number no decimal literal holds
+/// (`1e-200`, `1.5e300`) is a double rather than an error.
+fn exact_floats(e: &mut Expr) {
+    let as_text = |v: &mut crate::sqlparser::ast::ValueWithSpan| {
+        if let Value::Number(n, _) = &v.value {
+            v.value = Value::SingleQuotedString(n.clone());
+        }
+    };
+    match e {
+        Expr::Cast {
+            expr, data_type, ..
+        } if is_float(data_type) => {
+            if let Expr::Value(v) = expr.as_mut() {
+                as_text(v);
+            }
+        }
+        Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if !fits_decimal(n)) => {
+            let mut text = v.clone();
+            as_text(&mut text);
+            *e = Expr::Cast {
+                kind: crate::sqlparser::ast::CastKind::Cast,
+                expr: Box::new(Expr::Value(text)),
+                data_type: DataType::DoublePrecision,
+                array: false,
+                format: None,
+            };
+        }
+        _ => {}
+    }
+}
+
+fn is_float(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Double(_)
+            | DataType::DoublePrecision
+            | DataType::Float8
+            | DataType::Float4
+            | DataType::Float64
+            | DataType::Float32
+            | DataType::Real
+            | DataType::Float(_)
+    )
+}
+
+/// Whether number literal `n` (`1.5`, `1e-5`, `12E+3`) is within what a decimal literal
+/// takes: its exact expansion has at most 76 fractional digits, and a scale no lower
+/// than -100 (`1e100`).
+fn fits_decimal(n: &str) -> bool {
+    let Some((mantissa, exponent)) = n.split_once(['e', 'E']) else {
+        return true;
+    };
+    let Ok(exponent) = exponent.parse::<i64>() else {
+        return true;
+    };
+    let fraction = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i64);
+    (-100..=76).contains(&(fraction - exponent))
 }
 
 fn is_numeric(t: &DataType) -> bool {

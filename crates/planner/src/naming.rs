@@ -24,15 +24,12 @@ pub fn pg_column_name(e: &Expr) -> String {
             .and_then(|p| p.as_ident())
             .map(ident_name)
             .unwrap_or_else(unnamed),
+        // A cast is named after what it casts, or after its type when that has no name
+        // of its own or is a cast itself (`2.5::float8::int` is `int4`).
         Expr::Cast {
             expr, data_type, ..
         } => match pg_column_name(expr) {
-            n if n == "?column?" => data_type
-                .to_string()
-                .split(['(', ' ', '<'])
-                .next()
-                .unwrap_or("?column?")
-                .to_lowercase(),
+            n if n == "?column?" || is_cast(expr) => pg_type_name(data_type),
             n => n,
         },
         Expr::Nested(inner) => pg_column_name(inner),
@@ -73,6 +70,40 @@ pub fn pg_column_name(e: &Expr) -> String {
         Expr::Floor { .. } => "floor".into(),
         Expr::Trim { .. } => "btrim".into(),
         _ => unnamed(),
+    }
+}
+
+/// The name Postgres gives a cast to `t` in a select list: the type's own name (`int4`
+/// for `INT`, `float8` for `DOUBLE PRECISION`, `varchar`, `timestamptz`), the element
+/// type's for an array.
+fn pg_type_name(t: &crate::sqlparser::ast::DataType) -> String {
+    let text = t.to_string().to_uppercase();
+    let text = text.trim_end_matches("[]");
+    let base = text.split(['(', '<']).next().unwrap_or(text).trim();
+    let name = match base {
+        "INT" | "INTEGER" | "INT4" => "int4",
+        "BIGINT" | "INT8" => "int8",
+        "SMALLINT" | "INT2" => "int2",
+        "REAL" | "FLOAT4" => "float4",
+        "DOUBLE" | "DOUBLE PRECISION" | "FLOAT8" | "FLOAT" => "float8",
+        "BOOLEAN" | "BOOL" => "bool",
+        "CHARACTER VARYING" | "VARCHAR" => "varchar",
+        "CHARACTER" | "CHAR" => "bpchar",
+        "DECIMAL" | "NUMERIC" | "DEC" => "numeric",
+        "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" => "timestamptz",
+        "TIMESTAMP" | "TIMESTAMP WITHOUT TIME ZONE" => "timestamp",
+        "TIME WITH TIME ZONE" | "TIMETZ" => "timetz",
+        "TIME" | "TIME WITHOUT TIME ZONE" => "time",
+        other => return other.split(' ').next().unwrap_or("?column?").to_lowercase(),
+    };
+    name.to_string()
+}
+
+fn is_cast(e: &Expr) -> bool {
+    match e {
+        Expr::Cast { .. } => true,
+        Expr::Nested(inner) => is_cast(inner),
+        _ => false,
     }
 }
 
@@ -161,6 +192,75 @@ fn item_name(item: &SelectItem) -> Option<String> {
         SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(ident_name),
         _ => None,
     }
+}
+
+/// Gives the unaliased expressions of each subquery in `FROM` and each `WITH` query the
+/// name Postgres gives them, so the query around can read them by it: `SELECT max(count)
+/// FROM (SELECT k, count(*) FROM t GROUP BY k) AS x`, and `SELECT *` over it shows
+/// `count`, not DataFusion's `count(*)`. A name already used in the same select list is
+/// not given again, nor are names beside a `*` (DataFusion refuses a subquery's two
+/// columns of one name).
+pub fn name_subquery_items<T: crate::sqlparser::ast::VisitMut>(node: &mut T) {
+    struct Subqueries;
+    impl crate::sqlparser::ast::VisitorMut for Subqueries {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            tf: &mut crate::sqlparser::ast::TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if let crate::sqlparser::ast::TableFactor::Derived { subquery, .. } = tf {
+                name_items(subquery.body.as_mut());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
+            if let Some(with) = &mut query.with {
+                for cte in &mut with.cte_tables {
+                    name_items(cte.query.body.as_mut());
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    fn name_items(body: &mut SetExpr) {
+        match body {
+            // Beside a `*` a name could repeat one of the columns it stands for.
+            SetExpr::Select(select)
+                if !select.projection.iter().any(|i| {
+                    matches!(
+                        i,
+                        SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _)
+                    )
+                }) =>
+            {
+                let mut taken: Vec<String> =
+                    select.projection.iter().filter_map(item_name).collect();
+                for item in &mut select.projection {
+                    let SelectItem::UnnamedExpr(e) = item else {
+                        continue;
+                    };
+                    if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                        || crate::structs::is_fields_call(e)
+                    {
+                        continue;
+                    }
+                    let name = pg_column_name(e);
+                    if taken.contains(&name) {
+                        continue;
+                    }
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::with_quote('"', name.clone()),
+                    };
+                    taken.push(name);
+                }
+            }
+            SetExpr::SetOperation { left, .. } => name_items(left),
+            SetExpr::Query(q) => name_items(q.body.as_mut()),
+            _ => {}
+        }
+    }
+    let _ = node.visit(&mut Subqueries);
 }
 
 /// The name to show for a result column named by [`name_select_items`].

@@ -3,7 +3,8 @@
 //! DataFusion types every integer literal `bigint` and every fractional one `double
 //! precision`; Postgres types `1` as `integer` (node-postgres and Metabase read `SELECT
 //! 1` as a number only then) and `0.908` as `numeric` (so `2.5 * 2` prints `5.0`, and
-//! `0.1 + 0.2` is `0.3`). For ad-hoc queries Freshet follows Postgres:
+//! `0.1 + 0.2` is `0.3`). For ad-hoc queries (and the values DML and `CREATE TABLE … AS`
+//! write, computed as the same query computes them) Freshet follows Postgres:
 //!
 //! - a select-list item that is an integer literal in `integer`'s range is `integer`
 //!   (inside expressions literals stay `bigint`: DataFusion's integer arithmetic wraps

@@ -258,6 +258,10 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
         },
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => "22012",
+            // A value that does not fit the type cast to (`1e10::int`).
+            ArrowError::CastError(m) if m.contains("out of range") || m.contains("Overflow") => {
+                "22003"
+            }
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ArithmeticOverflow(_) | ArrowError::ComputeError(_) => "22003",
             ArrowError::InvalidArgumentError(m) if m.contains("Invalid arithmetic operation") => {

@@ -79,11 +79,11 @@ fn a_view_built_while_its_inputs_change_equals_its_query() {
         let c = connect(&server.conn_str()).await.expect("connect");
         c.batch_execute(&format!(
             "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT);
-             INSERT INTO big SELECT value AS id, value % 50 AS g, value AS v FROM generate_series(1, {n});
+             INSERT INTO big SELECT value AS id, value % 50 AS g, value AS v FROM generate_series(1, {n}) AS s(value);
              CREATE TABLE bag (g INT, v BIGINT);
-             INSERT INTO bag SELECT value % 50 AS g, value % 7 AS v FROM generate_series(1, {n});
+             INSERT INTO bag SELECT value % 50 AS g, value % 7 AS v FROM generate_series(1, {n}) AS s(value);
              CREATE TABLE dim (g INT PRIMARY KEY, name VARCHAR);
-             INSERT INTO dim SELECT value AS g, 'n' || value::varchar AS name FROM generate_series(0, 49);
+             INSERT INTO dim SELECT value AS g, 'n' || value::varchar AS name FROM generate_series(0, 49) AS s(value);
              CREATE SOURCE bid (auction BIGINT, price BIGINT) WITH (connector = 'nexmark',
                nexmark.table.type = 'Bid', nexmark.event.num = '100000000',
                nexmark.min.event.gap.in.ns = '200000');

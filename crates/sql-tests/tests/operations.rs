@@ -23,7 +23,7 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 async fn load_big(c: &tokio_postgres::Client, n: i64) {
     c.batch_execute(&format!(
         "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT, v BIGINT);
-         INSERT INTO big SELECT value AS id, value % 100 AS g, value AS v FROM generate_series(1, {n})"
+         INSERT INTO big SELECT value AS id, value % 100 AS g, value AS v FROM generate_series(1, {n}) AS s(value)"
     ))
     .await
     .expect("load");

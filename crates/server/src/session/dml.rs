@@ -135,6 +135,8 @@ impl Session {
             self.deadline(),
             &self.pending_writes(),
         )?;
+        // The values are computed as the same SELECT computes them.
+        freshet_planner::pg_values::client_query(&ctx, self.time_zone());
         let schema = table.schema();
         let batches = match &insert.source {
             // INSERT … VALUES: DataFusion types the values (and `$n`) by the target columns.
@@ -154,7 +156,7 @@ impl Session {
             }
             // INSERT … SELECT: run the query, then place its columns.
             Some(src) => {
-                let query = Statement::Query(src.clone());
+                let query = insert_source(src);
                 let plan = with_params(bind(&ctx, &query).await?, params)?;
                 // Without a column list, a query of fewer columns fills the first ones
                 // (the rest get their defaults), as in Postgres.
@@ -382,4 +384,12 @@ fn place_columns(b: &RecordBatch, targets: &[usize], schema: &SchemaRef) -> Resu
         cols[dst] = cast_column(b.column(src), schema.field(dst).data_type())?;
     }
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// The query of an INSERT … SELECT, as it is planned. Its columns are placed by
+/// position, so two of one name (`SELECT i, i`) are fine, as in Postgres.
+pub(super) fn insert_source(source: &ast::Query) -> Statement {
+    let mut source = source.clone();
+    freshet_planner::naming::name_select_items(&mut source, true);
+    Statement::Query(Box::new(source))
 }

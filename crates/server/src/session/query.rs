@@ -88,7 +88,7 @@ impl Session {
                     Statement::Insert(ast::Insert {
                         source: Some(src), ..
                     }) if !matches!(src.body.as_ref(), ast::SetExpr::Values(_)) => {
-                        bind(&ctx, &Statement::Query(src.clone())).await?
+                        bind(&ctx, &super::dml::insert_source(src)).await?
                     }
                     // `SET c = DEFAULT` is the column's default.
                     Statement::Update(_) => {
@@ -285,6 +285,7 @@ impl Session {
             deadline,
             &self.pending_writes(),
         )?;
+        pg_values::client_query(&ctx, self.time_zone());
         let plan = with_params(bind(&ctx, &stmt).await?, params)?;
         self.db
             .queries
@@ -618,6 +619,8 @@ pub(super) fn cast_column(
         return read.map_err(ServerError::InvalidText);
     }
     let c = freshet_planner::literals::timestamp_strings(c, t);
+    // A numeric or float stored in an integer column is rounded, not truncated.
+    let c = freshet_planner::int_casts::round_for_int(&c, t).unwrap_or(c);
     cast_with_options(&c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
 }
 

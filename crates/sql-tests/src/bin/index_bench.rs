@@ -81,7 +81,7 @@ fn main() {
             let to = (from + chunk - 1).min(a.rows);
             c.batch_execute(&format!(
                 "INSERT INTO plays SELECT value, value * 7919 % {users}, value % 5000, \
-                 CAST(value % 3600 AS INT) FROM generate_series({from}, {to})"
+                 CAST(value % 3600 AS INT) FROM generate_series({from}, {to}) AS g(value)"
             ))
             .await
             .expect("load");
