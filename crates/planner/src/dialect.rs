@@ -27,7 +27,7 @@
 //! column of `generate_series(…)`/`unnest(…)` in `FROM` is named after the function or
 //! the alias (`crate::series`); a subquery in `FROM` names its unaliased expressions as
 //! Postgres does (`crate::naming::name_subquery_items`); `string_agg` is `text`, not
-//! `jsonb` (`crate::text_aggs`). These change a view's values, types or the names its
+//! `jsonb` (`crate::text_aggs`); `round(double precision)` rounds half to even. These change a view's values, types or the names its
 //! query reads, so views from before keep the old behaviour.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -173,6 +173,23 @@ impl ScalarUDFImpl for PgRound {
         self.inner.documentation()
     }
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // From level 5, `round(double precision)` rounds half to even, as Postgres'
+        // does (DataFusion's rounds half away from zero).
+        let float = args
+            .arg_fields
+            .first()
+            .is_some_and(|f| matches!(f.data_type(), DataType::Float32 | DataType::Float64));
+        if float && args.args.len() == 1 && self.level.load(Ordering::SeqCst) >= 5 {
+            return Ok(match &args.args[0] {
+                ColumnarValue::Array(a) => ColumnarValue::Array(crate::int_casts::round(a)?),
+                ColumnarValue::Scalar(s) => {
+                    let rounded = crate::int_casts::round(&s.to_array()?)?;
+                    ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(
+                        &rounded, 0,
+                    )?)
+                }
+            });
+        }
         // DataFusion's round takes its places as `int`.
         if let (Some(places), Some(field)) = (args.args.get_mut(1), args.arg_fields.get_mut(1)) {
             if field.data_type().is_integer() && field.data_type() != &DataType::Int32 {

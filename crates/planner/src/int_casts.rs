@@ -47,8 +47,10 @@ pub fn round_for_int(c: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
     round(c).ok()
 }
 
-/// `c` with each value rounded to a whole number, in its own type.
-fn round(c: &ArrayRef) -> Result<ArrayRef> {
+/// `c` with each value rounded to a whole number, in its own type: floats half to even
+/// (as Postgres' `rint`, which `round(double precision)` is), decimals half away from
+/// zero.
+pub fn round(c: &ArrayRef) -> Result<ArrayRef> {
     Ok(match c.data_type() {
         DataType::Float64 => Arc::new(
             c.as_primitive::<Float64Type>()
@@ -151,6 +153,16 @@ impl AnalyzerRule for IntCasts {
             // still named `x`), so the plan's schema does not change.
             let names = NamePreserver::new(&plan);
             plan.map_expressions(|e| {
+                // Most expressions hold no cast to an integer: leave them (and their
+                // names, which are costly to compute) alone.
+                let casts = e.exists(|x| {
+                    Ok(matches!(x,
+                        Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. })
+                            if is_integer(field.data_type())))
+                })?;
+                if !casts {
+                    return Ok(Transformed::no(e));
+                }
                 let name = names.save(&e);
                 let out = e.transform_up(|e| wrap(e, &schema, &f))?;
                 Ok(if out.transformed {

@@ -14,7 +14,9 @@
 //! Only a plain subquery (one `SELECT` without `DISTINCT`, grouping, `LIMIT`, set
 //! operations or `WITH`) is rewritten, and only in a select over one relation: `x`'s
 //! columns are qualified with that relation's name, so that a column of the subquery's
-//! own relation with the same name cannot capture them. Anything else is left as it is.
+//! own relation with the same name cannot capture them. In a select without `FROM` any
+//! subquery is rewritten (it cannot be correlated), over the subquery as a derived
+//! table. Anything else is left as it is.
 
 use std::ops::ControlFlow;
 
@@ -41,21 +43,90 @@ pub fn rewrite<T: VisitMut>(node: &mut T) {
 }
 
 fn rewrite_select(s: &mut Select) {
-    let Some(outer) = single_relation(s) else {
-        return;
-    };
+    if s.from.is_empty() {
+        return rewrite_items(s, uncorrelated);
+    }
+    if let Some(outer) = single_relation(s) {
+        rewrite_items(s, |x| rewritten(x, &outer));
+    }
+}
+
+/// Rewrites each expression of `s`'s select list that `rewrite` takes.
+fn rewrite_items(s: &mut Select, rewrite: impl Fn(&Expr) -> Option<Expr>) {
     for item in s.projection.iter_mut() {
         let e = match item {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
             _ => continue,
         };
         let _ = visit_expressions_mut(e, |x| {
-            if let Some(new) = rewritten(x, &outer) {
+            if let Some(new) = rewrite(x) {
                 *x = new;
             }
             ControlFlow::<()>::Continue(())
         });
     }
+}
+
+/// In a select list without `FROM` (`SELECT EXISTS (SELECT 1 FROM t WHERE …)`, as
+/// SQLAlchemy's `exists()` asks), a subquery cannot be correlated: `EXISTS (q)` is
+/// `(SELECT count(*) FROM (q LIMIT 1)) > 0`, and `x IN (q)` a count of `q`'s matching
+/// rows with SQL's three-valued `IN`.
+fn uncorrelated(e: &Expr) -> Option<Expr> {
+    let sql = match e {
+        Expr::Exists { subquery, negated } => {
+            let count = format!(
+                "(SELECT count(*) FROM (SELECT * FROM ({subquery}) AS __freshet_q LIMIT 1) \
+                 AS __freshet_exists)"
+            );
+            match negated {
+                false => format!("({count} > 0)"),
+                true => format!("({count} = 0)"),
+            }
+        }
+        Expr::InSubquery {
+            expr,
+            subquery,
+            negated,
+        } => {
+            if contains_subquery(expr) {
+                return None;
+            }
+            let count = |w: &str| {
+                format!("(SELECT count(*) FROM ({subquery}) AS __freshet_in(y) WHERE {w}) > 0")
+            };
+            let case = format!(
+                "CASE WHEN {} THEN true \
+                 WHEN ({expr}) IS NULL AND {} THEN CAST(NULL AS BOOLEAN) \
+                 WHEN {} THEN CAST(NULL AS BOOLEAN) ELSE false END",
+                count(&format!("y = ({expr})")),
+                count("true"),
+                count("y IS NULL"),
+            );
+            match negated {
+                false => format!("({case})"),
+                true => format!("(NOT ({case}))"),
+            }
+        }
+        _ => return None,
+    };
+    Parser::new(&FreshetDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+fn contains_subquery(x: &Expr) -> bool {
+    let mut found = false;
+    let _ = crate::sqlparser::ast::visit_expressions(x, |e| {
+        if matches!(
+            e,
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. }
+        ) {
+            found = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// The name the one relation of `s`'s FROM goes by.
@@ -188,6 +259,14 @@ mod tests {
         assert!(!s.contains(" IN (SELECT"), "{s}");
         let s = rewritten_sql("SELECT NOT EXISTS (SELECT 1 FROM u WHERE u.k = t.id) FROM t");
         assert!(s.contains("count(*)") && !s.contains("EXISTS"), "{s}");
+        // Without FROM, any subquery: it cannot be correlated.
+        let s = rewritten_sql("SELECT EXISTS (SELECT k FROM u GROUP BY k) AS e");
+        assert!(s.contains("count(*)") && !s.contains("EXISTS"), "{s}");
+        let s = rewritten_sql("SELECT 3 NOT IN (SELECT k FROM u LIMIT 2)");
+        assert!(
+            s.contains("__freshet_in") && !s.contains(" IN (SELECT"),
+            "{s}"
+        );
         // WHERE is DataFusion's own business, and so are grouped subqueries and joins.
         for same in [
             "SELECT id FROM t WHERE id IN (SELECT k FROM u)",

@@ -388,6 +388,20 @@ const VIEWS: &[ViewSpec] = &[
         query: "SELECT * FROM a UNION CORRESPONDING BY (k, id) SELECT * FROM b",
         over_tables: None,
     },
+    // generate_series over a row's columns (a row per value, none for a NULL bound);
+    // a numeric average cast to an integer (rounded half away from zero); string_agg as
+    // text.
+    ViewSpec {
+        name: "a_series",
+        query: "SELECT a.id, h FROM a, generate_series(a.k, a.k + 2) AS h WHERE a.v > 0",
+        over_tables: None,
+    },
+    ViewSpec {
+        name: "a_rounded",
+        query: "SELECT k, avg(v)::int AS av, string_agg(s, ',' ORDER BY s, id) || '.' AS ss \
+                FROM a GROUP BY k",
+        over_tables: None,
+    },
     // Bit aggregates: per-bit counts, exact under deletes.
     ViewSpec {
         name: "a_bits",
