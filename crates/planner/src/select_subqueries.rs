@@ -94,23 +94,34 @@ fn uncorrelated(e: &Expr) -> Option<Expr> {
             let count = |w: &str| {
                 format!("(SELECT count(*) FROM ({subquery}) AS __freshet_in(y) WHERE {w}) > 0")
             };
-            let case = format!(
-                "CASE WHEN {} THEN true \
-                 WHEN ({expr}) IS NULL AND {} THEN CAST(NULL AS BOOLEAN) \
-                 WHEN {} THEN CAST(NULL AS BOOLEAN) ELSE false END",
-                count(&format!("y = ({expr})")),
-                count("true"),
-                count("y IS NULL"),
-            );
-            match negated {
-                false => format!("({case})"),
-                true => format!("(NOT ({case}))"),
-            }
+            three_valued_in(count, &expr.to_string(), "y", *negated)
         }
         _ => return None,
     };
+    parse_expr(&sql)
+}
+
+/// `x [NOT] IN (…)` with SQL's three values, from `count(w)`: whether a row of the
+/// subquery (whose item is `y`) satisfies `w`. True if one equals `x`; NULL if `x` is
+/// NULL and there are rows, or if none equals and one is NULL; else false.
+fn three_valued_in(count: impl Fn(&str) -> String, x: &str, y: &str, negated: bool) -> String {
+    let case = format!(
+        "CASE WHEN {} THEN true \
+         WHEN ({x}) IS NULL AND {} THEN CAST(NULL AS BOOLEAN) \
+         WHEN {} THEN CAST(NULL AS BOOLEAN) ELSE false END",
+        count(&format!("({y}) = ({x})")),
+        count("true"),
+        count(&format!("({y}) IS NULL")),
+    );
+    match negated {
+        false => format!("({case})"),
+        true => format!("(NOT ({case}))"),
+    }
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
     Parser::new(&FreshetDialect {})
-        .try_with_sql(&sql)
+        .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
         .ok()
 }
@@ -218,25 +229,11 @@ fn rewritten(e: &Expr, outer: &Ident) -> Option<Expr> {
             let y = item?;
             let x = qualified(expr, outer)?;
             let count = |w: &str| format!("(SELECT count(*) FROM {from} WHERE {cond} AND {w}) > 0");
-            let case = format!(
-                "CASE WHEN {} THEN true \
-                 WHEN ({x}) IS NULL AND (SELECT count(*) FROM {from} WHERE {cond}) > 0 \
-                 THEN CAST(NULL AS BOOLEAN) \
-                 WHEN {} THEN CAST(NULL AS BOOLEAN) ELSE false END",
-                count(&format!("({y}) = ({x})")),
-                count(&format!("({y}) IS NULL")),
-            );
-            match negated {
-                false => format!("({case})"),
-                true => format!("(NOT ({case}))"),
-            }
+            three_valued_in(count, &x.to_string(), &y, *negated)
         }
         _ => return None,
     };
-    Parser::new(&FreshetDialect {})
-        .try_with_sql(&sql)
-        .and_then(|mut p| p.parse_expr())
-        .ok()
+    parse_expr(&sql)
 }
 
 #[cfg(test)]
