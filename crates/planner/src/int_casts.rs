@@ -12,10 +12,11 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
 use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, ExprSchema};
+use datafusion::common::ExprSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -148,7 +149,7 @@ impl AnalyzerRule for IntCasts {
         }
         let f = int_round();
         plan.transform_up_with_subqueries(|plan| {
-            let schema = input_schema(&plan);
+            let schema = merge_schema(&plan.inputs());
             // A rewritten expression keeps its name (an unaliased `CAST(x AS INT)` is
             // still named `x`), so the plan's schema does not change.
             let names = NamePreserver::new(&plan);
@@ -178,19 +179,6 @@ impl AnalyzerRule for IntCasts {
     fn name(&self) -> &str {
         "freshet_int_casts"
     }
-}
-
-/// The columns `plan`'s expressions read: its inputs' (merged), or a leaf's own.
-fn input_schema(plan: &LogicalPlan) -> DFSchema {
-    let inputs = plan.inputs();
-    let Some((first, rest)) = inputs.split_first() else {
-        return plan.schema().as_ref().clone();
-    };
-    let mut schema = first.schema().as_ref().clone();
-    for input in rest {
-        schema.merge(input.schema());
-    }
-    schema
 }
 
 fn wrap(e: Expr, schema: &dyn ExprSchema, f: &Arc<ScalarUDF>) -> Result<Transformed<Expr>> {
