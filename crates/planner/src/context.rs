@@ -45,6 +45,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     let level = crate::dialect::new_level();
     let level_handle = level.handle();
     let int_casts = crate::int_casts::IntCasts::new(level.handle());
+    let checked_arith = crate::checked_arith::CheckedArith::new(level.handle());
     let mut config = SessionConfig::new()
         .with_extension(Arc::new(limits.clone()))
         .with_extension(Arc::new(Loaded::default()))
@@ -86,6 +87,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx.add_analyzer_rule(Arc::new(int_casts));
+    ctx.add_analyzer_rule(Arc::new(checked_arith));
     ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
     ctx
 }

@@ -27,8 +27,13 @@
 //! column of `generate_series(…)`/`unnest(…)` in `FROM` is named after the function or
 //! the alias (`crate::series`); a subquery in `FROM` names its unaliased expressions as
 //! Postgres does (`crate::naming::name_subquery_items`); `string_agg` is `text`, not
-//! `jsonb` (`crate::text_aggs`); `round(double precision)` rounds half to even. These change a view's values, types or the names its
-//! query reads, so views from before keep the old behaviour.
+//! `jsonb` (`crate::text_aggs`); `round(double precision)` rounds half to even. These
+//! change a view's values, types or the names its query reads, so views from before keep
+//! the old behaviour.
+//!
+//! Level 6: integer `+ - *` fail out of their type's range, and float `+ - * /` fail on
+//! overflow, underflow and a zero divisor, as Postgres' do (`crate::checked_arith`),
+//! instead of wrapping around or giving `Infinity`. A view from before keeps its values.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -44,7 +49,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 5;
+pub const CURRENT: u32 = 6;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.
@@ -327,5 +332,30 @@ mod tests {
         assert_eq!(int(&ctx, float), 3);
         assert!(!unnests(&ctx, series));
         assert!(bind(&ctx, "SELECT value FROM generate_series(1, 3)").is_ok());
+    }
+
+    #[test]
+    fn level_6_checks_arithmetic() {
+        let run = |ctx: &SessionContext, sql: &str| {
+            let stmt = crate::parser::parse(sql).expect("parses").pop();
+            let Some(crate::parser::Stmt::Sql(stmt)) = stmt else {
+                panic!("a statement expected");
+            };
+            futures::executor::block_on(async {
+                let plan = crate::context::bind(ctx, &stmt)
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+                ctx.execute_logical_plan(plan).await?.collect().await
+            })
+        };
+        let ctx = crate::context::new_session();
+        let add = "SELECT CAST(2147483647 AS INT) + CAST(1 AS INT)";
+        let err = run(&ctx, add).expect_err("overflows");
+        assert!(err.to_string().contains("integer out of range"), "{err}");
+        assert!(run(&ctx, "SELECT CAST(1 AS DOUBLE) / 0").is_err());
+        // A view from before level 6 wraps around.
+        set_level(&ctx, 5);
+        assert!(run(&ctx, add).is_ok());
+        assert!(run(&ctx, "SELECT CAST(1 AS DOUBLE) / 0").is_ok());
     }
 }

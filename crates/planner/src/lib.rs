@@ -10,6 +10,7 @@
 
 pub mod asof;
 pub mod catalog;
+pub mod checked_arith;
 pub mod complexity;
 pub mod context;
 pub mod corresponding;

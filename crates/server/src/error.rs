@@ -259,9 +259,7 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => "22012",
             // A value that does not fit the type cast to (`1e10::int`).
-            ArrowError::CastError(m) if m.contains("out of range") || m.contains("Overflow") => {
-                "22003"
-            }
+            ArrowError::CastError(m) if cast_error(m).0 == "22003" => "22003",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ArithmeticOverflow(_) | ArrowError::ComputeError(_) => "22003",
             ArrowError::InvalidArgumentError(m) if m.contains("Invalid arithmetic operation") => {
@@ -350,7 +348,9 @@ fn datafusion_message(e: &DataFusionError) -> String {
         },
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => "division by zero".to_string(),
-            ArrowError::CastError(m) => format!("invalid input syntax: {m}"),
+            ArrowError::CastError(m) => cast_error(m).1,
+            // Postgres' own words, from `freshet_planner::checked_arith`.
+            ArrowError::ArithmeticOverflow(m) if m.contains("out of range") => m.clone(),
             other => other.to_string(),
         },
         other => other.to_string(),
@@ -392,6 +392,56 @@ fn datafusion_message(e: &DataFusionError) -> String {
         }
         _ => msg.to_string(),
     }
+}
+
+/// SQLSTATE and Postgres' message for an Arrow cast error: a value out of its target
+/// type's range is `22003` (`integer out of range`; `value "…" is out of range for type
+/// integer` for text), anything else `22P02`.
+fn cast_error(m: &str) -> (&'static str, String) {
+    fn pg_type(arrow: &str) -> Option<&'static str> {
+        Some(match arrow {
+            "Int16" => "smallint",
+            "Int32" => "integer",
+            "Int64" => "bigint",
+            "Float32" => "real",
+            "Float64" => "double precision",
+            _ => return None,
+        })
+    }
+    // "Can't cast value 2147483648 to type Int32"
+    if let Some(rest) = m.strip_prefix("Can't cast value ") {
+        if let Some((_, ty)) = rest.rsplit_once(" to type ") {
+            if let Some(t) = pg_type(ty) {
+                return ("22003", format!("{t} out of range"));
+            }
+        }
+    }
+    // "Cannot cast string '99999999999' to value of Int32 type"
+    if let Some(rest) = m.strip_prefix("Cannot cast string '") {
+        if let Some((value, tail)) = rest.rsplit_once("' to value of ") {
+            let ty = tail.strip_suffix(" type").and_then(pg_type);
+            // A whole number too long for the type; `1.5` or `abc` is no integer at all.
+            let digits = value.trim().trim_start_matches(['-', '+']);
+            let number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            if let Some(t) = ty {
+                return if number {
+                    (
+                        "22003",
+                        format!("value \"{value}\" is out of range for type {t}"),
+                    )
+                } else {
+                    (
+                        "22P02",
+                        format!("invalid input syntax for type {t}: \"{value}\""),
+                    )
+                };
+            }
+        }
+    }
+    if m.contains("out of range") || m.contains("Overflow") {
+        return ("22003", m.to_string());
+    }
+    ("22P02", format!("invalid input syntax: {m}"))
 }
 
 impl From<ServerError> for PgWireError {
