@@ -1097,6 +1097,7 @@ fn run(
         let chunk = Chunk::new(batch, vec![1; n]);
         sink(SourceBatch {
             chunk,
+            positions: Vec::new(),
             deletes: Vec::new(),
             offsets: vec![(0, next)],
             errors: Vec::new(),

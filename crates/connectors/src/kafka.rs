@@ -145,6 +145,9 @@ pub struct DeadLetter {
 /// partition) and the bad messages among them.
 pub struct SourceBatch {
     pub chunk: Chunk,
+    /// Where each row of `chunk` was read: (partition, offset). Empty where rows have
+    /// no position (a generator's).
+    pub positions: Vec<(i32, i64)>,
     /// Upsert mode: primary keys deleted by null-valued messages. A batch carries either
     /// rows or deletes, never both, so their order is kept.
     pub deletes: Vec<Row>,

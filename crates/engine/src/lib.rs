@@ -85,6 +85,33 @@ pub enum EngineError {
     Panicked(String),
 }
 
+impl EngineError {
+    /// The message as Postgres words it (`integer out of range`, `division by zero`),
+    /// without DataFusion's wrapping: the text kept with a dead letter. The server maps
+    /// errors it answers with on its own.
+    pub fn row_message(&self) -> String {
+        fn inner(e: &DataFusionError) -> String {
+            match e {
+                DataFusionError::Context(_, e) | DataFusionError::Diagnostic(_, e) => inner(e),
+                DataFusionError::Shared(e) => inner(e),
+                DataFusionError::Execution(m) => m.clone(),
+                DataFusionError::ArrowError(a, _) => match a.as_ref() {
+                    ArrowError::DivideByZero => "division by zero".into(),
+                    ArrowError::ArithmeticOverflow(m)
+                    | ArrowError::CastError(m)
+                    | ArrowError::ComputeError(m) => m.clone(),
+                    other => other.to_string(),
+                },
+                other => other.to_string(),
+            }
+        }
+        match self {
+            EngineError::DataFusion(e) => inner(e),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl From<ArrowError> for EngineError {
     fn from(e: ArrowError) -> Self {
         EngineError::DataFusion(DataFusionError::ArrowError(Box::new(e), None))

@@ -501,6 +501,7 @@ pub fn start_table_reader(
                 FeedData {
                     table: table_id,
                     rows: b.chunk,
+                    positions: b.positions,
                     deletes: b.deletes,
                     offsets: b.offsets,
                     errors: dead_letters(b.errors),
@@ -699,6 +700,7 @@ pub fn start_reader(
                     source,
                     source_name: source_name.clone(),
                     chunk: b.chunk,
+                    positions: b.positions,
                     offsets: b.offsets,
                     errors: dead_letters(b.errors),
                     watermark: b.watermark,

@@ -81,6 +81,7 @@ pub(super) fn start(
         takers: Vec::new(),
         fetched,
         rows: Vec::new(),
+        positions: Vec::new(),
         deletes: Vec::new(),
         first_pending: None,
         shared,
@@ -241,6 +242,8 @@ struct Reader {
     fetched: prometheus::IntCounter,
     /// Rows decoded since the last batch; each member says which it takes.
     rows: Vec<Row>,
+    /// Where each of `rows` was read: (partition, offset).
+    positions: Vec<(i32, i64)>,
     /// Upsert mode (private readers only): keys deleted since the last batch.
     deletes: Vec<Row>,
     first_pending: Option<Instant>,
@@ -772,6 +775,7 @@ impl Reader {
         }
         if any {
             self.rows.push(row);
+            self.positions.push((p, off));
         }
     }
 
@@ -818,6 +822,7 @@ impl Reader {
     /// letters and watermark. A member whose sink fails leaves the reader.
     fn send(&mut self) {
         let rows = std::mem::take(&mut self.rows);
+        let positions = std::mem::take(&mut self.positions);
         let deletes = std::mem::take(&mut self.deletes);
         self.first_pending = None;
         let n = rows.len();
@@ -830,6 +835,12 @@ impl Reader {
             }
             m.dirty = false;
             taken.resize(n, false);
+            let mine_positions: Vec<(i32, i64)> = positions
+                .iter()
+                .zip(&taken)
+                .filter(|(_, t)| **t)
+                .map(|(p, _)| *p)
+                .collect();
             let mine = match &chunk {
                 Ok(c) if taken.iter().all(|t| *t) => Ok(c.clone()),
                 Ok(c) => c
@@ -840,6 +851,7 @@ impl Reader {
             let res = mine.and_then(|chunk| {
                 let batch = SourceBatch {
                     chunk,
+                    positions: mine_positions,
                     deletes: deletes.clone(),
                     offsets: m.positions.iter().map(|(p, o)| (*p, *o)).collect(),
                     errors: std::mem::take(&mut m.errors),

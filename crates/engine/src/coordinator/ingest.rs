@@ -4,11 +4,12 @@
 use super::positions::watermark_key;
 use super::*;
 
-/// The dead letter of a row a view or table refused: no partition or offset (it was
-/// read fine), why, and the row as text.
-fn rejected(why: String, row: &Row) -> (i32, i64, String, String) {
+/// The dead letter of a row a view or table refused: where it was read (-1, -1 if
+/// unknown), why, and the row as text.
+fn rejected(at: Option<&(i32, i64)>, why: String, row: &Row) -> (i32, i64, String, String) {
     let text: Vec<String> = row.iter().map(display_value).collect();
-    (-1, -1, why, format!("({})", text.join(", ")))
+    let (p, o) = at.copied().unwrap_or((-1, -1));
+    (p, o, why, format!("({})", text.join(", ")))
 }
 
 /// A source batch's bookkeeping, recorded on the coordinator once its rows are applied
@@ -25,12 +26,13 @@ pub(super) struct Rest {
 
 impl SourceData {
     /// The batch's rows, its watermark, and the bookkeeping recorded after them.
-    pub(super) fn split(self) -> (Chunk, Option<i64>, Rest) {
+    pub(super) fn split(self) -> (Chunk, Vec<(i32, i64)>, Option<i64>, Rest) {
         let SourceData {
             view,
             source,
             source_name,
             chunk,
+            positions,
             offsets,
             errors,
             watermark,
@@ -46,16 +48,17 @@ impl SourceData {
             errors,
             late,
         };
-        (chunk, watermark, rest)
+        (chunk, positions, watermark, rest)
     }
 }
 
-/// Pushes `chunk` into view `view` with `push` (one statement); if that fails, row by
-/// row, each row a statement of its own, and the rows that fail become dead letters in
-/// `errors`: one bad event never stops the stream.
+/// Pushes `chunk` (read at `positions`) into view `view` with `push` (one statement);
+/// if that fails, row by row, each row a statement of its own, and the rows that fail
+/// become dead letters in `errors`: one bad event never stops the stream.
 pub(super) fn push_rows(
-    view: RelationId,
+    view: &str,
     chunk: &Chunk,
+    positions: &[(i32, i64)],
     errors: &mut Vec<(i32, i64, String, String)>,
     mut push: impl FnMut(&Chunk) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
@@ -64,26 +67,36 @@ pub(super) fn push_rows(
     }
     let rows = chunk.rows()?;
     let schema = chunk.schema();
-    for (row, w) in rows.iter().zip(&chunk.weights) {
+    for (i, (row, w)) in rows.iter().zip(&chunk.weights).enumerate() {
         let one = Chunk::from_rows(schema.clone(), std::slice::from_ref(row), vec![*w])?;
         if let Err(e) = push(&one) {
-            errors.push(rejected(format!("view {view} rejected the row: {e}"), row));
+            let why = format!("view {view} rejected the row: {}", e.row_message());
+            errors.push(rejected(positions.get(i), why, row));
         }
     }
     Ok(())
 }
 
 impl Coordinator {
+    /// View `view`'s name, for messages (its id if it has none here).
+    fn view_name(&self, view: RelationId) -> String {
+        self.descs
+            .iter()
+            .find(|d| d.id == view)
+            .map_or_else(|| view.to_string(), |d| d.name.clone())
+    }
+
     /// Applies a source batch to one view; rows that make the view fail (say, a division
     /// by zero in its query) are retried one by one and the failing ones become dead
     /// letters, so one bad event never stops the stream.
     pub(super) fn apply_source(&mut self, data: SourceData) -> Result<(), EngineError> {
-        let (chunk, watermark, mut rest) = data.split();
+        let (chunk, positions, watermark, mut rest) = data.split();
         let (view, source) = (rest.view, rest.source);
         if !self.views.iter().any(|d| d.view() == view) {
             return Err(EngineError::UnknownRelation(view));
         }
-        push_rows(view, &chunk, &mut rest.errors, |c| {
+        let name = self.view_name(view);
+        push_rows(&name, &chunk, &positions, &mut rest.errors, |c| {
             self.statement(|co| co.push_source(view, source, c.clone()))
         })?;
         // After the rows: they were on time when read, and may sit in windows that this
@@ -95,7 +108,7 @@ impl Coordinator {
             // commit together, so the reader goes on and a restart re-reads nothing.
             if let Err(e) = self.statement(|c| c.push_watermark(view, source, wm)) {
                 rest.errors
-                    .push(window_close_error(&format!("view {view}"), wm, &e));
+                    .push(window_close_error(&format!("view {name}"), wm, &e));
             }
             self.txn
                 .put(watermark_key(view, source), wm.to_be_bytes().to_vec());
@@ -125,6 +138,7 @@ impl Coordinator {
         let FeedData {
             table,
             rows,
+            positions,
             deletes,
             offsets,
             mut errors,
@@ -143,14 +157,16 @@ impl Coordinator {
                         std::slice::from_ref(key),
                     )
                 }) {
-                    errors.push((-1, -1, format!("delete rejected: {e}"), format!("{key:?}")));
+                    let why = format!("delete rejected: {}", e.row_message());
+                    errors.push((-1, -1, why, format!("{key:?}")));
                 }
             }
-            for (row, w) in rows.rows()?.iter().zip(&rows.weights) {
+            for (i, (row, w)) in rows.rows()?.iter().zip(&rows.weights).enumerate() {
                 let one =
                     Chunk::from_rows(desc.schema.clone(), std::slice::from_ref(row), vec![*w])?;
                 if let Err(e) = self.statement(|c| c.feed_rows(&desc, &one, &[])) {
-                    errors.push(rejected(format!("row rejected: {e}"), row));
+                    let why = format!("row rejected: {}", e.row_message());
+                    errors.push(rejected(positions.get(i), why, row));
                 }
             }
         }
@@ -166,7 +182,8 @@ impl Coordinator {
                 self.expire_rows(&desc, wm)?;
                 for v in self.readers_of(table) {
                     if let Err(e) = self.statement(|c| c.push_watermark(v, table, wm)) {
-                        errors.push(window_close_error(&format!("view {v}"), wm, &e));
+                        let name = self.view_name(v);
+                        errors.push(window_close_error(&format!("view {name}"), wm, &e));
                     }
                 }
             }

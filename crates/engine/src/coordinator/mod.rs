@@ -172,6 +172,8 @@ pub struct SourceData {
     pub source: RelationId,
     pub source_name: String,
     pub chunk: Chunk,
+    /// Where each row of `chunk` was read: (partition, offset); empty if unknown.
+    pub positions: Vec<(i32, i64)>,
     /// Next offset to read per partition.
     pub offsets: Vec<(i32, i64)>,
     /// Dead letters: (partition, offset, error, payload).
@@ -188,6 +190,8 @@ pub struct FeedData {
     pub table: RelationId,
     /// Rows to write; in a table with a primary key a row replaces the one with its key.
     pub rows: Chunk,
+    /// Where each of `rows` was read: (partition, offset); empty if unknown.
+    pub positions: Vec<(i32, i64)>,
     /// Primary keys to delete (upsert).
     pub deletes: Vec<Row>,
     pub offsets: Vec<(i32, i64)>,

@@ -287,9 +287,9 @@ fn push_batch(
     txn: &mut Txn,
     data: SourceData,
 ) -> Result<Rest, EngineError> {
-    let (chunk, watermark, mut rest) = data.split();
+    let (chunk, positions, watermark, mut rest) = data.split();
     let (view, source) = (rest.view, rest.source);
-    push_rows(view, &chunk, &mut rest.errors, |c| {
+    push_rows(&desc.name, &chunk, &positions, &mut rest.errors, |c| {
         statement(df, desc, txn, |df, txn| df.push(source, c, txn).map(|_| ()))
     })?;
     if let Some(wm) = watermark {
@@ -298,7 +298,7 @@ fn push_batch(
         });
         if let Err(e) = res {
             rest.errors
-                .push(window_close_error(&format!("view {view}"), wm, &e));
+                .push(window_close_error(&format!("view {}", desc.name), wm, &e));
         }
         txn.put(watermark_key(view, source), wm.to_be_bytes().to_vec());
     }

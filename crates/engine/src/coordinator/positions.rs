@@ -103,7 +103,10 @@ pub(super) fn window_close_error(
     (
         -1,
         -1,
-        format!("{what} failed to close windows at watermark {at}: {e}"),
+        format!(
+            "{what} failed to close windows at watermark {at}: {}",
+            e.row_message()
+        ),
         String::new(),
     )
 }
