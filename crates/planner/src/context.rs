@@ -92,8 +92,8 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx
 }
 
-/// DataFusion's analyzer rules, with `sum`/`avg` typed as Postgres types them (at the
-/// context's dialect level) before type coercion.
+/// DataFusion's analyzer rules, with `sum`/`avg` and integer literals in arithmetic
+/// typed as Postgres types them (at the context's dialect level) before type coercion.
 fn analyzer_rules(
     level: Arc<std::sync::atomic::AtomicU32>,
 ) -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> {
@@ -102,6 +102,10 @@ fn analyzer_rules(
         .iter()
         .position(|r| r.name() == "type_coercion")
         .unwrap_or(rules.len());
+    rules.insert(
+        at,
+        Arc::new(crate::int_literals::IntLiterals::new(level.clone())),
+    );
     rules.insert(
         at,
         Arc::new(crate::pg_aggregates::PgAggregateTypes { level }),
@@ -148,6 +152,16 @@ pub fn register(
 ) -> Result<(), PlannerError> {
     let table = MemTable::try_new(schema, vec![batches])?;
     crate::schemas::register(ctx, name, Arc::new(table))
+}
+
+/// `plan` after the analyzer rules, typed as it runs: some rules give an expression
+/// Postgres' type (`sum(bigint)` is `numeric`, `n + 1` of an `integer` is an
+/// `integer`), so a bound plan's own schema may not be what execution produces.
+pub fn analyzed(ctx: &SessionContext, plan: LogicalPlan) -> Result<LogicalPlan, PlannerError> {
+    let state = ctx.state();
+    Ok(state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?)
 }
 
 /// Binds a parsed statement into DataFusion's logical plan (unoptimized).

@@ -33,7 +33,9 @@
 //!
 //! Level 6: integer `+ - *` fail out of their type's range, and float `+ - * /` fail on
 //! overflow, underflow and a zero divisor, as Postgres' do (`crate::checked_arith`),
-//! instead of wrapping around or giving `Infinity`. A view from before keeps its values.
+//! instead of wrapping around or giving `Infinity`; an integer literal that fits is an
+//! `integer` in arithmetic with an `integer` (`crate::int_literals`), so `n + 1` is an
+//! `integer`, not a `bigint`. A view from before keeps its values and types.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -19,6 +19,7 @@ pub mod guarded_udfs;
 pub mod hll_udaf;
 pub mod index_stmt;
 pub mod int_casts;
+pub mod int_literals;
 pub mod json_aggs;
 pub mod json_sets;
 pub mod json_tables;

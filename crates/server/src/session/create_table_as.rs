@@ -43,7 +43,7 @@ impl Session {
                 &self.pending_writes(),
             )?;
             freshet_planner::pg_values::client_query(&ctx, self.time_zone());
-            let plan = bind(&ctx, &stmt).await?;
+            let plan = freshet_planner::context::analyzed(&ctx, bind(&ctx, &stmt).await?)?;
             let columns = table_columns(ct, plan.schema().fields())?;
             let mut next = (*catalog).clone();
             let id = next.allocate_id();

@@ -674,6 +674,7 @@ async fn plain_view_columns(
         );
     };
     let plan = freshet_planner::context::bind(ctx, &stmt).await?;
+    let plan = freshet_planner::context::analyzed(ctx, plan)?;
     Ok(Arc::new(plan.schema().as_arrow().clone()))
 }
 

@@ -141,6 +141,7 @@ impl Db {
         if !param_types(&plan)?.is_empty() {
             return Err(ServerError::Unsupported("parameters in a view".into()));
         }
+        let plan = freshet_planner::context::analyzed(&ctx, plan)?;
         Ok(std::sync::Arc::new(plan.schema().as_arrow().clone()))
     }
 

@@ -486,11 +486,7 @@ fn with_pg_names(stmt: &Statement) -> Statement {
 /// the relation's name and column (see [`Db::column_origins`]).
 fn result_schema(ctx: &SessionContext, plan: &LogicalPlan) -> Result<SchemaRef> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    let state = ctx.state();
-    let analyzed =
-        state
-            .analyzer()
-            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+    let analyzed = freshet_planner::context::analyzed(ctx, plan.clone())?;
     // Aliases of scanned relations (`FROM t AS x`).
     let mut scanned: std::collections::HashMap<String, String> = Default::default();
     let _ = analyzed.apply(|node| {

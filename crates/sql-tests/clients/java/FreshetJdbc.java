@@ -174,11 +174,9 @@ public class FreshetJdbc {
         ResultSetMetaData m = rs.getMetaData();
         eq(5, m.getColumnCount(), "column count");
         String[] names = {"id", "name", "ts", "price", "next_id"};
-        // `id + 1` is int8 in Freshet where Postgres says int4: integer literals inside
-        // expressions stay bigint (DataFusion's int4 arithmetic wraps on overflow where
-        // Postgres raises an error). README, "Connecting": what differs.
-        int[] types = {Types.INTEGER, Types.VARCHAR, Types.TIMESTAMP, Types.DOUBLE, Types.BIGINT};
-        String[] typeNames = {"int4", "varchar", "timestamp", "float8", "int8"};
+        // `id + 1` of an int4 id is int4, as in Postgres.
+        int[] types = {Types.INTEGER, Types.VARCHAR, Types.TIMESTAMP, Types.DOUBLE, Types.INTEGER};
+        String[] typeNames = {"int4", "varchar", "timestamp", "float8", "int4"};
         // pgjdbc looks nullability and the table up in pg_class/pg_attribute by the RowDescription's table OID and attnum.
         int[] nullable = {ResultSetMetaData.columnNoNulls, ResultSetMetaData.columnNoNulls, ResultSetMetaData.columnNullable,
                 ResultSetMetaData.columnNullable, ResultSetMetaData.columnNullableUnknown};
