@@ -224,6 +224,8 @@ impl ServerError {
             _ => "ERROR",
         };
         let mut info = ErrorInfo::new(severity.to_string(), e.code.to_string(), e.message);
+        // Postgres sends the severity twice: `S` (localized) and `V` (never localized).
+        info.severity_nonlocalized = Some(severity.to_string());
         info.detail = e.detail;
         info.position = e.position.map(|p| p.to_string());
         info

@@ -222,6 +222,22 @@ impl Connection {
 }
 
 impl Connection {
+    /// The NOTICEs the statement just run left (`relation "t" already exists,
+    /// skipping`), sent before its response as Postgres sends them.
+    async fn send_notices<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        for n in self.session.take_notices() {
+            client
+                .feed(PgWireBackendMessage::NoticeResponse(n.info().into()))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// After a statement's rows or COPY data were sent: whether the next statement of a
     /// simple query may run. A failure while they were sent (a cancel, a timeout, an
     /// error in a later batch) follows the rows sent so far as an ErrorResponse.
@@ -318,6 +334,7 @@ impl SimpleQueryHandler for Connection {
                         Ok(o) => to_response(o, &|_| FieldFormat::Text, self.session.time_zone())?,
                         Err(e) => error_response(e),
                     };
+                    self.send_notices(client).await?;
                     if !self.send_simple(client, response).await? {
                         break;
                     }
@@ -661,7 +678,9 @@ impl ExtendedQueryHandler for Connection {
             })?);
         }
         self.session.set_query_text(&prepared.sql);
-        match self.session.execute(&prepared.stmt, &params).await {
+        let done = self.session.execute(&prepared.stmt, &params).await;
+        self.send_notices(client).await?;
+        match done {
             Ok(out) => to_response(
                 out,
                 &|i| portal.result_column_format.format_for(i),

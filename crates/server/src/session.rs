@@ -47,6 +47,7 @@ mod ddl;
 mod defaults;
 mod dml;
 mod index;
+mod notices;
 mod ops_tables;
 mod plain_view;
 mod rename;
@@ -155,6 +156,8 @@ pub struct Session {
     /// `public`): every statement fails naming it until `SET search_path` replaces it, so
     /// that unqualified names never silently read `public`'s relations instead.
     refused_search_path: Mutex<Option<String>>,
+    /// The notices the running statement left for the client (see `notices`).
+    notices: Mutex<Vec<notices::Notice>>,
 }
 
 impl Session {
@@ -178,6 +181,7 @@ impl Session {
             cursors: Mutex::new(Default::default()),
             query_text: Mutex::new(String::new()),
             refused_search_path: Mutex::new(None),
+            notices: Mutex::new(Vec::new()),
         }
     }
 
@@ -210,6 +214,11 @@ impl Session {
     /// when canceled (CancelRequest, `pg_cancel_backend`), also while its rows are sent;
     /// one that writes runs to its end, so that what it reports is what happened.
     pub async fn execute(&self, stmt: &Stmt, params: &[ScalarValue]) -> Result<Output> {
+        // Notices no client took (a session that never sends them) do not pile up.
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         vars::check_search_path(self, stmt)?;
         let _inflight = self.db.inflight.read().await;
         let running = self.backend().begin(&self.query_text());

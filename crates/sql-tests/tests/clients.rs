@@ -93,6 +93,12 @@ fn psql_describes_freshets_objects() {
     psql_script("describe");
 }
 
+/// The NOTICEs of `IF [NOT] EXISTS` statements that do nothing, as Postgres words them.
+#[test]
+fn psql_shows_notices() {
+    psql_script("notices");
+}
+
 /// `\copy` and `COPY` in text and CSV: into tables (all columns or some), out of tables,
 /// views and queries; a bad line, a bad CSV quote or a duplicate key refuses the whole
 /// COPY with its line.

@@ -230,10 +230,13 @@ impl Session {
                     "current user cannot be dropped".into(),
                 ));
             }
-            if next.user(name).is_none() && !if_exists {
-                return Err(ServerError::UndefinedObject(format!(
-                    "role \"{name}\" does not exist"
-                )));
+            if next.user(name).is_none() {
+                if !if_exists {
+                    return Err(ServerError::UndefinedObject(format!(
+                        "role \"{name}\" does not exist"
+                    )));
+                }
+                self.notice_missing("role", name);
             }
             next.users.retain(|u| u.name != *name);
         }

@@ -30,7 +30,7 @@ impl Session {
             let _ddl = self.db.ddl_lock.lock().await;
             let catalog = self.db.catalog();
             let name = relation_name(&catalog, &ct.name)?;
-            if super::ddl::name_taken(&catalog, &name, ct.if_not_exists)? {
+            if self.skip_existing(&catalog, &name, ct.if_not_exists)? {
                 return Ok(super::command("CREATE TABLE AS"));
             }
             let stmt = Statement::Query(Box::new(query.clone()));

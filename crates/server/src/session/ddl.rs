@@ -65,7 +65,7 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let catalog = self.db.catalog();
         let name = relation_name(&catalog, name)?;
-        if name_taken(&catalog, &name, if_not_exists)? {
+        if self.skip_existing(&catalog, &name, if_not_exists)? {
             return Ok(command("CREATE TABLE"));
         }
         let (columns, pk) = table_columns(&name, columns, constraints)?;
@@ -130,7 +130,7 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let catalog = self.db.catalog();
         let name = relation_name(&catalog, &cs.name)?;
-        if name_taken(&catalog, &name, cs.if_not_exists)? {
+        if self.skip_existing(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE TABLE"));
         }
         if !cs.includes.is_empty() {
@@ -175,7 +175,7 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let catalog = self.db.catalog();
         let name = relation_name(&catalog, &cs.name)?;
-        if name_taken(&catalog, &name, cs.if_not_exists)? {
+        if self.skip_existing(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SOURCE"));
         }
         let mut next = (*catalog).clone();
@@ -207,7 +207,7 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let catalog = self.db.catalog();
         let name = relation_name(&catalog, &cv.name)?;
-        if name_taken(&catalog, &name, cv.if_not_exists)? {
+        if self.skip_existing(&catalog, &name, cv.if_not_exists)? {
             return Ok(command("CREATE MATERIALIZED VIEW"));
         }
         let eowc = parser::emit_on_window_close(cv);
@@ -292,7 +292,7 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let catalog = self.db.catalog();
         let name = relation_name(&catalog, &cs.name)?;
-        if name_taken(&catalog, &name, cs.if_not_exists)? {
+        if self.skip_existing(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SINK"));
         }
         let (query_sql, planned) = self
@@ -599,8 +599,25 @@ impl Session {
             ObjectType::Index => RelationKind::Index,
             other => return Err(ServerError::Unsupported(format!("DROP {other}"))),
         };
-        self.drop_relations(expected, if_exists, names, cascade)
-            .await
+        // `DROP VIEW IF EXISTS` of a name that is nothing: Postgres' notice names a view.
+        let mut names = names.to_vec();
+        if object_type == ObjectType::View && if_exists {
+            names.retain(|n| match relation_name(&catalog, n) {
+                Ok(name) if catalog.kind_of(&name).is_none() => {
+                    self.notice_missing("view", &name);
+                    false
+                }
+                _ => true,
+            });
+        }
+        let out = self
+            .drop_relations(expected, if_exists, &names, cascade)
+            .await?;
+        Ok(match out {
+            // `DROP VIEW` answers `DROP VIEW`, also for a materialized view.
+            Output::Command { .. } if object_type == ObjectType::View => command("DROP VIEW"),
+            other => other,
+        })
     }
 
     pub(super) async fn drop_relations(
@@ -623,7 +640,10 @@ impl Session {
             let catalog = self.db.catalog();
             let name = match relation_name(&catalog, n) {
                 // Postgres skips a name in a schema that does not exist, with a notice.
-                Err(ServerError::UndefinedSchema(_)) if if_exists => continue,
+                Err(ServerError::UndefinedSchema(schema)) if if_exists => {
+                    self.notice_missing("schema", &schema);
+                    continue;
+                }
                 other => other?,
             };
             // A primary key's index goes only with its table.
@@ -642,7 +662,10 @@ impl Session {
                 }
             }
             let id = match id_of(&catalog, &name, expected, kind_name)? {
-                None if if_exists => continue,
+                None if if_exists => {
+                    self.notice_missing(kind_name, &name);
+                    continue;
+                }
                 None => return Err(PlannerError::UndefinedTable(name).into()),
                 Some(id) => id,
             };
@@ -953,6 +976,24 @@ fn table_columns(
 
 /// Whether `name` is taken: `Ok(true)` with IF NOT EXISTS (the statement does nothing),
 /// an error without it.
+impl Session {
+    /// Whether a `CREATE [IF NOT EXISTS] name` does nothing: `name` is taken and the
+    /// statement says `IF NOT EXISTS` (with a notice, as Postgres); an error if it is
+    /// taken and does not.
+    pub(super) fn skip_existing(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        let skip = name_taken(catalog, name, if_not_exists)?;
+        if skip {
+            self.notice_exists(name);
+        }
+        Ok(skip)
+    }
+}
+
 pub(super) fn name_taken(catalog: &Catalog, name: &str, if_not_exists: bool) -> Result<bool> {
     match catalog.kind_of(name) {
         None => Ok(false),

@@ -112,7 +112,7 @@ impl Session {
             }
             None => generated_name(&catalog, &on, &columns),
         };
-        if super::ddl::name_taken(&catalog, &name, ci.if_not_exists)? {
+        if self.skip_existing(&catalog, &name, ci.if_not_exists)? {
             return Ok(command("CREATE INDEX"));
         }
         let def = IndexDef {

@@ -76,7 +76,10 @@ impl Session {
         let replaces = match catalog.kind_of(&name) {
             None => None,
             Some((RelationKind::PlainView, id)) if cv.or_replace => Some(id),
-            Some(_) if cv.if_not_exists => return Ok(command("CREATE VIEW")),
+            Some(_) if cv.if_not_exists => {
+                self.notice_exists(&name);
+                return Ok(command("CREATE VIEW"));
+            }
             Some(_) => return Err(PlannerError::DuplicateTable(name).into()),
         };
         let mut query = cv.query.clone();

@@ -46,6 +46,7 @@ impl Session {
         };
         let Some((kind, id)) = catalog.kind_of(&old) else {
             if if_exists {
+                self.notice_missing("relation", &old);
                 return Ok(command(&tag));
             }
             return Err(PlannerError::UndefinedTable(old).into());

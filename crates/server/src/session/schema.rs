@@ -37,6 +37,10 @@ impl Session {
         let catalog = self.db.catalog();
         if BUILT_IN.contains(&name.as_str()) || catalog.schema(&name).is_some() {
             if if_not_exists {
+                self.notice(
+                    "42P06",
+                    format!("schema \"{name}\" already exists, skipping"),
+                );
                 return Ok(command("CREATE SCHEMA"));
             }
             return Err(ServerError::DuplicateSchema(name));
@@ -72,6 +76,7 @@ impl Session {
             }
             if self.db.catalog().schema(&name).is_none() {
                 if if_exists {
+                    self.notice_missing("schema", &name);
                     continue;
                 }
                 return Err(ServerError::UndefinedSchema(name));

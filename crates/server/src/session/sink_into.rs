@@ -11,7 +11,7 @@ use freshet_planner::sink_def::SinkDef;
 use freshet_planner::sqlparser::ast::{self, Ident, ObjectName};
 use freshet_planner::PlannerError;
 
-use super::ddl::{name_taken, ViewKind};
+use super::ddl::ViewKind;
 use super::{command, quoted_ident, relation_name, Output, Session};
 use crate::error::{Result, ServerError};
 
@@ -25,7 +25,7 @@ impl Session {
         let _ddl = self.db.ddl_lock.lock().await;
         let catalog = self.db.catalog();
         let name = relation_name(&catalog, &cs.name)?;
-        if name_taken(&catalog, &name, cs.if_not_exists)? {
+        if self.skip_existing(&catalog, &name, cs.if_not_exists)? {
             return Ok(command("CREATE SINK"));
         }
         let table = target_table(&catalog, &relation_name(&catalog, target)?)?;

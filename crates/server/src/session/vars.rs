@@ -21,6 +21,7 @@ use crate::error::{Result, ServerError};
 pub(super) const VARIABLES: &[(&str, &str)] = &[
     ("implicit_flush", "true"),
     ("application_name", ""),
+    ("client_min_messages", "notice"),
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
     ("extra_float_digits", "1"),
@@ -105,7 +106,7 @@ impl Session {
             .collect()
     }
 
-    fn var(&self, name: &str) -> Option<String> {
+    pub(super) fn var(&self, name: &str) -> Option<String> {
         self.vars
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -3,7 +3,7 @@
 Run by tests/clients.rs with FRESHET_DSN set. Covers: server-side cursors, COPY in and
 out, transactions (rollback, errors that abort, savepoints), statements auto-prepared
 after an error (psycopg sends DEALLOCATE ALL after a rollback), cancel (conn.cancel()
-and pg_cancel_backend), statement_timeout, pg_terminate_backend and pg_stat_activity.
+and pg_cancel_backend), statement_timeout, pg_terminate_backend and pg_stat_activity, NOTICEs.
 The first failing assertion ends the script with a traceback.
 """
 
@@ -238,7 +238,25 @@ def streaming_a_big_result():
     print("big results: ok")
 
 
+def notices():
+    # NOTICEs reach the driver's handler through the extended protocol, before the
+    # statement's result; none once client_min_messages is warning.
+    with connect(autocommit=True) as c:
+        got = []
+        c.add_notice_handler(lambda d: got.append((d.severity_nonlocalized, d.sqlstate, d.message_primary)))
+        c.execute("CREATE TABLE IF NOT EXISTS pg3_plays (id BIGINT PRIMARY KEY)")
+        c.execute("DROP MATERIALIZED VIEW IF EXISTS pg3_missing")
+        c.execute("SET client_min_messages = warning")
+        c.execute("DROP TABLE IF EXISTS pg3_missing")
+        assert got == [
+            ("NOTICE", "42P07", 'relation "pg3_plays" already exists, skipping'),
+            ("NOTICE", "00000", 'materialized view "pg3_missing" does not exist, skipping'),
+        ], got
+    print("notices: ok")
+
+
 setup()
+notices()
 copy_in_and_out()
 server_side_cursor()
 transactions()
