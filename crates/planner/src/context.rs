@@ -82,6 +82,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::pg_array_length::register(&ctx);
     crate::jsonb::register(&ctx);
     crate::json_tables::register(&ctx);
+    crate::pg_series::register(&ctx);
     crate::percentile_disc::register(&ctx);
     crate::single_row::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));

@@ -36,6 +36,7 @@ pub mod pg_array_length;
 pub mod pg_catalog;
 pub mod pg_input;
 pub mod pg_interval;
+pub mod pg_series;
 pub mod pg_text;
 pub mod pg_values;
 pub mod plain_views;

@@ -378,7 +378,7 @@ fn with_seconds_in(v: &mut Value) {
 /// DataFusion does not: without seconds (`YYYY-MM-DD HH:MM` gets `:00`) or with a
 /// one-digit hour (`9:05` becomes `09:05`); `T` may stand for the space and a zone may
 /// follow. `None` if it needs nothing.
-fn with_seconds(s: &str) -> Option<String> {
+pub(crate) fn with_seconds(s: &str) -> Option<String> {
     let b = s.trim_start().as_bytes();
     let lead = s.len() - b.len();
     let digits =

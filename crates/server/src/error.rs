@@ -119,6 +119,7 @@ pub struct PgError {
     pub code: &'static str,
     pub message: String,
     pub detail: Option<String>,
+    pub hint: Option<String>,
     pub position: Option<usize>,
 }
 
@@ -194,10 +195,17 @@ impl ServerError {
             ServerError::SubscriberTooSlow(_) => ("53400", None, None),
             ServerError::ReadOnlyTransaction(_) => ("25006", None, None),
         };
+        let message = self.message();
+        // Postgres' hint for a call no function takes.
+        let hint = (code == "42883"
+            && message.starts_with("function ")
+            && message.ends_with(" does not exist"))
+        .then(|| crate::error_text::NO_FUNCTION_HINT.to_string());
         PgError {
             code,
-            message: self.message(),
+            message,
             detail,
+            hint,
             position,
         }
     }
@@ -208,7 +216,10 @@ impl ServerError {
             ServerError::Planner(PlannerError::DataFusion(e))
             | ServerError::Engine(EngineError::DataFusion(e))
             | ServerError::DataFusion(e) => datafusion_message(e),
-            other => other.to_string(),
+            other => {
+                let m = other.to_string();
+                crate::error_text::reword(&m).unwrap_or(m)
+            }
         }
     }
 
@@ -227,6 +238,7 @@ impl ServerError {
         // Postgres sends the severity twice: `S` (localized) and `V` (never localized).
         info.severity_nonlocalized = Some(severity.to_string());
         info.detail = e.detail;
+        info.hint = e.hint;
         info.position = e.position.map(|p| p.to_string());
         info
     }
@@ -261,7 +273,7 @@ fn datafusion_code(e: &DataFusionError) -> &'static str {
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => "22012",
             // A value that does not fit the type cast to (`1e10::int`).
-            ArrowError::CastError(m) if cast_error(m).0 == "22003" => "22003",
+            ArrowError::CastError(m) if crate::error_text::cast_error(m).0 == "22003" => "22003",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ArithmeticOverflow(_) | ArrowError::ComputeError(_) => "22003",
             ArrowError::InvalidArgumentError(m) if m.contains("Invalid arithmetic operation") => {
@@ -350,7 +362,7 @@ fn datafusion_message(e: &DataFusionError) -> String {
         },
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => "division by zero".to_string(),
-            ArrowError::CastError(m) => cast_error(m).1,
+            ArrowError::CastError(m) => crate::error_text::cast_error(m).1,
             // Postgres' own words, from `freshet_planner::checked_arith`.
             ArrowError::ArithmeticOverflow(m) if m.contains("out of range") => m.clone(),
             other => other.to_string(),
@@ -358,6 +370,9 @@ fn datafusion_message(e: &DataFusionError) -> String {
         other => other.to_string(),
     };
     let msg = msg.trim();
+    if let Some(m) = crate::error_text::reword(msg) {
+        return m;
+    }
     // A correlated subquery DataFusion could not turn into a join reaches the physical
     // planner as such: name the feature.
     if let Some(rest) = msg.strip_prefix("Physical plan does not support logical expression ") {
@@ -394,56 +409,6 @@ fn datafusion_message(e: &DataFusionError) -> String {
         }
         _ => msg.to_string(),
     }
-}
-
-/// SQLSTATE and Postgres' message for an Arrow cast error: a value out of its target
-/// type's range is `22003` (`integer out of range`; `value "…" is out of range for type
-/// integer` for text), anything else `22P02`.
-fn cast_error(m: &str) -> (&'static str, String) {
-    fn pg_type(arrow: &str) -> Option<&'static str> {
-        Some(match arrow {
-            "Int16" => "smallint",
-            "Int32" => "integer",
-            "Int64" => "bigint",
-            "Float32" => "real",
-            "Float64" => "double precision",
-            _ => return None,
-        })
-    }
-    // "Can't cast value 2147483648 to type Int32"
-    if let Some(rest) = m.strip_prefix("Can't cast value ") {
-        if let Some((_, ty)) = rest.rsplit_once(" to type ") {
-            if let Some(t) = pg_type(ty) {
-                return ("22003", format!("{t} out of range"));
-            }
-        }
-    }
-    // "Cannot cast string '99999999999' to value of Int32 type"
-    if let Some(rest) = m.strip_prefix("Cannot cast string '") {
-        if let Some((value, tail)) = rest.rsplit_once("' to value of ") {
-            let ty = tail.strip_suffix(" type").and_then(pg_type);
-            // A whole number too long for the type; `1.5` or `abc` is no integer at all.
-            let digits = value.trim().trim_start_matches(['-', '+']);
-            let number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-            if let Some(t) = ty {
-                return if number {
-                    (
-                        "22003",
-                        format!("value \"{value}\" is out of range for type {t}"),
-                    )
-                } else {
-                    (
-                        "22P02",
-                        format!("invalid input syntax for type {t}: \"{value}\""),
-                    )
-                };
-            }
-        }
-    }
-    if m.contains("out of range") || m.contains("Overflow") {
-        return ("22003", m.to_string());
-    }
-    ("22P02", format!("invalid input syntax: {m}"))
 }
 
 impl From<ServerError> for PgWireError {

@@ -19,6 +19,7 @@ pub mod connections;
 pub mod copy_format;
 pub mod encode;
 pub mod error;
+pub mod error_text;
 pub mod handler;
 pub mod http;
 pub mod index_scan;
