@@ -83,6 +83,8 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::jsonb::register(&ctx);
     crate::json_tables::register(&ctx);
     crate::pg_series::register(&ctx);
+    crate::pg_to_char::register(&ctx);
+    crate::pg_at_time_zone::register(&ctx);
     crate::percentile_disc::register(&ctx);
     crate::single_row::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
@@ -103,14 +105,15 @@ fn analyzer_rules(
         .iter()
         .position(|r| r.name() == "type_coercion")
         .unwrap_or(rules.len());
+    // Integer literals first, so that `sum(n + 1)` of an `integer` n is typed as the
+    // `sum` of an `integer` (a `bigint`, as in Postgres).
     rules.insert(
         at,
-        Arc::new(crate::int_literals::IntLiterals::new(level.clone())),
+        Arc::new(crate::pg_aggregates::PgAggregateTypes {
+            level: level.clone(),
+        }),
     );
-    rules.insert(
-        at,
-        Arc::new(crate::pg_aggregates::PgAggregateTypes { level }),
-    );
+    rules.insert(at, Arc::new(crate::int_literals::IntLiterals::new(level)));
     rules
 }
 
@@ -179,12 +182,18 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         crate::naming::name_subquery_items(&mut stmt);
         crate::text_aggs::normalize(&mut stmt);
     }
+    if crate::dialect::level(ctx) >= 6 {
+        postgres_meanings(&mut stmt);
+        crate::similar_to::rewrite(&mut stmt);
+        crate::pg_at_time_zone::rewrite(&mut stmt);
+    }
     crate::asof::hide_matched_times(&mut stmt);
     crate::structs::expand_fields(ctx, &mut stmt).await?;
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     crate::lateral_limit::rewrite(ctx, &mut stmt).await;
     crate::using_join::rewrite(&mut stmt)?;
     crate::select_subqueries::rewrite(&mut stmt);
+    crate::select_subqueries::from_less_scalars(&mut stmt);
     crate::single_row::rewrite(ctx, &mut stmt).await;
     crate::scalar_subqueries::rewrite(&mut stmt);
     crate::structs::field_names(&mut stmt);
@@ -194,6 +203,48 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     let plan = ctx.state().statement_to_plan(stmt).await?;
     let plan = crate::set_ops::count_copies(plan)?;
     Ok(crate::params::infer_placeholder_types(plan)?)
+}
+
+/// Calls of names DataFusion gives another meaning than Postgres, as DataFusion's
+/// function of Postgres' meaning: `array_remove(a, x)` and `array_replace(a, x, y)` act
+/// on every element equal to `x` in Postgres, on the first one in DataFusion (its
+/// `…_all` functions act on all). From dialect level 6 on; names are kept (the result
+/// column is still `array_remove`).
+fn postgres_meanings(stmt: &mut Statement) {
+    use crate::sqlparser::ast::{Expr, Ident, ObjectName, ObjectNamePart};
+    crate::naming::keep_call_names(stmt, renamed_call);
+    let _ = crate::sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        let to = renamed_call(e).and_then(|f| renamed_to(&f.name));
+        if let (Some(to), Expr::Function(f)) = (to, &mut *e) {
+            f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(to))]);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Postgres' names with another meaning in DataFusion, and DataFusion's name of
+/// Postgres' meaning.
+const RENAMED: &[(&str, &str)] = &[
+    ("array_remove", "array_remove_all"),
+    ("array_replace", "array_replace_all"),
+];
+
+fn renamed_to(name: &crate::sqlparser::ast::ObjectName) -> Option<&'static str> {
+    if name.0.len() != 1 {
+        return None;
+    }
+    let n = name.to_string().to_lowercase();
+    RENAMED
+        .iter()
+        .find(|(from, _)| *from == n)
+        .map(|(_, to)| *to)
+}
+
+fn renamed_call(e: &crate::sqlparser::ast::Expr) -> Option<&crate::sqlparser::ast::Function> {
+    match e {
+        crate::sqlparser::ast::Expr::Function(f) if renamed_to(&f.name).is_some() => Some(f),
+        _ => None,
+    }
 }
 
 /// The names of the relations a statement reads or writes, identifiers folded as Postgres

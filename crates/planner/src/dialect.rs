@@ -35,7 +35,13 @@
 //! overflow, underflow and a zero divisor, as Postgres' do (`crate::checked_arith`),
 //! instead of wrapping around or giving `Infinity`; an integer literal that fits is an
 //! `integer` in arithmetic with an `integer` (`crate::int_literals`), so `n + 1` is an
-//! `integer`, not a `bigint`. A view from before keeps its values and types.
+//! `integer`, not a `bigint`; `date ± interval` is a `timestamp` (`crate::pg_interval`),
+//! not a date without the interval's time; `to_char(timestamp, 'YYYY-MM')` reads
+//! Postgres' patterns (`crate::pg_to_char`); `array_remove`/`array_replace` act on every
+//! match; `SIMILAR TO` matches the whole string (`crate::similar_to`); `generate_series`
+//! in `FROM` takes numeric and untyped arguments and runs dates as `timestamptz`
+//! (`crate::pg_series`); `AT TIME ZONE` converts between `timestamptz` and wall-clock
+//! `timestamp` (`crate::pg_at_time_zone`). A view from before keeps its values and types.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -94,6 +100,14 @@ impl Level {
     pub fn handle(&self) -> Arc<AtomicU32> {
         self.0.clone()
     }
+}
+
+/// `ctx`'s level, shared with what depends on it (functions that behave by level).
+pub fn handle(ctx: &SessionContext) -> Arc<AtomicU32> {
+    ctx.state()
+        .config()
+        .get_extension::<Level>()
+        .map_or_else(|| Arc::new(AtomicU32::new(CURRENT)), |l| l.0.clone())
 }
 
 /// The level `ctx` plans at.

@@ -8,11 +8,15 @@
 //!   `interval '24 hours' = interval '1 day'` is true, as in Postgres (DataFusion compared
 //!   months, days and time one by one). Views created before keep the old comparison,
 //!   which their stored rows were filtered with.
+//! - From level 6, `date + interval`, `interval + date` and `date - interval` are
+//!   `timestamp`s, as in Postgres (DataFusion's is a date, without the interval's time).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Decimal128Array, IntervalMonthDayNanoArray};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, IntervalMonthDayNano, IntervalUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, IntervalMonthDayNano, IntervalUnit, TimeUnit,
+};
 use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -58,6 +62,10 @@ fn call(f: &Arc<ScalarUDF>, args: Vec<Expr>) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(f.clone(), args))
 }
 
+fn is_date(t: &DataType) -> bool {
+    matches!(t, DataType::Date32 | DataType::Date64)
+}
+
 fn cast(e: Expr, t: DataType) -> Expr {
     Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(e), t))
 }
@@ -89,6 +97,30 @@ impl ExprPlanner for IntervalPlanner {
             }
             BinaryOperator::Divide if is_interval(&lt) && is_number(&rt) => {
                 call(&self.div, vec![as_mdn(left, &lt), factor(right)])
+            }
+            // `date ± interval` is a `timestamp` in Postgres (DataFusion's is a date,
+            // dropping the interval's time: `date '2024-01-31' + interval '1 hour'`).
+            op @ (BinaryOperator::Plus | BinaryOperator::Minus)
+                if self.level.load(std::sync::atomic::Ordering::SeqCst) >= 6
+                    && ((is_date(&lt) && is_interval(&rt))
+                        || (is_interval(&lt) && is_date(&rt) && *op == BinaryOperator::Plus)) =>
+            {
+                let ts = |e: Expr, t: &DataType| {
+                    if is_date(t) {
+                        cast(e, DataType::Timestamp(TimeUnit::Microsecond, None))
+                    } else {
+                        e
+                    }
+                };
+                let op = match op {
+                    BinaryOperator::Plus => datafusion::logical_expr::Operator::Plus,
+                    _ => datafusion::logical_expr::Operator::Minus,
+                };
+                Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                    Box::new(ts(left, &lt)),
+                    op,
+                    Box::new(ts(right, &rt)),
+                ))
             }
             op @ (BinaryOperator::Eq
             | BinaryOperator::NotEq

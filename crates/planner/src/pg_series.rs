@@ -9,8 +9,10 @@
 //!
 //! [`PgGenerateSeries`] turns these into what DataFusion's function takes, or computes
 //! the numeric series itself, and names a call over a column of an outer query (which no
-//! table function can take) instead of leaking DataFusion's expression.
+//! table function can take) instead of leaking DataFusion's expression. From dialect
+//! level 6 on (`crate::dialect`): a view from before keeps its column types.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Decimal128Array, Float64Array, RecordBatch};
@@ -35,6 +37,7 @@ pub fn register(ctx: &SessionContext) {
         "generate_series",
         Arc::new(PgGenerateSeries {
             inner: inner.function().clone(),
+            level: crate::dialect::handle(ctx),
         }),
     );
 }
@@ -42,6 +45,8 @@ pub fn register(ctx: &SessionContext) {
 #[derive(Debug)]
 struct PgGenerateSeries {
     inner: Arc<dyn TableFunctionImpl>,
+    /// From dialect level 6 on (`crate::dialect`): a view from before keeps its types.
+    level: Arc<AtomicU32>,
 }
 
 fn literal(e: &Expr) -> Option<&ScalarValue> {
@@ -94,6 +99,9 @@ impl TableFunctionImpl for PgGenerateSeries {
                  supported: join it in FROM instead, FROM t, generate_series(1, t.n) AS g(x)"
                     .into(),
             ));
+        }
+        if self.level.load(Ordering::SeqCst) < 6 {
+            return self.inner.call_with_args(args);
         }
         let first = exprs.first().and_then(literal).map(ScalarValue::data_type);
         let numeric = exprs.iter().filter_map(literal).any(|v| {

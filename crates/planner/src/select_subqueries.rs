@@ -42,6 +42,69 @@ pub fn rewrite<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut R);
 }
 
+/// A scalar subquery without `FROM` that filters its one row, `(SELECT x WHERE c)`, as
+/// `CASE WHEN c THEN x END`: NULL when `c` is not true, as the subquery's empty result
+/// is. DataFusion's optimizer took the subquery's row as always there (`(SELECT 1 WHERE
+/// false) IS NULL` was false). Only when `x` calls no function (so it holds no
+/// aggregate, which would make the one row unconditional) and no subquery.
+pub fn from_less_scalars<T: VisitMut>(node: &mut T) {
+    let _ = visit_expressions_mut(node, |e| {
+        if let Some(new) = from_less_scalar(e) {
+            *e = new;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn from_less_scalar(e: &Expr) -> Option<Expr> {
+    let Expr::Subquery(q) = e else {
+        return None;
+    };
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let plain = s.from.is_empty()
+        && s.distinct.is_none()
+        && s.having.is_none()
+        && matches!(&s.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        && s.projection.len() == 1;
+    let condition = s.selection.as_ref()?;
+    if !plain {
+        return None;
+    }
+    let item = match &s.projection[0] {
+        SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. } => x,
+        _ => return None,
+    };
+    let mut calls = false;
+    let _ = crate::sqlparser::ast::visit_expressions(item, |x| {
+        if matches!(
+            x,
+            Expr::Function(_) | Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+        ) {
+            calls = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    if calls {
+        return None;
+    }
+    Some(Expr::Case {
+        case_token: crate::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: crate::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![crate::sqlparser::ast::CaseWhen {
+            condition: condition.clone(),
+            result: item.clone(),
+        }],
+        else_result: None,
+    })
+}
+
 fn rewrite_select(s: &mut Select) {
     if s.from.is_empty() {
         return rewrite_items(s, uncorrelated);

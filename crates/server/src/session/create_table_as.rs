@@ -33,7 +33,9 @@ impl Session {
             if self.skip_existing(&catalog, &name, ct.if_not_exists)? {
                 return Ok(super::command("CREATE TABLE AS"));
             }
-            let stmt = Statement::Query(Box::new(query.clone()));
+            let mut stmt = Statement::Query(Box::new(query.clone()));
+            // `AS SELECT 1 AS a` makes `a` an `integer`, as a query's column is.
+            freshet_planner::pg_values::int4_select_literals(&mut stmt);
             let ctx = self.db.context_for(
                 &self.limits(),
                 &catalog,

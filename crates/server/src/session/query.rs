@@ -471,8 +471,15 @@ pub(super) fn reject_sinks(catalog: &Catalog, stmt: &Statement) -> Result<()> {
 /// names them, then whole integer literals in the select list typed `integer`.
 fn with_pg_names(stmt: &Statement) -> Statement {
     let mut stmt = stmt.clone();
-    if let Statement::Query(q) = &mut stmt {
-        name_select_items(q, true);
+    match &mut stmt {
+        Statement::Query(q) => name_select_items(q, true),
+        // `EXPLAIN SELECT a, a …` plans the query as it runs.
+        Statement::Explain { statement, .. } => {
+            if let Statement::Query(q) = statement.as_mut() {
+                name_select_items(q, true);
+            }
+        }
+        _ => {}
     }
     pg_values::int4_select_literals(&mut stmt);
     stmt

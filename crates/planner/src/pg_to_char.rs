@@ -1,0 +1,482 @@
+//! `to_char(timestamp | timestamptz | date, format)` with Postgres' template patterns
+//! (`YYYY-MM-DD HH24:MI:SS`, `Mon`, `FMDay`, `Q`, `IW`, `"quoted"` text …).
+//!
+//! DataFusion's `to_char` reads a chrono `strftime` format (`%Y-%m`), so a Postgres
+//! pattern came back unchanged: `to_char(ts, 'YYYY-MM')` was `YYYY-MM` for every row, and
+//! a `GROUP BY` over it made one group. This function formats dates and timestamps as
+//! Postgres does; other arguments (intervals, numbers) go to DataFusion's. A
+//! `timestamptz` is formatted in UTC. From dialect level 6 on (`crate::dialect`): a view
+//! from before keeps the values its rows were stored with.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// Replaces `ctx`'s `to_char` (see the module).
+pub fn register(ctx: &SessionContext) {
+    if let Some(inner) = ctx.state().scalar_functions().get("to_char").cloned() {
+        ctx.register_udf(ScalarUDF::new_from_impl(PgToChar {
+            signature: Signature::user_defined(Volatility::Immutable),
+            inner,
+            level: crate::dialect::handle(ctx),
+        }));
+    }
+}
+
+#[derive(Debug)]
+struct PgToChar {
+    signature: Signature,
+    inner: Arc<ScalarUDF>,
+    /// From dialect level 6 on (`crate::dialect`): a view from before keeps the values
+    /// its rows were stored with.
+    level: Arc<AtomicU32>,
+}
+
+impl PartialEq for PgToChar {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner && Arc::ptr_eq(&self.level, &other.level)
+    }
+}
+
+impl Eq for PgToChar {}
+
+impl std::hash::Hash for PgToChar {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+impl PgToChar {
+    fn postgres(&self) -> bool {
+        self.level.load(Ordering::SeqCst) >= 6
+    }
+}
+
+fn is_datetime(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+    )
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
+impl ScalarUDFImpl for PgToChar {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [t, f] if self.postgres() && is_datetime(t) && (is_text(f) || f.is_null()) => {
+                Ok(vec![t.clone(), DataType::Utf8])
+            }
+            _ => {
+                let fields: Vec<FieldRef> = arg_types
+                    .iter()
+                    .map(|t| Arc::new(Field::new("", t.clone(), true)))
+                    .collect();
+                Ok(fields_with_udf(&fields, self.inner.as_ref())?
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect())
+            }
+        }
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(t) if self.postgres() && is_datetime(t) => Ok(DataType::Utf8),
+            _ => self.inner.return_type(arg_types),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let first = args.args.first().map(ColumnarValue::data_type);
+        if !self.postgres() || !first.as_ref().is_some_and(is_datetime) {
+            return self.inner.invoke_with_args(args);
+        }
+        let [value, format] = args.args.as_slice() else {
+            return Err(DataFusionError::Plan("to_char takes two arguments".into()));
+        };
+        let zoned = matches!(first, Some(DataType::Timestamp(_, Some(_))));
+        let n = args.number_rows;
+        let micros = |v: &ColumnarValue| -> Result<ArrayRef> {
+            let a = v.to_array(n)?;
+            let a = if matches!(a.data_type(), DataType::Date32 | DataType::Date64) {
+                datafusion::arrow::compute::cast(
+                    &a,
+                    &DataType::Timestamp(TimeUnit::Microsecond, None),
+                )?
+            } else {
+                a
+            };
+            Ok(datafusion::arrow::compute::cast(
+                &a,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )?)
+        };
+        let values = micros(value)?;
+        let values = values.as_primitive::<TimestampMicrosecondType>();
+        let formats = datafusion::arrow::compute::cast(&format.to_array(n)?, &DataType::Utf8)?;
+        let formats = formats.as_string::<i32>();
+        // The format is usually one constant: parsed once.
+        let constant = match format {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => Some(parse(f)),
+            _ => None,
+        };
+        let mut out = StringBuilder::new();
+        for i in 0..n {
+            if values.is_null(i) || formats.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let Some(t) = DateTime::from_timestamp_micros(values.value(i)) else {
+                out.append_null();
+                continue;
+            };
+            let owned;
+            let tokens = match &constant {
+                Some(t) => t,
+                None => {
+                    owned = parse(formats.value(i));
+                    &owned
+                }
+            };
+            out.append_value(render(tokens, &t.naive_utc(), zoned));
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        Ok(match (value, format) {
+            (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+            }
+            _ => ColumnarValue::Array(array),
+        })
+    }
+}
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Text(String),
+    /// A pattern, with `FM` (no padding) and a `TH`/`th` ordinal suffix.
+    Field {
+        pattern: &'static str,
+        fill: bool,
+        ordinal: Option<bool>,
+    },
+}
+
+/// The patterns whose case tells how a name is written, matched exactly.
+const NAMES: &[&str] = &[
+    "A.M.", "a.m.", "P.M.", "p.m.", "AM", "am", "PM", "pm", "MONTH", "Month", "month", "MON",
+    "Mon", "mon", "DAY", "Day", "day", "DY", "Dy", "dy", "TZH", "TZM", "TZ", "tz", "OF",
+];
+
+/// The numeric patterns, matched in any case (`yyyy-mm-dd`), longest first where one is
+/// a prefix of another.
+const NUMBERS: &[&str] = &[
+    "HH24", "HH12", "SSSSS", "SSSS", "Y,YYY", "YYYY", "IYYY", "IDDD", "FF1", "FF2", "FF3", "FF4",
+    "FF5", "FF6", "YYY", "IYY", "DDD", "HH", "MI", "SS", "MS", "US", "YY", "IY", "ID", "IW", "MM",
+    "DD", "WW", "CC", "Y", "I", "D", "W", "J", "Q",
+];
+
+/// The pattern `body` starts with, and its length.
+fn pattern_at(body: &str) -> Option<&'static str> {
+    if let Some(p) = NAMES.iter().find(|p| body.starts_with(**p)) {
+        return Some(p);
+    }
+    NUMBERS.iter().copied().find(|p| {
+        body.get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p))
+    })
+}
+
+/// `format` read as Postgres reads a template.
+fn parse(format: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    let mut rest = format;
+    let flush = |text: &mut String, tokens: &mut Vec<Token>| {
+        if !text.is_empty() {
+            tokens.push(Token::Text(std::mem::take(text)));
+        }
+    };
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('"') {
+            // Quoted text is copied; `\"` inside it is a quote.
+            let mut chars = r.char_indices();
+            let mut end = r.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, c)) = chars.next() {
+                            text.push(c);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => text.push(c),
+                }
+            }
+            rest = &r[end.min(r.len())..];
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix('\\') {
+            let mut chars = r.chars();
+            if let Some(c) = chars.next() {
+                text.push(c);
+            }
+            rest = chars.as_str();
+            continue;
+        }
+        let (fill, body) = match rest.strip_prefix("FM").or_else(|| rest.strip_prefix("fm")) {
+            Some(b) => (true, b),
+            None => (false, rest),
+        };
+        if let Some(p) = pattern_at(body) {
+            flush(&mut text, &mut tokens);
+            let mut after = &body[p.len()..];
+            let ordinal = if let Some(a) = after.strip_prefix("TH") {
+                after = a;
+                Some(true)
+            } else if let Some(a) = after.strip_prefix("th") {
+                after = a;
+                Some(false)
+            } else {
+                None
+            };
+            tokens.push(Token::Field {
+                pattern: p,
+                fill,
+                ordinal,
+            });
+            rest = after;
+            continue;
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            text.push(c);
+        }
+        rest = chars.as_str();
+    }
+    flush(&mut text, &mut tokens);
+    tokens
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// `n` zero-padded to `width` digits (none with `fill`), a minus sign before.
+fn number(n: i64, width: usize, fill: bool) -> String {
+    if fill {
+        n.to_string()
+    } else if n < 0 {
+        format!("-{:0width$}", -n, width = width)
+    } else {
+        format!("{n:0width$}")
+    }
+}
+
+/// `name` in the case the pattern asks for, blank-padded to 9 unless `fill`.
+fn name(name: &str, pattern: &str, fill: bool, pad: bool) -> String {
+    let upper = pattern.chars().all(|c| c.is_ascii_uppercase());
+    let lower = pattern.chars().all(|c| c.is_ascii_lowercase());
+    let s = if upper {
+        name.to_uppercase()
+    } else if lower {
+        name.to_lowercase()
+    } else {
+        name.to_string()
+    };
+    if pad && !fill {
+        format!("{s:<9}")
+    } else {
+        s
+    }
+}
+
+fn suffix(n: i64, upper: bool) -> &'static str {
+    let s = match (n % 100, n % 10) {
+        (11..=13, _) => "th",
+        (_, 1) => "st",
+        (_, 2) => "nd",
+        (_, 3) => "rd",
+        _ => "th",
+    };
+    match (upper, s) {
+        (false, s) => s,
+        (true, "st") => "ST",
+        (true, "nd") => "ND",
+        (true, "rd") => "RD",
+        (true, _) => "TH",
+    }
+}
+
+/// `t` formatted by `tokens`; `zoned`: a `timestamptz` (shown in UTC).
+fn render(tokens: &[Token], t: &NaiveDateTime, zoned: bool) -> String {
+    let mut out = String::new();
+    for token in tokens {
+        let (pattern, fill, ordinal) = match token {
+            Token::Text(s) => {
+                out.push_str(s);
+                continue;
+            }
+            Token::Field {
+                pattern,
+                fill,
+                ordinal,
+            } => (*pattern, *fill, *ordinal),
+        };
+        let year = i64::from(t.year());
+        let hour12 = match t.hour() % 12 {
+            0 => 12,
+            h => h,
+        };
+        let pm = t.hour() >= 12;
+        let iso = t.iso_week();
+        let micros = i64::from(t.nanosecond() / 1000);
+        let (value, width): (Option<i64>, usize) = match pattern {
+            "HH24" => (Some(i64::from(t.hour())), 2),
+            "HH12" | "HH" => (Some(i64::from(hour12)), 2),
+            "MI" => (Some(i64::from(t.minute())), 2),
+            "SS" => (Some(i64::from(t.second())), 2),
+            "SSSS" | "SSSSS" => (Some(i64::from(t.num_seconds_from_midnight())), 0),
+            "MS" => (Some(micros / 1000), 3),
+            "US" => (Some(micros), 6),
+            "FF1" => (Some(micros / 100_000), 1),
+            "FF2" => (Some(micros / 10_000), 2),
+            "FF3" => (Some(micros / 1000), 3),
+            "FF4" => (Some(micros / 100), 4),
+            "FF5" => (Some(micros / 10), 5),
+            "FF6" => (Some(micros), 6),
+            "YYYY" => (Some(year), 4),
+            "YYY" => (Some(year.rem_euclid(1000)), 3),
+            "YY" => (Some(year.rem_euclid(100)), 2),
+            "Y" => (Some(year.rem_euclid(10)), 1),
+            "IYYY" => (Some(i64::from(iso.year())), 4),
+            "IYY" => (Some(i64::from(iso.year()).rem_euclid(1000)), 3),
+            "IY" => (Some(i64::from(iso.year()).rem_euclid(100)), 2),
+            "I" => (Some(i64::from(iso.year()).rem_euclid(10)), 1),
+            "IW" => (Some(i64::from(iso.week())), 2),
+            "ID" => (Some(i64::from(t.weekday().number_from_monday())), 1),
+            "IDDD" => {
+                let days =
+                    i64::from(iso.week() - 1) * 7 + i64::from(t.weekday().number_from_monday());
+                (Some(days), 3)
+            }
+            "MM" => (Some(i64::from(t.month())), 2),
+            "DDD" => (Some(i64::from(t.ordinal())), 3),
+            "DD" => (Some(i64::from(t.day())), 2),
+            "D" => (Some(i64::from(t.weekday().number_from_sunday())), 1),
+            "WW" => (Some(i64::from((t.ordinal() - 1) / 7 + 1)), 2),
+            "W" => (Some(i64::from((t.day() - 1) / 7 + 1)), 1),
+            "Q" => (Some(i64::from((t.month() - 1) / 3 + 1)), 1),
+            "CC" => {
+                let cc = if year > 0 {
+                    (year + 99) / 100
+                } else {
+                    -((99 - year) / 100)
+                };
+                (Some(cc), 2)
+            }
+            "J" => (Some(i64::from(t.num_days_from_ce()) + 1_721_425), 0),
+            _ => (None, 0),
+        };
+        if let Some(v) = value {
+            out.push_str(&number(v, width, fill));
+            if let Some(upper) = ordinal {
+                out.push_str(suffix(v, upper));
+            }
+            continue;
+        }
+        let month = MONTHS[t.month0() as usize];
+        let day = DAYS[t.weekday().num_days_from_sunday() as usize];
+        match pattern {
+            "Y,YYY" => out.push_str(&format!("{},{:03}", year / 1000, year.rem_euclid(1000))),
+            "MONTH" | "Month" | "month" => out.push_str(&name(month, pattern, fill, true)),
+            "MON" | "Mon" | "mon" => out.push_str(&name(&month[..3], pattern, fill, false)),
+            "DAY" | "Day" | "day" => out.push_str(&name(day, pattern, fill, true)),
+            "DY" | "Dy" | "dy" => out.push_str(&name(&day[..3], pattern, fill, false)),
+            "AM" | "PM" => out.push_str(if pm { "PM" } else { "AM" }),
+            "am" | "pm" => out.push_str(if pm { "pm" } else { "am" }),
+            "A.M." | "P.M." => out.push_str(if pm { "P.M." } else { "A.M." }),
+            "a.m." | "p.m." => out.push_str(if pm { "p.m." } else { "a.m." }),
+            "TZ" => out.push_str(if zoned { "UTC" } else { "" }),
+            "tz" => out.push_str(if zoned { "utc" } else { "" }),
+            "OF" | "TZH" => out.push_str(if zoned { "+00" } else { "" }),
+            "TZM" => out.push_str(if zoned { "00" } else { "" }),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(f: &str, ts: &str) -> String {
+        let t = NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        render(&parse(f), &t, false)
+    }
+
+    #[test]
+    fn formats_as_postgres() {
+        let ts = "2024-02-29 13:45:30.123456";
+        assert_eq!(fmt("YYYY-MM-DD HH24:MI:SS", ts), "2024-02-29 13:45:30");
+        assert_eq!(fmt("YYYY-MM", ts), "2024-02");
+        assert_eq!(fmt("HH12:MI AM", ts), "01:45 PM");
+        assert_eq!(fmt("Month", ts), "February ");
+        assert_eq!(fmt("FMMonth DDth, YYYY", ts), "February 29th, 2024");
+        assert_eq!(fmt("Dy Mon DD", ts), "Thu Feb 29");
+        assert_eq!(fmt("DAY", ts), "THURSDAY ");
+        assert_eq!(fmt("\"Q\"Q YYYY", ts), "Q1 2024");
+        assert_eq!(fmt("IYYY-\"W\"IW-ID", ts), "2024-W09-4");
+        assert_eq!(fmt("MS US", ts), "123 123456");
+        assert_eq!(fmt("DDD D WW W CC", ts), "060 5 09 5 21");
+        assert_eq!(fmt("FMDD/FMMM", "2024-03-05 00:00:00"), "5/3");
+        assert_eq!(fmt("HH:MI a.m.", "2024-03-05 00:07:00"), "12:07 a.m.");
+        assert_eq!(fmt("J", "2024-01-01 00:00:00"), "2460311");
+        assert_eq!(fmt("yyyy-mm-dd hh24:mi:ss", ts), "2024-02-29 13:45:30");
+        assert_eq!(fmt("mon dy", ts), "feb thu");
+    }
+}
