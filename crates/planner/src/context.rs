@@ -71,7 +71,10 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
-        .with_analyzer_rules(analyzer_rules(level_handle))
+        .with_analyzer_rules(analyzer_rules(level_handle.clone()))
+        .with_type_planner(Arc::new(crate::pg_types::PgTypes {
+            level: level_handle,
+        }))
         .with_query_planner(Arc::new(crate::window::WindowQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
@@ -85,9 +88,12 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::pg_series::register(&ctx);
     crate::pg_to_char::register(&ctx);
     crate::pg_at_time_zone::register(&ctx);
+    crate::pg_date_part::register(&ctx);
     crate::percentile_disc::register(&ctx);
     crate::single_row::register(&ctx);
-    ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings));
+    ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings {
+        level: crate::dialect::handle(&ctx),
+    }));
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx.add_analyzer_rule(Arc::new(int_casts));
     ctx.add_analyzer_rule(Arc::new(checked_arith));
@@ -186,6 +192,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         postgres_meanings(&mut stmt);
         crate::similar_to::rewrite(&mut stmt);
         crate::pg_at_time_zone::rewrite(&mut stmt);
+        crate::pg_date_part::rewrite(&mut stmt);
     }
     crate::asof::hide_matched_times(&mut stmt);
     crate::structs::expand_fields(ctx, &mut stmt).await?;

@@ -41,7 +41,9 @@
 //! match; `SIMILAR TO` matches the whole string (`crate::similar_to`); `generate_series`
 //! in `FROM` takes numeric and untyped arguments and runs dates as `timestamptz`
 //! (`crate::pg_series`); `AT TIME ZONE` converts between `timestamptz` and wall-clock
-//! `timestamp` (`crate::pg_at_time_zone`). A view from before keeps its values and types.
+//! `timestamp` (`crate::pg_at_time_zone`); `float` is `double precision`
+//! (`crate::pg_types`); `extract(second …)` keeps the fraction (`crate::pg_date_part`);
+//! a zone in text read as a `timestamp` is ignored (`crate::literals`). A view from before keeps its values and types.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

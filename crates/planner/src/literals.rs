@@ -44,19 +44,30 @@ pub fn timestamp_strings(
     let Some(text) = strings.as_any().downcast_ref::<StringArray>() else {
         return strings.clone();
     };
-    if !text.iter().flatten().any(|s| with_seconds(s).is_some()) {
+    let naive = matches!(to, ArrowType::Timestamp(_, None));
+    let fix = |s: &str| -> Option<String> {
+        let stripped = if naive { without_zone(s) } else { None };
+        let s2 = stripped.as_deref().unwrap_or(s);
+        with_seconds(s2).or(stripped)
+    };
+    if !text.iter().flatten().any(|s| fix(s).is_some()) {
         return strings.clone();
     }
     let completed: StringArray = text
         .iter()
-        .map(|s| s.map(|s| with_seconds(s).unwrap_or_else(|| s.to_string())))
+        .map(|s| s.map(|s| fix(s).unwrap_or_else(|| s.to_string())))
         .collect();
     std::sync::Arc::new(completed)
 }
 
-/// Completes the strings cast to timestamps in a plan (see the module documentation).
+/// Completes the strings cast to timestamps in a plan (see the module documentation);
+/// from dialect level 6 on, a string cast to a `timestamp` (without time zone) loses
+/// the zone after its time, which Postgres ignores there (`'… 10:00+02'::timestamp` is
+/// 10:00).
 #[derive(Debug)]
-pub struct TimestampStrings;
+pub struct TimestampStrings {
+    pub level: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
 
 impl AnalyzerRule for TimestampStrings {
     fn analyze(
@@ -65,7 +76,10 @@ impl AnalyzerRule for TimestampStrings {
         _config: &ConfigOptions,
     ) -> datafusion::error::Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|plan| {
-            plan.map_expressions(|e| e.transform_up(|e| Ok(complete_timestamp_string(e))))
+            let naive_zones = self.level.load(std::sync::atomic::Ordering::SeqCst) >= 6;
+            plan.map_expressions(|e| {
+                e.transform_up(|e| Ok(complete_timestamp_string(e, naive_zones)))
+            })
         })
         .map(|t| t.data)
     }
@@ -76,11 +90,12 @@ impl AnalyzerRule for TimestampStrings {
 }
 
 /// `e` with its string completed, if it casts a string literal to a timestamp.
-fn complete_timestamp_string(e: LogicalExpr) -> Transformed<LogicalExpr> {
+fn complete_timestamp_string(e: LogicalExpr, naive_zones: bool) -> Transformed<LogicalExpr> {
     let fixed = |inner: &LogicalExpr, to: &ArrowType| -> Option<LogicalExpr> {
         if !matches!(to, ArrowType::Timestamp(..)) {
             return None;
         }
+        let strip = naive_zones && matches!(to, ArrowType::Timestamp(_, None));
         let LogicalExpr::Literal(v, meta) = inner else {
             return None;
         };
@@ -90,7 +105,9 @@ fn complete_timestamp_string(e: LogicalExpr) -> Transformed<LogicalExpr> {
             | ScalarValue::LargeUtf8(Some(s)) => s,
             _ => return None,
         };
-        let done = with_seconds(s)?;
+        let stripped = if strip { without_zone(s) } else { None };
+        let base = stripped.as_deref().unwrap_or(s);
+        let done = with_seconds(base).or(stripped)?;
         Some(LogicalExpr::Literal(
             ScalarValue::Utf8(Some(done)),
             meta.clone(),
@@ -415,9 +432,62 @@ pub(crate) fn with_seconds(s: &str) -> Option<String> {
     ))
 }
 
+/// `s` without the time zone after its time of day (`+02`, `-05:30`, `+0530`, `Z`,
+/// ` UTC`), if it is a date and time with one: a `timestamp` (without time zone) ignores
+/// the zone, as Postgres does. `None` if there is none.
+pub(crate) fn without_zone(s: &str) -> Option<String> {
+    let t = s.trim();
+    let b = t.as_bytes();
+    let date = b.len() > 11
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b' ' | b'T' | b't');
+    if !date {
+        return None;
+    }
+    // The time of day: digits, colons and a fraction.
+    let end = 11
+        + b[11..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || matches!(c, b':' | b'.'))
+            .count();
+    if end == 11 || !b[11..end].contains(&b':') {
+        return None;
+    }
+    let zone = t[end..].trim();
+    let upper = zone.to_ascii_uppercase();
+    let numeric = |z: &str| {
+        let digits: String = z.chars().filter(|c| *c != ':').collect();
+        !digits.is_empty() && digits.len() <= 6 && digits.chars().all(|c| c.is_ascii_digit())
+    };
+    let is_zone = matches!(upper.as_str(), "Z" | "UTC" | "GMT")
+        || zone.strip_prefix(['+', '-']).is_some_and(numeric);
+    is_zone.then(|| t[..end].to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zones_of_naive_timestamps_go() {
+        assert_eq!(
+            without_zone("2024-03-05 10:00:00+02").as_deref(),
+            Some("2024-03-05 10:00:00")
+        );
+        assert_eq!(
+            without_zone("2024-03-05T10:00:00.5-05:30").as_deref(),
+            Some("2024-03-05T10:00:00.5")
+        );
+        assert_eq!(
+            without_zone("2024-03-05 10:00 Z").as_deref(),
+            Some("2024-03-05 10:00")
+        );
+        assert_eq!(without_zone("2024-03-05 10:00:00"), None);
+        assert_eq!(without_zone("2024-03-05"), None);
+        assert_eq!(without_zone("2024-03-05 10:00 Europe/Paris"), None);
+    }
 
     #[test]
     fn minutes_get_seconds() {
