@@ -18,12 +18,10 @@ use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::ExprSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -241,29 +239,16 @@ impl AnalyzerRule for CheckedArith {
         if self.level.load(Ordering::SeqCst) < LEVEL {
             return Ok(plan);
         }
-        plan.transform_up_with_subqueries(|plan| {
-            let schema = merge_schema(&plan.inputs());
-            // A rewritten expression keeps its name, so the plan's schema does not change.
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                let arithmetic = e.exists(|x| {
-                    Ok(matches!(x, Expr::BinaryExpr(BinaryExpr { op, .. })
-                        if matches!(op, Operator::Plus | Operator::Minus
-                            | Operator::Multiply | Operator::Divide)))
-                })?;
-                if !arithmetic {
-                    return Ok(Transformed::no(e));
-                }
-                let name = names.save(&e);
-                let out = e.transform_up(|e| check(e, &schema))?;
-                Ok(if out.transformed {
-                    out.update_data(|e| name.restore(e))
-                } else {
-                    out
-                })
-            })
-        })
-        .map(|t| t.data)
+        crate::expr_rules::rewrite_expressions(
+            plan,
+            |_| false,
+            |x| {
+                matches!(x, Expr::BinaryExpr(BinaryExpr { op, .. })
+                    if matches!(op, Operator::Plus | Operator::Minus
+                        | Operator::Multiply | Operator::Divide))
+            },
+            |e, schema| check(e, schema),
+        )
     }
 
     fn name(&self) -> &str {

@@ -86,8 +86,7 @@ pub fn register(ctx: &SessionContext) {
     if let Some(inner) = ctx.state().scalar_functions().get("round").cloned() {
         ctx.register_udf(ScalarUDF::new_from_impl(PgRound {
             signature: Signature::user_defined(Volatility::Immutable),
-            inner,
-            level: level.0.clone(),
+            round: Wrapped::new(ctx, inner, 1),
         }));
     }
 }
@@ -128,40 +127,73 @@ pub fn set_level(ctx: &SessionContext, level: u32) {
     }
 }
 
-/// DataFusion's `round`, typed as Postgres types it from level 1 on.
-#[derive(Debug)]
-struct PgRound {
-    signature: Signature,
-    inner: Arc<ScalarUDF>,
+/// A DataFusion function that a function of Postgres' behaviour wraps, from dialect
+/// level `from` on: compared and hashed as the function it wraps (a function must be
+/// `Eq` and `Hash`), with its context's level.
+#[derive(Debug, Clone)]
+pub struct Wrapped {
+    pub inner: Arc<ScalarUDF>,
     level: Arc<AtomicU32>,
+    from: u32,
 }
 
-impl PartialEq for PgRound {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner && Arc::ptr_eq(&self.level, &other.level)
+impl Wrapped {
+    /// `inner` of `ctx`, wrapped from level `from` on.
+    pub fn new(ctx: &SessionContext, inner: Arc<ScalarUDF>, from: u32) -> Wrapped {
+        Wrapped {
+            inner,
+            level: handle(ctx),
+            from,
+        }
+    }
+
+    /// Whether the wrapper's behaviour applies (the context's level is `from` or above).
+    pub fn on(&self) -> bool {
+        self.level() >= self.from
+    }
+
+    /// The context's level now.
+    pub fn level(&self) -> u32 {
+        self.level.load(Ordering::SeqCst)
     }
 }
 
-impl Eq for PgRound {}
+impl PartialEq for Wrapped {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+            && Arc::ptr_eq(&self.level, &other.level)
+            && self.from == other.from
+    }
+}
 
-impl std::hash::Hash for PgRound {
+impl Eq for Wrapped {}
+
+impl std::hash::Hash for Wrapped {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.inner.hash(state);
+        self.from.hash(state);
     }
+}
+
+/// DataFusion's `round`, typed as Postgres types it from level 1 on.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgRound {
+    signature: Signature,
+    round: Wrapped,
 }
 
 impl PgRound {
     fn postgres(&self) -> bool {
-        self.level.load(Ordering::SeqCst) >= 1
+        self.round.on()
     }
 }
 
 impl ScalarUDFImpl for PgRound {
     fn name(&self) -> &str {
-        self.inner.name()
+        self.round.inner.name()
     }
     fn aliases(&self) -> &[String] {
-        self.inner.aliases()
+        self.round.inner.aliases()
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -171,7 +203,7 @@ impl ScalarUDFImpl for PgRound {
             .iter()
             .map(|t| Arc::new(Field::new("", t.clone(), true)))
             .collect();
-        let mut types: Vec<DataType> = fields_with_udf(&fields, self.inner.as_ref())?
+        let mut types: Vec<DataType> = fields_with_udf(&fields, self.round.inner.as_ref())?
             .iter()
             .map(|f| f.data_type().clone())
             .collect();
@@ -187,13 +219,13 @@ impl ScalarUDFImpl for PgRound {
         Ok(types)
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
+        self.round.inner.return_type(arg_types)
     }
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        self.inner.return_field_from_args(args)
+        self.round.inner.return_field_from_args(args)
     }
     fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
+        self.round.inner.documentation()
     }
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         // From level 5, `round(double precision)` rounds half to even, as Postgres'
@@ -202,7 +234,7 @@ impl ScalarUDFImpl for PgRound {
             .arg_fields
             .first()
             .is_some_and(|f| matches!(f.data_type(), DataType::Float32 | DataType::Float64));
-        if float && args.args.len() == 1 && self.level.load(Ordering::SeqCst) >= 5 {
+        if float && args.args.len() == 1 && self.round.level() >= 5 {
             return Ok(match &args.args[0] {
                 ColumnarValue::Array(a) => ColumnarValue::Array(crate::int_casts::round(a)?),
                 ColumnarValue::Scalar(s) => {
@@ -220,7 +252,7 @@ impl ScalarUDFImpl for PgRound {
                 *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Int32));
             }
         }
-        self.inner.invoke_with_args(args)
+        self.round.inner.invoke_with_args(args)
     }
 }
 

@@ -11,12 +11,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
 use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::ExprSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -148,32 +146,18 @@ impl AnalyzerRule for IntCasts {
             return Ok(plan);
         }
         let f = int_round();
-        plan.transform_up_with_subqueries(|plan| {
-            let schema = merge_schema(&plan.inputs());
-            // A rewritten expression keeps its name (an unaliased `CAST(x AS INT)` is
-            // still named `x`), so the plan's schema does not change.
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                // Most expressions hold no cast to an integer: leave them (and their
-                // names, which are costly to compute) alone.
-                let casts = e.exists(|x| {
-                    Ok(matches!(x,
-                        Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. })
-                            if is_integer(field.data_type())))
-                })?;
-                if !casts {
-                    return Ok(Transformed::no(e));
-                }
-                let name = names.save(&e);
-                let out = e.transform_up(|e| wrap(e, &schema, &f))?;
-                Ok(if out.transformed {
-                    out.update_data(|e| name.restore(e))
-                } else {
-                    out
-                })
-            })
-        })
-        .map(|t| t.data)
+        // A rewritten expression keeps its name (an unaliased `CAST(x AS INT)` is still
+        // named `x`), so the plan's schema does not change.
+        crate::expr_rules::rewrite_expressions(
+            plan,
+            |_| false,
+            |x| {
+                matches!(x,
+                    Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. })
+                        if is_integer(field.data_type()))
+            },
+            |e, schema| wrap(e, schema, &f),
+        )
     }
 
     fn name(&self) -> &str {

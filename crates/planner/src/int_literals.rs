@@ -13,11 +13,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{ExprSchema, ScalarValue};
 use datafusion::error::Result;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -49,33 +47,15 @@ impl AnalyzerRule for IntLiterals {
         if self.level.load(Ordering::SeqCst) < LEVEL {
             return Ok(plan);
         }
-        plan.transform_up_with_subqueries(|plan| {
-            // `VALUES` keeps the types it was planned with (type coercion does not
-            // recompute them), so its literals stay `bigint`.
-            if matches!(plan, LogicalPlan::Values(_)) {
-                return Ok(Transformed::no(plan));
-            }
-            let schema = merge_schema(&plan.inputs());
-            // `n + Int32(1)` keeps the name `n + Int64(1)` it was planned with, which
-            // the nodes above refer to.
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                let any = e.exists(|x| {
-                    Ok(matches!(x, Expr::BinaryExpr(BinaryExpr { op, .. }) if arithmetic(op)))
-                })?;
-                if !any {
-                    return Ok(Transformed::no(e));
-                }
-                let name = names.save(&e);
-                let out = e.transform_up(|e| narrow(e, &schema))?;
-                Ok(if out.transformed {
-                    out.update_data(|e| name.restore(e))
-                } else {
-                    out
-                })
-            })
-        })
-        .map(|t| t.data)
+        // `VALUES` keeps the types it was planned with (type coercion does not
+        // recompute them), so its literals stay `bigint`. A rewritten expression keeps
+        // its name (`n + Int64(1)`), which the nodes above refer to.
+        crate::expr_rules::rewrite_expressions(
+            plan,
+            |p| matches!(p, LogicalPlan::Values(_)),
+            |x| matches!(x, Expr::BinaryExpr(BinaryExpr { op, .. }) if arithmetic(op)),
+            |e, schema| narrow(e, schema),
+        )
     }
 
     fn name(&self) -> &str {

@@ -15,6 +15,7 @@ pub mod complexity;
 pub mod context;
 pub mod corresponding;
 pub mod dialect;
+pub mod expr_rules;
 pub mod guarded_udfs;
 pub mod hll_udaf;
 pub mod index_stmt;

@@ -4,7 +4,6 @@
 //! (`crate::dialect`): a view from before keeps its whole seconds. Other parts are
 //! DataFusion's.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, Float64Array};
@@ -54,31 +53,15 @@ pub fn register(ctx: &SessionContext) {
     if let Some(inner) = ctx.state().scalar_functions().get("date_part").cloned() {
         ctx.register_udf(ScalarUDF::new_from_impl(PgDatePart {
             signature: inner.signature().clone(),
-            inner,
-            level: crate::dialect::handle(ctx),
+            date_part: crate::dialect::Wrapped::new(ctx, inner, 6),
         }));
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct PgDatePart {
     signature: Signature,
-    inner: Arc<ScalarUDF>,
-    level: Arc<AtomicU32>,
-}
-
-impl PartialEq for PgDatePart {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner && Arc::ptr_eq(&self.level, &other.level)
-    }
-}
-
-impl Eq for PgDatePart {}
-
-impl std::hash::Hash for PgDatePart {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.hash(state);
-    }
+    date_part: crate::dialect::Wrapped,
 }
 
 /// Nanoseconds per unit of a part that has a fraction here: seconds and milliseconds.
@@ -106,7 +89,7 @@ fn is_time(t: &DataType) -> bool {
 impl PgDatePart {
     /// The unit of the call's part if it gets a fraction here.
     fn unit(&self, part: Option<&ScalarValue>, arg: &DataType) -> Option<f64> {
-        if self.level.load(Ordering::SeqCst) < 6 || !is_time(arg) {
+        if !self.date_part.on() || !is_time(arg) {
             return None;
         }
         match part? {
@@ -118,19 +101,19 @@ impl PgDatePart {
 
 impl ScalarUDFImpl for PgDatePart {
     fn name(&self) -> &str {
-        self.inner.name()
+        self.date_part.inner.name()
     }
     fn aliases(&self) -> &[String] {
-        self.inner.aliases()
+        self.date_part.inner.aliases()
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
+        self.date_part.inner.coerce_types(arg_types)
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
+        self.date_part.inner.return_type(arg_types)
     }
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let part = args.scalar_arguments.first().copied().flatten();
@@ -145,7 +128,7 @@ impl ScalarUDFImpl for PgDatePart {
                 )));
             }
         }
-        self.inner.return_field_from_args(args)
+        self.date_part.inner.return_field_from_args(args)
     }
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let part = match args.args.first() {
@@ -155,12 +138,12 @@ impl ScalarUDFImpl for PgDatePart {
         let arg = args.args.get(1).map(ColumnarValue::data_type);
         let unit = arg.and_then(|a| self.unit(part.as_ref(), &a));
         let Some(unit) = unit else {
-            return self.inner.invoke_with_args(args);
+            return self.date_part.inner.invoke_with_args(args);
         };
         // DataFusion's nanoseconds within the minute, scaled.
         args.args[0] = ColumnarValue::Scalar(ScalarValue::Utf8(Some("nanosecond".into())));
         args.return_field = Arc::new(Field::new(self.name(), DataType::Int64, true));
-        let nanos = self.inner.invoke_with_args(args)?;
+        let nanos = self.date_part.inner.invoke_with_args(args)?;
         let scale = |a: &ArrayRef| -> ArrayRef {
             let f: Float64Array = a.as_primitive::<Int64Type>().unary(|n| n as f64 / unit);
             Arc::new(f)

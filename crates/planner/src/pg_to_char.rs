@@ -8,7 +8,6 @@
 //! `timestamptz` is formatted in UTC. From dialect level 6 on (`crate::dialect`): a view
 //! from before keeps the values its rows were stored with.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
@@ -22,43 +21,29 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
+use crate::dialect::Wrapped;
+
 /// Replaces `ctx`'s `to_char` (see the module).
 pub fn register(ctx: &SessionContext) {
     if let Some(inner) = ctx.state().scalar_functions().get("to_char").cloned() {
         ctx.register_udf(ScalarUDF::new_from_impl(PgToChar {
             signature: Signature::user_defined(Volatility::Immutable),
-            inner,
-            level: crate::dialect::handle(ctx),
+            to_char: Wrapped::new(ctx, inner, 6),
         }));
     }
 }
 
-#[derive(Debug)]
+/// From dialect level 6 on (`crate::dialect`): a view from before keeps the values its
+/// rows were stored with.
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct PgToChar {
     signature: Signature,
-    inner: Arc<ScalarUDF>,
-    /// From dialect level 6 on (`crate::dialect`): a view from before keeps the values
-    /// its rows were stored with.
-    level: Arc<AtomicU32>,
-}
-
-impl PartialEq for PgToChar {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner && Arc::ptr_eq(&self.level, &other.level)
-    }
-}
-
-impl Eq for PgToChar {}
-
-impl std::hash::Hash for PgToChar {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.hash(state);
-    }
+    to_char: Wrapped,
 }
 
 impl PgToChar {
     fn postgres(&self) -> bool {
-        self.level.load(Ordering::SeqCst) >= 6
+        self.to_char.on()
     }
 }
 
@@ -75,10 +60,10 @@ fn is_text(t: &DataType) -> bool {
 
 impl ScalarUDFImpl for PgToChar {
     fn name(&self) -> &str {
-        self.inner.name()
+        self.to_char.inner.name()
     }
     fn aliases(&self) -> &[String] {
-        self.inner.aliases()
+        self.to_char.inner.aliases()
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -93,7 +78,7 @@ impl ScalarUDFImpl for PgToChar {
                     .iter()
                     .map(|t| Arc::new(Field::new("", t.clone(), true)))
                     .collect();
-                Ok(fields_with_udf(&fields, self.inner.as_ref())?
+                Ok(fields_with_udf(&fields, self.to_char.inner.as_ref())?
                     .iter()
                     .map(|f| f.data_type().clone())
                     .collect())
@@ -103,13 +88,13 @@ impl ScalarUDFImpl for PgToChar {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         match arg_types.first() {
             Some(t) if self.postgres() && is_datetime(t) => Ok(DataType::Utf8),
-            _ => self.inner.return_type(arg_types),
+            _ => self.to_char.inner.return_type(arg_types),
         }
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let first = args.args.first().map(ColumnarValue::data_type);
         if !self.postgres() || !first.as_ref().is_some_and(is_datetime) {
-            return self.inner.invoke_with_args(args);
+            return self.to_char.inner.invoke_with_args(args);
         }
         let [value, format] = args.args.as_slice() else {
             return Err(DataFusionError::Plan("to_char takes two arguments".into()));
