@@ -428,6 +428,11 @@ pub struct ViewDef {
     /// of it when their filters bound those columns.
     #[serde(default)]
     pub index: Option<IndexDef>,
+    /// The time zone of the session that created it (`crate::session_zone`), which its
+    /// `timestamptz` calendar fields, `date_trunc` and text are computed in; `None`: UTC
+    /// (also for views from before).
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 /// What makes a view an index: the relation it indexes and the columns it is ordered by.
@@ -456,6 +461,14 @@ impl IndexDef {
 }
 
 impl ViewDef {
+    /// The zone it is planned in (see [`ViewDef::time_zone`]).
+    pub fn zone(&self) -> crate::pg_text::Zone {
+        self.time_zone
+            .as_deref()
+            .and_then(crate::pg_text::Zone::parse)
+            .unwrap_or(crate::pg_text::Zone::Utc)
+    }
+
     /// Whether it reads relation `id`, or (a sink into a table) writes into it.
     pub fn needs(&self, id: u64) -> bool {
         self.depends_on.contains(&id)

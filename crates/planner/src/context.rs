@@ -50,6 +50,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
         .with_extension(Arc::new(limits.clone()))
         .with_extension(Arc::new(Loaded::default()))
         .with_extension(Arc::new(level))
+        .with_extension(Arc::new(crate::session_zone::PlanZone::default()))
         .with_target_partitions(2)
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(true);
@@ -98,6 +99,9 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(int_casts));
     ctx.add_analyzer_rule(Arc::new(checked_arith));
     ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
+    ctx.add_analyzer_rule(Arc::new(crate::session_zone::SessionZone::new(
+        crate::session_zone::handle(&ctx),
+    )));
     ctx
 }
 
@@ -194,6 +198,8 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         crate::pg_at_time_zone::rewrite(&mut stmt);
         crate::pg_date_part::rewrite(&mut stmt);
     }
+    let zone = crate::session_zone::handle(ctx);
+    crate::session_zone::offset_literals(&mut stmt, &crate::session_zone::read(&zone));
     crate::asof::hide_matched_times(&mut stmt);
     crate::structs::expand_fields(ctx, &mut stmt).await?;
     crate::window::rewrite_windows(ctx, &mut stmt).await?;

@@ -49,6 +49,7 @@ pub mod scalar_subqueries;
 pub mod schemas;
 pub mod select_subqueries;
 pub mod series;
+pub mod session_zone;
 pub mod set_ops;
 pub mod show_create;
 pub mod similar_to;

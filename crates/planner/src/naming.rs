@@ -33,6 +33,9 @@ pub fn pg_column_name(e: &Expr) -> String {
             n => n,
         },
         Expr::Nested(inner) => pg_column_name(inner),
+        // A typed literal is named after its type (`date '2024-01-01'` is `date`).
+        Expr::TypedString(ts) => pg_type_name(&ts.data_type),
+        Expr::Interval(_) => "interval".into(),
         // `(s).f` and `(s).f[1]` are named `f`, `a[1]` after `a`.
         Expr::CompoundFieldAccess { root, access_chain } => match access_chain
             .iter()

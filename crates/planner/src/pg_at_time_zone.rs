@@ -195,7 +195,7 @@ fn to_local(micros: i64, z: &Zone) -> i64 {
 
 /// The UTC instant of wall-clock time `micros` in `z`: in standard time where the clock
 /// skips or repeats it, as Postgres reads it.
-fn from_local(micros: i64, z: &Zone) -> i64 {
+pub(crate) fn from_local(micros: i64, z: &Zone) -> i64 {
     let Some(t) = DateTime::from_timestamp_micros(micros) else {
         return micros;
     };

@@ -38,6 +38,7 @@ pub fn register(ctx: &SessionContext) {
         Arc::new(PgGenerateSeries {
             inner: inner.function().clone(),
             level: crate::dialect::handle(ctx),
+            zone: crate::session_zone::handle(ctx),
         }),
     );
 }
@@ -47,6 +48,8 @@ struct PgGenerateSeries {
     inner: Arc<dyn TableFunctionImpl>,
     /// From dialect level 6 on (`crate::dialect`): a view from before keeps its types.
     level: Arc<AtomicU32>,
+    /// The plan zone (`crate::session_zone`): untyped `timestamptz` bounds are read in it.
+    zone: Arc<std::sync::RwLock<crate::pg_text::Zone>>,
 }
 
 fn literal(e: &Expr) -> Option<&ScalarValue> {
@@ -68,8 +71,8 @@ fn timestamptz() -> DataType {
 }
 
 /// `e` cast to `to` if it is a literal (a NULL stays NULL); a timestamp's text as
-/// Postgres reads it (`'2024-01-01 02:00'`, without seconds).
-fn cast(e: &Expr, to: &DataType) -> Result<Expr> {
+/// Postgres reads it (`'2024-01-01 02:00'`, without seconds; a `timestamptz` in `zone`).
+fn cast(e: &Expr, to: &DataType, zone: &crate::pg_text::Zone) -> Result<Expr> {
     match e {
         Expr::Literal(v, meta) if !v.is_null() && v.data_type() != *to => {
             let v = match v {
@@ -80,6 +83,15 @@ fn cast(e: &Expr, to: &DataType) -> Result<Expr> {
                 }
                 other => other.clone(),
             };
+            if matches!(v, ScalarValue::Utf8(_) | ScalarValue::Date32(_)) {
+                if let Some(read) = crate::session_zone::read_text(&v.to_array()?, to, zone, false)
+                {
+                    return Ok(Expr::Literal(
+                        ScalarValue::try_from_array(&read?, 0)?,
+                        meta.clone(),
+                    ));
+                }
+            }
             Ok(Expr::Literal(v.cast_to(to)?, meta.clone()))
         }
         other => Ok(other.clone()),
@@ -114,6 +126,8 @@ impl TableFunctionImpl for PgGenerateSeries {
             return numeric_series(exprs);
         }
         let interval = DataType::Interval(IntervalUnit::MonthDayNano);
+        let zone = crate::session_zone::read(&self.zone);
+        let cast = |e: &Expr, to: &DataType| cast(e, to, &zone);
         let exprs: Vec<Expr> = match first {
             // Postgres runs generate_series(date, date, interval) as timestamptz.
             Some(DataType::Date32) => {

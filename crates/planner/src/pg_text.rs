@@ -73,6 +73,29 @@ impl Zone {
             .map(Zone::Named)
     }
 
+    /// A zone as `SET TIME ZONE` (and a driver's `TimeZone` at startup) takes it, as
+    /// Postgres reads it: a number is hours east (`5`, `'-3.5'`); a signed offset or
+    /// `UTC`/`GMT` with one is POSIX, hours *west* (`'+05:30'` is 5½ hours west,
+    /// `'GMT-05:30'`, which pgjdbc sends for a JVM at +05:30, east); else as [`Zone::parse`].
+    pub fn from_setting(s: &str) -> Option<Zone> {
+        let t = s.trim();
+        if t.parse::<f64>().is_ok() {
+            return Zone::parse(t);
+        }
+        let upper = t.to_ascii_uppercase();
+        let posix = ["UTC", "GMT", ""].iter().find_map(|prefix| {
+            let rest = upper.strip_prefix(prefix)?;
+            rest.starts_with(['+', '-']).then_some(rest)
+        });
+        match posix {
+            Some(offset) => match Zone::parse(offset)? {
+                Zone::Fixed(o) => fixed(-o.local_minus_utc()),
+                other => Some(other),
+            },
+            None => Zone::parse(t),
+        }
+    }
+
     /// The name `SHOW TIME ZONE` gives back.
     pub fn name(&self) -> String {
         match self {
@@ -82,6 +105,38 @@ impl Zone {
                 offset_text(o.local_minus_utc())
             }
             Zone::Named(z) => z.name().into(),
+        }
+    }
+
+    /// The zone as an Arrow timestamp type names it (`America/New_York`, `+05:30`);
+    /// `None` for UTC.
+    pub fn arrow_tz(&self) -> Option<std::sync::Arc<str>> {
+        match self {
+            Zone::Utc => None,
+            Zone::Fixed(o) => {
+                let secs = o.local_minus_utc();
+                let sign = if secs < 0 { '-' } else { '+' };
+                let minutes = secs.unsigned_abs() / 60;
+                Some(format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60).into())
+            }
+            Zone::Named(z) => Some(z.name().into()),
+        }
+    }
+
+    /// The zone's abbreviation at the instant `utc` (`EST`, `CEST`; its offset where
+    /// it has none, as `+05:30`), as `to_char`'s `TZ` shows it.
+    pub fn abbreviation_at(&self, utc: &NaiveDateTime) -> String {
+        match self {
+            Zone::Utc => "UTC".into(),
+            Zone::Fixed(o) => offset_text(o.local_minus_utc()),
+            Zone::Named(z) => {
+                use chrono_tz::OffsetName;
+                let offset = z.offset_from_utc_datetime(utc);
+                match offset.abbreviation() {
+                    Some(a) if !a.starts_with(['+', '-']) => a.to_string(),
+                    _ => offset_text(offset.fix().local_minus_utc()),
+                }
+            }
         }
     }
 
@@ -553,5 +608,14 @@ mod tests {
             Some("+05:30")
         );
         assert!(Zone::parse("Mars/Olympus").is_none());
+        // SET TIME ZONE reads signed offsets as POSIX does, numbers as hours east.
+        let setting = |s: &str| Zone::from_setting(s).map(|z| z.name());
+        assert_eq!(setting("+05:30").as_deref(), Some("-05:30"));
+        assert_eq!(setting("GMT-05:30").as_deref(), Some("+05:30"));
+        assert_eq!(setting("UTC+2").as_deref(), Some("-02"));
+        assert_eq!(setting("5").as_deref(), Some("+05"));
+        assert_eq!(setting("-3").as_deref(), Some("-03"));
+        assert_eq!(setting("Europe/Paris").as_deref(), Some("Europe/Paris"));
+        assert_eq!(setting("utc").as_deref(), Some("UTC"));
     }
 }

@@ -5,7 +5,8 @@
 //! pattern came back unchanged: `to_char(ts, 'YYYY-MM')` was `YYYY-MM` for every row, and
 //! a `GROUP BY` over it made one group. This function formats dates and timestamps as
 //! Postgres does; other arguments (intervals, numbers) go to DataFusion's. A
-//! `timestamptz` is formatted in UTC. From dialect level 6 on (`crate::dialect`): a view
+//! `timestamptz` is formatted in the zone its type names: UTC, or the session's
+//! (`crate::session_zone`). From dialect level 6 on (`crate::dialect`): a view
 //! from before keeps the values its rows were stored with.
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use crate::dialect::Wrapped;
+use crate::pg_text::Zone;
 
 /// Replaces `ctx`'s `to_char` (see the module).
 pub fn register(ctx: &SessionContext) {
@@ -99,7 +101,12 @@ impl ScalarUDFImpl for PgToChar {
         let [value, format] = args.args.as_slice() else {
             return Err(DataFusionError::Plan("to_char takes two arguments".into()));
         };
-        let zoned = matches!(first, Some(DataType::Timestamp(_, Some(_))));
+        // A timestamptz is shown in the zone its type names (UTC, or the session's:
+        // `crate::session_zone`).
+        let zone = match &first {
+            Some(DataType::Timestamp(_, Some(tz))) => Some(Zone::parse(tz).unwrap_or(Zone::Utc)),
+            _ => None,
+        };
         let n = args.number_rows;
         let micros = |v: &ColumnarValue| -> Result<ArrayRef> {
             let a = v.to_array(n)?;
@@ -143,7 +150,15 @@ impl ScalarUDFImpl for PgToChar {
                     &owned
                 }
             };
-            out.append_value(render(tokens, &t.naive_utc(), zoned));
+            let utc = t.naive_utc();
+            match &zone {
+                Some(z) => {
+                    let shown = Shown::at(z, &utc);
+                    let local = utc + chrono::Duration::seconds(i64::from(shown.offset));
+                    out.append_value(render(tokens, &local, Some(&shown)));
+                }
+                None => out.append_value(render(tokens, &utc, None)),
+            }
         }
         let array: ArrayRef = Arc::new(out.finish());
         Ok(match (value, format) {
@@ -336,8 +351,42 @@ fn suffix(n: i64, upper: bool) -> &'static str {
     }
 }
 
-/// `t` formatted by `tokens`; `zoned`: a `timestamptz` (shown in UTC).
-fn render(tokens: &[Token], t: &NaiveDateTime, zoned: bool) -> String {
+/// The zone a `timestamptz` is shown in, at one instant.
+struct Shown {
+    /// `TZ`'s abbreviation (`EST`, `UTC`).
+    abbreviation: String,
+    /// Seconds east of UTC.
+    offset: i32,
+}
+
+impl Shown {
+    fn at(zone: &Zone, utc: &NaiveDateTime) -> Shown {
+        Shown {
+            abbreviation: zone.abbreviation_at(utc),
+            offset: zone.offset_at(utc),
+        }
+    }
+    /// `TZH`: the signed hours.
+    fn hours(&self) -> String {
+        let sign = if self.offset < 0 { '-' } else { '+' };
+        format!("{sign}{:02}", self.offset.unsigned_abs() / 3600)
+    }
+    /// `TZM`: the minutes.
+    fn minutes(&self) -> String {
+        format!("{:02}", (self.offset.unsigned_abs() / 60) % 60)
+    }
+    /// `OF`: the hours, and the minutes if there are any.
+    fn offset(&self) -> String {
+        match self.offset.unsigned_abs() / 60 % 60 {
+            0 => self.hours(),
+            _ => format!("{}:{}", self.hours(), self.minutes()),
+        }
+    }
+}
+
+/// `t` formatted by `tokens`; `zone`: of a `timestamptz`, `t` being its wall-clock time
+/// there.
+fn render(tokens: &[Token], t: &NaiveDateTime, zone: Option<&Shown>) -> String {
     let mut out = String::new();
     for token in tokens {
         let (pattern, fill, ordinal) = match token {
@@ -425,10 +474,11 @@ fn render(tokens: &[Token], t: &NaiveDateTime, zoned: bool) -> String {
             "am" | "pm" => out.push_str(if pm { "pm" } else { "am" }),
             "A.M." | "P.M." => out.push_str(if pm { "P.M." } else { "A.M." }),
             "a.m." | "p.m." => out.push_str(if pm { "p.m." } else { "a.m." }),
-            "TZ" => out.push_str(if zoned { "UTC" } else { "" }),
-            "tz" => out.push_str(if zoned { "utc" } else { "" }),
-            "OF" | "TZH" => out.push_str(if zoned { "+00" } else { "" }),
-            "TZM" => out.push_str(if zoned { "00" } else { "" }),
+            "TZ" => out.push_str(zone.map_or("", |z| &z.abbreviation)),
+            "tz" => out.push_str(&zone.map_or(String::new(), |z| z.abbreviation.to_lowercase())),
+            "OF" => out.push_str(&zone.map_or(String::new(), Shown::offset)),
+            "TZH" => out.push_str(&zone.map_or(String::new(), Shown::hours)),
+            "TZM" => out.push_str(&zone.map_or(String::new(), Shown::minutes)),
             _ => {}
         }
     }
@@ -441,7 +491,7 @@ mod tests {
 
     fn fmt(f: &str, ts: &str) -> String {
         let t = NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").unwrap();
-        render(&parse(f), &t, false)
+        render(&parse(f), &t, None)
     }
 
     #[test]

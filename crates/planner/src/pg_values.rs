@@ -19,7 +19,8 @@
 //!
 //! Materialized views keep DataFusion's types (a view's stored state is encoded in what
 //! it was planned with, and it is planned again at every start) but cast to text as
-//! client queries do, in UTC ([`view_text_forms`]): a view equals its query run ad hoc.
+//! client queries do, in the zone of the session that created it ([`view_text_forms`],
+//! [`crate::session_zone`]): a view equals its query run ad hoc there.
 //!
 //! [`pg_text`]: crate::pg_text
 
@@ -53,8 +54,9 @@ use crate::sqlparser::ast::{
 /// documentation); `zone` is the session's time zone.
 pub fn client_query(ctx: &SessionContext, zone: Zone) {
     numeric_literals(ctx);
+    crate::session_zone::set(ctx, zone);
     ctx.add_analyzer_rule(Arc::new(PgValues {
-        zone,
+        zone: crate::session_zone::handle(ctx),
         divisions: true,
         level: None,
         enabled: None,
@@ -62,8 +64,8 @@ pub fn client_query(ctx: &SessionContext, zone: Zone) {
 }
 
 /// Makes `ctx` plan a materialized view's casts to text as a client's query does (in
-/// UTC), so that a view and the same query run ad hoc give the same text; its literals
-/// keep DataFusion's types (its state is stored in them), and so do its divisions in
+/// its plan zone, `crate::session_zone`), so that a view and the same query run ad hoc
+/// give the same text; its literals keep DataFusion's types (its state is stored in them), and so do its divisions in
 /// views from before dialect level 3 (from it on they are widened as in queries: a
 /// `numeric` quotient has the query's scale).
 ///
@@ -72,7 +74,7 @@ pub fn client_query(ctx: &SessionContext, zone: Zone) {
 pub fn view_text_forms(ctx: &SessionContext) -> Arc<AtomicBool> {
     let on = Arc::new(AtomicBool::new(true));
     ctx.add_analyzer_rule(Arc::new(PgValues {
-        zone: Zone::Utc,
+        zone: crate::session_zone::handle(ctx),
         divisions: false,
         level: ctx
             .state()
@@ -168,7 +170,8 @@ fn fits_int4(e: &Expr) -> bool {
 /// divisions to a wider dividend.
 #[derive(Debug)]
 struct PgValues {
-    zone: Zone,
+    /// The plan zone (`crate::session_zone`): `timestamptz` text is in it.
+    zone: Arc<std::sync::RwLock<Zone>>,
     /// Widen `numeric` divisions (client queries).
     divisions: bool,
     /// Views: widen them from this dialect level on ([`crate::pg_aggregates::LEVEL`]).
@@ -186,7 +189,9 @@ impl AnalyzerRule for PgValues {
         {
             return Ok(plan);
         }
-        let text = Arc::new(ScalarUDF::new_from_impl(PgText::new(self.zone)));
+        let text = Arc::new(ScalarUDF::new_from_impl(PgText::new(
+            crate::session_zone::read(&self.zone),
+        )));
         let level = self.level.as_ref().map(|l| l.load(Ordering::SeqCst));
         let divisions = self.divisions || level.is_some_and(|l| l >= crate::pg_aggregates::LEVEL);
         // Arrays' text: in queries, and in views from dialect level 4 on.

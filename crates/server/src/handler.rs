@@ -448,6 +448,7 @@ fn decode_param(
     i: usize,
     pg: &Type,
     target: Option<&DataType>,
+    zone: &freshet_planner::pg_text::Zone,
 ) -> PgWireResult<ScalarValue> {
     let raw = portal
         .parameters
@@ -458,6 +459,7 @@ fn decode_param(
         portal.parameter_format.is_binary(i),
         pg,
         target,
+        zone,
     )
     .map_err(|e| {
         ServerError::InvalidText(format!("invalid value for parameter ${}: {e}", i + 1))
@@ -664,6 +666,7 @@ impl ExtendedQueryHandler for Connection {
         self.session.set_user(login_user(client));
         let prepared = &portal.statement.statement;
         let mut params = Vec::with_capacity(portal.parameter_len());
+        let zone = self.session.time_zone();
         for i in 0..portal.parameter_len() {
             let target = prepared.param_types.get(i).and_then(|t| t.as_ref());
             let pg = portal
@@ -673,9 +676,11 @@ impl ExtendedQueryHandler for Connection {
                 .cloned()
                 .flatten()
                 .unwrap_or_else(|| target.map(pg_type).unwrap_or(Type::TEXT));
-            params.push(decode_param(portal, i, &pg, target).inspect_err(|_| {
-                self.session.note_error();
-            })?);
+            params.push(
+                decode_param(portal, i, &pg, target, &zone).inspect_err(|_| {
+                    self.session.note_error();
+                })?,
+            );
         }
         self.session.set_query_text(&prepared.sql);
         let done = self.session.execute(&prepared.stmt, &params).await;

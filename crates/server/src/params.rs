@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
+use freshet_planner::pg_text::Zone;
 use pgwire::api::Type;
 use postgres_types::{FromSql, Kind};
 
@@ -18,6 +19,7 @@ pub fn decode(
     binary: bool,
     pg: &Type,
     target: Option<&DataType>,
+    zone: &Zone,
 ) -> Result<ScalarValue, String> {
     let Some(bytes) = raw else {
         return Ok(match target {
@@ -54,7 +56,7 @@ pub fn decode(
                 .into_iter()
                 .map(|item| match item {
                     None => ScalarValue::try_from(&elem).map_err(|e| e.to_string()),
-                    Some(s) => cast(ScalarValue::Utf8(Some(s)), &elem),
+                    Some(s) => cast(ScalarValue::Utf8(Some(s)), &elem, zone),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             ScalarValue::List(ScalarValue::new_list_nullable(&items, &elem))
@@ -85,12 +87,31 @@ pub fn decode(
         (None, true) => binary_scalar(bytes, pg)?,
     };
     match target {
-        Some(t) if &value.data_type() != t => cast(value, t),
+        Some(t) if &value.data_type() != t => cast(value, t, zone),
         _ => Ok(value),
     }
 }
 
-fn cast(v: ScalarValue, t: &DataType) -> Result<ScalarValue, String> {
+/// `v` as a `t`; timestamp text as a timestamp literal reads (a time without seconds, a
+/// zone a `timestamp` ignores), a `timestamptz` without an offset in the session's `zone`.
+fn cast(v: ScalarValue, t: &DataType, zone: &Zone) -> Result<ScalarValue, String> {
+    if let (ScalarValue::Utf8(Some(_)), DataType::Timestamp(..)) = (&v, t) {
+        let text = v.to_array().map_err(|e| e.to_string())?;
+        let text = freshet_planner::literals::timestamp_strings(&text, t);
+        let read = match freshet_planner::session_zone::read_text(&text, t, zone, false) {
+            Some(read) => read.map_err(|e| e.to_string())?,
+            None => datafusion::arrow::compute::cast_with_options(
+                &text,
+                t,
+                &datafusion::arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| e.to_string())?,
+        };
+        return ScalarValue::try_from_array(&read, 0).map_err(|e| e.to_string());
+    }
     v.cast_to(t).map_err(|e| e.to_string())
 }
 
@@ -156,7 +177,7 @@ fn binary_array(bytes: &[u8], elem: &DataType) -> Result<ScalarValue, String> {
             continue;
         }
         let value = r.take(n as usize)?;
-        items.push(cast(binary_scalar(value, &elem_type)?, elem)?);
+        items.push(cast(binary_scalar(value, &elem_type)?, elem, &Zone::Utc)?);
     }
     if r.at != bytes.len() {
         return Err("a binary array has bytes after its last element".into());
@@ -230,7 +251,14 @@ mod tests {
             DataType::Int64,
             true,
         )));
-        let v = decode(Some(b"{3,5,7}"), false, &Type::TEXT, Some(&list)).unwrap();
+        let v = decode(
+            Some(b"{3,5,7}"),
+            false,
+            &Type::TEXT,
+            Some(&list),
+            &Zone::Utc,
+        )
+        .unwrap();
         assert_eq!(v.data_type(), list);
         // Binary int4[] {3,NULL}.
         let mut b = Vec::new();
@@ -239,11 +267,53 @@ mod tests {
         }
         b.extend_from_slice(&3i32.to_be_bytes());
         b.extend_from_slice(&(-1i32).to_be_bytes());
-        let v = decode(Some(&b), true, &Type::INT4_ARRAY, Some(&list)).unwrap();
+        let v = decode(Some(&b), true, &Type::INT4_ARRAY, Some(&list), &Zone::Utc).unwrap();
         let ScalarValue::List(a) = v else {
             panic!("not a list")
         };
         assert_eq!(a.value(0).len(), 2);
-        assert!(decode(Some(b"{1,x}"), false, &Type::TEXT, Some(&list)).is_err());
+        assert!(decode(Some(b"{1,x}"), false, &Type::TEXT, Some(&list), &Zone::Utc).is_err());
+    }
+
+    #[test]
+    fn timestamp_text_reads_as_a_literal_in_the_session_zone() {
+        use datafusion::arrow::datatypes::TimeUnit;
+        let tz = DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into()));
+        let naive = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let ny = Zone::parse("America/New_York").unwrap();
+        let micros = |v: ScalarValue| match v {
+            ScalarValue::TimestampNanosecond(Some(n), _) => n / 1_000,
+            other => panic!("not a timestamp: {other:?}"),
+        };
+        // Without seconds, in New York: 05:00 UTC.
+        let v = decode(
+            Some(b"2024-01-01 00:00"),
+            false,
+            &Type::TEXT,
+            Some(&tz),
+            &ny,
+        )
+        .unwrap();
+        assert_eq!(micros(v), 1_704_085_200_000_000);
+        // An offset is kept; a timestamp ignores it.
+        let v = decode(
+            Some(b"2024-01-01 00:00+00"),
+            false,
+            &Type::TEXT,
+            Some(&tz),
+            &ny,
+        )
+        .unwrap();
+        assert_eq!(micros(v), 1_704_067_200_000_000);
+        let v = decode(
+            Some(b"2024-01-01 00:00+02"),
+            false,
+            &Type::TEXT,
+            Some(&naive),
+            &ny,
+        )
+        .unwrap();
+        assert_eq!(micros(v), 1_704_067_200_000_000);
+        assert!(decode(Some(b"tomorrow-ish"), false, &Type::TEXT, Some(&tz), &ny).is_err());
     }
 }

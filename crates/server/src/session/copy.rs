@@ -192,12 +192,20 @@ impl Session {
                 safe: false,
                 ..Default::default()
             };
-            columns[col] = match cast_with_options(&strings, ty, &strict) {
+            // A `timestamptz` without an offset is read in the session's zone.
+            let zone = self.time_zone();
+            let read = |strings: &ArrayRef, opts: &CastOptions| {
+                match freshet_planner::session_zone::read_text(strings, ty, &zone, opts.safe) {
+                    Some(read) => read.map_err(ServerError::from),
+                    None => Ok(cast_with_options(strings, ty, opts)?),
+                }
+            };
+            columns[col] = match read(&strings, &strict) {
                 Ok(a) => a,
                 Err(_) => {
                     // Find the first value that does not convert, for its line.
                     let lenient = CastOptions::default();
-                    let cast = cast_with_options(&strings, ty, &lenient)?;
+                    let cast = read(&strings, &lenient)?;
                     let bad = (0..n)
                         .find(|&i| !strings.is_null(i) && cast.is_null(i))
                         .unwrap_or(0);

@@ -196,6 +196,7 @@ impl Db {
             // everything else runs.
             text_casts.store(v.pg_text_casts, std::sync::atomic::Ordering::SeqCst);
             freshet_planner::dialect::set_level(&ctx, v.dialect);
+            freshet_planner::session_zone::set(&ctx, v.zone());
             let (plan, schema) = match plan_stored_view(&ctx, &catalog, v).await {
                 Ok(p) => p,
                 Err(e) => {

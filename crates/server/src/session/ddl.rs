@@ -333,6 +333,7 @@ impl Session {
             adaptive: false,
             two_phase_agg: true,
             index: None,
+            time_zone: None,
         };
         if let Some(spec) = crate::sinks::spec(&probe, &planned.schema) {
             freshet_connectors::kafka_sink::check(&spec).map_err(|message| {
@@ -418,6 +419,7 @@ impl Session {
             adaptive,
             two_phase_agg: self.two_phase_agg(),
             index,
+            time_zone: self.time_zone().arrow_tz().map(|z| z.to_string()),
         };
         let desc_schema = planned.schema.clone();
         let plan_text = planned.plan.to_string();
@@ -515,6 +517,7 @@ impl Session {
         let ctx = self
             .db
             .context_for(&self.limits(), catalog, &query_stmt, false, None, &[])?;
+        freshet_planner::session_zone::set(&ctx, self.time_zone());
         freshet_planner::pg_values::view_text_forms(&ctx);
         let plan = bind(&ctx, &query_stmt).await?;
         if !param_types(&plan)?.is_empty() {

@@ -229,7 +229,7 @@ impl Session {
     /// The session's time zone (`SET TIME ZONE`), for `timestamptz` output.
     pub fn time_zone(&self) -> Zone {
         self.var("timezone")
-            .and_then(|z| Zone::parse(&z))
+            .and_then(|z| Zone::from_setting(&z))
             .unwrap_or(Zone::Utc)
     }
 
@@ -330,12 +330,19 @@ impl Session {
                 {
                     Zone::Utc
                 } else {
-                    Zone::parse(&value).ok_or_else(|| ServerError::InvalidParameterValue {
-                        name: "TimeZone".into(),
-                        value: value.clone(),
+                    Zone::from_setting(&value).ok_or_else(|| {
+                        ServerError::InvalidParameterValue {
+                            name: "TimeZone".into(),
+                            value: value.clone(),
+                        }
                     })?
                 };
-                zone.name()
+                match zone {
+                    // An offset is shown as set (`+05:30`), as Postgres shows it: its
+                    // sign depends on how it was written.
+                    Zone::Fixed(_) => value.trim().to_string(),
+                    _ => zone.name(),
+                }
             }
             _ => value,
         };
