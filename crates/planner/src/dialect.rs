@@ -44,6 +44,9 @@
 //! `timestamp` (`crate::pg_at_time_zone`); `float` is `double precision`
 //! (`crate::pg_types`); `extract(second …)` keeps the fraction (`crate::pg_date_part`);
 //! a zone in text read as a `timestamp` is ignored (`crate::literals`). A view from before keeps its values and types.
+//!
+//! Level 7: `x op ANY(array)` is NULL where Postgres' is (`5 = ANY(ARRAY[1, NULL])`;
+//! `crate::any_nulls`), not false.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -59,7 +62,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 6;
+pub const CURRENT: u32 = 7;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.
@@ -407,5 +410,34 @@ mod tests {
         set_level(&ctx, 5);
         assert!(run(&ctx, add).is_ok());
         assert!(run(&ctx, "SELECT CAST(1 AS DOUBLE) / 0").is_ok());
+    }
+
+    #[test]
+    fn level_7_gives_any_its_nulls() {
+        let ctx = crate::context::new_session();
+        let found = |ctx: &SessionContext| -> Option<bool> {
+            let stmt = crate::parser::parse("SELECT 5 = ANY(ARRAY[1, NULL])")
+                .expect("parses")
+                .pop();
+            let Some(crate::parser::Stmt::Sql(stmt)) = stmt else {
+                panic!("a statement expected");
+            };
+            let batches = futures::executor::block_on(async {
+                let plan = crate::context::bind(ctx, &stmt).await.expect("binds");
+                ctx.execute_logical_plan(plan)
+                    .await
+                    .expect("plans")
+                    .collect()
+                    .await
+                    .expect("runs")
+            });
+            let column = batches[0].column(0);
+            use datafusion::arrow::array::{Array, AsArray};
+            (!column.is_null(0)).then(|| column.as_boolean().value(0))
+        };
+        assert_eq!(found(&ctx), None);
+        // A view from before level 7 keeps DataFusion's false.
+        set_level(&ctx, 6);
+        assert_eq!(found(&ctx), Some(false));
     }
 }

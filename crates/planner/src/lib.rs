@@ -8,6 +8,7 @@
 //!   streaming plan (incremental operators);
 //! - [`window`]: `TUMBLE`/`HOP`; [`temporal`]: `now()` in a view's filters.
 
+pub mod any_nulls;
 pub mod asof;
 pub mod catalog;
 pub mod checked_arith;

@@ -65,9 +65,9 @@ pub fn client_query(ctx: &SessionContext, zone: Zone) {
 
 /// Makes `ctx` plan a materialized view's casts to text as a client's query does (in
 /// its plan zone, `crate::session_zone`), so that a view and the same query run ad hoc
-/// give the same text; its literals keep DataFusion's types (its state is stored in them), and so do its divisions in
-/// views from before dialect level 3 (from it on they are widened as in queries: a
-/// `numeric` quotient has the query's scale).
+/// give the same text; its literals keep DataFusion's types (its state is stored in
+/// them), and so do its divisions in views from before dialect level 3 (from it on they
+/// are widened as in queries: a `numeric` quotient has the query's scale).
 ///
 /// Returns the rule's switch (on): a context that plans stored views turns it off for
 /// those created before these casts.
