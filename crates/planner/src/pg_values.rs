@@ -303,80 +303,8 @@ fn rewrite_expr(
                 }))),
             }
         }
-        // A comparison whose side was a division widened below: both sides in one
-        // decimal type again (Arrow compares only equal types; `1.0/3*3 = 1`).
-        DfExpr::BinaryExpr(BinaryExpr { left, op, right })
-            if matches!(
-                op,
-                Operator::Eq
-                    | Operator::NotEq
-                    | Operator::Lt
-                    | Operator::LtEq
-                    | Operator::Gt
-                    | Operator::GtEq
-                    | Operator::IsDistinctFrom
-                    | Operator::IsNotDistinctFrom
-            ) =>
-        {
-            Ok(
-                match common_decimal(&[left.as_ref(), right.as_ref()], schema)? {
-                    Some(t) => Transformed::yes(DfExpr::BinaryExpr(BinaryExpr {
-                        left: Box::new(left.cast_to(&t, schema)?),
-                        op,
-                        right: Box::new(right.cast_to(&t, schema)?),
-                    })),
-                    None => Transformed::no(DfExpr::BinaryExpr(BinaryExpr { left, op, right })),
-                },
-            )
-        }
-        DfExpr::Between(b) => {
-            let sides = [b.expr.as_ref(), b.low.as_ref(), b.high.as_ref()];
-            Ok(match common_decimal(&sides, schema)? {
-                Some(t) => Transformed::yes(DfExpr::Between(datafusion::logical_expr::Between {
-                    expr: Box::new(b.expr.cast_to(&t, schema)?),
-                    negated: b.negated,
-                    low: Box::new(b.low.cast_to(&t, schema)?),
-                    high: Box::new(b.high.cast_to(&t, schema)?),
-                })),
-                None => Transformed::no(DfExpr::Between(b)),
-            })
-        }
-        DfExpr::InList(l) => {
-            let sides: Vec<&DfExpr> = std::iter::once(l.expr.as_ref()).chain(&l.list).collect();
-            Ok(match common_decimal(&sides, schema)? {
-                Some(t) => {
-                    Transformed::yes(DfExpr::InList(datafusion::logical_expr::expr::InList {
-                        expr: Box::new(l.expr.cast_to(&t, schema)?),
-                        list: l
-                            .list
-                            .into_iter()
-                            .map(|e| e.cast_to(&t, schema))
-                            .collect::<DfResult<_>>()?,
-                        negated: l.negated,
-                    }))
-                }
-                None => Transformed::no(DfExpr::InList(l)),
-            })
-        }
         other => Ok(Transformed::no(other)),
     }
-}
-
-/// The one decimal type `exprs` are compared in, when they are decimals of more than one
-/// type (a division among them was widened after type coercion); `None` otherwise.
-fn common_decimal(exprs: &[&DfExpr], schema: &DFSchema) -> DfResult<Option<ArrowType>> {
-    let types = exprs
-        .iter()
-        .map(|e| e.get_type(schema))
-        .collect::<DfResult<Vec<_>>>()?;
-    if !types.iter().all(|t| matches!(t, ArrowType::Decimal128(..)))
-        || types.windows(2).all(|w| w[0] == w[1])
-    {
-        return Ok(None);
-    }
-    Ok(types.iter().skip(1).try_fold(types[0].clone(), |acc, t| {
-        datafusion::logical_expr::type_coercion::binary::comparison_coercion(&acc, t)
-    }))
 }
 
 /// `pg_text(x)`: a date/time value as Postgres prints it (see [`pg_text::temporal`]).
