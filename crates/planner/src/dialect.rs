@@ -46,7 +46,8 @@
 //! a zone in text read as a `timestamp` is ignored (`crate::literals`). A view from before keeps its values and types.
 //!
 //! Level 7: `x op ANY(array)` is NULL where Postgres' is (`5 = ANY(ARRAY[1, NULL])`;
-//! `crate::any_nulls`), not false.
+//! `crate::any_nulls`), not false; `encode(…, 'base64')` pads and breaks lines as
+//! Postgres' does (`crate::pg_base64`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -36,6 +36,7 @@ pub mod percentile_disc;
 pub mod pg_aggregates;
 pub mod pg_array_length;
 pub mod pg_at_time_zone;
+pub mod pg_base64;
 pub mod pg_catalog;
 pub mod pg_date_part;
 pub mod pg_input;
