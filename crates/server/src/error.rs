@@ -260,11 +260,16 @@ fn root(e: &DataFusionError) -> &DataFusionError {
     }
 }
 
+/// RisingWave's hidden row id of a table without a primary key.
+const ROW_ID: &str = "_row_id";
+
 fn datafusion_code(e: &DataFusionError) -> &'static str {
     match root(e) {
         DataFusionError::SQL(_, _) => "42601",
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            // RisingWave's hidden row id, named as the feature missing here.
+            SchemaError::FieldNotFound { field, .. } if field.name() == ROW_ID => "0A000",
             SchemaError::FieldNotFound { .. } => "42703",
             SchemaError::AmbiguousReference { .. } => "42702",
             SchemaError::DuplicateQualifiedField { .. }
@@ -355,6 +360,12 @@ fn datafusion_message(e: &DataFusionError) -> String {
         }
         DataFusionError::External(e) if e.is::<crate::stored::Canceled>() => e.to_string(),
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            SchemaError::FieldNotFound { field, .. } if field.name() == ROW_ID => {
+                "the hidden column _row_id is not supported: a table without a primary key \
+                 has no row ids here (RisingWave numbers its rows); declare a PRIMARY KEY to \
+                 name single rows"
+                    .to_string()
+            }
             SchemaError::FieldNotFound { field, .. } => {
                 format!("column \"{}\" does not exist", field.name())
             }
