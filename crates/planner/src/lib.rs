@@ -22,6 +22,7 @@ pub mod hll_udaf;
 pub mod index_stmt;
 pub mod int_casts;
 pub mod int_literals;
+pub mod interval_input;
 pub mod json_aggs;
 pub mod json_sets;
 pub mod json_tables;

@@ -31,21 +31,26 @@ use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
 use datafusion::optimizer::AnalyzerRule;
 
 /// `strings` as they are to be cast to `to`: if that is a timestamp and they are text,
-/// each completed as a timestamp literal is (`with_seconds`); else `strings` itself. For
-/// the casts DML and COPY make themselves.
+/// each completed as a timestamp literal is (`with_seconds`), if an interval, in units
+/// Arrow reads (`crate::interval_input`); else `strings` itself. For the casts DML, COPY
+/// and parameters make themselves.
 pub fn timestamp_strings(
     strings: &datafusion::arrow::array::ArrayRef,
     to: &ArrowType,
 ) -> datafusion::arrow::array::ArrayRef {
     use datafusion::arrow::array::{Array, StringArray};
-    if !matches!(to, ArrowType::Timestamp(..)) {
+    if !matches!(to, ArrowType::Timestamp(..) | ArrowType::Interval(_)) {
         return strings.clone();
     }
     let Some(text) = strings.as_any().downcast_ref::<StringArray>() else {
         return strings.clone();
     };
     let naive = matches!(to, ArrowType::Timestamp(_, None));
+    let interval = matches!(to, ArrowType::Interval(_));
     let fix = |s: &str| -> Option<String> {
+        if interval {
+            return crate::interval_input::arrow_text(s);
+        }
         let stripped = if naive { without_zone(s) } else { None };
         let s2 = stripped.as_deref().unwrap_or(s);
         with_seconds(s2).or(stripped)
@@ -92,7 +97,7 @@ impl AnalyzerRule for TimestampStrings {
 /// `e` with its string completed, if it casts a string literal to a timestamp.
 fn complete_timestamp_string(e: LogicalExpr, naive_zones: bool) -> Transformed<LogicalExpr> {
     let fixed = |inner: &LogicalExpr, to: &ArrowType| -> Option<LogicalExpr> {
-        if !matches!(to, ArrowType::Timestamp(..)) {
+        if !matches!(to, ArrowType::Timestamp(..) | ArrowType::Interval(_)) {
             return None;
         }
         let strip = naive_zones && matches!(to, ArrowType::Timestamp(_, None));
@@ -105,6 +110,13 @@ fn complete_timestamp_string(e: LogicalExpr, naive_zones: bool) -> Transformed<L
             | ScalarValue::LargeUtf8(Some(s)) => s,
             _ => return None,
         };
+        if matches!(to, ArrowType::Interval(_)) {
+            let done = crate::interval_input::arrow_text(s)?;
+            return Some(LogicalExpr::Literal(
+                ScalarValue::Utf8(Some(done)),
+                meta.clone(),
+            ));
+        }
         let stripped = if strip { without_zone(s) } else { None };
         let base = stripped.as_deref().unwrap_or(s);
         let done = with_seconds(base).or(stripped)?;
@@ -200,6 +212,21 @@ pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
             } if is_timestamp(data_type) => {
                 if let Expr::Value(v) = expr.as_mut() {
                     with_seconds_in(&mut v.value);
+                }
+            }
+            // Interval text in Postgres' own forms (`'1 day 02:00:00'`, `'PT1H'`).
+            Expr::Interval(iv) if iv.leading_field.is_none() && iv.last_field.is_none() => {
+                if let Expr::Value(v) = iv.value.as_mut() {
+                    interval_text_in(&mut v.value);
+                }
+            }
+            Expr::Cast {
+                expr,
+                data_type: DataType::Interval { .. },
+                ..
+            } => {
+                if let Expr::Value(v) = expr.as_mut() {
+                    interval_text_in(&mut v.value);
                 }
             }
             _ => {}
@@ -381,6 +408,14 @@ fn is_timestamp(t: &DataType) -> bool {
         t,
         DataType::Timestamp(..) | DataType::TimestampNtz(..) | DataType::Datetime(_)
     )
+}
+
+fn interval_text_in(v: &mut Value) {
+    if let Value::SingleQuotedString(s) = v {
+        if let Some(fixed) = crate::interval_input::arrow_text(s) {
+            *s = fixed;
+        }
+    }
 }
 
 fn with_seconds_in(v: &mut Value) {

@@ -252,31 +252,36 @@ pub fn timestamptz(utc: &DateTime<Utc>, zone: &Zone) -> String {
 
 /// Postgres' `postgres`-style interval output, e.g. `1 year 2 mons 3 days 04:05:06`.
 pub fn interval(months: i32, days: i32, micros: i64) -> String {
+    // Postgres' `EncodeInterval` (IntervalStyle postgres): a part after a negative one
+    // shows its `+`, and only exactly one of a unit is singular (`-1 days`).
     let mut parts = Vec::new();
-    let plural = |n: i64, one: &str, many: &str| {
-        if n == 1 || n == -1 {
-            format!("{n} {one}")
-        } else {
-            format!("{n} {many}")
+    let mut after_negative = false;
+    let mut part = |n: i64, unit: &str, parts: &mut Vec<String>| {
+        if n == 0 {
+            return;
         }
+        let plus = if after_negative && n > 0 { "+" } else { "" };
+        let s = if n == 1 { "" } else { "s" };
+        parts.push(format!("{plus}{n} {unit}{s}"));
+        after_negative = n < 0;
     };
     let (years, mons) = (months / 12, months % 12);
-    if years != 0 {
-        parts.push(plural(years as i64, "year", "years"));
-    }
-    if mons != 0 {
-        parts.push(plural(mons as i64, "mon", "mons"));
-    }
-    if days != 0 {
-        parts.push(plural(days as i64, "day", "days"));
-    }
+    part(years as i64, "year", &mut parts);
+    part(mons as i64, "mon", &mut parts);
+    part(days as i64, "day", &mut parts);
     if micros != 0 || parts.is_empty() {
         let neg = micros < 0;
         let m = micros.unsigned_abs();
         let secs = m / 1_000_000;
+        let sign = if neg {
+            "-"
+        } else if after_negative {
+            "+"
+        } else {
+            ""
+        };
         let mut t = format!(
-            "{}{:02}:{:02}:{:02}",
-            if neg { "-" } else { "" },
+            "{sign}{:02}:{:02}:{:02}",
             secs / 3600,
             (secs / 60) % 60,
             secs % 60

@@ -93,9 +93,10 @@ pub fn decode(
 }
 
 /// `v` as a `t`; timestamp text as a timestamp literal reads (a time without seconds, a
-/// zone a `timestamp` ignores), a `timestamptz` without an offset in the session's `zone`.
+/// zone a `timestamp` ignores), a `timestamptz` without an offset in the session's `zone`;
+/// interval text in Postgres' forms (`1 day 02:00:00`).
 fn cast(v: ScalarValue, t: &DataType, zone: &Zone) -> Result<ScalarValue, String> {
-    if let (ScalarValue::Utf8(Some(_)), DataType::Timestamp(..)) = (&v, t) {
+    if let (ScalarValue::Utf8(Some(_)), DataType::Timestamp(..) | DataType::Interval(_)) = (&v, t) {
         let text = v.to_array().map_err(|e| e.to_string())?;
         let text = freshet_planner::literals::timestamp_strings(&text, t);
         let read = match freshet_planner::session_zone::read_text(&text, t, zone, false) {
@@ -144,6 +145,24 @@ fn binary_scalar(bytes: &[u8], pg: &Type) -> Result<ScalarValue, String> {
         Type::TIMESTAMPTZ => {
             let t: DateTime<chrono::FixedOffset> = read(pg, bytes)?;
             ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("+00:00".into()))
+        }
+        // Microseconds, days, months, big-endian (psycopg sends a timedelta so).
+        Type::INTERVAL => {
+            let field = |at: usize, len: usize| -> Result<&[u8], String> {
+                bytes
+                    .get(at..at + len)
+                    .ok_or_else(|| "a binary interval takes 16 bytes".to_string())
+            };
+            let micros = i64::from_be_bytes(field(0, 8)?.try_into().map_err(|_| "interval")?);
+            let days = i32::from_be_bytes(field(8, 4)?.try_into().map_err(|_| "interval")?);
+            let months = i32::from_be_bytes(field(12, 4)?.try_into().map_err(|_| "interval")?);
+            ScalarValue::IntervalMonthDayNano(Some(
+                datafusion::arrow::datatypes::IntervalMonthDayNano::new(
+                    months,
+                    days,
+                    micros.saturating_mul(1_000),
+                ),
+            ))
         }
         Type::NUMERIC => {
             let d: rust_decimal::Decimal = read(pg, bytes)?;
@@ -315,5 +334,30 @@ mod tests {
         .unwrap();
         assert_eq!(micros(v), 1_704_067_200_000_000);
         assert!(decode(Some(b"tomorrow-ish"), false, &Type::TEXT, Some(&tz), &ny).is_err());
+    }
+
+    #[test]
+    fn intervals_decode_from_text_and_binary() {
+        use datafusion::arrow::datatypes::{IntervalMonthDayNano, IntervalUnit};
+        let to = DataType::Interval(IntervalUnit::MonthDayNano);
+        let want = ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
+            0,
+            1,
+            7_200_500_000_000,
+        )));
+        let text = decode(
+            Some(b"1 day 02:00:00.5"),
+            false,
+            &Type::TEXT,
+            Some(&to),
+            &Zone::Utc,
+        );
+        assert_eq!(text.unwrap(), want);
+        let mut b = 7_200_500_000i64.to_be_bytes().to_vec();
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        let binary = decode(Some(&b), true, &Type::INTERVAL, Some(&to), &Zone::Utc);
+        assert_eq!(binary.unwrap(), want);
+        assert!(decode(Some(&b[..5]), true, &Type::INTERVAL, Some(&to), &Zone::Utc).is_err());
     }
 }
