@@ -25,7 +25,7 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{ArrayRef, AsArray};
-use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Int64Type, IntervalUnit, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
@@ -84,6 +84,55 @@ fn write(handle: &RwLock<Zone>, zone: Zone) {
     match handle.write() {
         Ok(mut z) => *z = zone,
         Err(poisoned) => *poisoned.into_inner() = zone,
+    }
+}
+
+/// The wall-clock times in `zone` of timestamps (instants): `timestamp`s in their unit.
+fn wall_clock_in(array: &ArrayRef, zone: &Zone) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, _) = array.data_type() else {
+        return Err(DataFusionError::Internal(format!(
+            "a wall clock of {}",
+            array.data_type()
+        )));
+    };
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let ticks = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    let local: datafusion::arrow::array::Int64Array =
+        ticks.as_primitive::<Int64Type>().unary(|v| {
+            let utc = chrono::DateTime::from_timestamp(v.div_euclid(per_second), 0)
+                .map(|t| t.naive_utc());
+            let offset = utc.map_or(0, |t| i64::from(zone.offset_at(&t)));
+            v.saturating_add(offset.saturating_mul(per_second))
+        });
+    Ok(datafusion::arrow::compute::cast(
+        &(Arc::new(local) as ArrayRef),
+        &DataType::Timestamp(*unit, None),
+    )?)
+}
+
+/// `values` as `to`, across the session's `zone` as Postgres converts: a `timestamp` or
+/// `date` made a `timestamptz` read as wall-clock time there, a `timestamptz` made a
+/// `timestamp` or `date` its wall-clock time there. For the values parameters and
+/// DML carry; `None` when the plain cast is right (other types, or UTC).
+pub fn convert(values: &ArrayRef, to: &DataType, zone: &Zone) -> Option<Result<ArrayRef>> {
+    zone.arrow_tz()?;
+    let from = values.data_type();
+    let cast = |a: ArrayRef| Ok(datafusion::arrow::compute::cast(&a, to)?);
+    match (utc_unit(from), to) {
+        (None, DataType::Timestamp(_, Some(tz)))
+            if is_utc(tz) && matches!(from, DataType::Timestamp(_, None) | DataType::Date32) =>
+        {
+            Some(read_in_zone(values, zone, false).and_then(cast))
+        }
+        (Some(_), DataType::Timestamp(_, None) | DataType::Date32) => {
+            Some(wall_clock_in(values, zone).and_then(cast))
+        }
+        _ => None,
     }
 }
 
@@ -180,7 +229,11 @@ fn wanted(e: &Expr) -> bool {
         Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. }) => {
             matches!(
                 field.data_type(),
-                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+                DataType::Timestamp(..)
+                    | DataType::Date32
+                    | DataType::Date64
+                    | DataType::Time64(_)
+                    | DataType::Time32(_)
             )
         }
         Expr::ScalarFunction(f) => ZONED_FUNCTIONS.contains(&f.func.name()),
@@ -252,8 +305,11 @@ fn rewrite(
                     let local = Expr::Cast(Cast::new(expr.clone(), zoned(unit)));
                     Some(cast(local, data_type.clone()))
                 }
-                // The zone's wall-clock time.
-                (Some(unit), DataType::Timestamp(_, None)) => {
+                // The zone's wall-clock time (and time of day).
+                (
+                    Some(unit),
+                    DataType::Timestamp(_, None) | DataType::Time64(_) | DataType::Time32(_),
+                ) => {
                     let local = Expr::Cast(Cast::new(expr.clone(), zoned(unit)));
                     let wall =
                         Expr::ScalarFunction(ScalarFunction::new_udf(wall_clock(), vec![local]));
@@ -298,19 +354,19 @@ fn rewrite(
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
             let interval = |t: &DataType| matches!(t, DataType::Interval(_));
-            let local =
-                |x: &Expr, unit| Box::new(Expr::Cast(Cast::new(Box::new(x.clone()), zoned(unit))));
-            let sum = match (utc_unit(&lt), utc_unit(&rt)) {
-                (Some(unit), None) if interval(&rt) => Some((local(left, unit), right.clone(), lt)),
-                (None, Some(unit)) if interval(&lt) && *op == Operator::Plus => {
-                    Some((left.clone(), local(right, unit), rt))
-                }
-                _ => None,
+            let (at, span, t) = match (utc_unit(&lt), utc_unit(&rt)) {
+                (Some(_), None) if interval(&rt) => (left, right, lt),
+                (None, Some(_)) if interval(&lt) && *op == Operator::Plus => (right, left, rt),
+                _ => return Ok(Transformed::no(e)),
             };
-            sum.map(|(l, r, t)| {
-                let moved = Expr::BinaryExpr(BinaryExpr::new(l, *op, r));
-                Expr::Cast(Cast::new(Box::new(moved), t))
-            })
+            let span = Expr::Cast(Cast::new(
+                span.clone(),
+                DataType::Interval(IntervalUnit::MonthDayNano),
+            ));
+            let shift = zoned_shift(tz, *op == Operator::Minus);
+            let call =
+                Expr::ScalarFunction(ScalarFunction::new_udf(shift, vec![(**at).clone(), span]));
+            Some(Expr::Cast(Cast::new(Box::new(call), t)))
         }
         _ => None,
     };
@@ -318,6 +374,104 @@ fn rewrite(
         Some(x) => Transformed::yes(x),
         None => Transformed::no(e),
     })
+}
+
+/// `timestamptz ± interval` in `zone`, as Postgres adds: the months, then the days, to
+/// the wall-clock time there (a month's end clamped: 31 January + 1 month is 29
+/// February), read back in the zone as text is ([`crate::pg_at_time_zone::from_local`]:
+/// a time the clock skips or shows twice in standard time), then the time part as
+/// elapsed time. Arrow's arithmetic in a zone fails on a local time the clock skips.
+fn zoned_shift(zone: &str, minus: bool) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(ZonedShift {
+        zone: zone.to_string(),
+        minus,
+        signature: Signature::any(2, Volatility::Immutable),
+    }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ZonedShift {
+    zone: String,
+    minus: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ZonedShift {
+    fn name(&self) -> &str {
+        if self.minus {
+            "__freshet_zoned_minus"
+        } else {
+            "__freshet_zoned_plus"
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some("+00:00".into()),
+        ))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        use datafusion::arrow::datatypes::{IntervalMonthDayNanoType, TimestampMicrosecondType};
+        let [at, span] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "a zoned shift takes a timestamp and an interval".into(),
+            ));
+        };
+        let zone = Zone::parse(&self.zone).unwrap_or(Zone::Utc);
+        let n = args.number_rows;
+        let at = datafusion::arrow::compute::cast(
+            &at.to_array(n)?,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        )?;
+        let at = at.as_primitive::<TimestampMicrosecondType>();
+        let spans = span.to_array(n)?;
+        let spans = spans.as_primitive::<IntervalMonthDayNanoType>();
+        let sign = if self.minus { -1 } else { 1 };
+        let out: TimestampMicrosecondArray = at
+            .iter()
+            .zip(spans.iter())
+            .map(|(t, s)| {
+                let (t, s) = (t?, s?);
+                shift(
+                    t,
+                    sign * s.months,
+                    sign * s.days,
+                    sign as i64 * s.nanoseconds / 1_000,
+                    &zone,
+                )
+            })
+            .collect();
+        let out: ArrayRef = Arc::new(out.with_timezone("+00:00"));
+        Ok(match (&args.args[0], &args.args[1]) {
+            (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+            }
+            _ => ColumnarValue::Array(out),
+        })
+    }
+}
+
+/// UTC instant `micros` moved by `months` and `days` of `zone`'s calendar, then by
+/// `elapsed` microseconds; `None` out of range.
+fn shift(micros: i64, months: i32, days: i32, elapsed: i64, zone: &Zone) -> Option<i64> {
+    let mut t = micros;
+    if months != 0 || days != 0 {
+        let utc = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+        let mut local = utc + chrono::Duration::seconds(i64::from(zone.offset_at(&utc)));
+        let step = chrono::Months::new(months.unsigned_abs());
+        local = if months >= 0 {
+            local.checked_add_months(step)?
+        } else {
+            local.checked_sub_months(step)?
+        };
+        local = local.checked_add_signed(chrono::Duration::days(i64::from(days)))?;
+        t = crate::pg_at_time_zone::from_local(local.and_utc().timestamp_micros(), zone);
+    }
+    t.checked_add(elapsed)
 }
 
 /// Text, a date or a wall-clock `timestamp` read in `zone`, as a `timestamptz`
@@ -453,31 +607,13 @@ impl ScalarUDFImpl for WallClock {
                 "the wall clock takes one timestamp".into(),
             ));
         };
-        let DataType::Timestamp(unit, tz) = value.data_type() else {
+        let DataType::Timestamp(_, tz) = value.data_type() else {
             return Err(DataFusionError::Internal(
                 "the wall clock takes one timestamp".into(),
             ));
         };
         let zone = tz.as_deref().and_then(Zone::parse).unwrap_or(Zone::Utc);
-        let per_second: i64 = match unit {
-            TimeUnit::Second => 1,
-            TimeUnit::Millisecond => 1_000,
-            TimeUnit::Microsecond => 1_000_000,
-            TimeUnit::Nanosecond => 1_000_000_000,
-        };
-        let ticks =
-            datafusion::arrow::compute::cast(&value.to_array(args.number_rows)?, &DataType::Int64)?;
-        let local: datafusion::arrow::array::Int64Array =
-            ticks.as_primitive::<Int64Type>().unary(|v| {
-                let utc = chrono::DateTime::from_timestamp(v.div_euclid(per_second), 0)
-                    .map(|t| t.naive_utc());
-                let offset = utc.map_or(0, |t| i64::from(zone.offset_at(&t)));
-                v.saturating_add(offset.saturating_mul(per_second))
-            });
-        let out: ArrayRef = datafusion::arrow::compute::cast(
-            &(Arc::new(local) as ArrayRef),
-            &DataType::Timestamp(unit, None),
-        )?;
+        let out = wall_clock_in(&value.to_array(args.number_rows)?, &zone)?;
         Ok(match value {
             ColumnarValue::Scalar(_) => {
                 ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
@@ -550,6 +686,11 @@ mod tests {
             answer(ny, "SELECT '2024-03-10 00:00:00+01'::timestamptz"),
             "2024-03-09T23:00:00Z"
         );
+        // Onto a local time the clock skips: read before the change, as Postgres does.
+        assert_eq!(
+            answer(ny, "SELECT timestamptz '2024-03-09 07:30:00+00' + interval '1 day', timestamptz '2024-11-02 05:30:00+00' + interval '1 day', timestamptz '2024-01-31 05:00:00+00' + interval '1 month', timestamptz '2024-03-31 04:00:00+00' - interval '1 month 1 hour'"),
+            "2024-03-10T07:30:00Z | 2024-11-03T06:30:00Z | 2024-02-29T05:00:00Z | 2024-02-29T04:00:00Z"
+        );
         // Across the change to summer time a day is 23 hours.
         assert_eq!(
             answer(
@@ -592,5 +733,34 @@ mod tests {
         assert!(read_text(&text, &tz, &Zone::Utc, false).is_none());
         let naive = DataType::Timestamp(TimeUnit::Nanosecond, None);
         assert!(read_text(&text, &naive, &ny, false).is_none());
+    }
+
+    #[test]
+    fn parameters_convert_across_the_zone() {
+        use datafusion::arrow::array::{Date32Array, TimestampMicrosecondArray};
+        let ny = Zone::parse("America/New_York").expect("zone");
+        let tz = DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into()));
+        let naive = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let show = |a: ArrayRef| array_value_to_string(&a, 0).expect("text");
+        // 2024-03-10 12:00 as wall-clock time: 16:00 UTC in New York (summer time).
+        let wall: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_710_072_000_000_000]));
+        let read = convert(&wall, &tz, &ny).expect("zoned").expect("converts");
+        assert_eq!(show(read), "2024-03-10T16:00:00Z");
+        let day: ArrayRef = Arc::new(Date32Array::from(vec![19_792]));
+        let read = convert(&day, &tz, &ny).expect("zoned").expect("converts");
+        assert_eq!(show(read), "2024-03-10T05:00:00Z");
+        // 02:00 UTC on 11 March is the 10th, 22:00, in New York.
+        let instant: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from(vec![1_710_122_400_000_000]).with_timezone("+00:00"),
+        );
+        let local = convert(&instant, &naive, &ny)
+            .expect("zoned")
+            .expect("converts");
+        assert_eq!(show(local), "2024-03-10T22:00:00");
+        let date = convert(&instant, &DataType::Date32, &ny)
+            .expect("zoned")
+            .expect("converts");
+        assert_eq!(show(date), "2024-03-10");
+        assert!(convert(&instant, &naive, &Zone::Utc).is_none());
     }
 }

@@ -113,6 +113,22 @@ fn cast(v: ScalarValue, t: &DataType, zone: &Zone) -> Result<ScalarValue, String
         };
         return ScalarValue::try_from_array(&read, 0).map_err(|e| e.to_string());
     }
+    let array = v.to_array().map_err(|e| e.to_string())?;
+    if let Some(read) = freshet_planner::session_zone::convert(&array, t, zone) {
+        let read = read.map_err(|e| e.to_string())?;
+        return ScalarValue::try_from_array(&read, 0).map_err(|e| e.to_string());
+    }
+    // A date with more after it: Postgres reads the date (pgjdbc's setDate sends
+    // '2024-03-10 +05:30').
+    if let (ScalarValue::Utf8(Some(s)), DataType::Date32) = (&v, t) {
+        if v.cast_to(t).is_err() {
+            if let Some(date) = s.split_whitespace().next() {
+                return ScalarValue::Utf8(Some(date.to_string()))
+                    .cast_to(t)
+                    .map_err(|e| e.to_string());
+            }
+        }
+    }
     v.cast_to(t).map_err(|e| e.to_string())
 }
 

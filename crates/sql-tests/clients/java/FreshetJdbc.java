@@ -52,6 +52,15 @@ public class FreshetJdbc {
         check("prepared SELECT past prepareThreshold (S_n, binary results)", c -> prepared(c, false));
         check("prepared INSERT past prepareThreshold (Describe Statement -> NoData)", c -> prepared(c, true));
         check("typed parameters round-trip (binary after threshold)", FreshetJdbc::typedParams);
+        check("setDate (pgjdbc sends the date with the JVM's offset, '2024-03-10 +00')", c -> {
+            PreparedStatement ps = c.prepareStatement("SELECT ?::date::text, ? = DATE '2024-03-10'");
+            ps.setDate(1, java.sql.Date.valueOf("2024-03-10"));
+            ps.setDate(2, java.sql.Date.valueOf("2024-03-10"));
+            ResultSet rs = ps.executeQuery();
+            ok(rs.next(), "one row");
+            eq("2024-03-10", rs.getString(1), "the date");
+            ok(rs.getBoolean(2), "compared with a date");
+        });
         check("fetchSize in a transaction (portals)", FreshetJdbc::fetchSize);
         check("commit and rollback", FreshetJdbc::commitRollback);
         check("error in a transaction, rollback, continue", FreshetJdbc::errorInTransaction);
