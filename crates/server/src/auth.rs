@@ -179,7 +179,7 @@ impl AuthSource for UserStore {
 
 /// The startup handler every connection shares.
 pub struct Authenticator {
-    driver: AuthDriver<DefaultServerParameterProvider>,
+    driver: AuthDriver<StartupParameters>,
     connections: Arc<Connections>,
     users: Arc<dyn Users>,
     bootstrap: Option<UserDef>,
@@ -216,7 +216,7 @@ impl Authenticator {
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = crate::session::SERVER_VERSION.into();
         Authenticator {
-            driver: AuthDriver::new(params)
+            driver: AuthDriver::new(StartupParameters(params))
                 .with_pid_secret_key_generator(Arc::new(crate::backends::BackendKeys)),
             connections,
             users,
@@ -372,5 +372,27 @@ impl StartupHandler for Authenticator {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// pgwire's startup ParameterStatus, with the `TimeZone` the client asked for (as the
+/// session takes it, `crate::session::vars::startup_zone`; UTC if none or not a zone):
+/// psycopg and pgjdbc show `timestamptz` values in the zone reported.
+pub struct StartupParameters(DefaultServerParameterProvider);
+
+impl pgwire::api::auth::ServerParameterProvider for StartupParameters {
+    fn server_parameters<C>(&self, client: &C) -> Option<std::collections::HashMap<String, String>>
+    where
+        C: ClientInfo,
+    {
+        let mut params = self.0.server_parameters(client)?;
+        let asked = crate::session::vars::startup_zone(
+            client
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        params.insert("TimeZone".into(), asked);
+        Some(params)
     }
 }

@@ -235,6 +235,14 @@ impl Connection {
                 .feed(PgWireBackendMessage::NoticeResponse(n.info().into()))
                 .await?;
         }
+        // A changed TimeZone is reported, as Postgres reports it after SET.
+        if let Some(zone) = self.session.take_zone_change() {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(
+                    pgwire::messages::startup::ParameterStatus::new("TimeZone".into(), zone),
+                ))
+                .await?;
+        }
         Ok(())
     }
 

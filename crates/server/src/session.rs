@@ -65,7 +65,7 @@ mod upsert;
 fn quoted_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
-mod vars;
+pub(crate) mod vars;
 
 pub use db::Db;
 pub use transaction::TxStatus;
@@ -158,6 +158,8 @@ pub struct Session {
     refused_search_path: Mutex<Option<String>>,
     /// The notices the running statement left for the client (see `notices`).
     notices: Mutex<Vec<notices::Notice>>,
+    /// The `TimeZone` last reported to the client (ParameterStatus).
+    reported_zone: Mutex<String>,
 }
 
 impl Session {
@@ -182,6 +184,7 @@ impl Session {
             query_text: Mutex::new(String::new()),
             refused_search_path: Mutex::new(None),
             notices: Mutex::new(Vec::new()),
+            reported_zone: Mutex::new("UTC".into()),
         }
     }
 

@@ -233,10 +233,26 @@ impl Session {
             .unwrap_or(Zone::Utc)
     }
 
+    /// The session's `TimeZone` if it is not the one last reported to the client
+    /// (ParameterStatus, at startup or since): drivers such as psycopg show `timestamptz`
+    /// values in the zone reported.
+    pub fn take_zone_change(&self) -> Option<String> {
+        let now = self.var("timezone").unwrap_or_else(|| "UTC".into());
+        let mut reported = self.reported_zone.lock().unwrap_or_else(|p| p.into_inner());
+        (*reported != now).then(|| {
+            *reported = now.clone();
+            now
+        })
+    }
+
     /// Parameters from the startup packet (`statement_timeout`, `TimeZone`,
     /// `application_name`, `options=-c name=value`), as if SET: one that Freshet does
     /// not take is logged and left alone.
     pub fn apply_startup_parameters<'a>(&self, params: impl Iterator<Item = (&'a str, &'a str)>) {
+        let params: Vec<(&str, &str)> = params.collect();
+        // What the startup's ParameterStatus said (`crate::auth::StartupParameters`).
+        let sent = startup_zone(params.iter().copied());
+        *self.reported_zone.lock().unwrap_or_else(|p| p.into_inner()) = sent;
         for (name, value) in params {
             let name = name.to_ascii_lowercase();
             if matches!(
@@ -325,24 +341,10 @@ impl Session {
                 value
             }
             "timezone" | "time zone" => {
-                let zone = if value.eq_ignore_ascii_case("default")
-                    || value.eq_ignore_ascii_case("local")
-                {
-                    Zone::Utc
-                } else {
-                    Zone::from_setting(&value).ok_or_else(|| {
-                        ServerError::InvalidParameterValue {
-                            name: "TimeZone".into(),
-                            value: value.clone(),
-                        }
-                    })?
-                };
-                match zone {
-                    // An offset is shown as set (`+05:30`), as Postgres shows it: its
-                    // sign depends on how it was written.
-                    Zone::Fixed(_) => value.trim().to_string(),
-                    _ => zone.name(),
-                }
+                zone_setting(&value).ok_or_else(|| ServerError::InvalidParameterValue {
+                    name: "TimeZone".into(),
+                    value: value.clone(),
+                })?
             }
             _ => value,
         };
@@ -415,7 +417,7 @@ pub(super) fn shown_name(name: &str) -> &str {
 }
 
 /// `-c name=value` pairs of the `options` startup parameter (also `--name=value`).
-fn parse_options(options: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_options(options: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut words = options.split_whitespace();
     while let Some(w) = words.next() {
@@ -471,4 +473,35 @@ pub(super) fn check_search_path(session: &Session, stmt: &Stmt) -> Result<()> {
          public; name a relation in schema s as s.name, and connect without it or SET \
          search_path TO public"
     )))
+}
+
+/// How a `TimeZone` setting is kept and shown (`None`: no zone): an IANA name as the zone
+/// database spells it, an offset as written (`+05:30`: its sign depends on how it was
+/// written, as Postgres shows it), `UTC` for `DEFAULT` and `LOCAL`.
+pub fn zone_setting(value: &str) -> Option<String> {
+    if value.eq_ignore_ascii_case("default") || value.eq_ignore_ascii_case("local") {
+        return Some("UTC".into());
+    }
+    Some(match Zone::from_setting(value)? {
+        Zone::Fixed(_) => value.trim().to_string(),
+        zone => zone.name(),
+    })
+}
+
+/// The `TimeZone` of startup parameters (`options=-c TimeZone=…` before `TimeZone`, as
+/// Postgres applies them), as kept ([`zone_setting`]); UTC if none.
+pub fn startup_zone<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut zone = None;
+    let mut from_options = None;
+    for (k, v) in params {
+        if k.eq_ignore_ascii_case("timezone") {
+            zone = zone_setting(v);
+        } else if k == "options" {
+            from_options = parse_options(v)
+                .into_iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("timezone"))
+                .find_map(|(_, v)| zone_setting(&v));
+        }
+    }
+    from_options.or(zone).unwrap_or_else(|| "UTC".into())
 }

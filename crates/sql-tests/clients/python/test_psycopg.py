@@ -3,7 +3,8 @@
 Run by tests/clients.rs with FRESHET_DSN set. Covers: server-side cursors, COPY in and
 out, transactions (rollback, errors that abort, savepoints), statements auto-prepared
 after an error (psycopg sends DEALLOCATE ALL after a rollback), cancel (conn.cancel()
-and pg_cancel_backend), statement_timeout, pg_terminate_backend and pg_stat_activity, NOTICEs.
+and pg_cancel_backend), statement_timeout, pg_terminate_backend and pg_stat_activity, NOTICEs,
+the session's time zone (reported, and read in parameters) and interval parameters.
 The first failing assertion ends the script with a traceback.
 """
 
@@ -255,8 +256,28 @@ def notices():
     print("notices: ok")
 
 
+def time_zones():
+    # The zone asked for at startup (options or PGTZ) and set later is reported
+    # (ParameterStatus), so psycopg shows timestamptz values in it; parameters and
+    # literals without an offset are read in it, as Postgres reads them.
+    import datetime
+    with connect(autocommit=True, options="-c TimeZone=Asia/Kolkata") as c:
+        assert c.info.parameter_status("TimeZone") == "Asia/Kolkata"
+        got = c.execute("SELECT '2024-03-10 12:00'::timestamptz").fetchone()[0]
+        assert (got.hour, got.utcoffset()) == (12, datetime.timedelta(hours=5, minutes=30)), got
+        c.execute("SET TIME ZONE 'America/New_York'")
+        assert c.info.parameter_status("TimeZone") == "America/New_York"
+        naive = datetime.datetime(2024, 3, 10, 12, 0)
+        got = c.execute("SELECT %s::timestamptz::text, %s::date", (naive, datetime.datetime(2024, 3, 11, 2, 0, tzinfo=datetime.timezone.utc))).fetchone()
+        assert got == ("2024-03-10 12:00:00-04", datetime.date(2024, 3, 10)), got
+        span = c.execute("SELECT %s::interval", (datetime.timedelta(days=1, hours=2),)).fetchone()[0]
+        assert span == datetime.timedelta(days=1, hours=2), span
+    print("time zones: ok")
+
+
 setup()
 notices()
+time_zones()
 copy_in_and_out()
 server_side_cursor()
 transactions()
