@@ -354,6 +354,29 @@ fn rewrite(
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
             let interval = |t: &DataType| matches!(t, DataType::Interval(_));
+            let naive = |t: &DataType| matches!(t, DataType::Timestamp(_, None));
+            // `timestamptz - timestamp`: the timestamp read in the zone (Arrow subtracts
+            // the two as they are).
+            let read = |x: &Expr, t: &DataType| {
+                let read = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    in_zone(tz, false),
+                    vec![x.clone()],
+                ));
+                Box::new(Expr::Cast(Cast::new(Box::new(read), t.clone())))
+            };
+            if *op == Operator::Minus {
+                match (utc_unit(&lt), utc_unit(&rt)) {
+                    (Some(_), None) if naive(&rt) => {
+                        let moved = BinaryExpr::new(left.clone(), *op, read(right, &lt));
+                        return Ok(Transformed::yes(Expr::BinaryExpr(moved)));
+                    }
+                    (None, Some(_)) if naive(&lt) => {
+                        let moved = BinaryExpr::new(read(left, &rt), *op, right.clone());
+                        return Ok(Transformed::yes(Expr::BinaryExpr(moved)));
+                    }
+                    _ => {}
+                }
+            }
             let (at, span, t) = match (utc_unit(&lt), utc_unit(&rt)) {
                 (Some(_), None) if interval(&rt) => (left, right, lt),
                 (None, Some(_)) if interval(&lt) && *op == Operator::Plus => (right, left, rt),

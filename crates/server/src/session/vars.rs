@@ -290,7 +290,8 @@ impl Session {
 
     /// Sets one variable, checking the value of those Freshet acts on.
     pub fn set_variable(&self, name: &str, value: &str) -> Result<()> {
-        let (name, value) = (name.to_string(), value.to_string());
+        // Setting names are case-insensitive, quoted too (`SET "TimeZone" = …`).
+        let (name, value) = (name.to_ascii_lowercase(), value.to_string());
         let value = match name.as_str() {
             "implicit_flush" | "rw_enable_two_phase_agg" => match value.to_lowercase().as_str() {
                 "true" | "on" | "1" | "yes" => "true".to_string(),
