@@ -90,6 +90,7 @@ impl Session {
         insert: &ast::Insert,
         params: &[ScalarValue],
     ) -> Result<Output> {
+        let zone = self.time_zone();
         if insert.returning.is_some() {
             return Err(ServerError::Unsupported(
                 "INSERT … RETURNING is not supported yet".into(),
@@ -151,7 +152,7 @@ impl Session {
                 let batches = ctx.execute_logical_plan(input).await?.collect().await?;
                 batches
                     .iter()
-                    .map(|b| cast_batch(b, &schema))
+                    .map(|b| cast_batch(b, &schema, &zone))
                     .collect::<Result<Vec<_>>>()?
             }
             // INSERT … SELECT: run the query, then place its columns.
@@ -175,7 +176,7 @@ impl Session {
                     .iter()
                     .map(|b| {
                         super::defaults::fill(
-                            place_columns(b, &targets, &schema)?,
+                            place_columns(b, &targets, &schema, &zone)?,
                             &table,
                             &targets,
                         )
@@ -212,6 +213,7 @@ impl Session {
         update: &ast::Update,
         params: &[ScalarValue],
     ) -> Result<Output> {
+        let zone = self.time_zone();
         if update.from.is_some() || update.returning.is_some() || !update.table.joins.is_empty() {
             return Err(ServerError::Unsupported(
                 "UPDATE … FROM / RETURNING is not supported yet".into(),
@@ -263,10 +265,14 @@ impl Session {
             let old = batch.project(&(0..ncols).collect::<Vec<_>>())?;
             let mut cols = old.columns().to_vec();
             for (k, (idx, _)) in assigned.iter().enumerate() {
-                cols[*idx] = cast_column(batch.column(ncols + k), schema.field(*idx).data_type())?;
+                cols[*idx] = cast_column(
+                    batch.column(ncols + k),
+                    schema.field(*idx).data_type(),
+                    &zone,
+                )?;
             }
             let new = RecordBatch::try_new(schema.clone(), cols)?;
-            Ok((cast_batch(&old, &schema)?, new))
+            Ok((cast_batch(&old, &schema, &zone)?, new))
         })
         .await
         .map(|n| Output::Command {
@@ -280,6 +286,7 @@ impl Session {
         delete: &ast::Delete,
         params: &[ScalarValue],
     ) -> Result<Output> {
+        let zone = self.time_zone();
         let from = match &delete.from {
             FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
         };
@@ -305,7 +312,7 @@ impl Session {
             where_clause(&delete.selection)
         );
         self.retrying_write(&table, &sql, params, |batch| {
-            let old = cast_batch(batch, &schema)?;
+            let old = cast_batch(batch, &schema, &zone)?;
             Ok((old, RecordBatch::new_empty(schema.clone())))
         })
         .await
@@ -363,7 +370,12 @@ fn referenced_in_query(query: &ast::Query, table: &str) -> bool {
 
 /// Builds rows of `schema` from `b`, whose column `i` goes to column `targets[i]`; the
 /// other columns are NULL.
-fn place_columns(b: &RecordBatch, targets: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
+fn place_columns(
+    b: &RecordBatch,
+    targets: &[usize],
+    schema: &SchemaRef,
+    zone: &freshet_planner::pg_text::Zone,
+) -> Result<RecordBatch> {
     if b.num_columns() != targets.len() {
         return Err(PlannerError::Syntax {
             message: format!(
@@ -381,7 +393,7 @@ fn place_columns(b: &RecordBatch, targets: &[usize], schema: &SchemaRef) -> Resu
         .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), b.num_rows()))
         .collect();
     for (src, &dst) in targets.iter().enumerate() {
-        cols[dst] = cast_column(b.column(src), schema.field(dst).data_type())?;
+        cols[dst] = cast_column(b.column(src), schema.field(dst).data_type(), zone)?;
     }
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }

@@ -189,6 +189,7 @@ impl Session {
             .column_origins(&catalog, result_schema(&ctx, &plan)?);
         // Safety net: send the type the client was told.
         let told = schema.clone();
+        let zone = self.time_zone();
         let fix = move |b: RecordBatch| -> Result<RecordBatch> {
             let same = b
                 .schema()
@@ -199,7 +200,7 @@ impl Session {
             if same {
                 Ok(b)
             } else {
-                cast_batch(&b, &told)
+                cast_batch(&b, &told, &zone)
             }
         };
         let batches = self
@@ -610,9 +611,15 @@ pub(super) fn with_params(plan: LogicalPlan, params: &[ScalarValue]) -> Result<L
 pub(super) fn cast_column(
     c: &datafusion::arrow::array::ArrayRef,
     t: &DataType,
+    zone: &freshet_planner::pg_text::Zone,
 ) -> Result<datafusion::arrow::array::ArrayRef> {
     if c.data_type() == t {
         return Ok(c.clone());
+    }
+    // Across the session's zone: a timestamptz written into a timestamp column is its
+    // wall-clock time there, a timestamp or date into a timestamptz one read there.
+    if let Some(read) = freshet_planner::session_zone::convert(c, t, zone) {
+        return Ok(read?);
     }
     let opts = CastOptions {
         safe: false,
@@ -622,17 +629,24 @@ pub(super) fn cast_column(
         return read.map_err(ServerError::InvalidText);
     }
     let c = freshet_planner::literals::timestamp_strings(c, t);
+    if let Some(read) = freshet_planner::session_zone::read_text(&c, t, zone, false) {
+        return Ok(read?);
+    }
     // A numeric or float stored in an integer column is rounded, not truncated.
     let c = freshet_planner::int_casts::round_for_int(&c, t).unwrap_or(c);
     cast_with_options(&c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
 }
 
-pub(super) fn cast_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(super) fn cast_batch(
+    b: &RecordBatch,
+    schema: &SchemaRef,
+    zone: &freshet_planner::pg_text::Zone,
+) -> Result<RecordBatch> {
     let cols = b
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| cast_column(c, f.data_type()))
+        .map(|(c, f)| cast_column(c, f.data_type(), zone))
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }

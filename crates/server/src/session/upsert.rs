@@ -229,7 +229,7 @@ impl Session {
                 )
                 .await?
             {
-                let b = super::query::cast_batch(&b, &table.schema())?;
+                let b = super::query::cast_batch(&b, &table.schema(), &self.time_zone())?;
                 for row in batch_rows(&b)? {
                     let key = key_of(table, &row)?;
                     if wanted.contains(&key) {
@@ -260,7 +260,7 @@ impl Session {
                 conds.join(" OR ")
             );
             for b in self.select(&sql, &params).await? {
-                let b = super::query::cast_batch(&b, &table.schema())?;
+                let b = super::query::cast_batch(&b, &table.schema(), &self.time_zone())?;
                 for row in batch_rows(&b)? {
                     out.insert(key_of(table, &row)?, row);
                 }
@@ -469,7 +469,12 @@ fn evaluate(
         .map(|((old, _, _), _)| old.clone())
         .collect();
     for (idx, e) in assignments {
-        let values = cast_column(&eval(e, &kept_batch)?, schema.field(*idx).data_type())?;
+        let zone = freshet_planner::session_zone::read(&freshet_planner::session_zone::handle(ctx));
+        let values = cast_column(
+            &eval(e, &kept_batch)?,
+            schema.field(*idx).data_type(),
+            &zone,
+        )?;
         for (i, r) in kept.iter_mut().enumerate() {
             r[*idx] = ScalarValue::try_from_array(&values, i)?;
         }
