@@ -25,7 +25,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 
-/// The most values a numeric series computes (they are held in memory).
+/// The most values a series computed here holds (they are held in memory).
 const MAX_NUMERIC_VALUES: usize = 10_000_000;
 
 /// Wraps DataFusion's `generate_series` in `ctx` (see the module).
@@ -164,9 +164,67 @@ impl TableFunctionImpl for PgGenerateSeries {
                 .collect::<Result<_>>()?,
             _ => exprs.to_vec(),
         };
+        if let Some(series) = zoned_series(&exprs, &zone)? {
+            return Ok(series);
+        }
         self.inner
             .call_with_args(TableFunctionArgs::new(&exprs, args.session()))
     }
+}
+
+/// A `timestamptz` series stepped by months or days in a session's zone other than UTC,
+/// as Postgres steps it: each value the one before plus the step on the zone's calendar
+/// (`crate::session_zone::shift`; DataFusion steps in UTC, an hour off after a change
+/// to or from summer time). `None` for every other series.
+fn zoned_series(
+    exprs: &[Expr],
+    zone: &crate::pg_text::Zone,
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    use datafusion::arrow::array::TimestampNanosecondArray;
+    if zone.arrow_tz().is_none() {
+        return Ok(None);
+    }
+    let (Some(start), Some(end), Some(step)) = (
+        exprs.first().and_then(literal),
+        exprs.get(1).and_then(literal),
+        exprs.get(2).and_then(literal),
+    ) else {
+        return Ok(None);
+    };
+    let (
+        ScalarValue::TimestampNanosecond(Some(a), Some(tz)),
+        ScalarValue::TimestampNanosecond(Some(b), _),
+        ScalarValue::IntervalMonthDayNano(Some(s)),
+    ) = (start, end, step)
+    else {
+        return Ok(None);
+    };
+    if (s.months == 0 && s.days == 0) || exprs.len() != 3 {
+        return Ok(None);
+    }
+    // Forward if the step is: its months, else its days, else its time.
+    let forward = (s.months, s.days, s.nanoseconds) > (0, 0, 0);
+    let mut out = Vec::new();
+    let mut v = *a;
+    while (forward && v <= *b) || (!forward && v >= *b) {
+        out.push(v);
+        check_size(out.len(), "timestamp")?;
+        let next = crate::session_zone::shift(
+            v.div_euclid(1_000),
+            s.months,
+            s.days,
+            s.nanoseconds / 1_000,
+            zone,
+        );
+        match next.and_then(|micros| micros.checked_mul(1_000)) {
+            Some(n) if n != v => v = n,
+            _ => break,
+        }
+    }
+    let t = DataType::Timestamp(TimeUnit::Nanosecond, Some(tz.clone()));
+    let schema = Arc::new(Schema::new(vec![Field::new("value", t, false)]));
+    let column: ArrayRef = Arc::new(TimestampNanosecondArray::from(out).with_timezone(tz.clone()));
+    table(schema, column).map(Some)
 }
 
 /// A series of `numeric` (or `double precision`, if any bound or step is one) values,
@@ -219,7 +277,7 @@ fn numeric_series(exprs: &[Expr]) -> Result<Arc<dyn TableProvider>> {
                 break;
             }
             out.push(v);
-            check_size(out.len())?;
+            check_size(out.len(), "numeric")?;
             k += 1.0;
         }
         let schema = field(DataType::Float64);
@@ -254,7 +312,7 @@ fn numeric_series(exprs: &[Expr]) -> Result<Arc<dyn TableProvider>> {
     let mut v = a;
     while (s > 0 && v <= b) || (s < 0 && v >= b) {
         out.push(v);
-        check_size(out.len())?;
+        check_size(out.len(), "numeric")?;
         match v.checked_add(s) {
             Some(next) => v = next,
             None => break,
@@ -269,11 +327,15 @@ fn step_zero() -> DataFusionError {
     DataFusionError::Execution("step size cannot equal zero".into())
 }
 
-fn check_size(n: usize) -> Result<()> {
+fn check_size(n: usize, what: &str) -> Result<()> {
     if n > MAX_NUMERIC_VALUES {
+        let hint = if what == "numeric" {
+            " (use integers and scale them: generate_series(15, 35, 5) / 10.0)"
+        } else {
+            ""
+        };
         return Err(DataFusionError::NotImplemented(format!(
-            "generate_series over numeric values of more than {MAX_NUMERIC_VALUES} values \
-             (use integers and scale them: generate_series(15, 35, 5) / 10.0)"
+            "generate_series over {what} values of more than {MAX_NUMERIC_VALUES} values{hint}"
         )));
     }
     Ok(())

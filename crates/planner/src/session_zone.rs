@@ -480,7 +480,7 @@ impl ScalarUDFImpl for ZonedShift {
 
 /// UTC instant `micros` moved by `months` and `days` of `zone`'s calendar, then by
 /// `elapsed` microseconds; `None` out of range.
-fn shift(micros: i64, months: i32, days: i32, elapsed: i64, zone: &Zone) -> Option<i64> {
+pub(crate) fn shift(micros: i64, months: i32, days: i32, elapsed: i64, zone: &Zone) -> Option<i64> {
     let mut t = micros;
     if months != 0 || days != 0 {
         let utc = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
