@@ -244,6 +244,8 @@ fn postgres_meanings(stmt: &mut Statement) {
 const RENAMED: &[(&str, &str)] = &[
     ("array_remove", "array_remove_all"),
     ("array_replace", "array_replace_all"),
+    // A float here for numeric arguments too (Postgres: numeric for numeric).
+    ("sign", "signum"),
 ];
 
 fn renamed_to(name: &crate::sqlparser::ast::ObjectName) -> Option<&'static str> {
