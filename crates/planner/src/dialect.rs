@@ -47,7 +47,8 @@
 //!
 //! Level 7: `x op ANY(array)` is NULL where Postgres' is (`5 = ANY(ARRAY[1, NULL])`;
 //! `crate::any_nulls`), not false; `encode(…, 'base64')` pads and breaks lines as
-//! Postgres' does (`crate::pg_base64`).
+//! Postgres' does (`crate::pg_base64`); `ceil`, `floor` and `trunc` of a `numeric` are
+//! integral `numeric`s of scale 0 (`crate::pg_ceil`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

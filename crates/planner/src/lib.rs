@@ -39,6 +39,7 @@ pub mod pg_array_length;
 pub mod pg_at_time_zone;
 pub mod pg_base64;
 pub mod pg_catalog;
+pub mod pg_ceil;
 pub mod pg_date_part;
 pub mod pg_input;
 pub mod pg_interval;
