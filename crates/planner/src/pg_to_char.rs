@@ -154,8 +154,12 @@ impl ScalarUDFImpl for PgToChar {
             match &zone {
                 Some(z) => {
                     let shown = Shown::at(z, &utc);
-                    let local = utc + chrono::Duration::seconds(i64::from(shown.offset));
-                    out.append_value(render(tokens, &local, Some(&shown)));
+                    // At the end of chrono's range the local time may not exist: NULL.
+                    match utc.checked_add_signed(chrono::Duration::seconds(i64::from(shown.offset)))
+                    {
+                        Some(local) => out.append_value(render(tokens, &local, Some(&shown))),
+                        None => out.append_null(),
+                    }
                 }
                 None => out.append_value(render(tokens, &utc, None)),
             }

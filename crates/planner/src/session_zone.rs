@@ -484,7 +484,8 @@ pub(crate) fn shift(micros: i64, months: i32, days: i32, elapsed: i64, zone: &Zo
     let mut t = micros;
     if months != 0 || days != 0 {
         let utc = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
-        let mut local = utc + chrono::Duration::seconds(i64::from(zone.offset_at(&utc)));
+        let mut local =
+            utc.checked_add_signed(chrono::Duration::seconds(i64::from(zone.offset_at(&utc))))?;
         let step = chrono::Months::new(months.unsigned_abs());
         local = if months >= 0 {
             local.checked_add_months(step)?
