@@ -197,12 +197,14 @@ impl AnalyzerRule for PgValues {
         // Arrays' text: in queries, and in views from dialect level 4 on.
         let arrays = self.level.is_none() || level.is_some_and(|l| l >= ARRAY_TEXT_LEVEL);
         let forms = TextForms { divisions, arrays };
+        // Whether a division was widened (the only rewrite that changes a type).
+        let widened = std::cell::Cell::new(false);
         plan.transform_up_with_subqueries(|plan| {
             let schema = merge_schema(&plan.inputs());
             let names = NamePreserver::new(&plan);
             let rewritten = plan.map_expressions(|e| {
                 let name = names.save(&e);
-                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text, forms))?;
+                let out = e.transform_up(|e| rewrite_expr(e, &schema, &text, forms, &widened))?;
                 Ok(if out.transformed {
                     out.update_data(|e| name.restore(e))
                 } else {
@@ -215,7 +217,7 @@ impl AnalyzerRule for PgValues {
         .and_then(|t| {
             // A widened division changed a type that type coercion had matched others
             // to (`1.0/3*3 = 1`, `greatest(1.0/3, 0.5)`): coerce again.
-            if t.transformed && divisions {
+            if widened.get() {
                 datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new()
                     .analyze(t.data, config)
             } else {
@@ -253,6 +255,7 @@ fn rewrite_expr(
     schema: &DFSchema,
     text: &Arc<ScalarUDF>,
     forms: TextForms,
+    widened: &std::cell::Cell<bool>,
 ) -> DfResult<Transformed<DfExpr>> {
     let own_text = |t: &ArrowType| {
         pg_text::has_own_text(t)
@@ -281,6 +284,7 @@ fn rewrite_expr(
                     let integer_digits = p as i16 - s as i16;
                     let scale = (s as i16).max(12).min(38 - integer_digits.max(0));
                     if scale > s as i16 {
+                        widened.set(true);
                         let precision = (integer_digits + scale).clamp(1, 38) as u8;
                         let wider =
                             left.cast_to(&ArrowType::Decimal128(precision, scale as i8), schema)?;
