@@ -87,11 +87,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::jsonb::register(&ctx);
     crate::json_tables::register(&ctx);
     crate::pg_series::register(&ctx);
-    crate::pg_to_char::register(&ctx);
     crate::pg_at_time_zone::register(&ctx);
-    crate::pg_date_part::register(&ctx);
-    crate::pg_base64::register(&ctx);
-    crate::pg_ceil::register(&ctx);
     crate::percentile_disc::register(&ctx);
     crate::single_row::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::literals::TimestampStrings {

@@ -69,7 +69,12 @@ pub const CURRENT: u32 = 7;
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.
 #[derive(Debug, Default)]
-pub struct Level(Arc<AtomicU32>);
+pub struct Level(Arc<AtomicU32>, Originals);
+
+/// DataFusion's functions that [`Wrapped`] functions wrap, by name, kept from before
+/// the first wrapping: a level's wrappers are registered again over the last level's.
+#[derive(Debug, Default)]
+struct Originals(std::sync::Mutex<std::collections::HashMap<String, Arc<ScalarUDF>>>);
 
 /// Registers the level-dependent functions in `ctx`, whose config carries its [`Level`]
 /// (see [`new_level`]).
@@ -88,17 +93,28 @@ pub fn register(ctx: &SessionContext) {
             tracing::warn!(error = %e, "cannot register the interval operators");
         }
     }
-    if let Some(inner) = ctx.state().scalar_functions().get("round").cloned() {
+    register_wrappers(ctx);
+}
+
+/// Registers the functions that behave by level ([`Wrapped`]) at `ctx`'s level, over
+/// those of the level before. A plan keeps the functions it was planned with, so it
+/// runs at its level, whatever level `ctx` plans at later.
+fn register_wrappers(ctx: &SessionContext) {
+    if let Some(round) = Wrapped::new(ctx, "round", 1) {
         ctx.register_udf(ScalarUDF::new_from_impl(PgRound {
             signature: Signature::user_defined(Volatility::Immutable),
-            round: Wrapped::new(ctx, inner, 1),
+            round,
         }));
     }
+    crate::pg_to_char::register(ctx);
+    crate::pg_date_part::register(ctx);
+    crate::pg_base64::register(ctx);
+    crate::pg_ceil::register(ctx);
 }
 
 /// A new switch at [`CURRENT`].
 pub fn new_level() -> Level {
-    Level(Arc::new(AtomicU32::new(CURRENT)))
+    Level(Arc::new(AtomicU32::new(CURRENT)), Originals::default())
 }
 
 impl Level {
@@ -128,28 +144,50 @@ pub fn level(ctx: &SessionContext) -> u32 {
 /// Plans what `ctx` plans from now on at `level` (a stored view's).
 pub fn set_level(ctx: &SessionContext, level: u32) {
     if let Some(l) = ctx.state().config().get_extension::<Level>() {
-        l.0.store(level, Ordering::SeqCst);
+        if l.0.swap(level, Ordering::SeqCst) != level {
+            register_wrappers(ctx);
+        }
     }
 }
 
 /// A DataFusion function that a function of Postgres' behaviour wraps, from dialect
-/// level `from` on: compared and hashed as the function it wraps (a function must be
-/// `Eq` and `Hash`), with its context's level.
-#[derive(Debug, Clone)]
+/// level `from` on, at the level its context had when it was registered (the functions
+/// are registered again at each [`set_level`]: a plan's functions keep its level while
+/// it runs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Wrapped {
     pub inner: Arc<ScalarUDF>,
-    level: Arc<AtomicU32>,
+    level: u32,
     from: u32,
 }
 
 impl Wrapped {
-    /// `inner` of `ctx`, wrapped from level `from` on.
-    pub fn new(ctx: &SessionContext, inner: Arc<ScalarUDF>, from: u32) -> Wrapped {
-        Wrapped {
+    /// DataFusion's function `name` of `ctx`, wrapped from level `from` on at `ctx`'s
+    /// level; `None` if `ctx` has no such function.
+    pub fn new(ctx: &SessionContext, name: &str, from: u32) -> Option<Wrapped> {
+        let state = ctx.state();
+        let Some(level) = state.config().get_extension::<Level>() else {
+            let inner = state.scalar_functions().get(name).cloned()?;
+            return Some(Wrapped {
+                inner,
+                level: CURRENT,
+                from,
+            });
+        };
+        let mut originals = level.1 .0.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = match originals.get(name) {
+            Some(f) => f.clone(),
+            None => {
+                let f = state.scalar_functions().get(name).cloned()?;
+                originals.insert(name.to_string(), f.clone());
+                f
+            }
+        };
+        Some(Wrapped {
             inner,
-            level: handle(ctx),
+            level: level.0.load(Ordering::SeqCst),
             from,
-        }
+        })
     }
 
     /// Whether the wrapper's behaviour applies (the context's level is `from` or above).
@@ -157,26 +195,9 @@ impl Wrapped {
         self.level() >= self.from
     }
 
-    /// The context's level now.
+    /// The level it was registered at.
     pub fn level(&self) -> u32 {
-        self.level.load(Ordering::SeqCst)
-    }
-}
-
-impl PartialEq for Wrapped {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner
-            && Arc::ptr_eq(&self.level, &other.level)
-            && self.from == other.from
-    }
-}
-
-impl Eq for Wrapped {}
-
-impl std::hash::Hash for Wrapped {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.hash(state);
-        self.from.hash(state);
+        self.level
     }
 }
 
@@ -441,5 +462,46 @@ mod tests {
         // A view from before level 7 keeps DataFusion's false.
         set_level(&ctx, 6);
         assert_eq!(found(&ctx), Some(false));
+    }
+
+    /// A plan keeps the level it was planned at while it runs, whatever level the
+    /// context plans at afterwards: views are planned one after another at their own
+    /// levels on one context at start-up, and run long after.
+    #[test]
+    fn a_plan_runs_at_the_level_it_was_planned_at() {
+        use datafusion::arrow::array::{Decimal128Array, RecordBatch};
+        use datafusion::arrow::datatypes::Schema;
+        let ctx = crate::context::new_session();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "x",
+            DataType::Decimal128(3, 1),
+            true,
+        )]));
+        let values = Decimal128Array::from(vec![21_i128])
+            .with_precision_and_scale(3, 1)
+            .expect("decimal");
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).expect("batch");
+        crate::context::register(&ctx, "t", schema, vec![batch]).expect("registers");
+        let run = |level: u32| {
+            set_level(&ctx, level);
+            let df =
+                futures::executor::block_on(ctx.sql("SELECT ceil(x)::text FROM t")).expect("plans");
+            let plan = futures::executor::block_on(df.create_physical_plan()).expect("physical");
+            // Another view is planned at the current level before this one runs.
+            set_level(&ctx, CURRENT + 6 - level);
+            let task = ctx.task_ctx();
+            let batches =
+                futures::executor::block_on(datafusion::physical_plan::collect(plan, task))
+                    .expect("runs");
+            let text = datafusion::arrow::compute::cast(batches[0].column(0), &DataType::Utf8)
+                .expect("text");
+            text.as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .expect("strings")
+                .value(0)
+                .to_string()
+        };
+        assert_eq!(run(6), "3.0");
+        assert_eq!(run(CURRENT), "3");
     }
 }

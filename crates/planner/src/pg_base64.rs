@@ -30,10 +30,10 @@ const LINE: usize = 76;
 /// Replaces `ctx`'s `encode` and `decode`.
 pub fn register(ctx: &SessionContext) {
     for (name, direction) in [("encode", Direction::Encode), ("decode", Direction::Decode)] {
-        if let Some(inner) = ctx.state().scalar_functions().get(name).cloned() {
+        if let Some(inner) = Wrapped::new(ctx, name, LEVEL) {
             ctx.register_udf(ScalarUDF::new_from_impl(PgBase64 {
-                signature: inner.signature().clone(),
-                inner: Wrapped::new(ctx, inner, LEVEL),
+                signature: inner.inner.signature().clone(),
+                inner,
                 direction,
             }));
         }

@@ -35,10 +35,10 @@ pub fn register(ctx: &SessionContext) {
         ("floor", Rounding::Floor),
         ("trunc", Rounding::Trunc),
     ] {
-        if let Some(inner) = ctx.state().scalar_functions().get(name).cloned() {
+        if let Some(inner) = Wrapped::new(ctx, name, LEVEL) {
             ctx.register_udf(ScalarUDF::new_from_impl(PgCeil {
-                signature: inner.signature().clone(),
-                inner: Wrapped::new(ctx, inner, LEVEL),
+                signature: inner.inner.signature().clone(),
+                inner,
                 rounding,
             }));
         }

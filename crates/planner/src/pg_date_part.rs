@@ -50,10 +50,10 @@ pub fn rewrite<T: crate::sqlparser::ast::VisitMut>(node: &mut T) {
 
 /// Replaces `ctx`'s `date_part` (which `extract` plans into).
 pub fn register(ctx: &SessionContext) {
-    if let Some(inner) = ctx.state().scalar_functions().get("date_part").cloned() {
+    if let Some(date_part) = crate::dialect::Wrapped::new(ctx, "date_part", 6) {
         ctx.register_udf(ScalarUDF::new_from_impl(PgDatePart {
-            signature: inner.signature().clone(),
-            date_part: crate::dialect::Wrapped::new(ctx, inner, 6),
+            signature: date_part.inner.signature().clone(),
+            date_part,
         }));
     }
 }

@@ -27,10 +27,10 @@ use crate::pg_text::Zone;
 
 /// Replaces `ctx`'s `to_char` (see the module).
 pub fn register(ctx: &SessionContext) {
-    if let Some(inner) = ctx.state().scalar_functions().get("to_char").cloned() {
+    if let Some(to_char) = Wrapped::new(ctx, "to_char", 6) {
         ctx.register_udf(ScalarUDF::new_from_impl(PgToChar {
             signature: Signature::user_defined(Volatility::Immutable),
-            to_char: Wrapped::new(ctx, inner, 6),
+            to_char,
         }));
     }
 }
@@ -201,7 +201,7 @@ const NUMBERS: &[&str] = &[
 ];
 
 /// The pattern `body` starts with, and its length.
-fn pattern_at(body: &str) -> Option<&'static str> {
+pub(crate) fn pattern_at(body: &str) -> Option<&'static str> {
     if let Some(p) = NAMES.iter().find(|p| body.starts_with(**p)) {
         return Some(p);
     }
@@ -285,7 +285,7 @@ fn parse(format: &str) -> Vec<Token> {
     tokens
 }
 
-const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "January",
     "February",
     "March",
@@ -299,7 +299,7 @@ const MONTHS: [&str; 12] = [
     "November",
     "December",
 ];
-const DAYS: [&str; 7] = [
+pub(crate) const DAYS: [&str; 7] = [
     "Sunday",
     "Monday",
     "Tuesday",
