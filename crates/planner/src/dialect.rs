@@ -49,6 +49,9 @@
 //! `crate::any_nulls`), not false; `encode(…, 'base64')` pads and breaks lines as
 //! Postgres' does (`crate::pg_base64`); `ceil`, `floor` and `trunc` of a `numeric` are
 //! integral `numeric`s of scale 0 (`crate::pg_ceil`).
+//!
+//! Level 8: `to_date(text, text)` and `to_timestamp(text, text)` read Postgres'
+//! template patterns (`crate::pg_to_date`), not chrono's `%Y-%m-%d`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -64,7 +67,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 7;
+pub const CURRENT: u32 = 8;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.
@@ -110,6 +113,7 @@ fn register_wrappers(ctx: &SessionContext) {
     crate::pg_date_part::register(ctx);
     crate::pg_base64::register(ctx);
     crate::pg_ceil::register(ctx);
+    crate::pg_to_date::register(ctx);
 }
 
 /// A new switch at [`CURRENT`].

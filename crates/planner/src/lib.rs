@@ -46,6 +46,7 @@ pub mod pg_interval;
 pub mod pg_series;
 pub mod pg_text;
 pub mod pg_to_char;
+pub mod pg_to_date;
 pub mod pg_types;
 pub mod pg_values;
 pub mod plain_views;

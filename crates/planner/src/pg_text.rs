@@ -236,10 +236,42 @@ fn fraction(micros: u32) -> String {
     f.trim_end_matches('0').to_string()
 }
 
-pub fn timestamp(t: &NaiveDateTime) -> String {
-    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+/// The calendar part of a date as Postgres writes it: year 0 is `0001` (followed by
+/// ` BC`, see [`era`]), and a year past 9999 has no sign (chrono writes `+10000`).
+fn calendar(d: &chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let year = if d.year() <= 0 {
+        1 - d.year()
+    } else {
+        d.year()
+    };
+    format!("{year:04}-{:02}-{:02}", d.month(), d.day())
+}
+
+/// ` BC` after a date or timestamp before year 1, as Postgres writes it.
+fn era(d: &chrono::NaiveDate) -> &'static str {
+    use chrono::Datelike;
+    if d.year() <= 0 {
+        " BC"
+    } else {
+        ""
+    }
+}
+
+/// A `date` as Postgres writes it (`2024-01-05`, `0001-05-01 BC`).
+pub fn date(d: &chrono::NaiveDate) -> String {
+    format!("{}{}", calendar(d), era(d))
+}
+
+/// The date and time of `t`, without the era.
+fn date_time(t: &NaiveDateTime) -> String {
+    let mut s = format!("{} {}", calendar(&t.date()), t.format("%H:%M:%S"));
     s.push_str(&fraction(t.and_utc().timestamp_subsec_micros()));
     s
+}
+
+pub fn timestamp(t: &NaiveDateTime) -> String {
+    format!("{}{}", date_time(t), era(&t.date()))
 }
 
 /// A `timestamptz` in `zone`, with the offset there.
@@ -247,7 +279,12 @@ pub fn timestamptz(utc: &DateTime<Utc>, zone: &Zone) -> String {
     let naive = utc.naive_utc();
     let offset = zone.offset_at(&naive);
     let local = naive + chrono::Duration::seconds(offset as i64);
-    format!("{}{}", timestamp(&local), offset_text(offset))
+    format!(
+        "{}{}{}",
+        date_time(&local),
+        offset_text(offset),
+        era(&local.date())
+    )
 }
 
 /// Postgres' `postgres`-style interval output, e.g. `1 year 2 mons 3 days 04:05:06`.
@@ -481,15 +518,13 @@ pub fn temporal(array: &ArrayRef, row: usize, zone: &Zone) -> Option<String> {
         }
         DataType::Date32 => {
             let d = array.as_primitive::<Date32Type>().value(row);
-            chrono::NaiveDate::from_num_days_from_ce_opt(d.checked_add(719_163)?)?
-                .format("%Y-%m-%d")
-                .to_string()
+            date(&chrono::NaiveDate::from_num_days_from_ce_opt(
+                d.checked_add(719_163)?,
+            )?)
         }
         DataType::Date64 => {
             let ms = array.as_primitive::<Date64Type>().value(row);
-            datetime(ms, &TimeUnit::Millisecond)?
-                .format("%Y-%m-%d")
-                .to_string()
+            date(&datetime(ms, &TimeUnit::Millisecond)?.date())
         }
         DataType::Time32(TimeUnit::Second) => {
             time(array.as_primitive::<Time32SecondType>().value(row) as i64 * 1_000_000)

@@ -243,7 +243,13 @@ fn wanted(e: &Expr) -> bool {
 }
 
 /// The functions whose result depends on the zone they read a `timestamptz` in.
-const ZONED_FUNCTIONS: [&str; 4] = ["date_trunc", "date_part", "to_char", "current_date"];
+const ZONED_FUNCTIONS: [&str; 5] = [
+    "date_trunc",
+    "date_part",
+    "to_char",
+    "current_date",
+    "to_timestamp",
+];
 
 fn is_utc(tz: &str) -> bool {
     matches!(tz, "+00:00" | "+00" | "+0000" | "UTC" | "Z")
@@ -320,7 +326,18 @@ fn rewrite(
         }
         Expr::ScalarFunction(f) => {
             let name = f.func.name();
-            if name == "current_date" && f.args.is_empty() {
+            let types = f
+                .args
+                .iter()
+                .map(|a| a.get_type(schema))
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(read) = crate::pg_to_date::in_zone(&f.func, &types, tz) {
+                // `to_timestamp(text, template)` reads wall-clock times in the zone.
+                Some(Expr::ScalarFunction(ScalarFunction::new_udf(
+                    read,
+                    f.args.clone(),
+                )))
+            } else if name == "current_date" && f.args.is_empty() {
                 let now = Expr::ScalarFunction(ScalarFunction::new_udf(
                     datafusion::functions::datetime::now(config),
                     vec![],

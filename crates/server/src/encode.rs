@@ -166,7 +166,7 @@ impl ToSqlText for PgValue {
             PgValue::F64(v) => pg_text::float(*v, false),
             PgValue::Numeric(v, s) => pg_text::decimal(*v, *s),
             PgValue::Text(s) => s.clone(),
-            PgValue::Date(d) => d.format("%Y-%m-%d").to_string(),
+            PgValue::Date(d) => pg_text::date(d),
             PgValue::Timestamp(t) => pg_text::timestamp(t),
             PgValue::TimestampTz(t, zone) => pg_text::timestamptz(t, zone),
             PgValue::Time(us) => pg_text::time(*us),

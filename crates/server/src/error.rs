@@ -197,16 +197,36 @@ impl ServerError {
         };
         let message = self.message();
         // Postgres' hint for a call no function takes.
-        let hint = (code == "42883"
+        let mut hint = (code == "42883"
             && message.starts_with("function ")
             && message.ends_with(" does not exist"))
         .then(|| crate::error_text::NO_FUNCTION_HINT.to_string());
+        // A function's own detail and hint.
+        let mut detail = detail;
+        if let Some(e) = self.sqlstate_error() {
+            detail = detail.or_else(|| e.detail.clone());
+            hint = hint.or_else(|| e.hint.clone());
+        }
         PgError {
             code,
             message,
             detail,
             hint,
             position,
+        }
+    }
+
+    /// The error a function raised with its SQLSTATE, if this is one.
+    fn sqlstate_error(&self) -> Option<&freshet_planner::pg_catalog::SqlStateError> {
+        let e = match self {
+            ServerError::Planner(PlannerError::DataFusion(e))
+            | ServerError::Engine(EngineError::DataFusion(e))
+            | ServerError::DataFusion(e) => root(e),
+            _ => return None,
+        };
+        match e {
+            DataFusionError::External(e) => e.downcast_ref(),
+            _ => None,
         }
     }
 
@@ -359,6 +379,9 @@ fn datafusion_message(e: &DataFusionError) -> String {
             format!("out of memory: the query needs more than its memory limit: {m}")
         }
         DataFusionError::External(e) if e.is::<crate::stored::Canceled>() => e.to_string(),
+        DataFusionError::External(e) if e.is::<freshet_planner::pg_catalog::SqlStateError>() => {
+            e.to_string()
+        }
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
             SchemaError::FieldNotFound { field, .. } if field.name() == ROW_ID => {
                 "the hidden column _row_id is not supported: a table without a primary key \

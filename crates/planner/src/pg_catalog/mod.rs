@@ -82,12 +82,14 @@ pub trait Signals: Send + Sync {
     fn signal(&self, pid: i32, terminate: bool) -> Result<bool, SqlStateError>;
 }
 
-/// An error with its SQLSTATE, raised by a catalog function.
+/// An error with its SQLSTATE (and Postgres' detail and hint), raised by a function.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct SqlStateError {
     pub code: &'static str,
     pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
 }
 
 impl Snapshot {

@@ -69,6 +69,8 @@ impl pg_catalog::Signals for SessionSignals {
             return Err(SqlStateError {
                 code: "42501",
                 message: format!("permission denied to {what}"),
+                detail: None,
+                hint: None,
             });
         }
         if terminate {
