@@ -83,6 +83,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.register_udaf(crate::hll_udaf::approx_count_distinct());
     crate::guarded_udfs::register(&ctx);
     crate::dialect::register(&ctx);
+    crate::cast_names::register(&ctx);
     crate::pg_array_length::register(&ctx);
     crate::jsonb::register(&ctx);
     crate::json_tables::register(&ctx);
@@ -213,8 +214,24 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     crate::structs::field_names(&mut stmt);
     crate::structs::record_texts(ctx, &mut stmt).await;
     crate::corresponding::resolve(ctx, &mut stmt).await?;
-    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
-    let plan = ctx.state().statement_to_plan(stmt).await?;
+    let planned = ctx
+        .state()
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+            stmt.clone(),
+        )))
+        .await;
+    let plan = match planned {
+        // Aggregates of a column and of a cast of it have one name in DataFusion.
+        Err(e) if crate::cast_names::is_duplicate_name(&e) => {
+            let mut stmt = stmt;
+            if !crate::cast_names::name_casts(ctx, &mut stmt) {
+                return Err(e.into());
+            }
+            let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
+            ctx.state().statement_to_plan(stmt).await?
+        }
+        planned => planned?,
+    };
     let plan = crate::set_ops::count_copies(plan)?;
     Ok(crate::params::infer_placeholder_types(plan)?)
 }

@@ -10,6 +10,7 @@
 
 pub mod any_nulls;
 pub mod asof;
+pub mod cast_names;
 pub mod catalog;
 pub mod checked_arith;
 pub mod complexity;
