@@ -84,6 +84,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::guarded_udfs::register(&ctx);
     crate::dialect::register(&ctx);
     crate::cast_names::register(&ctx);
+    crate::pg_functions::register(&ctx);
     crate::pg_array_length::register(&ctx);
     crate::jsonb::register(&ctx);
     crate::json_tables::register(&ctx);
@@ -186,6 +187,7 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         insert.on = None;
         insert.table_alias = None;
     }
+    crate::pg_functions::rewrite(&mut stmt);
     if crate::dialect::level(ctx) >= 5 {
         crate::series::normalize(&mut stmt);
         crate::naming::name_subquery_items(&mut stmt);

@@ -42,6 +42,7 @@ pub mod pg_base64;
 pub mod pg_catalog;
 pub mod pg_ceil;
 pub mod pg_date_part;
+pub mod pg_functions;
 pub mod pg_input;
 pub mod pg_interval;
 pub mod pg_series;
