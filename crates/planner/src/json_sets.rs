@@ -40,6 +40,7 @@ fn set_function(e: &Expr) -> Option<(&'static str, &crate::sqlparser::ast::Funct
         "jsonb_array_elements" | "json_array_elements" => ELEMENTS,
         "jsonb_array_elements_text" | "json_array_elements_text" => ELEMENTS_TEXT,
         "jsonb_object_keys" | "json_object_keys" => KEYS,
+        "jsonb_path_query" => crate::jsonpath::QUERY_LIST,
         _ => return None,
     };
     Some((inner, f))
@@ -50,7 +51,13 @@ fn rewrite(e: &Expr) -> Option<Expr> {
     let FunctionArguments::List(list) = &f.args else {
         return None;
     };
-    if list.args.len() != 1 {
+    // The path query takes a path, and perhaps vars and silent, after the document.
+    let arity = if inner == crate::jsonpath::QUERY_LIST {
+        2..=4
+    } else {
+        1..=1
+    };
+    if !arity.contains(&list.args.len()) {
         return None;
     }
     let call = |name: &str, args: FunctionArguments| {

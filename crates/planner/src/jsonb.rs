@@ -606,7 +606,18 @@ pub fn register(ctx: &SessionContext) {
     for f in functions {
         ctx.register_udf(f.as_ref().clone());
     }
+    crate::jsonpath::register(ctx);
+    let state = ctx.state();
+    let (Some(path_exists), Some(path_match)) = (
+        state.scalar_functions().get("jsonb_path_exists").cloned(),
+        state.scalar_functions().get("jsonb_path_match").cloned(),
+    ) else {
+        tracing::warn!("cannot register the jsonb operators: no jsonpath functions");
+        return;
+    };
     let planner = JsonbOperators {
+        path_exists,
+        path_match,
         get: udf("jsonb_get", Some(2), json.clone(), f_get),
         get_text: udf("jsonb_get_text", Some(2), text.clone(), f_get_text),
         path: udf("jsonb_get_path", Some(2), json, f_path),
@@ -635,6 +646,8 @@ pub fn register(ctx: &SessionContext) {
 /// Postgres' jsonb operators, as calls of the functions above.
 #[derive(Debug)]
 struct JsonbOperators {
+    path_exists: Arc<ScalarUDF>,
+    path_match: Arc<ScalarUDF>,
     get: Arc<ScalarUDF>,
     get_text: Arc<ScalarUDF>,
     path: Arc<ScalarUDF>,
@@ -670,6 +683,25 @@ impl ExprPlanner for JsonbOperators {
             BinaryOperator::AtArrow if json(&lt) => call(&self.contains, vec![l, r]),
             BinaryOperator::ArrowAt if json(&rt) => call(&self.contains, vec![r, l]),
             BinaryOperator::Question if json(&lt) => call(&self.exists, vec![l, r]),
+            // `@?` and `@@` are the path functions, silent (`crate::jsonpath`).
+            BinaryOperator::AtQuestion if json(&lt) => call(
+                &self.path_exists,
+                vec![
+                    l,
+                    r,
+                    Expr::Literal(ScalarValue::LargeUtf8(Some("{}".into())), None),
+                    datafusion::prelude::lit(true),
+                ],
+            ),
+            BinaryOperator::AtAt if json(&lt) => call(
+                &self.path_match,
+                vec![
+                    l,
+                    r,
+                    Expr::Literal(ScalarValue::LargeUtf8(Some("{}".into())), None),
+                    datafusion::prelude::lit(true),
+                ],
+            ),
             BinaryOperator::StringConcat if json(&lt) && (json(&rt) || stringy(&rt)) => {
                 call(&self.concat, vec![l, r])
             }

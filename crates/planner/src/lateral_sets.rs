@@ -55,6 +55,7 @@ const FUNCTIONS: &[(&str, &[&str])] = &[
     ("json_each", &["key", "value"]),
     ("jsonb_each_text", &["key", "value"]),
     ("json_each_text", &["key", "value"]),
+    ("jsonb_path_query", &["jsonb_path_query"]),
 ];
 
 /// The select-list expressions of call `name(args)`'s columns: the call itself (the
@@ -80,6 +81,7 @@ fn column_exprs(name: &str, args: &str, outer: bool) -> Vec<String> {
         }
         "jsonb_array_elements" | "json_array_elements" => ELEMENTS,
         "jsonb_array_elements_text" | "json_array_elements_text" => ELEMENTS_TEXT,
+        "jsonb_path_query" => crate::jsonpath::QUERY_LIST,
         _ => KEYS,
     };
     if outer {

@@ -28,6 +28,7 @@ pub mod json_aggs;
 pub mod json_sets;
 pub mod json_tables;
 pub mod jsonb;
+pub mod jsonpath;
 pub mod lateral_limit;
 pub mod lateral_sets;
 pub mod literals;

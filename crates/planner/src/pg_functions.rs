@@ -32,11 +32,11 @@ use crate::sqlparser::ast::{
 };
 
 /// A function's value for one row of typed arguments.
-type Body = fn(&[ScalarValue]) -> Result<ScalarValue>;
+pub(crate) type Body = fn(&[ScalarValue]) -> Result<ScalarValue>;
 
 /// The types a function takes for `n` arguments (`None`: no such call); the
 /// arguments' own types when it takes any.
-type Takes = fn(&[DataType]) -> Option<Vec<DataType>>;
+pub(crate) type Takes = fn(&[DataType]) -> Option<Vec<DataType>>;
 
 /// A function computed row by row (see the module).
 struct RowFn {
@@ -121,7 +121,13 @@ impl ScalarUDFImpl for RowFn {
     }
 }
 
-fn define(ctx: &SessionContext, name: &'static str, takes: Takes, returns: DataType, body: Body) {
+pub(crate) fn define(
+    ctx: &SessionContext,
+    name: &'static str,
+    takes: Takes,
+    returns: DataType,
+    body: Body,
+) {
     define_with(ctx, name, takes, returns, Volatility::Immutable, body);
 }
 

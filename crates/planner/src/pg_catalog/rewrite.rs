@@ -580,7 +580,8 @@ fn plain_type(t: &DataType) -> Option<DataType> {
     let p = parts(name);
     let last = p.last()?.as_str();
     Some(match last {
-        "text" | "name" | "char" | "bpchar" | "varchar" => DataType::Text,
+        // A path is read by the functions that take it (`crate::jsonpath`).
+        "text" | "name" | "char" | "bpchar" | "varchar" | "jsonpath" => DataType::Text,
         "oid" | "xid" | "cid" => DataType::IntUnsigned(None),
         "int2" | "smallint" => DataType::SmallInt(None),
         "int4" | "integer" | "int" => DataType::Int(None),
