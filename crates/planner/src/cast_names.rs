@@ -17,8 +17,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use crate::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, Statement, Value,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Statement, Value,
 };
 
 /// The wrapper's name.
@@ -70,6 +70,15 @@ pub fn name_casts(ctx: &SessionContext, stmt: &mut Statement) -> bool {
                             continue;
                         };
                         changed |= wrap_casts(x);
+                    }
+                    // An ORDER BY inside the call names its casts alike (a DISTINCT
+                    // aggregate's order must be among its arguments).
+                    for clause in &mut list.clauses {
+                        if let FunctionArgumentClause::OrderBy(order) = clause {
+                            for o in order {
+                                changed |= wrap_casts(&mut o.expr);
+                            }
+                        }
                     }
                 }
             }

@@ -51,7 +51,8 @@
 //! integral `numeric`s of scale 0 (`crate::pg_ceil`).
 //!
 //! Level 8: `to_date(text, text)` and `to_timestamp(text, text)` read Postgres'
-//! template patterns (`crate::pg_to_date`), not chrono's `%Y-%m-%d`.
+//! template patterns (`crate::pg_to_date`), not chrono's `%Y-%m-%d`; `make_time` takes
+//! fractional seconds and gives microseconds (`crate::pg_functions`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -114,6 +115,7 @@ fn register_wrappers(ctx: &SessionContext) {
     crate::pg_base64::register(ctx);
     crate::pg_ceil::register(ctx);
     crate::pg_to_date::register(ctx);
+    crate::pg_functions::register_wrapped(ctx);
 }
 
 /// A new switch at [`CURRENT`].

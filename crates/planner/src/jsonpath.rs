@@ -17,6 +17,9 @@
 //! `2.5`, Postgres `2.5000000000000000`). `.datetime()`, `.keyvalue()` and `like_regex`
 //! flags other than `i`, `s`, `m`, `x` and `q` are not supported (an error names them).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+
 use serde_json::{Number, Value};
 
 /// Why a path does not parse or evaluate, with Postgres' SQLSTATE.
@@ -274,7 +277,14 @@ fn string(chars: &[char], start: usize) -> Result<(String, usize), PathError> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// How deeply the expression being read nests (parentheses, filters, `exists`).
+    depth: usize,
 }
+
+/// The most tokens a path may have, and the deepest it may nest: evaluation recurses
+/// over its tree.
+const MAX_TOKENS: usize = 1000;
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -319,10 +329,18 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Node, PathError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(error(
+                "54001",
+                format!("jsonpath nests more than {MAX_DEPTH} levels deep"),
+            ));
+        }
         let mut left = self.and()?;
         while self.eat("||") {
             left = Node::Or(Box::new(left), Box::new(self.and()?));
         }
+        self.depth -= 1;
         Ok(left)
     }
     fn and(&mut self) -> Result<Node, PathError> {
@@ -518,7 +536,10 @@ impl Parser {
                     .and_then(|n| u32::try_from(n).ok())
                     .map(Some)
                     .ok_or_else(|| syntax("invalid level")),
-                Some(Token::Ident(w)) if w == "last" => Ok(None),
+                Some(Token::Ident(w)) if w == "last" => Err(error(
+                    "0A000",
+                    "jsonpath .**{last} is not supported: give the levels as numbers",
+                )),
                 _ => Err(p.unexpected()),
             }
         };
@@ -552,9 +573,17 @@ fn method(name: &str) -> Result<&'static str, PathError> {
 
 /// Parses a path (Postgres' `jsonpath` input).
 pub fn parse(text: &str) -> Result<Path, PathError> {
+    let tokens = tokenize(text)?;
+    if tokens.len() > MAX_TOKENS {
+        return Err(error(
+            "54001",
+            format!("jsonpath has more than {MAX_TOKENS} tokens"),
+        ));
+    }
     let mut parser = Parser {
-        tokens: tokenize(text)?,
+        tokens,
         pos: 0,
+        depth: 0,
     };
     let strict = if parser.eat_word("strict") {
         true
@@ -587,11 +616,19 @@ impl Tri {
     }
 }
 
+/// The most items one evaluation may produce (`.**` repeated multiplies them).
+const MAX_ITEMS: usize = 1_000_000;
+
 struct Eval<'a> {
     root: &'a Value,
     vars: &'a Value,
     strict: bool,
+    /// Items produced so far.
+    spent: std::cell::Cell<usize>,
 }
+
+/// An item: a part of the document or of `vars` (borrowed), or a value computed.
+type Item<'a> = Cow<'a, Value>;
 
 impl Path {
     /// The items the path gives for `doc` with `vars` (an object, or null).
@@ -600,15 +637,51 @@ impl Path {
             root: doc,
             vars,
             strict: self.strict,
+            spent: std::cell::Cell::new(0),
         };
+        let at = Cow::Borrowed(doc);
         if self.expr.is_predicate() {
-            return Ok(vec![match e.predicate(&self.expr, doc, None)? {
-                Tri::True => Value::Bool(true),
-                Tri::False => Value::Bool(false),
-                Tri::Unknown => Value::Null,
-            }]);
+            return Ok(vec![tri_value(e.predicate(&self.expr, &at, None)?)]);
         }
-        e.items(&self.expr, doc, None)
+        Ok(e.items(&self.expr, &at, None)?
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect())
+    }
+}
+
+fn tri_value(t: Tri) -> Value {
+    match t {
+        Tri::True => Value::Bool(true),
+        Tri::False => Value::Bool(false),
+        Tri::Unknown => Value::Null,
+    }
+}
+
+/// The elements of an array item.
+fn elements<'a>(item: &Item<'a>) -> Option<Vec<Item<'a>>> {
+    match item {
+        Cow::Borrowed(Value::Array(a)) => Some(a.iter().map(Cow::Borrowed).collect()),
+        Cow::Owned(Value::Array(a)) => Some(a.iter().cloned().map(Cow::Owned).collect()),
+        _ => None,
+    }
+}
+
+/// The member `key` of an object item (`None` for one without it, or no object).
+fn member<'a>(item: &Item<'a>, key: &str) -> Option<Item<'a>> {
+    match item {
+        Cow::Borrowed(Value::Object(o)) => o.get(key).map(Cow::Borrowed),
+        Cow::Owned(Value::Object(o)) => o.get(key).cloned().map(Cow::Owned),
+        _ => None,
+    }
+}
+
+/// The members of an object item.
+fn members<'a>(item: &Item<'a>) -> Option<Vec<Item<'a>>> {
+    match item {
+        Cow::Borrowed(Value::Object(o)) => Some(o.values().map(Cow::Borrowed).collect()),
+        Cow::Owned(Value::Object(o)) => Some(o.values().cloned().map(Cow::Owned).collect()),
+        _ => None,
     }
 }
 
@@ -639,28 +712,46 @@ fn number(f: f64) -> Result<Value, PathError> {
         .ok_or_else(|| error("22003", "numeric value out of range"))
 }
 
-impl Eval<'_> {
+impl<'a> Eval<'a> {
+    /// Counts `n` more items; an error past [`MAX_ITEMS`].
+    fn spend(&self, n: usize) -> Result<(), PathError> {
+        let spent = self.spent.get().saturating_add(n);
+        self.spent.set(spent);
+        if spent > MAX_ITEMS {
+            return Err(error(
+                "54000",
+                format!("jsonpath evaluation produces more than {MAX_ITEMS} items"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Arrays unwrapped into their elements (lax mode), or the items as they are.
-    fn unwrap(&self, items: Vec<Value>) -> Vec<Value> {
+    fn unwrap(&self, items: Vec<Item<'a>>) -> Vec<Item<'a>> {
         if self.strict {
             return items;
         }
         let mut out = Vec::with_capacity(items.len());
         for v in items {
-            match v {
-                Value::Array(a) => out.extend(a),
-                v => out.push(v),
+            match elements(&v) {
+                Some(e) => out.extend(e),
+                None => out.push(v),
             }
         }
         out
     }
 
-    fn items(&self, node: &Node, at: &Value, last: Option<i64>) -> Result<Vec<Value>, PathError> {
-        Ok(match node {
-            Node::Root => vec![self.root.clone()],
+    fn items(
+        &self,
+        node: &Node,
+        at: &Item<'a>,
+        last: Option<i64>,
+    ) -> Result<Vec<Item<'a>>, PathError> {
+        let out = match node {
+            Node::Root => vec![Cow::Borrowed(self.root)],
             Node::Current => vec![at.clone()],
             Node::Var(name) => match self.vars.get(name) {
-                Some(v) => vec![v.clone()],
+                Some(v) => vec![Cow::Borrowed(v)],
                 None => {
                     return Err(error(
                         "42704",
@@ -669,23 +760,23 @@ impl Eval<'_> {
                 }
             },
             Node::Last => match last {
-                Some(l) => vec![Value::from(l)],
+                Some(l) => vec![Cow::Owned(Value::from(l))],
                 None => return Err(error("42601", "LAST is allowed only in array subscripts")),
             },
-            Node::Literal(v) => vec![v.clone()],
+            Node::Literal(v) => vec![Cow::Owned(v.clone())],
             Node::Step(base, step) => {
                 let base = self.items(base, at, last)?;
                 let mut out = Vec::new();
                 for item in base {
-                    self.step(step, item, &mut out)?;
+                    self.step(step, item, at, &mut out)?;
                 }
                 out
             }
             Node::Arith(op, l, r) => {
-                let single = |side: &str, items: Vec<Value>| -> Result<Value, PathError> {
+                let single = |side: &str, items: Vec<Item<'a>>| -> Result<Value, PathError> {
                     let items = self.unwrap(items);
                     match items.as_slice() {
-                        [v @ Value::Number(_)] => Ok(v.clone()),
+                        [v] if v.is_number() => Ok(v.as_ref().clone()),
                         _ => Err(error(
                             "22038",
                             format!(
@@ -696,13 +787,13 @@ impl Eval<'_> {
                 };
                 let a = single("left", self.items(l, at, last)?)?;
                 let b = single("right", self.items(r, at, last)?)?;
-                vec![arith(*op, &a, &b)?]
+                vec![Cow::Owned(arith(*op, &a, &b)?)]
             }
             Node::Neg(n) | Node::Plus(n) => {
                 let negate = matches!(node, Node::Neg(_));
                 let mut out = Vec::new();
                 for v in self.unwrap(self.items(n, at, last)?) {
-                    let Value::Number(x) = &v else {
+                    let Value::Number(x) = v.as_ref() else {
                         return Err(error(
                             "22038",
                             format!(
@@ -714,96 +805,98 @@ impl Eval<'_> {
                     out.push(if !negate {
                         v.clone()
                     } else if let Some(i) = x.as_i64().and_then(i64::checked_neg) {
-                        Value::from(i)
+                        Cow::Owned(Value::from(i))
                     } else {
-                        number(-x.as_f64().unwrap_or(0.0))?
+                        Cow::Owned(number(-x.as_f64().unwrap_or(0.0))?)
                     });
                 }
                 out
             }
-            predicate => vec![match self.predicate(predicate, at, last)? {
-                Tri::True => Value::Bool(true),
-                Tri::False => Value::Bool(false),
-                Tri::Unknown => Value::Null,
-            }],
-        })
+            predicate => vec![Cow::Owned(tri_value(self.predicate(predicate, at, last)?))],
+        };
+        self.spend(out.len())?;
+        Ok(out)
     }
 
-    fn step(&self, step: &Step, item: Value, out: &mut Vec<Value>) -> Result<(), PathError> {
+    /// `step` applied to `item`; `at` is the filter's current item (for `@` in
+    /// subscripts).
+    fn step(
+        &self,
+        step: &Step,
+        item: Item<'a>,
+        at: &Item<'a>,
+        out: &mut Vec<Item<'a>>,
+    ) -> Result<(), PathError> {
         match step {
-            Step::Key(key) => match item {
-                Value::Object(mut o) => match o.remove(key) {
-                    Some(v) => out.push(v),
-                    None if self.strict => {
+            Step::Key(key) => {
+                if let Some(v) = member(&item, key) {
+                    out.push(v);
+                } else if item.is_object() {
+                    if self.strict {
                         return Err(error(
                             "2203A",
                             format!("JSON object does not contain key \"{key}\""),
-                        ))
+                        ));
                     }
-                    None => {}
-                },
-                // Lax mode unwraps one level of array.
-                Value::Array(a) if !self.strict => {
-                    for v in a {
-                        if let Value::Object(mut o) = v {
-                            out.extend(o.remove(key));
-                        }
-                    }
-                }
-                _ if self.strict => {
+                } else if let (false, Some(elements)) = (self.strict, elements(&item)) {
+                    // Lax mode unwraps one level of array.
+                    out.extend(elements.iter().filter_map(|e| member(e, key)));
+                } else if self.strict {
                     return Err(error(
                         "2203C",
                         "jsonpath member accessor can only be applied to an object",
-                    ))
+                    ));
                 }
-                _ => {}
-            },
-            Step::AnyKey => match item {
-                Value::Object(o) => out.extend(o.into_iter().map(|(_, v)| v)),
-                Value::Array(a) if !self.strict => {
-                    for v in a {
-                        if let Value::Object(o) = v {
-                            out.extend(o.into_iter().map(|(_, v)| v));
-                        }
+            }
+            Step::AnyKey => {
+                if let Some(values) = members(&item) {
+                    out.extend(values);
+                } else if let (false, Some(elements)) = (self.strict, elements(&item)) {
+                    for e in &elements {
+                        out.extend(members(e).unwrap_or_default());
                     }
-                }
-                _ if self.strict => {
+                } else if self.strict {
                     return Err(error(
                         "2203C",
                         "jsonpath wildcard member accessor can only be applied to an object",
-                    ))
+                    ));
                 }
-                _ => {}
-            },
-            Step::AnyIndex => match item {
-                Value::Array(a) => out.extend(a),
-                _ if self.strict => {
+            }
+            Step::AnyIndex => match elements(&item) {
+                Some(e) => out.extend(e),
+                None if self.strict => {
                     return Err(error(
                         "2203B",
                         "jsonpath wildcard array accessor can only be applied to an array",
                     ))
                 }
-                v => out.push(v),
+                None => out.push(item),
             },
             Step::Index(subscripts) => {
-                let elements = match item {
-                    Value::Array(a) => a,
-                    _ if self.strict => {
+                let elements = match elements(&item) {
+                    Some(e) => e,
+                    None if self.strict => {
                         return Err(error(
                             "2203B",
                             "jsonpath array accessor can only be applied to an array",
                         ))
                     }
-                    v => vec![v],
+                    None => vec![item],
                 };
                 let last = elements.len() as i64 - 1;
                 for (from, to) in subscripts {
                     let index = |n: &Node| -> Result<i64, PathError> {
-                        let items = self.items(n, &Value::Null, Some(last))?;
+                        let items = self.items(n, at, Some(last))?;
                         match items.as_slice() {
-                            [Value::Number(x)] => Ok(x
-                                .as_i64()
-                                .unwrap_or_else(|| x.as_f64().unwrap_or(0.0).trunc() as i64)),
+                            [v] => match v.as_ref() {
+                                Value::Number(x) => Ok(x
+                                    .as_i64()
+                                    .unwrap_or_else(|| x.as_f64().unwrap_or(0.0).trunc() as i64)),
+                                _ => Err(error(
+                                    "22033",
+                                    "jsonpath array subscript is not a single numeric value",
+                                )),
+                            },
                             _ => Err(error(
                                 "22033",
                                 "jsonpath array subscript is not a single numeric value",
@@ -821,14 +914,25 @@ impl Eval<'_> {
                     let (start, end) = (start.max(0), end.min(last));
                     if start <= end {
                         for i in start..=end {
-                            if let Some(v) = elements.get(i as usize) {
+                            if let Some(v) = usize::try_from(i).ok().and_then(|i| elements.get(i)) {
                                 out.push(v.clone());
                             }
                         }
                     }
                 }
             }
-            Step::Descend(from, to) => descend(&item, 0, *from, *to, out),
+            Step::Descend(from, to) => {
+                let mut found = Vec::new();
+                match &item {
+                    Cow::Borrowed(v) => descend(v, 0, *from, *to, &mut found, &|| self.spend(1))?,
+                    Cow::Owned(v) => {
+                        let mut owned = Vec::new();
+                        descend(v, 0, *from, *to, &mut owned, &|| self.spend(1))?;
+                        found.extend(owned.into_iter().map(|v| Cow::Owned(v.into_owned())));
+                    }
+                }
+                out.extend(found);
+            }
             Step::Filter(predicate) => {
                 for v in self.unwrap(vec![item]) {
                     if self.predicate(predicate, &v, None)? == Tri::True {
@@ -841,23 +945,25 @@ impl Eval<'_> {
         Ok(())
     }
 
-    fn method(&self, m: &str, item: Value, out: &mut Vec<Value>) -> Result<(), PathError> {
-        match (m, item) {
-            ("type", v) => out.push(Value::String(type_name(&v).into())),
-            ("size", Value::Array(a)) => out.push(Value::from(a.len() as i64)),
+    fn method(&self, m: &str, item: Item<'a>, out: &mut Vec<Item<'a>>) -> Result<(), PathError> {
+        match (m, item.as_ref()) {
+            ("type", v) => out.push(Cow::Owned(Value::String(type_name(v).into()))),
+            ("size", Value::Array(a)) => out.push(Cow::Owned(Value::from(a.len() as i64))),
             ("size", _) if self.strict => {
                 return Err(error(
                     "2203B",
                     "jsonpath item method .size() can only be applied to an array",
                 ))
             }
-            ("size", _) => out.push(Value::from(1)),
-            (_, Value::Array(a)) if !self.strict => {
-                for v in a {
+            ("size", _) => out.push(Cow::Owned(Value::from(1))),
+            (_, Value::Array(_)) if !self.strict => {
+                for v in elements(&item).unwrap_or_default() {
                     self.method(m, v, out)?;
                 }
             }
-            ("double", Value::Number(n)) => out.push(double(n.as_f64().unwrap_or(0.0))?),
+            ("double", Value::Number(n)) => {
+                out.push(Cow::Owned(double(n.as_f64().unwrap_or(0.0))?))
+            }
             ("double", Value::String(s)) => {
                 let f = s
                     .trim()
@@ -871,11 +977,11 @@ impl Eval<'_> {
                          representation of a double precision number",
                         )
                     })?;
-                out.push(double(f)?);
+                out.push(Cow::Owned(double(f)?));
             }
             (m @ ("ceiling" | "floor" | "abs"), Value::Number(n)) => {
-                if let Some(i) = n.as_i64() {
-                    out.push(Value::from(if m == "abs" { i.saturating_abs() } else { i }));
+                out.push(Cow::Owned(if let Some(i) = n.as_i64() {
+                    Value::from(if m == "abs" { i.saturating_abs() } else { i })
                 } else {
                     let f = n.as_f64().unwrap_or(0.0);
                     let r = match m {
@@ -883,12 +989,12 @@ impl Eval<'_> {
                         "floor" => f.floor(),
                         _ => f.abs(),
                     };
-                    out.push(if r.fract() == 0.0 && r.abs() < 9.0e15 {
+                    if r.fract() == 0.0 && r.abs() < 9.0e15 {
                         Value::from(r as i64)
                     } else {
                         number(r)?
-                    });
-                }
+                    }
+                }));
             }
             (m, _) => {
                 return Err(error(
@@ -907,7 +1013,7 @@ impl Eval<'_> {
         Ok(())
     }
 
-    fn predicate(&self, node: &Node, at: &Value, last: Option<i64>) -> Result<Tri, PathError> {
+    fn predicate(&self, node: &Node, at: &Item<'a>, last: Option<i64>) -> Result<Tri, PathError> {
         Ok(match node {
             Node::And(l, r) => match self.predicate(l, at, last)? {
                 Tri::False => Tri::False,
@@ -946,7 +1052,7 @@ impl Eval<'_> {
                 let mut unknown = false;
                 for a in &left {
                     for b in &right {
-                        match compare(*op, a, b) {
+                        match compare(*op, a.as_ref(), b.as_ref()) {
                             Tri::True if !self.strict => return Ok(Tri::True),
                             Tri::True => found = true,
                             Tri::Unknown if self.strict => return Ok(Tri::Unknown),
@@ -964,37 +1070,7 @@ impl Eval<'_> {
                 }
             }
             Node::LikeRegex(l, pattern, flags) => {
-                let mut builder = regex::RegexBuilder::new(pattern);
-                for f in flags.chars() {
-                    match f {
-                        'i' => {
-                            builder.case_insensitive(true);
-                        }
-                        's' => {
-                            builder.dot_matches_new_line(true);
-                        }
-                        'm' => {
-                            builder.multi_line(true);
-                        }
-                        'x' => {
-                            builder.ignore_whitespace(true);
-                        }
-                        'q' => {
-                            builder = regex::RegexBuilder::new(&regex::escape(pattern));
-                        }
-                        other => {
-                            return Err(error(
-                                "42601",
-                                format!(
-                                "unrecognized flag character \"{other}\" in LIKE_REGEX predicate"
-                            ),
-                            ))
-                        }
-                    }
-                }
-                let re = builder
-                    .build()
-                    .map_err(|e| error("2201B", format!("invalid regular expression: {e}")))?;
+                let re = like_regex(pattern, flags)?;
                 let Some(items) = self.operand(l, at, last)? else {
                     return Ok(Tri::Unknown);
                 };
@@ -1006,7 +1082,10 @@ impl Eval<'_> {
                     .map(|v| self.unwrap(v))
                     .as_deref()
                 {
-                    Some([Value::String(p)]) => p.clone(),
+                    Some([p]) => match p.as_ref() {
+                        Value::String(p) => p.clone(),
+                        _ => return Ok(Tri::Unknown),
+                    },
                     _ => return Ok(Tri::Unknown),
                 };
                 let Some(items) = self.operand(l, at, last)? else {
@@ -1017,7 +1096,10 @@ impl Eval<'_> {
             other => {
                 // A path used as a predicate: its single boolean.
                 match self.items(other, at, last)?.as_slice() {
-                    [Value::Bool(b)] => Tri::of(*b),
+                    [v] => match v.as_ref() {
+                        Value::Bool(b) => Tri::of(*b),
+                        _ => Tri::Unknown,
+                    },
                     _ => Tri::Unknown,
                 }
             }
@@ -1025,16 +1107,16 @@ impl Eval<'_> {
     }
 
     /// A predicate's operand: `None` for an error of the data (the predicate is then
-    /// unknown); a missing variable is an error of the query, raised.
+    /// unknown); a missing variable or too many items are errors of the query, raised.
     fn operand(
         &self,
         node: &Node,
-        at: &Value,
+        at: &Item<'a>,
         last: Option<i64>,
-    ) -> Result<Option<Vec<Value>>, PathError> {
+    ) -> Result<Option<Vec<Item<'a>>>, PathError> {
         match self.items(node, at, last) {
             Ok(items) => Ok(Some(items)),
-            Err(e) if e.code == "42704" => Err(e),
+            Err(e) if matches!(e.code, "42704" | "54000") => Err(e),
             Err(_) => Ok(None),
         }
     }
@@ -1042,14 +1124,14 @@ impl Eval<'_> {
     /// Whether any string item matches; unknown for an item that is no string.
     fn any_string(
         &self,
-        items: Vec<Value>,
+        items: Vec<Item<'a>>,
         matches: impl Fn(&str) -> bool,
     ) -> Result<Tri, PathError> {
         let mut found = false;
         let mut unknown = false;
         for v in self.unwrap(items) {
-            match v {
-                Value::String(s) if matches(&s) => {
+            match v.as_ref() {
+                Value::String(s) if matches(s) => {
                     if !self.strict {
                         return Ok(Tri::True);
                     }
@@ -1070,22 +1152,90 @@ impl Eval<'_> {
     }
 }
 
-/// The items `.**{from to to}` reaches from `v` at `level`.
-fn descend(v: &Value, level: u32, from: u32, to: Option<u32>, out: &mut Vec<Value>) {
+thread_local! {
+    /// Compiled `like_regex` patterns, by pattern and flags.
+    static REGEXES: RefCell<std::collections::HashMap<(String, String), regex::Regex>> =
+        RefCell::new(std::collections::HashMap::new());
+}
+
+/// `like_regex`'s pattern compiled with its flags (once per thread and pattern).
+fn like_regex(pattern: &str, flags: &str) -> Result<regex::Regex, PathError> {
+    let key = (pattern.to_string(), flags.to_string());
+    if let Some(re) = REGEXES.with(|r| r.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
+    let quoted;
+    let text = if flags.contains('q') {
+        quoted = regex::escape(pattern);
+        quoted.as_str()
+    } else {
+        pattern
+    };
+    let mut builder = regex::RegexBuilder::new(text);
+    for f in flags.chars() {
+        match f {
+            'i' => {
+                builder.case_insensitive(true);
+            }
+            's' => {
+                builder.dot_matches_new_line(true);
+            }
+            'm' => {
+                builder.multi_line(true);
+            }
+            'q' => {}
+            'x' => {
+                return Err(error(
+                    "0A000",
+                    "XQuery \"x\" flag (expanded regular expressions) is not implemented",
+                ))
+            }
+            other => {
+                return Err(error(
+                    "42601",
+                    format!("unrecognized flag character \"{other}\" in LIKE_REGEX predicate"),
+                ))
+            }
+        }
+    }
+    let re = builder
+        .build()
+        .map_err(|e| error("2201B", format!("invalid regular expression: {e}")))?;
+    REGEXES.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() >= 64 {
+            r.clear();
+        }
+        r.insert(key, re.clone());
+    });
+    Ok(re)
+}
+
+/// The items `.**{from to to}` reaches from `v` at `level` (each counted by `spend`).
+fn descend<'v>(
+    v: &'v Value,
+    level: u32,
+    from: u32,
+    to: Option<u32>,
+    out: &mut Vec<Item<'v>>,
+    spend: &dyn Fn() -> Result<(), PathError>,
+) -> Result<(), PathError> {
     if to.is_some_and(|t| level > t) {
-        return;
+        return Ok(());
     }
     if level >= from {
-        out.push(v.clone());
+        spend()?;
+        out.push(Cow::Borrowed(v));
     }
     let children: Vec<&Value> = match v {
         Value::Object(o) => o.values().collect(),
         Value::Array(a) => a.iter().collect(),
-        _ => return,
+        _ => return Ok(()),
     };
     for c in children {
-        descend(c, level + 1, from, to, out);
+        descend(c, level + 1, from, to, out, spend)?;
     }
+    Ok(())
 }
 
 fn arith(op: char, a: &Value, b: &Value) -> Result<Value, PathError> {
@@ -1206,7 +1356,6 @@ mod tests {
 
 // The SQL functions and operators.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
@@ -1274,12 +1423,15 @@ pub fn register(ctx: &SessionContext) {
     );
 }
 
+/// A path's text read, or why not.
+type Parsed = Result<Arc<Path>, PathError>;
+
 thread_local! {
     /// The last path parsed on this thread: a call's path is usually one constant.
-    static LAST: RefCell<Option<(String, Result<Path, PathError>)>> = const { RefCell::new(None) };
+    static LAST: RefCell<Option<(String, Parsed)>> = const { RefCell::new(None) };
 }
 
-fn parsed(text: &str) -> Result<Path, PathError> {
+fn parsed(text: &str) -> Result<Arc<Path>, PathError> {
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         if let Some((t, p)) = last.as_ref() {
@@ -1287,7 +1439,7 @@ fn parsed(text: &str) -> Result<Path, PathError> {
                 return p.clone();
             }
         }
-        let p = parse(text);
+        let p = parse(text).map(Arc::new);
         *last = Some((text.to_string(), p.clone()));
         p
     })
@@ -1341,7 +1493,9 @@ fn run(
     match path.query(&doc, &vars).and_then(finish) {
         Ok(v) => Ok(v),
         // Errors of the data, not of the path's text, are NULL when silent.
-        Err(e) if silent && e.code != "42601" => Ok(ScalarValue::Null),
+        Err(e) if silent && !matches!(e.code, "42601" | "42704" | "54000" | "54001") => {
+            Ok(ScalarValue::Null)
+        }
         Err(e) => Err(sql_error(e)),
     }
 }

@@ -17,12 +17,14 @@ pub fn pg_column_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => ident_name(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_else(unnamed),
+        // An internal function (`__freshet_…`, a rewrite of an operator) has no name.
         Expr::Function(f) => f
             .name
             .0
             .last()
             .and_then(|p| p.as_ident())
             .map(ident_name)
+            .filter(|n| !n.starts_with("__freshet_"))
             .unwrap_or_else(unnamed),
         // A cast is named after what it casts, or after its type when that has no name
         // of its own or is a cast itself (`2.5::float8::int` is `int4`).

@@ -15,20 +15,24 @@
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{new_empty_array, ArrayRef};
+use datafusion::arrow::datatypes::FieldRef;
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
+use crate::dialect::Wrapped;
 use crate::pg_catalog::SqlStateError;
 use crate::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
+    CastKind, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, Statement,
-    TimezoneInfo, UnaryOperator, Value,
+    TimezoneInfo, UnaryOperator,
 };
 
 /// A function's value for one row of typed arguments.
@@ -115,6 +119,9 @@ impl ScalarUDFImpl for RowFn {
                 out.pop()
                     .map_or_else(|| ScalarValue::try_from(&self.returns), Ok)?,
             ));
+        }
+        if out.is_empty() {
+            return Ok(ColumnarValue::Array(new_empty_array(&self.returns)));
         }
         let array: ArrayRef = ScalarValue::iter_to_array(out)?;
         Ok(ColumnarValue::Array(array))
@@ -210,13 +217,9 @@ pub fn register(ctx: &SessionContext) {
         TIMESTAMP,
         make_timestamp,
     );
-    define(
-        ctx,
-        "make_time",
-        |a| (a.len() == 3).then(|| vec![Int32, Int32, Float64]),
-        DataType::Time64(TimeUnit::Microsecond),
-        make_time,
-    );
+    ctx.register_udf(ScalarUDF::new_from_impl(BitwiseNot {
+        signature: Signature::user_defined(Volatility::Immutable),
+    }));
     define(
         ctx,
         "regexp_split_to_array",
@@ -231,6 +234,141 @@ pub fn register(ctx: &SessionContext) {
         Utf8,
         format,
     );
+}
+
+/// Registers the functions that replace DataFusion's from a dialect level on
+/// (`crate::dialect`): `make_time` with fractional seconds, a `time` in microseconds
+/// (DataFusion's takes whole seconds and gives seconds), from level 8.
+pub(crate) fn register_wrapped(ctx: &SessionContext) {
+    if let Some(inner) = Wrapped::new(ctx, "make_time", 8) {
+        use DataType::{Float64, Int32};
+        ctx.register_udf(ScalarUDF::new_from_impl(Levelled {
+            signature: Signature::user_defined(Volatility::Immutable),
+            inner,
+            row: RowFn {
+                name: "make_time",
+                signature: Signature::user_defined(Volatility::Immutable),
+                takes: |a| (a.len() == 3).then(|| vec![Int32, Int32, Float64]),
+                returns: DataType::Time64(TimeUnit::Microsecond),
+                body: make_time,
+            },
+        }));
+    }
+}
+
+/// A [`RowFn`] in place of DataFusion's function of one name, from a dialect level on.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Levelled {
+    signature: Signature,
+    inner: Wrapped,
+    row: RowFn,
+}
+
+impl ScalarUDFImpl for Levelled {
+    fn name(&self) -> &str {
+        self.row.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if self.inner.on() {
+            return self.row.coerce_types(arg_types);
+        }
+        let fields: Vec<FieldRef> = arg_types
+            .iter()
+            .map(|t| Arc::new(Field::new("", t.clone(), true)))
+            .collect();
+        Ok(fields_with_udf(&fields, self.inner.inner.as_ref())?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect())
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if self.inner.on() {
+            self.row.return_type(arg_types)
+        } else {
+            self.inner.inner.return_type(arg_types)
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if self.inner.on() {
+            self.row.invoke_with_args(args)
+        } else {
+            self.inner.inner.invoke_with_args(args)
+        }
+    }
+}
+
+/// The function `~x` is planned as.
+const BITWISE_NOT: &str = "__freshet_bitwise_not";
+
+/// `~x` of an integer, in its type.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BitwiseNot {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for BitwiseNot {
+    fn name(&self) -> &str {
+        BITWISE_NOT
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [t] if t.is_integer() => Ok(vec![t.clone()]),
+            [DataType::Null] => Ok(vec![DataType::Int32]),
+            [t] => Err(DataFusionError::Plan(format!(
+                "operator does not exist: ~ {}",
+                match t {
+                    DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+                    DataType::Float64 => "double precision",
+                    DataType::Float32 => "real",
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+                    DataType::Boolean => "boolean",
+                    _ => "this type",
+                }
+            ))),
+            _ => Err(DataFusionError::Plan("~ takes one operand".into())),
+        }
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Int32))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::compute::kernels::bitwise::bitwise_not;
+        use datafusion::arrow::datatypes::{
+            Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type,
+            UInt8Type,
+        };
+        let [value] = args.args.as_slice() else {
+            return Err(DataFusionError::Plan("~ takes one operand".into()));
+        };
+        let array = value.to_array(args.number_rows)?;
+        let out: ArrayRef = match array.data_type() {
+            DataType::Int8 => Arc::new(bitwise_not(array.as_primitive::<Int8Type>())?),
+            DataType::Int16 => Arc::new(bitwise_not(array.as_primitive::<Int16Type>())?),
+            DataType::Int32 => Arc::new(bitwise_not(array.as_primitive::<Int32Type>())?),
+            DataType::Int64 => Arc::new(bitwise_not(array.as_primitive::<Int64Type>())?),
+            DataType::UInt8 => Arc::new(bitwise_not(array.as_primitive::<UInt8Type>())?),
+            DataType::UInt16 => Arc::new(bitwise_not(array.as_primitive::<UInt16Type>())?),
+            DataType::UInt32 => Arc::new(bitwise_not(array.as_primitive::<UInt32Type>())?),
+            DataType::UInt64 => Arc::new(bitwise_not(array.as_primitive::<UInt64Type>())?),
+            other => {
+                return Err(DataFusionError::Plan(format!(
+                    "operator does not exist: ~ {other}"
+                )))
+            }
+        };
+        Ok(match value {
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+            }
+            ColumnarValue::Array(_) => ColumnarValue::Array(out),
+        })
+    }
 }
 
 /// An error with Postgres' SQLSTATE.
@@ -540,56 +678,80 @@ fn make_time(a: &[ScalarValue]) -> Result<ScalarValue> {
     Ok(ScalarValue::Time64Microsecond(Some(micros)))
 }
 
-/// The pieces of `text` between the matches of `pattern`, skipping empty matches at
-/// the start, at the end and right after a match, as Postgres splits.
-fn regexp_split_to_array(a: &[ScalarValue]) -> Result<ScalarValue> {
-    let null = || ScalarValue::List(ScalarValue::new_list_nullable(&[], &DataType::Utf8));
-    let (Some(s), Some(pattern)) = (text(&a[0]), text(&a[1])) else {
-        return Ok(
-            ScalarValue::try_from(&DataType::List(Arc::new(Field::new_list_field(
-                DataType::Utf8,
-                true,
-            ))))
-            .unwrap_or_else(|_| null()),
-        );
-    };
-    let mut builder = regex::RegexBuilder::new(pattern);
-    if let Some(flags) = a.get(2) {
-        for flag in text(flags).unwrap_or("").chars() {
-            match flag {
-                'i' => {
-                    builder.case_insensitive(true);
-                }
-                'c' => {
-                    builder.case_insensitive(false);
-                }
-                'n' | 'm' => {
-                    builder.multi_line(true);
-                }
-                's' => {
-                    builder.dot_matches_new_line(true);
-                }
-                'x' => {
-                    builder.ignore_whitespace(true);
-                }
-                'g' => {
-                    return Err(pg_error(
-                        "22023",
-                        "regexp_split_to_array() does not support the \"global\" option",
-                    ))
-                }
-                other => {
-                    return Err(pg_error(
-                        "22023",
-                        format!("invalid regular expression option: \"{other}\""),
-                    ))
-                }
+fn list_of_text() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
+
+thread_local! {
+    /// Compiled split patterns, by pattern and flags.
+    static SPLITS: std::cell::RefCell<std::collections::HashMap<(String, String), regex::Regex>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `pattern` compiled with Postgres' regular-expression flags (once per thread): by
+/// default `.` matches a newline and `^`/`$` match at the ends only; `n` (and `m`)
+/// make matching newline-sensitive, `p` and `w` half of it, `s` undoes them.
+fn split_regex(pattern: &str, flags: &str) -> Result<regex::Regex> {
+    let key = (pattern.to_string(), flags.to_string());
+    if let Some(re) = SPLITS.with(|r| r.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
+    let (mut dot_newline, mut lines, mut insensitive, mut expanded) = (true, false, false, false);
+    for flag in flags.chars() {
+        match flag {
+            'i' => insensitive = true,
+            'c' => insensitive = false,
+            'n' | 'm' => (dot_newline, lines) = (false, true),
+            's' => (dot_newline, lines) = (true, false),
+            'p' => (dot_newline, lines) = (false, false),
+            'w' => (dot_newline, lines) = (true, true),
+            'x' => expanded = true,
+            't' => expanded = false,
+            'g' => {
+                return Err(pg_error(
+                    "22023",
+                    "regexp_split_to_array() does not support the \"global\" option",
+                ))
+            }
+            other => {
+                return Err(pg_error(
+                    "22023",
+                    format!("invalid regular expression option: \"{other}\""),
+                ))
             }
         }
     }
-    let re = builder
+    let re = regex::RegexBuilder::new(pattern)
+        .case_insensitive(insensitive)
+        .dot_matches_new_line(dot_newline)
+        .multi_line(lines)
+        .ignore_whitespace(expanded)
         .build()
         .map_err(|e| pg_error("2201B", format!("invalid regular expression: {e}")))?;
+    SPLITS.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() >= 64 {
+            r.clear();
+        }
+        r.insert(key, re.clone());
+    });
+    Ok(re)
+}
+
+/// The pieces of `text` between the matches of `pattern`, skipping empty matches at
+/// the start, at the end and right after a match, as Postgres splits.
+fn regexp_split_to_array(a: &[ScalarValue]) -> Result<ScalarValue> {
+    let (Some(s), Some(pattern)) = (text(&a[0]), text(&a[1])) else {
+        return ScalarValue::try_from(&list_of_text());
+    };
+    let flags = match a.get(2) {
+        None => "",
+        Some(f) => match text(f) {
+            Some(f) => f,
+            None => return ScalarValue::try_from(&list_of_text()),
+        },
+    };
+    let re = split_regex(pattern, flags)?;
     let mut pieces = Vec::new();
     let (mut start, mut last_end) = (0, None);
     for m in re.find_iter(s) {
@@ -608,6 +770,10 @@ fn regexp_split_to_array(a: &[ScalarValue]) -> Result<ScalarValue> {
         &DataType::Utf8,
     )))
 }
+
+/// The widest field `format` pads to (Postgres takes up to `INT_MAX`, and a result of
+/// up to 1 GB; here a field is kept to a size a row may have).
+const MAX_WIDTH: usize = 10_000_000;
 
 /// `format(template, args…)`: `%s` (text, NULL as nothing), `%I` (an identifier,
 /// quoted when it must be), `%L` (a literal, `NULL` unquoted), `%%`, with an argument
@@ -696,7 +862,14 @@ fn format(a: &[ScalarValue]) -> Result<ScalarValue> {
                 Some(v) => format!("'{}'", v.replace('\'', "''")),
             },
         };
-        let pad = width.unwrap_or(0).saturating_sub(piece.chars().count());
+        let width = width.unwrap_or(0);
+        if width > MAX_WIDTH {
+            return Err(pg_error(
+                "54000",
+                format!("format() width {width} is larger than {MAX_WIDTH}"),
+            ));
+        }
+        let pad = width.saturating_sub(piece.chars().count());
         if left {
             out.push_str(&piece);
             out.extend(std::iter::repeat_n(' ', pad));
@@ -764,11 +937,7 @@ pub fn rewrite(stmt: &mut Statement) {
             Expr::UnaryOp {
                 op: UnaryOperator::BitwiseNot,
                 expr,
-            } => Some(Expr::Nested(Box::new(Expr::BinaryOp {
-                left: Box::new(Expr::value(Value::Number("-1".into(), false))),
-                op: BinaryOperator::Minus,
-                right: Box::new(Expr::Nested(expr.clone())),
-            }))),
+            } => Some(call(BITWISE_NOT, vec![(**expr).clone()])),
             Expr::Function(f) => rewritten(f),
             _ => None,
         };

@@ -261,12 +261,15 @@ enum FromCharError {
     OutOfRange(String),
     #[error("date out of range: \"{0}\"")]
     DateOutOfRange(String),
+    #[error("time zone displacement out of range: \"{0}\"")]
+    Displacement(String),
 }
 
 impl FromCharError {
     fn code(&self) -> &'static str {
         match self {
             FromCharError::OnlyToChar(_) => "0A000",
+            FromCharError::Displacement(_) => "22009",
             FromCharError::FieldOutOfRange(_)
             | FromCharError::OutOfRange(_)
             | FromCharError::DateOutOfRange(_) => "22008",
@@ -380,7 +383,7 @@ fn parse(format: &str) -> Vec<Node> {
                 break;
             }
         }
-        if let Some(pattern) = pattern_at(body) {
+        if let Some(pattern) = pattern_at(body).or_else(|| reading_only(body)) {
             let mut after = &body[pattern.len()..];
             let ordinal = after.starts_with("TH") || after.starts_with("th");
             if ordinal {
@@ -428,6 +431,16 @@ fn parse(format: &str) -> Vec<Node> {
     nodes
 }
 
+/// The patterns read here but not written by `to_char` (`crate::pg_to_char`): the era
+/// and the month in Roman numerals, matched exactly as written.
+const READING_ONLY: &[&str] = &[
+    "A.D.", "a.d.", "B.C.", "b.c.", "AD", "ad", "BC", "bc", "RM", "rm",
+];
+
+fn reading_only(body: &str) -> Option<&'static str> {
+    READING_ONLY.iter().copied().find(|p| body.starts_with(p))
+}
+
 /// Whether `pattern` reads digits.
 fn is_digit(pattern: &str) -> bool {
     !matches!(
@@ -455,6 +468,16 @@ fn is_digit(pattern: &str) -> bool {
             | "TZ"
             | "tz"
             | "OF"
+            | "A.D."
+            | "a.d."
+            | "B.C."
+            | "b.c."
+            | "AD"
+            | "ad"
+            | "BC"
+            | "bc"
+            | "RM"
+            | "rm"
     )
 }
 
@@ -471,7 +494,7 @@ fn mode_of(pattern: &str) -> Mode {
     match pattern.to_ascii_uppercase().as_str() {
         "IYYY" | "IYY" | "IY" | "I" | "IW" | "ID" | "IDDD" => Mode::IsoWeek,
         "YYYY" | "YYY" | "YY" | "Y" | "Y,YYY" | "MM" | "MONTH" | "MON" | "DD" | "DDD" | "D"
-        | "WW" | "W" | "DAY" | "DY" => Mode::Gregorian,
+        | "WW" | "W" | "DAY" | "DY" | "RM" => Mode::Gregorian,
         _ => Mode::None,
     }
 }
@@ -503,6 +526,8 @@ struct Fields {
     tzsign: i32,
     tzh: i32,
     tzm: i32,
+    /// The era is BC.
+    bc: i32,
 }
 
 /// Sets a field, refusing a second, different value (Postgres' `from_char_set_int`).
@@ -738,6 +763,21 @@ fn read(input: &str, nodes: &[Node]) -> Result<Fields, FromCharError> {
                 set(&mut out.pm, (v % 2) as i32, pattern)?;
                 out.clock12 = true;
             }
+            "A.D." | "B.C." => {
+                let v = r.name(&["a.d.", "b.c.", "A.D.", "B.C."], pattern)?;
+                set(&mut out.bc, (v % 2) as i32, pattern)?;
+            }
+            "AD" | "BC" => {
+                let v = r.name(&["ad", "bc", "AD", "BC"], pattern)?;
+                set(&mut out.bc, (v % 2) as i32, pattern)?;
+            }
+            "RM" => {
+                const ROMAN: [&str; 12] = [
+                    "XII", "XI", "X", "IX", "VIII", "VII", "VI", "V", "IV", "III", "II", "I",
+                ];
+                let v = r.name(&ROMAN, pattern)?;
+                set(&mut out.mm, 12 - v as i32, pattern)?;
+            }
             "AM" | "PM" => {
                 let v = r.name(&AM_PM, pattern)?;
                 set(&mut out.pm, (v % 2) as i32, pattern)?;
@@ -857,7 +897,7 @@ fn read(input: &str, nodes: &[Node]) -> Result<Fields, FromCharError> {
                 let (v, _) = r.int(1, pattern, slurp)?;
                 set(&mut out.d, v, pattern)?;
                 // Monday 1 becomes Gregorian numbering, Sunday 1.
-                out.d += 1;
+                out.d = out.d.saturating_add(1);
                 if out.d > 7 {
                     out.d = 1;
                 }
@@ -1023,42 +1063,57 @@ fn resolve(f: &Fields, input: &str) -> Result<(NaiveDateTime, Option<i32>), From
             hour = 0;
         }
     }
+    // Fields far past any date Postgres takes (4713 BC to 294276 AD) are out of range
+    // before any arithmetic on them can overflow.
+    const FAR: i32 = 10_000_000;
+    if [f.year, f.cc, f.ww, f.w, f.ddd, f.dd, f.mm]
+        .iter()
+        .any(|v| !(-FAR..=FAR).contains(v))
+    {
+        return Err(out_of_range());
+    }
+    if f.tzsign != 0 && (!(0..=15).contains(&f.tzh) || !(0..60).contains(&f.tzm)) {
+        return Err(FromCharError::Displacement(input.to_string()));
+    }
+    let cc = if f.bc != 0 { -f.cc } else { f.cc };
     // Year 0 is 1 BC, as in Postgres' own reckoning.
     let (mut year, mut month, mut day) = (0, 1, 1);
     let (mut has_year, mut has_month, mut has_day) = (false, false, false);
     let mut known: Option<NaiveDate> = None;
     if f.year != 0 {
-        if f.cc != 0 && f.yysz <= 2 {
-            // YY within the century CC (the 21st runs 2001–2100).
+        if cc != 0 && f.yysz <= 2 {
+            // YY within the century CC (the 21st runs 2001–2100; BC counts down).
             year = f.year % 100;
             if year != 0 {
-                year += if f.cc >= 0 {
-                    (f.cc - 1) * 100
+                year = if cc >= 0 {
+                    year + (cc - 1) * 100
                 } else {
-                    // Unreachable without BC; kept as Postgres computes it.
-                    (f.cc + 1) * 100 - 2 * year + 1
+                    (cc + 1) * 100 - year + 1
                 };
             } else {
-                year = f.cc * 100 + if f.cc >= 0 { 0 } else { 1 };
+                year = cc * 100 + if cc >= 0 { 0 } else { 1 };
             }
         } else {
-            year = f.year;
+            year = if f.bc != 0 { -f.year } else { f.year };
             if year < 0 {
                 year += 1;
             }
         }
         has_year = true;
-    } else if f.cc != 0 {
+    } else if cc != 0 {
         // The century's first year.
-        year = if f.cc >= 0 {
-            (f.cc - 1) * 100 + 1
+        year = if cc >= 0 {
+            (cc - 1) * 100 + 1
         } else {
-            f.cc * 100 + 1
+            cc * 100 + 1
         };
         has_year = true;
     }
     if f.j != 0 {
-        let d = NaiveDate::from_num_days_from_ce_opt(f.j - 1_721_425).ok_or_else(out_of_range)?;
+        let d =
+            f.j.checked_sub(1_721_425)
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+                .ok_or_else(out_of_range)?;
         known = Some(d);
         (year, month, day) = (d.year(), d.month() as i32, d.day() as i32);
         (has_year, has_month, has_day) = (true, true, true);
@@ -1160,7 +1215,7 @@ mod tests {
 
     fn to_date(input: &str, format: &str) -> String {
         match to_timestamp(input, format) {
-            Ok(t) => t[..10].to_string(),
+            Ok(t) => t.split(' ').next().unwrap_or_default().to_string(),
             Err(e) => e.to_string(),
         }
     }
@@ -1220,6 +1275,29 @@ mod tests {
         assert_eq!(
             to_timestamp("2024-01-05T10:11:12Z", "YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"").unwrap(),
             "2024-01-05 10:11:12"
+        );
+    }
+
+    #[test]
+    fn reads_eras_and_roman_months() {
+        assert_eq!(to_date("0044-03-15 BC", "YYYY-MM-DD BC"), "-0043-03-15");
+        assert_eq!(to_date("2024-03-15 AD", "YYYY-MM-DD AD"), "2024-03-15");
+        assert_eq!(to_date("2024 xii 05", "YYYY RM DD"), "2024-12-05");
+        assert_eq!(
+            to_date("42949673 24", "CC YY"),
+            "date/time field value out of range: \"42949673 24\""
+        );
+        assert_eq!(
+            to_date("2024 613566758", "YYYY WW"),
+            "date/time field value out of range: \"2024 613566758\""
+        );
+        assert_eq!(
+            to_date("-2147483648", "J"),
+            "date/time field value out of range: \"-2147483648\""
+        );
+        assert_eq!(
+            to_date("2024-01-01 10:00 +20", "YYYY-MM-DD HH24:MI TZH"),
+            "time zone displacement out of range: \"2024-01-01 10:00 +20\""
         );
     }
 

@@ -200,7 +200,14 @@ impl ServerError {
         let mut hint = (code == "42883"
             && message.starts_with("function ")
             && message.ends_with(" does not exist"))
-        .then(|| crate::error_text::NO_FUNCTION_HINT.to_string());
+        .then(|| crate::error_text::NO_FUNCTION_HINT.to_string())
+        .or_else(|| {
+            (code == "42883" && message.starts_with("operator does not exist: ")).then(|| {
+                "No operator matches the given name and argument type. You might need to \
+                 add an explicit type cast."
+                    .to_string()
+            })
+        });
         // A function's own detail and hint.
         let mut detail = detail;
         if let Some(e) = self.sqlstate_error() {

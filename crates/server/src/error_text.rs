@@ -104,6 +104,10 @@ pub fn missing_function(m: &str) -> Option<String> {
         .into_iter()
         .map(|a| pg_type(a).map_or_else(|| a.to_lowercase(), str::to_string))
         .collect();
+    // `~x` is planned as a call (`freshet_planner::pg_functions`).
+    if name == "__freshet_bitwise_not" {
+        return Some(format!("operator does not exist: ~ {}", types.join(", ")));
+    }
     Some(format!(
         "function {name}({}) does not exist",
         types.join(", ")
