@@ -237,6 +237,20 @@ fn parse_statements(sql: &str) -> Result<Vec<Stmt>, PlannerError> {
         }
         if parser.parse_keyword(Keyword::FLUSH) {
             out.push(Stmt::Flush);
+        } else if peek_words(&parser, &["RESET", "TIME", "ZONE"]) {
+            // Postgres' spelling of `RESET timezone`.
+            for _ in 0..3 {
+                parser.next_token();
+            }
+            out.push(Stmt::Sql(Box::new(Statement::Reset(
+                crate::sqlparser::ast::ResetStatement {
+                    reset: crate::sqlparser::ast::Reset::ConfigurationParameter(
+                        crate::sqlparser::ast::ObjectName::from(vec![
+                            crate::sqlparser::ast::Ident::new("timezone"),
+                        ]),
+                    ),
+                },
+            ))));
         } else if subscribe::starts_subscribe(&parser) {
             let sub = subscribe::parse_subscribe(&mut parser).map_err(|e| parser_error(sql, e))?;
             check_subscribe(&sub)?;

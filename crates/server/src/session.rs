@@ -160,6 +160,10 @@ pub struct Session {
     notices: Mutex<Vec<notices::Notice>>,
     /// The `TimeZone` last reported to the client (ParameterStatus).
     reported_zone: Mutex<String>,
+    /// The settings as the startup packet left them: what `RESET` goes back to.
+    startup_vars: Mutex<BTreeMap<String, String>>,
+    /// `set_config(…)` calls the running statement made, applied when it ends.
+    set_configs: Arc<Mutex<Vec<(String, String, bool)>>>,
 }
 
 impl Session {
@@ -173,6 +177,7 @@ impl Session {
             crate::limits::show_bytes(db.limits.query_memory_bytes),
         );
         let backend = db.backends.register();
+        let startup_vars = vars.clone();
         Session {
             db,
             vars: Mutex::new(vars),
@@ -185,6 +190,8 @@ impl Session {
             refused_search_path: Mutex::new(None),
             notices: Mutex::new(Vec::new()),
             reported_zone: Mutex::new("UTC".into()),
+            startup_vars: Mutex::new(startup_vars),
+            set_configs: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -223,11 +230,24 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         vars::check_search_path(self, stmt)?;
+        // `set_config` calls made while the last statement's rows were sent.
+        self.apply_set_configs()?;
         let _inflight = self.db.inflight.read().await;
         let running = self.backend().begin(&self.query_text());
         let kind = statement_kind(stmt);
         let started = std::time::Instant::now();
-        let res = self.execute_running(stmt, params, &running).await;
+        let mut res = self.execute_running(stmt, params, &running).await;
+        // `set_config` calls the statement made (when it was planned).
+        if res.is_ok() {
+            if let Err(e) = self.apply_set_configs() {
+                res = Err(e);
+            }
+        } else {
+            self.set_configs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
         let m = freshet_engine::metrics::metrics();
         m.query_seconds
             .with_label_values(&[kind])

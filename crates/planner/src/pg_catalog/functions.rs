@@ -526,10 +526,12 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
             ))),
         }
     });
-    def(ctx, "set_config", &[3], Utf8, |a| {
+    let s = snap.clone();
+    def(ctx, "set_config", &[3], Utf8, move |a| {
         // Unqualified names resolve in public only (as `SET search_path` says).
         let name = a.first().and_then(as_text).unwrap_or_default();
         let value = a.get(1).and_then(as_text);
+        let local = matches!(a.get(2), Some(ScalarValue::Boolean(Some(true))));
         if name.eq_ignore_ascii_case("search_path")
             && !value
                 .as_deref()
@@ -540,6 +542,13 @@ pub fn register(ctx: &SessionContext, snap: Arc<Snapshot>) {
                  relation in schema s as s.name",
                 value.unwrap_or_default()
             )));
+        }
+        // The session applies the setting when the statement ends.
+        if let (Some(calls), Some(v)) = (&s.set_configs, &value) {
+            calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((name.clone(), v.clone(), local));
         }
         Ok(value.map_or(NULL_TEXT, text))
     });

@@ -57,7 +57,13 @@ pub struct Snapshot {
     pub activity: Vec<SessionActivity>,
     /// Cancels or ends other sessions (`pg_cancel_backend`, `pg_terminate_backend`).
     pub signals: Option<Arc<dyn Signals>>,
+    /// Where `set_config(name, value, is_local)` leaves the settings it makes, for the
+    /// session to apply when the statement ends.
+    pub set_configs: Option<SetConfigs>,
 }
+
+/// `set_config` calls: name, value, and whether local to the transaction.
+pub type SetConfigs = Arc<std::sync::Mutex<Vec<(String, String, bool)>>>;
 
 /// One session as `pg_stat_activity` shows it. Times are microseconds since the epoch.
 #[derive(Clone, Debug)]
@@ -284,6 +290,7 @@ pub fn column_type(rel: &Relation, column: &str) -> Option<DataType> {
         freshet_catalog: Vec::new(),
         activity: Vec::new(),
         signals: None,
+        set_configs: None,
     });
     t.fields
         .iter()

@@ -8,9 +8,10 @@ use pgwire::error::ErrorInfo;
 
 use super::Session;
 
-/// One notice: its SQLSTATE and message.
+/// One notice: its severity (`NOTICE` or `WARNING`), SQLSTATE and message.
 #[derive(Debug, Clone)]
 pub struct Notice {
+    pub severity: &'static str,
     pub code: &'static str,
     pub message: String,
 }
@@ -18,8 +19,8 @@ pub struct Notice {
 impl Notice {
     /// The NoticeResponse's fields.
     pub fn info(&self) -> ErrorInfo {
-        let mut info = ErrorInfo::new("NOTICE".into(), self.code.into(), self.message.clone());
-        info.severity_nonlocalized = Some("NOTICE".into());
+        let mut info = ErrorInfo::new(self.severity.into(), self.code.into(), self.message.clone());
+        info.severity_nonlocalized = Some(self.severity.into());
         info
     }
 }
@@ -30,7 +31,23 @@ impl Session {
         self.notices
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Notice { code, message });
+            .push(Notice {
+                severity: "NOTICE",
+                code,
+                message,
+            });
+    }
+
+    /// Leaves a warning for the client.
+    pub(super) fn warning(&self, code: &'static str, message: String) {
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Notice {
+                severity: "WARNING",
+                code,
+                message,
+            });
     }
 
     /// `CREATE … IF NOT EXISTS` of `name`, which exists: the statement does nothing.
@@ -54,14 +71,21 @@ impl Session {
     pub fn take_notices(&self) -> Vec<Notice> {
         let notices = std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()));
         let level = self.var("client_min_messages").unwrap_or_default();
-        let shown = matches!(
-            level.to_ascii_lowercase().as_str(),
+        let level = level.to_ascii_lowercase();
+        let notices_shown = matches!(
+            level.as_str(),
             "" | "debug5" | "debug4" | "debug3" | "debug2" | "debug1" | "debug" | "log" | "notice"
         );
-        if shown {
-            notices
-        } else {
-            Vec::new()
-        }
+        let warnings_shown = notices_shown || level == "warning";
+        notices
+            .into_iter()
+            .filter(|n| {
+                if n.severity == "WARNING" {
+                    warnings_shown
+                } else {
+                    notices_shown
+                }
+            })
+            .collect()
     }
 }

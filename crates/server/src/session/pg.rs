@@ -163,6 +163,7 @@ impl Session {
                     .chain([BOOTSTRAP_USER.to_string()])
                     .collect(),
             })),
+            set_configs: Some(self.set_config_calls()),
         }
     }
 

@@ -14,6 +14,8 @@
 //! transaction it runs (and commits) at once if the transaction has written nothing,
 //! and is refused (`25001`) after a write.
 
+use std::collections::BTreeMap;
+
 use freshet_engine::coordinator::TableWrite;
 use freshet_engine::write_check::PendingKeys;
 use freshet_engine::EngineError;
@@ -24,6 +26,9 @@ use freshet_planner::sqlparser::ast::{self, Statement};
 use super::{command, Output, Session};
 use crate::error::{Result, ServerError};
 
+/// Session settings by name.
+type Vars = BTreeMap<String, String>;
+
 #[derive(Default)]
 pub(super) struct Transaction {
     /// Table writes in the order they were made.
@@ -31,10 +36,25 @@ pub(super) struct Transaction {
     /// The primary keys those writes add and remove (to report a duplicate key at the
     /// statement that makes it).
     keys: PendingKeys,
-    /// Savepoints: name, how many writes were made before it, and the keys then.
-    savepoints: Vec<(String, usize, PendingKeys)>,
+    /// Savepoints, innermost last.
+    savepoints: Vec<Savepoint>,
     /// An error happened: only a rollback may follow.
     failed: bool,
+    /// The settings at `BEGIN`: a rollback puts them back.
+    vars_at_begin: Vars,
+    /// The settings a commit leaves: those at `BEGIN` with the transaction's `SET`s,
+    /// without its `SET LOCAL`s (which last until it ends).
+    session_vars: Vars,
+}
+
+/// What `ROLLBACK TO SAVEPOINT` goes back to.
+struct Savepoint {
+    name: String,
+    /// How many writes were made before it.
+    writes: usize,
+    keys: PendingKeys,
+    vars: Vars,
+    session_vars: Vars,
 }
 
 /// Where the session is, for the `ReadyForQuery` status the client gets.
@@ -221,12 +241,17 @@ impl Session {
 
     pub(super) fn begin(&self, modes: &[ast::TransactionMode]) -> Result<Output> {
         check_modes(modes)?;
+        let vars = self.vars_snapshot();
         let mut tx = self.tx();
         if tx.is_some() {
             // Postgres warns and goes on.
             tracing::debug!("BEGIN inside a transaction block");
         } else {
-            *tx = Some(Transaction::default());
+            *tx = Some(Transaction {
+                vars_at_begin: vars.clone(),
+                session_vars: vars,
+                ..Transaction::default()
+            });
             drop(tx);
             self.transaction_modes(&mode_settings(modes));
         }
@@ -317,10 +342,17 @@ impl Session {
 
     pub(super) async fn commit(&self) -> Result<Output> {
         self.end_transaction_cursors();
-        let Some(t) = self.tx().take() else {
+        let Some(mut t) = self.tx().take() else {
             // Postgres warns "there is no transaction in progress" and succeeds.
             return Ok(Output::TxEnd("COMMIT".into()));
         };
+        // A failed transaction rolls back its settings too; a committed one keeps its
+        // SETs, not its SET LOCALs.
+        self.replace_vars(std::mem::take(if t.failed {
+            &mut t.vars_at_begin
+        } else {
+            &mut t.session_vars
+        }));
         self.transaction_modes(&[]);
         if t.failed {
             return Ok(Output::TxEnd("ROLLBACK".into()));
@@ -333,7 +365,10 @@ impl Session {
 
     pub(super) fn rollback(&self, savepoint: Option<&ast::Ident>) -> Result<Output> {
         let Some(name) = savepoint else {
-            *self.tx() = None;
+            let ended = self.tx().take();
+            if let Some(t) = ended {
+                self.replace_vars(t.vars_at_begin);
+            }
             self.transaction_modes(&[]);
             self.end_transaction_cursors();
             return Ok(Output::TxEnd("ROLLBACK".into()));
@@ -345,28 +380,57 @@ impl Session {
                 "ROLLBACK TO SAVEPOINT can only be used in transaction blocks".into(),
             ));
         };
-        let Some(i) = t.savepoints.iter().rposition(|(n, _, _)| *n == name) else {
+        let Some(i) = t.savepoints.iter().rposition(|sp| sp.name == name) else {
             t.failed = true;
             return Err(ServerError::UndefinedSavepoint(name));
         };
-        let at = t.savepoints[i].1;
-        t.keys = t.savepoints[i].2.clone();
+        let sp = &t.savepoints[i];
+        let (at, vars) = (sp.writes, sp.vars.clone());
+        t.keys = sp.keys.clone();
+        t.session_vars = sp.session_vars.clone();
         t.writes.truncate(at);
         t.savepoints.truncate(i + 1);
         t.failed = false;
+        drop(tx);
+        self.replace_vars(vars);
         Ok(command("ROLLBACK"))
     }
 
     pub(super) fn savepoint(&self, name: &ast::Ident) -> Result<Output> {
+        let vars = self.vars_snapshot();
         let mut tx = self.tx();
         let Some(t) = tx.as_mut() else {
             return Err(ServerError::NoActiveTransaction(
                 "SAVEPOINT can only be used in transaction blocks".into(),
             ));
         };
-        t.savepoints
-            .push((super::ident_name(name), t.writes.len(), t.keys.clone()));
+        let sp = Savepoint {
+            name: super::ident_name(name),
+            writes: t.writes.len(),
+            keys: t.keys.clone(),
+            vars,
+            session_vars: t.session_vars.clone(),
+        };
+        t.savepoints.push(sp);
         Ok(command("SAVEPOINT"))
+    }
+
+    /// A session-level change of setting `name` (`None`: forgotten) made inside a
+    /// transaction: kept for its commit.
+    pub(super) fn keep_for_commit(&self, name: &str, value: Option<&str>) {
+        if let Some(t) = self.tx().as_mut() {
+            match value {
+                Some(v) => t.session_vars.insert(name.to_string(), v.to_string()),
+                None => t.session_vars.remove(name),
+            };
+        }
+    }
+
+    /// Every setting changed at once (`RESET ALL`) inside a transaction.
+    pub(super) fn keep_all_for_commit(&self, vars: &Vars) {
+        if let Some(t) = self.tx().as_mut() {
+            t.session_vars = vars.clone();
+        }
     }
 
     pub(super) fn release(&self, name: &ast::Ident) -> Result<Output> {
@@ -377,7 +441,7 @@ impl Session {
                 "RELEASE SAVEPOINT can only be used in transaction blocks".into(),
             ));
         };
-        let Some(i) = t.savepoints.iter().rposition(|(n, _, _)| *n == name) else {
+        let Some(i) = t.savepoints.iter().rposition(|sp| sp.name == name) else {
             t.failed = true;
             return Err(ServerError::UndefinedSavepoint(name));
         };

@@ -57,20 +57,25 @@ pub(super) const VARIABLES: &[(&str, &str)] = &[
 ];
 
 impl Session {
-    /// `DISCARD ALL`, `RESET ALL`: every variable back to its default.
+    /// `DISCARD ALL`, `RESET ALL`: every variable back to the value the session started
+    /// with (its startup packet's, or the default).
     pub(super) fn reset_all(&self) {
-        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, v) in VARIABLES {
-            vars.insert(k.to_string(), v.to_string());
-        }
-        vars.insert(
-            "query_memory_limit".into(),
-            crate::limits::show_bytes(self.db.limits.query_memory_bytes),
-        );
+        let startup = self.startup_vars();
+        *self.vars.lock().unwrap_or_else(|p| p.into_inner()) = startup.clone();
+        self.keep_all_for_commit(&startup);
     }
 
-    /// `RESET name` and `RESET ALL`: back to the default (a variable Freshet has no
-    /// default for is forgotten).
+    /// The settings as the session started.
+    fn startup_vars(&self) -> std::collections::BTreeMap<String, String> {
+        self.startup_vars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `RESET name` and `RESET ALL`: back to the value the session started with (a
+    /// variable it started without is forgotten), as Postgres resets to the startup
+    /// packet's value.
     pub(super) fn reset(&self, r: &ast::ResetStatement) -> Result<Output> {
         let name = match &r.reset {
             ast::Reset::ALL => {
@@ -79,21 +84,31 @@ impl Session {
             }
             ast::Reset::ConfigurationParameter(name) => object_name(name).to_ascii_lowercase(),
         };
-        let default = match name.as_str() {
-            "query_memory_limit" => {
-                Some(crate::limits::show_bytes(self.db.limits.query_memory_bytes))
-            }
-            _ => VARIABLES
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string()),
+        let name = if name == "time zone" {
+            "timezone".to_string()
+        } else {
+            name
         };
-        let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
-        match default {
-            Some(v) => vars.insert(name, v),
-            None => vars.remove(&name),
-        };
+        let start = self.startup_vars().get(&name).cloned();
+        {
+            let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());
+            match &start {
+                Some(v) => vars.insert(name.clone(), v.clone()),
+                None => vars.remove(&name),
+            };
+        }
+        self.keep_for_commit(&name, start.as_deref());
         Ok(command("RESET"))
+    }
+
+    /// Replaces every setting (the end of a transaction restoring them).
+    pub(super) fn replace_vars(&self, vars: std::collections::BTreeMap<String, String>) {
+        *self.vars.lock().unwrap_or_else(|p| p.into_inner()) = vars;
+    }
+
+    /// A snapshot of the settings.
+    pub(super) fn vars_snapshot(&self) -> std::collections::BTreeMap<String, String> {
+        self.vars.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Every session variable with its value, for `current_setting` and `pg_settings`.
@@ -195,6 +210,13 @@ impl Session {
     }
 
     pub(super) fn set(&self, set: &ast::Set) -> Result<Output> {
+        let local = matches!(
+            set,
+            ast::Set::SingleAssignment {
+                scope: Some(ast::ContextModifier::Local),
+                ..
+            } | ast::Set::SetTimeZone { local: true, .. }
+        );
         let (name, value) = match set {
             ast::Set::SingleAssignment {
                 variable, values, ..
@@ -222,8 +244,38 @@ impl Session {
             ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => return Ok(command("SET")),
             other => return Err(ServerError::Unsupported(format!("{other}"))),
         };
-        self.set_variable(&name, &value)?;
+        if local && self.tx_status() == super::TxStatus::Idle {
+            // Postgres warns and sets nothing: the transaction it would last for is
+            // this statement's own.
+            self.warning(
+                "25P01",
+                "SET LOCAL can only be used in transaction blocks".into(),
+            );
+            return Ok(command("SET"));
+        }
+        self.set_variable_scoped(&name, &value, local)?;
         Ok(command("SET"))
+    }
+
+    /// Applies the `set_config(name, value, is_local)` calls the statement that just
+    /// ran made (Postgres applies them as the call runs; here when the statement ends).
+    pub(super) fn apply_set_configs(&self) -> Result<()> {
+        let calls =
+            std::mem::take(&mut *self.set_configs.lock().unwrap_or_else(|p| p.into_inner()));
+        for (name, value, local) in calls {
+            // Outside a transaction block, a local setting lasts for the statement
+            // only: it is over already.
+            if local && self.tx_status() == super::TxStatus::Idle {
+                continue;
+            }
+            self.set_variable_scoped(&name, &value, local)?;
+        }
+        Ok(())
+    }
+
+    /// Where a statement's `set_config(…)` calls are kept until it ends.
+    pub(super) fn set_config_calls(&self) -> Arc<std::sync::Mutex<Vec<(String, String, bool)>>> {
+        self.set_configs.clone()
     }
 
     /// The session's time zone (`SET TIME ZONE`), for `timestamptz` output.
@@ -275,6 +327,7 @@ impl Session {
                 tracing::debug!(parameter = %name, error = %e, "startup parameter ignored");
             }
         }
+        *self.startup_vars.lock().unwrap_or_else(|p| p.into_inner()) = self.vars_snapshot();
     }
 
     /// Remembers a startup `search_path` Freshet does not follow (see
@@ -288,8 +341,14 @@ impl Session {
         }
     }
 
-    /// Sets one variable, checking the value of those Freshet acts on.
+    /// Sets one variable for the session, checking the value of those Freshet acts on.
     pub fn set_variable(&self, name: &str, value: &str) -> Result<()> {
+        self.set_variable_scoped(name, value, false)
+    }
+
+    /// Sets one variable; `local`: until the transaction ends (`SET LOCAL`), else for
+    /// the session once the transaction commits (a rollback undoes it).
+    pub(super) fn set_variable_scoped(&self, name: &str, value: &str, local: bool) -> Result<()> {
         // Setting names are case-insensitive, quoted too (`SET "TimeZone" = …`).
         let (name, value) = (name.to_ascii_lowercase(), value.to_string());
         let value = match name.as_str() {
@@ -363,7 +422,10 @@ impl Session {
         self.vars
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name, value);
+            .insert(name.clone(), value.clone());
+        if !local {
+            self.keep_for_commit(&name, Some(&value));
+        }
         Ok(())
     }
 

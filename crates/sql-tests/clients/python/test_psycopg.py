@@ -272,6 +272,21 @@ def time_zones():
         assert got == ("2024-03-10 12:00:00-04", datetime.date(2024, 3, 10)), got
         span = c.execute("SELECT %s::interval", (datetime.timedelta(days=1, hours=2),)).fetchone()[0]
         assert span == datetime.timedelta(days=1, hours=2), span
+        # SET LOCAL lasts until the transaction ends; the client is told both ways.
+        with c.transaction():
+            c.execute("SET LOCAL TIME ZONE 'Europe/Paris'")
+            assert c.info.parameter_status("TimeZone") == "Europe/Paris"
+        assert c.info.parameter_status("TimeZone") == "America/New_York"
+        # Outside a transaction it sets nothing, with Postgres' warning.
+        warnings = []
+        c.add_notice_handler(lambda d: warnings.append((d.severity_nonlocalized, d.sqlstate, d.message_primary)))
+        c.execute("SET LOCAL TIME ZONE 'Europe/Paris'")
+        assert warnings == [("WARNING", "25P01", "SET LOCAL can only be used in transaction blocks")], warnings
+        assert c.execute("SHOW TIME ZONE").fetchone()[0] == "America/New_York"
+        # RESET goes back to the zone the connection asked for.
+        c.execute("RESET TIME ZONE")
+        assert c.info.parameter_status("TimeZone") == "Asia/Kolkata"
+        assert c.execute("SHOW TIME ZONE").fetchone()[0] == "Asia/Kolkata"
     print("time zones: ok")
 
 
