@@ -1,9 +1,10 @@
 //! Postgres functions and operators DataFusion lacks: `width_bucket`, `num_nulls`,
 //! `num_nonnulls`, `justify_hours`, `justify_days`, `justify_interval`, `age`,
-//! `make_timestamp`, `make_timestamptz`, `make_time`, `regexp_split_to_array`,
-//! `format`, `gen_random_uuid` and the bitwise not `~`, computed as Postgres computes
-//! them. Each was an error before, so no view depends on another meaning (no dialect
-//! level).
+//! `make_timestamp`, `make_timestamptz`, `make_time`, `make_interval`,
+//! `quote_nullable`, `isfinite`, `string_to_table`, `regexp_split_to_array`, `format`,
+//! `gen_random_uuid` and the bitwise not `~`, computed as Postgres computes them. Each
+//! was an error before, so no view depends on another meaning (no dialect level),
+//! except `make_time`, DataFusion's of whole seconds before level 8.
 //!
 //! The functions run row by row over typed values ([`RowFn`]); their arguments are
 //! coerced to the types they take, as Postgres resolves a call. Some are rewritten in
@@ -220,6 +221,33 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(BitwiseNot {
         signature: Signature::user_defined(Volatility::Immutable),
     }));
+    define(
+        ctx,
+        "quote_nullable",
+        |a| (a.len() == 1).then(|| vec![Utf8]),
+        Utf8,
+        |a| {
+            Ok(ScalarValue::Utf8(Some(match text(&a[0]) {
+                None => "NULL".to_string(),
+                Some(v) => quote_literal(v),
+            })))
+        },
+    );
+    // No date, timestamp or interval is infinite here.
+    define(
+        ctx,
+        "isfinite",
+        |a| (a.len() == 1).then(|| a.to_vec()),
+        DataType::Boolean,
+        |a| Ok(ScalarValue::Boolean((!a[0].is_null()).then_some(true))),
+    );
+    define(
+        ctx,
+        MAKE_INTERVAL,
+        |a| (a.len() == 7).then(|| vec![Int32, Int32, Int32, Int32, Int32, Int32, Float64]),
+        INTERVAL,
+        make_interval,
+    );
     define(
         ctx,
         "regexp_split_to_array",
@@ -856,10 +884,7 @@ fn format(a: &[ScalarValue]) -> Result<ScalarValue> {
             },
             _ => match value {
                 None => "NULL".to_string(),
-                Some(v) if v.contains('\\') => {
-                    format!("E'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
-                }
-                Some(v) => format!("'{}'", v.replace('\'', "''")),
+                Some(v) => quote_literal(v),
             },
         };
         let width = width.unwrap_or(0);
@@ -879,6 +904,87 @@ fn format(a: &[ScalarValue]) -> Result<ScalarValue> {
         }
     }
     Ok(ScalarValue::Utf8(Some(out)))
+}
+
+/// `v` as an SQL string literal (`E'…'` when it holds a backslash), as Postgres'
+/// `quote_literal`.
+fn quote_literal(v: &str) -> String {
+    if v.contains('\\') {
+        format!("E'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", v.replace('\'', "''"))
+    }
+}
+
+/// The positional function `make_interval(…)` is planned as (its arguments are named).
+const MAKE_INTERVAL: &str = "__freshet_make_interval";
+
+/// `make_interval`'s arguments, in order, each 0 unless given.
+const INTERVAL_PARTS: [&str; 7] = ["years", "months", "weeks", "days", "hours", "mins", "secs"];
+
+fn make_interval(a: &[ScalarValue]) -> Result<ScalarValue> {
+    let parts: Option<Vec<i32>> = a[..6].iter().map(int).collect();
+    let (Some(p), Some(secs)) = (parts, float(&a[6])) else {
+        return Ok(ScalarValue::IntervalMonthDayNano(None));
+    };
+    let out_of_range = || pg_error("22008", "interval out of range");
+    let months = i64::from(p[0]) * 12 + i64::from(p[1]);
+    let days = i64::from(p[2]) * 7 + i64::from(p[3]);
+    let nanos = (i64::from(p[4]) * 3600 + i64::from(p[5]) * 60) as f64 * 1e9 + secs * 1e9;
+    if !nanos.is_finite() || nanos.abs() >= 9.2e18 {
+        return Err(out_of_range());
+    }
+    Ok(interval_value(
+        i32::try_from(months).map_err(|_| out_of_range())?,
+        i32::try_from(days).map_err(|_| out_of_range())?,
+        // Microseconds, as Postgres keeps them.
+        (nanos / 1000.0).round() as i64 * 1000,
+    ))
+}
+
+/// `make_interval(days => 1, hours => 2)` (or positional) as [`MAKE_INTERVAL`]'s seven
+/// arguments; `None` for a name it does not take.
+fn make_interval_call(f: &Function) -> Option<Expr> {
+    if f.name.0.len() != 1 || !f.name.to_string().eq_ignore_ascii_case("make_interval") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Some(call(MAKE_INTERVAL, zeros()));
+    };
+    let mut args = zeros();
+    for (i, a) in list.args.iter().enumerate() {
+        match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => *args.get_mut(i)? = e.clone(),
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => {
+                let at = INTERVAL_PARTS
+                    .iter()
+                    .position(|p| name.value.eq_ignore_ascii_case(p))?;
+                args[at] = e.clone();
+            }
+            FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => {
+                let at = INTERVAL_PARTS
+                    .iter()
+                    .position(|p| name.value.eq_ignore_ascii_case(p))?;
+                args[at] = e.clone();
+            }
+            _ => return None,
+        }
+    }
+    Some(call(MAKE_INTERVAL, args))
+}
+
+fn zeros() -> Vec<Expr> {
+    (0..7)
+        .map(|_| Expr::value(crate::sqlparser::ast::Value::Number("0".into(), false)))
+        .collect()
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -957,6 +1063,13 @@ fn rewritten_call(e: &Expr) -> Option<&Function> {
 
 fn rewritten(f: &Function) -> Option<Expr> {
     let owned = |args: Vec<&Expr>| args.into_iter().cloned().collect::<Vec<_>>();
+    if let Some(c) = make_interval_call(f) {
+        return Some(c);
+    }
+    if let Some(args) = plain_args(f, "string_to_table").filter(|a| matches!(a.len(), 2 | 3)) {
+        // A row per piece (`crate::series` keeps the set in the select list).
+        return Some(call("unnest", vec![call("string_to_array", owned(args))]));
+    }
     if let Some([x]) = plain_args(f, "age").as_deref() {
         let today = cast(
             Expr::Function(Function {
