@@ -52,7 +52,8 @@
 //!
 //! Level 8: `to_date(text, text)` and `to_timestamp(text, text)` read Postgres'
 //! template patterns (`crate::pg_to_date`), not chrono's `%Y-%m-%d`; `make_time` takes
-//! fractional seconds and gives microseconds (`crate::pg_functions`).
+//! fractional seconds and gives microseconds (`crate::pg_functions`); `trunc(numeric,
+//! s)` with a constant `s` has scale `s` (`crate::pg_ceil`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

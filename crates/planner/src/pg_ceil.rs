@@ -67,6 +67,38 @@ impl PgCeil {
     }
 }
 
+impl PgCeil {
+    /// The type of `trunc(numeric, s)` with a constant `s` from level 8 on: scale `s`
+    /// (at least 0), as Postgres gives (`trunc(2.7001, 1)` is `2.7` and `trunc(2.7, 3)`
+    /// is `2.700`, where DataFusion kept the argument's scale).
+    fn truncated(&self, args: &[DataType], scalars: &[Option<&ScalarValue>]) -> Option<DataType> {
+        if self.rounding != Rounding::Trunc || self.inner.level() < 8 {
+            return None;
+        }
+        let [DataType::Decimal128(p, s), places] = args else {
+            return None;
+        };
+        if !places.is_integer() {
+            return None;
+        }
+        let k = scalars
+            .get(1)
+            .copied()
+            .flatten()?
+            .cast_to(&DataType::Int64)
+            .ok()?;
+        let ScalarValue::Int64(Some(k)) = k else {
+            return None;
+        };
+        let scale = k.clamp(0, 38) as i8;
+        if scale == *s {
+            return None;
+        }
+        let digits = (i16::from(*p) - i16::from(*s) + i16::from(scale)).clamp(1, 38) as u8;
+        Some(DataType::Decimal128(digits, scale))
+    }
+}
+
 /// `v` (of scale `scale`) rounded to an integer as `rounding` rounds.
 fn integral(v: i128, scale: i8, rounding: Rounding) -> i128 {
     let unit = 10i128.pow(u32::from(scale.unsigned_abs()));
@@ -102,6 +134,10 @@ impl ScalarUDFImpl for PgCeil {
             .iter()
             .map(|f| f.data_type().clone())
             .collect();
+        if let Some(t) = self.truncated(&types, args.scalar_arguments) {
+            let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+            return Ok(Arc::new(Field::new(self.name(), t, nullable)));
+        }
         match self.integral(&types) {
             Some(t) => {
                 let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
@@ -115,6 +151,34 @@ impl ScalarUDFImpl for PgCeil {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let types: Vec<DataType> = args.args.iter().map(ColumnarValue::data_type).collect();
+        // `trunc(x, s)` planned with scale `s`: DataFusion's truncation (in the argument's
+        // type), in that scale (exact: the digits past it are zeros).
+        if let (to @ DataType::Decimal128(..), [from @ DataType::Decimal128(..), _]) =
+            (args.return_field.data_type().clone(), types.as_slice())
+        {
+            if &to != from {
+                let n = args.number_rows;
+                let scalar = args
+                    .args
+                    .iter()
+                    .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+                let inner_field = Arc::new(Field::new(self.name(), from.clone(), true));
+                let truncated = self
+                    .inner
+                    .inner
+                    .invoke_with_args(ScalarFunctionArgs {
+                        return_field: inner_field,
+                        ..args
+                    })?
+                    .to_array(n)?;
+                let out = datafusion::arrow::compute::cast(&truncated, &to)?;
+                return Ok(if scalar {
+                    ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+                } else {
+                    ColumnarValue::Array(out)
+                });
+            }
+        }
         let (Some(DataType::Decimal128(p, s)), [DataType::Decimal128(_, scale)]) =
             (self.integral(&types), types.as_slice())
         else {
