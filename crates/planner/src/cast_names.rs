@@ -17,8 +17,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use crate::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, Statement, Value,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments,
+    Statement, Value,
 };
 
 /// The wrapper's name.
@@ -44,6 +44,8 @@ pub fn is_duplicate_name(e: &DataFusionError) -> bool {
             is_duplicate_name(inner)
         }
         DataFusionError::Collection(errs) => errs.iter().any(is_duplicate_name),
+        // The same, for window functions over a column and a cast of it.
+        DataFusionError::Plan(m) => m.contains("windows require unique expression names"),
         _ => false,
     }
 }
@@ -106,21 +108,10 @@ fn wrap_casts(e: &mut Expr) -> bool {
 }
 
 fn named(e: Expr, label: String) -> Expr {
-    let arg = |e: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
-    Expr::Function(Function {
-        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(NAMED))]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![arg(e), arg(Expr::value(Value::SingleQuotedString(label)))],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
+    crate::pg_catalog::rewrite::call(
+        NAMED,
+        vec![e, Expr::value(Value::SingleQuotedString(label))],
+    )
 }
 
 /// `__freshet_named(value, label)`: `value`.

@@ -85,6 +85,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     crate::dialect::register(&ctx);
     crate::cast_names::register(&ctx);
     crate::pg_functions::register(&ctx);
+    crate::pg_date_part::register_date_trunc(&ctx);
     crate::pg_array_length::register(&ctx);
     crate::jsonb::register(&ctx);
     crate::json_tables::register(&ctx);

@@ -123,7 +123,8 @@ fn tokenize(s: &str) -> Result<Vec<Token>, PathError> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
-    let ident_char = |c: char| c.is_alphanumeric() || c == '_';
+    // Postgres takes any character past ASCII in a key (`$.😀`).
+    let ident_char = |c: char| c.is_alphanumeric() || c == '_' || !c.is_ascii();
     while i < chars.len() {
         let c = chars[i];
         if c.is_whitespace() {
@@ -843,7 +844,7 @@ impl<'a> Eval<'a> {
                     out.extend(elements.iter().filter_map(|e| member(e, key)));
                 } else if self.strict {
                     return Err(error(
-                        "2203C",
+                        "2203A",
                         "jsonpath member accessor can only be applied to an object",
                     ));
                 }
@@ -866,7 +867,7 @@ impl<'a> Eval<'a> {
                 Some(e) => out.extend(e),
                 None if self.strict => {
                     return Err(error(
-                        "2203B",
+                        "22039",
                         "jsonpath wildcard array accessor can only be applied to an array",
                     ))
                 }
@@ -877,7 +878,7 @@ impl<'a> Eval<'a> {
                     Some(e) => e,
                     None if self.strict => {
                         return Err(error(
-                            "2203B",
+                            "22039",
                             "jsonpath array accessor can only be applied to an array",
                         ))
                     }
@@ -951,7 +952,7 @@ impl<'a> Eval<'a> {
             ("size", Value::Array(a)) => out.push(Cow::Owned(Value::from(a.len() as i64))),
             ("size", _) if self.strict => {
                 return Err(error(
-                    "2203B",
+                    "22039",
                     "jsonpath item method .size() can only be applied to an array",
                 ))
             }
@@ -972,7 +973,7 @@ impl<'a> Eval<'a> {
                     .filter(|f| f.is_finite())
                     .ok_or_else(|| {
                         error(
-                            "22038",
+                            "22036",
                             "string argument of jsonpath item method .double() is not a valid \
                          representation of a double precision number",
                         )
@@ -998,7 +999,7 @@ impl<'a> Eval<'a> {
             }
             (m, _) => {
                 return Err(error(
-                    "22038",
+                    "22036",
                     format!(
                         "jsonpath item method .{m}() can only be applied to a {} value",
                         if m == "double" {
@@ -1392,11 +1393,15 @@ pub fn register(ctx: &SessionContext) {
         })
     });
     crate::pg_functions::define(ctx, "jsonb_path_query_array", takes, json.clone(), |a| {
-        run(a, |items| {
-            Ok(ScalarValue::LargeUtf8(Some(canonical::text(
-                &Value::Array(items),
-            ))))
-        })
+        run_silent(
+            a,
+            |items| {
+                Ok(ScalarValue::LargeUtf8(Some(canonical::text(
+                    &Value::Array(items),
+                ))))
+            },
+            Some(()),
+        )
     });
     crate::pg_functions::define(ctx, "jsonb_path_query_first", takes, json.clone(), |a| {
         run(a, |items| {
@@ -1409,16 +1414,20 @@ pub fn register(ctx: &SessionContext) {
         takes,
         DataType::List(Arc::new(Field::new_list_field(json, true))),
         |a| {
-            run(a, |items| {
-                let items: Vec<ScalarValue> = items
-                    .iter()
-                    .map(|v| ScalarValue::LargeUtf8(Some(canonical::text(v))))
-                    .collect();
-                Ok(ScalarValue::List(ScalarValue::new_list_nullable(
-                    &items,
-                    &DataType::LargeUtf8,
-                )))
-            })
+            run_silent(
+                a,
+                |items| {
+                    let items: Vec<ScalarValue> = items
+                        .iter()
+                        .map(|v| ScalarValue::LargeUtf8(Some(canonical::text(v))))
+                        .collect();
+                    Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+                        &items,
+                        &DataType::LargeUtf8,
+                    )))
+                },
+                Some(()),
+            )
         },
     );
 }
@@ -1460,6 +1469,16 @@ fn run(
     a: &[ScalarValue],
     finish: impl Fn(Vec<Value>) -> Result<ScalarValue, PathError>,
 ) -> datafusion::error::Result<ScalarValue> {
+    run_silent(a, finish, None)
+}
+
+/// [`run`], where a silent error gives what `finish` makes of no items if
+/// `no_items` (the query functions: `[]`, no rows), else NULL.
+fn run_silent(
+    a: &[ScalarValue],
+    finish: impl Fn(Vec<Value>) -> Result<ScalarValue, PathError>,
+    no_items: Option<()>,
+) -> datafusion::error::Result<ScalarValue> {
     let text = |v: &ScalarValue| match v {
         ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => s.clone(),
         _ => None,
@@ -1490,11 +1509,14 @@ fn run(
     let path = parsed(&path).map_err(sql_error)?;
     let doc: Value =
         serde_json::from_str(&target).map_err(|e| DataFusionError::Execution(e.to_string()))?;
-    match path.query(&doc, &vars).and_then(finish) {
+    match path.query(&doc, &vars).and_then(&finish) {
         Ok(v) => Ok(v),
-        // Errors of the data, not of the path's text, are NULL when silent.
+        // Errors of the data, not of the path's text, are suppressed when silent.
         Err(e) if silent && !matches!(e.code, "42601" | "42704" | "54000" | "54001") => {
-            Ok(ScalarValue::Null)
+            match no_items {
+                Some(()) => finish(Vec::new()).map_err(sql_error),
+                None => Ok(ScalarValue::Null),
+            }
         }
         Err(e) => Err(sql_error(e)),
     }

@@ -94,7 +94,9 @@ impl PgCeil {
         if scale == *s {
             return None;
         }
-        let digits = (i16::from(*p) - i16::from(*s) + i16::from(scale)).clamp(1, 38) as u8;
+        let digits = (i16::from(*p) - i16::from(*s) + i16::from(scale)).max(1);
+        // Past 38 digits the places stay the argument's (a decimal has no more).
+        let digits = u8::try_from(digits).ok().filter(|d| *d <= 38)?;
         Some(DataType::Decimal128(digits, scale))
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, Float64Array};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
@@ -46,6 +46,72 @@ pub fn rewrite<T: crate::sqlparser::ast::VisitMut>(node: &mut T) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// Replaces `ctx`'s `date_trunc`: a date is truncated as a `timestamp` of microseconds,
+/// the precision Freshet stores. DataFusion made it one of nanoseconds, which no view can
+/// store: a view grouping by `date_trunc('month', d)` of a date refused every write to
+/// its table. (Postgres gives a `timestamptz`; here it is the wall-clock `timestamp`.)
+pub fn register_date_trunc(ctx: &SessionContext) {
+    if let Some(inner) = ctx.state().scalar_functions().get("date_trunc").cloned() {
+        ctx.register_udf(ScalarUDF::new_from_impl(PgDateTrunc {
+            signature: Signature::user_defined(inner.signature().volatility),
+            inner,
+        }));
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgDateTrunc {
+    signature: Signature,
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for PgDateTrunc {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let dates = |t: &DataType| matches!(t, DataType::Date32 | DataType::Date64);
+        let fields: Vec<FieldRef> = arg_types
+            .iter()
+            .map(|t| {
+                let t = if dates(t) {
+                    DataType::Timestamp(TimeUnit::Microsecond, None)
+                } else {
+                    t.clone()
+                };
+                Arc::new(Field::new("", t, true))
+            })
+            .collect();
+        Ok(
+            datafusion::logical_expr::type_coercion::functions::fields_with_udf(
+                &fields,
+                self.inner.as_ref(),
+            )?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect(),
+        )
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.inner.invoke_with_args(args)
+    }
 }
 
 /// Replaces `ctx`'s `date_part` (which `extract` plans into).

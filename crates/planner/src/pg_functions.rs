@@ -29,11 +29,11 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use crate::dialect::Wrapped;
+use crate::pg_catalog::rewrite::call;
 use crate::pg_catalog::SqlStateError;
 use crate::sqlparser::ast::{
-    CastKind, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, Statement,
-    TimezoneInfo, UnaryOperator,
+    CastKind, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Statement, TimezoneInfo, UnaryOperator,
 };
 
 /// A function's value for one row of typed arguments.
@@ -987,26 +987,6 @@ fn zeros() -> Vec<Expr> {
         .collect()
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
-    Expr::Function(Function {
-        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
-}
-
 fn cast(e: Expr, data_type: SqlType) -> Expr {
     Expr::Cast {
         kind: CastKind::Cast,
@@ -1071,17 +1051,10 @@ fn rewritten(f: &Function) -> Option<Expr> {
         return Some(call("unnest", vec![call("string_to_array", owned(args))]));
     }
     if let Some([x]) = plain_args(f, "age").as_deref() {
+        // Today's midnight in the session's zone: `now()`, so that a view, whose rows
+        // cannot follow the date, refuses it as it refuses `now()`.
         let today = cast(
-            Expr::Function(Function {
-                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("current_date"))]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::None,
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            }),
+            cast(call("now", vec![]), SqlType::Date),
             SqlType::Timestamp(None, TimezoneInfo::None),
         );
         return Some(call("age", vec![today, (*x).clone()]));
@@ -1093,7 +1066,25 @@ fn rewritten(f: &Function) -> Option<Expr> {
                 SqlType::Timestamp(None, TimezoneInfo::WithTimeZone),
             )),
             7 => {
-                let zone = args[6].clone();
+                // A numeric offset is ISO here (`'+05:30'` is east), where AT TIME ZONE
+                // reads it as POSIX (west): its sign is turned.
+                let zone = match args[6] {
+                    Expr::Value(v) => match &v.value {
+                        crate::sqlparser::ast::Value::SingleQuotedString(z)
+                            if z.len() > 1
+                                && z.starts_with(['+', '-'])
+                                && z[1..].starts_with(|c: char| c.is_ascii_digit()) =>
+                        {
+                            let turned = if z.starts_with('+') { "-" } else { "+" };
+                            Expr::value(crate::sqlparser::ast::Value::SingleQuotedString(format!(
+                                "{turned}{}",
+                                &z[1..]
+                            )))
+                        }
+                        _ => args[6].clone(),
+                    },
+                    other => other.clone(),
+                };
                 Some(Expr::AtTimeZone {
                     timestamp: Box::new(call("make_timestamp", owned(args[..6].to_vec()))),
                     time_zone: Box::new(zone),

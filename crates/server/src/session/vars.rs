@@ -244,6 +244,35 @@ impl Session {
             ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => return Ok(command("SET")),
             other => return Err(ServerError::Unsupported(format!("{other}"))),
         };
+        // `SET name TO DEFAULT`, `SET TIME ZONE DEFAULT | LOCAL`: the session's start.
+        let default = match set {
+            ast::Set::SingleAssignment { values, .. } => matches!(
+                values.as_slice(),
+                [ast::Expr::Identifier(i)] if i.quote_style.is_none()
+                    && i.value.eq_ignore_ascii_case("default")
+            ),
+            ast::Set::SetTimeZone { value, .. } => matches!(
+                value,
+                ast::Expr::Identifier(i) if i.quote_style.is_none()
+                    && (i.value.eq_ignore_ascii_case("default")
+                        || i.value.eq_ignore_ascii_case("local"))
+            ),
+            _ => false,
+        };
+        let value = if default {
+            let name = variable_name(&[ast::Ident::new(name.clone())]);
+            let name = if name == "time zone" {
+                "timezone".to_string()
+            } else {
+                name
+            };
+            match self.startup_vars().get(&name) {
+                Some(v) => v.clone(),
+                None => return Ok(command("SET")),
+            }
+        } else {
+            value
+        };
         if local && self.tx_status() == super::TxStatus::Idle {
             // Postgres warns and sets nothing: the transaction it would last for is
             // this statement's own.
