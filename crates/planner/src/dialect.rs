@@ -157,6 +157,19 @@ pub fn set_level(ctx: &SessionContext, level: u32) {
     }
 }
 
+/// The types `f`'s own signature coerces `arg_types` to: what a wrapper of `f` gives
+/// for the calls it leaves to `f`.
+pub fn coerce_as(f: &ScalarUDF, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    let fields: Vec<FieldRef> = arg_types
+        .iter()
+        .map(|t| Arc::new(Field::new("", t.clone(), true)))
+        .collect();
+    Ok(fields_with_udf(&fields, f)?
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect())
+}
+
 /// A DataFusion function that a function of Postgres' behaviour wraps, from dialect
 /// level `from` on, at the level its context had when it was registered (the functions
 /// are registered again at each [`set_level`]: a plan's functions keep its level while
@@ -232,14 +245,7 @@ impl ScalarUDFImpl for PgRound {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let fields: Vec<FieldRef> = arg_types
-            .iter()
-            .map(|t| Arc::new(Field::new("", t.clone(), true)))
-            .collect();
-        let mut types: Vec<DataType> = fields_with_udf(&fields, self.round.inner.as_ref())?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let mut types = coerce_as(&self.round.inner, arg_types)?;
         // The places stay as written (an integer), so that a constant reaches
         // `return_field_from_args` as a literal; `invoke_with_args` casts it.
         if self.postgres() {

@@ -1153,18 +1153,14 @@ impl<'a> Eval<'a> {
     }
 }
 
-thread_local! {
-    /// Compiled `like_regex` patterns, by pattern and flags.
-    static REGEXES: RefCell<std::collections::HashMap<(String, String), regex::Regex>> =
-        RefCell::new(std::collections::HashMap::new());
-}
-
 /// `like_regex`'s pattern compiled with its flags (once per thread and pattern).
 fn like_regex(pattern: &str, flags: &str) -> Result<regex::Regex, PathError> {
-    let key = (pattern.to_string(), flags.to_string());
-    if let Some(re) = REGEXES.with(|r| r.borrow().get(&key).cloned()) {
-        return Ok(re);
-    }
+    crate::pg_functions::cached_regex("like_regex", pattern, flags, || {
+        build_like_regex(pattern, flags)
+    })
+}
+
+fn build_like_regex(pattern: &str, flags: &str) -> Result<regex::Regex, PathError> {
     let quoted;
     let text = if flags.contains('q') {
         quoted = regex::escape(pattern);
@@ -1202,13 +1198,6 @@ fn like_regex(pattern: &str, flags: &str) -> Result<regex::Regex, PathError> {
     let re = builder
         .build()
         .map_err(|e| error("2201B", format!("invalid regular expression: {e}")))?;
-    REGEXES.with(|r| {
-        let mut r = r.borrow_mut();
-        if r.len() >= 64 {
-            r.clear();
-        }
-        r.insert(key, re.clone());
-    });
     Ok(re)
 }
 

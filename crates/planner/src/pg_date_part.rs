@@ -79,26 +79,17 @@ impl ScalarUDFImpl for PgDateTrunc {
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let dates = |t: &DataType| matches!(t, DataType::Date32 | DataType::Date64);
-        let fields: Vec<FieldRef> = arg_types
+        let types: Vec<DataType> = arg_types
             .iter()
             .map(|t| {
-                let t = if dates(t) {
+                if dates(t) {
                     DataType::Timestamp(TimeUnit::Microsecond, None)
                 } else {
                     t.clone()
-                };
-                Arc::new(Field::new("", t, true))
+                }
             })
             .collect();
-        Ok(
-            datafusion::logical_expr::type_coercion::functions::fields_with_udf(
-                &fields,
-                self.inner.as_ref(),
-            )?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect(),
-        )
+        crate::dialect::coerce_as(&self.inner, &types)
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         self.inner.return_type(arg_types)

@@ -18,11 +18,9 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{new_empty_array, ArrayRef};
-use datafusion::arrow::datatypes::FieldRef;
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -303,14 +301,7 @@ impl ScalarUDFImpl for Levelled {
         if self.inner.on() {
             return self.row.coerce_types(arg_types);
         }
-        let fields: Vec<FieldRef> = arg_types
-            .iter()
-            .map(|t| Arc::new(Field::new("", t.clone(), true)))
-            .collect();
-        Ok(fields_with_udf(&fields, self.inner.inner.as_ref())?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect())
+        crate::dialect::coerce_as(&self.inner.inner, arg_types)
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         if self.inner.on() {
@@ -710,20 +701,16 @@ fn list_of_text() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
 }
 
-thread_local! {
-    /// Compiled split patterns, by pattern and flags.
-    static SPLITS: std::cell::RefCell<std::collections::HashMap<(String, String), regex::Regex>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
 /// `pattern` compiled with Postgres' regular-expression flags (once per thread): by
 /// default `.` matches a newline and `^`/`$` match at the ends only; `n` (and `m`)
 /// make matching newline-sensitive, `p` and `w` half of it, `s` undoes them.
 fn split_regex(pattern: &str, flags: &str) -> Result<regex::Regex> {
-    let key = (pattern.to_string(), flags.to_string());
-    if let Some(re) = SPLITS.with(|r| r.borrow().get(&key).cloned()) {
-        return Ok(re);
-    }
+    cached_regex("split", pattern, flags, || {
+        build_split_regex(pattern, flags)
+    })
+}
+
+fn build_split_regex(pattern: &str, flags: &str) -> Result<regex::Regex> {
     let (mut dot_newline, mut lines, mut insensitive, mut expanded) = (true, false, false, false);
     for flag in flags.chars() {
         match flag {
@@ -756,12 +743,39 @@ fn split_regex(pattern: &str, flags: &str) -> Result<regex::Regex> {
         .ignore_whitespace(expanded)
         .build()
         .map_err(|e| pg_error("2201B", format!("invalid regular expression: {e}")))?;
-    SPLITS.with(|r| {
+    Ok(re)
+}
+
+thread_local! {
+    /// Compiled patterns: kind, pattern, flags and the expression (at most 64).
+    static REGEXES: std::cell::RefCell<Vec<(&'static str, String, String, regex::Regex)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `pattern` with `flags`, as `build` compiles it for `kind`, once per thread: a
+/// constant pattern is compiled once, not per row (a lookup allocates nothing).
+pub(crate) fn cached_regex<E>(
+    kind: &'static str,
+    pattern: &str,
+    flags: &str,
+    build: impl FnOnce() -> std::result::Result<regex::Regex, E>,
+) -> std::result::Result<regex::Regex, E> {
+    let found = REGEXES.with(|r| {
+        r.borrow()
+            .iter()
+            .find(|(k, p, f, _)| *k == kind && p == pattern && f == flags)
+            .map(|(_, _, _, re)| re.clone())
+    });
+    if let Some(re) = found {
+        return Ok(re);
+    }
+    let re = build()?;
+    REGEXES.with(|r| {
         let mut r = r.borrow_mut();
         if r.len() >= 64 {
             r.clear();
         }
-        r.insert(key, re.clone());
+        r.push((kind, pattern.to_string(), flags.to_string(), re.clone()));
     });
     Ok(re)
 }

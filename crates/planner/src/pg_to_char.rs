@@ -13,10 +13,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -75,16 +74,7 @@ impl ScalarUDFImpl for PgToChar {
             [t, f] if self.postgres() && is_datetime(t) && (is_text(f) || f.is_null()) => {
                 Ok(vec![t.clone(), DataType::Utf8])
             }
-            _ => {
-                let fields: Vec<FieldRef> = arg_types
-                    .iter()
-                    .map(|t| Arc::new(Field::new("", t.clone(), true)))
-                    .collect();
-                Ok(fields_with_udf(&fields, self.to_char.inner.as_ref())?
-                    .iter()
-                    .map(|f| f.data_type().clone())
-                    .collect())
-            }
+            _ => crate::dialect::coerce_as(&self.to_char.inner, arg_types),
         }
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {

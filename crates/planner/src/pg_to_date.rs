@@ -18,10 +18,9 @@ use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Date32Builder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
@@ -114,14 +113,7 @@ impl ScalarUDFImpl for PgToDate {
         if self.postgres(arg_types) {
             return Ok(vec![DataType::Utf8, DataType::Utf8]);
         }
-        let fields: Vec<FieldRef> = arg_types
-            .iter()
-            .map(|t| Arc::new(Field::new("", t.clone(), true)))
-            .collect();
-        Ok(fields_with_udf(&fields, self.inner.inner.as_ref())?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect())
+        crate::dialect::coerce_as(&self.inner.inner, arg_types)
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         if self.postgres(arg_types) {
