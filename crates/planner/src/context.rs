@@ -188,6 +188,9 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         insert.on = None;
         insert.table_alias = None;
     }
+    if crate::dialect::level(ctx) >= crate::srf_placement::LEVEL {
+        crate::srf_placement::check(&stmt)?;
+    }
     crate::pg_functions::rewrite(&mut stmt);
     if crate::dialect::level(ctx) >= 5 {
         crate::series::normalize(&mut stmt);

@@ -54,6 +54,12 @@
 //! template patterns (`crate::pg_to_date`), not chrono's `%Y-%m-%d`; `make_time` takes
 //! fractional seconds and gives microseconds (`crate::pg_functions`); `trunc(numeric,
 //! s)` with a constant `s` has scale `s` (`crate::pg_ceil`).
+//!
+//! Level 9: `to_char` writes the era (`AD`, `B.C.` …) and the month in Roman numerals
+//! (`RM`), and years before 1 AD as Postgres writes them (`crate::pg_to_char`); a
+//! set-returning function inside `CASE` or `COALESCE` is refused
+//! (`crate::srf_placement`); `to_timestamp(double precision)` is Postgres' (microseconds,
+//! its range, errors for NaN and infinities: `crate::pg_to_date`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -69,7 +75,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 8;
+pub const CURRENT: u32 = 9;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.

@@ -1038,6 +1038,29 @@ pub fn rewrite(stmt: &mut Statement) {
                 op: UnaryOperator::BitwiseNot,
                 expr,
             } => Some(call(BITWISE_NOT, vec![(**expr).clone()])),
+            // Postgres' `@` is `abs` in the operand's type; `|/` and `||/` take and give
+            // `double precision`.
+            Expr::UnaryOp {
+                op: UnaryOperator::PGAbs,
+                expr,
+            } => Some(call("abs", vec![(**expr).clone()])),
+            Expr::UnaryOp {
+                op: op @ (UnaryOperator::PGSquareRoot | UnaryOperator::PGCubeRoot),
+                expr,
+            } => {
+                let double = Expr::Cast {
+                    kind: crate::sqlparser::ast::CastKind::DoubleColon,
+                    expr: Box::new(Expr::Nested(expr.clone())),
+                    data_type: crate::sqlparser::ast::DataType::DoublePrecision,
+                    array: false,
+                    format: None,
+                };
+                let f = match op {
+                    UnaryOperator::PGSquareRoot => "sqrt",
+                    _ => "cbrt",
+                };
+                Some(call(f, vec![double]))
+            }
             Expr::Function(f) => rewritten(f),
             _ => None,
         };

@@ -7,7 +7,10 @@
 //! Postgres does; other arguments (intervals, numbers) go to DataFusion's. A
 //! `timestamptz` is formatted in the zone its type names: UTC, or the session's
 //! (`crate::session_zone`). From dialect level 6 on (`crate::dialect`): a view
-//! from before keeps the values its rows were stored with.
+//! from before keeps the values its rows were stored with. From level 9 on the era
+//! (`AD`, `B.C.` …) and the Roman month (`RM`) are written, and a year before 1 AD is
+//! written as Postgres writes it (`0044` with `BC`; before, `YYYY AD` wrote `2024 A2`
+//! and 44 BC's `YYYY` was `-0043`).
 
 use std::sync::Arc;
 
@@ -45,6 +48,11 @@ struct PgToChar {
 impl PgToChar {
     fn postgres(&self) -> bool {
         self.to_char.on()
+    }
+
+    /// Level 9: eras, Roman months and years before 1 AD (see the module).
+    fn eras(&self) -> bool {
+        self.to_char.level() >= 9
     }
 }
 
@@ -117,9 +125,10 @@ impl ScalarUDFImpl for PgToChar {
         let values = values.as_primitive::<TimestampMicrosecondType>();
         let formats = datafusion::arrow::compute::cast(&format.to_array(n)?, &DataType::Utf8)?;
         let formats = formats.as_string::<i32>();
+        let eras = self.eras();
         // The format is usually one constant: parsed once.
         let constant = match format {
-            ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => Some(parse(f)),
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => Some(parse(f, eras)),
             _ => None,
         };
         let mut out = StringBuilder::new();
@@ -136,7 +145,7 @@ impl ScalarUDFImpl for PgToChar {
             let tokens = match &constant {
                 Some(t) => t,
                 None => {
-                    owned = parse(formats.value(i));
+                    owned = parse(formats.value(i), eras);
                     &owned
                 }
             };
@@ -147,11 +156,11 @@ impl ScalarUDFImpl for PgToChar {
                     // At the end of chrono's range the local time may not exist: NULL.
                     match utc.checked_add_signed(chrono::Duration::seconds(i64::from(shown.offset)))
                     {
-                        Some(local) => out.append_value(render(tokens, &local, Some(&shown))),
+                        Some(local) => out.append_value(render(tokens, &local, Some(&shown), eras)),
                         None => out.append_null(),
                     }
                 }
-                None => out.append_value(render(tokens, &utc, None)),
+                None => out.append_value(render(tokens, &utc, None, eras)),
             }
         }
         let array: ArrayRef = Arc::new(out.finish());
@@ -201,8 +210,19 @@ pub(crate) fn pattern_at(body: &str) -> Option<&'static str> {
     })
 }
 
-/// `format` read as Postgres reads a template.
-fn parse(format: &str) -> Vec<Token> {
+/// The era and the month in Roman numerals, matched exactly as written: read by
+/// `to_date` (`crate::pg_to_date`) and, from dialect level 9 on, written by `to_char`.
+pub(crate) const ERAS: &[&str] = &[
+    "A.D.", "a.d.", "B.C.", "b.c.", "AD", "ad", "BC", "bc", "RM", "rm",
+];
+
+/// The era or Roman-month pattern `body` starts with.
+pub(crate) fn era_at(body: &str) -> Option<&'static str> {
+    ERAS.iter().copied().find(|p| body.starts_with(p))
+}
+
+/// `format` read as Postgres reads a template; `eras`: with the patterns of [`ERAS`].
+fn parse(format: &str, eras: bool) -> Vec<Token> {
     let mut tokens = Vec::new();
     let mut text = String::new();
     let mut rest = format;
@@ -245,7 +265,7 @@ fn parse(format: &str) -> Vec<Token> {
             Some(b) => (true, b),
             None => (false, rest),
         };
-        if let Some(p) = pattern_at(body) {
+        if let Some(p) = pattern_at(body).or_else(|| era_at(body).filter(|_| eras)) {
             flush(&mut text, &mut tokens);
             let mut after = &body[p.len()..];
             let ordinal = if let Some(a) = after.strip_prefix("TH") {
@@ -378,9 +398,14 @@ impl Shown {
     }
 }
 
+/// The Roman numerals of the months.
+const ROMAN_MONTHS: [&str; 12] = [
+    "I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII",
+];
+
 /// `t` formatted by `tokens`; `zone`: of a `timestamptz`, `t` being its wall-clock time
-/// there.
-fn render(tokens: &[Token], t: &NaiveDateTime, zone: Option<&Shown>) -> String {
+/// there; `eras`: years before 1 AD written as Postgres writes them (level 9).
+fn render(tokens: &[Token], t: &NaiveDateTime, zone: Option<&Shown>, eras: bool) -> String {
     let mut out = String::new();
     for token in tokens {
         let (pattern, fill, ordinal) = match token {
@@ -394,7 +419,12 @@ fn render(tokens: &[Token], t: &NaiveDateTime, zone: Option<&Shown>) -> String {
                 ordinal,
             } => (*pattern, *fill, *ordinal),
         };
-        let year = i64::from(t.year());
+        // chrono counts 1 BC as year 0; Postgres writes the year of its era (`0044`
+        // with `BC`), as its ADJUST_YEAR does.
+        let era_year = |y: i64| if eras && y <= 0 { 1 - y } else { y };
+        let astronomical = i64::from(t.year());
+        let year = era_year(astronomical);
+        let iso_year = era_year(i64::from(t.iso_week().year()));
         let hour12 = match t.hour() % 12 {
             0 => 12,
             h => h,
@@ -420,10 +450,10 @@ fn render(tokens: &[Token], t: &NaiveDateTime, zone: Option<&Shown>) -> String {
             "YYY" => (Some(year.rem_euclid(1000)), 3),
             "YY" => (Some(year.rem_euclid(100)), 2),
             "Y" => (Some(year.rem_euclid(10)), 1),
-            "IYYY" => (Some(i64::from(iso.year())), 4),
-            "IYY" => (Some(i64::from(iso.year()).rem_euclid(1000)), 3),
-            "IY" => (Some(i64::from(iso.year()).rem_euclid(100)), 2),
-            "I" => (Some(i64::from(iso.year()).rem_euclid(10)), 1),
+            "IYYY" => (Some(iso_year), 4),
+            "IYY" => (Some(iso_year.rem_euclid(1000)), 3),
+            "IY" => (Some(iso_year.rem_euclid(100)), 2),
+            "I" => (Some(iso_year.rem_euclid(10)), 1),
             "IW" => (Some(i64::from(iso.week())), 2),
             "ID" => (Some(i64::from(t.weekday().number_from_monday())), 1),
             "IDDD" => {
@@ -439,8 +469,12 @@ fn render(tokens: &[Token], t: &NaiveDateTime, zone: Option<&Shown>) -> String {
             "W" => (Some(i64::from((t.day() - 1) / 7 + 1)), 1),
             "Q" => (Some(i64::from((t.month() - 1) / 3 + 1)), 1),
             "CC" => {
+                let year = astronomical;
                 let cc = if year > 0 {
                     (year + 99) / 100
+                } else if eras {
+                    // Postgres: 1 BC (year 0) to 100 BC are century -1.
+                    year / 100 - 1
                 } else {
                     -((99 - year) / 100)
                 };
@@ -468,6 +502,22 @@ fn render(tokens: &[Token], t: &NaiveDateTime, zone: Option<&Shown>) -> String {
             "am" | "pm" => out.push_str(if pm { "pm" } else { "am" }),
             "A.M." | "P.M." => out.push_str(if pm { "P.M." } else { "A.M." }),
             "a.m." | "p.m." => out.push_str(if pm { "p.m." } else { "a.m." }),
+            "AD" | "BC" => out.push_str(if astronomical <= 0 { "BC" } else { "AD" }),
+            "ad" | "bc" => out.push_str(if astronomical <= 0 { "bc" } else { "ad" }),
+            "A.D." | "B.C." => out.push_str(if astronomical <= 0 { "B.C." } else { "A.D." }),
+            "a.d." | "b.c." => out.push_str(if astronomical <= 0 { "b.c." } else { "a.d." }),
+            "RM" | "rm" => {
+                let roman = ROMAN_MONTHS[t.month0() as usize];
+                let roman = if pattern == "rm" {
+                    roman.to_lowercase()
+                } else {
+                    roman.to_string()
+                };
+                match fill {
+                    true => out.push_str(&roman),
+                    false => out.push_str(&format!("{roman:<4}")),
+                }
+            }
             "TZ" => out.push_str(zone.map_or("", |z| &z.abbreviation)),
             "tz" => out.push_str(&zone.map_or(String::new(), |z| z.abbreviation.to_lowercase())),
             "OF" => out.push_str(&zone.map_or(String::new(), Shown::offset)),
@@ -485,7 +535,7 @@ mod tests {
 
     fn fmt(f: &str, ts: &str) -> String {
         let t = NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").unwrap();
-        render(&parse(f), &t, None)
+        render(&parse(f, true), &t, None, true)
     }
 
     #[test]
@@ -507,5 +557,60 @@ mod tests {
         assert_eq!(fmt("J", "2024-01-01 00:00:00"), "2460311");
         assert_eq!(fmt("yyyy-mm-dd hh24:mi:ss", ts), "2024-02-29 13:45:30");
         assert_eq!(fmt("mon dy", ts), "feb thu");
+    }
+
+    /// Expected values from PostgreSQL 15.
+    #[test]
+    fn writes_eras_as_postgres() {
+        let at = |y: i32, m: u32, d: u32| {
+            chrono::NaiveDate::from_ymd_opt(y, m, d)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .expect("a date")
+        };
+        let f = parse(
+            "YYYY|YYY|YY|Y|Y,YYY|CC|AD|bc|A.D.|b.c.|RM|rm|FMRM|IYYY",
+            true,
+        );
+        // chrono's year 0 is 1 BC.
+        for (t, want) in [
+            (
+                at(-43, 3, 15),
+                "0044|044|44|4|0,044|-01|BC|bc|B.C.|b.c.|III |iii |III|0044",
+            ),
+            (
+                at(-100, 1, 1),
+                "0101|101|01|1|0,101|-02|BC|bc|B.C.|b.c.|I   |i   |I|0101",
+            ),
+            (
+                at(-99, 12, 31),
+                "0100|100|00|0|0,100|-01|BC|bc|B.C.|b.c.|XII |xii |XII|0099",
+            ),
+            (
+                at(0, 1, 1),
+                "0001|001|01|1|0,001|-01|BC|bc|B.C.|b.c.|I   |i   |I|0002",
+            ),
+            (
+                at(1, 1, 1),
+                "0001|001|01|1|0,001|01|AD|ad|A.D.|a.d.|I   |i   |I|0001",
+            ),
+            (
+                at(2024, 11, 5),
+                "2024|024|24|4|2,024|21|AD|ad|A.D.|a.d.|XI  |xi  |XI|2024",
+            ),
+            (
+                at(12345, 6, 7),
+                "12345|345|45|5|12,345|124|AD|ad|A.D.|a.d.|VI  |vi  |VI|12345",
+            ),
+        ] {
+            assert_eq!(render(&f, &t, None, true), want, "{t}");
+        }
+        assert_eq!(fmt("HEAD ADD BCE", "2024-01-01 00:00:00"), "HEAD AD2 ADE");
+        assert_eq!(
+            fmt("FMYYYY AD RMth Rm rM", "2024-03-01 10:00:00"),
+            "2024 AD III  Rm rM"
+        );
+        // Before level 9 the patterns were text, and the year astronomical.
+        let old = render(&parse("YYYY AD", false), &at(-43, 3, 15), None, false);
+        assert_eq!(old, "-0043 A6");
     }
 }

@@ -30,7 +30,7 @@ use datafusion::prelude::SessionContext;
 use crate::dialect::Wrapped;
 use crate::pg_catalog::SqlStateError;
 use crate::pg_text::Zone;
-use crate::pg_to_char::{pattern_at, DAYS, MONTHS};
+use crate::pg_to_char::{era_at, pattern_at, DAYS, MONTHS};
 
 /// The first dialect level that reads Postgres' templates.
 const LEVEL: u32 = 8;
@@ -87,6 +87,13 @@ impl PgToDate {
     fn postgres(&self, args: &[DataType]) -> bool {
         self.inner.on() && matches!(args, [v, f] if is_text(v) && is_text(f))
     }
+    /// Whether a call on `args` is `to_timestamp(double precision)` (`crate::pg_epoch`,
+    /// from dialect level 9 on).
+    fn epoch(&self, args: &[DataType]) -> bool {
+        self.timestamp
+            && self.inner.level() >= 9
+            && matches!(args, [t] if t.is_numeric() || *t == DataType::Null)
+    }
     fn result(&self) -> DataType {
         if self.timestamp {
             DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
@@ -113,10 +120,13 @@ impl ScalarUDFImpl for PgToDate {
         if self.postgres(arg_types) {
             return Ok(vec![DataType::Utf8, DataType::Utf8]);
         }
+        if self.epoch(arg_types) {
+            return Ok(vec![DataType::Float64]);
+        }
         crate::dialect::coerce_as(&self.inner.inner, arg_types)
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        if self.postgres(arg_types) {
+        if self.postgres(arg_types) || self.epoch(arg_types) {
             Ok(self.result())
         } else {
             self.inner.inner.return_type(arg_types)
@@ -124,6 +134,9 @@ impl ScalarUDFImpl for PgToDate {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let types: Vec<DataType> = args.args.iter().map(ColumnarValue::data_type).collect();
+        if let (true, [seconds]) = (self.epoch(&types), args.args.as_slice()) {
+            return crate::pg_epoch::to_timestamp(seconds, args.number_rows);
+        }
         if !self.postgres(&types) {
             return self.inner.inner.invoke_with_args(args);
         }
@@ -375,7 +388,7 @@ fn parse(format: &str) -> Vec<Node> {
                 break;
             }
         }
-        if let Some(pattern) = pattern_at(body).or_else(|| reading_only(body)) {
+        if let Some(pattern) = pattern_at(body).or_else(|| era_at(body)) {
             let mut after = &body[pattern.len()..];
             let ordinal = after.starts_with("TH") || after.starts_with("th");
             if ordinal {
@@ -421,16 +434,6 @@ fn parse(format: &str) -> Vec<Node> {
         rest = &rest[c.len_utf8()..];
     }
     nodes
-}
-
-/// The patterns read here but not written by `to_char` (`crate::pg_to_char`): the era
-/// and the month in Roman numerals, matched exactly as written.
-const READING_ONLY: &[&str] = &[
-    "A.D.", "a.d.", "B.C.", "b.c.", "AD", "ad", "BC", "bc", "RM", "rm",
-];
-
-fn reading_only(body: &str) -> Option<&'static str> {
-    READING_ONLY.iter().copied().find(|p| body.starts_with(p))
 }
 
 /// Whether `pattern` reads digits.

@@ -93,6 +93,31 @@ impl Dialect for FreshetDialect {
         }))
     }
 
+    /// Postgres' prefix operators `~`, `@`, `|/` and `||/` take as their operand all that
+    /// binds tighter than Postgres' other operators (`%prec Op` in its grammar): `~ 1 + 1`
+    /// is `~ (1 + 1)`, `2 * ~ 1 + 3` is `2 * ~ (1 + 3)`. sqlparser read an operand that
+    /// binds tighter than `+`, so `~ 1 + 1` was `(~ 1) + 1`.
+    fn parse_prefix(
+        &self,
+        parser: &mut Parser,
+    ) -> Option<Result<crate::sqlparser::ast::Expr, ParserError>> {
+        use crate::sqlparser::ast::{Expr, UnaryOperator};
+        use crate::sqlparser::tokenizer::Token;
+        let op = match parser.peek_token_ref().token {
+            Token::Tilde => UnaryOperator::BitwiseNot,
+            Token::AtSign => UnaryOperator::PGAbs,
+            Token::PGSquareRoot => UnaryOperator::PGSquareRoot,
+            Token::PGCubeRoot => UnaryOperator::PGCubeRoot,
+            _ => return None,
+        };
+        parser.next_token();
+        let operand = parser.parse_subexpr(self.prec_value(Precedence::PgOther));
+        Some(operand.map(|expr| Expr::UnaryOp {
+            op,
+            expr: Box::new(expr),
+        }))
+    }
+
     fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
         PostgreSqlDialect {}.identifier_quote_style(identifier)
     }
@@ -252,6 +277,48 @@ mod tests {
 
     fn parsed(sql: &str) -> String {
         Parser::parse_sql(&FreshetDialect {}, sql).expect("parses")[0].to_string()
+    }
+
+    /// The first select item's tree, every operation in parentheses.
+    fn grouped(sql: &str) -> String {
+        use crate::sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
+        fn show(e: &Expr) -> String {
+            match e {
+                Expr::UnaryOp { op, expr } => format!("({op}{})", show(expr)),
+                Expr::BinaryOp { left, op, right } => {
+                    format!("({} {op} {})", show(left), show(right))
+                }
+                Expr::IsNull(e) => format!("({} IS NULL)", show(e)),
+                Expr::Nested(e) => show(e),
+                e => e.to_string(),
+            }
+        }
+        let stmt = Parser::parse_sql(&FreshetDialect {}, sql).expect("parses");
+        let Statement::Query(q) = &stmt[0] else {
+            panic!("{sql}")
+        };
+        let SetExpr::Select(s) = q.body.as_ref() else {
+            panic!("{sql}")
+        };
+        let SelectItem::UnnamedExpr(e) = &s.projection[0] else {
+            panic!("{sql}")
+        };
+        show(e)
+    }
+
+    #[test]
+    fn prefix_operators_bind_as_in_postgres() {
+        for (sql, tree) in [
+            ("SELECT ~ 1 + 1", "(~(1 + 1))"),
+            ("SELECT ~ 1 + 1 = -3", "((~(1 + 1)) = (-3))"),
+            ("SELECT 2 * ~ 1 + 3", "(2 * (~(1 + 3)))"),
+            ("SELECT |/ 16 + 9", "(|/(16 + 9))"),
+            ("SELECT @ -5 + 1", "(@((-5) + 1))"),
+            ("SELECT ~ 1 || 'a'", "((~1) || 'a')"),
+            ("SELECT ~ a IS NULL", "((~a) IS NULL)"),
+        ] {
+            assert_eq!(grouped(sql), tree, "{sql}");
+        }
     }
 
     #[test]
