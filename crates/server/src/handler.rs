@@ -46,6 +46,8 @@ pub struct Prepared {
     sql: Arc<str>,
     stmt: Stmt,
     param_types: Vec<Option<DataType>>,
+    /// The types the client declared in Parse (`crate::declared_params`).
+    declared: Vec<Option<Type>>,
     schema: Option<SchemaRef>,
 }
 
@@ -399,7 +401,7 @@ impl QueryParser for Parser {
         &self,
         client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
@@ -412,9 +414,12 @@ impl QueryParser for Parser {
         if stmts.len() > 1 {
             return Err(ServerError::MultipleCommands.into_pgwire());
         }
-        let stmt = stmts.pop().unwrap_or(Stmt::Empty);
+        let mut stmt = stmts.pop().unwrap_or(Stmt::Empty);
         if matches!(stmt, Stmt::Empty) {
             return Ok(None);
+        }
+        if let Stmt::Sql(s) = &mut stmt {
+            crate::declared_params::apply(s, types);
         }
         let (param_types, schema) = self.session.describe(&stmt).await.map_err(|e| {
             self.session.note_error();
@@ -424,6 +429,7 @@ impl QueryParser for Parser {
             sql: sql.into(),
             stmt,
             param_types,
+            declared: types.to_vec(),
             schema,
         }))
     }
@@ -432,7 +438,11 @@ impl QueryParser for Parser {
         Ok(stmt
             .param_types
             .iter()
-            .map(|t| crate::params::described_type(t.as_ref()))
+            .enumerate()
+            .map(|(i, t)| {
+                crate::declared_params::described(&stmt.declared, i)
+                    .unwrap_or_else(|| crate::params::described_type(t.as_ref()))
+            })
             .collect())
     }
 

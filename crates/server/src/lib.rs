@@ -17,6 +17,7 @@ pub mod backup;
 pub mod config;
 pub mod connections;
 pub mod copy_format;
+pub mod declared_params;
 pub mod encode;
 pub mod error;
 pub mod error_text;

@@ -4,7 +4,8 @@ Run by tests/clients.rs with FRESHET_DSN set. Covers: server-side cursors, COPY 
 out, transactions (rollback, errors that abort, savepoints), statements auto-prepared
 after an error (psycopg sends DEALLOCATE ALL after a rollback), cancel (conn.cancel()
 and pg_cancel_backend), statement_timeout, pg_terminate_backend and pg_stat_activity, NOTICEs,
-the session's time zone (reported, and read in parameters) and interval parameters.
+the session's time zone (reported, and read in parameters), interval parameters, and
+Decimal and float parameters read as the numeric types psycopg declares them.
 The first failing assertion ends the script with a traceback.
 """
 
@@ -290,7 +291,27 @@ def time_zones():
     print("time zones: ok")
 
 
+def declared_numbers():
+    # psycopg declares a Decimal `numeric` and a float `double precision`: they are read
+    # as such where the statement alone would infer an integer or text.
+    from decimal import Decimal
+    with connect(autocommit=True) as c:
+        row = c.execute("SELECT %s + 1, pg_typeof(%s), %s * 2, pg_typeof(%s)",
+                        [Decimal("1.5"), Decimal("1"), 0.25, 0.5]).fetchone()
+        assert row == (Decimal("2.5"), "numeric", 0.5, "double precision"), row
+        assert isinstance(row[0], Decimal) and isinstance(row[2], float), row
+        c.execute("INSERT INTO pg3_plays VALUES (%s, %s, %s)", [900, "priced", 0.75])
+        assert c.execute("SELECT id FROM pg3_plays WHERE secs > %s AND secs < %s",
+                         [Decimal("0.5"), 1.0]).fetchall() == [(900,)]
+        # Prepared (psycopg's fifth execution), the statement describes them as declared.
+        for _ in range(6):
+            assert c.execute("SELECT %s - 1", [Decimal("0.5")]).fetchone()[0] == Decimal("-0.5")
+        c.execute("DELETE FROM pg3_plays WHERE id = 900")
+    print("declared numbers: ok")
+
+
 setup()
+declared_numbers()
 notices()
 time_zones()
 copy_in_and_out()
