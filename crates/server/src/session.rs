@@ -52,6 +52,7 @@ mod ops_tables;
 mod plain_view;
 mod rename;
 mod schema;
+mod setting_names;
 mod sink_into;
 pub(crate) use ops_tables::series as ops_series;
 mod pg;

@@ -13,7 +13,7 @@ use freshet_planner::parser::Stmt;
 use freshet_planner::pg_text::Zone;
 use freshet_planner::sqlparser::ast;
 
-use super::{command, object_name, Output, Session, SERVER_VERSION};
+use super::{command, Output, Session, SERVER_VERSION};
 use crate::error::{Result, ServerError};
 
 /// Session variables Freshet knows, with their defaults. Others that drivers commonly set
@@ -82,7 +82,7 @@ impl Session {
                 self.reset_all();
                 return Ok(command("RESET"));
             }
-            ast::Reset::ConfigurationParameter(name) => object_name(name).to_ascii_lowercase(),
+            ast::Reset::ConfigurationParameter(name) => setting_name(name).to_ascii_lowercase(),
         };
         let name = if name == "time zone" {
             "timezone".to_string()
@@ -221,7 +221,7 @@ impl Session {
             ast::Set::SingleAssignment {
                 variable, values, ..
             } => {
-                let name = object_name(variable);
+                let name = setting_name(variable);
                 let value = values
                     .iter()
                     .map(|v| match v {
@@ -442,6 +442,9 @@ impl Session {
         } else {
             name
         };
+        if !super::setting_names::known(&name) {
+            return Err(ServerError::UnknownParameter(name));
+        }
         if name == "search_path" {
             *self
                 .refused_search_path
@@ -526,19 +529,26 @@ pub(crate) fn parse_options(options: &str) -> Vec<(String, String)> {
 }
 
 /// The variable `SHOW` names: the SQL standard's spellings (`SHOW TIME ZONE`, `SHOW
-/// TRANSACTION ISOLATION LEVEL`) as their settings.
+/// TRANSACTION ISOLATION LEVEL`) as their settings; other words are the parts of a
+/// custom name (`SHOW app.tenant`).
 pub(super) fn variable_name(variable: &[ast::Ident]) -> String {
-    let name = variable
-        .iter()
-        .map(|i| i.value.to_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ");
-    match name.as_str() {
+    let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+    match words.join(" ").as_str() {
         "time zone" => "timezone".into(),
         "transaction isolation level" => "transaction_isolation".into(),
         "session authorization" => "session_authorization".into(),
-        _ => name,
+        _ => words.join("."),
     }
+}
+
+/// The setting `SET` and `RESET` name: every part of a custom name (`app.tenant`; the
+/// last part alone set `tenant`).
+fn setting_name(n: &ast::ObjectName) -> String {
+    n.0.iter()
+        .filter_map(|p| p.as_ident())
+        .map(super::ident_name)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Refuses `stmt` while the session runs with a startup `search_path` Freshet does not
