@@ -1,10 +1,11 @@
-//! Aggregates over a column and over a cast of it, side by side: `SELECT max(ts),
-//! max(ts::date)`, `sum(n), sum(n::bigint)`.
+//! Aggregates and window functions over a column and over a cast of it, side by side:
+//! `SELECT max(ts), max(ts::date)`, `sum(n), sum(n::bigint)`, `lag(x) OVER w, lag(x::text)
+//! OVER w`.
 //!
 //! DataFusion names a cast after what it casts, so both aggregates are named
 //! `max(t.ts)`, and it refused the query ("duplicate unqualified field name"); Postgres
 //! runs it. When a statement fails so, it is planned again with each cast inside an
-//! aggregate's arguments wrapped in `__freshet_named(cast, 'its SQL text')`, which
+//! aggregate's (or window function's) arguments wrapped in `__freshet_named(cast, 'its SQL text')`, which
 //! returns its first argument as it is and gives the aggregate a name of its own. The
 //! result columns keep their names (`crate::naming`). Only statements that failed are
 //! planned this way.
@@ -44,18 +45,22 @@ pub fn is_duplicate_name(e: &DataFusionError) -> bool {
             is_duplicate_name(inner)
         }
         DataFusionError::Collection(errs) => errs.iter().any(is_duplicate_name),
-        // The same, for window functions over a column and a cast of it.
-        DataFusionError::Plan(m) => m.contains("windows require unique expression names"),
+        // The same, for window functions over a column and a cast of it ("windows" or
+        // "Projections require unique expression names").
+        DataFusionError::Plan(m) => m.contains("require unique expression names"),
         _ => false,
     }
 }
 
 /// Wraps each cast of something other than a literal inside the arguments of an
-/// aggregate of `ctx` (see the module); whether there was one.
+/// aggregate or window function of `ctx` (see the module); whether there was one.
 pub fn name_casts(ctx: &SessionContext, stmt: &mut Statement) -> bool {
-    let aggregates = ctx.state().aggregate_functions().clone();
+    let state = ctx.state();
+    let (aggregates, windows) = (state.aggregate_functions(), state.window_functions());
     let is_aggregate = |f: &Function| {
-        f.name.0.len() == 1 && aggregates.contains_key(&f.name.to_string().to_lowercase())
+        let name = f.name.to_string().to_lowercase();
+        f.name.0.len() == 1
+            && (aggregates.contains_key(&name) || (f.over.is_some() && windows.contains_key(&name)))
     };
     let mut changed = false;
     let _ = crate::sqlparser::ast::visit_expressions_mut(stmt, |e| {
@@ -167,5 +172,28 @@ mod tests {
         assert!(text.contains("sum('1'::INT)"), "{text}");
         assert!(text.starts_with("SELECT n::TEXT,"), "{text}");
         assert!(text.ends_with("GROUP BY n::TEXT"), "{text}");
+    }
+
+    #[test]
+    fn window_functions_over_a_column_and_its_cast_plan() {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let ctx = crate::context::new_session();
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("g", DataType::Int32, true),
+            Field::new("x", DataType::Int32, true),
+        ]));
+        crate::context::register(&ctx, "t", schema, vec![]).expect("registers");
+        for sql in [
+            "SELECT sum(x) OVER (PARTITION BY g), sum(x::bigint) OVER (PARTITION BY g) FROM t",
+            "SELECT lag(x) OVER (ORDER BY id), lag(x::text) OVER (ORDER BY id) FROM t",
+        ] {
+            let stmt = crate::parser::parse(sql).expect("parses").remove(0);
+            let crate::parser::Stmt::Sql(stmt) = stmt else {
+                panic!("{sql}")
+            };
+            let plan = futures::executor::block_on(crate::context::bind(&ctx, &stmt));
+            assert!(plan.is_ok(), "{sql}: {:?}", plan.err());
+        }
     }
 }
