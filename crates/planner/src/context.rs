@@ -206,6 +206,9 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     if crate::dialect::level(ctx) >= crate::any_nulls::LEVEL {
         crate::any_nulls::rewrite(&mut stmt);
     }
+    if crate::dialect::level(ctx) >= crate::any_subqueries::LEVEL {
+        crate::any_subqueries::rewrite(&mut stmt);
+    }
     let zone = crate::session_zone::handle(ctx);
     crate::session_zone::offset_literals(&mut stmt, &crate::session_zone::read(&zone));
     crate::asof::hide_matched_times(&mut stmt);

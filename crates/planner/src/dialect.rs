@@ -59,7 +59,9 @@
 //! (`RM`), and years before 1 AD as Postgres writes them (`crate::pg_to_char`); a
 //! set-returning function inside `CASE` or `COALESCE` is refused
 //! (`crate::srf_placement`); `to_timestamp(double precision)` is Postgres' (microseconds,
-//! its range, errors for NaN and infinities: `crate::pg_to_date`).
+//! its range, errors for NaN and infinities: `crate::pg_to_date`); `x op ANY|ALL
+//! (subquery)` over a relation of the outer query's name compares the outer `x`
+//! (`crate::any_subqueries`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 //! - [`window`]: `TUMBLE`/`HOP`; [`temporal`]: `now()` in a view's filters.
 
 pub mod any_nulls;
+pub mod any_subqueries;
 pub mod asof;
 pub mod cast_names;
 pub mod catalog;
