@@ -10,10 +10,15 @@
 pub(super) fn known(name: &str) -> bool {
     name.contains('.')
         || super::vars::VARIABLES.iter().any(|(n, _)| *n == name)
+        || FRESHET.contains(&name)
         || POSTGRES.binary_search(&name).is_ok()
         || RISINGWAVE.contains(&name)
         || RISINGWAVE_FAMILIES.iter().any(|p| name.starts_with(p))
 }
+
+/// Freshet's settings without a default among `super::vars::VARIABLES` (set, they
+/// override the server's).
+const FRESHET: &[&str] = &["query_memory_limit"];
 
 /// RisingWave's session parameters outside its families.
 const RISINGWAVE: &[&str] = &[
@@ -415,6 +420,7 @@ mod tests {
             "streaming_parallelism_for_index",
             "query_mode",
             "background_ddl",
+            "query_memory_limit",
         ] {
             assert!(known(name), "{name}");
         }
