@@ -124,6 +124,10 @@ fn analyzer_rules(
             level: level.clone(),
         }),
     );
+    rules.insert(
+        at,
+        Arc::new(crate::float_numeric::FloatNumeric::new(level.clone())),
+    );
     rules.insert(at, Arc::new(crate::int_literals::IntLiterals::new(level)));
     rules
 }

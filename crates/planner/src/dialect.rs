@@ -61,7 +61,8 @@
 //! (`crate::srf_placement`); `to_timestamp(double precision)` is Postgres' (microseconds,
 //! its range, errors for NaN and infinities: `crate::pg_to_date`); `x op ANY|ALL
 //! (subquery)` over a relation of the outer query's name compares the outer `x`
-//! (`crate::any_subqueries`).
+//! (`crate::any_subqueries`); a float compared with a `numeric` is compared as a
+//! `double precision` (`crate::float_numeric`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -19,6 +19,7 @@ pub mod context;
 pub mod corresponding;
 pub mod dialect;
 pub mod expr_rules;
+pub mod float_numeric;
 pub mod guarded_udfs;
 pub mod hll_udaf;
 pub mod index_stmt;
