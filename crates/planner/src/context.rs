@@ -100,6 +100,9 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(int_casts));
     ctx.add_analyzer_rule(Arc::new(checked_arith));
     ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
+    ctx.add_analyzer_rule(Arc::new(crate::numeric_casts::NumericCasts::new(
+        crate::dialect::handle(&ctx),
+    )));
     ctx.add_analyzer_rule(Arc::new(crate::session_zone::SessionZone::new(
         crate::session_zone::handle(&ctx),
     )));

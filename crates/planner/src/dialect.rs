@@ -62,7 +62,8 @@
 //! its range, errors for NaN and infinities: `crate::pg_to_date`); `x op ANY|ALL
 //! (subquery)` over a relation of the outer query's name compares the outer `x`
 //! (`crate::any_subqueries`); a float compared with a `numeric` is compared as a
-//! `double precision` (`crate::float_numeric`).
+//! `double precision` (`crate::float_numeric`); casts between `numeric` and floats are
+//! Postgres' (`crate::numeric_casts`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

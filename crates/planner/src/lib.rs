@@ -35,6 +35,7 @@ pub mod lateral_limit;
 pub mod lateral_sets;
 pub mod literals;
 pub mod naming;
+pub mod numeric_casts;
 pub mod params;
 pub mod parser;
 pub mod percentile_disc;
