@@ -131,6 +131,10 @@ fn analyzer_rules(
         at,
         Arc::new(crate::float_numeric::FloatNumeric::new(level.clone())),
     );
+    rules.insert(
+        at,
+        Arc::new(crate::pg_interval::IntervalBetween::new(level.clone())),
+    );
     rules.insert(at, Arc::new(crate::int_literals::IntLiterals::new(level)));
     rules
 }

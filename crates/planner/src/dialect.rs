@@ -63,7 +63,8 @@
 //! (subquery)` over a relation of the outer query's name compares the outer `x`
 //! (`crate::any_subqueries`); a float compared with a `numeric` is compared as a
 //! `double precision` (`crate::float_numeric`); casts between `numeric` and floats are
-//! Postgres' (`crate::numeric_casts`).
+//! Postgres' (`crate::numeric_casts`); a difference of timestamps compares with an
+//! interval by its span (`crate::pg_interval`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

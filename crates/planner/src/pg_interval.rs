@@ -8,6 +8,8 @@
 //!   `interval '24 hours' = interval '1 day'` is true, as in Postgres (DataFusion compared
 //!   months, days and time one by one). Views created before keep the old comparison,
 //!   which their stored rows were filtered with.
+//!   From level 9 a duration (a difference of timestamps) compares with an interval by
+//!   its span too.
 //! - From level 6, `date + interval`, `interval + date` and `date - interval` are
 //!   `timestamp`s, as in Postgres (DataFusion's is a date, without the interval's time).
 
@@ -52,6 +54,10 @@ impl IntervalPlanner {
 
 fn is_interval(t: &DataType) -> bool {
     matches!(t, DataType::Interval(_))
+}
+
+fn is_duration(t: &DataType) -> bool {
+    matches!(t, DataType::Duration(_))
 }
 
 fn is_number(t: &DataType) -> bool {
@@ -128,9 +134,15 @@ impl ExprPlanner for IntervalPlanner {
             | BinaryOperator::LtEq
             | BinaryOperator::Gt
             | BinaryOperator::GtEq)
-                if is_interval(&lt)
+                if (is_interval(&lt)
                     && is_interval(&rt)
-                    && self.level.load(std::sync::atomic::Ordering::SeqCst) >= 2 =>
+                    && self.level.load(std::sync::atomic::Ordering::SeqCst) >= 2)
+                    // From level 9, a difference of timestamps (a duration here) with an
+                    // interval: DataFusion compared the duration with the interval's
+                    // fields one by one (`tstz - tstz = interval '1 day'` was false).
+                    || (self.level.load(std::sync::atomic::Ordering::SeqCst) >= 9
+                        && ((is_duration(&lt) && is_interval(&rt))
+                            || (is_interval(&lt) && is_duration(&rt)))) =>
             {
                 let l = call(&self.span, vec![as_mdn(left, &lt)]);
                 let r = call(&self.span, vec![as_mdn(right, &rt)]);
@@ -325,6 +337,68 @@ impl ScalarUDFImpl for IntervalSpan {
         } else {
             ColumnarValue::Array(array)
         })
+    }
+}
+
+/// `x BETWEEN a AND b` over intervals (and differences of timestamps) compares their
+/// spans, as `<=` and `>=` do (`IntervalPlanner`); DataFusion compared their fields one
+/// by one (`interval '24 hours' BETWEEN interval '1 day' AND interval '1 day'` was
+/// false). An analyzer rule before type coercion, from dialect level 9 on.
+#[derive(Debug)]
+pub struct IntervalBetween {
+    level: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl IntervalBetween {
+    pub fn new(level: Arc<std::sync::atomic::AtomicU32>) -> IntervalBetween {
+        IntervalBetween { level }
+    }
+}
+
+impl datafusion::optimizer::AnalyzerRule for IntervalBetween {
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        if self.level.load(std::sync::atomic::Ordering::SeqCst) < 9 {
+            return Ok(plan);
+        }
+        let span = Arc::new(ScalarUDF::new_from_impl(IntervalSpan::new()));
+        crate::expr_rules::rewrite_expressions(
+            plan,
+            |p| matches!(p, datafusion::logical_expr::LogicalPlan::Values(_)),
+            |x| matches!(x, Expr::Between(_)),
+            |e, schema| {
+                let Expr::Between(b) = &e else {
+                    return Ok(datafusion::common::tree_node::Transformed::no(e));
+                };
+                let types = [&b.expr, &b.low, &b.high].map(|x| x.get_type(schema).ok());
+                let spans = types
+                    .iter()
+                    .all(|t| t.as_ref().is_some_and(|t| is_interval(t) || is_duration(t)))
+                    && types.iter().flatten().any(is_interval);
+                if !spans {
+                    return Ok(datafusion::common::tree_node::Transformed::no(e));
+                }
+                let of = |x: &Expr, t: &Option<DataType>| {
+                    let t = t.clone().unwrap_or(DataType::Null);
+                    Box::new(call(&span, vec![as_mdn(x.clone(), &t)]))
+                };
+                Ok(datafusion::common::tree_node::Transformed::yes(
+                    Expr::Between(datafusion::logical_expr::expr::Between {
+                        expr: of(&b.expr, &types[0]),
+                        negated: b.negated,
+                        low: of(&b.low, &types[1]),
+                        high: of(&b.high, &types[2]),
+                    }),
+                ))
+            },
+        )
+    }
+
+    fn name(&self) -> &str {
+        "freshet_interval_between"
     }
 }
 
