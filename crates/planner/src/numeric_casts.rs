@@ -177,20 +177,11 @@ impl FloatToNumeric {
     }
 }
 
-fn error(code: &'static str, message: String, detail: Option<String>) -> DataFusionError {
-    DataFusionError::External(Box::new(SqlStateError {
-        code,
-        message,
-        detail,
-        hint: None,
-    }))
-}
-
 /// `v` as the unscaled value of a `numeric(precision, scale)`, read from its `digits`
 /// significant digits.
 pub fn f64_to_decimal(v: f64, precision: u8, scale: i8, digits: usize) -> Result<i128> {
     if !v.is_finite() {
-        return Err(error(
+        return Err(SqlStateError::raise(
             "0A000",
             format!("cannot convert {v} to numeric: numeric NaN and infinities are not supported"),
             None,
@@ -210,9 +201,9 @@ pub fn f64_to_decimal(v: f64, precision: u8, scale: i8, digits: usize) -> Result
     // v = digits × 10^(exp - decimals); unscaled = v × 10^scale.
     let shift = exp - decimals as i32 + i32::from(scale);
     let overflow = || {
-        error(
+        SqlStateError::raise(
             "22003",
-            "numeric field overflow".into(),
+            "numeric field overflow",
             Some(format!(
                 "A field with precision {precision}, scale {scale} must round to an absolute \
                  value less than 10^{}.",

@@ -32,12 +32,7 @@ fn end_second() -> f64 {
 }
 
 fn error(code: &'static str, message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(SqlStateError {
-        code,
-        message,
-        detail: None,
-        hint: None,
-    }))
+    SqlStateError::raise(code, message, None)
 }
 
 /// `seconds` since 1970 as microseconds since 1970, as Postgres computes it.

@@ -392,12 +392,7 @@ impl ScalarUDFImpl for BitwiseNot {
 
 /// An error with Postgres' SQLSTATE.
 fn pg_error(code: &'static str, message: impl Into<String>) -> DataFusionError {
-    DataFusionError::External(Box::new(SqlStateError {
-        code,
-        message: message.into(),
-        detail: None,
-        hint: None,
-    }))
+    SqlStateError::raise(code, message, None)
 }
 
 fn float(v: &ScalarValue) -> Option<f64> {

@@ -98,6 +98,22 @@ pub struct SqlStateError {
     pub hint: Option<String>,
 }
 
+impl SqlStateError {
+    /// A DataFusion error carrying Postgres' `code`, `message` and `detail`.
+    pub fn raise(
+        code: &'static str,
+        message: impl Into<String>,
+        detail: Option<String>,
+    ) -> datafusion::error::DataFusionError {
+        datafusion::error::DataFusionError::External(Box::new(SqlStateError {
+            code,
+            message: message.into(),
+            detail,
+            hint: None,
+        }))
+    }
+}
+
 impl Snapshot {
     pub fn setting(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
