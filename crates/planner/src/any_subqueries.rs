@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use crate::sqlparser::ast::{
-    Expr, Ident, SetExpr, Statement, TableAlias, TableFactor, Visit, Visitor,
+    Expr, Ident, Query, SetExpr, Statement, TableAlias, TableFactor, Visit, VisitMut, Visitor,
+    VisitorMut,
 };
 
 /// The level the rewrite starts at.
@@ -37,6 +38,7 @@ pub fn rewrite(stmt: &mut Statement) {
         let Expr::Subquery(query) = right.as_mut() else {
             return ControlFlow::Continue(());
         };
+        let query: &mut Query = query;
         let SetExpr::Select(select) = query.body.as_mut() else {
             return ControlFlow::Continue(());
         };
@@ -65,20 +67,78 @@ pub fn rewrite(stmt: &mut Statement) {
             }
         }
         if !renamed.is_empty() {
-            let _ = crate::sqlparser::ast::visit_expressions_mut(&mut **select, |c| {
-                if let Expr::CompoundIdentifier(parts) = c {
-                    if let [qualifier, _] = parts.as_mut_slice() {
-                        let q = crate::naming::ident_name(qualifier);
-                        if let Some((_, new)) = renamed.iter().find(|(old, _)| *old == q) {
-                            *qualifier = Ident::new(new);
-                        }
-                    }
-                }
-                ControlFlow::<()>::Continue(())
-            });
+            let _ = VisitMut::visit(
+                query,
+                &mut Requalify {
+                    renamed,
+                    shadowed: Vec::new(),
+                },
+            );
         }
         ControlFlow::Continue(())
     });
+}
+
+/// Qualifies the columns of a renamed relation by its new name, in the subquery and in
+/// the queries nested in it, but not in those that name a relation of the old name
+/// themselves (where the old name is theirs).
+struct Requalify {
+    renamed: Vec<(String, String)>,
+    /// Per query entered, per renamed name: whether a relation of the query or of one
+    /// around it (inside the subquery) has the old name.
+    shadowed: Vec<Vec<bool>>,
+}
+
+impl VisitorMut for Requalify {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        let own = own_names(q);
+        let outer = self.shadowed.last().cloned();
+        let here = self
+            .renamed
+            .iter()
+            .enumerate()
+            .map(|(i, (old, _))| outer.as_ref().is_some_and(|o| o[i]) || own.contains(old))
+            .collect();
+        self.shadowed.push(here);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.shadowed.pop();
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let Expr::CompoundIdentifier(parts) = e else {
+            return ControlFlow::Continue(());
+        };
+        let [qualifier, _] = parts.as_mut_slice() else {
+            return ControlFlow::Continue(());
+        };
+        let q = crate::naming::ident_name(qualifier);
+        let Some(i) = self.renamed.iter().position(|(old, _)| *old == q) else {
+            return ControlFlow::Continue(());
+        };
+        if !self.shadowed.last().is_some_and(|s| s[i]) {
+            *qualifier = Ident::new(&self.renamed[i].1);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The names of the FROM items of `q`'s own select.
+fn own_names(q: &Query) -> Vec<String> {
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    select
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+        .filter_map(exposed_name)
+        .collect()
 }
 
 /// The name a FROM item is known by: its alias, or its table's last name part.
@@ -145,5 +205,18 @@ mod tests {
         );
         let untouched = "SELECT id FROM pl AS p WHERE id = ANY(SELECT q.id FROM pl AS q)";
         assert_eq!(rewritten(untouched), untouched);
+        // A nested query naming its own `pl` keeps its columns; one that does not reads
+        // the renamed relation's; ORDER BY is the subquery's too.
+        let nested = rewritten(
+            "SELECT id FROM pl WHERE b > ALL (SELECT b FROM pl WHERE EXISTS \
+             (SELECT 1 FROM pl WHERE pl.d = 'web') AND EXISTS (SELECT 1 FROM t WHERE t.x = \
+             pl.d) ORDER BY pl.id LIMIT 2)",
+        );
+        assert!(
+            nested.contains("(SELECT 1 FROM pl WHERE pl.d = 'web')"),
+            "{nested}"
+        );
+        assert!(nested.contains("t.x = __freshet_any_1.d"), "{nested}");
+        assert!(nested.contains("ORDER BY __freshet_any_1.id"), "{nested}");
     }
 }

@@ -114,8 +114,23 @@ impl NumericToFloat {
     }
 }
 
+/// The powers of ten a double holds exactly.
+const EXACT_POWERS: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 /// The float nearest `unscaled / 10^scale`.
 fn decimal_to_f64(unscaled: i128, scale: i8) -> f64 {
+    // Both operands exact: one IEEE division (or product) rounds once, to the nearest.
+    if unscaled.unsigned_abs() <= 1 << 53 {
+        let power = EXACT_POWERS.get(usize::from(scale.unsigned_abs()));
+        match (power, scale >= 0) {
+            (Some(p), true) => return unscaled as f64 / p,
+            (Some(p), false) => return unscaled as f64 * p,
+            (None, _) => {}
+        }
+    }
     let text = if scale > 0 {
         format!("{unscaled}e-{scale}")
     } else {
@@ -291,6 +306,17 @@ mod tests {
         );
         assert_eq!(decimal_to_f64(-5, 1), -0.5);
         assert_eq!(decimal_to_f64(12, -2), 1200.0);
+        // The exact path and the text path agree.
+        for (m, sc) in [
+            (1i128, 1i8),
+            (3, 1),
+            (123_456_789, 4),
+            (-7, 22),
+            (9_007_199_254_740_993, 3),
+        ] {
+            let text: f64 = format!("{m}e-{sc}").parse().unwrap();
+            assert_eq!(decimal_to_f64(m, sc), text, "{m}e-{sc}");
+        }
         // 1e15::float8::numeric(38, 10) is 1000000000000000.0000000000.
         assert_eq!(
             f64_to_decimal(1e15, 38, 10, 15).unwrap(),

@@ -8,7 +8,8 @@
 //! drivers' string and integer setters expect, and a key lookup stays a key lookup.
 
 use freshet_planner::sqlparser::ast::{
-    CastKind, DataType as SqlType, ExactNumberInfo, Expr, Statement, Value, VisitMut, VisitorMut,
+    CastKind, DataType as SqlType, ExactNumberInfo, Expr, LimitClause, Query, Statement, Value,
+    VisitMut, VisitorMut,
 };
 use pgwire::api::Type;
 
@@ -40,6 +41,7 @@ pub fn apply(stmt: &mut Statement, declared: &[Option<Type>]) {
     let _ = stmt.visit(&mut Declare {
         declared,
         cast_next: false,
+        counts: std::collections::HashSet::new(),
     });
 }
 
@@ -47,6 +49,9 @@ struct Declare<'a> {
     declared: &'a [Option<Type>],
     /// The next placeholder is the operand of a cast the statement writes.
     cast_next: bool,
+    /// The expressions of `LIMIT`, `OFFSET` and `FETCH`, which take a count (Postgres
+    /// converts the parameter to `bigint` there): left as inferred.
+    counts: std::collections::HashSet<*const Expr>,
 }
 
 fn placeholder(e: &Expr) -> Option<usize> {
@@ -62,6 +67,28 @@ fn placeholder(e: &Expr) -> Option<usize> {
 impl VisitorMut for Declare<'_> {
     type Break = ();
 
+    fn pre_visit_query(&mut self, q: &mut Query) -> std::ops::ControlFlow<()> {
+        let mut counts: Vec<&Expr> = Vec::new();
+        match &q.limit_clause {
+            Some(LimitClause::LimitOffset { limit, offset, .. }) => {
+                counts.extend(limit.iter());
+                counts.extend(offset.iter().map(|o| &o.value));
+            }
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                counts.extend([offset, limit]);
+            }
+            None => {}
+        }
+        counts.extend(q.fetch.iter().filter_map(|f| f.quantity.as_ref()));
+        for e in counts {
+            let _ = freshet_planner::sqlparser::ast::visit_expressions(e, |x| {
+                self.counts.insert(x as *const Expr);
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
         if let Expr::Cast { expr, .. } = e {
             self.cast_next = placeholder(expr).is_some();
@@ -73,7 +100,7 @@ impl VisitorMut for Declare<'_> {
         let Some(i) = placeholder(e) else {
             return std::ops::ControlFlow::Continue(());
         };
-        if std::mem::take(&mut self.cast_next) {
+        if std::mem::take(&mut self.cast_next) || self.counts.contains(&(e as *const Expr)) {
             return std::ops::ControlFlow::Continue(());
         }
         if let Some(data_type) = described(self.declared, i).as_ref().and_then(honoured) {
@@ -117,6 +144,11 @@ mod tests {
         assert_eq!(
             applied("SELECT * FROM t WHERE k = $1", &[Some(Type::VARCHAR)]),
             "SELECT * FROM t WHERE k = $1"
+        );
+        // Counts are left as inferred (`bigint`).
+        assert_eq!(
+            applied("SELECT x FROM t WHERE x > $1 LIMIT $2 OFFSET $3", &numeric),
+            "SELECT x FROM t WHERE x > $1::NUMERIC LIMIT $2 OFFSET $3"
         );
         assert_eq!(described(&numeric, 0), Some(Type::NUMERIC));
         assert_eq!(described(&numeric, 1), None);

@@ -11,6 +11,7 @@ pub(super) fn known(name: &str) -> bool {
     name.contains('.')
         || super::vars::VARIABLES.iter().any(|(n, _)| *n == name)
         || FRESHET.contains(&name)
+        || POSTGRES_UNLISTED.contains(&name)
         || POSTGRES.binary_search(&name).is_ok()
         || RISINGWAVE.contains(&name)
         || RISINGWAVE_FAMILIES.iter().any(|p| name.starts_with(p))
@@ -19,6 +20,9 @@ pub(super) fn known(name: &str) -> bool {
 /// Freshet's settings without a default among `super::vars::VARIABLES` (set, they
 /// override the server's).
 const FRESHET: &[&str] = &["query_memory_limit"];
+
+/// Postgres' settings that `pg_settings` does not list.
+const POSTGRES_UNLISTED: &[&str] = &["role", "seed"];
 
 /// RisingWave's session parameters outside its families.
 const RISINGWAVE: &[&str] = &[
@@ -421,6 +425,7 @@ mod tests {
             "query_mode",
             "background_ddl",
             "query_memory_limit",
+            "role",
         ] {
             assert!(known(name), "{name}");
         }

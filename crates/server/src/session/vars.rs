@@ -89,6 +89,9 @@ impl Session {
         } else {
             name
         };
+        if !super::setting_names::known(&name) {
+            return Err(ServerError::UnknownParameter(name));
+        }
         let start = self.startup_vars().get(&name).cloned();
         {
             let mut vars = self.vars.lock().unwrap_or_else(|p| p.into_inner());

@@ -303,6 +303,9 @@ def declared_numbers():
         c.execute("INSERT INTO pg3_plays VALUES (%s, %s, %s)", [900, "priced", 0.75])
         assert c.execute("SELECT id FROM pg3_plays WHERE secs > %s AND secs < %s",
                          [Decimal("0.5"), 1.0]).fetchall() == [(900,)]
+        # A count stays a count (LIMIT and OFFSET are not read as numeric).
+        assert c.execute("SELECT id FROM pg3_plays WHERE secs > %s LIMIT %s OFFSET %s",
+                         [Decimal("0.5"), 2, 0]).fetchall() == [(900,)]
         # Prepared (psycopg's fifth execution), the statement describes them as declared.
         for _ in range(6):
             assert c.execute("SELECT %s - 1", [Decimal("0.5")]).fetchone()[0] == Decimal("-0.5")
