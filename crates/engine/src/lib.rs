@@ -20,6 +20,7 @@ pub mod operator;
 pub mod operators;
 pub mod plan;
 pub mod progress;
+pub mod row_ids;
 pub mod shards;
 pub mod sink_log;
 pub mod stable_hash;

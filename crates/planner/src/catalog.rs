@@ -320,7 +320,16 @@ pub struct TableDef {
     /// not older.
     #[serde(default)]
     pub version_columns: Vec<usize>,
+    /// A table without a primary key created since row ids: its rows are stored under a
+    /// hidden `_row_id` (RisingWave's), a `bigint` the server assigns, after the columns
+    /// (see [`TableDef::stored_schema`]). Tables from before keep their rows as a
+    /// multiset.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub row_id: bool,
 }
+
+/// The hidden column of a table without a primary key.
+pub const ROW_ID: &str = "_row_id";
 
 /// A topic feeding a table: `FORMAT UPSERT` (the message key is the primary key, a later
 /// message replaces the row, a null value deletes it) or `FORMAT PLAIN` (rows are
@@ -360,6 +369,27 @@ impl TableDef {
                 .map(|c| Field::new(&c.name, c.ty.to_arrow(), true))
                 .collect::<Vec<_>>(),
         ))
+    }
+
+    /// The schema its rows are stored (and its changes sent) in: its columns, then
+    /// `_row_id` if it has one.
+    pub fn stored_schema(&self) -> SchemaRef {
+        let schema = self.schema();
+        if !self.row_id {
+            return schema;
+        }
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(ROW_ID, DataType::Int64, true));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The primary key of its stored rows: its own, or `_row_id`.
+    pub fn stored_pk(&self) -> Vec<usize> {
+        if self.row_id {
+            vec![self.columns.len()]
+        } else {
+            self.pk.clone()
+        }
     }
 }
 

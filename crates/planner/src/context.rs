@@ -223,10 +223,18 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
     let zone = crate::session_zone::handle(ctx);
     crate::session_zone::offset_literals(&mut stmt, &crate::session_zone::read(&zone));
     crate::asof::hide_matched_times(&mut stmt);
+    let exposed = crate::hidden_columns::expose(ctx, &mut stmt)?;
+    if crate::dialect::level(ctx) >= crate::natural_joins::LEVEL {
+        crate::natural_joins::rewrite(ctx, &mut stmt).await;
+    }
+    if exposed {
+        crate::hidden_columns::check_natural_joins(&stmt)?;
+    }
     crate::structs::expand_fields(ctx, &mut stmt).await?;
     crate::window::rewrite_windows(ctx, &mut stmt).await?;
     crate::lateral_limit::rewrite(ctx, &mut stmt).await;
     crate::using_join::rewrite(&mut stmt)?;
+    crate::hidden_columns::hide_in_wildcards(&mut stmt)?;
     crate::select_subqueries::rewrite(&mut stmt);
     crate::select_subqueries::from_less_scalars(&mut stmt);
     crate::single_row::rewrite(ctx, &mut stmt).await;

@@ -65,6 +65,9 @@
 //! `double precision` (`crate::float_numeric`); casts between `numeric` and floats are
 //! Postgres' (`crate::numeric_casts`); a difference of timestamps compares with an
 //! interval by its span (`crate::pg_interval`).
+//!
+//! Level 10: `*` over a `NATURAL JOIN` puts the common columns first, and a RIGHT or
+//! FULL NATURAL JOIN is taken (`crate::natural_joins`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -80,7 +83,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 9;
+pub const CURRENT: u32 = 10;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.

@@ -626,10 +626,13 @@ impl StreamPlanner<'_> {
     }
 
     /// A scan's pushed-down filters and projection over its source node.
+    /// `width`: the number of columns of the node's rows, which may be more than the
+    /// scan's relation has (a table's hidden row id follows its columns).
     fn scan_rest(
         &self,
         scan: &datafusion::logical_expr::TableScan,
         mut node: StreamNode,
+        width: usize,
     ) -> Result<StreamNode, PlannerError> {
         let full = scan.source.schema();
         if !scan.filters.is_empty() {
@@ -642,10 +645,11 @@ impl StreamPlanner<'_> {
                 .ok_or_else(|| PlannerError::Internal("empty filter list".into()))?;
             node = self.filter(node, &pred, &df)?;
         }
-        let identity = |p: &Vec<usize>| {
-            p.len() == full.fields().len() && p.iter().enumerate().all(|(i, c)| i == *c)
-        };
-        if let Some(proj) = scan.projection.as_ref().filter(|p| !identity(p)) {
+        let identity =
+            |p: &Vec<usize>| p.len() == width && p.iter().enumerate().all(|(i, c)| i == *c);
+        let all: Vec<usize> = (0..full.fields().len()).collect();
+        let projection = scan.projection.as_ref().unwrap_or(&all);
+        if let Some(proj) = Some(projection).filter(|p| !identity(p)) {
             let exprs = proj
                 .iter()
                 .map(|&i| {
@@ -702,11 +706,12 @@ impl StreamPlanner<'_> {
                     schema: nullable(&full),
                     watermark_cols: Vec::new(),
                 };
-                self.scan_rest(scan, node)
+                self.scan_rest(scan, node, full.fields().len())
             }
             LogicalPlan::TableScan(scan) => {
                 let name = crate::schemas::relation_key(&scan.table_name);
                 let name = crate::parser::lookup_target(&name).unwrap_or(&name);
+                let name = crate::hidden_columns::stored_target(name).unwrap_or(name);
                 let Some((kind, id)) = self.catalog.kind_of(name) else {
                     // A table function (`generate_series(…)`, `range(…)`): its arguments
                     // are constants, so are its rows.
@@ -715,7 +720,11 @@ impl StreamPlanner<'_> {
                     }
                     return Err(PlannerError::UndefinedTable(name.to_string()));
                 };
-                let full = scan.source.schema();
+                // A table's rows come as stored: with its hidden row id, if it has one.
+                let full = match (kind, self.catalog.table(name)) {
+                    (RelationKind::Table, Some(t)) if t.row_id => t.stored_schema(),
+                    _ => scan.source.schema(),
+                };
                 let watermark_cols = match kind {
                     RelationKind::Source => self
                         .catalog
@@ -753,7 +762,7 @@ impl StreamPlanner<'_> {
                     schema: nullable(&full),
                     watermark_cols,
                 };
-                self.scan_rest(scan, node)
+                self.scan_rest(scan, node, full.fields().len())
             }
             LogicalPlan::Projection(p) => {
                 let input = self.node(&p.input)?;

@@ -62,6 +62,9 @@ pub enum ServerError {
     /// `42939`: a name reserved for the system (`pg_…` schemas, built-in schemas).
     #[error("{0}")]
     ReservedName(String),
+    /// `42701`: a column named as a hidden column (`_row_id` of a table without a key).
+    #[error("column name \"{0}\" conflicts with a system column name")]
+    SystemColumn(String),
     /// `55000`: a view that failed at start-up.
     #[error("{0}")]
     ViewFailed(String),
@@ -179,6 +182,7 @@ impl ServerError {
             ServerError::UndefinedSchema(_) => ("3F000", None, None),
             ServerError::DuplicateSchema(_) => ("42P06", None, None),
             ServerError::ReservedName(_) => ("42939", None, None),
+            ServerError::SystemColumn(_) => ("42701", None, None),
             ServerError::TransactionAborted => ("25P02", None, None),
             ServerError::ActiveTransaction(_) => ("25001", None, None),
             ServerError::NoActiveTransaction(_) => ("25P01", None, None),
@@ -287,16 +291,11 @@ fn root(e: &DataFusionError) -> &DataFusionError {
     }
 }
 
-/// RisingWave's hidden row id of a table without a primary key.
-const ROW_ID: &str = "_row_id";
-
 fn datafusion_code(e: &DataFusionError) -> &'static str {
     match root(e) {
         DataFusionError::SQL(_, _) => "42601",
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
-            // RisingWave's hidden row id, named as the feature missing here.
-            SchemaError::FieldNotFound { field, .. } if field.name() == ROW_ID => "0A000",
             SchemaError::FieldNotFound { .. } => "42703",
             SchemaError::AmbiguousReference { .. } => "42702",
             SchemaError::DuplicateQualifiedField { .. }
@@ -390,12 +389,6 @@ fn datafusion_message(e: &DataFusionError) -> String {
             e.to_string()
         }
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
-            SchemaError::FieldNotFound { field, .. } if field.name() == ROW_ID => {
-                "the hidden column _row_id is not supported: a table without a primary key \
-                 has no row ids here (RisingWave numbers its rows); declare a PRIMARY KEY to \
-                 name single rows"
-                    .to_string()
-            }
             SchemaError::FieldNotFound { field, .. } => {
                 format!("column \"{}\" does not exist", field.name())
             }

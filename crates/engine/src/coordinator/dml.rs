@@ -76,6 +76,7 @@ impl Coordinator {
             None => None,
         };
         let mut max_ts: Option<i64> = None;
+        let mut mark = None;
         for b in &write.inserts {
             for row in batch_rows(b)? {
                 if let Some((col, _)) = desc.watermark {
@@ -83,7 +84,10 @@ impl Coordinator {
                     if let (Some(ts), Some(wm)) = (ts, wm) {
                         if ts < wm {
                             *late += 1;
-                            let text: Vec<String> = row.iter().map(display_value).collect();
+                            // Its columns, without a hidden row id.
+                            let width = desc.schema.fields().len() - usize::from(desc.row_id);
+                            let text: Vec<String> =
+                                row.iter().take(width).map(display_value).collect();
                             self.put_late(
                                 &desc.name,
                                 None,
@@ -96,11 +100,13 @@ impl Coordinator {
                     }
                     max_ts = max_ts.max(ts);
                 }
-                self.insert_row(&desc, &row)?;
+                let (row, fresh) = numbered(&desc, row, &mut mark);
+                self.insert_row(&desc, &row, fresh)?;
                 changes.push(row);
                 weights.push(1);
             }
         }
+        self.put_mark(&desc, mark);
         self.propagate_rows(&desc, &changes, weights)?;
         if let (Some((_, delay)), Some(max_ts)) = (desc.watermark, max_ts) {
             let new = max_ts.saturating_sub(delay);
@@ -162,7 +168,14 @@ impl Coordinator {
         Ok(())
     }
 
-    pub(super) fn insert_row(&mut self, desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
+    /// Inserts `row`; `fresh`: its key is a row id given out just now, which no stored
+    /// row can have.
+    pub(super) fn insert_row(
+        &mut self,
+        desc: &TableDesc,
+        row: &Row,
+        fresh: bool,
+    ) -> Result<(), EngineError> {
         check_not_null(desc, row)?;
         let key = if desc.pk.is_empty() {
             let key = keys::row_key(desc.id, &codec::encode_row(row)?);
@@ -170,7 +183,7 @@ impl Coordinator {
             key
         } else {
             let key = pk_row_key(desc, row)?;
-            if self.txn.get(&key)?.is_some() {
+            if !fresh && self.txn.get(&key)?.is_some() {
                 return Err(duplicate_key(desc, row));
             }
             self.txn.put(key.clone(), codec::encode_row(row)?);
@@ -184,6 +197,23 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+
+    /// Records the largest row id `desc`'s rows were written with (see
+    /// [`crate::row_ids`]), with those rows.
+    pub(super) fn put_mark(&mut self, desc: &TableDesc, mark: Option<i64>) {
+        if let (true, Some(mark)) = (desc.row_id, mark) {
+            let key = crate::row_ids::mark_key(desc.id);
+            let stored = self
+                .txn
+                .get(&key)
+                .ok()
+                .flatten()
+                .and_then(|v| crate::row_ids::decode_mark(&v));
+            if stored.is_none_or(|s| s < mark) {
+                self.txn.put(key, mark.to_be_bytes().to_vec());
+            }
+        }
     }
 
     /// `WITH TTL`: deletes the rows of `desc` the watermark `wm` passed (event time below
@@ -216,4 +246,18 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// `row` with its row id if `desc` numbers its rows and it has none yet (a feed's, a
+/// sink's; the server numbers DML's); whether the id is new. `mark` keeps the largest id
+/// written.
+pub(super) fn numbered(desc: &TableDesc, row: Row, mark: &mut Option<i64>) -> (Row, bool) {
+    if !desc.row_id {
+        return (row, false);
+    }
+    let (row, fresh) = crate::row_ids::with_row_id(row, desc.schema.fields().len());
+    if let Some(ScalarValue::Int64(Some(id))) = row.last() {
+        *mark = (*mark).max(Some(*id));
+    }
+    (row, fresh)
 }

@@ -162,8 +162,9 @@ impl Coordinator {
                 }
             }
             for (i, (row, w)) in rows.rows()?.iter().zip(&rows.weights).enumerate() {
+                // In the feed's columns (a table's hidden row id is not among them).
                 let one =
-                    Chunk::from_rows(desc.schema.clone(), std::slice::from_ref(row), vec![*w])?;
+                    Chunk::from_rows(rows.batch.schema(), std::slice::from_ref(row), vec![*w])?;
                 if let Err(e) = self.statement(|c| c.feed_rows(&desc, &one, &[])) {
                     let why = format!("row rejected: {}", e.row_message());
                     errors.push(rejected(positions.get(i), why, row));
@@ -210,8 +211,10 @@ impl Coordinator {
                 self.txn.delete(k);
             }
         }
+        let mut mark = None;
         for row in rows.rows()? {
-            if !desc.pk.is_empty() {
+            let (row, fresh) = super::dml::numbered(desc, row, &mut mark);
+            if !desc.pk.is_empty() && !fresh {
                 let k = pk_row_key(desc, &row)?;
                 if let Some(old) = self.txn.get(&k)? {
                     if old == codec::encode_row(&row)? {
@@ -222,10 +225,11 @@ impl Coordinator {
                     self.txn.delete(k);
                 }
             }
-            self.insert_row(desc, &row)?;
+            self.insert_row(desc, &row, fresh)?;
             changes.push(row);
             weights.push(1);
         }
+        self.put_mark(desc, mark);
         self.propagate_rows(desc, &changes, weights)
     }
 

@@ -72,6 +72,9 @@ pub struct TableDesc {
     /// `WITH TTL` on the watermark: rows the watermark passes are deleted from the table
     /// (not from the views over it), through the expiry index (`keys::expiry_key`).
     pub expires: bool,
+    /// Its last column is the hidden `_row_id` (its primary key), which a row written
+    /// without it gets here (see [`crate::row_ids`]).
+    pub row_id: bool,
 }
 
 /// How a row written into a keyed table by a sink meets the row it finds under its key:
@@ -300,6 +303,11 @@ impl Engine {
         c.schemas.insert(SOURCE_ERRORS, source_errors_schema());
         c.schemas.insert(LATE_EVENTS, late_events_schema());
         for t in tables {
+            if t.row_id {
+                if let Some(mark) = c.txn.get(&crate::row_ids::mark_key(t.id))? {
+                    crate::row_ids::observe(crate::row_ids::decode_mark(&mark).unwrap_or(0));
+                }
+            }
             c.schemas.insert(t.id, t.schema.clone());
             c.tables.insert(t.id, t);
         }

@@ -38,7 +38,16 @@ impl Coordinator {
         chunk: &Chunk,
     ) -> Result<Chunk, EngineError> {
         let desc = self.table(table)?.clone();
-        let batch = cast_to(&chunk.batch, &desc.schema)?;
+        // The table's columns: a hidden row id is given below, to each inserted row.
+        let columns = if desc.row_id {
+            Arc::new(
+                desc.schema
+                    .project(&(0..desc.schema.fields().len() - 1).collect::<Vec<_>>())?,
+            )
+        } else {
+            desc.schema.clone()
+        };
+        let batch = cast_to(&chunk.batch, &columns)?;
         let rows = batch_rows(&batch)?;
         // Net change per row, in first-seen order.
         let mut net: Vec<(Row, i64)> = Vec::new();
@@ -56,6 +65,13 @@ impl Coordinator {
         let mut out_rows: Vec<Row> = Vec::new();
         let mut out_weights: Vec<i64> = Vec::new();
         for (row, w) in net.iter().filter(|(_, w)| *w < 0) {
+            if desc.row_id {
+                // The sink was accepted as append-only (`create_sink_into`).
+                return Err(EngineError::Internal(format!(
+                    "a sink deleted a row of table {}, which has no primary key",
+                    desc.name
+                )));
+            }
             for _ in 0..w.unsigned_abs() {
                 if self.sink_delete(&desc, row)? {
                     out_rows.push(row.clone());
@@ -63,11 +79,14 @@ impl Coordinator {
                 }
             }
         }
+        let mut mark = None;
         for (row, w) in net.iter().filter(|(_, w)| *w > 0) {
             for _ in 0..*w {
-                self.sink_insert(&desc, row, &mut out_rows, &mut out_weights)?;
+                let (row, _) = super::dml::numbered(&desc, row.clone(), &mut mark);
+                self.sink_insert(&desc, &row, &mut out_rows, &mut out_weights)?;
             }
         }
+        self.put_mark(&desc, mark);
         Chunk::from_rows(desc.schema.clone(), &out_rows, out_weights)
     }
 

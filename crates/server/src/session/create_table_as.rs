@@ -47,6 +47,7 @@ impl Session {
             freshet_planner::pg_values::client_query(&ctx, self.time_zone());
             let plan = freshet_planner::context::analyzed(&ctx, bind(&ctx, &stmt).await?)?;
             let columns = table_columns(ct, plan.schema().fields())?;
+            super::ddl::no_row_id_column(&columns)?;
             let mut next = (*catalog).clone();
             let id = next.allocate_id();
             let def = TableDef {
@@ -54,6 +55,7 @@ impl Session {
                 name,
                 columns: columns.clone(),
                 pk: Vec::new(),
+                row_id: true,
                 feed: None,
                 watermark: None,
                 append_only: false,

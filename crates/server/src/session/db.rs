@@ -82,9 +82,15 @@ pub(super) fn table_desc(t: &TableDef) -> TableDesc {
     TableDesc {
         id: t.id,
         name: t.name.clone(),
-        schema: t.schema(),
-        pk: t.pk.clone(),
-        not_null: t.columns.iter().map(|c| c.not_null).collect(),
+        schema: t.stored_schema(),
+        pk: t.stored_pk(),
+        not_null: t
+            .columns
+            .iter()
+            .map(|c| c.not_null)
+            .chain(t.row_id.then_some(true))
+            .collect(),
+        row_id: t.row_id,
         watermark: t.watermark.as_ref().and_then(|w| {
             let col = t.columns.iter().position(|c| c.name == w.column)?;
             Some((col, w.delay_micros))
@@ -165,6 +171,10 @@ impl Db {
             // Also as a lookup join's table (FOR SYSTEM_TIME AS OF PROCTIME()).
             let lookup = format!("{}{}", parser::LOOKUP_PREFIX, t.name);
             register(&ctx, &lookup, t.schema(), vec![])?;
+            if t.row_id {
+                let stored = freshet_planner::hidden_columns::stored_name(&t.name);
+                register(&ctx, &stored, t.stored_schema(), vec![])?;
+            }
         }
         for s in &catalog.sources {
             register(&ctx, &s.name, s.schema(), vec![])?;
@@ -642,7 +652,8 @@ impl Db {
         // A lookup join's table (`FOR SYSTEM_TIME AS OF PROCTIME()`) reads as the table.
         let name = parser::lookup_target(name).unwrap_or(name);
         if let Some(t) = catalog.table(name) {
-            let layout = if t.pk.is_empty() {
+            // A table without a key stores its rows under their hidden row ids.
+            let layout = if t.pk.is_empty() && !t.row_id {
                 RowLayout::Multiset
             } else {
                 RowLayout::Keyed

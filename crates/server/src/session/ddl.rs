@@ -101,6 +101,7 @@ impl Session {
             id,
             name,
             columns,
+            row_id: pk.is_empty(),
             pk,
             feed: None,
             watermark,
@@ -157,6 +158,7 @@ impl Session {
             id,
             name,
             columns,
+            row_id: pk.is_empty(),
             pk,
             append_only: !feed.upsert,
             feed: Some(feed),
@@ -974,7 +976,22 @@ fn table_columns(
             }
         }
     }
+    if pk.is_empty() {
+        no_row_id_column(&columns)?;
+    }
     Ok((columns, pk))
+}
+
+/// A table without a primary key has the hidden `_row_id`: none of its columns may be
+/// named so (`42701`, as Postgres' system columns).
+pub(super) fn no_row_id_column(columns: &[ColumnDef]) -> Result<()> {
+    match columns
+        .iter()
+        .find(|c| c.name == freshet_planner::catalog::ROW_ID)
+    {
+        Some(c) => Err(ServerError::SystemColumn(c.name.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Whether `name` is taken: `Ok(true)` with IF NOT EXISTS (the statement does nothing),

@@ -72,6 +72,17 @@ impl Session {
         deletes: Vec<RecordBatch>,
         inserts: Vec<RecordBatch>,
     ) -> Result<u64> {
+        // A table without a primary key: each new row gets its hidden row id here, so
+        // that a transaction's later statements can name it before COMMIT.
+        let inserts = if table.row_id {
+            let stored = table.stored_schema();
+            inserts
+                .iter()
+                .map(|b| freshet_engine::row_ids::with_row_ids(b, &stored))
+                .collect::<std::result::Result<Vec<_>, _>>()?
+        } else {
+            inserts
+        };
         let write = TableWrite {
             table: table.id,
             deletes,
@@ -225,7 +236,8 @@ impl Session {
             ));
         };
         let table = self.mutable_table(name)?;
-        let schema = table.schema();
+        // With the row id of a table without a primary key: the rows are known by it.
+        let schema = table.stored_schema();
         let mut assigned: Vec<(usize, String)> = Vec::new();
         for a in &update.assignments {
             let AssignmentTarget::ColumnName(col) = &a.target else {
@@ -255,7 +267,8 @@ impl Session {
             .map(|(k, (_, e))| format!(", ({e}) AS \"__freshet_new_{k}\""))
             .collect();
         let sql = format!(
-            "SELECT *{} FROM {}{}",
+            "SELECT *{}{} FROM {}{}",
+            row_id_item(&table),
             new_exprs.concat(),
             update.table,
             where_clause(&update.selection)
@@ -305,9 +318,10 @@ impl Session {
             ));
         };
         let table = self.mutable_table(name)?;
-        let schema = table.schema();
+        let schema = table.stored_schema();
         let sql = format!(
-            "SELECT * FROM {}{}",
+            "SELECT *{} FROM {}{}",
+            row_id_item(&table),
             from[0],
             where_clause(&delete.selection)
         );
@@ -351,6 +365,15 @@ impl Session {
                 other => return other.map(|_| n),
             }
         }
+    }
+}
+
+/// The select item that reads the hidden row id of `table`'s rows, if it has one.
+fn row_id_item(table: &TableDef) -> &'static str {
+    if table.row_id {
+        ", \"_row_id\""
+    } else {
+        ""
     }
 }
 

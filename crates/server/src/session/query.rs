@@ -21,6 +21,7 @@ use freshet_planner::catalog::Catalog;
 use freshet_planner::context::{
     bind, new_session_with, referenced_tables, register, register_in_schema, reserve_loaded, Limits,
 };
+use freshet_planner::hidden_columns;
 use freshet_planner::naming::{display_name, name_select_items};
 use freshet_planner::parser::{self, Stmt};
 use freshet_planner::pg_values;
@@ -319,6 +320,31 @@ impl Db {
                     .map(|(id, s, l)| (n.clone(), id, s, l))
             })
             .collect();
+        // A table without a primary key also with its hidden row id, for a statement
+        // that names it (see `freshet_planner::hidden_columns`).
+        let stored: Vec<_> = names
+            .iter()
+            .filter(|n| parser::lookup_target(n).is_none())
+            .filter_map(|n| catalog.table(n).filter(|t| t.row_id))
+            .map(|t| {
+                (
+                    hidden_columns::stored_name(&t.name),
+                    t.id,
+                    t.stored_schema(),
+                    RowLayout::Keyed,
+                )
+            })
+            .collect();
+        rels.extend(stored);
+        // The table `name` is, and the columns its rows are stored in.
+        let table_of = |name: &str| {
+            let name = parser::lookup_target(name).unwrap_or(name);
+            catalog.table(hidden_columns::stored_target(name).unwrap_or(name))
+        };
+        let stored_types = |name: &str, schema: &SchemaRef| match table_of(name) {
+            Some(t) if t.row_id => column_types(&t.stored_schema()),
+            _ => column_types(schema),
+        };
         if names.iter().any(|n| n == SOURCE_ERRORS_NAME) {
             rels.push((
                 SOURCE_ERRORS_NAME.to_string(),
@@ -364,10 +390,11 @@ impl Db {
             let snapshot =
                 crate::stored::blocking(|| crate::scan::Snapshot::take(&self.store, &self.scans));
             for (name, id, schema, layout) in &rels {
-                let pk = catalog
-                    .table(parser::lookup_target(name).unwrap_or(name))
-                    .map(|t| t.pk.clone())
-                    .unwrap_or_default();
+                let pk = match table_of(name) {
+                    Some(t) if hidden_columns::stored_target(name).is_some() => t.stored_pk(),
+                    Some(t) => t.pk.clone(),
+                    None => Vec::new(),
+                };
                 let table =
                     StoredRelation::new(self.store.clone(), *id, schema.clone(), *layout, &pk)
                         .with_indexes(name, self.indexes_of(catalog, *id, schema))
@@ -383,14 +410,14 @@ impl Db {
             crate::stored::blocking(|| {
                 self.store.read_snapshot(|r| {
                     rels.iter()
-                        .map(|(_, id, schema, layout)| {
+                        .map(|(name, id, schema, layout)| {
                             let prefix = keys::rows_prefix(*id);
                             let end = prefix_end(&prefix);
                             let pairs = scan_within(r, &prefix, end.as_deref(), budget, deadline)?;
                             let rows = decode_relation(
                                 pairs,
                                 prefix.len(),
-                                &column_types(schema),
+                                &stored_types(name, schema),
                                 *layout,
                             )?;
                             crate::stored::check_deadline(deadline)?;
@@ -403,11 +430,16 @@ impl Db {
             vec![Vec::new(); rels.len()]
         };
         for ((name, id, schema, _), rows) in rels.into_iter().zip(data) {
-            let rows = if pending.iter().any(|w| w.table == id) {
+            let mut rows = if pending.iter().any(|w| w.table == id) {
                 with_pending(rows, pending.iter().filter(|w| w.table == id))?
             } else {
                 rows
             };
+            // Stored with a hidden row id, read without it.
+            let width = schema.fields().len();
+            for (row, _) in rows.iter_mut().filter(|(r, _)| r.len() > width) {
+                row.truncate(width);
+            }
             let batches = relation_batches(&schema, rows)?;
             let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
             let state = ctx.state();
@@ -497,17 +529,25 @@ fn result_schema(ctx: &SessionContext, plan: &LogicalPlan) -> Result<SchemaRef> 
     let analyzed = freshet_planner::context::analyzed(ctx, plan.clone())?;
     // Aliases of scanned relations (`FROM t AS x`).
     let mut scanned: std::collections::HashMap<String, String> = Default::default();
+    // A table read with its hidden row id is that table.
+    let table_of = |ts: &datafusion::logical_expr::TableScan| {
+        let t = freshet_planner::schemas::relation_key(&ts.table_name);
+        match freshet_planner::hidden_columns::stored_target(&t) {
+            Some(t) => t.to_string(),
+            None => t,
+        }
+    };
     let _ = analyzed.apply(|node| {
         match node {
             LogicalPlan::TableScan(ts) => {
-                let t = freshet_planner::schemas::relation_key(&ts.table_name);
+                let t = table_of(ts);
                 scanned.insert(t.clone(), t);
             }
             LogicalPlan::SubqueryAlias(sa) => {
                 if let LogicalPlan::TableScan(ts) = sa.input.as_ref() {
                     scanned.insert(
                         freshet_planner::schemas::relation_key(&sa.alias),
-                        freshet_planner::schemas::relation_key(&ts.table_name),
+                        table_of(ts),
                     );
                 }
             }

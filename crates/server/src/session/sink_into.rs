@@ -62,6 +62,15 @@ impl Session {
                 )));
             }
         }
+        if table.row_id && !planned.append_only {
+            // Its rows are known by their hidden row ids, which a sink's delete cannot
+            // name (RisingWave takes only append-only sinks here too).
+            return Err(ServerError::Unsupported(format!(
+                "a sink whose query can delete rows into table \"{}\", which has no \
+                 primary key: declare one, or sink an append-only query",
+                table.name
+            )));
+        }
         if table.append_only && !planned.append_only {
             return Err(ServerError::Unsupported(format!(
                 "a sink whose query can delete rows into APPEND ONLY table \"{}\"",
