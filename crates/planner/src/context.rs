@@ -99,6 +99,9 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx.add_analyzer_rule(Arc::new(int_casts));
     ctx.add_analyzer_rule(Arc::new(checked_arith));
+    ctx.add_analyzer_rule(Arc::new(crate::pg_power::PgPower::new(
+        crate::dialect::handle(&ctx),
+    )));
     ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
     ctx.add_analyzer_rule(Arc::new(crate::numeric_casts::NumericCasts::new(
         crate::dialect::handle(&ctx),

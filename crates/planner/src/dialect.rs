@@ -67,7 +67,8 @@
 //! interval by its span (`crate::pg_interval`).
 //!
 //! Level 10: `*` over a `NATURAL JOIN` puts the common columns first, and a RIGHT or
-//! FULL NATURAL JOIN is taken (`crate::natural_joins`).
+//! FULL NATURAL JOIN is taken (`crate::natural_joins`); `double precision ^` fails on
+//! overflow, underflow and the undefined cases as Postgres' `dpow` (`crate::pg_power`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -52,6 +52,7 @@ pub mod pg_epoch;
 pub mod pg_functions;
 pub mod pg_input;
 pub mod pg_interval;
+pub mod pg_power;
 pub mod pg_series;
 pub mod pg_text;
 pub mod pg_to_char;

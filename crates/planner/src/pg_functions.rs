@@ -2,7 +2,9 @@
 //! `num_nonnulls`, `justify_hours`, `justify_days`, `justify_interval`, `age`,
 //! `make_timestamp`, `make_timestamptz`, `make_time`, `make_interval`,
 //! `quote_nullable`, `isfinite`, `string_to_table`, `regexp_split_to_array`, `format`,
-//! `gen_random_uuid` and the bitwise not `~`, computed as Postgres computes them. Each
+//! `gen_random_uuid` and the bitwise not `~`, computed as Postgres computes them; `mod`,
+//! `ceiling`, `variance` and `every` are DataFusion's `%`, `ceil`, `var_samp` and
+//! `bool_and`. Each
 //! was an error before, so no view depends on another meaning (no dialect level),
 //! except `make_time`, DataFusion's of whole seconds before level 8.
 //!
@@ -1073,8 +1075,38 @@ fn rewritten_call(e: &Expr) -> Option<&Function> {
     }
 }
 
+/// Postgres' names of functions DataFusion has under another name (aggregates keep
+/// their DISTINCT, ORDER BY and FILTER).
+const RENAMED: &[(&str, &str)] = &[
+    ("ceiling", "ceil"),
+    ("variance", "var_samp"),
+    ("every", "bool_and"),
+];
+
 fn rewritten(f: &Function) -> Option<Expr> {
     let owned = |args: Vec<&Expr>| args.into_iter().cloned().collect::<Vec<_>>();
+    if let [part] = f.name.0.as_slice() {
+        let name = part.as_ident().map(crate::naming::ident_name);
+        if let Some((_, to)) = RENAMED
+            .iter()
+            .find(|(from, _)| name.as_deref() == Some(from))
+        {
+            let mut renamed = f.clone();
+            renamed.name =
+                crate::sqlparser::ast::ObjectName::from(vec![crate::sqlparser::ast::Ident::new(
+                    *to,
+                )]);
+            return Some(Expr::Function(renamed));
+        }
+    }
+    if let Some([a, b]) = plain_args(f, "mod").as_deref() {
+        // Postgres' `mod` is `%`: the sign of the dividend, an error on a zero divisor.
+        return Some(Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new((*a).clone()))),
+            op: crate::sqlparser::ast::BinaryOperator::Modulo,
+            right: Box::new(Expr::Nested(Box::new((*b).clone()))),
+        })));
+    }
     if let Some(c) = make_interval_call(f) {
         return Some(c);
     }
