@@ -206,6 +206,9 @@ pub async fn bind(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan,
         crate::srf_placement::check(&stmt)?;
     }
     crate::pg_functions::rewrite(&mut stmt);
+    if crate::dialect::level(ctx) >= crate::char_casts::LEVEL {
+        crate::char_casts::rewrite(&mut stmt);
+    }
     if crate::dialect::level(ctx) >= 5 {
         crate::series::normalize(&mut stmt);
         crate::naming::name_subquery_items(&mut stmt);

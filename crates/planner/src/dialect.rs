@@ -68,7 +68,9 @@
 //!
 //! Level 10: `*` over a `NATURAL JOIN` puts the common columns first, and a RIGHT or
 //! FULL NATURAL JOIN is taken (`crate::natural_joins`); `double precision ^` fails on
-//! overflow, underflow and the undefined cases as Postgres' `dpow` (`crate::pg_power`).
+//! overflow, underflow and the undefined cases as Postgres' `dpow` (`crate::pg_power`); a
+//! cast to `varchar(n)` or `char(n)` cuts the text to `n` characters
+//! (`crate::char_casts`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

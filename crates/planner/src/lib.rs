@@ -13,6 +13,7 @@ pub mod any_subqueries;
 pub mod asof;
 pub mod cast_names;
 pub mod catalog;
+pub mod char_casts;
 pub mod checked_arith;
 pub mod complexity;
 pub mod context;
