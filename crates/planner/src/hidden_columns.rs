@@ -2,12 +2,14 @@
 //! names it reads it; `*` never shows it.
 //!
 //! Such a table is registered twice in a statement's context: under its name with its
-//! columns, and as `name$row_id` with its stored columns (its columns, then `_row_id`:
-//! the rows as stored, keyed by it). A statement that does not name `_row_id` is left
+//! columns, and in the schema `pg_row_ids` (reserved: no user relation can be there)
+//! with its stored columns (its columns, then `_row_id`: the rows as stored, keyed by
+//! it). A statement that does not name `_row_id` is left
 //! alone and reads the first. One that does is rewritten before planning:
 //!
-//! - each such table it reads (not a CTE of its name) reads `name$row_id` under its own
-//!   name (`FROM t` becomes `FROM "t$row_id" AS t`, an alias kept);
+//! - each such table it reads (not a CTE of its name) reads its stored columns under its
+//!   own name (`FROM t` becomes `FROM "pg_row_ids"."t" AS t`, an alias kept, a column
+//!   list given one more name);
 //! - `*` over those leaves `_row_id` out: `t.*` becomes `t.* EXCLUDE (_row_id)`, and `*`
 //!   over one relation `* EXCLUDE (_row_id)`, over several the qualified wildcards of each
 //!   relation in order;
@@ -33,17 +35,39 @@ use crate::sqlparser::ast::{
 };
 use crate::PlannerError;
 
-/// The suffix of the name a table's stored columns are registered under.
-pub const SUFFIX: &str = "$row_id";
+/// The schema a table's stored columns are registered in, under the table's name: no
+/// user can create a relation there (the prefix `pg_` is reserved for system schemas).
+pub const STORED_SCHEMA: &str = "pg_row_ids";
 
-/// The name table `name`'s stored columns (with `_row_id`) are registered under.
+/// The name (as `crate::schemas` names relations) table `name`'s stored columns (with
+/// `_row_id`) are registered under.
 pub fn stored_name(name: &str) -> String {
-    format!("{name}{SUFFIX}")
+    format!("{STORED_SCHEMA}.{name}")
 }
 
 /// The table a `stored_name` names.
 pub fn stored_target(name: &str) -> Option<&str> {
-    name.strip_suffix(SUFFIX)
+    name.strip_prefix(STORED_SCHEMA)?.strip_prefix('.')
+}
+
+/// The table whose stored columns a `FROM` item's name reads, if it reads them.
+fn stored_table(name: &ObjectName) -> Option<String> {
+    match name.0.as_slice() {
+        [schema, table] => {
+            let schema = schema.as_ident().map(ident_name)?;
+            (schema == STORED_SCHEMA).then(|| table.as_ident().map(ident_name))?
+        }
+        _ => None,
+    }
+}
+
+/// The name (as `crate::schemas` names relations) a `FROM` item reads: a table's
+/// stored columns, or a relation the catalog names.
+pub fn relation_of(name: &ObjectName) -> Option<String> {
+    match stored_table(name) {
+        Some(t) => Some(stored_name(&t)),
+        None => crate::schemas::catalog_name(name),
+    }
 }
 
 /// Whether `stmt` names `_row_id` (as a column, alone or qualified).
@@ -110,15 +134,28 @@ pub fn expose(ctx: &SessionContext, stmt: &mut Statement) -> Result<bool, Planne
             {
                 return ControlFlow::Continue(());
             }
-            if alias.is_none() {
-                *alias = Some(TableAlias {
-                    explicit: true,
-                    name: Ident::with_quote('"', crate::schemas::split(&key).1),
-                    columns: Vec::new(),
-                    at: None,
-                });
+            match alias {
+                None => {
+                    *alias = Some(TableAlias {
+                        explicit: true,
+                        name: Ident::with_quote('"', crate::schemas::split(&key).1),
+                        columns: Vec::new(),
+                        at: None,
+                    })
+                }
+                // Names for its columns: `_row_id` keeps its own.
+                Some(a) if !a.columns.is_empty() => {
+                    a.columns
+                        .push(crate::sqlparser::ast::TableAliasColumnDef::from_name(
+                            ROW_ID,
+                        ))
+                }
+                Some(_) => {}
             }
-            *name = crate::schemas::object_name(&stored);
+            *name = crate::sqlparser::ast::ObjectName::from(vec![
+                Ident::with_quote('"', STORED_SCHEMA),
+                Ident::with_quote('"', key),
+            ]);
             ControlFlow::Continue(())
         }
     }
@@ -207,8 +244,7 @@ fn factor_items(tf: &TableFactor, out: &mut Vec<Item>, merges: &mut bool) {
                     .and_then(ObjectNamePart::as_ident)
                     .map(ident_name)
             }),
-            exposes: crate::schemas::catalog_name(name)
-                .is_some_and(|n| stored_target(&n).is_some()),
+            exposes: stored_table(name).is_some(),
         }),
         other => out.push(Item {
             qualifier: factor_alias(other),
@@ -400,32 +436,33 @@ mod tests {
     #[test]
     fn wildcards_leave_row_id_out() {
         assert_eq!(
-            hidden(r#"SELECT *, _row_id FROM "t$row_id" AS t"#).unwrap(),
-            r#"SELECT * EXCLUDE (_row_id), _row_id FROM "t$row_id" AS t"#
+            hidden(r#"SELECT *, _row_id FROM "pg_row_ids"."t" AS t"#).unwrap(),
+            r#"SELECT * EXCLUDE (_row_id), _row_id FROM "pg_row_ids"."t" AS t"#
         );
         assert_eq!(
-            hidden(r#"SELECT t.*, u.* FROM "t$row_id" AS t JOIN u ON t.a = u.a"#).unwrap(),
-            r#"SELECT t.* EXCLUDE (_row_id), u.* FROM "t$row_id" AS t JOIN u ON t.a = u.a"#
+            hidden(r#"SELECT t.*, u.* FROM "pg_row_ids"."t" AS t JOIN u ON t.a = u.a"#).unwrap(),
+            r#"SELECT t.* EXCLUDE (_row_id), u.* FROM "pg_row_ids"."t" AS t JOIN u ON t.a = u.a"#
         );
         assert_eq!(
-            hidden(r#"SELECT * FROM "t$row_id" AS x, u WHERE x._row_id = 1"#).unwrap(),
-            r#"SELECT "x".* EXCLUDE (_row_id), "u".* FROM "t$row_id" AS x, u WHERE x._row_id = 1"#
+            hidden(r#"SELECT * FROM "pg_row_ids"."t" AS x, u WHERE x._row_id = 1"#).unwrap(),
+            r#"SELECT "x".* EXCLUDE (_row_id), "u".* FROM "pg_row_ids"."t" AS x, u WHERE x._row_id = 1"#
         );
         // Nested queries each over their own FROM.
         assert_eq!(
-            hidden(r#"SELECT * FROM (SELECT * FROM "t$row_id" AS t) AS s"#).unwrap(),
-            r#"SELECT * FROM (SELECT * EXCLUDE (_row_id) FROM "t$row_id" AS t) AS s"#
+            hidden(r#"SELECT * FROM (SELECT * FROM "pg_row_ids"."t" AS t) AS s"#).unwrap(),
+            r#"SELECT * FROM (SELECT * EXCLUDE (_row_id) FROM "pg_row_ids"."t" AS t) AS s"#
         );
-        assert!(hidden(r#"SELECT * FROM "t$row_id" AS t JOIN u USING (a)"#).is_err());
+        assert!(hidden(r#"SELECT * FROM "pg_row_ids"."t" AS t JOIN u USING (a)"#).is_err());
         // Tables that do not expose it are left alone.
         assert_eq!(hidden("SELECT * FROM t").unwrap(), "SELECT * FROM t");
     }
 
     #[test]
     fn natural_joins_of_two_exposing_tables_are_refused() {
-        let stmt = parse(r#"SELECT a FROM "t$row_id" AS t NATURAL JOIN "u$row_id" AS u"#);
+        let stmt =
+            parse(r#"SELECT a FROM "pg_row_ids"."t" AS t NATURAL JOIN "pg_row_ids"."u" AS u"#);
         assert!(check_natural_joins(&stmt).is_err());
-        let stmt = parse(r#"SELECT a FROM "t$row_id" AS t NATURAL JOIN u"#);
+        let stmt = parse(r#"SELECT a FROM "pg_row_ids"."t" AS t NATURAL JOIN u"#);
         assert!(check_natural_joins(&stmt).is_ok());
     }
 }

@@ -17,8 +17,9 @@ use datafusion::prelude::SessionContext;
 
 use crate::naming::ident_name;
 use crate::sqlparser::ast::{
-    Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
-    TableAlias, TableFactor, TableWithJoins, Visit, VisitMut, Visitor, VisitorMut,
+    Expr, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SetExpr,
+    Statement, TableAlias, TableFactor, TableWithJoins, Value, Visit, VisitMut, Visitor,
+    VisitorMut,
 };
 
 /// The dialect level from which NATURAL joins are rewritten (a view's `*` over one
@@ -72,7 +73,7 @@ pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
     impl VisitorMut for Naturals<'_> {
         type Break = ();
         fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
-            if let SetExpr::Select(s) = q.body.as_mut() {
+            for s in selects_mut(q.body.as_mut()) {
                 for twj in &mut s.from {
                     fold(twj, self.0);
                 }
@@ -81,6 +82,32 @@ pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
         }
     }
     let _ = stmt.visit(&mut Naturals(&columns));
+}
+
+/// The SELECTs of a query's body (those of a UNION too; nested queries are visited on
+/// their own).
+fn selects_mut(body: &mut SetExpr) -> Vec<&mut Select> {
+    match body {
+        SetExpr::Select(s) => vec![s.as_mut()],
+        SetExpr::SetOperation { left, right, .. } => {
+            let mut out = selects_mut(left);
+            out.extend(selects_mut(right));
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn selects(body: &SetExpr) -> Vec<&Select> {
+    match body {
+        SetExpr::Select(s) => vec![s.as_ref()],
+        SetExpr::SetOperation { left, right, .. } => {
+            let mut out = selects(left);
+            out.extend(selects(right));
+            out
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The relations `stmt` names in a NATURAL join's `FROM` item, and its CTEs' names.
@@ -97,7 +124,7 @@ fn relations(stmt: &Statement) -> (HashSet<String>, HashSet<String>) {
                     self.ctes.insert(ident_name(&cte.alias.name));
                 }
             }
-            if let SetExpr::Select(s) = q.body.as_ref() {
+            for s in selects(q.body.as_ref()) {
                 for twj in s.from.iter().filter(|t| has_natural(t)) {
                     collect(&twj.relation, &mut self.names);
                     for j in &twj.joins {
@@ -138,7 +165,7 @@ fn collect(tf: &TableFactor, out: &mut HashSet<String>) {
         TableFactor::Table {
             name, args: None, ..
         } => {
-            if let Some(n) = crate::schemas::catalog_name(name) {
+            if let Some(n) = crate::hidden_columns::relation_of(name) {
                 out.insert(n);
             }
         }
@@ -173,9 +200,16 @@ fn fold(twj: &mut TableWithJoins, known: &HashMap<String, Vec<String>>) -> Optio
                     && common
                         .iter()
                         .all(|n| r.iter().filter(|x| *x == n).count() == 1);
-                if common.is_empty() || !unique {
-                    // A cross join, or an ambiguous column: DataFusion's to answer.
+                if !unique {
+                    // An ambiguous column: DataFusion's to refuse.
                     left = None;
+                    continue;
+                }
+                if common.is_empty() {
+                    // No common column: every pair (a RIGHT or FULL join keeps the rows
+                    // of an empty side).
+                    *c = JoinConstraint::On(Expr::value(Value::Boolean(true)));
+                    left = Some(l.iter().chain(r).cloned().collect());
                     continue;
                 }
                 *c = JoinConstraint::Using(
@@ -225,7 +259,7 @@ fn columns_of(tf: &mut TableFactor, known: &HashMap<String, Vec<String>>) -> Opt
             args: None,
             ..
         } => renamed(
-            known.get(&crate::schemas::catalog_name(name)?)?,
+            known.get(&crate::hidden_columns::relation_of(name)?)?,
             alias.as_ref(),
         ),
         TableFactor::Derived {
@@ -316,7 +350,8 @@ mod tests {
             ("n1", &["id", "a", "b"][..]),
             ("n2", &["id2", "a", "name"][..]),
             ("n3", &["a", "b", "extra"][..]),
-            ("n4$row_id", &["a", "_row_id"][..]),
+            ("pg_row_ids.n4", &["a", "_row_id"][..]),
+            ("n5", &["p", "r"][..]),
         ] {
             let schema = Arc::new(Schema::new(
                 cols.iter()
@@ -324,8 +359,7 @@ mod tests {
                     .collect::<Vec<_>>(),
             ));
             let t = MemTable::try_new(schema, vec![vec![]]).unwrap();
-            ctx.register_table(datafusion::common::TableReference::bare(name), Arc::new(t))
-                .unwrap();
+            crate::schemas::register(&ctx, name, Arc::new(t)).unwrap();
         }
         ctx
     }
@@ -360,8 +394,22 @@ mod tests {
         );
         // A hidden row id is not a common column.
         assert_eq!(
-            rewritten(r#"SELECT * FROM "n4$row_id" AS x NATURAL JOIN "n4$row_id" AS y"#),
-            r#"SELECT * FROM "n4$row_id" AS x JOIN "n4$row_id" AS y USING("a")"#
+            rewritten(
+                r#"SELECT * FROM "pg_row_ids"."n4" AS x NATURAL JOIN "pg_row_ids"."n4" AS y"#
+            ),
+            r#"SELECT * FROM "pg_row_ids"."n4" AS x JOIN "pg_row_ids"."n4" AS y USING("a")"#
+        );
+        // No common column: every pair.
+        assert_eq!(
+            rewritten("SELECT * FROM n2 NATURAL RIGHT JOIN n5"),
+            "SELECT * FROM n2 RIGHT JOIN n5 ON true"
+        );
+        // In each SELECT of a UNION.
+        assert_eq!(
+            rewritten(
+                "SELECT a FROM n1 NATURAL JOIN n2 UNION ALL SELECT a FROM n1 NATURAL JOIN n3"
+            ),
+            r#"SELECT a FROM n1 JOIN n2 USING("a") UNION ALL SELECT a FROM n1 JOIN n3 USING("a", "b")"#
         );
         // A subquery's columns.
         assert_eq!(
@@ -370,10 +418,7 @@ mod tests {
         );
         // Unknown columns (a CTE of a table's name) and no common column: left to
         // DataFusion.
-        let left = [
-            "WITH n2 AS (SELECT 1 AS a) SELECT * FROM n1 NATURAL JOIN n2",
-            "SELECT * FROM n2 NATURAL JOIN n4",
-        ];
+        let left = ["WITH n2 AS (SELECT 1 AS a) SELECT * FROM n1 NATURAL JOIN n2"];
         for sql in left {
             assert_eq!(rewritten(sql), sql);
         }

@@ -236,6 +236,7 @@ impl Session {
             ));
         };
         let table = self.mutable_table(name)?;
+        no_row_id_assignment(&table, update)?;
         // With the row id of a table without a primary key: the rows are known by it.
         let schema = table.stored_schema();
         let mut assigned: Vec<(usize, String)> = Vec::new();
@@ -366,6 +367,22 @@ impl Session {
             }
         }
     }
+}
+
+/// `UPDATE … SET _row_id = …` of a table that numbers its rows: refused as Postgres
+/// refuses assigning to a system column.
+pub(super) fn no_row_id_assignment(table: &TableDef, update: &ast::Update) -> Result<()> {
+    for a in &update.assignments {
+        if let AssignmentTarget::ColumnName(col) = &a.target {
+            let col = object_name(col);
+            if table.row_id && col == freshet_planner::catalog::ROW_ID {
+                return Err(ServerError::Unsupported(format!(
+                    "cannot assign to system column \"{col}\""
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The select item that reads the hidden row id of `table`'s rows, if it has one.

@@ -96,6 +96,9 @@ impl Session {
                         let completed = match dml_target(&s) {
                             Some(target) => {
                                 let table = self.writable_table(target)?;
+                                if let Statement::Update(u) = &s {
+                                    super::dml::no_row_id_assignment(&table, u)?;
+                                }
                                 super::defaults::complete_update(&s, &table)?
                             }
                             None => None,
