@@ -4,7 +4,9 @@
 //! `quote_nullable`, `isfinite`, `string_to_table`, `regexp_split_to_array`, `format`,
 //! `gen_random_uuid` and the bitwise not `~`, computed as Postgres computes them; `mod`,
 //! `ceiling`, `variance` and `every` are DataFusion's `%`, `ceil`, `var_samp` and
-//! `bool_and`. Each
+//! `bool_and`; `extract(century | millennium | decade …)` are computed from the year,
+//! `date_trunc(field, x, zone)` truncates in the zone, `regexp_split_to_table` is the
+//! `unnest` of `regexp_split_to_array`. Each
 //! was an error before, so no view depends on another meaning (no dialect level),
 //! except `make_time`, DataFusion's of whole seconds before level 8.
 //!
@@ -1008,6 +1010,63 @@ fn cast(e: Expr, data_type: SqlType) -> Expr {
     }
 }
 
+/// `extract(century | millennium | decade FROM x)` as Postgres computes them from the
+/// (astronomical) year: the 21st century is 2001–2100, year 1 BC is in century -1,
+/// decade 0 is years 0–9 (as an `integer`, the type `extract(year …)` has here).
+fn year_part(field: &str, x: &Expr) -> Option<Expr> {
+    use crate::sqlparser::ast::{BinaryOperator as B, Value};
+    let (span, offset) = match field.trim_matches('\'').to_ascii_lowercase().as_str() {
+        "century" | "centuries" | "c" | "cent" => (100, 99),
+        "millennium" | "millennia" | "mil" | "mils" | "millenniums" => (1000, 999),
+        "decade" | "decades" | "dec" | "decs" => (10, 0),
+        _ => return None,
+    };
+    let n = |v: i64| Expr::value(Value::Number(v.to_string(), false));
+    let year = cast(
+        call(
+            "date_part",
+            vec![
+                Expr::value(Value::SingleQuotedString("year".into())),
+                x.clone(),
+            ],
+        ),
+        SqlType::Int(None),
+    );
+    let op = |l: Expr, op: B, r: Expr| {
+        Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(l),
+            op,
+            right: Box::new(r),
+        }))
+    };
+    // Postgres: AD `(y + offset) / span` (a decade: `y / 10` from year 0 on); BC
+    // `-((offset' - (y - 1)) / span)`, offset' being 8 for decades.
+    let (positive, bc_offset) = if span == 10 {
+        (op(year.clone(), B::GtEq, n(0)), 8)
+    } else {
+        (op(year.clone(), B::Gt, n(0)), offset)
+    };
+    let ad = op(op(year.clone(), B::Plus, n(offset)), B::Divide, n(span));
+    let bc = Expr::UnaryOp {
+        op: crate::sqlparser::ast::UnaryOperator::Minus,
+        expr: Box::new(op(
+            op(n(bc_offset), B::Minus, op(year, B::Minus, n(1))),
+            B::Divide,
+            n(span),
+        )),
+    };
+    Some(Expr::Case {
+        case_token: crate::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: crate::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![crate::sqlparser::ast::CaseWhen {
+            condition: positive,
+            result: ad,
+        }],
+        else_result: Some(Box::new(bc)),
+    })
+}
+
 /// The plain arguments of a call named `name` (one part, any case).
 fn plain_args<'a>(f: &'a Function, name: &str) -> Option<Vec<&'a Expr>> {
     if f.name.0.len() != 1 || !f.name.to_string().eq_ignore_ascii_case(name) || f.over.is_some() {
@@ -1029,6 +1088,7 @@ fn plain_args<'a>(f: &'a Function, name: &str) -> Option<Vec<&'a Expr>> {
 /// module). Names are kept: a select item is named as Postgres names it.
 pub fn rewrite(stmt: &mut Statement) {
     crate::naming::keep_call_names(stmt, rewritten_call);
+    name_extracts(stmt);
     let _ = crate::sqlparser::ast::visit_expressions_mut(stmt, |e| {
         let replaced = match &*e {
             Expr::UnaryOp {
@@ -1059,6 +1119,7 @@ pub fn rewrite(stmt: &mut Statement) {
                 Some(call(f, vec![double]))
             }
             Expr::Function(f) => rewritten(f),
+            Expr::Extract { field, expr, .. } => year_part(&field.to_string(), expr),
             _ => None,
         };
         if let Some(r) = replaced {
@@ -1066,6 +1127,35 @@ pub fn rewrite(stmt: &mut Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// Names the select items that are an `extract` [`year_part`] computes `extract`, as
+/// Postgres names them.
+fn name_extracts(stmt: &mut Statement) {
+    use crate::sqlparser::ast::{Ident, Query, SelectItem, SetExpr, VisitorMut};
+    struct Names;
+    impl VisitorMut for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> std::ops::ControlFlow<()> {
+            if let SetExpr::Select(select) = q.body.as_mut() {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(e @ Expr::Extract { .. }) = item {
+                        let Expr::Extract { field, expr, .. } = &*e else {
+                            continue;
+                        };
+                        if year_part(&field.to_string(), expr).is_some() {
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: Ident::with_quote('"', "extract"),
+                            };
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = crate::sqlparser::ast::VisitMut::visit(stmt, &mut Names);
 }
 
 fn rewritten_call(e: &Expr) -> Option<&Function> {
@@ -1109,6 +1199,33 @@ fn rewritten(f: &Function) -> Option<Expr> {
     }
     if let Some(c) = make_interval_call(f) {
         return Some(c);
+    }
+    if let Some([part, x]) = plain_args(f, "date_part").as_deref() {
+        if let Expr::Value(v) = part {
+            if let crate::sqlparser::ast::Value::SingleQuotedString(p) = &v.value {
+                if let Some(e) = year_part(p, x) {
+                    return Some(cast(e, SqlType::DoublePrecision));
+                }
+            }
+        }
+    }
+    if let Some([field, x, zone]) = plain_args(f, "date_trunc").as_deref() {
+        // Truncated in the zone's wall-clock time, read back as a `timestamptz`.
+        let wall = Expr::AtTimeZone {
+            timestamp: Box::new(Expr::Nested(Box::new((*x).clone()))),
+            time_zone: Box::new((*zone).clone()),
+        };
+        return Some(Expr::AtTimeZone {
+            timestamp: Box::new(call("date_trunc", vec![(*field).clone(), wall])),
+            time_zone: Box::new((*zone).clone()),
+        });
+    }
+    if let Some(args) = plain_args(f, "regexp_split_to_table").filter(|a| matches!(a.len(), 2 | 3))
+    {
+        return Some(call(
+            "unnest",
+            vec![call("regexp_split_to_array", owned(args))],
+        ));
     }
     if let Some(args) = plain_args(f, "string_to_table").filter(|a| matches!(a.len(), 2 | 3)) {
         // A row per piece (`crate::series` keeps the set in the select list).
