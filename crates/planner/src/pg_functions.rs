@@ -1200,13 +1200,15 @@ fn rewritten(f: &Function) -> Option<Expr> {
     if let Some(c) = make_interval_call(f) {
         return Some(c);
     }
-    if let Some([part, x]) = plain_args(f, "date_part").as_deref() {
-        if let Expr::Value(v) = part {
-            if let crate::sqlparser::ast::Value::SingleQuotedString(p) = &v.value {
-                if let Some(e) = year_part(p, x) {
-                    return Some(cast(e, SqlType::DoublePrecision));
-                }
-            }
+    if let Some(
+        [Expr::Value(crate::sqlparser::ast::ValueWithSpan {
+            value: crate::sqlparser::ast::Value::SingleQuotedString(p),
+            ..
+        }), x],
+    ) = plain_args(f, "date_part").as_deref()
+    {
+        if let Some(e) = year_part(p, x) {
+            return Some(cast(e, SqlType::DoublePrecision));
         }
     }
     if let Some([field, x, zone]) = plain_args(f, "date_trunc").as_deref() {
