@@ -27,8 +27,8 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use crate::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, JoinConstraint, JoinOperator,
-    Query, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, JoinConstraint, Query,
+    SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
 use crate::sqlparser::parser::Parser;
 
@@ -117,7 +117,9 @@ impl Filters {
                     self.leaves(e);
                 }
                 for join in s.from.iter_mut().flat_map(|t| t.joins.iter_mut()) {
-                    if let Some(JoinConstraint::On(e)) = constraint(&mut join.join_operator) {
+                    if let Some(JoinConstraint::On(e)) =
+                        crate::natural_joins::constraint_mut(&mut join.join_operator)
+                    {
                         self.leaves(e);
                     }
                 }
@@ -146,27 +148,6 @@ impl Filters {
             }
             _ => {}
         }
-    }
-}
-
-/// A join's constraint; NULL and false alike leave a pair unmatched, in outer joins too.
-fn constraint(op: &mut JoinOperator) -> Option<&mut JoinConstraint> {
-    use JoinOperator as J;
-    match op {
-        J::Join(c)
-        | J::Inner(c)
-        | J::Left(c)
-        | J::LeftOuter(c)
-        | J::Right(c)
-        | J::RightOuter(c)
-        | J::FullOuter(c)
-        | J::Semi(c)
-        | J::LeftSemi(c)
-        | J::RightSemi(c)
-        | J::Anti(c)
-        | J::LeftAnti(c)
-        | J::RightAnti(c) => Some(c),
-        _ => None,
     }
 }
 

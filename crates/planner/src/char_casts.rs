@@ -6,16 +6,21 @@
 //! (Postgres pads, and ignores the blanks when comparing, in `||` and `length`; here it
 //! is the text without them).
 
+use std::ops::ControlFlow;
+
 use crate::sqlparser::ast::{
     CharacterLength, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr,
+    Statement, Value, VisitMut, VisitorMut,
 };
 
 /// The first dialect level that cuts.
 pub const LEVEL: u32 = 10;
 
-/// Rewrites the casts of `stmt` to a character type of a length (see the module).
+/// Rewrites the casts of `stmt` to a character type of a length (see the module). A
+/// select item that is one keeps its Postgres name (`x::varchar(3)` is `x`).
 pub fn rewrite(stmt: &mut Statement) {
+    keep_names(stmt);
     let _ = crate::sqlparser::ast::visit_expressions_mut(stmt, |e| {
         if let Expr::Cast {
             expr,
@@ -38,6 +43,52 @@ pub fn rewrite(stmt: &mut Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// Names the unnamed select items that are such casts as Postgres names them.
+fn keep_names(stmt: &mut Statement) {
+    struct Names;
+    impl VisitorMut for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            name_items(q.body.as_mut());
+            ControlFlow::Continue(())
+        }
+    }
+    fn name_items(body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(select) => {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(e) = item {
+                        if is_cut(e) {
+                            let name = crate::naming::pg_column_name(e);
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: Ident::with_quote('"', name),
+                            };
+                        }
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, .. } => name_items(left),
+            _ => {}
+        }
+    }
+    let _ = stmt.visit(&mut Names);
+}
+
+/// Whether `e` is (in parentheses) a cast this module rewrites.
+fn is_cut(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_cut(inner),
+        Expr::Cast {
+            data_type,
+            array: false,
+            format: None,
+            ..
+        } => length(data_type).is_some(),
+        _ => false,
+    }
 }
 
 /// The length of a `varchar(n)` / `char(n)` type (`char` alone is `char(1)`).
@@ -95,12 +146,13 @@ mod tests {
     #[test]
     fn casts_to_a_length_cut() {
         assert_eq!(
-            rewritten("SELECT 'abc'::varchar(2), CAST(x AS CHAR(3))"),
-            "SELECT left('abc'::VARCHAR, 2), left(CAST(x AS VARCHAR), 3)"
+            rewritten("SELECT 'abc'::varchar(2), CAST(x AS CHAR(3)), upper(x::char(2))"),
+            "SELECT left('abc'::VARCHAR, 2) AS \"varchar\", left(CAST(x AS VARCHAR), 3) AS \"x\", \
+             upper(left(x::VARCHAR, 2))"
         );
         assert_eq!(
             rewritten("SELECT x::varchar, x::text, x::char"),
-            "SELECT x::VARCHAR, x::TEXT, left(x::VARCHAR, 1)"
+            "SELECT x::VARCHAR, x::TEXT, left(x::VARCHAR, 1) AS \"x\""
         );
     }
 }

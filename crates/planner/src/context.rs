@@ -99,9 +99,6 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(crate::pg_input::PgTextInput));
     ctx.add_analyzer_rule(Arc::new(int_casts));
     ctx.add_analyzer_rule(Arc::new(checked_arith));
-    ctx.add_analyzer_rule(Arc::new(crate::pg_power::PgPower::new(
-        crate::dialect::handle(&ctx),
-    )));
     ctx.add_analyzer_rule(Arc::new(crate::structs::PositionalCasts));
     ctx.add_analyzer_rule(Arc::new(crate::numeric_casts::NumericCasts::new(
         crate::dialect::handle(&ctx),
@@ -138,6 +135,7 @@ fn analyzer_rules(
         at,
         Arc::new(crate::pg_interval::IntervalBetween::new(level.clone())),
     );
+    rules.insert(at, Arc::new(crate::pg_power::PgPower::new(level.clone())));
     rules.insert(at, Arc::new(crate::int_literals::IntLiterals::new(level)));
     rules
 }

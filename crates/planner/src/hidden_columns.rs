@@ -103,7 +103,7 @@ pub fn expose(ctx: &SessionContext, stmt: &mut Statement) -> Result<bool, Planne
         return Ok(false);
     }
     let mut ctes = HashSet::new();
-    collect_ctes(stmt, &mut ctes);
+    crate::plain_views::collect_ctes(stmt, &mut ctes);
     struct Exposer<'a> {
         ctx: &'a SessionContext,
         ctes: HashSet<String>,
@@ -357,23 +357,29 @@ pub fn check_natural_joins(stmt: &Statement) -> Result<(), PlannerError> {
     struct Naturals(bool);
     impl Visitor for Naturals {
         type Break = ();
+        fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
+            // Every join, parenthesised ones included, is some FROM item's or nested
+            // join's list.
+            if let TableFactor::NestedJoin {
+                table_with_joins, ..
+            } = tf
+            {
+                self.0 |= joins_on_row_ids(table_with_joins);
+            }
+            ControlFlow::Continue(())
+        }
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let SetExpr::Select(s) = q.body.as_ref() {
-                for twj in &s.from {
-                    let mut left = Vec::new();
-                    factor_items(&twj.relation, &mut left, &mut false);
-                    for j in &twj.joins {
-                        let mut right = Vec::new();
-                        factor_items(&j.relation, &mut right, &mut false);
-                        if matches!(constraint(&j.join_operator), Some(JoinConstraint::Natural))
-                            && left.iter().any(|i| i.exposes)
-                            && right.iter().any(|i| i.exposes)
-                        {
-                            self.0 = true;
-                            return ControlFlow::Break(());
-                        }
-                        left.extend(right);
+            let mut bodies = vec![q.body.as_ref()];
+            while let Some(b) = bodies.pop() {
+                match b {
+                    SetExpr::Select(s) => {
+                        self.0 |= s.from.iter().any(joins_on_row_ids);
                     }
+                    SetExpr::SetOperation { left, right, .. } => {
+                        bodies.push(left);
+                        bodies.push(right);
+                    }
+                    _ => {}
                 }
             }
             ControlFlow::Continue(())
@@ -384,27 +390,30 @@ pub fn check_natural_joins(stmt: &Statement) -> Result<(), PlannerError> {
     if n.0 {
         return Err(PlannerError::Unsupported(
             "a NATURAL JOIN of two tables without a primary key, in a query that names \
-             _row_id (it would join on _row_id): join USING the columns"
+             _row_id, whose columns cannot be told (it would join on _row_id): join USING \
+             the columns"
                 .into(),
         ));
     }
     Ok(())
 }
 
-fn collect_ctes(stmt: &Statement, out: &mut HashSet<String>) {
-    struct Ctes<'a>(&'a mut HashSet<String>);
-    impl Visitor for Ctes<'_> {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if let Some(with) = &q.with {
-                for cte in &with.cte_tables {
-                    self.0.insert(ident_name(&cte.alias.name));
-                }
-            }
-            ControlFlow::Continue(())
+/// Whether a NATURAL join in `twj` has a table exposing `_row_id` on both sides.
+fn joins_on_row_ids(twj: &TableWithJoins) -> bool {
+    let mut left = Vec::new();
+    factor_items(&twj.relation, &mut left, &mut false);
+    for j in &twj.joins {
+        let mut right = Vec::new();
+        factor_items(&j.relation, &mut right, &mut false);
+        if matches!(constraint(&j.join_operator), Some(JoinConstraint::Natural))
+            && left.iter().any(|i| i.exposes)
+            && right.iter().any(|i| i.exposes)
+        {
+            return true;
         }
+        left.extend(right);
     }
-    let _ = stmt.visit(&mut Ctes(out));
+    false
 }
 
 #[cfg(test)]

@@ -35,6 +35,11 @@ pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
     let mut columns: HashMap<String, Vec<String>> = HashMap::new();
     for name in names.into_iter().filter(|n| !ctes.contains(n)) {
         if let Some(query) = name.strip_prefix(DERIVED) {
+            if !ctes.is_empty() {
+                // Planned alone, it would read a relation where the statement reads a CTE
+                // of its name.
+                continue;
+            }
             // A subquery's columns, as DataFusion plans it alone (it is not LATERAL).
             let Ok(stmt) = crate::parser::parse(query) else {
                 continue;
@@ -58,13 +63,11 @@ pub async fn rewrite(ctx: &SessionContext, stmt: &mut Statement) {
             continue;
         }
         if let Ok(p) = ctx.table_provider(crate::schemas::table_ref(&name)).await {
-            let hidden = crate::hidden_columns::stored_target(&name).is_some();
             let cols = p
                 .schema()
                 .fields()
                 .iter()
                 .map(|f| f.name().clone())
-                .filter(|n| !(hidden && n == crate::catalog::ROW_ID))
                 .collect();
             columns.insert(name, cols);
         }
@@ -190,7 +193,11 @@ fn fold(twj: &mut TableWithJoins, known: &HashMap<String, Vec<String>>) -> Optio
             left = None;
             continue;
         };
-        let c = constraint_mut(&mut join.join_operator);
+        let c = if inner_or_outer(&join.join_operator) {
+            constraint_mut(&mut join.join_operator)
+        } else {
+            None
+        };
         let merged: Vec<String> = match c {
             Some(c) if matches!(c, JoinConstraint::Natural) => {
                 let common: Vec<String> = l.iter().filter(|n| r.contains(n)).cloned().collect();
@@ -258,10 +265,19 @@ fn columns_of(tf: &mut TableFactor, known: &HashMap<String, Vec<String>>) -> Opt
             alias,
             args: None,
             ..
-        } => renamed(
-            known.get(&crate::hidden_columns::relation_of(name)?)?,
-            alias.as_ref(),
-        ),
+        } => {
+            let relation = crate::hidden_columns::relation_of(name)?;
+            let cols = renamed(known.get(&relation)?, alias.as_ref())?;
+            // A table's hidden row id (last, named as such by any alias) is no common
+            // column.
+            Some(match crate::hidden_columns::stored_target(&relation) {
+                Some(_) => cols
+                    .into_iter()
+                    .filter(|c| c != crate::catalog::ROW_ID)
+                    .collect(),
+                None => cols,
+            })
+        }
         TableFactor::Derived {
             lateral: false,
             subquery,
@@ -317,9 +333,8 @@ pub(crate) fn constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
     }
 }
 
-/// [`constraint`], to change: the inner and outer joins' only (a NATURAL semi join is
-/// left to DataFusion).
-fn constraint_mut(op: &mut JoinOperator) -> Option<&mut JoinConstraint> {
+/// [`constraint`], to change.
+pub(crate) fn constraint_mut(op: &mut JoinOperator) -> Option<&mut JoinConstraint> {
     use JoinOperator as J;
     match op {
         J::Join(c)
@@ -328,9 +343,30 @@ fn constraint_mut(op: &mut JoinOperator) -> Option<&mut JoinConstraint> {
         | J::LeftOuter(c)
         | J::Right(c)
         | J::RightOuter(c)
-        | J::FullOuter(c) => Some(c),
+        | J::FullOuter(c)
+        | J::Semi(c)
+        | J::LeftSemi(c)
+        | J::RightSemi(c)
+        | J::Anti(c)
+        | J::LeftAnti(c)
+        | J::RightAnti(c) => Some(c),
         _ => None,
     }
+}
+
+/// Whether a join is an inner or outer one (a NATURAL semi join is left to DataFusion).
+fn inner_or_outer(op: &JoinOperator) -> bool {
+    use JoinOperator as J;
+    matches!(
+        op,
+        J::Join(_)
+            | J::Inner(_)
+            | J::Left(_)
+            | J::LeftOuter(_)
+            | J::Right(_)
+            | J::RightOuter(_)
+            | J::FullOuter(_)
+    )
 }
 
 #[cfg(test)]

@@ -1012,7 +1012,8 @@ fn cast(e: Expr, data_type: SqlType) -> Expr {
 
 /// `extract(century | millennium | decade FROM x)` as Postgres computes them from the
 /// (astronomical) year: the 21st century is 2001–2100, year 1 BC is in century -1,
-/// decade 0 is years 0–9 (as an `integer`, the type `extract(year …)` has here).
+/// decade 0 is years 0–9; of an interval, its years divided (as an `integer`, the type
+/// `extract(year …)` has here).
 fn year_part(field: &str, x: &Expr) -> Option<Expr> {
     use crate::sqlparser::ast::{BinaryOperator as B, Value};
     let (span, offset) = match field.trim_matches('\'').to_ascii_lowercase().as_str() {
@@ -1040,12 +1041,21 @@ fn year_part(field: &str, x: &Expr) -> Option<Expr> {
         }))
     };
     // Postgres: AD `(y + offset) / span` (a decade: `y / 10` from year 0 on); BC
-    // `-((offset' - (y - 1)) / span)`, offset' being 8 for decades.
+    // `-((offset' - (y - 1)) / span)`, offset' being 8 for decades; an interval's years
+    // `/ span`, truncated.
     let (positive, bc_offset) = if span == 10 {
         (op(year.clone(), B::GtEq, n(0)), 8)
     } else {
         (op(year.clone(), B::Gt, n(0)), offset)
     };
+    let of_interval = Expr::Like {
+        negated: false,
+        any: false,
+        expr: Box::new(call("arrow_typeof", vec![x.clone()])),
+        pattern: Box::new(Expr::value(Value::SingleQuotedString("Interval%".into()))),
+        escape_char: None,
+    };
+    let interval = op(year.clone(), B::Divide, n(span));
     let ad = op(op(year.clone(), B::Plus, n(offset)), B::Divide, n(span));
     let bc = Expr::UnaryOp {
         op: crate::sqlparser::ast::UnaryOperator::Minus,
@@ -1059,10 +1069,16 @@ fn year_part(field: &str, x: &Expr) -> Option<Expr> {
         case_token: crate::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
         end_token: crate::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
         operand: None,
-        conditions: vec![crate::sqlparser::ast::CaseWhen {
-            condition: positive,
-            result: ad,
-        }],
+        conditions: vec![
+            crate::sqlparser::ast::CaseWhen {
+                condition: of_interval,
+                result: interval,
+            },
+            crate::sqlparser::ast::CaseWhen {
+                condition: positive,
+                result: ad,
+            },
+        ],
         else_result: Some(Box::new(bc)),
     })
 }
@@ -1212,9 +1228,13 @@ fn rewritten(f: &Function) -> Option<Expr> {
         }
     }
     if let Some([field, x, zone]) = plain_args(f, "date_trunc").as_deref() {
-        // Truncated in the zone's wall-clock time, read back as a `timestamptz`.
+        // Truncated in the zone's wall-clock time, read back as a `timestamptz` (a
+        // `timestamp` is read in the session's zone first, as Postgres casts it).
         let wall = Expr::AtTimeZone {
-            timestamp: Box::new(Expr::Nested(Box::new((*x).clone()))),
+            timestamp: Box::new(cast(
+                (*x).clone(),
+                SqlType::Timestamp(None, TimezoneInfo::WithTimeZone),
+            )),
             time_zone: Box::new((*zone).clone()),
         };
         return Some(Expr::AtTimeZone {

@@ -1,11 +1,12 @@
-//! `x ^ y` and `power(x, y)` of `double precision` as Postgres' `dpow` computes them.
+//! `x ^ y` and `power(x, y)` of `double precision` (or of integers, which Postgres makes
+//! doubles; not of `numeric`) as Postgres' `dpow` computes them.
 //!
 //! DataFusion's gives `Infinity` where the result overflows (`10::float8 ^ 400`), 0 where
 //! it underflows, `NaN` for a negative number to a non-integer power, and fails with an
 //! internal error for zero to a negative power. Postgres raises `value out of range:
 //! overflow` / `underflow` (`22003`) and `2201F` for the last two, and defines `NaN ^ 0`
-//! and `1 ^ NaN` as 1. The analyzer rule [`PgPower`] replaces each `power` of two
-//! `double precision` values by `dpow`, from dialect level 10 (`crate::dialect`): a view
+//! and `1 ^ NaN` as 1. The analyzer rule [`PgPower`] (before type coercion, which would
+//! make a `numeric` a double) replaces each such `power` by `dpow`, from dialect level 10 (`crate::dialect`): a view
 //! from before keeps its `Infinity`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -150,6 +151,9 @@ impl AnalyzerRule for PgPower {
     }
 }
 
+/// Before type coercion, where each argument has its own type: a power with a
+/// `double precision` argument, or of integers, is Postgres' `dpow`; one of `numeric`
+/// (and integers) is Postgres' numeric power, DataFusion's here.
 fn replace(e: Expr, schema: &dyn ExprSchema) -> Result<Transformed<Expr>> {
     let Expr::ScalarFunction(f) = &e else {
         return Ok(Transformed::no(e));
@@ -157,12 +161,29 @@ fn replace(e: Expr, schema: &dyn ExprSchema) -> Result<Transformed<Expr>> {
     let [x, y] = f.args.as_slice() else {
         return Ok(Transformed::no(e));
     };
-    let floats = [x, y]
-        .iter()
-        .all(|a| a.get_type(schema).is_ok_and(|t| t == DataType::Float64));
-    if !floats {
+    let (Ok(tx), Ok(ty)) = (x.get_type(schema), y.get_type(schema)) else {
+        return Ok(Transformed::no(e));
+    };
+    let float =
+        |t: &DataType| matches!(t, DataType::Float64 | DataType::Float32 | DataType::Float16);
+    let dpow = if float(&tx) || float(&ty) {
+        true
+    } else {
+        tx.is_integer() && ty.is_integer()
+    };
+    if !dpow {
         return Ok(Transformed::no(e));
     }
+    let double = |a: &Expr, t: &DataType| {
+        if *t == DataType::Float64 {
+            a.clone()
+        } else {
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(a.clone()),
+                DataType::Float64,
+            ))
+        }
+    };
     let udf = ScalarUDF::new_from_impl(Dpow {
         signature: Signature::exact(
             vec![DataType::Float64, DataType::Float64],
@@ -170,7 +191,7 @@ fn replace(e: Expr, schema: &dyn ExprSchema) -> Result<Transformed<Expr>> {
         ),
     });
     Ok(Transformed::yes(Expr::ScalarFunction(
-        ScalarFunction::new_udf(Arc::new(udf), vec![x.clone(), y.clone()]),
+        ScalarFunction::new_udf(Arc::new(udf), vec![double(x, &tx), double(y, &ty)]),
     )))
 }
 

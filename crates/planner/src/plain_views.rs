@@ -42,7 +42,8 @@ pub fn expand<T: VisitMut + crate::sqlparser::ast::Visit>(
 }
 
 /// The names `WITH` clauses in `node` define.
-fn collect_ctes<T: crate::sqlparser::ast::Visit>(node: &T, out: &mut HashSet<String>) {
+/// The names of every CTE `node` defines, at any depth.
+pub(crate) fn collect_ctes<T: crate::sqlparser::ast::Visit>(node: &T, out: &mut HashSet<String>) {
     struct Ctes<'a>(&'a mut HashSet<String>);
     impl crate::sqlparser::ast::Visitor for Ctes<'_> {
         type Break = ();

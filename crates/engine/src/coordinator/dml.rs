@@ -106,7 +106,7 @@ impl Coordinator {
                 weights.push(1);
             }
         }
-        self.put_mark(&desc, mark);
+        self.put_mark(&desc, mark)?;
         self.propagate_rows(&desc, &changes, weights)?;
         if let (Some((_, delay)), Some(max_ts)) = (desc.watermark, max_ts) {
             let new = max_ts.saturating_sub(delay);
@@ -201,19 +201,22 @@ impl Coordinator {
 
     /// Records the largest row id `desc`'s rows were written with (see
     /// [`crate::row_ids`]), with those rows.
-    pub(super) fn put_mark(&mut self, desc: &TableDesc, mark: Option<i64>) {
+    pub(super) fn put_mark(
+        &mut self,
+        desc: &TableDesc,
+        mark: Option<i64>,
+    ) -> Result<(), EngineError> {
         if let (true, Some(mark)) = (desc.row_id, mark) {
             let key = crate::row_ids::mark_key(desc.id);
             let stored = self
                 .txn
-                .get(&key)
-                .ok()
-                .flatten()
+                .get(&key)?
                 .and_then(|v| crate::row_ids::decode_mark(&v));
             if stored.is_none_or(|s| s < mark) {
                 self.txn.put(key, mark.to_be_bytes().to_vec());
             }
         }
+        Ok(())
     }
 
     /// `WITH TTL`: deletes the rows of `desc` the watermark `wm` passed (event time below

@@ -229,7 +229,7 @@ impl Coordinator {
             changes.push(row);
             weights.push(1);
         }
-        self.put_mark(desc, mark);
+        self.put_mark(desc, mark)?;
         self.propagate_rows(desc, &changes, weights)
     }
 

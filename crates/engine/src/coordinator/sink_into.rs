@@ -9,7 +9,9 @@
 //!   still the one deleted (another sink, or DML, may have replaced it since); an insert
 //!   over an existing key follows the table's `ON CONFLICT` ([`SinkConflict`]:
 //!   RisingWave's default for sinks overwrites);
-//! - a table without one: a multiset, a delete removing one copy if there is one.
+//! - a table without one: a multiset, a delete removing one copy if there is one; one
+//!   that numbers its rows (`_row_id`) takes only append-only sinks, each row under a new
+//!   id, and keeps its rows when a dead-letter table's retention deletes them upstream.
 //!
 //! NOT NULL holds (`23502`: the statement fails as a view's error does). The table's own
 //! rows and every sink's meet only through these rules: a sink never fails with a
@@ -64,14 +66,10 @@ impl Coordinator {
         }
         let mut out_rows: Vec<Row> = Vec::new();
         let mut out_weights: Vec<i64> = Vec::new();
-        for (row, w) in net.iter().filter(|(_, w)| *w < 0) {
-            if desc.row_id {
-                // The sink was accepted as append-only (`create_sink_into`).
-                return Err(EngineError::Internal(format!(
-                    "a sink deleted a row of table {}, which has no primary key",
-                    desc.name
-                )));
-            }
+        // A table that numbers its rows takes only append-only sinks, whose deletes can
+        // come only from the dead-letter tables' retention: the rows written stay (an
+        // archive of dead letters outlives their retention).
+        for (row, w) in net.iter().filter(|(_, w)| *w < 0 && !desc.row_id) {
             for _ in 0..w.unsigned_abs() {
                 if self.sink_delete(&desc, row)? {
                     out_rows.push(row.clone());
@@ -82,11 +80,11 @@ impl Coordinator {
         let mut mark = None;
         for (row, w) in net.iter().filter(|(_, w)| *w > 0) {
             for _ in 0..*w {
-                let (row, _) = super::dml::numbered(&desc, row.clone(), &mut mark);
-                self.sink_insert(&desc, &row, &mut out_rows, &mut out_weights)?;
+                let (row, fresh) = super::dml::numbered(&desc, row.clone(), &mut mark);
+                self.sink_insert(&desc, &row, fresh, &mut out_rows, &mut out_weights)?;
             }
         }
-        self.put_mark(&desc, mark);
+        self.put_mark(&desc, mark)?;
         Chunk::from_rows(desc.schema.clone(), &out_rows, out_weights)
     }
 
@@ -114,11 +112,13 @@ impl Coordinator {
         }
     }
 
-    /// Inserts `row` as the table's `ON CONFLICT` says, recording the changes made.
+    /// Inserts `row` as the table's `ON CONFLICT` says, recording the changes made;
+    /// `fresh`: its key is a row id given out just now.
     fn sink_insert(
         &mut self,
         desc: &TableDesc,
         row: &Row,
+        fresh: bool,
         rows: &mut Vec<Row>,
         weights: &mut Vec<i64>,
     ) -> Result<(), EngineError> {
@@ -131,7 +131,8 @@ impl Coordinator {
             return Ok(());
         }
         let key = pk_row_key(desc, row)?;
-        let Some(old) = self.txn.get(&key)? else {
+        let old = if fresh { None } else { self.txn.get(&key)? };
+        let Some(old) = old else {
             self.txn.put(key, codec::encode_row(row)?);
             rows.push(row.clone());
             weights.push(1);

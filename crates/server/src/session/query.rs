@@ -325,8 +325,10 @@ impl Db {
             .collect();
         // A table without a primary key also with its hidden row id, for a statement
         // that names it (see `freshet_planner::hidden_columns`).
+        let names_row_id = hidden_columns::names_row_id(stmt);
         let stored: Vec<_> = names
             .iter()
+            .filter(|_| names_row_id)
             .filter(|n| parser::lookup_target(n).is_none())
             .filter_map(|n| catalog.table(n).filter(|t| t.row_id))
             .map(|t| {
