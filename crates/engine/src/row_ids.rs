@@ -38,6 +38,12 @@ pub fn next() -> i64 {
     NEXT.fetch_add(1, Ordering::AcqRel)
 }
 
+/// `n` new row ids in one step: the first of them, the others following it.
+fn next_block(n: usize) -> i64 {
+    seeded();
+    NEXT.fetch_add(i64::try_from(n).unwrap_or(i64::MAX), Ordering::AcqRel)
+}
+
 /// Makes every later id larger than `id` (an id given out before, maybe by an earlier
 /// run).
 pub fn observe(id: i64) {
@@ -70,7 +76,10 @@ pub fn with_row_ids(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBat
             stored.fields().len() - 1
         )));
     }
-    let ids: Int64Array = (0..batch.num_rows()).map(|_| Some(next())).collect();
+    let first = next_block(batch.num_rows());
+    let ids: Int64Array = (0..batch.num_rows() as i64)
+        .map(|i| Some(first + i))
+        .collect();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     columns.push(Arc::new(ids));
     RecordBatch::try_new(stored.clone(), columns).map_err(|e| EngineError::Internal(e.to_string()))
@@ -98,5 +107,9 @@ mod tests {
         assert!(a > crate::wall_clock_micros() << PER_MICRO_BITS >> 1);
         observe(b + 1_000_000);
         assert!(next() > b + 1_000_000);
+        // A block follows its first id, and later ids follow the block.
+        let first = next_block(3);
+        assert!(first > b + 1_000_000);
+        assert_eq!(next(), first + 3);
     }
 }

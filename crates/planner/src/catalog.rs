@@ -363,24 +363,24 @@ impl TableDef {
     /// The stored schema. Every field is nullable for the query engine; NOT NULL is
     /// enforced when rows are written.
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(&c.name, c.ty.to_arrow(), true))
-                .collect::<Vec<_>>(),
-        ))
+        Arc::new(Schema::new(self.fields()))
     }
 
     /// The schema its rows are stored (and its changes sent) in: its columns, then
     /// `_row_id` if it has one.
     pub fn stored_schema(&self) -> SchemaRef {
-        let schema = self.schema();
-        if !self.row_id {
-            return schema;
+        let mut fields = self.fields();
+        if self.row_id {
+            fields.push(Field::new(ROW_ID, DataType::Int64, true));
         }
-        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new(ROW_ID, DataType::Int64, true));
         Arc::new(Schema::new(fields))
+    }
+
+    fn fields(&self) -> Vec<Field> {
+        self.columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.ty.to_arrow(), true))
+            .collect()
     }
 
     /// The primary key of its stored rows: its own, or `_row_id`.

@@ -2,17 +2,11 @@
 //! Postgres (`'abcdef'::varchar(3)` is `abc`); the length was ignored. From dialect level
 //! 10 (`crate::dialect`): a view from before keeps whole strings.
 //!
-//! The cast becomes `left(CAST(x AS varchar), n)`; `char` alone is `char(1)`. A `char(n)` is not padded with blanks
-//! (Postgres pads, and ignores the blanks when comparing, in `||` and `length`; here it
-//! is the text without them).
+//! The cast becomes `left(CAST(x AS varchar), n)`; `char` alone is `char(1)`. A
+//! `char(n)` is not padded with blanks (Postgres pads, and ignores the blanks when
+//! comparing, in `||` and `length`; here it is the text without them).
 
-use std::ops::ControlFlow;
-
-use crate::sqlparser::ast::{
-    CharacterLength, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr,
-    Statement, Value, VisitMut, VisitorMut,
-};
+use crate::sqlparser::ast::{CharacterLength, DataType as SqlType, Expr, Statement, Value};
 
 /// The first dialect level that cuts.
 pub const LEVEL: u32 = 10;
@@ -20,7 +14,9 @@ pub const LEVEL: u32 = 10;
 /// Rewrites the casts of `stmt` to a character type of a length (see the module). A
 /// select item that is one keeps its Postgres name (`x::varchar(3)` is `x`).
 pub fn rewrite(stmt: &mut Statement) {
-    keep_names(stmt);
+    crate::naming::keep_names(stmt, |e| {
+        is_cut(e).then(|| crate::naming::pg_column_name(e))
+    });
     let _ = crate::sqlparser::ast::visit_expressions_mut(stmt, |e| {
         if let Expr::Cast {
             expr,
@@ -43,38 +39,6 @@ pub fn rewrite(stmt: &mut Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-}
-
-/// Names the unnamed select items that are such casts as Postgres names them.
-fn keep_names(stmt: &mut Statement) {
-    struct Names;
-    impl VisitorMut for Names {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
-            name_items(q.body.as_mut());
-            ControlFlow::Continue(())
-        }
-    }
-    fn name_items(body: &mut SetExpr) {
-        match body {
-            SetExpr::Select(select) => {
-                for item in &mut select.projection {
-                    if let SelectItem::UnnamedExpr(e) = item {
-                        if is_cut(e) {
-                            let name = crate::naming::pg_column_name(e);
-                            *item = SelectItem::ExprWithAlias {
-                                expr: e.clone(),
-                                alias: Ident::with_quote('"', name),
-                            };
-                        }
-                    }
-                }
-            }
-            SetExpr::SetOperation { left, .. } => name_items(left),
-            _ => {}
-        }
-    }
-    let _ = stmt.visit(&mut Names);
 }
 
 /// Whether `e` is (in parentheses) a cast this module rewrites.
@@ -109,24 +73,10 @@ fn length(t: &SqlType) -> Option<u64> {
 }
 
 fn left(text: Expr, n: u64) -> Expr {
-    let arg = |x: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(x));
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new("left")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![
-                arg(text),
-                arg(Expr::value(Value::Number(n.to_string(), false))),
-            ],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
+    crate::pg_catalog::rewrite::call(
+        "left",
+        vec![text, Expr::value(Value::Number(n.to_string(), false))],
+    )
 }
 
 #[cfg(test)]

@@ -282,21 +282,30 @@ pub fn keep_call_names<T: crate::sqlparser::ast::VisitMut>(
     node: &mut T,
     call: fn(&Expr) -> Option<&crate::sqlparser::ast::Function>,
 ) {
-    struct KeepNames(fn(&Expr) -> Option<&crate::sqlparser::ast::Function>);
-    impl crate::sqlparser::ast::VisitorMut for KeepNames {
+    keep_names(node, |e| {
+        call(e).map(|f| pg_column_name(&Expr::Function(f.clone())))
+    });
+}
+
+/// Names each unnamed select item `name` gives a name for (an item about to be
+/// rewritten into an expression DataFusion would name otherwise), in every query of
+/// `node` (a set operation's names are its first SELECT's).
+pub fn keep_names<T: crate::sqlparser::ast::VisitMut>(
+    node: &mut T,
+    name: impl Fn(&Expr) -> Option<String>,
+) {
+    struct KeepNames<F>(F);
+    impl<F: Fn(&Expr) -> Option<String>> crate::sqlparser::ast::VisitorMut for KeepNames<F> {
         type Break = ();
         fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
-            name_items(query.body.as_mut(), self.0);
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    fn name_items(body: &mut SetExpr, call: fn(&Expr) -> Option<&crate::sqlparser::ast::Function>) {
-        match body {
-            SetExpr::Select(select) => {
+            let mut body = query.body.as_mut();
+            while let SetExpr::SetOperation { left, .. } = body {
+                body = left.as_mut();
+            }
+            if let SetExpr::Select(select) = body {
                 for item in &mut select.projection {
                     if let SelectItem::UnnamedExpr(e) = item {
-                        if let Some(f) = call(e) {
-                            let name = pg_column_name(&Expr::Function(f.clone()));
+                        if let Some(name) = (self.0)(e) {
                             *item = SelectItem::ExprWithAlias {
                                 expr: e.clone(),
                                 alias: Ident::with_quote('"', name),
@@ -305,9 +314,8 @@ pub fn keep_call_names<T: crate::sqlparser::ast::VisitMut>(
                     }
                 }
             }
-            SetExpr::SetOperation { left, .. } => name_items(left, call),
-            _ => {}
+            std::ops::ControlFlow::Continue(())
         }
     }
-    let _ = node.visit(&mut KeepNames(call));
+    let _ = node.visit(&mut KeepNames(name));
 }

@@ -1104,7 +1104,13 @@ fn plain_args<'a>(f: &'a Function, name: &str) -> Option<Vec<&'a Expr>> {
 /// module). Names are kept: a select item is named as Postgres names it.
 pub fn rewrite(stmt: &mut Statement) {
     crate::naming::keep_call_names(stmt, rewritten_call);
-    name_extracts(stmt);
+    // An `extract` computed by `year_part` is still named `extract`.
+    crate::naming::keep_names(stmt, |e| match e {
+        Expr::Extract { field, expr, .. } if year_part(&field.to_string(), expr).is_some() => {
+            Some("extract".to_string())
+        }
+        _ => None,
+    });
     let _ = crate::sqlparser::ast::visit_expressions_mut(stmt, |e| {
         let replaced = match &*e {
             Expr::UnaryOp {
@@ -1143,35 +1149,6 @@ pub fn rewrite(stmt: &mut Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-}
-
-/// Names the select items that are an `extract` [`year_part`] computes `extract`, as
-/// Postgres names them.
-fn name_extracts(stmt: &mut Statement) {
-    use crate::sqlparser::ast::{Ident, Query, SelectItem, SetExpr, VisitorMut};
-    struct Names;
-    impl VisitorMut for Names {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &mut Query) -> std::ops::ControlFlow<()> {
-            if let SetExpr::Select(select) = q.body.as_mut() {
-                for item in &mut select.projection {
-                    if let SelectItem::UnnamedExpr(e @ Expr::Extract { .. }) = item {
-                        let Expr::Extract { field, expr, .. } = &*e else {
-                            continue;
-                        };
-                        if year_part(&field.to_string(), expr).is_some() {
-                            *item = SelectItem::ExprWithAlias {
-                                expr: e.clone(),
-                                alias: Ident::with_quote('"', "extract"),
-                            };
-                        }
-                    }
-                }
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let _ = crate::sqlparser::ast::VisitMut::visit(stmt, &mut Names);
 }
 
 fn rewritten_call(e: &Expr) -> Option<&Function> {

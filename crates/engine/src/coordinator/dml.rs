@@ -85,9 +85,11 @@ impl Coordinator {
                         if ts < wm {
                             *late += 1;
                             // Its columns, without a hidden row id.
-                            let width = desc.schema.fields().len() - usize::from(desc.row_id);
-                            let text: Vec<String> =
-                                row.iter().take(width).map(display_value).collect();
+                            let text: Vec<String> = row
+                                .iter()
+                                .take(desc.column_count())
+                                .map(display_value)
+                                .collect();
                             self.put_late(
                                 &desc.name,
                                 None,

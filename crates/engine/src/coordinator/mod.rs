@@ -77,6 +77,13 @@ pub struct TableDesc {
     pub row_id: bool,
 }
 
+impl TableDesc {
+    /// The number of its columns: its stored rows' without a hidden row id.
+    pub fn column_count(&self) -> usize {
+        self.schema.fields().len() - usize::from(self.row_id)
+    }
+}
+
 /// How a row written into a keyed table by a sink meets the row it finds under its key:
 /// the table's `ON CONFLICT` (RisingWave's default for sinks: it overwrites).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

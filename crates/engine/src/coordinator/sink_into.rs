@@ -41,14 +41,10 @@ impl Coordinator {
     ) -> Result<Chunk, EngineError> {
         let desc = self.table(table)?.clone();
         // The table's columns: a hidden row id is given below, to each inserted row.
-        let columns = if desc.row_id {
-            Arc::new(
-                desc.schema
-                    .project(&(0..desc.schema.fields().len() - 1).collect::<Vec<_>>())?,
-            )
-        } else {
-            desc.schema.clone()
-        };
+        let columns = Arc::new(
+            desc.schema
+                .project(&(0..desc.column_count()).collect::<Vec<_>>())?,
+        );
         let batch = cast_to(&chunk.batch, &columns)?;
         let rows = batch_rows(&batch)?;
         // Net change per row, in first-seen order.
