@@ -249,7 +249,19 @@ pub fn parse_text(s: &str, dt: &DataType) -> Result<ScalarValue, String> {
         DataType::Float32 => ScalarValue::Float32(Some(t.parse().map_err(|_| bad())?)),
         DataType::Float64 => ScalarValue::Float64(Some(t.parse().map_err(|_| bad())?)),
         DataType::Decimal128(p, scale) => {
-            ScalarValue::Decimal128(Some(parse_decimal(t, *scale).ok_or_else(bad)?), *p, *scale)
+            use freshet_engine::numeric_special::{holds_infinity, Special};
+            let v = match Special::parse(t) {
+                Some(Special::NaN) => Special::NaN.value(),
+                Some(_) if !holds_infinity(*p) => {
+                    return Err(format!(
+                        "numeric field overflow: a field with precision {p}, scale {scale} \
+                         cannot hold an infinite value"
+                    ))
+                }
+                Some(special) => special.value(),
+                None => parse_decimal(t, *scale).ok_or_else(bad)?,
+            };
+            ScalarValue::Decimal128(Some(v), *p, *scale)
         }
         DataType::Utf8 => ScalarValue::Utf8(Some(s.to_string())),
         DataType::LargeUtf8 => ScalarValue::LargeUtf8(Some(freshet_storage::jsonb::normalize(t)?)),
@@ -313,6 +325,32 @@ fn parse_decimal(s: &str, scale: i8) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// numeric NaN and infinities from text (a JSON string, a CSV field), as Postgres
+    /// reads them; a numeric(p, s) holds NaN only.
+    #[test]
+    fn numeric_specials() {
+        use freshet_engine::numeric_special::{INFINITY, NAN, NEG_INFINITY};
+        let read = |s: &str, p: u8| parse_text(s, &DataType::Decimal128(p, 2));
+        assert_eq!(
+            read("NaN", 38),
+            Ok(ScalarValue::Decimal128(Some(NAN), 38, 2))
+        );
+        assert_eq!(
+            read(" -inf", 38),
+            Ok(ScalarValue::Decimal128(Some(NEG_INFINITY), 38, 2))
+        );
+        assert_eq!(
+            read("Infinity", 38),
+            Ok(ScalarValue::Decimal128(Some(INFINITY), 38, 2))
+        );
+        assert_eq!(
+            read("nan", 10),
+            Ok(ScalarValue::Decimal128(Some(NAN), 10, 2))
+        );
+        assert!(read("Infinity", 10).is_err());
+        assert!(read("-nan", 38).is_err());
+    }
 
     fn dec() -> Decoder {
         Decoder::new(

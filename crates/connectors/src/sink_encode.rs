@@ -276,6 +276,7 @@ fn object<'a>(members: impl Iterator<Item = (&'a String, &'a ScalarValue)>) -> S
 /// A value as JSON: numbers and booleans as such, decimals as strings (exact), times as
 /// ISO 8601 strings (a `timestamptz` in UTC with `Z`), NaN and infinities as strings.
 pub fn value_json(v: &ScalarValue) -> Value {
+    use freshet_engine::numeric_special::Special;
     use ScalarValue as S;
     if v.is_null() {
         return Value::Null;
@@ -297,6 +298,9 @@ pub fn value_json(v: &ScalarValue) -> Value {
         S::UInt64(Some(i)) => Value::from(*i),
         S::Float32(Some(f)) => float(f64::from(*f)),
         S::Float64(Some(f)) => float(*f),
+        S::Decimal128(Some(d), ..) if Special::of(*d).is_some() => {
+            Value::from(Special::of(*d).map_or("NaN", Special::text))
+        }
         S::Utf8(Some(s)) | S::LargeUtf8(Some(s)) | S::Utf8View(Some(s)) => Value::from(s.as_str()),
         S::Date32(Some(d)) => NaiveDate::from_num_days_from_ce_opt(d + 719_163)
             .map_or(Value::from(*d), |d| Value::from(d.to_string())),
@@ -518,6 +522,17 @@ mod tests {
             value_json(&ScalarValue::Date32(Some(1))),
             Value::from("1970-01-02")
         );
+        // numeric NaN and infinities as Postgres' text, numbers as exact strings.
+        let numeric = |v: i128| value_json(&ScalarValue::Decimal128(Some(v), 38, 2));
+        assert_eq!(
+            numeric(freshet_engine::numeric_special::NAN),
+            Value::from("NaN")
+        );
+        assert_eq!(
+            numeric(freshet_engine::numeric_special::NEG_INFINITY),
+            Value::from("-Infinity")
+        );
+        assert_eq!(numeric(-150), Value::from("-1.50"));
     }
 
     /// Arrays go out as JSON arrays and structs as objects, nested ones too.

@@ -179,7 +179,7 @@ pub fn rows_to_batch(schema: SchemaRef, rows: &[Row]) -> Result<RecordBatch, Eng
             });
             let arr = ScalarValue::iter_to_array(values)?;
             if arr.data_type() != f.data_type() {
-                datafusion::arrow::compute::cast(&arr, f.data_type())?
+                crate::numeric_special::cast(&arr, f.data_type(), &Default::default())?
             } else {
                 arr
             }
@@ -244,7 +244,7 @@ impl RowFormat {
         cols: &[ArrayRef],
         rows: usize,
     ) -> Result<codec::EncodedRows, EngineError> {
-        use datafusion::arrow::compute::{cast_with_options, CastOptions};
+        use datafusion::arrow::compute::CastOptions;
         // The same casts as `cast_row` (ScalarValue::cast_to fails instead of nulling).
         let options = CastOptions {
             safe: false,
@@ -257,7 +257,7 @@ impl RowFormat {
                 if c.data_type() == t {
                     Ok(c.clone())
                 } else {
-                    Ok(cast_with_options(c, t, &options)?)
+                    Ok(crate::numeric_special::cast(c, t, &options)?)
                 }
             })
             .collect::<Result<Vec<ArrayRef>, EngineError>>()?;
@@ -284,7 +284,7 @@ fn cast_row(row: &[ScalarValue], types: &[DataType]) -> Result<Row, EngineError>
             if &v.data_type() == t {
                 Ok(v.clone())
             } else {
-                Ok(v.cast_to(t)?)
+                Ok(crate::numeric_special::cast_scalar(v, t)?)
             }
         })
         .collect()

@@ -16,6 +16,7 @@ pub mod dataflow;
 pub mod dead_letters;
 pub mod hll;
 pub mod metrics;
+pub mod numeric_special;
 pub mod operator;
 pub mod operators;
 pub mod plan;
@@ -96,6 +97,9 @@ impl EngineError {
                 DataFusionError::Context(_, e) | DataFusionError::Diagnostic(_, e) => inner(e),
                 DataFusionError::Shared(e) => inner(e),
                 DataFusionError::Execution(m) => m.clone(),
+                // A function's error with its SQLSTATE (`SqlStateError`) and others raised
+                // outside DataFusion: their own message.
+                DataFusionError::External(e) => e.to_string(),
                 DataFusionError::ArrowError(a, _) => match a.as_ref() {
                     ArrowError::DivideByZero => "division by zero".into(),
                     ArrowError::ArithmeticOverflow(m)

@@ -431,6 +431,10 @@ pub struct AggCall {
     /// the group's accumulator instead of a multiset of the values (which only deletes
     /// need, to find the next extreme).
     pub running: bool,
+    /// sum/avg of a `numeric` planned at dialect level 11: NaN and the infinities are
+    /// counted apart from the sum (so deletes take them out again) and decide the
+    /// result as Postgres' do (`crate::numeric_special`).
+    pub specials: bool,
 }
 
 #[cfg(test)]
@@ -448,6 +452,7 @@ impl AggCall {
             filter: None,
             sketch: false,
             running: false,
+            specials: false,
         }
     }
 

@@ -267,6 +267,7 @@ mod tests {
             filter: None,
             sketch: false,
             running,
+            specials: false,
         }
     }
 

@@ -51,6 +51,7 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
         .with_extension(Arc::new(Loaded::default()))
         .with_extension(Arc::new(level))
         .with_extension(Arc::new(crate::session_zone::PlanZone::default()))
+        .with_extension(Arc::new(crate::numeric_special::Deferral::default()))
         .with_target_partitions(2)
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(true);
@@ -103,6 +104,16 @@ pub fn new_session_with(limits: &Limits) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(crate::numeric_casts::NumericCasts::new(
         crate::dialect::handle(&ctx),
     )));
+    if let Some(deferral) = ctx
+        .state()
+        .config()
+        .get_extension::<crate::numeric_special::Deferral>()
+    {
+        ctx.add_analyzer_rule(Arc::new(crate::numeric_special::NumericSpecials::new(
+            crate::dialect::handle(&ctx),
+            &deferral,
+        )));
+    }
     ctx.add_analyzer_rule(Arc::new(crate::session_zone::SessionZone::new(
         crate::session_zone::handle(&ctx),
     )));

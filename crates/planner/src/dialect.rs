@@ -71,6 +71,10 @@
 //! overflow, underflow and the undefined cases as Postgres' `dpow` (`crate::pg_power`); a
 //! cast to `varchar(n)` or `char(n)` cuts the text to `n` characters
 //! (`crate::char_casts`).
+//!
+//! Level 11: a `numeric` holds NaN, Infinity and -Infinity, and expressions over one
+//! compute with them as Postgres does or fail naming the function
+//! (`crate::numeric_special`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -86,7 +90,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// The level queries and new views are planned at.
-pub const CURRENT: u32 = 10;
+pub const CURRENT: u32 = 11;
 
 /// A context's dialect level (a config extension), shared with the functions that
 /// depend on it.

@@ -67,6 +67,9 @@ pub fn round(c: &ArrayRef) -> Result<ArrayRef> {
             let unit = 10i128.pow(u32::from(scale.unsigned_abs()));
             let values: &Decimal128Array = c.as_primitive();
             let rounded: Decimal128Array = values.unary(|v| {
+                if freshet_engine::numeric_special::Special::of(v).is_some() {
+                    return v;
+                }
                 let (q, r) = (v / unit, v % unit);
                 let q = if r.abs() * 2 >= unit {
                     q + v.signum()

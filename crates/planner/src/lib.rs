@@ -39,6 +39,8 @@ pub mod literals;
 pub mod naming;
 pub mod natural_joins;
 pub mod numeric_casts;
+pub mod numeric_special;
+pub mod numeric_sums;
 pub mod params;
 pub mod parser;
 pub mod percentile_disc;

@@ -7,8 +7,6 @@
 //! - `date_trunc('decade' | 'century' | 'millennium', t)`: the year truncated, less the
 //!   years since the decade (century, millennium) began, Postgres' centuries and
 //!   millennia beginning with a year 1 (`2001-01-01` for both, of 2024);
-//! - `'NaN'::numeric` and the infinities are refused with `0A000` (a numeric here is a
-//!   128-bit decimal, which has none); DataFusion said "invalid input syntax".
 //!
 //! A string that becomes a timestamp only by its place (a value inserted into a timestamp
 //! column, `WHERE at > '2024-01-01 10:00'`) is cast by type coercion, after parsing:
@@ -191,9 +189,6 @@ pub fn normalize<T: VisitMut>(node: &mut T) -> Result<(), PlannerError> {
     crate::json_sets::normalize(node);
     crate::percentile_disc::normalize(node);
     let flow = visit_expressions_mut(node, |e| {
-        if let Some(refused) = refused(e) {
-            return ControlFlow::Break(refused);
-        }
         if let Some(rewritten) = long_date_trunc(e) {
             *e = rewritten;
             return ControlFlow::Continue(());
@@ -298,44 +293,6 @@ fn fits_decimal(n: &str) -> bool {
     };
     let fraction = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i64);
     (-100..=76).contains(&(fraction - exponent))
-}
-
-fn is_numeric(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) | DataType::BigNumeric(_)
-    )
-}
-
-/// Why `e` is refused, if it is a numeric NaN or infinity.
-fn refused(e: &Expr) -> Option<PlannerError> {
-    let (value, t) = match e {
-        Expr::Cast {
-            expr, data_type, ..
-        } => match expr.as_ref() {
-            Expr::Value(v) => (&v.value, data_type),
-            _ => return None,
-        },
-        Expr::TypedString(ts) => (&ts.value.value, &ts.data_type),
-        _ => return None,
-    };
-    let Value::SingleQuotedString(s) = value else {
-        return None;
-    };
-    let special = [
-        "nan",
-        "infinity",
-        "+infinity",
-        "-infinity",
-        "inf",
-        "+inf",
-        "-inf",
-    ];
-    (is_numeric(t) && special.contains(&s.trim().to_ascii_lowercase().as_str())).then(|| {
-        PlannerError::Unsupported(format!(
-            "numeric NaN and infinities are not supported: '{s}' (use double precision)"
-        ))
-    })
 }
 
 /// `date_trunc` to a decade, century or millennium, as a truncation to the year less
@@ -572,15 +529,5 @@ mod tests {
             normalized("SELECT date_trunc('week', ts) FROM t").unwrap(),
             "SELECT date_trunc('week', ts) FROM t"
         );
-    }
-
-    #[test]
-    fn numeric_nan_is_refused() {
-        assert!(matches!(
-            normalized("SELECT 'NaN'::numeric"),
-            Err(PlannerError::Unsupported(_))
-        ));
-        assert!(normalized("SELECT CAST('-Infinity' AS DECIMAL(10, 2))").is_err());
-        assert!(normalized("SELECT 'NaN'::double precision").is_ok());
     }
 }

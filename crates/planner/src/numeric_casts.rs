@@ -28,6 +28,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::pg_catalog::SqlStateError;
+use freshet_engine::numeric_special::{holds_infinity, infinite_overflow, Special};
 
 /// The first dialect level with these casts.
 const LEVEL: u32 = 9;
@@ -164,7 +165,11 @@ impl ScalarUDFImpl for NumericToFloat {
             if decimals.is_null(i) {
                 out.append_null();
             } else {
-                out.append_value(decimal_to_f64(decimals.value(i), scale));
+                let v = decimals.value(i);
+                out.append_value(match Special::of(v) {
+                    Some(s) => s.to_f64(),
+                    None => decimal_to_f64(v, scale),
+                });
             }
         }
         finish(arg, Arc::new(out.finish()))
@@ -195,12 +200,11 @@ impl FloatToNumeric {
 /// `v` as the unscaled value of a `numeric(precision, scale)`, read from its `digits`
 /// significant digits.
 pub fn f64_to_decimal(v: f64, precision: u8, scale: i8, digits: usize) -> Result<i128> {
-    if !v.is_finite() {
-        return Err(SqlStateError::raise(
-            "0A000",
-            format!("cannot convert {v} to numeric: numeric NaN and infinities are not supported"),
-            None,
-        ));
+    if let Some(s) = Special::of_f64(v) {
+        if s != Special::NaN && !holds_infinity(precision) {
+            return Err(infinite_overflow(precision, scale));
+        }
+        return Ok(s.value());
     }
     let decimals = digits.saturating_sub(1);
     let sci = format!("{v:.decimals$e}");
@@ -332,7 +336,8 @@ mod tests {
         assert_eq!(f64_to_decimal(2.5, 10, 0, 15).unwrap(), 3);
         assert_eq!(f64_to_decimal(1e-20, 38, 10, 15).unwrap(), 0);
         assert!(f64_to_decimal(1e20, 10, 2, 15).is_err());
-        assert!(f64_to_decimal(f64::NAN, 10, 2, 15).is_err());
+        assert_eq!(f64_to_decimal(f64::NAN, 10, 2, 15).unwrap(), i128::MAX);
+        assert!(f64_to_decimal(f64::INFINITY, 10, 2, 15).is_err());
         // A real's 6 digits: 1e15::real is 999999986991104 as a double.
         assert_eq!(
             f64_to_decimal(f64::from(1e15f32), 20, 3, 6).unwrap(),

@@ -208,6 +208,9 @@ pub fn float(v: f64, single: bool) -> String {
 
 /// A `numeric` from its unscaled value and scale.
 pub fn decimal(v: i128, scale: i8) -> String {
+    if let Some(s) = freshet_engine::numeric_special::Special::of(v) {
+        return s.text().into();
+    }
     if scale <= 0 {
         let mut s = v.to_string();
         for _ in 0..(-scale) {

@@ -61,6 +61,7 @@ pub fn client_query(ctx: &SessionContext, zone: Zone) {
         level: None,
         enabled: None,
     }));
+    crate::numeric_special::run_last(ctx);
 }
 
 /// Makes `ctx` plan a materialized view's casts to text as a client's query does (in
@@ -83,6 +84,7 @@ pub fn view_text_forms(ctx: &SessionContext) -> Arc<AtomicBool> {
             .map(|l| l.handle()),
         enabled: Some(on.clone()),
     }));
+    crate::numeric_special::run_last(ctx);
     on
 }
 

@@ -1259,6 +1259,7 @@ impl StreamPlanner<'_> {
             filter: row_filter,
             sketch: kind == AggKind::ApproxCountDistinct && append_only,
             running: matches!(kind, AggKind::Min | AggKind::Max) && append_only,
+            specials: crate::numeric_special::counts_specials(func),
             return_type,
         })
     }

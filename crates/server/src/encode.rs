@@ -218,6 +218,20 @@ impl ToSqlText for PgValue {
 /// directly, so every `numeric(38, s)` goes out (a 96-bit decimal would refuse those past
 /// 28 digits).
 fn put_numeric(v: i128, scale: i8, out: &mut BytesMut) {
+    // NaN and the infinities: no digits, weight 0, their sign word, scale 0.
+    if let Some(s) = freshet_engine::numeric_special::Special::of(v) {
+        use freshet_engine::numeric_special::Special;
+        let sign: u16 = match s {
+            Special::NaN => 0xC000,
+            Special::Infinity => 0xD000,
+            Special::NegInfinity => 0xF000,
+        };
+        out.put_i16(0);
+        out.put_i16(0);
+        out.put_u16(sign);
+        out.put_i16(0);
+        return;
+    }
     // The decimal digits (no overflow at any scale: a negative scale appends zeros).
     let mut digits = v.unsigned_abs().to_string();
     let scale = if scale < 0 {

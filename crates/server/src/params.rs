@@ -129,7 +129,13 @@ fn cast(v: ScalarValue, t: &DataType, zone: &Zone) -> Result<ScalarValue, String
             }
         }
     }
-    v.cast_to(t).map_err(|e| e.to_string())
+    let read = freshet_engine::numeric_special::cast(
+        &array,
+        t,
+        &datafusion::common::format::DEFAULT_CAST_OPTIONS,
+    )
+    .map_err(|e| e.to_string())?;
+    ScalarValue::try_from_array(&read, 0).map_err(|e| e.to_string())
 }
 
 /// The DataFusion type a parameter of Postgres type `t` is read as.
@@ -181,6 +187,17 @@ fn binary_scalar(bytes: &[u8], pg: &Type) -> Result<ScalarValue, String> {
             ))
         }
         Type::NUMERIC => {
+            // The sign word of NaN and the infinities (no digits follow).
+            use freshet_engine::numeric_special::Special;
+            let special = match bytes.get(4..6) {
+                Some([0xC0, 0]) => Some(Special::NaN),
+                Some([0xD0, 0]) => Some(Special::Infinity),
+                Some([0xF0, 0]) => Some(Special::NegInfinity),
+                _ => None,
+            };
+            if let Some(s) = special {
+                return Ok(ScalarValue::Decimal128(Some(s.value()), 38, 0));
+            }
             let d: rust_decimal::Decimal = read(pg, bytes)?;
             ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8)
         }

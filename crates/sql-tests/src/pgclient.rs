@@ -780,8 +780,11 @@ fn decode_numeric(b: &[u8]) -> Result<String, DbError> {
     let weight = be_i16(b, 2)? as i32;
     let sign = be_i16(b, 4)? as u16;
     let dscale = be_i16(b, 6)? as usize;
-    if sign == 0xC000 {
-        return Ok("NaN".into());
+    match sign {
+        0xC000 => return Ok("NaN".into()),
+        0xD000 => return Ok("Infinity".into()),
+        0xF000 => return Ok("-Infinity".into()),
+        _ => {}
     }
     let mut digits = Vec::with_capacity(ndigits);
     for k in 0..ndigits {

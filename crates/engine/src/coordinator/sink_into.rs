@@ -168,7 +168,7 @@ fn cast_to(
     batch: &datafusion::arrow::record_batch::RecordBatch,
     schema: &SchemaRef,
 ) -> Result<datafusion::arrow::record_batch::RecordBatch, EngineError> {
-    use datafusion::arrow::compute::{cast_with_options, CastOptions};
+    use datafusion::arrow::compute::CastOptions;
     if batch.num_columns() != schema.fields().len() {
         return Err(EngineError::Internal(format!(
             "a sink gives {} columns to a table of {}",
@@ -188,7 +188,7 @@ fn cast_to(
             if c.data_type() == f.data_type() {
                 Ok(c.clone())
             } else {
-                Ok(cast_with_options(c, f.data_type(), &options)?)
+                Ok(crate::numeric_special::cast(c, f.data_type(), &options)?)
             }
         })
         .collect::<Result<Vec<_>, EngineError>>()?;

@@ -19,6 +19,7 @@ use datafusion::common::ScalarValue;
 use freshet_storage::codec;
 
 use crate::chunk::Row;
+use crate::numeric_special::Special;
 use crate::plan::{AggCall, AggKind};
 use crate::EngineError;
 
@@ -62,6 +63,10 @@ pub(crate) fn layout(aggs: &[AggCall]) -> Result<(Vec<usize>, Vec<DataType>), En
                 })?;
                 acc_types.push(DataType::Int64);
                 acc_types.push(sum_type(t)?);
+                if a.specials {
+                    // NaN, Infinity and -Infinity inputs (`Specials`).
+                    acc_types.extend([DataType::Int64, DataType::Int64, DataType::Int64]);
+                }
             }
             (AggKind::Min | AggKind::Max, _) if a.running => {
                 // The running extreme (NULL until a non-NULL value arrives).
@@ -145,7 +150,7 @@ pub(crate) fn fold(
             let v = if &v.data_type() == t {
                 v.clone()
             } else {
-                v.cast_to(t)?
+                crate::numeric_special::cast_scalar(v, t)?
             };
             keep_extreme(a.kind, &mut acc[off], v);
         }
@@ -167,8 +172,17 @@ pub(crate) fn fold(
         AggKind::Count => add_to_slot(acc, off, w)?,
         AggKind::Sum | AggKind::Avg => {
             add_to_slot(acc, off, w)?;
+            if let (true, ScalarValue::Decimal128(Some(x), ..)) = (a.specials, v) {
+                if let Some(s) = Special::of(*x) {
+                    return add_to_slot(acc, off + 2 + special_slot(s), w);
+                }
+            }
             let t = acc[off + 1].data_type();
-            acc[off + 1] = add_weighted(&acc[off + 1], &v.cast_to(&t)?, w)?;
+            acc[off + 1] = add_weighted(
+                &acc[off + 1],
+                &crate::numeric_special::cast_scalar(v, &t)?,
+                w,
+            )?;
         }
         other => {
             return Err(EngineError::Internal(format!(
@@ -198,6 +212,11 @@ pub(crate) fn merge(a: &AggCall, off: usize, acc: &mut Row, part: &Row) -> Resul
             add_to_slot(acc, off, count(part, off))?;
             if !part[off + 1].is_null() {
                 acc[off + 1] = add_weighted(&acc[off + 1], &part[off + 1], 1)?;
+            }
+            if a.specials {
+                for slot in off + 2..off + 5 {
+                    add_to_slot(acc, slot, count(part, slot))?;
+                }
             }
             Ok(())
         }
@@ -277,6 +296,38 @@ fn keep_extreme(kind: AggKind, slot: &mut ScalarValue, v: ScalarValue) {
     }
 }
 
+/// The slot (after the sum) that counts special value `s`.
+fn special_slot(s: Special) -> usize {
+    match s {
+        Special::NaN => 0,
+        Special::Infinity => 1,
+        Special::NegInfinity => 2,
+    }
+}
+
+/// What a sum with `nan`, `infinity` and `neg_infinity` special inputs is, if they decide
+/// it: NaN with any NaN or both infinities, else the infinity there is.
+pub(crate) fn special_sum(nan: i64, infinity: i64, neg_infinity: i64) -> Option<Special> {
+    match (nan > 0, infinity > 0, neg_infinity > 0) {
+        (true, _, _) | (_, true, true) => Some(Special::NaN),
+        (_, true, _) => Some(Special::Infinity),
+        (_, _, true) => Some(Special::NegInfinity),
+        _ => None,
+    }
+}
+
+/// The special value sum/avg `a`'s accumulator (slots from `off`) is, if any.
+pub(crate) fn accumulated_special(a: &AggCall, off: usize, acc: &Row) -> Option<Special> {
+    if !a.specials {
+        return None;
+    }
+    special_sum(
+        count(acc, off + 2),
+        count(acc, off + 3),
+        count(acc, off + 4),
+    )
+}
+
 /// `acc + v * w` for a running sum (both of the sum's accumulation type), overflow-checked.
 pub(crate) fn add_weighted(
     acc: &ScalarValue,
@@ -294,6 +345,17 @@ pub(crate) fn add_weighted(
             ScalarValue::Float64(Some(a + x * w as f64))
         }
         (ScalarValue::Decimal128(Some(a), p, s), ScalarValue::Decimal128(Some(x), _, _)) => {
+            // A view planned before NaN and the infinities (dialect level 11) sums them:
+            // fail the row, as its query would not add them as numbers.
+            if let Some(special) = crate::numeric_special::Special::of(*x) {
+                return Err(EngineError::DataFusion(
+                    crate::numeric_special::SqlStateError::raise(
+                        "0A000",
+                        format!("sum() does not support numeric {}", special.text()),
+                        None,
+                    ),
+                ));
+            }
             ScalarValue::Decimal128(
                 Some(
                     x.checked_mul(w as i128)

@@ -323,7 +323,7 @@ impl HashAgg {
         let stored = codec::storable_type(arg_type).unwrap_or_else(|| arg_type.clone());
         let v = Decoder::new(bytes).value(&stored)?;
         let v = if &stored != arg_type && !v.is_null() {
-            v.cast_to(arg_type)?
+            crate::numeric_special::cast_scalar(&v, arg_type)?
         } else {
             v
         };
@@ -461,7 +461,9 @@ impl HashAgg {
                 }
                 (AggKind::Sum | AggKind::Avg, false) => {
                     let n = agg_fold::count(acc, off);
-                    if n == 0 {
+                    if let Some(s) = agg_fold::accumulated_special(a, off, acc) {
+                        special_value(s, &a.return_type)
+                    } else if n == 0 {
                         ScalarValue::Null
                     } else if a.kind == AggKind::Sum {
                         acc[off + 1].clone()
@@ -476,10 +478,33 @@ impl HashAgg {
                     } else {
                         let t = agg_fold::sum_type(&vals[0].data_type())?;
                         let mut sum = ScalarValue::new_zero(&t)?;
+                        let mut specials = [0i64; 3];
+                        let vals: Vec<ScalarValue> = vals
+                            .into_iter()
+                            .filter(|v| match (a.specials, v) {
+                                (true, ScalarValue::Decimal128(Some(x), ..)) => {
+                                    match crate::numeric_special::Special::of(*x) {
+                                        Some(s) => {
+                                            specials[s as usize] += 1;
+                                            false
+                                        }
+                                        None => true,
+                                    }
+                                }
+                                _ => true,
+                            })
+                            .collect();
+                        let special = agg_fold::special_sum(specials[0], specials[1], specials[2]);
                         for v in &vals {
-                            sum = agg_fold::add_weighted(&sum, &v.cast_to(&t)?, 1)?;
+                            sum = agg_fold::add_weighted(
+                                &sum,
+                                &crate::numeric_special::cast_scalar(v, &t)?,
+                                1,
+                            )?;
                         }
-                        if a.kind == AggKind::Sum {
+                        if let Some(s) = special {
+                            special_value(s, &a.return_type)
+                        } else if a.kind == AggKind::Sum {
                             sum
                         } else {
                             average(&sum, vals.len() as i64, &a.return_type)?
@@ -701,6 +726,14 @@ fn percentile_disc(
     ))
 }
 
+/// Special value `s` as a `numeric` of type `t`.
+fn special_value(s: crate::numeric_special::Special, t: &DataType) -> ScalarValue {
+    match t {
+        DataType::Decimal128(p, scale) => ScalarValue::Decimal128(Some(s.value()), *p, *scale),
+        _ => ScalarValue::Float64(Some(s.to_f64())),
+    }
+}
+
 /// `sum / n` in the aggregate's return type.
 fn average(sum: &ScalarValue, n: i64, ret: &DataType) -> Result<ScalarValue, EngineError> {
     match (sum, ret) {
@@ -732,7 +765,7 @@ fn cast_or_null(v: ScalarValue, t: &DataType) -> Result<ScalarValue, EngineError
     if &v.data_type() == t {
         Ok(v)
     } else {
-        Ok(v.cast_to(t)?)
+        Ok(crate::numeric_special::cast_scalar(&v, t)?)
     }
 }
 

@@ -634,7 +634,7 @@ fn gather(
         columns.push(if col.data_type() == f.data_type() {
             col
         } else {
-            datafusion::arrow::compute::cast(&col, f.data_type())?
+            crate::numeric_special::cast(&col, f.data_type(), &Default::default())?
         });
     }
     let opts = RecordBatchOptions::new().with_row_count(Some(n));

@@ -35,7 +35,7 @@ impl Operator for Project {
         let mut cols = eval_all(&self.exprs, &chunk.batch)?;
         for (c, f) in cols.iter_mut().zip(self.schema.fields()) {
             if c.data_type() != f.data_type() {
-                *c = datafusion::arrow::compute::cast(c, f.data_type())?;
+                *c = crate::numeric_special::cast(c, f.data_type(), &Default::default())?;
             }
         }
         let opts = RecordBatchOptions::new().with_row_count(Some(chunk.len()));

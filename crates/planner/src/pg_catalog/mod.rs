@@ -89,30 +89,7 @@ pub trait Signals: Send + Sync {
 }
 
 /// An error with its SQLSTATE (and Postgres' detail and hint), raised by a function.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct SqlStateError {
-    pub code: &'static str,
-    pub message: String,
-    pub detail: Option<String>,
-    pub hint: Option<String>,
-}
-
-impl SqlStateError {
-    /// A DataFusion error carrying Postgres' `code`, `message` and `detail`.
-    pub fn raise(
-        code: &'static str,
-        message: impl Into<String>,
-        detail: Option<String>,
-    ) -> datafusion::error::DataFusionError {
-        datafusion::error::DataFusionError::External(Box::new(SqlStateError {
-            code,
-            message: message.into(),
-            detail,
-            hint: None,
-        }))
-    }
-}
+pub use freshet_engine::numeric_special::SqlStateError;
 
 impl Snapshot {
     pub fn setting(&self, name: &str) -> Option<&str> {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, StringArray};
-use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::compute::CastOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use freshet_planner::catalog::TableDef;
@@ -197,7 +197,7 @@ impl Session {
             let read = |strings: &ArrayRef, opts: &CastOptions| {
                 match freshet_planner::session_zone::read_text(strings, ty, &zone, opts.safe) {
                     Some(read) => read.map_err(ServerError::from),
-                    None => Ok(cast_with_options(strings, ty, opts)?),
+                    None => Ok(freshet_engine::numeric_special::cast(strings, ty, opts)?),
                 }
             };
             columns[col] = match read(&strings, &strict) {

@@ -113,7 +113,9 @@ fn evaluate(sql: &str, column_type: &freshet_planner::catalog::SqlType) -> Resul
                 .columns()
                 .iter()
                 .zip(fields.iter())
-                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .map(|(c, f)| {
+                    freshet_engine::numeric_special::cast(c, f.data_type(), &Default::default())
+                })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let fitted = datafusion::arrow::array::StructArray::try_new(
                 fields.clone(),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::compute::CastOptions;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
@@ -679,7 +679,7 @@ pub(super) fn cast_column(
     }
     // A numeric or float stored in an integer column is rounded, not truncated.
     let c = freshet_planner::int_casts::round_for_int(&c, t).unwrap_or(c);
-    cast_with_options(&c, t, &opts).map_err(|e| ServerError::DataFusion(e.into()))
+    freshet_engine::numeric_special::cast(&c, t, &opts).map_err(ServerError::DataFusion)
 }
 
 pub(super) fn cast_batch(
