@@ -114,6 +114,8 @@ pub struct Dataflow {
     two_phase_agg: bool,
     /// Whether it emitted changes since the last checkpoint.
     dirty: bool,
+    /// Refuse changes with a `numeric` NaN or infinity (`ViewDesc::refuses_specials`).
+    refuses_specials: bool,
 }
 
 /// A dataflow's series: changes in and out, and when a checkpoint last held its changes.
@@ -368,6 +370,7 @@ impl Dataflow {
             threads: parallelism.threads.clamp(1, parallelism.shards.max(1)),
             two_phase_agg: parallelism.two_phase_agg,
             dirty: false,
+            refuses_specials: false,
         };
         df.add(plan, (0, 0), false, &mut Built::default())?;
         Ok(df)
@@ -606,6 +609,44 @@ impl Dataflow {
         }
     }
 
+    /// The dataflow of view `v`, metered under its name.
+    pub fn for_view(v: &crate::coordinator::ViewDesc) -> Result<Dataflow, EngineError> {
+        let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
+            .metered(&v.name);
+        df.refuses_specials = v.refuses_specials;
+        Ok(df)
+    }
+
+    /// Fails if this view refuses `numeric` NaN and infinities and `chunk` has one.
+    fn check_specials(&self, chunk: &Chunk) -> Result<(), EngineError> {
+        if !self.refuses_specials {
+            return Ok(());
+        }
+        let found = chunk.batch.columns().iter().find_map(|c| {
+            use datafusion::arrow::array::{Array, AsArray};
+            let d = c.as_primitive_opt::<datafusion::arrow::datatypes::Decimal128Type>()?;
+            (0..d.len()).find_map(|i| {
+                d.is_valid(i)
+                    .then(|| crate::numeric_special::Special::of(d.value(i)))
+                    .flatten()
+            })
+        });
+        match found {
+            Some(s) => Err(EngineError::DataFusion(
+                crate::numeric_special::SqlStateError::raise(
+                    "0A000",
+                    format!(
+                        "numeric {} is not supported by a materialized view created before \
+                         Freshet supported it: recreate the view",
+                        s.text()
+                    ),
+                    None,
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Feeds a change of `relation` to every place the view reads it; returns the view's
     /// own changes (already applied to its stored rows).
     pub fn push(
@@ -614,6 +655,7 @@ impl Dataflow {
         chunk: &Chunk,
         txn: &mut Txn,
     ) -> Result<Vec<Chunk>, EngineError> {
+        self.check_specials(chunk)?;
         let entries = self.entries(relation);
         if let Some(m) = &self.meters {
             m.rows_in.inc_by((chunk.len() * entries.len()) as u64);
@@ -718,6 +760,7 @@ impl Dataflow {
         chunk: Chunk,
         txn: &mut Txn,
     ) -> Result<Vec<Chunk>, EngineError> {
+        self.check_specials(&chunk)?;
         let (_, node, input) = self.sources[entry];
         if let Some(m) = &self.meters {
             m.rows_in.inc_by(chunk.len() as u64);
@@ -972,6 +1015,39 @@ mod tests {
                 "[Int64(3)] 1"
             ]
         );
+    }
+
+    /// A view planned before numeric NaN and infinities refuses a change that has one
+    /// (its expressions would compute with it as with a number); others take it.
+    #[test]
+    fn views_from_before_refuse_numeric_specials() {
+        let s = arc_schema(vec![Field::new("x", DataType::Decimal128(38, 2), true)]);
+        let plan = StreamNode::Filter {
+            input: source(&s),
+            predicate: binary(
+                col("x", &s).unwrap(),
+                BinOp::Gt,
+                lit(ScalarValue::Decimal128(Some(0), 38, 2)),
+                &s,
+            )
+            .unwrap(),
+        };
+        let d = |v: i128| vec![ScalarValue::Decimal128(Some(v), 38, 2)];
+        let nan = Chunk::from_rows(
+            s.clone(),
+            &[d(150), d(crate::numeric_special::NAN)],
+            vec![1, 1],
+        )
+        .unwrap();
+        let finite = Chunk::from_rows(s.clone(), &[d(150)], vec![1]).unwrap();
+        let mut txn = Txn::new(Store::memory());
+        let mut old = Dataflow::build(9, &plan, true, Output::Table, 1).unwrap();
+        old.refuses_specials = true;
+        let err = old.push(5, &nan, &mut txn).unwrap_err().to_string();
+        assert!(err.contains("numeric NaN is not supported"), "{err}");
+        assert_eq!(rows(&old.push(5, &finite, &mut txn).unwrap()).len(), 1);
+        let mut new = Dataflow::build(9, &plan, true, Output::Table, 1).unwrap();
+        assert_eq!(rows(&new.push(5, &nan, &mut txn).unwrap()).len(), 2);
     }
 
     /// Two aggregates of the same input and calls whose groups are permuted (Nexmark q5's

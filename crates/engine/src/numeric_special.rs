@@ -186,15 +186,15 @@ pub fn split(array: &Decimal128Array) -> Option<(Vec<Option<Special>>, Decimal12
 }
 
 /// `out` (a cast of numbers that stood in for specials) with `specials` put back, as
-/// type `to` holds them: a `numeric` keeps them (an infinity only if unconstrained), a
+/// type `to` holds them: a `numeric` keeps them (of any precision), a
 /// float is NaN or infinite, text is Postgres' text; other types fail as Postgres does.
 pub fn put_back(out: ArrayRef, specials: &[Option<Special>], to: &DataType) -> Result<ArrayRef> {
     let at = |i: usize| specials.get(i).copied().flatten();
     Ok(match to {
-        DataType::Decimal128(p, s) => {
-            if !holds_infinity(*p) && specials.iter().flatten().any(|x| *x != Special::NaN) {
-                return Err(infinite_overflow(*p, *s));
-            }
+        // Any precision keeps them: a type an expression derives (`ceil(x)` is
+        // `numeric(29, 0)` here, unconstrained in Postgres) holds the infinities; a
+        // `numeric(p, s)` column refuses them when written (`crate::write_check`).
+        DataType::Decimal128(..) => {
             let d = out.as_primitive::<Decimal128Type>();
             let values: Vec<i128> = (0..d.len())
                 .map(|i| at(i).map_or(d.values()[i], Special::value))
@@ -258,6 +258,24 @@ pub fn put_back(out: ArrayRef, specials: &[Option<Special>], to: &DataType) -> R
     })
 }
 
+/// [`put_back`], but where it fails and the cast is `safe` (`TRY_CAST`), NULL in the
+/// rows of special values.
+fn put_back_or_null(
+    out: ArrayRef,
+    specials: &[Option<Special>],
+    to: &DataType,
+    safe: bool,
+) -> Result<ArrayRef> {
+    match put_back(out.clone(), specials, to) {
+        Err(_) if safe => {
+            let mask: datafusion::arrow::array::BooleanArray =
+                specials.iter().map(|s| Some(s.is_some())).collect();
+            Ok(datafusion::arrow::compute::nullif(&out, &mask)?)
+        }
+        other => other,
+    }
+}
+
 /// Postgres' error for a special value cast to an integer type.
 pub fn to_integer_error(s: Special, to: &DataType) -> DataFusionError {
     let name = match to {
@@ -282,7 +300,12 @@ pub fn cast(array: &ArrayRef, to: &DataType, options: &CastOptions) -> Result<Ar
                 None => Ok(cast_with_options(array, to, options)?),
                 Some((specials, clean)) => {
                     let clean: ArrayRef = Arc::new(clean);
-                    put_back(cast_with_options(&clean, to, options)?, &specials, to)
+                    put_back_or_null(
+                        cast_with_options(&clean, to, options)?,
+                        &specials,
+                        to,
+                        options.safe,
+                    )
                 }
             }
         }
@@ -300,7 +323,12 @@ pub fn cast(array: &ArrayRef, to: &DataType, options: &CastOptions) -> Result<Ar
                 .map(|(s, x)| if x.is_some() { Some("0") } else { s })
                 .collect();
             let clean: ArrayRef = Arc::new(clean);
-            put_back(cast_with_options(&clean, to, options)?, &specials, to)
+            put_back_or_null(
+                cast_with_options(&clean, to, options)?,
+                &specials,
+                to,
+                options.safe,
+            )
         }
         (DataType::Float32 | DataType::Float64, DataType::Decimal128(..)) => {
             let floats = cast_with_options(array, &DataType::Float64, options)?;
@@ -315,7 +343,12 @@ pub fn cast(array: &ArrayRef, to: &DataType, options: &CastOptions) -> Result<Ar
                 .map(|v| v.map(|f| if f.is_finite() { f } else { 0.0 }))
                 .collect();
             let clean: ArrayRef = Arc::new(clean);
-            put_back(cast_with_options(&clean, to, options)?, &specials, to)
+            put_back_or_null(
+                cast_with_options(&clean, to, options)?,
+                &specials,
+                to,
+                options.safe,
+            )
         }
         _ => Ok(cast_with_options(array, to, options)?),
     }
@@ -329,7 +362,11 @@ pub fn cast_scalar(
     use datafusion::common::ScalarValue;
     match v {
         ScalarValue::Decimal128(Some(x), ..) if Special::of(*x).is_some() => {
-            let out = cast(&v.to_array()?, to, &CastOptions::default())?;
+            let out = cast(
+                &v.to_array()?,
+                to,
+                &datafusion::common::format::DEFAULT_CAST_OPTIONS,
+            )?;
             ScalarValue::try_from_array(&out, 0)
         }
         ScalarValue::Utf8(Some(t))
@@ -337,7 +374,11 @@ pub fn cast_scalar(
         | ScalarValue::Utf8View(Some(t))
             if matches!(to, DataType::Decimal128(..)) && Special::parse(t).is_some() =>
         {
-            let out = cast(&v.to_array()?, to, &CastOptions::default())?;
+            let out = cast(
+                &v.to_array()?,
+                to,
+                &datafusion::common::format::DEFAULT_CAST_OPTIONS,
+            )?;
             ScalarValue::try_from_array(&out, 0)
         }
         _ => v.cast_to(to),
@@ -380,7 +421,13 @@ mod tests {
     #[test]
     fn casts_keep_specials() {
         let a = decimals(&[Some(15), Some(NAN), None, Some(NEG_INFINITY)], 38, 1);
-        let opts = CastOptions::default();
+        let opts = CastOptions {
+            safe: false,
+            ..CastOptions::default()
+        };
+        // TRY_CAST: NULL where the cast fails.
+        let tried = cast(&a, &DataType::Int32, &CastOptions::default()).unwrap();
+        assert_eq!(tried.null_count(), 3);
         let to = cast(&a, &DataType::Decimal128(38, 3), &opts).unwrap();
         let to = to.as_primitive::<Decimal128Type>();
         assert_eq!(to.value(0), 1500);
@@ -395,10 +442,12 @@ mod tests {
         let f = cast(&a, &DataType::Float64, &opts).unwrap();
         assert!(f.as_primitive::<Float64Type>().value(1).is_nan());
         assert!(cast(&a, &DataType::Int32, &opts).is_err());
-        // A constrained numeric holds NaN, not the infinities.
-        assert!(cast(&a, &DataType::Decimal128(10, 2), &opts).is_err());
-        let nan = decimals(&[Some(NAN)], 38, 10);
-        assert!(cast(&nan, &DataType::Decimal128(10, 2), &opts).is_ok());
+        // A derived type of any precision keeps them (columns check when written).
+        let narrow = cast(&a, &DataType::Decimal128(10, 2), &opts).unwrap();
+        assert_eq!(
+            narrow.as_primitive::<Decimal128Type>().value(3),
+            NEG_INFINITY
+        );
     }
 
     #[test]

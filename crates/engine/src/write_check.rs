@@ -13,14 +13,26 @@ use crate::chunk::{batch_rows, Row};
 use crate::coordinator::{TableDesc, TableWrite};
 use crate::EngineError;
 
-/// `23502` if `row` has a NULL in a NOT NULL column.
-pub fn check_not_null(desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
+/// `23502` if `row` has a NULL in a NOT NULL column; `22003` if it has an infinity in a
+/// `numeric(p, s)` column (only an unconstrained `numeric` holds one, as in Postgres;
+/// expressions keep them in the types they derive: `crate::numeric_special`).
+pub fn check_row(desc: &TableDesc, row: &Row) -> Result<(), EngineError> {
+    use crate::numeric_special::{holds_infinity, infinite_overflow, Special};
     for (i, v) in row.iter().enumerate() {
         if desc.not_null.get(i).copied().unwrap_or(false) && v.is_null() {
             return Err(EngineError::NotNull {
                 table: desc.name.clone(),
                 column: desc.schema.field(i).name().clone(),
             });
+        }
+        if let ScalarValue::Decimal128(Some(x), p, s) = v {
+            let infinite = matches!(
+                Special::of(*x),
+                Some(Special::Infinity | Special::NegInfinity)
+            );
+            if infinite && !holds_infinity(*p) {
+                return Err(EngineError::DataFusion(infinite_overflow(*p, *s)));
+            }
         }
     }
     Ok(())
@@ -57,6 +69,11 @@ pub fn display_value(v: &ScalarValue) -> String {
     }
     match v {
         ScalarValue::Utf8(Some(s)) => s.clone(),
+        ScalarValue::Decimal128(Some(x), ..)
+            if crate::numeric_special::Special::of(*x).is_some() =>
+        {
+            crate::numeric_special::Special::of(*x).map_or_else(String::new, |s| s.text().into())
+        }
         // Timestamps as text (ISO 8601), not their raw integer.
         other => other
             .to_array()
@@ -93,7 +110,7 @@ impl PendingKeys {
         }
         for b in &write.inserts {
             for row in batch_rows(b)? {
-                check_not_null(desc, &row)?;
+                check_row(desc, &row)?;
                 if desc.pk.is_empty() {
                     continue;
                 }

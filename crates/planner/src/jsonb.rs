@@ -173,6 +173,12 @@ fn to_json(v: &ScalarValue) -> Result<Value, String> {
         | ScalarValue::Float32(Some(_))
         | ScalarValue::Float64(Some(_))
         | ScalarValue::Decimal128(Some(_), _, _) => {
+            // A numeric NaN or infinity is Postgres' text, as a JSON string.
+            if let ScalarValue::Decimal128(Some(d), ..) = v {
+                if let Some(s) = freshet_engine::numeric_special::Special::of(*d) {
+                    return Ok(Value::String(s.text().into()));
+                }
+            }
             serde_json::from_str(&v.to_string()).unwrap_or(Value::String(v.to_string()))
         }
         ScalarValue::List(a) => {

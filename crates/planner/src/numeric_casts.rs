@@ -28,7 +28,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::pg_catalog::SqlStateError;
-use freshet_engine::numeric_special::{holds_infinity, infinite_overflow, Special};
+use freshet_engine::numeric_special::Special;
 
 /// The first dialect level with these casts.
 const LEVEL: u32 = 9;
@@ -200,10 +200,8 @@ impl FloatToNumeric {
 /// `v` as the unscaled value of a `numeric(precision, scale)`, read from its `digits`
 /// significant digits.
 pub fn f64_to_decimal(v: f64, precision: u8, scale: i8, digits: usize) -> Result<i128> {
+    // Kept in any precision: a `numeric(p, s)` column refuses an infinity when written.
     if let Some(s) = Special::of_f64(v) {
-        if s != Special::NaN && !holds_infinity(precision) {
-            return Err(infinite_overflow(precision, scale));
-        }
         return Ok(s.value());
     }
     let decimals = digits.saturating_sub(1);
@@ -337,7 +335,10 @@ mod tests {
         assert_eq!(f64_to_decimal(1e-20, 38, 10, 15).unwrap(), 0);
         assert!(f64_to_decimal(1e20, 10, 2, 15).is_err());
         assert_eq!(f64_to_decimal(f64::NAN, 10, 2, 15).unwrap(), i128::MAX);
-        assert!(f64_to_decimal(f64::INFINITY, 10, 2, 15).is_err());
+        assert_eq!(
+            f64_to_decimal(f64::INFINITY, 10, 2, 15).unwrap(),
+            i128::MAX - 1
+        );
         // A real's 6 digits: 1e15::real is 999999986991104 as a double.
         assert_eq!(
             f64_to_decimal(f64::from(1e15f32), 20, 3, 6).unwrap(),

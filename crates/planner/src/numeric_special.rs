@@ -38,11 +38,12 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction, WindowFunction};
+use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
 use datafusion::logical_expr::{
     Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, TryCast, Volatility,
 };
+use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
 use datafusion::optimizer::AnalyzerRule;
 use freshet_engine::numeric_special::{self as special, Special, SqlStateError};
 
@@ -65,6 +66,10 @@ const AS_IS: &[&str] = &[
     "make_array",
     "named_struct",
     "struct",
+    // Text and JSON of arrays and records write a special element as Postgres does.
+    "pg_text",
+    "to_jsonb",
+    "jsonb_build_array",
 ];
 
 /// Functions whose value for a special argument is that argument.
@@ -144,6 +149,38 @@ fn is_numeric(t: &DataType) -> bool {
     matches!(t, DataType::Decimal128(..))
 }
 
+/// Whether `t` is a `numeric` or holds one (an array's elements, a record's fields).
+fn holds_numeric(t: &DataType) -> bool {
+    match t {
+        DataType::Decimal128(..) => true,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            holds_numeric(f.data_type())
+        }
+        DataType::Struct(fs) => fs.iter().any(|f| holds_numeric(f.data_type())),
+        DataType::Map(f, _) => holds_numeric(f.data_type()),
+        _ => false,
+    }
+}
+
+/// The first special value in `a` or its elements or fields, if any.
+fn first_special(a: &dyn Array) -> Option<Special> {
+    use datafusion::arrow::datatypes::DataType as T;
+    match a.data_type() {
+        T::Decimal128(..) => special::split(a.as_primitive::<Decimal128Type>())
+            .and_then(|(s, _)| s.into_iter().flatten().next()),
+        T::List(_) => first_special(a.as_list::<i32>().values().as_ref()),
+        T::LargeList(_) => first_special(a.as_list::<i64>().values().as_ref()),
+        T::FixedSizeList(..) => first_special(a.as_fixed_size_list().values().as_ref()),
+        T::Struct(_) => a
+            .as_struct()
+            .columns()
+            .iter()
+            .find_map(|c| first_special(c.as_ref())),
+        T::Map(..) => first_special(a.as_map().entries()),
+        _ => None,
+    }
+}
+
 fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
@@ -177,7 +214,7 @@ fn guarded(args: Vec<Expr>, function: &str, schema: &DFSchema) -> Result<(Vec<Ex
         .into_iter()
         .map(|a| {
             Ok(
-                match is_numeric(&a.get_type(schema)?) && may_be_special(&a, schema)? {
+                match holds_numeric(&a.get_type(schema)?) && may_be_special(&a, schema)? {
                     true => {
                         changed = true;
                         udf(Finite::new(function), vec![a])
@@ -197,6 +234,10 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let to = field.data_type();
             if is_numeric(&from) || (is_numeric(to) && (is_text(&from) || from.is_floating())) {
                 Transformed::yes(udf(NumericCast::new(to.clone(), false), vec![*expr]))
+            } else if holds_numeric(&from) {
+                // An array or record of numerics: Arrow would cast the elements.
+                let guarded = udf(Finite::new("a cast"), vec![*expr]);
+                Transformed::yes(Expr::Cast(Cast::new(Box::new(guarded), to.clone())))
             } else {
                 Transformed::no(Expr::Cast(Cast { expr, field }))
             }
@@ -206,6 +247,9 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let to = field.data_type();
             if is_numeric(&from) || (is_numeric(to) && (is_text(&from) || from.is_floating())) {
                 Transformed::yes(udf(NumericCast::new(to.clone(), true), vec![*expr]))
+            } else if holds_numeric(&from) {
+                let guarded = udf(Finite::new("a cast"), vec![*expr]);
+                Transformed::yes(Expr::TryCast(TryCast::new(Box::new(guarded), to.clone())))
             } else {
                 Transformed::no(Expr::TryCast(TryCast { expr, field }))
             }
@@ -231,7 +275,7 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let any_numeric = f
                 .args
                 .iter()
-                .map(|a| a.get_type(schema).map(|t| is_numeric(&t)))
+                .map(|a| a.get_type(schema).map(|t| holds_numeric(&t)))
                 .collect::<Result<Vec<_>>>()?
                 .into_iter()
                 .any(|n| n);
@@ -274,11 +318,34 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         Expr::WindowFunction(mut w) => {
             let name = w.fun.name().to_string();
-            if AGGREGATES_AS_IS.contains(&&*name) {
-                return Ok(Transformed::no(Expr::WindowFunction(w)));
+            // A RANGE frame with an offset adds it to the ORDER BY value.
+            let frame = &w.params.window_frame;
+            let offset = |b: &WindowFrameBound| match b {
+                WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v) => !v.is_null(),
+                WindowFrameBound::CurrentRow => false,
+            };
+            let mut changed = false;
+            if frame.units == WindowFrameUnits::Range
+                && (offset(&frame.start_bound) || offset(&frame.end_bound))
+            {
+                if let Some(key) = w.params.order_by.first_mut() {
+                    if is_numeric(&key.expr.get_type(schema)?) && may_be_special(&key.expr, schema)?
+                    {
+                        let e = std::mem::replace(
+                            &mut key.expr,
+                            Expr::Literal(ScalarValue::Null, None),
+                        );
+                        key.expr = udf(Finite::new("a RANGE window frame with an offset"), vec![e]);
+                        changed = true;
+                    }
+                }
             }
-            let (args, changed) = guarded(std::mem::take(&mut w.params.args), &name, schema)?;
-            w.params.args = args;
+            if !AGGREGATES_AS_IS.contains(&&*name) {
+                let (args, guarded_any) =
+                    guarded(std::mem::take(&mut w.params.args), &name, schema)?;
+                w.params.args = args;
+                changed |= guarded_any;
+            }
             Transformed::new_transformed(Expr::WindowFunction(w), changed)
         }
         e => Transformed::no(e),
@@ -294,10 +361,7 @@ fn wanted(e: &Expr) -> bool {
         Expr::AggregateFunction(AggregateFunction { func, .. }) => {
             !AGGREGATES_AS_IS.contains(&func.name()) && !is_special_sum(func)
         }
-        Expr::WindowFunction(w) => {
-            let WindowFunction { fun, .. } = w.as_ref();
-            !AGGREGATES_AS_IS.contains(&fun.name())
-        }
+        Expr::WindowFunction(_) => true,
         _ => false,
     }
 }
@@ -605,11 +669,23 @@ impl ScalarUDFImpl for NumericArith {
                 Outcome::Left => {
                     let shift = i32::from(out_scale) - i32::from(*l_scale);
                     let v = l.value(i);
-                    match shift {
-                        0 => v,
-                        s if s > 0 => v.saturating_mul(10i128.pow(s as u32)),
-                        s => v / 10i128.pow((-s) as u32),
+                    let overflow =
+                        || SqlStateError::raise("22003", "value overflows numeric format", None);
+                    let power = 10i128
+                        .checked_pow(shift.unsigned_abs())
+                        .ok_or_else(overflow)?;
+                    let v = if shift >= 0 {
+                        v.checked_mul(power).ok_or_else(overflow)?
+                    } else {
+                        v / power
+                    };
+                    let limit = 10i128
+                        .checked_pow(u32::from(precision))
+                        .unwrap_or(i128::MAX);
+                    if v.unsigned_abs() >= limit.unsigned_abs() {
+                        return Err(overflow());
                     }
+                    v
                 }
             };
         }
@@ -712,21 +788,7 @@ impl ScalarUDFImpl for KeepSpecial {
             .inner
             .invoke_with_args(args)?
             .to_array(if scalar { 1 } else { n })?;
-        // The result type is derived (`ceil` of a `numeric` has scale 0 and precision
-        // 29 here, an unconstrained `numeric` in Postgres): it holds the infinities.
-        let out = match &self.ret {
-            DataType::Decimal128(_, s) => {
-                let wide = DataType::Decimal128(38, *s);
-                let out = special::put_back(
-                    Arc::new(decimals(&out)?.clone().with_data_type(wide.clone())),
-                    &specials,
-                    &wide,
-                )?;
-                Arc::new(decimals(&out)?.clone().with_data_type(self.ret.clone()))
-            }
-            _ => special::put_back(out, &specials, &self.ret)?,
-        };
-        finish(out, scalar)
+        finish(special::put_back(out, &specials, &self.ret)?, scalar)
     }
 }
 
@@ -764,12 +826,8 @@ impl ScalarUDFImpl for Finite {
             return Err(DataFusionError::Internal("one argument expected".into()));
         };
         let found = match arg {
-            ColumnarValue::Scalar(ScalarValue::Decimal128(Some(v), ..)) => Special::of(*v),
-            ColumnarValue::Scalar(_) => None,
-            ColumnarValue::Array(a) => a
-                .as_primitive_opt::<Decimal128Type>()
-                .and_then(special::split)
-                .and_then(|(s, _)| s.into_iter().flatten().next()),
+            ColumnarValue::Scalar(s) => first_special(s.to_array()?.as_ref()),
+            ColumnarValue::Array(a) => first_special(a.as_ref()),
         };
         match found {
             Some(s) => Err(SqlStateError::raise(

@@ -21,7 +21,7 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature,
 };
-use freshet_engine::numeric_special::{self as special, Special};
+use freshet_engine::numeric_special::{self as special, Special, SqlStateError};
 
 /// `sum` or `avg` of a `numeric`, with its special inputs counted (see the module).
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -68,12 +68,26 @@ fn split(values: &[ArrayRef]) -> Option<(Vec<Option<Special>>, Vec<ArrayRef>)> {
 /// `out` (the wrapped aggregate's results, by group) with the groups `counts` decide set
 /// to their special value.
 fn patch(out: ArrayRef, counts: &[Counts]) -> Result<ArrayRef> {
-    if counts.iter().all(|c| decided(c).is_none()) {
-        return Ok(out);
-    }
     let d = out
         .as_primitive_opt::<Decimal128Type>()
         .ok_or_else(|| DataFusionError::Internal("a numeric sum expected".into()))?;
+    // DataFusion's sums wrap around past 2^127 and do not check the precision: a sum
+    // beyond 38 digits (or on a special value's number) fails as Postgres' overflows.
+    let beyond = (0..d.len()).any(|i| {
+        d.is_valid(i)
+            && counts.get(i).and_then(decided).is_none()
+            && d.value(i).unsigned_abs() >= 10u128.pow(38)
+    });
+    if beyond {
+        return Err(SqlStateError::raise(
+            "22003",
+            "value overflows numeric format",
+            None,
+        ));
+    }
+    if counts.iter().all(|c| decided(c).is_none()) {
+        return Ok(out);
+    }
     let values: Vec<i128> = (0..d.len())
         .map(|i| match counts.get(i).and_then(decided) {
             Some(s) => s.value(),
@@ -167,7 +181,19 @@ impl Accumulator for SpecialAccumulator {
             (Some(s), DataType::Decimal128(p, scale)) => {
                 Ok(ScalarValue::Decimal128(Some(s.value()), *p, *scale))
             }
-            _ => self.inner.evaluate(),
+            _ => {
+                let v = self.inner.evaluate()?;
+                if let ScalarValue::Decimal128(Some(x), ..) = v {
+                    if x.unsigned_abs() >= 10u128.pow(38) {
+                        return Err(SqlStateError::raise(
+                            "22003",
+                            "value overflows numeric format",
+                            None,
+                        ));
+                    }
+                }
+                Ok(v)
+            }
         }
     }
     fn size(&self) -> usize {

@@ -446,6 +446,12 @@ fn value_text(
         })
         .to_string(),
         dt if has_own_text(dt) => temporal(values, i, zone).unwrap_or_default(),
+        DataType::Decimal128(_, scale) => decimal(
+            values
+                .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                .value(i),
+            *scale,
+        ),
         _ => formatter
             .map(|f| f.value(i).to_string())
             .unwrap_or_default(),

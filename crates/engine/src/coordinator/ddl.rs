@@ -12,16 +12,12 @@ impl Coordinator {
         // its scan is stays right, since a statement never moves it).
         if let Some((b, _)) = &mut self.backfill {
             let v = &b.desc;
-            b.df = Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
-                .metered(&v.name);
+            b.df = Dataflow::for_view(v)?;
         }
         self.views = self
             .descs
             .iter()
-            .map(|v| {
-                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)
-                    .map(|d| d.metered(&v.name))
-            })
+            .map(Dataflow::for_view)
             .collect::<Result<_, _>>()?;
         Ok(())
     }
@@ -54,8 +50,7 @@ impl Coordinator {
         // `freshet_storage::state_entries`): none yet.
         self.txn
             .put(keys::state_entries_key(v.id), 0i64.to_be_bytes().to_vec());
-        let mut df = Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
-            .metered(&v.name);
+        let mut df = Dataflow::for_view(&v)?;
         df.init(&mut self.txn)?;
         let progress = crate::progress::start_backfill(v.id);
         self.txn
@@ -141,8 +136,7 @@ impl Coordinator {
                 table,
                 staging: false,
             };
-            df = Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
-                .metered(&v.name);
+            df = Dataflow::for_view(&v)?;
             staged = Some((table, self.take_staged(&v)?));
         }
         self.views.push(df);

@@ -178,7 +178,7 @@ impl Coordinator {
         row: &Row,
         fresh: bool,
     ) -> Result<(), EngineError> {
-        check_not_null(desc, row)?;
+        check_row(desc, row)?;
         let key = if desc.pk.is_empty() {
             let key = keys::row_key(desc.id, &codec::encode_row(row)?);
             add_count(&mut self.txn, key.clone(), 1)?;

@@ -40,7 +40,7 @@ use crate::operators::add_count;
 pub use crate::operators::materialize::{row_count_key, sink_counts, view_row_count, Output};
 use crate::plan::{RelationId, StreamNode};
 use crate::subscriptions::{Subscribers, Subscription};
-use crate::write_check::{check_not_null, display_value, duplicate_key, pk_row_key};
+use crate::write_check::{check_row, display_value, duplicate_key, pk_row_key};
 use crate::EngineError;
 
 mod ddl;
@@ -112,6 +112,10 @@ pub struct ViewDesc {
     pub output: Output,
     /// How its dataflow uses threads (shards, two-phase aggregation).
     pub parallelism: crate::dataflow::Parallelism,
+    /// Planned before `numeric` had NaN and infinities (dialect level 11): its
+    /// expressions would compute with them as with numbers, so a change carrying one is
+    /// refused (`Dataflow::push`).
+    pub refuses_specials: bool,
 }
 
 /// Rows to delete (as they currently are) and rows to insert, in the table's schema.
@@ -324,10 +328,7 @@ impl Engine {
         }
         for v in views {
             c.schemas.insert(v.id, v.schema.clone());
-            c.views.push(
-                Dataflow::build(v.id, &v.plan, v.append_only, v.output, v.parallelism)?
-                    .metered(&v.name),
-            );
+            c.views.push(Dataflow::for_view(&v)?);
             c.descs.push(v);
         }
         // A backfill the server died in: its committed pages go.

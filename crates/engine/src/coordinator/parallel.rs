@@ -267,14 +267,8 @@ fn take_lane<T>(slot: &std::sync::Mutex<Option<Vec<T>>>) -> Vec<T> {
 
 /// Builds the view's dataflow anew; it reads its state back from the transaction.
 fn rebuild(df: &mut Dataflow, desc: &ViewDesc) {
-    match Dataflow::build(
-        desc.id,
-        &desc.plan,
-        desc.append_only,
-        desc.output,
-        desc.parallelism,
-    ) {
-        Ok(d) => *df = d.metered(&desc.name),
+    match Dataflow::for_view(desc) {
+        Ok(d) => *df = d,
         Err(e) => tracing::error!(error = %e, "rebuilding the view failed"),
     }
 }

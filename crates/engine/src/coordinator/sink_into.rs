@@ -118,7 +118,7 @@ impl Coordinator {
         rows: &mut Vec<Row>,
         weights: &mut Vec<i64>,
     ) -> Result<(), EngineError> {
-        check_not_null(desc, row)?;
+        check_row(desc, row)?;
         if desc.pk.is_empty() {
             let key = keys::row_key(desc.id, &codec::encode_row(row)?);
             add_count(&mut self.txn, key, 1)?;

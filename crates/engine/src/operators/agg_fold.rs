@@ -356,15 +356,13 @@ pub(crate) fn add_weighted(
                     ),
                 ));
             }
-            ScalarValue::Decimal128(
-                Some(
-                    x.checked_mul(w as i128)
-                        .and_then(|d| a.checked_add(d))
-                        .ok_or_else(overflow)?,
-                ),
-                *p,
-                *s,
-            )
+            // Past 38 digits is out of the type (and where special values are).
+            let sum = x
+                .checked_mul(w as i128)
+                .and_then(|d| a.checked_add(d))
+                .filter(|v| v.unsigned_abs() < 10u128.pow(38))
+                .ok_or_else(overflow)?;
+            ScalarValue::Decimal128(Some(sum), *p, *s)
         }
         (
             ScalarValue::IntervalMonthDayNano(Some(a)),

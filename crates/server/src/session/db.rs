@@ -233,6 +233,7 @@ impl Db {
                 append_only: v.append_only,
                 output: view_output(v),
                 parallelism: parallelism(v, streaming_parallelism),
+                refuses_specials: v.dialect < freshet_planner::numeric_special::LEVEL,
             });
         }
         // Plain views: their columns, for the catalogs (queries expand them).

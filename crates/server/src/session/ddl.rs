@@ -433,6 +433,7 @@ impl Session {
             append_only: planned.append_only,
             output: view_output(&def),
             parallelism: crate::session::db::parallelism(&def, self.db.streaming_parallelism),
+            refuses_specials: def.dialect < freshet_planner::numeric_special::LEVEL,
         };
         // Queries read a view's rows with its schema; a sink keeps none.
         let readable = def.sink.is_none();
