@@ -312,46 +312,46 @@ pub fn cast(array: &ArrayRef, to: &DataType, options: &CastOptions) -> Result<Ar
         (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, DataType::Decimal128(..)) => {
             let text = cast_with_options(array, &DataType::Utf8, options)?;
             let text = text.as_string::<i32>();
-            let specials: Vec<Option<Special>> =
-                text.iter().map(|s| s.and_then(Special::parse)).collect();
-            if specials.iter().all(Option::is_none) {
-                return Ok(cast_with_options(array, to, options)?);
-            }
-            let clean: StringArray = text
-                .iter()
-                .zip(&specials)
-                .map(|(s, x)| if x.is_some() { Some("0") } else { s })
-                .collect();
-            let clean: ArrayRef = Arc::new(clean);
-            put_back_or_null(
-                cast_with_options(&clean, to, options)?,
-                &specials,
-                to,
-                options.safe,
-            )
+            let specials = text.iter().map(|s| s.and_then(Special::parse)).collect();
+            cast_around(array, specials, to, options, |specials| {
+                let clean: StringArray = text
+                    .iter()
+                    .zip(specials)
+                    .map(|(s, x)| if x.is_some() { Some("0") } else { s })
+                    .collect();
+                Arc::new(clean)
+            })
         }
         (DataType::Float32 | DataType::Float64, DataType::Decimal128(..)) => {
             let floats = cast_with_options(array, &DataType::Float64, options)?;
             let floats = floats.as_primitive::<Float64Type>();
-            let specials: Vec<Option<Special>> =
-                floats.iter().map(|v| v.and_then(Special::of_f64)).collect();
-            if specials.iter().all(Option::is_none) {
-                return Ok(cast_with_options(array, to, options)?);
-            }
-            let clean: Float64Array = floats
-                .iter()
-                .map(|v| v.map(|f| if f.is_finite() { f } else { 0.0 }))
-                .collect();
-            let clean: ArrayRef = Arc::new(clean);
-            put_back_or_null(
-                cast_with_options(&clean, to, options)?,
-                &specials,
-                to,
-                options.safe,
-            )
+            let specials = floats.iter().map(|v| v.and_then(Special::of_f64)).collect();
+            cast_around(array, specials, to, options, |_| {
+                let clean: Float64Array = floats
+                    .iter()
+                    .map(|v| v.map(|f| if f.is_finite() { f } else { 0.0 }))
+                    .collect();
+                Arc::new(clean)
+            })
         }
         _ => Ok(cast_with_options(array, to, options)?),
     }
+}
+
+/// `array` cast to `to`, its rows `specials` names by way of the numbers `clean` puts
+/// in their place, then put back (see [`cast`]).
+fn cast_around(
+    array: &ArrayRef,
+    specials: Vec<Option<Special>>,
+    to: &DataType,
+    options: &CastOptions,
+    clean: impl FnOnce(&[Option<Special>]) -> ArrayRef,
+) -> Result<ArrayRef> {
+    if specials.iter().all(Option::is_none) {
+        return Ok(cast_with_options(array, to, options)?);
+    }
+    let out = cast_with_options(&clean(&specials), to, options)?;
+    put_back_or_null(out, &specials, to, options.safe)
 }
 
 /// `v` cast to `to` as [`cast`] casts it.

@@ -401,6 +401,13 @@ fn finish(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
     })
 }
 
+/// The type of a function's one argument, which it returns.
+fn first_type(args: &[DataType]) -> Result<DataType> {
+    args.first()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("one argument expected".into()))
+}
+
 fn decimals(a: &ArrayRef) -> Result<&Decimal128Array> {
     a.as_primitive_opt::<Decimal128Type>().ok_or_else(|| {
         DataFusionError::Internal(format!("a numeric expected, not {}", a.data_type()))
@@ -719,9 +726,7 @@ impl ScalarUDFImpl for NumericNeg {
         &self.signature
     }
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        args.first()
-            .cloned()
-            .ok_or_else(|| DataFusionError::Internal("one argument expected".into()))
+        first_type(args)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let (arrays, scalar) = arrays(&args.args, args.number_rows)?;
@@ -817,9 +822,7 @@ impl ScalarUDFImpl for Finite {
         &self.signature
     }
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        args.first()
-            .cloned()
-            .ok_or_else(|| DataFusionError::Internal("one argument expected".into()))
+        first_type(args)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [arg] = args.args.as_slice() else {
