@@ -111,6 +111,18 @@ impl Special {
     }
 }
 
+/// What a sum with `counts` special inputs (NaN, Infinity, -Infinity) is, if they
+/// decide it, as in Postgres: NaN with any NaN or both infinities, else the infinity
+/// there is.
+pub fn sum_of(counts: [i64; 3]) -> Option<Special> {
+    match (counts[0] > 0, counts[1] > 0, counts[2] > 0) {
+        (true, _, _) | (_, true, true) => Some(Special::NaN),
+        (_, true, _) => Some(Special::Infinity),
+        (_, _, true) => Some(Special::NegInfinity),
+        _ => None,
+    }
+}
+
 /// An error with its SQLSTATE (and Postgres' detail and hint), raised by a function.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

@@ -229,31 +229,8 @@ fn guarded(args: Vec<Expr>, function: &str, schema: &DFSchema) -> Result<(Vec<Ex
 
 fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     Ok(match e {
-        Expr::Cast(Cast { expr, field }) => {
-            let from = expr.get_type(schema)?;
-            let to = field.data_type();
-            if is_numeric(&from) || (is_numeric(to) && (is_text(&from) || from.is_floating())) {
-                Transformed::yes(udf(NumericCast::new(to.clone(), false), vec![*expr]))
-            } else if holds_numeric(&from) {
-                // An array or record of numerics: Arrow would cast the elements.
-                let guarded = udf(Finite::new("a cast"), vec![*expr]);
-                Transformed::yes(Expr::Cast(Cast::new(Box::new(guarded), to.clone())))
-            } else {
-                Transformed::no(Expr::Cast(Cast { expr, field }))
-            }
-        }
-        Expr::TryCast(TryCast { expr, field }) => {
-            let from = expr.get_type(schema)?;
-            let to = field.data_type();
-            if is_numeric(&from) || (is_numeric(to) && (is_text(&from) || from.is_floating())) {
-                Transformed::yes(udf(NumericCast::new(to.clone(), true), vec![*expr]))
-            } else if holds_numeric(&from) {
-                let guarded = udf(Finite::new("a cast"), vec![*expr]);
-                Transformed::yes(Expr::TryCast(TryCast::new(Box::new(guarded), to.clone())))
-            } else {
-                Transformed::no(Expr::TryCast(TryCast { expr, field }))
-            }
-        }
+        Expr::Cast(Cast { expr, field }) => rewrite_cast(*expr, field, false, schema)?,
+        Expr::TryCast(TryCast { expr, field }) => rewrite_cast(*expr, field, true, schema)?,
         Expr::BinaryExpr(b) => {
             let op = Op::of(b.op);
             let numeric = op.is_some()
@@ -350,6 +327,33 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         e => Transformed::no(e),
     })
+}
+
+/// A cast (`safe`: TRY_CAST) of `expr` to `field`'s type: [`NumericCast`] from or to a
+/// `numeric`; an array or record of numerics is guarded, as Arrow would cast its
+/// elements.
+fn rewrite_cast(
+    expr: Expr,
+    field: datafusion::arrow::datatypes::FieldRef,
+    safe: bool,
+    schema: &DFSchema,
+) -> Result<Transformed<Expr>> {
+    let from = expr.get_type(schema)?;
+    let to = field.data_type();
+    if is_numeric(&from) || (is_numeric(to) && (is_text(&from) || from.is_floating())) {
+        let cast = NumericCast::new(to.clone(), safe);
+        return Ok(Transformed::yes(udf(cast, vec![expr])));
+    }
+    let changed = holds_numeric(&from);
+    let expr = Box::new(match changed {
+        true => udf(Finite::new("a cast"), vec![expr]),
+        false => expr,
+    });
+    let cast = match safe {
+        true => Expr::TryCast(TryCast { expr, field }),
+        false => Expr::Cast(Cast { expr, field }),
+    };
+    Ok(Transformed::new_transformed(cast, changed))
 }
 
 /// Whether an expression node may need [`rewrite`] (its types decide).

@@ -47,12 +47,7 @@ type Counts = [i64; 3];
 
 /// The special value `counts` make a sum, if any.
 fn decided(c: &Counts) -> Option<Special> {
-    match (c[0] > 0, c[1] > 0, c[2] > 0) {
-        (true, _, _) | (_, true, true) => Some(Special::NaN),
-        (_, true, _) => Some(Special::Infinity),
-        (_, _, true) => Some(Special::NegInfinity),
-        _ => None,
-    }
+    special::sum_of(*c)
 }
 
 /// The special values of `values` (a `numeric`, the first argument) by row, and the

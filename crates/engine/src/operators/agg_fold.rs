@@ -305,27 +305,16 @@ fn special_slot(s: Special) -> usize {
     }
 }
 
-/// What a sum with `nan`, `infinity` and `neg_infinity` special inputs is, if they decide
-/// it: NaN with any NaN or both infinities, else the infinity there is.
-pub(crate) fn special_sum(nan: i64, infinity: i64, neg_infinity: i64) -> Option<Special> {
-    match (nan > 0, infinity > 0, neg_infinity > 0) {
-        (true, _, _) | (_, true, true) => Some(Special::NaN),
-        (_, true, _) => Some(Special::Infinity),
-        (_, _, true) => Some(Special::NegInfinity),
-        _ => None,
-    }
-}
-
 /// The special value sum/avg `a`'s accumulator (slots from `off`) is, if any.
 pub(crate) fn accumulated_special(a: &AggCall, off: usize, acc: &Row) -> Option<Special> {
     if !a.specials {
         return None;
     }
-    special_sum(
+    crate::numeric_special::sum_of([
         count(acc, off + 2),
         count(acc, off + 3),
         count(acc, off + 4),
-    )
+    ])
 }
 
 /// `acc + v * w` for a running sum (both of the sum's accumulation type), overflow-checked.

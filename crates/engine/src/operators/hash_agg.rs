@@ -494,7 +494,7 @@ impl HashAgg {
                                 _ => true,
                             })
                             .collect();
-                        let special = agg_fold::special_sum(specials[0], specials[1], specials[2]);
+                        let special = crate::numeric_special::sum_of(specials);
                         for v in &vals {
                             sum = agg_fold::add_weighted(
                                 &sum,
